@@ -1,0 +1,35 @@
+# Two commands matter (see README):  `make run`  and  `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel of torch 2.13.0 installs in seconds on this machine kind. For a CUDA build,
+# install torch into the venv yourself first (see README) and run with TORCH_SPEC= (empty).
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install run test test-all lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install -q "$(TORCH_SPEC)"; fi
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) -m figures
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m ''
+
+lint: install
+	$(PY) -m ruff check .
+
+bench: install
+	$(PY) benchmarks/bench_quadlab.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

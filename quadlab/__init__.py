@@ -1,0 +1,1 @@
+"""quadlab package."""
