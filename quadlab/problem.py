@@ -185,13 +185,19 @@ class Problem:
         return np.array([lam[0] for lam in self.eigenvalues])
 
     # ----------------------------------------------------------------- the function
+    def solve(self, rhs) -> np.ndarray:
+        """H⁻¹ rhs for rhs of shape (..., d), blockwise through the eigendecompositions."""
+        rhs = np.asarray(rhs, dtype=np.float64)
+        self._check_last_axis(rhs, "rhs")
+        out = np.empty_like(rhs)
+        for sl, lam, q in zip(self.block_slices, self.eigenvalues, self.eigenvectors, strict=True):
+            out[..., sl] = ((rhs[..., sl] @ q) / lam) @ q.T
+        return out
+
     @cached_property
     def w_star(self) -> np.ndarray:
-        """The minimiser w* = H⁻¹h (solved blockwise through the eigendecompositions)."""
-        out = np.empty(self.d)
-        for sl, lam, q in zip(self.block_slices, self.eigenvalues, self.eigenvectors, strict=True):
-            out[sl] = q @ ((q.T @ self.h[sl]) / lam)
-        return _readonly(out)
+        """The minimiser w* = H⁻¹h."""
+        return _readonly(self.solve(self.h))
 
     @property
     def loss_star(self) -> float:
