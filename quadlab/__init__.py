@@ -10,19 +10,28 @@ from .constants import AdamConstants, adam_constants, estimate_r
 from .optimizers import OPTIMIZERS, OptimizerSpec, make_optimizer
 from .problem import Problem
 from .run import DivergenceError, DivergenceWarning, divergence_steps, run
+from .study import DEFAULT_OPTIMIZERS, StudyResult, StudyRun, run_study
+from .tuning import TuneResult, iterations_to_tolerance, tune_lr
 
 __all__ = [
-    "AdamConstants",
     "CASES",
+    "DEFAULT_OPTIMIZERS",
     "OPTIMIZERS",
+    "AdamConstants",
     "DivergenceError",
     "DivergenceWarning",
     "OptimizerSpec",
     "Problem",
+    "StudyResult",
+    "StudyRun",
+    "TuneResult",
     "adam_constants",
     "divergence_steps",
     "estimate_r",
+    "iterations_to_tolerance",
     "make_optimizer",
     "make_problem",
     "run",
+    "run_study",
+    "tune_lr",
 ]

@@ -51,7 +51,7 @@ def haar_orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def marchenko_pastur(n: int, ratio: float, rng: np.random.Generator) -> np.ndarray:
     """Eigenvalues of XᵀX/m, X an m×n Gaussian matrix with n/m = `ratio` (a Wishart spectrum)."""
-    m = max(n, int(round(n / ratio)))
+    m = max(n, round(n / ratio))
     x = rng.standard_normal((m, n))
     return np.linalg.eigvalsh(x.T @ x / m)
 

@@ -1,16 +1,24 @@
 """numba kernels of the lab. Private: call them through `quadlab.run`, which validates inputs.
 
-All kernels iterate on the error e = w − w* rather than on w: the gradient is g = He exactly
-(∇L(w) = Hw − h = H(w − w*)), and the loss gap is ½ eᵀg, so neither suffers the cancellation of
-Hw − h near the optimum. Divergence: a trajectory whose gap is non-finite or exceeds
-`diverge_factor` × its initial gap is stopped; its gaps are +inf from that step on and the step is
-recorded in `diverged` (−1 = did not diverge).
+Conventions:
+* All kernels iterate on the error e = w − w* rather than on w: the gradient is g = He exactly
+  (∇L(w) = Hw − h = H(w − w*)), and the loss gap is ½ eᵀg, so neither suffers the cancellation
+  of Hw − h near the optimum.
+* State arrays are stored "lanes last": shape (d, n), one column per trajectory, so every
+  elementwise loop runs over contiguous trajectories and vectorises (SIMD across trajectories).
+* Divergence: a trajectory whose gap is non-finite or exceeds `diverge_factor` × its initial gap
+  is stopped; its gaps are +inf from that step on and the step is recorded in `diverged`
+  (−1 = did not diverge).
+* Subnormal numbers: a coordinate of e whose magnitude falls below FLUSH × ‖e0‖_∞ is set to
+  zero. Its share of the gap is then below FLUSH² ≈ 1e-280 of the initial gap — invisible in
+  float64 — while subnormal arithmetic would make the fast modes of a converged block
+  ~100× slower on x86.
 
-Two simulation strategies share one update rule (`_update_coord`):
-* `simulate_fused` — everything per trajectory in one compiled loop, trajectories in parallel:
-  best for small blocks (the 9-dimensional simplified cases).
-* `simulate_blocked` (in `simulate.py`) — the gradient of all trajectories by one BLAS matmul per
-  block, the elementwise update by `update_columns`: best for larger blocks.
+Two simulation strategies share the update rule `update_lanes`:
+* `simulate_fused` — chunks of up to `MAX_LANES` trajectories run all their steps in one compiled loop
+  (state in L1 cache), chunks in parallel: best for small blocks.
+* `simulate.simulate_blocked` — the gradient of all trajectories by one BLAS matmul per block,
+  then `update_lanes` on the whole state: best for larger blocks.
 """
 
 from __future__ import annotations
@@ -24,138 +32,163 @@ import numpy as np
 GD = 0  # also blockwise GD: the per-coordinate `scale` carries the block step sizes
 SIGN = 1
 ADAM = 2
-ADABELIEF = 3
+
+#: relative magnitude under which a coordinate of the error e is flushed to zero
+FLUSH = 1e-140
+#: largest number of trajectories per chunk of the fused kernel (SIMD runs across a chunk)
+MAX_LANES = 64
 
 _NB = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
 @nb.njit(**_NB)
-def _update_coord(code, gi, mi, vi, t, lr_i, beta1, beta2, eps, bias_correction):
-    """Update of one coordinate at step t (0-based). Returns (Δ, m_new, v_new), Δ to subtract.
+def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush):
+    """One optimizer step on the (d, n) state, in place: e ← e − Δ(g, m, v).
 
-    GD:   Δ = lr·g.   Sign: Δ = lr·sign(g).
+    GD:   Δ = lr·s_c·g.   Sign: Δ = lr·s_c·sign(g).
     Adam: m ← β1 m + (1−β1) g, v ← β2 v + (1−β2) g², Δ = lr·m̂/(√v̂ + ε), where m̂ = m, v̂ = v
-          unless bias correction divides by (1 − β^{t+1}).
-    AdaBelief: as Adam with v ← β2 v + (1−β2)(g − m)² (m the new first moment).
+          unless bias correction divides them by (1 − β1^{t+1}) and (1 − β2^{t+1}); a
+          coordinate with m̂ = 0 does not move.
+    Entries of e below flush[k] are set to zero afterwards.
     """
-    if code == GD:
-        return lr_i * gi, mi, vi
-    if code == SIGN:
-        s = 0.0
-        if gi > 0:
-            s = 1.0
-        elif gi < 0:
-            s = -1.0
-        return lr_i * s, mi, vi
-    m_new = beta1 * mi + (1.0 - beta1) * gi
-    if code == ADAM:
-        v_new = beta2 * vi + (1.0 - beta2) * gi * gi
-    else:
-        dev = gi - m_new
-        v_new = beta2 * vi + (1.0 - beta2) * dev * dev
-    mh = m_new
-    vh = v_new
+    d, n = e.shape
+    c1 = 1.0
+    c2 = 1.0
     if bias_correction:
-        mh = m_new / (1.0 - beta1 ** (t + 1))
-        vh = v_new / (1.0 - beta2 ** (t + 1))
-    den = math.sqrt(vh) + eps
-    if mh == 0.0:
-        return 0.0, m_new, v_new
-    return lr_i * mh / den, m_new, v_new
+        c1 = 1.0 / (1.0 - beta1 ** (t + 1))
+        c2 = 1.0 / (1.0 - beta2 ** (t + 1))
+    for c in range(d):
+        if code == GD:
+            for k in range(n):
+                e[c, k] -= lr[k] * scale[c] * g[c, k]
+        elif code == SIGN:
+            for k in range(n):
+                gk = g[c, k]
+                s = 1.0 if gk > 0 else (-1.0 if gk < 0 else 0.0)
+                e[c, k] -= lr[k] * scale[c] * s
+        else:
+            for k in range(n):
+                gk = g[c, k]
+                mk = beta1 * m[c, k] + (1.0 - beta1) * gk
+                vk = beta2 * v[c, k] + (1.0 - beta2) * gk * gk
+                m[c, k] = mk
+                v[c, k] = vk
+                mh = mk * c1
+                step = 0.0
+                if mh != 0.0:
+                    step = lr[k] * scale[c] * mh / (math.sqrt(vk * c2) + eps)
+                e[c, k] -= step
+        for k in range(n):
+            if abs(e[c, k]) < flush[k]:
+                e[c, k] = 0.0
+
+
+@nb.njit(fastmath={"reassoc", "contract"}, **_NB)
+def block_matmul(h_flat, h_off, c_off, e, g):
+    """g = H e for block-diagonal H (blocks row-major one after another in `h_flat`), (d, n)."""
+    n = e.shape[1]
+    for b in range(c_off.size - 1):
+        c0 = c_off[b]
+        size = c_off[b + 1] - c0
+        base = h_off[b]
+        for i in range(size):
+            for k in range(n):
+                g[c0 + i, k] = 0.0
+            for j in range(size):
+                hij = h_flat[base + i * size + j]
+                for k in range(n):
+                    g[c0 + i, k] += hij * e[c0 + j, k]
 
 
 @nb.njit(**_NB)
-def _initial_moments(code, g0, paper_init):
-    """First/second moments *before* step 0: the paper's convention starts them at g0 and g0⊙g0
-    (so β2 = 1 keeps v = g0² forever); `paper_init=False` starts them at zero (PyTorch)."""
-    d = g0.size
-    m = np.zeros(d)
-    v = np.zeros(d)
-    if paper_init:
-        for c in range(d):
-            m[c] = g0[c]
-            if code == ADAM:
-                v[c] = g0[c] * g0[c]
-            # AdaBelief's v tracks (g − m)²; with m starting at g0 its natural start is 0.
+def half_column_dots(e, g, out):
+    """out[k] = ½ Σ_c e[c, k] g[c, k] (the loss gap of each trajectory)."""
+    d, n = e.shape
+    for k in range(n):
+        out[k] = 0.0
+    for c in range(d):
+        for k in range(n):
+            out[k] += e[c, k] * g[c, k]
+    for k in range(n):
+        out[k] *= 0.5
+
+
+@nb.njit(**_NB)
+def record_step(e, g, m, v, gaps, limit, diverged, out, t):
+    """Gaps of step t+1 into out[:, t+1]; lanes whose gap is non-finite or above `limit` are
+    marked diverged at t+1, get +inf from now on, and are parked at zero (finite and cheap)."""
+    d, n = e.shape
+    half_column_dots(e, g, gaps)
+    for k in range(n):
+        if diverged[k] >= 0:
+            out[k, t + 1] = np.inf
+        elif gaps[k] <= limit[k]:  # False for NaN too
+            out[k, t + 1] = gaps[k]
+        else:
+            diverged[k] = t + 1
+            out[k, t + 1] = np.inf
+            for c in range(d):
+                e[c, k] = 0.0
+                g[c, k] = 0.0
+                m[c, k] = 0.0
+                v[c, k] = 1.0
+
+
+@nb.njit(**_NB)
+def initial_moments(code, g, paper_init):
+    """Moments *before* step 0: the paper's convention starts them at g0 and g0⊙g0 (so β2 = 1
+    keeps v = g0² for ever); `paper_init=False` starts them at zero (PyTorch)."""
+    m = np.zeros_like(g)
+    v = np.zeros_like(g)
+    if paper_init and code == ADAM:
+        m[:] = g
+        v[:] = g * g
     return m, v
 
 
 @nb.njit(**_NB)
-def _block_matvec(h_flat, h_off, c_off, x, out):
-    """out = H x for block-diagonal H stored block after block (row-major) in `h_flat`."""
-    for b in range(c_off.size - 1):
-        c0 = c_off[b]
-        n = c_off[b + 1] - c0
-        base = h_off[b]
-        for i in range(n):
-            acc = 0.0
-            row = base + i * n
-            for j in range(n):
-                acc += h_flat[row + j] * x[c0 + j]
-            out[c0 + i] = acc
-
-
-@nb.njit(parallel=True, **_NB)
-def simulate_fused(h_flat, h_off, c_off, e0, lr, scale, steps, code, beta1, beta2, eps,
-                   bias_correction, paper_init, diverge_factor, out, diverged):
-    """Simulate n trajectories (rows of e0) for `steps` steps; gaps into out (n, steps+1)."""
-    n, d = e0.shape
-    for i in nb.prange(n):
-        e = e0[i].copy()
-        g = np.empty(d)
-        _block_matvec(h_flat, h_off, c_off, e, g)
-        gap0 = 0.0
-        for c in range(d):
-            gap0 += e[c] * g[c]
-        gap0 *= 0.5
-        out[i, 0] = gap0
-        limit = diverge_factor * max(gap0, 1e-300)
-        m, v = _initial_moments(code, g, paper_init)
-        diverged[i] = -1
-        for t in range(steps):
-            for c in range(d):
-                delta, mc, vc = _update_coord(code, g[c], m[c], v[c], t, lr[i] * scale[c],
-                                              beta1, beta2, eps, bias_correction)
-                m[c] = mc
-                v[c] = vc
-                e[c] -= delta
-            _block_matvec(h_flat, h_off, c_off, e, g)
-            gap = 0.0
-            for c in range(d):
-                gap += e[c] * g[c]
-            gap *= 0.5
-            if not (gap <= limit):  # catches NaN too
-                diverged[i] = t + 1
-                for s in range(t + 1, steps + 1):
-                    out[i, s] = np.inf
-                break
-            out[i, t + 1] = gap
-
-
-@nb.njit(parallel=True, **_NB)
-def update_columns(e, g, m, v, lr, scale, t, code, beta1, beta2, eps, bias_correction, alive):
-    """One update of every live column of the (d, n) state arrays, in place."""
+def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, eps,
+               bias_correction, paper_init, diverge_factor, out, diverged):
+    """All steps for one chunk: e (d, n) in place, gaps into out (n, steps+1)."""
     d, n = e.shape
-    for i in nb.prange(n):
-        if not alive[i]:
-            continue
+    flush = np.empty(n)
+    for k in range(n):
+        mx = 0.0
         for c in range(d):
-            delta, mc, vc = _update_coord(code, g[c, i], m[c, i], v[c, i], t,
-                                          lr[i] * scale[c], beta1, beta2, eps, bias_correction)
-            m[c, i] = mc
-            v[c, i] = vc
-            e[c, i] -= delta
+            mx = max(mx, abs(e[c, k]))
+        flush[k] = FLUSH * mx
+    g = np.empty_like(e)
+    block_matmul(h_flat, h_off, c_off, e, g)
+    gaps = np.empty(n)
+    half_column_dots(e, g, gaps)
+    limit = np.empty(n)
+    for k in range(n):
+        out[k, 0] = gaps[k]
+        limit[k] = diverge_factor * max(gaps[k], 1e-300)
+        diverged[k] = -1
+    m, v = initial_moments(code, g, paper_init)
+    for t in range(steps):
+        update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush)
+        block_matmul(h_flat, h_off, c_off, e, g)
+        record_step(e, g, m, v, gaps, limit, diverged, out, t)
 
 
 @nb.njit(parallel=True, **_NB)
-def half_column_dots(e, g, out):
-    """out[i] = ½ Σ_c e[c, i] g[c, i] (the loss gap of each column)."""
-    d, n = e.shape
-    for i in nb.prange(n):
-        acc = 0.0
-        for c in range(d):
-            acc += e[c, i] * g[c, i]
-        out[i] = 0.5 * acc
+def simulate_fused(h_flat, h_off, c_off, e0t, lr, scale, steps, code, beta1, beta2, eps,
+                   bias_correction, paper_init, diverge_factor, out, diverged, threads):
+    """Simulate the trajectories e0t[:, k] (shape (d, n)) in chunks, chunks in parallel.
+
+    Chunks hold up to MAX_LANES trajectories but are made small enough to feed `threads`.
+    """
+    n = e0t.shape[1]
+    lanes = min(MAX_LANES, max(8, (n + threads - 1) // threads))
+    n_chunks = (n + lanes - 1) // lanes
+    for ch in nb.prange(n_chunks):
+        lo = ch * lanes
+        hi = min(n, lo + lanes)
+        e = np.ascontiguousarray(e0t[:, lo:hi])
+        _run_chunk(h_flat, h_off, c_off, e, lr[lo:hi], scale, steps, code, beta1, beta2, eps,
+                   bias_correction, paper_init, diverge_factor, out[lo:hi], diverged[lo:hi])
 
 
 @nb.njit(parallel=True, **_NB)

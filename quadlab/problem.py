@@ -6,6 +6,7 @@ takes a `Problem`.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -143,7 +144,7 @@ class Problem:
     def block_slices(self) -> tuple[slice, ...]:
         """Coordinate slice of each block inside w."""
         edges = np.concatenate([[0], np.cumsum(self.block_sizes)])
-        return tuple(slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True))
+        return tuple(slice(int(a), int(b)) for a, b in itertools.pairwise(edges))
 
     @cached_property
     def block_index(self) -> np.ndarray:

@@ -49,7 +49,8 @@ def _describe(rows: np.ndarray, steps: np.ndarray, n: int, limit: int = 8) -> st
                                                               strict=True))
     more = f", … ({len(rows) - limit} more)" if len(rows) > limit else ""
     return (f"{len(rows)} of {n} trajectories diverged ({items}{more}); gap non-finite or above "
-            f"{_sim.DIVERGENCE_FACTOR:g} × its initial value. Their gaps are +inf from that step on.")
+            f"{_sim.DIVERGENCE_FACTOR:g} × its initial value. Their gaps are +inf from that step "
+            "on.")
 
 
 def run(problem: Problem, optimizer: str, *, lr, w0, steps: int,

@@ -8,6 +8,7 @@ and return `(gaps, diverged)` with gaps of shape (n, steps+1) and diverged of sh
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from . import kernels
@@ -43,20 +44,21 @@ def simulate(problem: Problem, spec: OptimizerSpec, lr: np.ndarray, e0: np.ndarr
 
 
 def simulate_fused(problem, spec, lr, e0, steps):
-    """All steps of each trajectory in one compiled loop; trajectories in parallel."""
+    """Chunks of trajectories run all their steps in one compiled loop; chunks in parallel."""
     n = e0.shape[0]
     out = np.empty((n, steps + 1))
     diverged = np.empty(n, dtype=np.int64)
     h_flat, h_off, c_off = packed_blocks(problem)
     code, b1, b2, eps, bias, paper = _kernel_args(spec)
-    kernels.simulate_fused(h_flat, h_off, c_off, np.ascontiguousarray(e0),
+    kernels.simulate_fused(h_flat, h_off, c_off, np.ascontiguousarray(e0.T),
                            np.ascontiguousarray(lr), spec.coordinate_scale(problem), steps, code,
-                           b1, b2, eps, bias, paper, DIVERGENCE_FACTOR, out, diverged)
+                           b1, b2, eps, bias, paper, DIVERGENCE_FACTOR, out, diverged,
+                           numba.get_num_threads())
     return out, diverged
 
 
 def simulate_blocked(problem, spec, lr, e0, steps):
-    """Gradients of all trajectories at once, one BLAS matmul per block; fused updates.
+    """Gradients of all trajectories at once, one BLAS matmul per block; compiled updates.
 
     The state is stored transposed, (d, n), so each block's rows are contiguous and
     G[block] = H_l @ E[block] writes in place.
@@ -73,30 +75,19 @@ def simulate_blocked(problem, spec, lr, e0, steps):
             np.matmul(b, e[sl], out=g[sl])
 
     gradient()
-    m = g.copy() if paper else np.zeros_like(g)
-    v = (g * g if code == kernels.ADAM else np.zeros_like(g)) if paper else np.zeros_like(g)
+    m, v = kernels.initial_moments(code, g, paper)
     out = np.empty((n, steps + 1))
     diverged = np.full(n, -1, dtype=np.int64)
-    alive = np.ones(n, dtype=np.bool_)
     gaps = np.empty(n)
     kernels.half_column_dots(e, g, gaps)
     out[:, 0] = gaps
     limit = DIVERGENCE_FACTOR * np.maximum(gaps, 1e-300)
     lr = np.ascontiguousarray(lr)
+    flush = kernels.FLUSH * np.max(np.abs(e), axis=0)
     for t in range(steps):
-        kernels.update_columns(e, g, m, v, lr, scale, t, code, b1, b2, eps, bias, alive)
+        kernels.update_lanes(code, e, g, m, v, lr, scale, t, b1, b2, eps, bias, flush)
         gradient()
-        kernels.half_column_dots(e, g, gaps)
-        bad = alive & ~(gaps <= limit)
-        if bad.any():
-            idx = np.flatnonzero(bad)
-            diverged[idx] = t + 1
-            alive[idx] = False
-            e[:, idx] = 0.0  # keep dead columns finite and cheap
-            m[:, idx] = 0.0
-            v[:, idx] = 1.0
-        gaps[~alive] = np.inf
-        out[:, t + 1] = gaps
+        kernels.record_step(e, g, m, v, gaps, limit, diverged, out, t)
     return out, diverged
 
 
