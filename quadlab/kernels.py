@@ -15,8 +15,8 @@ Conventions:
   ~100× slower on x86.
 
 Two simulation strategies share the update rule `update_lanes`:
-* `simulate_fused` — chunks of up to `MAX_LANES` trajectories run all their steps in one compiled loop
-  (state in L1 cache), chunks in parallel: best for small blocks.
+* `simulate_fused` — chunks of up to `MAX_LANES` trajectories run all their steps in one
+  compiled loop (state in L1 cache), chunks in parallel: best for small blocks.
 * `simulate.simulate_blocked` — the gradient of all trajectories by one BLAS matmul per block,
   then `update_lanes` on the whole state: best for larger blocks.
 """
