@@ -25,9 +25,7 @@ def main(argv=None) -> int:
     seeds = tuple(range(args.seeds))
     with Progress(len(cases) * len(seeds) * len(DEFAULT_OPTIMIZERS), "figure 8") as bar:
         result = run_study(cases=cases, seeds=seeds, steps=args.steps, progress=bar.advance)
-    rows = result.table()
-    print(show_sweep({"steps": args.steps, "tol": result.tol, "rows": rows,
-                      "speedup_gd_over_adam": {c: result.speedup(c) for c in cases}}))
+    print(show_sweep(result.summary()))
     paths = fig8_quadratic.plot(result, args.out)
     print("\nwrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ from .constants import adam_constants, estimate_r
 from .optimizers import OPTIMIZERS, make_optimizer
 from .progress import Progress
 from .run import divergence_steps, run
-from .study import run_study
+from .study import DEFAULT_OPTIMIZERS, run_study
 from .tables import format_table
 from .tuning import iterations_to_tolerance, tune_lr
 from .validation import check_choice
@@ -89,13 +89,11 @@ def show_run(res: dict) -> str:
 def cmd_sweep(args) -> dict:
     cases = args.cases or list(CASES)
     seeds = list(range(args.seeds))
-    from .study import DEFAULT_OPTIMIZERS
     total = len(cases) * len(seeds) * len(DEFAULT_OPTIMIZERS)
     with Progress(total, "sweep", enabled=None if not args.quiet else False) as bar:
         result = run_study(cases=cases, seeds=seeds, steps=args.steps, tol=args.tol,
                            progress=bar.advance)
-    return {"steps": args.steps, "tol": args.tol, "seeds": seeds, "rows": result.table(),
-            "speedup_gd_over_adam": {c: result.speedup(c) for c in cases}}
+    return result.summary()
 
 
 def show_sweep(res: dict) -> str:
@@ -104,7 +102,8 @@ def show_sweep(res: dict) -> str:
         ("median_iterations", "median iters", ".0f"), ("min_iterations", "min", ".0f"),
         ("max_iterations", "max", ".0f"), ("reached", "reached", "d"), ("seeds", "of", "d"),
         ("median_lr", "median lr", ".3g")])
-    speed = ", ".join(f"{c}: {s:.2f}×" for c, s in res["speedup_gd_over_adam"].items())
+    speed = ", ".join(f"{c}: {s:.2f}×" if s is not None and np.isfinite(s) else f"{c}: n/a"
+                      for c, s in res["speedup_gd_over_adam"].items())
     return (f"iterations to reach {res['tol']:g} × initial loss gap (budget {res['steps']} steps, "
             f"step sizes tuned per run)\n\n{table}\n\nGD iterations / Adam(β2=1) iterations "
             f"(medians): {speed}")

@@ -62,9 +62,20 @@ class StudyResult:
         raise KeyError((case, optimizer, seed))
 
     def speedup(self, case: str, baseline: str = "GD", other: str = "Adam β2=1") -> float:
-        """Median iterations of `baseline` divided by median iterations of `other`."""
-        return float(np.median(self.iterations(case, baseline))
-                     / np.median(self.iterations(case, other)))
+        """Median iterations of `baseline` divided by median iterations of `other`.
+
+        +inf if only `baseline` never reached the tolerance, 0 if only `other` never did, NaN if
+        neither did.
+        """
+        with np.errstate(invalid="ignore"):
+            return float(np.median(self.iterations(case, baseline))
+                         / np.median(self.iterations(case, other)))
+
+    def summary(self) -> dict:
+        """Settings, `table()` rows and the GD/Adam(β2=1) speed-up per case (JSON-ready)."""
+        return {"steps": self.steps, "tol": self.tol, "seeds": list(self.seeds),
+                "rows": self.table(),
+                "speedup_gd_over_adam": {c: self.speedup(c) for c in self.cases}}
 
     def table(self) -> list[dict]:
         """One row per case and optimizer: median/min/max iterations, seeds reaching tol."""
