@@ -1,33 +1,72 @@
-"""`python -m figures`: regenerate the figures (for now the quadratic study, Figure 8)."""
+"""`python -m figures`: regenerate every figure and table, with a report a reader can check.
+
+Intermediate results are cached on disk, keyed by settings and code version, so a second run
+only redraws. Profiles: ``quick`` (default, CPU, minutes) and ``full`` (GPU-sized).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
-from quadlab import DEFAULT_OPTIMIZERS, run_study
-from quadlab.cli import show_sweep
 from quadlab.progress import Progress
 
-from . import fig8_quadratic
+from . import report
+from .cache import cached
+from .registry import PROFILES
+from .specs import FIGURES
 
-OUT = Path(__file__).resolve().parent / "out"
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+CACHE = HERE / ".cache"
+REPORT = HERE / "REPORT.md"
+
+
+def run_figures(names, *, profile: str, out: Path, cache_dir: Path | None,
+                stream=None) -> list[report.Entry]:
+    """Compute (or read from cache), draw and assess the named figures; print each finding."""
+    stream = sys.stdout if stream is None else stream
+    entries = []
+    for name in names:
+        spec = FIGURES[name]
+        settings = spec.settings_for(profile)
+        t0 = time.monotonic()
+        with Progress(None, name) as bar:
+            result, hit = cached(cache_dir, name, settings, spec.packages,
+                                 lambda spec=spec, settings=settings, bar=bar:
+                                 spec.compute(**settings, progress=bar.advance))
+        paths = spec.draw(result, out)
+        finding = spec.findings(result)
+        entries.append(report.Entry(spec, profile, settings, tuple(paths), finding,
+                                    time.monotonic() - t0, hit))
+        print(f"\n== {spec.title} [{finding.verdict}]"
+              f"{' (cached)' if hit else ''}\n{finding.measured}\n", file=stream)
+        if finding.table:
+            print(finding.table, file=stream)
+    return entries
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m figures", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m figures", description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", choices=PROFILES, default="quick")
+    ap.add_argument("--only", nargs="+", metavar="NAME", choices=list(FIGURES),
+                    help=f"figures to make (default all): {', '.join(FIGURES)}")
     ap.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT})")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=60_000)
+    ap.add_argument("--cache", type=Path, default=CACHE, help=f"cache folder (default {CACHE})")
+    ap.add_argument("--no-cache", action="store_true", help="recompute everything")
+    ap.add_argument("--report", type=Path, default=None,
+                    help=f"report path (default {REPORT} for the default --out, else "
+                         "OUT/REPORT.md)")
     args = ap.parse_args(argv)
-    cases = ("hetero", "homo", "transformer", "cnn")
-    seeds = tuple(range(args.seeds))
-    with Progress(len(cases) * len(seeds) * len(DEFAULT_OPTIMIZERS), "figure 8") as bar:
-        result = run_study(cases=cases, seeds=seeds, steps=args.steps, progress=bar.advance)
-    print(show_sweep(result.summary()))
-    paths = fig8_quadratic.plot(result, args.out)
-    print("\nwrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    names = args.only or list(FIGURES)
+    entries = run_figures(names, profile=args.profile, out=args.out,
+                          cache_dir=None if args.no_cache else args.cache)
+    path = args.report or (REPORT if args.out == OUT else args.out / "REPORT.md")
+    report.write(entries, path)
+    print(f"wrote {len(entries)} figure(s) to {args.out} and the report to {path}",
+          file=sys.stderr)
     return 0
 
 

@@ -11,7 +11,7 @@ class Progress:
     """Counts finished items of a known total and redraws one status line.
 
     Args:
-        total: number of items.
+        total: number of items, or None when unknown (a counter is shown instead of a bar).
         desc: label shown before the bar.
         stream: where to draw (default stderr).
         enabled: draw or not; default: only if `stream` is a terminal.
@@ -19,9 +19,9 @@ class Progress:
     Use as a context manager and call `advance(note)` after each item.
     """
 
-    def __init__(self, total: int, desc: str = "", *, stream: TextIO | None = None,
+    def __init__(self, total: int | None, desc: str = "", *, stream: TextIO | None = None,
                  enabled: bool | None = None):
-        self.total = max(int(total), 1)
+        self.total = None if total is None else max(int(total), 1)
         self.desc = desc
         self.stream = sys.stderr if stream is None else stream
         self.enabled = self.stream.isatty() if enabled is None else enabled
@@ -33,12 +33,15 @@ class Progress:
         self.done += 1
         if not self.enabled:
             return
-        width = 24
-        filled = int(width * self.done / self.total)
         elapsed = time.monotonic() - self.start
-        eta = elapsed / self.done * (self.total - self.done)
-        line = (f"\r{self.desc} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
-                f" {elapsed:5.1f}s (eta {eta:4.0f}s) {note[:40]:40s}")
+        if self.total is None:  # unknown total: a counter
+            line = f"\r{self.desc} {self.done} done {elapsed:5.1f}s {note[:40]:40s}"
+        else:
+            width = 24
+            filled = int(width * min(self.done, self.total) / self.total)
+            eta = elapsed / self.done * max(self.total - self.done, 0)
+            line = (f"\r{self.desc} [{'#' * filled}{'.' * (width - filled)}] "
+                    f"{self.done}/{self.total} {elapsed:5.1f}s (eta {eta:4.0f}s) {note[:40]:40s}")
         self.stream.write(line)
         self.stream.flush()
 

@@ -1,10 +1,31 @@
+import pytest
+
 from figures.__main__ import main
+from figures.registry import FigureSpec
+from figures.specs import FIGURES
 
 
-def test_main_job_writes_figure_8_and_prints_table(tmp_path, capsys):
-    assert main(["--seeds", "1", "--steps", "2000", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "transformer" in out and "GD iterations / Adam" in out
-    for ext in ("png", "pdf"):
-        f = tmp_path / f"fig8_quadratic.{ext}"
-        assert f.exists() and f.stat().st_size > 10_000
+def test_every_figure_runs_on_the_tiny_profile_and_the_cache_is_reused(tmp_path, capsys):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = ["--profile", "tiny", "--out", str(out), "--cache", str(cache)]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    for name in FIGURES:
+        for ext in ("png", "pdf"):
+            f = out / f"{name}.{ext}"
+            assert f.exists() and f.stat().st_size > 5_000, f
+    report = (out / "REPORT.md").read_text()
+    assert all(f"({name}.png)" in report or f"out/{name}.png" in report for name in FIGURES)
+    assert "Paper's claim" in report and "Verdict" in report
+    assert "(cached)" not in first
+    assert len(list(cache.glob("*.pkl"))) == len(FIGURES)
+    # second run: everything from the cache, same findings
+    assert main(argv) == 0
+    second = capsys.readouterr().out
+    assert second.count("(cached)") == len(FIGURES)
+
+
+@pytest.mark.parametrize("spec", list(FIGURES.values()), ids=list(FIGURES))
+def test_specs_have_every_profile(spec: FigureSpec):
+    for profile in ("tiny", "quick", "full"):
+        assert isinstance(spec.settings_for(profile), dict)

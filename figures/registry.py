@@ -1,0 +1,77 @@
+"""What a figure is to the pipeline: how to compute its data, draw it, and say what it found.
+
+Each figure module defines a `FigureSpec` named ``SPEC``; `FIGURES` lists them in report order.
+Computation lives in the library (quadlab, proofs, nets); a spec only names the call and its
+settings per profile, and `draw` only draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+#: tiny: seconds, for the tests; quick: the default (CPU, minutes); full: GPU-sized.
+PROFILES = ("tiny", "quick", "full")
+
+Verdict = Literal["agrees", "partly", "disagrees", "not comparable"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a figure measured, set against the paper's claim.
+
+    Attributes:
+        measured: one paragraph: the numbers that were measured.
+        verdict: how the measurement compares with the claim (computed, never typed in).
+        table: optional Markdown table with the numbers behind it.
+    """
+
+    measured: str
+    verdict: Verdict
+    table: str = ""
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure or table of the paper.
+
+    Attributes:
+        name: file stem of the outputs (``<name>.png``, ``<name>.pdf``) and of its cache entry.
+        title: heading in the report.
+        claim: the paper's claim this figure tests, in words.
+        caption: what the figure shows.
+        settings: profile name -> keyword arguments of `compute`.
+        packages: top-level packages whose code the result depends on (cache key).
+        compute: ``compute(**settings, progress=callable) -> result`` (picklable).
+        draw: ``draw(result, out_dir) -> list of written paths``.
+        findings: ``findings(result) -> Finding``.
+    """
+
+    name: str
+    title: str
+    claim: str
+    caption: str
+    settings: Mapping[str, dict]
+    packages: tuple[str, ...]
+    compute: Callable[..., Any]
+    draw: Callable[[Any, Path], list[Path]]
+    findings: Callable[[Any], Finding]
+
+    def settings_for(self, profile: str) -> dict:
+        """The settings of `profile` ("quick" or "full")."""
+        if profile not in self.settings:
+            raise ValueError(f"figure {self.name} has no profile {profile!r}; "
+                             f"choose one of {', '.join(self.settings)}")
+        return dict(self.settings[profile])
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A Markdown table: columns are (key, header, format spec); +inf prints as "never"."""
+    from quadlab.tables import format_value
+
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(format_value(r[k], f) for k, _, f in columns) + " |" for r in rows]
+    return "\n".join([head, rule, *body])
