@@ -263,22 +263,22 @@ def steps_needed(beta2: float, abs_a0_max: float, factor: float) -> int:
     plus `factor` local e-foldings 1/(1 − ρ(β2)) of the cycle's contraction."""
     rho = float(np.max(np.abs(cycle_multipliers(beta2))))
     transient = max(0.0, math.log(2.0 * max(abs_a0_max, 1.0)) / (-0.5 * math.log(beta2)))
-    return int(math.ceil(1.5 * transient + factor / (1.0 - rho))) + 10
+    return math.ceil(1.5 * transient + factor / (1.0 - rho)) + 10
 
 
 def contraction_rate(beta2: float, *, delta: float = 1e-4, steps: int | None = None) -> float:
     """Measured per-step contraction of the distance to the cycle, from a start perturbed by
     `delta` (slope of the log-distance envelope while it falls from ~delta to ~1e-11)."""
     rho = float(np.max(np.abs(cycle_multipliers(beta2))))
-    steps = steps or int(math.ceil(math.log(1e-7) / math.log(rho)))
+    steps = steps or math.ceil(math.log(1e-7) / math.log(rho))
     a, u = 0.5 + delta, 0.25
     dist = np.empty(steps)
     for t in range(steps):
         a, u = _g_map(a, u, beta2)
         dist[t] = math.hypot(a - 0.5, u - 0.25)
     # envelope: running max over windows of length covering one rotation of the complex pair
-    win = max(2, int(math.ceil(2 * math.pi / max(1e-3, abs(np.angle(
-        cycle_multipliers(beta2)[0]))))))
+    win = max(2, math.ceil(2 * math.pi / max(1e-3, abs(np.angle(
+        cycle_multipliers(beta2)[0])))))
     env = np.array([dist[k:k + win].max() for k in range(0, steps - win, win)])
     k = np.arange(env.size) * win
     slope = np.polyfit(k, np.log(env), 1)[0]
