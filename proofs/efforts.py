@@ -59,7 +59,7 @@ EFFORTS: dict[str, Effort] = {
                       thm1_r_trials=20000, prop2_beta2=(0.5, 0.7, 0.9, 0.99, 0.999),
                       prop2_etas=(1e-3, 0.1, 1.0, 10.0), prop2_starts=12,
                       prop2_max_steps_factor=60.0,
-                      table2_kappas=(1e1, 3e1, 1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5),
+                      table2_kappas=(1e1, 3e1, 1e2, 3e2, 1e3, 5e3, 1e4, 3e4, 1e5),
                       table2_starts=8),
     "high": Effort("high", prop1_kappas=(1.5, 2.0, 10.0, 1e2, 1e3, 5e3, 1e4, 1e5, 1e6, 1e8),
                    prop1_etas=20000, prop1_steps=2000, prop1_random=20000, thm1_problems=3000,

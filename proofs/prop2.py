@@ -258,6 +258,17 @@ def mpmath_log_losses(w0: float, eta: float, beta2: float, steps: int, *, dps: i
     return np.array(out)
 
 
+def _merge(base: LogRun, new: LogRun, rows: np.ndarray) -> LogRun:
+    """`base` with the rows `rows` replaced by the rows of `new`."""
+    fields = {}
+    for name in LogRun.__dataclass_fields__:
+        arr = getattr(base, name).copy()
+        if name != "log_loss":
+            arr[rows] = getattr(new, name)
+        fields[name] = arr
+    return LogRun(**fields)
+
+
 def steps_needed(beta2: float, abs_a0_max: float, factor: float) -> int:
     """Step budget: the transient while √v decays from |a0|η to η/2 (log(2|a0|)/(−½ log β2))
     plus `factor` local e-foldings 1/(1 − ρ(β2)) of the cycle's contraction."""
@@ -307,8 +318,18 @@ def search_prop2(*, effort: str | Effort = "default", seed: int = 0) -> list[Ver
             steps = steps_needed(beta2, float(np.max(np.abs(w0)) / eta),
                                  eff.prop2_max_steps_factor)
             res = simulate_log(w0, eta, beta2, steps, tail=100)
-            tried += w0.size
             on_cycle = (res.distance < CYCLE_TOL) & (res.tail_sign_flips == 100)
+            # a start that shrank |w| very far needs longer to be pushed back out: extend the
+            # budget (×4, up to ×64) for the undecided ones and rerun them from scratch
+            budget = steps
+            while np.any(~on_cycle & (res.sign != 0)) and budget < 64 * steps:
+                budget *= 4
+                redo = np.flatnonzero(~on_cycle & (res.sign != 0))
+                again = simulate_log(w0[redo], eta, beta2, budget, tail=100)
+                res = _merge(res, again, redo)
+                on_cycle = (res.distance < CYCLE_TOL) & (res.tail_sign_flips == 100)
+            steps = budget
+            tried += w0.size
             at_zero = res.sign == 0
             undecided += int(np.sum(~on_cycle & ~at_zero))
             for k in np.flatnonzero(at_zero):
@@ -352,9 +373,13 @@ def search_prop2(*, effort: str | Effort = "default", seed: int = 0) -> list[Ver
             "beta2": beta2, "analytic_spectral_radius": float(np.max(np.abs(mu))),
             "numerical_jacobian_spectral_radius": float(np.max(np.abs(num))),
             "measured_contraction_per_step": contraction_rate(beta2)})
+    # analytic vs finite-difference Jacobian: 1e-6 (O(h²) truncation, h = 1e-6, plus
+    # cancellation ~1e-10/h); measured decay exponent −log ρ vs analytic: 5% relative (the
+    # envelope of a rotating, non-normal linear decay over a finite window)
     stab_ok = all(abs(s["analytic_spectral_radius"] - s["numerical_jacobian_spectral_radius"])
-                  < 1e-6 and abs(s["measured_contraction_per_step"]
-                                 - s["analytic_spectral_radius"]) < 2e-3
+                  < 1e-6
+                  and abs(np.log(s["measured_contraction_per_step"])
+                          / np.log(s["analytic_spectral_radius"]) - 1.0) < 0.05
                   and s["analytic_spectral_radius"] < 1 for s in stability)
 
     # cross-checks of the log-space simulator
