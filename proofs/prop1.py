@@ -21,7 +21,7 @@ Other loadings of the two modes fail the corrected bound at t = 0 (the checker s
 is why the construction matters.
 
 All gaps are evaluated exactly in log space (`proofs._numerics`); a ratio violates the bound when
-log(ratio) < (1 + `REL_TOL`)·log(bound).
+log(ratio) < (1 + `REL_TOL`)·log(bound) − `ABS_LOG_TOL`.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ from .verdict import Verdict
 #: log(ratio) < (1 + REL_TOL)·log(bound). Gaps are computed in log space (log1p for the rates)
 #: from float64 eigenpairs; near the bound their logs carry ~t·1e-16 relative error.
 REL_TOL = 1e-9
+#: Absolute allowance on log(ratio): each rate (1 − ηλ)² carries a few ulps of round-off
+#: (η, ηλ and 1 − ηλ are rounded), ~1e-15 in log near η*, whatever κ. 1e-13 ≈ 450 ulps.
+ABS_LOG_TOL = 1e-13
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ class Prop1Result:
     """Outcome of checking a Proposition-1 statement on one (H, h, w0) over a step-size grid.
 
     Attributes:
-        holds: no (η, t) with log(ratio) < (1 + REL_TOL)·log(bound).
+        holds: no (η, t) with log(ratio) < (1 + REL_TOL)·log(bound) − ABS_LOG_TOL.
         kappa: κ(H).
         bound: factor(κ).
         worst_ratio: min over (η, t) of the per-step gap ratio.
@@ -172,7 +175,7 @@ def check_prop1(problem: Problem, w0, *, statement: Prop1Statement = CORRECTED,
     t = int(np.flatnonzero(filled[i] <= worst + 1e-13 * max(1.0, abs(worst)))[0])
     at_opt = filled[np.searchsorted(etas, eta_opt)]
     return Prop1Result(
-        holds=bool(worst >= (1.0 + REL_TOL) * log_bound), kappa=kappa, bound=bound,
+        holds=bool(worst >= (1.0 + REL_TOL) * log_bound - ABS_LOG_TOL), kappa=kappa, bound=bound,
         worst_ratio=float(np.exp(worst)), worst_eta=float(etas[i]), worst_t=int(t),
         ratio_at_eta_opt=float(np.exp(at_opt.min())), n_eta=int(etas.size), n_steps=int(steps))
 
@@ -241,8 +244,8 @@ def search_prop1(*, effort: str | Effort = "default", seed: int = 0,
             "random_max_ratio_at_eta_opt_over_bound": (max(ratio_opt_over_bound)
                                                        if ratio_opt_over_bound else None),
             "equal_loading_construction": _result_dict(eq),
-            "tolerance": f"violation iff log(ratio) < (1 + {REL_TOL:g})·log(bound) "
-                         "(relative; exact gaps in log space)",
+            "tolerance": f"violation iff log(ratio) < (1 + {REL_TOL:g})·log(bound) − "
+                         f"{ABS_LOG_TOL:g} (exact gaps in log space)",
             "grid": f"{eff.prop1_etas} log-spaced η in [1e-4, 3]/λ_max + special steps, "
                     f"t = 0..{eff.prop1_steps - 1}",
         }
