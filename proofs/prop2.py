@@ -277,23 +277,25 @@ def steps_needed(beta2: float, abs_a0_max: float, factor: float) -> int:
     return math.ceil(1.5 * transient + factor / (1.0 - rho)) + 10
 
 
-def contraction_rate(beta2: float, *, delta: float = 1e-4, steps: int | None = None) -> float:
-    """Measured per-step contraction of the distance to the cycle, from a start perturbed by
-    `delta` (slope of the log-distance envelope while it falls from ~delta to ~1e-11)."""
-    rho = float(np.max(np.abs(cycle_multipliers(beta2))))
-    steps = steps or math.ceil(math.log(1e-7) / math.log(rho))
-    a, u = 0.5 + delta, 0.25
-    dist = np.empty(steps)
-    for t in range(steps):
+def contraction_rate(beta2: float, *, delta: float = 1e-6, steps: int = 60) -> float:
+    """Measured local contraction at the cycle, independent of the analytic Jacobian.
+
+    Iterates the rescaled map G from (1/2 + δ, 1/4 + δ), records the deviations
+    X_t = (a_t − 1/2, u_t − 1/4) while |X_t| > 1e-13, fits X_{t+1} ≈ A X_t by least squares and
+    returns the spectral radius of A (the nonlinear terms are O(δ) relative).
+    """
+    a, u = 0.5 + delta, 0.25 + delta
+    xs = [(a - 0.5, u - 0.25)]
+    for _ in range(steps):
         a, u = _g_map(a, u, beta2)
-        dist[t] = math.hypot(a - 0.5, u - 0.25)
-    # envelope: running max over windows of length covering one rotation of the complex pair
-    win = max(2, math.ceil(2 * math.pi / max(1e-3, abs(np.angle(
-        cycle_multipliers(beta2)[0])))))
-    env = np.array([dist[k:k + win].max() for k in range(0, steps - win, win)])
-    k = np.arange(env.size) * win
-    slope = np.polyfit(k, np.log(env), 1)[0]
-    return float(np.exp(slope))
+        xs.append((a - 0.5, u - 0.25))
+        if math.hypot(*xs[-1]) < 1e-13:
+            break
+    x = np.array(xs)
+    if len(x) < 4:
+        raise ValueError("too few steps above round-off to fit the local map")
+    sol, *_ = np.linalg.lstsq(x[:-1], x[1:], rcond=None)  # x[1:] ≈ x[:-1] @ Aᵀ
+    return float(np.max(np.abs(np.linalg.eigvals(sol.T))))
 
 
 def search_prop2(*, effort: str | Effort = "default", seed: int = 0) -> list[Verdict]:
@@ -374,12 +376,12 @@ def search_prop2(*, effort: str | Effort = "default", seed: int = 0) -> list[Ver
             "numerical_jacobian_spectral_radius": float(np.max(np.abs(num))),
             "measured_contraction_per_step": contraction_rate(beta2)})
     # analytic vs finite-difference Jacobian: 1e-6 (O(h²) truncation, h = 1e-6, plus
-    # cancellation ~1e-10/h); measured decay exponent −log ρ vs analytic: 5% relative (the
-    # envelope of a rotating, non-normal linear decay over a finite window)
+    # cancellation ~1e-10/h); vs the map fitted to a trajectory: 1e-4 (O(δ) nonlinearity,
+    # δ = 1e-6, amplified by the non-normality of the Jacobian)
     stab_ok = all(abs(s["analytic_spectral_radius"] - s["numerical_jacobian_spectral_radius"])
                   < 1e-6
-                  and abs(np.log(s["measured_contraction_per_step"])
-                          / np.log(s["analytic_spectral_radius"]) - 1.0) < 0.05
+                  and abs(s["measured_contraction_per_step"] - s["analytic_spectral_radius"])
+                  < 1e-4
                   and s["analytic_spectral_radius"] < 1 for s in stability)
 
     # cross-checks of the log-space simulator
