@@ -228,6 +228,10 @@ def search_table2(*, effort: str | Effort = "default", seed: int = 0) -> list[Ve
               "adam_exponent_vs_r_maxkappa_l": slope,
               "adam_max_iterations_over_bound": float(np.max(its / bound)),
               "adam_within_bound": within,
+              "entries": {"GD: Õ(κ)": "holds" if gd_ok else "violated",
+                          "Adam (2): Õ(r·max κ_l)": "holds" if adam_ok else "violated",
+                          "Adam (3): ✗ (stalls, floor ∝ η²)":
+                              "holds" if stall_ok and floor_ok else "violated"},
               "speedup_gd_over_adam_best at κ closest to 5000": None}
         k5 = min(kappas, key=lambda k: abs(np.log(k / 5000)))
         ev["speedup_gd_over_adam_best at κ closest to 5000"] = {
