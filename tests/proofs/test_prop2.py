@@ -85,3 +85,9 @@ def test_search_verdicts():
     assert printed.verdict == "violated"
     assert corrected.verdict == "holds"
     assert corrected.evidence["stability_checks_pass"]
+
+
+def test_overstated_liminf_is_violated():
+    # the derived liminf is η²/8; claiming η²/4 must fail, η²/16 must hold
+    assert search_prop2(effort="test", liminf_factor=0.25)[1].verdict == "violated"
+    assert search_prop2(effort="test", liminf_factor=1 / 16)[1].verdict == "holds"

@@ -50,3 +50,7 @@ def test_cli_table_and_bad_effort():
     bad = subprocess.run([sys.executable, "-m", "proofs", "--effort", "huge"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "effort" in bad.stderr
+
+
+def test_wrong_gd_exponent_is_violated():
+    assert search_table2(effort="test", gd_exponent=2.0)[1].verdict == "violated"
