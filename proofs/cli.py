@@ -1,0 +1,32 @@
+"""`python -m proofs [--json] [--effort test|default|high] [--seed N] [--only ID ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from .efforts import EFFORTS
+from .report import CHECKERS, format_table, run_all
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the checkers, print the table (or JSON). Returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m proofs",
+                                     description="Check the paper's theory numerically.")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of verdicts")
+    parser.add_argument("--effort", choices=tuple(EFFORTS), default="default")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="+", choices=tuple(CHECKERS), default=None)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    verdicts = run_all(effort=args.effort, seed=args.seed,
+                       only=tuple(args.only) if args.only else None)
+    if args.json:
+        json.dump([v.to_dict() for v in verdicts], sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(format_table(verdicts))
+        print(f"\n(effort {args.effort}, seed {args.seed}, {time.perf_counter() - start:.1f} s)")
+    return 0
