@@ -109,28 +109,6 @@ SHARP = Thm1Statement(
 )
 
 
-def theorem1_constants(problem: Problem, w0) -> quadlab.AdamConstants:
-    """Theorem 1's constants with g0 = H(w0 − w*), the gradient `quadlab.run` uses.
-
-    `quadlab.adam_constants` evaluates g0 = Hw0 − h; near w* the two float64 evaluations differ
-    by ~1e-16·‖h‖/|g0_i| relative, which is enough to move η·ν off 1 by more than round-off
-    when the bound is ~0. Using the simulator's g0 keeps step, constants and trajectory
-    consistent. (Both agree to that accuracy: tested.)
-    """
-    w0 = np.asarray(w0, dtype=np.float64)
-    if w0.shape != (problem.d,) or not np.all(np.isfinite(w0)):
-        raise ValueError(f"w0 must be a finite array of shape ({problem.d},)")
-    g0 = problem.matvec(w0 - problem.w_star)
-    lam1 = problem.lambda_max_blocks
-    c1 = np.array([np.min(np.abs(g0[sl])) for sl in problem.block_slices]) / lam1
-    c2 = np.array([np.max(np.abs(g0[sl])) for sl in problem.block_slices]) / lam1
-    with np.errstate(divide="ignore"):
-        r = float(np.max(c2) ** 2 / np.min(c1) ** 2)
-    kb = problem.kappa_blocks
-    return quadlab.AdamConstants(C1=c1, C2=c2, r=r, kappa_blocks=kb, kappa_adam=r * kb,
-                                 grad0=g0)
-
-
 def extreme_modes(problem: Problem, g0: np.ndarray) -> tuple[float, float]:
     """(ν_min, ν_max) of D^{-1/2} H D^{-1/2}, D = diag|g0|, each to ~1e-15 relative accuracy.
 
@@ -213,7 +191,7 @@ def check_thm1_batch(problem: Problem, w0s, *, statement: Thm1Statement = CORREC
     w0s = np.asarray(w0s, dtype=np.float64)
     if w0s.ndim != 2 or w0s.shape[1] != problem.d:
         raise ValueError(f"w0s must have shape (n, {problem.d}), got {w0s.shape}")
-    consts = [theorem1_constants(problem, w0) for w0 in w0s]
+    consts = [quadlab.adam_constants(problem, w0) for w0 in w0s]
     for c in consts:
         if np.any(c.grad0 == 0.0):
             raise ValueError("the gradient at w0 has an exactly zero coordinate: simplified "

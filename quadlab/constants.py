@@ -28,7 +28,7 @@ class AdamConstants:
         r: max_l C_{l,2}² / min_l C_{l,1}² (inf if a gradient coordinate is exactly zero).
         kappa_blocks: κ_l per block, shape (L,).
         kappa_adam: κ_Adam,l = r κ_l per block, shape (L,).
-        grad0: ∇L(w0), shape (d,).
+        grad0: ∇L(w0) = H(w0 − w*) (the gradient `quadlab.run` uses), shape (d,).
     """
 
     C1: np.ndarray
@@ -60,7 +60,7 @@ def adam_constants(problem: Problem, w0) -> AdamConstants:
     w0 = as_float_array(w0, name="w0", ndim=1)
     if w0.shape != (problem.d,):
         raise ValueError(f"w0 must have shape ({problem.d},), got {w0.shape}")
-    g0 = problem.grad(w0)
+    g0 = problem.matvec(w0 - problem.w_star)  # = Hw0 − h, without its cancellation near w*
     c1, c2, r = _r_from_grads(problem, g0[None, :])
     kappa_blocks = problem.kappa_blocks
     return AdamConstants(C1=c1[0], C2=c2[0], r=float(r[0]), kappa_blocks=kappa_blocks,
@@ -82,4 +82,4 @@ def estimate_r(problem: Problem, trials: int, seed=0, *, std: float = 1.0) -> np
     if isinstance(trials, bool) or not isinstance(trials, int | np.integer) or trials < 1:
         raise ValueError(f"trials must be a positive integer, got {trials!r}")
     w0 = problem.initial_points(int(trials), seed=seed, std=std)
-    return _r_from_grads(problem, problem.grad(w0))[2]
+    return _r_from_grads(problem, problem.matvec(w0 - problem.w_star))[2]
