@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from . import fig8_quadratic
+from . import fig8_quadratic, proofs_verdicts
 from .registry import FigureSpec
 
-FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in (fig8_quadratic.SPEC,)}
+FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in (
+    fig8_quadratic.SPEC,
+    proofs_verdicts.SPEC,
+)}
