@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from quadlab.tables import format_table as _format
+
 from .efforts import Effort, get_effort
 from .prop1 import search_prop1
 from .prop2 import search_prop2
@@ -51,12 +53,7 @@ def _key_number(v: Verdict) -> str:
 
 def format_table(verdicts: list[Verdict]) -> str:
     """A plain-text verdict table: id, form, verdict, key number."""
-    head = ("claim", "form", "verdict", "key evidence")
-    rows = [(v.id, v.form, v.verdict, _key_number(v)) for v in verdicts]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head[:3], widths, strict=True)) + "  " + head[3]]
-    lines.append("-" * (sum(widths) + 6 + 40))
-    for r in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  "
-                     + r[3])
-    return "\n".join(lines)
+    rows = [{"claim": v.id, "form": v.form, "verdict": v.verdict, "key": _key_number(v)}
+            for v in verdicts]
+    return _format([*rows], [("claim", "claim", ""), ("form", "form", ""),
+                             ("verdict", "verdict", ""), ("key", "key evidence", "")])
