@@ -47,7 +47,7 @@ class Progress:
         if not self.enabled:
             return
         frac = min(done / self.total, 1.0)
-        fill = int(round(frac * self.width))
+        fill = round(frac * self.width)
         el = time.monotonic() - self.start
         eta = el / frac - el if frac > 0 else float("nan")
         sys.stderr.write(f"\r{self.label} [{'#' * fill}{'.' * (self.width - fill)}] "
@@ -208,6 +208,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     common.add_argument("--chunk-size", type=int, default=None,
                         help="vmap chunk size over tangents (bounds memory)")
+    common.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for this process (default: torch's choice; "
+                             "1 is faster on a CPU shared with other jobs)")
     common.add_argument("--out", default=None, help="results file (JSON, resumable)")
     common.add_argument("--overwrite", action="store_true",
                         help="discard an existing results file with other settings")
@@ -234,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     for label in ("steps", "probes"):
         if getattr(args, label) < 1:
             raise SystemExit(f"nets: --{label} must be >= 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit("nets: --threads must be >= 1")
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -26,11 +26,10 @@ FORMAT = 1
 def versions() -> dict[str, str]:
     """Versions of the libraries that produced a result."""
     import platform
+    from importlib.metadata import PackageNotFoundError, version
 
     import scipy
     import torch
-
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         own = version("blockhet")

@@ -11,8 +11,17 @@ from nets.results import load_spectra
 FAST = ["--model", "mlp", "--steps", "4", "--probes", "3", "--quiet", "--device", "cpu"]
 
 
-def test_spectrum_blockwise_json(tmp_path, capsys):
-    out = tmp_path / "r.json"
+@pytest.fixture(scope="module")
+def blockwise_file(tmp_path_factory):
+    """One uninterrupted blockwise run shared by the tests (computed once)."""
+    out = tmp_path_factory.mktemp("cli") / "ref.json"
+    assert cli.main(["spectrum", *FAST, "--blocks", "--out", str(out)]) == 0
+    return out
+
+
+def test_spectrum_blockwise_json(blockwise_file, capsys):
+    out = blockwise_file
+    capsys.readouterr()
     assert cli.main(["spectrum", *FAST, "--blocks", "--json", "--out", str(out)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["settings"]["blocks"] == "params" and doc["settings"]["probes"] == 3
@@ -34,8 +43,10 @@ def test_spectrum_full_table(tmp_path, capsys):
     assert list(spectra) == ["full"]
 
 
-def test_js0_json_and_sensitivity(tmp_path, capsys):
+def test_js0_json_and_sensitivity(blockwise_file, tmp_path, capsys):
     out = tmp_path / "j.json"
+    out.write_bytes(blockwise_file.read_bytes())  # js0 reuses the stored blockwise probes
+    capsys.readouterr()
     assert cli.main(["js0", *FAST, "--out", str(out), "--json", "--bootstrap", "20",
                      "--sensitivity"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -53,9 +64,8 @@ def test_js0_json_and_sensitivity(tmp_path, capsys):
     assert out.read_bytes() == before
 
 
-def test_resume_after_interruption(tmp_path, monkeypatch, capsys):
-    ref = tmp_path / "ref.json"
-    assert cli.main(["spectrum", *FAST, "--blocks", "--out", str(ref)]) == 0
+def test_resume_after_interruption(blockwise_file, tmp_path, monkeypatch, capsys):
+    ref = blockwise_file
     real = cli.blockwise_spectrum
     calls = []
 
@@ -84,9 +94,8 @@ def test_resume_after_interruption(tmp_path, monkeypatch, capsys):
         np.testing.assert_array_equal(b[k].probe_ids, a[k].probe_ids)
 
 
-def test_mismatched_settings_refused(tmp_path, capsys):
-    out = tmp_path / "r.json"
-    assert cli.main(["spectrum", *FAST, "--blocks", "--out", str(out)]) == 0
+def test_mismatched_settings_refused(blockwise_file, capsys):
+    out = blockwise_file
     with pytest.raises(SystemExit, match="other settings"):
         cli.main(["spectrum", "--model", "mlp", "--steps", "5", "--probes", "3", "--quiet",
                   "--blocks", "--out", str(out)])
