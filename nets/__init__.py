@@ -6,7 +6,13 @@ loss over all of ``data`` (batches weighted by their number of samples).
 """
 
 from .blocks import Block, Piece, resolve_blocks, split_parameter
-from .density import DensityRecipe, block_densities, lambda10, spectral_density
+from .density import (
+    DensityRecipe,
+    block_densities,
+    kth_largest_eigenvalue,
+    lambda10,
+    spectral_density,
+)
 from .exact import dense_hessian, exact_blockwise_eigenvalues
 from .hvp import BlockHVP, make_batch_hessian_vector_product
 from .js import JS0Estimate, js0, js0_bootstrap, js0_sensitivity, js_matrix
@@ -34,6 +40,7 @@ __all__ = [
     "js0_bootstrap",
     "js0_sensitivity",
     "js_matrix",
+    "kth_largest_eigenvalue",
     "lambda10",
     "lanczos",
     "make_batch_hessian_vector_product",

@@ -112,7 +112,8 @@ def js0_bootstrap(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | 
 def js0_sensitivity(spectra: Mapping[str, BlockSpectrum], *,
                     widths: Sequence[float] = (0.003, 0.01, 0.03, 0.1),
                     grid_sizes: Sequence[int] = (500, 2000),
-                    normalizations: Sequence[str] = ("none", "lambda10")) -> list[dict]:
+                    normalizations: Sequence[str] = ("none", "lambda1", "lambda10")
+                    ) -> list[dict]:
     """JS0 under several recipes, from the stored nodes and weights (no new HVPs).
 
     Returns:

@@ -69,6 +69,8 @@ def test_lambda10_normalization():
     # normalized by λ10 the two blocks coincide
     assert nets.js0({"a": s, "b": t}, nets.DensityRecipe(normalize="lambda10")) < 1e-7
     assert nets.js0({"a": s, "b": t}) > 0.3
+    assert nets.kth_largest_eigenvalue(s, 1) == 20.0
+    assert nets.js0({"a": s, "b": t}, nets.DensityRecipe(normalize="lambda1")) < 1e-7
     with pytest.raises(ValueError, match="at least 10"):
         nets.lambda10(_spec("c", np.arange(5.0)))
     with pytest.raises(ValueError, match="not positive"):
