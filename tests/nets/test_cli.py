@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import nets.cli as cli
 from nets.results import load_spectra
@@ -34,11 +35,13 @@ def test_spectrum_blockwise_json(blockwise_file, capsys):
         assert r["lambda_min"] <= r["lambda_max"]
 
 
-def test_spectrum_full_table(tmp_path, capsys):
+def test_spectrum_full_table_with_progress_bar(tmp_path, capsys):
     out = tmp_path / "f.json"
-    assert cli.main(["spectrum", *FAST, "--out", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "full" in text and "lambda_max" in text
+    args = [a for a in FAST if a != "--quiet"]
+    assert cli.main(["spectrum", *args, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "full" in captured.out and "lambda_max" in captured.out
+    assert "#" in captured.err and "12/12" in captured.err  # 3 probes x 4 steps
     _, _, spectra = load_spectra(out)
     assert list(spectra) == ["full"]
 
@@ -106,3 +109,9 @@ def test_bad_arguments(tmp_path, capsys):
         cli.main(["spectrum", "--model", "alexnet"])
     with pytest.raises(SystemExit, match="probes"):
         cli.main(["spectrum", "--model", "mlp", "--probes", "0"])
+
+
+def test_device_auto():
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert cli._device("auto").type == want
+    assert cli._device("cpu").type == "cpu"
