@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -161,12 +162,18 @@ def _cmd_js0(args: argparse.Namespace) -> int:
     if not args.blocks:
         args.blocks = "params"
     settings, spectra, out = compute(args)
+    if args.exclude:
+        pattern = re.compile(args.exclude)
+        spectra = {k: v for k, v in spectra.items() if not pattern.search(k)}
+        if len(spectra) < 2:
+            raise ValueError(f"--exclude {args.exclude!r} leaves fewer than two blocks")
     recipe = DensityRecipe(args.width, args.grid, args.normalize)
     rng = np.random.default_rng([args.seed, 12345])
     est = js0_bootstrap(spectra, recipe, n_boot=args.bootstrap, rng=rng)
     names, mat = js_matrix(spectra, recipe)
     res = {"js0": est.value, "js0_std": est.std, "js0_interval95": [est.low, est.high],
            "n_boot": est.n_boot, "settings": settings, "file": str(out),
+           "exclude": args.exclude,
            "recipe": {"width": recipe.width, "grid_size": recipe.grid_size,
                       "normalize": recipe.normalize}}
     if args.sensitivity:
@@ -224,6 +231,9 @@ def _parser() -> argparse.ArgumentParser:
     js.add_argument("--grid", type=int, default=DensityRecipe.grid_size,
                     help="grid points (default 2000)")
     js.add_argument("--normalize", default=DensityRecipe.normalize, choices=NORMALIZATIONS)
+    js.add_argument("--exclude", default=None, metavar="REGEX",
+                    help="leave blocks whose name matches REGEX out of the JS statistics, "
+                         r"e.g. '(bias|ln\w*\.weight|bn\w*\.weight)$' for weight matrices only")
     js.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
     js.add_argument("--sensitivity", action="store_true",
                     help="also report JS0 under several widths, grids and normalizations")

@@ -59,6 +59,10 @@ def test_js0_json_and_sensitivity(blockwise_file, tmp_path, capsys):
     m = np.array(doc["js_matrix"])
     assert m.shape == (len(doc["blocks"]),) * 2
     assert doc["js0"] == pytest.approx(m[np.triu_indices(len(m), 1)].mean())
+    assert cli.main(["js0", *FAST, "--out", str(out), "--json", "--bootstrap", "5",
+                     "--exclude", "bias$"]) == 0
+    sub = json.loads(capsys.readouterr().out)
+    assert sub["blocks"] == [b for b in doc["blocks"] if not b.endswith("bias")]
     # a new recipe reuses the stored probes (no recomputation: the file is unchanged)
     before = out.read_bytes()
     assert cli.main(["js0", *FAST, "--out", str(out), "--width", "0.05", "--bootstrap",
