@@ -1,0 +1,189 @@
+"""Parameter blocks: which coordinates of the parameter vector form one Hessian block.
+
+A block ``D_l`` is a set of coordinates of the flattened parameter vector ``w``; its Hessian
+block is the principal submatrix ``[∇²L(w)]_ll = ∂²L / ∂w_l ∂w_l``. Here a block is a list of
+*pieces*, each a parameter tensor (by its ``named_parameters`` name) and an optional index into
+it (a tuple of slices). The block's vector ``v_l`` concatenates the pieces' flattened entries in
+order, so ``dim = Σ piece sizes``.
+
+User partitions are given as a mapping ``{block name: spec}`` where ``spec`` is
+
+* a parameter name (``"h.0.attn.qkv.weight"``): the whole tensor;
+* a ``(name, index)`` pair: part of a tensor (``index`` a slice or tuple of slices);
+* a list of the two forms above: a block made of several pieces.
+
+:func:`split_parameter` builds the specs that split a fused tensor (QKV) into equal parts along
+one axis (Q, K, V, or per-head blocks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Block", "Piece", "default_blocks", "resolve_blocks", "split_parameter"]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Part of one parameter tensor.
+
+    Attributes:
+        param: Name of the parameter in ``model.named_parameters()``.
+        index: Tuple of slices selecting the part, or ``()`` for the whole tensor.
+        shape: Shape of the selected part.
+    """
+
+    param: str
+    index: tuple[slice, ...]
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+@dataclass(frozen=True)
+class Block:
+    """A named block of parameter coordinates (ordered pieces).
+
+    Attributes:
+        name: Block name.
+        pieces: The pieces whose flattened entries, concatenated, form ``w_l``.
+    """
+
+    name: str
+    pieces: tuple[Piece, ...]
+
+    @property
+    def dim(self) -> int:
+        return sum(p.size for p in self.pieces)
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p.param for p in self.pieces))
+
+
+def _as_index(index: object, name: str) -> tuple[slice, ...]:
+    if index is None:
+        return ()
+    if isinstance(index, slice):
+        return (index,)
+    if isinstance(index, tuple) and all(isinstance(s, slice) for s in index):
+        return index
+    raise TypeError(f"block index for parameter {name!r} must be a slice or a tuple of slices, "
+                    f"got {index!r}")
+
+
+def _piece(spec: object, params: Mapping[str, torch.Tensor], block: str) -> Piece:
+    if isinstance(spec, str):
+        name, index = spec, ()
+    elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+        name, index = spec[0], _as_index(spec[1], spec[0])
+    else:
+        raise TypeError(f"block {block!r}: a piece must be a parameter name or a (name, index) "
+                        f"pair, got {spec!r}")
+    if name not in params:
+        raise ValueError(f"block {block!r} names parameter {name!r}, which the model does not "
+                         f"have (parameters: {', '.join(params) or 'none'})")
+    p = params[name]
+    if len(index) > p.ndim:
+        raise ValueError(f"block {block!r}: index {index!r} has more axes than parameter "
+                         f"{name!r} of shape {tuple(p.shape)}")
+    shape = tuple(torch.empty(p.shape, device="meta")[index].shape)
+    if 0 in shape:
+        raise ValueError(f"block {block!r}: index {index!r} selects no entry of parameter "
+                         f"{name!r} of shape {tuple(p.shape)}")
+    return Piece(name, index, shape)
+
+
+def default_blocks(model: torch.nn.Module) -> list[Block]:
+    """One block per named parameter tensor that requires a gradient."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValueError("the model has no trainable parameters: there is no Hessian to study")
+    return [Block(n, (Piece(n, (), tuple(p.shape)),)) for n, p in params.items()]
+
+
+def resolve_blocks(model: torch.nn.Module, blocks: Mapping[str, object] | None) -> list[Block]:
+    """Turn a user partition (or ``None``: one block per tensor) into :class:`Block` objects.
+
+    Raises:
+        ValueError: no parameters, an empty partition, an unknown parameter, an empty block,
+            or two blocks sharing a coordinate (blocks must be disjoint).
+        TypeError: a malformed specification.
+    """
+    if blocks is None:
+        return default_blocks(model)
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValueError("the model has no trainable parameters: there is no Hessian to study")
+    if not isinstance(blocks, Mapping):
+        raise TypeError(f"blocks must be a mapping {{name: spec}} or None, got "
+                        f"{type(blocks).__name__}")
+    if not blocks:
+        raise ValueError("blocks is an empty mapping: give at least one block")
+    out: list[Block] = []
+    owner: dict[str, torch.Tensor] = {}
+    for bname, spec in blocks.items():
+        if not isinstance(bname, str):
+            raise TypeError(f"block names must be strings, got {bname!r}")
+        specs: Sequence[object]
+        if isinstance(spec, list):
+            specs = spec
+        else:
+            specs = [spec]
+        if not specs:
+            raise ValueError(f"block {bname!r} names no parameter")
+        pieces = tuple(_piece(s, params, bname) for s in specs)
+        for pc in pieces:
+            mask = owner.setdefault(pc.param, torch.zeros(params[pc.param].shape, dtype=torch.int8))
+            if mask[pc.index].any():
+                raise ValueError(f"block {bname!r} overlaps another block on parameter "
+                                 f"{pc.param!r}: blocks must be disjoint")
+            mask[pc.index] = 1
+        out.append(Block(bname, pieces))
+    return out
+
+
+def split_parameter(name: str, shape: Sequence[int], parts: int | Sequence[str], *,
+                    dim: int = 0, prefix: str | None = None) -> dict[str, tuple[str, tuple]]:
+    """Specs that split one parameter into equal parts along axis ``dim``.
+
+    Example: a fused QKV weight of shape ``(3E, E)`` split into Q, K, V blocks is
+    ``split_parameter("attn.qkv.weight", (3*E, E), ["q", "k", "v"])``; a Q weight ``(E, E)``
+    split into H per-head blocks (rows of the head) is ``split_parameter(n, (E, E), H)``.
+
+    Args:
+        name: Parameter name.
+        shape: Its shape.
+        parts: Number of equal parts, or their names.
+        dim: Axis along which to split.
+        prefix: Prefix of the block names (default: ``name``).
+
+    Returns:
+        ``{f"{prefix}.{part}": (name, index)}``, to merge into a ``blocks`` mapping.
+    """
+    labels = [str(i) for i in range(parts)] if isinstance(parts, int) else [str(p) for p in parts]
+    n = len(labels)
+    if n < 1:
+        raise ValueError("parts must be at least 1")
+    if not -len(shape) <= dim < len(shape):
+        raise ValueError(f"dim {dim} out of range for shape {tuple(shape)}")
+    size = shape[dim]
+    if size % n:
+        raise ValueError(f"axis {dim} of {name!r} (size {size}) does not split into {n} "
+                         "equal parts")
+    step = size // n
+    dim = dim % len(shape)
+    prefix = name if prefix is None else prefix
+    out = {}
+    for i, lab in enumerate(labels):
+        index = (slice(None),) * dim + (slice(i * step, (i + 1) * step),)
+        out[f"{prefix}.{lab}"] = (name, index)
+    return out

@@ -1,0 +1,143 @@
+"""Lanczos with full reorthogonalization, run on many symmetric operators in lockstep.
+
+For a symmetric ``A`` (``d × d``) and a unit start ``q_1``, ``k`` Lanczos steps build an
+orthonormal basis ``Q_k`` of the Krylov space ``span{q_1, A q_1, …, A^{k-1} q_1}`` and the
+tridiagonal ``T_k = Q_kᵀ A Q_k`` with diagonal ``α_1..α_k`` and off-diagonal ``β_1..β_{k-1}``:
+
+    w = A q_j − α_j q_j − β_{j-1} q_{j-1},   α_j = q_jᵀ A q_j,   β_j = ‖w‖,   q_{j+1} = w / β_j.
+
+In floating point the ``q_j`` lose orthogonality and ghost copies of converged eigenvalues
+appear; here every new ``w`` is orthogonalized against all previous ``q_i`` twice (classical
+Gram–Schmidt applied twice, "CGS2"), which keeps ``Q_k`` orthonormal to working precision.
+
+If ``β_j`` falls below ``tol · max(|α|, |β|)`` the Krylov space is invariant: the run stops
+cleanly at ``k = j`` steps (no division by a tiny number). At most ``d`` steps are taken.
+
+Many operators (blocks) and many start vectors (probes) advance together: ``matvec`` receives
+one stack of vectors per operator, so a single call can batch all HVPs of one step. Vectors are
+stored in the dtype of the start vectors; ``α``, ``β`` are accumulated in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["LanczosRun", "lanczos"]
+
+
+@dataclass(frozen=True)
+class LanczosRun:
+    """Tridiagonals of several Lanczos runs on one operator (one row per start vector).
+
+    Attributes:
+        alpha: ``(m, steps)`` float64 diagonals; entries past ``n_steps`` are 0.
+        beta: ``(m, steps - 1)`` float64 off-diagonals; entries past ``n_steps - 1`` are 0.
+        n_steps: ``(m,)`` number of steps actually taken (``< steps`` after an invariant
+            subspace was found or when ``steps`` exceeds the dimension).
+    """
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    n_steps: np.ndarray
+
+
+def _dot64(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.double() * b.double()).sum(-1)
+
+
+def lanczos(
+    matvec: Callable[[list[torch.Tensor | None]], list[torch.Tensor | None]],
+    starts: Sequence[torch.Tensor],
+    steps: int,
+    *,
+    tol: float | None = None,
+    callback: Callable[[int, int], None] | None = None,
+) -> list[LanczosRun]:
+    """Run Lanczos on several operators in lockstep.
+
+    Args:
+        matvec: Maps a list (one entry per operator) of ``(m_l, d_l)`` stacks, or ``None`` for
+            operators that are finished, to the list of products ``A_l V_l``.
+        starts: One ``(m_l, d_l)`` stack of start vectors per operator (any nonzero norm).
+        steps: Number of Lanczos steps (capped at ``d_l`` for each operator).
+        tol: Relative breakdown threshold; default ``sqrt(eps)`` of the vectors' dtype.
+        callback: Called as ``callback(step, steps)`` after each step.
+
+    Returns:
+        One :class:`LanczosRun` per operator.
+
+    Raises:
+        ValueError: ``steps < 1``, or a zero or non-finite start vector.
+    """
+    if not isinstance(steps, int | np.integer) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    steps = int(steps)
+    L = len(starts)
+    if tol is None:
+        tol = float(np.sqrt(np.finfo(str(starts[0].dtype).split(".")[-1]).eps)) if L else 1e-8
+    basis: list[torch.Tensor] = []
+    alpha = [np.zeros((s.shape[0], steps)) for s in starts]
+    beta = [np.zeros((s.shape[0], max(steps - 1, 0))) for s in starts]
+    nsteps = [np.zeros(s.shape[0], dtype=np.int64) for s in starts]
+    active: list[torch.Tensor] = []
+    scale = [torch.zeros(s.shape[0], dtype=torch.float64, device=s.device) for s in starts]
+    cap = [min(steps, s.shape[1]) for s in starts]
+    q: list[torch.Tensor] = []
+    for s in starts:
+        norms = torch.sqrt(_dot64(s, s))
+        if not torch.isfinite(norms).all() or (norms == 0).any():
+            raise ValueError("start vectors must be finite and nonzero")
+        q.append((s.double() / norms[:, None]).to(s.dtype))
+        basis.append(torch.zeros((min(steps, s.shape[1]), *s.shape), dtype=s.dtype,
+                                 device=s.device))
+        active.append(torch.ones(s.shape[0], dtype=torch.bool, device=s.device))
+    prev_beta = [torch.zeros(s.shape[0], dtype=torch.float64, device=s.device) for s in starts]
+    for j in range(steps):
+        live = [j < cap[i] and bool(active[i].any()) for i in range(L)]
+        if not any(live):
+            break
+        for i in range(L):
+            if live[i]:
+                basis[i][j] = q[i]
+        out = matvec([q[i] if live[i] else None for i in range(L)])
+        for i in range(L):
+            if not live[i]:
+                continue
+            w = out[i]
+            assert w is not None
+            act = active[i]
+            a = _dot64(q[i], w)
+            w = w.double() - a[:, None] * q[i].double()
+            if j > 0:
+                w = w - prev_beta[i][:, None] * basis[i][j - 1].double()
+            Q = basis[i][: j + 1]
+            for _ in range(2):  # CGS2: full reorthogonalization, twice
+                c = torch.einsum("kmd,md->mk", Q.double(), w)
+                w = w - torch.einsum("mk,kmd->md", c, Q.double())
+            b = torch.sqrt((w * w).sum(-1))
+            a_np = a.cpu().numpy()
+            act_np = act.cpu().numpy()
+            alpha[i][act_np, j] = a_np[act_np]
+            nsteps[i][act_np] = j + 1
+            scale[i] = torch.maximum(scale[i], torch.maximum(a.abs(), b))
+            if j + 1 >= cap[i]:
+                active[i] = torch.zeros_like(act)
+                continue
+            brk = b <= tol * scale[i]
+            brk = brk | (scale[i] == 0)
+            cont = act & ~brk
+            b_np = b.cpu().numpy()
+            cont_np = cont.cpu().numpy()
+            beta[i][cont_np, j] = b_np[cont_np]
+            safe = torch.where(cont, b, torch.ones_like(b))
+            q[i] = torch.where(cont[:, None], w / safe[:, None], torch.zeros_like(w)).to(
+                q[i].dtype)
+            prev_beta[i] = torch.where(cont, b, torch.zeros_like(b))
+            active[i] = cont
+        if callback is not None:
+            callback(j + 1, steps)
+    return [LanczosRun(alpha[i], beta[i], nsteps[i]) for i in range(L)]

@@ -1,0 +1,70 @@
+"""Small deterministic models with dense Hessians for the nets tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+def random_spd_block(eigenvalues: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Q diag(λ) Qᵀ with a random orthogonal Q."""
+    n = len(eigenvalues)
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    q = q * np.sign(np.diag(r))
+    m = q @ np.diag(eigenvalues) @ q.T
+    return 0.5 * (m + m.T)
+
+
+class TinyAttention(torch.nn.Module):
+    """One head of math attention + MLP readout, float64, for dense-Hessian checks."""
+
+    def __init__(self, vocab: int = 5, dim: int = 4, classes: int = 3, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.emb = torch.nn.Parameter(torch.randn(vocab, dim, generator=g, dtype=torch.float64))
+        self.q = torch.nn.Parameter(torch.randn(dim, dim, generator=g, dtype=torch.float64) / 2)
+        self.k = torch.nn.Parameter(torch.randn(dim, dim, generator=g, dtype=torch.float64) / 2)
+        self.v = torch.nn.Parameter(torch.randn(dim, dim, generator=g, dtype=torch.float64) / 2)
+        self.out = torch.nn.Parameter(torch.randn(classes, dim, generator=g,
+                                                  dtype=torch.float64) / 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.emb[x]
+        q, k, v = h @ self.q.T, h @ self.k.T, h @ self.v.T
+        a = torch.softmax(q @ k.transpose(-1, -2) / 2.0, dim=-1)
+        return ((a @ v) + h).mean(1) @ self.out.T
+
+
+@pytest.fixture(scope="session")
+def mlp_problem():
+    g = torch.Generator().manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.Tanh(),
+                                torch.nn.Linear(6, 3)).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    x = torch.randn(23, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (23,), generator=g)
+    data = [(x[:10], y[:10]), (x[10:16], y[10:16]), (x[16:], y[16:])]
+    return model, torch.nn.functional.cross_entropy, data, (x, y)
+
+
+@pytest.fixture(scope="session")
+def attention_problem():
+    g = torch.Generator().manual_seed(2)
+    model = TinyAttention()
+    x = torch.randint(0, 5, (12, 6), generator=g)
+    y = torch.randint(0, 3, (12,), generator=g)
+    data = [(x[:7], y[:7]), (x[7:], y[7:])]
+    return model, torch.nn.functional.cross_entropy, data, (x, y)
+
+
+@pytest.fixture(scope="session")
+def exact_eigenvalues(mlp_problem, attention_problem):
+    """Dense-reference blockwise eigenvalues, computed once per session."""
+    import nets
+
+    return {name: nets.exact_blockwise_eigenvalues(*prob[:3])
+            for name, prob in (("mlp_problem", mlp_problem),
+                               ("attention_problem", attention_problem))}

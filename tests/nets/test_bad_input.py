@@ -1,0 +1,127 @@
+"""Bad input: clear errors, never a hang or a NaN density."""
+
+import numpy as np
+import pytest
+import torch
+
+import nets
+
+
+def _mlp():
+    torch.manual_seed(0)  # test-local model construction only
+    return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+
+
+def _data(n=8):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(n, 3, generator=g), torch.randint(0, 2, (n,), generator=g))]
+
+
+CE = torch.nn.functional.cross_entropy
+
+
+def test_model_without_parameters():
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        nets.blockwise_spectrum(torch.nn.ReLU(), CE, _data())
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        nets.full_spectrum(torch.nn.ReLU(), CE, _data())
+
+
+def test_blocks_naming_no_parameter():
+    with pytest.raises(ValueError, match="'nope'"):
+        nets.blockwise_spectrum(_mlp(), CE, _data(), blocks={"a": "nope"})
+    with pytest.raises(ValueError, match="names no parameter"):
+        nets.blockwise_spectrum(_mlp(), CE, _data(), blocks={"a": []})
+    with pytest.raises(ValueError, match="empty mapping"):
+        nets.blockwise_spectrum(_mlp(), CE, _data(), blocks={})
+    with pytest.raises(ValueError, match="selects no entry"):
+        nets.blockwise_spectrum(_mlp(), CE, _data(), blocks={"a": ("0.weight", slice(9, 12))})
+    with pytest.raises(ValueError, match="overlaps"):
+        nets.blockwise_spectrum(_mlp(), CE, _data(),
+                                blocks={"a": "0.weight", "b": ("0.weight", slice(0, 1))})
+    with pytest.raises(TypeError, match="piece"):
+        nets.blockwise_spectrum(_mlp(), CE, _data(), blocks={"a": 3})
+
+
+def test_empty_and_one_shot_data():
+    with pytest.raises(ValueError, match="empty"):
+        nets.blockwise_spectrum(_mlp(), CE, [])
+    with pytest.raises(TypeError, match="one-shot"):
+        nets.blockwise_spectrum(_mlp(), CE, iter(_data()))
+    with pytest.raises(TypeError, match="pair"):
+        nets.blockwise_spectrum(_mlp(), CE, [torch.zeros(3)])
+
+
+def test_non_finite_loss():
+    x, y = _data()[0]
+    x[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="not finite"):
+        nets.blockwise_spectrum(_mlp(), CE, [(x, y)])
+
+
+class _Cusp(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+
+    def forward(self, x):
+        return (self.w.abs() ** 1.5).sum() + 0 * x.sum()
+
+
+def test_non_finite_hvp_is_reported():
+    """Finite loss but infinite curvature (|w|^1.5 at 0): an error, never a NaN density."""
+    with pytest.raises(ValueError, match="non-finite"):
+        nets.blockwise_spectrum(_Cusp(), lambda o, t: o, [(torch.zeros(1), torch.zeros(1))],
+                                lanczos_steps=3, probes=1)
+
+
+def test_loss_not_scalar():
+    with pytest.raises(ValueError, match="scalar"):
+        nets.blockwise_spectrum(_mlp(), lambda o, t: CE(o, t, reduction="none"), _data())
+
+
+def test_random_loss_refused():
+    m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="dropout"):
+        nets.blockwise_spectrum(m, CE, _data())
+    bn = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4),
+                             torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="batch-norm"):
+        nets.blockwise_spectrum(bn, CE, _data())
+    bn.eval()  # fixed statistics: accepted
+    out = nets.blockwise_spectrum(bn, CE, _data(), lanczos_steps=3, probes=1)
+    assert set(out) == {n for n, _ in bn.named_parameters()}
+
+    g = torch.Generator().manual_seed(0)
+
+    def noisy(o, t):  # randomness the mode check cannot see
+        return CE(o + torch.rand(o.shape, generator=g), t)
+
+    with pytest.raises(ValueError, match="not deterministic"):
+        nets.blockwise_spectrum(_mlp(), noisy, _data())
+
+
+def test_steps_larger_than_block_dimension():
+    """Steps > dim: runs stop at the invariant subspace; padded weights 0; densities finite."""
+    model = _mlp().double()
+    data = [(x.double(), y) for x, y in _data()]
+    spectra = nets.blockwise_spectrum(model, CE, data, lanczos_steps=60, probes=2)
+    for s in spectra.values():
+        assert s.nodes.shape == (2, 60)
+        assert np.all(s.n_steps <= s.dim)
+        assert np.all(np.isfinite(s.nodes)) and np.all(np.isfinite(s.weights))
+    _grid, dens, _sigma = nets.block_densities(spectra)
+    for d in dens.values():
+        assert np.all(np.isfinite(d)) and d.sum() > 0
+    assert 0.0 <= nets.js0(spectra) <= 1.0
+
+
+def test_bad_counts():
+    with pytest.raises(ValueError, match="lanczos_steps"):
+        nets.blockwise_spectrum(_mlp(), CE, _data(), lanczos_steps=0)
+    with pytest.raises(ValueError, match="probes"):
+        nets.blockwise_spectrum(_mlp(), CE, _data(), probes=0)
+    with pytest.raises(TypeError, match="probes"):
+        nets.blockwise_spectrum(_mlp(), CE, _data(), probes=2.5)
+    with pytest.raises(ValueError, match="probe_indices"):
+        nets.blockwise_spectrum(_mlp(), CE, _data(), probes=2, probe_indices=[2])

@@ -1,0 +1,121 @@
+"""End-to-end CLI: tables, JSON, atomic results, resumption after an interruption."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import nets.cli as cli
+from nets.results import load_spectra
+
+FAST = ["--model", "mlp", "--steps", "4", "--probes", "3", "--quiet", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def blockwise_file(tmp_path_factory):
+    """One uninterrupted blockwise run shared by the tests (computed once)."""
+    out = tmp_path_factory.mktemp("cli") / "ref.json"
+    assert cli.main(["spectrum", *FAST, "--blocks", "--out", str(out)]) == 0
+    return out
+
+
+def test_spectrum_blockwise_json(blockwise_file, capsys):
+    out = blockwise_file
+    capsys.readouterr()
+    assert cli.main(["spectrum", *FAST, "--blocks", "--json", "--out", str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["settings"]["blocks"] == "params" and doc["settings"]["probes"] == 3
+    assert [r["block"] for r in doc["blocks"]][:2] == ["layers.0.weight", "layers.0.bias"]
+    settings, versions, spectra = load_spectra(out)
+    assert settings == doc["settings"] and "torch" in versions
+    for s in spectra.values():
+        assert s.nodes.shape == (3, 4) and list(s.probe_ids) == [0, 1, 2]
+    for r in doc["blocks"]:
+        assert r["lambda_min"] <= r["lambda_max"]
+
+
+def test_spectrum_full_table_with_progress_bar(tmp_path, capsys):
+    out = tmp_path / "f.json"
+    args = [a for a in FAST if a != "--quiet"]
+    assert cli.main(["spectrum", *args, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "full" in captured.out and "lambda_max" in captured.out
+    assert "#" in captured.err and "12/12" in captured.err  # 3 probes x 4 steps
+    _, _, spectra = load_spectra(out)
+    assert list(spectra) == ["full"]
+
+
+def test_js0_json_and_sensitivity(blockwise_file, tmp_path, capsys):
+    out = tmp_path / "j.json"
+    out.write_bytes(blockwise_file.read_bytes())  # js0 reuses the stored blockwise probes
+    capsys.readouterr()
+    assert cli.main(["js0", *FAST, "--out", str(out), "--json", "--bootstrap", "20",
+                     "--sensitivity"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert 0.0 <= doc["js0"] <= 1.0
+    assert doc["js0_interval95"][0] <= doc["js0_interval95"][1]
+    assert len(doc["sensitivity"]) >= 4
+    m = np.array(doc["js_matrix"])
+    assert m.shape == (len(doc["blocks"]),) * 2
+    assert doc["js0"] == pytest.approx(m[np.triu_indices(len(m), 1)].mean())
+    assert cli.main(["js0", *FAST, "--out", str(out), "--json", "--bootstrap", "5",
+                     "--exclude", "bias$"]) == 0
+    sub = json.loads(capsys.readouterr().out)
+    assert sub["blocks"] == [b for b in doc["blocks"] if not b.endswith("bias")]
+    # a new recipe reuses the stored probes (no recomputation: the file is unchanged)
+    before = out.read_bytes()
+    assert cli.main(["js0", *FAST, "--out", str(out), "--width", "0.05", "--bootstrap",
+                     "5"]) == 0
+    assert "JS0 =" in capsys.readouterr().out
+    assert out.read_bytes() == before
+
+
+def test_resume_after_interruption(blockwise_file, tmp_path, monkeypatch, capsys):
+    ref = blockwise_file
+    real = cli.blockwise_spectrum
+    calls = []
+
+    def interrupted(*a, **k):
+        calls.append(k["probe_indices"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(cli, "blockwise_spectrum", interrupted)
+    out = tmp_path / "run.json"
+    assert cli.main(["spectrum", *FAST, "--blocks", "--out", str(out)]) == 130
+    assert "resume" in capsys.readouterr().err
+    _, _, partial = load_spectra(out)
+    assert all(list(s.probe_ids) == [0] for s in partial.values())
+    assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporary file
+    calls.clear()
+    monkeypatch.setattr(cli, "blockwise_spectrum", lambda *a, **k: (calls.append(
+        k["probe_indices"]), real(*a, **k))[1])
+    assert cli.main(["spectrum", *FAST, "--blocks", "--out", str(out)]) == 0
+    assert calls == [[1], [2]]  # only the missing probes were computed
+    _, _, a = load_spectra(ref)
+    _, _, b = load_spectra(out)
+    for k in a:
+        np.testing.assert_allclose(b[k].nodes, a[k].nodes, rtol=1e-6, atol=1e-9)
+        np.testing.assert_array_equal(b[k].probe_ids, a[k].probe_ids)
+
+
+def test_mismatched_settings_refused(blockwise_file, capsys):
+    out = blockwise_file
+    with pytest.raises(SystemExit, match="other settings"):
+        cli.main(["spectrum", "--model", "mlp", "--steps", "5", "--probes", "3", "--quiet",
+                  "--blocks", "--out", str(out)])
+
+
+def test_bad_arguments(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["spectrum", "--model", "alexnet"])
+    with pytest.raises(SystemExit, match="probes"):
+        cli.main(["spectrum", "--model", "mlp", "--probes", "0"])
+
+
+def test_device_auto():
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert cli._device("auto").type == want
+    assert cli._device("cpu").type == "cpu"

@@ -1,0 +1,102 @@
+"""Lanczos with full reorthogonalization against dense eigendecompositions."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nets import gauss_quadrature, lanczos
+
+from .conftest import random_spd_block
+
+
+def _matvec(mats):
+    def f(vs):
+        return [None if v is None else v @ m.T for v, m in zip(vs, mats, strict=True)]
+    return f
+
+
+def test_ritz_values_exact_when_steps_reach_dimension():
+    rng = np.random.default_rng(0)
+    lam = np.linspace(-3.0, 7.0, 25)
+    a = torch.as_tensor(random_spd_block(lam, rng))
+    start = torch.as_tensor(rng.standard_normal((3, 25)))
+    (run,) = lanczos(_matvec([a]), [start], 25)
+    nodes, weights = gauss_quadrature(run)
+    for r in range(3):
+        np.testing.assert_allclose(nodes[r], lam, rtol=0, atol=1e-12 * 7)
+        np.testing.assert_allclose(weights[r].sum(), 1.0, rtol=1e-12)
+
+
+def test_steps_beyond_dimension_stop_cleanly_and_pad():
+    rng = np.random.default_rng(1)
+    lam = np.array([1.0, 2.0, 5.0, 5.0, 9.0])  # 4 distinct eigenvalues: Krylov dim 4
+    a = torch.as_tensor(random_spd_block(lam, rng))
+    start = torch.as_tensor(rng.standard_normal((2, 5)))
+    (run,) = lanczos(_matvec([a]), [start], 40)
+    assert run.alpha.shape == (2, 40)
+    assert list(run.n_steps) == [4, 4]
+    nodes, weights = gauss_quadrature(run)
+    assert np.all(np.isfinite(nodes)) and np.all(np.isfinite(weights))
+    np.testing.assert_allclose(nodes[:, :4], np.tile([1, 2, 5, 9], (2, 1)), atol=1e-12 * 9)
+    assert np.all(weights[:, 4:] == 0)
+    # quadrature reproduces vᵀ f(A) v for f = identity and f = square
+    v = start.numpy() / np.linalg.norm(start.numpy(), axis=1, keepdims=True)
+    am = a.numpy()
+    np.testing.assert_allclose((weights * nodes).sum(1), np.einsum("pi,ij,pj->p", v, am, v),
+                               rtol=1e-12)
+    np.testing.assert_allclose((weights * nodes**2).sum(1),
+                               np.einsum("pi,ij,pj->p", v, am @ am, v), rtol=1e-12)
+
+
+def test_lockstep_blocks_match_separate_runs():
+    rng = np.random.default_rng(2)
+    mats = [torch.as_tensor(random_spd_block(rng.uniform(0, s, n), rng))
+            for n, s in ((30, 1.0), (7, 100.0), (50, 1e-3))]
+    starts = [torch.as_tensor(rng.standard_normal((2, m.shape[0]))) for m in mats]
+    together = lanczos(_matvec(mats), starts, 12)
+    for m, s, run in zip(mats, starts, together, strict=True):
+        (alone,) = lanczos(_matvec([m]), [s], 12)
+        np.testing.assert_array_equal(run.n_steps, alone.n_steps)
+        np.testing.assert_allclose(run.alpha, alone.alpha, rtol=1e-13,
+                                   atol=1e-13 * np.abs(alone.alpha).max())
+
+
+def test_identity_stops_after_one_step():
+    start = torch.ones((1, 6), dtype=torch.float64)
+    (run,) = lanczos(_matvec([torch.eye(6, dtype=torch.float64) * 3]), [start], 10)
+    assert run.n_steps[0] == 1
+    nodes, weights = gauss_quadrature(run)
+    np.testing.assert_allclose(nodes, 3.0, rtol=1e-14)
+    assert weights[0, 0] == 1.0
+
+
+def test_bad_arguments():
+    a = torch.eye(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="steps"):
+        lanczos(_matvec([a]), [torch.ones((1, 3), dtype=torch.float64)], 0)
+    with pytest.raises(ValueError, match="nonzero"):
+        lanczos(_matvec([a]), [torch.zeros((1, 3), dtype=torch.float64)], 2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 40), steps=st.integers(1, 60), seed=st.integers(0, 2**31 - 1),
+       log_scale=st.floats(-6, 6))
+def test_extremes_converge_and_quadrature_is_a_probability(n, steps, seed, log_scale):
+    rng = np.random.default_rng(seed)
+    lam = rng.standard_normal(n) * 10.0**log_scale
+    a = torch.as_tensor(random_spd_block(lam, rng))
+    (run,) = lanczos(_matvec([a]), [torch.as_tensor(rng.standard_normal((2, n)))], steps)
+    nodes, weights = gauss_quadrature(run)
+    scale = np.abs(lam).max()
+    assert np.all(run.n_steps <= min(n, steps))
+    np.testing.assert_allclose(weights.sum(1), 1.0, rtol=1e-10)
+    assert np.all(weights >= 0)
+    # Ritz values interlace: they lie inside [λ_min, λ_max]
+    assert nodes.min() >= lam.min() - 1e-10 * scale
+    assert nodes.max() <= lam.max() + 1e-10 * scale
+    if steps >= n:
+        # the Krylov space is exhausted: extreme eigenvalues are exact
+        np.testing.assert_allclose(nodes.max(), lam.max(), rtol=0, atol=1e-9 * scale)
+        np.testing.assert_allclose(nodes.min(), lam.min(), rtol=0, atol=1e-9 * scale)
