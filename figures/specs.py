@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from . import fig8_quadratic, proofs_verdicts
+from . import (
+    fig1_full_spectra,
+    fig2_hessian_structure,
+    fig8_quadratic,
+    fig34_blockwise,
+    proofs_verdicts,
+)
 from .registry import FigureSpec
 
 FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in (
+    fig1_full_spectra.SPEC,
+    fig2_hessian_structure.SPEC,
+    fig34_blockwise.SPEC,
     fig8_quadratic.SPEC,
     proofs_verdicts.SPEC,
 )}

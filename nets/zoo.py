@@ -34,7 +34,7 @@ from torch import nn
 from .blocks import split_parameter
 from .data import VOCAB, char_lm_batches, glyph_digits, masked_lm_batches
 
-__all__ = ["MODELS", "PARTITIONS", "load", "partition"]
+__all__ = ["MODELS", "PARTITIONS", "load", "partition", "tiny_transformer"]
 
 MODELS = ("mlp", "vgg", "resnet", "vit", "gpt", "bert", "mixer")
 PARTITIONS = ("params", "qkv", "heads")
@@ -358,3 +358,13 @@ def partition(name: str, model: nn.Module, kind: str = "params") -> dict[str, ob
         else:
             out[pname] = pname
     return out
+
+
+def tiny_transformer(seed: int = 0, *, d: int = 8, dtype: torch.dtype = torch.float64):
+    """``(model, loss_fn, data)`` of a one-layer character GPT small enough for its dense
+    Hessian (width d, 2 heads, context 8; about 1.4k parameters at d = 8), e.g. for the paper's
+    Figure 2."""
+    gen = torch.Generator().manual_seed(int(seed))
+    model = _init(GPT(len(VOCAB), 8, d=d, heads=2, layers=1), gen, std=0.02).to(dtype=dtype)
+    data = char_lm_batches(n_seq=8, context=8, batch_size=4, seed=seed)
+    return model, _token_ce, data
