@@ -2,11 +2,13 @@
 
 L(w) = ½ wᵀHw − hᵀw with H = diag(H_1, …, H_L) positive definite: the paper's Hessian cases,
 GD and Adam variants (closed form where the iteration is linear), the constant r of Theorem 1,
-step-size tuning and the quadratic study of Figure 8.
+step-size tuning and the quadratic study of Figure 8. Stochastic quadratics (`quadlab.noise`):
+Gaussian and least-squares minibatch gradient noise with a batch size, per-trajectory seeds.
 """
 
 from .cases import CASES, make_problem
 from .constants import AdamConstants, adam_constants, estimate_r
+from .noise import GaussianNoise, LeastSquaresNoise, sample_gradients
 from .optimizers import OPTIMIZERS, OptimizerSpec, make_optimizer
 from .problem import Problem
 from .run import DivergenceError, DivergenceWarning, divergence_steps, run
@@ -20,6 +22,8 @@ __all__ = [
     "AdamConstants",
     "DivergenceError",
     "DivergenceWarning",
+    "GaussianNoise",
+    "LeastSquaresNoise",
     "OptimizerSpec",
     "Problem",
     "StudyResult",
@@ -33,5 +37,6 @@ __all__ = [
     "make_problem",
     "run",
     "run_study",
+    "sample_gradients",
     "tune_lr",
 ]

@@ -1,0 +1,117 @@
+"""A counter-based random generator for the numba kernels: one independent stream per trajectory.
+
+Each trajectory ("lane") owns a 64-bit counter. A draw advances the counter by the golden-ratio
+increment and returns the splitmix64 finaliser of it (Steele, Lea & Flood 2014), a bijective
+mix that passes BigCrush. Gaussians come from Box–Muller, two per pair of uniforms.
+
+Why this design:
+* No global state: the kernels only touch the counters they are handed.
+* Results do not depend on chunking or thread scheduling: lane k only ever reads and advances
+  its own counter, so a trajectory is the same whether it runs alone or among thousands.
+* The lane counters come from `numpy.random.SeedSequence`, so seeds are explicit and
+  reproducible: `lane_states(seed, n)` gives lane i the state of
+  ``SeedSequence(seed, spawn_key=(i,))`` — the i-th child of ``SeedSequence(seed)`` — and a
+  sequence of seeds gives lane i the child 0 of ``SeedSequence(seeds[i])``. Hence row i of a
+  batch run with seeds ``[s_0, …, s_{n−1}]`` equals a single run with seed ``s_i``, and the first
+  rows of a batch with one integer seed do not depend on how many rows follow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+_NB = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_TWO_M53 = 2.0**-53
+
+
+@nb.njit(**_NB)
+def next_u64(state, k):
+    """Advance lane k's counter and return the splitmix64 output (uint64)."""
+    s = state[k] + _GAMMA
+    state[k] = s
+    z = (s ^ (s >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@nb.njit(**_NB)
+def uniform(state, k):
+    """A uniform double in [0, 1) with 53 random bits, from lane k."""
+    return float(next_u64(state, k) >> _S11) * _TWO_M53
+
+
+@nb.njit(**_NB)
+def fill_normals(state, z):
+    """z[c, k] ← independent N(0, 1) draws, column k from lane k (Box–Muller, pairs along c).
+
+    The outer loop runs over coordinate pairs and the inner loop over lanes, so the arithmetic
+    vectorises across trajectories (the lanes-last layout of the kernels).
+    """
+    d, n = z.shape
+    for c in range(0, d, 2):
+        for k in range(n):
+            u1 = (float(next_u64(state, k) >> _S11) + 1.0) * _TWO_M53  # (0, 1]: log is finite
+            u2 = float(next_u64(state, k) >> _S11) * _TWO_M53
+            rad = math.sqrt(-2.0 * math.log(u1))
+            ang = 2.0 * math.pi * u2
+            z[c, k] = rad * math.cos(ang)
+            if c + 1 < d:
+                z[c + 1, k] = rad * math.sin(ang)
+
+
+def lane_states(seed, n: int) -> np.ndarray:
+    """Initial counters of n lanes, shape (n,) uint64 (see the module docstring).
+
+    Args:
+        seed: an int >= 0 or a `numpy.random.SeedSequence` (lane i gets its i-th child), or a
+            sequence of n ints >= 0 (lane i gets child 0 of ``SeedSequence(seed[i])``).
+        n: number of lanes.
+
+    Raises:
+        ValueError: negative or non-integer seed, or a sequence whose length is not n.
+    """
+    if isinstance(seed, np.random.SeedSequence):
+        keys = [(seed.entropy, (*seed.spawn_key, i)) for i in range(n)]
+    elif isinstance(seed, int | np.integer) and not isinstance(seed, bool):
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        keys = [(int(seed), (i,)) for i in range(n)]
+    else:
+        try:
+            seeds = [s for s in seed]
+        except TypeError:
+            raise ValueError(f"seed must be an int, a SeedSequence or a sequence of ints, "
+                             f"got {type(seed).__name__}") from None
+        if len(seeds) != n:
+            raise ValueError(f"seed has {len(seeds)} entries but there are {n} trajectories")
+        for s in seeds:
+            if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0:
+                raise ValueError(f"per-trajectory seeds must be ints >= 0, got {s!r}")
+        keys = [(int(s), (0,)) for s in seeds]
+    out = np.empty(n, dtype=np.uint64)
+    for i, (entropy, key) in enumerate(keys):
+        out[i] = np.random.SeedSequence(entropy, spawn_key=key).generate_state(1, np.uint64)[0]
+    return out
+
+
+def standard_normals(seed, shape: tuple[int, int]) -> np.ndarray:
+    """Draws of the kernels' generator, shape (d, n): column k is lane k's first d normals.
+
+    For tests and for checking the generator; the kernels call `fill_normals` directly.
+    """
+    d, n = shape
+    state = lane_states(seed, n)
+    z = np.empty((d, n))
+    fill_normals(state, z)
+    return z
