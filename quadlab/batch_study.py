@@ -15,8 +15,9 @@ the best grid point and its neighbours in (log η, log loss). Optimizers: SGD, s
 Adam (β1 = 0, β2 = 0.999) with ε a multiple of the per-coordinate noise scale at B = 1,
 ε_ref = median_i σ √Σ_ii.
 
-`surge` is reported when η*(B) falls, after its maximum over B, by more than `SURGE_DROP` (a
-factor well above the grid's resolution of ~1.33 after refinement).
+`surge` is reported when η*(B) first rises (by more than `SURGE_RISE`) to an interior maximum
+and then falls by more than `SURGE_DROP` (well above the grid's step ratio of ~1.4); `shape`
+says "surge", "increasing", "decreasing" or "flat".
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ BATCH_OPTIMIZERS: dict[str, tuple[str, dict, float | None]] = {
     "adam ε=1": ("adam", {"beta1": 0.0, "beta2": 0.999, "bias_correction": True}, 1.0),
     "adam ε=1e3": ("adam", {"beta1": 0.0, "beta2": 0.999, "bias_correction": True}, 1e3),
 }
-#: a fall of η* by more than this factor after its peak counts as a surge
+#: η* rising by more than SURGE_RISE to an interior peak and then falling by more than
+#: SURGE_DROP counts as a surge; the overall shape is "increasing"/"decreasing" when
+#: η*(B_max)/η*(B_min) is above SURGE_RISE / below 1/SURGE_RISE, else "flat"
+SURGE_RISE = 1.25
 SURGE_DROP = 2.0
 GRID_POINTS = 41
 
@@ -57,7 +61,8 @@ class BatchCurve:
         loss: criterion per B and step size, shape (len(B), len(grid)); +inf where a run
             diverged.
         at_edge: per B, whether the best grid point is at an end of the grid.
-        surge: η* falls by more than `SURGE_DROP` after its maximum.
+        surge: η* rises to an interior maximum and then falls (module docstring).
+        shape: "surge", "increasing", "decreasing" or "flat".
         peak_batch: B at which η* is largest.
     """
 
@@ -70,6 +75,7 @@ class BatchCurve:
     loss: np.ndarray
     at_edge: np.ndarray
     surge: bool
+    shape: str
     peak_batch: int
 
 
@@ -99,6 +105,7 @@ class BatchResult:
                 "steps": self.steps, "repeats": self.repeats, "eps_ref": self.eps_ref,
                 "rows": rows,
                 "surge": {c.label: c.surge for c in self.curves},
+                "shape": {c.label: c.shape for c in self.curves},
                 "peak_batch": {c.label: c.peak_batch for c in self.curves}}
 
 
@@ -121,6 +128,21 @@ def refine_minimum(grid: np.ndarray, loss: np.ndarray) -> tuple[float, float, bo
         return float(grid[i]), float(loss[i]), False
     xs = float(np.clip(-b / (2 * a), x[0], x[2]))
     return float(np.exp(xs)), float(loss[i]), False
+
+
+def curve_shape(lr_star: np.ndarray) -> tuple[bool, str]:
+    """(surge, shape) of η*(B) (see the module docstring)."""
+    peak = int(np.nanargmax(lr_star))
+    rises = lr_star[peak] > SURGE_RISE * np.nanmin(lr_star[:peak + 1])
+    falls = np.nanmin(lr_star[peak:]) < lr_star[peak] / SURGE_DROP
+    if 0 < peak < lr_star.size - 1 and rises and falls:
+        return True, "surge"
+    ratio = lr_star[-1] / lr_star[0]
+    if ratio > SURGE_RISE:
+        return False, "increasing"
+    if ratio < 1 / SURGE_RISE:
+        return False, "decreasing"
+    return False, "flat"
 
 
 def _grid(problem, optimizer: str, eps: float | None, noise_scale: float) -> np.ndarray:
@@ -186,7 +208,7 @@ def batch_study(*, case: str = "hetero", noise: str = "hessian", noise_to_signal
         w0, steps, first = w_fixed, 1, 1
     else:
         w0 = problem.initial_points(repeats, seed=seed)
-        first = max(0, int(round(steps * (1 - tail))))
+        first = max(0, round(steps * (1 - tail)))
     curves = []
     for label in optimizers:
         if label not in BATCH_OPTIMIZERS:
@@ -211,10 +233,9 @@ def batch_study(*, case: str = "hetero", noise: str = "hessian", noise_to_signal
         best = [refine_minimum(grid, row) for row in loss]
         lr_star = np.array([b[0] for b in best])
         peak = int(np.nanargmax(lr_star))
-        after = lr_star[peak:]
-        surge = bool(np.nanmin(after) < lr_star[peak] / SURGE_DROP)
+        surge, shape = curve_shape(lr_star)
         curves.append(BatchCurve(label, eps, tuple(int(b) for b in batch_sizes), lr_star,
                                  np.array([b[1] for b in best]), grid, loss,
-                                 np.array([b[2] for b in best]), surge,
+                                 np.array([b[2] for b in best]), surge, shape,
                                  int(batch_sizes[peak])))
     return BatchResult(tuple(curves), case, noise, criterion, sigma, steps, repeats, eps_ref)
