@@ -32,13 +32,15 @@ def _json_float(x: float):
 
 
 def _hyper(args) -> dict:
-    if args.optimizer != "adam":
+    if args.optimizer not in ("adam", "adabelief"):
         for flag in ("beta1", "beta2", "eps"):
             if getattr(args, flag) is not None:
-                raise ValueError(f"--{flag} applies to adam only")
+                raise ValueError(f"--{flag} applies to adam and adabelief only")
+    if args.optimizer != "adam":
         if args.bias_correction:
             raise ValueError("--bias-correction applies to adam only")
-        return {}
+        if args.optimizer != "adabelief":
+            return {}
     hyper = {k: getattr(args, k) for k in ("beta1", "beta2", "eps") if getattr(args, k) is not None}
     if args.bias_correction:
         hyper["bias_correction"] = True

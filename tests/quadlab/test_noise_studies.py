@@ -123,3 +123,11 @@ def test_batch_command_table(capsys):
     assert main(["batch", "--quick", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "η* sgd" in out and "shape of η*(B)" in out
+
+
+def test_run_command_takes_adabelief_hyper_parameters(capsys):
+    assert main(["run", "hetero", "--optimizer", "adabelief", "--lr", "0.01", "--steps", "500",
+                 "--beta2", "0.99", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["hyper"] == {"beta2": 0.99} and res["label"].startswith("adabelief(")
+    assert main(["run", "hetero", "--optimizer", "adabelief", "--bias-correction"]) == 2
