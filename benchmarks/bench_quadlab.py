@@ -9,7 +9,8 @@ Targets (issue #2):
     GD ≥ 10× faster (closed form), Adam β2 = 0.999 ≥ 1.5× faster.
 Noisy gradients (issue #6), Gaussian noise with covariance σ²H/B (σ = 1, B = 1):
   * 256 trajectories on `hetero`, Adam β2 = 0.999, 20,000 steps: ≥ 1.5× faster (the
-    Box–Muller normals, log/cos/sin without SVML, cost ~3× the deterministic step).
+    normals (polar method, scalar log/sqrt: no vector math library) cost more than the
+    deterministic step itself).
   The baseline draws its own normals (numpy Generator), so the two agree in distribution, not
   draw for draw: the last column is then the relative difference of the mean final gap.
 

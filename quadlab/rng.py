@@ -2,7 +2,8 @@
 
 Each trajectory ("lane") owns a 64-bit counter. A draw advances the counter by the golden-ratio
 increment and returns the splitmix64 finaliser of it (Steele, Lea & Flood 2014), a bijective
-mix that passes BigCrush. Gaussians come from Box–Muller, two per pair of uniforms.
+mix that passes BigCrush. Gaussians come from Marsaglia's polar method, two per accepted
+pair of uniforms.
 
 Why this design:
 * No global state: the kernels only touch the counters they are handed.
@@ -54,21 +55,28 @@ def uniform(state, k):
 
 @nb.njit(**_NB)
 def fill_normals(state, z):
-    """z[c, k] ← independent N(0, 1) draws, column k from lane k (Box–Muller, pairs along c).
+    """z[c, k] ← independent N(0, 1) draws, column k from lane k (pairs along c).
 
-    The outer loop runs over coordinate pairs and the inner loop over lanes, so the arithmetic
-    vectorises across trajectories (the lanes-last layout of the kernels).
+    Marsaglia's polar method: u, v uniform on (−1, 1), rejected unless 0 < s = u² + v² < 1,
+    then u·f and v·f with f = √(−2 ln s / s) are two independent standard normals. It needs one
+    log and one square root per pair and no trigonometry (~1.8× faster than Box–Muller here,
+    where numba has no vector math library). The outer loop runs over coordinate pairs and the
+    inner loop over lanes (the lanes-last layout of the kernels); each lane consumes only its
+    own counter, so the draws do not depend on the other lanes.
     """
     d, n = z.shape
     for c in range(0, d, 2):
         for k in range(n):
-            u1 = (float(next_u64(state, k) >> _S11) + 1.0) * _TWO_M53  # (0, 1]: log is finite
-            u2 = float(next_u64(state, k) >> _S11) * _TWO_M53
-            rad = math.sqrt(-2.0 * math.log(u1))
-            ang = 2.0 * math.pi * u2
-            z[c, k] = rad * math.cos(ang)
+            while True:
+                u = float(next_u64(state, k) >> _S11) * (2.0 * _TWO_M53) - 1.0
+                v = float(next_u64(state, k) >> _S11) * (2.0 * _TWO_M53) - 1.0
+                s = u * u + v * v
+                if 0.0 < s < 1.0:
+                    break
+            f = math.sqrt(-2.0 * math.log(s) / s)
+            z[c, k] = u * f
             if c + 1 < d:
-                z[c + 1, k] = rad * math.sin(ang)
+                z[c + 1, k] = v * f
 
 
 @nb.njit(**_NB)
