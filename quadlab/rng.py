@@ -1,5 +1,9 @@
 """A counter-based random generator for the numba kernels: one independent stream per trajectory.
 
+The generator itself (`next_u64`, `uniform`, `fill_normals`) is compiled in `quadlab.kernels`,
+in the same file as the kernels that inline it: numba's on-disk cache only notices changes to
+the file of the function it caches. This module seeds the lanes.
+
 Each trajectory ("lane") owns a 64-bit counter. A draw advances the counter by the golden-ratio
 increment and returns the splitmix64 finaliser of it (Steele, Lea & Flood 2014), a bijective
 mix that passes BigCrush. Gaussians come from Marsaglia's polar method, two per accepted
@@ -19,64 +23,16 @@ Why this design:
 
 from __future__ import annotations
 
-import math
-
 import numba as nb
 import numpy as np
 
+from .kernels import _M1, _M2, _S27, _S30, _S31, fill_normals, next_u64, uniform
+
+__all__ = ["fill_normals", "lane_states", "next_u64", "standard_normals", "uniform"]
+
 _NB = {"cache": True, "nogil": True, "error_model": "numpy"}
 
-_GAMMA = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
-_S11 = np.uint64(11)
-_TWO_M53 = 2.0**-53
 _GAMMA_LANE = np.uint64(0xD1B54A32D192ED03)
-
-
-@nb.njit(**_NB)
-def next_u64(state, k):
-    """Advance lane k's counter and return the splitmix64 output (uint64)."""
-    s = state[k] + _GAMMA
-    state[k] = s
-    z = (s ^ (s >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
-
-
-@nb.njit(**_NB)
-def uniform(state, k):
-    """A uniform double in [0, 1) with 53 random bits, from lane k."""
-    return float(next_u64(state, k) >> _S11) * _TWO_M53
-
-
-@nb.njit(**_NB)
-def fill_normals(state, z):
-    """z[c, k] ← independent N(0, 1) draws, column k from lane k (pairs along c).
-
-    Marsaglia's polar method: u, v uniform on (−1, 1), rejected unless 0 < s = u² + v² < 1,
-    then u·f and v·f with f = √(−2 ln s / s) are two independent standard normals. It needs one
-    log and one square root per pair and no trigonometry (~1.8× faster than Box–Muller here,
-    where numba has no vector math library). The outer loop runs over coordinate pairs and the
-    inner loop over lanes (the lanes-last layout of the kernels); each lane consumes only its
-    own counter, so the draws do not depend on the other lanes.
-    """
-    d, n = z.shape
-    for c in range(0, d, 2):
-        for k in range(n):
-            while True:
-                u = float(next_u64(state, k) >> _S11) * (2.0 * _TWO_M53) - 1.0
-                v = float(next_u64(state, k) >> _S11) * (2.0 * _TWO_M53) - 1.0
-                s = u * u + v * v
-                if 0.0 < s < 1.0:
-                    break
-            f = math.sqrt(-2.0 * math.log(s) / s)
-            z[c, k] = u * f
-            if c + 1 < d:
-                z[c + 1, k] = v * f
 
 
 @nb.njit(**_NB)
