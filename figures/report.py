@@ -71,11 +71,9 @@ def render(entries: Sequence[Entry], report_path: Path, *, extra_sections: Seque
     ]
     lines += [f"| [{e.spec.title}](#{e.spec.name}) | {e.finding.verdict} |" for e in entries]
     for e in entries:
-        png = next((p for p in e.paths if p.suffix == ".png"), None)
         lines += ["", f'<a id="{e.spec.name}"></a>', f"## {e.spec.title}", ""]
-        if png is not None:
-            rel = os.path.relpath(png, report_path.parent)
-            lines += [f"![{e.spec.name}]({rel})", ""]
+        for png in (p for p in e.paths if p.suffix == ".png"):
+            lines += [f"![{png.stem}]({os.path.relpath(png, report_path.parent)})", ""]
         lines += [f"*{e.spec.caption}*", "",
                   f"**Paper's claim.** {e.spec.claim}", "",
                   f"**Measured.** {e.finding.measured}", "",

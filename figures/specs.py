@@ -7,6 +7,7 @@ from . import (
     fig2_hessian_structure,
     fig8_quadratic,
     fig34_blockwise,
+    noise_specs,
     proofs_verdicts,
 )
 from .registry import FigureSpec
@@ -16,5 +17,8 @@ FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in (
     fig2_hessian_structure.SPEC,
     fig34_blockwise.SPEC,
     fig8_quadratic.SPEC,
+    noise_specs.NEWTON,
+    noise_specs.EPS,
+    noise_specs.BATCH,
     proofs_verdicts.SPEC,
 )}

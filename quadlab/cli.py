@@ -1,4 +1,4 @@
-"""Command line: `quadlab run`, `quadlab sweep`, `quadlab r` (a thin layer over the library).
+"""Command line: `quadlab run|sweep|r|newton|eps|batch` (a thin layer over the library).
 
 Every subcommand prints a readable table, or JSON with `--json`.
 """
@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from . import cli_noise
 from .cases import CASES, make_problem
 from .constants import adam_constants, estimate_r
 from .optimizers import OPTIMIZERS, make_optimizer
@@ -31,13 +32,15 @@ def _json_float(x: float):
 
 
 def _hyper(args) -> dict:
-    if args.optimizer != "adam":
+    if args.optimizer not in ("adam", "adabelief"):
         for flag in ("beta1", "beta2", "eps"):
             if getattr(args, flag) is not None:
-                raise ValueError(f"--{flag} applies to adam only")
+                raise ValueError(f"--{flag} applies to adam and adabelief only")
+    if args.optimizer != "adam":
         if args.bias_correction:
             raise ValueError("--bias-correction applies to adam only")
-        return {}
+        if args.optimizer != "adabelief":
+            return {}
     hyper = {k: getattr(args, k) for k in ("beta1", "beta2", "eps") if getattr(args, k) is not None}
     if args.bias_correction:
         hyper["bias_correction"] = True
@@ -170,12 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threshold", type=float, default=1000.0)
 
+    cli_noise.add_parsers(sub)
+
     for p in sub.choices.values():
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return ap
 
 
-COMMANDS = {"run": (cmd_run, show_run), "sweep": (cmd_sweep, show_sweep), "r": (cmd_r, show_r)}
+COMMANDS = {"run": (cmd_run, show_run), "sweep": (cmd_sweep, show_sweep), "r": (cmd_r, show_r),
+            **cli_noise.COMMANDS}
 
 
 def _jsonable(obj):

@@ -14,6 +14,12 @@ Conventions:
   float64 — while subnormal arithmetic would make the fast modes of a converged block
   ~100× slower on x86.
 
+Gradient noise (`quadlab.noise`): the optimizer may see a stochastic gradient g̃ instead of
+g = He (`noisy_gradient`, one counter-based random stream per trajectory, seeded by
+`quadlab.rng`, so a trajectory does not depend on chunking or threads); the recorded gap stays
+½ eᵀHe. Without noise g̃ *is* g (the same array), so the deterministic runs are unchanged. The
+generator lives in this file so that numba's cache sees its changes (it tracks one file).
+
 Two simulation strategies share the update rule `update_lanes`:
 * `simulate_fused` — chunks of up to `MAX_LANES` trajectories run all their steps in one
   compiled loop (state in L1 cache), chunks in parallel: best for small blocks.
@@ -32,6 +38,12 @@ import numpy as np
 GD = 0  # also blockwise GD: the per-coordinate `scale` carries the block step sizes
 SIGN = 1
 ADAM = 2
+ADABELIEF = 3
+
+# noise codes (see noise.py)
+NOISE_NONE = 0
+NOISE_GAUSSIAN = 1
+NOISE_LEAST_SQUARES = 2
 
 #: relative magnitude under which a coordinate of the error e is flushed to zero
 FLUSH = 1e-140
@@ -39,6 +51,59 @@ FLUSH = 1e-140
 MAX_LANES = 64
 
 _NB = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+# ------------------------------------------------------------------ random numbers (quadlab.rng)
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_TWO_M53 = 2.0**-53
+
+
+@nb.njit(**_NB)
+def next_u64(state, k):
+    """Advance lane k's counter and return the splitmix64 output (uint64)."""
+    s = state[k] + _GAMMA
+    state[k] = s
+    z = (s ^ (s >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@nb.njit(**_NB)
+def uniform(state, k):
+    """A uniform double in [0, 1) with 53 random bits, from lane k."""
+    return float(next_u64(state, k) >> _S11) * _TWO_M53
+
+
+@nb.njit(**_NB)
+def fill_normals(state, z):
+    """z[c, k] ← independent N(0, 1) draws, column k from lane k (pairs along c).
+
+    Marsaglia's polar method: u, v uniform on (−1, 1), rejected unless 0 < s = u² + v² < 1,
+    then u·f and v·f with f = √(−2 ln s / s) are two independent standard normals. It needs one
+    log and one square root per pair and no trigonometry (~1.8× faster than Box–Muller here,
+    where numba has no vector math library). The outer loop runs over coordinate pairs and the
+    inner loop over lanes (the lanes-last layout of the kernels); each lane consumes only its
+    own counter, so the draws do not depend on the other lanes.
+    """
+    d, n = z.shape
+    for c in range(0, d, 2):
+        for k in range(n):
+            while True:
+                u = float(next_u64(state, k) >> _S11) * (2.0 * _TWO_M53) - 1.0
+                v = float(next_u64(state, k) >> _S11) * (2.0 * _TWO_M53) - 1.0
+                s = u * u + v * v
+                if 0.0 < s < 1.0:
+                    break
+            f = math.sqrt(-2.0 * math.log(s) / s)
+            z[c, k] = u * f
+            if c + 1 < d:
+                z[c + 1, k] = v * f
 
 
 @nb.njit(**_NB)
@@ -49,6 +114,7 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
     Adam: m ← β1 m + (1−β1) g, v ← β2 v + (1−β2) g², Δ = lr·m̂/(√v̂ + ε), where m̂ = m, v̂ = v
           unless bias correction divides them by (1 − β1^{t+1}) and (1 − β2^{t+1}); a
           coordinate with m̂ = 0 does not move.
+    AdaBelief: as Adam with v ← β2 v + (1−β2) (g − m)², m the *updated* first moment.
     Entries of e below flush[k] are set to zero afterwards.
     """
     d, n = e.shape
@@ -66,11 +132,24 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
                 gk = g[c, k]
                 s = 1.0 if gk > 0 else (-1.0 if gk < 0 else 0.0)
                 e[c, k] -= lr[k] * scale[c] * s
-        else:
+        elif code == ADAM:
             for k in range(n):
                 gk = g[c, k]
                 mk = beta1 * m[c, k] + (1.0 - beta1) * gk
                 vk = beta2 * v[c, k] + (1.0 - beta2) * gk * gk
+                m[c, k] = mk
+                v[c, k] = vk
+                mh = mk * c1
+                step = 0.0
+                if mh != 0.0:
+                    step = lr[k] * scale[c] * mh / (math.sqrt(vk * c2) + eps)
+                e[c, k] -= step
+        else:  # ADABELIEF
+            for k in range(n):
+                gk = g[c, k]
+                mk = beta1 * m[c, k] + (1.0 - beta1) * gk
+                dk = gk - mk
+                vk = beta2 * v[c, k] + (1.0 - beta2) * dk * dk
                 m[c, k] = mk
                 v[c, k] = vk
                 mh = mk * c1
@@ -146,10 +225,105 @@ def initial_moments(code, g, paper_init):
     return m, v
 
 
+@nb.njit(fastmath={"reassoc", "contract"}, **_NB)
+def noisy_gradient(noise, e, g, gn, z, state, idx):
+    """The stochastic gradient g̃ of every lane into gn (d, n), from e and g = He.
+
+    `noise` is the tuple of `quadlab.noise.kernel_noise`:
+    (code, amp, f_flat, f_off, fc_off, x, r, batch, replace).
+
+    * Gaussian: g̃ = g + amp · F z, z ~ N(0, I) from each lane's stream, F block-diagonal
+      (packed like H) with F Fᵀ = Σ and amp = scale/√B; amp = 0 gives g̃ = g bitwise.
+    * Least squares: g̃ = (1/B) Σ_{i∈batch} x_i (x_iᵀ e − r_i), B rows per lane drawn uniformly
+      with replacement, or without (a partial Fisher–Yates shuffle of the lane's index column
+      idx[:, k], which stays a permutation of 0..N−1 between steps).
+    * None: nothing to do (the caller passes gn = g).
+    """
+    code, amp, f_flat, f_off, fc_off, x, r, batch, replace = noise
+    d, n = e.shape
+    if code == NOISE_GAUSSIAN:
+        fill_normals(state, z)
+        block_matmul(f_flat, f_off, fc_off, z, gn)
+        for c in range(d):
+            for k in range(n):
+                gn[c, k] = g[c, k] + amp * gn[c, k]
+    elif code == NOISE_LEAST_SQUARES:
+        n_rows = x.shape[0]
+        inv_b = 1.0 / batch
+        for k in range(n):
+            for c in range(d):
+                gn[c, k] = 0.0
+            for b in range(batch):
+                if replace:
+                    i = min(int(uniform(state, k) * n_rows), n_rows - 1)
+                else:
+                    j = b + min(int(uniform(state, k) * (n_rows - b)), n_rows - b - 1)
+                    i = idx[j, k]
+                    idx[j, k] = idx[b, k]
+                    idx[b, k] = i
+                res = -r[i]
+                for c in range(d):
+                    res += x[i, c] * e[c, k]
+                for c in range(d):
+                    gn[c, k] += res * x[i, c]
+            for c in range(d):
+                gn[c, k] *= inv_b
+
+
+@nb.njit(**_NB)
+def accumulate_stats(e, g, gn, v, c_off, h_off, stats):
+    """Add this step's statistics to `stats` (S, n), S = 4d + 3P, P = Σ_l d_l².
+
+    Rows: [v, g̃², g², e²] per coordinate (v is the second-moment state *before* this step's
+    update), then the per-block outer products g̃ g̃ᵀ, g gᵀ and e eᵀ, each packed row-major per
+    block like H (offsets h_off).
+    """
+    d, n = e.shape
+    p_total = h_off[h_off.size - 1]
+    for c in range(d):
+        for k in range(n):
+            stats[c, k] += v[c, k]
+            stats[d + c, k] += gn[c, k] * gn[c, k]
+            stats[2 * d + c, k] += g[c, k] * g[c, k]
+            stats[3 * d + c, k] += e[c, k] * e[c, k]
+    for q in range(3):
+        a = gn if q == 0 else (g if q == 1 else e)
+        base0 = 4 * d + q * p_total
+        for b in range(c_off.size - 1):
+            c0 = c_off[b]
+            size = c_off[b + 1] - c0
+            base = base0 + h_off[b]
+            for i in range(size):
+                for j in range(size):
+                    row = base + i * size + j
+                    for k in range(n):
+                        stats[row, k] += a[c0 + i, k] * a[c0 + j, k]
+
+
+@nb.njit(**_NB)
+def noise_buffers(noise, e):
+    """Work arrays of the noise: (gn, z, idx) for a (d, n) state (idx: identity permutations)."""
+    d, n = e.shape
+    x = noise[5]
+    z = np.empty((d if noise[0] == NOISE_GAUSSIAN else 0, n))
+    n_rows = x.shape[0] if noise[0] == NOISE_LEAST_SQUARES and not noise[8] else 0
+    idx = np.empty((n_rows, n), dtype=np.int64)
+    for i in range(n_rows):
+        for k in range(n):
+            idx[i, k] = i
+    gn = np.empty_like(e)
+    return gn, z, idx
+
+
 @nb.njit(**_NB)
 def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, eps,
-               bias_correction, paper_init, diverge_factor, out, diverged):
-    """All steps for one chunk: e (d, n) in place, gaps into out (n, steps+1)."""
+               bias_correction, paper_init, diverge_factor, out, diverged, noise, state,
+               stats_from, stats):
+    """All steps for one chunk: e (d, n) in place, gaps into out (n, steps+1).
+
+    With noise, the optimizer steps on g̃ (`noisy_gradient`, lane k's generator state[k]);
+    from step `stats_from` on (if stats has rows) `accumulate_stats` adds into stats (S, n).
+    """
     d, n = e.shape
     flush = np.empty(n)
     for k in range(n):
@@ -166,29 +340,48 @@ def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, ep
         out[k, 0] = gaps[k]
         limit[k] = diverge_factor * max(gaps[k], 1e-300)
         diverged[k] = -1
-    m, v = initial_moments(code, g, paper_init)
+    noisy = noise[0] != NOISE_NONE
+    gn, z, idx = noise_buffers(noise, e)
+    if not noisy:
+        gn = g
+    else:
+        noisy_gradient(noise, e, g, gn, z, state, idx)
+    m, v = initial_moments(code, gn, paper_init)
     for t in range(steps):
-        update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush)
+        if noisy and t > 0:
+            noisy_gradient(noise, e, g, gn, z, state, idx)
+        if stats.shape[0] > 0 and t >= stats_from:
+            accumulate_stats(e, g, gn, v, c_off, h_off, stats)
+        update_lanes(code, e, gn, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush)
         block_matmul(h_flat, h_off, c_off, e, g)
         record_step(e, g, m, v, gaps, limit, diverged, out, t)
 
 
 @nb.njit(parallel=True, **_NB)
 def simulate_fused(h_flat, h_off, c_off, e0t, lr, scale, steps, code, beta1, beta2, eps,
-                   bias_correction, paper_init, diverge_factor, out, diverged, threads):
+                   bias_correction, paper_init, diverge_factor, out, diverged, threads, noise,
+                   state, stats_from, stats):
     """Simulate the trajectories e0t[:, k] (shape (d, n)) in chunks, chunks in parallel.
 
     Chunks hold up to MAX_LANES trajectories but are made small enough to feed `threads`.
+    `state` (n,) holds each lane's generator counter; `stats` is (n, S) (S = 0: no statistics).
     """
     n = e0t.shape[1]
     lanes = min(MAX_LANES, max(8, (n + threads - 1) // threads))
     n_chunks = (n + lanes - 1) // lanes
+    n_stats = stats.shape[1]
     for ch in nb.prange(n_chunks):
         lo = ch * lanes
         hi = min(n, lo + lanes)
         e = np.ascontiguousarray(e0t[:, lo:hi])
+        st = state[lo:hi].copy()
+        acc = np.zeros((n_stats, hi - lo))
         _run_chunk(h_flat, h_off, c_off, e, lr[lo:hi], scale, steps, code, beta1, beta2, eps,
-                   bias_correction, paper_init, diverge_factor, out[lo:hi], diverged[lo:hi])
+                   bias_correction, paper_init, diverge_factor, out[lo:hi], diverged[lo:hi],
+                   noise, st, stats_from, acc)
+        for k in range(hi - lo):
+            for s in range(n_stats):
+                stats[lo + k, s] = acc[s, k]
 
 
 @nb.njit(parallel=True, **_NB)

@@ -14,6 +14,12 @@ Update rules (g_t = ∇L(w_t), all products and quotients coordinatewise):
   - ``bias_correction=True``: PyTorch's ``torch.optim.Adam`` exactly (moments start at zero,
     m̂ = m/(1−β1^{t+1}), v̂ = v/(1−β2^{t+1})).
   Defaults β1 = 0, β2 = 1, ε = 0: the paper's simplified Adam.
+* ``adabelief``     m ← β1 m + (1−β1) g,  s ← β2 s + (1−β2) (g − m)⊙(g − m),
+  w ← w − η m̂ / (√ŝ + ε) with m̂ = m/(1−β1^{t+1}), ŝ = s/(1−β2^{t+1}), moments starting at zero
+  (Zhuang et al. 2020, as written in seed 002). Choice: ε only outside the square root — the
+  AdaBelief paper also adds ε to s at every step; leaving it out keeps ε's meaning identical to
+  Adam's, so the two differ only in averaging (g − m)² instead of g². Defaults β1 = 0.9,
+  β2 = 0.999, ε = 1e-8; β1 must be > 0 (with β1 = 0, m = g and s ≡ 0) and β2 < 1.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ OPTIMIZERS: dict[str, tuple[int, dict]] = {
     "blockwise-gd": (kernels.GD, {"block_scales": None}),
     "sign-gd": (kernels.SIGN, {}),
     "adam": (kernels.ADAM, {"beta1": 0.0, "beta2": 1.0, "eps": 0.0, "bias_correction": False}),
+    "adabelief": (kernels.ADABELIEF, {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}),
 }
 
 
@@ -70,14 +77,14 @@ class OptimizerSpec:
 
     def label(self) -> str:
         """Short human-readable name with the hyper-parameters that matter."""
-        if self.name != "adam":
+        if self.name not in ("adam", "adabelief"):
             return self.name
         parts = [f"β1={self.beta1:g}", f"β2={self.beta2:g}"]
         if self.eps:
             parts.append(f"ε={self.eps:g}")
-        if self.bias_correction:
+        if self.bias_correction and self.name == "adam":
             parts.append("bias-corr")
-        return f"adam({', '.join(parts)})"
+        return f"{self.name}({', '.join(parts)})"
 
 
 def make_optimizer(name: str, **hyper) -> OptimizerSpec:
@@ -86,7 +93,7 @@ def make_optimizer(name: str, **hyper) -> OptimizerSpec:
     Raises:
         ValueError: unknown optimizer or option; β1 outside [0, 1); β2 outside [0, 1]; ε < 0 or
             non-finite; bias correction with β2 = 1 (its v̂ would divide by zero); non-positive
-            block scales.
+            block scales; for AdaBelief β1 outside (0, 1) or β2 outside [0, 1).
     """
     check_choice(name, OPTIMIZERS, what="optimizer")
     code, defaults = OPTIMIZERS[name]
@@ -106,6 +113,16 @@ def make_optimizer(name: str, **hyper) -> OptimizerSpec:
         if bias and beta2 == 1.0:
             raise ValueError("bias_correction=True needs beta2 < 1 (1 − β2^t would be 0)")
         return OptimizerSpec(name, code, beta1, beta2, eps, bool(bias))
+    if name == "adabelief":
+        beta1, beta2, eps = float(params["beta1"]), float(params["beta2"]), float(params["eps"])
+        if not 0.0 < beta1 < 1.0:
+            raise ValueError(f"beta1 must be in (0, 1) for adabelief (β1 = 0 makes g − m ≡ 0), "
+                             f"got {params['beta1']!r}")
+        if not 0.0 <= beta2 < 1.0:
+            raise ValueError(f"beta2 must be in [0, 1) for adabelief, got {params['beta2']!r}")
+        if not (np.isfinite(eps) and eps >= 0.0):
+            raise ValueError(f"eps must be finite and >= 0, got {params['eps']!r}")
+        return OptimizerSpec(name, code, beta1, beta2, eps, True)
     if name == "blockwise-gd" and params["block_scales"] is not None:
         scales = as_float_array(params["block_scales"], name="block_scales", ndim=1)
         if np.any(scales <= 0):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from . import simulate as _sim
-from .optimizers import make_optimizer
+from .noise import NoiseModel, kernel_noise
+from .optimizers import OptimizerSpec, make_optimizer
 from .problem import Problem
+from .rng import lane_states
 from .validation import as_float_array, check_choice, check_steps
 
 METHODS = ("auto", "closed-form", "simulate")
@@ -53,48 +56,26 @@ def _describe(rows: np.ndarray, steps: np.ndarray, n: int, limit: int = 8) -> st
             "on.")
 
 
-def run(problem: Problem, optimizer: str, *, lr, w0, steps: int,
-        method: Literal["auto", "closed-form", "simulate"] = "auto",
-        on_divergence: Literal["warn", "raise", "ignore"] = "warn", **hyper) -> np.ndarray:
-    """Run an optimizer on L(w) = ½ wᵀHw − hᵀw and return the loss gaps L(w_t) − L*.
+@dataclass(frozen=True)
+class Prepared:
+    """Validated inputs of a run: spec, step sizes (n,), errors e0 (n, d), noise tuple, lanes."""
 
-    Broadcasting: `lr` (scalar or shape (n,)) and `w0` (shape (d,) or (n, d)) broadcast to n
-    trajectories, computed in parallel; the result has shape (steps+1,) when both are single,
-    else (n, steps+1), row i being trajectory i.
+    spec: OptimizerSpec
+    lrs: np.ndarray
+    e0: np.ndarray
+    single: bool
+    noise: tuple
+    state: np.ndarray
+    noisy: bool
 
-    Computation: linear iterations (GD, blockwise GD, Adam with β1 = 0, β2 = 1) use the closed
-    form L(w_t) − L* = ½ Σ_j a_j (1 − η ν_j)^{2t} of their eigen-modes when `method="auto"`;
-    everything else is simulated in float64 by numba kernels, on the error e = w − w* (so the
-    gradient He has no cancellation near the optimum).
 
-    Args:
-        problem: the quadratic.
-        optimizer: "gd", "blockwise-gd", "sign-gd" or "adam" (see `quadlab.optimizers`).
-        lr: step size(s) η > 0.
-        w0: initial point(s).
-        steps: number of iterations T; the result holds t = 0..T.
-        method: "auto", "closed-form" (linear iterations only) or "simulate".
-        on_divergence: what to do when a trajectory diverges (gap non-finite or above
-            `DIVERGENCE_FACTOR` × its start): "warn" (a `DivergenceWarning` naming rows and
-            steps), "raise" (`DivergenceError`) or "ignore". Diverged gaps are +inf from the
-            step of divergence on, in every case.
-        **hyper: the optimizer's hyper-parameters (beta1, beta2, eps, bias_correction for Adam;
-            block_scales for blockwise GD).
-
-    Returns:
-        Loss gaps, shape (steps+1,) or (n, steps+1).
-
-    Raises:
-        ValueError: bad problem, optimizer, hyper-parameter, shape, step size or method; or
-            simplified Adam (β2 = 1, ε = 0) from a point whose gradient has a zero coordinate
-            (its preconditioner diag(|∇L(w0)|)⁻¹ would not exist).
-    """
+def prepare(problem: Problem, optimizer: str, *, lr, w0, steps: int, noise, batch_size, seed,
+            **hyper) -> Prepared:
+    """Check and broadcast the inputs of `run` (shared with `quadlab.statistics`)."""
     if not isinstance(problem, Problem):
         raise ValueError(f"problem must be a quadlab.Problem, got {type(problem).__name__}")
     spec = make_optimizer(optimizer, **hyper)
-    check_choice(method, METHODS, what="method")
-    check_choice(on_divergence, ("warn", "raise", "ignore"), what="on_divergence")
-    steps = check_steps(steps)
+    check_steps(steps)
     lr_arr = as_float_array(lr, name="lr")
     if lr_arr.ndim > 1:
         raise ValueError(f"lr must be a scalar or 1-D, got shape {lr_arr.shape}")
@@ -111,27 +92,102 @@ def run(problem: Problem, optimizer: str, *, lr, w0, steps: int,
         raise ValueError(f"lr has {n_lr} entries but w0 has {n_w} rows; they must match or one "
                          "must be single")
     n = max(n_lr, n_w)
+    if noise is not None and isinstance(seed, list | tuple | np.ndarray):
+        if len(seed) != n and n != 1:
+            raise ValueError(f"seed has {len(seed)} entries but there are {n} trajectories")
+        n = len(seed)  # one row per seed
+        single = False
     lrs = np.broadcast_to(lr_arr.reshape(-1), (n,)).copy()
     e0 = np.broadcast_to(w0_arr.reshape(-1, problem.d), (n, problem.d)) - problem.w_star
+    kernel = kernel_noise(problem, noise, batch_size)
+    state = lane_states(seed, n) if noise is not None else np.zeros(n, dtype=np.uint64)
 
-    if spec.name == "adam" and spec.beta2 == 1.0 and spec.eps == 0.0:
+    if spec.name == "adam" and spec.beta2 == 1.0 and spec.eps == 0.0 and noise is None:
         zero_rows = np.flatnonzero(np.any(problem.matvec(e0) == 0.0, axis=1))
         if zero_rows.size:
             raise ValueError(
                 f"the gradient at w0 has an exactly zero coordinate (row {zero_rows[0]}), so the "
                 "simplified-Adam preconditioner diag(|∇L(w0)|)⁻¹ does not exist; pass eps > 0")
+    return Prepared(spec, lrs, np.ascontiguousarray(e0), single, kernel, state,
+                    noise is not None)
 
-    if method == "closed-form" and not spec.is_linear:
-        raise ValueError(f"method='closed-form' needs a linear iteration (gd, blockwise-gd, or "
-                         f"adam with beta1=0, beta2=1, no bias correction); got {spec.label()}")
-    use_closed = spec.is_linear and method != "simulate"
-    compute = _sim.closed_form if use_closed else _sim.simulate
-    gaps, diverged = compute(problem, spec, lrs, e0, steps)
 
+def report_divergence(diverged: np.ndarray, n: int, on_divergence: str) -> None:
+    """Warn or raise about diverged rows (see `run`)."""
     rows = np.flatnonzero(diverged >= 0)
     if rows.size and on_divergence != "ignore":
         message = _describe(rows, diverged[rows], n)
         if on_divergence == "raise":
             raise DivergenceError(message, rows, diverged[rows])
-        warnings.warn(message, DivergenceWarning, stacklevel=2)
-    return gaps[0] if single else gaps
+        warnings.warn(message, DivergenceWarning, stacklevel=3)
+
+
+def run(problem: Problem, optimizer: str, *, lr, w0, steps: int,
+        method: Literal["auto", "closed-form", "simulate"] = "auto",
+        on_divergence: Literal["warn", "raise", "ignore"] = "warn",
+        noise: NoiseModel | None = None, batch_size: int = 1, seed=0,
+        **hyper) -> np.ndarray:
+    """Run an optimizer on L(w) = ½ wᵀHw − hᵀw and return the loss gaps L(w_t) − L*.
+
+    Broadcasting: `lr` (scalar or shape (n,)) and `w0` (shape (d,) or (n, d)) broadcast to n
+    trajectories, computed in parallel; the result has shape (steps+1,) when both are single,
+    else (n, steps+1), row i being trajectory i. With noise, a sequence of n seeds also makes
+    n rows (row i uses seed[i]).
+
+    Computation: linear iterations (GD, blockwise GD, Adam with β1 = 0, β2 = 1) use the closed
+    form L(w_t) − L* = ½ Σ_j a_j (1 − η ν_j)^{2t} of their eigen-modes when `method="auto"`
+    and there is no noise; everything else is simulated in float64 by numba kernels, on the
+    error e = w − w* (so the gradient He has no cancellation near the optimum).
+
+    Noise (`quadlab.noise`): the optimizer sees a stochastic gradient g̃ with E[g̃] = He and
+    covariance given by the model and `batch_size` (Gaussian: scale² Σ / B; least squares: the
+    minibatch of B data rows); the result is still the true gap L(w_t) − L*. Each trajectory has
+    its own random stream (`quadlab.rng`), so results do not depend on threads or chunking and
+    row i of a batch equals a single run with the same per-row seed. Zero noise reproduces the
+    deterministic simulation: `GaussianNoise(scale=0)` bitwise, `LeastSquaresNoise` with
+    B = N rows drawn without replacement to round-off (the gradient is summed over rows).
+
+    Args:
+        problem: the quadratic.
+        optimizer: "gd", "blockwise-gd", "sign-gd", "adam" or "adabelief"
+            (see `quadlab.optimizers`).
+        lr: step size(s) η > 0.
+        w0: initial point(s).
+        steps: number of iterations T; the result holds t = 0..T.
+        method: "auto", "closed-form" (linear iterations without noise only) or "simulate".
+        on_divergence: what to do when a trajectory diverges (gap non-finite or above
+            `DIVERGENCE_FACTOR` × its start): "warn" (a `DivergenceWarning` naming rows and
+            steps), "raise" (`DivergenceError`) or "ignore". Diverged gaps are +inf from the
+            step of divergence on, in every case.
+        noise: None (exact gradients), a `GaussianNoise` or a `LeastSquaresNoise`.
+        batch_size: B >= 1 (<= N for least squares); only with a noise model.
+        seed: the noise seed: an int >= 0 or SeedSequence (row i uses its i-th child stream), or
+            one int per row (see `quadlab.rng.lane_states`). Ignored without noise.
+        **hyper: the optimizer's hyper-parameters (beta1, beta2, eps, bias_correction for Adam;
+            beta1, beta2, eps for AdaBelief; block_scales for blockwise GD).
+
+    Returns:
+        Loss gaps, shape (steps+1,) or (n, steps+1).
+
+    Raises:
+        ValueError: bad problem, optimizer, hyper-parameter, shape, step size, method, noise
+            model, batch size or seed; or simplified Adam (β2 = 1, ε = 0, no noise) from a
+            point whose gradient has a zero coordinate (its preconditioner diag(|∇L(w0)|)⁻¹
+            would not exist).
+    """
+    check_choice(method, METHODS, what="method")
+    check_choice(on_divergence, ("warn", "raise", "ignore"), what="on_divergence")
+    prep = prepare(problem, optimizer, lr=lr, w0=w0, steps=steps, noise=noise,
+                   batch_size=batch_size, seed=seed, **hyper)
+    spec = prep.spec
+    if method == "closed-form" and (not spec.is_linear or prep.noisy):
+        raise ValueError(f"method='closed-form' needs a linear iteration (gd, blockwise-gd, or "
+                         f"adam with beta1=0, beta2=1, no bias correction) and no noise; got "
+                         f"{spec.label()}" + (" with noise" if prep.noisy else ""))
+    if prep.noisy or not (spec.is_linear and method != "simulate"):
+        gaps, diverged = _sim.simulate(problem, spec, prep.lrs, prep.e0, steps,
+                                       noise=prep.noise, state=prep.state)
+    else:
+        gaps, diverged = _sim.closed_form(problem, spec, prep.lrs, prep.e0, steps)
+    report_divergence(diverged, prep.lrs.size, on_divergence)
+    return gaps[0] if prep.single else gaps

@@ -12,6 +12,7 @@ import numba
 import numpy as np
 
 from . import kernels
+from .noise import kernel_noise
 from .optimizers import OptimizerSpec
 from .problem import Problem
 
@@ -36,46 +37,86 @@ def _kernel_args(spec: OptimizerSpec) -> tuple:
 
 
 def simulate(problem: Problem, spec: OptimizerSpec, lr: np.ndarray, e0: np.ndarray,
-             steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Simulate step by step, choosing the fused or the blocked kernel by block size."""
+             steps: int, **noise_options) -> tuple[np.ndarray, np.ndarray]:
+    """Simulate step by step, choosing the fused or the blocked kernel by block size.
+
+    `noise_options` (see `simulate_fused`): noise, state, stats_from, stats.
+    """
     if max(problem.block_sizes) <= FUSED_MAX_BLOCK:
-        return simulate_fused(problem, spec, lr, e0, steps)
-    return simulate_blocked(problem, spec, lr, e0, steps)
+        return simulate_fused(problem, spec, lr, e0, steps, **noise_options)
+    return simulate_blocked(problem, spec, lr, e0, steps, **noise_options)
 
 
-def simulate_fused(problem, spec, lr, e0, steps):
-    """Chunks of trajectories run all their steps in one compiled loop; chunks in parallel."""
+def _noise_args(problem, n, noise, state, stats):
+    """Defaults: no noise (kernel tuple), dummy generator states, no statistics (n, 0)."""
+    if noise is None:
+        noise = kernel_noise(problem, None, 1)
+    if state is None:
+        state = np.zeros(n, dtype=np.uint64)
+    if stats is None:
+        stats = np.zeros((n, 0))
+    return noise, np.ascontiguousarray(state, dtype=np.uint64), stats
+
+
+def stats_size(problem: Problem) -> int:
+    """S = 4d + 3 Σ_l d_l², the number of statistics `kernels.accumulate_stats` keeps per lane."""
+    return 4 * problem.d + 3 * sum(s * s for s in problem.block_sizes)
+
+
+def simulate_fused(problem, spec, lr, e0, steps, *, noise=None, state=None, stats_from=0,
+                   stats=None):
+    """Chunks of trajectories run all their steps in one compiled loop; chunks in parallel.
+
+    Args:
+        noise: the kernel tuple of `quadlab.noise.kernel_noise` (default: no noise).
+        state: per-trajectory generator counters, shape (n,) uint64 (`quadlab.rng.lane_states`).
+        stats_from: first step whose statistics are accumulated.
+        stats: output (n, `stats_size`) array, filled with the sums of `kernels.accumulate_stats`
+            over steps stats_from..steps−1; None for no statistics.
+    """
     n = e0.shape[0]
     out = np.empty((n, steps + 1))
     diverged = np.empty(n, dtype=np.int64)
     h_flat, h_off, c_off = packed_blocks(problem)
     code, b1, b2, eps, bias, paper = _kernel_args(spec)
+    noise, state, acc = _noise_args(problem, n, noise, state, stats)
     kernels.simulate_fused(h_flat, h_off, c_off, np.ascontiguousarray(e0.T),
                            np.ascontiguousarray(lr), spec.coordinate_scale(problem), steps, code,
                            b1, b2, eps, bias, paper, DIVERGENCE_FACTOR, out, diverged,
-                           numba.get_num_threads())
+                           numba.get_num_threads(), noise, state, stats_from, acc)
     return out, diverged
 
 
-def simulate_blocked(problem, spec, lr, e0, steps):
+def simulate_blocked(problem, spec, lr, e0, steps, *, noise=None, state=None, stats_from=0,
+                     stats=None):
     """Gradients of all trajectories at once, one BLAS matmul per block; compiled updates.
 
     The state is stored transposed, (d, n), so each block's rows are contiguous and
-    G[block] = H_l @ E[block] writes in place.
+    G[block] = H_l @ E[block] writes in place. Noise and statistics as in `simulate_fused`.
     """
     n = e0.shape[0]
     code, b1, b2, eps, bias, paper = _kernel_args(spec)
     scale = spec.coordinate_scale(problem)
+    noise, state, out_stats = _noise_args(problem, n, noise, state, stats)
+    state = state.copy()
     e = np.ascontiguousarray(e0.T)
     g = np.empty_like(e)
     slices, blocks = problem.block_slices, problem.blocks
+    _, h_off, c_off = packed_blocks(problem)
+    acc = np.zeros((out_stats.shape[1], n))
 
     def gradient():
         for sl, b in zip(slices, blocks, strict=True):
             np.matmul(b, e[sl], out=g[sl])
 
     gradient()
-    m, v = kernels.initial_moments(code, g, paper)
+    noisy = noise[0] != kernels.NOISE_NONE
+    gn, z, idx = kernels.noise_buffers(noise, e)
+    if noisy:
+        kernels.noisy_gradient(noise, e, g, gn, z, state, idx)
+    else:
+        gn = g
+    m, v = kernels.initial_moments(code, gn, paper)
     out = np.empty((n, steps + 1))
     diverged = np.full(n, -1, dtype=np.int64)
     gaps = np.empty(n)
@@ -85,9 +126,14 @@ def simulate_blocked(problem, spec, lr, e0, steps):
     lr = np.ascontiguousarray(lr)
     flush = kernels.FLUSH * np.max(np.abs(e), axis=0)
     for t in range(steps):
-        kernels.update_lanes(code, e, g, m, v, lr, scale, t, b1, b2, eps, bias, flush)
+        if noisy and t > 0:
+            kernels.noisy_gradient(noise, e, g, gn, z, state, idx)
+        if acc.shape[0] and t >= stats_from:
+            kernels.accumulate_stats(e, g, gn, v, c_off, h_off, acc)
+        kernels.update_lanes(code, e, gn, m, v, lr, scale, t, b1, b2, eps, bias, flush)
         gradient()
         kernels.record_step(e, g, m, v, gaps, limit, diverged, out, t)
+    out_stats[:] = acc.T
     return out, diverged
 
 

@@ -101,7 +101,7 @@ class TuneResult:
 
 
 def tune_lr(problem: Problem, optimizer: str, *, w0, steps: int, tol: float = 1e-6, grid=None,
-            **hyper) -> TuneResult:
+            max_rise: float | None = None, **hyper) -> TuneResult:
     """Pick the best step size from a log grid (all step sizes run in parallel).
 
     Args:
@@ -111,6 +111,9 @@ def tune_lr(problem: Problem, optimizer: str, *, w0, steps: int, tol: float = 1e
         steps: iteration budget T.
         tol: relative gap to reach (the paper's figure: 1e-6 of the initial gap).
         grid: step sizes to try; default `default_grid`.
+        max_rise: if given, step sizes whose gap ever exceeds max_rise × the initial gap are
+            excluded like diverged ones (a transient blow-up can inflate Adam's v and then
+            converge fast; this keeps such runs out of the choice). Default: no limit.
         **hyper: the optimizer's hyper-parameters.
 
     Raises:
@@ -129,9 +132,13 @@ def tune_lr(problem: Problem, optimizer: str, *, w0, steps: int, tol: float = 1e
     iters = iterations_to_tolerance(gaps, tol)
     final = gaps[:, -1]
     ok = diverged < 0
+    if max_rise is not None:
+        max_rise = check_positive(max_rise, name="max_rise")
+        with np.errstate(invalid="ignore"):
+            ok &= np.max(gaps, axis=1) <= max_rise * gaps[:, 0]
     if not ok.any():
         raise ValueError(f"every step size in the grid [{grid.min():.3g}, {grid.max():.3g}] "
-                         f"diverged for {optimizer}; try smaller steps")
+                         f"diverged (or rose above max_rise) for {optimizer}; try smaller steps")
     # rank: reached (fewest iterations) < not reached (smallest final gap) < diverged
     key_iters = np.where(ok, iters, np.inf)
     key_final = np.where(ok, final, np.inf)

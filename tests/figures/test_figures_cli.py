@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from figures import proofs_verdicts
@@ -11,15 +13,18 @@ def test_every_figure_runs_on_the_tiny_profile_and_the_cache_is_reused(tmp_path,
     argv = ["--profile", "tiny", "--out", str(out), "--cache", str(cache)]
     assert main(argv) == 0
     first = capsys.readouterr().out
-    drawn = [name for name, spec in FIGURES.items() if spec.draw is not proofs_verdicts.draw]
-    for name in drawn:
-        for ext in ("png", "pdf"):
-            f = out / f"{name}.{ext}"
-            assert f.exists() and f.stat().st_size > 5_000, f
     report = (out / "REPORT.md").read_text()
-    assert all(f"({name}.png)" in report for name in drawn)
-    assert all(f'id="{name}"' in report for name in FIGURES)
     assert "Paper's claim" in report and "Verdict" in report
+    sections = report.split('<a id="')[1:]
+    assert [s.split('"')[0] for s in sections] == list(FIGURES)
+    for name, section in zip(FIGURES, sections, strict=True):
+        images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", section)
+        if FIGURES[name].draw is not proofs_verdicts.draw:
+            assert images, name
+        for rel in images:
+            png = out / rel
+            assert png.exists() and png.stat().st_size > 5_000, png
+            assert png.with_suffix(".pdf").exists(), png
     assert "(cached)" not in first
     assert len(list(cache.glob("*.pkl"))) == len(FIGURES)
     # second run: everything from the cache, same findings
