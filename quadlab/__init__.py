@@ -14,7 +14,15 @@ from .newton import NewtonResult, NewtonRow, newton_study
 from .noise import GaussianNoise, LeastSquaresNoise, sample_gradients
 from .optimizers import OPTIMIZERS, OptimizerSpec, make_optimizer
 from .problem import Problem
-from .run import DivergenceError, DivergenceWarning, divergence_steps, run
+from .run import (
+    DivergenceError,
+    DivergenceWarning,
+    UnderflowError,
+    UnderflowWarning,
+    divergence_steps,
+    run,
+    underflow_steps,
+)
 from .statistics import TrajectoryStatistics, trajectory_statistics
 from .study import DEFAULT_OPTIMIZERS, StudyResult, StudyRun, run_study
 from .tuning import TuneResult, iterations_to_tolerance, tune_lr
@@ -40,6 +48,8 @@ __all__ = [
     "StudyRun",
     "TrajectoryStatistics",
     "TuneResult",
+    "UnderflowError",
+    "UnderflowWarning",
     "adam_constants",
     "batch_study",
     "divergence_steps",
@@ -55,4 +65,5 @@ __all__ = [
     "softsign",
     "trajectory_statistics",
     "tune_lr",
+    "underflow_steps",
 ]

@@ -9,10 +9,17 @@ Conventions:
 * Divergence: a trajectory whose gap is non-finite or exceeds `diverge_factor` × its initial gap
   is stopped; its gaps are +inf from that step on and the step is recorded in `diverged`
   (−1 = did not diverge).
-* Subnormal numbers: a coordinate of e whose magnitude falls below FLUSH × ‖e0‖_∞ is set to
-  zero. Its share of the gap is then below FLUSH² ≈ 1e-280 of the initial gap — invisible in
-  float64 — while subnormal arithmetic would make the fast modes of a converged block
-  ~100× slower on x86.
+* Subnormal numbers (GD only): a coordinate of e whose magnitude falls below FLUSH × ‖e0‖_∞ is
+  set to zero. GD is linear, so its share of the gap stays below FLUSH² ≈ 1e-280 of the initial
+  gap — invisible in float64 — while subnormal arithmetic would make the fast modes of a
+  converged block ~100× slower on x86.
+* Underflow (Adam, AdaBelief): with β2 < 1 and √v̂ > ε these updates are scale-free, so a
+  coordinate that shrinks towards 0 can grow back (Proposition 2: w dips to 1e-1000 and returns
+  to the cycle ±η/2). float64 cannot follow that: when such a coordinate falls below UNDERFLOW
+  (absolute, just above the subnormal range) the lane is stopped, recorded in `underflow`, and
+  its gaps are NaN from that step on — never reported as convergence. Where the update is a
+  linear contraction (β2 = 1, or ε-dominated) small coordinates are flushed as for GD. Sign
+  descent moves by ±η per coordinate and neither flushes nor underflows.
 
 Gradient noise (`quadlab.noise`): the optimizer may see a stochastic gradient g̃ instead of
 g = He (`noisy_gradient`, one counter-based random stream per trajectory, seeded by
@@ -45,8 +52,10 @@ NOISE_NONE = 0
 NOISE_GAUSSIAN = 1
 NOISE_LEAST_SQUARES = 2
 
-#: relative magnitude under which a coordinate of the error e is flushed to zero
+#: relative magnitude under which a coordinate of the error e is flushed to zero (GD)
 FLUSH = 1e-140
+#: absolute magnitude under which a coordinate of e has underflowed (Adam, AdaBelief)
+UNDERFLOW = 1e-290
 #: largest number of trajectories per chunk of the fused kernel (SIMD runs across a chunk)
 MAX_LANES = 64
 
@@ -107,7 +116,8 @@ def fill_normals(state, z):
 
 
 @nb.njit(**_NB)
-def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush):
+def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush,
+                 underflow):
     """One optimizer step on the (d, n) state, in place: e ← e − Δ(g, m, v).
 
     GD:   Δ = lr·s_c·g.   Sign: Δ = lr·s_c·sign(g).
@@ -115,7 +125,10 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
           unless bias correction divides them by (1 − β1^{t+1}) and (1 − β2^{t+1}); a
           coordinate with m̂ = 0 does not move.
     AdaBelief: as Adam with v ← β2 v + (1−β2) (g − m)², m the *updated* first moment.
-    Entries of e below flush[k] are set to zero afterwards.
+    Entries of e below flush[k] are set to zero (GD; Adam/AdaBelief where the update is a
+    linear contraction: β2 = 1, or √v̂ <= ε). Where Adam/AdaBelief is scale-free (β2 < 1,
+    √v̂ > ε) a coordinate falling below UNDERFLOW instead marks lane k as underflowed at step
+    t+1 (underflow[k]).
     """
     d, n = e.shape
     c1 = 1.0
@@ -127,6 +140,8 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
         if code == GD:
             for k in range(n):
                 e[c, k] -= lr[k] * scale[c] * g[c, k]
+                if abs(e[c, k]) < flush[k]:
+                    e[c, k] = 0.0
         elif code == SIGN:
             for k in range(n):
                 gk = g[c, k]
@@ -143,7 +158,14 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
                 step = 0.0
                 if mh != 0.0:
                     step = lr[k] * scale[c] * mh / (math.sqrt(vk * c2) + eps)
-                e[c, k] -= step
+                old = e[c, k]
+                e[c, k] = old - step
+                if abs(e[c, k]) < flush[k]:
+                    if beta2 < 1.0 and math.sqrt(vk * c2) > eps:  # scale-free: could regrow
+                        if abs(e[c, k]) < UNDERFLOW <= abs(old) and underflow[k] < 0:
+                            underflow[k] = t + 1
+                    else:  # β2 = 1 or ε-dominated: a linear contraction, flush like GD
+                        e[c, k] = 0.0
         else:  # ADABELIEF
             for k in range(n):
                 gk = g[c, k]
@@ -156,10 +178,14 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
                 step = 0.0
                 if mh != 0.0:
                     step = lr[k] * scale[c] * mh / (math.sqrt(vk * c2) + eps)
-                e[c, k] -= step
-        for k in range(n):
-            if abs(e[c, k]) < flush[k]:
-                e[c, k] = 0.0
+                old = e[c, k]
+                e[c, k] = old - step
+                if abs(e[c, k]) < flush[k]:
+                    if beta2 < 1.0 and math.sqrt(vk * c2) > eps:  # scale-free: could regrow
+                        if abs(e[c, k]) < UNDERFLOW <= abs(old) and underflow[k] < 0:
+                            underflow[k] = t + 1
+                    else:  # β2 = 1 or ε-dominated: a linear contraction, flush like GD
+                        e[c, k] = 0.0
 
 
 @nb.njit(fastmath={"reassoc", "contract"}, **_NB)
@@ -193,13 +219,22 @@ def half_column_dots(e, g, out):
 
 
 @nb.njit(**_NB)
-def record_step(e, g, m, v, gaps, limit, diverged, out, t):
+def record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t):
     """Gaps of step t+1 into out[:, t+1]; lanes whose gap is non-finite or above `limit` are
-    marked diverged at t+1, get +inf from now on, and are parked at zero (finite and cheap)."""
+    marked diverged at t+1 and get +inf from now on; lanes that underflowed get NaN from their
+    underflow step on. Stopped lanes are parked at zero (finite and cheap)."""
     d, n = e.shape
     half_column_dots(e, g, gaps)
     for k in range(n):
-        if diverged[k] >= 0:
+        if underflow[k] >= 0:
+            out[k, t + 1] = np.nan
+            if underflow[k] == t + 1:
+                for c in range(d):
+                    e[c, k] = 0.0
+                    g[c, k] = 0.0
+                    m[c, k] = 0.0
+                    v[c, k] = 1.0
+        elif diverged[k] >= 0:
             out[k, t + 1] = np.inf
         elif gaps[k] <= limit[k]:  # False for NaN too
             out[k, t + 1] = gaps[k]
@@ -316,21 +351,32 @@ def noise_buffers(noise, e):
 
 
 @nb.njit(**_NB)
+def flush_thresholds(code, e):
+    """Per-lane flush threshold of `update_lanes`: FLUSH × ‖e0‖_∞, or 0 (never) for sign
+    descent."""
+    d, n = e.shape
+    out = np.zeros(n)
+    if code == SIGN:
+        return out
+    for k in range(n):
+        mx = 0.0
+        for c in range(d):
+            mx = max(mx, abs(e[c, k]))
+        out[k] = FLUSH * mx
+    return out
+
+
+@nb.njit(**_NB)
 def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, eps,
-               bias_correction, paper_init, diverge_factor, out, diverged, noise, state,
-               stats_from, stats):
+               bias_correction, paper_init, diverge_factor, out, diverged, underflow, noise,
+               state, stats_from, stats):
     """All steps for one chunk: e (d, n) in place, gaps into out (n, steps+1).
 
     With noise, the optimizer steps on g̃ (`noisy_gradient`, lane k's generator state[k]);
     from step `stats_from` on (if stats has rows) `accumulate_stats` adds into stats (S, n).
     """
-    d, n = e.shape
-    flush = np.empty(n)
-    for k in range(n):
-        mx = 0.0
-        for c in range(d):
-            mx = max(mx, abs(e[c, k]))
-        flush[k] = FLUSH * mx
+    n = e.shape[1]
+    flush = flush_thresholds(code, e)
     g = np.empty_like(e)
     block_matmul(h_flat, h_off, c_off, e, g)
     gaps = np.empty(n)
@@ -340,6 +386,7 @@ def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, ep
         out[k, 0] = gaps[k]
         limit[k] = diverge_factor * max(gaps[k], 1e-300)
         diverged[k] = -1
+        underflow[k] = -1
     noisy = noise[0] != NOISE_NONE
     gn, z, idx = noise_buffers(noise, e)
     if not noisy:
@@ -352,15 +399,16 @@ def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, ep
             noisy_gradient(noise, e, g, gn, z, state, idx)
         if stats.shape[0] > 0 and t >= stats_from:
             accumulate_stats(e, g, gn, v, c_off, h_off, stats)
-        update_lanes(code, e, gn, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush)
+        update_lanes(code, e, gn, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush,
+                     underflow)
         block_matmul(h_flat, h_off, c_off, e, g)
-        record_step(e, g, m, v, gaps, limit, diverged, out, t)
+        record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t)
 
 
 @nb.njit(parallel=True, **_NB)
 def simulate_fused(h_flat, h_off, c_off, e0t, lr, scale, steps, code, beta1, beta2, eps,
-                   bias_correction, paper_init, diverge_factor, out, diverged, threads, noise,
-                   state, stats_from, stats):
+                   bias_correction, paper_init, diverge_factor, out, diverged, underflow, threads,
+                   noise, state, stats_from, stats):
     """Simulate the trajectories e0t[:, k] (shape (d, n)) in chunks, chunks in parallel.
 
     Chunks hold up to MAX_LANES trajectories but are made small enough to feed `threads`.
@@ -378,7 +426,7 @@ def simulate_fused(h_flat, h_off, c_off, e0t, lr, scale, steps, code, beta1, bet
         acc = np.zeros((n_stats, hi - lo))
         _run_chunk(h_flat, h_off, c_off, e, lr[lo:hi], scale, steps, code, beta1, beta2, eps,
                    bias_correction, paper_init, diverge_factor, out[lo:hi], diverged[lo:hi],
-                   noise, st, stats_from, acc)
+                   underflow[lo:hi], noise, st, stats_from, acc)
         for k in range(hi - lo):
             for s in range(n_stats):
                 stats[lo + k, s] = acc[s, k]

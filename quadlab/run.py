@@ -36,24 +36,57 @@ class DivergenceError(FloatingPointError):
         self.steps = steps
 
 
+class UnderflowWarning(UserWarning):
+    """Some trajectories left float64's range towards zero (Adam, AdaBelief); their gaps are NaN
+    from the reported step on: float64 cannot tell what happens next (see `quadlab.kernels`)."""
+
+
+class UnderflowError(FloatingPointError):
+    """Raised by `run(..., on_divergence="raise")` for underflowed trajectories.
+
+    Attributes:
+        rows: indices of the underflowed trajectories.
+        steps: the step at which each of them underflowed.
+    """
+
+    def __init__(self, message: str, rows: np.ndarray, steps: np.ndarray):
+        super().__init__(message)
+        self.rows = rows
+        self.steps = steps
+
+
+def _first(mask: np.ndarray) -> np.ndarray:
+    return np.where(mask.any(axis=-1), np.argmax(mask, axis=-1), -1)
+
+
 def divergence_steps(gaps: np.ndarray) -> np.ndarray:
     """First step at which each trajectory's gap is +inf (−1 where it never is).
 
     Works on the output of `run`: shape (steps+1,) gives a scalar array, (n, steps+1) gives (n,).
     """
-    gaps = np.asarray(gaps)
-    bad = ~np.isfinite(gaps)
-    first = np.argmax(bad, axis=-1)
-    return np.where(bad.any(axis=-1), first, -1)
+    return _first(np.isposinf(np.asarray(gaps)))
 
 
-def _describe(rows: np.ndarray, steps: np.ndarray, n: int, limit: int = 8) -> str:
+def underflow_steps(gaps: np.ndarray) -> np.ndarray:
+    """First step at which each trajectory's gap is NaN (underflow; −1 where it never is)."""
+    return _first(np.isnan(np.asarray(gaps)))
+
+
+_WHAT = {
+    "diverged": (f"gap non-finite or above {_sim.DIVERGENCE_FACTOR:g} × its initial value. Their "
+                 "gaps are +inf from that step on.", DivergenceWarning, DivergenceError),
+    "underflowed": ("a coordinate of w − w* fell below 1e-290, outside float64's range; Adam-type "
+                    "updates are scale-free and would grow it back, so the run cannot be "
+                    "followed in float64. Their gaps are NaN from that step on (not converged).",
+                    UnderflowWarning, UnderflowError),
+}
+
+
+def _describe(kind: str, rows: np.ndarray, steps: np.ndarray, n: int, limit: int = 8) -> str:
     items = ", ".join(f"row {r} at step {s}" for r, s in zip(rows[:limit], steps[:limit],
                                                               strict=True))
     more = f", … ({len(rows) - limit} more)" if len(rows) > limit else ""
-    return (f"{len(rows)} of {n} trajectories diverged ({items}{more}); gap non-finite or above "
-            f"{_sim.DIVERGENCE_FACTOR:g} × its initial value. Their gaps are +inf from that step "
-            "on.")
+    return f"{len(rows)} of {n} trajectories {kind} ({items}{more}); {_WHAT[kind][0]}"
 
 
 @dataclass(frozen=True)
@@ -112,14 +145,19 @@ def prepare(problem: Problem, optimizer: str, *, lr, w0, steps: int, noise, batc
                     noise is not None)
 
 
-def report_divergence(diverged: np.ndarray, n: int, on_divergence: str) -> None:
-    """Warn or raise about diverged rows (see `run`)."""
-    rows = np.flatnonzero(diverged >= 0)
-    if rows.size and on_divergence != "ignore":
-        message = _describe(rows, diverged[rows], n)
-        if on_divergence == "raise":
-            raise DivergenceError(message, rows, diverged[rows])
-        warnings.warn(message, DivergenceWarning, stacklevel=3)
+def report_divergence(gaps: np.ndarray, stopped: np.ndarray, on_divergence: str) -> None:
+    """Warn or raise about diverged (+inf) and underflowed (NaN) rows (see `run`)."""
+    if on_divergence == "ignore" or not (stopped >= 0).any():
+        return
+    rows = np.flatnonzero(stopped >= 0)
+    nan = np.isnan(gaps[rows, stopped[rows]])
+    for kind, sel in (("diverged", rows[~nan]), ("underflowed", rows[nan])):
+        if sel.size:
+            message = _describe(kind, sel, stopped[sel], stopped.size)
+            _, warning, error = _WHAT[kind]
+            if on_divergence == "raise":
+                raise error(message, sel, stopped[sel])
+            warnings.warn(message, warning, stacklevel=3)
 
 
 def run(problem: Problem, optimizer: str, *, lr, w0, steps: int,
@@ -189,5 +227,5 @@ def run(problem: Problem, optimizer: str, *, lr, w0, steps: int,
                                        noise=prep.noise, state=prep.state)
     else:
         gaps, diverged = _sim.closed_form(problem, spec, prep.lrs, prep.e0, steps)
-    report_divergence(diverged, prep.lrs.size, on_divergence)
+    report_divergence(gaps, diverged, on_divergence)
     return gaps[0] if prep.single else gaps

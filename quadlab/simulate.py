@@ -2,8 +2,9 @@
 
 `closed_form` (linear iterations), `simulate_fused` (small blocks) and `simulate_blocked`
 (large blocks). All take the errors e0 = w0 − w* of shape (n, d), step sizes lr of shape (n,),
-and return `(gaps, diverged)` with gaps of shape (n, steps+1) and diverged of shape (n,)
-(first step whose gap was non-finite or above `DIVERGENCE_FACTOR` × the initial gap, −1 if none).
+and return `(gaps, stopped)` with gaps of shape (n, steps+1) and stopped of shape (n,)
+(first step whose gap was non-finite or above `DIVERGENCE_FACTOR` × the initial gap — gaps +inf
+from there — or whose state underflowed — gaps NaN from there; −1 if neither).
 """
 
 from __future__ import annotations
@@ -77,14 +78,21 @@ def simulate_fused(problem, spec, lr, e0, steps, *, noise=None, state=None, stat
     n = e0.shape[0]
     out = np.empty((n, steps + 1))
     diverged = np.empty(n, dtype=np.int64)
+    underflow = np.empty(n, dtype=np.int64)
     h_flat, h_off, c_off = packed_blocks(problem)
     code, b1, b2, eps, bias, paper = _kernel_args(spec)
     noise, state, acc = _noise_args(problem, n, noise, state, stats)
     kernels.simulate_fused(h_flat, h_off, c_off, np.ascontiguousarray(e0.T),
                            np.ascontiguousarray(lr), spec.coordinate_scale(problem), steps, code,
-                           b1, b2, eps, bias, paper, DIVERGENCE_FACTOR, out, diverged,
+                           b1, b2, eps, bias, paper, DIVERGENCE_FACTOR, out, diverged, underflow,
                            numba.get_num_threads(), noise, state, stats_from, acc)
-    return out, diverged
+    return out, _failures(diverged, underflow)
+
+
+def _failures(diverged: np.ndarray, underflow: np.ndarray) -> np.ndarray:
+    """One step per trajectory at which it stopped (−1: ran to the end); the gaps tell the kind:
+    +inf from a divergence, NaN from an underflow."""
+    return np.where(underflow >= 0, underflow, diverged)
 
 
 def simulate_blocked(problem, spec, lr, e0, steps, *, noise=None, state=None, stats_from=0,
@@ -119,22 +127,24 @@ def simulate_blocked(problem, spec, lr, e0, steps, *, noise=None, state=None, st
     m, v = kernels.initial_moments(code, gn, paper)
     out = np.empty((n, steps + 1))
     diverged = np.full(n, -1, dtype=np.int64)
+    underflow = np.full(n, -1, dtype=np.int64)
     gaps = np.empty(n)
     kernels.half_column_dots(e, g, gaps)
     out[:, 0] = gaps
     limit = DIVERGENCE_FACTOR * np.maximum(gaps, 1e-300)
     lr = np.ascontiguousarray(lr)
-    flush = kernels.FLUSH * np.max(np.abs(e), axis=0)
+    flush = kernels.flush_thresholds(code, e)
     for t in range(steps):
         if noisy and t > 0:
             kernels.noisy_gradient(noise, e, g, gn, z, state, idx)
         if acc.shape[0] and t >= stats_from:
             kernels.accumulate_stats(e, g, gn, v, c_off, h_off, acc)
-        kernels.update_lanes(code, e, gn, m, v, lr, scale, t, b1, b2, eps, bias, flush)
+        kernels.update_lanes(code, e, gn, m, v, lr, scale, t, b1, b2, eps, bias, flush,
+                             underflow)
         gradient()
-        kernels.record_step(e, g, m, v, gaps, limit, diverged, out, t)
+        kernels.record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t)
     out_stats[:] = acc.T
-    return out, diverged
+    return out, _failures(diverged, underflow)
 
 
 def linear_modes(problem: Problem, spec: OptimizerSpec, e0: np.ndarray

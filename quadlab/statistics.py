@@ -80,7 +80,7 @@ def trajectory_statistics(problem: Problem, optimizer: str, *, lr, w0, steps: in
     gaps, diverged = _sim.simulate(problem, prep.spec, prep.lrs, prep.e0, steps,
                                    noise=prep.noise, state=prep.state,
                                    stats_from=int(average_from), stats=stats)
-    report_divergence(diverged, n, on_divergence)
+    report_divergence(gaps, diverged, on_divergence)
     kept = diverged < 0
     if not kept.any():
         raise ValueError("every trajectory diverged; no statistics to average")
