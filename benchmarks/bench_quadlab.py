@@ -94,7 +94,7 @@ def main(argv=None):
     hetero = quadlab.make_problem("hetero")
     w0 = hetero.initial_points(256, seed=1)
     cases.append(("hetero d=9, 256 traj, Adam β2=0.999, 20k steps", hetero, "adam",
-                  np.full(256, 1e-3), w0, 20_000, 5.0, 0.0))
+                  np.full(256, 1e-5), w0, 20_000, 5.0, 0.0))
     cases.append(("hetero d=9, 256 traj, Adam β2=0.999, noise σ²H, 20k", hetero, "adam",
                   np.full(256, 1e-3), w0, 20_000, 1.5, 1.0))
     big = three_blocks_300()

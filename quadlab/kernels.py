@@ -127,7 +127,7 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
     AdaBelief: as Adam with v ← β2 v + (1−β2) (g − m)², m the *updated* first moment.
     Entries of e below flush[k] are set to zero (GD; Adam/AdaBelief where the update is a
     linear contraction: β2 = 1, or √v̂ <= ε). Where Adam/AdaBelief is scale-free (β2 < 1,
-    √v̂ > ε) a coordinate falling below UNDERFLOW instead marks lane k as underflowed at step
+    √v̂ > ε) a nonzero coordinate below UNDERFLOW instead marks lane k as underflowed at step
     t+1 (underflow[k]).
     """
     d, n = e.shape
@@ -140,8 +140,6 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
         if code == GD:
             for k in range(n):
                 e[c, k] -= lr[k] * scale[c] * g[c, k]
-                if abs(e[c, k]) < flush[k]:
-                    e[c, k] = 0.0
         elif code == SIGN:
             for k in range(n):
                 gk = g[c, k]
@@ -158,14 +156,7 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
                 step = 0.0
                 if mh != 0.0:
                     step = lr[k] * scale[c] * mh / (math.sqrt(vk * c2) + eps)
-                old = e[c, k]
-                e[c, k] = old - step
-                if abs(e[c, k]) < flush[k]:
-                    if beta2 < 1.0 and math.sqrt(vk * c2) > eps:  # scale-free: could regrow
-                        if abs(e[c, k]) < UNDERFLOW <= abs(old) and underflow[k] < 0:
-                            underflow[k] = t + 1
-                    else:  # β2 = 1 or ε-dominated: a linear contraction, flush like GD
-                        e[c, k] = 0.0
+                e[c, k] -= step
         else:  # ADABELIEF
             for k in range(n):
                 gk = g[c, k]
@@ -178,14 +169,18 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
                 step = 0.0
                 if mh != 0.0:
                     step = lr[k] * scale[c] * mh / (math.sqrt(vk * c2) + eps)
-                old = e[c, k]
-                e[c, k] = old - step
-                if abs(e[c, k]) < flush[k]:
-                    if beta2 < 1.0 and math.sqrt(vk * c2) > eps:  # scale-free: could regrow
-                        if abs(e[c, k]) < UNDERFLOW <= abs(old) and underflow[k] < 0:
-                            underflow[k] = t + 1
-                    else:  # β2 = 1 or ε-dominated: a linear contraction, flush like GD
-                        e[c, k] = 0.0
+                e[c, k] -= step
+        if code == SIGN:
+            continue
+        for k in range(n):  # rarely true: kept out of the update loops so they vectorise
+            a = abs(e[c, k])
+            if a < flush[k]:
+                if code != GD and beta2 < 1.0 and math.sqrt(v[c, k] * c2) > eps:
+                    # scale-free update: the coordinate could grow back; float64 cannot follow
+                    if 0.0 < a < UNDERFLOW and underflow[k] < 0:
+                        underflow[k] = t + 1
+                else:  # GD, β2 = 1 or ε-dominated: a linear contraction, flush it
+                    e[c, k] = 0.0
 
 
 @nb.njit(fastmath={"reassoc", "contract"}, **_NB)
