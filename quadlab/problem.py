@@ -1,0 +1,254 @@
+"""The block-diagonal quadratic L(w) = ½ wᵀHw − hᵀw with H = diag(H_1, …, H_L) positive definite.
+
+This is the object of the paper's §3 (its Eq. (1)): every optimizer, constant and proof in the lab
+takes a `Problem`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .validation import as_float_array, check_spd_block
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A strongly convex quadratic with a block-diagonal Hessian.
+
+    Build one with `Problem.from_blocks` (checked) or `quadlab.make_problem` (the paper's cases).
+
+    Attributes:
+        name: label used in tables and figures.
+        eigenvalues: per block, the eigenvalues of H_l in ascending order.
+        eigenvectors: per block, orthonormal Q_l with H_l = Q_l diag(λ_l) Q_lᵀ.
+        h: the linear term, shape (d,).
+    """
+
+    _blocks: tuple[np.ndarray, ...]
+    eigenvalues: tuple[np.ndarray, ...]
+    eigenvectors: tuple[np.ndarray, ...]
+    h: np.ndarray
+    name: str = "custom"
+
+    @classmethod
+    def from_blocks(cls, blocks, h=None, *, name: str = "custom") -> Problem:
+        """Check user blocks and build the problem.
+
+        Args:
+            blocks: sequence of square symmetric positive-definite matrices H_1 … H_L.
+            h: linear term of shape (d,), d = Σ d_l; zeros if omitted (then w* = 0).
+            name: label for tables and figures.
+
+        Raises:
+            ValueError: naming the first defect (non-square, non-symmetric, indefinite, non-finite
+                block; wrong shape or non-finite h).
+        """
+        if isinstance(blocks, np.ndarray) and blocks.ndim == 2:
+            blocks = [blocks]
+        blocks = list(blocks)
+        if not blocks:
+            raise ValueError("blocks must contain at least one block")
+        checked = [check_spd_block(b, index=i) for i, b in enumerate(blocks)]
+        d = sum(a.shape[0] for a, _, _ in checked)
+        if h is None:
+            h_arr = np.zeros(d)
+        else:
+            h_arr = as_float_array(h, name="h", ndim=1)
+            if h_arr.shape != (d,):
+                raise ValueError(f"h must have shape ({d},) to match the blocks, got {h_arr.shape}")
+        return cls(
+            _blocks=tuple(_readonly(a) for a, _, _ in checked),
+            eigenvalues=tuple(_readonly(lam) for _, lam, _ in checked),
+            eigenvectors=tuple(_readonly(q) for _, _, q in checked),
+            h=_readonly(h_arr),
+            name=name,
+        )
+
+    @classmethod
+    def from_spectra(cls, eigenvalues, eigenvectors, h=None, *, name: str = "custom") -> Problem:
+        """Build H_l = Q_l diag(λ_l) Q_lᵀ from exact eigenpairs, keeping the eigenvalues exact.
+
+        Args:
+            eigenvalues: per block, positive eigenvalues λ_l (any order).
+            eigenvectors: per block, an orthogonal matrix Q_l (columns are eigenvectors).
+            h: linear term of shape (d,); zeros if omitted.
+            name: label for tables and figures.
+
+        Raises:
+            ValueError: non-positive or non-finite eigenvalues, non-orthogonal Q_l, shape mismatch.
+        """
+        lams, qs = list(eigenvalues), list(eigenvectors)
+        if not lams or len(lams) != len(qs):
+            raise ValueError("need one eigenvector matrix per block and at least one block")
+        blocks, sorted_lams, sorted_qs = [], [], []
+        for i, (lam, q) in enumerate(zip(lams, qs, strict=True)):
+            lam = as_float_array(lam, name=f"eigenvalues of block {i}", ndim=1)
+            q = as_float_array(q, name=f"eigenvectors of block {i}", ndim=2)
+            if q.shape != (lam.size, lam.size):
+                raise ValueError(f"eigenvectors of block {i} must have shape "
+                                 f"{(lam.size, lam.size)}, got {q.shape}")
+            if np.any(lam <= 0):
+                raise ValueError(f"block {i} is not positive definite: eigenvalue {lam.min():.6g}")
+            if not np.allclose(q.T @ q, np.eye(lam.size), rtol=0, atol=1e-10):
+                raise ValueError(f"eigenvectors of block {i} are not orthonormal")
+            order = np.argsort(lam)
+            lam, q = lam[order], q[:, order]
+            b = (q * lam) @ q.T
+            blocks.append(0.5 * (b + b.T))
+            sorted_lams.append(lam)
+            sorted_qs.append(q)
+        d = sum(lam.size for lam in sorted_lams)
+        h_arr = np.zeros(d) if h is None else as_float_array(h, name="h", ndim=1)
+        if h_arr.shape != (d,):
+            raise ValueError(f"h must have shape ({d},) to match the blocks, got {h_arr.shape}")
+        return cls(
+            _blocks=tuple(_readonly(b) for b in blocks),
+            eigenvalues=tuple(_readonly(lam) for lam in sorted_lams),
+            eigenvectors=tuple(_readonly(q) for q in sorted_qs),
+            h=_readonly(h_arr),
+            name=name,
+        )
+
+    # ----------------------------------------------------------------- structure
+    @property
+    def blocks(self) -> list[np.ndarray]:
+        """The diagonal blocks H_l (read-only dense symmetric arrays)."""
+        return list(self._blocks)
+
+    @property
+    def n_blocks(self) -> int:
+        """L, the number of blocks."""
+        return len(self._blocks)
+
+    @property
+    def block_sizes(self) -> tuple[int, ...]:
+        """(d_1, …, d_L)."""
+        return tuple(b.shape[0] for b in self._blocks)
+
+    @property
+    def d(self) -> int:
+        """Dimension d = Σ_l d_l."""
+        return sum(self.block_sizes)
+
+    @cached_property
+    def block_slices(self) -> tuple[slice, ...]:
+        """Coordinate slice of each block inside w."""
+        edges = np.concatenate([[0], np.cumsum(self.block_sizes)])
+        return tuple(slice(int(a), int(b)) for a, b in itertools.pairwise(edges))
+
+    @cached_property
+    def block_index(self) -> np.ndarray:
+        """For each coordinate, the index l of its block; shape (d,)."""
+        return np.repeat(np.arange(self.n_blocks), self.block_sizes)
+
+    def hessian(self) -> np.ndarray:
+        """The dense d×d Hessian H (for small problems and tests)."""
+        out = np.zeros((self.d, self.d))
+        for sl, b in zip(self.block_slices, self._blocks, strict=True):
+            out[sl, sl] = b
+        return out
+
+    # ----------------------------------------------------------------- spectra
+    @cached_property
+    def all_eigenvalues(self) -> np.ndarray:
+        """Every eigenvalue of H, ascending."""
+        return np.sort(np.concatenate(self.eigenvalues))
+
+    @property
+    def kappa(self) -> float:
+        """κ = λ_max(H) / λ_min(H)."""
+        lam = self.all_eigenvalues
+        return float(lam[-1] / lam[0])
+
+    @property
+    def kappa_blocks(self) -> np.ndarray:
+        """κ_l = cond(H_l) for each block, shape (L,)."""
+        return np.array([lam[-1] / lam[0] for lam in self.eigenvalues])
+
+    @property
+    def lambda_max_blocks(self) -> np.ndarray:
+        """λ_{l,1}, the largest eigenvalue of each block, shape (L,)."""
+        return np.array([lam[-1] for lam in self.eigenvalues])
+
+    @property
+    def lambda_min_blocks(self) -> np.ndarray:
+        """The smallest eigenvalue of each block, shape (L,)."""
+        return np.array([lam[0] for lam in self.eigenvalues])
+
+    # ----------------------------------------------------------------- the function
+    def solve(self, rhs) -> np.ndarray:
+        """H⁻¹ rhs for rhs of shape (..., d), blockwise through the eigendecompositions."""
+        rhs = np.asarray(rhs, dtype=np.float64)
+        self._check_last_axis(rhs, "rhs")
+        out = np.empty_like(rhs)
+        for sl, lam, q in zip(self.block_slices, self.eigenvalues, self.eigenvectors, strict=True):
+            out[..., sl] = ((rhs[..., sl] @ q) / lam) @ q.T
+        return out
+
+    @cached_property
+    def w_star(self) -> np.ndarray:
+        """The minimiser w* = H⁻¹h."""
+        return _readonly(self.solve(self.h))
+
+    @property
+    def loss_star(self) -> float:
+        """L* = L(w*) = −½ hᵀw*."""
+        return float(-0.5 * self.h @ self.w_star)
+
+    def matvec(self, x) -> np.ndarray:
+        """H x for x of shape (..., d) (blockwise, broadcasting over leading axes)."""
+        x = np.asarray(x, dtype=np.float64)
+        self._check_last_axis(x, "x")
+        out = np.empty_like(x)
+        for sl, b in zip(self.block_slices, self._blocks, strict=True):
+            out[..., sl] = x[..., sl] @ b  # b is symmetric
+        return out
+
+    def grad(self, w) -> np.ndarray:
+        """∇L(w) = Hw − h, for w of shape (..., d)."""
+        return self.matvec(w) - self.h
+
+    def loss(self, w) -> np.ndarray | float:
+        """L(w) = ½ wᵀHw − hᵀw, for w of shape (..., d)."""
+        w = np.asarray(w, dtype=np.float64)
+        val = 0.5 * np.sum(w * self.matvec(w), axis=-1) - w @ self.h
+        return float(val) if np.ndim(val) == 0 else val
+
+    def gap(self, w) -> np.ndarray | float:
+        """L(w) − L* = ½ (w − w*)ᵀ H (w − w*), computed without cancellation; shape (...)."""
+        e = np.asarray(w, dtype=np.float64) - self.w_star
+        val = 0.5 * np.sum(e * self.matvec(e), axis=-1)
+        return float(val) if np.ndim(val) == 0 else val
+
+    def initial_points(self, n: int | None = None, *, seed=0, std: float = 1.0) -> np.ndarray:
+        """Standard Gaussian initial points w0 ~ N(0, std² I) (the paper's random init).
+
+        Args:
+            n: number of points; None returns a single point of shape (d,).
+            seed: anything `numpy.random.default_rng` takes (an int or a Generator).
+            std: standard deviation of each coordinate.
+
+        Returns:
+            Array of shape (d,) or (n, d).
+        """
+        rng = np.random.default_rng(seed)
+        shape = (self.d,) if n is None else (int(n), self.d)
+        return std * rng.standard_normal(shape)
+
+    def _check_last_axis(self, x: np.ndarray, name: str) -> None:
+        if x.ndim == 0 or x.shape[-1] != self.d:
+            raise ValueError(f"{name} must have last dimension d = {self.d}, got shape {x.shape}")
+
+    def __repr__(self) -> str:
+        return (f"Problem(name={self.name!r}, d={self.d}, blocks={list(self.block_sizes)}, "
+                f"kappa={self.kappa:.6g})")
