@@ -71,8 +71,10 @@ def _grid(lo: float, hi: float, per_decade: int) -> tuple[float, ...]:
     return tuple(float(f"{v:.3g}") for v in np.logspace(math.log10(lo), math.log10(hi), n))
 
 
-#: ``quick``: tests and smoke runs (seconds per model). ``default``: the numbers in
-#: ``nets/README_TRAINING.md`` (minutes per model on 2 cores). ``full``: a longer budget.
+#: ``quick``: tests and smoke runs (seconds per model). ``default``: Table 1 in
+#: ``nets/README_TRAINING.md`` (minutes per model on 2 cores). ``lite``: ``default`` with one
+#: seed (its runs are a subset of ``default``'s, shared through the cache), used for the
+#: secondary studies. ``full``: a longer budget.
 PROFILES: dict[str, GapProfile] = {
     "quick": GapProfile("quick", steps=60, sgd_lrs=(0.01, 0.1, 1.0), adam_lrs=(1e-3, 1e-2),
                         seeds=(0,), batch_sizes=(8, 64), pool_size=256, eval_every=20,
@@ -80,6 +82,9 @@ PROFILES: dict[str, GapProfile] = {
     "default": GapProfile("default", steps=300, sgd_lrs=_grid(1e-3, 1.0, 1),
                           adam_lrs=_grid(1e-4, 1e-1, 1), seeds=(0, 1), batch_sizes=(8, 64),
                           pool_size=2048, eval_every=25, js_steps=16, js_probes=3),
+    "lite": GapProfile("lite", steps=300, sgd_lrs=_grid(1e-3, 1.0, 1),
+                       adam_lrs=_grid(1e-4, 1e-1, 1), seeds=(0,), batch_sizes=(8, 64),
+                       pool_size=2048, eval_every=25, js_steps=16, js_probes=3),
     "full": GapProfile("full", steps=2000, sgd_lrs=_grid(1e-3, 1.0, 2),
                        adam_lrs=_grid(1e-5, 1e-1, 2), seeds=(0, 1, 2),
                        batch_sizes=(8, 32, 128), pool_size=2048, eval_every=50, js_steps=30,

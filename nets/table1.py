@@ -16,7 +16,7 @@ import numpy as np
 
 from . import zoo
 from .correlation import SpearmanResult, spearman
-from .gap import GapProfile, GapReport, measure_gap
+from .gap import PROFILES, GapProfile, GapReport, measure_gap
 
 __all__ = ["Table1", "correlate", "table1"]
 
@@ -31,12 +31,14 @@ class Table1:
         correlations: ``{batch size: SpearmanResult or None}`` (``None``: fewer than 3 usable
             tasks or a constant coordinate).
         excluded: ``{batch size: tasks left out (non-finite gap)}``.
+        js_settings: How JS0 was measured (``steps``, ``probes``, ``recipe``).
     """
 
     profile: str
     reports: tuple[GapReport, ...]
     correlations: dict
     excluded: dict
+    js_settings: dict
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
@@ -64,7 +66,8 @@ class Table1:
             corr[str(b)] = None if c is None else {
                 "rho": c.rho, "pvalue": c.pvalue, "n": c.n, "interval95_bootstrap":
                 [c.low, c.high], "interval95_fisher": [c.fisher_low, c.fisher_high]}
-        return {"profile": self.profile, "rows": self.rows(), "spearman": corr,
+        return {"profile": self.profile, "js_settings": self.js_settings,
+                "rows": self.rows(), "spearman": corr,
                 "excluded": {str(b): list(v) for b, v in self.excluded.items()},
                 "reports": [r.to_dict() for r in self.reports]}
 
@@ -108,5 +111,6 @@ def table1(tasks: Sequence[str] = zoo.MODELS, profile: str | GapProfile = "quick
     corr, excl = {}, {}
     for b in (r.batch_size for r in reports[0].results):
         corr[b], excl[b] = correlate(reports, b, rng=np.random.default_rng([seed, b]))
-    name = profile if isinstance(profile, str) else profile.name
-    return Table1(name, reports, corr, excl)
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    js = {"steps": prof.js_steps, "probes": prof.js_probes, "recipe": "DensityRecipe()"}
+    return Table1(prof.name, reports, corr, excl, js)
