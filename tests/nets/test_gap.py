@@ -151,13 +151,28 @@ def test_table1_on_tiny_tasks(tmp_path):
     assert set(doc["spearman"]) == {"8", "16"}
 
 
-def test_gap_cli_quick_json(tmp_path, capsys, monkeypatch):
-    # the real quick profile, on the zoo MLP, end to end (steps cut to keep the suite fast)
+@pytest.fixture
+def short_quick(monkeypatch):
+    """The real quick profile with its steps cut, to keep the suite fast."""
     q = gap.PROFILES["quick"]
     monkeypatch.setitem(gap.PROFILES, "quick", GapProfile(
         "quick", steps=10, sgd_lrs=q.sgd_lrs, adam_lrs=q.adam_lrs, seeds=q.seeds,
         batch_sizes=q.batch_sizes, pool_size=q.pool_size, eval_every=5, js_steps=3,
         js_probes=2))
+
+
+def test_hetero_cli(tmp_path, capsys, short_quick):
+    assert cli.main(["hetero", "--scales", "1", "10", "--quick", "--json", "--quiet",
+                     "--cache", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["task"] for r in doc["rows"]] == ["mlp-s1", "mlp-s10"]
+    assert doc["scales"]["mlp-s10"] == pytest.approx([0.1, 10 ** (-1 / 3), 10 ** (1 / 3), 10])
+    assert cli.main(["hetero", "--scales", "0.5", "--quick", "--quiet"]) == 2
+    assert "S must be" in capsys.readouterr().err
+
+
+def test_gap_cli_quick_json(tmp_path, capsys, short_quick):
+    # the real quick profile, on the zoo MLP, end to end
     assert cli.main(["gap", "--model", "mlp", "--quick", "--json", "--quiet", "--cache",
                      str(tmp_path)]) == 0
     doc = json.loads(capsys.readouterr().out)
