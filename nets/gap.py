@@ -202,6 +202,8 @@ class GapReport:
         return {"task": self.task, "profile": self.profile, "js0": self.js0,
                 "js0_interval95": [self.js0_low, self.js0_high],
                 "gap": {str(r.batch_size): r.gap for r in self.results},
+                "tuned": {str(r.batch_size): {o.optimizer: {"lr": o.lr, "final_loss": o.final_loss}
+                                              for o in (r.sgd, r.adam)} for r in self.results},
                 "results": [r.to_dict() for r in self.results]}
 
 

@@ -179,6 +179,9 @@ def test_gap_cli_quick_json(tmp_path, capsys, short_quick):
     doc = json.loads(capsys.readouterr().out)
     assert 0 <= doc["js0"] <= 1
     assert set(doc["gap"]) == {"8", "64"}
+    for b in ("8", "64"):
+        assert set(doc["tuned"][b]) == {"sgd", "adam"}
+        assert doc["tuned"][b]["sgd"]["lr"] in gap.PROFILES["quick"].sgd_lrs
     for r in doc["results"]:
         for opt in ("sgd", "adam"):
             assert r[opt]["lr"] > 0 and r[opt]["final_loss"] > 0
