@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 
 from .style import RC, save
 
@@ -34,6 +35,8 @@ def plot(study: dict, out_dir: Path) -> list[Path]:
                 ax.plot(depths, vals, "o-", label=f"{LABELS.get(v, v)} (α = {a:.2f})")
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.set_xticks(depths, [str(d) for d in depths])
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("layers N")
             ax.set_ylabel("mean (F(x,W) − F(x,W+δ))²")
             ax.set_title(title)
