@@ -27,9 +27,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.special import rel_entr
 
 from .cache import SPECTRUM_SOURCES, cached
-from .density import DensityRecipe
+from .density import DensityRecipe, block_densities
 from .js import js0_bootstrap
 from .spectrum import blockwise_spectrum
 from .tasks import Task, get_task
@@ -278,6 +279,39 @@ def tune(task: Task, optimizer: str, lrs: Sequence[float], *, batch_size: int, s
                           len(lrs) > 1 and best in (0, len(lrs) - 1))
 
 
+def _js0_clipped(spectra, recipe: DensityRecipe) -> float:
+    """JS0 as :func:`nets.js0` but with each JS divergence clipped at 0 before the root.
+
+    ``JSD(p, q) = ½ Σ p log₂(p/m) + ½ Σ q log₂(q/m)``, ``m = ½(p + q)``; distance
+    ``sqrt(max(JSD, 0))``; mean over the unordered pairs of distinct blocks.
+    """
+    _, dens, _ = block_densities(spectra, recipe)
+    ps = []
+    for name, d in dens.items():
+        tot = d.sum()
+        if not (np.isfinite(tot) and tot > 0):
+            raise ValueError(f"block {name!r}: its density is zero or not finite on the grid")
+        q = d / tot
+        ps.append(np.where(q < 1e-200, 0.0, q))  # as nets.js: halving a subnormal underflows
+    vals = []
+    for i in range(len(ps)):
+        for j in range(i + 1, len(ps)):
+            m = 0.5 * (ps[i] + ps[j])
+            jsd = 0.5 * (rel_entr(ps[i], m).sum() + rel_entr(ps[j], m).sum()) / math.log(2)
+            vals.append(math.sqrt(max(float(jsd), 0.0)))
+    return float(np.mean(vals))
+
+
+def _js0_clipped_bootstrap(spectra, recipe, *, n_boot: int, rng: np.random.Generator
+                           ) -> tuple[float, float, float]:
+    """:func:`_js0_clipped` and its 2.5/97.5% bootstrap percentiles over probes."""
+    p = next(iter(spectra.values())).probes
+    boots = [_js0_clipped({k: s.select(rows) for k, s in spectra.items()}, recipe)
+             for rows in (rng.integers(0, p, size=p) for _ in range(n_boot))]
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return _js0_clipped(spectra, recipe), float(lo), float(hi)
+
+
 def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0, cache_dir=None,
              recipe: DensityRecipe | None = None) -> dict:
     """JS0 at initialization (model seed 0) with a bootstrap interval over probes; cached.
@@ -294,9 +328,18 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0, cach
         spectra = blockwise_spectrum(model, loss_fn, task.spectrum_batches(),
                                      lanczos_steps=lanczos_steps, probes=probes, seed=seed)
         n_boot = 50 if probes > 1 else 2
-        est = js0_bootstrap(spectra, recipe, n_boot=n_boot,
-                            rng=np.random.default_rng([seed, 777]))
-        return {"js0": est.value, "low": est.low, "high": est.high, "blocks": len(spectra)}
+        rng = np.random.default_rng([seed, 777])
+        try:
+            est = js0_bootstrap(spectra, recipe, n_boot=n_boot, rng=rng)
+            return {"js0": est.value, "low": est.low, "high": est.high,
+                    "blocks": len(spectra), "clipped": False}
+        except ValueError:
+            # Identical block densities (e.g. the key biases of attention, whose Hessian is
+            # exactly 0: softmax ignores a shift shared by all keys) give a JS divergence of
+            # -1e-17 by rounding, whose square root is nan in nets.js; clip it at 0 instead.
+            value, low, high = _js0_clipped_bootstrap(spectra, recipe, n_boot=n_boot, rng=rng)
+            return {"js0": value, "low": low, "high": high, "blocks": len(spectra),
+                    "clipped": True}
 
     return cached("js0", settings, compute, directory=cache_dir,
                   sources=task.sources + SPECTRUM_SOURCES)

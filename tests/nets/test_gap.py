@@ -190,3 +190,25 @@ def test_gap_cli_quick_json(tmp_path, capsys, short_quick):
     assert "gap ln(S/A)" in capsys.readouterr().out
     assert cli.main(["gap", "--model", "alexnet", "--quick", "--quiet"]) == 2
     assert "unknown task" in capsys.readouterr().err
+
+
+def test_clipped_js0_matches_js0_and_survives_identical_blocks():
+    from nets import js0
+    from nets.density import DensityRecipe
+    from nets.gap import _js0_clipped
+    from nets.slq import BlockSpectrum
+
+    rng = np.random.default_rng(0)
+
+    def block(name, nodes):
+        nodes = np.sort(np.asarray(nodes, dtype=float), axis=1)
+        w = np.full(nodes.shape, 1 / nodes.shape[1])
+        return BlockSpectrum(name, 20, nodes, w, np.full(len(nodes), nodes.shape[1]),
+                             np.arange(len(nodes)))
+
+    spectra = {f"b{i}": block(f"b{i}", rng.random((2, 5)) * (i + 1)) for i in range(3)}
+    assert _js0_clipped(spectra, DensityRecipe()) == pytest.approx(js0(spectra), rel=1e-12)
+    flat = [[-1.9e-13, -1.5e-13, -9e-14, 1e-14, 2e-14]] * 2
+    spectra.update(k1=block("k1", flat), k2=block("k2", flat))
+    v = _js0_clipped(spectra, DensityRecipe())
+    assert np.isfinite(v) and 0 < v <= 1
