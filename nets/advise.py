@@ -224,8 +224,9 @@ def advise(model: torch.nn.Module, loss_fn, data, *, evidence: dict | None = Non
     else:
         lo, hi = sp["interval95_bootstrap"]
         if lo is None or hi is None or lo <= 0 <= hi:
+            span = ("undefined" if lo is None or hi is None else f"[{lo:+.2f}, {hi:+.2f}]")
             msg += (f" Caution: on the evidence, Spearman rho(JS0, gap) = {sp['rho']:+.2f} "
-                    f"with a 95% interval [{lo}, {hi}] that contains 0 — JS0 did not reliably "
+                    f"with a 95% interval {span} that contains 0 — JS0 did not reliably "
                     "predict the gap there, so this verdict is weak.")
         else:
             msg += (f" On the evidence, Spearman rho(JS0, gap) = {sp['rho']:+.2f}, 95% "

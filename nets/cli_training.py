@@ -133,6 +133,7 @@ def _write_json(path: str, doc: dict) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=out.parent)
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f, indent=1)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, out)
 
 
