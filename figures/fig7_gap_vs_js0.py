@@ -29,7 +29,7 @@ def plot(table: dict, out_dir: Path, *, extra: Sequence[dict] = ()) -> list[Path
     """
     sizes = sorted(int(b) for b in table["spearman"])
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.6), squeeze=False)
+        fig, axes = plt.subplots(1, len(sizes), figsize=(5.2 * len(sizes), 3.8), squeeze=False)
         for ax, b in zip(axes[0], sizes, strict=True):
             for k, doc in enumerate((table, *extra)):
                 for r in doc["rows"]:
