@@ -118,7 +118,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--probes", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (both methods); default: torch's choice")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model, loss_fn, data = zoo.load(args.model, seed=0)
     n_blocks = len(list(model.parameters()))
     n_hvp = n_blocks * args.probes * args.steps

@@ -8,7 +8,13 @@ loss over all of ``data`` (batches weighted by their number of samples).
 from .advise import Advice, advise, check_twice_differentiable, load_factory
 from .blocks import Block, Piece, resolve_blocks, split_parameter
 from .correlation import SpearmanResult, spearman
-from .density import DensityRecipe, block_densities, lambda10, spectral_density
+from .density import (
+    DensityRecipe,
+    block_densities,
+    kth_largest_eigenvalue,
+    lambda10,
+    spectral_density,
+)
 from .exact import dense_hessian, exact_blockwise_eigenvalues
 from .finetune import FinetuneStudy, finetune_study
 from .gap import PROFILES, GapProfile, GapReport, GapResult, gap_metric, measure_gap, tune
@@ -58,6 +64,7 @@ __all__ = [
     "js0_bootstrap",
     "js0_sensitivity",
     "js_matrix",
+    "kth_largest_eigenvalue",
     "lambda10",
     "lanczos",
     "ln_transformer",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -47,7 +48,7 @@ class Progress:
         if not self.enabled:
             return
         frac = min(done / self.total, 1.0)
-        fill = int(round(frac * self.width))
+        fill = round(frac * self.width)
         el = time.monotonic() - self.start
         eta = el / frac - el if frac > 0 else float("nan")
         sys.stderr.write(f"\r{self.label} [{'#' * fill}{'.' * (self.width - fill)}] "
@@ -161,12 +162,18 @@ def _cmd_js0(args: argparse.Namespace) -> int:
     if not args.blocks:
         args.blocks = "params"
     settings, spectra, out = compute(args)
+    if args.exclude:
+        pattern = re.compile(args.exclude)
+        spectra = {k: v for k, v in spectra.items() if not pattern.search(k)}
+        if len(spectra) < 2:
+            raise ValueError(f"--exclude {args.exclude!r} leaves fewer than two blocks")
     recipe = DensityRecipe(args.width, args.grid, args.normalize)
     rng = np.random.default_rng([args.seed, 12345])
     est = js0_bootstrap(spectra, recipe, n_boot=args.bootstrap, rng=rng)
     names, mat = js_matrix(spectra, recipe)
     res = {"js0": est.value, "js0_std": est.std, "js0_interval95": [est.low, est.high],
            "n_boot": est.n_boot, "settings": settings, "file": str(out),
+           "exclude": args.exclude,
            "recipe": {"width": recipe.width, "grid_size": recipe.grid_size,
                       "normalize": recipe.normalize}}
     if args.sensitivity:
@@ -208,6 +215,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     common.add_argument("--chunk-size", type=int, default=None,
                         help="vmap chunk size over tangents (bounds memory)")
+    common.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for this process (default: torch's choice; "
+                             "1 is faster on a CPU shared with other jobs)")
     common.add_argument("--out", default=None, help="results file (JSON, resumable)")
     common.add_argument("--overwrite", action="store_true",
                         help="discard an existing results file with other settings")
@@ -221,6 +231,9 @@ def _parser() -> argparse.ArgumentParser:
     js.add_argument("--grid", type=int, default=DensityRecipe.grid_size,
                     help="grid points (default 2000)")
     js.add_argument("--normalize", default=DensityRecipe.normalize, choices=NORMALIZATIONS)
+    js.add_argument("--exclude", default=None, metavar="REGEX",
+                    help="leave blocks whose name matches REGEX out of the JS statistics, "
+                         r"e.g. '(bias|ln\w*\.weight|bn\w*\.weight)$' for weight matrices only")
     js.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
     js.add_argument("--sensitivity", action="store_true",
                     help="also report JS0 under several widths, grids and normalizations")
@@ -237,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     for label in ("steps", "probes"):
         if getattr(args, label, 1) < 1:
             raise SystemExit(f"nets: --{label} must be >= 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit("nets: --threads must be >= 1")
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except KeyboardInterrupt:

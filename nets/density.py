@@ -12,9 +12,11 @@ Recipe (chosen here; the paper does not state its own):
 * **Width**: ``σ = width · (hi − lo)``: a fixed fraction of the spread of the spectra, so it
   scales with the spectrum (the authors use an absolute ``σ² = 1e-5``, which is meaningless for
   spectra of unknown scale). If all nodes coincide, the spread is replaced by ``max(|hi|, 1)``.
-* **Normalization** (optional, as in the paper's plots): divide each block's nodes by its
-  10th-largest eigenvalue, estimated as the median over probes of each probe's 10th-largest
-  Ritz value (the top Ritz values converge first).
+* **Normalization** (optional): ``"lambda10"``, as in the paper's plots, divides each block's
+  nodes by its 10th-largest eigenvalue, estimated as the median over probes of each probe's
+  10th-largest Ritz value (the top Ritz values converge first). It fails on blocks whose Hessian
+  has rank < 10 (e.g. a 10-class output bias: rank 9), so ``"lambda1"`` (the largest
+  eigenvalue) is offered too.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import numpy as np
 
 from .slq import BlockSpectrum
 
-__all__ = ["DensityRecipe", "block_densities", "lambda10", "spectral_density"]
+__all__ = ["DensityRecipe", "block_densities", "kth_largest_eigenvalue", "lambda10",
+           "spectral_density"]
 
-NORMALIZATIONS = ("none", "lambda10")
+NORMALIZATIONS = ("none", "lambda1", "lambda10")
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,8 @@ class DensityRecipe:
     Attributes:
         width: Kernel σ as a fraction of the shared spectral spread ``hi − lo``.
         grid_size: Number of grid points.
-        normalize: ``"none"`` or ``"lambda10"`` (divide each block by its 10th-largest
-            eigenvalue).
+        normalize: ``"none"``, ``"lambda1"`` or ``"lambda10"`` (divide each block by its
+            largest or 10th-largest eigenvalue).
     """
 
     width: float = 0.01
@@ -89,24 +92,31 @@ def spectral_density(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray,
     return out
 
 
-def lambda10(spec: BlockSpectrum) -> float:
-    """Estimate of the block's 10th-largest eigenvalue (median over probes).
+def kth_largest_eigenvalue(spec: BlockSpectrum, k: int) -> float:
+    """Estimate of the block's k-th largest eigenvalue (median over probes of the k-th
+    largest Ritz value of each probe).
 
     Raises:
-        ValueError: fewer than 10 Ritz values per probe, or a non-positive estimate.
+        ValueError: fewer than ``k`` Ritz values per probe, or a non-positive estimate.
     """
     vals = []
     for r in range(spec.probes):
-        k = int(spec.n_steps[r])
-        if k < 10:
-            raise ValueError(f"block {spec.name!r}: probe {r} has {k} Ritz values; the "
-                             "lambda10 normalization needs at least 10 (steps >= 10, dim >= 10)")
-        vals.append(np.sort(spec.nodes[r, :k])[-10])
+        n = int(spec.n_steps[r])
+        if n < k:
+            raise ValueError(f"block {spec.name!r}: probe {r} has {n} Ritz values; the "
+                             f"lambda{k} normalization needs at least {k} (steps >= {k}, "
+                             f"dim >= {k})")
+        vals.append(np.sort(spec.nodes[r, :n])[-k])
     v = float(np.median(vals))
     if not v > 0:
-        raise ValueError(f"block {spec.name!r}: its 10th-largest eigenvalue estimate is {v:g} "
-                         "(not positive); cannot normalize by it, use normalize='none'")
+        raise ValueError(f"block {spec.name!r}: its {k}-th largest eigenvalue estimate is "
+                         f"{v:g} (not positive); cannot normalize by it")
     return v
+
+
+def lambda10(spec: BlockSpectrum) -> float:
+    """Estimate of the block's 10th-largest eigenvalue (the paper's normalization)."""
+    return kth_largest_eigenvalue(spec, 10)
 
 
 def block_densities(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None = None
@@ -121,7 +131,9 @@ def block_densities(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe 
         raise ValueError("no spectra given")
     nodes = {}
     for name, s in spectra.items():
-        scale = lambda10(s) if recipe.normalize == "lambda10" else 1.0
+        scale = 1.0
+        if recipe.normalize != "none":
+            scale = kth_largest_eigenvalue(s, int(recipe.normalize.removeprefix("lambda")))
         nodes[name] = s.nodes / scale
     live = np.concatenate([nodes[k][spectra[k].weights > 0] for k in spectra])
     lo, hi = float(live.min()), float(live.max())

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
+from scipy.special import rel_entr
 
 from .density import DensityRecipe, block_densities
 from .slq import BlockSpectrum
@@ -25,6 +26,19 @@ def _clean(p: np.ndarray) -> np.ndarray:
     # underflow to 0 and turn KL(p‖m) into inf. The change to the distance is below 1e-100.
     p = p / p.sum()
     return np.where(p < 1e-200, 0.0, p)
+
+
+def _distance(p: np.ndarray, q: np.ndarray) -> float:
+    with np.errstate(invalid="ignore"):
+        d = float(jensenshannon(p, q, base=2))
+    if np.isnan(d):
+        # scipy takes the square root of a JS divergence that rounding made slightly negative
+        # when p ≈ q; the divergence itself is then at rounding level and the distance is 0.
+        m = 0.5 * (p + q)
+        jsd = 0.5 * (rel_entr(p, m).sum() + rel_entr(q, m).sum())
+        if abs(jsd) <= 1e-12:
+            return 0.0
+    return d
 
 
 def js_matrix(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None = None
@@ -41,7 +55,7 @@ def js_matrix(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None
     d = np.zeros((n, n))
     for i in range(n):
         for j in range(i + 1, n):
-            d[i, j] = d[j, i] = jensenshannon(dens[names[i]], dens[names[j]], base=2)
+            d[i, j] = d[j, i] = _distance(dens[names[i]], dens[names[j]])
     if not np.all(np.isfinite(d)):
         raise ValueError("non-finite JS distance (a density is zero on the whole grid)")
     return names, d
@@ -112,7 +126,8 @@ def js0_bootstrap(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | 
 def js0_sensitivity(spectra: Mapping[str, BlockSpectrum], *,
                     widths: Sequence[float] = (0.003, 0.01, 0.03, 0.1),
                     grid_sizes: Sequence[int] = (500, 2000),
-                    normalizations: Sequence[str] = ("none", "lambda10")) -> list[dict]:
+                    normalizations: Sequence[str] = ("none", "lambda1", "lambda10")
+                    ) -> list[dict]:
     """JS0 under several recipes, from the stored nodes and weights (no new HVPs).
 
     Returns:

@@ -26,11 +26,10 @@ FORMAT = 1
 def versions() -> dict[str, str]:
     """Versions of the libraries that produced a result."""
     import platform
+    from importlib.metadata import PackageNotFoundError, version
 
     import scipy
     import torch
-
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         own = version("blockhet")
@@ -58,6 +57,7 @@ def save_spectra(path: str | os.PathLike, settings: Mapping[str, object],
     }
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a results file is meant to be shared
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f)
             f.flush()

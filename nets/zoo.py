@@ -23,6 +23,7 @@ written out (math attention) so that it has second derivatives.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import split_parameter
-from .data import MASK_ID, VOCAB, char_lm_batches, glyph_digits, masked_lm_batches
+from .data import VOCAB, char_lm_batches, glyph_digits, masked_lm_batches
 
 __all__ = ["MODELS", "PARTITIONS", "load", "partition"]
 
@@ -79,7 +80,7 @@ class MLP(nn.Module):
     def __init__(self, sizes=(256, 64, 64, 64, 10)):
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(a, b, device=META)
-                                    for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+                                    for a, b in itertools.pairwise(sizes))
 
     def forward(self, x):
         x = x.flatten(1)
@@ -278,8 +279,8 @@ def _token_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def _image_data(seed: int) -> list:
-    x, y = glyph_digits(128, seed=seed)
-    return [(x[i:i + 64], y[i:i + 64]) for i in range(0, 128, 64)]
+    x, y = glyph_digits(64, seed=seed)
+    return [(x[i:i + 32], y[i:i + 32]) for i in range(0, 64, 32)]
 
 
 _BUILDERS: dict[str, Callable[[], tuple[nn.Module, float | None]]] = {
@@ -310,7 +311,7 @@ def load(name: str, seed: int = 0, *, device: str | torch.device = "cpu",
     model = _init(module, gen, std=std).to(device=device, dtype=dtype)
     if name in ("gpt", "bert"):
         make = char_lm_batches if name == "gpt" else masked_lm_batches
-        data = make(n_seq=32, context=32, batch_size=16, seed=seed)
+        data = make(n_seq=16, context=32, batch_size=8, seed=seed)
         loss_fn = _token_ce
         data = [(x.to(device), y.to(device)) for x, y in data]
     else:

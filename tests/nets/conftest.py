@@ -36,7 +36,7 @@ class TinyAttention(torch.nn.Module):
         return ((a @ v) + h).mean(1) @ self.out.T
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mlp_problem():
     g = torch.Generator().manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.Tanh(),
@@ -50,7 +50,7 @@ def mlp_problem():
     return model, torch.nn.functional.cross_entropy, data, (x, y)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def attention_problem():
     g = torch.Generator().manual_seed(2)
     model = TinyAttention()
@@ -58,3 +58,13 @@ def attention_problem():
     y = torch.randint(0, 3, (12,), generator=g)
     data = [(x[:7], y[:7]), (x[7:], y[7:])]
     return model, torch.nn.functional.cross_entropy, data, (x, y)
+
+
+@pytest.fixture(scope="session")
+def exact_eigenvalues(mlp_problem, attention_problem):
+    """Dense-reference blockwise eigenvalues, computed once per session."""
+    import nets
+
+    return {name: nets.exact_blockwise_eigenvalues(*prob[:3])
+            for name, prob in (("mlp_problem", mlp_problem),
+                               ("attention_problem", attention_problem))}

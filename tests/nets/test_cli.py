@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import nets.cli as cli
 from nets.results import load_spectra
@@ -11,8 +12,17 @@ from nets.results import load_spectra
 FAST = ["--model", "mlp", "--steps", "4", "--probes", "3", "--quiet", "--device", "cpu"]
 
 
-def test_spectrum_blockwise_json(tmp_path, capsys):
-    out = tmp_path / "r.json"
+@pytest.fixture(scope="module")
+def blockwise_file(tmp_path_factory):
+    """One uninterrupted blockwise run shared by the tests (computed once)."""
+    out = tmp_path_factory.mktemp("cli") / "ref.json"
+    assert cli.main(["spectrum", *FAST, "--blocks", "--out", str(out)]) == 0
+    return out
+
+
+def test_spectrum_blockwise_json(blockwise_file, capsys):
+    out = blockwise_file
+    capsys.readouterr()
     assert cli.main(["spectrum", *FAST, "--blocks", "--json", "--out", str(out)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["settings"]["blocks"] == "params" and doc["settings"]["probes"] == 3
@@ -25,17 +35,21 @@ def test_spectrum_blockwise_json(tmp_path, capsys):
         assert r["lambda_min"] <= r["lambda_max"]
 
 
-def test_spectrum_full_table(tmp_path, capsys):
+def test_spectrum_full_table_with_progress_bar(tmp_path, capsys):
     out = tmp_path / "f.json"
-    assert cli.main(["spectrum", *FAST, "--out", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "full" in text and "lambda_max" in text
+    args = [a for a in FAST if a != "--quiet"]
+    assert cli.main(["spectrum", *args, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "full" in captured.out and "lambda_max" in captured.out
+    assert "#" in captured.err and "12/12" in captured.err  # 3 probes x 4 steps
     _, _, spectra = load_spectra(out)
     assert list(spectra) == ["full"]
 
 
-def test_js0_json_and_sensitivity(tmp_path, capsys):
+def test_js0_json_and_sensitivity(blockwise_file, tmp_path, capsys):
     out = tmp_path / "j.json"
+    out.write_bytes(blockwise_file.read_bytes())  # js0 reuses the stored blockwise probes
+    capsys.readouterr()
     assert cli.main(["js0", *FAST, "--out", str(out), "--json", "--bootstrap", "20",
                      "--sensitivity"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -45,6 +59,10 @@ def test_js0_json_and_sensitivity(tmp_path, capsys):
     m = np.array(doc["js_matrix"])
     assert m.shape == (len(doc["blocks"]),) * 2
     assert doc["js0"] == pytest.approx(m[np.triu_indices(len(m), 1)].mean())
+    assert cli.main(["js0", *FAST, "--out", str(out), "--json", "--bootstrap", "5",
+                     "--exclude", "bias$"]) == 0
+    sub = json.loads(capsys.readouterr().out)
+    assert sub["blocks"] == [b for b in doc["blocks"] if not b.endswith("bias")]
     # a new recipe reuses the stored probes (no recomputation: the file is unchanged)
     before = out.read_bytes()
     assert cli.main(["js0", *FAST, "--out", str(out), "--width", "0.05", "--bootstrap",
@@ -53,9 +71,8 @@ def test_js0_json_and_sensitivity(tmp_path, capsys):
     assert out.read_bytes() == before
 
 
-def test_resume_after_interruption(tmp_path, monkeypatch, capsys):
-    ref = tmp_path / "ref.json"
-    assert cli.main(["spectrum", *FAST, "--blocks", "--out", str(ref)]) == 0
+def test_resume_after_interruption(blockwise_file, tmp_path, monkeypatch, capsys):
+    ref = blockwise_file
     real = cli.blockwise_spectrum
     calls = []
 
@@ -84,9 +101,8 @@ def test_resume_after_interruption(tmp_path, monkeypatch, capsys):
         np.testing.assert_array_equal(b[k].probe_ids, a[k].probe_ids)
 
 
-def test_mismatched_settings_refused(tmp_path, capsys):
-    out = tmp_path / "r.json"
-    assert cli.main(["spectrum", *FAST, "--blocks", "--out", str(out)]) == 0
+def test_mismatched_settings_refused(blockwise_file, capsys):
+    out = blockwise_file
     with pytest.raises(SystemExit, match="other settings"):
         cli.main(["spectrum", "--model", "mlp", "--steps", "5", "--probes", "3", "--quiet",
                   "--blocks", "--out", str(out)])
@@ -97,3 +113,9 @@ def test_bad_arguments(tmp_path, capsys):
         cli.main(["spectrum", "--model", "alexnet"])
     with pytest.raises(SystemExit, match="probes"):
         cli.main(["spectrum", "--model", "mlp", "--probes", "0"])
+
+
+def test_device_auto():
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert cli._device("auto").type == want
+    assert cli._device("cpu").type == "cpu"

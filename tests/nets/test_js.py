@@ -46,6 +46,18 @@ def test_js_uses_scipy_distance_on_the_shared_grid():
         assert np.trapezoid(d, grid) == pytest.approx(1.0, rel=1e-4)  # tails beyond ±4σ
 
 
+def test_identical_densities_give_zero_not_nan():
+    """scipy returns sqrt(negative rounding) = NaN for some identical inputs; we return 0."""
+    rng = np.random.default_rng(4)
+    nodes = np.sort(rng.standard_normal((3, 30)), axis=1) * 1e-3
+    w = rng.dirichlet(np.ones(30), size=3)
+    spectra = {k: nets.BlockSpectrum(k, 30, nodes, w, np.full(3, 30), np.arange(3))
+               for k in ("a", "b", "c")}
+    for width in (0.003, 0.01, 0.1):
+        _, d = nets.js_matrix(spectra, nets.DensityRecipe(width=width))
+        assert np.all(d == 0.0)
+
+
 def test_identical_and_disjoint_blocks():
     same = {"a": _spec("a", [1.0, 2.0, 3.0]), "b": _spec("b", [1.0, 2.0, 3.0])}
     assert nets.js0(same) == pytest.approx(0.0, abs=1e-7)
@@ -69,6 +81,8 @@ def test_lambda10_normalization():
     # normalized by λ10 the two blocks coincide
     assert nets.js0({"a": s, "b": t}, nets.DensityRecipe(normalize="lambda10")) < 1e-7
     assert nets.js0({"a": s, "b": t}) > 0.3
+    assert nets.kth_largest_eigenvalue(s, 1) == 20.0
+    assert nets.js0({"a": s, "b": t}, nets.DensityRecipe(normalize="lambda1")) < 1e-7
     with pytest.raises(ValueError, match="at least 10"):
         nets.lambda10(_spec("c", np.arange(5.0)))
     with pytest.raises(ValueError, match="not positive"):

@@ -54,13 +54,17 @@ def test_partitions_resolve(name):
 
 
 def test_gpt_blockwise_spectrum_runs():
-    """A Transformer from the zoo: math attention has second derivatives; a few steps run."""
+    """A zoo Transformer: math attention has second derivatives; Q, K, per-head blocks run."""
     m, loss_fn, data = zoo.load("gpt")
+    heads = zoo.partition("gpt", m, "heads")
+    blocks = {k: heads[k] for k in ("wte.weight", "layers.0.attn.q.weight.head0",
+                                    "layers.0.attn.k.weight.head0", "layers.1.fc2.weight")}
     spectra = nets.blockwise_spectrum(m, loss_fn, data, lanczos_steps=3, probes=1,
-                                      blocks=zoo.partition("gpt", m, "qkv"))
-    assert len(spectra) == len(list(m.parameters()))
+                                      blocks=blocks)
+    assert spectra["layers.0.attn.q.weight.head0"].dim == 8 * 32
     for s in spectra.values():
         assert np.all(np.isfinite(s.nodes)) and s.nodes.shape == (1, 3)
+        assert s.nodes.max() > 0
 
 
 def test_offline_data_sources():
@@ -73,5 +77,5 @@ def test_offline_data_sources():
     text = grammar_corpus(500, seed=0)
     assert len(text) >= 500 and set(text) <= set(VOCAB)
     assert text == grammar_corpus(500, seed=0) != grammar_corpus(500, seed=1)
-    (xb, yb), *_ = masked_lm_batches(n_seq=8, context=16, batch_size=4)
+    (_xb, yb), *_ = masked_lm_batches(n_seq=8, context=16, batch_size=4)
     assert ((yb != -100).sum(1) >= 1).all()
