@@ -35,7 +35,8 @@ def plot(hetero: dict, out_dir: Path, *, mixer_spectra: dict | None = None,
 
     panels = 1 + (mixer_spectra is not None) + (mixer_report is not None)
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(1, panels, figsize=(4.3 * panels, 3.6), squeeze=False)
+        fig, axes = plt.subplots(1, panels, figsize=(4.8 * panels, 3.6), squeeze=False)
+        fig.subplots_adjust(wspace=0.55)  # room for panel (a)'s twin JS0 axis
         ax = axes[0][0]
         s_vals = [float(r["task"].split("-s")[1]) for r in hetero["rows"]]
         sizes = sorted(int(b) for b in hetero["spearman"])
