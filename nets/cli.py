@@ -238,6 +238,9 @@ def _parser() -> argparse.ArgumentParser:
     js.add_argument("--sensitivity", action="store_true",
                     help="also report JS0 under several widths, grids and normalizations")
     js.set_defaults(func=_cmd_js0)
+    from .cli_training import register  # training studies: gap, table1, advise, ...
+
+    register(sub)
     return p
 
 
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``nets`` command."""
     args = _parser().parse_args(argv)
     for label in ("steps", "probes"):
-        if getattr(args, label) < 1:
+        if getattr(args, label, 1) < 1:
             raise SystemExit(f"nets: --{label} must be >= 1")
     if args.threads is not None:
         if args.threads < 1:

@@ -1,0 +1,106 @@
+"""Figure 5 analogue: (a) the scaled MLP, (b) MLP-mixer blockwise spectra, (c) its gap.
+
+Thin layer: (a) from ``nets hetero --json`` (a :class:`nets.table1.Table1` document with the
+scalings), (b) from a blockwise spectrum file of ``nets spectrum --model mixer --blocks``
+(:func:`nets.results.load_spectra`, densities by :func:`nets.block_densities`), (c) from the
+mixer's row of ``nets table1 --json``. Usage::
+
+    python -m figures.fig5_mlp_mixer runs/hetero.json runs/mixer-spectra.json runs/table1.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .style import PALETTE, RC, save
+
+
+def plot(hetero: dict, out_dir: Path, *, mixer_spectra: dict | None = None,
+         mixer_report: dict | None = None, max_blocks: int = 6) -> list[Path]:
+    """Draw the available panels.
+
+    Args:
+        hetero: ``Table1.to_dict()`` of the ``mlp-s{S}`` tasks (plus ``"scales"``).
+        out_dir: Folder for fig5_mlp_mixer.png/.pdf.
+        mixer_spectra: ``{block: BlockSpectrum}`` of the mixer (panel b).
+        mixer_report: The mixer's ``GapReport.to_dict()`` (panel c).
+        max_blocks: Blocks drawn in panel b (the largest weight matrices).
+    """
+    from nets.density import block_densities
+
+    panels = 1 + (mixer_spectra is not None) + (mixer_report is not None)
+    with plt.rc_context(RC):
+        fig, axes = plt.subplots(1, panels, figsize=(4.8 * panels, 3.6), squeeze=False)
+        fig.subplots_adjust(wspace=0.55)  # room for panel (a)'s twin JS0 axis
+        ax = axes[0][0]
+        s_vals = [float(r["task"].split("-s")[1]) for r in hetero["rows"]]
+        sizes = sorted(int(b) for b in hetero["spearman"])
+        for k, b in enumerate(sizes):
+            ax.plot(s_vals, [r.get(f"gap_b{b}") for r in hetero["rows"]], "o-",
+                    color=PALETTE[k], label=f"gap, B={b}")
+        ax.set_xscale("log")
+        ax.set_xlabel("layer-scale spread S")
+        ax.set_ylabel("gap ln(L_SGD / L_Adam)")
+        tw = ax.twinx()
+        tw.plot(s_vals, [r["js0"] for r in hetero["rows"]], "s:", color="0.3", label="JS0")
+        tw.set_ylabel("JS0")
+        tw.grid(False)
+        ax.legend(loc="upper left")
+        tw.legend(loc="lower right")
+        ax.set_title("(a) MLP, layers scaled by S^(−1,−1/3,1/3,1)")
+        i = 1
+        if mixer_spectra is not None:
+            ax = axes[0][i]
+            i += 1
+            names = sorted((n for n in mixer_spectra if n.endswith("weight")),
+                           key=lambda n: -mixer_spectra[n].dim)[:max_blocks]
+            grid, dens, _ = block_densities({n: mixer_spectra[n] for n in names})
+            for k, n in enumerate(names):
+                ax.plot(grid, np.maximum(dens[n], 1e-12), color=PALETTE[k % len(PALETTE)],
+                        label=n, lw=1.1)
+            ax.set_yscale("log")
+            ax.set_ylim(1e-4, None)
+            ax.set_xlabel("eigenvalue")
+            ax.set_ylabel("density")
+            ax.set_title("(b) MLP-mixer blockwise spectra at init")
+            ax.legend(fontsize=6.5)
+        if mixer_report is not None:
+            ax = axes[0][i]
+            r = mixer_report["results"][-1]
+            for opt, c in (("sgd", PALETTE[1]), ("adam", PALETTE[0])):
+                ax.plot(r[opt]["eval_steps"], r[opt]["curve"], color=c,
+                        label=f"{opt.upper()} lr={r[opt]['lr']:g}")
+            ax.set_yscale("log")
+            ax.set_xlabel("step")
+            ax.set_ylabel("training loss")
+            ax.set_title(f"(c) MLP-mixer, B={r['batch_size']}, gap {r['gap']:.2f}")
+            ax.legend()
+        return save(fig, Path(out_dir), "fig5_mlp_mixer")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nets.results import load_spectra
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not 1 <= len(argv) <= 3:
+        print(__doc__)
+        return 2
+    hetero = json.loads(Path(argv[0]).read_text())
+    spectra = load_spectra(argv[1])[2] if len(argv) > 1 else None
+    report = None
+    if len(argv) > 2:
+        table = json.loads(Path(argv[2]).read_text())
+        report = next((r for r in table["reports"] if r["task"] == "mixer"), None)
+    out = Path(__file__).resolve().parent / "out"
+    paths = plot(hetero, out, mixer_spectra=spectra, mixer_report=report)
+    print("\n".join(str(p) for p in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

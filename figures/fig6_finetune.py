@@ -1,0 +1,65 @@
+"""Figure 6 analogue: JS at the starting point and the SGD–Adam gap, scratch vs fine-tune.
+
+Thin layer over :func:`nets.finetune.finetune_study` (its ``to_dict()``, printed by
+``nets finetune --json``). Usage::
+
+    nets finetune --json > runs/finetune.json
+    python -m figures.fig6_finetune runs/finetune.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from .style import PALETTE, RC, save
+
+
+def plot(study: dict, out_dir: Path) -> list[Path]:
+    """Left: JS at start and gap per batch size; right: tuned loss curves (largest batch)."""
+    reps = {"from scratch": study["scratch"], "fine-tune": study["finetune"]}
+    with plt.rc_context(RC):
+        fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(12, 3.5))
+        names = list(reps)
+        a0.bar(names, [reps[n]["js0"] for n in names], color=PALETTE[:2])
+        a0.set_ylabel("JS at the starting point")
+        a0.set_title("block heterogeneity")
+        sizes = [r["batch_size"] for r in reps["from scratch"]["results"]]
+        w = 0.38
+        for k, n in enumerate(names):
+            gaps = [r["gap"] if r["gap"] is not None else float("nan")
+                    for r in reps[n]["results"]]
+            a1.bar([i + (k - 0.5) * w for i in range(len(sizes))], gaps, w, label=n,
+                   color=PALETTE[k])
+        a1.set_xticks(range(len(sizes)), [f"B={b}" for b in sizes])
+        a1.set_ylabel("gap ln(L_SGD / L_Adam)")
+        a1.set_title("SGD–Adam gap")
+        a1.legend()
+        for k, n in enumerate(names):
+            r = reps[n]["results"][-1]
+            for opt, ls in (("sgd", "--"), ("adam", "-")):
+                a2.plot(r[opt]["eval_steps"], r[opt]["curve"], ls, color=PALETTE[k],
+                        label=f"{n} {opt.upper()}")
+        a2.set_yscale("log")
+        a2.set_xlabel("step")
+        a2.set_ylabel("training loss")
+        a2.set_title(f"tuned curves, B={reps['fine-tune']['results'][-1]['batch_size']}")
+        a2.legend()
+        return save(fig, Path(out_dir), "fig6_finetune")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print(__doc__)
+        return 2
+    out = Path(__file__).resolve().parent / "out"
+    print("\n".join(str(p) for p in plot(json.loads(Path(argv[0]).read_text()), out)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""Training tasks: a model factory, a training pool and the batches JS0 is computed on.
+
+Names understood by :func:`get_task`:
+
+==================  ==========================================================================
+``mlp`` … ``mixer``  the zoo models (:data:`nets.zoo.MODELS`), JS0 on the zoo's own batches
+``mlp-s{S}``        the 4-layer MLP with its layers scaled by ``S^(-1, -1/3, 1/3, 1)``
+                    (:mod:`nets.heterogeneity`), e.g. ``mlp-s10``
+``postln{N}``       an ``N``-layer Post-LN Transformer LM (:mod:`nets.layernorm`)
+``preln{N}``        the same with Pre-LN
+``admin{N}``        Post-LN with Admin initialization
+``gpt-dialect``     the zoo GPT trained from scratch on the dialect corpus (:mod:`nets.finetune`)
+``gpt-ft``          the same, starting from the GPT pretrained with Adam on the grammar corpus
+==================  ==========================================================================
+
+Pools (training data) are drawn with a seed (100) different from the zoo's JS0 batches (seed
+0), so the training samples are not the ones the spectrum was measured on:
+
+* images: :func:`nets.data.glyph_digits` (16×16), ``n`` samples;
+* ``gpt`` and the Post/Pre-LN LMs: next-character sequences of length 32 of the grammar corpus;
+* ``bert``: masked-character sequences (fixed mask).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+
+from . import zoo
+from .data import char_lm_batches, glyph_digits, masked_lm_batches
+from .training import LossFn, Pool
+
+__all__ = ["POOL_SEED", "Task", "get_task", "make_pool"]
+
+POOL_SEED = 100
+_KINDS = ("digits", "charlm", "maskedlm", "dialect")
+
+
+@cache
+def _pool_cached(kind: str, n: int, seed: int) -> Pool:
+    if kind == "digits":
+        x, y = glyph_digits(n, seed=seed)
+        return Pool(x, y)
+    (x, y), = _lm_maker(kind)(n_seq=n, context=32, batch_size=n, seed=seed)
+    return Pool(x, y)
+
+
+def _lm_maker(kind: str):
+    if kind == "dialect":
+        from .finetune import dialect_lm_batches
+
+        return dialect_lm_batches
+    return char_lm_batches if kind == "charlm" else masked_lm_batches
+
+
+def make_pool(kind: str, n: int, *, seed: int = POOL_SEED) -> Pool:
+    """A training pool of ``n`` samples of data kind ``digits``, ``charlm``, ``maskedlm`` or
+    ``dialect`` (the fine-tuning corpus of :mod:`nets.finetune`)."""
+    if kind not in _KINDS:
+        raise ValueError(f"unknown data kind {kind!r}; choose from {_KINDS}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"pool size must be a positive integer, got {n!r}")
+    return _pool_cached(kind, n, int(seed))
+
+
+@dataclass(frozen=True)
+class Task:
+    """A trainable problem.
+
+    Attributes:
+        name: Registry name.
+        data_kind: ``digits``, ``charlm`` or ``maskedlm`` (what :func:`make_pool` builds).
+        build: ``build(seed) -> (model, loss_fn)`` at the seeded initialization.
+        spectrum_batches: ``() -> list of (inputs, targets)``, the batches JS0 is measured on.
+        description: One line for tables.
+        sources: ``nets`` source files that define the task (part of its cache key).
+    """
+
+    name: str
+    data_kind: str
+    build: Callable[[int], tuple[torch.nn.Module, LossFn]]
+    spectrum_batches: Callable[[], list]
+    description: str = ""
+    sources: tuple[str, ...] = ("training.py", "tasks.py", "zoo.py", "data.py")
+
+    def pool(self, n: int) -> Pool:
+        return make_pool(self.data_kind, n)
+
+
+def _zoo_task(name: str) -> Task:
+    kind = {"gpt": "charlm", "bert": "maskedlm"}.get(name, "digits")
+    return Task(name, kind, lambda seed: zoo.load(name, seed=seed)[:2],
+                lambda: zoo.load(name, seed=0)[2], f"zoo model {name}")
+
+
+def _first_batches(kind: str) -> list:
+    if kind == "digits":
+        x, y = glyph_digits(128, seed=0)
+        return [(x[i:i + 64], y[i:i + 64]) for i in range(0, 128, 64)]
+    return _lm_maker(kind)(n_seq=32, context=32, batch_size=16, seed=0)
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name`` (see the module docstring for the names)."""
+    if not isinstance(name, str):
+        raise TypeError(f"task name must be a string, got {type(name).__name__}")
+    if name in zoo.MODELS:
+        return _zoo_task(name)
+    m = re.fullmatch(r"mlp-s(\d+(?:\.\d+)?)", name)
+    if m:
+        from .heterogeneity import scaled_mlp
+
+        s = float(m.group(1))
+        return Task(name, "digits", lambda seed: scaled_mlp(s, seed=seed),
+                    lambda: _first_batches("digits"), f"4-layer MLP, layer scales S={s:g}",
+                    ("training.py", "tasks.py", "data.py", "heterogeneity.py"))
+    m = re.fullmatch(r"(postln|preln|admin)(\d+)", name)
+    if m:
+        from .layernorm import ln_transformer
+
+        variant, depth = m.group(1), int(m.group(2))
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1 in {name!r}")
+        return Task(name, "charlm",
+                    lambda seed: ln_transformer(variant, depth, seed=seed,
+                                                profile_batch=_first_batches("charlm")[0]),
+                    lambda: _first_batches("charlm"), f"{variant} Transformer LM, {depth} layers",
+                    ("training.py", "tasks.py", "data.py", "zoo.py", "layernorm.py"))
+    if name in ("gpt-dialect", "gpt-ft"):
+        from .finetune import finetune_build
+
+        pretrained = name == "gpt-ft"
+        how = "fine-tuned from the Adam-pretrained checkpoint" if pretrained else "from scratch"
+        return Task(name, "dialect", lambda seed: finetune_build(seed, pretrained=pretrained),
+                    lambda: _first_batches("dialect"), f"GPT on the dialect corpus, {how}",
+                    ("training.py", "tasks.py", "zoo.py", "data.py", "finetune.py"))
+    raise ValueError(f"unknown task {name!r}: use a zoo model ({', '.join(zoo.MODELS)}), "
+                     "mlp-s<scale>, postln<N>, preln<N>, admin<N>, gpt-dialect or gpt-ft")

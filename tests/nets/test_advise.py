@@ -1,0 +1,134 @@
+"""`nets advise`: a user factory module, the verdict and its evidence, and bad input."""
+
+import json
+import textwrap
+
+import pytest
+
+import nets.cli as cli
+from nets.advise import advise, load_evidence, load_factory
+
+USER_MODULE = textwrap.dedent('''
+    import torch
+
+    def _data():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(16, 4, generator=g)
+        y = torch.randint(0, 3, (16,), generator=g)
+        return [(x[:8], y[:8]), (x[8:], y[8:])]
+
+    def _mlp():
+        g = torch.Generator().manual_seed(1)
+        m = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+        with torch.no_grad():
+            for p in m.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+        return m
+
+    def make_model():
+        return _mlp(), torch.nn.functional.cross_entropy, _data()
+
+    class _OnceOnly(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.tanh()
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * (1 - x.tanh() ** 2)
+
+    class _Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 5), torch.nn.Linear(5, 3)
+
+        def forward(self, x):
+            return self.b(_OnceOnly.apply(self.a(x)))
+
+    def make_once_differentiable():
+        return _Net(), torch.nn.functional.cross_entropy, _data()
+
+    def make_flat():
+        def loss(out, y):
+            return torch.nn.functional.cross_entropy(out.detach(), y) + 0 * out.sum()
+        return _mlp(), loss, _data()
+
+    def make_broken():
+        raise RuntimeError("no data on this machine")
+
+    NOT_CALLABLE = 3
+''')
+
+
+def _evidence(tmp_path, rhos=(0.9, 0.2), intervals=((0.3, 1.0), (-0.6, 0.9))):
+    rows = [{"task": t, "js0": js, "gap_b8": g8, "gap_b64": g64}
+            for t, js, g8, g64 in (("cnn", 0.1, 0.0, 0.05), ("mix", 0.3, 0.2, 0.3),
+                                   ("tf", 0.6, 0.8, 1.5), ("tf2", 0.7, 0.9, 2.0))]
+    doc = {"profile": "test", "js_settings": {"steps": 4, "probes": 2, "recipe": "default"},
+           "rows": rows,
+           "spearman": {b: {"rho": r, "pvalue": 0.1, "n": 4, "interval95_bootstrap": list(ci),
+                            "interval95_fisher": list(ci)}
+                        for b, r, ci in zip(("64", "8"), rhos, intervals, strict=True)}}
+    p = tmp_path / "ev.json"
+    p.write_text(json.dumps(doc))
+    return p
+
+
+@pytest.fixture
+def user_module(tmp_path):
+    p = tmp_path / "mymodels.py"
+    p.write_text(USER_MODULE)
+    return p
+
+
+def test_advise_cli_on_user_module(tmp_path, user_module, capsys, monkeypatch):
+    ev = _evidence(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli.main(["advise", "--model", "mymodels:make_model", "--evidence", str(ev),
+                     "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert 0 <= doc["js0"] <= 1 and doc["blocks"] == 4
+    assert doc["verdict"] in ("likely", "unclear", "unlikely")
+    assert doc["batch_size"] == 64 and len(doc["neighbours"]) == 3
+    assert "JS0 =" in doc["message"]
+    # the table form shows the evidence and the user's model among it
+    assert cli.main(["advise", "--model", f"{user_module}:make_model", "--evidence",
+                     str(ev), "--batch-size", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "YOUR MODEL" in out and "tf2" in out and "gap B=64" in out
+    assert "contains 0" in out  # the weak evidence at B=8 is flagged
+
+
+def test_verdict_follows_nearest_evidence(tmp_path, user_module):
+    model, loss, data = load_factory(f"{user_module}:make_model")()
+    ev = load_evidence(_evidence(tmp_path))
+    a = advise(model, loss, data, evidence=ev, k=1)
+    nearest = min(ev["rows"], key=lambda r: abs(r["js0"] - a.js0))
+    assert a.neighbours == (nearest["task"],)
+    assert a.predicted_gap == nearest["gap_b64"]
+    expect = ("likely" if a.predicted_gap > 0.405 else
+              "unlikely" if a.predicted_gap < 0.0954 else "unclear")
+    assert a.verdict == expect
+
+
+def test_bad_factories(tmp_path, user_module, capsys, monkeypatch):
+    ev = str(_evidence(tmp_path))
+    for spec, msg in (("no_such_module_xyz:make", "cannot import"),
+                      (f"{user_module}:missing", "no attribute"),
+                      (f"{user_module}:make_broken", "raised RuntimeError"),
+                      (f"{user_module}:NOT_CALLABLE", "not callable"),
+                      ("nocolon", "module:function"),
+                      (f"{user_module}:make_once_differentiable", "not twice differentiable"),
+                      (f"{user_module}:make_flat", "identically zero")):
+        assert cli.main(["advise", "--model", spec, "--evidence", ev]) == 2, spec
+        assert msg in capsys.readouterr().err, spec
+    with pytest.raises(ValueError, match="no evidence file"):
+        load_evidence(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="not an evidence file"):
+        load_evidence(bad)

@@ -1,0 +1,53 @@
+"""Fine-tuning study pieces: dialect corpus, cached local pretraining, the two tasks."""
+
+import json
+
+import pytest
+import torch
+
+import nets.cli as cli
+import nets.finetune as ft
+from nets.data import VOCAB
+from nets.tasks import get_task
+from nets.training import pool_loss
+
+
+def test_dialect_corpus_swaps_letters():
+    (x, _), = ft.dialect_lm_batches(n_seq=4, context=32, batch_size=4, seed=0)
+    text = "".join(VOCAB[i] for i in x.flatten().tolist())
+    assert set(text) <= set(VOCAB) and (" o " in f" {text} " or "o" in text)
+    # "the" becomes "the"; "a" -> "o": the indefinite article appears as " o "
+    plain = ft.grammar_corpus(5000, seed=500)
+    assert plain.translate(ft.DIALECT).translate(ft.DIALECT) == plain
+
+
+def test_pretraining_is_cached_and_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("NETS_CACHE", str(tmp_path))
+    ft._pretrained_cached.cache_clear()
+    calls = []
+    real = ft._pretrain
+    monkeypatch.setattr(ft, "_pretrain", lambda s, n: (calls.append((s, n)), real(s, n))[1])
+    m_ft, loss = ft.finetune_build(0, pretrained=True, steps=15)
+    m_0, _ = ft.finetune_build(0, pretrained=False, steps=15)
+    assert calls == [(0, 15)]
+    assert len(list(tmp_path.glob("pretrain-*.pt"))) == 1
+    ft._pretrained_cached.cache_clear()
+    again, _ = ft.finetune_build(0, pretrained=True, steps=15)
+    assert calls == [(0, 15)]  # read back from disk, not retrained
+    for a, b in zip(m_ft.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a, b)
+    pool = get_task("gpt").pool(64)
+    assert pool_loss(m_ft, loss, pool) < pool_loss(m_0, loss, pool)  # pretraining helped
+    ft._pretrained_cached.cache_clear()
+
+
+def test_tasks_exist():
+    assert get_task("gpt-ft").data_kind == "dialect"
+    assert "scratch" in get_task("gpt-dialect").description
+
+
+@pytest.mark.slow
+def test_finetune_cli_quick(tmp_path, capsys):
+    assert cli.main(["finetune", "--quick", "--json", "--quiet", "--cache", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {r["start"] for r in doc["rows"]} == {"from scratch", "fine-tune"}

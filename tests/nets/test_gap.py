@@ -1,0 +1,214 @@
+"""Tuning, gap metric, cache reuse, Spearman intervals, Table 1, and `nets gap` end to end."""
+
+import importlib
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import nets.cli as cli
+import nets.gap as gap
+from nets.cache import cached
+from nets.correlation import spearman
+from nets.gap import GapProfile, gap_metric, measure_gap, tune
+from nets.table1 import table1
+from nets.tasks import Task
+from nets.training import Pool
+
+from .test_training import tiny_factory
+
+
+def tiny_task(name="tiny", scale=1.0) -> Task:
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(64, 6, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+
+    def factory(seed):
+        model, loss = tiny_factory(seed)
+        with torch.no_grad():
+            model[0].weight.mul_(scale)
+        return model, loss
+
+    task = Task(name, "digits", factory, lambda: [(x[:32], y[:32]), (x[32:], y[32:])])
+    object.__setattr__(task, "pool", lambda n: Pool(x[:n], y[:n]))
+    return task
+
+
+TINY = GapProfile("tiny", steps=20, sgd_lrs=(0.1, 1e4), adam_lrs=(1e-3, 3e-2), seeds=(0, 1),
+                  batch_sizes=(4, 16), pool_size=64, eval_every=5, js_steps=4, js_probes=2)
+
+
+def test_tuning_excludes_diverged_rates(tmp_path):
+    t = tune(tiny_task(), "sgd", (0.1, 1e4), batch_size=8, steps=20, seeds=(0, 1),
+             pool_size=64, eval_every=5, cache_dir=tmp_path)
+    big = t.grid[1]
+    assert big.diverged and big.mean_final_loss == math.inf
+    assert all(s is not None for s in big.diverged_steps)
+    assert t.lr == 0.1 and math.isfinite(t.final_loss)
+    assert t.final_loss == pytest.approx(np.mean(t.grid[0].final_losses))
+    assert t.curve[-1] == pytest.approx(t.final_loss)
+
+
+def test_all_diverged_is_reported_not_raised(tmp_path):
+    t = tune(tiny_task(), "sgd", (1e4, 1e5), batch_size=8, steps=10, seeds=(0,),
+             pool_size=64, eval_every=5, cache_dir=tmp_path)
+    assert t.all_diverged and math.isnan(t.lr)
+    assert gap_metric(t.final_loss, 1.0) == math.inf
+
+
+def test_gap_metric():
+    assert gap_metric(2.0, 1.0) == pytest.approx(math.log(2))
+    assert gap_metric(1.0, 2.0) < 0
+    assert math.isnan(gap_metric(1.0, math.inf))
+    with pytest.raises(ValueError, match="positive"):
+        gap_metric(0.0, 1.0)
+
+
+def test_measure_gap_and_cache_reuse(tmp_path, monkeypatch):
+    task = tiny_task()
+    calls = {"n": 0}
+    real = gap.train
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(gap, "train", counting)
+    rep = measure_gap(task, TINY, cache_dir=tmp_path)
+    n_runs = 2 * 4 * 2
+    assert calls["n"] == n_runs
+    assert 0 <= rep.js0 <= 1 and rep.js0_low <= rep.js0_high
+    assert [r.batch_size for r in rep.results] == [4, 16]
+    for r in rep.results:
+        assert r.gap == pytest.approx(math.log(r.sgd.final_loss / r.adam.final_loss))
+        assert r.sgd.lr == 0.1  # 1e4 diverges and is excluded
+    again = measure_gap(task, TINY, cache_dir=tmp_path)
+    assert calls["n"] == n_runs  # everything came from the cache
+    assert again.to_dict() == rep.to_dict()
+    assert len(list(tmp_path.glob("train-*.json"))) == n_runs
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_cache_keys_on_settings(tmp_path):
+    calls = []
+    for s in ({"a": 1}, {"a": 1}, {"a": 2}):
+        cached("x", s, lambda s=s: (calls.append(s), {"v": s["a"]})[1], directory=tmp_path)
+    assert calls == [{"a": 1}, {"a": 2}]
+    with pytest.raises(ValueError, match="kind"):
+        cached("../evil", {}, dict, directory=tmp_path)
+
+
+def test_spearman_against_scipy():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(40)
+    y = x + 0.8 * rng.standard_normal(40)
+    res = spearman(x, y, rng=np.random.default_rng(1), n_boot=1000)
+    ref = stats.spearmanr(x, y)
+    assert res.rho == pytest.approx(ref.statistic, abs=1e-12)
+    assert res.pvalue == pytest.approx(ref.pvalue, rel=1e-9)
+    boot = stats.bootstrap((x, y), lambda a, b: stats.spearmanr(a, b).statistic,
+                           paired=True, vectorized=False, n_resamples=1000,
+                           method="percentile", random_state=np.random.default_rng(2))
+    ci = boot.confidence_interval
+    assert res.low == pytest.approx(ci.low, abs=0.05)
+    assert res.high == pytest.approx(ci.high, abs=0.05)
+    z, se = np.arctanh(res.rho), np.sqrt(1.06 / 37)
+    assert res.fisher_low == pytest.approx(np.tanh(z - 1.959964 * se), abs=1e-5)
+    assert res.low < res.rho < res.high
+    perfect = spearman([1, 2, 3, 4], [10, 20, 40, 80], rng=np.random.default_rng(0))
+    assert perfect.rho == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="3 pairs"):
+        spearman([1, 2], [1, 2], rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="finite"):
+        spearman([1, 2, np.inf], [1, 2, 3], rng=np.random.default_rng(0))
+    with pytest.raises(TypeError, match="Generator"):
+        spearman([1, 2, 3], [1, 2, 3], rng=0)
+
+
+def test_table1_on_tiny_tasks(tmp_path):
+    tasks = [tiny_task(f"tiny{i}", scale) for i, scale in enumerate((0.3, 1.0, 3.0))]
+    prof = GapProfile("t", steps=10, sgd_lrs=(0.1,), adam_lrs=(1e-2,), seeds=(0,),
+                      batch_sizes=(8, 16), pool_size=64, eval_every=5, js_steps=3, js_probes=2)
+    t1 = importlib.import_module("nets.table1")  # the attribute nets.table1 is the function
+
+    orig = t1.measure_gap
+    t1.measure_gap = lambda name, *a, **k: orig(next(t for t in tasks if t.name == name),
+                                                 *a, **k)
+    try:
+        tab = table1([t.name for t in tasks], prof, cache_dir=tmp_path)
+    finally:
+        t1.measure_gap = orig
+    assert tab.batch_sizes == (8, 16)
+    rows = tab.rows()
+    assert [r["task"] for r in rows] == ["tiny0", "tiny1", "tiny2"] and "gap_b8" in rows[0]
+    for b, c in tab.correlations.items():
+        js = [r["js0"] for r in rows]
+        gaps = [r[f"gap_b{b}"] for r in rows]
+        assert c.n == 3 and c.rho == pytest.approx(stats.spearmanr(js, gaps).statistic)
+    doc = tab.to_dict()
+    assert set(doc["spearman"]) == {"8", "16"}
+
+
+@pytest.fixture
+def short_quick(monkeypatch):
+    """The real quick profile with its steps cut, to keep the suite fast."""
+    q = gap.PROFILES["quick"]
+    monkeypatch.setitem(gap.PROFILES, "quick", GapProfile(
+        "quick", steps=10, sgd_lrs=q.sgd_lrs, adam_lrs=q.adam_lrs, seeds=q.seeds,
+        batch_sizes=q.batch_sizes, pool_size=q.pool_size, eval_every=5, js_steps=3,
+        js_probes=2))
+
+
+def test_hetero_cli(tmp_path, capsys, short_quick):
+    assert cli.main(["hetero", "--scales", "1", "10", "--quick", "--json", "--quiet",
+                     "--cache", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["task"] for r in doc["rows"]] == ["mlp-s1", "mlp-s10"]
+    assert doc["scales"]["mlp-s10"] == pytest.approx([0.1, 10 ** (-1 / 3), 10 ** (1 / 3), 10])
+    assert cli.main(["hetero", "--scales", "0.5", "--quick", "--quiet"]) == 2
+    assert "S must be" in capsys.readouterr().err
+
+
+def test_gap_cli_quick_json(tmp_path, capsys, short_quick):
+    # the real quick profile, on the zoo MLP, end to end
+    assert cli.main(["gap", "--model", "mlp", "--quick", "--json", "--quiet", "--cache",
+                     str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert 0 <= doc["js0"] <= 1
+    assert set(doc["gap"]) == {"8", "64"}
+    for b in ("8", "64"):
+        assert set(doc["tuned"][b]) == {"sgd", "adam"}
+        assert doc["tuned"][b]["sgd"]["lr"] in gap.PROFILES["quick"].sgd_lrs
+    for r in doc["results"]:
+        for opt in ("sgd", "adam"):
+            assert r[opt]["lr"] > 0 and r[opt]["final_loss"] > 0
+    assert cli.main(["gap", "--model", "mlp", "--quick", "--quiet", "--cache",
+                     str(tmp_path)]) == 0
+    assert "gap ln(S/A)" in capsys.readouterr().out
+    assert cli.main(["gap", "--model", "alexnet", "--quick", "--quiet"]) == 2
+    assert "unknown task" in capsys.readouterr().err
+
+
+def test_clipped_js0_matches_js0_and_survives_identical_blocks():
+    from nets import js0
+    from nets.density import DensityRecipe
+    from nets.gap import _js0_clipped
+    from nets.slq import BlockSpectrum
+
+    rng = np.random.default_rng(0)
+
+    def block(name, nodes):
+        nodes = np.sort(np.asarray(nodes, dtype=float), axis=1)
+        w = np.full(nodes.shape, 1 / nodes.shape[1])
+        return BlockSpectrum(name, 20, nodes, w, np.full(len(nodes), nodes.shape[1]),
+                             np.arange(len(nodes)))
+
+    spectra = {f"b{i}": block(f"b{i}", rng.random((2, 5)) * (i + 1)) for i in range(3)}
+    assert _js0_clipped(spectra, DensityRecipe()) == pytest.approx(js0(spectra), rel=1e-12)
+    flat = [[-1.9e-13, -1.5e-13, -9e-14, 1e-14, 2e-14]] * 2
+    spectra.update(k1=block("k1", flat), k2=block("k2", flat))
+    v = _js0_clipped(spectra, DensityRecipe())
+    assert np.isfinite(v) and 0 < v <= 1
