@@ -73,7 +73,7 @@ def _grid(lo: float, hi: float, per_decade: int) -> tuple[float, ...]:
 
 
 #: ``quick``: tests and smoke runs (seconds per model). ``default``: Table 1 in
-#: ``nets/README_TRAINING.md`` (minutes per model on 2 cores). ``lite``: ``default`` with one
+#: README.md (minutes per model on 2 cores). ``lite``: ``default`` with one
 #: seed (its runs are a subset of ``default``'s, shared through the cache), used for the
 #: secondary studies. ``full``: a longer budget.
 PROFILES: dict[str, GapProfile] = {
