@@ -58,7 +58,8 @@ def plot(res: FullSpectra, out_dir: Path) -> list[Path]:
             ax.set_title(f"{fam}s: full Hessian at initialization")
             ax.set_xlabel("eigenvalue / λ_max")
             ax.set_ylim(1e-5, None)
-            ax.legend()
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend()
         axes[0].set_ylabel("spectral density (log)")
         fig.tight_layout()
         return save(fig, out_dir, "fig1_full_spectra")

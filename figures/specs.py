@@ -7,6 +7,7 @@ from . import (
     fig2_hessian_structure,
     fig8_quadratic,
     fig34_blockwise,
+    nets_specs,
     noise_specs,
     proofs_verdicts,
 )
@@ -16,6 +17,8 @@ FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in (
     fig1_full_spectra.SPEC,
     fig2_hessian_structure.SPEC,
     fig34_blockwise.SPEC,
+    nets_specs.TABLE1,
+    nets_specs.LAYERNORM,
     fig8_quadratic.SPEC,
     noise_specs.NEWTON,
     noise_specs.EPS,
