@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .cache import ROOT, atomic_write_bytes
+from quadlab.atomic import atomic_write_bytes
+
+from .cache import ROOT
 from .registry import FigureSpec, Finding
 
 

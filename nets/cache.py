@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
+
+from quadlab.atomic import atomic_write_bytes
 
 __all__ = ["DEFAULT_SOURCES", "SPECTRUM_SOURCES", "cache_dir", "cache_key", "cached",
            "code_version"]
@@ -68,18 +69,7 @@ def cache_key(kind: str, settings: Mapping[str, object],
 
 
 def _write_atomic(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, json.dumps(doc).encode())
 
 
 def cached(kind: str, settings: Mapping[str, object], compute: Callable[[], dict], *,

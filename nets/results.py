@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from quadlab.atomic import atomic_write_bytes
 
 from .slq import BlockSpectrum
 
@@ -55,18 +56,7 @@ def save_spectra(path: str | os.PathLike, settings: Mapping[str, object],
             for name, s in spectra.items()
         },
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a results file is meant to be shared
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, json.dumps(doc).encode())
 
 
 def load_spectra(path: str | os.PathLike) -> tuple[dict, dict, dict[str, BlockSpectrum]]:
