@@ -9,8 +9,6 @@ Thin layer over :func:`nets.layernorm.perturbation_study` (its ``to_dict()``, pr
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -42,17 +40,3 @@ def plot(study: dict, out_dir: Path) -> list[Path]:
             ax.set_title(title)
             ax.legend()
         return save(fig, Path(out_dir), "fig_layernorm")
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print(__doc__)
-        return 2
-    out = Path(__file__).resolve().parent / "out"
-    print("\n".join(str(p) for p in plot(json.loads(Path(argv[0]).read_text()), out)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
