@@ -1,10 +1,7 @@
 """Post-LN / Pre-LN / Admin: output change against depth (Liu et al. 2020, Figure 4 analogue).
 
-Thin layer over :func:`nets.layernorm.perturbation_study` (its ``to_dict()``, printed by
-``nets lnstudy --json``). Usage::
-
-    nets lnstudy --json > runs/lnstudy.json
-    python -m figures.fig_layernorm runs/lnstudy.json
+Thin layer over :func:`nets.layernorm.perturbation_study` (its ``to_dict()``); drawn by
+``python -m figures --only fig_layernorm`` (see figures/nets_specs.py).
 """
 
 from __future__ import annotations
