@@ -95,7 +95,7 @@ def cmd_sweep(args) -> dict:
     total = len(cases) * len(seeds) * len(DEFAULT_OPTIMIZERS)
     with Progress(total, "sweep", enabled=None if not args.quiet else False) as bar:
         result = run_study(cases=cases, seeds=seeds, steps=args.steps, tol=args.tol,
-                           progress=bar.advance)
+                           spectra=args.spectra, progress=bar.advance)
     return result.summary()
 
 
@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     p.add_argument("--steps", type=int, default=60_000)
     p.add_argument("--tol", type=float, default=1e-6)
+    p.add_argument("--spectra", choices=("synthetic", "measured"), default="synthetic",
+                   help="block spectra of the transformer/cnn cases (measured: from nets)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("r", help="Monte-Carlo distribution of Theorem 1's constant r")

@@ -97,6 +97,7 @@ class StudyResult:
 def run_study(*, cases: Sequence[str] = CASES, seeds: Sequence[int] = (0, 1, 2),
               steps: int = 60_000, tol: float = 1e-6,
               optimizers: dict[str, tuple[str, dict]] | None = None,
+              spectra: str = "synthetic",
               progress: Callable[[str], None] | None = None) -> StudyResult:
     """Run the study.
 
@@ -106,13 +107,16 @@ def run_study(*, cases: Sequence[str] = CASES, seeds: Sequence[int] = (0, 1, 2),
         steps: iteration budget per run.
         tol: relative gap to reach.
         optimizers: label -> (name, hyper); default `DEFAULT_OPTIMIZERS`.
+        spectra: "synthetic" or "measured" block spectra for the "transformer" and "cnn" cases
+            (see `quadlab.make_problem`).
         progress: called with a short description after each tuned run (for progress bars).
     """
     optimizers = DEFAULT_OPTIMIZERS if optimizers is None else optimizers
     runs = []
     for case in cases:
         for seed in seeds:
-            problem = make_problem(case, seed=seed)
+            extra = {"spectra": spectra} if case in ("transformer", "cnn") else {}
+            problem = make_problem(case, seed=seed, **extra)
             w0 = problem.initial_points(seed=seed)
             for label, (name, hyper) in optimizers.items():
                 res = tune_lr(problem, name, w0=w0, steps=steps, tol=tol, **hyper)

@@ -82,3 +82,30 @@ def test_haar_orthogonal_is_orthogonal_and_unbiased():
 def test_make_problem_rejects_bad_input(case, options, match):
     with pytest.raises(ValueError, match=match):
         quadlab.make_problem(case, **options)
+
+
+@pytest.mark.parametrize("case", ["transformer", "cnn"])
+def test_measured_spectra_variant(case):
+    p = quadlab.make_problem(case, spectra="measured", seed=1)
+    assert p.block_sizes == (25,) * 4
+    assert p.kappa == pytest.approx(5000.0, rel=1e-14)
+    # same data file, different rotations per seed; same eigenvalues
+    q = quadlab.make_problem(case, spectra="measured", seed=2)
+    np.testing.assert_array_equal(p.all_eigenvalues, q.all_eigenvalues)
+    assert not np.array_equal(p.blocks[0], q.blocks[0])
+
+
+def test_measured_transformer_blocks_spread_wider_than_cnn_blocks():
+    spread = {c: np.ptp([np.median(np.log10(lam)) for lam in
+                         quadlab.make_problem(c, spectra="measured").eigenvalues])
+              for c in ("transformer", "cnn")}
+    assert spread["transformer"] > spread["cnn"]
+
+
+def test_measured_spectra_options_are_checked():
+    with pytest.raises(ValueError, match="unknown spectra"):
+        quadlab.make_problem("cnn", spectra="made-up")
+    with pytest.raises(ValueError, match="unknown option"):
+        quadlab.make_problem("cnn", spectra="measured", n_blocks=3)
+    with pytest.raises(ValueError, match="unknown option"):
+        quadlab.make_problem("hetero", spectra="measured")
