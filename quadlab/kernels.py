@@ -145,23 +145,11 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
                 gk = g[c, k]
                 s = 1.0 if gk > 0 else (-1.0 if gk < 0 else 0.0)
                 e[c, k] -= lr[k] * scale[c] * s
-        elif code == ADAM:
+        else:  # ADAM or ADABELIEF: same step, different second moment
             for k in range(n):
                 gk = g[c, k]
                 mk = beta1 * m[c, k] + (1.0 - beta1) * gk
-                vk = beta2 * v[c, k] + (1.0 - beta2) * gk * gk
-                m[c, k] = mk
-                v[c, k] = vk
-                mh = mk * c1
-                step = 0.0
-                if mh != 0.0:
-                    step = lr[k] * scale[c] * mh / (math.sqrt(vk * c2) + eps)
-                e[c, k] -= step
-        else:  # ADABELIEF
-            for k in range(n):
-                gk = g[c, k]
-                mk = beta1 * m[c, k] + (1.0 - beta1) * gk
-                dk = gk - mk
+                dk = gk if code == ADAM else gk - mk
                 vk = beta2 * v[c, k] + (1.0 - beta2) * dk * dk
                 m[c, k] = mk
                 v[c, k] = vk

@@ -22,18 +22,22 @@ class DivergenceWarning(UserWarning):
     """Some trajectories diverged; their gaps are +inf from the reported step on."""
 
 
-class DivergenceError(FloatingPointError):
-    """Raised by `run(..., on_divergence="raise")`.
+class TrajectoryError(FloatingPointError):
+    """Base of the errors raised by `run(..., on_divergence="raise")`.
 
     Attributes:
-        rows: indices of the diverged trajectories.
-        steps: the step at which each of them diverged.
+        rows: indices of the stopped trajectories.
+        steps: the step at which each of them stopped.
     """
 
     def __init__(self, message: str, rows: np.ndarray, steps: np.ndarray):
         super().__init__(message)
         self.rows = rows
         self.steps = steps
+
+
+class DivergenceError(TrajectoryError):
+    """Raised by `run(..., on_divergence="raise")` for diverged trajectories."""
 
 
 class UnderflowWarning(UserWarning):
@@ -41,18 +45,8 @@ class UnderflowWarning(UserWarning):
     from the reported step on: float64 cannot tell what happens next (see `quadlab.kernels`)."""
 
 
-class UnderflowError(FloatingPointError):
-    """Raised by `run(..., on_divergence="raise")` for underflowed trajectories.
-
-    Attributes:
-        rows: indices of the underflowed trajectories.
-        steps: the step at which each of them underflowed.
-    """
-
-    def __init__(self, message: str, rows: np.ndarray, steps: np.ndarray):
-        super().__init__(message)
-        self.rows = rows
-        self.steps = steps
+class UnderflowError(TrajectoryError):
+    """Raised by `run(..., on_divergence="raise")` for underflowed trajectories."""
 
 
 def _first(mask: np.ndarray) -> np.ndarray:
