@@ -1,16 +1,12 @@
 """Figure 6 analogue: JS at the starting point and the SGD–Adam gap, scratch vs fine-tune.
 
-Thin layer over :func:`nets.finetune.finetune_study` (its ``to_dict()``, printed by
-``nets finetune --json``). Usage::
-
-    nets finetune --json > runs/finetune.json
-    python -m figures.fig6_finetune runs/finetune.json
+Draws :meth:`nets.finetune.FinetuneStudy.to_dict` (also what ``nets finetune --json``
+prints); the report entry is ``figures.nets_specs.FINETUNE``
+(``python -m figures --only fig6_finetune``).
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -50,16 +46,3 @@ def plot(study: dict, out_dir: Path) -> list[Path]:
         a2.legend()
         return save(fig, Path(out_dir), "fig6_finetune")
 
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print(__doc__)
-        return 2
-    out = Path(__file__).resolve().parent / "out"
-    print("\n".join(str(p) for p in plot(json.loads(Path(argv[0]).read_text()), out)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

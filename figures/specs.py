@@ -18,6 +18,7 @@ FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in (
     fig2_hessian_structure.SPEC,
     fig34_blockwise.SPEC,
     nets_specs.HETERO,
+    nets_specs.FINETUNE,
     nets_specs.TABLE1,
     nets_specs.LAYERNORM,
     fig8_quadratic.SPEC,

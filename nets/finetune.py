@@ -141,15 +141,24 @@ class FinetuneStudy:
                 "rows": self.rows()}
 
 
-def finetune_study(profile="quick", *, cache_dir=None,
+def finetune_study(profile="quick", *, pretrain_steps: int = PRETRAIN_STEPS, cache_dir=None,
                    progress: Callable[[str], None] | None = None) -> FinetuneStudy:
     """Run the comparison (see the module docstring) under a gap profile.
 
-    The training runs go to ``cache_dir``; the pretrained checkpoint to the default cache
-    folder (``$NETS_CACHE`` or ``runs/cache``), which the CLI points at ``--cache``.
+    Args:
+        profile: A :class:`nets.gap.GapProfile` or its name.
+        pretrain_steps: Adam steps of pretraining (task ``gpt-ft-p<steps>`` when it is not
+            :data:`PRETRAIN_STEPS`; fewer make a smoke test, not a measurement).
+        cache_dir: Folder of the training runs; the pretrained checkpoint goes to the default
+            cache folder (``$NETS_CACHE`` or ``runs/cache``), which the CLI points at ``--cache``.
+        progress: Called with a note after every training run.
     """
     from .gap import measure_gap
 
+    if isinstance(pretrain_steps, bool) or not isinstance(pretrain_steps, int) \
+            or pretrain_steps < 1:
+        raise ValueError(f"pretrain_steps must be a positive integer, got {pretrain_steps!r}")
+    ft_task = "gpt-ft" if pretrain_steps == PRETRAIN_STEPS else f"gpt-ft-p{pretrain_steps}"
     scratch = measure_gap("gpt-dialect", profile, cache_dir=cache_dir, progress=progress)
-    ft = measure_gap("gpt-ft", profile, cache_dir=cache_dir, progress=progress)
+    ft = measure_gap(ft_task, profile, cache_dir=cache_dir, progress=progress)
     return FinetuneStudy(scratch, ft)

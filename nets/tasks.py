@@ -11,6 +11,8 @@ Names understood by :func:`get_task`:
 ``admin{N}``        Post-LN with Admin initialization
 ``gpt-dialect``     the zoo GPT trained from scratch on the dialect corpus (:mod:`nets.finetune`)
 ``gpt-ft``          the same, starting from the GPT pretrained with Adam on the grammar corpus
+``gpt-ft-p{N}``     ``gpt-ft`` with ``N`` pretraining steps instead of
+                    :data:`nets.finetune.PRETRAIN_STEPS`, e.g. ``gpt-ft-p15`` for smoke tests
 ==================  ==========================================================================
 
 Pools (training data) are drawn with a seed (100) different from the zoo's JS0 batches (seed
@@ -130,13 +132,22 @@ def get_task(name: str) -> Task:
                                                 profile_batch=_first_batches("charlm")[0]),
                     lambda: _first_batches("charlm"), f"{variant} Transformer LM, {depth} layers",
                     ("training.py", "tasks.py", "data.py", "zoo.py", "layernorm.py"))
-    if name in ("gpt-dialect", "gpt-ft"):
-        from .finetune import finetune_build
+    m = re.fullmatch(r"gpt-(dialect|ft)(?:-p(\d+))?", name)
+    if m:
+        from .finetune import PRETRAIN_STEPS, finetune_build
 
-        pretrained = name == "gpt-ft"
-        how = "fine-tuned from the Adam-pretrained checkpoint" if pretrained else "from scratch"
-        return Task(name, "dialect", lambda seed: finetune_build(seed, pretrained=pretrained),
+        pretrained = m.group(1) == "ft"
+        if m.group(2) is not None and not pretrained:
+            raise ValueError(f"{name!r}: only gpt-ft takes a pretraining length (-p<steps>)")
+        steps = PRETRAIN_STEPS if m.group(2) is None else int(m.group(2))
+        if steps < 1:
+            raise ValueError(f"pretraining steps must be >= 1 in {name!r}")
+        how = (f"fine-tuned from the Adam-pretrained checkpoint ({steps} steps)" if pretrained
+               else "from scratch")
+        return Task(name, "dialect",
+                    lambda seed: finetune_build(seed, pretrained=pretrained, steps=steps),
                     lambda: _first_batches("dialect"), f"GPT on the dialect corpus, {how}",
                     ("training.py", "tasks.py", "zoo.py", "data.py", "finetune.py"))
     raise ValueError(f"unknown task {name!r}: use a zoo model ({', '.join(zoo.MODELS)}), "
-                     "mlp-s<scale>, postln<N>, preln<N>, admin<N>, gpt-dialect or gpt-ft")
+                     "mlp-s<scale>, postln<N>, preln<N>, admin<N>, gpt-dialect, gpt-ft or "
+                     "gpt-ft-p<steps>")

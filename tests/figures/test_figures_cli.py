@@ -8,7 +8,9 @@ from figures.registry import FigureSpec
 from figures.specs import FIGURES
 
 
-def test_every_figure_runs_on_the_tiny_profile_and_the_cache_is_reused(tmp_path, capsys):
+def test_every_figure_runs_on_the_tiny_profile_and_the_cache_is_reused(tmp_path, capsys,
+                                                                        monkeypatch):
+    monkeypatch.setenv("NETS_CACHE", str(tmp_path / "nets"))  # training runs, checkpoints
     out, cache = tmp_path / "out", tmp_path / "cache"
     argv = ["--profile", "tiny", "--out", str(out), "--cache", str(cache)]
     assert main(argv) == 0

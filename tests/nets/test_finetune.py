@@ -51,3 +51,14 @@ def test_finetune_cli_quick(tmp_path, capsys):
     assert cli.main(["finetune", "--quick", "--json", "--quiet", "--cache", str(tmp_path)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert {r["start"] for r in doc["rows"]} == {"from scratch", "fine-tune"}
+
+
+def test_pretraining_length_is_part_of_the_task_name():
+    assert "(15 steps)" in get_task("gpt-ft-p15").description
+    assert f"({ft.PRETRAIN_STEPS} steps)" in get_task("gpt-ft").description
+    with pytest.raises(ValueError, match="only gpt-ft"):
+        get_task("gpt-dialect-p15")
+    with pytest.raises(ValueError, match=">= 1"):
+        get_task("gpt-ft-p0")
+    with pytest.raises(ValueError, match="positive integer"):
+        ft.finetune_study("quick", pretrain_steps=0)
