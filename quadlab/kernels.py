@@ -58,6 +58,8 @@ FLUSH = 1e-140
 UNDERFLOW = 1e-290
 #: largest number of trajectories per chunk of the fused kernel (SIMD runs across a chunk)
 MAX_LANES = 64
+#: steps of gaps a fused chunk keeps in L1 before writing them to its rows of `out`
+GAP_BUFFER = 32
 
 _NB = {"cache": True, "nogil": True, "error_model": "numpy"}
 
@@ -146,18 +148,19 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
                 s = 1.0 if gk > 0 else (-1.0 if gk < 0 else 0.0)
                 e[c, k] -= lr[k] * scale[c] * s
         else:  # ADAM or ADABELIEF: same step, different second moment
+            sc = scale[c]
+            belief = code == ADABELIEF
             for k in range(n):
                 gk = g[c, k]
                 mk = beta1 * m[c, k] + (1.0 - beta1) * gk
-                dk = gk if code == ADAM else gk - mk
+                dk = gk - mk if belief else gk
                 vk = beta2 * v[c, k] + (1.0 - beta2) * dk * dk
                 m[c, k] = mk
                 v[c, k] = vk
                 mh = mk * c1
-                step = 0.0
-                if mh != 0.0:
-                    step = lr[k] * scale[c] * mh / (math.sqrt(vk * c2) + eps)
-                e[c, k] -= step
+                den = math.sqrt(vk * c2) + eps
+                # a coordinate with m̂ = 0 does not move (also when den = 0)
+                e[c, k] -= lr[k] * sc * mh / den if mh != 0.0 else 0.0
         if code == SIGN:
             continue
         for k in range(n):  # rarely true: kept out of the update loops so they vectorise
@@ -202,15 +205,15 @@ def half_column_dots(e, g, out):
 
 
 @nb.njit(**_NB)
-def record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t):
-    """Gaps of step t+1 into out[:, t+1]; lanes whose gap is non-finite or above `limit` are
+def record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t, col):
+    """Gaps of step t+1 into out[:, col]; lanes whose gap is non-finite or above `limit` are
     marked diverged at t+1 and get +inf from now on; lanes that underflowed get NaN from their
     underflow step on. Stopped lanes are parked at zero (finite and cheap)."""
     d, n = e.shape
     half_column_dots(e, g, gaps)
     for k in range(n):
         if underflow[k] >= 0:
-            out[k, t + 1] = np.nan
+            out[k, col] = np.nan
             if underflow[k] == t + 1:
                 for c in range(d):
                     e[c, k] = 0.0
@@ -218,12 +221,12 @@ def record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t):
                     m[c, k] = 0.0
                     v[c, k] = 1.0
         elif diverged[k] >= 0:
-            out[k, t + 1] = np.inf
+            out[k, col] = np.inf
         elif gaps[k] <= limit[k]:  # False for NaN too
-            out[k, t + 1] = gaps[k]
+            out[k, col] = gaps[k]
         else:
             diverged[k] = t + 1
-            out[k, t + 1] = np.inf
+            out[k, col] = np.inf
             for c in range(d):
                 e[c, k] = 0.0
                 g[c, k] = 0.0
@@ -377,6 +380,10 @@ def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, ep
     else:
         noisy_gradient(noise, e, g, gn, z, state, idx)
     m, v = initial_moments(code, gn, paper_init)
+    # gaps go through a small (n, GAP_BUFFER) buffer: writing out[k, t+1] directly touches n
+    # rows `steps` apart at every step
+    buf = np.empty((n, GAP_BUFFER))
+    col = 0
     for t in range(steps):
         if noisy and t > 0:
             noisy_gradient(noise, e, g, gn, z, state, idx)
@@ -385,7 +392,14 @@ def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, ep
         update_lanes(code, e, gn, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush,
                      underflow)
         block_matmul(h_flat, h_off, c_off, e, g)
-        record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t)
+        record_step(e, g, m, v, gaps, limit, diverged, underflow, buf, t, col)
+        col += 1
+        if col == GAP_BUFFER or t == steps - 1:
+            first = t + 2 - col
+            for k in range(n):
+                for j in range(col):
+                    out[k, first + j] = buf[k, j]
+            col = 0
 
 
 @nb.njit(parallel=True, **_NB)

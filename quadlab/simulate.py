@@ -142,7 +142,7 @@ def simulate_blocked(problem, spec, lr, e0, steps, *, noise=None, state=None, st
         kernels.update_lanes(code, e, gn, m, v, lr, scale, t, b1, b2, eps, bias, flush,
                              underflow)
         gradient()
-        kernels.record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t)
+        kernels.record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t, t + 1)
     out_stats[:] = acc.T
     return out, _failures(diverged, underflow)
 
