@@ -15,6 +15,13 @@ from .density import (
     lambda10,
     spectral_density,
 )
+from .distributed import (
+    Communicator,
+    DistributedCommunicator,
+    DistributedError,
+    init_from_env,
+    launched_by_torchrun,
+)
 from .exact import dense_hessian, exact_blockwise_eigenvalues
 from .finetune import FinetuneStudy, finetune_study
 from .gap import PROFILES, GapProfile, GapReport, GapResult, gap_metric, measure_gap, tune
@@ -35,7 +42,10 @@ __all__ = [
     "Block",
     "BlockHVP",
     "BlockSpectrum",
+    "Communicator",
     "DensityRecipe",
+    "DistributedCommunicator",
+    "DistributedError",
     "FinetuneStudy",
     "GapProfile",
     "GapReport",
@@ -60,6 +70,7 @@ __all__ = [
     "full_spectrum",
     "gap_metric",
     "gauss_quadrature",
+    "init_from_env",
     "js0",
     "js0_bootstrap",
     "js0_sensitivity",
@@ -67,6 +78,7 @@ __all__ = [
     "kth_largest_eigenvalue",
     "lambda10",
     "lanczos",
+    "launched_by_torchrun",
     "ln_transformer",
     "load_factory",
     "make_batch_hessian_vector_product",

@@ -11,6 +11,12 @@ Results (settings, versions, raw nodes and weights) are written atomically to ``
 (default ``runs/<model>-<blocks>-s<seed>-k<steps>-p<probes>-<dtype>.json``) after every probe;
 running the same command again resumes from the probes already stored. ``js0`` reuses the
 stored probes, so changing only the density recipe costs no HVPs.
+
+Started by ``torchrun`` with several processes, ``spectrum`` and ``js0`` run data parallel (each
+rank takes every ``world_size``-th batch, the HVPs are all-reduced) and the training studies
+share their grids out among the ranks; rank 0 alone writes files and prints::
+
+    torchrun --nproc_per_node=2 -m nets spectrum --model gpt --blocks --steps 10 --probes 2
 """
 
 from __future__ import annotations
@@ -27,6 +33,14 @@ import torch
 
 from . import zoo
 from .density import NORMALIZATIONS, DensityRecipe, lambda10
+from .distributed import (
+    DEFAULT_TIMEOUT_S,
+    Communicator,
+    DistributedError,
+    init_from_env,
+    launched_by_torchrun,
+    local_device,
+)
 from .js import js0_bootstrap, js0_sensitivity, js_matrix
 from .results import load_spectra, save_spectra
 from .slq import BlockSpectrum
@@ -61,12 +75,6 @@ class Progress:
             sys.stderr.flush()
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _settings(args: argparse.Namespace) -> dict:
     return {"model": args.model, "blocks": args.blocks or "full", "seed": args.seed,
             "steps": args.steps, "probes": args.probes, "dtype": args.dtype,
@@ -79,45 +87,63 @@ def _default_out(s: dict) -> Path:
 
 
 def compute(args: argparse.Namespace) -> tuple[dict, dict[str, BlockSpectrum], Path]:
-    """Compute (or resume) the spectra described by ``args``, saving after each probe."""
+    """Compute (or resume) the spectra described by ``args``, saving after each probe.
+
+    Under ``torchrun`` (``args.comm`` distributed) rank 0 reads and writes the results file and
+    tells the other ranks which probes remain; the data batches are shared out round robin.
+    """
+    comm: Communicator = args.comm
     settings = _settings(args)
     out = Path(args.out) if args.out else _default_out(settings)
-    done: dict[str, BlockSpectrum] = {}
-    if out.exists() and not args.overwrite:
-        old, _, done = load_spectra(out)
-        if old != settings:
-            diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-            raise SystemExit(f"nets: {out} holds a run with other settings {diff}; use "
-                             "--overwrite or another --out")
+    done = comm.broadcast(comm.together(lambda: _stored(args, settings, out) if comm.rank == 0
+                                        else {}, what="reading the results file"),
+                          what="sharing the stored probes")
     have = set() if not done else set(next(iter(done.values())).probe_ids.tolist())
     todo = [p for p in range(args.probes) if p not in have]
     if not todo:
         return settings, done, out
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
-    device = _device(args.device)
+    device = local_device(args.device)
     model, loss_fn, data = zoo.load(args.model, seed=args.model_seed, device=device,
                                     dtype=dtype)
+    if len(data) < comm.world_size:
+        raise ValueError(f"{args.model} has {len(data)} data batches: too few to share among "
+                         f"{comm.world_size} processes")
+    data = comm.shard(data)
     blocks = None
     if args.blocks:
         blocks = zoo.partition(args.model, model, args.blocks)
     bar = Progress(len(todo) * args.steps, f"{args.model} {settings['blocks']}",
-                   enabled=not args.quiet)
+                   enabled=not args.quiet and comm.rank == 0)
     for i, p in enumerate(todo):
         def cb(step: int, steps: int, i: int = i, p: int = p) -> None:
             bar.update(i * args.steps + step, f"probe {p + 1}/{args.probes}")
 
         kw = dict(lanczos_steps=args.steps, probes=args.probes, seed=args.seed,
-                  probe_indices=[p], chunk_size=args.chunk_size, callback=cb)
+                  probe_indices=[p], chunk_size=args.chunk_size, callback=cb, comm=comm)
         if args.blocks:
             new = blockwise_spectrum(model, loss_fn, data, blocks=blocks, **kw)
         else:
             new = {"full": full_spectrum(model, loss_fn, data, **kw)}
         done = new if not done else {k: BlockSpectrum.concatenate([done[k], new[k]])
                                      for k in done}
-        save_spectra(out, settings, done)
+        if comm.rank == 0:
+            save_spectra(out, settings, done)
     bar.close()
     order = {k: np.argsort(s.probe_ids) for k, s in done.items()}
     return settings, {k: s.select(order[k]) for k, s in done.items()}, out
+
+
+def _stored(args: argparse.Namespace, settings: dict, out: Path) -> dict[str, BlockSpectrum]:
+    """The spectra already in ``out`` (empty if none); refuses a file with other settings."""
+    if not out.exists() or args.overwrite:
+        return {}
+    old, _, done = load_spectra(out)
+    if old != settings:
+        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        raise ValueError(f"{out} holds a run with other settings {diff}; use --overwrite or "
+                         "another --out")
+    return done
 
 
 def _summary(spectra: dict[str, BlockSpectrum]) -> list[dict]:
@@ -149,6 +175,8 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 
 def _cmd_spectrum(args: argparse.Namespace) -> int:
     settings, spectra, out = compute(args)
+    if args.comm.rank != 0:
+        return 0
     rows = _summary(spectra)
     if args.json:
         print(json.dumps({"settings": settings, "file": str(out), "blocks": rows}, indent=1))
@@ -162,6 +190,8 @@ def _cmd_js0(args: argparse.Namespace) -> int:
     if not args.blocks:
         args.blocks = "params"
     settings, spectra, out = compute(args)
+    if args.comm.rank != 0:
+        return 0
     if args.exclude:
         pattern = re.compile(args.exclude)
         spectra = {k: v for k, v in spectra.items() if not pattern.search(k)}
@@ -211,7 +241,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--seed", type=int, default=0, help="probe seed (default 0)")
     common.add_argument("--model-seed", type=int, default=0,
                         help="seed of the model initialization and data (default 0)")
-    common.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    common.add_argument("--device", default="auto",
+                        help="auto (cuda:LOCAL_RANK if there is a GPU, else cpu), cpu, cuda:1, ...")
     common.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     common.add_argument("--chunk-size", type=int, default=None,
                         help="vmap chunk size over tangents (bounds memory)")
@@ -224,7 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
     common.add_argument("--quiet", action="store_true", help="no progress bar")
     sp = sub.add_parser("spectrum", parents=[common], help="full or blockwise SLQ spectra")
-    sp.set_defaults(func=_cmd_spectrum)
+    sp.set_defaults(func=distributed(_cmd_spectrum))
     js = sub.add_parser("js0", parents=[common], help="JS0: mean JS distance between blocks")
     js.add_argument("--width", type=float, default=DensityRecipe.width,
                     help="kernel σ as a fraction of the spectral spread (default 0.01)")
@@ -237,15 +268,20 @@ def _parser() -> argparse.ArgumentParser:
     js.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
     js.add_argument("--sensitivity", action="store_true",
                     help="also report JS0 under several widths, grids and normalizations")
-    js.set_defaults(func=_cmd_js0)
+    js.set_defaults(func=distributed(_cmd_js0))
     from .cli_training import register  # training studies: gap, table1, advise, ...
 
     register(sub)
+    for action in sub.choices.values():
+        action.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                            metavar="SECONDS",
+                            help="under torchrun: seconds a collective waits for the other "
+                                 f"ranks before failing (default {DEFAULT_TIMEOUT_S:g})")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``nets`` command."""
+    """Entry point of the ``nets`` command (also ``python -m nets`` and ``torchrun -m nets``)."""
     args = _parser().parse_args(argv)
     for label in ("steps", "probes"):
         if getattr(args, label, 1) < 1:
@@ -254,14 +290,32 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             raise SystemExit("nets: --threads must be >= 1")
         torch.set_num_threads(args.threads)
+    who = "nets"
     try:
+        args.comm = Communicator()
+        if launched_by_torchrun():
+            if not getattr(args.func, "distributed", False):
+                raise ValueError(f"`nets {args.cmd}` does not run distributed; start it "
+                                 "without torchrun (one process)")
+            args.comm = init_from_env(device=getattr(args, "device", "auto"),
+                                      timeout_s=args.dist_timeout)
+            who = f"nets (rank {args.comm.rank} of {args.comm.world_size})"
         return args.func(args)
     except KeyboardInterrupt:
-        print("\nnets: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"\n{who}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, TypeError) as e:
-        print(f"nets: error: {e}", file=sys.stderr)
+    except (ValueError, TypeError, DistributedError) as e:
+        print(f"{who}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if args.comm.is_distributed:
+            torch.distributed.destroy_process_group()
+
+
+def distributed(func):
+    """Mark a subcommand as able to run under ``torchrun`` (it uses ``args.comm``)."""
+    func.distributed = True
+    return func
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from quadlab.progress import Progress
 from quadlab.tables import format_table
 
 from . import zoo
+from .cli import distributed
 from .gap import PROFILES, GapReport, measure_gap
 from .tasks import get_task
 
@@ -47,6 +48,11 @@ def _jsonable(obj):
 def _profile(args):
     name = "quick" if getattr(args, "quick", False) else args.profile
     return PROFILES[name]
+
+
+def _bar(args) -> bool | None:
+    """Progress bar: on a terminal (``None``), unless ``--quiet`` or not rank 0."""
+    return False if args.quiet or (getattr(args, "comm", None) and args.comm.rank != 0) else None
 
 
 def _runs_per_task(profile, n_batch: int) -> int:
@@ -76,9 +82,11 @@ def _cmd_gap(args) -> int:
     sizes = tuple(args.batch_sizes) if args.batch_sizes else profile.batch_sizes
     get_task(args.model)  # fail early on a bad name
     total = _runs_per_task(profile, len(sizes))
-    with Progress(total, f"gap {args.model}", enabled=None if not args.quiet else False) as bar:
+    with Progress(total, f"gap {args.model}", enabled=_bar(args)) as bar:
         rep = measure_gap(args.model, profile, batch_sizes=sizes, cache_dir=args.cache,
-                          progress=bar.advance)
+                          progress=bar.advance, comm=args.comm)
+    if args.comm.rank != 0:
+        return 0
     if args.json:
         print(json.dumps(_jsonable(rep.to_dict()), indent=1))
         return 0
@@ -99,8 +107,10 @@ def _cmd_table1(args) -> int:
     for t in tasks:
         get_task(t)
     total = len(tasks) * _runs_per_task(profile, len(profile.batch_sizes))
-    with Progress(total, "table1", enabled=None if not args.quiet else False) as bar:
-        tab = table1(tasks, profile, cache_dir=args.cache, progress=bar.advance)
+    with Progress(total, "table1", enabled=_bar(args)) as bar:
+        tab = table1(tasks, profile, cache_dir=args.cache, progress=bar.advance, comm=args.comm)
+    if args.comm.rank != 0:
+        return 0
     doc = _jsonable(tab.to_dict())
     if args.write_evidence:
         _write_json(args.write_evidence, doc)
@@ -146,8 +156,10 @@ def _cmd_hetero(args) -> int:
     for s in args.scales:
         layer_scales(s)  # validate
     total = len(tasks) * _runs_per_task(profile, len(profile.batch_sizes))
-    with Progress(total, "hetero", enabled=None if not args.quiet else False) as bar:
-        tab = table1(tasks, profile, cache_dir=args.cache, progress=bar.advance)
+    with Progress(total, "hetero", enabled=_bar(args)) as bar:
+        tab = table1(tasks, profile, cache_dir=args.cache, progress=bar.advance, comm=args.comm)
+    if args.comm.rank != 0:
+        return 0
     doc = _jsonable(tab.to_dict())
     doc["scales"] = {t: list(layer_scales(s)) for t, s in zip(tasks, args.scales, strict=True)}
     if args.json:
@@ -166,7 +178,7 @@ def _cmd_lnstudy(args) -> int:
     from .layernorm import perturbation_study
 
     n = len(args.variants) * len(args.depths)
-    with Progress(n, "lnstudy", enabled=None if not args.quiet else False) as bar:
+    with Progress(n, "lnstudy", enabled=_bar(args)) as bar:
         st = perturbation_study(args.depths, variants=args.variants,
                                 seeds=tuple(range(args.seeds)), epsilon=args.epsilon,
                                 lr=args.lr, draws=args.draws, progress=bar.advance)
@@ -215,8 +227,10 @@ def _cmd_finetune(args) -> int:
         os.environ["NETS_CACHE"] = args.cache  # the pretrained checkpoint goes there too
     profile = _profile(args)
     total = 2 * _runs_per_task(profile, len(profile.batch_sizes))
-    with Progress(total, "finetune", enabled=None if not args.quiet else False) as bar:
-        st = finetune_study(profile, cache_dir=args.cache, progress=bar.advance)
+    with Progress(total, "finetune", enabled=_bar(args)) as bar:
+        st = finetune_study(profile, cache_dir=args.cache, progress=bar.advance, comm=args.comm)
+    if args.comm.rank != 0:
+        return 0
     if args.json:
         print(json.dumps(_jsonable(st.to_dict()), indent=1))
         return 0
@@ -291,19 +305,19 @@ def register(sub) -> None:
     g.add_argument("--batch-sizes", type=int, nargs="+", default=None,
                    help="override the profile's batch sizes")
     _common(g)
-    g.set_defaults(func=_with_threads(_cmd_gap))
+    g.set_defaults(func=distributed(_with_threads(_cmd_gap)))
     t = sub.add_parser("table1", help="Table 1 / Figure 7: JS0 and gap for many models, "
                        "with Spearman rho")
     t.add_argument("--tasks", nargs="+", default=None, help="task names (default: the zoo)")
     t.add_argument("--write-evidence", default=None, metavar="PATH",
                    help="also write the table as an evidence file for `nets advise`")
     _common(t)
-    t.set_defaults(func=_with_threads(_cmd_table1))
+    t.set_defaults(func=distributed(_with_threads(_cmd_table1)))
     h = sub.add_parser("hetero", help="Figure 5(a): JS0 and gap of the MLP with scaled layers")
     h.add_argument("--scales", type=float, nargs="+", default=[1.0, 3.0, 10.0, 30.0],
                    help="heterogeneity scales S >= 1 (default 1 3 10 30)")
     _common(h)
-    h.set_defaults(func=_with_threads(_cmd_hetero))
+    h.set_defaults(func=distributed(_with_threads(_cmd_hetero)))
     ln = sub.add_parser("lnstudy", help="Post-LN / Pre-LN / Admin: output change vs depth, "
                         "JS0 and gap")
     ln.add_argument("--depths", type=int, nargs="+", default=[2, 4, 6, 8, 12, 16, 24])
@@ -319,7 +333,7 @@ def register(sub) -> None:
     ln.set_defaults(func=_with_threads(_cmd_lnstudy))
     f = sub.add_parser("finetune", help="Figure 6 analogue: pretrain with Adam, fine-tune")
     _common(f)
-    f.set_defaults(func=_with_threads(_cmd_finetune))
+    f.set_defaults(func=distributed(_with_threads(_cmd_finetune)))
     a = sub.add_parser("advise", help="is SGD likely to lag Adam on my model? (JS0 vs "
                        "evidence)")
     a.add_argument("--model", required=True, metavar="MODULE:FUNCTION",

@@ -32,6 +32,7 @@ import torch
 from . import zoo
 from .cache import cache_dir, cache_key
 from .data import VOCAB, grammar_corpus
+from .distributed import Communicator
 
 __all__ = [
     "DIALECT",
@@ -142,7 +143,8 @@ class FinetuneStudy:
 
 
 def finetune_study(profile="quick", *, pretrain_steps: int = PRETRAIN_STEPS, cache_dir=None,
-                   progress: Callable[[str], None] | None = None) -> FinetuneStudy:
+                   progress: Callable[[str], None] | None = None,
+                   comm: Communicator | None = None) -> FinetuneStudy:
     """Run the comparison (see the module docstring) under a gap profile.
 
     Args:
@@ -152,6 +154,9 @@ def finetune_study(profile="quick", *, pretrain_steps: int = PRETRAIN_STEPS, cac
         cache_dir: Folder of the training runs; the pretrained checkpoint goes to the default
             cache folder (``$NETS_CACHE`` or ``runs/cache``), which the CLI points at ``--cache``.
         progress: Called with a note after every training run.
+        comm: :class:`nets.distributed.DistributedCommunicator` to share the training grids
+            out among the ranks (a rank that trains a fine-tuning run pretrains the checkpoint
+            itself unless it finds it in its cache folder).
     """
     from .gap import measure_gap
 
@@ -159,6 +164,7 @@ def finetune_study(profile="quick", *, pretrain_steps: int = PRETRAIN_STEPS, cac
             or pretrain_steps < 1:
         raise ValueError(f"pretrain_steps must be a positive integer, got {pretrain_steps!r}")
     ft_task = "gpt-ft" if pretrain_steps == PRETRAIN_STEPS else f"gpt-ft-p{pretrain_steps}"
-    scratch = measure_gap("gpt-dialect", profile, cache_dir=cache_dir, progress=progress)
-    ft = measure_gap(ft_task, profile, cache_dir=cache_dir, progress=progress)
+    scratch = measure_gap("gpt-dialect", profile, cache_dir=cache_dir, progress=progress,
+                          comm=comm)
+    ft = measure_gap(ft_task, profile, cache_dir=cache_dir, progress=progress, comm=comm)
     return FinetuneStudy(scratch, ft)

@@ -31,6 +31,7 @@ from scipy.special import rel_entr
 
 from .cache import SPECTRUM_SOURCES, cached
 from .density import DensityRecipe, block_densities
+from .distributed import Communicator
 from .js import js0_bootstrap
 from .spectrum import blockwise_spectrum
 from .tasks import Task, get_task
@@ -241,29 +242,20 @@ def train_cached(task: Task, config: TrainConfig, *, pool_size: int,
                                         sources=task.sources))
 
 
-def tune(task: Task, optimizer: str, lrs: Sequence[float], *, batch_size: int, steps: int,
-         seeds: Sequence[int], pool_size: int, eval_every: int, data_seed: int = 0,
-         cache_dir=None, progress: Callable[[str], None] | None = None) -> TunedOptimizer:
-    """Tune ``optimizer``'s learning rate on ``lrs`` (see the module docstring).
-
-    Diverged runs are kept in the grid with their step and excluded from the choice.
-    """
+def _check_lrs(lrs: Sequence[float]) -> tuple[float, ...]:
     lrs = tuple(float(v) for v in lrs)
     if not lrs or any(not (math.isfinite(v) and v > 0) for v in lrs):
         raise ValueError(f"learning rates must be positive and finite, got {lrs}")
-    scores, runs = [], {}
+    return lrs
+
+
+def _select(optimizer: str, lrs: tuple[float, ...], seeds: Sequence[int],
+            runs: dict[tuple[float, int], TrainResult]) -> TunedOptimizer:
+    """Pick the learning rate with the lowest seed-mean final loss (diverged rates excluded)."""
+    scores = []
     for lr in lrs:
-        finals, divs = [], []
-        for seed in seeds:
-            cfg = TrainConfig(optimizer, lr, steps, batch_size, seed=int(seed),
-                              data_seed=data_seed, eval_every=eval_every)
-            r = train_cached(task, cfg, pool_size=pool_size, cache_dir=cache_dir)
-            runs[lr, seed] = r
-            finals.append(r.final_loss)
-            divs.append(r.diverged_step)
-            if progress is not None:
-                state = f"diverged@{r.diverged_step}" if r.diverged else f"{r.final_loss:.3g}"
-                progress(f"{task.name} B={batch_size} {optimizer} lr={lr:g} s{seed}: {state}")
+        finals = [runs[lr, s].final_loss for s in seeds]
+        divs = [runs[lr, s].diverged_step for s in seeds]
         mean = math.inf if any(d is not None for d in divs) else float(np.mean(finals))
         scores.append(LrScore(lr, mean, tuple(finals), tuple(divs)))
     means = np.array([s.mean_final_loss for s in scores])
@@ -277,6 +269,36 @@ def tune(task: Task, optimizer: str, lrs: Sequence[float], *, batch_size: int, s
     curve = np.mean([r.eval_losses for r in tuned], axis=0)
     return TunedOptimizer(optimizer, lr, float(means[best]), tuple(scores), steps_arr, curve,
                           len(lrs) > 1 and best in (0, len(lrs) - 1))
+
+
+def _train_noted(task: Task, config: TrainConfig, *, pool_size: int, cache_dir,
+                 progress: Callable[[str], None] | None) -> TrainResult:
+    r = train_cached(task, config, pool_size=pool_size, cache_dir=cache_dir)
+    if progress is not None:
+        state = f"diverged@{r.diverged_step}" if r.diverged else f"{r.final_loss:.3g}"
+        progress(f"{task.name} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
+                 f"s{config.seed}: {state}")
+    return r
+
+
+def tune(task: Task, optimizer: str, lrs: Sequence[float], *, batch_size: int, steps: int,
+         seeds: Sequence[int], pool_size: int, eval_every: int, data_seed: int = 0,
+         cache_dir=None, progress: Callable[[str], None] | None = None,
+         comm: Communicator | None = None) -> TunedOptimizer:
+    """Tune ``optimizer``'s learning rate on ``lrs`` (see the module docstring).
+
+    Diverged runs are kept in the grid with their step and excluded from the choice. With a
+    distributed ``comm`` the runs are shared out among the ranks and gathered on every rank.
+    """
+    lrs = _check_lrs(lrs)
+    configs = [TrainConfig(optimizer, lr, steps, batch_size, seed=int(seed),
+                           data_seed=data_seed, eval_every=eval_every)
+               for lr in lrs for seed in seeds]
+    results = (comm or Communicator()).map(
+        lambda cfg: _train_noted(task, cfg, pool_size=pool_size, cache_dir=cache_dir,
+                                 progress=progress), configs)
+    return _select(optimizer, lrs, seeds,
+                   {(c.lr, c.seed): r for c, r in zip(configs, results, strict=True)})
 
 
 def _js0_clipped(spectra, recipe: DensityRecipe) -> float:
@@ -348,7 +370,8 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0, cach
 def measure_gap(task: str | Task, profile: str | GapProfile = "quick", *,
                 batch_sizes: Sequence[int] | None = None, cache_dir=None,
                 with_js0: bool = True,
-                progress: Callable[[str], None] | None = None) -> GapReport:
+                progress: Callable[[str], None] | None = None,
+                comm: Communicator | None = None) -> GapReport:
     """JS0 and the tuned SGD–Adam gap of a task at each of the profile's batch sizes.
 
     Args:
@@ -357,7 +380,9 @@ def measure_gap(task: str | Task, profile: str | GapProfile = "quick", *,
         batch_sizes: Override the profile's batch sizes.
         cache_dir: Cache folder (:func:`nets.cache.cache_dir`).
         with_js0: Compute JS0 (else it is reported as ``nan``).
-        progress: Called with a note after every training run.
+        progress: Called with a note after every training run (on this rank).
+        comm: A :class:`nets.distributed.DistributedCommunicator` to share the grid (JS0 and
+            every training run) out among the ranks; every rank returns the whole report.
     """
     task = get_task(task) if isinstance(task, str) else task
     if isinstance(profile, str):
@@ -367,24 +392,36 @@ def measure_gap(task: str | Task, profile: str | GapProfile = "quick", *,
     sizes = tuple(int(b) for b in (batch_sizes or profile.batch_sizes))
     if any(b < 1 or b > profile.pool_size for b in sizes):
         raise ValueError(f"batch sizes must lie in [1, {profile.pool_size}], got {sizes}")
+    grids = {"sgd": _check_lrs(profile.sgd_lrs), "adam": _check_lrs(profile.adam_lrs)}
+    jobs: list[TrainConfig | None] = [None] if with_js0 else []  # None: the JS0 job
+    jobs += [TrainConfig(opt, lr, profile.steps, b, seed=int(seed), eval_every=profile.eval_every)
+             for b in sizes for opt, lrs in grids.items() for lr in lrs for seed in profile.seeds]
+
+    def run(job: TrainConfig | None):
+        if job is not None:
+            return _train_noted(task, job, pool_size=profile.pool_size, cache_dir=cache_dir,
+                                progress=progress)
+        js = task_js0(task, lanczos_steps=profile.js_steps, probes=profile.js_probes,
+                      cache_dir=cache_dir)
+        if progress is not None:
+            progress(f"{task.name} JS0 = {js['js0']:.3f}")
+        return js
+
+    done = dict(zip(map(_job_key, jobs), (comm or Communicator()).map(run, jobs), strict=True))
     results = []
     for b in sizes:
-        kw = dict(batch_size=b, steps=profile.steps, seeds=profile.seeds,
-                  pool_size=profile.pool_size, eval_every=profile.eval_every,
-                  cache_dir=cache_dir, progress=progress)
-        sgd = tune(task, "sgd", profile.sgd_lrs, **kw)
-        adam = tune(task, "adam", profile.adam_lrs, **kw)
+        sgd, adam = (_select(opt, grids[opt], profile.seeds,
+                             {(lr, s): done[opt, b, lr, s] for lr in grids[opt]
+                              for s in profile.seeds}) for opt in ("sgd", "adam"))
         g = gap_metric(sgd.final_loss, adam.final_loss)
         s2a = (None if sgd.all_diverged or adam.all_diverged
                else _first_reach(sgd.eval_steps, sgd.curve, adam.final_loss))
         a2s = (None if sgd.all_diverged or adam.all_diverged
                else _first_reach(adam.eval_steps, adam.curve, sgd.final_loss))
         results.append(GapResult(b, profile.steps, sgd, adam, g, s2a, a2s))
-    if with_js0:
-        js = task_js0(task, lanczos_steps=profile.js_steps, probes=profile.js_probes,
-                      cache_dir=cache_dir)
-        if progress is not None:
-            progress(f"{task.name} JS0 = {js['js0']:.3f}")
-    else:
-        js = {"js0": math.nan, "low": math.nan, "high": math.nan}
+    js = done.get(None, {"js0": math.nan, "low": math.nan, "high": math.nan})
     return GapReport(task.name, profile.name, js["js0"], js["low"], js["high"], tuple(results))
+
+
+def _job_key(job: TrainConfig | None):
+    return None if job is None else (job.optimizer, job.batch_size, job.lr, job.seed)

@@ -15,16 +15,25 @@ evaluates these for all blocks at once: it stacks the embedded tangents of every
 into one ``vmap`` batch, which is what lets Lanczos run on all blocks in lockstep.
 
 HVPs run in the dtype of the model's parameters (float32 or float64).
+
+**Data parallel.** With a :class:`nets.distributed.DistributedCommunicator`, ``data`` is this
+rank's shard. The weights become ``n_b / N`` with ``N`` the number of samples over all ranks,
+each rank sums its batches, and the block products are all-reduced, so every rank holds the
+same ``[∇²L]_ll V_l`` of the mean loss over the union of the shards (equal to the
+single-process product up to the order of the floating-point sum). Only the block rows are
+reduced (``Σ_l m_l d_l`` numbers per step, not ``m · D`` per block).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch.func import functional_call, grad, jvp, vmap
 
 from .blocks import Block
+from .distributed import Communicator
 
 __all__ = ["BlockHVP", "make_batch_hessian_vector_product", "prepare_data"]
 
@@ -99,17 +108,30 @@ def _check_modes(model: torch.nn.Module) -> None:
 
 
 def prepare_data(model: torch.nn.Module, loss_fn: LossFn, data: Iterable, *,
-                 device: torch.device) -> list[tuple[object, object, float]]:
+                 device: torch.device, comm: Communicator | None = None
+                 ) -> list[tuple[object, object, float]]:
     """Materialize and check the data: ``[(inputs, targets, weight)]`` with weights ``n_b/N``.
 
     Checks that the data is re-iterable and non-empty, that each batch loss is a finite scalar,
     and that the loss is deterministic (two evaluations on the first batch agree exactly).
+    With a distributed ``comm``, ``data`` is this rank's shard, ``N`` counts the samples of all
+    ranks, and a check failing on one rank fails on every rank.
 
     Raises:
         TypeError: ``data`` is a one-shot iterator, or batches are not ``(inputs, targets)``.
         ValueError: empty data, non-scalar or non-finite loss, random loss (dropout, train-mode
             batch norm, or any other randomness).
+        nets.distributed.DistributedError: the checks failed on another rank.
     """
+    comm = comm or Communicator()
+    batches = comm.together(lambda: _checked_batches(model, loss_fn, data, device),
+                            what="checking the data shards")
+    total = comm.sum_int(sum(n for _, _, n in batches), what="counting samples")
+    return [(x, y, n / total) for x, y, n in batches]
+
+
+def _checked_batches(model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
+                     device: torch.device) -> list[tuple[object, object, int]]:
     if iter(data) is data:
         raise TypeError("data is a one-shot iterator; pass a re-iterable (list, DataLoader "
                         "without shuffling) because the Hessian needs many passes")
@@ -140,7 +162,7 @@ def prepare_data(model: torch.nn.Module, loss_fn: LossFn, data: Iterable, *,
                     raise ValueError("the loss is not deterministic: two evaluations on the "
                                      f"same batch gave {loss.item()!r} and {again.item()!r}; "
                                      "remove dropout, data augmentation and other randomness")
-    return [(x, y, n / total) for x, y, n in batches]
+    return batches
 
 
 class BlockHVP:
@@ -152,10 +174,14 @@ class BlockHVP:
         data: Re-iterable of ``(inputs, targets)``; the Hessian is that of the mean loss.
         blocks: Disjoint blocks (see :mod:`nets.blocks`).
         chunk_size: Optional ``vmap`` chunk size (bounds memory for many tangents).
+        comm: :class:`nets.distributed.DistributedCommunicator` for data-parallel products
+            (``data`` is then this rank's shard; the model must be the same on every rank,
+            which is checked); default: one process.
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
-                 blocks: Sequence[Block], *, chunk_size: int | None = None) -> None:
+                 blocks: Sequence[Block], *, chunk_size: int | None = None,
+                 comm: Communicator | None = None) -> None:
         params = dict(model.named_parameters())
         if not params:
             raise ValueError("the model has no parameters: there is no Hessian to study")
@@ -165,7 +191,9 @@ class BlockHVP:
         self.blocks = list(blocks)
         self.names = tuple(dict.fromkeys(n for b in self.blocks for n in b.params))
         self.params = {n: p.detach() for n, p in params.items()}
-        self.data = prepare_data(model, loss_fn, data, device=self.device)
+        self.comm = comm or Communicator()
+        self.comm.check_identical(_fingerprint(self.params), what="model parameters")
+        self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm)
         self.chunk_size = chunk_size
         self._hvp = make_batch_hessian_vector_product(model, loss_fn)
         self.calls = 0
@@ -202,18 +230,33 @@ class BlockHVP:
                 chunk = v[:, off:off + pc.size].reshape(r1 - r0, *pc.shape).to(self.dtype)
                 tangents[pc.param][(slice(r0, r1), *pc.index)] = chunk
                 off += pc.size
-        hvp = self._hvp
+        try:
+            local = self._local_products(vectors, tangents, used, rows)
+            error = None
+        except Exception as e:  # re-raised by comm.sum_, on every rank when distributed
+            local = [None if v is None else torch.zeros_like(v, dtype=self.dtype)
+                     for v in vectors]
+            error = e
+        self.comm.sum_([t for t in local if t is not None], error=error,
+                       what="all-reduce of Hessian-vector products")
+        self.calls += 1
+        self.products += total
+        for b, out_b in zip(self.blocks, local, strict=True):
+            if out_b is not None and not torch.isfinite(out_b).all():
+                raise ValueError(f"non-finite Hessian-vector product in block {b.name!r}")
+        return local
+
+    def _local_products(self, vectors, tangents, used, rows) -> list[torch.Tensor | None]:
+        """This process's ``Σ_b w_b ∇²ℓ_b`` products, cut into the blocks' ``(m_l, d_l)`` rows."""
         acc: dict[str, torch.Tensor] | None = None
         for x, y, w in self.data:
-            out = hvp(self.params, x, y, tangents, chunk_size=self.chunk_size)
+            out = self._hvp(self.params, x, y, tangents, chunk_size=self.chunk_size)
             if acc is None:
                 acc = {n: out[n] * w for n in used}
             else:
                 for n in used:
                     acc[n].add_(out[n], alpha=w)
         assert acc is not None
-        self.calls += 1
-        self.products += total
         result: list[torch.Tensor | None] = []
         for b, v, (r0, r1) in zip(self.blocks, vectors, rows, strict=True):
             if v is None:
@@ -221,8 +264,14 @@ class BlockHVP:
                 continue
             parts = [acc[pc.param][(slice(r0, r1), *pc.index)].reshape(r1 - r0, -1)
                      for pc in b.pieces]
-            out_b = torch.cat(parts, dim=1)
-            if not torch.isfinite(out_b).all():
-                raise ValueError(f"non-finite Hessian-vector product in block {b.name!r}")
-            result.append(out_b)
+            result.append(torch.cat(parts, dim=1))
         return result
+
+
+def _fingerprint(params: dict[str, torch.Tensor]) -> bytes:
+    """SHA-256 of the parameters' names, shapes, dtypes and bytes."""
+    h = hashlib.sha256()
+    for name, p in params.items():
+        h.update(f"{name}:{tuple(p.shape)}:{p.dtype};".encode())
+        h.update(p.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy().tobytes())
+    return h.digest()

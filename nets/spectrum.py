@@ -9,6 +9,12 @@ Probes: probe ``p`` of block ``name`` is a standard Gaussian vector drawn in flo
 ``numpy.random.default_rng([seed, p, crc32(name)])``, so a probe does not depend on the device,
 on the other blocks, or on which other probes are computed in the same call (this is what makes
 probe-by-probe resumption exact).
+
+Data parallel: pass ``comm=`` (:func:`nets.distributed.init_from_env` under ``torchrun``) and,
+on each rank, its shard of the data (e.g. ``comm.shard(batches)``). The probes are drawn from
+the seed on every rank, the HVPs are all-reduced (:class:`nets.hvp.BlockHVP`), so Lanczos runs
+identically everywhere; the tridiagonals are compared across ranks at the end (bit for bit) and
+every rank returns the same spectra.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 import torch
 
 from .blocks import Block, Piece, resolve_blocks
+from .distributed import Communicator
 from .hvp import BlockHVP, LossFn
 from .lanczos import lanczos
 from .slq import BlockSpectrum, gauss_quadrature
@@ -44,17 +51,20 @@ def _check_counts(lanczos_steps: int, probes: int, seed: int) -> None:
 
 def _run(model, loss_fn, data, blocks: list[Block], *, lanczos_steps: int, probes: int,
          seed: int, probe_indices: Sequence[int] | None, chunk_size: int | None,
-         callback: Callable[[int, int], None] | None) -> dict[str, BlockSpectrum]:
+         callback: Callable[[int, int], None] | None,
+         comm: Communicator | None) -> dict[str, BlockSpectrum]:
     _check_counts(lanczos_steps, probes, seed)
     ids = list(range(probes)) if probe_indices is None else [int(i) for i in probe_indices]
     if not ids:
         raise ValueError("probe_indices is empty")
     if any(i < 0 or i >= probes for i in ids) or len(set(ids)) != len(ids):
         raise ValueError(f"probe_indices must be distinct integers in [0, {probes})")
-    op = BlockHVP(model, loss_fn, data, blocks, chunk_size=chunk_size)
+    op = BlockHVP(model, loss_fn, data, blocks, chunk_size=chunk_size, comm=comm)
     starts = [torch.as_tensor(np.stack([probe_vector(seed, p, b.name, b.dim) for p in ids]),
                               dtype=op.dtype, device=op.device) for b in blocks]
     runs = lanczos(op, starts, lanczos_steps, callback=callback)
+    op.comm.check_identical(b"".join(a.tobytes() for r in runs for a in (r.alpha, r.beta)),
+                            what="Lanczos tridiagonals")
     out = {}
     for b, run in zip(blocks, runs, strict=True):
         nodes, weights = gauss_quadrature(run)
@@ -75,6 +85,7 @@ def blockwise_spectrum(
     probe_indices: Sequence[int] | None = None,
     chunk_size: int | None = None,
     callback: Callable[[int, int], None] | None = None,
+    comm: Communicator | None = None,
 ) -> dict[str, BlockSpectrum]:
     """SLQ spectra of the diagonal Hessian blocks ``[∇²L(w)]_ll``.
 
@@ -93,6 +104,8 @@ def blockwise_spectrum(
         probe_indices: Compute only these probes (default ``range(probes)``), e.g. to resume.
         chunk_size: ``vmap`` chunk size over the stacked tangents (``None``: all at once).
         callback: ``callback(step, steps)`` after every Lanczos step (progress reporting).
+        comm: :class:`nets.distributed.DistributedCommunicator` to run data parallel (``data``
+            is then this rank's shard); default: one process.
 
     Returns:
         ``{block name: BlockSpectrum}`` with ``nodes``/``weights`` of shape
@@ -100,7 +113,8 @@ def blockwise_spectrum(
     """
     return _run(model, loss_fn, data, resolve_blocks(model, blocks),
                 lanczos_steps=lanczos_steps, probes=probes, seed=seed,
-                probe_indices=probe_indices, chunk_size=chunk_size, callback=callback)
+                probe_indices=probe_indices, chunk_size=chunk_size, callback=callback,
+                comm=comm)
 
 
 def full_spectrum(
@@ -114,6 +128,7 @@ def full_spectrum(
     probe_indices: Sequence[int] | None = None,
     chunk_size: int | None = None,
     callback: Callable[[int, int], None] | None = None,
+    comm: Communicator | None = None,
 ) -> BlockSpectrum:
     """SLQ spectrum of the full Hessian ``∇²L(w)`` (one block named ``"full"``).
 
@@ -125,4 +140,4 @@ def full_spectrum(
     block = Block("full", tuple(Piece(n, (), tuple(p.shape)) for n, p in params))
     return _run(model, loss_fn, data, [block], lanczos_steps=lanczos_steps, probes=probes,
                 seed=seed, probe_indices=probe_indices, chunk_size=chunk_size,
-                callback=callback)["full"]
+                callback=callback, comm=comm)["full"]

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import zoo
 from .correlation import SpearmanResult, spearman
+from .distributed import Communicator
 from .gap import PROFILES, GapProfile, GapReport, measure_gap
 
 __all__ = ["Table1", "correlate", "table1"]
@@ -93,8 +94,8 @@ def correlate(reports: Sequence[GapReport], batch_size: int, *, rng: np.random.G
 
 
 def table1(tasks: Sequence[str] = zoo.MODELS, profile: str | GapProfile = "quick", *,
-           cache_dir=None, seed: int = 0, progress: Callable[[str], None] | None = None
-           ) -> Table1:
+           cache_dir=None, seed: int = 0, progress: Callable[[str], None] | None = None,
+           comm: Communicator | None = None) -> Table1:
     """Measure JS0 and the gap for every task and correlate them at each batch size.
 
     Args:
@@ -103,10 +104,12 @@ def table1(tasks: Sequence[str] = zoo.MODELS, profile: str | GapProfile = "quick
         cache_dir: Cache folder.
         seed: Seed of the correlation bootstrap.
         progress: Called with a note after each training run.
+        comm: :class:`nets.distributed.DistributedCommunicator` to share each task's grid out
+            among the ranks (see :func:`nets.gap.measure_gap`).
     """
     if len(tasks) < 1:
         raise ValueError("no tasks given")
-    reports = tuple(measure_gap(t, profile, cache_dir=cache_dir, progress=progress)
+    reports = tuple(measure_gap(t, profile, cache_dir=cache_dir, progress=progress, comm=comm)
                     for t in tasks)
     corr, excl = {}, {}
     for b in (r.batch_size for r in reports[0].results):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -93,9 +94,12 @@ def cmd_sweep(args) -> dict:
     cases = args.cases or list(CASES)
     seeds = list(range(args.seeds))
     total = len(cases) * len(seeds) * len(DEFAULT_OPTIMIZERS)
-    with Progress(total, "sweep", enabled=None if not args.quiet else False) as bar:
+    comm = args.comm  # None: one process
+    with Progress(total if comm is None else None, "sweep",
+                  enabled=None if not args.quiet and _is_rank0(args) else False) as bar:
         result = run_study(cases=cases, seeds=seeds, steps=args.steps, tol=args.tol,
-                           spectra=args.spectra, progress=bar.advance)
+                           spectra=args.spectra, progress=bar.advance,
+                           map_fn=None if comm is None else comm.map)
     return result.summary()
 
 
@@ -167,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spectra", choices=("synthetic", "measured"), default="synthetic",
                    help="block spectra of the transformer/cnn cases (measured: from nets)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dist-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="under torchrun: seconds a collective waits for the other ranks")
 
     p = sub.add_parser("r", help="Monte-Carlo distribution of Theorem 1's constant r")
     p.add_argument("cases", nargs="*", metavar="CASE", help=f"any of {', '.join(CASES)} "
@@ -196,15 +202,44 @@ def _jsonable(obj):
     return obj
 
 
+def _communicator(args):
+    """Under `torchrun` with several ranks, their communicator (only `sweep` shares its grid
+    out); else None. The torch.distributed glue lives in `nets.distributed`, imported only here
+    so that quadlab itself does not load torch.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    if args.command != "sweep":
+        raise ValueError(f"`quadlab {args.command}` does not run distributed; start it without "
+                         "torchrun (one process)")
+    from nets.distributed import init_from_env
+
+    return init_from_env(device="cpu", timeout_s=args.dist_timeout)
+
+
+def _is_rank0(args) -> bool:
+    return args.comm is None or args.comm.rank == 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     compute, show = COMMANDS[args.command]
+    args.comm = None
     try:
+        args.comm = _communicator(args)
         res = compute(args)
-    except ValueError as exc:
+    except Exception as exc:
+        if not (isinstance(exc, ValueError) or type(exc).__name__ == "DistributedError"):
+            raise
         print(f"quadlab {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(_jsonable(res), indent=2) if args.json else show(res))
+    finally:
+        if args.comm is not None:
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
+    if _is_rank0(args):
+        print(json.dumps(_jsonable(res), indent=2) if args.json else show(res))
     return 0
 
 

@@ -3,12 +3,17 @@
 For each case and seed: the problem `make_problem(case, seed)`, one standard Gaussian initial
 point (`problem.initial_points(seed=seed)`), and for each optimizer the step size tuned on its
 default log grid (`quadlab.tuning`) by the iterations needed to reach `tol` × the initial gap.
+
+The tuned runs are independent: `run_study(map_fn=...)` hands them to any map, e.g.
+`nets.distributed.DistributedCommunicator.map` to share them out among `torchrun` processes
+(`torchrun --nproc_per_node=2 -m quadlab sweep`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -94,11 +99,20 @@ class StudyResult:
         return rows
 
 
+#: ``map_fn(fn, items) -> [fn(item) for item in items]`` (any order of evaluation).
+MapFn = Callable[[Callable[[Any], Any], Sequence[Any]], list]
+
+
+def _serial_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list:
+    return [fn(x) for x in items]
+
+
 def run_study(*, cases: Sequence[str] = CASES, seeds: Sequence[int] = (0, 1, 2),
               steps: int = 60_000, tol: float = 1e-6,
               optimizers: dict[str, tuple[str, dict]] | None = None,
               spectra: str = "synthetic",
-              progress: Callable[[str], None] | None = None) -> StudyResult:
+              progress: Callable[[str], None] | None = None,
+              map_fn: MapFn | None = None) -> StudyResult:
     """Run the study.
 
     Args:
@@ -110,19 +124,25 @@ def run_study(*, cases: Sequence[str] = CASES, seeds: Sequence[int] = (0, 1, 2),
         spectra: "synthetic" or "measured" block spectra for the "transformer" and "cnn" cases
             (see `quadlab.make_problem`).
         progress: called with a short description after each tuned run (for progress bars).
+        map_fn: evaluates the tuned runs, one per (case, seed, optimizer); default a loop.
+            Results must not depend on where a run is evaluated (they do not: each run is
+            determined by its case, seed and optimizer).
     """
     optimizers = DEFAULT_OPTIMIZERS if optimizers is None else optimizers
-    runs = []
-    for case in cases:
-        for seed in seeds:
-            extra = {"spectra": spectra} if case in ("transformer", "cnn") else {}
-            problem = make_problem(case, seed=seed, **extra)
-            w0 = problem.initial_points(seed=seed)
-            for label, (name, hyper) in optimizers.items():
-                res = tune_lr(problem, name, w0=w0, steps=steps, tol=tol, **hyper)
-                runs.append(StudyRun(case, int(seed), label, res.lr, res.best_iterations,
-                                     float(res.gaps[-1]), res.at_edge, res.gaps))
-                if progress is not None:
-                    progress(f"{case} seed {seed} {label}")
+    jobs = [(case, int(seed), label) for case in cases for seed in seeds for label in optimizers]
+
+    def one(job: tuple[str, int, str]) -> StudyRun:
+        case, seed, label = job
+        extra = {"spectra": spectra} if case in ("transformer", "cnn") else {}
+        problem = make_problem(case, seed=seed, **extra)
+        name, hyper = optimizers[label]
+        res = tune_lr(problem, name, w0=problem.initial_points(seed=seed), steps=steps, tol=tol,
+                      **hyper)
+        if progress is not None:
+            progress(f"{case} seed {seed} {label}")
+        return StudyRun(case, seed, label, res.lr, res.best_iterations, float(res.gaps[-1]),
+                        res.at_edge, res.gaps)
+
+    runs = (map_fn or _serial_map)(one, jobs)
     return StudyResult(tuple(runs), tuple(cases), tuple(optimizers), tuple(int(s) for s in seeds),
                        steps, tol)

@@ -103,9 +103,9 @@ def test_resume_after_interruption(blockwise_file, tmp_path, monkeypatch, capsys
 
 def test_mismatched_settings_refused(blockwise_file, capsys):
     out = blockwise_file
-    with pytest.raises(SystemExit, match="other settings"):
-        cli.main(["spectrum", "--model", "mlp", "--steps", "5", "--probes", "3", "--quiet",
-                  "--blocks", "--out", str(out)])
+    assert cli.main(["spectrum", "--model", "mlp", "--steps", "5", "--probes", "3", "--quiet",
+                     "--blocks", "--out", str(out)]) == 2
+    assert "other settings" in capsys.readouterr().err
 
 
 def test_bad_arguments(tmp_path, capsys):
@@ -115,7 +115,12 @@ def test_bad_arguments(tmp_path, capsys):
         cli.main(["spectrum", "--model", "mlp", "--probes", "0"])
 
 
-def test_device_auto():
+def test_device_auto(monkeypatch):
+    from nets.distributed import local_device
+
     want = "cuda" if torch.cuda.is_available() else "cpu"
-    assert cli._device("auto").type == want
-    assert cli._device("cpu").type == "cpu"
+    assert local_device("auto").type == want
+    assert local_device("cpu").type == "cpu"
+    if torch.cuda.is_available():  # one GPU per torchrun rank on a machine
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        assert local_device("auto") == torch.device("cuda", 1)

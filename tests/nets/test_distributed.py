@@ -1,0 +1,203 @@
+"""Data-parallel spectra and sharded grids: real processes on localhost with gloo.
+
+The launcher starts the ranks of ``distributed_worker.py`` as separate Python processes (the
+environment torchrun would give them) and waits with a timeout, so a hang fails the test
+instead of stalling the suite. The end-to-end tests run the documented ``torchrun`` commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nets.distributed import Communicator, DistributedCommunicator, init_from_env
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
+#: A test whose processes have not finished after this long has hung.
+HANG_S = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), **extra)
+    return env
+
+
+def launch(scenario: str, out: Path, *, world: int = 2, timeout_s: float = 30):
+    """Run ``scenario`` on ``world`` ranks; returns (exit codes, stderr per rank, seconds)."""
+    out.mkdir(parents=True, exist_ok=True)
+    port = str(_free_port())
+    procs = []
+    t0 = time.monotonic()
+    for r in range(world):
+        env = _env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(world),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=port, TEST_TIMEOUT=str(timeout_s))
+        procs.append(subprocess.Popen([sys.executable, str(WORKER), scenario, str(out)], env=env,
+                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    codes, errs = [], []
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=max(HANG_S - (time.monotonic() - t0), 1))
+            codes.append(p.returncode)
+            errs.append(err)
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        pytest.fail(f"scenario {scenario!r} hung: no exit after {HANG_S} s")
+    return codes, errs, time.monotonic() - t0
+
+
+def _result(out: Path, rank: int):
+    return pickle.loads((out / f"rank{rank}.pkl").read_bytes())
+
+
+# ------------------------------------------------------------------ single process (no launch)
+def test_single_process_communicator_is_the_identity():
+    comm = Communicator()
+    assert (comm.rank, comm.world_size, comm.is_distributed) == (0, 1, False)
+    assert comm.shard([1, 2, 3]) == [1, 2, 3]
+    assert comm.map(lambda x: x + 1, [1, 2]) == [2, 3]
+    t = torch.ones(3)
+    comm.sum_([t], what="x")
+    assert torch.equal(t, torch.ones(3))
+    with pytest.raises(KeyError):
+        comm.sum_([t], what="x", error=KeyError("own"))
+    assert comm.together(lambda: 5, what="x") == 5
+    assert comm.broadcast("a", what="x") == "a"
+
+
+def test_init_without_torchrun_is_single_process(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert type(init_from_env()) is Communicator
+    with pytest.raises(ValueError, match="backend"):
+        init_from_env(backend="mpi")
+    with pytest.raises(ValueError, match="timeout"):
+        init_from_env(timeout_s=0)
+    with pytest.raises(ValueError, match="not initialized"):
+        DistributedCommunicator()
+
+
+# ------------------------------------------------------------------ two gloo processes
+def test_data_parallel_spectrum_equals_single_process(tmp_path):
+    codes, errs, _ = launch("spectrum", tmp_path / "two")
+    assert codes == [0, 0], errs
+    codes1, errs1, _ = launch("spectrum", tmp_path / "one", world=1)
+    assert codes1 == [0], errs1
+    ref, a, b = _result(tmp_path / "one", 0), _result(tmp_path / "two", 0), \
+        _result(tmp_path / "two", 1)
+    assert ref.keys() == a.keys() == b.keys() and len(ref) == 4
+    for k in ref:
+        # bit-identical across ranks
+        np.testing.assert_array_equal(a[k][0], b[k][0])
+        np.testing.assert_array_equal(a[k][1], b[k][1])
+        # equal to the single-process spectrum to round-off (float64), relative to its scale
+        scale = np.abs(ref[k][0]).max()
+        np.testing.assert_allclose(a[k][0], ref[k][0], rtol=0, atol=1e-10 * scale)
+        np.testing.assert_allclose(a[k][1], ref[k][1], rtol=0, atol=1e-10)
+
+
+def test_sharded_grids_gather_the_single_process_result_on_every_rank(tmp_path):
+    codes, errs, _ = launch("grids", tmp_path / "two")
+    assert codes == [0, 0], errs
+    a, b = _result(tmp_path / "two", 0), _result(tmp_path / "two", 1)
+    assert a["map"] == b["map"] == [(x * x, x % 2) for x in range(7)]  # item i on rank i mod 2
+    codes, errs, _ = launch("grids", tmp_path / "one", world=1)
+    assert codes == [0], errs
+    ref = _result(tmp_path / "one", 0)["gap"]
+    assert a["gap"] == b["gap"] == ref  # every training run and JS0, exactly
+    assert len(ref["results"]) == 2 and all(len(r["sgd"]["grid"]) == 2 for r in ref["results"])
+    # each rank trained only its share (its own cache folder holds only its runs)
+    counts = [len(list((tmp_path / "two" / f"cache{r}").rglob("train-*"))) for r in (0, 1)]
+    assert sorted(counts) == [6, 6], counts
+
+
+def test_failing_item_of_a_map_is_reported_on_every_rank(tmp_path):
+    codes, errs, _ = launch("map-failure", tmp_path)
+    assert codes == [3, 3], errs
+    for err in errs:
+        assert "rank 0 of 2 failed" in err and "item 4" in err and "ZeroDivisionError" in err
+
+
+def test_rank_failing_mid_run_stops_every_rank_with_its_error(tmp_path):
+    codes, errs, seconds = launch("hvp-failure", tmp_path)
+    assert codes == [3, 3], errs
+    for err in errs:
+        assert "all-reduce of Hessian-vector products" in err
+        assert "rank 1 of 2 failed" in err and "injected failure in the loss" in err
+    assert seconds < 30  # reported at the next collective, not after the timeout
+
+
+def test_rank_dying_mid_run_is_reported_not_a_hang(tmp_path):
+    codes, errs, _ = launch("crash", tmp_path, timeout_s=20)
+    assert codes[1] == 7
+    assert codes[0] == 3, errs[0]
+    assert "rank 0 of 2" in errs[0] and "failed" in errs[0]
+
+
+def test_ranks_with_different_models_are_refused(tmp_path):
+    codes, errs, _ = launch("other-model", tmp_path)
+    assert codes == [3, 3], errs
+    assert all("model parameters differ across ranks" in e for e in errs)
+
+
+# ------------------------------------------------------------------ the documented commands
+def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           *args]
+    return subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True,
+                          timeout=HANG_S * 3)
+
+
+def test_torchrun_nets_spectrum_matches_single_process(tmp_path):
+    """The acceptance command of the issue, with its single-process twin."""
+    opts = ["spectrum", "--model", "gpt", "--blocks", "--steps", "10", "--probes", "2", "--json",
+            "--quiet"]
+    dist = _torchrun(["-m", "nets", *opts, "--out", "dist.json"], tmp_path)
+    assert dist.returncode == 0, dist.stderr[-3000:]
+    single = subprocess.run([sys.executable, "-m", "nets", *opts, "--out", "single.json"],
+                            cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                            timeout=HANG_S * 3)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a, b = json.loads(dist.stdout), json.loads(single.stdout)  # rank 0 alone prints
+    assert a["settings"] == b["settings"] and len(a["blocks"]) == len(b["blocks"]) > 10
+    for ra, rb in zip(a["blocks"], b["blocks"], strict=True):
+        assert ra["block"] == rb["block"]
+        scale = max(abs(rb["lambda_min"]), abs(rb["lambda_max"]))
+        for key in ("lambda_min", "lambda_max", "trace"):
+            assert abs(ra[key] - rb[key]) <= 1e-4 * scale + 1e-12, (ra, rb)  # float32 round-off
+
+
+def test_torchrun_quadlab_sweep_equals_single_process(tmp_path):
+    opts = ["sweep", "--cases", "hetero", "homo", "--seeds", "2", "--steps", "2000", "--json",
+            "--quiet"]
+    dist = _torchrun(["-m", "quadlab", *opts], tmp_path)
+    assert dist.returncode == 0, dist.stderr[-3000:]
+    single = subprocess.run([sys.executable, "-m", "quadlab", *opts], cwd=tmp_path, env=_env(),
+                            capture_output=True, text=True, timeout=HANG_S)
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert json.loads(dist.stdout) == json.loads(single.stdout)  # the same runs, gathered
+
+
+def test_torchrun_refuses_commands_that_do_not_run_distributed(tmp_path):
+    res = _torchrun(["-m", "nets", "lnstudy", "--depths", "2", "--quiet"], tmp_path)
+    assert res.returncode != 0
+    assert "does not run distributed" in res.stderr
