@@ -74,15 +74,15 @@ def gap_report(comm, cache) -> dict:
     return measure_gap(task, prof, cache_dir=cache, comm=comm).to_dict()
 
 
-def fail_on_call(n: int):
-    """A loss hook that raises on this rank's ``n``-th evaluation."""
+def on_call(n: int, action):
+    """A loss hook that calls ``action()`` at this rank's ``n``-th loss evaluation."""
     def hook(loss_fn):
         calls = [0]
 
         def loss(out, y):
             calls[0] += 1
             if calls[0] == n:
-                raise FloatingPointError("injected failure in the loss")
+                action()
             return loss_fn(out, y)
 
         return loss
@@ -90,19 +90,12 @@ def fail_on_call(n: int):
     return hook
 
 
-def crash_on_call(n: int):
-    def hook(loss_fn):
-        calls = [0]
+def _raise():
+    raise FloatingPointError("injected failure in the loss")
 
-        def loss(out, y):
-            calls[0] += 1
-            if calls[0] == n:
-                os._exit(7)  # a rank dying outright (no Python cleanup, no error message)
-            return loss_fn(out, y)
 
-        return loss
-
-    return hook
+def _die():
+    os._exit(7)  # a rank dying outright (no Python cleanup, no error message)
 
 
 def main() -> int:
@@ -119,9 +112,9 @@ def main() -> int:
         elif scenario == "map-failure":
             result = comm.map(lambda x: 1 / (x - 4), list(range(7)))  # item 4 fails, on rank 0
         elif scenario == "hvp-failure":
-            result = spectrum_result(comm, loss_hook=fail_on_call(5) if rank == 1 else None)
+            result = spectrum_result(comm, loss_hook=on_call(5, _raise) if rank == 1 else None)
         elif scenario == "crash":
-            result = spectrum_result(comm, loss_hook=crash_on_call(5) if rank == 1 else None)
+            result = spectrum_result(comm, loss_hook=on_call(5, _die) if rank == 1 else None)
         elif scenario == "other-model":
             model, loss_fn, data = small_problem()
             if rank == 1:
