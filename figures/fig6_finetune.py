@@ -36,13 +36,14 @@ def plot(study: dict, out_dir: Path) -> list[Path]:
         a1.legend()
         for k, n in enumerate(names):
             r = reps[n]["results"][-1]
-            for opt, ls in (("sgd", "--"), ("adam", "-")):
+            for opt, label, ls in (("sgd", "SGD", "--"), ("adam", "Adam", "-")):
                 a2.plot(r[opt]["eval_steps"], r[opt]["curve"], ls, color=PALETTE[k],
-                        label=f"{n} {opt.upper()}")
+                        label=f"{n}, {label}")
         a2.set_yscale("log")
         a2.set_xlabel("step")
         a2.set_ylabel("training loss")
         a2.set_title(f"tuned curves, B={reps['fine-tune']['results'][-1]['batch_size']}")
         a2.legend()
+        fig.tight_layout()
         return save(fig, Path(out_dir), "fig6_finetune")
 

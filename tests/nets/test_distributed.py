@@ -201,3 +201,31 @@ def test_torchrun_refuses_commands_that_do_not_run_distributed(tmp_path):
     res = _torchrun(["-m", "nets", "lnstudy", "--depths", "2", "--quiet"], tmp_path)
     assert res.returncode != 0
     assert "does not run distributed" in res.stderr
+
+
+def test_torchrun_resumes_a_partial_results_file(tmp_path):
+    """Rank 0 reads the stored probes and tells the others; only the missing probe is computed."""
+    from nets import zoo
+    from nets.results import load_spectra, save_spectra
+    from nets.spectrum import blockwise_spectrum
+
+    opts = ["spectrum", "--model", "mlp", "--blocks", "--steps", "4", "--probes", "2", "--quiet",
+            "--dtype", "float64"]
+    full = subprocess.run([sys.executable, "-m", "nets", *opts, "--out", "full.json"],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                          timeout=HANG_S)
+    assert full.returncode == 0, full.stderr[-3000:]
+    settings, _, _ = load_spectra(tmp_path / "full.json")
+    model, loss_fn, data = zoo.load("mlp", seed=0, dtype=torch.float64)
+    first = blockwise_spectrum(model, loss_fn, data, lanczos_steps=4, probes=2,
+                               probe_indices=[1])  # probe 1 stored, probe 0 missing
+    save_spectra(tmp_path / "part.json", settings, first)
+    res = _torchrun(["-m", "nets", *opts, "--out", "part.json"], tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _, _, a = load_spectra(tmp_path / "full.json")
+    _, _, b = load_spectra(tmp_path / "part.json")
+    for k in a:
+        assert b[k].probe_ids.tolist() == [1, 0]  # the stored probe kept, the missing one added
+        order = np.argsort(b[k].probe_ids)
+        scale = np.abs(a[k].nodes).max()
+        np.testing.assert_allclose(b[k].nodes[order], a[k].nodes, rtol=0, atol=1e-10 * scale)
