@@ -192,7 +192,8 @@ class BlockHVP:
         self.names = tuple(dict.fromkeys(n for b in self.blocks for n in b.params))
         self.params = {n: p.detach() for n, p in params.items()}
         self.comm = comm or Communicator()
-        self.comm.check_identical(_fingerprint(self.params), what="model parameters")
+        if self.comm.is_distributed:  # hashing costs a pass over the parameters
+            self.comm.check_identical(_fingerprint(self.params), what="model parameters")
         self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm)
         self.chunk_size = chunk_size
         self._hvp = make_batch_hessian_vector_product(model, loss_fn)
