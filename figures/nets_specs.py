@@ -25,9 +25,15 @@ FAMILY = {"resnet": "CNN", "vgg": "CNN", "mlp": "MLP", "gpt": "Transformer",
           "bert": "Transformer", "vit": "Transformer", "mixer": "MLP-mixer"}
 
 
+def _gap_profile(profile: str | dict) -> str | GapProfile:
+    """A profile name of `nets.gap.PROFILES`, or an explicit `GapProfile` given as a dict (the
+    settings must stay JSON-able for the cache key)."""
+    return GapProfile(**profile) if isinstance(profile, dict) else profile
+
+
 def table1_compute(*, tasks: tuple[str, ...], profile, progress=None) -> Table1:
     """`nets.table1` under a named budget or an explicit `GapProfile` given as a dict."""
-    prof = GapProfile(**profile) if isinstance(profile, dict) else profile
+    prof = _gap_profile(profile)
     return table1(tasks, prof, progress=progress)
 
 
@@ -145,7 +151,7 @@ class HeteroMixer:
 def hetero_compute(*, scales, profile, mixer_steps: int, mixer_probes: int,
                    progress=None) -> HeteroMixer:
     """Scaled MLPs (layer scales S^(-1, -1/3, 1/3, 1), see `nets.heterogeneity`) and MLP-mixer."""
-    prof = GapProfile(**profile) if isinstance(profile, dict) else profile
+    prof = _gap_profile(profile)
     scaled = table1([f"mlp-s{s:g}" for s in scales], prof, progress=progress)
     model, loss_fn, data = zoo.load("mixer", seed=0)
     spectra = blockwise_spectrum(model, loss_fn, data, lanczos_steps=mixer_steps,
@@ -205,7 +211,7 @@ HETERO = FigureSpec(
 # ------------------------------------------------------------------ Figure 6: fine-tuning
 def finetune_compute(*, profile, pretrain_steps: int, progress=None) -> FinetuneStudy:
     """`nets.finetune.finetune_study`: GPT on the dialect corpus, from scratch vs fine-tuned."""
-    prof = GapProfile(**profile) if isinstance(profile, dict) else profile
+    prof = _gap_profile(profile)
     return finetune_study(prof, pretrain_steps=pretrain_steps, progress=progress)
 
 

@@ -52,7 +52,7 @@ def _profile(args):
 
 def _bar(args) -> bool | None:
     """Progress bar: on a terminal (``None``), unless ``--quiet`` or not rank 0."""
-    return False if args.quiet or (getattr(args, "comm", None) and args.comm.rank != 0) else None
+    return False if args.quiet or args.comm.rank != 0 else None
 
 
 def _runs_per_task(profile, n_batch: int) -> int:
@@ -99,16 +99,21 @@ def _cmd_gap(args) -> int:
     return 0
 
 
-def _cmd_table1(args) -> int:
+def _table1(args, tasks: list[str], profile, label: str):
+    """:func:`nets.table1.table1` of ``tasks`` with a progress bar (sharded under torchrun)."""
     from .table1 import table1
 
+    total = len(tasks) * _runs_per_task(profile, len(profile.batch_sizes))
+    with Progress(total, label, enabled=_bar(args)) as bar:
+        return table1(tasks, profile, cache_dir=args.cache, progress=bar.advance, comm=args.comm)
+
+
+def _cmd_table1(args) -> int:
     profile = _profile(args)
     tasks = args.tasks or list(zoo.MODELS)
     for t in tasks:
         get_task(t)
-    total = len(tasks) * _runs_per_task(profile, len(profile.batch_sizes))
-    with Progress(total, "table1", enabled=_bar(args)) as bar:
-        tab = table1(tasks, profile, cache_dir=args.cache, progress=bar.advance, comm=args.comm)
+    tab = _table1(args, tasks, profile, "table1")
     if args.comm.rank != 0:
         return 0
     doc = _jsonable(tab.to_dict())
@@ -149,15 +154,12 @@ def _write_json(path: str, doc: dict) -> None:
 
 def _cmd_hetero(args) -> int:
     from .heterogeneity import layer_scales
-    from .table1 import table1
 
     profile = _profile(args)
     tasks = [f"mlp-s{s:g}" for s in args.scales]
     for s in args.scales:
         layer_scales(s)  # validate
-    total = len(tasks) * _runs_per_task(profile, len(profile.batch_sizes))
-    with Progress(total, "hetero", enabled=_bar(args)) as bar:
-        tab = table1(tasks, profile, cache_dir=args.cache, progress=bar.advance, comm=args.comm)
+    tab = _table1(args, tasks, profile, "hetero")
     if args.comm.rank != 0:
         return 0
     doc = _jsonable(tab.to_dict())

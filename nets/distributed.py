@@ -116,21 +116,14 @@ class Communicator:
         """Run ``fn`` on every rank; if it raises on any rank, raise on every rank."""
         return fn()
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], *,
-            progress: Callable[[str], None] | None = None) -> list[R]:
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """``[fn(x) for x in items]``, each item computed on one rank, gathered on all.
 
         Args:
             fn: Applied to each item; results must be picklable.
             items: The grid; every rank must pass the same items in the same order.
-            progress: Called with a note after each local item.
         """
-        out = []
-        for i, x in enumerate(items):
-            out.append(fn(x))
-            if progress is not None:
-                progress(f"item {i + 1}/{len(items)}")
-        return out
+        return [fn(x) for x in items]
 
     def check_identical(self, payload: bytes, *, what: str) -> None:
         """Raise unless ``payload`` is the same on every rank."""
@@ -251,21 +244,17 @@ class DistributedCommunicator(Communicator):
                              what, own)
         return value  # type: ignore[return-value]
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], *,
-            progress: Callable[[str], None] | None = None) -> list[R]:
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         items = list(items)
-        mine = range(self.rank, len(items), self.world_size)
         local: dict[int, R] = {}
         own: BaseException | None = None
         failed = None
-        for k, i in enumerate(mine):
+        for i in self.shard(range(len(items))):  # this rank's items, as shard() deals them
             try:
                 local[i] = fn(items[i])
             except Exception as e:  # reported on every rank below
                 own, failed = e, f"item {i} ({items[i]!r}): {_describe(e)}"
                 break
-            if progress is not None:
-                progress(f"rank {self.rank}: item {k + 1}/{len(mine)}")
         gathered = self._gather((failed, pickle.dumps(local) if failed is None else b""),
                                 what="gathering a sharded map")
         self._raise_failures([f for f, _ in gathered], "sharded map", own)

@@ -171,8 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spectra", choices=("synthetic", "measured"), default="synthetic",
                    help="block spectra of the transformer/cnn cases (measured: from nets)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--dist-timeout", type=float, default=300.0, metavar="SECONDS",
-                   help="under torchrun: seconds a collective waits for the other ranks")
+    p.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                   help="under torchrun: seconds a collective waits for the other ranks "
+                        "(default nets.distributed.DEFAULT_TIMEOUT_S)")
 
     p = sub.add_parser("r", help="Monte-Carlo distribution of Theorem 1's constant r")
     p.add_argument("cases", nargs="*", metavar="CASE", help=f"any of {', '.join(CASES)} "
@@ -214,7 +215,8 @@ def _communicator(args):
                          "torchrun (one process)")
     from nets.distributed import init_from_env
 
-    return init_from_env(device="cpu", timeout_s=args.dist_timeout)
+    timeout = {} if args.dist_timeout is None else {"timeout_s": args.dist_timeout}
+    return init_from_env(device="cpu", **timeout)
 
 
 def _is_rank0(args) -> bool:
@@ -225,12 +227,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     compute, show = COMMANDS[args.command]
     args.comm = None
+    reported: tuple[type[Exception], ...] = (ValueError,)
     try:
         args.comm = _communicator(args)
+        if args.comm is not None:
+            from nets.distributed import DistributedError
+
+            reported = (ValueError, DistributedError)
         res = compute(args)
-    except Exception as exc:
-        if not (isinstance(exc, ValueError) or type(exc).__name__ == "DistributedError"):
-            raise
+    except reported as exc:
         print(f"quadlab {args.command}: error: {exc}", file=sys.stderr)
         return 2
     finally:

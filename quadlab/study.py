@@ -11,6 +11,7 @@ The tuned runs are independent: `run_study(map_fn=...)` hands them to any map, e
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,10 +132,14 @@ def run_study(*, cases: Sequence[str] = CASES, seeds: Sequence[int] = (0, 1, 2),
     optimizers = DEFAULT_OPTIMIZERS if optimizers is None else optimizers
     jobs = [(case, int(seed), label) for case in cases for seed in seeds for label in optimizers]
 
+    @functools.cache  # one problem per case and seed (per process), shared by the optimizers
+    def problem_of(case: str, seed: int):
+        extra = {"spectra": spectra} if case in ("transformer", "cnn") else {}
+        return make_problem(case, seed=seed, **extra)
+
     def one(job: tuple[str, int, str]) -> StudyRun:
         case, seed, label = job
-        extra = {"spectra": spectra} if case in ("transformer", "cnn") else {}
-        problem = make_problem(case, seed=seed, **extra)
+        problem = problem_of(case, seed)
         name, hyper = optimizers[label]
         res = tune_lr(problem, name, w0=problem.initial_points(seed=seed), steps=steps, tol=tol,
                       **hyper)
