@@ -37,11 +37,11 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     from nets import zoo
-    from nets.blocks import resolve_blocks
-    from nets.data import char_lm_batches
-    from nets.distributed import init_from_env
-    from nets.hvp import BlockHVP
-    from nets.spectrum import blockwise_spectrum
+    from nets.engine.blocks import resolve_blocks
+    from nets.engine.distributed import init_from_env
+    from nets.engine.hvp import BlockHVP
+    from nets.engine.spectrum import blockwise_spectrum
+    from nets.zoo.data import char_lm_batches
 
     torch.set_num_threads(args.threads)
     comm = init_from_env(device="cpu")

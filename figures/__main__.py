@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from quadlab.progress import Progress
+from labkit.progress import Progress
 
 from . import report
 from .cache import cached

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from quadlab.atomic import atomic_write_bytes
+from labkit.atomic import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -99,7 +99,7 @@ SPEC = FigureSpec(
            "(similar spread, roughly symmetric around 0), so the full spectrum does not explain "
            "why SGD lags Adam on Transformers."),
     caption=("SLQ densities of the full Hessian at initialization (log scale), eigenvalues "
-             "divided by each model's largest; zoo models (see nets.zoo)."),
+             "divided by each model's largest; zoo models (see nets.zoo.models)."),
     settings={"tiny": {"models": ("mlp",), "steps": 6, "probes": 2, "seed": 0},
               "quick": {"models": ("resnet", "vgg", "gpt", "bert", "vit"), "steps": 40,
                         "probes": 5, "seed": 0},

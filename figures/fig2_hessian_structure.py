@@ -1,6 +1,6 @@
 """Figure 2: the exact Hessian of a tiny Transformer is close to block-diagonal.
 
-Numbers from `nets.dense_hessian` on `nets.zoo.tiny_transformer`; `plot` only draws.
+Numbers from `nets.dense_hessian` on `nets.zoo.models.tiny_transformer`; `plot` only draws.
 """
 
 from __future__ import annotations

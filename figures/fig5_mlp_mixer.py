@@ -1,8 +1,8 @@
 """Figure 5 analogue: (a) the scaled MLP, (b) MLP-mixer blockwise spectra, (c) its gap.
 
-Thin layer: (a) from ``nets hetero --json`` (a :class:`nets.table1.Table1` document with the
+Thin layer: (a) from ``nets hetero --json`` (a :class:`nets.studies.table1.Table1` document with the
 scalings), (b) from a blockwise spectrum file of ``nets spectrum --model mixer --blocks``
-(:func:`nets.results.load_spectra`, densities by :func:`nets.block_densities`), (c) from the
+(:func:`nets.engine.results.load_spectra`, densities by :func:`nets.block_densities`), (c) from the
 mixer's row of ``nets table1 --json``. Usage::
 
     python -m figures.fig5_mlp_mixer runs/hetero.json runs/mixer-spectra.json runs/table1.json
@@ -31,7 +31,7 @@ def plot(hetero: dict, out_dir: Path, *, mixer_spectra: dict | None = None,
         mixer_report: The mixer's ``GapReport.to_dict()`` (panel c).
         max_blocks: Blocks drawn in panel b (the largest weight matrices).
     """
-    from nets.density import block_densities
+    from nets.engine.density import block_densities
 
     panels = 1 + (mixer_spectra is not None) + (mixer_report is not None)
     with plt.rc_context(RC):
@@ -84,7 +84,7 @@ def plot(hetero: dict, out_dir: Path, *, mixer_spectra: dict | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nets.results import load_spectra
+    from nets.engine.results import load_spectra
 
     argv = sys.argv[1:] if argv is None else argv
     if not 1 <= len(argv) <= 3:

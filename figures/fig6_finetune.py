@@ -1,6 +1,6 @@
 """Figure 6 analogue: JS at the starting point and the SGD–Adam gap, scratch vs fine-tune.
 
-Draws :meth:`nets.finetune.FinetuneStudy.to_dict` (also what ``nets finetune --json``
+Draws :meth:`nets.studies.finetune.FinetuneStudy.to_dict` (also what ``nets finetune --json``
 prints); the report entry is ``figures.nets_specs.FINETUNE``
 (``python -m figures --only fig6_finetune``).
 """

@@ -1,6 +1,7 @@
 """Figure 7 analogue: the tuned SGD–Adam gap against JS0, one panel per batch size.
 
-Thin layer: the numbers come from :func:`nets.table1.table1` (its ``to_dict()``, which is what
+Thin layer: the numbers come from :func:`nets.studies.table1.table1` (its ``to_dict()``, which is
+what
 ``nets table1 --json`` prints); this module only draws them. Usage::
 
     nets table1 --profile default --json > runs/table1.json

@@ -1,6 +1,6 @@
 """Figure 8: tuned GD vs Adam on the four quadratic Hessian cases (κ = 5000).
 
-The numbers come from `quadlab.run_study`; `plot` only draws them. With
+The numbers come from `quadlab.studies.run_study`; `plot` only draws them. With
 ``spectra=("synthetic", "measured")`` the Transformer-like and CNN-like cases are run a second
 time with block spectra measured by `nets` on the zoo's GPT and ResNet (as the paper built its
 cases from measured spectra; `quadlab.make_problem(..., spectra="measured")`).
@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from quadlab import StudyResult, run_study
+from quadlab.studies import StudyResult, run_study
 
 from .registry import FigureSpec, Finding, markdown_table
 from .style import RC, save

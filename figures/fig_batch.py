@@ -1,6 +1,6 @@
 """Seed 004: optimal step size against batch size for SGD, sign descent and Adam with several ε.
 
-Thin layer: the numbers come from `quadlab.batch_study`; this module only draws them.
+Thin layer: the numbers come from `quadlab.studies.batch`; this module only draws them.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from quadlab.batch_study import BatchResult
+from quadlab.studies.batch import BatchResult
 
 from .style import RC, save
 

@@ -1,6 +1,6 @@
 """Seed 004: the Adam-over-GD speed-up as a function of ε, and the SoftSign map.
 
-Thin layer: the numbers come from `quadlab.eps_study`; this module only draws them.
+Thin layer: the numbers come from `quadlab.studies.eps`; this module only draws them.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from quadlab.eps_study import EPS_VARIANTS, EpsResult, softsign
+from quadlab.studies.eps import EPS_VARIANTS, EpsResult, softsign
 
 from .style import RC, save
 

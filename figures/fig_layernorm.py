@@ -1,6 +1,6 @@
 """Post-LN / Pre-LN / Admin: output change against depth (Liu et al. 2020, Figure 4 analogue).
 
-Thin layer over :func:`nets.layernorm.perturbation_study` (its ``to_dict()``); drawn by
+Thin layer over :func:`nets.studies.layernorm.perturbation_study` (its ``to_dict()``); drawn by
 ``python -m figures --only fig_layernorm`` (see figures/nets_specs.py).
 """
 

@@ -1,6 +1,7 @@
 """Seed 002: Adam's second moment v against the Hessian diagonal (is Adam a diagonal Newton?).
 
-Thin layer: the numbers come from `quadlab.newton.newton_study`; this module only draws them.
+Thin layer: the numbers come from `quadlab.studies.newton.newton_study`; this module only draws
+them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from quadlab.newton import NewtonResult
+from quadlab.studies.newton import NewtonResult
 
 from .style import RC, save
 

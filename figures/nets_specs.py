@@ -1,7 +1,7 @@
 """Report entries for the SGD-vs-Adam studies on networks: Table 1 / Figure 7 and Post/Pre-LN.
 
-The studies live in nets (`nets.table1`, `nets.perturbation_study`); the drawings in
-fig7_gap_vs_js0 and fig_layernorm. Profiles map to `nets.gap` budgets; the tiny one is a
+The studies live in nets (`nets.studies.table1`, `nets.perturbation_study`); the drawings in
+fig7_gap_vs_js0 and fig_layernorm. Profiles map to `nets.studies.gap` budgets; the tiny one is a
 smoke test of the pipeline, not a measurement.
 """
 
@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from nets import zoo
-from nets.finetune import PRETRAIN_STEPS, FinetuneStudy, finetune_study
-from nets.gap import GapProfile, measure_gap
-from nets.layernorm import PerturbationStudy, perturbation_study
-from nets.spectrum import blockwise_spectrum
-from nets.table1 import Table1, table1
+from nets.engine.spectrum import blockwise_spectrum
+from nets.studies.finetune import PRETRAIN_STEPS, FinetuneStudy, finetune_study
+from nets.studies.gap import GapProfile, measure_gap
+from nets.studies.layernorm import PerturbationStudy, perturbation_study
+from nets.studies.table1 import Table1, table1
 
 from . import fig5_mlp_mixer, fig6_finetune, fig7_gap_vs_js0, fig_layernorm
 from .registry import FigureSpec, Finding, markdown_table
@@ -26,13 +26,14 @@ FAMILY = {"resnet": "CNN", "vgg": "CNN", "mlp": "MLP", "gpt": "Transformer",
 
 
 def _gap_profile(profile: str | dict) -> str | GapProfile:
-    """A profile name of `nets.gap.PROFILES`, or an explicit `GapProfile` given as a dict (the
+    """A profile name of `nets.studies.gap.PROFILES`, or an explicit `GapProfile` given as a dict
+    (the
     settings must stay JSON-able for the cache key)."""
     return GapProfile(**profile) if isinstance(profile, dict) else profile
 
 
 def table1_compute(*, tasks: tuple[str, ...], profile, progress=None) -> Table1:
-    """`nets.table1` under a named budget or an explicit `GapProfile` given as a dict."""
+    """`nets.studies.table1` under a named budget or an explicit `GapProfile` given as a dict."""
     prof = _gap_profile(profile)
     return table1(tasks, prof, progress=progress)
 
@@ -150,7 +151,7 @@ class HeteroMixer:
 
 def hetero_compute(*, scales, profile, mixer_steps: int, mixer_probes: int,
                    progress=None) -> HeteroMixer:
-    """Scaled MLPs (layer scales S^(-1, -1/3, 1/3, 1), see `nets.heterogeneity`) and MLP-mixer."""
+    """Scaled MLPs (layer scales S^(-1, -1/3, 1/3, 1), see `nets.zoo.scaled_mlp`) and MLP-mixer."""
     prof = _gap_profile(profile)
     scaled = table1([f"mlp-s{s:g}" for s in scales], prof, progress=progress)
     model, loss_fn, data = zoo.load("mixer", seed=0)
@@ -210,7 +211,8 @@ HETERO = FigureSpec(
 
 # ------------------------------------------------------------------ Figure 6: fine-tuning
 def finetune_compute(*, profile, pretrain_steps: int, progress=None) -> FinetuneStudy:
-    """`nets.finetune.finetune_study`: GPT on the dialect corpus, from scratch vs fine-tuned."""
+    """`nets.studies.finetune.finetune_study`: GPT on the dialect corpus, from scratch vs
+    fine-tuned."""
     prof = _gap_profile(profile)
     return finetune_study(prof, pretrain_steps=pretrain_steps, progress=progress)
 

@@ -1,7 +1,7 @@
 """Report entries for the noisy-gradient studies (seeds 002 and 004): settings and verdicts.
 
 The studies live in quadlab (`newton_study`, `eps_study`, `batch_studies`, with the command
-lines' settings in `quadlab.cli_noise.SETTINGS`); the drawings in fig_newton, fig_eps and
+lines' settings in `quadlab.studies.settings.SETTINGS`); the drawings in fig_newton, fig_eps and
 fig_batch.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from quadlab.batch_study import batch_studies
-from quadlab.cli_noise import SETTINGS
-from quadlab.eps_study import EPS_VARIANTS, EpsResult, eps_study
-from quadlab.newton import NewtonResult, newton_study
+from quadlab.studies.batch import batch_studies
+from quadlab.studies.eps import EPS_VARIANTS, EpsResult, eps_study
+from quadlab.studies.newton import NewtonResult, newton_study
+from quadlab.studies.settings import SETTINGS
 
 from . import fig_batch, fig_eps, fig_newton
 from .registry import FigureSpec, Finding, markdown_table
@@ -106,7 +106,7 @@ def batch_findings(results: dict) -> Finding:
 
 
 def batch_compute(*, batch_sizes, criteria, progress=None) -> dict:
-    """The batch study under each criterion (see `quadlab.batch_study.batch_studies`)."""
+    """The batch study under each criterion (see `quadlab.studies.batch.batch_studies`)."""
     return batch_studies(batch_sizes=batch_sizes, criteria=criteria, progress=progress)
 
 

@@ -69,7 +69,7 @@ class FigureSpec:
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     """A Markdown table: columns are (key, header, format spec); +inf prints as "never"."""
-    from quadlab.tables import format_value
+    from labkit.tables import format_value
 
     head = "| " + " | ".join(h for _, h, _ in columns) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"

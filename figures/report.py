@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from quadlab.atomic import atomic_write_bytes
+from labkit.atomic import atomic_write_bytes
 
 from .cache import ROOT
 from .registry import FigureSpec, Finding

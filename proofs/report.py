@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quadlab.tables import format_table as _format
+from labkit.tables import format_table as _format
 
 from .efforts import Effort, get_effort
 from .prop1 import search_prop1

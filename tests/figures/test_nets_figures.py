@@ -4,13 +4,13 @@ import numpy as np
 import torch
 
 from figures import fig5_mlp_mixer, fig6_finetune, fig7_gap_vs_js0, fig_layernorm
-from nets.finetune import FinetuneStudy
-from nets.gap import GapProfile, measure_gap
-from nets.layernorm import PerturbationStudy, fit_growth
-from nets.slq import BlockSpectrum
-from nets.table1 import Table1, correlate
-from nets.tasks import Task
-from nets.training import Pool
+from nets.engine.slq import BlockSpectrum
+from nets.studies.finetune import FinetuneStudy
+from nets.studies.gap import GapProfile, measure_gap
+from nets.studies.layernorm import PerturbationStudy, fit_growth
+from nets.studies.table1 import Table1, correlate
+from nets.studies.tasks import Task
+from nets.studies.training import Pool
 
 
 def _task(name, scale):

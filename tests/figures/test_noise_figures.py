@@ -1,8 +1,8 @@
 from figures import fig_batch, fig_eps, fig_newton
 from figures.__main__ import main
-from quadlab.batch_study import batch_study
-from quadlab.eps_study import eps_study
-from quadlab.newton import newton_study
+from quadlab.studies.batch import batch_study
+from quadlab.studies.eps import eps_study
+from quadlab.studies.newton import newton_study
 
 
 def test_noise_figures_are_drawn_from_small_studies(tmp_path):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from nets.distributed import DistributedError, init_from_env
-from nets.spectrum import blockwise_spectrum
+from nets.engine.distributed import DistributedError, init_from_env
+from nets.engine.spectrum import blockwise_spectrum
 
 #: Batch sizes of the data: uneven, so a wrong weighting of the shards would show.
 SIZES = (10, 22, 17, 15)
@@ -54,9 +54,9 @@ def spectrum_result(comm, *, loss_hook=None):
 
 def gap_report(comm, cache) -> dict:
     """A tiny tuned SGD-vs-Adam grid (2 batch sizes × 3 rates × 2 seeds, and JS0)."""
-    from nets.gap import GapProfile, measure_gap
-    from nets.tasks import Task
-    from nets.training import Pool
+    from nets.studies.gap import GapProfile, measure_gap
+    from nets.studies.tasks import Task
+    from nets.studies.training import Pool
 
     _, _, (x, y) = small_problem()
 

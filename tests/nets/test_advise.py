@@ -5,8 +5,8 @@ import textwrap
 
 import pytest
 
-import nets.cli as cli
-from nets.advise import advise, load_evidence, load_factory
+import nets.cli.app as cli
+from nets.studies.advise import advise, load_evidence, load_factory
 
 USER_MODULE = textwrap.dedent('''
     import torch

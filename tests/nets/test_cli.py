@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import nets.cli as cli
-from nets.results import load_spectra
+import nets.cli.app as cli
+from nets.engine.results import load_spectra
 
 FAST = ["--model", "mlp", "--steps", "4", "--probes", "3", "--quiet", "--device", "cpu"]
 
@@ -116,7 +116,7 @@ def test_bad_arguments(tmp_path, capsys):
 
 
 def test_device_auto(monkeypatch):
-    from nets.distributed import local_device
+    from nets.engine.distributed import local_device
 
     want = "cuda" if torch.cuda.is_available() else "cpu"
     assert local_device("auto").type == want

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from nets.distributed import Communicator, DistributedCommunicator, init_from_env
+from nets.engine.distributed import Communicator, DistributedCommunicator, init_from_env
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -206,8 +206,8 @@ def test_torchrun_refuses_commands_that_do_not_run_distributed(tmp_path):
 def test_torchrun_resumes_a_partial_results_file(tmp_path):
     """Rank 0 reads the stored probes and tells the others; only the missing probe is computed."""
     from nets import zoo
-    from nets.results import load_spectra, save_spectra
-    from nets.spectrum import blockwise_spectrum
+    from nets.engine.results import load_spectra, save_spectra
+    from nets.engine.spectrum import blockwise_spectrum
 
     opts = ["spectrum", "--model", "mlp", "--blocks", "--steps", "4", "--probes", "2", "--quiet",
             "--dtype", "float64"]

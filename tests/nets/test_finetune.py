@@ -5,40 +5,42 @@ import json
 import pytest
 import torch
 
-import nets.cli as cli
-import nets.finetune as ft
-from nets.data import VOCAB
-from nets.tasks import get_task
-from nets.training import pool_loss
+import nets.cli.app as cli
+import nets.studies.finetune as ft
+import nets.studies.pretraining as pre
+from nets import zoo
+from nets.studies.tasks import get_task
+from nets.studies.training import pool_loss
+from nets.zoo.data import VOCAB
 
 
 def test_dialect_corpus_swaps_letters():
-    (x, _), = ft.dialect_lm_batches(n_seq=4, context=32, batch_size=4, seed=0)
+    (x, _), = zoo.dialect_lm_batches(n_seq=4, context=32, batch_size=4, seed=0)
     text = "".join(VOCAB[i] for i in x.flatten().tolist())
     assert set(text) <= set(VOCAB) and (" o " in f" {text} " or "o" in text)
     # "the" becomes "the"; "a" -> "o": the indefinite article appears as " o "
-    plain = ft.grammar_corpus(5000, seed=500)
-    assert plain.translate(ft.DIALECT).translate(ft.DIALECT) == plain
+    plain = zoo.grammar_corpus(5000, seed=500)
+    assert plain.translate(zoo.DIALECT).translate(zoo.DIALECT) == plain
 
 
 def test_pretraining_is_cached_and_used(tmp_path, monkeypatch):
     monkeypatch.setenv("NETS_CACHE", str(tmp_path))
-    ft._pretrained_cached.cache_clear()
+    pre._pretrained_cached.cache_clear()
     calls = []
-    real = ft._pretrain
-    monkeypatch.setattr(ft, "_pretrain", lambda s, n: (calls.append((s, n)), real(s, n))[1])
-    m_ft, loss = ft.finetune_build(0, pretrained=True, steps=15)
-    m_0, _ = ft.finetune_build(0, pretrained=False, steps=15)
+    real = pre._pretrain
+    monkeypatch.setattr(pre, "_pretrain", lambda s, n: (calls.append((s, n)), real(s, n))[1])
+    m_ft, loss = pre.finetune_build(0, pretrained=True, steps=15)
+    m_0, _ = pre.finetune_build(0, pretrained=False, steps=15)
     assert calls == [(0, 15)]
     assert len(list(tmp_path.glob("pretrain-*.pt"))) == 1
-    ft._pretrained_cached.cache_clear()
-    again, _ = ft.finetune_build(0, pretrained=True, steps=15)
+    pre._pretrained_cached.cache_clear()
+    again, _ = pre.finetune_build(0, pretrained=True, steps=15)
     assert calls == [(0, 15)]  # read back from disk, not retrained
     for a, b in zip(m_ft.parameters(), again.parameters(), strict=True):
         assert torch.equal(a, b)
     pool = get_task("gpt").pool(64)
     assert pool_loss(m_ft, loss, pool) < pool_loss(m_0, loss, pool)  # pretraining helped
-    ft._pretrained_cached.cache_clear()
+    pre._pretrained_cached.cache_clear()
 
 
 def test_tasks_exist():
@@ -55,7 +57,7 @@ def test_finetune_cli_quick(tmp_path, capsys):
 
 def test_pretraining_length_is_part_of_the_task_name():
     assert "(15 steps)" in get_task("gpt-ft-p15").description
-    assert f"({ft.PRETRAIN_STEPS} steps)" in get_task("gpt-ft").description
+    assert f"({pre.PRETRAIN_STEPS} steps)" in get_task("gpt-ft").description
     with pytest.raises(ValueError, match="only gpt-ft"):
         get_task("gpt-dialect-p15")
     with pytest.raises(ValueError, match=">= 1"):

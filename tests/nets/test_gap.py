@@ -9,14 +9,14 @@ import pytest
 import torch
 from scipy import stats
 
-import nets.cli as cli
-import nets.gap as gap
-from nets.cache import cached
-from nets.correlation import spearman
-from nets.gap import GapProfile, gap_metric, measure_gap, tune
-from nets.table1 import table1
-from nets.tasks import Task
-from nets.training import Pool
+import nets.cli.app as cli
+import nets.studies.gap as gap
+from labkit.cache import cached
+from nets.studies.correlation import spearman
+from nets.studies.gap import GapProfile, gap_metric, measure_gap, tune
+from nets.studies.table1 import table1
+from nets.studies.tasks import Task
+from nets.studies.training import Pool
 
 from .test_training import tiny_factory
 
@@ -132,7 +132,8 @@ def test_table1_on_tiny_tasks(tmp_path):
     tasks = [tiny_task(f"tiny{i}", scale) for i, scale in enumerate((0.3, 1.0, 3.0))]
     prof = GapProfile("t", steps=10, sgd_lrs=(0.1,), adam_lrs=(1e-2,), seeds=(0,),
                       batch_sizes=(8, 16), pool_size=64, eval_every=5, js_steps=3, js_probes=2)
-    t1 = importlib.import_module("nets.table1")  # the attribute nets.table1 is the function
+    # the attribute nets.studies.table1 is the function
+    t1 = importlib.import_module("nets.studies.table1")
 
     orig = t1.measure_gap
     t1.measure_gap = lambda name, *a, **k: orig(next(t for t in tasks if t.name == name),
@@ -194,9 +195,9 @@ def test_gap_cli_quick_json(tmp_path, capsys, short_quick):
 
 def test_clipped_js0_matches_js0_and_survives_identical_blocks():
     from nets import js0
-    from nets.density import DensityRecipe
-    from nets.gap import _js0_clipped
-    from nets.slq import BlockSpectrum
+    from nets.engine.density import DensityRecipe
+    from nets.engine.slq import BlockSpectrum
+    from nets.studies.gap import _js0_clipped
 
     rng = np.random.default_rng(0)
 

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-import nets.cli as cli
-from nets.heterogeneity import layer_scales, scaled_mlp
-from nets.layernorm import admin_profile, fit_growth, ln_transformer, perturbation_study
-from nets.tasks import _first_batches, get_task
+import nets.cli.app as cli
+from nets.studies.layernorm import fit_growth, perturbation_study
+from nets.studies.pools import first_batches
+from nets.studies.tasks import get_task
+from nets.zoo.ln_transformer import admin_profile, ln_transformer
+from nets.zoo.scaled_mlp import layer_scales, scaled_mlp
 
 
 def test_post_ln_output_change_grows_faster_than_pre_ln():
@@ -23,7 +25,7 @@ def test_post_ln_output_change_grows_faster_than_pre_ln():
 
 
 def test_admin_profile_sets_omega_from_branch_variances():
-    batch = _first_batches("charlm")[0]
+    batch = first_batches("charlm")[0]
     model, _ = ln_transformer("admin", 3, seed=0, profile_batch=batch)
     v = admin_profile(model, batch[0])
     assert v.shape == (1 + 6,) and np.all(v > 0)
@@ -38,7 +40,7 @@ def test_admin_profile_sets_omega_from_branch_variances():
 
 
 def test_ln_models_are_deterministic_and_differ():
-    batch = _first_batches("charlm")[0]
+    batch = first_batches("charlm")[0]
     outs = {}
     for v in ("postln", "preln", "admin"):
         m1, loss = ln_transformer(v, 2, seed=3, profile_batch=batch)
@@ -63,7 +65,7 @@ def test_fit_growth():
 
 
 def test_scaled_mlp_same_function_scaled_curvature():
-    x, _ = _first_batches("digits")[0]
+    x, _ = first_batches("digits")[0]
     m1, _ = scaled_mlp(1.0, seed=0)
     m10, _ = scaled_mlp(10.0, seed=0)
     torch.testing.assert_close(m1(x), m10(x), rtol=1e-4, atol=1e-5)  # same function at init

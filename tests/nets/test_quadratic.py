@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nets
+from nets import zoo
 
 from .conftest import random_spd_block
 
@@ -26,7 +27,7 @@ def _problem(eigs, seed=0):
 
 @pytest.mark.parametrize("eigs", [HETERO, HOMO], ids=["heterogeneous", "homogeneous"])
 def test_slq_nodes_are_the_known_eigenvalues(eigs):
-    model, loss_fn, data = nets.quadratic_problem(_problem(eigs))  # quadlab-like object
+    model, loss_fn, data = zoo.quadratic_problem(_problem(eigs))  # quadlab-like object
     spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=10, probes=4, seed=0)
     exact = nets.exact_blockwise_eigenvalues(model, loss_fn, data)
     for i, e in enumerate(eigs):
@@ -43,7 +44,7 @@ def test_js0_separates_heterogeneous_from_homogeneous():
     """Same full spectrum, different blockwise spectra: JS0 is high only when blocks differ."""
     js = {}
     for label, eigs in (("het", HETERO), ("hom", HOMO)):
-        model, loss_fn, data = nets.quadratic_problem(_problem(eigs))
+        model, loss_fn, data = zoo.quadratic_problem(_problem(eigs))
         spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=5, probes=8)
         full = nets.full_spectrum(model, loss_fn, data, lanczos_steps=9, probes=2)
         np.testing.assert_allclose(np.unique(full.nodes.round(6)),
@@ -57,7 +58,7 @@ def test_js0_separates_heterogeneous_from_homogeneous():
 def test_quadratic_loss_value_and_gradient():
     prob = _problem(HETERO, seed=3)
     w0 = np.random.default_rng(1).standard_normal(9)
-    model = nets.QuadraticModel(prob.blocks, prob.h, w0=w0)
+    model = zoo.QuadraticModel(prob.blocks, prob.h, w0=w0)
     hfull = np.zeros((9, 9))
     for i, b in enumerate(prob.blocks):
         hfull[3 * i:3 * i + 3, 3 * i:3 * i + 3] = b
@@ -70,15 +71,15 @@ def test_quadratic_loss_value_and_gradient():
 
 def test_quadratic_rejects_bad_blocks():
     with pytest.raises(ValueError, match="symmetric"):
-        nets.QuadraticModel([np.array([[1.0, 2.0], [0.0, 1.0]])])
+        zoo.QuadraticModel([np.array([[1.0, 2.0], [0.0, 1.0]])])
     with pytest.raises(ValueError, match="square"):
-        nets.QuadraticModel([np.ones((2, 3))])
+        zoo.QuadraticModel([np.ones((2, 3))])
     with pytest.raises(ValueError, match="at least one block"):
-        nets.QuadraticModel([])
+        zoo.QuadraticModel([])
     with pytest.raises(ValueError, match="shape"):
-        nets.QuadraticModel([np.eye(2)], np.ones(3))
+        zoo.QuadraticModel([np.eye(2)], np.ones(3))
     with pytest.raises(ValueError, match="either"):
-        nets.QuadraticModel(_problem(HETERO), np.ones(9))
+        zoo.QuadraticModel(_problem(HETERO), np.ones(9))
 
 
 @settings(max_examples=15, deadline=None)
@@ -87,7 +88,7 @@ def test_quadratic_rejects_bad_blocks():
 def test_random_quadratics_recover_every_block(sizes, seed, log_scale):
     rng = np.random.default_rng(seed)
     eigs = [rng.standard_normal(n) * 10.0**log_scale for n in sizes]
-    model, loss_fn, data = nets.quadratic_problem([random_spd_block(e, rng) for e in eigs])
+    model, loss_fn, data = zoo.quadratic_problem([random_spd_block(e, rng) for e in eigs])
     spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=12, probes=2,
                                       seed=seed % 1000)
     for i, e in enumerate(eigs):

@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 
-from nets.quadratic_spectra import SOURCES, main, sample_eigenvalues
-from nets.slq import BlockSpectrum
+from nets.engine.slq import BlockSpectrum
+from nets.studies.quadratic_spectra import SOURCES, main, sample_eigenvalues
 
 
 def test_sample_eigenvalues_are_quantiles_of_the_absolute_measure():

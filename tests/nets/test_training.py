@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nets.training import Pool, TrainConfig, TrainResult, batch_order, make_optimizer, train
+from nets.studies.training import Pool, TrainConfig, TrainResult, batch_order, make_optimizer, train
 
 
 def tiny_factory(seed: int):

@@ -6,7 +6,7 @@ import torch
 
 import nets
 from nets import zoo
-from nets.data import VOCAB, glyph_digits, grammar_corpus, masked_lm_batches
+from nets.zoo.data import VOCAB, glyph_digits, grammar_corpus, masked_lm_batches
 
 
 @pytest.mark.parametrize("name", zoo.MODELS)

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from quadlab.cli import main
+from quadlab.cli.app import main
 
 
 def run_json(argv, capsys):

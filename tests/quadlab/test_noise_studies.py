@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import quadlab
-from quadlab.batch_study import batch_study, curve_shape, refine_minimum
-from quadlab.cli import main
-from quadlab.eps_study import eps_study, softsign
-from quadlab.newton import newton_problem, newton_study
+from quadlab.cli.app import main
 from quadlab.statistics import trajectory_statistics
+from quadlab.studies.batch import batch_study, curve_shape, refine_minimum
+from quadlab.studies.eps import eps_study, softsign
+from quadlab.studies.newton import newton_problem, newton_study
 
 
 def test_statistics_kernel_accumulates_the_right_sums():

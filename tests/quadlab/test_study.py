@@ -1,11 +1,12 @@
 import numpy as np
 
 import quadlab
+import quadlab.studies
 
 
 def test_small_study_shows_adam_ahead_on_hetero_and_not_on_homo():
     calls = []
-    res = quadlab.run_study(cases=("hetero", "homo"), seeds=(0,), steps=20_000,
+    res = quadlab.studies.run_study(cases=("hetero", "homo"), seeds=(0,), steps=20_000,
                             optimizers={"GD": ("gd", {}), "Adam β2=1": ("adam", {})},
                             progress=calls.append)
     assert len(calls) == 4 and len(res.runs) == 4

@@ -1,0 +1,316 @@
+"""Command line: ``nets spectrum`` and ``nets js0`` (a thin layer over the library).
+
+Examples::
+
+    nets spectrum --model gpt                       # full Hessian spectrum
+    nets spectrum --model gpt --blocks              # one block per parameter tensor
+    nets spectrum --model vit --blocks heads --steps 30 --probes 10 --json
+    nets js0 --model gpt --bootstrap 200 --sensitivity
+
+Results (settings, versions, raw nodes and weights) are written atomically to ``--out``
+(default ``runs/<model>-<blocks>-s<seed>-k<steps>-p<probes>-<dtype>.json``) after every probe;
+running the same command again resumes from the probes already stored. ``js0`` reuses the
+stored probes, so changing only the density recipe costs no HVPs.
+
+Started by ``torchrun`` with several processes, ``spectrum`` and ``js0`` run data parallel (each
+rank takes every ``world_size``-th batch, the HVPs are all-reduced) and the training studies
+share their grids out among the ranks; rank 0 alone writes files and prints::
+
+    torchrun --nproc_per_node=2 -m nets spectrum --model gpt --blocks --steps 10 --probes 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nets.cli.common import distributed
+from nets.cli.training import register  # training studies: gap, table1, advise, ...
+from nets.engine.density import NORMALIZATIONS, DensityRecipe, lambda10
+from nets.engine.distributed import (
+    DEFAULT_TIMEOUT_S,
+    Communicator,
+    DistributedError,
+    init_from_env,
+    launched_by_torchrun,
+    local_device,
+)
+from nets.engine.js import js0_bootstrap, js0_sensitivity, js_matrix
+from nets.engine.results import load_spectra, save_spectra
+from nets.engine.slq import BlockSpectrum
+from nets.engine.spectrum import blockwise_spectrum, full_spectrum
+from nets.zoo import models as zoo
+
+__all__ = ["main"]
+
+
+class Progress:
+    """A one-line progress bar on stderr (no dependency)."""
+
+    def __init__(self, total: int, label: str, *, enabled: bool = True, width: int = 30):
+        self.total, self.label, self.enabled, self.width = max(total, 1), label, enabled, width
+        self.done = 0
+        self.start = time.monotonic()
+
+    def update(self, done: int, note: str = "") -> None:
+        self.done = done
+        if not self.enabled:
+            return
+        frac = min(done / self.total, 1.0)
+        fill = round(frac * self.width)
+        el = time.monotonic() - self.start
+        eta = el / frac - el if frac > 0 else float("nan")
+        sys.stderr.write(f"\r{self.label} [{'#' * fill}{'.' * (self.width - fill)}] "
+                         f"{done}/{self.total} {note} {el:6.1f}s eta {eta:6.1f}s ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    return {"model": args.model, "blocks": args.blocks or "full", "seed": args.seed,
+            "steps": args.steps, "probes": args.probes, "dtype": args.dtype,
+            "model_seed": args.model_seed}
+
+
+def _default_out(s: dict) -> Path:
+    return Path("runs") / (f"{s['model']}-{s['blocks']}-s{s['seed']}-k{s['steps']}"
+                           f"-p{s['probes']}-{s['dtype']}-m{s['model_seed']}.json")
+
+
+def compute(args: argparse.Namespace) -> tuple[dict, dict[str, BlockSpectrum], Path]:
+    """Compute (or resume) the spectra described by ``args``, saving after each probe.
+
+    Under ``torchrun`` (``args.comm`` distributed) rank 0 reads and writes the results file and
+    tells the other ranks which probes remain; the data batches are shared out round robin.
+    """
+    comm: Communicator = args.comm
+    settings = _settings(args)
+    out = Path(args.out) if args.out else _default_out(settings)
+    done = comm.broadcast(comm.together(lambda: _stored(args, settings, out) if comm.rank == 0
+                                        else {}, what="reading the results file"),
+                          what="sharing the stored probes")
+    have = set() if not done else set(next(iter(done.values())).probe_ids.tolist())
+    todo = [p for p in range(args.probes) if p not in have]
+    if not todo:
+        return settings, done, out
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    device = local_device(args.device)
+    model, loss_fn, data = zoo.load(args.model, seed=args.model_seed, device=device,
+                                    dtype=dtype)
+    if len(data) < comm.world_size:
+        raise ValueError(f"{args.model} has {len(data)} data batches: too few to share among "
+                         f"{comm.world_size} processes")
+    data = comm.shard(data)
+    blocks = None
+    if args.blocks:
+        blocks = zoo.partition(args.model, model, args.blocks)
+    bar = Progress(len(todo) * args.steps, f"{args.model} {settings['blocks']}",
+                   enabled=not args.quiet and comm.rank == 0)
+    for i, p in enumerate(todo):
+        def cb(step: int, steps: int, i: int = i, p: int = p) -> None:
+            bar.update(i * args.steps + step, f"probe {p + 1}/{args.probes}")
+
+        kw = dict(lanczos_steps=args.steps, probes=args.probes, seed=args.seed,
+                  probe_indices=[p], chunk_size=args.chunk_size, callback=cb, comm=comm)
+        if args.blocks:
+            new = blockwise_spectrum(model, loss_fn, data, blocks=blocks, **kw)
+        else:
+            new = {"full": full_spectrum(model, loss_fn, data, **kw)}
+        done = new if not done else {k: BlockSpectrum.concatenate([done[k], new[k]])
+                                     for k in done}
+        if comm.rank == 0:
+            save_spectra(out, settings, done)
+    bar.close()
+    order = {k: np.argsort(s.probe_ids) for k, s in done.items()}
+    return settings, {k: s.select(order[k]) for k, s in done.items()}, out
+
+
+def _stored(args: argparse.Namespace, settings: dict, out: Path) -> dict[str, BlockSpectrum]:
+    """The spectra already in ``out`` (empty if none); refuses a file with other settings."""
+    if not out.exists() or args.overwrite:
+        return {}
+    old, _, done = load_spectra(out)
+    if old != settings:
+        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        raise ValueError(f"{out} holds a run with other settings {diff}; use --overwrite or "
+                         "another --out")
+    return done
+
+
+def _summary(spectra: dict[str, BlockSpectrum]) -> list[dict]:
+    rows = []
+    for name, s in spectra.items():
+        lo, hi = s.extreme_eigenvalues()
+        trace = s.dim * float(np.mean((s.nodes * s.weights).sum(1)))
+        try:
+            l10: float | None = lambda10(s)
+        except ValueError:
+            l10 = None
+        rows.append({"block": name, "dim": s.dim, "lambda_min": lo, "lambda_max": hi,
+                     "lambda10": l10, "trace": trace})
+    return rows
+
+
+def _table(rows: list[dict], cols: list[str]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return "-" if v is None else str(v)
+
+    cells = [[fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _cmd_spectrum(args: argparse.Namespace) -> int:
+    settings, spectra, out = compute(args)
+    if args.comm.rank != 0:
+        return 0
+    rows = _summary(spectra)
+    if args.json:
+        print(json.dumps({"settings": settings, "file": str(out), "blocks": rows}, indent=1))
+    else:
+        print(f"# {settings} -> {out}")
+        print(_table(rows, ["block", "dim", "lambda_min", "lambda_max", "lambda10", "trace"]))
+    return 0
+
+
+def _cmd_js0(args: argparse.Namespace) -> int:
+    if not args.blocks:
+        args.blocks = "params"
+    settings, spectra, out = compute(args)
+    if args.comm.rank != 0:
+        return 0
+    if args.exclude:
+        pattern = re.compile(args.exclude)
+        spectra = {k: v for k, v in spectra.items() if not pattern.search(k)}
+        if len(spectra) < 2:
+            raise ValueError(f"--exclude {args.exclude!r} leaves fewer than two blocks")
+    recipe = DensityRecipe(args.width, args.grid, args.normalize)
+    rng = np.random.default_rng([args.seed, 12345])
+    est = js0_bootstrap(spectra, recipe, n_boot=args.bootstrap, rng=rng)
+    names, mat = js_matrix(spectra, recipe)
+    res = {"js0": est.value, "js0_std": est.std, "js0_interval95": [est.low, est.high],
+           "n_boot": est.n_boot, "settings": settings, "file": str(out),
+           "exclude": args.exclude,
+           "recipe": {"width": recipe.width, "grid_size": recipe.grid_size,
+                      "normalize": recipe.normalize}}
+    if args.sensitivity:
+        res["sensitivity"] = js0_sensitivity(spectra)
+    if args.json:
+        res["blocks"] = names
+        res["js_matrix"] = mat.tolist()
+        print(json.dumps(res, indent=1))
+        return 0
+    print(f"# {settings} -> {out}")
+    print(f"JS0 = {est.value:.4f} ± {est.std:.4f} (bootstrap over probes, n={est.n_boot}; "
+          f"95% [{est.low:.4f}, {est.high:.4f}])  recipe: width={recipe.width} of spread, "
+          f"grid={recipe.grid_size}, normalize={recipe.normalize}")
+    mean_to_others = mat.sum(1) / max(len(names) - 1, 1)
+    print(_table([{"block": n, "mean JS to others": float(v)}
+                  for n, v in zip(names, mean_to_others, strict=True)],
+                 ["block", "mean JS to others"]))
+    if args.sensitivity:
+        print("\nsensitivity of JS0 to the recipe (from stored nodes and weights):")
+        print(_table(res["sensitivity"], ["normalize", "grid_size", "width", "js0"]))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nets", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", required=True, choices=zoo.MODELS)
+    common.add_argument("--blocks", nargs="?", const="params", default=None,
+                        choices=zoo.PARTITIONS,
+                        help="blockwise spectra (default partition: one block per parameter "
+                             "tensor); without it, `spectrum` computes the full spectrum")
+    common.add_argument("--steps", type=int, default=30, help="Lanczos steps (default 30)")
+    common.add_argument("--probes", type=int, default=10, help="probe vectors (default 10)")
+    common.add_argument("--seed", type=int, default=0, help="probe seed (default 0)")
+    common.add_argument("--model-seed", type=int, default=0,
+                        help="seed of the model initialization and data (default 0)")
+    common.add_argument("--device", default="auto",
+                        help="auto (cuda:LOCAL_RANK if there is a GPU, else cpu), cpu, cuda:1, ...")
+    common.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    common.add_argument("--chunk-size", type=int, default=None,
+                        help="vmap chunk size over tangents (bounds memory)")
+    common.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for this process (default: torch's choice; "
+                             "1 is faster on a CPU shared with other jobs)")
+    common.add_argument("--out", default=None, help="results file (JSON, resumable)")
+    common.add_argument("--overwrite", action="store_true",
+                        help="discard an existing results file with other settings")
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp = sub.add_parser("spectrum", parents=[common], help="full or blockwise SLQ spectra")
+    sp.set_defaults(func=distributed(_cmd_spectrum))
+    js = sub.add_parser("js0", parents=[common], help="JS0: mean JS distance between blocks")
+    js.add_argument("--width", type=float, default=DensityRecipe.width,
+                    help="kernel σ as a fraction of the spectral spread (default 0.01)")
+    js.add_argument("--grid", type=int, default=DensityRecipe.grid_size,
+                    help="grid points (default 2000)")
+    js.add_argument("--normalize", default=DensityRecipe.normalize, choices=NORMALIZATIONS)
+    js.add_argument("--exclude", default=None, metavar="REGEX",
+                    help="leave blocks whose name matches REGEX out of the JS statistics, "
+                         r"e.g. '(bias|ln\w*\.weight|bn\w*\.weight)$' for weight matrices only")
+    js.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
+    js.add_argument("--sensitivity", action="store_true",
+                    help="also report JS0 under several widths, grids and normalizations")
+    js.set_defaults(func=distributed(_cmd_js0))
+    register(sub)
+    for action in sub.choices.values():
+        action.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                            metavar="SECONDS",
+                            help="under torchrun: seconds a collective waits for the other "
+                                 f"ranks before failing (default {DEFAULT_TIMEOUT_S:g})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``nets`` command (also ``python -m nets`` and ``torchrun -m nets``)."""
+    args = _parser().parse_args(argv)
+    for label in ("steps", "probes"):
+        if getattr(args, label, 1) < 1:
+            raise SystemExit(f"nets: --{label} must be >= 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit("nets: --threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    who = "nets"
+    try:
+        args.comm = Communicator()
+        if launched_by_torchrun():
+            if not getattr(args.func, "distributed", False):
+                raise ValueError(f"`nets {args.cmd}` does not run distributed; start it "
+                                 "without torchrun (one process)")
+            args.comm = init_from_env(device=getattr(args, "device", "auto"),
+                                      timeout_s=args.dist_timeout)
+            who = f"nets (rank {args.comm.rank} of {args.comm.world_size})"
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"\n{who}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, DistributedError) as e:
+        print(f"{who}: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if args.comm.is_distributed:
+            torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

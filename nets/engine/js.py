@@ -1,0 +1,148 @@
+"""Jensen–Shannon distances between blockwise spectral densities, JS0, bootstrap, sensitivity.
+
+For two densities ``p``, ``q`` on the shared grid (normalized to sum 1), the JS distance is
+``sqrt(JSD(p, q))`` with ``JSD = ½ KL(p‖m) + ½ KL(q‖m)``, ``m = ½(p + q)``, in base 2 so it
+lies in ``[0, 1]`` (``scipy.spatial.distance.jensenshannon``). JS0 is the mean over all unordered
+pairs of distinct blocks of this distance, for the spectra at initialization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial.distance import jensenshannon
+from scipy.special import rel_entr
+
+from nets.engine.density import DensityRecipe, block_densities
+from nets.engine.slq import BlockSpectrum
+
+__all__ = ["JS0Estimate", "js0", "js0_bootstrap", "js0_sensitivity", "js_matrix"]
+
+
+def _clean(p: np.ndarray) -> np.ndarray:
+    # Normalize, and flush values below 1e-200: halving a subnormal in scipy's m = (p + q)/2 can
+    # underflow to 0 and turn KL(p‖m) into inf. The change to the distance is below 1e-100.
+    p = p / p.sum()
+    return np.where(p < 1e-200, 0.0, p)
+
+
+def _distance(p: np.ndarray, q: np.ndarray) -> float:
+    with np.errstate(invalid="ignore"):
+        d = float(jensenshannon(p, q, base=2))
+    if np.isnan(d):
+        # scipy takes the square root of a JS divergence that rounding made slightly negative
+        # when p ≈ q; the divergence itself is then at rounding level and the distance is 0.
+        m = 0.5 * (p + q)
+        jsd = 0.5 * (rel_entr(p, m).sum() + rel_entr(q, m).sum())
+        if abs(jsd) <= 1e-12:
+            return 0.0
+    return d
+
+
+def js_matrix(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None = None
+              ) -> tuple[list[str], np.ndarray]:
+    """Symmetric matrix of JS distances (base 2) between the blocks' densities.
+
+    Returns:
+        ``(names, D)`` with ``D[i, j]`` the distance between blocks ``names[i]``, ``names[j]``.
+    """
+    _, dens, _ = block_densities(spectra, recipe)
+    names = list(dens)
+    dens = {k: _clean(v) for k, v in dens.items()}
+    n = len(names)
+    d = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            d[i, j] = d[j, i] = _distance(dens[names[i]], dens[names[j]])
+    if not np.all(np.isfinite(d)):
+        raise ValueError("non-finite JS distance (a density is zero on the whole grid)")
+    return names, d
+
+
+def js0(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None = None) -> float:
+    """Mean JS distance over all pairs of distinct blocks.
+
+    Raises:
+        ValueError: fewer than two blocks.
+    """
+    if len(spectra) < 2:
+        raise ValueError("JS0 needs at least two blocks")
+    _, d = js_matrix(spectra, recipe)
+    iu = np.triu_indices(d.shape[0], 1)
+    return float(d[iu].mean())
+
+
+@dataclass(frozen=True)
+class JS0Estimate:
+    """JS0 with a bootstrap over probes.
+
+    Attributes:
+        value: JS0 from all probes.
+        std: Bootstrap standard deviation.
+        low: 2.5% bootstrap percentile.
+        high: 97.5% bootstrap percentile.
+        n_boot: Number of bootstrap resamples.
+    """
+
+    value: float
+    std: float
+    low: float
+    high: float
+    n_boot: int
+
+
+def js0_bootstrap(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None = None,
+                  *, n_boot: int = 200, rng: np.random.Generator) -> JS0Estimate:
+    """JS0 and its bootstrap error over probes.
+
+    Each resample draws ``P`` probe indices with replacement (the same indices for all blocks,
+    since a probe index is one run of the whole pipeline) and recomputes JS0.
+
+    Args:
+        spectra: Blockwise spectra with the same number of probes.
+        recipe: Density recipe.
+        n_boot: Number of resamples.
+        rng: Explicit numpy generator.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError("rng must be a numpy.random.Generator")
+    if n_boot < 2:
+        raise ValueError("n_boot must be at least 2")
+    probes = {s.probes for s in spectra.values()}
+    if len(probes) != 1:
+        raise ValueError("all blocks must have the same number of probes")
+    p = probes.pop()
+    value = js0(spectra, recipe)
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        rows = rng.integers(0, p, size=p)
+        boots[b] = js0({k: s.select(rows) for k, s in spectra.items()}, recipe)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return JS0Estimate(value, float(boots.std(ddof=1)), float(lo), float(hi), n_boot)
+
+
+def js0_sensitivity(spectra: Mapping[str, BlockSpectrum], *,
+                    widths: Sequence[float] = (0.003, 0.01, 0.03, 0.1),
+                    grid_sizes: Sequence[int] = (500, 2000),
+                    normalizations: Sequence[str] = ("none", "lambda1", "lambda10")
+                    ) -> list[dict]:
+    """JS0 under several recipes, from the stored nodes and weights (no new HVPs).
+
+    Returns:
+        One ``{"width", "grid_size", "normalize", "js0"}`` record per recipe; ``js0`` is
+        ``None`` with an ``"error"`` message where the recipe does not apply (e.g. λ₁₀ ≤ 0).
+    """
+    out = []
+    for norm in normalizations:
+        for g in grid_sizes:
+            for w in widths:
+                rec = {"width": float(w), "grid_size": int(g), "normalize": norm}
+                try:
+                    rec["js0"] = js0(spectra, DensityRecipe(w, g, norm))
+                except ValueError as e:
+                    rec["js0"] = None
+                    rec["error"] = str(e)
+                out.append(rec)
+    return out

@@ -1,0 +1,146 @@
+"""Full and blockwise Hessian spectra of a network by stochastic Lanczos quadrature.
+
+``blockwise_spectrum`` runs Lanczos on every diagonal block ``[∇²L]_ll`` at once: at each step,
+one ``vmap``-ed forward-over-reverse HVP per data batch evaluates the products of all blocks and
+all probes (each tangent supported on one block). ``full_spectrum`` is the same with a single
+block holding every parameter.
+
+Probes: probe ``p`` of block ``name`` is a standard Gaussian vector drawn in float64 from
+``numpy.random.default_rng([seed, p, crc32(name)])``, so a probe does not depend on the device,
+on the other blocks, or on which other probes are computed in the same call (this is what makes
+probe-by-probe resumption exact).
+
+Data parallel: pass ``comm=`` (:func:`nets.engine.distributed.init_from_env` under ``torchrun``)
+and,
+on each rank, its shard of the data (e.g. ``comm.shard(batches)``). The probes are drawn from
+the seed on every rank, the HVPs are all-reduced (:class:`nets.engine.hvp.BlockHVP`), so Lanczos
+runs
+identically everywhere; the tridiagonals are compared across ranks at the end (bit for bit) and
+every rank returns the same spectra.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from nets.engine.blocks import Block, Piece, resolve_blocks
+from nets.engine.distributed import Communicator
+from nets.engine.hvp import BlockHVP, LossFn
+from nets.engine.lanczos import lanczos
+from nets.engine.slq import BlockSpectrum, gauss_quadrature
+
+__all__ = ["blockwise_spectrum", "full_spectrum", "probe_vector"]
+
+
+def probe_vector(seed: int, probe: int, block: str, dim: int) -> np.ndarray:
+    """The float64 Gaussian start vector of probe ``probe`` for block ``block``."""
+    rng = np.random.default_rng([int(seed), int(probe), zlib.crc32(block.encode())])
+    return rng.standard_normal(dim)
+
+
+def _check_counts(lanczos_steps: int, probes: int, seed: int) -> None:
+    for label, v, lo in (("lanczos_steps", lanczos_steps, 1), ("probes", probes, 1),
+                         ("seed", seed, 0)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise TypeError(f"{label} must be an integer, got {type(v).__name__}")
+        if v < lo:
+            raise ValueError(f"{label} must be >= {lo}, got {v}")
+
+
+def _run(model, loss_fn, data, blocks: list[Block], *, lanczos_steps: int, probes: int,
+         seed: int, probe_indices: Sequence[int] | None, chunk_size: int | None,
+         callback: Callable[[int, int], None] | None,
+         comm: Communicator | None) -> dict[str, BlockSpectrum]:
+    _check_counts(lanczos_steps, probes, seed)
+    ids = list(range(probes)) if probe_indices is None else [int(i) for i in probe_indices]
+    if not ids:
+        raise ValueError("probe_indices is empty")
+    if any(i < 0 or i >= probes for i in ids) or len(set(ids)) != len(ids):
+        raise ValueError(f"probe_indices must be distinct integers in [0, {probes})")
+    op = BlockHVP(model, loss_fn, data, blocks, chunk_size=chunk_size, comm=comm)
+    starts = [torch.as_tensor(np.stack([probe_vector(seed, p, b.name, b.dim) for p in ids]),
+                              dtype=op.dtype, device=op.device) for b in blocks]
+    runs = lanczos(op, starts, lanczos_steps, callback=callback)
+    op.comm.check_identical(b"".join(a.tobytes() for r in runs for a in (r.alpha, r.beta)),
+                            what="Lanczos tridiagonals")
+    out = {}
+    for b, run in zip(blocks, runs, strict=True):
+        nodes, weights = gauss_quadrature(run)
+        out[b.name] = BlockSpectrum(b.name, b.dim, nodes, weights, run.n_steps.copy(),
+                                    np.asarray(ids, dtype=np.int64))
+    return out
+
+
+def blockwise_spectrum(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    data: Iterable,
+    *,
+    blocks: Mapping[str, object] | None = None,
+    lanczos_steps: int = 30,
+    probes: int = 10,
+    seed: int = 0,
+    probe_indices: Sequence[int] | None = None,
+    chunk_size: int | None = None,
+    callback: Callable[[int, int], None] | None = None,
+    comm: Communicator | None = None,
+) -> dict[str, BlockSpectrum]:
+    """SLQ spectra of the diagonal Hessian blocks ``[∇²L(w)]_ll``.
+
+    Args:
+        model: Network at the point ``w`` (its current parameters). Must be deterministic
+            (eval mode for dropout/batch norm).
+        loss_fn: ``loss_fn(model(inputs), targets)`` is the scalar mean loss of a batch.
+        data: Re-iterable of ``(inputs, targets)``; ``L`` is the mean loss over all samples
+            (batches weighted by their size).
+        blocks: ``None`` (one block per parameter tensor) or a partition ``{name: spec}``, see
+            :mod:`nets.engine.blocks` (fused QKV can be split with :func:`nets.split_parameter`).
+        lanczos_steps: Lanczos steps ``k`` (capped at each block's dimension; a run also stops
+            early at an invariant subspace).
+        probes: Number of probe vectors ``P``.
+        seed: Seed of the probes (see :func:`probe_vector`).
+        probe_indices: Compute only these probes (default ``range(probes)``), e.g. to resume.
+        chunk_size: ``vmap`` chunk size over the stacked tangents (``None``: all at once).
+        callback: ``callback(step, steps)`` after every Lanczos step (progress reporting).
+        comm: :class:`nets.engine.distributed.DistributedCommunicator` to run data parallel
+        (``data``
+            is then this rank's shard); default: one process.
+
+    Returns:
+        ``{block name: BlockSpectrum}`` with ``nodes``/``weights`` of shape
+        ``(len(probe_indices), lanczos_steps)``.
+    """
+    return _run(model, loss_fn, data, resolve_blocks(model, blocks),
+                lanczos_steps=lanczos_steps, probes=probes, seed=seed,
+                probe_indices=probe_indices, chunk_size=chunk_size, callback=callback,
+                comm=comm)
+
+
+def full_spectrum(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    data: Iterable,
+    *,
+    lanczos_steps: int = 30,
+    probes: int = 10,
+    seed: int = 0,
+    probe_indices: Sequence[int] | None = None,
+    chunk_size: int | None = None,
+    callback: Callable[[int, int], None] | None = None,
+    comm: Communicator | None = None,
+) -> BlockSpectrum:
+    """SLQ spectrum of the full Hessian ``∇²L(w)`` (one block named ``"full"``).
+
+    Arguments as in :func:`blockwise_spectrum`.
+    """
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters: there is no Hessian to study")
+    block = Block("full", tuple(Piece(n, (), tuple(p.shape)) for n, p in params))
+    return _run(model, loss_fn, data, [block], lanczos_steps=lanczos_steps, probes=probes,
+                seed=seed, probe_indices=probe_indices, chunk_size=chunk_size,
+                callback=callback, comm=comm)["full"]

@@ -1,0 +1,53 @@
+"""Training studies on real networks: training, tasks, the tuned SGD-vs-Adam gap, Table 1,
+Pre/Post-LN,
+fine-tuning, and ``advise``. They use the engine (:mod:`nets.engine`) and the zoo (:mod:`nets.zoo`).
+"""
+
+from nets.studies.advise import Advice, advise, check_twice_differentiable, load_factory
+from nets.studies.correlation import SpearmanResult, spearman
+from nets.studies.finetune import FinetuneStudy, finetune_study
+from nets.studies.gap import (
+    PROFILES,
+    GapProfile,
+    GapReport,
+    GapResult,
+    gap_metric,
+    measure_gap,
+    tune,
+)
+from nets.studies.layernorm import PerturbationStudy, perturbation_study
+from nets.studies.pools import POOL_SEED, first_batches, make_pool
+from nets.studies.table1 import Table1, table1
+from nets.studies.tasks import Task, get_task
+from nets.studies.training import Pool, TrainConfig, TrainResult, train
+
+__all__ = [
+    "POOL_SEED",
+    "PROFILES",
+    "Advice",
+    "FinetuneStudy",
+    "GapProfile",
+    "GapReport",
+    "GapResult",
+    "PerturbationStudy",
+    "Pool",
+    "SpearmanResult",
+    "Table1",
+    "Task",
+    "TrainConfig",
+    "TrainResult",
+    "advise",
+    "check_twice_differentiable",
+    "finetune_study",
+    "first_batches",
+    "gap_metric",
+    "get_task",
+    "load_factory",
+    "make_pool",
+    "measure_gap",
+    "perturbation_study",
+    "spearman",
+    "table1",
+    "train",
+    "tune",
+]

@@ -1,0 +1,237 @@
+"""``nets advise``: is SGD likely to lag Adam on *my* model? JS0 against measured evidence.
+
+The user gives a factory ``module:function`` (or ``path/to/file.py:function``); calling it with
+no arguments returns ``(model, loss_fn, data)`` in the :mod:`nets` conventions. The advice:
+
+1. refuse models whose loss is not twice differentiable (a tiny Hessian-vector product on a few
+   samples, with the same ``torch.func`` transforms as the spectrum engine, must succeed and
+   be finite and not identically zero);
+2. compute JS0 at the given parameters with the evidence's own settings (Lanczos steps,
+   probes, density recipe), with a bootstrap interval over probes;
+3. compare it with the evidence: a table of (JS0, tuned SGD–Adam gap) measured on the zoo
+   (:mod:`nets.studies.table1`, stored in a JSON file). The predicted gap is the mean gap of the
+   ``k = 3`` evidence models nearest in JS0. The verdict: *likely to lag* if the prediction
+   exceeds ``ln 1.5`` (SGD's final loss 50% above Adam's), *unlikely* below ``ln 1.1``,
+   *unclear* in between. The evidence's Spearman ρ and its interval are printed with the
+   verdict: where that interval contains 0, JS0 did not predict the gap on the evidence and the
+   verdict says so.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nets.engine.density import DensityRecipe
+from nets.engine.hvp import make_batch_hessian_vector_product
+from nets.engine.js import js0_bootstrap
+from nets.engine.spectrum import blockwise_spectrum
+
+__all__ = ["EVIDENCE", "Advice", "advise", "check_twice_differentiable", "load_evidence",
+           "load_factory"]
+
+#: The evidence file shipped with the package (written by ``nets table1 --write-evidence``).
+EVIDENCE = Path(__file__).resolve().parent / "evidence_table1.json"
+LAG, NO_LAG = math.log(1.5), math.log(1.1)
+
+
+def load_factory(spec: str) -> Callable:
+    """Import ``module:function`` or ``file.py:function`` and return the function.
+
+    Raises:
+        ValueError: malformed spec, module that cannot be imported, missing attribute.
+        TypeError: the attribute is not callable.
+    """
+    if not isinstance(spec, str) or spec.count(":") != 1:
+        raise ValueError(f"model factory must look like 'module:function' or "
+                         f"'path/file.py:function', got {spec!r}")
+    mod_name, func_name = spec.split(":")
+    if not mod_name or not func_name:
+        raise ValueError(f"model factory {spec!r} lacks a module or a function name")
+    try:
+        if mod_name.endswith(".py"):
+            path = Path(mod_name)
+            if not path.is_file():
+                raise FileNotFoundError(f"no such file {path}")
+            s = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(s)
+            s.loader.exec_module(module)
+        else:
+            if "" not in sys.path and str(Path.cwd()) not in sys.path:
+                sys.path.insert(0, str(Path.cwd()))
+            module = importlib.import_module(mod_name)
+    except Exception as e:  # any failure while importing user code is reported, not raised raw
+        raise ValueError(f"cannot import the model factory module {mod_name!r}: "
+                         f"{type(e).__name__}: {e}") from e
+    if not hasattr(module, func_name):
+        raise ValueError(f"module {mod_name!r} has no attribute {func_name!r}")
+    func = getattr(module, func_name)
+    if not callable(func):
+        raise TypeError(f"{spec!r} is not callable")
+    return func
+
+
+def check_twice_differentiable(model: torch.nn.Module, loss_fn, data, *, samples: int = 4,
+                               seed: int = 0) -> float:
+    """Refuse a loss whose Hessian-vector product cannot be computed (or is zero).
+
+    Evaluates ``∇²ℓ v`` on the first ``samples`` samples of the first batch for a Gaussian
+    ``v`` (``torch.Generator`` seeded with ``seed``).
+
+    Returns:
+        ``‖∇²ℓ v‖``.
+
+    Raises:
+        ValueError: the product fails, is not finite, or is zero.
+    """
+    try:
+        inputs, targets = next(iter(data))
+    except (StopIteration, TypeError, ValueError) as e:
+        raise ValueError(f"data must be an iterable of (inputs, targets) batches: {e}") from e
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    g = torch.Generator().manual_seed(int(seed))
+    tang = {n: torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device)[None]
+            for n, p in params.items()}
+    hvp = make_batch_hessian_vector_product(model, loss_fn)
+    try:
+        out = hvp(params, inputs[:samples], targets[:samples], tang)
+    except Exception as e:  # autograd/functorch report missing double backward in many ways
+        raise ValueError("the loss is not twice differentiable with respect to the "
+                         f"parameters (a Hessian-vector product failed: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}). Common causes: fused "
+                         "attention kernels (use math attention), custom autograd Functions "
+                         "without double backward, BatchNorm in training mode") from e
+    norm = math.sqrt(sum(float((t.double() ** 2).sum()) for t in out.values()))
+    if not math.isfinite(norm):
+        raise ValueError("the Hessian-vector product is not finite")
+    if norm == 0.0:
+        raise ValueError("the Hessian-vector product is identically zero: the loss has no "
+                         "curvature in the parameters (detached graph or piecewise-constant "
+                         "loss), so its spectra and JS0 are undefined")
+    return norm
+
+
+def load_evidence(path: str | Path | None = None) -> dict:
+    """Read an evidence file (the JSON of ``nets table1 --json``)."""
+    path = Path(path) if path is not None else EVIDENCE
+    if not path.exists():
+        raise ValueError(f"no evidence file at {path}; create one with `nets table1 "
+                         "--write-evidence PATH`")
+    with open(path) as f:
+        try:
+            doc = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not JSON ({e})") from e
+    if "rows" not in doc or "js_settings" not in doc:
+        raise ValueError(f"{path}: not an evidence file (needs 'rows' and 'js_settings')")
+    return doc
+
+
+@dataclass(frozen=True)
+class Advice:
+    """The verdict and what it rests on.
+
+    Attributes:
+        js0: JS0 of the user's model.
+        js0_low: 2.5% bootstrap percentile over probes.
+        js0_high: 97.5% percentile.
+        blocks: Number of blocks (parameter tensors).
+        batch_size: Evidence batch size used for the prediction.
+        predicted_gap: Mean gap of the ``k`` nearest evidence models in JS0.
+        neighbours: Their task names.
+        verdict: ``"likely"``, ``"unclear"`` or ``"unlikely"`` (SGD lagging Adam).
+        message: One paragraph for the user.
+        evidence: The evidence rows (task, js0, gaps).
+        spearman: The evidence's Spearman record at ``batch_size`` (or ``None``).
+    """
+
+    js0: float
+    js0_low: float
+    js0_high: float
+    blocks: int
+    batch_size: int
+    predicted_gap: float
+    neighbours: tuple[str, ...]
+    verdict: str
+    message: str
+    evidence: tuple[dict, ...]
+    spearman: dict | None
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items()}
+
+
+def advise(model: torch.nn.Module, loss_fn, data, *, evidence: dict | None = None,
+           batch_size: int | None = None, k: int = 3, seed: int = 0) -> Advice:
+    """JS0 of a model and the predicted SGD–Adam gap from the evidence (module docstring).
+
+    Args:
+        model: The user's network (eval mode, deterministic loss).
+        loss_fn: ``loss_fn(model(inputs), targets)`` scalar mean loss.
+        data: Iterable of ``(inputs, targets)`` batches (the Hessian is that of their mean).
+        evidence: From :func:`load_evidence` (default: the packaged file).
+        batch_size: Evidence batch size to predict at (default: the largest).
+        k: Number of nearest evidence models.
+        seed: Probe seed.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"the factory must return (model, loss_fn, data) with a torch.nn.Module "
+                        f"model, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be callable")
+    data = list(data)
+    check_twice_differentiable(model, loss_fn, data, seed=seed)
+    ev = evidence if evidence is not None else load_evidence()
+    js = ev["js_settings"]
+    sizes = sorted(int(b) for b in ev["spearman"])
+    b = int(batch_size) if batch_size is not None else sizes[-1]
+    if b not in sizes:
+        raise ValueError(f"the evidence has batch sizes {sizes}, not {b}")
+    spectra = blockwise_spectrum(model, loss_fn, data, lanczos_steps=int(js["steps"]),
+                                 probes=int(js["probes"]), seed=seed)
+    if len(spectra) < 2:
+        raise ValueError("JS0 needs at least two parameter tensors (blocks)")
+    est = js0_bootstrap(spectra, DensityRecipe(), n_boot=50 if js["probes"] > 1 else 2,
+                        rng=np.random.default_rng([seed, 777]))
+    rows = [r for r in ev["rows"] if r.get(f"gap_b{b}") is not None
+            and math.isfinite(r[f"gap_b{b}"])]
+    if not rows:
+        raise ValueError("the evidence has no finite gap at this batch size")
+    order = sorted(rows, key=lambda r: abs(r["js0"] - est.value))[:max(1, k)]
+    pred = float(np.mean([r[f"gap_b{b}"] for r in order]))
+    sp = ev["spearman"].get(str(b))
+    verdict = "likely" if pred > LAG else ("unlikely" if pred < NO_LAG else "unclear")
+    say = {"likely": "SGD (with momentum, tuned) is LIKELY to lag Adam",
+           "unclear": "it is UNCLEAR whether SGD will lag Adam",
+           "unlikely": "SGD (with momentum, tuned) is UNLIKELY to lag Adam much"}[verdict]
+    msg = (f"JS0 = {est.value:.3f} (95% [{est.low:.3f}, {est.high:.3f}]); the nearest evidence "
+           f"models in JS0 ({', '.join(r['task'] for r in order)}) had a mean gap "
+           f"ln(L_SGD/L_Adam) = {pred:.2f} at batch size {b}: {say}.")
+    if sp is None:
+        msg += (" The evidence has too few usable models for a rank correlation: treat this "
+                "as a guess.")
+    else:
+        lo, hi = sp["interval95_bootstrap"]
+        if lo is None or hi is None or lo <= 0 <= hi:
+            span = ("undefined" if lo is None or hi is None else f"[{lo:+.2f}, {hi:+.2f}]")
+            msg += (f" Caution: on the evidence, Spearman rho(JS0, gap) = {sp['rho']:+.2f} "
+                    f"with a 95% interval {span} that contains 0 — JS0 did not reliably "
+                    "predict the gap there, so this verdict is weak.")
+        else:
+            msg += (f" On the evidence, Spearman rho(JS0, gap) = {sp['rho']:+.2f}, 95% "
+                    f"[{lo:+.2f}, {hi:+.2f}].")
+    ev_rows = tuple({"task": r["task"], "js0": r["js0"],
+                     **{f"gap_b{s}": r.get(f"gap_b{s}") for s in sizes}} for r in ev["rows"])
+    return Advice(est.value, est.low, est.high, len(spectra), b, pred,
+                  tuple(r["task"] for r in order), verdict, msg, ev_rows, sp)

@@ -1,0 +1,428 @@
+r"""SGD vs Adam: learning rates tuned on a log grid, the gap metric, JS0, several batch sizes.
+
+Protocol (per task and batch size ``B``): for each optimizer ``o`` ∈ {SGD with momentum, Adam}
+and each learning rate ``η`` of its log grid, train one run per seed (same budget ``T`` steps,
+same data order for both optimizers, see :mod:`nets.studies.training`). The score of ``(o, η)`` is
+the
+mean over seeds of the final training (pool) loss; a learning rate where any seed diverged is
+excluded. The tuned rate ``η*_o`` minimizes the score; ``L̄_o`` is its score.
+
+**Gap metric** (positive: SGD lags Adam)::
+
+    gap = ln(L̄_SGD / L̄_Adam)
+
+so ``gap = 0.69`` means SGD ends with twice Adam's training loss under the same budget. Also
+reported: ``sgd_steps_to_adam``, the first evaluated step at which SGD's seed-mean pool loss is
+``<= L̄_Adam`` (``None``: not within the budget), and ``adam_steps_to_sgd`` the converse, so
+``T / adam_steps_to_sgd`` is Adam's speed-up at reaching SGD's final loss.
+
+A tuned rate at the edge of its grid is flagged (``at_edge``): the grid may be too narrow.
+JS0 (mean JS distance between blockwise spectral densities at initialization,
+:func:`nets.js0`) is computed on the task's spectrum batches with the model seed 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.special import rel_entr
+
+from labkit.cache import SPECTRUM_SOURCES, cached
+from nets.engine.density import DensityRecipe, block_densities
+from nets.engine.distributed import Communicator
+from nets.engine.js import js0_bootstrap
+from nets.engine.spectrum import blockwise_spectrum
+from nets.studies.tasks import Task, get_task
+from nets.studies.training import TrainConfig, TrainResult, train
+
+__all__ = ["PROFILES", "GapProfile", "GapReport", "GapResult", "LrScore", "TunedOptimizer",
+           "gap_metric", "measure_gap", "task_js0", "train_cached", "tune"]
+
+
+@dataclass(frozen=True)
+class GapProfile:
+    """A budget: steps, learning-rate grids, seeds, batch sizes, pool size, JS0 settings."""
+
+    name: str
+    steps: int
+    sgd_lrs: tuple[float, ...]
+    adam_lrs: tuple[float, ...]
+    seeds: tuple[int, ...]
+    batch_sizes: tuple[int, ...]
+    pool_size: int
+    eval_every: int
+    js_steps: int
+    js_probes: int
+
+    def __post_init__(self) -> None:
+        if not (self.sgd_lrs and self.adam_lrs and self.seeds and self.batch_sizes):
+            raise ValueError("a profile needs learning rates, seeds and batch sizes")
+        if max(self.batch_sizes) > self.pool_size:
+            raise ValueError("a batch size exceeds the pool size")
+
+    def settings(self) -> dict:
+        d = asdict(self)
+        d.pop("name")
+        return d
+
+
+def _grid(lo: float, hi: float, per_decade: int) -> tuple[float, ...]:
+    n = round((math.log10(hi) - math.log10(lo)) * per_decade) + 1
+    return tuple(float(f"{v:.3g}") for v in np.logspace(math.log10(lo), math.log10(hi), n))
+
+
+#: ``quick``: tests and smoke runs (seconds per model). ``default``: Table 1 in
+#: README.md (minutes per model on 2 cores). ``lite``: ``default`` with one
+#: seed (its runs are a subset of ``default``'s, shared through the cache), used for the
+#: secondary studies. ``full``: a longer budget.
+PROFILES: dict[str, GapProfile] = {
+    "quick": GapProfile("quick", steps=60, sgd_lrs=(0.01, 0.1, 1.0), adam_lrs=(1e-3, 1e-2),
+                        seeds=(0,), batch_sizes=(8, 64), pool_size=256, eval_every=20,
+                        js_steps=8, js_probes=2),
+    "default": GapProfile("default", steps=300, sgd_lrs=_grid(1e-3, 1.0, 1),
+                          adam_lrs=_grid(1e-4, 1e-1, 1), seeds=(0, 1), batch_sizes=(8, 64),
+                          pool_size=2048, eval_every=25, js_steps=16, js_probes=3),
+    "lite": GapProfile("lite", steps=300, sgd_lrs=_grid(1e-3, 1.0, 1),
+                       adam_lrs=_grid(1e-4, 1e-1, 1), seeds=(0,), batch_sizes=(8, 64),
+                       pool_size=2048, eval_every=25, js_steps=16, js_probes=3),
+    "full": GapProfile("full", steps=2000, sgd_lrs=_grid(1e-3, 1.0, 2),
+                       adam_lrs=_grid(1e-5, 1e-1, 2), seeds=(0, 1, 2),
+                       batch_sizes=(8, 32, 128), pool_size=2048, eval_every=50, js_steps=30,
+                       js_probes=8),
+}
+
+
+@dataclass(frozen=True)
+class LrScore:
+    """One learning rate of a grid: its score and its diverged seeds.
+
+    Attributes:
+        lr: Learning rate.
+        mean_final_loss: Mean final pool loss over seeds (``inf`` if any seed diverged).
+        final_losses: Per seed (``inf`` where diverged).
+        diverged_steps: Per seed, the step of divergence or ``None``.
+    """
+
+    lr: float
+    mean_final_loss: float
+    final_losses: tuple[float, ...]
+    diverged_steps: tuple[int | None, ...]
+
+    @property
+    def diverged(self) -> bool:
+        return any(s is not None for s in self.diverged_steps)
+
+
+@dataclass(frozen=True)
+class TunedOptimizer:
+    """An optimizer tuned on a learning-rate grid.
+
+    Attributes:
+        optimizer: ``"sgd"`` or ``"adam"``.
+        lr: Tuned learning rate (``nan`` if every rate diverged).
+        final_loss: ``L̄``, its mean final pool loss (``inf`` if every rate diverged).
+        grid: Every rate's :class:`LrScore`, in grid order.
+        eval_steps: Evaluation steps of the tuned runs.
+        curve: Seed-mean pool loss of the tuned runs at ``eval_steps``.
+        at_edge: The tuned rate is the smallest or largest of the grid.
+    """
+
+    optimizer: str
+    lr: float
+    final_loss: float
+    grid: tuple[LrScore, ...]
+    eval_steps: np.ndarray = field(repr=False)
+    curve: np.ndarray = field(repr=False)
+    at_edge: bool
+
+    @property
+    def all_diverged(self) -> bool:
+        return not math.isfinite(self.final_loss)
+
+    def to_dict(self) -> dict:
+        return {"optimizer": self.optimizer, "lr": self.lr, "final_loss": self.final_loss,
+                "at_edge": self.at_edge, "eval_steps": self.eval_steps.tolist(),
+                "curve": self.curve.tolist(),
+                "grid": [{"lr": g.lr, "mean_final_loss": g.mean_final_loss,
+                          "final_losses": list(g.final_losses),
+                          "diverged_steps": list(g.diverged_steps)} for g in self.grid]}
+
+
+@dataclass(frozen=True)
+class GapResult:
+    """SGD vs Adam at one batch size.
+
+    Attributes:
+        batch_size: Minibatch size.
+        steps: Budget in steps.
+        sgd: Tuned SGD with momentum.
+        adam: Tuned Adam.
+        gap: ``ln(L̄_SGD / L̄_Adam)`` (``inf`` if SGD diverged at every rate, ``nan`` if Adam
+            did).
+        sgd_steps_to_adam: First evaluated step where SGD's curve reaches ``L̄_Adam``.
+        adam_steps_to_sgd: First evaluated step where Adam's curve reaches ``L̄_SGD``.
+    """
+
+    batch_size: int
+    steps: int
+    sgd: TunedOptimizer
+    adam: TunedOptimizer
+    gap: float
+    sgd_steps_to_adam: int | None
+    adam_steps_to_sgd: int | None
+
+    def to_dict(self) -> dict:
+        return {"batch_size": self.batch_size, "steps": self.steps, "gap": self.gap,
+                "sgd_steps_to_adam": self.sgd_steps_to_adam,
+                "adam_steps_to_sgd": self.adam_steps_to_sgd,
+                "sgd": self.sgd.to_dict(), "adam": self.adam.to_dict()}
+
+
+@dataclass(frozen=True)
+class GapReport:
+    """JS0 and the gap at each batch size for one task.
+
+    Attributes:
+        task: Task name.
+        profile: Profile name.
+        js0: JS0 at initialization (model seed 0).
+        js0_low: 2.5% bootstrap percentile over probes.
+        js0_high: 97.5% bootstrap percentile.
+        results: One :class:`GapResult` per batch size.
+    """
+
+    task: str
+    profile: str
+    js0: float
+    js0_low: float
+    js0_high: float
+    results: tuple[GapResult, ...]
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "profile": self.profile, "js0": self.js0,
+                "js0_interval95": [self.js0_low, self.js0_high],
+                "gap": {str(r.batch_size): r.gap for r in self.results},
+                "tuned": {str(r.batch_size): {o.optimizer: {"lr": o.lr, "final_loss": o.final_loss}
+                                              for o in (r.sgd, r.adam)} for r in self.results},
+                "results": [r.to_dict() for r in self.results]}
+
+
+def gap_metric(sgd_loss: float, adam_loss: float) -> float:
+    """``ln(L_SGD / L_Adam)``; ``inf`` if SGD has no finite loss, ``nan`` if Adam has none.
+
+    Raises:
+        ValueError: a non-positive loss (the log ratio needs positive losses).
+    """
+    if not math.isfinite(adam_loss):
+        return math.nan
+    if not math.isfinite(sgd_loss):
+        return math.inf
+    if sgd_loss <= 0 or adam_loss <= 0:
+        raise ValueError(f"the gap needs positive losses, got {sgd_loss} and {adam_loss}")
+    return math.log(sgd_loss / adam_loss)
+
+
+def _first_reach(steps: np.ndarray, curve: np.ndarray, level: float) -> int | None:
+    hit = np.nonzero(curve <= level)[0]
+    return int(steps[hit[0]]) if hit.size else None
+
+
+def train_cached(task: Task, config: TrainConfig, *, pool_size: int,
+                 cache_dir=None, callback: Callable[[int, float], None] | None = None
+                 ) -> TrainResult:
+    """:func:`nets.studies.training.train` on ``task``, cached on disk by task, pool and config."""
+    settings = {"task": task.name, "pool_size": pool_size, "config": config.to_dict()}
+
+    def compute() -> dict:
+        return train(task.build, task.pool(pool_size), config, callback=callback).to_dict()
+
+    return TrainResult.from_dict(cached("train", settings, compute, directory=cache_dir,
+                                        sources=task.sources))
+
+
+def _check_lrs(lrs: Sequence[float]) -> tuple[float, ...]:
+    lrs = tuple(float(v) for v in lrs)
+    if not lrs or any(not (math.isfinite(v) and v > 0) for v in lrs):
+        raise ValueError(f"learning rates must be positive and finite, got {lrs}")
+    return lrs
+
+
+def _select(optimizer: str, lrs: tuple[float, ...], seeds: Sequence[int],
+            runs: dict[tuple[float, int], TrainResult]) -> TunedOptimizer:
+    """Pick the learning rate with the lowest seed-mean final loss (diverged rates excluded)."""
+    scores = []
+    for lr in lrs:
+        finals = [runs[lr, s].final_loss for s in seeds]
+        divs = [runs[lr, s].diverged_step for s in seeds]
+        mean = math.inf if any(d is not None for d in divs) else float(np.mean(finals))
+        scores.append(LrScore(lr, mean, tuple(finals), tuple(divs)))
+    means = np.array([s.mean_final_loss for s in scores])
+    if not np.isfinite(means).any():
+        return TunedOptimizer(optimizer, math.nan, math.inf, tuple(scores),
+                              np.zeros(0, dtype=np.int64), np.zeros(0), False)
+    best = int(np.argmin(means))
+    lr = lrs[best]
+    tuned = [runs[lr, s] for s in seeds]
+    steps_arr = tuned[0].eval_steps
+    curve = np.mean([r.eval_losses for r in tuned], axis=0)
+    return TunedOptimizer(optimizer, lr, float(means[best]), tuple(scores), steps_arr, curve,
+                          len(lrs) > 1 and best in (0, len(lrs) - 1))
+
+
+def _train_noted(task: Task, config: TrainConfig, *, pool_size: int, cache_dir,
+                 progress: Callable[[str], None] | None) -> TrainResult:
+    r = train_cached(task, config, pool_size=pool_size, cache_dir=cache_dir)
+    if progress is not None:
+        state = f"diverged@{r.diverged_step}" if r.diverged else f"{r.final_loss:.3g}"
+        progress(f"{task.name} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
+                 f"s{config.seed}: {state}")
+    return r
+
+
+def tune(task: Task, optimizer: str, lrs: Sequence[float], *, batch_size: int, steps: int,
+         seeds: Sequence[int], pool_size: int, eval_every: int, data_seed: int = 0,
+         cache_dir=None, progress: Callable[[str], None] | None = None,
+         comm: Communicator | None = None) -> TunedOptimizer:
+    """Tune ``optimizer``'s learning rate on ``lrs`` (see the module docstring).
+
+    Diverged runs are kept in the grid with their step and excluded from the choice. With a
+    distributed ``comm`` the runs are shared out among the ranks and gathered on every rank.
+    """
+    lrs = _check_lrs(lrs)
+    configs = [TrainConfig(optimizer, lr, steps, batch_size, seed=int(seed),
+                           data_seed=data_seed, eval_every=eval_every)
+               for lr in lrs for seed in seeds]
+    results = (comm or Communicator()).map(
+        lambda cfg: _train_noted(task, cfg, pool_size=pool_size, cache_dir=cache_dir,
+                                 progress=progress), configs)
+    return _select(optimizer, lrs, seeds,
+                   {(c.lr, c.seed): r for c, r in zip(configs, results, strict=True)})
+
+
+def _js0_clipped(spectra, recipe: DensityRecipe) -> float:
+    """JS0 as :func:`nets.js0` but with each JS divergence clipped at 0 before the root.
+
+    ``JSD(p, q) = ½ Σ p log₂(p/m) + ½ Σ q log₂(q/m)``, ``m = ½(p + q)``; distance
+    ``sqrt(max(JSD, 0))``; mean over the unordered pairs of distinct blocks.
+    """
+    _, dens, _ = block_densities(spectra, recipe)
+    ps = []
+    for name, d in dens.items():
+        tot = d.sum()
+        if not (np.isfinite(tot) and tot > 0):
+            raise ValueError(f"block {name!r}: its density is zero or not finite on the grid")
+        q = d / tot
+        ps.append(np.where(q < 1e-200, 0.0, q))  # as nets.engine.js: halving a subnormal underflows
+    vals = []
+    for i in range(len(ps)):
+        for j in range(i + 1, len(ps)):
+            m = 0.5 * (ps[i] + ps[j])
+            jsd = 0.5 * (rel_entr(ps[i], m).sum() + rel_entr(ps[j], m).sum()) / math.log(2)
+            vals.append(math.sqrt(max(float(jsd), 0.0)))
+    return float(np.mean(vals))
+
+
+def _js0_clipped_bootstrap(spectra, recipe, *, n_boot: int, rng: np.random.Generator
+                           ) -> tuple[float, float, float]:
+    """:func:`_js0_clipped` and its 2.5/97.5% bootstrap percentiles over probes."""
+    p = next(iter(spectra.values())).probes
+    boots = [_js0_clipped({k: s.select(rows) for k, s in spectra.items()}, recipe)
+             for rows in (rng.integers(0, p, size=p) for _ in range(n_boot))]
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return _js0_clipped(spectra, recipe), float(lo), float(hi)
+
+
+def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0, cache_dir=None,
+             recipe: DensityRecipe | None = None) -> dict:
+    """JS0 at initialization (model seed 0) with a bootstrap interval over probes; cached.
+
+    Returns:
+        ``{"js0", "low", "high", "blocks"}``.
+    """
+    recipe = recipe or DensityRecipe()
+    settings = {"task": task.name, "steps": lanczos_steps, "probes": probes, "seed": seed,
+                "recipe": asdict(recipe)}
+
+    def compute() -> dict:
+        model, loss_fn = task.build(0)
+        spectra = blockwise_spectrum(model, loss_fn, task.spectrum_batches(),
+                                     lanczos_steps=lanczos_steps, probes=probes, seed=seed)
+        n_boot = 50 if probes > 1 else 2
+        rng = np.random.default_rng([seed, 777])
+        try:
+            est = js0_bootstrap(spectra, recipe, n_boot=n_boot, rng=rng)
+            return {"js0": est.value, "low": est.low, "high": est.high,
+                    "blocks": len(spectra), "clipped": False}
+        except ValueError:
+            # Identical block densities (e.g. the key biases of attention, whose Hessian is
+            # exactly 0: softmax ignores a shift shared by all keys) give a JS divergence of
+            # -1e-17 by rounding, whose square root is nan in nets.engine.js; clip it at 0 instead.
+            value, low, high = _js0_clipped_bootstrap(spectra, recipe, n_boot=n_boot, rng=rng)
+            return {"js0": value, "low": low, "high": high, "blocks": len(spectra),
+                    "clipped": True}
+
+    return cached("js0", settings, compute, directory=cache_dir,
+                  sources=task.sources + SPECTRUM_SOURCES)
+
+
+def measure_gap(task: str | Task, profile: str | GapProfile = "quick", *,
+                batch_sizes: Sequence[int] | None = None, cache_dir=None,
+                with_js0: bool = True,
+                progress: Callable[[str], None] | None = None,
+                comm: Communicator | None = None) -> GapReport:
+    """JS0 and the tuned SGD–Adam gap of a task at each of the profile's batch sizes.
+
+    Args:
+        task: A :class:`nets.studies.tasks.Task` or a name for :func:`nets.studies.tasks.get_task`.
+        profile: A :class:`GapProfile` or a key of :data:`PROFILES`.
+        batch_sizes: Override the profile's batch sizes.
+        cache_dir: Cache folder (:func:`labkit.cache.cache_dir`).
+        with_js0: Compute JS0 (else it is reported as ``nan``).
+        progress: Called with a note after every training run (on this rank).
+        comm: A :class:`nets.engine.distributed.DistributedCommunicator` to share the grid (JS0 and
+            every training run) out among the ranks; every rank returns the whole report.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    if isinstance(profile, str):
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+        profile = PROFILES[profile]
+    sizes = tuple(int(b) for b in (batch_sizes or profile.batch_sizes))
+    if any(b < 1 or b > profile.pool_size for b in sizes):
+        raise ValueError(f"batch sizes must lie in [1, {profile.pool_size}], got {sizes}")
+    grids = {"sgd": _check_lrs(profile.sgd_lrs), "adam": _check_lrs(profile.adam_lrs)}
+    jobs: list[TrainConfig | None] = [None] if with_js0 else []  # None: the JS0 job
+    jobs += [TrainConfig(opt, lr, profile.steps, b, seed=int(seed), eval_every=profile.eval_every)
+             for b in sizes for opt, lrs in grids.items() for lr in lrs for seed in profile.seeds]
+
+    def run(job: TrainConfig | None):
+        if job is not None:
+            return _train_noted(task, job, pool_size=profile.pool_size, cache_dir=cache_dir,
+                                progress=progress)
+        js = task_js0(task, lanczos_steps=profile.js_steps, probes=profile.js_probes,
+                      cache_dir=cache_dir)
+        if progress is not None:
+            progress(f"{task.name} JS0 = {js['js0']:.3f}")
+        return js
+
+    done = dict(zip(map(_job_key, jobs), (comm or Communicator()).map(run, jobs), strict=True))
+    results = []
+    for b in sizes:
+        sgd, adam = (_select(opt, grids[opt], profile.seeds,
+                             {(lr, s): done[opt, b, lr, s] for lr in grids[opt]
+                              for s in profile.seeds}) for opt in ("sgd", "adam"))
+        g = gap_metric(sgd.final_loss, adam.final_loss)
+        s2a = (None if sgd.all_diverged or adam.all_diverged
+               else _first_reach(sgd.eval_steps, sgd.curve, adam.final_loss))
+        a2s = (None if sgd.all_diverged or adam.all_diverged
+               else _first_reach(adam.eval_steps, adam.curve, sgd.final_loss))
+        results.append(GapResult(b, profile.steps, sgd, adam, g, s2a, a2s))
+    js = done.get(None, {"js0": math.nan, "low": math.nan, "high": math.nan})
+    return GapReport(task.name, profile.name, js["js0"], js["low"], js["high"], tuple(results))
+
+
+def _job_key(job: TrainConfig | None):
+    return None if job is None else (job.optimizer, job.batch_size, job.lr, job.seed)

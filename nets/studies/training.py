@@ -1,0 +1,260 @@
+"""The training loop: SGD with momentum or Adam(W), fixed data order, loss curves, divergence.
+
+One run trains a freshly built model on a fixed pool of samples ``(X, Y)`` for ``steps``
+minibatch steps with a constant learning rate:
+
+* **Data order** is fixed by ``data_seed`` alone: epoch ``e`` visits the pool in the order
+  ``torch.randperm(n, generator=Generator().manual_seed(data_seed * 1_000_003 + e))``, cut
+  into consecutive minibatches of ``batch_size`` (a short tail batch is dropped). SGD and Adam
+  runs with the same ``data_seed`` and batch size therefore see identical minibatches.
+* **Optimizers**: ``"sgd"`` is ``torch.optim.SGD(momentum=0.9)`` (heavy ball, no dampening);
+  ``"adam"`` is ``torch.optim.AdamW(betas=(0.9, 0.999), eps=1e-8, weight_decay=0)`` (Adam; a
+  positive ``weight_decay`` gives AdamW). No schedule, no clipping: the comparison is of the
+  optimizers themselves.
+* **Curves**: the minibatch loss at every step, and the loss on the whole pool (the training
+  loss ``L``) at steps ``0, eval_every, 2·eval_every, …, steps``.
+* **Divergence**: a run is stopped and marked diverged at the first step whose minibatch loss
+  (or a pool loss) is non-finite or exceeds ``divergence_factor · L(w₀)``
+  (``max(divergence_factor · L₀, L₀ + 10)``); non-finite values are never propagated into the
+  result's final loss.
+
+All randomness is explicit: the model is built by a factory from its seed (a
+``torch.Generator`` inside, e.g. :func:`nets.zoo.models.load`), the data order from ``data_seed``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["OPTIMIZERS", "Pool", "TrainConfig", "TrainResult", "batch_order", "make_optimizer",
+           "pool_loss", "train"]
+
+OPTIMIZERS = ("sgd", "adam")
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A training set held in memory: ``inputs[i]``, ``targets[i]`` is sample ``i``."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.inputs, torch.Tensor) or not isinstance(self.targets,
+                                                                       torch.Tensor):
+            raise TypeError("Pool inputs and targets must be tensors")
+        if len(self.inputs) != len(self.targets) or len(self.inputs) < 1:
+            raise ValueError(f"Pool needs as many inputs as targets (>= 1), got "
+                             f"{len(self.inputs)} and {len(self.targets)}")
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    @staticmethod
+    def from_batches(data) -> Pool:
+        """Concatenate ``(inputs, targets)`` batches into one pool."""
+        xs, ys = zip(*list(data), strict=True)
+        return Pool(torch.cat(xs), torch.cat(ys))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run.
+
+    Attributes:
+        optimizer: ``"sgd"`` (momentum 0.9) or ``"adam"``.
+        lr: Constant learning rate (> 0).
+        steps: Number of minibatch steps.
+        batch_size: Minibatch size (<= pool size).
+        seed: Seed of the model initialization (passed to the factory).
+        data_seed: Seed of the data order (shared by the runs being compared).
+        eval_every: Pool-loss evaluation period in steps (the last step is always evaluated).
+        momentum: SGD momentum.
+        betas: Adam's ``(β₁, β₂)``.
+        eps: Adam's ε.
+        weight_decay: Decoupled weight decay for Adam (AdamW); 0 gives Adam.
+        divergence_factor: A loss above ``max(factor · L₀, L₀ + 10)`` counts as divergence.
+    """
+
+    optimizer: str
+    lr: float
+    steps: int
+    batch_size: int
+    seed: int = 0
+    data_seed: int = 0
+    eval_every: int = 25
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    divergence_factor: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        for label in ("steps", "batch_size", "eval_every"):
+            v = getattr(self, label)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{label} must be a positive integer, got {v!r}")
+        for label in ("seed", "data_seed"):
+            v = getattr(self, label)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{label} must be a non-negative integer, got {v!r}")
+        if not self.divergence_factor > 1:
+            raise ValueError("divergence_factor must exceed 1")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of one run.
+
+    Attributes:
+        config: The run's settings.
+        losses: ``(steps_done,)`` minibatch losses (float64), step ``t`` at index ``t``.
+        eval_steps: Steps at which the pool loss was evaluated (0 = initialization).
+        eval_losses: Pool losses at ``eval_steps``.
+        diverged: Whether the run was stopped for divergence.
+        diverged_step: The step (0-based index into ``losses``, or the eval step) where the
+            divergence was detected; ``None`` if it did not diverge.
+        final_loss: Pool loss after the last step; ``inf`` for a diverged run.
+    """
+
+    config: TrainConfig
+    losses: np.ndarray
+    eval_steps: np.ndarray
+    eval_losses: np.ndarray
+    diverged: bool
+    diverged_step: int | None
+    final_loss: float
+
+    @property
+    def initial_loss(self) -> float:
+        return float(self.eval_losses[0])
+
+    def to_dict(self) -> dict:
+        return {"config": self.config.to_dict(), "losses": self.losses.tolist(),
+                "eval_steps": self.eval_steps.tolist(), "eval_losses": self.eval_losses.tolist(),
+                "diverged": self.diverged, "diverged_step": self.diverged_step,
+                "final_loss": self.final_loss}
+
+    @staticmethod
+    def from_dict(d: dict) -> TrainResult:
+        cfg = dict(d["config"])
+        cfg["betas"] = tuple(cfg["betas"])
+        return TrainResult(TrainConfig(**cfg), np.asarray(d["losses"], dtype=np.float64),
+                           np.asarray(d["eval_steps"], dtype=np.int64),
+                           np.asarray(d["eval_losses"], dtype=np.float64), bool(d["diverged"]),
+                           d["diverged_step"], float(d["final_loss"]))
+
+
+def make_optimizer(name: str, params, *, lr: float, momentum: float = 0.9,
+                   betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """``torch.optim.SGD`` with momentum (``"sgd"``) or ``torch.optim.AdamW`` (``"adam"``)."""
+    params = list(params)
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+    if name == "adam":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose from {OPTIMIZERS}")
+
+
+def batch_order(n: int, *, batch_size: int, steps: int, data_seed: int) -> list[torch.Tensor]:
+    """Index tensors of the ``steps`` minibatches (fixed by ``data_seed``; see module doc)."""
+    if batch_size > n:
+        raise ValueError(f"batch_size {batch_size} exceeds the pool size {n}")
+    per_epoch = n // batch_size
+    out: list[torch.Tensor] = []
+    epoch = 0
+    while len(out) < steps:
+        g = torch.Generator().manual_seed(int(data_seed) * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        out.extend(perm[i * batch_size:(i + 1) * batch_size] for i in range(per_epoch))
+        epoch += 1
+    return out[:steps]
+
+
+@torch.no_grad()
+def pool_loss(model: torch.nn.Module, loss_fn: LossFn, pool: Pool, *,
+              chunk: int = 256) -> float:
+    """Mean loss over the pool (chunks weighted by their number of samples)."""
+    total, n = 0.0, len(pool)
+    for i in range(0, n, chunk):
+        x, y = pool.inputs[i:i + chunk], pool.targets[i:i + chunk]
+        total += float(loss_fn(model(x), y)) * len(x)
+    return total / n
+
+
+def train(factory: Callable[[int], tuple[torch.nn.Module, LossFn]], pool: Pool,
+          config: TrainConfig, *, callback: Callable[[int, float], None] | None = None
+          ) -> TrainResult:
+    """Train one model and record its loss curves.
+
+    Args:
+        factory: ``factory(seed) -> (model, loss_fn)``, a fresh model at its seeded
+            initialization; its parameters must be on the pool's device.
+        pool: Training samples.
+        config: Run settings.
+        callback: ``callback(step, loss)`` after every step (progress reporting).
+
+    Returns:
+        The :class:`TrainResult`; divergence is reported in it, never raised.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError("config must be a TrainConfig")
+    if not isinstance(pool, Pool):
+        raise TypeError("pool must be a nets.studies.training.Pool")
+    model, loss_fn = factory(config.seed)
+    opt = make_optimizer(config.optimizer, (p for p in model.parameters() if p.requires_grad),
+                         lr=config.lr, momentum=config.momentum, betas=config.betas,
+                         eps=config.eps, weight_decay=config.weight_decay)
+    order = batch_order(len(pool), batch_size=config.batch_size, steps=config.steps,
+                        data_seed=config.data_seed)
+    l0 = pool_loss(model, loss_fn, pool)
+    if not math.isfinite(l0):
+        raise ValueError(f"the loss at initialization is not finite ({l0})")
+    limit = max(config.divergence_factor * l0, l0 + 10.0)
+    losses: list[float] = []
+    eval_steps, eval_losses = [0], [l0]
+    diverged_step: int | None = None
+    for t, idx in enumerate(order):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(pool.inputs[idx]), pool.targets[idx])
+        val = float(loss.detach())
+        if not (math.isfinite(val) and val <= limit):
+            diverged_step = t
+            break
+        loss.backward()
+        opt.step()
+        losses.append(val)
+        if callback is not None:
+            callback(t, val)
+        done = t + 1
+        if done % config.eval_every == 0 or done == config.steps:
+            pl = pool_loss(model, loss_fn, pool)
+            if not (math.isfinite(pl) and pl <= limit):
+                diverged_step = t
+                break
+            eval_steps.append(done)
+            eval_losses.append(pl)
+    diverged = diverged_step is not None
+    return TrainResult(config, np.asarray(losses, dtype=np.float64),
+                       np.asarray(eval_steps, dtype=np.int64),
+                       np.asarray(eval_losses, dtype=np.float64), diverged, diverged_step,
+                       math.inf if diverged else float(eval_losses[-1]))
