@@ -1,18 +1,40 @@
-"""How the engine calls a user's model: one place that turns a batch's inputs into a forward call.
+"""How the engine meets a user's model and data: batches, devices, modes, the forward call.
 
 Every Hessian-vector product in :mod:`nets.engine` calls the model through
-:func:`functional_forward`, so supporting a new kind of input (a dict of tensors passed as
-keyword arguments, a tuple of positional tensors) or output happens here and nowhere else.
+:func:`functional_forward` and every data set goes through :func:`prepare_data`, so supporting a
+new kind of input, output or batch happens here and nowhere else.
+
+**Batches.** ``data`` is a re-iterable of batches, each either
+
+* an ``(inputs, targets)`` pair, where ``inputs`` is a tensor (one positional argument), a tuple
+  of tensors (positional arguments) or a mapping of tensors (keyword arguments, e.g.
+  ``{"input_ids": ..., "attention_mask": ...}``); or
+* a mapping with a ``"labels"`` entry (a Hugging Face ``datasets``-style batch): the targets are
+  ``batch["labels"]`` and the other entries are the keyword arguments of the model.
+
+**Outputs.** The loss function receives whatever the model returns (a tensor, a tuple, a Hugging
+Face ``ModelOutput``): ``loss_fn(model(**inputs), targets)``.
+
+**Batch size** ``n_b`` (the weight of the batch in the mean loss) is the length of the first axis
+of the targets (or of their first tensor when the targets are a tuple or mapping).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch.func import functional_call
 
-__all__ = ["functional_forward"]
+from nets.engine.distributed import Communicator
+
+__all__ = ["batch_size", "check_modes", "functional_forward", "prepare_data", "split_batch",
+           "to_device"]
+
+LossFn = Callable[[object, object], torch.Tensor]
+
+#: Key of the targets in a mapping batch (the Hugging Face convention).
+LABELS_KEY = "labels"
 
 
 def functional_forward(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor] |
@@ -23,11 +45,146 @@ def functional_forward(model: torch.nn.Module, tensors: Mapping[str, torch.Tenso
         model: The module.
         tensors: Parameters and buffers by name, or a tuple of such dicts
             (as :func:`torch.func.functional_call` accepts).
-        inputs: A tensor (one positional argument) or a mapping of keyword arguments.
+        inputs: A tensor (one positional argument), a tuple of positional arguments, or a
+            mapping of keyword arguments.
 
     Returns:
         Whatever the model returns; the loss function receives it unchanged.
     """
     if isinstance(inputs, Mapping):
         return functional_call(model, tensors, (), dict(inputs))
+    if isinstance(inputs, tuple):
+        return functional_call(model, tensors, inputs)
     return functional_call(model, tensors, (inputs,))
+
+
+def forward(model: torch.nn.Module, inputs: object) -> object:
+    """``model(inputs)`` with the model's own parameters, inputs unpacked as in
+    :func:`functional_forward`."""
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    if isinstance(inputs, tuple):
+        return model(*inputs)
+    return model(inputs)
+
+
+def split_batch(batch: object, index: int = 0) -> tuple[object, object]:
+    """``(inputs, targets)`` of one batch (see the module docstring for the accepted forms).
+
+    Raises:
+        TypeError: the batch is neither an ``(inputs, targets)`` pair nor a mapping with a
+            ``"labels"`` entry.
+    """
+    if isinstance(batch, Mapping):
+        if LABELS_KEY not in batch:
+            raise TypeError(f"batch {index} is a mapping without a {LABELS_KEY!r} entry "
+                            f"(keys: {', '.join(map(str, batch))}); put the targets under "
+                            f"{LABELS_KEY!r} or pass (inputs, targets) pairs")
+        return {k: v for k, v in batch.items() if k != LABELS_KEY}, batch[LABELS_KEY]
+    if isinstance(batch, tuple | list) and len(batch) == 2:
+        x = batch[0]
+        return (tuple(x) if isinstance(x, list) else x), batch[1]
+    raise TypeError(f"batch {index} is not an (inputs, targets) pair nor a mapping with a "
+                    f"{LABELS_KEY!r} entry (got {type(batch).__name__})")
+
+
+def batch_size(targets: object) -> int:
+    """Number of samples ``n_b`` of a batch from its targets (first axis of the first tensor)."""
+    if isinstance(targets, torch.Tensor):
+        return int(targets.shape[0]) if targets.ndim else 1
+    if isinstance(targets, Mapping):
+        targets = list(targets.values())
+    if isinstance(targets, tuple | list) and targets and isinstance(targets[0], torch.Tensor):
+        return batch_size(targets[0])
+    try:
+        return len(targets)  # type: ignore[arg-type]
+    except TypeError:
+        return 1
+
+
+def to_device(x: object, device: torch.device) -> object:
+    """``x`` with every tensor (also inside tuples, lists and mappings) moved to ``device``."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    if isinstance(x, tuple | list):
+        return type(x)(to_device(v, device) for v in x)
+    if isinstance(x, Mapping):
+        return {k: to_device(v, device) for k, v in x.items()}
+    return x
+
+
+def check_modes(model: torch.nn.Module) -> None:
+    """Refuse modules whose training mode makes the loss random or batch-dependent.
+
+    Raises:
+        ValueError: a dropout layer with ``p > 0`` or a batch-norm layer in training mode,
+            naming the module and the fix.
+    """
+    for name, m in model.named_modules():
+        if not m.training:
+            continue
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0:
+            raise ValueError(f"module {name or 'model'!r} is a dropout layer in training mode: "
+                             "the loss is random and has no Hessian; call model.eval() or set "
+                             "p=0")
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            raise ValueError(f"module {name or 'model'!r} is a batch-norm layer in training "
+                             "mode: its statistics depend on the batch and it updates buffers; "
+                             "call model.eval() (fixed statistics) or use GroupNorm/LayerNorm")
+
+
+def prepare_data(model: torch.nn.Module, loss_fn: LossFn, data: Iterable, *,
+                 device: torch.device, comm: Communicator | None = None
+                 ) -> list[tuple[object, object, float]]:
+    """Materialize and check the data: ``[(inputs, targets, weight)]`` with weights ``n_b/N``.
+
+    Checks that the data is re-iterable and non-empty, that each batch loss is a finite scalar,
+    and that the loss is deterministic (two evaluations on the first batch agree exactly).
+    With a distributed ``comm``, ``data`` is this rank's shard, ``N`` counts the samples of all
+    ranks, and a check failing on one rank fails on every rank.
+
+    Raises:
+        TypeError: ``data`` is a one-shot iterator, or a batch has none of the accepted forms.
+        ValueError: empty data, non-scalar or non-finite loss, random loss (dropout, train-mode
+            batch norm, or any other randomness).
+        nets.engine.distributed.DistributedError: the checks failed on another rank.
+    """
+    comm = comm or Communicator()
+    batches = comm.together(lambda: _checked_batches(model, loss_fn, data, device),
+                            what="checking the data shards")
+    total = comm.sum_int(sum(n for _, _, n in batches), what="counting samples")
+    return [(x, y, n / total) for x, y, n in batches]
+
+
+def _checked_batches(model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
+                     device: torch.device) -> list[tuple[object, object, int]]:
+    if iter(data) is data:
+        raise TypeError("data is a one-shot iterator; pass a re-iterable (list, DataLoader "
+                        "without shuffling) because the Hessian needs many passes")
+    check_modes(model)
+    batches = []
+    for i, batch in enumerate(data):
+        x, y = split_batch(batch, i)
+        x, y = to_device(x, device), to_device(y, device)
+        batches.append((x, y, batch_size(y)))
+    if not batches:
+        raise ValueError("data is empty: the mean loss over no samples is undefined")
+    total = sum(n for _, _, n in batches)
+    if total <= 0:
+        raise ValueError("data has no samples")
+    with torch.no_grad():
+        for i, (x, y, _) in enumerate(batches):
+            loss = loss_fn(forward(model, x), y)
+            if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+                shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss)
+                raise ValueError(f"loss_fn must return a scalar tensor (a mean loss); batch "
+                                 f"{i} gave {shape}")
+            if not torch.isfinite(loss):
+                raise ValueError(f"the loss is not finite on batch {i} ({loss.item()})")
+            if i == 0:
+                again = loss_fn(forward(model, x), y)
+                if not torch.equal(loss, again):
+                    raise ValueError("the loss is not deterministic: two evaluations on the "
+                                     f"same batch gave {loss.item()!r} and {again.item()!r}; "
+                                     "remove dropout, data augmentation and other randomness")
+    return batches

@@ -32,13 +32,11 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch.func import grad, jvp, vmap
 
-from nets.engine.adapters import functional_forward
+from nets.engine.adapters import LossFn, functional_forward, prepare_data
 from nets.engine.blocks import Block
 from nets.engine.distributed import Communicator
 
-__all__ = ["BlockHVP", "make_batch_hessian_vector_product", "prepare_data"]
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+__all__ = ["BlockHVP", "make_batch_hessian_vector_product"]
 
 
 def make_batch_hessian_vector_product(
@@ -73,97 +71,6 @@ def make_batch_hessian_vector_product(
         return vmap(one, chunk_size=chunk_size)(tangents)
 
     return hvp
-
-
-def _batch_size(targets: object) -> int:
-    if isinstance(targets, torch.Tensor):
-        return int(targets.shape[0]) if targets.ndim else 1
-    try:
-        return len(targets)  # type: ignore[arg-type]
-    except TypeError:
-        return 1
-
-
-def _to(x: object, device: torch.device) -> object:
-    if isinstance(x, torch.Tensor):
-        return x.to(device)
-    if isinstance(x, tuple | list):
-        return type(x)(_to(v, device) for v in x)
-    if isinstance(x, dict):
-        return {k: _to(v, device) for k, v in x.items()}
-    return x
-
-
-def _check_modes(model: torch.nn.Module) -> None:
-    for name, m in model.named_modules():
-        if not m.training:
-            continue
-        if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0:
-            raise ValueError(f"module {name or 'model'!r} is a dropout layer in training mode: "
-                             "the loss is random and has no Hessian; call model.eval() or set "
-                             "p=0")
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            raise ValueError(f"module {name or 'model'!r} is a batch-norm layer in training "
-                             "mode: its statistics depend on the batch and it updates buffers; "
-                             "call model.eval() (fixed statistics) or use GroupNorm/LayerNorm")
-
-
-def prepare_data(model: torch.nn.Module, loss_fn: LossFn, data: Iterable, *,
-                 device: torch.device, comm: Communicator | None = None
-                 ) -> list[tuple[object, object, float]]:
-    """Materialize and check the data: ``[(inputs, targets, weight)]`` with weights ``n_b/N``.
-
-    Checks that the data is re-iterable and non-empty, that each batch loss is a finite scalar,
-    and that the loss is deterministic (two evaluations on the first batch agree exactly).
-    With a distributed ``comm``, ``data`` is this rank's shard, ``N`` counts the samples of all
-    ranks, and a check failing on one rank fails on every rank.
-
-    Raises:
-        TypeError: ``data`` is a one-shot iterator, or batches are not ``(inputs, targets)``.
-        ValueError: empty data, non-scalar or non-finite loss, random loss (dropout, train-mode
-            batch norm, or any other randomness).
-        nets.engine.distributed.DistributedError: the checks failed on another rank.
-    """
-    comm = comm or Communicator()
-    batches = comm.together(lambda: _checked_batches(model, loss_fn, data, device),
-                            what="checking the data shards")
-    total = comm.sum_int(sum(n for _, _, n in batches), what="counting samples")
-    return [(x, y, n / total) for x, y, n in batches]
-
-
-def _checked_batches(model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
-                     device: torch.device) -> list[tuple[object, object, int]]:
-    if iter(data) is data:
-        raise TypeError("data is a one-shot iterator; pass a re-iterable (list, DataLoader "
-                        "without shuffling) because the Hessian needs many passes")
-    _check_modes(model)
-    batches = []
-    for i, batch in enumerate(data):
-        if not (isinstance(batch, tuple | list) and len(batch) == 2):
-            raise TypeError(f"batch {i} is not an (inputs, targets) pair")
-        x, y = _to(batch[0], device), _to(batch[1], device)
-        batches.append((x, y, _batch_size(y)))
-    if not batches:
-        raise ValueError("data is empty: the mean loss over no samples is undefined")
-    total = sum(n for _, _, n in batches)
-    if total <= 0:
-        raise ValueError("data has no samples")
-    with torch.no_grad():
-        for i, (x, y, _) in enumerate(batches):
-            loss = loss_fn(model(x), y)
-            if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-                shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss)
-                raise ValueError(f"loss_fn must return a scalar tensor (a mean loss); batch "
-                                 f"{i} gave {shape}")
-            if not torch.isfinite(loss):
-                raise ValueError(f"the loss is not finite on batch {i} ({loss.item()})")
-            if i == 0:
-                again = loss_fn(model(x), y)
-                if not torch.equal(loss, again):
-                    raise ValueError("the loss is not deterministic: two evaluations on the "
-                                     f"same batch gave {loss.item()!r} and {again.item()!r}; "
-                                     "remove dropout, data augmentation and other randomness")
-    return batches
 
 
 class BlockHVP:
