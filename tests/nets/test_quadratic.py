@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import nets
@@ -82,7 +82,6 @@ def test_quadratic_rejects_bad_blocks():
         zoo.QuadraticModel(_problem(HETERO), np.ones(9))
 
 
-@settings(max_examples=15, deadline=None)
 @given(sizes=st.lists(st.integers(1, 12), min_size=1, max_size=4),
        seed=st.integers(0, 2**31 - 1), log_scale=st.floats(-4, 4))
 def test_random_quadratics_recover_every_block(sizes, seed, log_scale):
