@@ -17,6 +17,7 @@ from nets.studies.finetune import PRETRAIN_STEPS, FinetuneStudy, finetune_study
 from nets.studies.gap import GapProfile, measure_gap
 from nets.studies.layernorm import PerturbationStudy, perturbation_study
 from nets.studies.table1 import Table1, table1
+from nets.studies.tasks import scaled_mlp_task, zoo_task
 
 from . import fig5_mlp_mixer, fig6_finetune, fig7_gap_vs_js0, fig_layernorm
 from .registry import FigureSpec, Finding, markdown_table
@@ -33,9 +34,10 @@ def _gap_profile(profile: str | dict) -> str | GapProfile:
 
 
 def table1_compute(*, tasks: tuple[str, ...], profile, progress=None) -> Table1:
-    """`nets.studies.table1` under a named budget or an explicit `GapProfile` given as a dict."""
+    """`nets.studies.table1` of the zoo models named in `tasks`, under a named budget or an
+    explicit `GapProfile` given as a dict."""
     prof = _gap_profile(profile)
-    return table1(tasks, prof, progress=progress)
+    return table1([zoo_task(t) for t in tasks], prof, progress=progress)
 
 
 def table1_draw(res: Table1, out_dir):
@@ -153,12 +155,12 @@ def hetero_compute(*, scales, profile, mixer_steps: int, mixer_probes: int,
                    progress=None) -> HeteroMixer:
     """Scaled MLPs (layer scales S^(-1, -1/3, 1/3, 1), see `nets.zoo.scaled_mlp`) and MLP-mixer."""
     prof = _gap_profile(profile)
-    scaled = table1([f"mlp-s{s:g}" for s in scales], prof, progress=progress)
+    scaled = table1([scaled_mlp_task(s) for s in scales], prof, progress=progress)
     model, loss_fn, data = zoo.load("mixer", seed=0)
     spectra = blockwise_spectrum(model, loss_fn, data, lanczos_steps=mixer_steps,
                                  probes=mixer_probes, seed=0)
     return HeteroMixer(scaled, tuple(scales), spectra,
-                       measure_gap("mixer", prof, progress=progress))
+                       measure_gap(zoo_task("mixer"), prof, progress=progress))
 
 
 def hetero_draw(res: HeteroMixer, out_dir):

@@ -14,6 +14,7 @@ The default folder is ``$NETS_CACHE`` or ``runs/cache``.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -36,7 +37,15 @@ SPECTRUM_SOURCES = ("spectrum.py", "hvp.py", "lanczos.py", "slq.py", "density.py
 
 @cache
 def code_version(sources: tuple[str, ...] = DEFAULT_SOURCES) -> str:
-    """Package version and a hash of the given ``nets`` source files."""
+    """Package version and a hash of the given sources.
+
+    Args:
+        sources: Module import paths (``"nets.zoo.models"``, hashed from the file
+            :func:`importlib.util.find_spec` finds) or bare ``nets`` file names (``"hvp.py"``).
+
+    Returns:
+        ``"<version>+<12 hex digits>"``.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -47,6 +56,13 @@ def code_version(sources: tuple[str, ...] = DEFAULT_SOURCES) -> str:
     nets_root = Path(__file__).resolve().parent.parent / "nets"
     names = {"zoo.py": "models.py", "heterogeneity.py": "scaled_mlp.py"}
     for name in sources:
+        if not name.endswith(".py"):  # an import path: the file of that module
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.origin is None:
+                raise ValueError(f"cache source {name!r} is not an importable module")
+            h.update(name.encode())
+            h.update(Path(spec.origin).read_bytes())
+            continue
         found = sorted(nets_root.rglob(names.get(name, name)))
         if not found:
             raise FileNotFoundError(f"cache source {name!r} not found under {nets_root}")

@@ -18,30 +18,25 @@ resumes from) the runs already stored.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 
 import torch
 
+from labkit.atomic import atomic_write_bytes
+from labkit.jsonio import dumps
 from labkit.progress import Progress
 from labkit.tables import format_table
 from nets.cli.common import distributed
+from nets.cli.tasks import TASK_NAMES_HELP, task_from_name
+from nets.studies.advise import advise, load_evidence, load_model
+from nets.studies.finetune import finetune_study
 from nets.studies.gap import PROFILES, GapReport, measure_gap
-from nets.studies.tasks import get_task
+from nets.studies.layernorm import perturbation_study
+from nets.studies.table1 import table1
+from nets.studies.tasks import layernorm_task, scaled_mlp_task, zoo_task
 from nets.zoo import models as zoo
+from nets.zoo.scaled_mlp import layer_scales
 
 __all__ = ["register"]
-
-
-def _jsonable(obj):
-    """Replace non-finite floats by ``None`` so the output is strict JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 def _profile(args):
@@ -79,15 +74,15 @@ GAP_COLUMNS = [("task", "task", ""), ("B", "batch", "d"), ("js0", "JS0", ".3f"),
 def _cmd_gap(args) -> int:
     profile = _profile(args)
     sizes = tuple(args.batch_sizes) if args.batch_sizes else profile.batch_sizes
-    get_task(args.model)  # fail early on a bad name
+    task = task_from_name(args.model, cache_dir=args.cache)
     total = _runs_per_task(profile, len(sizes))
     with Progress(total, f"gap {args.model}", enabled=_bar(args)) as bar:
-        rep = measure_gap(args.model, profile, batch_sizes=sizes, cache_dir=args.cache,
+        rep = measure_gap(task, profile, batch_sizes=sizes, cache_dir=args.cache,
                           progress=bar.advance, comm=args.comm)
     if args.comm.rank != 0:
         return 0
     if args.json:
-        print(json.dumps(_jsonable(rep.to_dict()), indent=1))
+        print(dumps(rep.to_dict(), indent=1))
         return 0
     print(f"# {args.model}: profile {profile.name} ({profile.steps} steps, seeds "
           f"{list(profile.seeds)}); gap = ln(L_SGD / L_Adam) of the tuned final training "
@@ -98,11 +93,9 @@ def _cmd_gap(args) -> int:
     return 0
 
 
-def _table1(args, tasks: list[str], profile, label: str):
+def _table1(args, tasks: list, profile, label: str):
     """:func:`nets.studies.table1.table1` of ``tasks`` with a progress bar (sharded under
     torchrun)."""
-    from nets.studies.table1 import table1
-
     total = len(tasks) * _runs_per_task(profile, len(profile.batch_sizes))
     with Progress(total, label, enabled=_bar(args)) as bar:
         return table1(tasks, profile, cache_dir=args.cache, progress=bar.advance, comm=args.comm)
@@ -110,17 +103,16 @@ def _table1(args, tasks: list[str], profile, label: str):
 
 def _cmd_table1(args) -> int:
     profile = _profile(args)
-    tasks = args.tasks or list(zoo.MODELS)
-    for t in tasks:
-        get_task(t)
+    tasks = ([task_from_name(t, cache_dir=args.cache) for t in args.tasks] if args.tasks
+             else [zoo_task(m) for m in zoo.MODELS])
     tab = _table1(args, tasks, profile, "table1")
     if args.comm.rank != 0:
         return 0
-    doc = _jsonable(tab.to_dict())
+    doc = tab.to_dict()
     if args.write_evidence:
-        _write_json(args.write_evidence, doc)
+        atomic_write_bytes(args.write_evidence, dumps(doc, indent=1).encode())
     if args.json:
-        print(json.dumps(doc, indent=1))
+        print(dumps(doc, indent=1))
         return 0
     rows = [r for rep in tab.reports for r in _gap_rows(rep)]
     print(f"# Table 1 (profile {profile.name}): JS0 at initialization and the tuned SGD–Adam "
@@ -138,34 +130,17 @@ def _cmd_table1(args) -> int:
     return 0
 
 
-def _write_json(path: str, doc: dict) -> None:
-    import os
-    import tempfile
-    from pathlib import Path
-
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=out.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
-
-
 def _cmd_hetero(args) -> int:
-    from nets.zoo.scaled_mlp import layer_scales
-
     profile = _profile(args)
-    tasks = [f"mlp-s{s:g}" for s in args.scales]
-    for s in args.scales:
-        layer_scales(s)  # validate
+    tasks = [scaled_mlp_task(s) for s in args.scales]
     tab = _table1(args, tasks, profile, "hetero")
     if args.comm.rank != 0:
         return 0
-    doc = _jsonable(tab.to_dict())
-    doc["scales"] = {t: list(layer_scales(s)) for t, s in zip(tasks, args.scales, strict=True)}
+    doc = tab.to_dict()
+    doc["scales"] = {t.label: list(layer_scales(s))
+                     for t, s in zip(tasks, args.scales, strict=True)}
     if args.json:
-        print(json.dumps(doc, indent=1))
+        print(dumps(doc, indent=1))
         return 0
     print(f"# Figure 5(a): MLP with layer scales c = (S^-1, S^-1/3, S^1/3, S); profile "
           f"{profile.name}")
@@ -177,8 +152,6 @@ def _cmd_hetero(args) -> int:
 
 
 def _cmd_lnstudy(args) -> int:
-    from nets.studies.layernorm import perturbation_study
-
     n = len(args.variants) * len(args.depths)
     with Progress(n, "lnstudy", enabled=_bar(args)) as bar:
         st = perturbation_study(args.depths, variants=args.variants,
@@ -189,10 +162,10 @@ def _cmd_lnstudy(args) -> int:
         profile = _profile(args)
         doc["gap"] = {}
         for v in args.variants:
-            rep = measure_gap(f"{v}{args.gap_depth}", profile, cache_dir=args.cache)
+            rep = measure_gap(layernorm_task(v, args.gap_depth), profile, cache_dir=args.cache)
             doc["gap"][v] = rep.to_dict()
     if args.json:
-        print(json.dumps(_jsonable(doc), indent=1))
+        print(dumps(doc, indent=1))
         return 0
     rows = []
     for v in args.variants:
@@ -221,12 +194,6 @@ def _cmd_lnstudy(args) -> int:
 
 
 def _cmd_finetune(args) -> int:
-    import os
-
-    from nets.studies.finetune import finetune_study
-
-    if args.cache:
-        os.environ["NETS_CACHE"] = args.cache  # the pretrained checkpoint goes there too
     profile = _profile(args)
     total = 2 * _runs_per_task(profile, len(profile.batch_sizes))
     with Progress(total, "finetune", enabled=_bar(args)) as bar:
@@ -234,7 +201,7 @@ def _cmd_finetune(args) -> int:
     if args.comm.rank != 0:
         return 0
     if args.json:
-        print(json.dumps(_jsonable(st.to_dict()), indent=1))
+        print(dumps(st.to_dict(), indent=1))
         return 0
     print("# Figure 6 analogue: GPT on the dialect corpus from scratch vs fine-tuned from the "
           "Adam-pretrained checkpoint; JS at the starting point")
@@ -246,23 +213,12 @@ def _cmd_finetune(args) -> int:
 
 
 def _cmd_advise(args) -> int:
-    from nets.studies.advise import advise, load_evidence, load_factory
-
-    factory = load_factory(args.model)
-    try:
-        made = factory()
-    except Exception as e:
-        raise ValueError(f"the model factory {args.model!r} raised {type(e).__name__}: {e}"
-                         ) from e
-    if not (isinstance(made, tuple | list) and len(made) == 3):
-        raise TypeError(f"the model factory must return (model, loss_fn, data), got "
-                        f"{type(made).__name__}")
-    model, loss_fn, data = made
+    model, loss_fn, data = load_model(args.model)
     ev = load_evidence(args.evidence)
     adv = advise(model, loss_fn, data, evidence=ev, batch_size=args.batch_size,
                  seed=args.seed)
     if args.json:
-        print(json.dumps(_jsonable(adv.to_dict()), indent=1))
+        print(dumps(adv.to_dict(), indent=1))
         return 0
     print(adv.message)
     sizes = sorted(int(b) for b in ev["spearman"])
@@ -303,7 +259,7 @@ def register(sub) -> None:
     """Add the training subcommands to the ``nets`` sub-parser collection ``sub``."""
     g = sub.add_parser("gap", help="tuned SGD (momentum) vs Adam gap and JS0 of one model")
     g.add_argument("--model", required=True,
-                   help="zoo model, mlp-s<S>, postln<N>, preln<N>, admin<N>, gpt-dialect, gpt-ft")
+                   help=TASK_NAMES_HELP)
     g.add_argument("--batch-sizes", type=int, nargs="+", default=None,
                    help="override the profile's batch sizes")
     _common(g)

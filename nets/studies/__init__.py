@@ -3,7 +3,7 @@ Pre/Post-LN,
 fine-tuning, and ``advise``. They use the engine (:mod:`nets.engine`) and the zoo (:mod:`nets.zoo`).
 """
 
-from nets.studies.advise import Advice, advise, check_twice_differentiable, load_factory
+from nets.studies.advise import Advice, advise, check_twice_differentiable, load_factory, load_model
 from nets.studies.correlation import SpearmanResult, spearman
 from nets.studies.finetune import FinetuneStudy, finetune_study
 from nets.studies.gap import (
@@ -18,7 +18,13 @@ from nets.studies.gap import (
 from nets.studies.layernorm import PerturbationStudy, perturbation_study
 from nets.studies.pools import POOL_SEED, first_batches, make_pool
 from nets.studies.table1 import Table1, table1
-from nets.studies.tasks import Task, get_task
+from nets.studies.tasks import (
+    Task,
+    finetune_task,
+    layernorm_task,
+    scaled_mlp_task,
+    zoo_task,
+)
 from nets.studies.training import Pool, TrainConfig, TrainResult, train
 
 __all__ = [
@@ -39,15 +45,19 @@ __all__ = [
     "advise",
     "check_twice_differentiable",
     "finetune_study",
+    "finetune_task",
     "first_batches",
     "gap_metric",
-    "get_task",
+    "layernorm_task",
     "load_factory",
+    "load_model",
     "make_pool",
     "measure_gap",
     "perturbation_study",
+    "scaled_mlp_task",
     "spearman",
     "table1",
     "train",
     "tune",
+    "zoo_task",
 ]

@@ -31,13 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from labkit.jsonio import as_float
 from nets.engine.density import DensityRecipe
 from nets.engine.hvp import make_batch_hessian_vector_product
 from nets.engine.js import js0_bootstrap
 from nets.engine.spectrum import blockwise_spectrum
 
 __all__ = ["EVIDENCE", "Advice", "advise", "check_twice_differentiable", "load_evidence",
-           "load_factory"]
+           "load_factory", "load_model"]
 
 #: The evidence file shipped with the package (written by ``nets table1 --write-evidence``).
 EVIDENCE = Path(__file__).resolve().parent / "evidence_table1.json"
@@ -78,6 +79,39 @@ def load_factory(spec: str) -> Callable:
     if not callable(func):
         raise TypeError(f"{spec!r} is not callable")
     return func
+
+
+def load_model(spec: str) -> tuple[torch.nn.Module, Callable, list]:
+    """Load a user's model through its factory and check what the factory returns.
+
+    Args:
+        spec: ``module:function`` or ``path/file.py:function`` (see :func:`load_factory`); the
+            function takes no argument and returns ``(model, loss_fn, data)``.
+
+    Returns:
+        ``(model, loss_fn, data)`` as the factory made them.
+
+    Raises:
+        ValueError: the factory cannot be loaded or raised an exception (the message names it).
+        TypeError: the factory does not return a ``(model, loss_fn, data)`` triple with a
+            ``torch.nn.Module`` and a callable loss.
+    """
+    factory = load_factory(spec)
+    try:
+        made = factory()
+    except Exception as e:  # user code: report which factory failed and how
+        raise ValueError(f"the model factory {spec!r} raised {type(e).__name__}: {e}") from e
+    if not (isinstance(made, tuple | list) and len(made) == 3):
+        raise TypeError(f"the model factory must return (model, loss_fn, data), got "
+                        f"{type(made).__name__}")
+    model, loss_fn, data = made
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"the model factory {spec!r} returned a {type(model).__name__} as the "
+                        "model: return a torch.nn.Module")
+    if not callable(loss_fn):
+        raise TypeError(f"the model factory {spec!r} returned a non-callable loss_fn "
+                        f"({type(loss_fn).__name__})")
+    return model, loss_fn, data
 
 
 def check_twice_differentiable(model: torch.nn.Module, loss_fn, data, *, samples: int = 4,
@@ -205,11 +239,11 @@ def advise(model: torch.nn.Module, loss_fn, data, *, evidence: dict | None = Non
     est = js0_bootstrap(spectra, DensityRecipe(), n_boot=50 if js["probes"] > 1 else 2,
                         rng=np.random.default_rng([seed, 777]))
     rows = [r for r in ev["rows"] if r.get(f"gap_b{b}") is not None
-            and math.isfinite(r[f"gap_b{b}"])]
+            and math.isfinite(as_float(r[f"gap_b{b}"])) and math.isfinite(as_float(r["js0"]))]
     if not rows:
         raise ValueError("the evidence has no finite gap at this batch size")
-    order = sorted(rows, key=lambda r: abs(r["js0"] - est.value))[:max(1, k)]
-    pred = float(np.mean([r[f"gap_b{b}"] for r in order]))
+    order = sorted(rows, key=lambda r: abs(as_float(r["js0"]) - est.value))[:max(1, k)]
+    pred = float(np.mean([as_float(r[f"gap_b{b}"]) for r in order]))
     sp = ev["spearman"].get(str(b))
     verdict = "likely" if pred > LAG else ("unlikely" if pred < NO_LAG else "unclear")
     say = {"likely": "SGD (with momentum, tuned) is LIKELY to lag Adam",
@@ -222,14 +256,16 @@ def advise(model: torch.nn.Module, loss_fn, data, *, evidence: dict | None = Non
         msg += (" The evidence has too few usable models for a rank correlation: treat this "
                 "as a guess.")
     else:
-        lo, hi = sp["interval95_bootstrap"]
-        if lo is None or hi is None or lo <= 0 <= hi:
-            span = ("undefined" if lo is None or hi is None else f"[{lo:+.2f}, {hi:+.2f}]")
-            msg += (f" Caution: on the evidence, Spearman rho(JS0, gap) = {sp['rho']:+.2f} "
+        lo, hi = (math.nan if v is None else as_float(v) for v in sp["interval95_bootstrap"])
+        rho = as_float(sp["rho"])
+        defined = math.isfinite(lo) and math.isfinite(hi)
+        if not defined or lo <= 0 <= hi:
+            span = f"[{lo:+.2f}, {hi:+.2f}]" if defined else "undefined"
+            msg += (f" Caution: on the evidence, Spearman rho(JS0, gap) = {rho:+.2f} "
                     f"with a 95% interval {span} that contains 0 — JS0 did not reliably "
                     "predict the gap there, so this verdict is weak.")
         else:
-            msg += (f" On the evidence, Spearman rho(JS0, gap) = {sp['rho']:+.2f}, 95% "
+            msg += (f" On the evidence, Spearman rho(JS0, gap) = {rho:+.2f}, 95% "
                     f"[{lo:+.2f}, {hi:+.2f}].")
     ev_rows = tuple({"task": r["task"], "js0": r["js0"],
                      **{f"gap_b{s}": r.get(f"gap_b{s}") for s in sizes}} for r in ev["rows"])

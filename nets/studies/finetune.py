@@ -20,12 +20,14 @@ that SGD's gap on fine-tuning is smaller.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from nets.engine.distributed import Communicator
-from nets.studies.gap import measure_gap
+from nets.studies.gap import GapProfile, measure_gap
 from nets.studies.pretraining import PRETRAIN_STEPS
+from nets.studies.tasks import finetune_task
 
 __all__ = ["FinetuneStudy", "finetune_study"]
 
@@ -56,27 +58,27 @@ class FinetuneStudy:
                 "rows": self.rows()}
 
 
-def finetune_study(profile="quick", *, pretrain_steps: int = PRETRAIN_STEPS, cache_dir=None,
+def finetune_study(profile: str | GapProfile = "quick", *, pretrain_steps: int = PRETRAIN_STEPS,
+                   cache_dir: str | os.PathLike | None = None,
+                   checkpoint_dir: str | os.PathLike | None = None,
                    progress: Callable[[str], None] | None = None,
                    comm: Communicator | None = None) -> FinetuneStudy:
     """Run the comparison (see the module docstring) under a gap profile.
 
     Args:
         profile: A :class:`nets.studies.gap.GapProfile` or its name.
-        pretrain_steps: Adam steps of pretraining (task ``gpt-ft-p<steps>`` when it is not
-            :data:`PRETRAIN_STEPS`; fewer make a smoke test, not a measurement).
-        cache_dir: Folder of the training runs; the pretrained checkpoint goes to the default
-            cache folder (``$NETS_CACHE`` or ``runs/cache``), which the CLI points at ``--cache``.
+        pretrain_steps: Adam steps of pretraining (fewer than :data:`PRETRAIN_STEPS` make a
+            smoke test, not a measurement).
+        cache_dir: Folder of the training runs.
+        checkpoint_dir: Folder of the pretrained checkpoint (default: ``cache_dir``).
         progress: Called with a note after every training run.
         comm: :class:`nets.engine.distributed.DistributedCommunicator` to share the training grids
             out among the ranks (a rank that trains a fine-tuning run pretrains the checkpoint
             itself unless it finds it in its cache folder).
     """
-    if isinstance(pretrain_steps, bool) or not isinstance(pretrain_steps, int) \
-            or pretrain_steps < 1:
-        raise ValueError(f"pretrain_steps must be a positive integer, got {pretrain_steps!r}")
-    ft_task = "gpt-ft" if pretrain_steps == PRETRAIN_STEPS else f"gpt-ft-p{pretrain_steps}"
-    scratch = measure_gap("gpt-dialect", profile, cache_dir=cache_dir, progress=progress,
+    ckpt = cache_dir if checkpoint_dir is None else checkpoint_dir
+    ft_task = finetune_task(True, pretrain_steps=pretrain_steps, cache_dir=ckpt)
+    scratch = measure_gap(finetune_task(False), profile, cache_dir=cache_dir, progress=progress,
                           comm=comm)
     ft = measure_gap(ft_task, profile, cache_dir=cache_dir, progress=progress, comm=comm)
     return FinetuneStudy(scratch, ft)

@@ -24,22 +24,23 @@ JS0 (mean JS distance between blockwise spectral densities at initialization,
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy.special import rel_entr
 
-from labkit.cache import SPECTRUM_SOURCES, cached
+from labkit.cache import cached
 from nets.engine.density import DensityRecipe, block_densities
 from nets.engine.distributed import Communicator
 from nets.engine.js import js0_bootstrap
 from nets.engine.spectrum import blockwise_spectrum
-from nets.studies.tasks import Task, get_task
+from nets.studies.tasks import Task
 from nets.studies.training import TrainConfig, TrainResult, train
 
-__all__ = ["PROFILES", "GapProfile", "GapReport", "GapResult", "LrScore", "TunedOptimizer",
-           "gap_metric", "measure_gap", "task_js0", "train_cached", "tune"]
+__all__ = ["PROFILES", "SPECTRUM_MODULES", "GapProfile", "GapReport", "GapResult", "LrScore",
+           "TunedOptimizer", "gap_metric", "measure_gap", "task_js0", "train_cached", "tune"]
 
 
 @dataclass(frozen=True)
@@ -230,17 +231,43 @@ def _first_reach(steps: np.ndarray, curve: np.ndarray, level: float) -> int | No
     return int(steps[hit[0]]) if hit.size else None
 
 
+#: The spectrum engine's modules: part of the cache key of JS0 results.
+SPECTRUM_MODULES = ("nets.engine.spectrum", "nets.engine.hvp", "nets.engine.lanczos",
+                    "nets.engine.slq", "nets.engine.density", "nets.engine.js",
+                    "nets.engine.blocks", "nets.engine.adapters")
+
+
+def _check_task(task: object) -> Task:
+    if not isinstance(task, Task):
+        raise TypeError(f"expected a nets.studies.tasks.Task, got {type(task).__name__}: build "
+                        "one with zoo_task, scaled_mlp_task, layernorm_task or finetune_task")
+    return task
+
+
 def train_cached(task: Task, config: TrainConfig, *, pool_size: int,
-                 cache_dir=None, callback: Callable[[int, float], None] | None = None
-                 ) -> TrainResult:
-    """:func:`nets.studies.training.train` on ``task``, cached on disk by task, pool and config."""
-    settings = {"task": task.name, "pool_size": pool_size, "config": config.to_dict()}
+                 cache_dir: str | os.PathLike | None = None,
+                 callback: Callable[[int, float], None] | None = None) -> TrainResult:
+    """:func:`nets.studies.training.train` on ``task``, cached on disk.
+
+    Args:
+        task: The task; its :meth:`~nets.studies.tasks.Task.key` and the source of its
+            modules key the cache (never its label).
+        config: Optimizer, learning rate, budget, batch size and seeds.
+        pool_size: Training pool size.
+        cache_dir: Cache folder (:func:`labkit.cache.cache_dir`).
+        callback: Passed to :func:`nets.studies.training.train` (called only when computing).
+
+    Returns:
+        The run's :class:`nets.studies.training.TrainResult`.
+    """
+    task = _check_task(task)
+    settings = {"task": task.key(), "pool_size": pool_size, "config": config.to_dict()}
 
     def compute() -> dict:
         return train(task.build, task.pool(pool_size), config, callback=callback).to_dict()
 
     return TrainResult.from_dict(cached("train", settings, compute, directory=cache_dir,
-                                        sources=task.sources))
+                                        sources=task.modules))
 
 
 def _check_lrs(lrs: Sequence[float]) -> tuple[float, ...]:
@@ -277,7 +304,7 @@ def _train_noted(task: Task, config: TrainConfig, *, pool_size: int, cache_dir,
     r = train_cached(task, config, pool_size=pool_size, cache_dir=cache_dir)
     if progress is not None:
         state = f"diverged@{r.diverged_step}" if r.diverged else f"{r.final_loss:.3g}"
-        progress(f"{task.name} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
+        progress(f"{task.label} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
                  f"s{config.seed}: {state}")
     return r
 
@@ -343,7 +370,8 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0, cach
         ``{"js0", "low", "high", "blocks"}``.
     """
     recipe = recipe or DensityRecipe()
-    settings = {"task": task.name, "steps": lanczos_steps, "probes": probes, "seed": seed,
+    task = _check_task(task)
+    settings = {"task": task.key(), "steps": lanczos_steps, "probes": probes, "seed": seed,
                 "recipe": asdict(recipe)}
 
     def compute() -> dict:
@@ -365,10 +393,10 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0, cach
                     "clipped": True}
 
     return cached("js0", settings, compute, directory=cache_dir,
-                  sources=task.sources + SPECTRUM_SOURCES)
+                  sources=task.modules + SPECTRUM_MODULES)
 
 
-def measure_gap(task: str | Task, profile: str | GapProfile = "quick", *,
+def measure_gap(task: Task, profile: str | GapProfile = "quick", *,
                 batch_sizes: Sequence[int] | None = None, cache_dir=None,
                 with_js0: bool = True,
                 progress: Callable[[str], None] | None = None,
@@ -376,7 +404,7 @@ def measure_gap(task: str | Task, profile: str | GapProfile = "quick", *,
     """JS0 and the tuned SGD–Adam gap of a task at each of the profile's batch sizes.
 
     Args:
-        task: A :class:`nets.studies.tasks.Task` or a name for :func:`nets.studies.tasks.get_task`.
+        task: A :class:`nets.studies.tasks.Task`.
         profile: A :class:`GapProfile` or a key of :data:`PROFILES`.
         batch_sizes: Override the profile's batch sizes.
         cache_dir: Cache folder (:func:`labkit.cache.cache_dir`).
@@ -385,7 +413,7 @@ def measure_gap(task: str | Task, profile: str | GapProfile = "quick", *,
         comm: A :class:`nets.engine.distributed.DistributedCommunicator` to share the grid (JS0 and
             every training run) out among the ranks; every rank returns the whole report.
     """
-    task = get_task(task) if isinstance(task, str) else task
+    task = _check_task(task)
     if isinstance(profile, str):
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
@@ -405,7 +433,7 @@ def measure_gap(task: str | Task, profile: str | GapProfile = "quick", *,
         js = task_js0(task, lanczos_steps=profile.js_steps, probes=profile.js_probes,
                       cache_dir=cache_dir)
         if progress is not None:
-            progress(f"{task.name} JS0 = {js['js0']:.3f}")
+            progress(f"{task.label} JS0 = {js['js0']:.3f}")
         return js
 
     done = dict(zip(map(_job_key, jobs), (comm or Communicator()).map(run, jobs), strict=True))
@@ -421,7 +449,7 @@ def measure_gap(task: str | Task, profile: str | GapProfile = "quick", *,
                else _first_reach(adam.eval_steps, adam.curve, sgd.final_loss))
         results.append(GapResult(b, profile.steps, sgd, adam, g, s2a, a2s))
     js = done.get(None, {"js0": math.nan, "low": math.nan, "high": math.nan})
-    return GapReport(task.name, profile.name, js["js0"], js["low"], js["high"], tuple(results))
+    return GapReport(task.label, profile.name, js["js0"], js["low"], js["high"], tuple(results))
 
 
 def _job_key(job: TrainConfig | None):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from nets.studies.tasks import first_batches
+from nets.studies.pools import first_batches
 from nets.zoo.ln_transformer import VARIANTS, LNTransformer, ln_transformer
 
 __all__ = ["GrowthFit", "OutputChange", "PerturbationStudy", "fit_growth", "output_change",

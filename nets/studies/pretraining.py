@@ -9,23 +9,28 @@ cached on disk like every other result. Everything is local (no downloaded weigh
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
+from collections.abc import Callable
 from functools import cache
 
 import torch
 
+from labkit.atomic import atomic_write_bytes
 from labkit.cache import cache_dir, cache_key
 from nets.studies.pools import make_pool
 from nets.studies.training import TrainConfig, train
 from nets.zoo import models as zoo
 
-__all__ = ["PRETRAIN_BATCH", "PRETRAIN_LR", "PRETRAIN_STEPS", "finetune_build", "pretrained_state"]
+__all__ = ["MODULES", "PRETRAIN_BATCH", "PRETRAIN_LR", "PRETRAIN_STEPS", "finetune_build",
+           "pretrained_state"]
 
 PRETRAIN_STEPS = 1500
 PRETRAIN_LR = 3e-3
 PRETRAIN_BATCH = 32
-_SOURCES = ("training.py", "tasks.py", "zoo.py", "data.py", "finetune.py")
+#: Modules whose source is part of the checkpoint's cache key.
+MODULES = ("nets.studies.training", "nets.studies.pools", "nets.zoo.data", "nets.zoo.models",
+           "nets.studies.pretraining")
 
 
 def _pretrain(seed: int, steps: int) -> dict[str, torch.Tensor]:
@@ -47,32 +52,46 @@ def _pretrain(seed: int, steps: int) -> dict[str, torch.Tensor]:
 @cache
 def _pretrained_cached(seed: int, steps: int, folder: str) -> dict[str, torch.Tensor]:
     settings = {"seed": seed, "steps": steps, "lr": PRETRAIN_LR, "batch": PRETRAIN_BATCH}
-    path = os.path.join(folder, f"pretrain-{cache_key('pretrain', settings, _SOURCES)}.pt")
+    path = os.path.join(folder, f"pretrain-{cache_key('pretrain', settings, MODULES)}.pt")
     if os.path.exists(path):
         return torch.load(path, weights_only=True)
     state = _pretrain(seed, steps)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
     return state
 
 
-def pretrained_state(seed: int = 0, *, steps: int = PRETRAIN_STEPS, directory=None
-                     ) -> dict[str, torch.Tensor]:
-    """The Adam-pretrained GPT's ``state_dict`` (computed once, then read from the cache)."""
+def pretrained_state(seed: int = 0, *, steps: int = PRETRAIN_STEPS,
+                     directory: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
+    """The Adam-pretrained GPT's ``state_dict`` (computed once, then read from the cache).
+
+    Args:
+        seed: Seed of the zoo GPT's initialization and of the training data order.
+        steps: Adam steps of pretraining.
+        directory: Folder of the checkpoint file (default :func:`labkit.cache.cache_dir`).
+
+    Returns:
+        The trained parameters and buffers, by name.
+    """
     return _pretrained_cached(int(seed), int(steps), str(cache_dir(directory)))
 
 
-def finetune_build(seed: int, *, pretrained: bool, steps: int = PRETRAIN_STEPS):
-    """``(model, loss_fn)``: the zoo GPT at seed ``seed``, or its pretrained checkpoint."""
+def finetune_build(seed: int, *, pretrained: bool, steps: int = PRETRAIN_STEPS,
+                   directory: str | os.PathLike | None = None
+                   ) -> tuple[torch.nn.Module, Callable]:
+    """The zoo GPT at seed ``seed``, or loaded with its pretrained checkpoint.
+
+    Args:
+        seed: Model seed (also the pretraining seed).
+        pretrained: Load :func:`pretrained_state` ``(seed, steps=steps)``.
+        steps: Pretraining steps.
+        directory: Folder of the checkpoint (see :func:`pretrained_state`).
+
+    Returns:
+        ``(model, loss_fn)``, the model in eval mode.
+    """
     model, loss_fn = zoo.load("gpt", seed=seed)[:2]
     if pretrained:
-        model.load_state_dict(pretrained_state(seed, steps=steps))
+        model.load_state_dict(pretrained_state(seed, steps=steps, directory=directory))
     return model.eval(), loss_fn

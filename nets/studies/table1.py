@@ -10,6 +10,7 @@ that batch size's correlation and listed in ``excluded``.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import numpy as np
 from nets.engine.distributed import Communicator
 from nets.studies.correlation import SpearmanResult, spearman
 from nets.studies.gap import PROFILES, GapProfile, GapReport, measure_gap
+from nets.studies.tasks import Task, zoo_task
 from nets.zoo import models as zoo
 
 __all__ = ["Table1", "correlate", "table1"]
@@ -94,13 +96,14 @@ def correlate(reports: Sequence[GapReport], batch_size: int, *, rng: np.random.G
     return spearman(xs, ys, rng=rng, n_boot=n_boot), excluded
 
 
-def table1(tasks: Sequence[str] = zoo.MODELS, profile: str | GapProfile = "quick", *,
-           cache_dir=None, seed: int = 0, progress: Callable[[str], None] | None = None,
+def table1(tasks: Sequence[Task] | None = None, profile: str | GapProfile = "quick", *,
+           cache_dir: str | os.PathLike | None = None, seed: int = 0,
+           progress: Callable[[str], None] | None = None,
            comm: Communicator | None = None) -> Table1:
     """Measure JS0 and the gap for every task and correlate them at each batch size.
 
     Args:
-        tasks: Task names (default: the zoo).
+        tasks: The tasks (default: :func:`nets.studies.tasks.zoo_task` of every zoo model).
         profile: Budget (see :data:`nets.studies.gap.PROFILES`).
         cache_dir: Cache folder.
         seed: Seed of the correlation bootstrap.
@@ -108,6 +111,7 @@ def table1(tasks: Sequence[str] = zoo.MODELS, profile: str | GapProfile = "quick
         comm: :class:`nets.engine.distributed.DistributedCommunicator` to share each task's grid out
             among the ranks (see :func:`nets.studies.gap.measure_gap`).
     """
+    tasks = [zoo_task(m) for m in zoo.MODELS] if tasks is None else list(tasks)
     if len(tasks) < 1:
         raise ValueError("no tasks given")
     reports = tuple(measure_gap(t, profile, cache_dir=cache_dir, progress=progress, comm=comm)

@@ -1,33 +1,40 @@
-"""Training tasks: a model factory, a training pool and the batches JS0 is computed on.
+"""Training tasks as values: a model factory, its training data and the batches JS0 is measured on.
 
-Names understood by :func:`get_task`:
+A :class:`Task` is a frozen value built by a typed function; its parameters travel in
+:attr:`Task.settings` (never encoded in a name), and :meth:`Task.key` — the settings, the data
+kind and the import paths of the modules that define the task — is what results caches are
+keyed by. The builders:
 
-==================  ==========================================================================
-``mlp`` … ``mixer``  the zoo models (:data:`nets.zoo.models.MODELS`), JS0 on the zoo's own batches
-``mlp-s{S}``        the 4-layer MLP with its layers scaled by ``S^(-1, -1/3, 1/3, 1)``
-                    (:mod:`nets.zoo.scaled_mlp`), e.g. ``mlp-s10``
-``postln{N}``       an ``N``-layer Post-LN Transformer LM (:mod:`nets.studies.layernorm`)
-``preln{N}``        the same with Pre-LN
-``admin{N}``        Post-LN with Admin initialization
-``gpt-dialect``     the zoo GPT trained from scratch on the dialect corpus (fine-tuning study)
-``gpt-ft``          the same, starting from the GPT pretrained with Adam on the grammar corpus
-``gpt-ft-p{N}``     ``gpt-ft`` with ``N`` pretraining steps instead of
-                    :data:`~nets.studies.pretraining.PRETRAIN_STEPS`, e.g. ``gpt-ft-p15``
-==================  ==========================================================================
+==========================================  ==================================================
+:func:`zoo_task` ``(name)``                 a zoo model (:data:`nets.zoo.models.MODELS`), JS0
+                                            on the zoo's own batches
+:func:`scaled_mlp_task` ``(scale)``         the 4-layer MLP with its layers scaled by
+                                            ``S^(-1, -1/3, 1/3, 1)`` (:mod:`nets.zoo.scaled_mlp`)
+:func:`layernorm_task` ``(variant, depth)``  an ``N``-layer Post-LN / Pre-LN / Admin Transformer
+                                            LM (:mod:`nets.zoo.ln_transformer`)
+:func:`finetune_task` ``(pretrained, …)``   the zoo GPT on the dialect corpus, from scratch or
+                                            from the Adam-pretrained checkpoint
+                                            (:mod:`nets.studies.pretraining`)
+==========================================  ==================================================
 
-Pools (training data) are drawn with a seed (100) different from the zoo's JS0 batches (seed
-0), so the training samples are not the ones the spectrum was measured on:
+The short string names of the command line (``gpt``, ``mlp-s3``, ``postln12``, ``gpt-ft-p15``)
+are parsed by :func:`nets.cli.tasks.task_from_name` only; :attr:`Task.label` is a display label
+for tables and figures and is never parsed back.
 
-* images: :func:`nets.zoo.data.glyph_digits` (16×16), ``n`` samples;
-* ``gpt`` and the Post/Pre-LN LMs: next-character sequences of length 32 of the grammar corpus;
-* ``bert``: masked-character sequences (fixed mask).
+Pools (training data) are drawn with a seed (:data:`nets.studies.pools.POOL_SEED`) different from
+the zoo's JS0 batches (seed 0), so the training samples are not the ones the spectrum was measured
+on (see :mod:`nets.studies.pools`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from types import MappingProxyType
+from typing import Any
 
 import torch
 
@@ -35,77 +42,212 @@ from nets.studies.pools import first_batches, make_pool
 from nets.studies.pretraining import PRETRAIN_STEPS, finetune_build
 from nets.studies.training import LossFn, Pool
 from nets.zoo import models as zoo
-from nets.zoo.ln_transformer import ln_transformer
-from nets.zoo.scaled_mlp import scaled_mlp
+from nets.zoo.ln_transformer import VARIANTS, ln_transformer
+from nets.zoo.scaled_mlp import layer_scales, scaled_mlp
 
-__all__ = ["Task", "get_task"]
+__all__ = ["BASE_MODULES", "Task", "finetune_task", "layernorm_task", "scaled_mlp_task",
+           "zoo_task"]
 
-@dataclass(frozen=True)
+#: Modules every task's results depend on: the training loop, the pools and the data.
+BASE_MODULES = ("nets.studies.training", "nets.studies.pools", "nets.zoo.data")
+
+
+def _frozen(settings: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(settings))
+
+
+@dataclass(frozen=True, eq=False)
 class Task:
-    """A trainable problem.
+    """A trainable problem, as a value.
+
+    Two tasks are equal (and hash equal) when their :meth:`key` and ``modules`` are: the key
+    identifies the results, the label and the callables do not.
 
     Attributes:
-        name: Registry name.
-        data_kind: ``digits``, ``charlm`` or ``maskedlm`` (what :func:`make_pool` builds).
+        label: Display label for tables and figures (never parsed, never part of a cache key).
+        data_kind: ``digits``, ``charlm``, ``maskedlm`` or ``dialect`` (what
+            :func:`nets.studies.pools.make_pool` builds); ignored when ``make_pool`` is given.
         build: ``build(seed) -> (model, loss_fn)`` at the seeded initialization.
         spectrum_batches: ``() -> list of (inputs, targets)``, the batches JS0 is measured on.
+        settings: The task's typed parameters (JSON values). Together with ``data_kind`` and
+            ``modules`` they identify the task's results: two tasks with equal keys must build
+            the same models and data.
         description: One line for tables.
-        sources: ``nets`` source files that define the task (part of its cache key).
+        modules: Import paths of the modules that define the task (part of its cache key, so
+            editing or moving one of them invalidates the cached results).
+        make_pool: ``make_pool(n) -> Pool``, a custom training pool (default: the pool of
+            ``data_kind`` of :mod:`nets.studies.pools`).
     """
 
-    name: str
+    label: str
     data_kind: str
     build: Callable[[int], tuple[torch.nn.Module, LossFn]]
     spectrum_batches: Callable[[], list]
+    settings: Mapping[str, Any]
     description: str = ""
-    sources: tuple[str, ...] = ("training.py", "tasks.py", "zoo.py", "data.py")
+    modules: tuple[str, ...] = BASE_MODULES
+    make_pool: Callable[[int], Pool] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.settings, Mapping) or not self.settings:
+            raise ValueError(f"task {self.label!r}: settings must be a non-empty mapping of the "
+                             "task's parameters (they key its cached results)")
+        if not self.modules or not all(isinstance(m, str) and m for m in self.modules):
+            raise ValueError(f"task {self.label!r}: modules must be import paths, "
+                             f"got {self.modules!r}")
+        object.__setattr__(self, "settings", _frozen(self.settings))
+        object.__setattr__(self, "modules", tuple(self.modules))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Task):
+            return NotImplemented
+        return (self.key(), self.modules) == (other.key(), other.modules)
+
+    def __hash__(self) -> int:
+        return hash((json.dumps(self.key(), sort_keys=True, default=str), self.modules))
 
     def pool(self, n: int) -> Pool:
-        return make_pool(self.data_kind, n)
+        """The training pool of ``n`` samples.
+
+        Args:
+            n: Number of samples.
+
+        Returns:
+            :class:`nets.studies.training.Pool` (``make_pool(n)`` if given, else the data kind's).
+        """
+        return self.make_pool(n) if self.make_pool is not None else make_pool(self.data_kind, n)
+
+    def key(self) -> dict[str, Any]:
+        """What identifies the task's results: ``{"settings", "data_kind"}`` (JSON values).
+
+        The modules enter the cache key through the cache's code version (``sources=``).
+        """
+        return {"settings": dict(self.settings), "data_kind": self.data_kind}
 
 
-def _zoo_task(name: str) -> Task:
+def zoo_task(name: str) -> Task:
+    """A zoo model trained on its data kind (images: digits; ``gpt``: charlm; ``bert``: maskedlm).
+
+    Args:
+        name: One of :data:`nets.zoo.models.MODELS`.
+
+    Returns:
+        The task; JS0 is measured on the zoo's own batches (``zoo.load(name, seed=0)[2]``).
+
+    Raises:
+        ValueError: ``name`` is not a zoo model.
+    """
+    if name not in zoo.MODELS:
+        raise ValueError(f"unknown zoo model {name!r}; choose from {', '.join(zoo.MODELS)}")
     kind = {"gpt": "charlm", "bert": "maskedlm"}.get(name, "digits")
-    return Task(name, kind, lambda seed: zoo.load(name, seed=seed)[:2],
-                lambda: zoo.load(name, seed=0)[2], f"zoo model {name}")
+    return Task(name, kind, partial(_zoo_build, name), partial(_zoo_batches, name),
+                {"task": "zoo", "model": name}, f"zoo model {name}",
+                (*BASE_MODULES, "nets.zoo.models"))
 
 
-def get_task(name: str) -> Task:
-    """The task called ``name`` (see the module docstring for the names)."""
-    if not isinstance(name, str):
-        raise TypeError(f"task name must be a string, got {type(name).__name__}")
-    if name in zoo.MODELS:
-        return _zoo_task(name)
-    m = re.fullmatch(r"mlp-s(\d+(?:\.\d+)?)", name)
-    if m:
-        s = float(m.group(1))
-        return Task(name, "digits", lambda seed: scaled_mlp(s, seed=seed),
-                    lambda: first_batches("digits"), f"4-layer MLP, layer scales S={s:g}",
-                    ("training.py", "tasks.py", "data.py", "heterogeneity.py"))
-    m = re.fullmatch(r"(postln|preln|admin)(\d+)", name)
-    if m:
-        variant, depth = m.group(1), int(m.group(2))
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1 in {name!r}")
-        return Task(name, "charlm",
-                    lambda seed: ln_transformer(variant, depth, seed=seed,
-                                                profile_batch=first_batches("charlm")[0]),
-                    lambda: first_batches("charlm"), f"{variant} Transformer LM, {depth} layers",
-                    ("training.py", "tasks.py", "data.py", "zoo.py", "layernorm.py"))
-    m = re.fullmatch(r"gpt-(dialect|ft)(?:-p(\d+))?", name)
-    if m:
-        pretrained = m.group(1) == "ft"
-        if m.group(2) is not None and not pretrained:
-            raise ValueError(f"{name!r}: only gpt-ft takes a pretraining length (-p<steps>)")
-        steps = PRETRAIN_STEPS if m.group(2) is None else int(m.group(2))
-        if steps < 1:
-            raise ValueError(f"pretraining steps must be >= 1 in {name!r}")
-        how = (f"fine-tuned from the Adam-pretrained checkpoint ({steps} steps)" if pretrained
-               else "from scratch")
-        return Task(name, "dialect",
-                    lambda seed: finetune_build(seed, pretrained=pretrained, steps=steps),
-                    lambda: first_batches("dialect"), f"GPT on the dialect corpus, {how}",
-                    ("training.py", "tasks.py", "zoo.py", "data.py", "finetune.py"))
-    raise ValueError(f"unknown task {name!r}: use a zoo model ({', '.join(zoo.MODELS)}), "
-                     "mlp-s<scale>, postln<N>, preln<N>, admin<N>, gpt-dialect, gpt-ft or "
-                     "gpt-ft-p<steps>")
+def _zoo_build(name: str, seed: int):
+    return zoo.load(name, seed=seed)[:2]
+
+
+def _zoo_batches(name: str) -> list:
+    return zoo.load(name, seed=0)[2]
+
+
+def scaled_mlp_task(scale: float) -> Task:
+    """The 4-layer MLP with layer scales ``c = (S^-1, S^-1/3, S^1/3, S)`` on the digits.
+
+    Args:
+        scale: The heterogeneity scale ``S >= 1`` (:func:`nets.zoo.scaled_mlp.layer_scales`).
+
+    Returns:
+        The task (label ``mlp-s{S:g}``).
+
+    Raises:
+        ValueError: ``scale`` is not a finite number ``>= 1``.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, int | float):
+        raise TypeError(f"scale must be a number, got {type(scale).__name__}")
+    s = float(scale)
+    layer_scales(s)  # validates S
+    return Task(f"mlp-s{s:g}", "digits", partial(_scaled_build, s),
+                partial(first_batches, "digits"), {"task": "scaled_mlp", "scale": s},
+                f"4-layer MLP, layer scales S={s:g}", (*BASE_MODULES, "nets.zoo.scaled_mlp"))
+
+
+def _scaled_build(s: float, seed: int):
+    return scaled_mlp(s, seed=seed)
+
+
+def layernorm_task(variant: str, depth: int) -> Task:
+    """An ``N``-layer Transformer LM with Post-LN, Pre-LN or Admin initialization (charlm data).
+
+    Args:
+        variant: ``"postln"``, ``"preln"`` or ``"admin"``
+            (:data:`nets.zoo.ln_transformer.VARIANTS`).
+        depth: Number of layers ``N >= 1``.
+
+    Returns:
+        The task (label ``{variant}{depth}``); Admin profiles on the first spectrum batch.
+
+    Raises:
+        ValueError: unknown variant or depth < 1.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    return Task(f"{variant}{depth}", "charlm", partial(_ln_build, variant, depth),
+                partial(first_batches, "charlm"),
+                {"task": "ln_transformer", "variant": variant, "depth": depth},
+                f"{variant} Transformer LM, {depth} layers",
+                (*BASE_MODULES, "nets.zoo.ln_transformer"))
+
+
+def _ln_build(variant: str, depth: int, seed: int):
+    return ln_transformer(variant, depth, seed=seed, profile_batch=first_batches("charlm")[0])
+
+
+def finetune_task(pretrained: bool, *, pretrain_steps: int = PRETRAIN_STEPS,
+                  cache_dir: str | os.PathLike | None = None) -> Task:
+    """The zoo GPT on the dialect corpus, from scratch or from its Adam-pretrained checkpoint.
+
+    Args:
+        pretrained: Start from the checkpoint (:func:`nets.studies.pretraining.pretrained_state`)
+            instead of the random initialization.
+        pretrain_steps: Adam steps of pretraining (only with ``pretrained``).
+        cache_dir: Folder of the pretrained checkpoint (default: :func:`labkit.cache.cache_dir`);
+            where it is stored does not change the task's results, so it is not a setting.
+
+    Returns:
+        The task (label ``gpt-dialect``, ``gpt-ft`` or ``gpt-ft-p{steps}``).
+
+    Raises:
+        ValueError: ``pretrain_steps`` is not a positive integer, or is given without
+            ``pretrained``.
+    """
+    if isinstance(pretrain_steps, bool) or not isinstance(pretrain_steps, int) \
+            or pretrain_steps < 1:
+        raise ValueError(f"pretrain_steps must be a positive integer (>= 1), got "
+                         f"{pretrain_steps!r}")
+    if not pretrained and pretrain_steps != PRETRAIN_STEPS:
+        raise ValueError("pretrain_steps applies only to the pretrained task (pretrained=True)")
+    modules = (*BASE_MODULES, "nets.zoo.models", "nets.studies.pretraining")
+    batches = partial(first_batches, "dialect")
+    if not pretrained:
+        return Task("gpt-dialect", "dialect",
+                    partial(_finetune_build, pretrained=False, steps=pretrain_steps,
+                            cache_dir=None),
+                    batches, {"task": "finetune", "pretrained": False},
+                    "GPT on the dialect corpus, from scratch", modules)
+    label = "gpt-ft" if pretrain_steps == PRETRAIN_STEPS else f"gpt-ft-p{pretrain_steps}"
+    return Task(label, "dialect",
+                partial(_finetune_build, pretrained=True, steps=pretrain_steps,
+                        cache_dir=cache_dir),
+                batches, {"task": "finetune", "pretrained": True, "pretrain_steps": pretrain_steps},
+                "GPT on the dialect corpus, fine-tuned from the Adam-pretrained checkpoint "
+                f"({pretrain_steps} steps)", modules)
+
+
+def _finetune_build(seed: int, *, pretrained: bool, steps: int, cache_dir):
+    return finetune_build(seed, pretrained=pretrained, steps=steps, directory=cache_dir)
+

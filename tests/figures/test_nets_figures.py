@@ -26,9 +26,8 @@ def _task(name, scale):
                 p.copy_(torch.randn(p.shape, generator=gg) * scale)
         return m, torch.nn.functional.cross_entropy
 
-    t = Task(name, "digits", build, lambda: [(x, y)])
-    object.__setattr__(t, "pool", lambda n: Pool(x[:n], y[:n]))
-    return t
+    return Task(name, "digits", build, lambda: [(x, y)], {"test": "figures", "scale": scale},
+                make_pool=lambda n: Pool(x[:n], y[:n]))
 
 
 def _exists(paths):

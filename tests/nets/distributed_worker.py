@@ -67,8 +67,8 @@ def gap_report(comm, cache) -> dict:
                 p.mul_(1 + 0.1 * seed)
         return m, lf
 
-    task = Task("tiny-mlp", "digits", build, lambda: uneven_batches((x, y)))
-    object.__setattr__(task, "pool", lambda n: Pool(x[:n], y[:n]))
+    task = Task("tiny-mlp", "digits", build, lambda: uneven_batches((x, y)),
+                {"test": "tiny-mlp"}, make_pool=lambda n: Pool(x[:n], y[:n]))
     prof = GapProfile("t", steps=5, sgd_lrs=(0.01, 0.1), adam_lrs=(1e-2,), seeds=(0, 1),
                       batch_sizes=(4, 8), pool_size=32, eval_every=5, js_steps=3, js_probes=2)
     return measure_gap(task, prof, cache_dir=cache, comm=comm).to_dict()

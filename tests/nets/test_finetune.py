@@ -9,7 +9,8 @@ import nets.cli.app as cli
 import nets.studies.finetune as ft
 import nets.studies.pretraining as pre
 from nets import zoo
-from nets.studies.tasks import get_task
+from nets.cli.tasks import task_from_name
+from nets.studies.tasks import finetune_task, zoo_task
 from nets.studies.training import pool_loss
 from nets.zoo.data import VOCAB
 
@@ -24,28 +25,31 @@ def test_dialect_corpus_swaps_letters():
 
 
 def test_pretraining_is_cached_and_used(tmp_path, monkeypatch):
-    monkeypatch.setenv("NETS_CACHE", str(tmp_path))
+    monkeypatch.setenv("NETS_CACHE", str(tmp_path / "not-here"))  # the argument wins
     pre._pretrained_cached.cache_clear()
     calls = []
     real = pre._pretrain
     monkeypatch.setattr(pre, "_pretrain", lambda s, n: (calls.append((s, n)), real(s, n))[1])
-    m_ft, loss = pre.finetune_build(0, pretrained=True, steps=15)
-    m_0, _ = pre.finetune_build(0, pretrained=False, steps=15)
+    m_ft, loss = pre.finetune_build(0, pretrained=True, steps=15, directory=tmp_path)
+    m_0, _ = pre.finetune_build(0, pretrained=False, steps=15, directory=tmp_path)
     assert calls == [(0, 15)]
     assert len(list(tmp_path.glob("pretrain-*.pt"))) == 1
     pre._pretrained_cached.cache_clear()
-    again, _ = pre.finetune_build(0, pretrained=True, steps=15)
+    again, _ = finetune_task(True, pretrain_steps=15, cache_dir=tmp_path).build(0)
     assert calls == [(0, 15)]  # read back from disk, not retrained
     for a, b in zip(m_ft.parameters(), again.parameters(), strict=True):
         assert torch.equal(a, b)
-    pool = get_task("gpt").pool(64)
+    assert not (tmp_path / "not-here").exists()
+    pool = zoo_task("gpt").pool(64)
     assert pool_loss(m_ft, loss, pool) < pool_loss(m_0, loss, pool)  # pretraining helped
     pre._pretrained_cached.cache_clear()
 
 
 def test_tasks_exist():
-    assert get_task("gpt-ft").data_kind == "dialect"
-    assert "scratch" in get_task("gpt-dialect").description
+    assert finetune_task(True).data_kind == "dialect"
+    assert "scratch" in finetune_task(False).description
+    assert finetune_task(True).settings == {"task": "finetune", "pretrained": True,
+                                            "pretrain_steps": pre.PRETRAIN_STEPS}
 
 
 @pytest.mark.slow
@@ -55,12 +59,16 @@ def test_finetune_cli_quick(tmp_path, capsys):
     assert {r["start"] for r in doc["rows"]} == {"from scratch", "fine-tune"}
 
 
-def test_pretraining_length_is_part_of_the_task_name():
-    assert "(15 steps)" in get_task("gpt-ft-p15").description
-    assert f"({pre.PRETRAIN_STEPS} steps)" in get_task("gpt-ft").description
+def test_pretraining_length_is_a_task_setting():
+    short = task_from_name("gpt-ft-p15")
+    assert short == finetune_task(True, pretrain_steps=15) != finetune_task(True)
+    assert short.settings["pretrain_steps"] == 15 and "(15 steps)" in short.description
+    assert f"({pre.PRETRAIN_STEPS} steps)" in task_from_name("gpt-ft").description
     with pytest.raises(ValueError, match="only gpt-ft"):
-        get_task("gpt-dialect-p15")
+        task_from_name("gpt-dialect-p15")
     with pytest.raises(ValueError, match=">= 1"):
-        get_task("gpt-ft-p0")
+        task_from_name("gpt-ft-p0")
+    with pytest.raises(ValueError, match="pretrained=True"):
+        finetune_task(False, pretrain_steps=15)
     with pytest.raises(ValueError, match="positive integer"):
         ft.finetune_study("quick", pretrain_steps=0)

@@ -1,6 +1,5 @@
 """Tuning, gap metric, cache reuse, Spearman intervals, Table 1, and `nets gap` end to end."""
 
-import importlib
 import json
 import math
 
@@ -32,9 +31,8 @@ def tiny_task(name="tiny", scale=1.0) -> Task:
             model[0].weight.mul_(scale)
         return model, loss
 
-    task = Task(name, "digits", factory, lambda: [(x[:32], y[:32]), (x[32:], y[32:])])
-    object.__setattr__(task, "pool", lambda n: Pool(x[:n], y[:n]))
-    return task
+    return Task(name, "digits", factory, lambda: [(x[:32], y[:32]), (x[32:], y[32:])],
+                {"test": "tiny", "scale": scale}, make_pool=lambda n: Pool(x[:n], y[:n]))
 
 
 TINY = GapProfile("tiny", steps=20, sgd_lrs=(0.1, 1e4), adam_lrs=(1e-3, 3e-2), seeds=(0, 1),
@@ -132,16 +130,7 @@ def test_table1_on_tiny_tasks(tmp_path):
     tasks = [tiny_task(f"tiny{i}", scale) for i, scale in enumerate((0.3, 1.0, 3.0))]
     prof = GapProfile("t", steps=10, sgd_lrs=(0.1,), adam_lrs=(1e-2,), seeds=(0,),
                       batch_sizes=(8, 16), pool_size=64, eval_every=5, js_steps=3, js_probes=2)
-    # the attribute nets.studies.table1 is the function
-    t1 = importlib.import_module("nets.studies.table1")
-
-    orig = t1.measure_gap
-    t1.measure_gap = lambda name, *a, **k: orig(next(t for t in tasks if t.name == name),
-                                                 *a, **k)
-    try:
-        tab = table1([t.name for t in tasks], prof, cache_dir=tmp_path)
-    finally:
-        t1.measure_gap = orig
+    tab = table1(tasks, prof, cache_dir=tmp_path)
     assert tab.batch_sizes == (8, 16)
     rows = tab.rows()
     assert [r["task"] for r in rows] == ["tiny0", "tiny1", "tiny2"] and "gap_b8" in rows[0]

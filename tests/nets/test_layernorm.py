@@ -9,7 +9,7 @@ import torch
 import nets.cli.app as cli
 from nets.studies.layernorm import fit_growth, perturbation_study
 from nets.studies.pools import first_batches
-from nets.studies.tasks import get_task
+from nets.studies.tasks import scaled_mlp_task
 from nets.zoo.ln_transformer import admin_profile, ln_transformer
 from nets.zoo.scaled_mlp import layer_scales, scaled_mlp
 
@@ -81,7 +81,7 @@ def test_scaled_mlp_same_function_scaled_curvature():
     np.testing.assert_allclose(ratio, layer_scales(10.0), rtol=1e-3)
     with pytest.raises(ValueError, match="S must be"):
         layer_scales(0.5)
-    assert get_task("mlp-s3").description.startswith("4-layer MLP")
+    assert scaled_mlp_task(3).description.startswith("4-layer MLP")
 
 
 def test_lnstudy_cli(capsys):
