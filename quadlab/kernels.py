@@ -13,13 +13,24 @@ Conventions:
   set to zero. GD is linear, so its share of the gap stays below FLUSH² ≈ 1e-280 of the initial
   gap — invisible in float64 — while subnormal arithmetic would make the fast modes of a
   converged block ~100× slower on x86.
-* Underflow (Adam, AdaBelief): with β2 < 1 and √v̂ > ε these updates are scale-free, so a
-  coordinate that shrinks towards 0 can grow back (Proposition 2: w dips to 1e-1000 and returns
-  to the cycle ±η/2). float64 cannot follow that: when such a coordinate falls below UNDERFLOW
-  (absolute, just above the subnormal range) the lane is stopped, recorded in `underflow`, and
-  its gaps are NaN from that step on — never reported as convergence. Where the update is a
-  linear contraction (β2 = 1, or ε-dominated) small coordinates are flushed as for GD. Sign
-  descent moves by ±η per coordinate and neither flushes nor underflows.
+* Extended range (Adam, AdaBelief with ε = 0 and β2 < 1): these updates are scale-free — with
+  ε = 0 the step η m̂/√v̂ does not change when (m, √v) are scaled together — so a coordinate can
+  dip far below float64's range and come back (Proposition 2: w dips to ~1e-1014 and returns to
+  the cycle ±η/2). Each (block, trajectory) keeps its error e as a float64 mantissa times 2^ke
+  (one exponent per block: g = He mixes the block's coordinates), and each coordinate keeps m
+  and v as mantissas times 2^km and 2^kv (kv even). The update runs on mantissas with
+  power-of-two cross-scale factors (`ext_factors`), exact products, so while every exponent is
+  0 the arithmetic is bit for bit the plain float64 one. When a mantissa leaves its safe range
+  (`EXT_E`, `EXT_M`, `EXT_V`) `ext_normalize` moves a power of two into the exponent (exact).
+  Blocks do not interact, so nothing else changes. The loss gap ½ Σ_l 4^{ke_l} êᵀĤê is then
+  exact to rounding at any scale: reported as float64 where it is a normal number, NaN where it
+  is below float64's range (never a plain 0.0), and always as log10 on request.
+* Underflow (Adam, AdaBelief with ε > 0): where √v̂ > ε the update is still close to
+  scale-free, so a coordinate below UNDERFLOW (absolute, just above the subnormal range) stops
+  the lane, recorded in `underflow`, its gaps NaN from that step on — never reported as
+  convergence. Where the update is a linear contraction (β2 = 1, or ε-dominated) small
+  coordinates are flushed as for GD. Sign descent moves by ±η per coordinate and neither
+  flushes nor underflows.
 
 Gradient noise (`quadlab.noise`): the optimizer may see a stochastic gradient g̃ instead of
 g = He (`noisy_gradient`, one counter-based random stream per trajectory, seeded by
@@ -56,6 +67,16 @@ NOISE_LEAST_SQUARES = 2
 FLUSH = 1e-140
 #: absolute magnitude under which a coordinate of e has underflowed (Adam, AdaBelief)
 UNDERFLOW = 1e-290
+#: extended range: block max |ê|, |m̂| and v̂ are kept within [1/X, X] for these X
+EXT_E = 2.0**64
+EXT_M = 2.0**128
+EXT_V = 2.0**256
+#: extended range: the cross-scale factors stay below 2^EXT_B after a renormalization
+EXT_B = 64
+#: smallest positive normal float64: a gap below it is reported NaN (log-gap beside it)
+TINY = 2.2250738585072014e-308
+#: |2 ke| above this sends a lane's gap through the exponent-aware sum (`ext_gaps`)
+EXT_GAP_EXP = 400
 #: largest number of trajectories per chunk of the fused kernel (SIMD runs across a chunk)
 MAX_LANES = 64
 #: steps of gaps a fused chunk keeps in L1 before writing them to its rows of `out`
@@ -119,7 +140,7 @@ def fill_normals(state, z):
 
 @nb.njit(**_NB)
 def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush,
-                 underflow):
+                 underflow, ext):
     """One optimizer step on the (d, n) state, in place: e ← e − Δ(g, m, v).
 
     GD:   Δ = lr·s_c·g.   Sign: Δ = lr·s_c·sign(g).
@@ -131,8 +152,12 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
     linear contraction: β2 = 1, or √v̂ <= ε). Where Adam/AdaBelief is scale-free (β2 < 1,
     √v̂ > ε) a nonzero coordinate below UNDERFLOW instead marks lane k as underflowed at step
     t+1 (underflow[k]).
+    With the extended range on (`ext_state`; Adam/AdaBelief, ε = 0, β2 < 1) e, m, v are
+    mantissas and the cross-scale factors of `ext` carry the exponents; nothing is flushed.
     """
     d, n = e.shape
+    ext_on = ext[0].shape[0] > 0
+    fgm, fgv, fde, fmv = ext[3], ext[4], ext[5], ext[6]
     c1 = 1.0
     c2 = 1.0
     if bias_correction:
@@ -150,6 +175,18 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
         else:  # ADAM or ADABELIEF: same step, different second moment
             sc = scale[c]
             belief = code == ADABELIEF
+            if ext_on:  # mantissas: g·fgm is g on m's scale, ·fgv on √v's, fde: m/√v on e's
+                for k in range(n):
+                    gk = g[c, k] * fgm[c, k]
+                    mk = beta1 * m[c, k] + (1.0 - beta1) * gk
+                    dk = (gk - mk) * fmv[c, k] if belief else g[c, k] * fgv[c, k]
+                    vk = beta2 * v[c, k] + (1.0 - beta2) * dk * dk
+                    m[c, k] = mk
+                    v[c, k] = vk
+                    mh = mk * c1
+                    den = math.sqrt(vk * c2)
+                    e[c, k] -= lr[k] * sc * mh / den * fde[c, k] if mh != 0.0 else 0.0
+                continue
             for k in range(n):
                 gk = g[c, k]
                 mk = beta1 * m[c, k] + (1.0 - beta1) * gk
@@ -172,6 +209,241 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
                         underflow[k] = t + 1
                 else:  # GD, β2 = 1 or ε-dominated: a linear contraction, flush it
                     e[c, k] = 0.0
+
+
+@nb.njit(**_NB)
+def ext_state(on, n_blocks, d, n):
+    """The extended-range state of `update_lanes` for a (d, n) state with n_blocks blocks:
+    (ke (L, n), km (d, n), kv (d, n), fgm, fgv, fde, fmv (d, n), wgap (L, n), slow (n,)).
+
+    All exponents 0 and factors 1 (the plain float64 arithmetic). `on=False` gives zero-size
+    arrays: the extended range is off.
+    """
+    rows_l = n_blocks if on else 0
+    rows_d = d if on else 0
+    ke = np.zeros((rows_l, n), dtype=np.int64)
+    km = np.zeros((rows_d, n), dtype=np.int64)
+    kv = np.zeros((rows_d, n), dtype=np.int64)
+    fgm = np.ones((rows_d, n))
+    fgv = np.ones((rows_d, n))
+    fde = np.ones((rows_d, n))
+    fmv = np.ones((rows_d, n))
+    wgap = np.ones((rows_l, n))
+    slow = np.zeros(n if on else 0, dtype=np.bool_)
+    return ke, km, kv, fgm, fgv, fde, fmv, wgap, slow
+
+
+@nb.njit(**_NB)
+def _pow2(k):
+    """2^k as a float64 (0 or inf beyond the range; k clamped so ldexp never sees huge ints)."""
+    return math.ldexp(1.0, max(-1100, min(1100, k)))
+
+
+@nb.njit(**_NB)
+def ext_factors(ext, b, c0, c1, k):
+    """Cross-scale factors of block b (coordinates c0..c1−1), lane k, from the exponents:
+    fgm = 2^{ke−km} (g onto m's scale), fgv = 2^{ke−kv/2} (g onto √v's), fde = 2^{km−kv/2−ke}
+    (m/√v onto e's), fmv = 2^{km−kv/2} (m onto √v's, AdaBelief), wgap = 4^{ke} (the gap), and
+    the lane's `slow` flag (some |2 ke| > EXT_GAP_EXP)."""
+    ke, km, kv, fgm, fgv, fde, fmv, wgap, slow = ext
+    kb = ke[b, k]
+    for c in range(c0, c1):
+        h = kv[c, k] // 2
+        fgm[c, k] = _pow2(kb - km[c, k])
+        fgv[c, k] = _pow2(kb - h)
+        fde[c, k] = _pow2(km[c, k] - h - kb)
+        fmv[c, k] = _pow2(km[c, k] - h)
+    wgap[b, k] = _pow2(2 * kb)
+    far = False
+    for bb in range(ke.shape[0]):
+        far = far or abs(2 * ke[bb, k]) > EXT_GAP_EXP
+    slow[k] = far
+
+
+@nb.njit(**_NB)
+def ext_renormalize(belief, e, m, v, ext, b, c0, c1, k):
+    """Move powers of two between the mantissas and exponents of block b, lane k (exact up to
+    the rounding of quantities 2^EXT_B below the terms they are added to).
+
+    e: block max |ê| → [½, 1), but ke no lower than max_c(km − kv/2) − EXT_B (the update m/√v
+    may then exceed e by at most 2^EXT_B). m, v: each coordinate normalized, then kept no
+    lower than 2^−EXT_B times the scale of the g (and, AdaBelief, m) added into them, so every
+    factor of `ext_factors` is at most 2^EXT_B. Non-finite mantissas are left alone (the gap
+    reports them as a divergence).
+    """
+    ke, km, kv = ext[0], ext[1], ext[2]
+    mx = 0.0
+    for c in range(c0, c1):
+        a = abs(e[c, k])
+        if not (a <= 1e308) or not (abs(m[c, k]) <= 1e308) or not (v[c, k] <= 1e308):
+            return
+        mx = max(mx, a)
+    for c in range(c0, c1):
+        if m[c, k] != 0.0:
+            fr, ex = math.frexp(m[c, k])
+            m[c, k] = fr
+            km[c, k] += ex
+        if v[c, k] != 0.0:
+            fr, ex = math.frexp(v[c, k])
+            if ex % 2 != 0:
+                fr *= 2.0
+                ex -= 1
+            v[c, k] = fr
+            kv[c, k] += ex
+    old = ke[b, k]
+    top = old
+    if mx > 0.0:
+        top = old + math.frexp(mx)[1]
+    for c in range(c0, c1):
+        if m[c, k] != 0.0 and v[c, k] != 0.0:
+            top = max(top, km[c, k] - kv[c, k] // 2 - EXT_B)
+    for c in range(c0, c1):
+        e[c, k] = math.ldexp(e[c, k], max(-1100, old - top))
+    ke[b, k] = top
+    for c in range(c0, c1):
+        if m[c, k] == 0.0:
+            km[c, k] = top
+        elif km[c, k] < top - EXT_B:
+            m[c, k] = math.ldexp(m[c, k], max(-1100, km[c, k] - (top - EXT_B)))
+            km[c, k] = top - EXT_B
+        low = top - EXT_B
+        if belief:
+            low = max(low, km[c, k] - EXT_B)
+        if v[c, k] == 0.0:
+            kv[c, k] = 2 * (low + EXT_B)
+        elif kv[c, k] // 2 < low:
+            v[c, k] = math.ldexp(v[c, k], max(-1100, kv[c, k] - 2 * low))
+            kv[c, k] = 2 * low
+    ext_factors(ext, b, c0, c1, k)
+
+
+@nb.njit(**_NB)
+def ext_normalize(code, e, m, v, ext, c_off):
+    """After a step: renormalize every (block, lane) whose block max |ê| or some |m̂|, v̂ left
+    the safe range [1/EXT_E, EXT_E], [1/EXT_M, EXT_M], [1/EXT_V, EXT_V] (zeros excepted). A no-op
+    when the extended range is off."""
+    if ext[0].shape[0] == 0:
+        return
+    d, n = e.shape
+    mx = np.empty(n)
+    need = np.empty(n, dtype=np.bool_)
+    belief = code == ADABELIEF
+    for b in range(c_off.size - 1):
+        for k in range(n):
+            mx[k] = 0.0
+            need[k] = False
+        for c in range(c_off[b], c_off[b + 1]):
+            for k in range(n):
+                mx[k] = max(mx[k], abs(e[c, k]))
+                am = abs(m[c, k])
+                av = v[c, k]
+                need[k] = need[k] | (am > EXT_M) | ((am < 1.0 / EXT_M) & (am > 0.0)) \
+                    | (av > EXT_V) | ((av < 1.0 / EXT_V) & (av > 0.0))
+        for k in range(n):
+            if need[k] or mx[k] > EXT_E or 0.0 < mx[k] < 1.0 / EXT_E:
+                ext_renormalize(belief, e, m, v, ext, b, c_off[b], c_off[b + 1], k)
+
+
+@nb.njit(**_NB)
+def ext_reset(ext, k):
+    """Exponents of lane k back to 0 and factors to 1 (a stopped lane is parked at zero)."""
+    ke, km, kv, fgm, fgv, fde, fmv, wgap, slow = ext
+    for b in range(ke.shape[0]):
+        ke[b, k] = 0
+        wgap[b, k] = 1.0
+    for c in range(km.shape[0]):
+        km[c, k] = 0
+        kv[c, k] = 0
+        fgm[c, k] = 1.0
+        fgv[c, k] = 1.0
+        fde[c, k] = 1.0
+        fmv[c, k] = 1.0
+    if slow.size:
+        slow[k] = False
+
+
+_LOG10_2 = math.log10(2.0)
+
+
+@nb.njit(**_NB)
+def _log10(x):
+    """log10 of a gap: −inf for 0, NaN for NaN or a negative value, +inf for +inf."""
+    if x > 0.0:
+        return math.log10(x)
+    return -np.inf if x == 0.0 else np.nan
+
+
+@nb.njit(**_NB)
+def gaps_and_logs(e, g, ext, c_off, gaps, logs, tiny):
+    """gaps[k] = L(w_t) − L* of every lane; with the extended range on, from the mantissas.
+
+    Extended range: gap = ½ Σ_l 4^{ke_l} Σ_{c∈l} ê_c ĝ_c. Lanes whose exponents are all small
+    sum with the float weights 4^{ke_l} (bitwise the plain sum when they are 0); the others
+    through frexp/ldexp with one common exponent. A positive gap below `TINY` sets tiny[k] and
+    gaps[k] = NaN. If logs has entries, logs[k] = log10(gap) (−inf for an exact 0; NaN or inf
+    where the gap is NaN or inf).
+    """
+    d, n = e.shape
+    want_log = logs.shape[0] > 0
+    for k in range(n):
+        tiny[k] = False
+    if ext[0].shape[0] == 0:
+        half_column_dots(e, g, gaps)
+        if want_log:
+            for k in range(n):
+                logs[k] = _log10(gaps[k])
+        return
+    ke, wgap, slow = ext[0], ext[7], ext[8]
+    for k in range(n):
+        gaps[k] = 0.0
+    for b in range(c_off.size - 1):
+        for c in range(c_off[b], c_off[b + 1]):
+            for k in range(n):
+                gaps[k] += e[c, k] * g[c, k] * wgap[b, k]
+    for k in range(n):
+        gaps[k] *= 0.5
+        if slow[k]:
+            # exact: Σ_l s_l 2^{2 ke_l} with a common exponent K
+            big = -(1 << 40)
+            for b in range(c_off.size - 1):
+                s = 0.0
+                for c in range(c_off[b], c_off[b + 1]):
+                    s += e[c, k] * g[c, k]
+                if s != 0.0:
+                    big = max(big, 2 * ke[b, k] + math.frexp(s)[1])
+            total = 0.0
+            if big > -(1 << 40):
+                for b in range(c_off.size - 1):
+                    s = 0.0
+                    for c in range(c_off[b], c_off[b + 1]):
+                        s += e[c, k] * g[c, k]
+                    total += math.ldexp(s, max(-1100, 2 * ke[b, k] - big))
+            total *= 0.5
+            if not (abs(total) < np.inf):
+                gaps[k] = total
+                if want_log:
+                    logs[k] = _log10(total)
+            elif total > 0.0:
+                val = math.ldexp(total, max(-1100, min(1100, big)))
+                if val < TINY:
+                    tiny[k] = True
+                    val = np.nan
+                gaps[k] = val
+                if want_log:
+                    logs[k] = math.log10(total) + big * _LOG10_2
+            else:
+                gaps[k] = total
+                if want_log:
+                    logs[k] = _log10(total)
+            continue
+        gk = gaps[k]
+        if 0.0 < gk < TINY:
+            tiny[k] = True
+            gaps[k] = np.nan
+            if want_log:
+                logs[k] = math.log10(gk * 2.0**600) - 600 * _LOG10_2
+        elif want_log:
+            logs[k] = _log10(gk)
 
 
 @nb.njit(fastmath={"reassoc", "contract"}, **_NB)
@@ -205,15 +477,22 @@ def half_column_dots(e, g, out):
 
 
 @nb.njit(**_NB)
-def record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t, col):
-    """Gaps of step t+1 into out[:, col]; lanes whose gap is non-finite or above `limit` are
-    marked diverged at t+1 and get +inf from now on; lanes that underflowed get NaN from their
-    underflow step on. Stopped lanes are parked at zero (finite and cheap)."""
+def record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t, col, ext, c_off, logs,
+                log_out, tiny):
+    """Gaps of step t+1 into out[:, col] (and, if log_out has rows, log10 gaps into
+    log_out[:, col]); lanes whose gap is non-finite or above `limit` are marked diverged at t+1
+    and get +inf from now on; lanes that underflowed get NaN from their underflow step on.
+    With the extended range a gap below float64's range is NaN in `out` (tiny, not stopped)
+    and exact in `log_out`. Stopped lanes are parked at zero (finite and cheap)."""
     d, n = e.shape
-    half_column_dots(e, g, gaps)
+    gaps_and_logs(e, g, ext, c_off, gaps, logs, tiny)
+    want_log = log_out.shape[0] > 0
+    ext_on = ext[0].shape[0] > 0
     for k in range(n):
         if underflow[k] >= 0:
             out[k, col] = np.nan
+            if want_log:
+                log_out[k, col] = np.nan
             if underflow[k] == t + 1:
                 for c in range(d):
                     e[c, k] = 0.0
@@ -222,16 +501,24 @@ def record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t, col):
                     v[c, k] = 1.0
         elif diverged[k] >= 0:
             out[k, col] = np.inf
-        elif gaps[k] <= limit[k]:  # False for NaN too
+            if want_log:
+                log_out[k, col] = np.inf
+        elif tiny[k] or gaps[k] <= limit[k]:  # False for NaN too
             out[k, col] = gaps[k]
+            if want_log:
+                log_out[k, col] = logs[k]
         else:
             diverged[k] = t + 1
             out[k, col] = np.inf
+            if want_log:
+                log_out[k, col] = np.inf
             for c in range(d):
                 e[c, k] = 0.0
                 g[c, k] = 0.0
                 m[c, k] = 0.0
                 v[c, k] = 1.0
+            if ext_on:
+                ext_reset(ext, k)
 
 
 @nb.njit(**_NB)
@@ -355,21 +642,29 @@ def flush_thresholds(code, e):
 @nb.njit(**_NB)
 def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, eps,
                bias_correction, paper_init, diverge_factor, out, diverged, underflow, noise,
-               state, stats_from, stats):
+               state, stats_from, stats, extended, log_out):
     """All steps for one chunk: e (d, n) in place, gaps into out (n, steps+1).
 
     With noise, the optimizer steps on g̃ (`noisy_gradient`, lane k's generator state[k]);
     from step `stats_from` on (if stats has rows) `accumulate_stats` adds into stats (S, n).
+    `extended`: run in the extended range (`ext_state`); log_out (n, steps+1) receives the
+    log10 gaps if it has rows.
     """
     n = e.shape[1]
     flush = flush_thresholds(code, e)
+    ext = ext_state(extended, c_off.size - 1, e.shape[0], n)
+    want_log = log_out.shape[0] > 0
     g = np.empty_like(e)
     block_matmul(h_flat, h_off, c_off, e, g)
     gaps = np.empty(n)
-    half_column_dots(e, g, gaps)
+    logs = np.empty(n if want_log else 0)
+    tiny = np.empty(n, dtype=np.bool_)
+    gaps_and_logs(e, g, ext, c_off, gaps, logs, tiny)
     limit = np.empty(n)
     for k in range(n):
         out[k, 0] = gaps[k]
+        if want_log:
+            log_out[k, 0] = logs[k]
         limit[k] = diverge_factor * max(gaps[k], 1e-300)
         diverged[k] = -1
         underflow[k] = -1
@@ -383,6 +678,7 @@ def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, ep
     # gaps go through a small (n, GAP_BUFFER) buffer: writing out[k, t+1] directly touches n
     # rows `steps` apart at every step
     buf = np.empty((n, GAP_BUFFER))
+    lbuf = np.empty((n if want_log else 0, GAP_BUFFER))
     col = 0
     for t in range(steps):
         if noisy and t > 0:
@@ -390,26 +686,32 @@ def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, ep
         if stats.shape[0] > 0 and t >= stats_from:
             accumulate_stats(e, g, gn, v, c_off, h_off, stats)
         update_lanes(code, e, gn, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush,
-                     underflow)
+                     underflow, ext)
+        ext_normalize(code, e, m, v, ext, c_off)
         block_matmul(h_flat, h_off, c_off, e, g)
-        record_step(e, g, m, v, gaps, limit, diverged, underflow, buf, t, col)
+        record_step(e, g, m, v, gaps, limit, diverged, underflow, buf, t, col, ext, c_off, logs,
+                    lbuf, tiny)
         col += 1
         if col == GAP_BUFFER or t == steps - 1:
             first = t + 2 - col
             for k in range(n):
                 for j in range(col):
                     out[k, first + j] = buf[k, j]
+                if want_log:
+                    for j in range(col):
+                        log_out[k, first + j] = lbuf[k, j]
             col = 0
 
 
 @nb.njit(parallel=True, **_NB)
 def simulate_fused(h_flat, h_off, c_off, e0t, lr, scale, steps, code, beta1, beta2, eps,
                    bias_correction, paper_init, diverge_factor, out, diverged, underflow, threads,
-                   noise, state, stats_from, stats):
+                   noise, state, stats_from, stats, extended, log_out):
     """Simulate the trajectories e0t[:, k] (shape (d, n)) in chunks, chunks in parallel.
 
     Chunks hold up to MAX_LANES trajectories but are made small enough to feed `threads`.
-    `state` (n,) holds each lane's generator counter; `stats` is (n, S) (S = 0: no statistics).
+    `state` (n,) holds each lane's generator counter; `stats` is (n, S) (S = 0: no statistics);
+    `extended` and `log_out` as in `_run_chunk` (log_out (0, 0): no log gaps).
     """
     n = e0t.shape[1]
     lanes = min(MAX_LANES, max(8, (n + threads - 1) // threads))
@@ -423,7 +725,8 @@ def simulate_fused(h_flat, h_off, c_off, e0t, lr, scale, steps, code, beta1, bet
         acc = np.zeros((n_stats, hi - lo))
         _run_chunk(h_flat, h_off, c_off, e, lr[lo:hi], scale, steps, code, beta1, beta2, eps,
                    bias_correction, paper_init, diverge_factor, out[lo:hi], diverged[lo:hi],
-                   underflow[lo:hi], noise, st, stats_from, acc)
+                   underflow[lo:hi], noise, st, stats_from, acc, extended,
+                   log_out[lo:hi])
         for k in range(hi - lo):
             for s in range(n_stats):
                 stats[lo + k, s] = acc[s, k]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -49,6 +49,22 @@ class UnderflowError(TrajectoryError):
     """Raised by `run(..., on_divergence="raise")` for underflowed trajectories."""
 
 
+class RunGaps(NamedTuple):
+    """Loss gaps of `run(..., log_gap=True)`, both of shape (steps+1,) or (n, steps+1).
+
+    Attributes:
+        gap: L(w_t) − L* in float64; NaN where it is below float64's normal range (Adam and
+            AdaBelief with ε = 0, β2 < 1 follow such dips exactly: see `log10_gap`) or where an
+            ε > 0 run underflowed and stopped; +inf from a divergence on.
+        log10_gap: log10(L(w_t) − L*) at every step, exact to rounding at any scale in the
+            extended range (−inf for an exact 0, +inf after a divergence, NaN after an
+            underflow stop).
+    """
+
+    gap: np.ndarray
+    log10_gap: np.ndarray
+
+
 def _first(mask: np.ndarray) -> np.ndarray:
     return np.where(mask.any(axis=-1), np.argmax(mask, axis=-1), -1)
 
@@ -62,7 +78,12 @@ def divergence_steps(gaps: np.ndarray) -> np.ndarray:
 
 
 def underflow_steps(gaps: np.ndarray) -> np.ndarray:
-    """First step at which each trajectory's gap is NaN (underflow; −1 where it never is)."""
+    """First step at which each trajectory's gap is NaN (−1 where it never is).
+
+    NaN means the gap is not a float64 number: an ε > 0 Adam/AdaBelief run that underflowed
+    and stopped, or (ε = 0, β2 < 1, extended range) a gap below float64's range whose exact
+    value is in `run(..., log_gap=True).log10_gap`.
+    """
     return _first(np.isnan(np.asarray(gaps)))
 
 
@@ -158,7 +179,7 @@ def run(problem: Problem, optimizer: str, *, lr, w0, steps: int,
         method: Literal["auto", "closed-form", "simulate"] = "auto",
         on_divergence: Literal["warn", "raise", "ignore"] = "warn",
         noise: NoiseModel | None = None, batch_size: int = 1, seed=0,
-        **hyper) -> np.ndarray:
+        log_gap: bool = False, **hyper) -> np.ndarray | RunGaps:
     """Run an optimizer on L(w) = ½ wᵀHw − hᵀw and return the loss gaps L(w_t) − L*.
 
     Broadcasting: `lr` (scalar or shape (n,)) and `w0` (shape (d,) or (n, d)) broadcast to n
@@ -170,6 +191,13 @@ def run(problem: Problem, optimizer: str, *, lr, w0, steps: int,
     form L(w_t) − L* = ½ Σ_j a_j (1 − η ν_j)^{2t} of their eigen-modes when `method="auto"`
     and there is no noise; everything else is simulated in float64 by numba kernels, on the
     error e = w − w* (so the gradient He has no cancellation near the optimum).
+
+    Range: Adam and AdaBelief with ε = 0 and β2 < 1 are scale-free and can dip far below
+    float64's range and come back (Proposition 2). They run in an extended range (a float64
+    mantissa and a separate power-of-two exponent per block and moment, `quadlab.kernels`),
+    bit for bit float64 while nothing is out of range, so they never stop for underflow; a gap
+    below float64's normal range is NaN in the float result (never 0.0) and exact in the
+    log-gap (`log_gap=True`).
 
     Noise (`quadlab.noise`): the optimizer sees a stochastic gradient g̃ with E[g̃] = He and
     covariance given by the model and `batch_size` (Gaussian: scale² Σ / B; least squares: the
@@ -195,11 +223,14 @@ def run(problem: Problem, optimizer: str, *, lr, w0, steps: int,
         batch_size: B >= 1 (<= N for least squares); only with a noise model.
         seed: the noise seed: an int >= 0 or SeedSequence (row i uses its i-th child stream), or
             one int per row (see `quadlab.rng.lane_states`). Ignored without noise.
+        log_gap: also return log10 of the gaps (a `RunGaps`), exact at any scale in the
+            extended range.
         **hyper: the optimizer's hyper-parameters (beta1, beta2, eps, bias_correction for Adam;
             beta1, beta2, eps for AdaBelief; block_scales for blockwise GD).
 
     Returns:
-        Loss gaps, shape (steps+1,) or (n, steps+1).
+        Loss gaps, shape (steps+1,) or (n, steps+1); with `log_gap=True` a `RunGaps` of two
+        such arrays.
 
     Raises:
         ValueError: bad problem, optimizer, hyper-parameter, shape, step size, method, noise
@@ -209,6 +240,8 @@ def run(problem: Problem, optimizer: str, *, lr, w0, steps: int,
     """
     check_choice(method, METHODS, what="method")
     check_choice(on_divergence, ("warn", "raise", "ignore"), what="on_divergence")
+    if not isinstance(log_gap, bool | np.bool_):
+        raise TypeError(f"log_gap must be True or False, got {log_gap!r}")
     prep = prepare(problem, optimizer, lr=lr, w0=w0, steps=steps, noise=noise,
                    batch_size=batch_size, seed=seed, **hyper)
     spec = prep.spec
@@ -216,10 +249,17 @@ def run(problem: Problem, optimizer: str, *, lr, w0, steps: int,
         raise ValueError(f"method='closed-form' needs a linear iteration (gd, blockwise-gd, or "
                          f"adam with beta1=0, beta2=1, no bias correction) and no noise; got "
                          f"{spec.label()}" + (" with noise" if prep.noisy else ""))
+    logs = None
     if prep.noisy or not (spec.is_linear and method != "simulate"):
+        logs = np.empty((prep.lrs.size, steps + 1)) if log_gap else None
         gaps, diverged = _sim.simulate(problem, spec, prep.lrs, prep.e0, steps,
-                                       noise=prep.noise, state=prep.state)
+                                       noise=prep.noise, state=prep.state, log_out=logs)
     else:
         gaps, diverged = _sim.closed_form(problem, spec, prep.lrs, prep.e0, steps)
+        if log_gap:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logs = np.log10(gaps)
     report_divergence(gaps, diverged, on_divergence)
+    if log_gap:
+        return RunGaps(gaps[0], logs[0]) if prep.single else RunGaps(gaps, logs)
     return gaps[0] if prep.single else gaps

@@ -32,6 +32,16 @@ def packed_blocks(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return h_flat, h_off, c_off
 
 
+def extended_range(spec: OptimizerSpec) -> bool:
+    """True for the scale-free updates simulated in the extended range (`quadlab.kernels`):
+    Adam or AdaBelief with ε = 0 and β2 < 1."""
+    return spec.code in (kernels.ADAM, kernels.ADABELIEF) and spec.eps == 0.0 and spec.beta2 < 1.0
+
+
+def _log_out(log_out: np.ndarray | None) -> np.ndarray:
+    return np.zeros((0, 0)) if log_out is None else log_out
+
+
 def _kernel_args(spec: OptimizerSpec) -> tuple:
     return (spec.code, spec.beta1, spec.beta2, spec.eps, spec.bias_correction,
             not spec.bias_correction)
@@ -41,7 +51,7 @@ def simulate(problem: Problem, spec: OptimizerSpec, lr: np.ndarray, e0: np.ndarr
              steps: int, **noise_options) -> tuple[np.ndarray, np.ndarray]:
     """Simulate step by step, choosing the fused or the blocked kernel by block size.
 
-    `noise_options` (see `simulate_fused`): noise, state, stats_from, stats.
+    `noise_options` (see `simulate_fused`): noise, state, stats_from, stats, log_out.
     """
     if max(problem.block_sizes) <= FUSED_MAX_BLOCK:
         return simulate_fused(problem, spec, lr, e0, steps, **noise_options)
@@ -65,7 +75,7 @@ def stats_size(problem: Problem) -> int:
 
 
 def simulate_fused(problem, spec, lr, e0, steps, *, noise=None, state=None, stats_from=0,
-                   stats=None):
+                   stats=None, log_out=None, extended=None):
     """Chunks of trajectories run all their steps in one compiled loop; chunks in parallel.
 
     Args:
@@ -74,6 +84,10 @@ def simulate_fused(problem, spec, lr, e0, steps, *, noise=None, state=None, stat
         stats_from: first step whose statistics are accumulated.
         stats: output (n, `stats_size`) array, filled with the sums of `kernels.accumulate_stats`
             over steps stats_from..steps−1; None for no statistics.
+        log_out: None, or an (n, steps+1) array that receives log10 of the gaps (exact in the
+            extended range, where the gaps themselves may be below float64's range).
+        extended: run in the extended range; None (default): exactly for the scale-free
+            optimizers (`extended_range`). False is the plain float64 arithmetic (tests).
     """
     n = e0.shape[0]
     out = np.empty((n, steps + 1))
@@ -85,7 +99,9 @@ def simulate_fused(problem, spec, lr, e0, steps, *, noise=None, state=None, stat
     kernels.simulate_fused(h_flat, h_off, c_off, np.ascontiguousarray(e0.T),
                            np.ascontiguousarray(lr), spec.coordinate_scale(problem), steps, code,
                            b1, b2, eps, bias, paper, DIVERGENCE_FACTOR, out, diverged, underflow,
-                           numba.get_num_threads(), noise, state, stats_from, acc)
+                           numba.get_num_threads(), noise, state, stats_from, acc,
+                           extended_range(spec) if extended is None else bool(extended),
+                           _log_out(log_out))
     return out, _failures(diverged, underflow)
 
 
@@ -96,11 +112,12 @@ def _failures(diverged: np.ndarray, underflow: np.ndarray) -> np.ndarray:
 
 
 def simulate_blocked(problem, spec, lr, e0, steps, *, noise=None, state=None, stats_from=0,
-                     stats=None):
+                     stats=None, log_out=None, extended=None):
     """Gradients of all trajectories at once, one BLAS matmul per block; compiled updates.
 
     The state is stored transposed, (d, n), so each block's rows are contiguous and
-    G[block] = H_l @ E[block] writes in place. Noise and statistics as in `simulate_fused`.
+    G[block] = H_l @ E[block] writes in place. Noise, statistics and log gaps as in
+    `simulate_fused`.
     """
     n = e0.shape[0]
     code, b1, b2, eps, bias, paper = _kernel_args(spec)
@@ -126,11 +143,18 @@ def simulate_blocked(problem, spec, lr, e0, steps, *, noise=None, state=None, st
         gn = g
     m, v = kernels.initial_moments(code, gn, paper)
     out = np.empty((n, steps + 1))
+    log_out = _log_out(log_out)
     diverged = np.full(n, -1, dtype=np.int64)
     underflow = np.full(n, -1, dtype=np.int64)
+    ext = kernels.ext_state(extended_range(spec) if extended is None else bool(extended),
+                            problem.n_blocks, problem.d, n)
     gaps = np.empty(n)
-    kernels.half_column_dots(e, g, gaps)
+    logs = np.empty(n if log_out.shape[0] else 0)
+    tiny = np.empty(n, dtype=np.bool_)
+    kernels.gaps_and_logs(e, g, ext, c_off, gaps, logs, tiny)
     out[:, 0] = gaps
+    if log_out.shape[0]:
+        log_out[:, 0] = logs
     limit = DIVERGENCE_FACTOR * np.maximum(gaps, 1e-300)
     lr = np.ascontiguousarray(lr)
     flush = kernels.flush_thresholds(code, e)
@@ -140,9 +164,11 @@ def simulate_blocked(problem, spec, lr, e0, steps, *, noise=None, state=None, st
         if acc.shape[0] and t >= stats_from:
             kernels.accumulate_stats(e, g, gn, v, c_off, h_off, acc)
         kernels.update_lanes(code, e, gn, m, v, lr, scale, t, b1, b2, eps, bias, flush,
-                             underflow)
+                             underflow, ext)
+        kernels.ext_normalize(code, e, m, v, ext, c_off)
         gradient()
-        kernels.record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t, t + 1)
+        kernels.record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t, t + 1, ext,
+                            c_off, logs, log_out, tiny)
     out_stats[:] = acc.T
     return out, _failures(diverged, underflow)
 
