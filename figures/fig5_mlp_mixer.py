@@ -17,6 +17,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from nets.engine.density import block_densities
+from nets.engine.results import load_spectra
+
 from .style import PALETTE, RC, save
 
 
@@ -31,8 +34,6 @@ def plot(hetero: dict, out_dir: Path, *, mixer_spectra: dict | None = None,
         mixer_report: The mixer's ``GapReport.to_dict()`` (panel c).
         max_blocks: Blocks drawn in panel b (the largest weight matrices).
     """
-    from nets.engine.density import block_densities
-
     panels = 1 + (mixer_spectra is not None) + (mixer_report is not None)
     with plt.rc_context(RC):
         fig, axes = plt.subplots(1, panels, figsize=(4.8 * panels, 3.6), squeeze=False)
@@ -84,8 +85,6 @@ def plot(hetero: dict, out_dir: Path, *, mixer_spectra: dict | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nets.engine.results import load_spectra
-
     argv = sys.argv[1:] if argv is None else argv
     if not 1 <= len(argv) <= 3:
         print(__doc__)

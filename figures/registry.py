@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from labkit.tables import format_value
+
 #: tiny: seconds, for the tests; quick: the default (CPU, minutes); full: GPU-sized.
 PROFILES = ("tiny", "quick", "full")
 
@@ -69,8 +71,6 @@ class FigureSpec:
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     """A Markdown table: columns are (key, header, format spec); +inf prints as "never"."""
-    from labkit.tables import format_value
-
     head = "| " + " | ".join(h for _, h, _ in columns) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"
     body = ["| " + " | ".join(format_value(r[k], f) for k, _, f in columns) + " |" for r in rows]

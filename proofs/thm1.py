@@ -37,9 +37,11 @@ import numpy as np
 
 import quadlab
 from quadlab import Problem
+from quadlab import strategies as qs
 
 from .efforts import Effort, get_effort
 from .instances import START_KINDS, random_problem, random_start
+from .search import hypothesis_search
 from .verdict import Verdict
 
 #: Relative tolerance on the contraction exponent: violated iff
@@ -293,10 +295,6 @@ def search_thm1(*, effort: str | Effort = "default", seed: int = 0,
         seed: seeds the numpy Generator (Monte Carlo, initial points) and hypothesis.
         statements: which statements to check.
     """
-    from quadlab import strategies as qs
-
-    from .search import hypothesis_search
-
     eff = get_effort(effort)
     rng = np.random.default_rng(seed)
     batches = []

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import kernels
 from .problem import Problem
+from .rng import lane_states
 from .validation import as_float_array
 
 #: kernel codes of the noise models
@@ -257,9 +259,6 @@ def sample_gradients(problem: Problem, noise: NoiseModel, w, *, batch_size: int 
     Returns:
         Array of shape (n_samples, d).
     """
-    from . import kernels
-    from .rng import lane_states
-
     if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) \
             or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
