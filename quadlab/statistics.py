@@ -60,10 +60,18 @@ def trajectory_statistics(problem: Problem, optimizer: str, *, lr, w0, steps: in
     """Run trajectories (as `quadlab.run`, always simulated) and average their statistics.
 
     Args:
-        problem, optimizer, lr, w0, steps, noise, batch_size, seed, on_divergence, **hyper: as
-            in `quadlab.run`.
+        problem: as in `quadlab.run`.
+        optimizer: as in `quadlab.run`.
+        lr: as in `quadlab.run`.
+        w0: as in `quadlab.run`.
+        steps: as in `quadlab.run`.
         average_from: first step of the averaging window (0 <= average_from < steps);
             average_from = steps − 1 gives a snapshot of the last step.
+        noise: as in `quadlab.run`.
+        batch_size: as in `quadlab.run`.
+        seed: as in `quadlab.run`.
+        on_divergence: as in `quadlab.run`.
+        **hyper: as in `quadlab.run`.
 
     Raises:
         ValueError: bad inputs (as `quadlab.run`), a window outside 0..steps−1, or every

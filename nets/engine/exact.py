@@ -53,7 +53,9 @@ def exact_blockwise_eigenvalues(model: torch.nn.Module, loss_fn: LossFn, data: I
     """Exact eigenvalues of every diagonal Hessian block, sorted ascending.
 
     Args:
-        model, loss_fn, data: As in :func:`nets.blockwise_spectrum`.
+        model: As in :func:`nets.blockwise_spectrum`.
+        loss_fn: As in :func:`nets.blockwise_spectrum`.
+        data: As in :func:`nets.blockwise_spectrum`.
         blocks: Partition as in :func:`nets.blockwise_spectrum` (default: one per tensor).
 
     Returns:

@@ -107,8 +107,7 @@ def blockwise_spectrum(
         chunk_size: ``vmap`` chunk size over the stacked tangents (``None``: all at once).
         callback: ``callback(step, steps)`` after every Lanczos step (progress reporting).
         comm: :class:`nets.engine.distributed.DistributedCommunicator` to run data parallel
-        (``data``
-            is then this rank's shard); default: one process.
+            (``data`` is then this rank's shard); default: one process.
 
     Returns:
         ``{block name: BlockSpectrum}`` with ``nodes``/``weights`` of shape

@@ -66,7 +66,8 @@ def spearman(x: Sequence[float], y: Sequence[float], *, rng: np.random.Generator
     """Spearman's ρ between ``x`` and ``y`` with bootstrap and Fisher-z intervals.
 
     Args:
-        x, y: Paired finite values (at least 3 pairs, neither constant).
+        x: First coordinate of the pairs (finite, at least 3 values, not constant).
+        y: Second coordinate, paired with ``x`` (same length, finite, not constant).
         rng: Explicit numpy generator for the bootstrap.
         n_boot: Bootstrap resamples.
         level: Confidence level in (0, 1).

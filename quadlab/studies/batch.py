@@ -250,7 +250,9 @@ def batch_studies(*, batch_sizes: Sequence[int], criteria: dict[str, dict], case
         batch_sizes: B values.
         criteria: criterion ("one-step" or "budget") -> extra keyword arguments of
             `batch_study` (steps, repeats, optimizers, …).
-        case, noise, progress: as in `batch_study`.
+        case: as in `batch_study`.
+        noise: as in `batch_study`.
+        progress: as in `batch_study`.
 
     Returns:
         criterion -> result.
