@@ -5,13 +5,13 @@ PY := $(VENV)/bin/python
 # install torch into the venv yourself first (see README) and run with TORCH_SPEC= (empty).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install run test test-all lint bench clean
+.PHONY: install run test test-all docs lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install -q "$(TORCH_SPEC)"; fi
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,docs]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -19,7 +19,13 @@ install: $(VENV)/.installed
 run: install
 	$(PY) -m figures
 
-test: install
+# The documentation (MkDocs, strict: every warning is an error) into site/. No --quiet:
+# it hides the warnings, and strict mode then passes.
+docs: install
+	$(PY) -m mkdocs build --strict
+
+# CI runs this target: it builds the docs first, so a broken docstring or link fails CI.
+test: docs
 	$(PY) -m pytest -q
 
 test-all: install
@@ -32,4 +38,4 @@ bench: install
 	$(PY) benchmarks/bench_quadlab.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache site
