@@ -12,9 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import nets
+from labkit.tables import format_table
 from nets import zoo
 
-from .registry import FigureSpec, Finding, markdown_table
+from .registry import FigureSpec, Finding
 from .style import RC, save
 
 FAMILIES = {"resnet": "CNN", "vgg": "CNN", "gpt": "Transformer", "bert": "Transformer",
@@ -87,8 +88,9 @@ def findings(res: FullSpectra) -> Finding:
     rows = [{"model": n, "family": FAMILIES.get(n, "?"),
              "lmin": float(res.spectra[n].nodes.min()), "lmax": float(res.spectra[n].nodes.max())}
             for n in res.names]
-    table = markdown_table(rows, [("model", "model", ""), ("family", "family", ""),
-                                  ("lmin", "λ_min (Ritz)", ".3g"), ("lmax", "λ_max (Ritz)", ".3g")])
+    table = format_table(rows, [("model", "model", ""), ("family", "family", ""),
+                                  ("lmin", "λ_min (Ritz)", ".3g"), ("lmax", "λ_max (Ritz)", ".3g")],
+                         markdown=True)
     return Finding(measured, verdict, table)
 
 

@@ -15,9 +15,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import nets
+from labkit.tables import format_table
 from nets import zoo
 
-from .registry import FigureSpec, Finding, markdown_table
+from .registry import FigureSpec, Finding
 from .style import PALETTE, RC, save
 
 FAMILIES = {"resnet": "CNN", "vgg": "CNN", "mlp": "MLP", "gpt": "Transformer",
@@ -126,8 +127,8 @@ def findings(res: Blockwise) -> Finding:
         verdict, measured = "not comparable", "Needs at least one CNN and one Transformer."
     rows = [{"model": m, "family": FAMILIES.get(m, "?"), "blocks": len(res.spectra[m]),
              "js0": v} for m, v in res.js0.items()]
-    table = markdown_table(rows, [("model", "model", ""), ("family", "family", ""),
-                                  ("blocks", "blocks", "d"), ("js0", "JS0", ".3f")])
+    table = format_table(rows, [("model", "model", ""), ("family", "family", ""),
+                                  ("blocks", "blocks", "d"), ("js0", "JS0", ".3f")], markdown=True)
     return Finding(measured, verdict, table)
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from labkit.tables import format_table
 from quadlab.studies import StudyResult, run_study
 
-from .registry import FigureSpec, Finding, markdown_table
+from .registry import FigureSpec, Finding
 from .style import RC, save
 
 TITLES = {"hetero": "simplified heterogeneous", "homo": "simplified homogeneous",
@@ -104,10 +105,10 @@ def findings(results: dict[str, StudyResult]) -> Finding:
                    + " Adam is not level with GD but faster."))
     rows = [{**row, "case": name(s, row["case"])} for s, r in results.items()
             for row in r.table()]
-    return Finding(measured=measured, verdict=verdict, table=markdown_table(rows, [
+    return Finding(measured=measured, verdict=verdict, table=format_table(rows, [
         ("case", "case", ""), ("optimizer", "optimizer", ""),
         ("median_iterations", "median iterations", ".0f"), ("reached", "seeds reaching", "d"),
-        ("median_lr", "median tuned lr", ".3g")]))
+        ("median_lr", "median tuned lr", ".3g")], markdown=True))
 
 
 SPEC = FigureSpec(

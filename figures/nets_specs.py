@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labkit.tables import format_table
 from nets import zoo
 from nets.engine.spectrum import blockwise_spectrum
 from nets.studies.finetune import PRETRAIN_STEPS, FinetuneStudy, finetune_study
@@ -20,7 +21,7 @@ from nets.studies.table1 import Table1, table1
 from nets.studies.tasks import scaled_mlp_task, zoo_task
 
 from . import fig5_mlp_mixer, fig6_finetune, fig7_gap_vs_js0, fig_layernorm
-from .registry import FigureSpec, Finding, markdown_table
+from .registry import FigureSpec, Finding
 
 FAMILY = {"resnet": "CNN", "vgg": "CNN", "mlp": "MLP", "gpt": "Transformer",
           "bert": "Transformer", "vit": "Transformer", "mixer": "MLP-mixer"}
@@ -63,9 +64,9 @@ def table1_findings(res: Table1) -> Finding:
             row[f"gap{r.batch_size}"] = r.gap
         rows.append(row)
     sizes = sorted({r.batch_size for rep in res.reports for r in rep.results})
-    table = markdown_table(rows, [("task", "model", ""), ("family", "family", ""),
+    table = format_table(rows, [("task", "model", ""), ("family", "family", ""),
                                   ("js0", "JS0", ".3f")]
-                           + [(f"gap{b}", f"gap B={b}", ".2f") for b in sizes])
+                           + [(f"gap{b}", f"gap B={b}", ".2f") for b in sizes], markdown=True)
     return Finding("Spearman correlation of JS0 at initialization with the gap "
                    "ln(L_SGD/L_Adam): " + "; ".join(parts) + ".", verdict, table)
 
@@ -114,9 +115,9 @@ def layernorm_findings(res: PerturbationStudy) -> Finding:
     measured = ("Power-law exponent α of the output change ‖F(x,W) − F(x,W+δ)‖² over depths "
                 f"{list(res.depths)}: " + ", ".join(
                     f"{r['variant']}/{r['kind']} α = {r['alpha']:.2f}" for r in rows) + ".")
-    return Finding(measured, verdict, markdown_table(rows, [
+    return Finding(measured, verdict, format_table(rows, [
         ("variant", "variant", ""), ("kind", "perturbation", ""), ("alpha", "α (Δ ∝ N^α)", ".2f"),
-        ("r2lin", "R² of Δ ~ N", ".2f"), ("r2log", "R² of Δ ~ ln N", ".2f")]))
+        ("r2lin", "R² of Δ ~ N", ".2f"), ("r2log", "R² of Δ ~ ln N", ".2f")], markdown=True))
 
 
 def layernorm_compute(*, depths, seeds, draws, progress=None) -> PerturbationStudy:
@@ -238,9 +239,9 @@ def finetune_findings(res: FinetuneStudy) -> Finding:
                             for b, sc, ft in pairs) + ".")
     rows = [{"start": r["start"], "B": r["B"], "js": r["js"], "sgd": r["sgd_loss"],
              "adam": r["adam_loss"], "gap": r["gap"]} for r in res.rows()]
-    return Finding(measured, verdict, markdown_table(rows, [
+    return Finding(measured, verdict, format_table(rows, [
         ("start", "start", ""), ("B", "B", "d"), ("js", "JS at start", ".3f"),
-        ("sgd", "L_SGD", ".3g"), ("adam", "L_Adam", ".3g"), ("gap", "gap", ".2f")]))
+        ("sgd", "L_SGD", ".3g"), ("adam", "L_Adam", ".3g"), ("gap", "gap", ".2f")], markdown=True))
 
 
 FINETUNE = FigureSpec(

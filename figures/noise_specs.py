@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from labkit.tables import format_table
 from quadlab.studies.batch import batch_studies
 from quadlab.studies.eps import EPS_VARIANTS, EpsResult, eps_study
 from quadlab.studies.newton import NewtonResult, newton_study
 from quadlab.studies.settings import SETTINGS
 
 from . import fig_batch, fig_eps, fig_newton
-from .registry import FigureSpec, Finding, markdown_table
+from .registry import FigureSpec, Finding
 
 
 def _verdict(flags: list[bool]) -> str:
@@ -31,9 +32,10 @@ def newton_findings(res: NewtonResult) -> Finding:
                 f"seed's 2 in {sum(holds)}: " + (", ".join(where) or "none") + ".")
     rows = [{"problem": r.problem, "noise": r.noise, "optimizer": r.optimizer, "beta2": r.beta2,
              "p": r.p, "err_gn": r.err_gn} for r in res.rows]
-    return Finding(measured, _verdict(holds), markdown_table(rows, [
+    return Finding(measured, _verdict(holds), format_table(rows, [
         ("problem", "problem", ""), ("noise", "noise", ""), ("optimizer", "optimizer", ""),
-        ("beta2", "β2", "g"), ("p", "p (seed: 2)", ".2f"), ("err_gn", "err g gᵀ = σ²H", ".2g")]))
+        ("beta2", "β2", "g"), ("p", "p (seed: 2)", ".2f"), ("err_gn", "err g gᵀ = σ²H", ".2g")],
+        markdown=True))
 
 
 NEWTON = FigureSpec(
@@ -100,9 +102,9 @@ def batch_findings(results: dict) -> Finding:
     measured = (f"Shape of the optimal step size against batch size for {len(rows)} curves: "
                 f"{sum(surges)} show a surge (rise then fall)."
                 + ("" if any(surges) else " The surge did not appear in these measurements."))
-    return Finding(measured, verdict, markdown_table(rows, [
+    return Finding(measured, verdict, format_table(rows, [
         ("criterion", "criterion", ""), ("optimizer", "optimizer", ""),
-        ("shape", "η*(B) shape", ""), ("peak", "B at max η*", "d")]))
+        ("shape", "η*(B) shape", ""), ("peak", "B at max η*", "d")], markdown=True))
 
 
 def batch_compute(*, batch_sizes, criteria, progress=None) -> dict:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from labkit.tables import format_table
 from proofs import run_all
 from proofs.verdict import Verdict
 
-from .registry import FigureSpec, Finding, markdown_table
+from .registry import FigureSpec, Finding
 
 
 def compute(*, effort: str, seed: int, progress=None) -> list[Verdict]:
@@ -42,8 +43,9 @@ def findings(verdicts: list[Verdict]) -> Finding:
                 + ", ".join(f"{k} {x}" for k, x in corrected.items()) + ".")
     rows = [{"id": v.id, "form": v.form, "verdict": v.verdict,
              "statement": v.statement.replace("|", "\\|")} for v in verdicts]
-    table = markdown_table(rows, [("id", "claim", ""), ("form", "form", ""),
-                                  ("verdict", "verdict", ""), ("statement", "statement", "")])
+    table = format_table(rows, [("id", "claim", ""), ("form", "form", ""),
+                                  ("verdict", "verdict", ""), ("statement", "statement", "")],
+                         markdown=True)
     return Finding(measured=measured, verdict=verdict, table=table)
 
 

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from labkit.tables import format_value
-
 #: tiny: seconds, for the tests; quick: the default (CPU, minutes); full: GPU-sized.
 PROFILES = ("tiny", "quick", "full")
 
@@ -67,11 +65,3 @@ class FigureSpec:
             raise ValueError(f"figure {self.name} has no profile {profile!r}; "
                              f"choose one of {', '.join(self.settings)}")
         return dict(self.settings[profile])
-
-
-def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """A Markdown table: columns are (key, header, format spec); +inf prints as "never"."""
-    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
-    rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(format_value(r[k], f) for k, _, f in columns) + " |" for r in rows]
-    return "\n".join([head, rule, *body])

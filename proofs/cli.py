@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
+
+from labkit.jsonio import dumps
 
 from .efforts import EFFORTS
 from .report import CHECKERS, format_table, run_all
@@ -24,8 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = run_all(effort=args.effort, seed=args.seed,
                        only=tuple(args.only) if args.only else None)
     if args.json:
-        json.dump([v.to_dict() for v in verdicts], sys.stdout, ensure_ascii=False, indent=1)
-        sys.stdout.write("\n")
+        print(dumps([v.to_dict() for v in verdicts], ensure_ascii=False, indent=1))
     else:
         print(format_table(verdicts))
         print(f"\n(effort {args.effort}, seed {args.seed}, {time.perf_counter() - start:.1f} s)")

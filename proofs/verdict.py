@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
+from labkit.jsonio import dumps, to_jsonable
 
 FORMS = ("as-printed", "corrected")
 VERDICTS = ("holds", "violated", "inconclusive")
 IDS = ("prop1", "thm1", "prop2", "table2")
-
-
-def jsonable(x: Any) -> Any:
-    """Convert numpy scalars/arrays, tuples and non-finite floats into plain JSON values.
-
-    Non-finite floats become the strings "inf", "-inf" and "nan" (JSON has no such numbers).
-    """
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return [jsonable(v) for v in x.tolist()]
-    if isinstance(x, np.bool_ | bool):
-        return bool(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.floating | float):
-        v = float(x)
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
-    return x
 
 
 @dataclass(frozen=True)
@@ -71,11 +44,12 @@ class Verdict:
     def to_dict(self) -> dict:
         """Plain-JSON dict with the keys id, form, statement, verdict, evidence."""
         return {"id": self.id, "form": self.form, "statement": self.statement,
-                "verdict": self.verdict, "evidence": jsonable(self.evidence)}
+                "verdict": self.verdict, "evidence": to_jsonable(self.evidence)}
 
-    def to_json(self, **kwargs) -> str:
-        """`json.dumps` of `to_dict()` (kwargs go to `json.dumps`)."""
-        return json.dumps(self.to_dict(), **kwargs)
+    def to_json(self, **kwargs: Any) -> str:
+        """Strict JSON of :meth:`to_dict` (:func:`labkit.jsonio.dumps`; kwargs go to
+        :func:`json.dumps`)."""
+        return dumps(self.to_dict(), **kwargs)
 
 
 def decide(n_violations: int, n_undecided: int = 0) -> Literal["holds", "violated",

@@ -22,15 +22,16 @@ share their grids out among the ranks; rank 0 alone writes files and prints::
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from labkit.jsonio import dumps
+from labkit.progress import Progress
+from labkit.tables import format_table
 from nets.cli.common import distributed
 from nets.cli.training import register  # training studies: gap, table1, advise, ...
 from nets.engine.density import NORMALIZATIONS, DensityRecipe, lambda10
@@ -49,32 +50,6 @@ from nets.engine.spectrum import blockwise_spectrum, full_spectrum
 from nets.zoo import models as zoo
 
 __all__ = ["main"]
-
-
-class Progress:
-    """A one-line progress bar on stderr (no dependency)."""
-
-    def __init__(self, total: int, label: str, *, enabled: bool = True, width: int = 30):
-        self.total, self.label, self.enabled, self.width = max(total, 1), label, enabled, width
-        self.done = 0
-        self.start = time.monotonic()
-
-    def update(self, done: int, note: str = "") -> None:
-        self.done = done
-        if not self.enabled:
-            return
-        frac = min(done / self.total, 1.0)
-        fill = round(frac * self.width)
-        el = time.monotonic() - self.start
-        eta = el / frac - el if frac > 0 else float("nan")
-        sys.stderr.write(f"\r{self.label} [{'#' * fill}{'.' * (self.width - fill)}] "
-                         f"{done}/{self.total} {note} {el:6.1f}s eta {eta:6.1f}s ")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -116,10 +91,10 @@ def compute(args: argparse.Namespace) -> tuple[dict, dict[str, BlockSpectrum], P
     if args.blocks:
         blocks = zoo.partition(args.model, model, args.blocks)
     bar = Progress(len(todo) * args.steps, f"{args.model} {settings['blocks']}",
-                   enabled=not args.quiet and comm.rank == 0)
+                   enabled=None if not args.quiet and comm.rank == 0 else False)
     for i, p in enumerate(todo):
         def cb(step: int, steps: int, i: int = i, p: int = p) -> None:
-            bar.update(i * args.steps + step, f"probe {p + 1}/{args.probes}")
+            bar.update_to(i * args.steps + step, f"probe {p + 1}/{args.probes}")
 
         kw = dict(lanczos_steps=args.steps, probes=args.probes, seed=args.seed,
                   probe_indices=[p], chunk_size=args.chunk_size, callback=cb, comm=comm)
@@ -162,17 +137,9 @@ def _summary(spectra: dict[str, BlockSpectrum]) -> list[dict]:
     return rows
 
 
-def _table(rows: list[dict], cols: list[str]) -> str:
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return "-" if v is None else str(v)
-
-    cells = [[fmt(r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
-    lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
+SPECTRUM_COLUMNS = [("block", "block", ""), ("dim", "dim", "d"),
+                    ("lambda_min", "lambda_min", ".4g"), ("lambda_max", "lambda_max", ".4g"),
+                    ("lambda10", "lambda10", ".4g"), ("trace", "trace", ".4g")]
 
 
 def _cmd_spectrum(args: argparse.Namespace) -> int:
@@ -181,10 +148,10 @@ def _cmd_spectrum(args: argparse.Namespace) -> int:
         return 0
     rows = _summary(spectra)
     if args.json:
-        print(json.dumps({"settings": settings, "file": str(out), "blocks": rows}, indent=1))
+        print(dumps({"settings": settings, "file": str(out), "blocks": rows}, indent=1))
     else:
         print(f"# {settings} -> {out}")
-        print(_table(rows, ["block", "dim", "lambda_min", "lambda_max", "lambda10", "trace"]))
+        print(format_table(rows, SPECTRUM_COLUMNS))
     return 0
 
 
@@ -213,19 +180,21 @@ def _cmd_js0(args: argparse.Namespace) -> int:
     if args.json:
         res["blocks"] = names
         res["js_matrix"] = mat.tolist()
-        print(json.dumps(res, indent=1))
+        print(dumps(res, indent=1))
         return 0
     print(f"# {settings} -> {out}")
     print(f"JS0 = {est.value:.4f} ± {est.std:.4f} (bootstrap over probes, n={est.n_boot}; "
           f"95% [{est.low:.4f}, {est.high:.4f}])  recipe: width={recipe.width} of spread, "
           f"grid={recipe.grid_size}, normalize={recipe.normalize}")
     mean_to_others = mat.sum(1) / max(len(names) - 1, 1)
-    print(_table([{"block": n, "mean JS to others": float(v)}
-                  for n, v in zip(names, mean_to_others, strict=True)],
-                 ["block", "mean JS to others"]))
+    print(format_table([{"block": n, "js": float(v)}
+                        for n, v in zip(names, mean_to_others, strict=True)],
+                       [("block", "block", ""), ("js", "mean JS to others", ".4g")]))
     if args.sensitivity:
         print("\nsensitivity of JS0 to the recipe (from stored nodes and weights):")
-        print(_table(res["sensitivity"], ["normalize", "grid_size", "width", "js0"]))
+        print(format_table(res["sensitivity"], [
+            ("normalize", "normalize", ""), ("grid_size", "grid_size", "d"),
+            ("width", "width", ".4g"), ("js0", "js0", ".4g")]))
     return 0
 
 

@@ -6,12 +6,12 @@ Every subcommand prints a readable table, or JSON with `--json`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 import numpy as np
 
+from labkit.jsonio import dumps
 from labkit.progress import Progress
 from labkit.tables import format_table
 from quadlab.cases import CASES, make_problem
@@ -24,12 +24,6 @@ from quadlab.tuning import iterations_to_tolerance, tune_lr
 from quadlab.validation import check_choice
 
 CHECKPOINTS = (0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
-
-
-def _json_float(x: float):
-    """JSON has no inf: +inf becomes null (documented as "never reached" / "diverged")."""
-    x = float(x)
-    return x if np.isfinite(x) else None
 
 
 def _hyper(args) -> dict:
@@ -193,16 +187,6 @@ COMMANDS = {"run": (cmd_run, show_run), "sweep": (cmd_sweep, show_sweep), "r": (
             **cli_noise.COMMANDS}
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float | np.floating):
-        return _json_float(obj)
-    return obj
-
-
 def _communicator(args):
     """Under `torchrun` with several ranks, their communicator (only `sweep` shares its grid
     out); else None. The torch.distributed glue lives in `nets.engine.distributed`, imported only
@@ -245,7 +229,7 @@ def main(argv=None) -> int:
 
             torch.distributed.destroy_process_group()
     if _is_rank0(args):
-        print(json.dumps(_jsonable(res), indent=2) if args.json else show(res))
+        print(dumps(res, indent=2) if args.json else show(res))
     return 0
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import labkit.progress
 import nets.cli.app as cli
 from nets.engine.results import load_spectra
 
@@ -35,13 +36,14 @@ def test_spectrum_blockwise_json(blockwise_file, capsys):
         assert r["lambda_min"] <= r["lambda_max"]
 
 
-def test_spectrum_full_table_with_progress_bar(tmp_path, capsys):
+def test_spectrum_full_table_with_progress_bar(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(labkit.progress, "_is_terminal", lambda stream: True)  # as on a tty
     out = tmp_path / "f.json"
     args = [a for a in FAST if a != "--quiet"]
     assert cli.main(["spectrum", *args, "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert "full" in captured.out and "lambda_max" in captured.out
-    assert "#" in captured.err and "12/12" in captured.err  # 3 probes x 4 steps
+    assert "12/12" in captured.err and "probe 3/3" in captured.err  # 3 probes x 4 steps
     _, _, spectra = load_spectra(out)
     assert list(spectra) == ["full"]
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import quadlab
+from labkit.jsonio import to_jsonable as jsonable
 from proofs import Verdict
 from proofs._numerics import adam_modes, gd_modes, log_gaps, steps_to_reach
-from proofs.verdict import decide, jsonable
+from proofs.verdict import decide
 
 
 def test_verdict_json_has_the_keys_and_plain_values():
