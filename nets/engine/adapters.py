@@ -15,6 +15,24 @@ new kind of input, output or batch happens here and nowhere else.
 **Outputs.** The loss function receives whatever the model returns (a tensor, a tuple, a Hugging
 Face ``ModelOutput``): ``loss_fn(model(**inputs), targets)``.
 
+**Attention.** Fused attention kernels (flash, memory-efficient) have neither forward-mode
+derivatives nor double backward, so every forward call of the engine runs inside
+``torch.nn.attention.sdpa_kernel([SDPBackend.MATH])``: ``F.scaled_dot_product_attention`` (and so
+Hugging Face's default ``attn_implementation="sdpa"``) evaluates the same attention with ordinary
+differentiable operations.
+
+**Tied weights.** A tensor shared by several modules (GPT-2's token embedding and output head)
+is one parameter (``named_parameters`` lists it once, under its first name) and so one block;
+its Hessian block includes the curvature through both uses.
+
+**Padding rows.** ``nn.Embedding(padding_idx=p)`` never trains row ``p`` (reverse mode zeroes its
+gradient; forward mode does not, so the AD modes would disagree). Here the padding rows are
+constants: the forward call sees ``W' = K ⊙ W + (1 − K) ⊙ stop_gradient(W)`` with ``K`` zero on
+the padding row, which has the same value, and the Hessian is that of the loss in the trainable
+coordinates, ``P ∇²L P`` with ``P`` the projection that zeroes the padding row's coordinates.
+Every product mode gives this matrix; the padding row's ``d`` coordinates add ``d`` zero
+eigenvalues to the embedding's block.
+
 **Batch size** ``n_b`` (the weight of the batch in the mean loss) is the length of the first axis
 of the targets (or of their first tensor when the targets are a tuple or mapping).
 """
@@ -25,11 +43,12 @@ from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from nets.engine.distributed import Communicator
 
-__all__ = ["batch_size", "check_modes", "functional_forward", "prepare_data", "split_batch",
-           "to_device"]
+__all__ = ["batch_size", "check_modes", "first_samples", "forward", "functional_forward",
+           "padding_rows", "prepare_data", "split_batch", "to_device"]
 
 LossFn = Callable[[object, object], torch.Tensor]
 
@@ -37,9 +56,31 @@ LossFn = Callable[[object, object], torch.Tensor]
 LABELS_KEY = "labels"
 
 
+def padding_rows(model: torch.nn.Module) -> dict[str, int]:
+    """``{parameter name: padding row}`` of the model's ``nn.Embedding(padding_idx=...)`` weights.
+
+    The name is the one ``named_parameters`` uses (the first, for a tied weight).
+    """
+    names = {id(p): n for n, p in model.named_parameters()}
+    out = {}
+    for m in model.modules():
+        if isinstance(m, torch.nn.Embedding) and m.padding_idx is not None and \
+                id(m.weight) in names:
+            out[names[id(m.weight)]] = int(m.padding_idx) % m.num_embeddings
+    return out
+
+
+def _freeze_rows(w: torch.Tensor, row: int) -> torch.Tensor:
+    keep = torch.ones(w.shape[0], *(1,) * (w.ndim - 1), dtype=w.dtype, device=w.device)
+    keep[row] = 0
+    return keep * w + (1 - keep) * w.detach()
+
+
 def functional_forward(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor] |
                        tuple[Mapping[str, torch.Tensor], ...], inputs: object) -> object:
     """``model(inputs)`` evaluated with the parameters and buffers ``tensors`` (``torch.func``).
+
+    Math attention is selected and embedding padding rows are held constant (module docstring).
 
     Args:
         model: The module.
@@ -51,21 +92,31 @@ def functional_forward(model: torch.nn.Module, tensors: Mapping[str, torch.Tenso
     Returns:
         Whatever the model returns; the loss function receives it unchanged.
     """
-    if isinstance(inputs, Mapping):
-        return functional_call(model, tensors, (), dict(inputs))
-    if isinstance(inputs, tuple):
-        return functional_call(model, tensors, inputs)
-    return functional_call(model, tensors, (inputs,))
+    pads = padding_rows(model)
+    if pads:
+        dicts = tensors if isinstance(tensors, tuple) else (tensors,)
+        dicts = tuple({n: (_freeze_rows(t, pads[n]) if n in pads else t) for n, t in d.items()}
+                      for d in dicts)
+        tensors = dicts if isinstance(tensors, tuple) else dicts[0]
+    args, kwargs = _arguments(inputs)
+    with sdpa_kernel([SDPBackend.MATH]):
+        return functional_call(model, tensors, args, kwargs)
 
 
 def forward(model: torch.nn.Module, inputs: object) -> object:
-    """``model(inputs)`` with the model's own parameters, inputs unpacked as in
-    :func:`functional_forward`."""
+    """``model(inputs)`` with the model's own parameters, unpacked as in
+    :func:`functional_forward` (math attention)."""
+    args, kwargs = _arguments(inputs)
+    with sdpa_kernel([SDPBackend.MATH]):
+        return model(*args, **kwargs)
+
+
+def _arguments(inputs: object) -> tuple[tuple, dict]:
     if isinstance(inputs, Mapping):
-        return model(**inputs)
+        return (), dict(inputs)
     if isinstance(inputs, tuple):
-        return model(*inputs)
-    return model(inputs)
+        return inputs, {}
+    return (inputs,), {}
 
 
 def split_batch(batch: object, index: int = 0) -> tuple[object, object]:
@@ -86,6 +137,18 @@ def split_batch(batch: object, index: int = 0) -> tuple[object, object]:
         return (tuple(x) if isinstance(x, list) else x), batch[1]
     raise TypeError(f"batch {index} is not an (inputs, targets) pair nor a mapping with a "
                     f"{LABELS_KEY!r} entry (got {type(batch).__name__})")
+
+
+def first_samples(x: object, n: int) -> object:
+    """The first ``n`` samples of batch inputs or targets (tensors sliced on their first axis,
+    also inside tuples, lists and mappings; other values unchanged)."""
+    if isinstance(x, torch.Tensor):
+        return x[:n] if x.ndim else x
+    if isinstance(x, tuple | list):
+        return type(x)(first_samples(v, n) for v in x)
+    if isinstance(x, Mapping):
+        return {k: first_samples(v, n) for k, v in x.items()}
+    return x
 
 
 def batch_size(targets: object) -> int:

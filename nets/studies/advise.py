@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from labkit.jsonio import as_float
+from nets.engine.adapters import check_modes, first_samples, split_batch
 from nets.engine.density import DensityRecipe
 from nets.engine.hvp import make_batch_hessian_vector_product
 from nets.engine.js import js0_bootstrap
@@ -127,10 +128,13 @@ def check_twice_differentiable(model: torch.nn.Module, loss_fn, data, *, samples
     Raises:
         ValueError: the product fails, is not finite, or is zero.
     """
+    check_modes(model)
     try:
-        inputs, targets = next(iter(data))
+        inputs, targets = split_batch(next(iter(data)))
     except (StopIteration, TypeError, ValueError) as e:
-        raise ValueError(f"data must be an iterable of (inputs, targets) batches: {e}") from e
+        raise ValueError(f"data must be an iterable of (inputs, targets) batches or of "
+                         f"mappings with a 'labels' entry: {e}") from e
+    inputs, targets = first_samples(inputs, samples), first_samples(targets, samples)
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("the model has no trainable parameters")
@@ -139,7 +143,7 @@ def check_twice_differentiable(model: torch.nn.Module, loss_fn, data, *, samples
             for n, p in params.items()}
     hvp = make_batch_hessian_vector_product(model, loss_fn)
     try:
-        out = hvp(params, inputs[:samples], targets[:samples], tang)
+        out = hvp(params, inputs, targets, tang)
     except Exception as e:  # autograd/functorch report missing double backward in many ways
         raise ValueError("the loss is not twice differentiable with respect to the "
                          f"parameters (a Hessian-vector product failed: {type(e).__name__}: "

@@ -1,0 +1,193 @@
+"""Hugging Face ``transformers`` models as users have them, against an independent dense Hessian.
+
+Tiny configs, random initialization (never ``from_pretrained``), float64, default attention
+(``sdpa``), batches as the models take them (dicts of keyword arguments, ``ModelOutput`` results).
+The reference Hessian is built by double backward (``torch.autograd.functional.hessian``) on
+the flattened parameters, independently of the engine's forward-over-reverse products; padding
+rows of embeddings are constants in the engine (see :mod:`nets.engine.adapters`), so the
+reference is the true Hessian with those coordinates projected out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+import nets
+from nets.engine.adapters import padding_rows
+
+transformers = pytest.importorskip("transformers")
+
+
+def _lm_loss(out, labels):
+    logits = out.logits
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                             labels.reshape(-1), ignore_index=-100)
+
+
+def _cls_loss(out, labels):
+    return torch.nn.functional.cross_entropy(out.logits, labels)
+
+
+def gpt2_problem():
+    cfg = transformers.GPT2Config(vocab_size=7, n_positions=6, n_embd=4, n_layer=1, n_head=2,
+                                  n_inner=8, bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)  # transformers initializes from the global generator
+    model = transformers.GPT2LMHeadModel(cfg).double().eval()
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 7, (3, 5), generator=g)
+    return model, _lm_loss, [({"input_ids": ids[:2]}, ids[:2]), ({"input_ids": ids[2:]}, ids[2:])]
+
+
+def bert_problem():
+    cfg = transformers.BertConfig(vocab_size=9, hidden_size=4, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=8,
+                                  max_position_embeddings=6, type_vocab_size=1, pad_token_id=0)
+    torch.manual_seed(0)
+    model = transformers.BertForMaskedLM(cfg).double().eval()
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(1, 9, (3, 5), generator=g)
+    ids[0, 3:] = 0  # padding
+    ids[2, 4:] = 0
+    mask = (ids != 0).long()
+    labels = torch.full_like(ids, -100)
+    labels[:, 1] = ids[:, 1]
+    labels[1, 2] = ids[1, 2]
+    return model, _lm_loss, [{"input_ids": ids, "attention_mask": mask, "labels": labels}]
+
+
+def vit_problem():
+    cfg = transformers.ViTConfig(image_size=4, patch_size=2, num_channels=1, hidden_size=4,
+                                 num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=8, num_labels=3)
+    torch.manual_seed(0)
+    model = transformers.ViTForImageClassification(cfg).double().eval()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 1, 4, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (4,), generator=g)
+    return model, _cls_loss, [(x, y)]
+
+
+def resnet_problem():
+    cfg = transformers.ResNetConfig(num_channels=1, embedding_size=2, hidden_sizes=[2, 3],
+                                    depths=[1, 1], layer_type="basic", num_labels=3)
+    torch.manual_seed(0)
+    model = transformers.ResNetForImageClassification(cfg).double()
+    g = torch.Generator().manual_seed(4)
+    for m in model.modules():  # non-trivial running statistics for eval-mode batch norm
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g, dtype=torch.float64))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g, dtype=torch.float64) + .5)
+    model.eval()
+    x = torch.randn(3, 1, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (3,), generator=g)
+    return model, _cls_loss, [({"pixel_values": x}, y)]
+
+
+PROBLEMS = {"gpt2": gpt2_problem, "bert": bert_problem, "vit": vit_problem,
+            "resnet": resnet_problem}
+
+
+def reference_hessian(model, loss_fn, data) -> np.ndarray:
+    """Double-backward Hessian of the mean loss, padding rows projected out (float64)."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    names, shapes = [n for n, _ in params], [p.shape for _, p in params]
+    sizes = [p.numel() for _, p in params]
+    flat0 = torch.cat([p.detach().reshape(-1) for _, p in params])
+    batches = []
+    for b in data:
+        if isinstance(b, dict):
+            b = ({k: v for k, v in b.items() if k != "labels"}, b["labels"])
+        batches.append(b)
+    total = sum(len(y) for _, y in batches)
+
+    def loss(flat):
+        tensors = dict(zip(names, (t.reshape(s) for t, s in
+                                   zip(flat.split(sizes), shapes, strict=True)), strict=True))
+        out = 0.0
+        for x, y in batches:
+            kw = x if isinstance(x, dict) else {"pixel_values": x}
+            out = out + loss_fn(functional_call(model, tensors, (), kw), y) * len(y) / total
+        return out
+
+    with sdpa_kernel([SDPBackend.MATH]):
+        h = torch.autograd.functional.hessian(loss, flat0, vectorize=True).numpy()
+    keep = np.ones(len(flat0), dtype=bool)
+    offsets = dict(zip(names, np.cumsum([0, *sizes[:-1]]), strict=True))
+    for n, row in padding_rows(model).items():
+        width = int(np.prod(dict(zip(names, shapes, strict=True))[n][1:]))
+        keep[offsets[n] + row * width: offsets[n] + (row + 1) * width] = False
+    h = h * keep[:, None] * keep[None, :]
+    return 0.5 * (h + h.T)
+
+
+@pytest.fixture(scope="module", params=sorted(PROBLEMS))
+def problem(request):
+    model, loss_fn, data = PROBLEMS[request.param]()
+    return request.param, model, loss_fn, data, reference_hessian(model, loss_fn, data)
+
+
+def test_full_hessian_matches_double_backward(problem):
+    name, model, loss_fn, data, ref = problem
+    h = nets.dense_hessian(model, loss_fn, data)
+    scale = np.abs(ref).max()
+    assert scale > 0
+    np.testing.assert_allclose(h, ref, rtol=0, atol=1e-10 * scale, err_msg=name)
+
+
+def test_blockwise_eigenvalues_match_double_backward(problem):
+    _, model, loss_fn, data, ref = problem
+    exact = nets.exact_blockwise_eigenvalues(model, loss_fn, data)
+    params = [(n, p.numel()) for n, p in model.named_parameters() if p.requires_grad]
+    assert list(exact) == [n for n, _ in params]
+    start = 0
+    scale = np.abs(ref).max()
+    for n, size in params:
+        want = np.linalg.eigvalsh(ref[start:start + size, start:start + size])
+        np.testing.assert_allclose(exact[n], want, rtol=0, atol=1e-10 * scale, err_msg=n)
+        start += size
+
+
+def test_slq_extremes_match_exact_block(problem):
+    """Lanczos run to the block's dimension recovers its extreme eigenvalues (the first
+    block of at most 64 coordinates, to keep it fast)."""
+    name, model, loss_fn, data, _ = problem
+    small = [n for n, p in model.named_parameters() if 1 < p.numel() <= 64][:1]
+    dims = {n: p.numel() for n, p in model.named_parameters()}
+    spec = nets.blockwise_spectrum(model, loss_fn, data, blocks={n: n for n in small},
+                                   lanczos_steps=max(dims[n] for n in small), probes=1)
+    exact = nets.exact_blockwise_eigenvalues(model, loss_fn, data, blocks={n: n for n in small})
+    for n in small:
+        scale = max(np.abs(exact[n]).max(), 1e-300)
+        assert abs(spec[n].nodes.max() - exact[n].max()) <= 1e-8 * scale, (name, n)
+        assert abs(spec[n].nodes[spec[n].weights > 0].min() - exact[n].min()) <= 1e-8 * scale
+
+
+def test_gpt2_tied_head_is_one_block():
+    model, _, _ = gpt2_problem()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    names = [b.name for b in nets.resolve_blocks(model, None)]
+    assert "transformer.wte.weight" in names and "lm_head.weight" not in names
+
+
+def test_bert_padding_row_is_constant_in_every_mode():
+    """The padding row's Hessian rows and columns are zero, forward-over-reverse and double
+    backward agree, and the rest equals the true Hessian (padding row included as a variable)."""
+    model, loss_fn, data = bert_problem()
+    pads = padding_rows(model)
+    assert pads == {"bert.embeddings.word_embeddings.weight": 0}
+    ref = reference_hessian(model, loss_fn, data)  # double backward
+    h = nets.dense_hessian(model, loss_fn, data)   # forward-over-reverse
+    np.testing.assert_allclose(h, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
+    hidden = model.config.hidden_size
+    assert np.all(h[:hidden] == 0) and np.all(h[:, :hidden] == 0)
+
+
+def test_training_mode_dropout_is_refused_with_the_module_name():
+    model, loss_fn, data = gpt2_problem()
+    model.train()
+    with pytest.raises(ValueError, match=r"transformer\.drop.*model\.eval\(\)"):
+        nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=2, probes=1)
