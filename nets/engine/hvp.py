@@ -5,9 +5,10 @@ the mean loss of batch ``b``, ``n_b`` its number of samples (``len(y_b)``) and `
 the mean loss over all samples when every batch loss is a per-sample mean. (The authors' code
 sums the batch HVPs, which scales the Hessian by the number of batches.)
 
-The HVP is forward-over-reverse, ``∇²L v = ∂/∂ε ∇L(w + εv)|₀ = jvp(grad(L), w, v)``, mapped
-over a stack of tangents with ``vmap``, so one call evaluates many products (several probe
-vectors, several blocks) with a single forward/backward trace per batch.
+The HVP ``∇²L v = ∂/∂ε ∇L(w + εv)|₀`` is evaluated in one of three modes (see
+:class:`BlockHVP`): forward-over-reverse, ``jvp(grad(L), w, v)`` mapped over a stack of tangents
+with ``vmap``; reverse-over-reverse, ``∇_w ⟨∇L(w), v⟩`` from a gradient graph built once per
+batch and kept across calls within a memory budget; or the latter restricted to each block.
 
 A block-restricted product ``[∇²L]_ll v_l`` is the block-``l`` part of ``∇²L ṽ`` where ``ṽ``
 is ``v_l`` embedded in the full parameter space with zeros elsewhere. :class:`BlockHVP`
@@ -27,16 +28,47 @@ reduced (``Σ_l m_l d_l`` numbers per step, not ``m · D`` per block).
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 from torch.func import grad, jvp, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from nets.engine.adapters import LossFn, functional_forward, prepare_data
 from nets.engine.blocks import Block
 from nets.engine.distributed import Communicator
+from nets.engine.memory import SavedBytes, default_budget, peak_bytes, reset_peak
 
-__all__ = ["BlockHVP", "make_batch_hessian_vector_product"]
+__all__ = ["MODES", "BlockHVP", "check_hvp_options", "make_batch_hessian_vector_product"]
+
+#: Ways to evaluate Hessian-vector products (see :class:`BlockHVP`).
+MODES = ("auto", "forward", "reverse", "reverse-block")
+
+
+def check_hvp_options(mode: object, max_memory: object, chunk_size: object) -> None:
+    """Validate the product options shared by :class:`BlockHVP` and the spectrum functions.
+
+    Raises:
+        ValueError: ``mode`` not in :data:`MODES`, or a non-positive budget or chunk size.
+        TypeError: ``max_memory`` or ``chunk_size`` not an integer.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}")
+    for label, v in (("max_memory", max_memory), ("chunk_size", chunk_size)):
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise TypeError(f"{label} must be a positive integer or None, got "
+                            f"{type(v).__name__}")
+        if v < 1:
+            raise ValueError(f"{label} must be a positive integer or None, got {v}")
+
+
+def _math_attention():
+    """Attention on the math kernel: the fused ones lack forward AD and double backward."""
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 def make_batch_hessian_vector_product(
@@ -76,20 +108,46 @@ def make_batch_hessian_vector_product(
 class BlockHVP:
     """Block-diagonal Hessian-vector products ``v_l ↦ [∇²L]_ll v_l`` for many blocks at once.
 
+    Three ways to evaluate the same products (equal to round-off, tested against the dense
+    Hessian), chosen by ``mode``:
+
+    * ``"forward"``: forward-over-reverse, ``jvp(grad(ℓ_b))`` ``vmap``-ed over the stacked,
+      zero-padded tangents of every block and probe: one trace per batch and call.
+    * ``"reverse"``: reverse-over-reverse. The gradient graph ``g_b = ∇ℓ_b`` of each batch is
+      built once (``create_graph=True``) and each call differentiates ``Σ_n ⟨g_n, t_n⟩`` again
+      (``autograd.grad(..., is_grads_batched=True)`` over the stacked zero-padded tangents).
+    * ``"reverse-block"``: reverse-over-reverse restricted to each block: one batched double
+      backward per block from ``g_l`` to ``w_l`` only (no zero padding; autograd visits only the
+      part of the graph between them), the authors' product with the graph shared by all blocks.
+    * ``"auto"`` (default): on the first call, the first batch is evaluated in every mode, the
+      products are checked to agree, and the fastest mode (counting the cost of rebuilding
+      graphs that do not fit the budget) is used from then on; :meth:`info` reports the timings.
+
+    Gradient graphs are kept across calls (Lanczos steps) while their saved tensors, counted by
+    :class:`nets.engine.memory.SavedBytes`, fit in half of ``max_memory``; the other batches'
+    graphs are rebuilt per call. Stacked tangents are processed ``chunk_size`` at a time, by
+    default as many as the rest of the budget allows at one graph's size per tangent.
+    Attention runs on PyTorch's math kernel (``sdpa_kernel([SDPBackend.MATH])``): fused
+    ``scaled_dot_product_attention`` kernels have neither forward-mode AD nor double backward.
+
     Args:
         model: The network (its current parameters are the point ``w``).
         loss_fn: Scalar mean batch loss ``loss_fn(model(inputs), targets)``.
         data: Re-iterable of ``(inputs, targets)``; the Hessian is that of the mean loss.
         blocks: Disjoint blocks (see :mod:`nets.engine.blocks`).
-        chunk_size: Optional ``vmap`` chunk size (bounds memory for many tangents).
+        mode: One of :data:`MODES`.
+        max_memory: Memory budget in bytes for kept graphs and stacked tangents (default:
+            :func:`nets.engine.memory.default_budget`, half of the available memory).
+        chunk_size: Tangents per ``vmap``/batched backward (default: from ``max_memory``).
         comm: :class:`nets.engine.distributed.DistributedCommunicator` for data-parallel products
             (``data`` is then this rank's shard; the model must be the same on every rank,
-            which is checked); default: one process.
+            which is checked; rank 0's calibrated mode is used everywhere); default: one process.
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
-                 blocks: Sequence[Block], *, chunk_size: int | None = None,
-                 comm: Communicator | None = None) -> None:
+                 blocks: Sequence[Block], *, mode: str = "auto", max_memory: int | None = None,
+                 chunk_size: int | None = None, comm: Communicator | None = None) -> None:
+        check_hvp_options(mode, max_memory, chunk_size)
         params = dict(model.named_parameters())
         if not params:
             raise ValueError("the model has no parameters: there is no Hessian to study")
@@ -103,10 +161,33 @@ class BlockHVP:
         if self.comm.is_distributed:  # hashing costs a pass over the parameters
             self.comm.check_identical(_fingerprint(self.params), what="model parameters")
         self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm)
-        self.chunk_size = chunk_size
+        self._model = model
+        self._loss_fn = loss_fn
+        self._buffers = dict(model.named_buffers())
         self._hvp = make_batch_hessian_vector_product(model, loss_fn)
+        self.requested_mode = mode
+        self.mode: str | None = None if mode == "auto" else mode
+        self.max_memory = default_budget(self.device) if max_memory is None else int(max_memory)
+        self.chunk_size = chunk_size
+        self.calibration: dict[str, object] = {}
+        self.graph_bytes = 0
+        self._build_seconds = 0.0
+        self._graphs: dict[int, tuple[dict, dict]] = {}
+        self._kept_bytes = 0
+        self._batched_backward = True
         self.calls = 0
         self.products = 0
+        reset_peak(self.device)
+
+    def info(self) -> dict[str, object]:
+        """What ran and what it cost: mode, calibration timings, chunking, memory, counts."""
+        peak, kind = peak_bytes(self.device)
+        return {"hvp_mode": self.mode, "requested_mode": self.requested_mode,
+                "calibration": self.calibration, "chunk_size": self.chunk_size,
+                "max_memory": self.max_memory, "graph_bytes": self.graph_bytes,
+                "graphs_kept": len(self._graphs), "batches": len(self.data),
+                "calls": self.calls, "products": self.products,
+                "peak_memory_bytes": peak, "peak_memory_kind": kind}
 
     def __call__(self, vectors: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
         """Apply every block's diagonal Hessian block to its stack of vectors.
@@ -117,6 +198,8 @@ class BlockHVP:
         Returns:
             The ``(m_l, d_l)`` stacks ``[∇²L]_ll V_l`` (``None`` where skipped).
         """
+        if len(vectors) != len(self.blocks):
+            raise ValueError(f"got {len(vectors)} stacks of vectors for {len(self.blocks)} blocks")
         rows = []
         start = 0
         for v in vectors:
@@ -126,21 +209,11 @@ class BlockHVP:
         total = start
         if total == 0:
             return [None for _ in vectors]
-        used = [n for n in self.names
-                if any(v is not None and n in b.params for b, v in zip(self.blocks, vectors,
-                                                                       strict=True))]
-        tangents = {n: torch.zeros((total, *self.params[n].shape), dtype=self.dtype,
-                                   device=self.device) for n in used}
-        for b, v, (r0, r1) in zip(self.blocks, vectors, rows, strict=True):
-            if v is None:
-                continue
-            off = 0
-            for pc in b.pieces:
-                chunk = v[:, off:off + pc.size].reshape(r1 - r0, *pc.shape).to(self.dtype)
-                tangents[pc.param][(slice(r0, r1), *pc.index)] = chunk
-                off += pc.size
         try:
-            local = self._local_products(vectors, tangents, used, rows)
+            with _math_attention():
+                if self.chunk_size is None:
+                    self._plan()
+                local = self._local_products(vectors, rows)
             error = None
         except Exception as e:  # re-raised by comm.sum_, on every rank when distributed
             local = [None if v is None else torch.zeros_like(v, dtype=self.dtype)
@@ -155,26 +228,218 @@ class BlockHVP:
                 raise ValueError(f"non-finite Hessian-vector product in block {b.name!r}")
         return local
 
-    def _local_products(self, vectors, tangents, used, rows) -> list[torch.Tensor | None]:
+    # -- planning ---------------------------------------------------------------------------
+
+    def _plan(self) -> None:
+        """Measure the first batch's graph and size the tangent chunks from the budget."""
+        x, y, _ = self.data[0]
+        self._graph(0, x, y)
+        param_bytes = sum(self.params[n].numel() * self.params[n].element_size()
+                          for n in self.names)
+        per_tangent = max(self.graph_bytes + param_bytes, 1)
+        free = max(self.max_memory - self._kept_bytes, 0)
+        self.chunk_size = max(1, free // per_tangent)
+        if self.mode == "forward":
+            self._drop_graphs()
+
+    def _graph(self, i: int, x: object, y: object) -> tuple[dict, dict]:
+        """Leaves and gradient ``∇ℓ_i`` (with its graph) of batch ``i``, kept if it fits."""
+        kept = self._graphs.get(i)
+        if kept is not None:
+            return kept
+        t0 = time.perf_counter()
+        leaves = {n: self.params[n].detach().requires_grad_(True) for n in self.names}
+        rest = {n: p for n, p in self.params.items() if n not in leaves}
+        with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
+            out = functional_forward(self._model, ({**rest, **leaves}, self._buffers), x)
+            loss = self._loss_fn(out, y)
+            gs = torch.autograd.grad(loss, list(leaves.values()), create_graph=True,
+                                     allow_unused=True)
+        graph = (leaves, dict(zip(leaves, gs, strict=True)))
+        if i == 0:
+            self._build_seconds = time.perf_counter() - t0
+        self.graph_bytes = max(self.graph_bytes, saved.bytes)
+        if self.mode != "forward" and self._kept_bytes + saved.bytes <= self.max_memory // 2:
+            self._graphs[i] = graph
+            self._kept_bytes += saved.bytes
+        return graph
+
+    def _drop_graphs(self) -> None:
+        self._graphs.clear()
+        self._kept_bytes = 0
+
+    # -- products ---------------------------------------------------------------------------
+
+    def _local_products(self, vectors, rows) -> list[torch.Tensor | None]:
         """This process's ``Σ_b w_b ∇²ℓ_b`` products, cut into the blocks' ``(m_l, d_l)`` rows."""
-        acc: dict[str, torch.Tensor] | None = None
-        for x, y, w in self.data:
-            out = self._hvp(self.params, x, y, tangents, chunk_size=self.chunk_size)
-            if acc is None:
-                acc = {n: out[n] * w for n in used}
+        padded: list[dict[str, torch.Tensor]] = []
+
+        def tangents() -> dict[str, torch.Tensor]:
+            if not padded:
+                padded.append(self._padded(vectors, rows))
+            return padded[0]
+
+        acc: list[torch.Tensor | None] | None = None
+        for i, (x, y, w) in enumerate(self.data):
+            if self.mode is None:
+                part = self._calibrate(i, x, y, vectors, rows, tangents)
             else:
-                for n in used:
-                    acc[n].add_(out[n], alpha=w)
+                part = self._products(self.mode, i, x, y, vectors, rows, tangents)
+            if acc is None:
+                acc = [None if p is None else p * w for p in part]
+            else:
+                for a, p in zip(acc, part, strict=True):
+                    if a is not None:
+                        a.add_(p, alpha=w)
         assert acc is not None
+        return acc
+
+    def _products(self, mode, i, x, y, vectors, rows, tangents) -> list[torch.Tensor | None]:
+        if mode == "forward":
+            return self._cut(self._hvp(self.params, x, y, tangents(),
+                                       chunk_size=self.chunk_size), vectors, rows)
+        graph = self._graph(i, x, y)
+        if mode == "reverse":
+            return self._cut(self._reverse(graph, tangents()), vectors, rows)
+        return self._reverse_block(graph, vectors)
+
+    def _calibrate(self, i, x, y, vectors, rows, tangents) -> list[torch.Tensor | None]:
+        """Evaluate batch ``i`` in every mode, check agreement, keep the fastest mode."""
+        results, seconds, failed = {}, {}, {}
+        for mode in ("reverse-block", "reverse", "forward"):
+            t0 = time.perf_counter()
+            try:
+                results[mode] = self._products(mode, i, x, y, vectors, rows, tangents)
+            except (NotImplementedError, RuntimeError) as e:
+                failed[mode] = f"{type(e).__name__}: {e}"[:300]
+                continue
+            seconds[mode] = time.perf_counter() - t0
+        if not results:
+            raise RuntimeError("no Hessian-vector product mode works on this model: "
+                               + "; ".join(f"{m}: {e}" for m, e in failed.items()))
+        # graphs that do not fit half the budget are rebuilt on every call
+        fit = (self.max_memory // 2) // max(self.graph_bytes, 1)
+        rebuilt = max(0.0, 1.0 - fit / len(self.data)) * self._build_seconds
+        cost = {m: s + (rebuilt if m != "forward" else 0.0) for m, s in seconds.items()}
+        choice = self.comm.broadcast(min(cost, key=cost.__getitem__),
+                                     what="the Hessian-vector product mode")
+        if choice not in results:
+            raise RuntimeError(f"mode {choice!r} chosen by rank 0 fails here: {failed[choice]}")
+        tol = 10 * float(np.sqrt(torch.finfo(self.dtype).eps))
+        for mode, res in results.items():
+            for b, r, ref in zip(self.blocks, res, results[choice], strict=True):
+                if ref is None:
+                    continue
+                if not (torch.isfinite(r).all() and torch.isfinite(ref).all()):
+                    raise ValueError(f"non-finite Hessian-vector product in block {b.name!r}")
+                scale = max(float(ref.abs().max()), float(r.abs().max()),
+                            torch.finfo(self.dtype).tiny)
+                diff = float((r - ref).abs().max()) / scale
+                if not diff <= tol:
+                    raise ValueError(
+                        f"Hessian-vector products disagree between modes {choice!r} and "
+                        f"{mode!r} in block {b.name!r} (relative difference {diff:.1e} > "
+                        f"{tol:.0e}): the model differentiates differently in forward and "
+                        "reverse mode (e.g. nn.Embedding(padding_idx=...)); pass mode= to "
+                        "choose the product you trust")
+        self.mode = choice
+        self.calibration = {"seconds": cost, "failed": failed,
+                            "graph_build_seconds": self._build_seconds}
+        if choice == "forward":
+            self._drop_graphs()
+        return results[choice]
+
+    def _padded(self, vectors, rows) -> dict[str, torch.Tensor]:
+        """Every block's vectors embedded, zero elsewhere, in stacks ``{name: (T, *shape)}``."""
+        total = rows[-1][1]
+        used = [n for n in self.names
+                if any(v is not None and n in b.params
+                       for b, v in zip(self.blocks, vectors, strict=True))]
+        tangents = {n: torch.zeros((total, *self.params[n].shape), dtype=self.dtype,
+                                   device=self.device) for n in used}
+        for b, v, (r0, r1) in zip(self.blocks, vectors, rows, strict=True):
+            if v is None:
+                continue
+            off = 0
+            for pc in b.pieces:
+                chunk = v[:, off:off + pc.size].reshape(r1 - r0, *pc.shape).to(self.dtype)
+                tangents[pc.param][(slice(r0, r1), *pc.index)] = chunk
+                off += pc.size
+        return tangents
+
+    def _cut(self, out: dict[str, torch.Tensor], vectors, rows) -> list[torch.Tensor | None]:
+        """The blocks' ``(m_l, d_l)`` rows of full-space products ``{name: (T, *shape)}``."""
         result: list[torch.Tensor | None] = []
         for b, v, (r0, r1) in zip(self.blocks, vectors, rows, strict=True):
             if v is None:
                 result.append(None)
                 continue
-            parts = [acc[pc.param][(slice(r0, r1), *pc.index)].reshape(r1 - r0, -1)
+            parts = [out[pc.param][(slice(r0, r1), *pc.index)].reshape(r1 - r0, -1)
                      for pc in b.pieces]
             result.append(torch.cat(parts, dim=1))
         return result
+
+    def _reverse(self, graph, tangents: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``∇_w Σ_n ⟨g_n, t_n⟩`` for every stacked tangent, from a kept gradient graph."""
+        leaves, grads = graph
+        names = list(tangents)
+        live = [n for n in names if grads[n] is not None and grads[n].requires_grad]
+        out = {n: torch.zeros_like(tangents[n]) for n in names}
+        total = next(iter(tangents.values())).shape[0]
+        if not live:  # the gradient does not depend on these parameters: zero Hessian rows
+            return out
+        for s in range(0, total, self.chunk_size):
+            sl = slice(s, s + self.chunk_size)
+            hv = self._double_backward([grads[n] for n in live], [leaves[n] for n in names],
+                                       [tangents[n][sl] for n in live])
+            for n, h in zip(names, hv, strict=True):
+                if h is not None:
+                    out[n][sl] = h
+        return out
+
+    def _reverse_block(self, graph, vectors) -> list[torch.Tensor | None]:
+        """Per block, ``∇_{w_l} ⟨g_l, v_l⟩`` for the stacked ``v_l``: only the block's leaves."""
+        leaves, grads = graph
+        result: list[torch.Tensor | None] = []
+        for b, v in zip(self.blocks, vectors, strict=True):
+            if v is None:
+                result.append(None)
+                continue
+            m = v.shape[0]
+            names = list(b.params)
+            outs, gos, off = [], [], 0
+            for pc in b.pieces:
+                g = grads[pc.param]
+                if g is not None and g.requires_grad:
+                    outs.append(g[pc.index] if pc.index else g)
+                    gos.append(v[:, off:off + pc.size].reshape(m, *pc.shape).to(self.dtype))
+                off += pc.size
+            full = {n: torch.zeros((m, *self.params[n].shape), dtype=self.dtype,
+                                   device=self.device) for n in names}
+            for s in range(0, m if outs else 0, self.chunk_size):
+                sl = slice(s, s + self.chunk_size)
+                hv = self._double_backward(outs, [leaves[n] for n in names],
+                                           [go[sl] for go in gos])
+                for n, h in zip(names, hv, strict=True):
+                    if h is not None:
+                        full[n][sl] = h
+            result.append(torch.cat([full[pc.param][(slice(None), *pc.index)].reshape(m, -1)
+                                     for pc in b.pieces], dim=1))
+        return result
+
+    def _double_backward(self, outputs, inputs, grad_outputs) -> tuple[torch.Tensor | None, ...]:
+        """``autograd.grad`` of ``outputs`` with stacked ``grad_outputs`` (rows batched)."""
+        if self._batched_backward:
+            try:
+                return torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph=True,
+                                           is_grads_batched=True, allow_unused=True)
+            except RuntimeError:  # an op without a batching rule: one row at a time
+                self._batched_backward = False
+        rows = [torch.autograd.grad(outputs, inputs, [g[r] for g in grad_outputs],
+                                    retain_graph=True, allow_unused=True)
+                for r in range(grad_outputs[0].shape[0])]
+        return tuple(None if col[0] is None else torch.stack(col)
+                     for col in zip(*rows, strict=True))
 
 
 def _fingerprint(params: dict[str, torch.Tensor]) -> bytes:

@@ -1,9 +1,9 @@
 """Full and blockwise Hessian spectra of a network by stochastic Lanczos quadrature.
 
 ``blockwise_spectrum`` runs Lanczos on every diagonal block ``[∇²L]_ll`` at once: at each step,
-one ``vmap``-ed forward-over-reverse HVP per data batch evaluates the products of all blocks and
-all probes (each tangent supported on one block). ``full_spectrum`` is the same with a single
-block holding every parameter.
+one call of :class:`nets.engine.hvp.BlockHVP` evaluates the products of all blocks and all
+probes, in the product mode that is fastest on this model (measured on the first batch).
+``full_spectrum`` is the same with a single block holding every parameter.
 
 Probes: probe ``p`` of block ``name`` is a standard Gaussian vector drawn in float64 from
 ``numpy.random.default_rng([seed, p, crc32(name)])``, so a probe does not depend on the device,
@@ -21,15 +21,18 @@ every rank returns the same spectra.
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from labkit.progress import Progress
+from nets.engine.adapters import LossFn
 from nets.engine.blocks import Block, Piece, resolve_blocks
 from nets.engine.distributed import Communicator
-from nets.engine.hvp import BlockHVP, LossFn
+from nets.engine.hvp import BlockHVP, check_hvp_options
 from nets.engine.lanczos import lanczos
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
 
@@ -53,18 +56,35 @@ def _check_counts(lanczos_steps: int, probes: int, seed: int) -> None:
 
 def _run(model, loss_fn, data, blocks: list[Block], *, lanczos_steps: int, probes: int,
          seed: int, probe_indices: Sequence[int] | None, chunk_size: int | None,
-         callback: Callable[[int, int], None] | None,
-         comm: Communicator | None) -> dict[str, BlockSpectrum]:
+         callback: Callable[[int, int], None] | None, comm: Communicator | None,
+         mode: str, max_memory: int | None, progress: bool | None,
+         info: dict | None) -> dict[str, BlockSpectrum]:
     _check_counts(lanczos_steps, probes, seed)
+    check_hvp_options(mode, max_memory, chunk_size)
+    if info is not None and not isinstance(info, dict):
+        raise TypeError(f"info must be a dict to fill (or None), got {type(info).__name__}")
     ids = list(range(probes)) if probe_indices is None else [int(i) for i in probe_indices]
     if not ids:
         raise ValueError("probe_indices is empty")
     if any(i < 0 or i >= probes for i in ids) or len(set(ids)) != len(ids):
         raise ValueError(f"probe_indices must be distinct integers in [0, {probes})")
-    op = BlockHVP(model, loss_fn, data, blocks, chunk_size=chunk_size, comm=comm)
+    t0 = time.perf_counter()
+    op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=max_memory,
+                  chunk_size=chunk_size, comm=comm)
     starts = [torch.as_tensor(np.stack([probe_vector(seed, p, b.name, b.dim) for p in ids]),
                               dtype=op.dtype, device=op.device) for b in blocks]
-    runs = lanczos(op, starts, lanczos_steps, callback=callback)
+    label = "full spectrum" if len(blocks) == 1 and blocks[0].name == "full" else (
+        f"{len(blocks)} blocks")
+    with Progress(lanczos_steps, f"Lanczos, {label}",
+                  enabled=bool(progress) and op.comm.rank == 0) as bar:
+        def step(j: int, steps: int) -> None:
+            bar.advance(f"{op.products} HVPs")
+            if callback is not None:
+                callback(j, steps)
+
+        runs = lanczos(op, starts, lanczos_steps, callback=step)
+    if info is not None:
+        info.update(op.info(), seconds=time.perf_counter() - t0)
     op.comm.check_identical(b"".join(a.tobytes() for r in runs for a in (r.alpha, r.beta)),
                             what="Lanczos tridiagonals")
     out = {}
@@ -88,6 +108,10 @@ def blockwise_spectrum(
     chunk_size: int | None = None,
     callback: Callable[[int, int], None] | None = None,
     comm: Communicator | None = None,
+    mode: str = "auto",
+    max_memory: int | None = None,
+    progress: bool | None = False,
+    info: dict | None = None,
 ) -> dict[str, BlockSpectrum]:
     """SLQ spectra of the diagonal Hessian blocks ``[∇²L(w)]_ll``.
 
@@ -104,10 +128,19 @@ def blockwise_spectrum(
         probes: Number of probe vectors ``P``.
         seed: Seed of the probes (see :func:`probe_vector`).
         probe_indices: Compute only these probes (default ``range(probes)``), e.g. to resume.
-        chunk_size: ``vmap`` chunk size over the stacked tangents (``None``: all at once).
+        chunk_size: Tangents per ``vmap``/batched backward (``None``: from ``max_memory``).
         callback: ``callback(step, steps)`` after every Lanczos step (progress reporting).
         comm: :class:`nets.engine.distributed.DistributedCommunicator` to run data parallel
             (``data`` is then this rank's shard); default: one process.
+        mode: Hessian-vector product: ``"auto"`` (calibrated on the first batch),
+            ``"forward"``, ``"reverse"`` or ``"reverse-block"``; see
+            :class:`nets.engine.hvp.BlockHVP`. All give the same numbers to round-off.
+        max_memory: Memory budget in bytes for kept gradient graphs and stacked tangents
+            (default: half the memory available now).
+        progress: Show a progress bar (``labkit.progress``) over the Lanczos steps.
+        info: A dict to fill with what ran: the mode chosen and its calibration timings,
+            chunk size, graph size, peak memory (``peak_memory_bytes``, ``peak_memory_kind``),
+            number of products and seconds.
 
     Returns:
         ``{block name: BlockSpectrum}`` with ``nodes``/``weights`` of shape
@@ -116,7 +149,7 @@ def blockwise_spectrum(
     return _run(model, loss_fn, data, resolve_blocks(model, blocks),
                 lanczos_steps=lanczos_steps, probes=probes, seed=seed,
                 probe_indices=probe_indices, chunk_size=chunk_size, callback=callback,
-                comm=comm)
+                comm=comm, mode=mode, max_memory=max_memory, progress=progress, info=info)
 
 
 def full_spectrum(
@@ -131,6 +164,10 @@ def full_spectrum(
     chunk_size: int | None = None,
     callback: Callable[[int, int], None] | None = None,
     comm: Communicator | None = None,
+    mode: str = "auto",
+    max_memory: int | None = None,
+    progress: bool | None = False,
+    info: dict | None = None,
 ) -> BlockSpectrum:
     """SLQ spectrum of the full Hessian ``∇²L(w)`` (one block named ``"full"``).
 
@@ -142,4 +179,5 @@ def full_spectrum(
     block = Block("full", tuple(Piece(n, (), tuple(p.shape)) for n, p in params))
     return _run(model, loss_fn, data, [block], lanczos_steps=lanczos_steps, probes=probes,
                 seed=seed, probe_indices=probe_indices, chunk_size=chunk_size,
-                callback=callback, comm=comm)["full"]
+                callback=callback, comm=comm, mode=mode, max_memory=max_memory,
+                progress=progress, info=info)["full"]

@@ -1,0 +1,168 @@
+"""Every Hessian-vector product mode against an independent dense Hessian.
+
+The reference is ``torch.autograd.functional.hessian`` of the mean loss as a function of the
+flattened parameters (no code shared with :class:`nets.engine.hvp.BlockHVP`). Models: an MLP,
+math attention, and a model with LayerNorm and fused ``F.scaled_dot_product_attention`` (whose
+CPU flash kernel has neither forward AD nor double backward).
+"""
+
+import numpy as np
+import pytest
+import torch
+from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+import nets
+from nets.engine.blocks import resolve_blocks
+from nets.engine.hvp import MODES, BlockHVP
+
+PRODUCT_MODES = [m for m in MODES if m != "auto"]
+
+
+class LayerNormSdpa(torch.nn.Module):
+    """Embedding → LayerNorm → causal two-head SDPA attention → linear readout."""
+
+    def __init__(self, vocab: int = 5, dim: int = 4, classes: int = 3) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(vocab, dim)
+        self.ln = torch.nn.LayerNorm(dim)
+        self.qkv = torch.nn.Linear(dim, 3 * dim)
+        self.out = torch.nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.ln(self.emb(x))
+        b, t, d = h.shape
+        q, k, v = self.qkv(h).view(b, t, 3, 2, d // 2).permute(2, 0, 3, 1, 4)
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(a.transpose(1, 2).reshape(b, t, d).mean(1) + h.mean(1))
+
+
+@pytest.fixture(scope="module")
+def sdpa_problem():
+    g = torch.Generator().manual_seed(5)
+    torch_state = torch.random.get_rng_state()
+    model = LayerNormSdpa().double()
+    torch.random.set_rng_state(torch_state)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) / 2)
+    x = torch.randint(0, 5, (9, 4), generator=g)
+    y = torch.randint(0, 3, (9,), generator=g)
+    return model, torch.nn.functional.cross_entropy, [(x[:5], y[:5]), (x[5:], y[5:])]
+
+
+_DENSE: dict[str, tuple[np.ndarray, list[str], list[int]]] = {}
+
+
+def _dense_reference(model, loss_fn, data) -> tuple[np.ndarray, list[str], list[int]]:
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    sizes = [p.numel() for _, p in model.named_parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
+    total = sum(len(y) for _, y in data)
+
+    def loss(w):
+        params = dict(zip(names, [c.reshape(s) for c, s in
+                                  zip(torch.split(w, sizes), shapes, strict=True)], strict=True))
+        return sum(loss_fn(functional_call(model, params, (x,)), y) * (len(y) / total)
+                   for x, y in data)
+
+    with sdpa_kernel([SDPBackend.MATH]):
+        h = torch.autograd.functional.hessian(loss, flat)
+    return h.numpy(), names, sizes
+
+
+@pytest.mark.parametrize("problem", ["mlp_problem", "attention_problem", "sdpa_problem"])
+@pytest.mark.parametrize("mode", [*PRODUCT_MODES, "auto"])
+def test_every_mode_matches_dense_hessian_blocks(problem, mode, request):
+    model, loss_fn, data = request.getfixturevalue(problem)[:3]
+    if problem not in _DENSE:
+        _DENSE[problem] = _dense_reference(model, loss_fn, data)
+    h, names, sizes = _DENSE[problem]
+    blocks = resolve_blocks(model, None)
+    op = BlockHVP(model, loss_fn, data, blocks, mode=mode)
+    eyes = [torch.eye(b.dim, dtype=torch.float64) for b in blocks]
+    for _ in range(2):  # the second call reuses kept graphs
+        out = op(eyes)
+        offsets = np.cumsum([0, *sizes])
+        for b, o in zip(blocks, out, strict=True):
+            i = names.index(b.name)
+            ref = h[offsets[i]:offsets[i + 1], offsets[i]:offsets[i + 1]]
+            scale = np.abs(h).max()
+            np.testing.assert_allclose(o.numpy(), ref, rtol=0, atol=1e-11 * scale,
+                                       err_msg=f"{mode} {b.name}")
+    info = op.info()
+    assert info["hvp_mode"] in PRODUCT_MODES
+    assert info["products"] == 2 * sum(b.dim for b in blocks)
+    if mode == "auto":
+        assert set(info["calibration"]["seconds"]) == set(PRODUCT_MODES)
+        assert info["hvp_mode"] == min(info["calibration"]["seconds"],
+                                       key=info["calibration"]["seconds"].get)
+
+
+def test_full_spectrum_same_in_every_mode(sdpa_problem):
+    model, loss_fn, data = sdpa_problem
+    runs = {m: nets.full_spectrum(model, loss_fn, data, lanczos_steps=12, probes=2, mode=m)
+            for m in PRODUCT_MODES}
+    ref = runs["forward"]
+    for m, s in runs.items():
+        scale = np.abs(ref.nodes).max()
+        np.testing.assert_allclose(s.nodes, ref.nodes, rtol=0, atol=1e-9 * scale, err_msg=m)
+
+
+def test_memory_budget_bounds_graphs_and_chunks(mlp_problem):
+    """A budget too small for one graph: nothing kept, one tangent at a time, same products."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    vecs = [torch.randn(3, b.dim, generator=torch.Generator().manual_seed(i),
+                        dtype=torch.float64) for i, b in enumerate(blocks)]
+    roomy = BlockHVP(model, loss_fn, data, blocks, mode="reverse")
+    tight = BlockHVP(model, loss_fn, data, blocks, mode="reverse", max_memory=1)
+    a, b = roomy(vecs), tight(vecs)
+    assert roomy.info()["graphs_kept"] == len(data) and roomy.chunk_size >= 12
+    assert tight.info()["graphs_kept"] == 0 and tight.chunk_size == 1
+    assert tight.info()["graph_bytes"] > 0
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=0)
+
+
+def test_info_reports_mode_memory_and_counts(attention_problem):
+    model, loss_fn, data = attention_problem[:3]
+    info: dict = {}
+    spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=4, probes=2,
+                                      info=info)
+    assert info["hvp_mode"] in PRODUCT_MODES and info["requested_mode"] == "auto"
+    assert info["peak_memory_bytes"] > 0 and info["peak_memory_kind"] == "process_peak_rss"
+    assert info["products"] == 4 * 2 * len(spectra)
+    assert info["seconds"] > 0
+
+
+def test_progress_bar_in_library(attention_problem, capsys):
+    model, loss_fn, data = attention_problem[:3]
+    nets.full_spectrum(model, loss_fn, data, lanczos_steps=3, probes=1, progress=True)
+    err = capsys.readouterr().err
+    assert "Lanczos" in err and "3/3" in err
+
+
+def test_modes_disagreeing_are_reported():
+    """nn.Embedding(padding_idx): reverse mode zeroes the padding row, forward mode does not."""
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 3, padding_idx=0), torch.nn.Flatten(),
+                                torch.nn.Linear(6, 2)).double()
+    x = torch.tensor([[0, 1], [2, 0], [3, 4]])
+    y = torch.randint(0, 2, (3,), generator=g)
+    with pytest.raises(ValueError, match="disagree between modes"):
+        nets.full_spectrum(model, torch.nn.functional.cross_entropy, [(x, y)],
+                           lanczos_steps=3, probes=1)
+
+
+@pytest.mark.parametrize("kw, err, match", [
+    ({"mode": "fast"}, ValueError, "mode must be one of"),
+    ({"max_memory": 0}, ValueError, "max_memory must be a positive integer"),
+    ({"chunk_size": 1.5}, TypeError, "chunk_size must be a positive integer"),
+    ({"info": []}, TypeError, "info must be a dict"),
+])
+def test_bad_options(mlp_problem, kw, err, match):
+    model, loss_fn, data = mlp_problem[:3]
+    with pytest.raises(err, match=match):
+        nets.full_spectrum(model, loss_fn, data, lanczos_steps=2, probes=1, **kw)
