@@ -15,7 +15,15 @@ from nets.zoo.data import (
     masked_lm_batches,
 )
 from nets.zoo.ln_transformer import VARIANTS, LNTransformer, admin_profile, ln_transformer
-from nets.zoo.models import MODELS, PARTITIONS, attention, load, partition, tiny_transformer
+from nets.zoo.models import (
+    MODELS,
+    PARTITIONS,
+    attention,
+    load,
+    partition,
+    tiny_transformer,
+    token_cross_entropy,
+)
 from nets.zoo.quadratic import QuadraticModel, quadratic_problem
 from nets.zoo.scaled_mlp import ScaledMLP, layer_scales, scaled_mlp
 
@@ -43,4 +51,5 @@ __all__ = [
     "quadratic_problem",
     "scaled_mlp",
     "tiny_transformer",
+    "token_cross_entropy",
 ]

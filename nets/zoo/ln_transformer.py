@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nets.zoo.data import VOCAB
-from nets.zoo.models import attention
+from nets.zoo.models import attention, token_cross_entropy
 
 __all__ = ["VARIANTS", "LNTransformer", "admin_profile", "ln_transformer"]
 
@@ -163,8 +163,4 @@ def ln_transformer(variant: str, depth: int, *, seed: int = 0, profile_batch=Non
             raise ValueError("Admin initialization needs a profiling batch")
         x = profile_batch[0] if isinstance(profile_batch, tuple | list) else profile_batch
         admin_profile(model, x)
-    return model.eval(), _token_ce
-
-
-def _token_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    return model.eval(), token_cross_entropy

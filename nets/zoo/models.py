@@ -34,7 +34,8 @@ from torch import nn
 from nets.engine.blocks import split_parameter
 from nets.zoo.data import VOCAB, char_lm_batches, glyph_digits, masked_lm_batches
 
-__all__ = ["MODELS", "PARTITIONS", "attention", "load", "partition", "tiny_transformer"]
+__all__ = ["MODELS", "PARTITIONS", "attention", "load", "partition", "tiny_transformer",
+           "token_cross_entropy"]
 
 MODELS = ("mlp", "vgg", "resnet", "vit", "gpt", "bert", "mixer")
 PARTITIONS = ("params", "qkv", "heads")
@@ -272,8 +273,19 @@ class GPT(nn.Module):
         return self.head(x)
 
 
-def _token_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over tokens (positions with target -100 ignored)."""
+def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over tokens, the loss of every language model of the zoo.
+
+    ``ℓ = −(1/|T|) Σ_{t∈T} log softmax(logits_t)[y_t]`` over the positions ``T`` whose target
+    is not ``-100`` (masked-LM positions that are not predicted).
+
+    Args:
+        logits: ``(..., vocab)`` scores.
+        targets: ``(...)`` token ids, ``-100`` where ignored.
+
+    Returns:
+        The scalar mean loss.
+    """
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                            ignore_index=-100)
 
@@ -312,7 +324,7 @@ def load(name: str, seed: int = 0, *, device: str | torch.device = "cpu",
     if name in ("gpt", "bert"):
         make = char_lm_batches if name == "gpt" else masked_lm_batches
         data = make(n_seq=16, context=32, batch_size=8, seed=seed)
-        loss_fn = _token_ce
+        loss_fn = token_cross_entropy
         data = [(x.to(device), y.to(device)) for x, y in data]
     else:
         data = [(x.to(device=device, dtype=dtype), y.to(device)) for x, y in _image_data(seed)]
@@ -367,4 +379,4 @@ def tiny_transformer(seed: int = 0, *, d: int = 8, dtype: torch.dtype = torch.fl
     gen = torch.Generator().manual_seed(int(seed))
     model = _init(GPT(len(VOCAB), 8, d=d, heads=2, layers=1), gen, std=0.02).to(dtype=dtype)
     data = char_lm_batches(n_seq=8, context=8, batch_size=4, seed=seed)
-    return model, _token_ce, data
+    return model, token_cross_entropy, data
