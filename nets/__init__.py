@@ -9,8 +9,17 @@ This package exports the spectra engine (:mod:`nets.engine`). The model zoo and 
 :mod:`nets.cli`.
 """
 
-from nets.engine.blocks import Block, Piece, resolve_blocks, split_parameter
+from nets.engine.blocks import (
+    BLOCK_SETS,
+    Block,
+    Piece,
+    block_set,
+    matrix_blocks,
+    resolve_blocks,
+    split_parameter,
+)
 from nets.engine.density import (
+    RECIPES,
     DensityRecipe,
     block_densities,
     kth_largest_eigenvalue,
@@ -26,12 +35,21 @@ from nets.engine.distributed import (
 )
 from nets.engine.exact import dense_hessian, exact_blockwise_eigenvalues
 from nets.engine.hvp import BlockHVP, make_batch_hessian_vector_product
-from nets.engine.js import JS0Estimate, js0, js0_bootstrap, js0_sensitivity, js_matrix
+from nets.engine.js import (
+    JS0Estimate,
+    js0,
+    js0_bootstrap,
+    js0_sensitivity,
+    js_matrix,
+    numerically_zero_blocks,
+)
 from nets.engine.lanczos import LanczosRun, lanczos
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
 from nets.engine.spectrum import blockwise_spectrum, full_spectrum, probe_vector
 
 __all__ = [
+    "BLOCK_SETS",
+    "RECIPES",
     "Block",
     "BlockHVP",
     "BlockSpectrum",
@@ -43,6 +61,7 @@ __all__ = [
     "LanczosRun",
     "Piece",
     "block_densities",
+    "block_set",
     "blockwise_spectrum",
     "dense_hessian",
     "exact_blockwise_eigenvalues",
@@ -53,11 +72,13 @@ __all__ = [
     "js0_bootstrap",
     "js0_sensitivity",
     "js_matrix",
+    "numerically_zero_blocks",
     "kth_largest_eigenvalue",
     "lambda10",
     "lanczos",
     "launched_by_torchrun",
     "make_batch_hessian_vector_product",
+    "matrix_blocks",
     "probe_vector",
     "resolve_blocks",
     "spectral_density",

@@ -23,7 +23,11 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Block", "Piece", "default_blocks", "resolve_blocks", "split_parameter"]
+__all__ = ["BLOCK_SETS", "Block", "Piece", "block_set", "default_blocks", "matrix_blocks",
+           "resolve_blocks", "split_parameter"]
+
+#: The block sets JS0 is reported on: every block, or the weight matrices only.
+BLOCK_SETS = ("all", "matrices")
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,27 @@ def resolve_blocks(model: torch.nn.Module, blocks: Mapping[str, object] | None) 
             mask[pc.index] = 1
         out.append(Block(bname, pieces))
     return out
+
+
+def matrix_blocks(blocks: Sequence[Block]) -> list[str]:
+    """Names of the blocks made only of pieces of weight matrices (tensors of ≥ 2 dimensions:
+    linear and convolution weights, embeddings), not of biases or norm gains (1-D tensors).
+
+    Slices keep a tensor's number of dimensions, so part of a 2-D weight (one head, the Q of a
+    fused QKV) is still a matrix block.
+    """
+    return [b.name for b in blocks if all(len(p.shape) >= 2 for p in b.pieces)]
+
+
+def block_set(blocks: Sequence[Block], which: str) -> list[str]:
+    """Names of the blocks in set ``which``: ``"all"`` or ``"matrices"`` (see `matrix_blocks`).
+
+    Raises:
+        ValueError: an unknown set.
+    """
+    if which not in BLOCK_SETS:
+        raise ValueError(f"block set must be one of {BLOCK_SETS}, got {which!r}")
+    return [b.name for b in blocks] if which == "all" else matrix_blocks(blocks)
 
 
 def split_parameter(name: str, shape: Sequence[int], parts: int | Sequence[str], *,

@@ -4,6 +4,14 @@ For two densities ``p``, ``q`` on the shared grid (normalized to sum 1), the JS 
 ``sqrt(JSD(p, q))`` with ``JSD = ½ KL(p‖m) + ½ KL(q‖m)``, ``m = ½(p + q)``, in base 2 so it
 lies in ``[0, 1]`` (``scipy.spatial.distance.jensenshannon``). JS0 is the mean over all unordered
 pairs of distinct blocks of this distance, for the spectra at initialization.
+
+Which blocks JS0 averages over: every block it is given (with the default partition, one block
+per parameter tensor: weight matrices, biases and norm gains alike; callers wanting the weight
+matrices only select them with :func:`nets.engine.blocks.matrix_blocks`) **except numerically
+zero blocks** (every |λ| ≤ ``recipe.zero_rel`` · the model's largest |λ|, such as attention key
+biases, whose Hessian is exactly zero): their "spectrum" is rounding noise, and counting them
+would add a distance of ≈ 1 to every other block whatever the model. They are reported by
+:func:`numerically_zero_blocks`, and :func:`js_matrix` still includes them.
 """
 
 from __future__ import annotations
@@ -15,10 +23,11 @@ import numpy as np
 from scipy.spatial.distance import jensenshannon
 from scipy.special import rel_entr
 
-from nets.engine.density import DensityRecipe, block_densities
+from nets.engine.density import RECIPES, DensityRecipe, block_densities, zero_threshold
 from nets.engine.slq import BlockSpectrum
 
-__all__ = ["JS0Estimate", "js0", "js0_bootstrap", "js0_sensitivity", "js_matrix"]
+__all__ = ["JS0Estimate", "js0", "js0_bootstrap", "js0_sensitivity", "js_matrix",
+           "numerically_zero_blocks"]
 
 
 def _clean(p: np.ndarray) -> np.ndarray:
@@ -61,15 +70,35 @@ def js_matrix(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None
     return names, d
 
 
+def numerically_zero_blocks(spectra: Mapping[str, BlockSpectrum],
+                            recipe: DensityRecipe | None = None) -> list[str]:
+    """Blocks whose every Ritz value has ``|λ| ≤ recipe.zero_rel · max |λ|`` over all blocks.
+
+    Args:
+        spectra: ``{block: BlockSpectrum}`` of one model (the threshold is relative to all).
+        recipe: Supplies ``zero_rel`` (default: the float32 precision of the zoo's HVPs).
+    """
+    recipe = recipe or DensityRecipe()
+    tau = zero_threshold(spectra, recipe.zero_rel)
+    return [k for k, s in spectra.items()
+            if float(np.abs(s.nodes[s.weights > 0]).max(initial=0.0)) <= tau]
+
+
 def js0(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None = None) -> float:
-    """Mean JS distance over all pairs of distinct blocks.
+    """Mean JS distance over all pairs of distinct blocks that are not numerically zero.
+
+    ``JS0 = (2 / (n(n−1))) Σ_{i<j} JS(φ_i, φ_j)`` over the ``n`` blocks left after removing
+    :func:`numerically_zero_blocks` (see the module docstring).
 
     Raises:
-        ValueError: fewer than two blocks.
+        ValueError: fewer than two blocks with curvature.
     """
-    if len(spectra) < 2:
-        raise ValueError("JS0 needs at least two blocks")
-    _, d = js_matrix(spectra, recipe)
+    zero = set(numerically_zero_blocks(spectra, recipe))
+    live = {k: v for k, v in spectra.items() if k not in zero}
+    if len(live) < 2:
+        raise ValueError(f"JS0 needs at least two blocks with curvature; got {len(live)} "
+                         f"(numerically zero: {sorted(zero)})")
+    _, d = js_matrix(live, recipe)
     iu = np.triu_indices(d.shape[0], 1)
     return float(d[iu].mean())
 
@@ -124,25 +153,32 @@ def js0_bootstrap(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | 
 
 
 def js0_sensitivity(spectra: Mapping[str, BlockSpectrum], *,
-                    widths: Sequence[float] = (0.003, 0.01, 0.03, 0.1),
-                    grid_sizes: Sequence[int] = (500, 2000),
-                    normalizations: Sequence[str] = ("none", "lambda1", "lambda10")
-                    ) -> list[dict]:
+                    recipes: Mapping[str, DensityRecipe] | None = None,
+                    width_factors: Sequence[float] = (1 / 3, 1.0, 3.0)) -> list[dict]:
     """JS0 under several recipes, from the stored nodes and weights (no new HVPs).
 
+    Args:
+        spectra: ``{block: BlockSpectrum}``.
+        recipes: Base recipes by name (default: :data:`nets.engine.density.RECIPES`).
+        width_factors: Each base recipe is also run with its kernel width times these factors.
+
     Returns:
-        One ``{"width", "grid_size", "normalize", "js0"}`` record per recipe; ``js0`` is
-        ``None`` with an ``"error"`` message where the recipe does not apply (e.g. λ₁₀ ≤ 0).
+        One ``{"recipe", "axis", "normalize", "width", "grid_size", "js0"}`` record per recipe
+        and width; ``js0`` is ``None`` with an ``"error"`` message where the recipe does not
+        apply (e.g. λ₁₀ ≤ 0).
     """
     out = []
-    for norm in normalizations:
-        for g in grid_sizes:
-            for w in widths:
-                rec = {"width": float(w), "grid_size": int(g), "normalize": norm}
-                try:
-                    rec["js0"] = js0(spectra, DensityRecipe(w, g, norm))
-                except ValueError as e:
-                    rec["js0"] = None
-                    rec["error"] = str(e)
-                out.append(rec)
+    for name, base in (recipes or RECIPES).items():
+        for f in width_factors:
+            rec = DensityRecipe(axis=base.axis, width=base.width * f,
+                                grid_size=base.grid_size, normalize=base.normalize,
+                                zero_rel=base.zero_rel)
+            row = {"recipe": name, "axis": rec.axis, "normalize": rec.normalize,
+                   "width": float(rec.width), "grid_size": int(rec.grid_size)}
+            try:
+                row["js0"] = js0(spectra, rec)
+            except ValueError as e:
+                row["js0"] = None
+                row["error"] = str(e)
+            out.append(row)
     return out

@@ -37,13 +37,17 @@ def test_js_matrix_properties():
 
 def test_js_uses_scipy_distance_on_the_shared_grid():
     spectra = {"a": _spec("a", [0.0, 1.0, 2.0]), "b": _spec("b", [1.0, 5.0, 9.0])}
-    grid, dens, sigma = nets.block_densities(spectra, nets.DensityRecipe(width=0.02))
-    assert sigma == pytest.approx(0.02 * 9.0)
-    want = jensenshannon(dens["a"], dens["b"], base=2)
-    assert nets.js0(spectra, nets.DensityRecipe(width=0.02)) == pytest.approx(want, rel=1e-12)
-    # densities integrate to ~1 on the grid
-    for d in dens.values():
-        assert np.trapezoid(d, grid) == pytest.approx(1.0, rel=1e-4)  # tails beyond ±4σ
+    for recipe in (nets.DensityRecipe(axis="linear", width=0.02), nets.DensityRecipe()):
+        grid, dens, sigma = nets.block_densities(spectra, recipe)
+        if recipe.axis == "linear":
+            assert sigma == pytest.approx(0.02 * 9.0)
+        else:
+            assert sigma == 0.1 and np.allclose(np.diff(grid), 0.1 / 8)
+        want = jensenshannon(dens["a"], dens["b"], base=2)
+        assert nets.js0(spectra, recipe) == pytest.approx(want, rel=1e-12)
+        # densities integrate to ~1 on the grid
+        for d in dens.values():
+            assert np.trapezoid(d, grid) == pytest.approx(1.0, rel=1e-4)  # tails beyond ±4σ
 
 
 def test_identical_densities_give_zero_not_nan():
@@ -53,8 +57,9 @@ def test_identical_densities_give_zero_not_nan():
     w = rng.dirichlet(np.ones(30), size=3)
     spectra = {k: nets.BlockSpectrum(k, 30, nodes, w, np.full(3, 30), np.arange(3))
                for k in ("a", "b", "c")}
-    for width in (0.003, 0.01, 0.1):
-        _, d = nets.js_matrix(spectra, nets.DensityRecipe(width=width))
+    for axis, width in (("linear", 0.003), ("linear", 0.01), ("linear", 0.1), ("log", 0.03),
+                        ("log", 0.1)):
+        _, d = nets.js_matrix(spectra, nets.DensityRecipe(axis=axis, width=width))
         assert np.all(d == 0.0)
 
 
@@ -65,12 +70,15 @@ def test_identical_and_disjoint_blocks():
     assert nets.js0(far) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_scale_invariance_of_recipe():
-    """The kernel scales with the spectrum: multiplying all nodes by c leaves JS0 unchanged."""
+@pytest.mark.parametrize("axis", ["linear", "log"])
+def test_scale_invariance_of_recipe(axis):
+    """Multiplying every block by c leaves JS0 unchanged: on the linear axis the kernel scales
+    with the spread, on the log axis everything translates by log10 c."""
     spectra = _random_spectra(np.random.default_rng(1))
     scaled = {k: nets.BlockSpectrum(s.name, s.dim, s.nodes * 1e-4, s.weights, s.n_steps,
                                     s.probe_ids) for k, s in spectra.items()}
-    assert nets.js0(scaled) == pytest.approx(nets.js0(spectra), rel=1e-9)
+    recipe = nets.DensityRecipe(axis=axis)
+    assert nets.js0(scaled, recipe) == pytest.approx(nets.js0(spectra, recipe), rel=1e-9)
 
 
 def test_lambda10_normalization():
@@ -79,10 +87,11 @@ def test_lambda10_normalization():
     assert nets.lambda10(s) == 11.0
     t = _spec("b", nodes * 7.0)
     # normalized by λ10 the two blocks coincide
-    assert nets.js0({"a": s, "b": t}, nets.DensityRecipe(normalize="lambda10")) < 1e-7
-    assert nets.js0({"a": s, "b": t}) > 0.3
+    assert nets.js0({"a": s, "b": t}, nets.RECIPES["lambda10"]) < 1e-7
+    assert nets.js0({"a": s, "b": t}, nets.DensityRecipe(axis="linear")) > 0.3
+    assert nets.js0({"a": s, "b": t}) > 0.3  # on the log axis 7× is 0.85 decades apart
     assert nets.kth_largest_eigenvalue(s, 1) == 20.0
-    assert nets.js0({"a": s, "b": t}, nets.DensityRecipe(normalize="lambda1")) < 1e-7
+    assert nets.js0({"a": s, "b": t}, nets.RECIPES["lambda1"]) < 1e-7
     with pytest.raises(ValueError, match="at least 10"):
         nets.lambda10(_spec("c", np.arange(5.0)))
     with pytest.raises(ValueError, match="not positive"):
@@ -95,18 +104,29 @@ def test_bootstrap_is_seeded_and_brackets_the_value():
     b = nets.js0_bootstrap(spectra, n_boot=30, rng=np.random.default_rng(7))
     assert a == b
     assert a.value == pytest.approx(nets.js0(spectra))
-    assert a.std > 0 and a.low <= a.high
+    # the same resamples, drawn by hand: the interval and spread are theirs
+    rng = np.random.default_rng(7)
+    boots = [nets.js0({k: s.select(rows) for k, s in spectra.items()})
+             for rows in (rng.integers(0, 6, size=6) for _ in range(30))]
+    assert (a.low, a.high) == pytest.approx(tuple(np.percentile(boots, [2.5, 97.5])), rel=1e-12)
+    assert a.std == pytest.approx(np.std(boots, ddof=1), rel=1e-12)
+    assert a.low < a.value < a.high and a.std > 0
+    assert nets.js0_bootstrap(spectra, n_boot=30, rng=np.random.default_rng(8)) != a
     with pytest.raises(TypeError, match="Generator"):
         nets.js0_bootstrap(spectra, rng=7)
 
 
 def test_sensitivity_records():
     spectra = _random_spectra(np.random.default_rng(3))
-    recs = nets.js0_sensitivity(spectra, widths=(0.01, 0.05), grid_sizes=(500,),
-                                normalizations=("none",))
-    assert [r["width"] for r in recs] == [0.01, 0.05]
+    recs = nets.js0_sensitivity(spectra, width_factors=(0.5, 1.0))
+    assert [(r["recipe"], r["width"]) for r in recs] == [
+        ("log", 0.05), ("log", 0.1), ("linear", 0.005), ("linear", 0.01),
+        ("lambda1", 0.005), ("lambda1", 0.01), ("lambda10", 0.005), ("lambda10", 0.01)]
     for r in recs:
-        assert r["js0"] == pytest.approx(nets.js0(spectra, nets.DensityRecipe(r["width"], 500)))
+        if r["recipe"] == "lambda10":  # 10 steps per probe: λ10 is the smallest Ritz value
+            assert r["js0"] is not None
+        recipe = nets.DensityRecipe(axis=r["axis"], width=r["width"], normalize=r["normalize"])
+        assert r["js0"] == pytest.approx(nets.js0(spectra, recipe), rel=1e-12)
 
 
 def test_recipe_validation():
@@ -114,5 +134,13 @@ def test_recipe_validation():
         nets.DensityRecipe(width=0)
     with pytest.raises(ValueError, match="normalize"):
         nets.DensityRecipe(normalize="max")
+    with pytest.raises(ValueError, match="axis"):
+        nets.DensityRecipe(axis="sqrt")
+    with pytest.raises(ValueError, match="zero_rel"):
+        nets.DensityRecipe(zero_rel=0.0)
+    with pytest.raises(TypeError):
+        nets.DensityRecipe(0.01)  # keyword-only: a bare number was the old linear width
+    with pytest.raises(ValueError, match="no curvature"):
+        nets.js_matrix({"a": _spec("a", [0.0, 0.0]), "b": _spec("b", [0.0])})
     with pytest.raises(ValueError, match="two blocks"):
         nets.js0({"a": _spec("a", [1.0])})
