@@ -140,7 +140,7 @@ SPEC = FigureSpec(
            "distances between block densities (Figure 4) are larger in Transformers."),
     caption=("Figure 3: SLQ densities of four weight blocks per model, each divided by its "
              "10th-largest eigenvalue (largest where rank < 10). Figure 4: JS distance between "
-             "every pair of blocks (density recipe: nets.DensityRecipe defaults)."),
+             "every pair of blocks (density recipe: the default log recipe, nets.engine.density)."),
     settings={"tiny": {"models": ("mlp",), "steps": 6, "probes": 2, "seed": 0},
               "quick": {"models": ("resnet", "vgg", "gpt", "bert", "vit", "mixer"),
                         "steps": 25, "probes": 5, "seed": 0},

@@ -66,7 +66,7 @@ def plot(hetero: dict, out_dir: Path, *, mixer_spectra: dict | None = None,
                         label=n, lw=1.1)
             ax.set_yscale("log")
             ax.set_ylim(1e-4, None)
-            ax.set_xlabel("eigenvalue")
+            ax.set_xlabel("sign(λ)·log10(|λ|/τ)  (decades above the zero threshold τ)")
             ax.set_ylabel("density")
             ax.set_title("(b) MLP-mixer blockwise spectra at init")
             ax.legend(fontsize=6.5)

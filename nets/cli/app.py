@@ -34,7 +34,7 @@ from labkit.progress import Progress
 from labkit.tables import format_table
 from nets.cli.common import distributed
 from nets.cli.training import register  # training studies: gap, table1, advise, ...
-from nets.engine.density import NORMALIZATIONS, DensityRecipe, lambda10
+from nets.engine.density import AXES, NORMALIZATIONS, DensityRecipe, lambda10
 from nets.engine.distributed import (
     DEFAULT_TIMEOUT_S,
     Communicator,
@@ -43,7 +43,7 @@ from nets.engine.distributed import (
     launched_by_torchrun,
     local_device,
 )
-from nets.engine.js import js0_bootstrap, js0_sensitivity, js_matrix
+from nets.engine.js import js0_bootstrap, js0_sensitivity, js_matrix, numerically_zero_blocks
 from nets.engine.results import load_spectra, save_spectra
 from nets.engine.slq import BlockSpectrum
 from nets.engine.spectrum import blockwise_spectrum, full_spectrum
@@ -166,15 +166,19 @@ def _cmd_js0(args: argparse.Namespace) -> int:
         spectra = {k: v for k, v in spectra.items() if not pattern.search(k)}
         if len(spectra) < 2:
             raise ValueError(f"--exclude {args.exclude!r} leaves fewer than two blocks")
-    recipe = DensityRecipe(args.width, args.grid, args.normalize)
+    # eigenvalues below the precision of the HVPs' dtype (relative to the largest) count as 0
+    recipe = DensityRecipe(axis=args.axis, width=args.width, grid_size=args.grid,
+                           normalize=args.normalize, zero_rel=float(np.finfo(args.dtype).eps))
     rng = np.random.default_rng([args.seed, 12345])
     est = js0_bootstrap(spectra, recipe, n_boot=args.bootstrap, rng=rng)
     names, mat = js_matrix(spectra, recipe)
     res = {"js0": est.value, "js0_std": est.std, "js0_interval95": [est.low, est.high],
            "n_boot": est.n_boot, "settings": settings, "file": str(out),
            "exclude": args.exclude,
-           "recipe": {"width": recipe.width, "grid_size": recipe.grid_size,
-                      "normalize": recipe.normalize}}
+           "recipe": {"axis": recipe.axis, "width": recipe.width,
+                      "grid_size": recipe.grid_size, "normalize": recipe.normalize,
+                      "zero_rel": recipe.zero_rel},
+           "numerically_zero_blocks": numerically_zero_blocks(spectra, recipe)}
     if args.sensitivity:
         res["sensitivity"] = js0_sensitivity(spectra)
     if args.json:
@@ -184,8 +188,8 @@ def _cmd_js0(args: argparse.Namespace) -> int:
         return 0
     print(f"# {settings} -> {out}")
     print(f"JS0 = {est.value:.4f} ± {est.std:.4f} (bootstrap over probes, n={est.n_boot}; "
-          f"95% [{est.low:.4f}, {est.high:.4f}])  recipe: width={recipe.width} of spread, "
-          f"grid={recipe.grid_size}, normalize={recipe.normalize}")
+          f"95% [{est.low:.4f}, {est.high:.4f}])  recipe: {recipe.label}; numerically zero "
+          f"blocks (left out of JS0): {', '.join(res['numerically_zero_blocks']) or 'none'}")
     mean_to_others = mat.sum(1) / max(len(names) - 1, 1)
     print(format_table([{"block": n, "js": float(v)}
                         for n, v in zip(names, mean_to_others, strict=True)],
@@ -193,7 +197,7 @@ def _cmd_js0(args: argparse.Namespace) -> int:
     if args.sensitivity:
         print("\nsensitivity of JS0 to the recipe (from stored nodes and weights):")
         print(format_table(res["sensitivity"], [
-            ("normalize", "normalize", ""), ("grid_size", "grid_size", "d"),
+            ("recipe", "recipe", ""), ("axis", "axis", ""), ("normalize", "normalize", ""),
             ("width", "width", ".4g"), ("js0", "js0", ".4g")]))
     return 0
 
@@ -228,11 +232,15 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("spectrum", parents=[common], help="full or blockwise SLQ spectra")
     sp.set_defaults(func=distributed(_cmd_spectrum))
     js = sub.add_parser("js0", parents=[common], help="JS0: mean JS distance between blocks")
-    js.add_argument("--width", type=float, default=DensityRecipe.width,
-                    help="kernel σ as a fraction of the spectral spread (default 0.01)")
-    js.add_argument("--grid", type=int, default=DensityRecipe.grid_size,
-                    help="grid points (default 2000)")
-    js.add_argument("--normalize", default=DensityRecipe.normalize, choices=NORMALIZATIONS)
+    js.add_argument("--axis", default="log", choices=AXES,
+                    help="density axis: signed log-magnitude (default; see "
+                         "nets.engine.density for why) or linear")
+    js.add_argument("--width", type=float, default=None,
+                    help="kernel σ: decades on the log axis (default 0.1), a fraction of the "
+                         "spectral spread on the linear axis (default 0.01)")
+    js.add_argument("--grid", type=int, default=2000,
+                    help="grid points on the linear axis (default 2000)")
+    js.add_argument("--normalize", default="none", choices=NORMALIZATIONS)
     js.add_argument("--exclude", default=None, metavar="REGEX",
                     help="leave blocks whose name matches REGEX out of the JS statistics, "
                          r"e.g. '(bias|ln\w*\.weight|bn\w*\.weight)$' for weight matrices only")

@@ -33,17 +33,36 @@ import torch
 
 from labkit.jsonio import as_float
 from nets.engine.adapters import check_modes, first_samples, split_batch
-from nets.engine.density import DensityRecipe
+from nets.engine.density import RECIPES, DensityRecipe
 from nets.engine.hvp import make_batch_hessian_vector_product
 from nets.engine.js import js0_bootstrap
 from nets.engine.spectrum import blockwise_spectrum
 
-__all__ = ["EVIDENCE", "Advice", "advise", "check_twice_differentiable", "load_evidence",
-           "load_factory", "load_model"]
+__all__ = ["EVIDENCE", "Advice", "advise", "check_twice_differentiable", "evidence_recipe",
+           "load_evidence", "load_factory", "load_model"]
 
 #: The evidence file shipped with the package (written by ``nets table1 --write-evidence``).
 EVIDENCE = Path(__file__).resolve().parent / "evidence_table1.json"
 LAG, NO_LAG = math.log(1.5), math.log(1.1)
+
+
+#: Recipe names written by older evidence files: ``DensityRecipe()`` was the linear recipe.
+_LEGACY_RECIPES = {"DensityRecipe()": "linear"}
+
+
+def evidence_recipe(evidence: dict) -> DensityRecipe:
+    """The density recipe the evidence's JS0 values were computed with (a key of
+    :data:`nets.engine.density.RECIPES`): the user's JS0 must use the same one to be comparable.
+
+    Raises:
+        ValueError: an evidence file naming an unknown recipe.
+    """
+    name = evidence["js_settings"].get("recipe", "DensityRecipe()")
+    name = _LEGACY_RECIPES.get(name, name)
+    if name not in RECIPES:
+        raise ValueError(f"the evidence names density recipe {name!r}; known: "
+                         f"{', '.join(RECIPES)}")
+    return RECIPES[name]
 
 
 def load_factory(spec: str) -> Callable:
@@ -240,7 +259,7 @@ def advise(model: torch.nn.Module, loss_fn, data, *, evidence: dict | None = Non
                                  probes=int(js["probes"]), seed=seed)
     if len(spectra) < 2:
         raise ValueError("JS0 needs at least two parameter tensors (blocks)")
-    est = js0_bootstrap(spectra, DensityRecipe(), n_boot=50 if js["probes"] > 1 else 2,
+    est = js0_bootstrap(spectra, evidence_recipe(ev), n_boot=50 if js["probes"] > 1 else 2,
                         rng=np.random.default_rng([seed, 777]))
     rows = [r for r in ev["rows"] if r.get(f"gap_b{b}") is not None
             and math.isfinite(as_float(r[f"gap_b{b}"])) and math.isfinite(as_float(r["js0"]))]

@@ -29,12 +29,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.special import rel_entr
 
 from labkit.cache import cached
-from nets.engine.density import DensityRecipe, block_densities
+from nets.engine.blocks import BLOCK_SETS, block_set, resolve_blocks
+from nets.engine.density import RECIPES, DensityRecipe
 from nets.engine.distributed import Communicator
-from nets.engine.js import js0_bootstrap
+from nets.engine.js import js0_bootstrap, numerically_zero_blocks
 from nets.engine.spectrum import blockwise_spectrum
 from nets.studies.tasks import Task
 from nets.studies.training import TrainConfig, TrainResult, train
@@ -193,6 +193,8 @@ class GapReport:
         js0_low: 2.5% bootstrap percentile over probes.
         js0_high: 97.5% bootstrap percentile.
         results: One :class:`GapResult` per batch size.
+        js0_table: JS0 under every recipe and block set (rows of :func:`task_js0`'s
+            ``"table"``; empty when JS0 was not computed).
     """
 
     task: str
@@ -201,10 +203,12 @@ class GapReport:
     js0_low: float
     js0_high: float
     results: tuple[GapResult, ...]
+    js0_table: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict:
         return {"task": self.task, "profile": self.profile, "js0": self.js0,
                 "js0_interval95": [self.js0_low, self.js0_high],
+                "js0_table": list(self.js0_table),
                 "gap": {str(r.batch_size): r.gap for r in self.results},
                 "tuned": {str(r.batch_size): {o.optimizer: {"lr": o.lr, "final_loss": o.final_loss}
                                               for o in (r.sgd, r.adam)} for r in self.results},
@@ -329,45 +333,34 @@ def tune(task: Task, optimizer: str, lrs: Sequence[float], *, batch_size: int, s
                    {(c.lr, c.seed): r for c, r in zip(configs, results, strict=True)})
 
 
-def _js0_clipped(spectra, recipe: DensityRecipe) -> float:
-    """JS0 as :func:`nets.js0` but with each JS divergence clipped at 0 before the root.
-
-    ``JSD(p, q) = ½ Σ p log₂(p/m) + ½ Σ q log₂(q/m)``, ``m = ½(p + q)``; distance
-    ``sqrt(max(JSD, 0))``; mean over the unordered pairs of distinct blocks.
-    """
-    _, dens, _ = block_densities(spectra, recipe)
-    ps = []
-    for name, d in dens.items():
-        tot = d.sum()
-        if not (np.isfinite(tot) and tot > 0):
-            raise ValueError(f"block {name!r}: its density is zero or not finite on the grid")
-        q = d / tot
-        ps.append(np.where(q < 1e-200, 0.0, q))  # as nets.engine.js: halving a subnormal underflows
-    vals = []
-    for i in range(len(ps)):
-        for j in range(i + 1, len(ps)):
-            m = 0.5 * (ps[i] + ps[j])
-            jsd = 0.5 * (rel_entr(ps[i], m).sum() + rel_entr(ps[j], m).sum()) / math.log(2)
-            vals.append(math.sqrt(max(float(jsd), 0.0)))
-    return float(np.mean(vals))
-
-
-def _js0_clipped_bootstrap(spectra, recipe, *, n_boot: int, rng: np.random.Generator
-                           ) -> tuple[float, float, float]:
-    """:func:`_js0_clipped` and its 2.5/97.5% bootstrap percentiles over probes."""
-    p = next(iter(spectra.values())).probes
-    boots = [_js0_clipped({k: s.select(rows) for k, s in spectra.items()}, recipe)
-             for rows in (rng.integers(0, p, size=p) for _ in range(n_boot))]
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return _js0_clipped(spectra, recipe), float(lo), float(hi)
+def _js0_row(spectra, recipe: DensityRecipe, names: Sequence[str], *, n_boot: int,
+             rng: np.random.Generator) -> dict:
+    """JS0 of the blocks ``names`` under ``recipe`` with its bootstrap interval (or the reason
+    it does not apply, e.g. λ₁₀ of a block of rank < 10)."""
+    zero = numerically_zero_blocks(spectra, recipe)
+    sub = {k: spectra[k] for k in names}
+    row = {"n_blocks": len(sub), "zero_blocks": [k for k in zero if k in sub]}
+    try:
+        est = js0_bootstrap(sub, recipe, n_boot=n_boot, rng=rng)
+    except ValueError as e:
+        return {**row, "js0": None, "low": None, "high": None, "error": str(e)}
+    return {**row, "js0": est.value, "low": est.low, "high": est.high}
 
 
 def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0, cache_dir=None,
              recipe: DensityRecipe | None = None) -> dict:
     """JS0 at initialization (model seed 0) with a bootstrap interval over probes; cached.
 
+    Besides the headline ``recipe`` (default: the log recipe), JS0 is computed from the same
+    spectra (no new HVPs) under every recipe of :data:`nets.engine.density.RECIPES` and on both
+    block sets of :data:`nets.engine.blocks.BLOCK_SETS` (every parameter tensor, or the weight
+    matrices only), each with its own bootstrap interval; numerically zero blocks are left out
+    of every JS0 and named.
+
     Returns:
-        ``{"js0", "low", "high", "blocks"}``.
+        ``{"js0", "low", "high", "blocks", "recipe", "zero_blocks", "table"}``; ``table`` holds
+        one ``{"recipe", "block_set", "js0", "low", "high", "n_blocks", "zero_blocks"}`` row per
+        recipe and block set (with ``"error"`` and ``None`` where a recipe does not apply).
     """
     recipe = recipe or DensityRecipe()
     task = _check_task(task)
@@ -379,18 +372,20 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0, cach
         spectra = blockwise_spectrum(model, loss_fn, task.spectrum_batches(),
                                      lanczos_steps=lanczos_steps, probes=probes, seed=seed)
         n_boot = 50 if probes > 1 else 2
-        rng = np.random.default_rng([seed, 777])
-        try:
-            est = js0_bootstrap(spectra, recipe, n_boot=n_boot, rng=rng)
-            return {"js0": est.value, "low": est.low, "high": est.high,
-                    "blocks": len(spectra), "clipped": False}
-        except ValueError:
-            # Identical block densities (e.g. the key biases of attention, whose Hessian is
-            # exactly 0: softmax ignores a shift shared by all keys) give a JS divergence of
-            # -1e-17 by rounding, whose square root is nan in nets.engine.js; clip it at 0 instead.
-            value, low, high = _js0_clipped_bootstrap(spectra, recipe, n_boot=n_boot, rng=rng)
-            return {"js0": value, "low": low, "high": high, "blocks": len(spectra),
-                    "clipped": True}
+        sets = {which: block_set(resolve_blocks(model, None), which) for which in BLOCK_SETS}
+        table = []
+        for name, rec in RECIPES.items():
+            for which, names in sets.items():
+                rng = np.random.default_rng([seed, 777])
+                table.append({"recipe": name, "block_set": which,
+                              **_js0_row(spectra, rec, names, n_boot=n_boot, rng=rng)})
+        head = _js0_row(spectra, recipe, sets["all"], n_boot=n_boot,
+                        rng=np.random.default_rng([seed, 777]))
+        if "error" in head:
+            raise ValueError(f"{task.label}: JS0 under {recipe.label}: {head['error']}")
+        return {"js0": head["js0"], "low": head["low"], "high": head["high"],
+                "blocks": len(spectra), "recipe": recipe.label,
+                "zero_blocks": head["zero_blocks"], "table": table}
 
     return cached("js0", settings, compute, directory=cache_dir,
                   sources=task.modules + SPECTRUM_MODULES)
@@ -449,7 +444,8 @@ def measure_gap(task: Task, profile: str | GapProfile = "quick", *,
                else _first_reach(adam.eval_steps, adam.curve, sgd.final_loss))
         results.append(GapResult(b, profile.steps, sgd, adam, g, s2a, a2s))
     js = done.get(None, {"js0": math.nan, "low": math.nan, "high": math.nan})
-    return GapReport(task.label, profile.name, js["js0"], js["low"], js["high"], tuple(results))
+    return GapReport(task.label, profile.name, js["js0"], js["low"], js["high"], tuple(results),
+                     tuple(js.get("table", ())))
 
 
 def _job_key(job: TrainConfig | None):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nets.engine.density import DensityRecipe
 from nets.engine.distributed import Communicator
 from nets.studies.correlation import SpearmanResult, spearman
 from nets.studies.gap import PROFILES, GapProfile, GapReport, measure_gap
@@ -120,5 +121,5 @@ def table1(tasks: Sequence[Task] | None = None, profile: str | GapProfile = "qui
     for b in (r.batch_size for r in reports[0].results):
         corr[b], excl[b] = correlate(reports, b, rng=np.random.default_rng([seed, b]))
     prof = PROFILES[profile] if isinstance(profile, str) else profile
-    js = {"steps": prof.js_steps, "probes": prof.js_probes, "recipe": "DensityRecipe()"}
+    js = {"steps": prof.js_steps, "probes": prof.js_probes, "recipe": DensityRecipe().label}
     return Table1(prof.name, reports, corr, excl, js)

@@ -6,7 +6,8 @@ import textwrap
 import pytest
 
 import nets.cli.app as cli
-from nets.studies.advise import advise, load_evidence, load_factory
+from nets.engine.density import RECIPES
+from nets.studies.advise import advise, evidence_recipe, load_evidence, load_factory
 
 USER_MODULE = textwrap.dedent('''
     import torch
@@ -132,3 +133,39 @@ def test_bad_factories(tmp_path, user_module, capsys, monkeypatch):
     bad.write_text("{}")
     with pytest.raises(ValueError, match="not an evidence file"):
         load_evidence(bad)
+
+
+def test_documented_example_runs(monkeypatch):
+    """`nets advise --model examples/my_models.py:make_cnn` (the README's command) runs on the
+    shipped example and prints the advice that `advise` gives in-process on the same model."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "nets", "advise", "--model",
+                          "examples/my_models.py:make_cnn", "--json", "--threads", "1"],
+                         cwd=root, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    factory = load_factory(str(root / "examples" / "my_models.py") + ":make_cnn")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        want = advise(*factory())
+    finally:
+        torch.set_num_threads(threads)
+    assert doc["js0"] == pytest.approx(want.js0, rel=1e-6)
+    assert doc["verdict"] == want.verdict and doc["neighbours"] == list(want.neighbours)
+    assert doc["js0_low"] <= doc["js0"] <= doc["js0_high"]
+    # the evidence's JS0 was computed with the linear recipe: the user's JS0 must use it too
+    assert evidence_recipe(load_evidence()) == RECIPES["linear"]
+
+
+def test_evidence_recipe_names():
+    assert evidence_recipe({"js_settings": {"recipe": "log"}}) == RECIPES["log"]
+    assert evidence_recipe({"js_settings": {"recipe": "DensityRecipe()"}}) == RECIPES["linear"]
+    with pytest.raises(ValueError, match="density recipe"):
+        evidence_recipe({"js_settings": {"recipe": "cubic"}})

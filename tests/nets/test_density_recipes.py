@@ -44,9 +44,11 @@ def _pair_and_other(draw):
     s = 10.0 ** draw(st.floats(-6, 6))
     a = draw(_block(s))
     b = draw(_block(s * 10.0 ** draw(st.floats(-1, 1))))
-    # an unrelated block anywhere from 1000× smaller to 1000× larger than a's scale
-    c = draw(_block(s * 10.0 ** draw(st.floats(-3, 3)), decades=4.0))
-    factor = 10.0 ** draw(st.floats(-3, 3))
+    # an unrelated block anywhere from 1000× smaller to 1000× larger than a's scale, before and
+    # after the rescaling by `factor`
+    u = draw(st.floats(-3, 3))
+    c = draw(_block(s * 10.0 ** u, decades=4.0))
+    factor = 10.0 ** draw(st.floats(-3 - u, 3 - u))
     return a, b, c, factor
 
 
@@ -125,7 +127,7 @@ def test_zero_blocks_form_an_atom_and_leave_js0():
     assert nets.numerically_zero_blocks(spectra) == ["kbias"]
     assert nets.js0(spectra) == pytest.approx(nets.js0({k: spectra[k] for k in "ab"}),
                                               abs=INVARIANCE_TOL)
-    grid, dens, sigma = nets.block_densities(spectra)
+    grid, dens, _ = nets.block_densities(spectra)
     assert grid[np.argmax(dens["kbias"])] == 0.0  # the atom sits at t = 0
     # a threshold looser than the computation's precision would swallow real curvature
     loose = nets.DensityRecipe(zero_rel=0.7)

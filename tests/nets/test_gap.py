@@ -182,23 +182,32 @@ def test_gap_cli_quick_json(tmp_path, capsys, short_quick):
     assert "unknown task" in capsys.readouterr().err
 
 
-def test_clipped_js0_matches_js0_and_survives_identical_blocks():
-    from nets import js0
-    from nets.engine.density import DensityRecipe
-    from nets.engine.slq import BlockSpectrum
-    from nets.studies.gap import _js0_clipped
 
-    rng = np.random.default_rng(0)
 
-    def block(name, nodes):
-        nodes = np.sort(np.asarray(nodes, dtype=float), axis=1)
-        w = np.full(nodes.shape, 1 / nodes.shape[1])
-        return BlockSpectrum(name, 20, nodes, w, np.full(len(nodes), nodes.shape[1]),
-                             np.arange(len(nodes)))
+def test_task_js0_table_covers_every_recipe_and_block_set(tmp_path):
+    """One engine JS0 (no fallback): the table has every recipe × block set, each with its own
+    bootstrap interval; the matrices set holds the weight matrices only, and the headline row is
+    the log recipe on all blocks."""
+    import nets
+    from nets.engine.density import RECIPES
 
-    spectra = {f"b{i}": block(f"b{i}", rng.random((2, 5)) * (i + 1)) for i in range(3)}
-    assert _js0_clipped(spectra, DensityRecipe()) == pytest.approx(js0(spectra), rel=1e-12)
-    flat = [[-1.9e-13, -1.5e-13, -9e-14, 1e-14, 2e-14]] * 2
-    spectra.update(k1=block("k1", flat), k2=block("k2", flat))
-    v = _js0_clipped(spectra, DensityRecipe())
-    assert np.isfinite(v) and 0 < v <= 1
+    task = tiny_task()
+    res = gap.task_js0(task, lanczos_steps=4, probes=3, cache_dir=tmp_path)
+    table = res["table"]
+    assert [(r["recipe"], r["block_set"]) for r in table] == [
+        (k, b) for k in RECIPES for b in nets.BLOCK_SETS]
+    model, loss_fn = task.build(0)
+    n_params = len(list(model.parameters()))
+    n_matrices = sum(p.ndim >= 2 for p in model.parameters())
+    for r in table:
+        assert r["n_blocks"] == (n_params if r["block_set"] == "all" else n_matrices)
+        if r["recipe"] == "lambda10":  # 4 Lanczos steps: fewer than 10 Ritz values
+            assert "at least 10" in r["error"] and r["js0"] is None
+        elif r["n_blocks"] >= 2:
+            assert 0 <= r["low"] <= r["high"] <= 1 and 0 <= r["js0"] <= 1
+    head = next(r for r in table if r["recipe"] == "log" and r["block_set"] == "all")
+    assert (res["js0"], res["low"], res["high"]) == (head["js0"], head["low"], head["high"])
+    assert res["recipe"] == "log"
+    spectra = nets.blockwise_spectrum(model, loss_fn, task.spectrum_batches(), lanczos_steps=4,
+                                      probes=3, seed=0)
+    assert res["js0"] == pytest.approx(nets.js0(spectra), rel=1e-12)
