@@ -68,7 +68,7 @@ def _evidence(tmp_path, rhos=(0.9, 0.2), intervals=((0.3, 1.0), (-0.6, 0.9))):
     rows = [{"task": t, "js0": js, "gap_b8": g8, "gap_b64": g64}
             for t, js, g8, g64 in (("cnn", 0.1, 0.0, 0.05), ("mix", 0.3, 0.2, 0.3),
                                    ("tf", 0.6, 0.8, 1.5), ("tf2", 0.7, 0.9, 2.0))]
-    doc = {"profile": "test", "js_settings": {"steps": 4, "probes": 2, "recipe": "default"},
+    doc = {"profile": "test", "js_settings": {"steps": 4, "probes": 2, "recipe": "log"},
            "rows": rows,
            "spearman": {b: {"rho": r, "pvalue": 0.1, "n": 4, "interval95_bootstrap": list(ci),
                             "interval95_fisher": list(ci)}
