@@ -32,7 +32,7 @@ import torch
 from labkit.jsonio import dumps
 from labkit.progress import Progress
 from labkit.tables import format_table
-from nets.cli.common import distributed
+from nets.cli.common import byte_size, distributed
 from nets.cli.training import register  # training studies: gap, table1, advise, ...
 from nets.engine.density import AXES, NORMALIZATIONS, DensityRecipe, lambda10
 from nets.engine.distributed import (
@@ -43,8 +43,9 @@ from nets.engine.distributed import (
     launched_by_torchrun,
     local_device,
 )
+from nets.engine.hvp import MODES
 from nets.engine.js import js0_bootstrap, js0_sensitivity, js_matrix, numerically_zero_blocks
-from nets.engine.results import load_spectra, save_spectra
+from nets.engine.results import load_metadata, load_spectra, save_spectra
 from nets.engine.slq import BlockSpectrum
 from nets.engine.spectrum import blockwise_spectrum, full_spectrum
 from nets.zoo import models as zoo
@@ -72,9 +73,9 @@ def compute(args: argparse.Namespace) -> tuple[dict, dict[str, BlockSpectrum], P
     comm: Communicator = args.comm
     settings = _settings(args)
     out = Path(args.out) if args.out else _default_out(settings)
-    done = comm.broadcast(comm.together(lambda: _stored(args, settings, out) if comm.rank == 0
-                                        else {}, what="reading the results file"),
-                          what="sharing the stored probes")
+    done, mode = comm.broadcast(comm.together(
+        lambda: _stored(args, settings, out) if comm.rank == 0 else ({}, args.hvp_mode),
+        what="reading the results file"), what="sharing the stored probes")
     have = set() if not done else set(next(iter(done.values())).probe_ids.tolist())
     todo = [p for p in range(args.probes) if p not in have]
     if not todo:
@@ -96,31 +97,44 @@ def compute(args: argparse.Namespace) -> tuple[dict, dict[str, BlockSpectrum], P
         def cb(step: int, steps: int, i: int = i, p: int = p) -> None:
             bar.update_to(i * args.steps + step, f"probe {p + 1}/{args.probes}")
 
+        info: dict = {}
         kw = dict(lanczos_steps=args.steps, probes=args.probes, seed=args.seed,
-                  probe_indices=[p], chunk_size=args.chunk_size, callback=cb, comm=comm)
+                  probe_indices=[p], chunk_size=args.chunk_size, callback=cb, comm=comm,
+                  mode=mode, max_memory=args.max_memory, info=info)
         if args.blocks:
             new = blockwise_spectrum(model, loss_fn, data, blocks=blocks, **kw)
         else:
             new = {"full": full_spectrum(model, loss_fn, data, **kw)}
+        args.engine_info = info
+        mode = info["hvp_mode"]  # the later probes and a resumption use the calibrated mode
         done = new if not done else {k: BlockSpectrum.concatenate([done[k], new[k]])
                                      for k in done}
         if comm.rank == 0:
-            save_spectra(out, settings, done)
+            save_spectra(out, settings, done, metadata=info)
     bar.close()
     order = {k: np.argsort(s.probe_ids) for k, s in done.items()}
     return settings, {k: s.select(order[k]) for k, s in done.items()}, out
 
 
-def _stored(args: argparse.Namespace, settings: dict, out: Path) -> dict[str, BlockSpectrum]:
-    """The spectra already in ``out`` (empty if none); refuses a file with other settings."""
+def _stored(args: argparse.Namespace, settings: dict, out: Path
+            ) -> tuple[dict[str, BlockSpectrum], str]:
+    """The spectra already in ``out`` (empty if none) and the product mode to go on with.
+
+    With ``--hvp-mode auto`` a resumed run keeps the mode the stored probes were computed with,
+    so every probe of a file comes from the same product (bit-for-bit resumption).
+    Refuses a file with other settings.
+    """
     if not out.exists() or args.overwrite:
-        return {}
+        return {}, args.hvp_mode
     old, _, done = load_spectra(out)
     if old != settings:
         diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
         raise ValueError(f"{out} holds a run with other settings {diff}; use --overwrite or "
                          "another --out")
-    return done
+    stored_mode = load_metadata(out).get("hvp_mode")
+    if args.hvp_mode == "auto" and stored_mode in MODES:
+        return done, stored_mode
+    return done, args.hvp_mode
 
 
 def _summary(spectra: dict[str, BlockSpectrum]) -> list[dict]:
@@ -148,7 +162,8 @@ def _cmd_spectrum(args: argparse.Namespace) -> int:
         return 0
     rows = _summary(spectra)
     if args.json:
-        print(dumps({"settings": settings, "file": str(out), "blocks": rows}, indent=1))
+        print(dumps({"settings": settings, "file": str(out), "blocks": rows,
+                     "engine": getattr(args, "engine_info", None)}, indent=1))
     else:
         print(f"# {settings} -> {out}")
         print(format_table(rows, SPECTRUM_COLUMNS))
@@ -220,7 +235,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="auto (cuda:LOCAL_RANK if there is a GPU, else cpu), cpu, cuda:1, ...")
     common.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     common.add_argument("--chunk-size", type=int, default=None,
-                        help="vmap chunk size over tangents (bounds memory)")
+                        help="tangents per vmap/batched backward (default: from --max-memory)")
+    common.add_argument("--hvp-mode", default="auto", choices=MODES,
+                        help="Hessian-vector product: auto (fastest on the first batch, "
+                             "default), forward, reverse or reverse-block; same numbers")
+    common.add_argument("--max-memory", type=byte_size, default=None, metavar="BYTES",
+                        help="memory budget for kept gradient graphs and stacked tangents, "
+                             "e.g. 2G or 500M (default: half the available memory)")
     common.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads for this process (default: torch's choice; "
                              "1 is faster on a CPU shared with other jobs)")

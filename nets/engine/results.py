@@ -18,7 +18,7 @@ import numpy as np
 from labkit.atomic import atomic_write_bytes
 from nets.engine.slq import BlockSpectrum
 
-__all__ = ["load_spectra", "save_spectra", "versions"]
+__all__ = ["load_metadata", "load_spectra", "save_spectra", "versions"]
 
 FORMAT = 1
 
@@ -40,14 +40,24 @@ def versions() -> dict[str, str]:
 
 
 def save_spectra(path: str | os.PathLike, settings: Mapping[str, object],
-                 spectra: Mapping[str, BlockSpectrum]) -> None:
-    """Atomically write settings and spectra to ``path`` (JSON)."""
+                 spectra: Mapping[str, BlockSpectrum], *,
+                 metadata: Mapping[str, object] | None = None) -> None:
+    """Atomically write settings and spectra to ``path`` (JSON).
+
+    Args:
+        path: Results file.
+        settings: What was computed (compared on resumption).
+        spectra: The spectra by block name.
+        metadata: How it ran (product mode, peak memory, timings: the ``info`` of
+            :func:`nets.blockwise_spectrum`); stored under ``"metadata"``, not compared.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "format": FORMAT,
         "settings": dict(settings),
         "versions": versions(),
+        "metadata": dict(metadata or {}),
         "blocks": {
             name: {"dim": s.dim, "probe_ids": s.probe_ids.tolist(),
                    "n_steps": s.n_steps.tolist(), "nodes": s.nodes.tolist(),
@@ -79,3 +89,14 @@ def load_spectra(path: str | os.PathLike) -> tuple[dict, dict, dict[str, BlockSp
                                       np.asarray(b["n_steps"], dtype=np.int64),
                                       np.asarray(b["probe_ids"], dtype=np.int64))
     return doc["settings"], doc.get("versions", {}), spectra
+
+
+def load_metadata(path: str | os.PathLike) -> dict:
+    """The ``metadata`` of a results file (how it ran; empty for files written without it).
+
+    Raises:
+        ValueError: not a results file of this format.
+    """
+    load_spectra(path)  # validates the file
+    with open(path) as f:
+        return dict(json.load(f).get("metadata") or {})

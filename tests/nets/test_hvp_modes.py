@@ -166,3 +166,55 @@ def test_bad_options(mlp_problem, kw, err, match):
     model, loss_fn, data = mlp_problem[:3]
     with pytest.raises(err, match=match):
         nets.full_spectrum(model, loss_fn, data, lanczos_steps=2, probes=1, **kw)
+
+
+def test_cli_hvp_mode_memory_budget_and_peak_memory_in_json_and_file(tmp_path, capsys):
+    """``--hvp-mode``/``--max-memory`` reach the engine; the run's info is in --json and file."""
+    import json
+
+    import nets.cli.app as cli
+    from nets.engine.results import load_spectra
+
+    out = tmp_path / "r.json"
+    argv = ["spectrum", "--model", "mlp", "--steps", "3", "--probes", "1", "--quiet",
+            "--device", "cpu", "--hvp-mode", "reverse-block", "--max-memory", "1M", "--json",
+            "--blocks", "--out", str(out)]
+    assert cli.main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    engine = doc["engine"]
+    assert engine["hvp_mode"] == engine["requested_mode"] == "reverse-block"
+    assert engine["max_memory"] == 1024 ** 2 and engine["peak_memory_bytes"] > 0
+    with open(out) as f:
+        stored = json.load(f)["metadata"]
+    assert stored["hvp_mode"] == "reverse-block" and stored["peak_memory_bytes"] > 0
+    assert load_spectra(out)[0] == doc["settings"]  # the metadata is not part of the settings
+    with pytest.raises(SystemExit):
+        cli.main([*argv[:-2], "--hvp-mode", "fast"])
+
+
+def test_cli_auto_mode_is_pinned_across_probes_and_resumption(tmp_path, monkeypatch):
+    """Auto calibrates once; later probes and a resumed run use the stored mode."""
+    import nets.cli.app as cli
+    from nets.engine.results import load_metadata
+
+    real = cli.blockwise_spectrum
+    modes: list[str] = []
+
+    def interrupted(*a, **k):
+        modes.append(k["mode"])
+        if len(modes) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(cli, "blockwise_spectrum", interrupted)
+    out = tmp_path / "r.json"
+    argv = ["spectrum", "--model", "mlp", "--steps", "3", "--probes", "4", "--quiet",
+            "--device", "cpu", "--blocks", "--out", str(out)]
+    assert cli.main(argv) == 130
+    chosen = load_metadata(out)["hvp_mode"]
+    assert chosen in PRODUCT_MODES and modes == ["auto", chosen, chosen]
+    modes.clear()
+    monkeypatch.setattr(cli, "blockwise_spectrum", lambda *a, **k: (modes.append(k["mode"]),
+                                                                    real(*a, **k))[1])
+    assert cli.main(argv) == 0
+    assert modes == [chosen, chosen]
