@@ -26,7 +26,7 @@ log(ratio) < (1 + `REL_TOL`)·log(bound) − `ABS_LOG_TOL`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,8 +133,9 @@ def step0_minimiser(problem: Problem, w0) -> float:
     return float(np.sum(a * nu) / np.sum(a * nu * nu))
 
 
-def check_prop1(problem: Problem, w0, *, statement: Prop1Statement = CORRECTED,
-                n_eta: int = 1000, steps: int = 100, etas=None) -> Prop1Result:
+def check_prop1(problem: Problem, w0: np.ndarray, *, statement: Prop1Statement = CORRECTED,
+                n_eta: int = 1000, steps: int = 100,
+                etas: Sequence[float] | np.ndarray | None = None) -> Prop1Result:
     """Check a Proposition-1 bound per step on one instance, over a grid of step sizes.
 
     Args:

@@ -177,8 +177,8 @@ class LogRun:
     log_loss: np.ndarray
 
 
-def simulate_log(w0, eta, beta2: float, steps: int, *, tail: int = 100, record: int = 0
-                 ) -> LogRun:
+def simulate_log(w0: float | np.ndarray, eta: float | np.ndarray, beta2: float, steps: int, *,
+                 tail: int = 100, record: int = 0) -> LogRun:
     """Run Eq. (3) on L(w) = w²/2 in log space (sign w, log|w|, log v): no underflow.
 
     Args:

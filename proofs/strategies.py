@@ -16,8 +16,10 @@ Example (a conjecture in three lines)::
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import strategies as st
 
+from quadlab import Problem
 from quadlab.strategies import block_spectra, initial_points, problems, problems_with_start
 
 from .prop1 import tight_construction
@@ -25,7 +27,8 @@ from .prop1 import tight_construction
 __all__ = ["block_spectra", "initial_points", "problems", "problems_with_start", "tight_prop1"]
 
 
-def tight_prop1(*, min_log10_kappa: float = 0.1, max_log10_kappa: float = 8.0):
+def tight_prop1(*, min_log10_kappa: float = 0.1, max_log10_kappa: float = 8.0
+                ) -> st.SearchStrategy[tuple[Problem, np.ndarray]]:
     """(problem, w0) pairs of Proposition 1's tight construction H = diag(1, κ), w0 = (κ, 1),
     with log10 κ uniform in [min_log10_kappa, max_log10_kappa]."""
     return st.floats(min_log10_kappa, max_log10_kappa).map(

@@ -168,7 +168,7 @@ def _log_sup(eta: float, nu_min: float, nu_max: float) -> float:
     return max(log_sq(eta * nu_min), log_sq(eta * nu_max))
 
 
-def check_thm1(problem: Problem, w0, *, statement: Thm1Statement = CORRECTED,
+def check_thm1(problem: Problem, w0: np.ndarray, *, statement: Thm1Statement = CORRECTED,
                steps: int = 0) -> Thm1Result:
     """Check a Theorem-1 statement on one instance.
 
@@ -187,7 +187,7 @@ def check_thm1(problem: Problem, w0, *, statement: Thm1Statement = CORRECTED,
     return results[0]
 
 
-def check_thm1_batch(problem: Problem, w0s, *, statement: Thm1Statement = CORRECTED,
+def check_thm1_batch(problem: Problem, w0s: np.ndarray, *, statement: Thm1Statement = CORRECTED,
                      steps: int = 0) -> list[Thm1Result]:
     """`check_thm1` for many initial points of one problem (one `quadlab.run` call)."""
     w0s = np.asarray(w0s, dtype=np.float64)

@@ -42,7 +42,8 @@ def block_spectra(draw, *, min_blocks: int = 1, max_blocks: int = 4, min_size: i
 
 
 @st.composite
-def problems(draw, *, rotate: bool = True, with_h: bool = True, **spectra_options) -> Problem:
+def problems(draw: st.DrawFn, *, rotate: bool = True, with_h: bool = True,
+             **spectra_options: int | float) -> Problem:
     """A `Problem` with blocks Q_l diag(λ_l) Q_lᵀ (Q_l Haar-random if `rotate`, else I).
 
     `spectra_options` go to `block_spectra` (min_blocks, max_blocks, min_size, max_size,
@@ -76,8 +77,8 @@ def initial_points(draw, problem: Problem, *, adversarial: bool = False) -> np.n
 
 
 @st.composite
-def problems_with_start(draw, *, adversarial: bool = False, **problem_options
-                        ) -> tuple[Problem, np.ndarray]:
+def problems_with_start(draw: st.DrawFn, *, adversarial: bool = False,
+                        **problem_options: bool | int | float) -> tuple[Problem, np.ndarray]:
     """A pair (problem, w0) from `problems` and `initial_points`."""
     problem = draw(problems(**problem_options))
     return problem, draw(initial_points(problem, adversarial=adversarial))

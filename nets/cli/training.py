@@ -255,7 +255,7 @@ def _with_threads(func):
     return run
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the training subcommands to the ``nets`` sub-parser collection ``sub``."""
     g = sub.add_parser("gap", help="tuned SGD (momentum) vs Adam gap and JS0 of one model")
     g.add_argument("--model", required=True,

@@ -46,6 +46,7 @@ class Piece:
 
     @property
     def size(self) -> int:
+        """Number of coordinates of the piece (the product of its shape)."""
         n = 1
         for s in self.shape:
             n *= s
@@ -66,10 +67,12 @@ class Block:
 
     @property
     def dim(self) -> int:
+        """Number of coordinates of the block (the sum over its pieces)."""
         return sum(p.size for p in self.pieces)
 
     @property
     def params(self) -> tuple[str, ...]:
+        """Names of the parameters the block takes pieces of, in order, without repeats."""
         return tuple(dict.fromkeys(p.param for p in self.pieces))
 
 

@@ -78,14 +78,17 @@ class Communicator:
 
     @property
     def rank(self) -> int:
+        """This process's rank (0 in a single process)."""
         return 0
 
     @property
     def world_size(self) -> int:
+        """Number of processes (1 in a single process)."""
         return 1
 
     @property
     def is_distributed(self) -> bool:
+        """More than one process takes part."""
         return self.world_size > 1
 
     def shard(self, items: Sequence[T]) -> list[T]:
@@ -160,10 +163,12 @@ class DistributedCommunicator(Communicator):
 
     @property
     def rank(self) -> int:
+        """This process's rank in the process group."""
         return self._rank
 
     @property
     def world_size(self) -> int:
+        """Number of processes in the process group."""
         return self._world_size
 
     # -- plumbing ------------------------------------------------------------------------------

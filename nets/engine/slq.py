@@ -49,10 +49,12 @@ class BlockSpectrum:
 
     @property
     def probes(self) -> int:
+        """Number of probe vectors (rows of `nodes`)."""
         return int(self.nodes.shape[0])
 
     @property
     def steps(self) -> int:
+        """Number of Lanczos steps (quadrature nodes per probe)."""
         return int(self.nodes.shape[1])
 
     def extreme_eigenvalues(self) -> tuple[float, float]:

@@ -24,7 +24,7 @@ import importlib.util
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,7 +134,8 @@ def load_model(spec: str) -> tuple[torch.nn.Module, Callable, list]:
     return model, loss_fn, data
 
 
-def check_twice_differentiable(model: torch.nn.Module, loss_fn, data, *, samples: int = 4,
+def check_twice_differentiable(model: torch.nn.Module, loss_fn: Callable, data: Iterable, *,
+                               samples: int = 4,
                                seed: int = 0) -> float:
     """Refuse a loss whose Hessian-vector product cannot be computed (or is zero).
 
@@ -226,10 +227,12 @@ class Advice:
     spearman: dict | None
 
     def to_dict(self) -> dict:
+        """The advice as plain JSON values (tuples as lists)."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items()}
 
 
-def advise(model: torch.nn.Module, loss_fn, data, *, evidence: dict | None = None,
+def advise(model: torch.nn.Module, loss_fn: Callable, data: Iterable, *,
+           evidence: dict | None = None,
            batch_size: int | None = None, k: int = 3, seed: int = 0) -> Advice:
     """JS0 of a model and the predicted SGD–Adam gap from the evidence (module docstring).
 

@@ -45,6 +45,7 @@ class FinetuneStudy:
     finetune: object
 
     def rows(self) -> list[dict]:
+        """One row per start (scratch, fine-tune) and batch size: JS at the start, losses, gap."""
         out = []
         for label, rep in (("from scratch", self.scratch), ("fine-tune", self.finetune)):
             for r in rep.results:
@@ -54,6 +55,7 @@ class FinetuneStudy:
         return out
 
     def to_dict(self) -> dict:
+        """Both reports and the rows as plain values."""
         return {"scratch": self.scratch.to_dict(), "finetune": self.finetune.to_dict(),
                 "rows": self.rows()}
 

@@ -65,6 +65,7 @@ class GapProfile:
             raise ValueError("a batch size exceeds the pool size")
 
     def settings(self) -> dict:
+        """The budget without its name (what a cache key or a report records)."""
         d = asdict(self)
         d.pop("name")
         return d
@@ -114,6 +115,7 @@ class LrScore:
 
     @property
     def diverged(self) -> bool:
+        """Some seed diverged at this learning rate."""
         return any(s is not None for s in self.diverged_steps)
 
 
@@ -141,9 +143,11 @@ class TunedOptimizer:
 
     @property
     def all_diverged(self) -> bool:
+        """Every learning rate of the grid diverged (no finite tuned loss)."""
         return not math.isfinite(self.final_loss)
 
     def to_dict(self) -> dict:
+        """The tuned rate, its curve and every rate's score as plain values."""
         return {"optimizer": self.optimizer, "lr": self.lr, "final_loss": self.final_loss,
                 "at_edge": self.at_edge, "eval_steps": self.eval_steps.tolist(),
                 "curve": self.curve.tolist(),
@@ -176,6 +180,7 @@ class GapResult:
     adam_steps_to_sgd: int | None
 
     def to_dict(self) -> dict:
+        """The gap, the step counts and both tuned optimizers as plain values."""
         return {"batch_size": self.batch_size, "steps": self.steps, "gap": self.gap,
                 "sgd_steps_to_adam": self.sgd_steps_to_adam,
                 "adam_steps_to_sgd": self.adam_steps_to_sgd,
@@ -206,6 +211,7 @@ class GapReport:
     js0_table: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict:
+        """JS0, its interval, the gaps and tuned rates per batch size, and every result."""
         return {"task": self.task, "profile": self.profile, "js0": self.js0,
                 "js0_interval95": [self.js0_low, self.js0_high],
                 "js0_table": list(self.js0_table),
@@ -315,7 +321,8 @@ def _train_noted(task: Task, config: TrainConfig, *, pool_size: int, cache_dir,
 
 def tune(task: Task, optimizer: str, lrs: Sequence[float], *, batch_size: int, steps: int,
          seeds: Sequence[int], pool_size: int, eval_every: int, data_seed: int = 0,
-         cache_dir=None, progress: Callable[[str], None] | None = None,
+         cache_dir: str | os.PathLike | None = None,
+         progress: Callable[[str], None] | None = None,
          comm: Communicator | None = None) -> TunedOptimizer:
     """Tune ``optimizer``'s learning rate on ``lrs`` (see the module docstring).
 
@@ -347,7 +354,8 @@ def _js0_row(spectra, recipe: DensityRecipe, names: Sequence[str], *, n_boot: in
     return {**row, "js0": est.value, "low": est.low, "high": est.high}
 
 
-def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0, cache_dir=None,
+def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0,
+             cache_dir: str | os.PathLike | None = None,
              recipe: DensityRecipe | None = None) -> dict:
     """JS0 at initialization (model seed 0) with a bootstrap interval over probes; cached.
 
@@ -392,7 +400,8 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0, cach
 
 
 def measure_gap(task: Task, profile: str | GapProfile = "quick", *,
-                batch_sizes: Sequence[int] | None = None, cache_dir=None,
+                batch_sizes: Sequence[int] | None = None,
+                cache_dir: str | os.PathLike | None = None,
                 with_js0: bool = True,
                 progress: Callable[[str], None] | None = None,
                 comm: Communicator | None = None) -> GapReport:

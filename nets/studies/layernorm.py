@@ -16,7 +16,7 @@ Fitting ``Δ(N) ≈ a N^α`` on a depth sweep gives a growth exponent ``α`` (th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +39,8 @@ class OutputChange:
     adam_step: float
 
 
-def output_change(model: LNTransformer, loss_fn, batch, *, epsilon: float, lr: float,
+def output_change(model: LNTransformer, loss_fn: Callable, batch: tuple[torch.Tensor, torch.Tensor],
+                  *, epsilon: float, lr: float,
                   draws: int, gen: torch.Generator) -> tuple[float, float]:
     """``(Δ_random, Δ_adam)`` for one model on one batch (see the module docstring)."""
     x, y = batch
@@ -120,6 +121,7 @@ class PerturbationStudy:
     fits_adam: dict
 
     def to_dict(self) -> dict:
+        """Depths, perturbation sizes, output changes and growth fits as plain values."""
         return {"depths": list(self.depths), "epsilon": self.epsilon, "lr": self.lr,
                 "random": {k: list(v) for k, v in self.random.items()},
                 "adam_step": {k: list(v) for k, v in self.adam_step.items()},
@@ -130,7 +132,8 @@ class PerturbationStudy:
 def perturbation_study(depths: Sequence[int] = (2, 4, 6, 8, 12, 16, 24), *,
                        variants: Sequence[str] = VARIANTS, seeds: Sequence[int] = (0, 1, 2),
                        epsilon: float = 1e-2, lr: float = 1e-3, draws: int = 3,
-                       batch=None, progress=None) -> PerturbationStudy:
+                       batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+                       progress: Callable[[str], None] | None = None) -> PerturbationStudy:
     """Output change under a random perturbation and one Adam step, for each depth.
 
     Args:

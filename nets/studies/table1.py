@@ -47,6 +47,7 @@ class Table1:
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
+        """The batch sizes of the reports, in order (empty without reports)."""
         return tuple(r.batch_size for r in self.reports[0].results) if self.reports else ()
 
     def rows(self) -> list[dict]:
@@ -66,6 +67,7 @@ class Table1:
         return out
 
     def to_dict(self) -> dict:
+        """The reports, rows, correlations (with intervals) and exclusions as plain values."""
         corr = {}
         for b, c in self.correlations.items():
             corr[str(b)] = None if c is None else {

@@ -25,7 +25,7 @@ All randomness is explicit: the model is built by a factory from its seed (a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -58,7 +58,7 @@ class Pool:
         return len(self.inputs)
 
     @staticmethod
-    def from_batches(data) -> Pool:
+    def from_batches(data: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Pool:
         """Concatenate ``(inputs, targets)`` batches into one pool."""
         xs, ys = zip(*list(data), strict=True)
         return Pool(torch.cat(xs), torch.cat(ys))
@@ -113,6 +113,7 @@ class TrainConfig:
             raise ValueError("divergence_factor must exceed 1")
 
     def to_dict(self) -> dict:
+        """The configuration as plain values (betas as a list)."""
         d = asdict(self)
         d["betas"] = list(self.betas)
         return d
@@ -143,9 +144,11 @@ class TrainResult:
 
     @property
     def initial_loss(self) -> float:
+        """The pool loss at step 0 (the first evaluation)."""
         return float(self.eval_losses[0])
 
     def to_dict(self) -> dict:
+        """The run as plain values (arrays as lists); :meth:`from_dict` reads it back."""
         return {"config": self.config.to_dict(), "losses": self.losses.tolist(),
                 "eval_steps": self.eval_steps.tolist(), "eval_losses": self.eval_losses.tolist(),
                 "diverged": self.diverged, "diverged_step": self.diverged_step,
@@ -153,6 +156,7 @@ class TrainResult:
 
     @staticmethod
     def from_dict(d: dict) -> TrainResult:
+        """The run :meth:`to_dict` wrote (arrays back as float64/int64 numpy arrays)."""
         cfg = dict(d["config"])
         cfg["betas"] = tuple(cfg["betas"])
         return TrainResult(TrainConfig(**cfg), np.asarray(d["losses"], dtype=np.float64),
@@ -161,7 +165,8 @@ class TrainResult:
                            d["diverged_step"], float(d["final_loss"]))
 
 
-def make_optimizer(name: str, params, *, lr: float, momentum: float = 0.9,
+def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float,
+                   momentum: float = 0.9,
                    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """``torch.optim.SGD`` with momentum (``"sgd"``) or ``torch.optim.AdamW`` (``"adam"``)."""

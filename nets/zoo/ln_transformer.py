@@ -25,6 +25,7 @@ The output-change study on these models lives in :mod:`nets.studies.layernorm`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -132,8 +133,9 @@ def admin_profile(model: LNTransformer, batch: torch.Tensor) -> np.ndarray:
     return v
 
 
-def ln_transformer(variant: str, depth: int, *, seed: int = 0, profile_batch=None,
-                   d: int = 32) -> tuple[LNTransformer, object]:
+def ln_transformer(variant: str, depth: int, *, seed: int = 0,
+                   profile_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   d: int = 32) -> tuple[LNTransformer, Callable]:
     """``(model, loss_fn)`` at its seeded initialization (eval mode, float32).
 
     Args:

@@ -142,7 +142,8 @@ class ResNet(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
-def attention(q, k, v, heads: int, causal: bool):
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+              causal: bool) -> torch.Tensor:
     """Math attention (twice differentiable): softmax(QKᵀ/√d_h + mask) V, per head."""
     b, t, d = q.shape
     dh = d // heads
@@ -307,7 +308,7 @@ _BUILDERS: dict[str, Callable[[], tuple[nn.Module, float | None]]] = {
 
 
 def load(name: str, seed: int = 0, *, device: str | torch.device = "cpu",
-         dtype: torch.dtype = torch.float32):
+         dtype: torch.dtype = torch.float32) -> tuple[nn.Module, Callable, list]:
     """``(model, loss_fn, data)`` of a zoo model at its seeded initialization.
 
     Args:
@@ -372,7 +373,8 @@ def partition(name: str, model: nn.Module, kind: str = "params") -> dict[str, ob
     return out
 
 
-def tiny_transformer(seed: int = 0, *, d: int = 8, dtype: torch.dtype = torch.float64):
+def tiny_transformer(seed: int = 0, *, d: int = 8, dtype: torch.dtype = torch.float64
+                     ) -> tuple[nn.Module, Callable, list]:
     """``(model, loss_fn, data)`` of a one-layer character GPT small enough for its dense
     Hessian (width d, 2 heads, context 8; about 1.4k parameters at d = 8), e.g. for the paper's
     Figure 2."""

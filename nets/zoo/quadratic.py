@@ -7,7 +7,7 @@ spectra are the eigenvalues of the ``H_l``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -77,7 +77,8 @@ def _identity_loss(output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def quadratic_problem(blocks: Sequence[np.ndarray] | object, h: np.ndarray | None = None, *,
-                      w0: np.ndarray | None = None, dtype: torch.dtype = torch.float64):
+                      w0: np.ndarray | None = None, dtype: torch.dtype = torch.float64
+                      ) -> tuple[torch.nn.Module, Callable, list]:
     """``(model, loss_fn, data)`` for the quadratic, in the conventions of :mod:`nets`.
 
     ``data`` is one dummy batch; ``loss_fn`` returns the model output (the loss itself).
