@@ -21,8 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=tuple(CHECKERS), default=None)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    verdicts = run_all(effort=args.effort, seed=args.seed,
-                       only=tuple(args.only) if args.only else None)
+    try:
+        if args.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {args.seed}")
+        verdicts = run_all(effort=args.effort, seed=args.seed,
+                           only=tuple(args.only) if args.only else None)
+    except (ValueError, TypeError) as exc:
+        print(f"python -m proofs: error: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(dumps([v.to_dict() for v in verdicts], ensure_ascii=False, indent=1))
     else:

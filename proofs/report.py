@@ -23,6 +23,8 @@ def run_all(*, effort: str | Effort = "default", seed: int = 0,
     Raises:
         ValueError: unknown effort or claim id in `only`.
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     get_effort(effort)
     ids = tuple(CHECKERS) if only is None else tuple(only)
     bad = [i for i in ids if i not in CHECKERS]

@@ -40,7 +40,7 @@ from importlib import resources
 import numpy as np
 
 from .problem import Problem
-from .validation import check_choice, check_options, check_positive
+from .validation import check_choice, check_count, check_options, check_seed
 
 KAPPA = 5000.0
 
@@ -142,7 +142,9 @@ def make_problem(case: str, seed=0, **options) -> Problem:
         The `Problem`, with κ(H) = 5000 for every case.
 
     Raises:
-        ValueError: unknown case or option, or an option out of range.
+        ValueError: unknown case or option, an option out of range, a negative seed.
+        TypeError: a non-integer ``n_blocks``/``block_size`` (2.7 is not cut to 2), a seed
+            that is not an int or SeedSequence.
     """
     check_choice(case, CASES, what="case")
     sampled = case in ("transformer", "cnn")
@@ -153,9 +155,16 @@ def make_problem(case: str, seed=0, **options) -> Problem:
                   + (" with spectra='measured' (4 blocks of 25)" if measured else ""))
     if sampled:
         check_choice(options.get("spectra", "synthetic"), SPECTRA, what="spectra")
-    h_scale = float(options.get("h_scale", 1.0))
+    h_scale = options.get("h_scale", 1.0)
+    if isinstance(h_scale, bool) or not isinstance(h_scale, int | float | np.integer
+                                                   | np.floating):
+        raise TypeError(f"h_scale must be a real number >= 0, got {type(h_scale).__name__}")
+    h_scale = float(h_scale)
     if not np.isfinite(h_scale) or h_scale < 0:
         raise ValueError(f"h_scale must be finite and >= 0, got {h_scale!r}")
+    if isinstance(check_seed(seed), np.random.Generator):
+        raise TypeError("seed must be an int >= 0 or a numpy SeedSequence (a Generator cannot "
+                        "be spawned into the case's independent streams)")
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     spec_ss, rot_ss, h_ss = ss.spawn(3)
     spec_rng, rot_rng, h_rng = (np.random.default_rng(s) for s in (spec_ss, rot_ss, h_ss))
@@ -167,13 +176,8 @@ def make_problem(case: str, seed=0, **options) -> Problem:
     elif measured:
         spectra = rescale_to_kappa(measured_spectra(case), KAPPA)
     else:
-        n_blocks = int(options.get("n_blocks", 4))
-        block_size = int(options.get("block_size", 25))
-        if n_blocks < 1:
-            raise ValueError(f"n_blocks must be >= 1, got {n_blocks}")
-        if block_size < 2:
-            raise ValueError(f"block_size must be >= 2, got {block_size}")
-        check_positive(block_size, name="block_size")
+        n_blocks = check_count(options.get("n_blocks", 4), name="n_blocks")
+        block_size = check_count(options.get("block_size", 25), name="block_size", minimum=2)
         if case == "transformer":
             families = [TRANSFORMER_FAMILIES[i % 4] for i in range(n_blocks)]
         else:

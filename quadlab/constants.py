@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .problem import Problem
-from .validation import as_float_array
+from .problem import Problem, check_problem
+from .validation import as_float_array, check_count, check_memory
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,33 @@ def _r_from_grads(problem: Problem, grads: np.ndarray) -> tuple[np.ndarray, ...]
     lam1 = problem.lambda_max_blocks
     mins, maxs = _block_extremes(problem, np.abs(grads))
     c1, c2 = mins / lam1, maxs / lam1
-    with np.errstate(divide="ignore"):
-        r = np.max(c2, axis=1) ** 2 / np.min(c1, axis=1) ** 2
+    lo = np.min(c1, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # a zero gradient coordinate (also w0 = w*, where every one is) makes r infinite:
+        # Theorem 1's bound is then vacuous, as its docstring says
+        r = np.where(lo > 0, np.max(c2, axis=1) ** 2 / np.where(lo > 0, lo, 1.0) ** 2, np.inf)
     return c1, c2, r
 
 
-def adam_constants(problem: Problem, w0) -> AdamConstants:
-    """Theorem 1's C_{l,1}, C_{l,2}, r, κ_l and κ_Adam,l at the initial point `w0` (shape (d,))."""
+def adam_constants(problem: Problem, w0: np.ndarray) -> AdamConstants:
+    """Theorem 1's C_{l,1}, C_{l,2}, r, κ_l and κ_Adam,l at the initial point `w0`.
+
+    C_{l,1} = min_i |g0_{l,i}| / λ_{l,1}, C_{l,2} = max_i |g0_{l,i}| / λ_{l,1},
+    r = max_l C_{l,2}² / min_l C_{l,1}² (+inf when a coordinate of g0 = ∇L(w0) is exactly 0,
+    e.g. at w0 = w*), κ_Adam,l = r κ_l.
+
+    Args:
+        problem: the quadratic.
+        w0: the initial point, shape (d,).
+
+    Returns:
+        The constants (`AdamConstants`).
+
+    Raises:
+        TypeError: problem not a `Problem`, w0 not real numeric.
+        ValueError: w0 of the wrong shape or not finite.
+    """
+    check_problem(problem)
     w0 = as_float_array(w0, name="w0", ndim=1)
     if w0.shape != (problem.d,):
         raise ValueError(f"w0 must have shape ({problem.d},), got {w0.shape}")
@@ -67,7 +87,8 @@ def adam_constants(problem: Problem, w0) -> AdamConstants:
                          kappa_adam=float(r[0]) * kappa_blocks, grad0=g0)
 
 
-def estimate_r(problem: Problem, trials: int, seed=0, *, std: float = 1.0) -> np.ndarray:
+def estimate_r(problem: Problem, trials: int, seed: int | np.random.Generator = 0, *,
+               std: float = 1.0) -> np.ndarray:
     """Monte-Carlo sample of r over initial points w0 ~ N(0, std² I).
 
     Args:
@@ -78,8 +99,13 @@ def estimate_r(problem: Problem, trials: int, seed=0, *, std: float = 1.0) -> np
 
     Returns:
         r for each trial, shape (trials,).
+
+    Raises:
+        TypeError, ValueError: bad problem, trials (an integer >= 1), seed or std.
     """
-    if isinstance(trials, bool) or not isinstance(trials, int | np.integer) or trials < 1:
-        raise ValueError(f"trials must be a positive integer, got {trials!r}")
+    check_problem(problem)
+    trials = check_count(trials, name="trials")
+    check_memory(8 * trials * problem.d * 3, what=f"estimate_r with {trials} trials",
+                 fix="use fewer trials")
     w0 = problem.initial_points(int(trials), seed=seed, std=std)
     return _r_from_grads(problem, problem.matvec(w0 - problem.w_star))[2]

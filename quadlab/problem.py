@@ -12,7 +12,15 @@ from functools import cached_property
 
 import numpy as np
 
-from .validation import as_float_array, check_spd_block
+from .validation import (
+    MAX_ENTRY,
+    MAX_POINT,
+    PD_RTOL,
+    as_float_array,
+    check_positive,
+    check_seed,
+    check_spd_block,
+)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -55,6 +63,9 @@ class Problem:
         """
         if isinstance(blocks, np.ndarray) and blocks.ndim == 2:
             blocks = [blocks]
+        if isinstance(blocks, str | bytes) or not hasattr(blocks, "__iter__"):
+            raise TypeError(f"blocks must be a sequence of square matrices, got "
+                            f"{type(blocks).__name__}")
         blocks = list(blocks)
         if not blocks:
             raise ValueError("blocks must contain at least one block")
@@ -87,6 +98,10 @@ class Problem:
         Raises:
             ValueError: non-positive or non-finite eigenvalues, non-orthogonal Q_l, shape mismatch.
         """
+        for arg, what in ((eigenvalues, "eigenvalues"), (eigenvectors, "eigenvectors")):
+            if isinstance(arg, str | bytes) or not hasattr(arg, "__iter__"):
+                raise TypeError(f"{what} must be a sequence with one entry per block, got "
+                                f"{type(arg).__name__}")
         lams, qs = list(eigenvalues), list(eigenvectors)
         if not lams or len(lams) != len(qs):
             raise ValueError("need one eigenvector matrix per block and at least one block")
@@ -94,11 +109,18 @@ class Problem:
         for i, (lam, q) in enumerate(zip(lams, qs, strict=True)):
             lam = as_float_array(lam, name=f"eigenvalues of block {i}", ndim=1)
             q = as_float_array(q, name=f"eigenvectors of block {i}", ndim=2)
+            if lam.size == 0:
+                raise ValueError(f"eigenvalues of block {i} is empty: every block needs at least "
+                                 "one eigenvalue (d_l >= 1)")
+            if lam.max() > MAX_ENTRY:
+                raise ValueError(f"eigenvalues of block {i} reach {lam.max():.3g}, above "
+                                 f"{MAX_ENTRY:g}: gaps would overflow float64; rescale")
             if q.shape != (lam.size, lam.size):
                 raise ValueError(f"eigenvectors of block {i} must have shape "
                                  f"{(lam.size, lam.size)}, got {q.shape}")
-            if np.any(lam <= 0):
-                raise ValueError(f"block {i} is not positive definite: eigenvalue {lam.min():.6g}")
+            if np.any(lam <= 0) or lam.min() <= PD_RTOL * lam.max():
+                raise ValueError(f"block {i} is not positive definite: eigenvalue {lam.min():.6g} "
+                                 f"(largest {lam.max():.6g}, ratio must exceed {PD_RTOL:g})")
             if not np.allclose(q.T @ q, np.eye(lam.size), rtol=0, atol=1e-10):
                 raise ValueError(f"eigenvectors of block {i} are not orthonormal")
             order = np.argsort(lam)
@@ -230,18 +252,32 @@ class Problem:
         val = 0.5 * np.sum(e * self.matvec(e), axis=-1)
         return float(val) if np.ndim(val) == 0 else val
 
-    def initial_points(self, n: int | None = None, *, seed=0, std: float = 1.0) -> np.ndarray:
+    def initial_points(self, n: int | None = None, *, seed: int | np.random.Generator
+                       | np.random.SeedSequence = 0, std: float = 1.0) -> np.ndarray:
         """Standard Gaussian initial points w0 ~ N(0, std² I) (the paper's random init).
 
         Args:
-            n: number of points; None returns a single point of shape (d,).
-            seed: anything `numpy.random.default_rng` takes (an int or a Generator).
-            std: standard deviation of each coordinate.
+            n: number of points (>= 1); None returns a single point of shape (d,).
+            seed: an int >= 0, a SeedSequence or a Generator (`numpy.random.default_rng`).
+            std: standard deviation of each coordinate, finite and > 0.
 
         Returns:
             Array of shape (d,) or (n, d).
+
+        Raises:
+            TypeError: n not an integer, seed of another type.
+            ValueError: n < 1, negative seed, std NaN, infinite or <= 0.
         """
-        rng = np.random.default_rng(seed)
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, int | np.integer):
+                raise TypeError(f"n must be None or an integer >= 1, got {n!r}")
+            if n < 1:
+                raise ValueError(f"n must be None or an integer >= 1, got {n}")
+        std = check_positive(std, name="std")
+        if std > MAX_POINT:
+            raise ValueError(f"std must be <= {MAX_POINT:g} (larger points overflow the loss "
+                             f"gap in float64), got {std:g}")
+        rng = np.random.default_rng(check_seed(seed))
         shape = (self.d,) if n is None else (int(n), self.d)
         return std * rng.standard_normal(shape)
 
@@ -252,3 +288,12 @@ class Problem:
     def __repr__(self) -> str:
         return (f"Problem(name={self.name!r}, d={self.d}, blocks={list(self.block_sizes)}, "
                 f"kappa={self.kappa:.6g})")
+
+
+
+def check_problem(problem: object) -> Problem:
+    """Return `problem` if it is a `Problem`, else raise a TypeError naming what was passed."""
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be a quadlab.Problem (Problem.from_blocks or "
+                        f"make_problem), got {type(problem).__name__}")
+    return problem

@@ -11,9 +11,9 @@ import numpy as np
 from . import simulate as _sim
 from .noise import NoiseModel, kernel_noise
 from .optimizers import OptimizerSpec, make_optimizer
-from .problem import Problem
+from .problem import Problem, check_problem
 from .rng import lane_states
-from .validation import as_float_array, check_choice, check_steps
+from .validation import as_float_array, check_choice, check_memory, check_steps
 
 METHODS = ("auto", "closed-form", "simulate")
 
@@ -120,19 +120,22 @@ class Prepared:
 def prepare(problem: Problem, optimizer: str, *, lr, w0, steps: int, noise, batch_size, seed,
             **hyper) -> Prepared:
     """Check and broadcast the inputs of `run` (shared with `quadlab.statistics`)."""
-    if not isinstance(problem, Problem):
-        raise ValueError(f"problem must be a quadlab.Problem, got {type(problem).__name__}")
+    check_problem(problem)
     spec = make_optimizer(optimizer, **hyper)
     check_steps(steps)
     lr_arr = as_float_array(lr, name="lr")
     if lr_arr.ndim > 1:
         raise ValueError(f"lr must be a scalar or 1-D, got shape {lr_arr.shape}")
+    if lr_arr.size == 0:
+        raise ValueError("lr is empty; pass a step size or a non-empty 1-D array of them")
     if np.any(lr_arr <= 0):
         raise ValueError(f"lr must be > 0, got min {lr_arr.min():g}")
     w0_arr = as_float_array(w0, name="w0")
     if w0_arr.ndim not in (1, 2) or w0_arr.shape[-1] != problem.d:
         raise ValueError(f"w0 must have shape ({problem.d},) or (n, {problem.d}), "
                          f"got {w0_arr.shape}")
+    if w0_arr.size == 0:
+        raise ValueError(f"w0 is empty (shape {w0_arr.shape}); pass at least one initial point")
     single = lr_arr.ndim == 0 and w0_arr.ndim == 1
     n_lr = 1 if lr_arr.ndim == 0 else lr_arr.shape[0]
     n_w = 1 if w0_arr.ndim == 1 else w0_arr.shape[0]
@@ -145,6 +148,10 @@ def prepare(problem: Problem, optimizer: str, *, lr, w0, steps: int, noise, batc
             raise ValueError(f"seed has {len(seed)} entries but there are {n} trajectories")
         n = len(seed)  # one row per seed
         single = False
+    # results: gaps (n, steps+1) and, in `run(log_gap=True)` and tuning, as many log gaps
+    check_memory(2 * 8 * n * (steps + 1) + 8 * 8 * n * problem.d,
+                 what=f"a run of {n} trajectories × {steps + 1} steps",
+                 fix="use fewer steps or trajectories, or split them into several runs")
     lrs = np.broadcast_to(lr_arr.reshape(-1), (n,)).copy()
     e0 = np.broadcast_to(w0_arr.reshape(-1, problem.d), (n, problem.d)) - problem.w_star
     kernel = kernel_noise(problem, noise, batch_size)

@@ -28,19 +28,37 @@ DEFAULT_POINTS = 41
 DEFAULT_SPAN = (1e-3, 1e1)
 
 
-def iterations_to_tolerance(gaps, tol: float, *, stay: bool = True) -> np.ndarray:
+def iterations_to_tolerance(gaps, tol: float, *, stay: bool = True,
+                            log: bool = False) -> np.ndarray:
     """Iterations needed to bring the gap below tol · gap_0, per trajectory (+inf if never).
 
     Args:
-        gaps: output of `quadlab.run`, shape (T+1,) or (n, T+1).
+        gaps: output of `quadlab.run`, shape (T+1,) or (n, T+1); with `log=True` its log10
+            gaps (`run(..., log_gap=True).log10_gap`), the criterion then being
+            log10 gap_t <= log10 tol + log10 gap_0 (exact also below float64's range, where
+            the float gaps are NaN).
         tol: relative tolerance.
         stay: if True (default), the first t from which gap_s <= tol · gap_0 for every
             s = t..T — a trajectory that dips below the tolerance and leaves it again (Adam with
             β2 < 1, Proposition 2) has not converged; if False, the first t with
             gap_t <= tol · gap_0.
+        log: whether `gaps` holds log10 gaps.
+
+    Returns:
+        The first qualifying step t as a float (+inf where none), shape () or (n,).
+
+    Raises:
+        ValueError: tol not finite and > 0, or gaps not numeric.
     """
-    gaps = np.asarray(gaps, dtype=np.float64)
-    below = gaps <= tol * gaps[..., :1]
+    tol = check_positive(tol, name="tol")
+    try:
+        gaps = np.asarray(gaps, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"gaps must be a numeric array, got {type(gaps).__name__}") from exc
+    if gaps.ndim not in (1, 2) or gaps.shape[-1] == 0:
+        raise ValueError(f"gaps must have shape (T+1,) or (n, T+1), got {gaps.shape}")
+    with np.errstate(invalid="ignore"):
+        below = (gaps <= np.log10(tol) + gaps[..., :1]) if log else gaps <= tol * gaps[..., :1]
     if stay:
         # below from t on  <=>  the reversed cumulative AND is true at t
         below = np.flip(np.logical_and.accumulate(np.flip(below, axis=-1), axis=-1), axis=-1)
@@ -78,11 +96,14 @@ class TuneResult:
         lr: the best step size.
         grid: the step sizes tried, shape (k,).
         iterations: iterations to reach tol × initial gap per step size (+inf if never), (k,).
-        final_gap: gap after the last step per step size (+inf if diverged), (k,).
+        final_gap: gap after the last step per step size (+inf if diverged, NaN if below
+            float64's range), (k,).
         diverged: divergence step per step size (−1 if none), (k,).
-        gaps: the loss-gap trajectory of the best step size, shape (T+1,).
+        gaps: the loss-gap trajectory of the best step size, shape (T+1,) (NaN where below
+            float64's range: see `log10_gaps`).
         tol: the relative tolerance used.
         at_edge: True if the best step is the first or last of the grid.
+        log10_gaps: log10 of `gaps`, exact at every scale, shape (T+1,).
     """
 
     lr: float
@@ -93,6 +114,7 @@ class TuneResult:
     gaps: np.ndarray
     tol: float
     at_edge: bool
+    log10_gaps: np.ndarray | None = None
 
     @property
     def best_iterations(self) -> float:
@@ -127,22 +149,23 @@ def tune_lr(problem: Problem, optimizer: str, *, w0, steps: int, tol: float = 1e
     grid = as_float_array(grid, name="grid", ndim=1)
     if grid.size == 0:
         raise ValueError("grid must hold at least one step size")
-    gaps = run(problem, optimizer, lr=grid, w0=w0, steps=steps, on_divergence="ignore", **hyper)
+    gaps, logs = run(problem, optimizer, lr=grid, w0=w0, steps=steps, on_divergence="ignore",
+                     log_gap=True, **hyper)
     diverged = divergence_steps(gaps)
-    iters = iterations_to_tolerance(gaps, tol)
+    iters = iterations_to_tolerance(logs, tol, log=True)
     final = gaps[:, -1]
     ok = diverged < 0
     if max_rise is not None:
         max_rise = check_positive(max_rise, name="max_rise")
         with np.errstate(invalid="ignore"):
-            ok &= np.max(gaps, axis=1) <= max_rise * gaps[:, 0]
+            ok &= np.max(logs, axis=1) <= np.log10(max_rise) + logs[:, 0]
     if not ok.any():
         raise ValueError(f"every step size in the grid [{grid.min():.3g}, {grid.max():.3g}] "
                          f"diverged (or rose above max_rise) for {optimizer}; try smaller steps")
     # rank: reached (fewest iterations) < not reached (smallest final gap) < diverged
     key_iters = np.where(ok, iters, np.inf)
-    key_final = np.where(ok, final, np.inf)
+    key_final = np.where(ok, logs[:, -1], np.inf)  # log: exact below float64's range too
     best = int(np.lexsort((key_final, key_iters))[0])
     return TuneResult(lr=float(grid[best]), grid=grid, iterations=iters, final_gap=final,
                       diverged=diverged, gaps=gaps[best], tol=tol,
-                      at_edge=best in (0, grid.size - 1))
+                      at_edge=best in (0, grid.size - 1), log10_gaps=logs[best])

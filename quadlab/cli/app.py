@@ -43,6 +43,13 @@ def _hyper(args) -> dict:
 
 
 def cmd_run(args) -> dict:
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if not (np.isfinite(args.tol) and args.tol > 0):
+        raise ValueError(f"--tol must be finite and > 0 (a fraction of the initial gap), got "
+                         f"{args.tol:g}")
+    if args.lr is not None and not (np.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be > 0 and finite, got {args.lr:g}")
     problem = make_problem(args.case, seed=args.seed)
     w0 = problem.initial_points(seed=args.seed)
     hyper = _hyper(args)
@@ -85,6 +92,8 @@ def show_run(res: dict) -> str:
 
 
 def cmd_sweep(args) -> dict:
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1 (the number of seeds 0..N-1), got {args.seeds}")
     cases = args.cases or list(CASES)
     seeds = list(range(args.seeds))
     total = len(cases) * len(seeds) * len(DEFAULT_OPTIMIZERS)
@@ -111,6 +120,12 @@ def show_sweep(res: dict) -> str:
 
 
 def cmd_r(args) -> dict:
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.trials < 1:
+        raise ValueError(f"--trials must be >= 1, got {args.trials}")
+    if not np.isfinite(args.threshold):
+        raise ValueError(f"--threshold must be finite, got {args.threshold:g}")
     out = []
     for case in args.cases or list(CASES):
         check_choice(case, CASES, what="case")
@@ -212,13 +227,13 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     compute, show = COMMANDS[args.command]
     args.comm = None
-    reported: tuple[type[Exception], ...] = (ValueError,)
+    reported: tuple[type[Exception], ...] = (ValueError, TypeError)
     try:
         args.comm = _communicator(args)
         if args.comm is not None:
             from nets.engine.distributed import DistributedError
 
-            reported = (ValueError, DistributedError)
+            reported = (ValueError, TypeError, DistributedError)
         res = compute(args)
     except reported as exc:
         print(f"quadlab {args.command}: error: {exc}", file=sys.stderr)

@@ -20,6 +20,7 @@ import numpy as np
 
 from quadlab.cases import CASES, make_problem
 from quadlab.tuning import tune_lr
+from quadlab.validation import check_choice, check_positive, check_seed, check_steps
 
 #: label -> (optimizer, hyper-parameters): the optimizers of the study.
 DEFAULT_OPTIMIZERS: dict[str, tuple[str, dict]] = {
@@ -116,6 +117,13 @@ def run_study(*, cases: Sequence[str] = CASES, seeds: Sequence[int] = (0, 1, 2),
               map_fn: MapFn | None = None) -> StudyResult:
     """Run the study.
 
+    Returns:
+        The tuned runs with the study's settings (`StudyResult`).
+
+    Raises:
+        ValueError, TypeError: empty or unknown cases, empty or negative seeds, bad steps, tol,
+            optimizers or spectra (each naming the argument).
+
     Args:
         cases: Hessian cases (see `quadlab.make_problem`).
         seeds: problem/initial-point seeds.
@@ -130,6 +138,19 @@ def run_study(*, cases: Sequence[str] = CASES, seeds: Sequence[int] = (0, 1, 2),
             determined by its case, seed and optimizer).
     """
     optimizers = DEFAULT_OPTIMIZERS if optimizers is None else optimizers
+    if isinstance(cases, str) or not list(cases):
+        raise ValueError(f"cases must be a non-empty sequence of case names, got {cases!r}")
+    for case in cases:
+        check_choice(case, CASES, what="case")
+    if isinstance(seeds, str | int) or not list(seeds):
+        raise ValueError(f"seeds must be a non-empty sequence of ints >= 0, got {seeds!r} "
+                         "(e.g. `--seeds 3` for seeds 0, 1, 2)")
+    for seed in seeds:
+        check_seed(seed)
+    steps = check_steps(steps)
+    tol = check_positive(tol, name="tol")
+    if not optimizers:
+        raise ValueError("optimizers must name at least one optimizer")
     jobs = [(case, int(seed), label) for case in cases for seed in seeds for label in optimizers]
 
     @functools.cache  # one problem per case and seed (per process), shared by the optimizers

@@ -270,5 +270,5 @@ def test_simplified_adam_refuses_zero_gradient_coordinate():
 
 
 def test_run_rejects_non_problem():
-    with pytest.raises(ValueError, match=r"quadlab\.Problem"):
+    with pytest.raises(TypeError, match=r"quadlab\.Problem"):
         quadlab.run(np.eye(2), "gd", lr=0.1, w0=np.ones(2), steps=1)
