@@ -69,7 +69,12 @@ def to_jsonable(x: Any) -> Any:
 
 
 def dumps(x: Any, **kwargs: Any) -> str:
-    """Strict JSON text of :func:`to_jsonable` ``(x)`` (``kwargs`` go to :func:`json.dumps`)."""
+    """Strict JSON text of :func:`to_jsonable` ``(x)`` (``kwargs`` go to :func:`json.dumps`).
+
+    Args:
+        x: Any value :func:`to_jsonable` accepts.
+        **kwargs: Passed to :func:`json.dumps` (e.g. ``indent``).
+    """
     return json.dumps(to_jsonable(x), allow_nan=False, **kwargs)
 
 
@@ -77,6 +82,9 @@ def loads(text: str | bytes) -> Any:
     """Parse strict JSON text; bare ``NaN``/``Infinity`` (not JSON) are refused with a ValueError.
 
     Non-finite values stay as their strings: read numeric fields with :func:`as_float`.
+
+    Args:
+        text: JSON text.
     """
     def _refuse(name: str) -> Any:
         raise ValueError(f"not strict JSON: bare {name} (non-finite numbers are written as "
@@ -87,6 +95,9 @@ def loads(text: str | bytes) -> Any:
 
 def as_float(v: Any) -> float:
     """A numeric JSON field as a float: a number, or one of "inf", "-inf", "nan".
+
+    Args:
+        v: The field's value.
 
     Raises:
         ValueError: ``v`` is neither a number nor one of those strings.

@@ -68,6 +68,9 @@ def evidence_recipe(evidence: dict) -> DensityRecipe:
 def load_factory(spec: str) -> Callable:
     """Import ``module:function`` or ``file.py:function`` and return the function.
 
+    Args:
+        spec: ``module:function`` (module on the path) or ``path/to/file.py:function``.
+
     Raises:
         ValueError: malformed spec, module that cannot be imported, missing attribute.
         TypeError: the attribute is not callable.
@@ -142,6 +145,13 @@ def check_twice_differentiable(model: torch.nn.Module, loss_fn: Callable, data: 
     Evaluates ``∇²ℓ v`` on the first ``samples`` samples of the first batch for a Gaussian
     ``v`` (``torch.Generator`` seeded with ``seed``).
 
+    Args:
+        model: The model.
+        loss_fn: ``loss_fn(outputs, targets)``.
+        data: Batches; the first one is used.
+        samples: Samples of the first batch used.
+        seed: Seed of ``v``.
+
     Returns:
         ``‖∇²ℓ v‖``.
 
@@ -181,7 +191,11 @@ def check_twice_differentiable(model: torch.nn.Module, loss_fn: Callable, data: 
 
 
 def load_evidence(path: str | Path | None = None) -> dict:
-    """Read an evidence file (the JSON of ``nets table1 --json``)."""
+    """Read an evidence file (the JSON of ``nets table1 --json``).
+
+    Args:
+        path: The file (default: the packaged :data:`EVIDENCE`).
+    """
     path = Path(path) if path is not None else EVIDENCE
     if not path.exists():
         raise ValueError(f"no evidence file at {path}; create one with `nets table1 "

@@ -224,6 +224,10 @@ class GapReport:
 def gap_metric(sgd_loss: float, adam_loss: float) -> float:
     """``ln(L_SGD / L_Adam)``; ``inf`` if SGD has no finite loss, ``nan`` if Adam has none.
 
+    Args:
+        sgd_loss: ``L̄_SGD``, SGD's tuned final loss.
+        adam_loss: ``L̄_Adam``, Adam's tuned final loss.
+
     Raises:
         ValueError: a non-positive loss (the log ratio needs positive losses).
     """
@@ -328,6 +332,20 @@ def tune(task: Task, optimizer: str, lrs: Sequence[float], *, batch_size: int, s
 
     Diverged runs are kept in the grid with their step and excluded from the choice. With a
     distributed ``comm`` the runs are shared out among the ranks and gathered on every rank.
+
+    Args:
+        task: The task.
+        optimizer: ``"sgd"`` or ``"adam"``.
+        lrs: The learning-rate grid (positive, finite).
+        batch_size: Minibatch size.
+        steps: Budget in steps.
+        seeds: Model seeds (one run each per rate).
+        pool_size: Training pool size.
+        eval_every: Steps between pool-loss evaluations.
+        data_seed: Seed of the data order.
+        cache_dir: Cache folder.
+        progress: Called with a note after every run.
+        comm: Communicator to share the runs out (default: one process).
     """
     lrs = _check_lrs(lrs)
     configs = [TrainConfig(optimizer, lr, steps, batch_size, seed=int(seed),
@@ -364,6 +382,14 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0,
     block sets of :data:`nets.engine.blocks.BLOCK_SETS` (every parameter tensor, or the weight
     matrices only), each with its own bootstrap interval; numerically zero blocks are left out
     of every JS0 and named.
+
+    Args:
+        task: The task (its model at seed 0 and its spectrum batches).
+        lanczos_steps: Lanczos steps per probe.
+        probes: Number of probe vectors.
+        seed: Seed of the probes and the bootstrap.
+        cache_dir: Cache folder (:func:`labkit.cache.cache_dir`).
+        recipe: The headline density recipe.
 
     Returns:
         ``{"js0", "low", "high", "blocks", "recipe", "zero_blocks", "table"}``; ``table`` holds

@@ -42,7 +42,17 @@ class OutputChange:
 def output_change(model: LNTransformer, loss_fn: Callable, batch: tuple[torch.Tensor, torch.Tensor],
                   *, epsilon: float, lr: float,
                   draws: int, gen: torch.Generator) -> tuple[float, float]:
-    """``(Δ_random, Δ_adam)`` for one model on one batch (see the module docstring)."""
+    """``(Δ_random, Δ_adam)`` for one model on one batch (see the module docstring).
+
+    Args:
+        model: The model (its parameters are restored afterwards).
+        loss_fn: Its loss (for the Adam step).
+        batch: ``(inputs, targets)``.
+        epsilon: Scale of the random perturbation.
+        lr: Adam's step size.
+        draws: Random perturbations averaged.
+        gen: Generator of the random perturbations.
+    """
     x, y = batch
     params = dict(model.named_parameters())
     base = {n: p.detach().clone() for n, p in params.items()}
@@ -87,7 +97,12 @@ def _r2(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit_growth(depths: Sequence[int], values: Sequence[float]) -> GrowthFit:
-    """``α`` from least squares of ``ln Δ`` on ``ln N``; ``R²`` of ``Δ ~ N`` and ``Δ ~ ln N``."""
+    """``α`` from least squares of ``ln Δ`` on ``ln N``; ``R²`` of ``Δ ~ N`` and ``Δ ~ ln N``.
+
+    Args:
+        depths: The depths ``N``.
+        values: The output changes ``Δ(N)`` (positive).
+    """
     n = np.asarray(depths, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     if n.size < 3 or n.size != v.size:

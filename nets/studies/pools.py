@@ -40,7 +40,13 @@ def _lm_maker(kind: str):
 
 def make_pool(kind: str, n: int, *, seed: int = POOL_SEED) -> Pool:
     """A training pool of ``n`` samples of data kind ``digits``, ``charlm``, ``maskedlm`` or
-    ``dialect`` (the fine-tuning corpus of :mod:`nets.studies.finetune`)."""
+    ``dialect`` (the fine-tuning corpus of :mod:`nets.studies.finetune`).
+
+    Args:
+        kind: ``digits``, ``charlm``, ``maskedlm`` or ``dialect``.
+        n: Number of samples.
+        seed: Seed of the draw (default :data:`POOL_SEED`, not the JS0 batches' seed 0).
+    """
     if kind not in _KINDS:
         raise ValueError(f"unknown data kind {kind!r}; choose from {_KINDS}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -49,7 +55,11 @@ def make_pool(kind: str, n: int, *, seed: int = POOL_SEED) -> Pool:
 
 
 def first_batches(kind: str) -> list:
-    """The fixed batches (seed 0) that JS0 is measured on for data kind ``kind``."""
+    """The fixed batches (seed 0) that JS0 is measured on for data kind ``kind``.
+
+    Args:
+        kind: ``digits``, ``charlm``, ``maskedlm`` or ``dialect``.
+    """
     if kind == "digits":
         x, y = glyph_digits(128, seed=0)
         return [(x[i:i + 64], y[i:i + 64]) for i in range(0, 128, 64)]

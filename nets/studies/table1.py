@@ -83,6 +83,12 @@ def correlate(reports: Sequence[GapReport], batch_size: int, *, rng: np.random.G
               n_boot: int = 2000) -> tuple[SpearmanResult | None, list[str]]:
     """Spearman ρ between JS0 and the gap at ``batch_size`` over ``reports``.
 
+    Args:
+        reports: One gap report per task.
+        batch_size: The batch size whose gaps are correlated.
+        rng: Generator of the bootstrap.
+        n_boot: Bootstrap resamples.
+
     Returns:
         ``(result or None, excluded task names)``.
     """

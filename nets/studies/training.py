@@ -59,7 +59,11 @@ class Pool:
 
     @staticmethod
     def from_batches(data: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Pool:
-        """Concatenate ``(inputs, targets)`` batches into one pool."""
+        """Concatenate ``(inputs, targets)`` batches into one pool.
+
+        Args:
+            data: ``(inputs, targets)`` batches.
+        """
         xs, ys = zip(*list(data), strict=True)
         return Pool(torch.cat(xs), torch.cat(ys))
 
@@ -156,7 +160,11 @@ class TrainResult:
 
     @staticmethod
     def from_dict(d: dict) -> TrainResult:
-        """The run :meth:`to_dict` wrote (arrays back as float64/int64 numpy arrays)."""
+        """The run :meth:`to_dict` wrote (arrays back as float64/int64 numpy arrays).
+
+        Args:
+            d: A dict written by :meth:`to_dict`.
+        """
         cfg = dict(d["config"])
         cfg["betas"] = tuple(cfg["betas"])
         return TrainResult(TrainConfig(**cfg), np.asarray(d["losses"], dtype=np.float64),
@@ -169,7 +177,17 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float
                    momentum: float = 0.9,
                    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """``torch.optim.SGD`` with momentum (``"sgd"``) or ``torch.optim.AdamW`` (``"adam"``)."""
+    """``torch.optim.SGD`` with momentum (``"sgd"``) or ``torch.optim.AdamW`` (``"adam"``).
+
+    Args:
+        name: ``"sgd"`` or ``"adam"``.
+        params: The parameters to optimize.
+        lr: Learning rate.
+        momentum: SGD's momentum.
+        betas: Adam's ``(β1, β2)``.
+        eps: Adam's ``ε``.
+        weight_decay: Decoupled weight decay (AdamW) or L2 (SGD).
+    """
     params = list(params)
     if not params:
         raise ValueError("the model has no trainable parameters")
@@ -181,7 +199,14 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float
 
 
 def batch_order(n: int, *, batch_size: int, steps: int, data_seed: int) -> list[torch.Tensor]:
-    """Index tensors of the ``steps`` minibatches (fixed by ``data_seed``; see module doc)."""
+    """Index tensors of the ``steps`` minibatches (fixed by ``data_seed``; see module doc).
+
+    Args:
+        n: Pool size.
+        batch_size: Samples per minibatch.
+        steps: Number of minibatches.
+        data_seed: Seed of the order (the same for SGD and Adam).
+    """
     if batch_size > n:
         raise ValueError(f"batch_size {batch_size} exceeds the pool size {n}")
     per_epoch = n // batch_size
@@ -198,7 +223,14 @@ def batch_order(n: int, *, batch_size: int, steps: int, data_seed: int) -> list[
 @torch.no_grad()
 def pool_loss(model: torch.nn.Module, loss_fn: LossFn, pool: Pool, *,
               chunk: int = 256) -> float:
-    """Mean loss over the pool (chunks weighted by their number of samples)."""
+    """Mean loss over the pool (chunks weighted by their number of samples).
+
+    Args:
+        model: The model.
+        loss_fn: ``loss_fn(outputs, targets)``, a mean over samples.
+        pool: The samples.
+        chunk: Samples per forward pass.
+    """
     total, n = 0.0, len(pool)
     for i in range(0, n, chunk):
         x, y = pool.inputs[i:i + chunk], pool.targets[i:i + chunk]

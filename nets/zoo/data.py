@@ -47,6 +47,12 @@ def glyph_digits(n: int, *, size: int = 16, seed: int = 0, noise: float = 0.1
     """``n`` jittered digit images ``(n, 1, size, size)`` (float32) and labels ``(n,)``.
 
     Labels cycle through 0..9 in a seeded random order (balanced classes).
+
+    Args:
+        n: Number of images.
+        size: Image side in pixels.
+        seed: Seed of the jitter, the noise and the label order.
+        noise: Standard deviation of the additive Gaussian pixel noise.
     """
     from matplotlib.path import Path
 
@@ -113,7 +119,12 @@ def _vp(rng: np.random.Generator, depth: int) -> list[str]:
 
 
 def grammar_corpus(n_chars: int, *, seed: int = 0) -> str:
-    """At least ``n_chars`` characters of seeded grammar text over :data:`VOCAB`."""
+    """At least ``n_chars`` characters of seeded grammar text over :data:`VOCAB`.
+
+    Args:
+        n_chars: Minimum length.
+        seed: Seed of the generator.
+    """
     rng = np.random.default_rng([seed, 2])
     parts: list[str] = []
     total = 0
@@ -134,7 +145,14 @@ def _encode(text: str) -> np.ndarray:
 
 def char_lm_batches(*, n_seq: int, context: int, batch_size: int, seed: int = 0
                     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Next-character batches ``(x, y)`` of shape ``(b, context)``, ``y`` shifted by one."""
+    """Next-character batches ``(x, y)`` of shape ``(b, context)``, ``y`` shifted by one.
+
+    Args:
+        n_seq: Number of sequences.
+        context: Sequence length.
+        batch_size: Sequences per batch.
+        seed: Seed of the grammar text and the sequence starts.
+    """
     ids = _encode(grammar_corpus(n_seq * (context + 1) + 1, seed=seed))
     seqs = ids[: n_seq * (context + 1)].reshape(n_seq, context + 1)
     x, y = torch.from_numpy(seqs[:, :-1].copy()), torch.from_numpy(seqs[:, 1:].copy())
@@ -147,6 +165,13 @@ def masked_lm_batches(*, n_seq: int, context: int, batch_size: int, seed: int = 
 
     Of the chosen positions, 80% become the mask token, 10% a random character and 10% stay, as
     in BERT; at least one position per sequence is chosen.
+
+    Args:
+        n_seq: Number of sequences.
+        context: Sequence length.
+        batch_size: Sequences per batch.
+        seed: Seed of the text and of the mask.
+        mask_rate: Fraction of positions chosen for prediction.
     """
     ids = _encode(grammar_corpus(n_seq * context + 1, seed=seed))
     seqs = ids[: n_seq * context].reshape(n_seq, context)
@@ -169,7 +194,14 @@ DIALECT = str.maketrans("ao", "oa")
 
 def dialect_lm_batches(*, n_seq: int, context: int, batch_size: int, seed: int = 0
                        ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Next-character batches of the dialect corpus (grammar seed ``seed + 500``)."""
+    """Next-character batches of the dialect corpus (grammar seed ``seed + 500``).
+
+    Args:
+        n_seq: Number of sequences.
+        context: Sequence length.
+        batch_size: Sequences per batch.
+        seed: Seed (the text uses grammar seed ``seed + 500``).
+    """
     text = grammar_corpus(n_seq * (context + 1) + 1, seed=seed + 500).translate(DIALECT)
     lut = {c: i for i, c in enumerate(VOCAB)}
     ids = np.array([lut[c] for c in text], dtype=np.int64)

@@ -87,7 +87,11 @@ class LNTransformer(nn.Module):
         self._record: list[float] | None = None
 
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
-        """``F(x, W)``: the last hidden states ``(b, t, d)``."""
+        """``F(x, W)``: the last hidden states ``(b, t, d)``.
+
+        Args:
+            idx: ``(b, t)`` token ids.
+        """
         t = idx.shape[1]
         x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))
         if self._record is not None:
@@ -103,6 +107,11 @@ class LNTransformer(nn.Module):
         return self.ln_f(x) if self.ln_f is not None else x
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Next-character logits ``(b, t, vocab)`` of the token ids ``idx``.
+
+        Args:
+            idx: ``(b, t)`` token ids.
+        """
         return self.head(self.hidden(idx))
 
     def layer_weights(self) -> list[nn.Parameter]:
@@ -112,6 +121,10 @@ class LNTransformer(nn.Module):
 
 def admin_profile(model: LNTransformer, batch: torch.Tensor) -> np.ndarray:
     """Admin's profiling pass: set ``ω_i = sqrt(v_0 + Σ_{j<i} v_j)`` from one batch.
+
+    Args:
+        model: An ``admin`` model (its ``ω_i`` are set in place).
+        batch: ``(b, t)`` token ids of the profiling batch.
 
     Returns:
         The recorded variances ``(v_0, v_1, …, v_{2N})``.

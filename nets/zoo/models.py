@@ -144,7 +144,15 @@ class ResNet(nn.Module):
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
               causal: bool) -> torch.Tensor:
-    """Math attention (twice differentiable): softmax(QKᵀ/√d_h + mask) V, per head."""
+    """Math attention (twice differentiable): softmax(QKᵀ/√d_h + mask) V, per head.
+
+    Args:
+        q: Queries ``(b, t, d)``.
+        k: Keys ``(b, t, d)``.
+        v: Values ``(b, t, d)``.
+        heads: Number of heads (``d_h = d / heads``).
+        causal: Mask the future (decoder) or not (encoder).
+    """
     b, t, d = q.shape
     dh = d // heads
     q, k, v = (z.reshape(b, t, heads, dh).transpose(1, 2) for z in (q, k, v))
@@ -377,7 +385,13 @@ def tiny_transformer(seed: int = 0, *, d: int = 8, dtype: torch.dtype = torch.fl
                      ) -> tuple[nn.Module, Callable, list]:
     """``(model, loss_fn, data)`` of a one-layer character GPT small enough for its dense
     Hessian (width d, 2 heads, context 8; about 1.4k parameters at d = 8), e.g. for the paper's
-    Figure 2."""
+    Figure 2.
+
+    Args:
+        seed: Seed of the initialization and the data.
+        d: Model width.
+        dtype: Parameter dtype (float64 for dense-Hessian references).
+    """
     gen = torch.Generator().manual_seed(int(seed))
     model = _init(GPT(len(VOCAB), 8, d=d, heads=2, layers=1), gen, std=0.02).to(dtype=dtype)
     data = char_lm_batches(n_seq=8, context=8, batch_size=4, seed=seed)

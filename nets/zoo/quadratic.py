@@ -65,6 +65,11 @@ class QuadraticModel(torch.nn.Module):
         self.n_blocks = len(mats)
 
     def forward(self, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss ``½ wᵀHw − hᵀw`` at the current parameters (the model *is* its loss).
+
+        Args:
+            inputs: Ignored (the dummy batch of :func:`quadratic_problem`).
+        """
         loss = torch.zeros((), dtype=self.H0.dtype, device=self.H0.device)
         for i in range(self.n_blocks):
             w = getattr(self, f"block{i}")
@@ -82,6 +87,13 @@ def quadratic_problem(blocks: Sequence[np.ndarray] | object, h: np.ndarray | Non
     """``(model, loss_fn, data)`` for the quadratic, in the conventions of :mod:`nets`.
 
     ``data`` is one dummy batch; ``loss_fn`` returns the model output (the loss itself).
+
+    Args:
+        blocks: The blocks ``H_l`` (symmetric matrices), or a ``quadlab.Problem``-like object
+            with ``blocks`` (and ``h``).
+        h: The linear term (default zero, or the problem's).
+        w0: Initial parameters (default zero).
+        dtype: Parameter dtype.
     """
     model = QuadraticModel(blocks, h, w0=w0, dtype=dtype)
     data = [(torch.zeros(1, dtype=dtype), torch.zeros(1, dtype=dtype))]

@@ -32,7 +32,12 @@ __all__ = ["ScaledMLP", "layer_scales", "scaled_mlp"]
 
 
 def layer_scales(s: float, layers: int = 4) -> tuple[float, ...]:
-    """``c_l = S^(−1 + 2l/(L−1))``, log-spaced from ``1/S`` to ``S``."""
+    """``c_l = S^(−1 + 2l/(L−1))``, log-spaced from ``1/S`` to ``S``.
+
+    Args:
+        s: The heterogeneity scale ``S >= 1``.
+        layers: Number of layers ``L >= 2``.
+    """
     if not (math.isfinite(s) and s >= 1):
         raise ValueError(f"the heterogeneity scale S must be >= 1, got {s!r}")
     if layers < 2:
@@ -51,6 +56,11 @@ class ScaledMLP(nn.Module):
         self.scales = tuple(float(c) for c in scales)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n, 10)``: layer ``l`` computes ``c_l W_l h + b_l`` (ReLU between layers).
+
+        Args:
+            x: Images ``(n, 1, 16, 16)`` (flattened here).
+        """
         x = x.flatten(1)
         for i, (lin, c) in enumerate(zip(self.layers, self.scales, strict=True)):
             x = F.linear(x, lin.weight) * c + lin.bias
@@ -65,6 +75,11 @@ def scaled_mlp(s: float, *, seed: int = 0, sizes: Sequence[int] = (256, 64, 64, 
 
     Weights ``W_l = W̃_l / c_l`` with ``W̃_l ~ N(0, 1/fan_in)`` from
     ``torch.Generator().manual_seed(seed)``; biases 0; float32; eval mode.
+
+    Args:
+        s: The heterogeneity scale ``S >= 1``.
+        seed: Seed of the weights.
+        sizes: Layer widths, input first.
     """
     scales = layer_scales(s, len(sizes) - 1)
     model = ScaledMLP(sizes, scales)
