@@ -123,6 +123,13 @@ def test_relative_links_resolve():
             assert path.exists(), f"{page.relative_to(ROOT)} links to missing {target}"
 
 
+def test_mentioned_example_files_exist():
+    """Every `examples/...py` file a page tells the reader to run is shipped."""
+    for page in PAGES:
+        for path in re.findall(r"\bexamples/[\w/.-]+\.py", page.read_text(encoding="utf-8")):
+            assert (ROOT / path).is_file(), f"{page.name} mentions {path}, which is missing"
+
+
 def _public_packages() -> list[str]:
     """Every package under the project's roots whose __init__ defines __all__."""
     found = []
