@@ -235,7 +235,7 @@ def _cmd_advise(args) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="default", choices=tuple(PROFILES),
-                   help="budget (default: default; see README.md)")
+                   help="budget (default: default; see docs/studies.md)")
     p.add_argument("--quick", action="store_true", help="the tiny 'quick' profile")
     p.add_argument("--cache", default=None, help="cache folder (default $NETS_CACHE or "
                    "runs/cache)")

@@ -52,7 +52,7 @@ def test_newton_study_measures_slope_two_without_noise_and_one_with_least_square
                        optimizers=("adam", "adabelief"), beta2s=(0.9,), steps=4000,
                        trajectories=8)
     rows = {(r.noise, r.optimizer): r for r in res.rows}
-    # measured (README): p = 2.00 with exact gradients, 1.02 with least-squares noise
+    # the theory: p = 2 with exact gradients (diagonal Newton), 1 with least-squares noise
     assert abs(rows["none", "adam"].p - 2.0) < 0.05
     assert abs(rows["least-squares", "adam"].p - 1.0) < 0.1
     assert rows["least-squares", "adam"].signal < 0.1  # v is mostly gradient noise
