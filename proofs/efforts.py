@@ -76,6 +76,9 @@ EFFORTS: dict[str, Effort] = {
 def get_effort(effort: str | Effort) -> Effort:
     """The `Effort` named `effort` (or `effort` itself).
 
+    Args:
+        effort: A name of :data:`EFFORTS` or an ``Effort``.
+
     Raises:
         ValueError: unknown effort name.
     """

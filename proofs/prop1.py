@@ -76,6 +76,9 @@ CORRECTED = Prop1Statement(
 def tight_construction(kappa: float) -> tuple[Problem, np.ndarray]:
     """(problem, w0) with H = diag(1, κ), h = 0, w0 = (κ, 1): ∇L(w0) = (κ, κ).
 
+    Args:
+        kappa: κ > 1.
+
     Raises:
         ValueError: κ not a finite number > 1.
     """

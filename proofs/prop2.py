@@ -56,7 +56,11 @@ CYCLE_TOL = 1e-8
 
 
 def cycle_state(eta: float) -> dict:
-    """The 2-cycle of Eq. (3) on w²/2: |w| = η/2, v = η²/4, loss gap η²/8."""
+    """The 2-cycle of Eq. (3) on w²/2: |w| = η/2, v = η²/4, loss gap η²/8.
+
+    Args:
+        eta: Step size η > 0.
+    """
     return {"abs_w": eta / 2.0, "v": eta * eta / 4.0, "loss_gap": eta * eta / 8.0}
 
 
@@ -66,7 +70,11 @@ def jacobian(beta2: float) -> np.ndarray:
 
 
 def cycle_multipliers(beta2: float) -> np.ndarray:
-    """Eigenvalues of `jacobian(beta2)`: roots of μ² − (3β2 − 1)μ + β2."""
+    """Eigenvalues of `jacobian(beta2)`: roots of μ² − (3β2 − 1)μ + β2.
+
+    Args:
+        beta2: β2 in (0, 1).
+    """
     return np.roots([1.0, -(3.0 * beta2 - 1.0), beta2])
 
 
@@ -226,6 +234,12 @@ def exact_run(w0: Fraction, eta: Fraction, beta2: Fraction, steps: int) -> list[
     Square roots are taken only of perfect rational squares; when w_t = 0 the update is 0
     exactly (the gradient is 0) and no root is needed.
 
+    Args:
+        w0: Initial point.
+        eta: Step size η.
+        beta2: β2.
+        steps: Number of steps.
+
     Raises:
         ValueError: a step needs the square root of a non-square rational (not representable).
     """
@@ -315,6 +329,11 @@ def search_prop2(*, effort: str | Effort = "default", seed: int = 0,
     trajectory runs in log space until it must have reached the cycle; it counts as on the cycle
     when its final distance < CYCLE_TOL and its sign flips at every step of the tail; it counts as
     converging to the optimum if L reaches 0; otherwise it is undecided.
+
+    Args:
+        effort: Effort name or ``Effort``.
+        seed: Seed of the random starts.
+        liminf_factor: The claimed constant c in liminf (L − L*) >= c·η².
     """
     eff = get_effort(effort)
     if not (np.isfinite(liminf_factor) and liminf_factor > 0):

@@ -20,6 +20,11 @@ def run_all(*, effort: str | Effort = "default", seed: int = 0,
     """All verdicts (as-printed and corrected for each claim), in the order prop1, thm1, prop2,
     table2.
 
+    Args:
+        effort: Effort name or ``Effort`` (instances and grid sizes).
+        seed: Seed of every checker.
+        only: Claim ids to check (default: all).
+
     Raises:
         ValueError: unknown effort or claim id in `only`.
     """
@@ -54,7 +59,11 @@ def _key_number(v: Verdict) -> str:
 
 
 def format_table(verdicts: list[Verdict]) -> str:
-    """A plain-text verdict table: id, form, verdict, key number."""
+    """A plain-text verdict table: id, form, verdict, key number.
+
+    Args:
+        verdicts: The verdicts, in display order.
+    """
     rows = [{"claim": v.id, "form": v.form, "verdict": v.verdict, "key": _key_number(v)}
             for v in verdicts]
     return _format([*rows], [("claim", "claim", ""), ("form", "form", ""),

@@ -30,6 +30,11 @@ __all__ = ["block_spectra", "initial_points", "problems", "problems_with_start",
 def tight_prop1(*, min_log10_kappa: float = 0.1, max_log10_kappa: float = 8.0
                 ) -> st.SearchStrategy[tuple[Problem, np.ndarray]]:
     """(problem, w0) pairs of Proposition 1's tight construction H = diag(1, κ), w0 = (κ, 1),
-    with log10 κ uniform in [min_log10_kappa, max_log10_kappa]."""
+    with log10 κ uniform in [min_log10_kappa, max_log10_kappa].
+
+    Args:
+        min_log10_kappa: Smallest log10 κ.
+        max_log10_kappa: Largest log10 κ.
+    """
     return st.floats(min_log10_kappa, max_log10_kappa).map(
         lambda x: tight_construction(10.0 ** x))

@@ -177,6 +177,11 @@ def search_table2(*, effort: str | Effort = "default", seed: int = 0,
 
     `gd_exponent` is the claimed exponent of GD's iterations in κ (the table: 1); any other
     value is checked the same way (e.g. 2 comes out violated).
+
+    Args:
+        effort: Effort name or ``Effort``.
+        seed: Seed of the instances.
+        gd_exponent: The claimed exponent of GD's iterations in κ.
     """
     data = measure(effort=effort, seed=seed)
     rows = data["rows"]

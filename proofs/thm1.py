@@ -189,7 +189,15 @@ def check_thm1(problem: Problem, w0: np.ndarray, *, statement: Thm1Statement = C
 
 def check_thm1_batch(problem: Problem, w0s: np.ndarray, *, statement: Thm1Statement = CORRECTED,
                      steps: int = 0) -> list[Thm1Result]:
-    """`check_thm1` for many initial points of one problem (one `quadlab.run` call)."""
+    """`check_thm1` for many initial points of one problem (one `quadlab.run` call).
+
+    Args:
+        problem: The quadratic.
+        w0s: Initial points, shape ``(n, d)``.
+        statement: Which Theorem-1 statement (printed or corrected).
+        steps: If > 0, also run ``quadlab.run(problem, "adam", ...)`` for this many steps and
+            check every measured per-step ratio against the bound.
+    """
     w0s = np.asarray(w0s, dtype=np.float64)
     if w0s.ndim != 2 or w0s.shape[1] != problem.d:
         raise ValueError(f"w0s must have shape (n, {problem.d}), got {w0s.shape}")

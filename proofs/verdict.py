@@ -48,7 +48,11 @@ class Verdict:
 
     def to_json(self, **kwargs: Any) -> str:
         """Strict JSON of :meth:`to_dict` (:func:`labkit.jsonio.dumps`; kwargs go to
-        :func:`json.dumps`)."""
+        :func:`json.dumps`).
+
+        Args:
+            **kwargs: Passed to :func:`json.dumps` (e.g. ``indent``).
+        """
         return dumps(self.to_dict(), **kwargs)
 
 

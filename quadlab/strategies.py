@@ -28,6 +28,14 @@ def block_spectra(draw, *, min_blocks: int = 1, max_blocks: int = 4, min_size: i
     Each block gets a random scale and a random spread (its log10 κ_l is at most
     `max_log10_block_kappa`, default `max_log10_kappa`), so the strategy covers homogeneous and
     strongly heterogeneous block structures alike.
+
+    Args:
+        min_blocks: Fewest blocks.
+        max_blocks: Most blocks.
+        min_size: Smallest block size.
+        max_size: Largest block size.
+        max_log10_kappa: log10 of the largest eigenvalue (the smallest is >= 1).
+        max_log10_block_kappa: Largest log10 κ_l of one block (default ``max_log10_kappa``).
     """
     cap = max_log10_kappa if max_log10_block_kappa is None else max_log10_block_kappa
     n_blocks = draw(st.integers(min_blocks, max_blocks))
@@ -48,6 +56,12 @@ def problems(draw: st.DrawFn, *, rotate: bool = True, with_h: bool = True,
 
     `spectra_options` go to `block_spectra` (min_blocks, max_blocks, min_size, max_size,
     max_log10_kappa, max_log10_block_kappa).
+
+    Args:
+        draw: Hypothesis' draw function (supplied by ``@st.composite``).
+        rotate: Rotate each block by a Haar-random orthogonal matrix.
+        with_h: Draw a nonzero linear term h.
+        **spectra_options: Passed to :func:`block_spectra`.
     """
     spectra = draw(block_spectra(**spectra_options))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -61,7 +75,12 @@ def problems(draw: st.DrawFn, *, rotate: bool = True, with_h: bool = True,
 def initial_points(draw, problem: Problem, *, adversarial: bool = False) -> np.ndarray:
     """A Gaussian initial point for `problem`; `adversarial=True` may also shrink some gradient
     coordinates by up to 1e-6 (moving w0 so that chosen coordinates of ∇L(w0) become tiny), the
-    hard case for Theorem 1's constant r."""
+    hard case for Theorem 1's constant r.
+
+    Args:
+        problem: The problem (its dimension and gradient).
+        adversarial: Also shrink some gradient coordinates (see above).
+    """
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     w0 = rng.standard_normal(problem.d)
     if adversarial and draw(st.booleans()):
@@ -79,6 +98,12 @@ def initial_points(draw, problem: Problem, *, adversarial: bool = False) -> np.n
 @st.composite
 def problems_with_start(draw: st.DrawFn, *, adversarial: bool = False,
                         **problem_options: bool | int | float) -> tuple[Problem, np.ndarray]:
-    """A pair (problem, w0) from `problems` and `initial_points`."""
+    """A pair (problem, w0) from `problems` and `initial_points`.
+
+    Args:
+        draw: Hypothesis' draw function (supplied by ``@st.composite``).
+        adversarial: Passed to :func:`initial_points`.
+        **problem_options: Passed to :func:`problems`.
+    """
     problem = draw(problems(**problem_options))
     return problem, draw(initial_points(problem, adversarial=adversarial))

@@ -279,7 +279,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``nets`` command (also ``python -m nets`` and ``torchrun -m nets``)."""
+    """Entry point of the ``nets`` command (also ``python -m nets`` and ``torchrun -m nets``).
+
+    Args:
+        argv: Arguments (default ``sys.argv[1:]``).
+    """
     args = _parser().parse_args(argv)
     for label in ("steps", "probes"):
         if getattr(args, label, 1) < 1:

@@ -9,7 +9,11 @@ __all__ = ["byte_size", "distributed"]
 
 
 def distributed(func: Callable) -> Callable:
-    """Mark a subcommand as able to run under ``torchrun`` (it uses ``args.comm``)."""
+    """Mark a subcommand as able to run under ``torchrun`` (it uses ``args.comm``).
+
+    Args:
+        func: The subcommand's ``func(args) -> int``.
+    """
     func.distributed = True
     return func
 

@@ -256,7 +256,11 @@ def _with_threads(func):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the training subcommands to the ``nets`` sub-parser collection ``sub``."""
+    """Add the training subcommands to the ``nets`` sub-parser collection ``sub``.
+
+    Args:
+        sub: The ``add_subparsers()`` collection of the ``nets`` parser.
+    """
     g = sub.add_parser("gap", help="tuned SGD (momentum) vs Adam gap and JS0 of one model")
     g.add_argument("--model", required=True,
                    help=TASK_NAMES_HELP)
