@@ -60,6 +60,9 @@ def padding_rows(model: torch.nn.Module) -> dict[str, int]:
     """``{parameter name: padding row}`` of the model's ``nn.Embedding(padding_idx=...)`` weights.
 
     The name is the one ``named_parameters`` uses (the first, for a tied weight).
+
+    Args:
+        model: The model.
     """
     names = {id(p): n for n, p in model.named_parameters()}
     out = {}
@@ -105,7 +108,13 @@ def functional_forward(model: torch.nn.Module, tensors: Mapping[str, torch.Tenso
 
 def forward(model: torch.nn.Module, inputs: object) -> object:
     """``model(inputs)`` with the model's own parameters, unpacked as in
-    :func:`functional_forward` (math attention)."""
+    :func:`functional_forward` (math attention).
+
+    Args:
+        model: The model.
+        inputs: Batch inputs (a tensor, a tuple of positional inputs or a mapping of keyword
+            inputs).
+    """
     args, kwargs = _arguments(inputs)
     with sdpa_kernel([SDPBackend.MATH]):
         return model(*args, **kwargs)
@@ -121,6 +130,10 @@ def _arguments(inputs: object) -> tuple[tuple, dict]:
 
 def split_batch(batch: object, index: int = 0) -> tuple[object, object]:
     """``(inputs, targets)`` of one batch (see the module docstring for the accepted forms).
+
+    Args:
+        batch: One batch.
+        index: Its position in the data (for error messages).
 
     Raises:
         TypeError: the batch is neither an ``(inputs, targets)`` pair nor a mapping with a
@@ -141,7 +154,12 @@ def split_batch(batch: object, index: int = 0) -> tuple[object, object]:
 
 def first_samples(x: object, n: int) -> object:
     """The first ``n`` samples of batch inputs or targets (tensors sliced on their first axis,
-    also inside tuples, lists and mappings; other values unchanged)."""
+    also inside tuples, lists and mappings; other values unchanged).
+
+    Args:
+        x: Batch inputs or targets.
+        n: Number of samples kept.
+    """
     if isinstance(x, torch.Tensor):
         return x[:n] if x.ndim else x
     if isinstance(x, tuple | list):
@@ -152,7 +170,11 @@ def first_samples(x: object, n: int) -> object:
 
 
 def batch_size(targets: object) -> int:
-    """Number of samples ``n_b`` of a batch from its targets (first axis of the first tensor)."""
+    """Number of samples ``n_b`` of a batch from its targets (first axis of the first tensor).
+
+    Args:
+        targets: The batch's targets (a tensor, or a structure of tensors).
+    """
     if isinstance(targets, torch.Tensor):
         return int(targets.shape[0]) if targets.ndim else 1
     if isinstance(targets, Mapping):
@@ -166,7 +188,12 @@ def batch_size(targets: object) -> int:
 
 
 def to_device(x: object, device: torch.device) -> object:
-    """``x`` with every tensor (also inside tuples, lists and mappings) moved to ``device``."""
+    """``x`` with every tensor (also inside tuples, lists and mappings) moved to ``device``.
+
+    Args:
+        x: Tensors, possibly nested in tuples, lists and mappings.
+        device: The target device.
+    """
     if isinstance(x, torch.Tensor):
         return x.to(device)
     if isinstance(x, tuple | list):
@@ -178,6 +205,9 @@ def to_device(x: object, device: torch.device) -> object:
 
 def check_modes(model: torch.nn.Module) -> None:
     """Refuse modules whose training mode makes the loss random or batch-dependent.
+
+    Args:
+        model: The model.
 
     Raises:
         ValueError: a dropout layer with ``p > 0`` or a batch-norm layer in training mode,
@@ -205,6 +235,13 @@ def prepare_data(model: torch.nn.Module, loss_fn: LossFn, data: Iterable, *,
     and that the loss is deterministic (two evaluations on the first batch agree exactly).
     With a distributed ``comm``, ``data`` is this rank's shard, ``N`` counts the samples of all
     ranks, and a check failing on one rank fails on every rank.
+
+    Args:
+        model: The model (for the loss checks).
+        loss_fn: ``loss_fn(outputs, targets)``, a mean over samples.
+        data: Re-iterable batches.
+        device: Where the batches go.
+        comm: Communicator (``data`` is then this rank's shard).
 
     Raises:
         TypeError: ``data`` is a one-shot iterator, or a batch has none of the accepted forms.

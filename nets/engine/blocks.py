@@ -110,7 +110,11 @@ def _piece(spec: object, params: Mapping[str, torch.Tensor], block: str) -> Piec
 
 
 def default_blocks(model: torch.nn.Module) -> list[Block]:
-    """One block per named parameter tensor that requires a gradient."""
+    """One block per named parameter tensor that requires a gradient.
+
+    Args:
+        model: The model.
+    """
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("the model has no trainable parameters: there is no Hessian to study")
@@ -119,6 +123,11 @@ def default_blocks(model: torch.nn.Module) -> list[Block]:
 
 def resolve_blocks(model: torch.nn.Module, blocks: Mapping[str, object] | None) -> list[Block]:
     """Turn a user partition (or ``None``: one block per tensor) into :class:`Block` objects.
+
+    Args:
+        model: The model whose parameters are partitioned.
+        blocks: ``{block name: parameter name, list of names, or (name, slices) pieces}``
+            (see the module docstring), or ``None``.
 
     Raises:
         ValueError: no parameters, an empty partition, an unknown parameter, an empty block,
@@ -164,12 +173,19 @@ def matrix_blocks(blocks: Sequence[Block]) -> list[str]:
 
     Slices keep a tensor's number of dimensions, so part of a 2-D weight (one head, the Q of a
     fused QKV) is still a matrix block.
+
+    Args:
+        blocks: The blocks.
     """
     return [b.name for b in blocks if all(len(p.shape) >= 2 for p in b.pieces)]
 
 
 def block_set(blocks: Sequence[Block], which: str) -> list[str]:
     """Names of the blocks in set ``which``: ``"all"`` or ``"matrices"`` (see `matrix_blocks`).
+
+    Args:
+        blocks: The blocks.
+        which: ``"all"`` or ``"matrices"``.
 
     Raises:
         ValueError: an unknown set.

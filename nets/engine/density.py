@@ -125,7 +125,12 @@ RECIPES: dict[str, DensityRecipe] = {
 
 
 def zero_threshold(spectra: Mapping[str, BlockSpectrum], zero_rel: float = ZERO_REL) -> float:
-    """``τ = zero_rel · max |λ|`` over the live nodes of all blocks (0 when all are zero)."""
+    """``τ = zero_rel · max |λ|`` over the live nodes of all blocks (0 when all are zero).
+
+    Args:
+        spectra: Blockwise spectra.
+        zero_rel: Relative threshold (default: float32 machine epsilon).
+    """
     top = max((float(np.abs(s.nodes[s.weights > 0]).max(initial=0.0))
                for s in spectra.values()), default=0.0)
     return zero_rel * top
@@ -181,6 +186,10 @@ def kth_largest_eigenvalue(spec: BlockSpectrum, k: int) -> float:
     """Estimate of the block's k-th largest eigenvalue (median over probes of the k-th
     largest Ritz value of each probe).
 
+    Args:
+        spec: The block's spectrum.
+        k: Which eigenvalue, counted from the largest (1 = largest).
+
     Raises:
         ValueError: fewer than ``k`` Ritz values per probe, or a non-positive estimate.
     """
@@ -200,7 +209,11 @@ def kth_largest_eigenvalue(spec: BlockSpectrum, k: int) -> float:
 
 
 def lambda10(spec: BlockSpectrum) -> float:
-    """Estimate of the block's 10th-largest eigenvalue (the paper's normalization)."""
+    """Estimate of the block's 10th-largest eigenvalue (the paper's normalization).
+
+    Args:
+        spec: The block's spectrum.
+    """
     return kth_largest_eigenvalue(spec, 10)
 
 

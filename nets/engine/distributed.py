@@ -92,7 +92,11 @@ class Communicator:
         return self.world_size > 1
 
     def shard(self, items: Sequence[T]) -> list[T]:
-        """This rank's items: ``items[rank::world_size]`` (round robin, order kept)."""
+        """This rank's items: ``items[rank::world_size]`` (round robin, order kept).
+
+        Args:
+            items: All items, in the same order on every rank.
+        """
         return list(items[self.rank::self.world_size])
 
     def sum_(self, tensors: Sequence[torch.Tensor], *, what: str,
@@ -108,15 +112,31 @@ class Communicator:
             raise error
 
     def sum_int(self, value: int, *, what: str) -> int:
-        """``Σ_r value_r``."""
+        """``Σ_r value_r``.
+
+        Args:
+            value: This rank's value.
+            what: What is summed, for error messages.
+        """
         return int(value)
 
     def broadcast(self, obj: T, *, what: str, src: int = 0) -> T:
-        """Rank ``src``'s ``obj`` on every rank (picklable)."""
+        """Rank ``src``'s ``obj`` on every rank (picklable).
+
+        Args:
+            obj: The object (only ``src``'s is used).
+            what: What is shared, for error messages.
+            src: The sending rank.
+        """
         return obj
 
     def together(self, fn: Callable[[], R], *, what: str) -> R:
-        """Run ``fn`` on every rank; if it raises on any rank, raise on every rank."""
+        """Run ``fn`` on every rank; if it raises on any rank, raise on every rank.
+
+        Args:
+            fn: The work of this rank.
+            what: What is done, for error messages.
+        """
         return fn()
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -129,7 +149,12 @@ class Communicator:
         return [fn(x) for x in items]
 
     def check_identical(self, payload: bytes, *, what: str) -> None:
-        """Raise unless ``payload`` is the same on every rank."""
+        """Raise unless ``payload`` is the same on every rank.
+
+        Args:
+            payload: This rank's bytes (e.g. a hash of the parameters).
+            what: What is compared, for error messages.
+        """
 
 
 def _digest(payload: bytes) -> str:
@@ -282,7 +307,11 @@ def launched_by_torchrun() -> bool:
 
 
 def local_device(name: str = "auto") -> torch.device:
-    """The device of this rank: ``auto`` is ``cuda:LOCAL_RANK`` when CUDA is there, else CPU."""
+    """The device of this rank: ``auto`` is ``cuda:LOCAL_RANK`` when CUDA is there, else CPU.
+
+    Args:
+        name: ``"auto"``, ``"cpu"``, ``"cuda"`` or a torch device string.
+    """
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():

@@ -38,7 +38,13 @@ def _dense(op: BlockHVP, block: Block) -> np.ndarray:
 
 
 def dense_hessian(model: torch.nn.Module, loss_fn: LossFn, data: Iterable) -> np.ndarray:
-    """The full dense Hessian (float64 copy), parameters in ``named_parameters`` order."""
+    """The full dense Hessian (float64 copy), parameters in ``named_parameters`` order.
+
+    Args:
+        model: The model (small: the Hessian has ``n_params²`` entries).
+        loss_fn: ``loss_fn(outputs, targets)``, a mean over samples.
+        data: Batches (the loss is their sample-weighted mean).
+    """
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters: there is no Hessian to study")

@@ -50,6 +50,11 @@ MODES = ("auto", "forward", "reverse", "reverse-block")
 def check_hvp_options(mode: object, max_memory: object, chunk_size: object) -> None:
     """Validate the product options shared by :class:`BlockHVP` and the spectrum functions.
 
+    Args:
+        mode: Product mode, one of :data:`MODES`.
+        max_memory: Memory budget in bytes, or ``None``.
+        chunk_size: Probe vectors per vmapped product, or ``None``.
+
     Raises:
         ValueError: ``mode`` not in :data:`MODES`, or a non-positive budget or chunk size.
         TypeError: ``max_memory`` or ``chunk_size`` not an integer.

@@ -54,6 +54,10 @@ def js_matrix(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None
               ) -> tuple[list[str], np.ndarray]:
     """Symmetric matrix of JS distances (base 2) between the blocks' densities.
 
+    Args:
+        spectra: Blockwise spectra.
+        recipe: Density recipe (default :class:`DensityRecipe` ``()``).
+
     Returns:
         ``(names, D)`` with ``D[i, j]`` the distance between blocks ``names[i]``, ``names[j]``.
     """
@@ -89,6 +93,10 @@ def js0(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None = Non
 
     ``JS0 = (2 / (n(n−1))) Σ_{i<j} JS(φ_i, φ_j)`` over the ``n`` blocks left after removing
     :func:`numerically_zero_blocks` (see the module docstring).
+
+    Args:
+        spectra: Blockwise spectra (at least two blocks with curvature).
+        recipe: Density recipe (default :class:`DensityRecipe` ``()``).
 
     Raises:
         ValueError: fewer than two blocks with curvature.

@@ -24,7 +24,11 @@ __all__ = ["SavedBytes", "available_bytes", "default_budget", "peak_bytes", "res
 
 
 def available_bytes(device: torch.device) -> int:
-    """Bytes that can be allocated now on ``device`` (free GPU memory, or host MemAvailable)."""
+    """Bytes that can be allocated now on ``device`` (free GPU memory, or host MemAvailable).
+
+    Args:
+        device: The device.
+    """
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     try:
@@ -38,18 +42,30 @@ def available_bytes(device: torch.device) -> int:
 
 
 def default_budget(device: torch.device) -> int:
-    """The default ``max_memory``: half of :func:`available_bytes`."""
+    """The default ``max_memory``: half of :func:`available_bytes`.
+
+    Args:
+        device: The device.
+    """
     return max(available_bytes(device) // 2, 1)
 
 
 def reset_peak(device: torch.device) -> None:
-    """Start a new peak measurement (CUDA only; the host peak is process-wide)."""
+    """Start a new peak measurement (CUDA only; the host peak is process-wide).
+
+    Args:
+        device: The device.
+    """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
 
 def peak_bytes(device: torch.device) -> tuple[int, str]:
-    """``(bytes, kind)``: the memory high-water mark and what it measures."""
+    """``(bytes, kind)``: the memory high-water mark and what it measures.
+
+    Args:
+        device: The device.
+    """
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device)), "cuda_max_allocated"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -71,6 +71,9 @@ def save_spectra(path: str | os.PathLike, settings: Mapping[str, object],
 def load_spectra(path: str | os.PathLike) -> tuple[dict, dict, dict[str, BlockSpectrum]]:
     """Read ``(settings, versions, spectra)`` from a results file.
 
+    Args:
+        path: The results file.
+
     Raises:
         ValueError: not a results file of this format.
     """
@@ -93,6 +96,9 @@ def load_spectra(path: str | os.PathLike) -> tuple[dict, dict, dict[str, BlockSp
 
 def load_metadata(path: str | os.PathLike) -> dict:
     """The ``metadata`` of a results file (how it ran; empty for files written without it).
+
+    Args:
+        path: The results file.
 
     Raises:
         ValueError: not a results file of this format.

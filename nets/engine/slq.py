@@ -62,14 +62,22 @@ class BlockSpectrum:
         return float(self.nodes.min()), float(self.nodes.max())
 
     def select(self, rows: np.ndarray) -> BlockSpectrum:
-        """The spectrum restricted to some probes (rows), e.g. for a bootstrap resample."""
+        """The spectrum restricted to some probes (rows), e.g. for a bootstrap resample.
+
+        Args:
+            rows: Indices of the probes to keep (repeats allowed).
+        """
         rows = np.asarray(rows)
         return BlockSpectrum(self.name, self.dim, self.nodes[rows], self.weights[rows],
                              self.n_steps[rows], self.probe_ids[rows])
 
     @staticmethod
     def concatenate(parts: list[BlockSpectrum]) -> BlockSpectrum:
-        """Join the probes of several results for the same block (same steps)."""
+        """Join the probes of several results for the same block (same steps).
+
+        Args:
+            parts: Results for one block, with the same number of steps.
+        """
         if not parts:
             raise ValueError("nothing to concatenate")
         first = parts[0]
@@ -88,6 +96,9 @@ def gauss_quadrature(run: LanczosRun) -> tuple[np.ndarray, np.ndarray]:
 
     Solves the symmetric tridiagonal eigenproblem ``T_k = S Θ Sᵀ`` in float64
     (``scipy.linalg.eigh_tridiagonal``); nodes ``Θ``, weights ``S[0, :]²``.
+
+    Args:
+        run: The Lanczos tridiagonals of ``m`` runs.
 
     Returns:
         ``(nodes, weights)``, each ``(m, steps)``; rows shorter than ``steps`` are padded with

@@ -40,7 +40,14 @@ __all__ = ["blockwise_spectrum", "full_spectrum", "probe_vector"]
 
 
 def probe_vector(seed: int, probe: int, block: str, dim: int) -> np.ndarray:
-    """The float64 Gaussian start vector of probe ``probe`` for block ``block``."""
+    """The float64 Gaussian start vector of probe ``probe`` for block ``block``.
+
+    Args:
+        seed: The run's seed.
+        probe: Probe index.
+        block: Block name.
+        dim: Block dimension.
+    """
     rng = np.random.default_rng([int(seed), int(probe), zlib.crc32(block.encode())])
     return rng.standard_normal(dim)
 
@@ -172,6 +179,22 @@ def full_spectrum(
     """SLQ spectrum of the full Hessian ``∇²L(w)`` (one block named ``"full"``).
 
     Arguments as in :func:`blockwise_spectrum`.
+
+    Args:
+        model: Network at the point ``w`` (deterministic: eval mode for dropout/batch norm).
+        loss_fn: ``loss_fn(model(inputs), targets)`` is the scalar mean loss of a batch.
+        data: Re-iterable of ``(inputs, targets)`` (batches weighted by their size).
+        lanczos_steps: Lanczos steps ``k``.
+        probes: Number of probe vectors ``P``.
+        seed: Seed of the probes (see :func:`probe_vector`).
+        probe_indices: Compute only these probes (default ``range(probes)``).
+        chunk_size: Tangents per ``vmap``/batched backward (``None``: from ``max_memory``).
+        callback: ``callback(step, steps)`` after every Lanczos step.
+        comm: Communicator to run data parallel (default: one process).
+        mode: Hessian-vector product mode (see :func:`blockwise_spectrum`).
+        max_memory: Memory budget in bytes (default: half the memory available now).
+        progress: Show a progress bar over the Lanczos steps.
+        info: A dict to fill with what ran (see :func:`blockwise_spectrum`).
     """
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not params:

@@ -54,6 +54,9 @@ def evidence_recipe(evidence: dict) -> DensityRecipe:
     """The density recipe the evidence's JS0 values were computed with (a key of
     :data:`nets.engine.density.RECIPES`): the user's JS0 must use the same one to be comparable.
 
+    Args:
+        evidence: An evidence document (:func:`load_evidence`).
+
     Raises:
         ValueError: an evidence file naming an unknown recipe.
     """
