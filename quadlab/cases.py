@@ -40,7 +40,7 @@ from importlib import resources
 import numpy as np
 
 from .problem import Problem
-from .validation import check_choice, check_count, check_options, check_seed
+from .validation import check_choice, check_count, check_memory, check_options, check_seed
 
 KAPPA = 5000.0
 
@@ -127,7 +127,8 @@ def _assemble(spectra, rot_rng, h_rng, h_scale: float, name: str) -> Problem:
     return Problem.from_spectra(spectra, rotations, h, name=name)
 
 
-def make_problem(case: str, seed=0, **options) -> Problem:
+def make_problem(case: str, seed: int | np.random.SeedSequence = 0,
+                 **options: float | int | str) -> Problem:
     """Build one of the paper's Hessian cases.
 
     Args:
@@ -178,6 +179,9 @@ def make_problem(case: str, seed=0, **options) -> Problem:
     else:
         n_blocks = check_count(options.get("n_blocks", 4), name="n_blocks")
         block_size = check_count(options.get("block_size", 25), name="block_size", minimum=2)
+        check_memory(8 * 4 * n_blocks * block_size * block_size,
+                     what=f"a problem of {n_blocks} blocks of size {block_size}",
+                     fix="use fewer or smaller blocks (n_blocks, block_size)")
         if case == "transformer":
             families = [TRANSFORMER_FAMILIES[i % 4] for i in range(n_blocks)]
         else:

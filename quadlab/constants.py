@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .problem import Problem, check_problem
+from .problem import Problem, check_problem, error_gradient
 from .validation import as_float_array, check_count, check_memory
 
 
@@ -80,7 +80,7 @@ def adam_constants(problem: Problem, w0: np.ndarray) -> AdamConstants:
     w0 = as_float_array(w0, name="w0", ndim=1)
     if w0.shape != (problem.d,):
         raise ValueError(f"w0 must have shape ({problem.d},), got {w0.shape}")
-    g0 = problem.matvec(w0 - problem.w_star)  # = Hw0 − h, without its cancellation near w*
+    g0 = error_gradient(problem, w0)[1]  # = Hw0 − h, without its cancellation near w*
     c1, c2, r = _r_from_grads(problem, g0[None, :])
     kappa_blocks = problem.kappa_blocks
     return AdamConstants(C1=c1[0], C2=c2[0], r=float(r[0]), kappa_blocks=kappa_blocks,

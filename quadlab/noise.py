@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import kernels
-from .problem import Problem
+from .problem import Problem, check_problem
 from .rng import lane_states
-from .validation import as_float_array
+from .validation import ArrayLike, as_float_array, as_real, check_memory
 
 #: kernel codes of the noise models
 NONE = 0
@@ -58,7 +58,7 @@ class GaussianNoise:
     scale: float = 1.0
 
     def __post_init__(self):
-        scale = float(self.scale)
+        scale = as_real(self.scale, name="noise scale")
         if not np.isfinite(scale) or scale < 0:
             raise ValueError(f"noise scale must be finite and >= 0, got {self.scale!r}")
         object.__setattr__(self, "scale", scale)
@@ -85,7 +85,11 @@ class GaussianNoise:
         object.__setattr__(self, "cov", arr)
 
     def sigma_matrix(self, problem: Problem) -> np.ndarray:
-        """Σ as a dense d×d array (checking its size against the problem)."""
+        """Σ as a dense d×d array (checking its size against the problem).
+
+        Args:
+            problem: the quadratic whose dimension d Σ must match.
+        """
         if isinstance(self.cov, str):
             return np.eye(problem.d) if self.cov == "isotropic" else problem.hessian()
         if self.cov.shape[0] != problem.d:
@@ -93,13 +97,24 @@ class GaussianNoise:
                              f"has d = {problem.d}")
         return np.diag(self.cov) if self.cov.ndim == 1 else np.array(self.cov)
 
-    def covariance(self, problem: Problem, e=None, batch_size: int = 1) -> np.ndarray:
-        """Covariance of g̃ (any point: the noise is additive): scale² Σ / B, shape (d, d)."""
+    def covariance(self, problem: Problem, e: ArrayLike | None = None,
+                   batch_size: int = 1) -> np.ndarray:
+        """Covariance of g̃ (any point: the noise is additive): scale² Σ / B, shape (d, d).
+
+        Args:
+            problem: the quadratic.
+            e: the error w − w* (ignored: additive noise does not depend on it).
+            batch_size: B >= 1.
+        """
         batch_size = check_batch_size(batch_size, None)
         return self.scale**2 * self.sigma_matrix(problem) / batch_size
 
     def factor_blocks(self, problem: Problem) -> list[np.ndarray]:
-        """Blocks F_j of a block-diagonal F with F Fᵀ = Σ (symmetric square roots)."""
+        """Blocks F_j of a block-diagonal F with F Fᵀ = Σ (symmetric square roots).
+
+        Args:
+            problem: the quadratic (its block structure).
+        """
         if isinstance(self.cov, str):
             if self.cov == "isotropic":
                 return [np.ones((1, 1))] * problem.d
@@ -150,7 +165,7 @@ class LeastSquaresNoise:
         n = self.n_samples
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 2:
             raise ValueError(f"n_samples must be an integer >= 2, got {n!r}")
-        sigma = float(self.sigma)
+        sigma = as_real(self.sigma, name="sigma")
         if not np.isfinite(sigma) or sigma < 0:
             raise ValueError(f"sigma must be finite and >= 0, got {self.sigma!r}")
         object.__setattr__(self, "sigma", sigma)
@@ -161,7 +176,11 @@ class LeastSquaresNoise:
             raise ValueError(f"data_seed must be an int >= 0, got {self.data_seed!r}")
 
     def data(self, problem: Problem) -> LeastSquaresData:
-        """X = √N Z H^{1/2} and r ⟂ range(X) with ‖r‖²/N = σ² (so XᵀX/N = H, Xᵀr = 0)."""
+        """X = √N Z H^{1/2} and r ⟂ range(X) with ‖r‖²/N = σ² (so XᵀX/N = H, Xᵀr = 0).
+
+        Args:
+            problem: the quadratic whose Hessian H the data reproduce.
+        """
         n, d = int(self.n_samples), problem.d
         if n <= d:
             raise ValueError(f"n_samples must exceed d = {d} (r ⟂ range(X) needs N > d), "
@@ -181,8 +200,14 @@ class LeastSquaresNoise:
         r = u * (self.sigma * np.sqrt(n) / np.linalg.norm(u)) if self.sigma > 0 else 0.0 * u
         return LeastSquaresData(np.ascontiguousarray(x), np.ascontiguousarray(r))
 
-    def covariance(self, problem: Problem, e=None, batch_size: int = 1) -> np.ndarray:
+    def covariance(self, problem: Problem, e: ArrayLike | None = None,
+                   batch_size: int = 1) -> np.ndarray:
         """Exact covariance of the minibatch gradient at the error e = w − w* (default 0).
+
+        Args:
+            problem: the quadratic.
+            e: the error w − w*, shape (d,); None for 0.
+            batch_size: B, 1 <= B <= N.
 
         With per-row gradients a_i = x_i (x_iᵀe − r_i) and their mean ā = He,
         C_1 = (1/N) Σ_i a_i a_iᵀ − ā āᵀ; the covariance is C_1 / B with replacement and
@@ -249,19 +274,31 @@ def kernel_noise(problem: Problem, noise: NoiseModel | None, batch_size: int) ->
             bool(noise.replace))
 
 
-def sample_gradients(problem: Problem, noise: NoiseModel, w, *, batch_size: int = 1,
-                     n_samples: int, seed=0) -> np.ndarray:
+def sample_gradients(problem: Problem, noise: NoiseModel, w: ArrayLike, *,
+                     batch_size: int = 1, n_samples: int,
+                     seed: int | np.random.SeedSequence = 0) -> np.ndarray:
     """Independent draws of the stochastic gradient g̃ at the point w, by the kernels' sampler.
 
     Lane i of the kernel (stream i of `seed`) gives draw i, exactly as trajectory i of a run
     would see it at its first step.
 
+    Args:
+        problem: the quadratic.
+        noise: the noise model (`GaussianNoise` or `LeastSquaresNoise`).
+        w: the point, shape (d,).
+        batch_size: B >= 1.
+        n_samples: number of independent draws (>= 1).
+        seed: an int >= 0 or a SeedSequence (draw i uses stream i).
+
     Returns:
         Array of shape (n_samples, d).
     """
+    check_problem(problem)
     if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) \
             or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    check_memory(5 * 8 * int(n_samples) * problem.d, what=f"{n_samples} gradient samples",
+                 fix="use fewer n_samples")
     w = as_float_array(w, name="w", ndim=1)
     if w.shape != (problem.d,):
         raise ValueError(f"w must have shape ({problem.d},), got {w.shape}")

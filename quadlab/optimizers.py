@@ -24,13 +24,14 @@ Update rules (g_t = ∇L(w_t), all products and quotients coordinatewise):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import kernels
 from .problem import Problem
-from .validation import as_float_array, check_choice, check_options
+from .validation import as_float_array, as_real, check_choice, check_options
 
 #: name -> (kernel code, {hyper-parameter: default})
 OPTIMIZERS: dict[str, tuple[int, dict]] = {
@@ -63,7 +64,14 @@ class OptimizerSpec:
                 and not self.bias_correction)
 
     def coordinate_scale(self, problem: Problem) -> np.ndarray:
-        """Per-coordinate multiplier of η: the block step sizes for blockwise GD, else ones."""
+        """Per-coordinate multiplier of η: the block step sizes for blockwise GD, else ones.
+
+        Args:
+            problem: the quadratic (its blocks and their extreme eigenvalues).
+
+        Returns:
+            Shape (d,): s_l on block l's coordinates (s_l = 2/(λ_max + λ_min) by default).
+        """
         if self.name != "blockwise-gd":
             return np.ones(problem.d)
         if self.block_scales is None:
@@ -87,8 +95,16 @@ class OptimizerSpec:
         return f"{self.name}({', '.join(parts)})"
 
 
-def make_optimizer(name: str, **hyper) -> OptimizerSpec:
+def make_optimizer(name: str, **hyper: float | bool | Sequence[float] | None) -> OptimizerSpec:
     """Validate an optimizer name and its hyper-parameters.
+
+    Args:
+        name: "gd", "blockwise-gd", "sign-gd", "adam" or "adabelief".
+        **hyper: beta1, beta2, eps, bias_correction (Adam); beta1, beta2, eps (AdaBelief);
+            block_scales (blockwise GD). Defaults in `OPTIMIZERS`.
+
+    Returns:
+        The validated `OptimizerSpec`.
 
     Raises:
         ValueError: unknown optimizer or option; β1 outside [0, 1); β2 outside [0, 1]; ε < 0 or
@@ -99,8 +115,9 @@ def make_optimizer(name: str, **hyper) -> OptimizerSpec:
     code, defaults = OPTIMIZERS[name]
     check_options(hyper, defaults, what=f"optimizer {name!r}")
     params = {**defaults, **hyper}
+    if name in ("adam", "adabelief"):
+        beta1, beta2, eps = (as_real(params[k], name=k) for k in ("beta1", "beta2", "eps"))
     if name == "adam":
-        beta1, beta2, eps = float(params["beta1"]), float(params["beta2"]), float(params["eps"])
         if not 0.0 <= beta1 < 1.0:
             raise ValueError(f"beta1 must be in [0, 1), got {params['beta1']!r}")
         if not 0.0 <= beta2 <= 1.0:
@@ -114,7 +131,6 @@ def make_optimizer(name: str, **hyper) -> OptimizerSpec:
             raise ValueError("bias_correction=True needs beta2 < 1 (1 − β2^t would be 0)")
         return OptimizerSpec(name, code, beta1, beta2, eps, bool(bias))
     if name == "adabelief":
-        beta1, beta2, eps = float(params["beta1"]), float(params["beta2"]), float(params["eps"])
         if not 0.0 < beta1 < 1.0:
             raise ValueError(f"beta1 must be in (0, 1) for adabelief (β1 = 0 makes g − m ≡ 0), "
                              f"got {params['beta1']!r}")

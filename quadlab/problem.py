@@ -7,6 +7,7 @@ takes a `Problem`.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -16,6 +17,7 @@ from .validation import (
     MAX_ENTRY,
     MAX_POINT,
     PD_RTOL,
+    ArrayLike,
     as_float_array,
     check_positive,
     check_seed,
@@ -49,7 +51,8 @@ class Problem:
     name: str = "custom"
 
     @classmethod
-    def from_blocks(cls, blocks, h=None, *, name: str = "custom") -> Problem:
+    def from_blocks(cls, blocks: Sequence[ArrayLike] | np.ndarray, h: ArrayLike | None = None,
+                    *, name: str = "custom") -> Problem:
         """Check user blocks and build the problem.
 
         Args:
@@ -86,7 +89,8 @@ class Problem:
         )
 
     @classmethod
-    def from_spectra(cls, eigenvalues, eigenvectors, h=None, *, name: str = "custom") -> Problem:
+    def from_spectra(cls, eigenvalues: Sequence[ArrayLike], eigenvectors: Sequence[ArrayLike],
+                     h: ArrayLike | None = None, *, name: str = "custom") -> Problem:
         """Build H_l = Q_l diag(λ_l) Q_lᵀ from exact eigenpairs, keeping the eigenvalues exact.
 
         Args:
@@ -208,9 +212,13 @@ class Problem:
         return np.array([lam[0] for lam in self.eigenvalues])
 
     # ----------------------------------------------------------------- the function
-    def solve(self, rhs) -> np.ndarray:
-        """H⁻¹ rhs for rhs of shape (..., d), blockwise through the eigendecompositions."""
-        rhs = np.asarray(rhs, dtype=np.float64)
+    def solve(self, rhs: ArrayLike) -> np.ndarray:
+        """H⁻¹ rhs for rhs of shape (..., d), blockwise through the eigendecompositions.
+
+        Args:
+            rhs: right-hand side(s), shape (..., d).
+        """
+        rhs = as_float_array(rhs, name="rhs")
         self._check_last_axis(rhs, "rhs")
         out = np.empty_like(rhs)
         for sl, lam, q in zip(self.block_slices, self.eigenvalues, self.eigenvectors, strict=True):
@@ -227,29 +235,57 @@ class Problem:
         """L* = L(w*) = −½ hᵀw*."""
         return float(-0.5 * self.h @ self.w_star)
 
-    def matvec(self, x) -> np.ndarray:
-        """H x for x of shape (..., d) (blockwise, broadcasting over leading axes)."""
-        x = np.asarray(x, dtype=np.float64)
+    def matvec(self, x: ArrayLike) -> np.ndarray:
+        """H x for x of shape (..., d) (blockwise, broadcasting over leading axes).
+
+        Args:
+            x: vectors, shape (..., d).
+
+        Raises:
+            TypeError, ValueError: x not real numeric, not finite, of the wrong last dimension,
+                or so large that H x overflows float64.
+        """
+        x = as_float_array(x, name="x")
         self._check_last_axis(x, "x")
         out = np.empty_like(x)
-        for sl, b in zip(self.block_slices, self._blocks, strict=True):
-            out[..., sl] = x[..., sl] @ b  # b is symmetric
+        with np.errstate(over="ignore", invalid="ignore"):
+            for sl, b in zip(self.block_slices, self._blocks, strict=True):
+                out[..., sl] = x[..., sl] @ b  # b is symmetric
+        _check_finite(out, "H x")
         return out
 
-    def grad(self, w) -> np.ndarray:
-        """∇L(w) = Hw − h, for w of shape (..., d)."""
-        return self.matvec(w) - self.h
+    def grad(self, w: ArrayLike) -> np.ndarray:
+        """∇L(w) = Hw − h, for w of shape (..., d).
 
-    def loss(self, w) -> np.ndarray | float:
-        """L(w) = ½ wᵀHw − hᵀw, for w of shape (..., d)."""
-        w = np.asarray(w, dtype=np.float64)
-        val = 0.5 * np.sum(w * self.matvec(w), axis=-1) - w @ self.h
+        Args:
+            w: points, shape (..., d).
+        """
+        return self.matvec(as_float_array(w, name="w")) - self.h
+
+    def loss(self, w: ArrayLike) -> np.ndarray | float:
+        """L(w) = ½ wᵀHw − hᵀw, for w of shape (..., d).
+
+        Args:
+            w: points, shape (..., d).
+        """
+        w = as_float_array(w, name="w")
+        with np.errstate(over="ignore", invalid="ignore"):
+            val = 0.5 * np.sum(w * self.matvec(w), axis=-1) - w @ self.h
+        _check_finite(val, "L(w)")
         return float(val) if np.ndim(val) == 0 else val
 
-    def gap(self, w) -> np.ndarray | float:
-        """L(w) − L* = ½ (w − w*)ᵀ H (w − w*), computed without cancellation; shape (...)."""
-        e = np.asarray(w, dtype=np.float64) - self.w_star
-        val = 0.5 * np.sum(e * self.matvec(e), axis=-1)
+    def gap(self, w: ArrayLike) -> np.ndarray | float:
+        """L(w) − L* = ½ (w − w*)ᵀ H (w − w*), computed without cancellation; shape (...).
+
+        Args:
+            w: points, shape (..., d).
+        """
+        w = as_float_array(w, name="w")
+        self._check_last_axis(w, "w")
+        with np.errstate(over="ignore", invalid="ignore"):
+            e = w - self.w_star
+            val = 0.5 * np.sum(e * self.matvec(e), axis=-1)
+        _check_finite(val, "the gap L(w) − L*")
         return float(val) if np.ndim(val) == 0 else val
 
     def initial_points(self, n: int | None = None, *, seed: int | np.random.Generator
@@ -289,6 +325,28 @@ class Problem:
         return (f"Problem(name={self.name!r}, d={self.d}, blocks={list(self.block_sizes)}, "
                 f"kappa={self.kappa:.6g})")
 
+
+
+def error_gradient(problem: Problem, w0: np.ndarray, *, name: str = "w0"
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(e0, g0) = (w0 − w*, H e0) for validated w0 of shape (..., d), refusing a point so far
+    from w* that g0 or the gap ½ e0ᵀ g0 overflows float64 (ValueError naming `name`)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        e0 = w0 - problem.w_star
+        g0 = np.empty_like(e0)
+        for sl, b in zip(problem.block_slices, problem.blocks, strict=True):
+            g0[..., sl] = e0[..., sl] @ b
+        gap = 0.5 * np.sum(e0 * g0, axis=-1)
+    if not (np.all(np.isfinite(g0)) and np.all(np.isfinite(gap))):
+        raise ValueError(f"{name} is so far from w* that the gradient or the loss gap overflows "
+                         "float64; pass a point nearer w* (or rescale the problem)")
+    return e0, g0
+
+
+def _check_finite(value: np.ndarray, what: str) -> None:
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{what} overflows float64 (the point is too far from w*); pass "
+                         "smaller values")
 
 
 def check_problem(problem: object) -> Problem:

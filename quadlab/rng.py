@@ -23,6 +23,8 @@ Why this design:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numba as nb
 import numpy as np
 
@@ -50,7 +52,7 @@ def _base(seed) -> np.uint64:
     return ss.generate_state(1, np.uint64)[0]
 
 
-def lane_states(seed, n: int) -> np.ndarray:
+def lane_states(seed: int | np.random.SeedSequence | Sequence[int], n: int) -> np.ndarray:
     """Initial counters of n lanes, shape (n,) uint64 (see the module docstring).
 
     Lane i of seed s starts at splitmix64(b + (i+1)·γ'), b the 64-bit state that
@@ -87,8 +89,13 @@ def lane_states(seed, n: int) -> np.ndarray:
     return out
 
 
-def standard_normals(seed, shape: tuple[int, int]) -> np.ndarray:
+def standard_normals(seed: int | np.random.SeedSequence | Sequence[int],
+                     shape: tuple[int, int]) -> np.ndarray:
     """Draws of the kernels' generator, shape (d, n): column k is lane k's first d normals.
+
+    Args:
+        seed: as `lane_states`.
+        shape: (d, n).
 
     For tests and for checking the generator; the kernels call `fill_normals` directly.
     """

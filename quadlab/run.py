@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -11,9 +12,16 @@ import numpy as np
 from . import simulate as _sim
 from .noise import NoiseModel, kernel_noise
 from .optimizers import OptimizerSpec, make_optimizer
-from .problem import Problem, check_problem
+from .problem import Problem, check_problem, error_gradient
 from .rng import lane_states
-from .validation import as_float_array, check_choice, check_memory, check_steps
+from .validation import (
+    ArrayLike,
+    SeedLike,
+    as_float_array,
+    check_choice,
+    check_memory,
+    check_steps,
+)
 
 METHODS = ("auto", "closed-form", "simulate")
 
@@ -69,12 +77,25 @@ def _first(mask: np.ndarray) -> np.ndarray:
     return np.where(mask.any(axis=-1), np.argmax(mask, axis=-1), -1)
 
 
+def _gaps(gaps: np.ndarray) -> np.ndarray:
+    arr = as_float_array(gaps, name="gaps", finite=False)
+    if arr.ndim not in (1, 2) or arr.shape[-1] == 0:
+        raise ValueError(f"gaps must have shape (steps+1,) or (n, steps+1), got {arr.shape}")
+    return arr
+
+
 def divergence_steps(gaps: np.ndarray) -> np.ndarray:
     """First step at which each trajectory's gap is +inf (−1 where it never is).
 
     Works on the output of `run`: shape (steps+1,) gives a scalar array, (n, steps+1) gives (n,).
+
+    Args:
+        gaps: loss gaps from `run`, shape (T+1,) or (n, T+1).
+
+    Raises:
+        TypeError, ValueError: gaps not a real array of shape (T+1,) or (n, T+1).
     """
-    return _first(np.isposinf(np.asarray(gaps)))
+    return _first(np.isposinf(_gaps(gaps)))
 
 
 def underflow_steps(gaps: np.ndarray) -> np.ndarray:
@@ -83,8 +104,14 @@ def underflow_steps(gaps: np.ndarray) -> np.ndarray:
     NaN means the gap is not a float64 number: an ε > 0 Adam/AdaBelief run that underflowed
     and stopped, or (ε = 0, β2 < 1, extended range) a gap below float64's range whose exact
     value is in `run(..., log_gap=True).log10_gap`.
+
+    Args:
+        gaps: loss gaps from `run`, shape (T+1,) or (n, T+1).
+
+    Raises:
+        TypeError, ValueError: gaps not a real array of shape (T+1,) or (n, T+1).
     """
-    return _first(np.isnan(np.asarray(gaps)))
+    return _first(np.isnan(_gaps(gaps)))
 
 
 _WHAT = {
@@ -153,6 +180,7 @@ def prepare(problem: Problem, optimizer: str, *, lr, w0, steps: int, noise, batc
                  what=f"a run of {n} trajectories × {steps + 1} steps",
                  fix="use fewer steps or trajectories, or split them into several runs")
     lrs = np.broadcast_to(lr_arr.reshape(-1), (n,)).copy()
+    error_gradient(problem, w0_arr)  # refuses points whose gap overflows
     e0 = np.broadcast_to(w0_arr.reshape(-1, problem.d), (n, problem.d)) - problem.w_star
     kernel = kernel_noise(problem, noise, batch_size)
     state = lane_states(seed, n) if noise is not None else np.zeros(n, dtype=np.uint64)
@@ -182,11 +210,12 @@ def report_divergence(gaps: np.ndarray, stopped: np.ndarray, on_divergence: str)
             warnings.warn(message, warning, stacklevel=3)
 
 
-def run(problem: Problem, optimizer: str, *, lr, w0, steps: int,
+def run(problem: Problem, optimizer: str, *, lr: ArrayLike, w0: ArrayLike, steps: int,
         method: Literal["auto", "closed-form", "simulate"] = "auto",
         on_divergence: Literal["warn", "raise", "ignore"] = "warn",
-        noise: NoiseModel | None = None, batch_size: int = 1, seed=0,
-        log_gap: bool = False, **hyper) -> np.ndarray | RunGaps:
+        noise: NoiseModel | None = None, batch_size: int = 1, seed: SeedLike = 0,
+        log_gap: bool = False, **hyper: float | bool | Sequence[float] | None
+        ) -> np.ndarray | RunGaps:
     """Run an optimizer on L(w) = ½ wᵀHw − hᵀw and return the loss gaps L(w_t) − L*.
 
     Broadcasting: `lr` (scalar or shape (n,)) and `w0` (shape (d,) or (n, d)) broadcast to n

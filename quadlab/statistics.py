@@ -17,6 +17,7 @@ from . import simulate as _sim
 from .noise import NoiseModel
 from .problem import Problem
 from .run import prepare, report_divergence
+from .validation import ArrayLike, SeedLike
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,18 @@ class TrajectoryStatistics:
     gaps: np.ndarray = field(repr=False)
 
     def mean(self, name: str) -> np.ndarray:
-        """Average of a per-trajectory field ("v", "g2_noisy", "g2_true", "e2") over kept rows."""
+        """Average of a per-trajectory field ("v", "g2_noisy", "g2_true", "e2") over kept rows.
+
+        Args:
+            name: the field.
+        """
         return getattr(self, name)[self.kept].mean(axis=0)
 
 
-def trajectory_statistics(problem: Problem, optimizer: str, *, lr, w0, steps: int,
-                          average_from: int, noise: NoiseModel | None = None,
-                          batch_size: int = 1, seed=0, on_divergence: str = "warn",
-                          **hyper) -> TrajectoryStatistics:
+def trajectory_statistics(problem: Problem, optimizer: str, *, lr: ArrayLike, w0: ArrayLike,
+                          steps: int, average_from: int, noise: NoiseModel | None = None,
+                          batch_size: int = 1, seed: SeedLike = 0, on_divergence: str = "warn",
+                          **hyper: float | bool | None) -> TrajectoryStatistics:
     """Run trajectories (as `quadlab.run`, always simulated) and average their statistics.
 
     Args:
@@ -91,7 +96,7 @@ def trajectory_statistics(problem: Problem, optimizer: str, *, lr, w0, steps: in
     report_divergence(gaps, diverged, on_divergence)
     kept = diverged < 0
     if not kept.any():
-        raise ValueError("every trajectory diverged; no statistics to average")
+        raise ValueError("every trajectory diverged; no statistics to average (try a smaller lr)")
     window = steps - int(average_from)
     stats /= window
     per = [stats[:, i * d:(i + 1) * d] for i in range(4)]

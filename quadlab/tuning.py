@@ -20,15 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .optimizers import make_optimizer
-from .problem import Problem
+from .problem import Problem, check_problem, error_gradient
 from .run import divergence_steps, run
-from .validation import as_float_array, check_positive, check_steps
+from .validation import ArrayLike, as_float_array, check_positive, check_steps
 
 DEFAULT_POINTS = 41
 DEFAULT_SPAN = (1e-3, 1e1)
 
 
-def iterations_to_tolerance(gaps, tol: float, *, stay: bool = True,
+def iterations_to_tolerance(gaps: ArrayLike, tol: float, *, stay: bool = True,
                             log: bool = False) -> np.ndarray:
     """Iterations needed to bring the gap below tol · gap_0, per trajectory (+inf if never).
 
@@ -51,10 +51,7 @@ def iterations_to_tolerance(gaps, tol: float, *, stay: bool = True,
         ValueError: tol not finite and > 0, or gaps not numeric.
     """
     tol = check_positive(tol, name="tol")
-    try:
-        gaps = np.asarray(gaps, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"gaps must be a numeric array, got {type(gaps).__name__}") from exc
+    gaps = as_float_array(gaps, name="gaps", finite=False)
     if gaps.ndim not in (1, 2) or gaps.shape[-1] == 0:
         raise ValueError(f"gaps must have shape (T+1,) or (n, T+1), got {gaps.shape}")
     with np.errstate(invalid="ignore"):
@@ -122,8 +119,9 @@ class TuneResult:
         return float(self.iterations[int(np.argmin(np.abs(self.grid - self.lr)))])
 
 
-def tune_lr(problem: Problem, optimizer: str, *, w0, steps: int, tol: float = 1e-6, grid=None,
-            max_rise: float | None = None, **hyper) -> TuneResult:
+def tune_lr(problem: Problem, optimizer: str, *, w0: ArrayLike, steps: int, tol: float = 1e-6,
+            grid: ArrayLike | None = None, max_rise: float | None = None,
+            **hyper: float | bool | None) -> TuneResult:
     """Pick the best step size from a log grid (all step sizes run in parallel).
 
     Args:
@@ -141,14 +139,20 @@ def tune_lr(problem: Problem, optimizer: str, *, w0, steps: int, tol: float = 1e
     Raises:
         ValueError: bad arguments, or every step size on the grid diverged.
     """
+    check_problem(problem)
     steps = check_steps(steps)
     tol = check_positive(tol, name="tol")
     w0 = as_float_array(w0, name="w0", ndim=1)
+    if w0.shape != (problem.d,):
+        raise ValueError(f"w0 must have shape ({problem.d},), got {w0.shape}")
+    error_gradient(problem, w0)
     if grid is None:
         grid = default_grid(problem, optimizer, w0=w0, steps=steps, **hyper)
     grid = as_float_array(grid, name="grid", ndim=1)
     if grid.size == 0:
         raise ValueError("grid must hold at least one step size")
+    if np.any(grid <= 0):
+        raise ValueError(f"grid must hold step sizes > 0, got min {grid.min():g}")
     gaps, logs = run(problem, optimizer, lr=grid, w0=w0, steps=steps, on_divergence="ignore",
                      log_gap=True, **hyper)
     diverged = divergence_steps(gaps)

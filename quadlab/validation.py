@@ -7,10 +7,16 @@ shape would otherwise surface as a numba traceback or, worse, a silently wrong a
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
+
+#: what the lab accepts as an array: a number, a (nested) sequence of numbers or an ndarray
+ArrayLike: TypeAlias = npt.ArrayLike
+#: a seed: an int >= 0, a SeedSequence, or (where documented) a Generator or one int per row
+SeedLike: TypeAlias = int | np.random.SeedSequence | np.random.Generator | Sequence[int]
 
 #: Relative asymmetry max|A - Aᵀ| / max|A| tolerated (and then removed by symmetrising).
 SYMMETRY_RTOL = 1e-10
@@ -24,8 +30,11 @@ MAX_ENTRY = 1e200
 MEMORY_FRACTION = 0.5
 
 
-def as_float_array(x: Any, *, name: str, ndim: int | None = None) -> np.ndarray:
+def as_float_array(x: Any, *, name: str, ndim: int | None = None,
+                   finite: bool = True) -> np.ndarray:
     """Convert `x` to a finite real float64 array, checking its number of dimensions.
+
+    `finite=False` lets NaN and ±inf through (for gap trajectories, which use them).
 
     Raises:
         TypeError: `x` is None, complex (quadlab's problems are real: pass ``np.real(x)`` if
@@ -48,7 +57,7 @@ def as_float_array(x: Any, *, name: str, ndim: int | None = None) -> np.ndarray:
                         f"got {type(x).__name__}") from exc
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if finite and not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf, or a number "
                          "beyond float64's range); pass finite numbers")
@@ -153,6 +162,40 @@ def check_positive(value: Any, *, name: str) -> float:
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
     return v
+
+
+def as_real(value: Any, *, name: str) -> float:
+    """A real number (int, float, numpy scalar or 0-d array) as a float; NaN/inf pass through
+    (the caller checks the range). Bools, strings, sequences and complex numbers are refused.
+
+    Raises:
+        TypeError: naming `name`.
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()
+    if isinstance(value, bool | np.bool_) or not isinstance(
+            value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def as_sequence(value: Any, *, name: str, of: str = "items") -> list:
+    """A non-empty list from a list, tuple or 1-D array (strings and scalars refused).
+
+    Raises:
+        TypeError: not a list, tuple or 1-D array.
+        ValueError: empty.
+    """
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1:
+            raise TypeError(f"{name} must be a sequence of {of}, got an array of shape "
+                            f"{value.shape}")
+        value = value.tolist()
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"{name} must be a list or tuple of {of}, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{name} is empty; pass at least one of the {of}")
+    return list(value)
 
 
 def check_steps(steps: Any) -> int:

@@ -223,7 +223,15 @@ def _is_rank0(args) -> bool:
     return args.comm is None or args.comm.rank == 0
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run `quadlab` with `argv` (default sys.argv[1:]).
+
+    Args:
+        argv: the command line, without the program name.
+
+    Returns:
+        The exit status: 0, or 2 after one `error: …` line for a user error.
+    """
     args = build_parser().parse_args(argv)
     compute, show = COMMANDS[args.command]
     args.comm = None

@@ -27,9 +27,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quadlab.cases import make_problem
+from quadlab.cases import CASES, make_problem
 from quadlab.noise import GaussianNoise, LeastSquaresNoise
 from quadlab.run import run
+from quadlab.validation import (
+    as_real,
+    as_sequence,
+    check_choice,
+    check_count,
+    check_memory,
+    check_positive,
+    check_seed,
+)
 
 #: label -> (optimizer, hyper, ε as a multiple of ε_ref or None)
 BATCH_OPTIMIZERS: dict[str, tuple[str, dict, float | None]] = {
@@ -179,16 +188,38 @@ def batch_study(*, case: str = "hetero", noise: str = "hessian", noise_to_signal
         tail: fraction of the last steps whose gaps are averaged.
         seed: problem, initial-point and noise seed.
         progress: called after each (optimizer, B).
+
+    Returns:
+        One `BatchCurve` per optimizer with the settings (`BatchResult`).
+
+    Raises:
+        TypeError, ValueError: each bad argument named (unknown case, noise, criterion or
+            optimizer label; tail outside (0, 1]; non-positive noise_to_signal, steps, repeats
+            or batch size; a negative seed; a run that would not fit in memory).
     """
-    problem = make_problem(case, seed=seed)
-    if criterion not in ("one-step", "budget"):
-        raise ValueError(f"unknown criterion {criterion!r}; choose one-step or budget")
+    check_seed(seed)
+    check_choice(case, CASES, what="case")
+    check_choice(noise, ("hessian", "isotropic", "least-squares"), what="noise")
+    check_choice(criterion, ("one-step", "budget"), what="criterion")
+    tail = as_real(tail, name="tail")
     if not 0 < tail <= 1:
         raise ValueError(f"tail must be in (0, 1], got {tail}")
-    if not noise_to_signal > 0:
-        raise ValueError(f"noise_to_signal must be > 0, got {noise_to_signal}")
+    noise_to_signal = check_positive(noise_to_signal, name="noise_to_signal")
+    if noise_to_signal > 1e100:
+        raise ValueError(f"noise_to_signal must be <= 1e100 (σ would overflow), got "
+                         f"{noise_to_signal:g}")
+    steps = check_count(steps, name="steps")
+    batch_sizes = [check_count(b, name="batch_sizes entry")
+                   for b in as_sequence(batch_sizes, name="batch_sizes", of="ints >= 1")]
+    optimizers = [check_choice(o, BATCH_OPTIMIZERS, what="optimizer label")
+                  for o in as_sequence(optimizers, name="optimizers", of="labels")]
     one_step = criterion == "one-step"
-    repeats = (4096 if one_step else 16) if repeats is None else int(repeats)
+    repeats = ((4096 if one_step else 16) if repeats is None
+               else check_count(repeats, name="repeats"))
+    check_memory(8 * 4 * repeats * max(steps + 1, 9) * 41,
+                 what=f"batch_study with {repeats} repeats × {steps} steps",
+                 fix="use fewer repeats or steps")
+    problem = make_problem(case, seed=seed)
     w_fixed = problem.initial_points(seed=seed)
     signal = float(np.median(np.abs(problem.grad(w_fixed))))
     if noise == "hessian":

@@ -22,8 +22,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quadlab.cases import make_problem
+from quadlab.cases import CASES, make_problem
 from quadlab.tuning import reference_step, tune_lr
+from quadlab.validation import (
+    as_float_array,
+    as_real,
+    as_sequence,
+    check_choice,
+    check_positive,
+    check_seed,
+    check_steps,
+)
 
 #: label -> Adam hyper-parameters (β1 = 0 throughout)
 EPS_VARIANTS: dict[str, dict] = {
@@ -40,10 +49,26 @@ GRID_POINTS = 49
 MAX_RISE = 10.0
 
 
-def softsign(g, eps: float) -> np.ndarray:
-    """The SoftSign map g / (|g| + ε) of seed 004 (the β1 = β2 = 0 Adam direction)."""
-    g = np.asarray(g, dtype=np.float64)
-    return g / (np.abs(g) + eps)
+def softsign(g: np.ndarray, eps: float) -> np.ndarray:
+    """The SoftSign map g / (|g| + ε) of seed 004 (the β1 = β2 = 0 Adam direction).
+
+    Args:
+        g: gradient entries (finite reals), any shape.
+        eps: ε >= 0 (ε = 0 gives sign(g), with sign(0) = 0).
+
+    Returns:
+        g / (|g| + ε), same shape as g.
+
+    Raises:
+        TypeError, ValueError: g not finite real numbers, eps not a finite real >= 0.
+    """
+    g = as_float_array(g, name="g")
+    eps = as_real(eps, name="eps")
+    if not (np.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be finite and >= 0, got {eps!r}")
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = g / (np.abs(g) + eps)
+    return np.where(g == 0, 0.0, out)  # 0/0 at g = 0 with ε = 0: the sign of 0 is 0
 
 
 @dataclass(frozen=True)
@@ -76,7 +101,12 @@ class EpsResult:
     tol: float
 
     def median_speedup(self, case: str, variant: str) -> np.ndarray:
-        """Median over seeds of the GD/Adam iteration ratio, one entry per ε/G."""
+        """Median over seeds of the GD/Adam iteration ratio, one entry per ε/G.
+
+        Args:
+            case: the Hessian case.
+            variant: the Adam variant (a key of `EPS_VARIANTS`).
+        """
         return np.array([np.median([r.speedup for r in self.rows if r.case == case
                                     and r.variant == variant and r.rel_eps == re])
                          for re in self.rel_eps])
@@ -110,10 +140,22 @@ def eps_study(*, cases: Sequence[str] = ("hetero", "transformer"), seeds: Sequen
         tol: relative loss gap to reach.
         progress: called after each tuned run.
 
+    Raises:
+        TypeError, ValueError: empty or malformed cases, seeds or rel_eps; bad steps or tol.
+
     Returns:
         An `EpsResult`; speed-up = GD iterations / Adam iterations (+inf if only GD failed to
         reach tol, 0 if only Adam failed, NaN if neither did).
     """
+    cases = [check_choice(c, CASES, what="case") for c in as_sequence(cases, name="cases",
+                                                                       of="case names")]
+    seeds = [check_seed(x) for x in as_sequence(seeds, name="seeds", of="ints >= 0")]
+    rel_eps = as_float_array(as_sequence(rel_eps, name="rel_eps", of="positive ε/G values"),
+                             name="rel_eps", ndim=1)
+    if np.any(rel_eps <= 0):
+        raise ValueError(f"rel_eps must hold values > 0, got min {rel_eps.min():g}")
+    steps = check_steps(steps)
+    tol = check_positive(tol, name="tol")
     rows, sign_iters = [], {}
     for case in cases:
         sign_iters[case] = []

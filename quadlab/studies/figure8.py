@@ -20,7 +20,8 @@ import numpy as np
 
 from quadlab.cases import CASES, make_problem
 from quadlab.tuning import tune_lr
-from quadlab.validation import check_choice, check_positive, check_seed, check_steps
+from quadlab.optimizers import make_optimizer
+from quadlab.validation import as_sequence, check_choice, check_positive, check_seed, check_steps
 
 #: label -> (optimizer, hyper-parameters): the optimizers of the study.
 DEFAULT_OPTIMIZERS: dict[str, tuple[str, dict]] = {
@@ -57,12 +58,23 @@ class StudyResult:
     tol: float
 
     def iterations(self, case: str, optimizer: str) -> np.ndarray:
-        """Iterations to tolerance over seeds (+inf where not reached), shape (seeds,)."""
+        """Iterations to tolerance over seeds (+inf where not reached), shape (seeds,).
+
+        Args:
+            case: the Hessian case.
+            optimizer: the optimizer label.
+        """
         return np.array([r.iterations for r in self.runs
                          if r.case == case and r.optimizer == optimizer])
 
     def curve(self, case: str, optimizer: str, seed: int) -> np.ndarray:
-        """The gap trajectory of one tuned run."""
+        """The gap trajectory of one tuned run.
+
+        Args:
+            case: the Hessian case.
+            optimizer: the optimizer label.
+            seed: the seed.
+        """
         for r in self.runs:
             if (r.case, r.optimizer, r.seed) == (case, optimizer, seed):
                 return r.gaps
@@ -70,6 +82,11 @@ class StudyResult:
 
     def speedup(self, case: str, baseline: str = "GD", other: str = "Adam β2=1") -> float:
         """Median iterations of `baseline` divided by median iterations of `other`.
+
+        Args:
+            case: the Hessian case.
+            baseline: the label in the numerator.
+            other: the label in the denominator.
 
         +inf if only `baseline` never reached the tolerance, 0 if only `other` never did, NaN if
         neither did.
@@ -138,19 +155,22 @@ def run_study(*, cases: Sequence[str] = CASES, seeds: Sequence[int] = (0, 1, 2),
             determined by its case, seed and optimizer).
     """
     optimizers = DEFAULT_OPTIMIZERS if optimizers is None else optimizers
-    if isinstance(cases, str) or not list(cases):
-        raise ValueError(f"cases must be a non-empty sequence of case names, got {cases!r}")
-    for case in cases:
-        check_choice(case, CASES, what="case")
-    if isinstance(seeds, str | int) or not list(seeds):
-        raise ValueError(f"seeds must be a non-empty sequence of ints >= 0, got {seeds!r} "
-                         "(e.g. `--seeds 3` for seeds 0, 1, 2)")
-    for seed in seeds:
-        check_seed(seed)
+    cases = [check_choice(c, CASES, what="case")
+             for c in as_sequence(cases, name="cases", of="case names")]
+    seeds = [check_seed(x) for x in as_sequence(seeds, name="seeds", of="ints >= 0 (e.g. "
+                                                "`--seeds 3` for seeds 0, 1, 2)")]
+    check_choice(spectra, ("synthetic", "measured"), what="spectra")
+    if not isinstance(optimizers, dict) or not optimizers:
+        raise TypeError("optimizers must be a non-empty dict label -> (optimizer name, "
+                        f"hyper-parameters), got {type(optimizers).__name__}")
+    for label, value in optimizers.items():
+        if not (isinstance(value, tuple | list) and len(value) == 2
+                and isinstance(value[1], dict)):
+            raise TypeError(f"optimizers[{label!r}] must be (optimizer name, hyper-parameter "
+                            f"dict), got {value!r}")
+        make_optimizer(value[0], **value[1])
     steps = check_steps(steps)
     tol = check_positive(tol, name="tol")
-    if not optimizers:
-        raise ValueError("optimizers must name at least one optimizer")
     jobs = [(case, int(seed), label) for case in cases for seed in seeds for label in optimizers]
 
     @functools.cache  # one problem per case and seed (per process), shared by the optimizers

@@ -44,6 +44,15 @@ from quadlab.cases import HETERO_SPECTRA, make_problem
 from quadlab.noise import GaussianNoise, LeastSquaresNoise
 from quadlab.problem import Problem
 from quadlab.statistics import trajectory_statistics
+from quadlab.validation import (
+    as_real,
+    as_sequence,
+    check_choice,
+    check_count,
+    check_memory,
+    check_positive,
+    check_seed,
+)
 
 #: problem label -> how it is built (diagonal, rotated narrow blocks, rotated wide blocks)
 NEWTON_PROBLEMS = ("hetero-diagonal", "hetero-rotated", "homo-rotated")
@@ -177,7 +186,34 @@ def newton_study(*, problems: Sequence[str] = NEWTON_PROBLEMS,
         batch_size: B.
         seed: seed of the initial points and of the noise streams.
         progress: called after each configuration.
+
+    Returns:
+        One `NewtonRow` per configuration, with the settings (`NewtonResult`).
+
+    Raises:
+        TypeError, ValueError: each bad argument named.
     """
+    problems = [check_choice(x, NEWTON_PROBLEMS, what="problem")
+                for x in as_sequence(problems, name="problems", of="problem names")]
+    noises = [check_choice(x, NEWTON_NOISES, what="noise")
+              for x in as_sequence(noises, name="noises", of="noise names")]
+    optimizers = [check_choice(x, ("adam", "adabelief"), what="optimizer")
+                  for x in as_sequence(optimizers, name="optimizers", of="optimizer names")]
+    beta2s = [as_real(b, name="beta2s entry")
+              for b in as_sequence(beta2s, name="beta2s", of="β2 values")]
+    for b in beta2s:
+        if not 0 <= b < 1:
+            raise ValueError(f"beta2s entries must be in [0, 1), got {b!r}")
+    lr = check_positive(lr, name="lr")
+    steps = check_count(steps, name="steps", minimum=2)
+    trajectories = check_count(trajectories, name="trajectories")
+    sigma = as_real(sigma, name="sigma")
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
+    batch_size = check_count(batch_size, name="batch_size")
+    check_seed(seed)
+    check_memory(8 * trajectories * (steps + 1) * 4, what=f"newton_study with {trajectories} "
+                 f"trajectories × {steps} steps", fix="use fewer trajectories or steps")
     rows = []
     for pname in problems:
         problem = newton_problem(pname)

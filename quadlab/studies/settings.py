@@ -3,6 +3,10 @@ and the figure job so that both run the same numbers."""
 
 from __future__ import annotations
 
+import numpy as np
+
+from quadlab.validation import check_choice
+
 __all__ = ["SETTINGS", "settings_for"]
 
 #: command -> {"quick": kwargs, "full": kwargs} of the study functions
@@ -26,5 +30,19 @@ SETTINGS: dict[str, dict[str, dict]] = {
 
 
 def settings_for(command: str, quick: bool) -> dict:
-    """A copy of the settings of study ``command`` (``quick`` or ``full``)."""
+    """A copy of the settings of study ``command`` (``quick`` or ``full``).
+
+    Args:
+        command: a key of `SETTINGS` ("newton", "eps", "batch").
+        quick: the quick settings (True) or the full ones (False).
+
+    Returns:
+        The keyword arguments of that study (a new dict).
+
+    Raises:
+        ValueError: unknown command. TypeError: quick not a bool.
+    """
+    check_choice(command, SETTINGS, what="command")
+    if not isinstance(quick, bool | np.bool_):
+        raise TypeError(f"quick must be True or False, got {quick!r}")
     return dict(SETTINGS[command]["quick" if quick else "full"])
