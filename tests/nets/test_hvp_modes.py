@@ -14,7 +14,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import nets
 from nets.engine.blocks import resolve_blocks
-from nets.engine.hvp import MODES, BlockHVP
+from nets.engine.hvp import FORWARD_MIN_TANGENTS, MODES, BlockHVP
 
 PRODUCT_MODES = [m for m in MODES if m != "auto"]
 
@@ -95,6 +95,7 @@ def test_every_mode_matches_dense_hessian_blocks(problem, mode, request):
     assert info["hvp_mode"] in PRODUCT_MODES
     assert info["products"] == 2 * sum(b.dim for b in blocks)
     if mode == "auto":
+        assert sum(b.dim for b in blocks) >= FORWARD_MIN_TANGENTS  # every mode was timed
         assert set(info["calibration"]["seconds"]) == set(PRODUCT_MODES)
         assert info["hvp_mode"] == min(info["calibration"]["seconds"],
                                        key=info["calibration"]["seconds"].get)
@@ -129,11 +130,13 @@ def test_memory_budget_bounds_graphs_and_chunks(mlp_problem):
 def test_info_reports_mode_memory_and_counts(attention_problem):
     model, loss_fn, data = attention_problem[:3]
     info: dict = {}
-    spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=4, probes=2,
+    spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=4, probes=1,
+                                      blocks={"qk": ["q", "k"], "rest": ["emb", "v", "out"]},
                                       info=info)
-    assert info["hvp_mode"] in PRODUCT_MODES and info["requested_mode"] == "auto"
+    assert info["hvp_mode"] in ("reverse", "reverse-block") and info["requested_mode"] == "auto"
+    assert set(info["calibration"]["skipped"]) == {"forward"}  # 2 tangents: not worth trying
     assert info["peak_memory_bytes"] > 0 and info["peak_memory_kind"] == "process_peak_rss"
-    assert info["products"] == 4 * 2 * len(spectra)
+    assert info["products"] == 4 * 1 * len(spectra)
     assert info["seconds"] > 0
 
 
@@ -144,16 +147,48 @@ def test_progress_bar_in_library(attention_problem, capsys):
     assert "Lanczos" in err and "3/3" in err
 
 
+class _WrongJvpSquare(torch.autograd.Function):
+    """``x²`` whose forward-mode derivative is deliberately wrong (``3x`` instead of ``2x``)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return x * x
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        (ctx.x,) = inputs
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g
+
+    @staticmethod
+    def jvp(ctx, t):
+        return 3 * ctx.x * t
+
+
+class _WrongJvpModel(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (_WrongJvpSquare.apply(self.w) ** 2).sum() * x.mean()
+
+
 def test_modes_disagreeing_are_reported():
-    """nn.Embedding(padding_idx): reverse mode zeroes the padding row, forward mode does not."""
-    g = torch.Generator().manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Embedding(5, 3, padding_idx=0), torch.nn.Flatten(),
-                                torch.nn.Linear(6, 2)).double()
-    x = torch.tensor([[0, 1], [2, 0], [3, 4]])
-    y = torch.randint(0, 2, (3,), generator=g)
+    """A model whose forward-mode and reverse-mode derivatives differ is refused, not averaged."""
+    model = _WrongJvpModel()
+    data = [(torch.ones(2, dtype=torch.float64), torch.zeros(2))]
+    blocks = resolve_blocks(model, None)
+    op = BlockHVP(model, lambda out, y: out, data, blocks)
+    vecs = [torch.eye(3, dtype=torch.float64).repeat(3, 1)]  # 9 tangents: forward is tried
     with pytest.raises(ValueError, match="disagree between modes"):
-        nets.full_spectrum(model, torch.nn.functional.cross_entropy, [(x, y)],
-                           lanczos_steps=3, probes=1)
+        op(vecs)
 
 
 @pytest.mark.parametrize("kw, err, match", [

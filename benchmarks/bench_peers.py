@@ -1,0 +1,333 @@
+"""Hessian spectra: nets against hessian-eigenthings, curvlinops and the authors' algorithm.
+
+Every cell of the grid (model × full/blockwise × probes × Lanczos steps × threads) runs each
+method in a fresh subprocess (so each one's peak resident memory is its own) on the same model,
+data and loss, and reports wall time, Hessian-vector products per second, peak memory, the time
+of one product divided by the time of one gradient of the same data, and nets' speed ratio to
+each peer. Equal steps and probes everywhere; all methods run attention on PyTorch's math kernel
+(fused kernels have no double backward).
+
+Methods:
+  * nets: ``nets.full_spectrum`` / ``nets.blockwise_spectrum`` (mode ``auto``: calibrated
+    product, all blocks and probes in lockstep, full reorthogonalization), density included.
+  * hessian-eigenthings 1.0.0a5: ``HessianOperator`` + ``spectral_density`` (double-backward
+    HVPs, full reorthogonalization); blockwise = one operator per block (``param_filter``).
+  * curvlinops 3.0.1 (full only; it has no blockwise spectra): ``HessianLinearOperator`` +
+    ``lanczos_approximate_spectrum`` with the spectral boundaries given (no ARPACK estimate).
+  * authors (blockwise only), re-implemented from the description of
+    github.com/zyushun/hessian-spectrum: per probe and step, one forward and graph-building
+    backward per batch, then one double backward per block from that graph; plain Lanczos (no
+    reorthogonalization); the density on a 50,000-point grid by Python loops. Its Lanczos
+    (HVP) phase is also timed alone.
+
+Models: the zoo GPT, and a Hugging Face ``GPT2LMHeadModel`` built from a small config at two
+sizes (random weights; no download), next-token cross-entropy.
+
+Run:  python benchmarks/bench_peers.py [--quick] [--out benchmarks/results/peers.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import nets  # noqa: E402
+from labkit.atomic import atomic_write_bytes  # noqa: E402
+from nets.zoo import models as zoo  # noqa: E402
+
+HF_SIZES = {"gpt2-s": dict(n_layer=2, n_embd=32, n_head=2, vocab_size=128, n_positions=32),
+            "gpt2-m": dict(n_layer=4, n_embd=64, n_head=4, vocab_size=256, n_positions=32)}
+
+
+class _LMHead(torch.nn.Module):
+    """A Hugging Face causal LM as ``ids -> flattened next-token logits`` (a plain tensor)."""
+
+    def __init__(self, lm: torch.nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        logits = self.lm(input_ids=ids).logits
+        return logits[:, :-1].reshape(-1, logits.shape[-1])
+
+
+def load(name: str):
+    """``(model, loss_fn, data)`` with ``data`` a list of ``(inputs, targets)`` tensors."""
+    if name == "gpt":
+        model, loss_fn, data = zoo.load("gpt", seed=0)
+        return model, loss_fn, data
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(**HF_SIZES[name], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    model = _LMHead(GPT2LMHeadModel(cfg)).eval()
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, cfg.vocab_size, (2, 4, 32), generator=g)
+    data = [(x, x[:, 1:].reshape(-1)) for x in ids]
+    return model, torch.nn.functional.cross_entropy, data
+
+
+def gradient_seconds(model, loss_fn, data, repeats: int = 3) -> float:
+    """Median time of one gradient of the mean loss over all batches."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for x, y in data:
+            torch.autograd.grad(loss_fn(model(x), y), params)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+# -- the authors' algorithm, re-implemented ------------------------------------------------------
+
+def authors_blockwise(model, loss_fn, data, steps: int, probes: int, seed: int):
+    """Lanczos on every parameter block, graph shared by the blocks, no reorthogonalization."""
+    gen = torch.Generator().manual_seed(seed)
+    names, params = zip(*model.named_parameters(), strict=True)
+    total = sum(len(y) for _, y in data)
+    t0 = time.perf_counter()
+    runs = {n: [] for n in names}
+    for _ in range(probes):
+        v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+        v = [x / x.norm() for x in v]
+        v_prev = [torch.zeros_like(x) for x in v]
+        beta = [0.0] * len(v)
+        alphas = [[] for _ in v]
+        betas = [[] for _ in v]
+        for j in range(steps):
+            w = [torch.zeros_like(x) for x in v]
+            for x, y in data:
+                loss = loss_fn(model(x), y)
+                grads = torch.autograd.grad(loss, params, create_graph=True)
+                for i, (g, p) in enumerate(zip(grads, params, strict=True)):
+                    (hv,) = torch.autograd.grad(g, p, grad_outputs=v[i], retain_graph=True)
+                    w[i] += hv * (len(y) / total)
+            for i in range(len(v)):
+                a = float((w[i] * v[i]).sum())
+                alphas[i].append(a)
+                if j == steps - 1:
+                    continue
+                r = w[i] - a * v[i] - beta[i] * v_prev[i]
+                beta[i] = float(r.norm())
+                betas[i].append(beta[i])
+                v_prev[i], v[i] = v[i], r / max(beta[i], 1e-8)
+        for i, n in enumerate(names):
+            t = np.diag(alphas[i]) + np.diag(betas[i], 1) + np.diag(betas[i], -1)
+            theta, s = np.linalg.eigh(t)
+            runs[n].append((theta, s[0] ** 2))
+    lanczos_s = time.perf_counter() - t0
+    for n in names:
+        _authors_density([r[0] for r in runs[n]], [r[1] for r in runs[n]])
+    return lanczos_s
+
+
+def _authors_density(eigenvalues, weights, num_bins=50_000, sigma_squared=1e-5, overhead=0.01):
+    """Their ``density_generate``: Python loops over runs and grid points."""
+    eigenvalues, weights = np.array(eigenvalues), np.array(weights)
+    lambda_max = np.mean(np.max(eigenvalues, axis=1), axis=0) + overhead
+    lambda_min = np.mean(np.min(eigenvalues, axis=1), axis=0) - overhead
+    grids = np.linspace(lambda_min, lambda_max, num=num_bins)
+    sigma = sigma_squared * max(1, (lambda_max - lambda_min))
+    out = np.zeros((eigenvalues.shape[0], num_bins))
+    for i in range(eigenvalues.shape[0]):
+        for j in range(num_bins):
+            d = np.exp(-((grids[j] - eigenvalues[i, :]) ** 2) / (2.0 * sigma))
+            out[i, j] = np.sum(d / np.sqrt(2 * np.pi * sigma) * weights[i, :])
+    return np.mean(out, axis=0), grids
+
+
+# -- one cell, one method (runs in a subprocess) --------------------------------------------------
+
+def run_cell(cell: dict) -> dict:
+    torch.set_num_threads(cell["threads"])
+    model, loss_fn, data = load(cell["model"])
+    names = [n for n, _ in model.named_parameters()]
+    dims = {n: p.numel() for n, p in model.named_parameters()}
+    steps, probes, method, kind = cell["steps"], cell["probes"], cell["method"], cell["kind"]
+    with sdpa_kernel([SDPBackend.MATH]):
+        t_grad = gradient_seconds(model, loss_fn, data)
+        rss0 = _rss_now()
+        extra: dict = {}
+        t0 = time.perf_counter()
+        if method == "nets":
+            info: dict = {}
+            if kind == "full":
+                s = nets.full_spectrum(model, loss_fn, data, lanczos_steps=steps,
+                                       probes=probes, info=info)
+                nets.spectral_density(s.nodes, s.weights, np.linspace(
+                    s.nodes.min(), s.nodes.max(), 2000), 1e-3 * np.ptp(s.nodes) + 1e-12)
+            else:
+                spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=steps,
+                                                  probes=probes, info=info)
+                nets.block_densities(spectra)
+            extra = {"mode": info["hvp_mode"], "lanczos_s": info["seconds"]}
+        elif method == "eigenthings":
+            import hessian_eigenthings as he
+
+            lf = he.supervised_loss(loss_fn)
+            groups = [None] if kind == "full" else [he.match_names(n) for n in names]
+            for i, flt in enumerate(groups):
+                op = he.HessianOperator(model, data, lf, param_filter=flt)
+                k = min(steps, op.size) if kind == "blocks" else steps
+                he.spectral_density(op, num_runs=probes, lanczos_steps=k, seed=i)
+        elif method == "curvlinops":
+            import curvlinops
+
+            class Loss(torch.nn.Module):
+                reduction = "mean"
+
+                def forward(self, out, y):
+                    return loss_fn(out, y)
+
+            params = [p for p in model.parameters()]
+            op = curvlinops.HessianLinearOperator(model, Loss(), params, data,
+                                                  check_deterministic=False)
+            curvlinops.lanczos_approximate_spectrum(op, ncv=steps, num_repeats=probes,
+                                                    boundaries=(-1.0, 1.0))
+        elif method == "authors":
+            extra = {"lanczos_s": authors_blockwise(model, loss_fn, data, steps, probes, 0)}
+        else:
+            raise ValueError(method)
+        seconds = time.perf_counter() - t0
+    blocks = 1 if kind == "full" else len(names)
+    hvps = probes * (steps if kind == "full" else sum(min(steps, dims[n]) for n in names))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {**cell, "seconds": seconds, "hvps": hvps, "blocks": blocks, "grad_s": t_grad,
+            "peak_bytes": peak, "peak_extra_bytes": max(peak - rss0, 0),
+            "params": sum(dims.values()), **extra}
+
+
+def _rss_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+# -- the grid and the report -----------------------------------------------------------------------
+
+def grid(quick: bool) -> list[dict]:
+    models = ["gpt", "gpt2-s"] if quick else ["gpt", "gpt2-s", "gpt2-m"]
+    probes = [1, 3] if quick else [1, 3, 10]
+    steps = [10] if quick else [10, 30]
+    threads = [1] if quick else [1, 2]
+    cells = []
+    for m in models:
+        for kind in ("full", "blocks"):
+            for p in probes:
+                for k in steps:
+                    for t in threads:
+                        cells.append(dict(model=m, kind=kind, probes=p, steps=k, threads=t))
+    return cells
+
+
+PEERS = {"full": ["eigenthings", "curvlinops"], "blocks": ["authors", "eigenthings"]}
+
+
+def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
+    """The issue's targets for one cell: ``name: value (target) met/MISSED``."""
+    out = []
+
+    def check(label, value, ok):
+        out.append(f"{label} {value:.2f} {'met' if ok else 'MISSED'}")
+
+    if kind == "full":
+        for p in ("eigenthings", "curvlinops"):
+            if p in peers:
+                r = peers[p]["seconds"] / nets_r["seconds"]
+                check(f"x{p}>=1.5:", r, r >= 1.5)
+        per = nets_r["seconds"] / nets_r["hvps"] / nets_r["grad_s"]
+        check("grads/HVP<=3:", per, per <= 3)
+    else:
+        if "authors" in peers:
+            a = peers["authors"]
+            r = a["seconds"] / nets_r["seconds"]
+            check("xauthors>=3:", r, r >= 3)
+            r = a["lanczos_s"] / nets_r["lanczos_s"]
+            check("xauthors-HVP>=1.5:", r, r >= 1.5)
+        if "eigenthings" in peers:
+            e = peers["eigenthings"]
+            r = e["seconds"] / nets_r["seconds"]
+            check("xeigenthings>=2:", r, r >= 2)
+            m = nets_r["peak_extra_bytes"] / max(e["peak_extra_bytes"], 1)
+            check("mem/eigenthings<=1.5:", m, m <= 1.5)
+        per = nets_r["seconds"] / nets_r["hvps"] / nets_r["grad_s"]
+        check("grads/block-HVP<=0.5:", per, per <= 0.5)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a small grid (this machine, under load)")
+    ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
+    ap.add_argument("--note", default="", help="a line on the conditions (load, machine)")
+    ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.cell:
+        print(json.dumps(run_cell(json.loads(args.cell))))
+        return
+    lines = [f"# Hessian spectra: nets vs peers ({'quick' if args.quick else 'full'} grid)", "",
+             f"Generated by `benchmarks/bench_peers.py{' --quick' if args.quick else ''}` on "
+             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: torch {torch.__version__}, "
+             f"{os.cpu_count()} CPUs ({platform.machine()}), load average "
+             f"{os.getloadavg()[0]:.1f} at the start. {args.note}", "",
+             "Times are wall seconds of one run (spectrum + density) in a fresh process; "
+             "`HVP/s` counts full-data products (blockwise: block products); `gr/HVP` is the "
+             "time of one product over the time of one gradient of the same data; `peak` is "
+             "the process's peak RSS, `+peak` its rise during the run (MiB); `x` = peer "
+             "time / nets time.", "",
+             "| model | kind | P | k | thr | method | s | HVP/s | gr/HVP | peak | +peak | x | "
+             "notes |", "|" + "---|" * 13]
+    print("\n".join(lines), flush=True)
+    rows = []
+    for cell in grid(args.quick):
+        res = {}
+        for method in ["nets", *PEERS[cell["kind"]]]:
+            cmd = [sys.executable, __file__, "--cell", json.dumps({**cell, "method": method})]
+            p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            if p.returncode != 0:
+                res[method] = {"error": p.stderr.strip().splitlines()[-1][:120]}
+                continue
+            res[method] = json.loads(p.stdout.strip().splitlines()[-1])
+        nr = res["nets"]
+        peers = {m: r for m, r in res.items() if m != "nets" and "error" not in r}
+        for method, r in res.items():
+            c = cell
+            head = f"| {c['model']} | {c['kind']} | {c['probes']} | {c['steps']} | " \
+                   f"{c['threads']} | {method} |"
+            if "error" in r:
+                row = f"{head} failed | | | | | | {r['error']} |"
+            else:
+                ratio = "" if method == "nets" or "error" in nr else \
+                    f"{r['seconds'] / nr['seconds']:.2f}"
+                note = ""
+                if method == "nets" and "error" not in nr:
+                    note = f"mode {r['mode']}; " + "; ".join(targets(c["kind"], nr, peers))
+                if method == "authors":
+                    note = f"Lanczos phase {r['lanczos_s']:.2f} s"
+                row = (f"{head} {r['seconds']:.2f} | {r['hvps'] / r['seconds']:.1f} | "
+                       f"{r['seconds'] / r['hvps'] / r['grad_s']:.2f} | "
+                       f"{r['peak_bytes'] / 2**20:.0f} | {r['peak_extra_bytes'] / 2**20:.0f} | "
+                       f"{ratio} | {note} |")
+            rows.append(row)
+            print(row, flush=True)
+    if args.out:
+        atomic_write_bytes(Path(args.out), ("\n".join(lines + rows) + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()
