@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # install torch into the venv yourself first (see README) and run with TORCH_SPEC= (empty).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install run test test-all docs lint bench clean
+.PHONY: install run test test-all docs lint bench bench-spectrum clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,6 +36,15 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/bench_quadlab.py
+
+# The peer libraries of the spectrum benchmark, without their dependencies: curvlinops pulls
+# backpack-for-pytorch, which pulls torchvision and a newer torch. The rest is the `bench` extra.
+PEERS := curvlinops-for-pytorch==3.0.1 hessian-eigenthings==1.0.0a5
+
+bench-spectrum: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q --no-deps $(PEERS)
+	$(PY) benchmarks/bench_peers.py --quick --out benchmarks/results/peers-quick.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache site
