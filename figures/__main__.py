@@ -11,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+from labkit.cache import load_or_compute
 from labkit.progress import Progress
+from labkit.records import dataclasses_in
 
 from . import report
-from .cache import cached
 from .registry import PROFILES
 from .specs import FIGURES
 
@@ -34,9 +35,16 @@ def run_figures(names, *, profile: str, out: Path, cache_dir: Path | None,
         settings = spec.settings_for(profile)
         t0 = time.monotonic()
         with Progress(None, name) as bar:
-            result, hit = cached(cache_dir, name, settings, spec.packages,
-                                 lambda spec=spec, settings=settings, bar=bar:
-                                 spec.compute(**settings, progress=bar.advance))
+            def compute(spec=spec, settings=settings, bar=bar):
+                return spec.compute(**settings, progress=bar.advance)
+
+            if cache_dir is None:
+                result, hit = compute(), False
+            else:
+                result, hit = load_or_compute(
+                    name, settings, compute, directory=cache_dir,
+                    modules=(*spec.packages, spec.compute.__module__),
+                    types=dataclasses_in((*spec.packages, "figures")))
         paths = spec.draw(result, out)
         finding = spec.findings(result)
         entries.append(report.Entry(spec, profile, settings, tuple(paths), finding,

@@ -43,8 +43,10 @@ class FigureSpec:
         claim: the paper's claim this figure tests, in words.
         caption: what the figure shows.
         settings: profile name -> keyword arguments of `compute`.
-        packages: top-level packages whose code the result depends on (cache key).
-        compute: ``compute(**settings, progress=callable) -> result`` (picklable).
+        packages: import paths of the packages whose code the result depends on (with
+            ``figures``, the cache key; see :mod:`labkit.cache`).
+        compute: ``compute(**settings, progress=callable) -> result`` (arrays, numbers,
+            strings, containers and dataclasses of those packages: see :mod:`labkit.records`).
         draw: ``draw(result, out_dir) -> list of written paths``.
         findings: ``findings(result) -> Finding``.
     """

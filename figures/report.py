@@ -14,8 +14,9 @@ from pathlib import Path
 
 from labkit.atomic import atomic_write_bytes
 
-from .cache import ROOT
 from .registry import FigureSpec, Finding
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)

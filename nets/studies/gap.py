@@ -281,7 +281,7 @@ def train_cached(task: Task, config: TrainConfig, *, pool_size: int,
         return train(task.build, task.pool(pool_size), config, callback=callback).to_dict()
 
     return TrainResult.from_dict(cached("train", settings, compute, directory=cache_dir,
-                                        sources=task.modules))
+                                        modules=task.modules))
 
 
 def _check_lrs(lrs: Sequence[float]) -> tuple[float, ...]:
@@ -422,7 +422,7 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0,
                 "zero_blocks": head["zero_blocks"], "table": table}
 
     return cached("js0", settings, compute, directory=cache_dir,
-                  sources=task.modules + SPECTRUM_MODULES)
+                  modules=task.modules + SPECTRUM_MODULES)
 
 
 def measure_gap(task: Task, profile: str | GapProfile = "quick", *,

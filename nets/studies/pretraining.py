@@ -9,15 +9,13 @@ cached on disk like every other result. Everything is local (no downloaded weigh
 
 from __future__ import annotations
 
-import io
 import os
-from collections.abc import Callable
 from functools import cache
 
+import numpy as np
 import torch
 
-from labkit.atomic import atomic_write_bytes
-from labkit.cache import cache_dir, cache_key
+from labkit.cache import cache_dir, cached
 from nets.studies.pools import make_pool
 from nets.studies.training import TrainConfig, train
 from nets.zoo import models as zoo
@@ -52,14 +50,12 @@ def _pretrain(seed: int, steps: int) -> dict[str, torch.Tensor]:
 @cache
 def _pretrained_cached(seed: int, steps: int, folder: str) -> dict[str, torch.Tensor]:
     settings = {"seed": seed, "steps": steps, "lr": PRETRAIN_LR, "batch": PRETRAIN_BATCH}
-    path = os.path.join(folder, f"pretrain-{cache_key('pretrain', settings, MODULES)}.pt")
-    if os.path.exists(path):
-        return torch.load(path, weights_only=True)
-    state = _pretrain(seed, steps)
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return state
+
+    def compute() -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in _pretrain(seed, steps).items()}
+
+    arrays = cached("pretrain", settings, compute, modules=MODULES, directory=folder)
+    return {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
 
 
 def pretrained_state(seed: int = 0, *, steps: int = PRETRAIN_STEPS,

@@ -28,7 +28,7 @@ def test_every_figure_runs_on_the_tiny_profile_and_the_cache_is_reused(tmp_path,
             assert png.exists() and png.stat().st_size > 5_000, png
             assert png.with_suffix(".pdf").exists(), png
     assert "(cached)" not in first
-    assert len(list(cache.glob("*.pkl"))) == len(FIGURES)
+    assert len(list(cache.glob("*.npz"))) == len(FIGURES)
     # second run: everything from the cache, same findings
     assert main(argv) == 0
     second = capsys.readouterr().out

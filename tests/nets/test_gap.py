@@ -86,17 +86,18 @@ def test_measure_gap_and_cache_reuse(tmp_path, monkeypatch):
     again = measure_gap(task, TINY, cache_dir=tmp_path)
     assert calls["n"] == n_runs  # everything came from the cache
     assert again.to_dict() == rep.to_dict()
-    assert len(list(tmp_path.glob("train-*.json"))) == n_runs
+    assert len(list(tmp_path.glob("train-*.npz"))) == n_runs
     assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_cache_keys_on_settings(tmp_path):
     calls = []
     for s in ({"a": 1}, {"a": 1}, {"a": 2}):
-        cached("x", s, lambda s=s: (calls.append(s), {"v": s["a"]})[1], directory=tmp_path)
+        cached("x", s, lambda s=s: (calls.append(s), {"v": s["a"]})[1], directory=tmp_path,
+               modules=("nets.studies.gap",))
     assert calls == [{"a": 1}, {"a": 2}]
     with pytest.raises(ValueError, match="kind"):
-        cached("../evil", {}, dict, directory=tmp_path)
+        cached("../evil", {}, dict, directory=tmp_path, modules=("nets.studies.gap",))
 
 
 def test_spearman_against_scipy():
