@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 2
     hetero = json.loads(Path(argv[0]).read_text())
-    spectra = load_spectra(argv[1])[2] if len(argv) > 1 else None
+    spectra = load_spectra(argv[1]).spectra if len(argv) > 1 else None
     report = None
     if len(argv) > 2:
         table = json.loads(Path(argv[2]).read_text())

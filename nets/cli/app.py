@@ -28,12 +28,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from labkit.interrupts import run_interruptible
 
+from labkit.cache import code_version
 from labkit.jsonio import dumps
 from labkit.progress import Progress
 from labkit.tables import format_table
 from nets.cli.common import byte_size, distributed
 from nets.cli.training import register  # training studies: gap, table1, advise, ...
+from nets.engine.blocks import resolve_blocks
 from nets.engine.density import AXES, NORMALIZATIONS, DensityRecipe, lambda10
 from nets.engine.distributed import (
     DEFAULT_TIMEOUT_S,
@@ -45,12 +48,15 @@ from nets.engine.distributed import (
 )
 from nets.engine.hvp import MODES
 from nets.engine.js import js0_bootstrap, js0_sensitivity, js_matrix, numerically_zero_blocks
-from nets.engine.results import load_metadata, load_spectra, save_spectra
+from nets.engine.results import check_out_path, fingerprint, resume_spectra
 from nets.engine.slq import BlockSpectrum
 from nets.engine.spectrum import blockwise_spectrum, full_spectrum
 from nets.zoo import models as zoo
 
 __all__ = ["main"]
+
+#: The modules whose code a results file depends on (its ``code`` field).
+CODE_MODULES = ("nets.engine", "nets.zoo.models", "nets.zoo.data")
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -65,76 +71,57 @@ def _default_out(s: dict) -> Path:
 
 
 def compute(args: argparse.Namespace) -> tuple[dict, dict[str, BlockSpectrum], Path]:
-    """Compute (or resume) the spectra described by ``args``, saving after each probe.
-
-    Under ``torchrun`` (``args.comm`` distributed) rank 0 reads and writes the results file and
-    tells the other ranks which probes remain; the data batches are shared out round robin.
-    """
+    """Compute (or resume) the spectra described by ``args`` (:func:`resume_spectra`)."""
     comm: Communicator = args.comm
     settings = _settings(args)
     out = Path(args.out) if args.out else _default_out(settings)
-    done, mode = comm.broadcast(comm.together(
-        lambda: _stored(args, settings, out) if comm.rank == 0 else ({}, args.hvp_mode),
-        what="reading the results file"), what="sharing the stored probes")
-    have = set() if not done else set(next(iter(done.values())).probe_ids.tolist())
-    todo = [p for p in range(args.probes) if p not in have]
-    if not todo:
-        return settings, done, out
+    if comm.rank == 0:
+        check_out_path(out)
+        args.results_file = out
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
-    device = local_device(args.device)
-    model, loss_fn, data = zoo.load(args.model, seed=args.model_seed, device=device,
+    model, loss_fn, data = zoo.load(args.model, seed=args.model_seed, device=args.torch_device,
                                     dtype=dtype)
     if len(data) < comm.world_size:
         raise ValueError(f"{args.model} has {len(data)} data batches: too few to share among "
                          f"{comm.world_size} processes")
+    fp = fingerprint(model, data)
     data = comm.shard(data)
-    blocks = None
-    if args.blocks:
-        blocks = zoo.partition(args.model, model, args.blocks)
-    bar = Progress(len(todo) * args.steps, f"{args.model} {settings['blocks']}",
+    blocks = zoo.partition(args.model, model, args.blocks) if args.blocks else None
+    names = [b.name for b in resolve_blocks(model, blocks)] if args.blocks else ["full"]
+    bar = Progress(args.probes * args.steps, f"{args.model} {settings['blocks']}",
                    enabled=None if not args.quiet and comm.rank == 0 else False)
-    for i, p in enumerate(todo):
-        def cb(step: int, steps: int, i: int = i, p: int = p) -> None:
-            bar.update_to(i * args.steps + step, f"probe {p + 1}/{args.probes}")
+    state: dict = {"mode": args.hvp_mode, "info": {}}
+
+    def probe(p: int) -> dict[str, BlockSpectrum]:
+        def cb(step: int, steps: int) -> None:
+            bar.advance(f"probe {p + 1}/{args.probes}")
 
         info: dict = {}
         kw = dict(lanczos_steps=args.steps, probes=args.probes, seed=args.seed,
                   probe_indices=[p], chunk_size=args.chunk_size, callback=cb, comm=comm,
-                  mode=mode, max_memory=args.max_memory, info=info)
+                  mode=state["mode"], max_memory=args.max_memory, info=info)
         if args.blocks:
             new = blockwise_spectrum(model, loss_fn, data, blocks=blocks, **kw)
         else:
             new = {"full": full_spectrum(model, loss_fn, data, **kw)}
-        args.engine_info = info
-        mode = info["hvp_mode"]  # the later probes and a resumption use the calibrated mode
-        done = new if not done else {k: BlockSpectrum.concatenate([done[k], new[k]])
-                                     for k in done}
-        if comm.rank == 0:
-            save_spectra(out, settings, done, metadata=info)
-    bar.close()
-    order = {k: np.argsort(s.probe_ids) for k, s in done.items()}
-    return settings, {k: s.select(order[k]) for k, s in done.items()}, out
+        state["info"] = info
+        state["mode"] = info["hvp_mode"]  # later probes use the calibrated mode
+        return new
 
+    def go_on_with(stored: dict) -> None:
+        # with --hvp-mode auto a resumed run keeps the mode of the stored probes, so every probe
+        # of a file comes from the same product (bit-for-bit resumption)
+        if args.hvp_mode == "auto" and stored.get("hvp_mode") in MODES:
+            state["mode"] = stored["hvp_mode"]
 
-def _stored(args: argparse.Namespace, settings: dict, out: Path
-            ) -> tuple[dict[str, BlockSpectrum], str]:
-    """The spectra already in ``out`` (empty if none) and the product mode to go on with.
-
-    With ``--hvp-mode auto`` a resumed run keeps the mode the stored probes were computed with,
-    so every probe of a file comes from the same product (bit-for-bit resumption).
-    Refuses a file with other settings.
-    """
-    if not out.exists() or args.overwrite:
-        return {}, args.hvp_mode
-    old, _, done = load_spectra(out)
-    if old != settings:
-        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-        raise ValueError(f"{out} holds a run with other settings {diff}; use --overwrite or "
-                         "another --out")
-    stored_mode = load_metadata(out).get("hvp_mode")
-    if args.hvp_mode == "auto" and stored_mode in MODES:
-        return done, stored_mode
-    return done, args.hvp_mode
+    with bar:
+        spectra = resume_spectra(out, settings, blocks=names, probes=args.probes,
+                                 compute_probe=probe, code=code_version(CODE_MODULES),
+                                 fingerprint=fp, steps=args.steps, overwrite=args.overwrite,
+                                 comm=comm, metadata=lambda: state["info"],
+                                 on_resume=go_on_with)
+    args.engine_info = state["info"] or None
+    return settings, spectra, out
 
 
 def _summary(spectra: dict[str, BlockSpectrum]) -> list[dict]:
@@ -177,7 +164,7 @@ def _cmd_js0(args: argparse.Namespace) -> int:
     if args.comm.rank != 0:
         return 0
     if args.exclude:
-        pattern = re.compile(args.exclude)
+        pattern = re.compile(args.exclude)  # checked in _check
         spectra = {k: v for k, v in spectra.items() if not pattern.search(k)}
         if len(spectra) < 2:
             raise ValueError(f"--exclude {args.exclude!r} leaves fewer than two blocks")
@@ -278,23 +265,47 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``nets`` command (also ``python -m nets`` and ``torchrun -m nets``).
+def _check(args: argparse.Namespace) -> None:
+    """Refuse bad arguments before anything is loaded or computed (ValueError names the flag)."""
+    for label in ("steps", "probes", "threads", "bootstrap", "grid", "chunk_size"):
+        v = getattr(args, label, None)
+        if v is not None and v < 1:
+            raise ValueError(f"--{label.replace('_', '-')} must be >= 1, got {v}")
+    if getattr(args, "width", None) is not None and not (np.isfinite(args.width)
+                                                         and args.width > 0):
+        raise ValueError(f"--width must be a positive fraction of the spread, got {args.width}")
+    if getattr(args, "exclude", None) is not None:
+        try:
+            re.compile(args.exclude)
+        except re.error as e:
+            raise ValueError(f"--exclude {args.exclude!r} is not a regular expression ({e})"
+                             ) from e
+    if hasattr(args, "device"):
+        args.torch_device = local_device(args.device)
+    if getattr(args, "out", None) is not None:
+        check_out_path(args.out)
 
-    Args:
-        argv: Arguments (default ``sys.argv[1:]``).
-    """
-    args = _parser().parse_args(argv)
-    for label in ("steps", "probes"):
-        if getattr(args, label, 1) < 1:
-            raise SystemExit(f"nets: --{label} must be >= 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit("nets: --threads must be >= 1")
-        torch.set_num_threads(args.threads)
+
+def _saved(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves behind and how to resume it."""
+    out = getattr(args, "results_file", None)
+    if out is not None:
+        if Path(out).exists():
+            return f"the probes finished so far are in {out}; rerun the same command to resume"
+        return f"no probe had finished, nothing was saved to {out}"
+    if getattr(args, "cmd", None) in ("spectrum", "js0"):
+        return "nothing was computed yet"
+    return ("finished training runs stay in the cache; rerun the same command to resume "
+            "from them")
+
+
+def _run(args: argparse.Namespace) -> int:
     who = "nets"
+    args.comm = Communicator()
     try:
-        args.comm = Communicator()
+        _check(args)
+        if getattr(args, "threads", None) is not None:
+            torch.set_num_threads(args.threads)
         if launched_by_torchrun():
             if not getattr(args.func, "distributed", False):
                 raise ValueError(f"`nets {args.cmd}` does not run distributed; start it "
@@ -303,15 +314,26 @@ def main(argv: list[str] | None = None) -> int:
                                       timeout_s=args.dist_timeout)
             who = f"nets (rank {args.comm.rank} of {args.comm.world_size})"
         return args.func(args)
-    except KeyboardInterrupt:
-        print(f"\n{who}: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    except (ValueError, TypeError, DistributedError) as e:
+    except (ValueError, TypeError, OSError, DistributedError) as e:
         print(f"{who}: error: {e}", file=sys.stderr)
         return 2
     finally:
         if args.comm.is_distributed:
             torch.distributed.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``nets`` command (also ``python -m nets`` and ``torchrun -m nets``).
+
+    User errors print one ``nets: error: …`` line and exit 2; Ctrl-C prints one line (what was
+    saved, how to resume) and exits 130 (:func:`labkit.interrupts.run_interruptible`).
+
+    Args:
+        argv: Arguments (default ``sys.argv[1:]``).
+    """
+    args = _parser().parse_args(argv)
+    return run_interruptible(lambda: _run(args), prog=f"nets {args.cmd}",
+                             saved=lambda: _saved(args))
 
 
 if __name__ == "__main__":

@@ -310,10 +310,31 @@ def local_device(name: str = "auto") -> torch.device:
     """The device of this rank: ``auto`` is ``cuda:LOCAL_RANK`` when CUDA is there, else CPU.
 
     Args:
-        name: ``"auto"``, ``"cpu"``, ``"cuda"`` or a torch device string.
+        name: ``"auto"``, ``"cpu"``, ``"cuda"`` or a torch device string such as ``"cuda:1"``.
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        ValueError: ``name`` is not a device (``cpu``, ``cuda``, ``cuda:1``, ...), or names a
+            device this torch build or machine does not have.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda:0', got {name!r}")
     if name != "auto":
-        return torch.device(name)
+        try:
+            dev = torch.device(name)
+        except RuntimeError as e:
+            raise ValueError(f"--device {name!r} is not a device: use auto, cpu, cuda or "
+                             "cuda:N") from e
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"--device {name}: this torch has no usable CUDA (built "
+                                 f"without it, or no GPU visible); use --device cpu")
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA "
+                                 "device(s) visible")
+        elif dev.type != "cpu":
+            raise ValueError(f"--device {name}: only cpu and cuda devices are supported")
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")

@@ -24,6 +24,7 @@ import importlib.util
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,44 @@ def load_model(spec: str) -> tuple[torch.nn.Module, Callable, list]:
     return model, loss_fn, data
 
 
+def _check_loss(model: torch.nn.Module, loss_fn: Callable, inputs: object,
+                targets: object) -> None:
+    """Evaluate the loss once, so that bad data is reported as such (not as a missing Hessian).
+
+    Args:
+        model: The network.
+        loss_fn: ``loss_fn(model(inputs), targets)``, the scalar mean batch loss.
+        inputs: A few inputs of the first batch.
+        targets: Their targets.
+
+    Raises:
+        ValueError: the model or the loss fails on the first batch, the loss broadcasts targets
+            of another shape than the outputs, or it is not a finite scalar.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*target size.*different to the input size.*")
+        try:
+            out = model(inputs)
+        except Exception as e:
+            raise ValueError(f"the model fails on the first batch of inputs ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}); check the data's "
+                             "shapes and dtypes") from e
+        try:
+            loss = loss_fn(out, targets)
+        except Exception as e:
+            shapes = (f"outputs {tuple(getattr(out, 'shape', ()))}, targets "
+                      f"{tuple(getattr(targets, 'shape', ()))}")
+            raise ValueError(f"the loss cannot be evaluated on the first batch ({shapes}: "
+                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                             "; the targets must match what loss_fn expects for the model's "
+                             "outputs") from e
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise ValueError(f"loss_fn must return a scalar tensor (the mean batch loss), got "
+                         f"{type(loss).__name__} of shape {tuple(getattr(loss, 'shape', ()))}")
+    if not torch.isfinite(loss.detach()).all():
+        raise ValueError(f"the loss on the first batch is not finite ({float(loss)})")
+
+
 def check_twice_differentiable(model: torch.nn.Module, loss_fn: Callable, data: Iterable, *,
                                samples: int = 4,
                                seed: int = 0) -> float:
@@ -171,6 +210,7 @@ def check_twice_differentiable(model: torch.nn.Module, loss_fn: Callable, data: 
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("the model has no trainable parameters")
+    _check_loss(model, loss_fn, inputs[:samples], targets[:samples])
     g = torch.Generator().manual_seed(int(seed))
     tang = {n: torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device)[None]
             for n, p in params.items()}

@@ -57,6 +57,14 @@ USER_MODULE = textwrap.dedent('''
             return torch.nn.functional.cross_entropy(out.detach(), y) + 0 * out.sum()
         return _mlp(), loss, _data()
 
+    def make_bad_targets():  # one-hot rows of the wrong width for cross-entropy
+        return _mlp(), torch.nn.functional.cross_entropy, [(x, torch.zeros(len(x), 2))
+                                                            for x, _ in _data()]
+
+    def make_broadcast_targets():  # MSE would broadcast (8, 1) targets against (8, 3) outputs
+        return _mlp(), torch.nn.functional.mse_loss, [(x, torch.zeros(len(x), 1))
+                                                      for x, _ in _data()]
+
     def make_broken():
         raise RuntimeError("no data on this machine")
 
@@ -124,7 +132,9 @@ def test_bad_factories(tmp_path, user_module, capsys, monkeypatch):
                       (f"{user_module}:NOT_CALLABLE", "not callable"),
                       ("nocolon", "module:function"),
                       (f"{user_module}:make_once_differentiable", "not twice differentiable"),
-                      (f"{user_module}:make_flat", "identically zero")):
+                      (f"{user_module}:make_flat", "identically zero"),
+                      (f"{user_module}:make_bad_targets", "targets must match"),
+                      (f"{user_module}:make_broadcast_targets", "targets must match")):
         assert cli.main(["advise", "--model", spec, "--evidence", ev]) == 2, spec
         assert msg in capsys.readouterr().err, spec
     with pytest.raises(ValueError, match="no evidence file"):

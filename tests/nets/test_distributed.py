@@ -215,15 +215,15 @@ def test_torchrun_resumes_a_partial_results_file(tmp_path):
                           cwd=tmp_path, env=_env(), capture_output=True, text=True,
                           timeout=HANG_S)
     assert full.returncode == 0, full.stderr[-3000:]
-    settings, _, _ = load_spectra(tmp_path / "full.json")
+    stored = load_spectra(tmp_path / "full.json")
     model, loss_fn, data = zoo.load("mlp", seed=0, dtype=torch.float64)
     first = blockwise_spectrum(model, loss_fn, data, lanczos_steps=4, probes=2,
                                probe_indices=[1])  # probe 1 stored, probe 0 missing
-    save_spectra(tmp_path / "part.json", settings, first)
+    save_spectra(tmp_path / "part.json", stored.settings, first, code=stored.code,
+                 fingerprint=stored.fingerprint)
     res = _torchrun(["-m", "nets", *opts, "--out", "part.json"], tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
-    _, _, a = load_spectra(tmp_path / "full.json")
-    _, _, b = load_spectra(tmp_path / "part.json")
+    a, b = load_spectra(tmp_path / "full.json").spectra, load_spectra(tmp_path / "part.json").spectra
     for k in a:
         assert b[k].probe_ids.tolist() == [1, 0]  # the stored probe kept, the missing one added
         order = np.argsort(b[k].probe_ids)

@@ -222,7 +222,7 @@ def test_cli_hvp_mode_memory_budget_and_peak_memory_in_json_and_file(tmp_path, c
     with open(out) as f:
         stored = json.load(f)["metadata"]
     assert stored["hvp_mode"] == "reverse-block" and stored["peak_memory_bytes"] > 0
-    assert load_spectra(out)[0] == doc["settings"]  # the metadata is not part of the settings
+    assert load_spectra(out).settings == doc["settings"]  # the metadata is not part of the settings
     with pytest.raises(SystemExit):
         cli.main([*argv[:-2], "--hvp-mode", "fast"])
 
