@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from labkit.cache import load_or_compute
+from labkit.interrupts import run_interruptible
 from labkit.progress import Progress
 from labkit.records import dataclasses_in
 
@@ -68,6 +69,13 @@ def main(argv=None) -> int:
                     help=f"report path (default {REPORT} for the default --out, else "
                          "OUT/REPORT.md)")
     args = ap.parse_args(argv)
+    cache_note = ("nothing is cached (--no-cache)" if args.no_cache else
+                  f"finished figures are cached in {args.cache}; rerun the same command to "
+                  "continue from them")
+    return run_interruptible(lambda: _run(args), prog="python -m figures", saved=cache_note)
+
+
+def _run(args: argparse.Namespace) -> int:
     names = args.only or list(FIGURES)
     entries = run_figures(names, profile=args.profile, out=args.out,
                           cache_dir=None if args.no_cache else args.cache)

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from labkit.interrupts import run_interruptible
 from labkit.jsonio import dumps
 from labkit.progress import Progress
 from labkit.tables import format_table
@@ -230,9 +231,15 @@ def main(argv: list[str] | None = None) -> int:
         argv: the command line, without the program name.
 
     Returns:
-        The exit status: 0, or 2 after one `error: …` line for a user error.
+        The exit status: 0, 2 after one `error: …` line for a user error, or 130 after one
+        line when interrupted by Ctrl-C (:func:`labkit.interrupts.run_interruptible`).
     """
     args = build_parser().parse_args(argv)
+    return run_interruptible(lambda: _run(args), prog=f"quadlab {args.command}",
+                             saved="nothing is saved by this command; rerun it to start again")
+
+
+def _run(args) -> int:
     compute, show = COMMANDS[args.command]
     args.comm = None
     reported: tuple[type[Exception], ...] = (ValueError, TypeError)
