@@ -283,7 +283,8 @@ def test_allowed_exceptions_exist():
 
 @pytest.mark.parametrize(("imports", "absent"), [
     ("quadlab, proofs, labkit, labkit.atomic, labkit.cache, labkit.jsonio, labkit.progress, "
-     "labkit.tables, quadlab.cli, quadlab.studies", ("torch", "matplotlib", "nets")),
+     "labkit.tables, labkit.records, labkit.interrupts, quadlab.cli, quadlab.studies",
+     ("torch", "matplotlib", "nets")),
     ("nets, nets.engine, nets.zoo, nets.studies, nets.cli", ("numba", "quadlab", "figures")),
 ])
 def test_heavy_modules_stay_out_at_run_time(imports, absent):

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from labkit.interrupts import run_interruptible
 
 from labkit.cache import code_version
+from labkit.interrupts import run_interruptible
 from labkit.jsonio import dumps
 from labkit.progress import Progress
 from labkit.tables import format_table

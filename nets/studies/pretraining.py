@@ -10,6 +10,7 @@ cached on disk like every other result. Everything is local (no downloaded weigh
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np

@@ -223,7 +223,8 @@ def test_torchrun_resumes_a_partial_results_file(tmp_path):
                  fingerprint=stored.fingerprint)
     res = _torchrun(["-m", "nets", *opts, "--out", "part.json"], tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
-    a, b = load_spectra(tmp_path / "full.json").spectra, load_spectra(tmp_path / "part.json").spectra
+    a = load_spectra(tmp_path / "full.json").spectra
+    b = load_spectra(tmp_path / "part.json").spectra
     for k in a:
         assert b[k].probe_ids.tolist() == [1, 0]  # the stored probe kept, the missing one added
         order = np.argsort(b[k].probe_ids)

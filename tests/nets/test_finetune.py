@@ -33,7 +33,7 @@ def test_pretraining_is_cached_and_used(tmp_path, monkeypatch):
     m_ft, loss = pre.finetune_build(0, pretrained=True, steps=15, directory=tmp_path)
     m_0, _ = pre.finetune_build(0, pretrained=False, steps=15, directory=tmp_path)
     assert calls == [(0, 15)]
-    assert len(list(tmp_path.glob("pretrain-*.pt"))) == 1
+    assert len(list(tmp_path.glob("pretrain-*.npz"))) == 1
     pre._pretrained_cached.cache_clear()
     again, _ = finetune_task(True, pretrain_steps=15, cache_dir=tmp_path).build(0)
     assert calls == [(0, 15)]  # read back from disk, not retrained
