@@ -48,6 +48,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     disk, made readable (0644) and moved over `path` with `os.replace`; on any error the
     temporary file is removed. Temporary files that a killed writer left behind are removed
     first (:func:`remove_stale_temps`).
+
+    Args:
+        path: The file to write.
+        data: Its new content.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

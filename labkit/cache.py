@@ -45,6 +45,9 @@ def module_files(module: str) -> list[tuple[str, Path]]:
     A plain module gives its one file; a package gives every ``.py`` file below it, labelled by
     its path relative to the package folder.
 
+    Args:
+        module: An import path such as ``"nets.engine.hvp"`` or ``"nets"``.
+
     Raises:
         ValueError: ``module`` is not an import path of an existing module, or its file moved.
     """
@@ -79,6 +82,9 @@ def module_files(module: str) -> list[tuple[str, Path]]:
 def code_version(modules: Iterable[str]) -> str:
     """Package version and a hash of the source of ``modules`` (import paths).
 
+    Args:
+        modules: Import paths of modules or packages (see :func:`module_files`).
+
     Returns:
         ``"<blockhet version>+<16 hex digits>"``.
 
@@ -106,7 +112,11 @@ def code_version(modules: Iterable[str]) -> str:
 
 
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
-    """The cache folder: ``path``, else ``$NETS_CACHE``, else ``runs/cache``."""
+    """The cache folder: ``path``, else ``$NETS_CACHE``, else ``runs/cache``.
+
+    Args:
+        path: An explicit folder (wins over the environment).
+    """
     if path is not None:
         return Path(path)
     return Path(os.environ.get("NETS_CACHE", "runs/cache"))
@@ -120,7 +130,16 @@ def _canonical(settings: Mapping[str, object]) -> Any:
 
 
 def cache_key(kind: str, settings: Mapping[str, object], modules: Iterable[str]) -> str:
-    """Hash of a result's kind, settings (canonical JSON) and :func:`code_version`."""
+    """Hash of a result's kind, settings (canonical JSON) and :func:`code_version`.
+
+    Args:
+        kind: Result family.
+        settings: JSON-serialisable settings.
+        modules: Import paths of the modules that compute the result.
+
+    Returns:
+        20 hex digits.
+    """
     doc = json.dumps({"kind": kind, "settings": _canonical(settings),
                       "code": code_version(modules)}, sort_keys=True)
     return hashlib.sha256(doc.encode()).hexdigest()[:20]
@@ -172,6 +191,17 @@ def load_or_compute(kind: str, settings: Mapping[str, object], compute: Callable
 def cached(kind: str, settings: Mapping[str, object], compute: Callable[[], Any], *,
            modules: Iterable[str], directory: str | os.PathLike | None = None,
            refresh: bool = False, fingerprint: str = "", types: Iterable[type] = ()) -> Any:
-    """The result of :func:`load_or_compute` without the hit flag."""
+    """The result of :func:`load_or_compute` without the hit flag.
+
+    Args:
+        kind: Result family (a file-name prefix).
+        settings: JSON-serialisable settings that determine the result.
+        compute: Produces the result.
+        modules: Import paths of the modules whose code computes the result.
+        directory: Cache folder (see :func:`cache_dir`).
+        refresh: Recompute even if stored.
+        fingerprint: Fingerprint of the model parameters and data, when known.
+        types: Dataclasses the result may contain.
+    """
     return load_or_compute(kind, settings, compute, modules=modules, directory=directory,
                            refresh=refresh, fingerprint=fingerprint, types=types)[0]

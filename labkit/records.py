@@ -164,6 +164,11 @@ def encode(obj: Any, types: Iterable[type] = ()) -> tuple[Any, list[np.ndarray]]
 def decode(tree: Any, arrays: list[np.ndarray], types: Iterable[type] = ()) -> Any:
     """Rebuild the object :func:`encode` split into ``(tree, arrays)``.
 
+    Args:
+        tree: The tagged JSON tree.
+        arrays: The arrays it refers to.
+        types: The dataclasses that may be rebuilt (the allow-list).
+
     Raises:
         RecordError: malformed tree, unknown tag, array index out of range, or a dataclass not
             in ``types``.
@@ -277,6 +282,10 @@ def read_record(path: str | os.PathLike, *, types: Iterable[type] = ()) -> Recor
     Checks: a readable ``.npz`` without object arrays, strict JSON metadata of this format, the
     checksum over metadata and arrays, and a well-formed tree whose dataclasses are all in
     ``types``.
+
+    Args:
+        path: The record file.
+        types: The dataclasses that may be rebuilt (the allow-list).
 
     Raises:
         RecordError: the file fails any check (the message names the file and the reason).

@@ -137,6 +137,9 @@ def check_out_path(path: str | os.PathLike) -> Path:
 
     Also removes the temporary files a killed writer left beside it.
 
+    Args:
+        path: The results file to be written.
+
     Raises:
         ResultsFileError: ``path`` is a directory, or its folder cannot be created or written.
     """
@@ -244,6 +247,9 @@ def _block(name: str, b: Any) -> BlockSpectrum:
 
 def load_spectra(path: str | os.PathLike) -> SpectraFile:
     """Read and validate a results file (structure and checksum; not the settings).
+
+    Args:
+        path: The results file.
 
     Raises:
         ResultsFileError: unreadable, not strict JSON, another format, a bad checksum, a missing
