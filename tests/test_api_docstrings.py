@@ -19,11 +19,6 @@ import pytest
 
 PACKAGES = ("nets", "proofs", "labkit", "quadlab")
 
-#: Public functions whose docstring still lacks an ``Args:`` section (known debt, to shrink;
-#: a name fixed must be removed from here: the test fails on stale entries).
-ARGS_DEBT: frozenset[str] = frozenset()
-
-
 def _modules(pkg: str) -> Iterator[ModuleType]:
     root = importlib.import_module(pkg)
     yield root
@@ -65,7 +60,7 @@ def _function_problems(f: Callable, where: str, *, is_init: bool = False) -> lis
         return bad  # documented in the class docstring
     if not doc:
         return [*bad, f"{where}: no docstring"]
-    if params and where not in ARGS_DEBT:
+    if params:
         body = _args_section(doc)
         if body is None:
             bad.append(f"{where}: no 'Args:' section")
@@ -101,20 +96,6 @@ def test_every_public_name_is_typed_and_documented():
     assert len(PUBLIC) > 150  # the walk found the packages' public names
     bad = [p for where, obj in sorted(PUBLIC.items()) for p in _problems(where, obj)]
     assert not bad, f"{len(bad)} problems:\n" + "\n".join(bad)
-
-
-def _resolve(where: str) -> object | None:
-    if where in PUBLIC:
-        return PUBLIC[where]
-    owner, _, attr = where.rpartition(".")
-    return getattr(PUBLIC[owner], attr, None) if owner in PUBLIC else None
-
-
-def test_args_debt_is_not_stale():
-    gone = [w for w in sorted(ARGS_DEBT) if _resolve(w) is None]
-    fixed = [w for w in sorted(ARGS_DEBT) if w not in gone
-             and _args_section(inspect.getdoc(_resolve(w)) or "") is not None]
-    assert not gone and not fixed, f"remove from ARGS_DEBT: gone {gone}, documented {fixed}"
 
 
 @pytest.mark.parametrize(("doc", "ok"), [

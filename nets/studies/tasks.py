@@ -120,7 +120,7 @@ class Task:
     def key(self) -> dict[str, Any]:
         """What identifies the task's results: ``{"settings", "data_kind"}`` (JSON values).
 
-        The modules enter the cache key through the cache's code version (``sources=``).
+        The modules enter the cache key through :func:`labkit.cache.code_version` (``modules=``).
         """
         return {"settings": dict(self.settings), "data_kind": self.data_kind}
 
