@@ -9,6 +9,7 @@ Examples::
     nets lnstudy --depths 2 4 8 16 24          # Post-LN / Pre-LN / Admin output change
     nets finetune                              # Figure 6 analogue
     nets advise --model my_module:make_model   # is SGD likely to lag Adam on my model?
+    nets quadratic-spectra                     # regenerate quadlab's measured quadratic cases
 
 Training results are cached under ``--cache`` (default ``$NETS_CACHE`` or ``runs/cache``) keyed
 by their settings and the code version; rerunning a command reuses (and an interrupted one
@@ -31,6 +32,7 @@ from nets.studies.advise import advise, load_evidence, load_model
 from nets.studies.finetune import finetune_study
 from nets.studies.gap import PROFILES, GapReport, measure_gap
 from nets.studies.layernorm import perturbation_study
+from nets.studies.quadratic_spectra import OUT, write_measured_spectra
 from nets.studies.table1 import table1
 from nets.studies.tasks import layernorm_task, scaled_mlp_task, zoo_task
 from nets.zoo import models as zoo
@@ -233,6 +235,12 @@ def _cmd_advise(args) -> int:
     return 0
 
 
+def _cmd_quadratic_spectra(args: argparse.Namespace) -> int:
+    print(write_measured_spectra(args.out, size=args.size, steps=args.steps,
+                                 probes=args.probes, seed=args.seed))
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="default", choices=tuple(PROFILES),
                    help="budget (default: default; see docs/studies.md)")
@@ -309,3 +317,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     a.add_argument("--json", action="store_true", help="print JSON")
     a.set_defaults(func=_with_threads(_cmd_advise))
+    q = sub.add_parser("quadratic-spectra", help="regenerate quadlab's measured quadratic cases "
+                       "(blockwise spectra of the zoo's gpt and resnet)")
+    q.add_argument("--out", default=str(OUT), help="data file (default: quadlab's "
+                   "data/measured_spectra.json)")
+    q.add_argument("--size", type=int, default=25, help="eigenvalues per block (default 25)")
+    q.add_argument("--steps", type=int, default=30, help="Lanczos steps (default 30)")
+    q.add_argument("--probes", type=int, default=5, help="probe vectors (default 5)")
+    q.add_argument("--seed", type=int, default=0, help="model and probe seed (default 0)")
+    q.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    q.set_defaults(func=_with_threads(_cmd_quadratic_spectra))

@@ -11,22 +11,25 @@ make κ infinite.
 
 Regenerate the data file shipped with quadlab::
 
-    python -m nets.studies.quadratic_spectra            # writes quadlab/data/measured_spectra.json
+    nets quadratic-spectra            # writes quadlab/data/measured_spectra.json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from labkit.atomic import atomic_write_bytes
+from labkit.jsonio import dumps
 from nets.engine.results import versions
 from nets.engine.slq import BlockSpectrum
 from nets.engine.spectrum import blockwise_spectrum
 from nets.zoo import models as zoo
+
+__all__ = ["OUT", "SOURCES", "measure", "measured_spectra", "sample_eigenvalues",
+           "write_measured_spectra"]
 
 #: case -> (zoo model, its four blocks: embedding / attention / attention output / MLP, or convs)
 SOURCES = {
@@ -40,7 +43,12 @@ OUT = Path(__file__).resolve().parent.parent / "quadlab" / "data" / "measured_sp
 
 def sample_eigenvalues(spec: BlockSpectrum, size: int) -> np.ndarray:
     """`size` values of |λ| at the quantile levels (i + ½)/size of the SLQ measure (ascending),
-    floored at 1e-6 × the largest."""
+    floored at 1e-6 × the largest.
+
+    Args:
+        spec: The block's SLQ spectrum.
+        size: Number of values.
+    """
     nodes = np.abs(spec.nodes.ravel())
     weights = spec.weights.ravel() / spec.probes
     keep = weights > 0
@@ -53,7 +61,15 @@ def sample_eigenvalues(spec: BlockSpectrum, size: int) -> np.ndarray:
 
 def measure(case: str, *, size: int = 25, steps: int = 30, probes: int = 5, seed: int = 0
             ) -> dict[str, list[float]]:
-    """{block: sampled eigenvalues} for one quadratic case (see `SOURCES`)."""
+    """{block: sampled eigenvalues} for one quadratic case (see `SOURCES`).
+
+    Args:
+        case: ``"transformer"`` or ``"cnn"`` (a key of :data:`SOURCES`).
+        size: Eigenvalues sampled per block.
+        steps: Lanczos steps per probe.
+        probes: Probe vectors.
+        seed: Seed of the zoo model and of the probes.
+    """
     name, blocks = SOURCES[case]
     model, loss_fn, data = zoo.load(name, seed=seed)
     spectra = blockwise_spectrum(model, loss_fn, data, blocks={b: b for b in blocks},
@@ -61,23 +77,35 @@ def measure(case: str, *, size: int = 25, steps: int = 30, probes: int = 5, seed
     return {b: sample_eigenvalues(spectra[b], size).tolist() for b in blocks}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m nets.studies.quadratic_spectra",
-                                 description=__doc__)
-    ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--size", type=int, default=25)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--probes", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    settings = {"size": args.size, "steps": args.steps, "probes": args.probes, "seed": args.seed}
-    doc = {"settings": settings, "versions": versions(),
-           "sources": {c: {"model": m, "blocks": list(b)} for c, (m, b) in SOURCES.items()},
-           "spectra": {c: measure(c, **settings) for c in SOURCES}}
-    atomic_write_bytes(args.out, json.dumps(doc, indent=1).encode())
-    print(args.out)
-    return 0
+def measured_spectra(*, size: int = 25, steps: int = 30, probes: int = 5, seed: int = 0
+                     ) -> dict:
+    """The data document of quadlab's measured quadratic cases: every case of :data:`SOURCES`.
+
+    Args:
+        size: Eigenvalues sampled per block (:func:`sample_eigenvalues`).
+        steps: Lanczos steps per probe.
+        probes: Probe vectors.
+        seed: Seed of the zoo models and of the probes.
+
+    Returns:
+        ``{"settings", "versions", "sources", "spectra": {case: {block: eigenvalues}}}``.
+    """
+    settings = {"size": size, "steps": steps, "probes": probes, "seed": seed}
+    return {"settings": settings, "versions": versions(),
+            "sources": {c: {"model": m, "blocks": list(b)} for c, (m, b) in SOURCES.items()},
+            "spectra": {c: measure(c, **settings) for c in SOURCES}}
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def write_measured_spectra(path: str | os.PathLike = OUT, **settings: int) -> Path:
+    """Compute :func:`measured_spectra` and write it atomically as strict JSON.
+
+    Args:
+        path: The data file (default: quadlab's ``data/measured_spectra.json``).
+        **settings: Passed to :func:`measured_spectra` (``size``, ``steps``, ``probes``,
+            ``seed``).
+
+    Returns:
+        The path written.
+    """
+    atomic_write_bytes(path, dumps(measured_spectra(**settings), indent=1).encode())
+    return Path(path)

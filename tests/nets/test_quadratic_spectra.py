@@ -2,8 +2,9 @@ import json
 
 import numpy as np
 
+from nets.cli import main
 from nets.engine.slq import BlockSpectrum
-from nets.studies.quadratic_spectra import SOURCES, main, sample_eigenvalues
+from nets.studies.quadratic_spectra import SOURCES, sample_eigenvalues
 
 
 def test_sample_eigenvalues_are_quantiles_of_the_absolute_measure():
@@ -19,7 +20,8 @@ def test_sample_eigenvalues_are_quantiles_of_the_absolute_measure():
 
 def test_regeneration_script_writes_the_data_file(tmp_path):
     out = tmp_path / "spectra.json"
-    assert main(["--out", str(out), "--size", "5", "--steps", "3", "--probes", "1"]) == 0
+    assert main(["quadratic-spectra", "--out", str(out), "--size", "5", "--steps", "3",
+                 "--probes", "1"]) == 0
     doc = json.loads(out.read_text())
     assert doc["settings"]["size"] == 5 and set(doc["spectra"]) == set(SOURCES)
     for case, (_, blocks) in SOURCES.items():
