@@ -11,6 +11,7 @@ The architecture, as data (each rule says who may not import what, and why):
 * :data:`ALLOWED`: the few documented exceptions.
 * No function-level import of a first-party module (other than :data:`ALLOWED`): imports are
   visible at the top of each module.
+* Only command-line modules (:data:`CLI`) import another command line or ``argparse``.
 
 A subprocess check confirms the rules at run time: ``import quadlab, proofs, labkit`` loads
 neither torch nor matplotlib, ``import nets`` does not load numba.
@@ -266,6 +267,14 @@ def test_only_command_lines_import_command_lines():
     bad = [str(e) for e in EDGES if e.first_party and _is_cli(e.imported)
            and not _is_cli(e.importer) and not _allowed(e)]
     assert not bad, "a library module imports a command-line module:\n" + "\n".join(bad)
+
+
+def test_only_command_lines_parse_arguments():
+    # argument parsing is the command lines' job: a library module with a parser is a command
+    # line hiding in the library (move it to the package's cli)
+    bad = [str(e) for e in EDGES if e.imported.split(".")[0] == "argparse"
+           and not _is_cli(e.importer)]
+    assert not bad, "argparse outside a command-line module:\n" + "\n".join(bad)
 
 
 def test_no_function_level_first_party_imports():
