@@ -28,7 +28,7 @@ from labkit.progress import Progress
 from labkit.tables import format_table
 from nets.cli.common import distributed
 from nets.cli.tasks import TASK_NAMES_HELP, task_from_name
-from nets.studies.advise import advise, load_evidence, load_model
+from nets.studies.advise import advise, load_evidence
 from nets.studies.finetune import finetune_study
 from nets.studies.gap import PROFILES, GapReport, measure_gap
 from nets.studies.layernorm import perturbation_study
@@ -36,6 +36,7 @@ from nets.studies.quadratic_spectra import OUT, write_measured_spectra
 from nets.studies.table1 import table1
 from nets.studies.tasks import layernorm_task, scaled_mlp_task, zoo_task
 from nets.zoo import models as zoo
+from nets.zoo.factory import resolve_model
 from nets.zoo.scaled_mlp import layer_scales
 
 __all__ = ["register"]
@@ -215,7 +216,7 @@ def _cmd_finetune(args) -> int:
 
 
 def _cmd_advise(args) -> int:
-    model, loss_fn, data = load_model(args.model)
+    model, loss_fn, data = resolve_model(args.model, device=args.device)
     ev = load_evidence(args.evidence)
     adv = advise(model, loss_fn, data, evidence=ev, batch_size=args.batch_size,
                  seed=args.seed)
@@ -306,9 +307,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(func=distributed(_with_threads(_cmd_finetune)))
     a = sub.add_parser("advise", help="is SGD likely to lag Adam on my model? (JS0 vs "
                        "evidence)")
-    a.add_argument("--model", required=True, metavar="MODULE:FUNCTION",
-                   help="factory returning (model, loss_fn, data); module on the path or "
-                        "path/to/file.py")
+    a.add_argument("--model", required=True, metavar="MODEL",
+                   help="a zoo model or a factory MODULE:FUNCTION returning (model, loss_fn, "
+                        "data); module on the path or path/to/file.py")
+    a.add_argument("--device", default="auto",
+                   help="auto (CUDA if present, else cpu), cpu, cuda:1, ...")
     a.add_argument("--evidence", default=None,
                    help="evidence file (default: the packaged nets/evidence_table1.json)")
     a.add_argument("--batch-size", type=int, default=None,

@@ -187,19 +187,23 @@ def batch_size(targets: object) -> int:
         return 1
 
 
-def to_device(x: object, device: torch.device) -> object:
+def to_device(x: object, device: torch.device, dtype: torch.dtype | None = None) -> object:
     """``x`` with every tensor (also inside tuples, lists and mappings) moved to ``device``.
 
     Args:
         x: Tensors, possibly nested in tuples, lists and mappings.
         device: The target device.
+        dtype: If given, floating-point tensors are also cast to it (integer ones, token ids
+            and class labels, are left as they are).
     """
     if isinstance(x, torch.Tensor):
+        if dtype is not None and x.is_floating_point():
+            return x.to(device=device, dtype=dtype)
         return x.to(device)
     if isinstance(x, tuple | list):
-        return type(x)(to_device(v, device) for v in x)
+        return type(x)(to_device(v, device, dtype) for v in x)
     if isinstance(x, Mapping):
-        return {k: to_device(v, device) for k, v in x.items()}
+        return {k: to_device(v, device, dtype) for k, v in x.items()}
     return x
 
 

@@ -3,7 +3,7 @@ Pre/Post-LN,
 fine-tuning, and ``advise``. They use the engine (:mod:`nets.engine`) and the zoo (:mod:`nets.zoo`).
 """
 
-from nets.studies.advise import Advice, advise, check_twice_differentiable, load_factory, load_model
+from nets.studies.advise import Advice, advise, check_twice_differentiable
 from nets.studies.correlation import SpearmanResult, spearman
 from nets.studies.finetune import FinetuneStudy, finetune_study
 from nets.studies.gap import (
@@ -49,8 +49,6 @@ __all__ = [
     "first_batches",
     "gap_metric",
     "layernorm_task",
-    "load_factory",
-    "load_model",
     "make_pool",
     "measure_gap",
     "perturbation_study",

@@ -19,11 +19,8 @@ no arguments returns ``(model, loss_fn, data)`` in the :mod:`nets` conventions. 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import math
-import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,14 +30,14 @@ import numpy as np
 import torch
 
 from labkit.jsonio import as_float
-from nets.engine.adapters import check_modes, first_samples, split_batch
+from nets.engine.adapters import check_modes, first_samples, forward, split_batch
 from nets.engine.density import RECIPES, DensityRecipe
 from nets.engine.hvp import make_batch_hessian_vector_product
 from nets.engine.js import js0_bootstrap
 from nets.engine.spectrum import blockwise_spectrum
 
 __all__ = ["EVIDENCE", "Advice", "advise", "check_twice_differentiable", "evidence_recipe",
-           "load_evidence", "load_factory", "load_model"]
+           "load_evidence"]
 
 #: The evidence file shipped with the package (written by ``nets table1 --write-evidence``).
 EVIDENCE = Path(__file__).resolve().parent / "evidence_table1.json"
@@ -69,78 +66,6 @@ def evidence_recipe(evidence: dict) -> DensityRecipe:
     return RECIPES[name]
 
 
-def load_factory(spec: str) -> Callable:
-    """Import ``module:function`` or ``file.py:function`` and return the function.
-
-    Args:
-        spec: ``module:function`` (module on the path) or ``path/to/file.py:function``.
-
-    Raises:
-        ValueError: malformed spec, module that cannot be imported, missing attribute.
-        TypeError: the attribute is not callable.
-    """
-    if not isinstance(spec, str) or spec.count(":") != 1:
-        raise ValueError(f"model factory must look like 'module:function' or "
-                         f"'path/file.py:function', got {spec!r}")
-    mod_name, func_name = spec.split(":")
-    if not mod_name or not func_name:
-        raise ValueError(f"model factory {spec!r} lacks a module or a function name")
-    try:
-        if mod_name.endswith(".py"):
-            path = Path(mod_name)
-            if not path.is_file():
-                raise FileNotFoundError(f"no such file {path}")
-            s = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(s)
-            s.loader.exec_module(module)
-        else:
-            if "" not in sys.path and str(Path.cwd()) not in sys.path:
-                sys.path.insert(0, str(Path.cwd()))
-            module = importlib.import_module(mod_name)
-    except Exception as e:  # any failure while importing user code is reported, not raised raw
-        raise ValueError(f"cannot import the model factory module {mod_name!r}: "
-                         f"{type(e).__name__}: {e}") from e
-    if not hasattr(module, func_name):
-        raise ValueError(f"module {mod_name!r} has no attribute {func_name!r}")
-    func = getattr(module, func_name)
-    if not callable(func):
-        raise TypeError(f"{spec!r} is not callable")
-    return func
-
-
-def load_model(spec: str) -> tuple[torch.nn.Module, Callable, list]:
-    """Load a user's model through its factory and check what the factory returns.
-
-    Args:
-        spec: ``module:function`` or ``path/file.py:function`` (see :func:`load_factory`); the
-            function takes no argument and returns ``(model, loss_fn, data)``.
-
-    Returns:
-        ``(model, loss_fn, data)`` as the factory made them.
-
-    Raises:
-        ValueError: the factory cannot be loaded or raised an exception (the message names it).
-        TypeError: the factory does not return a ``(model, loss_fn, data)`` triple with a
-            ``torch.nn.Module`` and a callable loss.
-    """
-    factory = load_factory(spec)
-    try:
-        made = factory()
-    except Exception as e:  # user code: report which factory failed and how
-        raise ValueError(f"the model factory {spec!r} raised {type(e).__name__}: {e}") from e
-    if not (isinstance(made, tuple | list) and len(made) == 3):
-        raise TypeError(f"the model factory must return (model, loss_fn, data), got "
-                        f"{type(made).__name__}")
-    model, loss_fn, data = made
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"the model factory {spec!r} returned a {type(model).__name__} as the "
-                        "model: return a torch.nn.Module")
-    if not callable(loss_fn):
-        raise TypeError(f"the model factory {spec!r} returned a non-callable loss_fn "
-                        f"({type(loss_fn).__name__})")
-    return model, loss_fn, data
-
-
 def _check_loss(model: torch.nn.Module, loss_fn: Callable, inputs: object,
                 targets: object) -> None:
     """Evaluate the loss once, so that bad data is reported as such (not as a missing Hessian).
@@ -158,7 +83,7 @@ def _check_loss(model: torch.nn.Module, loss_fn: Callable, inputs: object,
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*target size.*different to the input size.*")
         try:
-            out = model(inputs)
+            out = forward(model, inputs)
         except Exception as e:
             raise ValueError(f"the model fails on the first batch of inputs ({type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else ''}); check the data's "
@@ -210,7 +135,7 @@ def check_twice_differentiable(model: torch.nn.Module, loss_fn: Callable, data: 
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("the model has no trainable parameters")
-    _check_loss(model, loss_fn, inputs[:samples], targets[:samples])
+    _check_loss(model, loss_fn, inputs, targets)
     g = torch.Generator().manual_seed(int(seed))
     tang = {n: torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device)[None]
             for n, p in params.items()}

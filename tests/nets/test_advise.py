@@ -7,7 +7,8 @@ import pytest
 
 import nets.cli.app as cli
 from nets.engine.density import RECIPES
-from nets.studies.advise import advise, evidence_recipe, load_evidence, load_factory
+from nets.studies.advise import advise, evidence_recipe, load_evidence
+from nets.zoo.factory import load_factory
 
 USER_MODULE = textwrap.dedent('''
     import torch

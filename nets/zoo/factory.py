@@ -1,0 +1,166 @@
+"""Models as users have them: a ``--model`` value resolved to ``(model, loss_fn, data)``.
+
+A model is named either by the zoo (:data:`nets.zoo.models.MODELS`) or by a *factory*
+``module:function`` (a module on the path, the current directory included) or
+``path/to/file.py:function``: a function of no argument returning ``(model, loss_fn, data)`` in
+the :mod:`nets` conventions (``data`` a re-iterable of ``(inputs, targets)`` pairs or of mappings
+with a ``"labels"`` entry, see :mod:`nets.engine.adapters`). :func:`resolve_model` is the one place
+that turns such a name into a model on a device; every command taking ``--model`` calls it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from nets.engine.adapters import to_device
+from nets.engine.distributed import local_device
+from nets.zoo.models import MODELS, load
+
+__all__ = ["HALF_DTYPES", "is_factory", "load_factory", "load_model", "resolve_model"]
+
+#: 16-bit floating dtypes: products run in them with a precision warning.
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def is_factory(spec: str) -> bool:
+    """Whether ``spec`` names a factory (``module:function``) rather than a zoo model."""
+    return isinstance(spec, str) and ":" in spec
+
+
+def load_factory(spec: str) -> Callable:
+    """Import ``module:function`` or ``file.py:function`` and return the function.
+
+    Args:
+        spec: ``module:function`` (module on the path) or ``path/to/file.py:function``.
+
+    Returns:
+        The function.
+
+    Raises:
+        ValueError: malformed spec, module that cannot be imported, missing attribute.
+        TypeError: the attribute is not callable.
+    """
+    if not isinstance(spec, str) or spec.count(":") != 1:
+        raise ValueError(f"model factory must look like 'module:function' or "
+                         f"'path/file.py:function', got {spec!r}")
+    mod_name, func_name = spec.split(":")
+    if not mod_name or not func_name:
+        raise ValueError(f"model factory {spec!r} lacks a module or a function name")
+    try:
+        if mod_name.endswith(".py"):
+            path = Path(mod_name)
+            if not path.is_file():
+                raise FileNotFoundError(f"no such file {path}")
+            s = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(s)
+            s.loader.exec_module(module)
+        else:
+            if "" not in sys.path and str(Path.cwd()) not in sys.path:
+                sys.path.insert(0, str(Path.cwd()))
+            module = importlib.import_module(mod_name)
+    except Exception as e:  # any failure while importing user code is reported, not raised raw
+        raise ValueError(f"cannot import the model factory module {mod_name!r}: "
+                         f"{type(e).__name__}: {e}") from e
+    if not hasattr(module, func_name):
+        raise ValueError(f"module {mod_name!r} has no attribute {func_name!r}")
+    func = getattr(module, func_name)
+    if not callable(func):
+        raise TypeError(f"{spec!r} is not callable")
+    return func
+
+
+def load_model(spec: str) -> tuple[torch.nn.Module, Callable, list]:
+    """Load a user's model through its factory and check what the factory returns.
+
+    Args:
+        spec: ``module:function`` or ``path/file.py:function`` (see :func:`load_factory`); the
+            function takes no argument and returns ``(model, loss_fn, data)``.
+
+    Returns:
+        ``(model, loss_fn, data)`` as the factory made them.
+
+    Raises:
+        ValueError: the factory cannot be loaded or raised an exception (the message names it).
+        TypeError: the factory does not return a ``(model, loss_fn, data)`` triple with a
+            ``torch.nn.Module`` and a callable loss.
+    """
+    factory = load_factory(spec)
+    try:
+        made = factory()
+    except Exception as e:  # user code: report which factory failed and how
+        raise ValueError(f"the model factory {spec!r} raised {type(e).__name__}: {e}") from e
+    if not (isinstance(made, tuple | list) and len(made) == 3):
+        raise TypeError(f"the model factory must return (model, loss_fn, data), got "
+                        f"{type(made).__name__}")
+    model, loss_fn, data = made
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"the model factory {spec!r} returned a {type(model).__name__} as the "
+                        "model: return a torch.nn.Module")
+    if not callable(loss_fn):
+        raise TypeError(f"the model factory {spec!r} returned a non-callable loss_fn "
+                        f"({type(loss_fn).__name__})")
+    return model, loss_fn, data
+
+
+def resolve_model(spec: str, *, seed: int = 0, device: str | torch.device = "auto",
+                  dtype: torch.dtype | None = None) -> tuple[torch.nn.Module, Callable, list]:
+    """``(model, loss_fn, data)`` of a zoo name or a factory, on ``device`` in ``dtype``.
+
+    Args:
+        spec: A zoo model name or a factory ``module:function`` / ``file.py:function``.
+        seed: Seed of a zoo model's initialization and data (a factory seeds itself).
+        device: ``"auto"`` (``cuda:LOCAL_RANK`` where CUDA is present, else the CPU;
+            :func:`nets.engine.distributed.local_device`), ``"cpu"``,
+            ``"cuda:1"``, ...; the model and every tensor of the data are moved there.
+        dtype: Floating dtype of the parameters and of the floating inputs (integer inputs,
+            token ids, stay as they are). ``None``: float32 for zoo models, the factory's own
+            dtype for user models. bfloat16/float16 run with a :class:`UserWarning` about
+            precision (products in that dtype, Lanczos in float64).
+
+    Returns:
+        ``(model, loss_fn, data)`` with ``data`` a list of batches on ``device``.
+
+    Raises:
+        ValueError: an unknown zoo name, a factory that cannot be loaded or that raised, an
+            device
+            that does not exist here.
+        TypeError: a factory that does not return ``(model, loss_fn, data)``, or a non-floating
+            ``dtype``.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise TypeError(f"--model must be a zoo name or 'module:function', got {spec!r}")
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    try:
+        dev = local_device(device) if isinstance(device, str) else torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:<index>") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {dev} asked for but CUDA is not available here; use --device "
+                         "auto or cpu")
+    if not is_factory(spec):
+        if spec not in MODELS:
+            raise ValueError(f"unknown model {spec!r}: use a zoo model ({', '.join(MODELS)}) or "
+                             "a factory 'module:function' returning (model, loss_fn, data)")
+        model, loss_fn, data = load(spec, seed=seed, device=dev, dtype=dtype or torch.float32)
+    else:
+        model, loss_fn, data = load_model(spec)
+        model = model.to(device=dev) if dtype is None else model.to(device=dev, dtype=dtype)
+        if iter(data) is data:
+            raise TypeError(f"the model factory {spec!r} returned a one-shot iterator as data: "
+                            "return a list (or another re-iterable) of batches")
+        data = [to_device(b, dev, dtype=dtype) for b in data]
+    half = {p.dtype for p in model.parameters()} & set(HALF_DTYPES)
+    if half:
+        warnings.warn(f"{spec}: parameters in {', '.join(map(str, sorted(half, key=str)))}: "
+                      "Hessian-vector products run in that precision (about 3 significant "
+                      "digits for bfloat16); Lanczos runs in float64, but eigenvalues below "
+                      "about 1e-2 of the largest are noise", UserWarning, stacklevel=2)
+    return model, loss_fn, data
