@@ -49,9 +49,11 @@ from nets.engine.distributed import (
 from nets.engine.hvp import MODES
 from nets.engine.js import js0_bootstrap, js0_sensitivity, js_matrix, numerically_zero_blocks
 from nets.engine.results import check_out_path, fingerprint, resume_spectra
+from nets.engine.roles import ROLES, SPLITS
 from nets.engine.slq import BlockSpectrum
 from nets.engine.spectrum import blockwise_spectrum, full_spectrum
-from nets.zoo import models as zoo
+from nets.zoo.factory import is_factory, model_blocks, resolve_model
+from nets.zoo.models import MODELS
 
 __all__ = ["main"]
 
@@ -60,13 +62,19 @@ CODE_MODULES = ("nets.engine", "nets.zoo.models", "nets.zoo.data")
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    return {"model": args.model, "blocks": args.blocks or "full", "seed": args.seed,
-            "steps": args.steps, "probes": args.probes, "dtype": args.dtype,
-            "model_seed": args.model_seed}
+    dtype = args.dtype or ("native" if is_factory(args.model) else "float32")
+    s = {"model": args.model, "blocks": args.blocks or "full", "seed": args.seed,
+         "steps": args.steps, "probes": args.probes, "dtype": dtype,
+         "model_seed": args.model_seed}
+    if args.roles:
+        s["roles"] = sorted(args.roles)
+    return s
 
 
 def _default_out(s: dict) -> Path:
-    return Path("runs") / (f"{s['model']}-{s['blocks']}-s{s['seed']}-k{s['steps']}"
+    model = re.sub(r"[^A-Za-z0-9_.-]+", "_", s["model"])
+    roles = "-" + "+".join(s["roles"]) if "roles" in s else ""
+    return Path("runs") / (f"{model}-{s['blocks']}{roles}-s{s['seed']}-k{s['steps']}"
                            f"-p{s['probes']}-{s['dtype']}-m{s['model_seed']}.json")
 
 
@@ -78,15 +86,15 @@ def compute(args: argparse.Namespace) -> tuple[dict, dict[str, BlockSpectrum], P
     if comm.rank == 0:
         check_out_path(out)
         args.results_file = out
-    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
-    model, loss_fn, data = zoo.load(args.model, seed=args.model_seed, device=args.torch_device,
-                                    dtype=dtype)
+    dtype = None if args.dtype is None else getattr(torch, args.dtype)
+    model, loss_fn, data = resolve_model(args.model, seed=args.model_seed,
+                                         device=args.torch_device, dtype=dtype)
     if len(data) < comm.world_size:
         raise ValueError(f"{args.model} has {len(data)} data batches: too few to share among "
                          f"{comm.world_size} processes")
     fp = fingerprint(model, data)
     data = comm.shard(data)
-    blocks = zoo.partition(args.model, model, args.blocks) if args.blocks else None
+    blocks = model_blocks(args.model, model, args.blocks, args.roles) if args.blocks else None
     names = [b.name for b in resolve_blocks(model, blocks)] if args.blocks else ["full"]
     bar = Progress(args.probes * args.steps, f"{args.model} {settings['blocks']}",
                    enabled=None if not args.quiet and comm.rank == 0 else False)
@@ -144,6 +152,8 @@ SPECTRUM_COLUMNS = [("block", "block", ""), ("dim", "dim", "d"),
 
 
 def _cmd_spectrum(args: argparse.Namespace) -> int:
+    if args.roles and not args.blocks:
+        args.blocks = "params"
     settings, spectra, out = compute(args)
     if args.comm.rank != 0:
         return 0
@@ -204,15 +214,32 @@ def _cmd_js0(args: argparse.Namespace) -> int:
     return 0
 
 
+def _roles(text: str) -> tuple[str, ...]:
+    roles = tuple(r.strip() for r in text.split(",") if r.strip())
+    bad = [r for r in roles if r not in ROLES]
+    if not roles or bad:
+        raise argparse.ArgumentTypeError(f"roles must be a comma-separated subset of "
+                                         f"{', '.join(ROLES)}, got {text!r}")
+    return roles
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nets", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", required=True, choices=zoo.MODELS)
+    common.add_argument("--model", required=True, metavar="MODEL",
+                        help=f"a zoo model ({', '.join(MODELS)}) or a factory "
+                             "MODULE:FUNCTION (or path/file.py:FUNCTION) returning (model, "
+                             "loss_fn, data)")
     common.add_argument("--blocks", nargs="?", const="params", default=None,
-                        choices=zoo.PARTITIONS,
+                        choices=SPLITS,
                         help="blockwise spectra (default partition: one block per parameter "
-                             "tensor); without it, `spectrum` computes the full spectrum")
+                             "tensor; qkv: attention Q, K, V apart; heads: Q and K per head); "
+                             "without it, `spectrum` computes the full spectrum")
+    common.add_argument("--roles", type=_roles, default=None, metavar="ROLE[,ROLE]",
+                        help=f"keep only blocks of these roles ({', '.join(ROLES)}), read from "
+                             "module types and shapes, e.g. weight for weight matrices only "
+                             "(implies --blocks)")
     common.add_argument("--steps", type=int, default=30, help="Lanczos steps (default 30)")
     common.add_argument("--probes", type=int, default=10, help="probe vectors (default 10)")
     common.add_argument("--seed", type=int, default=0, help="probe seed (default 0)")
@@ -220,7 +247,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="seed of the model initialization and data (default 0)")
     common.add_argument("--device", default="auto",
                         help="auto (cuda:LOCAL_RANK if there is a GPU, else cpu), cpu, cuda:1, ...")
-    common.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    common.add_argument("--dtype", default=None,
+                        choices=("float32", "float64", "bfloat16", "float16"),
+                        help="parameter dtype (default: float32 for zoo models, the factory's "
+                             "own for user models; 16-bit ones run with a precision warning)")
     common.add_argument("--chunk-size", type=int, default=None,
                         help="tangents per vmap/batched backward (default: from --max-memory)")
     common.add_argument("--hvp-mode", default="auto", choices=MODES,
@@ -250,8 +280,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="grid points on the linear axis (default 2000)")
     js.add_argument("--normalize", default="none", choices=NORMALIZATIONS)
     js.add_argument("--exclude", default=None, metavar="REGEX",
-                    help="leave blocks whose name matches REGEX out of the JS statistics, "
-                         r"e.g. '(bias|ln\w*\.weight|bn\w*\.weight)$' for weight matrices only")
+                    help="leave blocks whose name matches REGEX out of the JS statistics "
+                         "(to select weight matrices, norm gains, ... use --roles, which reads "
+                         "module types instead of names)")
     js.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
     js.add_argument("--sensitivity", action="store_true",
                     help="also report JS0 under several widths, grids and normalizations")

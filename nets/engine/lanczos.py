@@ -78,7 +78,7 @@ def lanczos(
     steps = int(steps)
     L = len(starts)
     if tol is None:
-        tol = float(np.sqrt(np.finfo(str(starts[0].dtype).split(".")[-1]).eps)) if L else 1e-8
+        tol = float(np.sqrt(torch.finfo(starts[0].dtype).eps)) if L else 1e-8
     basis: list[torch.Tensor] = []
     alpha = [np.zeros((s.shape[0], steps)) for s in starts]
     beta = [np.zeros((s.shape[0], max(steps - 1, 0))) for s in starts]

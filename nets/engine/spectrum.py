@@ -22,6 +22,7 @@ every rank returns the same spectra.
 from __future__ import annotations
 
 import time
+import warnings
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -52,6 +53,19 @@ def probe_vector(seed: int, probe: int, block: str, dim: int) -> np.ndarray:
     return rng.standard_normal(dim)
 
 
+def _lanczos_dtype(model_dtype: torch.dtype) -> torch.dtype:
+    """Dtype of the Lanczos vectors for a model of ``model_dtype``: its own, except float64 for
+    16-bit models (bfloat16/float16), whose products then carry about 3 significant digits;
+    a :class:`UserWarning` says so."""
+    if model_dtype in (torch.bfloat16, torch.float16):
+        warnings.warn(f"the model's parameters are {model_dtype}: Hessian-vector products run "
+                      "in that precision (relative error about 1e-2 to 1e-3), Lanczos runs in "
+                      "float64; eigenvalues far below the largest are round-off", UserWarning,
+                      stacklevel=4)
+        return torch.float64
+    return model_dtype
+
+
 def _check_counts(lanczos_steps: int, probes: int, seed: int) -> None:
     for label, v, lo in (("lanczos_steps", lanczos_steps, 1), ("probes", probes, 1),
                          ("seed", seed, 0)):
@@ -78,8 +92,9 @@ def _run(model, loss_fn, data, blocks: list[Block], *, lanczos_steps: int, probe
     t0 = time.perf_counter()
     op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=max_memory,
                   chunk_size=chunk_size, comm=comm)
+    vec_dtype = _lanczos_dtype(op.dtype)
     starts = [torch.as_tensor(np.stack([probe_vector(seed, p, b.name, b.dim) for p in ids]),
-                              dtype=op.dtype, device=op.device) for b in blocks]
+                              dtype=vec_dtype, device=op.device) for b in blocks]
     label = "full spectrum" if len(blocks) == 1 and blocks[0].name == "full" else (
         f"{len(blocks)} blocks")
     with Progress(lanczos_steps, f"Lanczos, {label}",

@@ -13,21 +13,18 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from nets.engine.adapters import to_device
 from nets.engine.distributed import local_device
-from nets.zoo.models import MODELS, load
+from nets.engine.roles import block_roles, role_blocks
+from nets.zoo.models import MODELS, load, partition
 
-__all__ = ["HALF_DTYPES", "is_factory", "load_factory", "load_model", "resolve_model"]
-
-#: 16-bit floating dtypes: products run in them with a precision warning.
-HALF_DTYPES = (torch.bfloat16, torch.float16)
-
+__all__ = ["is_factory", "load_factory", "load_model", "model_blocks",
+           "resolve_model"]
 
 def is_factory(spec: str) -> bool:
     """Whether ``spec`` names a factory (``module:function``) rather than a zoo model."""
@@ -121,8 +118,8 @@ def resolve_model(spec: str, *, seed: int = 0, device: str | torch.device = "aut
             ``"cuda:1"``, ...; the model and every tensor of the data are moved there.
         dtype: Floating dtype of the parameters and of the floating inputs (integer inputs,
             token ids, stay as they are). ``None``: float32 for zoo models, the factory's own
-            dtype for user models. bfloat16/float16 run with a :class:`UserWarning` about
-            precision (products in that dtype, Lanczos in float64).
+            dtype for user models. bfloat16/float16 models run (products in that dtype,
+            Lanczos in float64, with a precision warning; :mod:`nets.engine.spectrum`).
 
     Returns:
         ``(model, loss_fn, data)`` with ``data`` a list of batches on ``device``.
@@ -157,10 +154,40 @@ def resolve_model(spec: str, *, seed: int = 0, device: str | torch.device = "aut
             raise TypeError(f"the model factory {spec!r} returned a one-shot iterator as data: "
                             "return a list (or another re-iterable) of batches")
         data = [to_device(b, dev, dtype=dtype) for b in data]
-    half = {p.dtype for p in model.parameters()} & set(HALF_DTYPES)
-    if half:
-        warnings.warn(f"{spec}: parameters in {', '.join(map(str, sorted(half, key=str)))}: "
-                      "Hessian-vector products run in that precision (about 3 significant "
-                      "digits for bfloat16); Lanczos runs in float64, but eigenvalues below "
-                      "about 1e-2 of the largest are noise", UserWarning, stacklevel=2)
     return model, loss_fn, data
+
+
+def model_blocks(spec: str, model: torch.nn.Module, split: str = "params",
+                 roles: Sequence[str] | None = None) -> dict[str, object] | None:
+    """The block partition of a resolved model for the commands that take blocks.
+
+    Zoo models keep their own partitions (:func:`nets.zoo.models.partition`), factories get
+    :func:`nets.engine.roles.role_blocks`; with ``roles``, only blocks of those roles are kept
+    (:mod:`nets.engine.roles`: weight matrices, biases, normalization gains, embeddings).
+
+    Args:
+        spec: The ``--model`` value the model was resolved from.
+        model: The model.
+        split: ``"params"``, ``"qkv"`` or ``"heads"`` (:data:`nets.engine.roles.SPLITS`).
+        roles: Roles to keep (:data:`nets.engine.roles.ROLES`), or ``None`` for all.
+
+    Returns:
+        A ``blocks`` mapping, or ``None`` for one block per tensor of every role.
+
+    Raises:
+        ValueError: an unknown split or role, or no block left.
+    """
+    if is_factory(spec):
+        if split == "params" and roles is None:
+            return None
+        return role_blocks(model, roles, split=split)
+    blocks = partition(spec, model, split)
+    if roles is None:
+        return blocks
+    kept = role_blocks(model, roles)  # validates the roles
+    role_of = block_roles(model, blocks)
+    blocks = blocks if blocks is not None else {n: n for n in role_of}
+    blocks = {b: s for b, s in blocks.items() if role_of[b] in roles}
+    if not blocks or not kept:
+        raise ValueError(f"no block of {spec} has a role in {list(roles)}")
+    return blocks
