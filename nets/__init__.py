@@ -44,12 +44,22 @@ from nets.engine.js import (
     numerically_zero_blocks,
 )
 from nets.engine.lanczos import LanczosRun, lanczos
+from nets.engine.roles import (
+    ROLES,
+    SPLITS,
+    attention_parts,
+    block_roles,
+    parameter_roles,
+    role_blocks,
+)
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
 from nets.engine.spectrum import blockwise_spectrum, full_spectrum, probe_vector
 
 __all__ = [
     "BLOCK_SETS",
     "RECIPES",
+    "ROLES",
+    "SPLITS",
     "Block",
     "BlockHVP",
     "BlockSpectrum",
@@ -60,7 +70,9 @@ __all__ = [
     "JS0Estimate",
     "LanczosRun",
     "Piece",
+    "attention_parts",
     "block_densities",
+    "block_roles",
     "block_set",
     "blockwise_spectrum",
     "dense_hessian",
@@ -79,8 +91,10 @@ __all__ = [
     "make_batch_hessian_vector_product",
     "matrix_blocks",
     "numerically_zero_blocks",
+    "parameter_roles",
     "probe_vector",
     "resolve_blocks",
+    "role_blocks",
     "spectral_density",
     "split_parameter",
 ]

@@ -9,6 +9,7 @@
 ``gpt-dialect``     :func:`~nets.studies.tasks.finetune_task` ``(pretrained=False)``
 ``gpt-ft``          :func:`~nets.studies.tasks.finetune_task` ``(pretrained=True)``
 ``gpt-ft-p{N}``     the same with ``pretrain_steps=N``, e.g. ``gpt-ft-p15``
+``module:func``     :func:`~nets.studies.tasks.factory_task`: a user's factory returning a Task
 ==================  ==========================================================================
 
 This is the only place where a task's parameters are read out of a string.
@@ -21,18 +22,21 @@ import re
 
 from nets.studies.tasks import (
     Task,
+    factory_task,
     finetune_task,
     layernorm_task,
     scaled_mlp_task,
     zoo_task,
 )
+from nets.zoo.factory import is_factory
 from nets.zoo.models import MODELS
 
 __all__ = ["TASK_NAMES_HELP", "task_from_name"]
 
 #: One line listing the accepted names (for ``--help`` and error messages).
 TASK_NAMES_HELP = (f"a zoo model ({', '.join(MODELS)}), mlp-s<scale>, postln<N>, preln<N>, "
-                   "admin<N>, gpt-dialect, gpt-ft or gpt-ft-p<steps>")
+                   "admin<N>, gpt-dialect, gpt-ft, gpt-ft-p<steps>, or a factory "
+                   "module:function returning a nets.studies.tasks.Task")
 
 
 def task_from_name(name: str, *, cache_dir: str | os.PathLike | None = None) -> Task:
@@ -53,6 +57,8 @@ def task_from_name(name: str, *, cache_dir: str | os.PathLike | None = None) -> 
         raise TypeError(f"task name must be a string, got {type(name).__name__}")
     if name in MODELS:
         return zoo_task(name)
+    if is_factory(name):
+        return factory_task(name)
     m = re.fullmatch(r"mlp-s(\d+(?:\.\d+)?)", name)
     if m:
         return scaled_mlp_task(float(m.group(1)))

@@ -20,6 +20,7 @@ from nets.studies.pools import POOL_SEED, first_batches, make_pool
 from nets.studies.table1 import Table1, table1
 from nets.studies.tasks import (
     Task,
+    factory_task,
     finetune_task,
     layernorm_task,
     scaled_mlp_task,
@@ -44,6 +45,7 @@ __all__ = [
     "TrainResult",
     "advise",
     "check_twice_differentiable",
+    "factory_task",
     "finetune_study",
     "finetune_task",
     "first_batches",

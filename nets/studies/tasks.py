@@ -42,11 +42,12 @@ from nets.studies.pools import first_batches, make_pool
 from nets.studies.pretraining import PRETRAIN_STEPS, finetune_build
 from nets.studies.training import LossFn, Pool
 from nets.zoo import models as zoo
+from nets.zoo.factory import load_factory
 from nets.zoo.ln_transformer import VARIANTS, ln_transformer
 from nets.zoo.scaled_mlp import layer_scales, scaled_mlp
 
-__all__ = ["BASE_MODULES", "Task", "finetune_task", "layernorm_task", "scaled_mlp_task",
-           "zoo_task"]
+__all__ = ["BASE_MODULES", "Task", "factory_task", "finetune_task", "layernorm_task",
+           "scaled_mlp_task", "zoo_task"]
 
 #: Modules every task's results depend on: the training loop, the pools and the data.
 BASE_MODULES = ("nets.studies.training", "nets.studies.pools", "nets.zoo.data")
@@ -123,6 +124,35 @@ class Task:
         The modules enter the cache key through :func:`labkit.cache.code_version` (``modules=``).
         """
         return {"settings": dict(self.settings), "data_kind": self.data_kind}
+
+
+def factory_task(spec: str) -> Task:
+    """The task a user's factory ``module:function`` returns (for ``nets gap --model``).
+
+    Training needs a pool of samples and a seeded builder, not only batches, so a factory
+    used with the gap harness returns a :class:`Task` (the factories of ``nets spectrum`` and
+    ``nets advise`` return ``(model, loss_fn, data)`` instead).
+
+    Args:
+        spec: ``module:function`` or ``path/file.py:function`` (:func:`nets.zoo.load_factory`).
+
+    Returns:
+        The :class:`Task` the factory made.
+
+    Raises:
+        ValueError: the factory cannot be loaded or raised.
+        TypeError: it did not return a :class:`Task`.
+    """
+    factory = load_factory(spec)
+    try:
+        task = factory()
+    except Exception as e:  # user code: report which factory failed and how
+        raise ValueError(f"the task factory {spec!r} raised {type(e).__name__}: {e}") from e
+    if not isinstance(task, Task):
+        raise TypeError(f"the factory {spec!r} returned a {type(task).__name__}; for the gap "
+                        "harness it must return a nets.studies.tasks.Task (a seeded builder, "
+                        "a training pool and the spectrum batches)")
+    return task
 
 
 def zoo_task(name: str) -> Task:

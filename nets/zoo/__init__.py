@@ -14,6 +14,7 @@ from nets.zoo.data import (
     grammar_corpus,
     masked_lm_batches,
 )
+from nets.zoo.factory import is_factory, load_factory, load_model, model_blocks, resolve_model
 from nets.zoo.ln_transformer import VARIANTS, LNTransformer, admin_profile, ln_transformer
 from nets.zoo.models import (
     MODELS,
@@ -43,12 +44,17 @@ __all__ = [
     "dialect_lm_batches",
     "glyph_digits",
     "grammar_corpus",
+    "is_factory",
     "layer_scales",
     "ln_transformer",
     "load",
+    "load_factory",
+    "load_model",
     "masked_lm_batches",
+    "model_blocks",
     "partition",
     "quadratic_problem",
+    "resolve_model",
     "scaled_mlp",
     "tiny_transformer",
     "token_cross_entropy",
