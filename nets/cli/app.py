@@ -71,6 +71,11 @@ def _settings(args: argparse.Namespace) -> dict:
     return s
 
 
+def _eps(dtype: str) -> float:
+    """Machine epsilon of the HVPs' dtype (``native``, a factory's own dtype: float32's)."""
+    return float(torch.finfo(getattr(torch, dtype if dtype != "native" else "float32")).eps)
+
+
 def _default_out(s: dict) -> Path:
     model = re.sub(r"[^A-Za-z0-9_.-]+", "_", s["model"])
     roles = "-" + "+".join(s["roles"]) if "roles" in s else ""
@@ -180,7 +185,7 @@ def _cmd_js0(args: argparse.Namespace) -> int:
             raise ValueError(f"--exclude {args.exclude!r} leaves fewer than two blocks")
     # eigenvalues below the precision of the HVPs' dtype (relative to the largest) count as 0
     recipe = DensityRecipe(axis=args.axis, width=args.width, grid_size=args.grid,
-                           normalize=args.normalize, zero_rel=float(np.finfo(args.dtype).eps))
+                           normalize=args.normalize, zero_rel=_eps(settings["dtype"]))
     rng = np.random.default_rng([args.seed, 12345])
     est = js0_bootstrap(spectra, recipe, n_boot=args.bootstrap, rng=rng)
     names, mat = js_matrix(spectra, recipe)

@@ -347,13 +347,17 @@ class BlockHVP:
         tol = 10 * float(np.sqrt(torch.finfo(self.dtype).eps))
         top = max((float(r.abs().max()) for r in results[choice] if r is not None),
                   default=0.0)
+        # a block alone (exact_blockwise_eigenvalues) has no other scale: products below
+        # sqrt(eps)·max|v| in both modes are round-off too
+        floor = float(np.sqrt(torch.finfo(self.dtype).eps)) * max(
+            float(v.abs().max()) for v in vectors if v is not None)
         for mode, res in results.items():
             for b, r, ref in zip(self.blocks, res, results[choice], strict=True):
                 if ref is None:
                     continue
                 if not (torch.isfinite(r).all() and torch.isfinite(ref).all()):
                     raise ValueError(f"non-finite Hessian-vector product in block {b.name!r}")
-                scale = max(float(ref.abs().max()), float(r.abs().max()), 1e-2 * top,
+                scale = max(float(ref.abs().max()), float(r.abs().max()), 1e-2 * top, floor,
                             torch.finfo(self.dtype).tiny)
                 diff = float((r - ref).abs().max()) / scale
                 if not diff <= tol:

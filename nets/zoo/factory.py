@@ -27,7 +27,14 @@ __all__ = ["is_factory", "load_factory", "load_model", "model_blocks",
            "resolve_model"]
 
 def is_factory(spec: str) -> bool:
-    """Whether ``spec`` names a factory (``module:function``) rather than a zoo model."""
+    """Whether ``spec`` names a factory (``module:function``) rather than a zoo model.
+
+    Args:
+        spec: A ``--model`` value.
+
+    Returns:
+        ``True`` when it contains a ``:`` (a factory), ``False`` for a zoo name.
+    """
     return isinstance(spec, str) and ":" in spec
 
 
