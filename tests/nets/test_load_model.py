@@ -1,9 +1,9 @@
-"""nets.studies.advise.load_model: the library (not the CLI) loads and checks user factories."""
+"""nets.zoo.factory.load_model: the library (not the CLI) loads and checks user factories."""
 
 import pytest
 import torch
 
-from nets.studies.advise import load_model
+from nets.zoo.factory import load_model
 
 SOURCE = '''
 import torch
