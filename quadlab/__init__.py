@@ -14,6 +14,7 @@ from .problem import Problem
 from .run import (
     DivergenceError,
     DivergenceWarning,
+    RunGaps,
     UnderflowError,
     UnderflowWarning,
     divergence_steps,
@@ -33,6 +34,7 @@ __all__ = [
     "LeastSquaresNoise",
     "OptimizerSpec",
     "Problem",
+    "RunGaps",
     "TrajectoryStatistics",
     "TuneResult",
     "UnderflowError",
