@@ -261,12 +261,13 @@ def ext_factors(ext, b, c0, c1, k):
 
 
 @nb.njit(**_NB)
-def ext_renormalize(belief, e, m, v, ext, b, c0, c1, k):
+def ext_renormalize(belief, e, m, v, ext, b, c0, c1, k, step):
     """Move powers of two between the mantissas and exponents of block b, lane k (exact up to
     the rounding of quantities 2^EXT_B below the terms they are added to).
 
-    e: block max |ê| → [½, 1), but ke no lower than max_c(km − kv/2) − EXT_B (the update m/√v
-    may then exceed e by at most 2^EXT_B). m, v: each coordinate normalized, then kept no
+    e: block max |ê| → [½, 1), but ke no lower than log2(step) + max_c(km − kv/2) − EXT_B,
+    step = η·s_c the largest step multiplier of the block (the update η m/√v may then exceed e
+    by at most 2^EXT_B). m, v: each coordinate normalized, then kept no
     lower than 2^−EXT_B times the scale of the g (and, AdaBelief, m) added into them, so every
     factor of `ext_factors` is at most 2^EXT_B. Non-finite mantissas are left alone (the gap
     reports them as a divergence).
@@ -294,9 +295,10 @@ def ext_renormalize(belief, e, m, v, ext, b, c0, c1, k):
     top = old
     if mx > 0.0:
         top = old + math.frexp(mx)[1]
+    lr_exp = math.frexp(step)[1] if step > 0.0 else 0
     for c in range(c0, c1):
         if m[c, k] != 0.0 and v[c, k] != 0.0:
-            top = max(top, km[c, k] - kv[c, k] // 2 - EXT_B)
+            top = max(top, lr_exp + km[c, k] - kv[c, k] // 2 - EXT_B)
     for c in range(c0, c1):
         e[c, k] = math.ldexp(e[c, k], max(-1100, old - top))
     ke[b, k] = top
@@ -318,7 +320,7 @@ def ext_renormalize(belief, e, m, v, ext, b, c0, c1, k):
 
 
 @nb.njit(**_NB)
-def ext_normalize(code, e, m, v, ext, c_off):
+def ext_normalize(code, e, m, v, ext, c_off, lr, scale):
     """After a step: renormalize every (block, lane) whose block max |ê| or some |m̂|, v̂ left
     the safe range [1/EXT_E, EXT_E], [1/EXT_M, EXT_M], [1/EXT_V, EXT_V] (zeros excepted). A no-op
     when the extended range is off."""
@@ -341,7 +343,11 @@ def ext_normalize(code, e, m, v, ext, c_off):
                     | (av > EXT_V) | ((av < 1.0 / EXT_V) & (av > 0.0))
         for k in range(n):
             if need[k] or mx[k] > EXT_E or 0.0 < mx[k] < 1.0 / EXT_E:
-                ext_renormalize(belief, e, m, v, ext, b, c_off[b], c_off[b + 1], k)
+                sc = 0.0
+                for c in range(c_off[b], c_off[b + 1]):
+                    sc = max(sc, scale[c])
+                ext_renormalize(belief, e, m, v, ext, b, c_off[b], c_off[b + 1], k,
+                                lr[k] * sc)
 
 
 @nb.njit(**_NB)
@@ -653,6 +659,9 @@ def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, ep
     n = e.shape[1]
     flush = flush_thresholds(code, e)
     ext = ext_state(extended, c_off.size - 1, e.shape[0], n)
+    # a start outside the safe range (e.g. e0 ~ 1e-200) gets its exponents before anything
+    # is computed from it (the moments start from g0, which would underflow)
+    ext_normalize(code, e, np.zeros_like(e), np.zeros_like(e), ext, c_off, lr, scale)
     want_log = log_out.shape[0] > 0
     g = np.empty_like(e)
     block_matmul(h_flat, h_off, c_off, e, g)
@@ -665,7 +674,8 @@ def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, ep
         out[k, 0] = gaps[k]
         if want_log:
             log_out[k, 0] = logs[k]
-        limit[k] = diverge_factor * max(gaps[k], 1e-300)
+        # a start below float64's range (NaN gap, tiny) counts as 1e-300
+        limit[k] = diverge_factor * (1e-300 if tiny[k] else max(gaps[k], 1e-300))
         diverged[k] = -1
         underflow[k] = -1
     noisy = noise[0] != NOISE_NONE
@@ -687,7 +697,7 @@ def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, ep
             accumulate_stats(e, g, gn, v, c_off, h_off, stats)
         update_lanes(code, e, gn, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush,
                      underflow, ext)
-        ext_normalize(code, e, m, v, ext, c_off)
+        ext_normalize(code, e, m, v, ext, c_off, lr, scale)
         block_matmul(h_flat, h_off, c_off, e, g)
         record_step(e, g, m, v, gaps, limit, diverged, underflow, buf, t, col, ext, c_off, logs,
                     lbuf, tiny)

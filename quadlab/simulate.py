@@ -38,6 +38,17 @@ def extended_range(spec: OptimizerSpec) -> bool:
     return spec.code in (kernels.ADAM, kernels.ADABELIEF) and spec.eps == 0.0 and spec.beta2 < 1.0
 
 
+def _extended(spec: OptimizerSpec, noise: tuple | None, extended: bool | None) -> bool:
+    """Whether to run in the extended range: by default for the scale-free optimizers without
+    gradient noise (noise is added in absolute units, the extended state is in mantissas)."""
+    noisy = noise is not None and noise[0] != kernels.NOISE_NONE
+    if extended is None:
+        return extended_range(spec) and not noisy
+    if extended and noisy:
+        raise ValueError("the extended range runs without gradient noise only")
+    return bool(extended)
+
+
 def _log_out(log_out: np.ndarray | None) -> np.ndarray:
     return np.zeros((0, 0)) if log_out is None else log_out
 
@@ -51,7 +62,8 @@ def simulate(problem: Problem, spec: OptimizerSpec, lr: np.ndarray, e0: np.ndarr
              steps: int, **noise_options) -> tuple[np.ndarray, np.ndarray]:
     """Simulate step by step, choosing the fused or the blocked kernel by block size.
 
-    `noise_options` (see `simulate_fused`): noise, state, stats_from, stats, log_out.
+    `noise_options` (see `simulate_fused`): noise, state, stats_from, stats, log_out,
+    extended.
     """
     if max(problem.block_sizes) <= FUSED_MAX_BLOCK:
         return simulate_fused(problem, spec, lr, e0, steps, **noise_options)
@@ -86,8 +98,9 @@ def simulate_fused(problem, spec, lr, e0, steps, *, noise=None, state=None, stat
             over steps stats_from..steps−1; None for no statistics.
         log_out: None, or an (n, steps+1) array that receives log10 of the gaps (exact in the
             extended range, where the gaps themselves may be below float64's range).
-        extended: run in the extended range; None (default): exactly for the scale-free
-            optimizers (`extended_range`). False is the plain float64 arithmetic (tests).
+        extended: run in the extended range; None (default): for the scale-free optimizers
+            (`extended_range`) without noise. False is the plain float64 arithmetic, which
+            stops a lane on underflow (`trajectory_statistics`, whose sums need plain values).
     """
     n = e0.shape[0]
     out = np.empty((n, steps + 1))
@@ -95,13 +108,13 @@ def simulate_fused(problem, spec, lr, e0, steps, *, noise=None, state=None, stat
     underflow = np.empty(n, dtype=np.int64)
     h_flat, h_off, c_off = packed_blocks(problem)
     code, b1, b2, eps, bias, paper = _kernel_args(spec)
+    extended = _extended(spec, noise, extended)
     noise, state, acc = _noise_args(problem, n, noise, state, stats)
     kernels.simulate_fused(h_flat, h_off, c_off, np.ascontiguousarray(e0.T),
                            np.ascontiguousarray(lr), spec.coordinate_scale(problem), steps, code,
                            b1, b2, eps, bias, paper, DIVERGENCE_FACTOR, out, diverged, underflow,
                            numba.get_num_threads(), noise, state, stats_from, acc,
-                           extended_range(spec) if extended is None else bool(extended),
-                           _log_out(log_out))
+                           extended, _log_out(log_out))
     return out, _failures(diverged, underflow)
 
 
@@ -122,12 +135,16 @@ def simulate_blocked(problem, spec, lr, e0, steps, *, noise=None, state=None, st
     n = e0.shape[0]
     code, b1, b2, eps, bias, paper = _kernel_args(spec)
     scale = spec.coordinate_scale(problem)
+    extended = _extended(spec, noise, extended)
     noise, state, out_stats = _noise_args(problem, n, noise, state, stats)
     state = state.copy()
     e = np.ascontiguousarray(e0.T)
     g = np.empty_like(e)
     slices, blocks = problem.block_slices, problem.blocks
     _, h_off, c_off = packed_blocks(problem)
+    ext = kernels.ext_state(extended, problem.n_blocks, problem.d, n)
+    lr = np.ascontiguousarray(lr)
+    kernels.ext_normalize(code, e, np.zeros_like(e), np.zeros_like(e), ext, c_off, lr, scale)
     acc = np.zeros((out_stats.shape[1], n))
 
     def gradient():
@@ -146,8 +163,6 @@ def simulate_blocked(problem, spec, lr, e0, steps, *, noise=None, state=None, st
     log_out = _log_out(log_out)
     diverged = np.full(n, -1, dtype=np.int64)
     underflow = np.full(n, -1, dtype=np.int64)
-    ext = kernels.ext_state(extended_range(spec) if extended is None else bool(extended),
-                            problem.n_blocks, problem.d, n)
     gaps = np.empty(n)
     logs = np.empty(n if log_out.shape[0] else 0)
     tiny = np.empty(n, dtype=np.bool_)
@@ -155,7 +170,7 @@ def simulate_blocked(problem, spec, lr, e0, steps, *, noise=None, state=None, st
     out[:, 0] = gaps
     if log_out.shape[0]:
         log_out[:, 0] = logs
-    limit = DIVERGENCE_FACTOR * np.maximum(gaps, 1e-300)
+    limit = DIVERGENCE_FACTOR * np.where(tiny, 1e-300, np.maximum(gaps, 1e-300))
     lr = np.ascontiguousarray(lr)
     flush = kernels.flush_thresholds(code, e)
     for t in range(steps):
@@ -165,7 +180,7 @@ def simulate_blocked(problem, spec, lr, e0, steps, *, noise=None, state=None, st
             kernels.accumulate_stats(e, g, gn, v, c_off, h_off, acc)
         kernels.update_lanes(code, e, gn, m, v, lr, scale, t, b1, b2, eps, bias, flush,
                              underflow, ext)
-        kernels.ext_normalize(code, e, m, v, ext, c_off)
+        kernels.ext_normalize(code, e, m, v, ext, c_off, lr, scale)
         gradient()
         kernels.record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t, t + 1, ext,
                             c_off, logs, log_out, tiny)

@@ -91,7 +91,7 @@ def trajectory_statistics(problem: Problem, optimizer: str, *, lr: ArrayLike, w0
     n, d = prep.e0.shape
     stats = np.zeros((n, _sim.stats_size(problem)))
     gaps, diverged = _sim.simulate(problem, prep.spec, prep.lrs, prep.e0, steps,
-                                   noise=prep.noise, state=prep.state,
+                                   noise=prep.noise, state=prep.state, extended=False,
                                    stats_from=int(average_from), stats=stats)
     report_divergence(gaps, diverged, on_divergence)
     kept = diverged < 0

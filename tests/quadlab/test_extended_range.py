@@ -83,3 +83,49 @@ def test_log_gap_of_linear_runs_is_log10_of_the_gap():
     np.testing.assert_allclose(res.log10_gap, np.log10(res.gap), rtol=1e-14)
     with pytest.raises(TypeError, match="log_gap"):
         quadlab.run(problem, "gd", lr=1e-4, w0=w0, steps=10, log_gap="yes")
+
+
+def test_noise_runs_in_plain_float64():
+    """Noise is added in absolute units, so noisy scale-free runs use plain float64 (an
+    underflow would be reported, not followed); asking for both is refused."""
+    problem = quadlab.make_problem("hetero")
+    spec = make_optimizer("adam", beta2=0.99)
+    e0 = np.ascontiguousarray(problem.initial_points(2, seed=0) - problem.w_star)
+    noise = quadlab.noise.kernel_noise(problem, quadlab.GaussianNoise(scale=0.0), 1)
+    with pytest.raises(ValueError, match="without gradient noise"):
+        sim.simulate_fused(problem, spec, np.full(2, 1e-3), e0, 5, noise=noise, extended=True)
+    a, _ = sim.simulate_fused(problem, spec, np.full(2, 1e-3), e0, 50, noise=noise)
+    b, _ = sim.simulate_fused(problem, spec, np.full(2, 1e-3), e0, 50)
+    np.testing.assert_array_equal(a, b)  # zero noise: the same numbers either way
+
+
+def test_a_start_below_float64s_range_is_followed_not_called_diverged():
+    """w0 − w* = 1e-200 (step 1e-202): the initial gap 5e-401 is below float64's range (NaN,
+    exact log) and the run stays there: followed, not stopped or called diverged."""
+    res = quadlab.run(quadlab.Problem.from_blocks([np.eye(1)]), "adam", lr=1e-202,
+                      w0=[1e-200], steps=200, beta2=0.9, log_gap=True)
+    np.testing.assert_allclose(res.log10_gap[0], math.log10(0.5) - 400, rtol=1e-14)
+    assert np.isnan(res.gap[0]) and quadlab.divergence_steps(res.gap) == -1
+    assert np.isfinite(res.log10_gap).all()
+
+
+@pytest.mark.parametrize("optimizer,hyper", [
+    ("adam", {"beta2": 0.999}),
+    ("adam", {"beta1": 0.9, "beta2": 0.99, "bias_correction": True}),
+    ("adabelief", {"beta1": 0.9, "beta2": 0.99, "eps": 0.0}),
+])
+@pytest.mark.parametrize("power", [-300, -900])
+def test_scale_invariance_far_below_float64s_range(optimizer, hyper, power):
+    """With ε = 0 the iteration is homogeneous: (η, w0 − w*) → (sη, s(w0 − w*)) scales every
+    gap by s². With s = 2^power the scaled run lives far below float64's range (gaps ~1e-540
+    for power −900) and must reproduce the unscaled one, shifted by 2 log10 s, to rounding."""
+    problem = quadlab.make_problem("hetero", h_scale=0.0)  # w* = 0
+    w0 = problem.initial_points(3, seed=2)
+    lr = np.array([1e-3, 1e-2, 1e-1])
+    s = 2.0**power
+    ref = quadlab.run(problem, optimizer, lr=lr, w0=w0, steps=3000, log_gap=True,
+                      on_divergence="ignore", **hyper).log10_gap
+    low = quadlab.run(problem, optimizer, lr=lr * s, w0=w0 * s, steps=3000, log_gap=True,
+                      on_divergence="ignore", **hyper).log10_gap
+    assert np.isfinite(ref).all()
+    np.testing.assert_allclose(low - 2 * power * math.log10(2.0), ref, rtol=1e-9, atol=1e-9)
