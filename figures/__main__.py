@@ -65,10 +65,17 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT})")
     ap.add_argument("--cache", type=Path, default=CACHE, help=f"cache folder (default {CACHE})")
     ap.add_argument("--no-cache", action="store_true", help="recompute everything")
+    ap.add_argument("--check", action="store_true",
+                    help="only say whether the report is up to date with the sources (exit 1 "
+                         "if stale)")
     ap.add_argument("--report", type=Path, default=None,
                     help=f"report path (default {REPORT} for the default --out, else "
                          "OUT/REPORT.md)")
     args = ap.parse_args(argv)
+    if args.check:
+        fresh, message = report.check(args.report or REPORT)
+        print(message)
+        return 0 if fresh else 1
     cache_note = ("nothing is cached (--no-cache)" if args.no_cache else
                   f"finished figures are cached in {args.cache}; rerun the same command to "
                   "continue from them")

@@ -18,26 +18,31 @@ import nets
 from labkit.tables import format_table
 from nets import zoo
 
+from .families import family
 from .registry import FigureSpec, Finding
 from .style import PALETTE, RC, save
+from .verdict import Part, combine, explain, groups_ordered
 
-FAMILIES = {"resnet": "CNN", "vgg": "CNN", "mlp": "MLP", "gpt": "Transformer",
-            "bert": "Transformer", "vit": "Transformer", "mixer": "MLP-mixer"}
+#: Bootstrap resamples over probes for each JS0 interval.
+N_BOOT = 100
 
 
 @dataclass(frozen=True)
 class Blockwise:
-    """Blockwise SLQ spectra per model, with their JS matrices and JS0."""
+    """Blockwise SLQ spectra per model, their JS matrices and JS0 (default log recipe), and JS0
+    with a bootstrap interval under every recipe of `nets.RECIPES`."""
 
     spectra: dict  # model -> {block: BlockSpectrum}
     js: dict  # model -> (names, matrix)
     js0: dict  # model -> float
+    intervals: dict  # recipe -> model -> (js0, low, high), or None where the recipe fails
 
 
 def compute(*, models: tuple[str, ...], steps: int, probes: int, seed: int,
             progress=None) -> Blockwise:
     """Blockwise SLQ of each zoo model (one block per parameter tensor) at initialization."""
     spectra, js, js0 = {}, {}, {}
+    intervals: dict = {k: {} for k in nets.RECIPES}
     recipe = nets.DensityRecipe()
     for name in models:
         model, loss_fn, data = zoo.load(name, seed=seed)
@@ -45,9 +50,16 @@ def compute(*, models: tuple[str, ...], steps: int, probes: int, seed: int,
                                                 probes=probes, seed=seed)
         js[name] = nets.js_matrix(spectra[name], recipe)
         js0[name] = nets.js0(spectra[name], recipe)
+        for k, rec in nets.RECIPES.items():
+            try:
+                est = nets.js0_bootstrap(spectra[name], rec, n_boot=N_BOOT,
+                                         rng=np.random.default_rng([seed, 777]))
+                intervals[k][name] = (est.value, est.low, est.high)
+            except ValueError:
+                intervals[k][name] = None
         if progress is not None:
             progress(name)
-    return Blockwise(spectra, js, js0)
+    return Blockwise(spectra, js, js0, intervals)
 
 
 def representative_blocks(spectra: dict, k: int = 4) -> list[str]:
@@ -98,7 +110,7 @@ def plot(res: Blockwise, out_dir: Path) -> list[Path]:
         for ax, m in zip(axes.flat, models, strict=False):
             names, mat = res.js[m]
             im = ax.imshow(mat, vmin=0, vmax=1, cmap="magma", interpolation="nearest")
-            ax.set_title(f"{m} ({FAMILIES.get(m, '?')}): JS0 = {res.js0[m]:.3f}")
+            ax.set_title(f"{m} ({family(m)}): JS0 = {res.js0[m]:.3f}")
             ax.set_xlabel(f"block (of {len(names)})")
             ax.set_ylabel("block")
             ax.grid(False)
@@ -109,27 +121,35 @@ def plot(res: Blockwise, out_dir: Path) -> list[Path]:
     return paths
 
 
+def family_part(by_model: dict) -> Part:
+    """JS0 is larger for every Transformer than for every CNN, beyond the bootstrap intervals."""
+    return groups_ordered("JS0 (blockwise heterogeneity) is larger for Transformers than CNNs",
+                          [v[1:] for m, v in by_model.items()
+                           if v is not None and family(m) == "Transformer"],
+                          [v[1:] for m, v in by_model.items()
+                           if v is not None and family(m) == "CNN"])
+
+
 def findings(res: Blockwise) -> Finding:
-    """Are the blockwise spectra more heterogeneous (larger JS0) in Transformers than CNNs?"""
-    cnn = [v for m, v in res.js0.items() if FAMILIES.get(m) == "CNN"]
-    tra = [v for m, v in res.js0.items() if FAMILIES.get(m) == "Transformer"]
-    if cnn and tra:
-        if min(tra) > max(cnn):
-            verdict = "agrees"
-        elif np.mean(tra) > np.mean(cnn):
-            verdict = "partly"
-        else:
-            verdict = "disagrees"
-        measured = (f"JS0 (mean JS distance between blockwise densities at initialization): "
-                    f"CNNs {', '.join(f'{v:.3f}' for v in cnn)}; Transformers "
-                    f"{', '.join(f'{v:.3f}' for v in tra)}.")
-    else:
-        verdict, measured = "not comparable", "Needs at least one CNN and one Transformer."
-    rows = [{"model": m, "family": FAMILIES.get(m, "?"), "blocks": len(res.spectra[m]),
-             "js0": v} for m, v in res.js0.items()]
+    """Figures 3 and 4 make one claim: the blocks of Transformers differ more than those of CNNs
+    (JS0, bootstrap intervals over probes), judged under the default log recipe; the outcome
+    under the other recipes is reported beside it (recipe invariance)."""
+    parts = [family_part(res.intervals["log"])]
+    others = "; ".join(f"{k}: {family_part(v).outcome}" for k, v in res.intervals.items()
+                       if k != "log")
+    rows = []
+    for m in res.js0:
+        row = {"model": m, "family": family(m), "blocks": len(res.spectra[m]),
+               "zero": ", ".join(nets.numerically_zero_blocks(res.spectra[m])) or "none"}
+        for k, v in res.intervals.items():
+            row[k] = "n/a" if v.get(m) is None else f"{v[m][0]:.3f} [{v[m][1]:.3f}, {v[m][2]:.3f}]"
+        rows.append(row)
     table = format_table(rows, [("model", "model", ""), ("family", "family", ""),
-                                  ("blocks", "blocks", "d"), ("js0", "JS0", ".3f")], markdown=True)
-    return Finding(measured, verdict, table)
+                                ("blocks", "blocks", "d"), ("zero", "numerically zero", "")]
+                         + [(k, f"JS0 {k} [95%]", "") for k in res.intervals], markdown=True)
+    measured = (explain(parts) + f" Under the other recipes the same part: {others}. JS0 "
+                "averages over every parameter tensor except numerically zero blocks.")
+    return Finding(measured, combine(parts), table, tuple(parts))
 
 
 SPEC = FigureSpec(

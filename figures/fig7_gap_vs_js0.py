@@ -1,8 +1,8 @@
-"""Figure 7 analogue: the tuned SGD–Adam gap against JS0, one panel per batch size.
+"""Table 1 and Figure 7 analogue: the tuned SGD–Adam gap against JS0, one panel per batch size.
 
-Thin layer: the numbers come from :func:`nets.studies.table1.table1` (its ``to_dict()``, which is
-what
-``nets table1 --json`` prints); this module only draws them. Usage::
+The numbers come from :func:`nets.studies.table1.table1` (its ``to_dict()``, which is what
+``nets table1 --json`` prints); this module owns the figure's spec (settings, verdict rule) and
+draws them. Usage::
 
     nets table1 --profile default --json > runs/table1.json
     python -m figures.fig7_gap_vs_js0 runs/table1.json [more tables (e.g. nets hetero --json)]
@@ -17,7 +17,16 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from labkit.tables import format_table
+from nets.studies.table1 import Table1, table1
+from nets.studies.tasks import zoo_task
+
+from .budgets import TINY_PROFILE, gap_profile
+from .families import family
+from .gapstats import describe, not_measurable_reason
+from .registry import FigureSpec, Finding
 from .style import PALETTE, RC, save
+from .verdict import Part, combine, exceeds, explain, groups_ordered
 
 
 def plot(table: dict, out_dir: Path, *, extra: Sequence[dict] = ()) -> list[Path]:
@@ -53,6 +62,96 @@ def plot(table: dict, out_dir: Path, *, extra: Sequence[dict] = ()) -> list[Path
             ax.set_xlabel("JS0 at initialization")
             ax.set_ylabel("gap ln(L_SGD / L_Adam)")
         return save(fig, Path(out_dir), "fig7_gap_vs_js0")
+
+
+def compute(*, tasks: tuple[str, ...], profile, progress=None) -> Table1:
+    """`nets.studies.table1` of zoo models under a named budget or an explicit one."""
+    return table1([zoo_task(t) for t in tasks], gap_profile(profile), progress=progress)
+
+
+def draw(res: Table1, out_dir: Path) -> list[Path]:
+    return plot(res.to_dict(), out_dir)
+
+
+def _js0_rows(res: Table1) -> dict[str, dict[str, tuple]]:
+    """``{recipe: {task: (js0, low, high)}}`` on all blocks, from each report's JS0 table."""
+    out: dict[str, dict[str, tuple]] = {}
+    for rep in res.reports:
+        for row in rep.js0_table:
+            if row["block_set"] == "all" and row.get("js0") is not None:
+                out.setdefault(row["recipe"], {})[rep.task] = (row["js0"], row["low"],
+                                                               row["high"])
+    return out
+
+
+def family_part(by_task: dict[str, tuple]) -> Part:
+    """Part 1: JS0 is larger for every Transformer than for every CNN (bootstrap intervals)."""
+    return groups_ordered("JS0 is larger for Transformers than for CNNs",
+                          [v[1:] for t, v in by_task.items() if family(t) == "Transformer"],
+                          [v[1:] for t, v in by_task.items() if family(t) == "CNN"])
+
+
+def findings(res: Table1) -> Finding:
+    """Parts: (1) JS0 ranks Transformers above CNNs beyond the bootstrap intervals; (2) per batch
+    size, Spearman ρ(JS0, gap) > 0 with its bootstrap interval above 0 ("inconclusive" when the
+    interval contains 0; "not measurable" when fewer than half the models' gaps were measurable
+    at this budget, see `figures.gapstats.not_measurable_reason`)."""
+    by_task = {rep.task: (rep.js0, rep.js0_low, rep.js0_high) for rep in res.reports}
+    parts = [family_part(by_task)]
+    for b, c in sorted(res.correlations.items()):
+        name = f"at B = {b}, the larger JS0 the larger the gap (Spearman ρ > 0)"
+        reasons = [not_measurable_reason(r) for rep in res.reports for r in rep.results
+                   if r.batch_size == b]
+        bad = [x for x in reasons if x is not None]
+        if c is None or 2 * len(bad) > len(reasons):
+            parts.append(Part(name, "not measurable",
+                              f"{len(bad)} of {len(reasons)} models' gaps not measurable"
+                              + (f", e.g. {bad[0]}" if bad else "")))
+            continue
+        parts.append(exceeds(name, c.low, c.high, what=f"ρ = {c.rho:+.2f}, bootstrap "
+                             f"{100 * c.level:.0f}% interval (n = {c.n})"))
+    by_recipe = _js0_rows(res)
+    invariance = "; ".join(f"{k}: part 1 {family_part(v).outcome}"
+                           for k, v in by_recipe.items())
+    rows = []
+    for rep in res.reports:
+        row = {"task": rep.task, "family": family(rep.task)}
+        for k, v in by_recipe.items():
+            js, lo, hi = v.get(rep.task, (None, None, None))
+            row[k] = "n/a" if js is None else f"{js:.3f} [{lo:.3f}, {hi:.3f}]"
+        for r in rep.results:
+            row[f"gap{r.batch_size}"] = r.gap
+            row[f"why{r.batch_size}"] = not_measurable_reason(r) or "measurable"
+        rows.append(row)
+    sizes = sorted({r.batch_size for rep in res.reports for r in rep.results})
+    table = format_table(rows, [("task", "model", ""), ("family", "family", "")]
+                           + [(k, f"JS0 {k} [95%]", "") for k in by_recipe]
+                           + [c for b in sizes for c in ((f"gap{b}", f"ln gap B={b}", ".2f"),
+                                                         (f"why{b}", f"B={b} runs", ""))],
+                         markdown=True)
+    measured = (explain(parts) + " Gaps: " + " | ".join(
+        f"{rep.task}: {describe(rep.results)}" for rep in res.reports)
+        + f". Recipe invariance of part 1 — {invariance or 'no recipe table'}.")
+    return Finding(measured, combine(parts), table, tuple(parts))
+
+
+SPEC = FigureSpec(
+    name="fig7_table1",
+    title="Table 1 and Figure 7 — JS0 at initialization against the SGD–Adam gap",
+    claim=("JS0 (mean JS distance between blockwise spectra at initialization) is larger for "
+           "Transformers than for CNNs, and the larger JS0, the more SGD lags Adam."),
+    caption=("Tuned SGD (momentum) vs Adam on the zoo: gap ln(L_SGD/L_Adam) against JS0 "
+             "(default log recipe, bootstrap intervals over probes)."),
+    settings={"tiny": {"tasks": ("mlp", "vgg", "gpt"), "profile": TINY_PROFILE},
+              "quick": {"tasks": ("mlp", "vgg", "resnet", "vit", "gpt", "bert", "mixer"),
+                        "profile": "quick"},
+              "full": {"tasks": ("mlp", "vgg", "resnet", "vit", "gpt", "bert", "mixer"),
+                       "profile": "full"}},
+    packages=("nets",),
+    compute=compute,
+    draw=draw,
+    findings=findings,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

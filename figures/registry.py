@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+from .verdict import OUTCOMES, Outcome, Part
 
 #: tiny: seconds, for the tests; quick: the default (CPU, minutes); full: GPU-sized.
 PROFILES = ("tiny", "quick", "full")
 
-Verdict = Literal["agrees", "partly", "disagrees", "not comparable"]
+#: A figure's verdict: one of `figures.verdict.OUTCOMES`.
+Verdict = Outcome
 
 
 @dataclass(frozen=True)
@@ -24,13 +27,20 @@ class Finding:
 
     Attributes:
         measured: one paragraph: the numbers that were measured.
-        verdict: how the measurement compares with the claim (computed, never typed in).
+        verdict: how the measurement compares with the claim (computed, never typed in: by
+            `figures.verdict.combine` from ``parts`` where the figure judges parts).
         table: optional Markdown table with the numbers behind it.
+        parts: the parts of the claim and how each was judged (`figures.verdict.Part`).
     """
 
     measured: str
     verdict: Verdict
     table: str = ""
+    parts: tuple[Part, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.verdict not in OUTCOMES:
+            raise ValueError(f"verdict must be one of {OUTCOMES}, got {self.verdict!r}")
 
 
 @dataclass(frozen=True)

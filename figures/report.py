@@ -1,11 +1,18 @@
 """REPORT.md: every figure with its caption, the paper's claim beside the measurement, and the
-settings that produced it."""
+settings that produced it.
+
+Freshness: the report records the git commit it was generated at and a fingerprint of the
+sources that feed it (every ``.py`` file of :data:`SOURCES`, hashed as the figure cache hashes
+code); :func:`check` compares that fingerprint with the working tree
+(``python -m figures --check``), so a report left behind by a code change is detected.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import re
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,10 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from labkit.atomic import atomic_write_bytes
+from labkit.cache import code_version
 
 from .registry import FigureSpec, Finding
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Packages whose code feeds the report (computations, figures, plumbing).
+SOURCES = ("figures", "labkit", "nets", "proofs", "quadlab")
+_STAMP = re.compile(r"<!-- sources-fingerprint: (\S+) commit: (\S+) -->")
 
 
 @dataclass(frozen=True)
@@ -51,9 +62,38 @@ def environment() -> dict:
     try:
         env["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                        capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *SOURCES], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        if dirty:
+            env["commit"] += "+uncommitted"
     except (OSError, subprocess.CalledProcessError):
         env["commit"] = "unknown"
     return env
+
+
+def fingerprint() -> str:
+    """Fingerprint of the sources that feed the report (see the module docstring)."""
+    return code_version(SOURCES)
+
+
+def check(report_path: Path) -> tuple[bool, str]:
+    """Is the report at `report_path` fresh, i.e. generated from the current sources?
+
+    Returns:
+        ``(fresh, message)``; a missing report or one without a fingerprint is stale.
+    """
+    if not report_path.exists():
+        return False, f"{report_path} does not exist: run `python -m figures`"
+    m = _STAMP.search(report_path.read_text())
+    if m is None:
+        return False, (f"{report_path} records no sources fingerprint (generated before "
+                       "fingerprints existed): regenerate it with `python -m figures`")
+    now = fingerprint()
+    if m.group(1) != now:
+        return False, (f"{report_path} is stale: generated at commit {m.group(2)} from sources "
+                       f"{m.group(1)}, the sources are now {now}; regenerate it with "
+                       "`python -m figures`")
+    return True, f"{report_path} is up to date (sources {now}, generated at commit {m.group(2)})"
 
 
 def render(entries: Sequence[Entry], report_path: Path, *, extra_sections: Sequence[str] = ()
@@ -68,6 +108,11 @@ def render(entries: Sequence[Entry], report_path: Path, *, extra_sections: Seque
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Every number below is computed; where the "
         "measurement disagrees with the paper the figure is drawn as measured and the verdict "
         "says so.",
+        "",
+        f"<!-- sources-fingerprint: {fingerprint()} commit: {env['commit']} -->",
+        f"Generated at commit `{env['commit']}` from sources with fingerprint "
+        f"`{fingerprint()}`; `python -m figures --check` says whether the code has changed "
+        "since.",
         "",
         "| figure | verdict |",
         "|---|---|",

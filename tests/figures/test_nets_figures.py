@@ -55,26 +55,3 @@ def test_nets_figures(tmp_path):
                            {k: fit_growth(depths, v) for k, v in vals.items()},
                            {k: fit_growth(depths, v) for k, v in vals.items()})
     _exists(fig_layernorm.plot(st.to_dict(), tmp_path))
-
-
-def test_finetune_verdict_is_computed_from_js_and_gaps(tmp_path):
-    from dataclasses import replace
-
-    from figures.nets_specs import finetune_findings
-
-    prof = GapProfile("t", steps=6, sgd_lrs=(0.1,), adam_lrs=(1e-2,), seeds=(0,),
-                      batch_sizes=(4, 8), pool_size=32, eval_every=3, js_steps=3, js_probes=2)
-    base = measure_gap(_task("mlp-s1", 1), prof, cache_dir=tmp_path)
-
-    def report(js0, gaps):
-        return replace(base, js0=js0, results=tuple(
-            replace(r, gap=g) for r, g in zip(base.results, gaps, strict=True)))
-
-    scratch = report(0.3, (1.0, 2.0))
-    assert finetune_findings(FinetuneStudy(scratch, report(0.1, (0.5, 1.0)))).verdict == "agrees"
-    assert finetune_findings(FinetuneStudy(scratch, report(0.5, (0.5, 1.0)))).verdict == "partly"
-    worse = finetune_findings(FinetuneStudy(scratch, report(0.5, (1.5, 3.0))))
-    assert worse.verdict == "disagrees" and "0.500 at the pretrained checkpoint" in worse.measured
-    # a gap that cannot be measured (nan) is left out of the verdict, not counted as agreement
-    assert finetune_findings(FinetuneStudy(scratch, report(0.5, (float("nan"), 3.0)))
-                             ).verdict == "disagrees"

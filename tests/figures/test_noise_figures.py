@@ -21,5 +21,5 @@ def test_noise_figures_are_drawn_from_small_studies(tmp_path):
 def test_figures_main_only_option_draws_one_figure(tmp_path, capsys):
     assert main(["--only", "fig_eps", "--profile", "tiny", "--out", str(tmp_path),
                  "--no-cache"]) == 0
-    assert "Seed 004" in capsys.readouterr().out
+    assert f"== {fig_eps.SPEC.title} [" in capsys.readouterr().out
     assert (tmp_path / "fig_eps.png").exists() and not (tmp_path / "fig8_quadratic.png").exists()

@@ -1,0 +1,21 @@
+"""Training budgets of the figures that run `nets.studies.gap` (Figures 5, 6, 7).
+
+A profile's settings name a budget of :data:`nets.studies.gap.PROFILES` or give one explicitly
+as a dict (settings must stay JSON-able: they are the cache key). The tiny budget is a smoke
+test of the pipeline, not a measurement: its verdicts say "not measurable".
+"""
+
+from __future__ import annotations
+
+from nets.studies.gap import GapProfile
+
+__all__ = ["TINY_PROFILE", "gap_profile"]
+
+TINY_PROFILE = {"name": "tiny", "steps": 6, "sgd_lrs": (0.1,), "adam_lrs": (1e-2,),
+                "seeds": (0,), "batch_sizes": (8,), "pool_size": 32, "eval_every": 3,
+                "js_steps": 3, "js_probes": 2}
+
+
+def gap_profile(profile: str | dict) -> str | GapProfile:
+    """A profile name of `nets.studies.gap.PROFILES`, or a `GapProfile` from a dict."""
+    return GapProfile(**profile) if isinstance(profile, dict) else profile

@@ -1,0 +1,300 @@
+"""Every verdict rule on hand-set inputs, one input per outcome it can give.
+
+The inputs are built by hand (no training, no spectra computed): the tests check the rules,
+not the measurements.
+"""
+
+from types import SimpleNamespace as NS
+
+import numpy as np
+import pytest
+
+from figures import (
+    fig1_full_spectra,
+    fig5_mlp_mixer,
+    fig6_finetune,
+    fig7_gap_vs_js0,
+    fig34_blockwise,
+    fig_batch,
+    fig_eps,
+    fig_layernorm,
+    fig_newton,
+)
+from figures.families import FAMILY
+from figures.registry import Finding
+from figures.verdict import (
+    NOT_MEASURABLE,
+    OUTCOMES,
+    Part,
+    combine,
+    exceeds,
+    exceeds_over_seeds,
+    groups_ordered,
+    trained,
+)
+from nets.engine.slq import BlockSpectrum
+from nets.studies.correlation import SpearmanResult
+from nets.studies.finetune import FinetuneStudy
+from nets.studies.gap import GapReport, GapResult, LrScore, TunedOptimizer
+from nets.studies.layernorm import GrowthFit, PerturbationStudy
+from nets.studies.table1 import Table1
+from nets.zoo import models as zoo
+from quadlab.studies.eps import EpsResult, EpsRow
+
+# ------------------------------------------------------------------ the helper
+
+
+def test_combine_gives_every_outcome():
+    h, f, i, n = (Part("x", o) for o in ("holds", "fails", "inconclusive", "not measurable"))
+    assert combine([h, h]) == "agrees"
+    assert combine([f, f]) == "disagrees"
+    assert combine([f, i]) == "disagrees"
+    assert combine([h, f]) == "partly"
+    assert combine([h, i]) == "partly"
+    assert combine([i, i]) == "inconclusive"
+    assert combine([i, n]) == NOT_MEASURABLE
+    assert {combine(p) for p in ([h], [f], [h, f], [i], [n])} == set(OUTCOMES)
+    with pytest.raises(ValueError, match="at least one part"):
+        combine([])
+    with pytest.raises(ValueError, match="part outcome"):
+        Part("x", "agrees")
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        Finding("m", "not comparable")
+
+
+def test_interval_and_seed_rules():
+    assert exceeds("x", 0.1, 0.5).outcome == "holds"
+    assert exceeds("x", -0.5, -0.1).outcome == "fails"
+    assert exceeds("x", -0.1, 0.5).outcome == "inconclusive"  # Figure 7's ρ interval with 0
+    assert exceeds("x", float("nan"), 0.5).outcome == "not measurable"
+    assert exceeds("x", 1.1, 2.0, threshold=1.0).outcome == "holds"
+    assert exceeds_over_seeds("x", [0.5, 0.6, 0.55]).outcome == "holds"
+    assert exceeds_over_seeds("x", [-0.5, -0.6, -0.55]).outcome == "fails"
+    assert exceeds_over_seeds("x", [0.5, -0.4, 0.1]).outcome == "inconclusive"
+    # one seed is never enough, however large the value (Figure 6's old strict "<")
+    assert exceeds_over_seeds("x", [5.0]).outcome == "inconclusive"
+    assert exceeds_over_seeds("x", [0.5, float("inf"), 0.4]).outcome == "not measurable"
+    assert groups_ordered("x", [(0.5, 0.6)], [(0.1, 0.2)]).outcome == "holds"
+    assert groups_ordered("x", [(0.1, 0.2)], [(0.5, 0.6)]).outcome == "fails"
+    assert groups_ordered("x", [(0.1, 0.55)], [(0.5, 0.6)]).outcome == "inconclusive"
+    assert groups_ordered("x", [], [(0.5, 0.6)]).outcome == "not measurable"
+    assert trained(2.3, [1.0, 1.1, 0.9])
+    assert not trained(2.2946, [2.2940, 2.2950, 2.2948])  # the ResNet at 60 steps
+    assert not trained(2.3, [1.0, float("nan")])
+
+
+def test_one_family_table_covers_the_zoo():
+    assert set(FAMILY) == set(zoo.MODELS)
+
+
+# ------------------------------------------------------------------ hand-set gap results
+
+
+def _tuned(opt, losses, *, initial=2.0, at_edge=False):
+    losses = tuple(float(x) for x in losses)
+    mean = float(np.mean(losses))
+    score = LrScore(0.1, mean, losses, tuple(None for _ in losses))
+    return TunedOptimizer(opt, 0.1, mean, (score,), np.array([0, 10]),
+                          np.array([initial, mean]), at_edge)
+
+
+def _result(b, sgd, adam, **kw):
+    s, a = _tuned("sgd", sgd, **kw), _tuned("adam", adam)
+    return GapResult(b, 10, s, a, float(np.log(s.final_loss / a.final_loss)), None, None)
+
+
+def _report(task, js, results):
+    return GapReport(task, "hand", js[0], js[1], js[2], tuple(results))
+
+
+LAG = ([1.0, 1.1, 0.9], [0.2, 0.22, 0.18])       # SGD lags clearly on every seed
+LAG_BIG = ([1.5, 1.6, 1.4], [0.1, 0.11, 0.09])   # lags more
+NO_LAG = ([0.2, 0.22, 0.18], [1.0, 1.1, 0.9])    # Adam lags
+NOISY = ([1.0, 0.2, 0.6], [0.6, 0.6, 0.6])       # the seeds disagree
+ONE_SEED = ([1.0], [0.2])
+
+
+def _spearman(low, high):
+    return SpearmanResult((low + high) / 2, 0.1, 6, low, high, low, high, 0.95, 100)
+
+
+def _table1(cnn_js, tf_js, rho, runs=LAG, at_edge=False):
+    reps = [_report(t, js, [_result(8, *runs, at_edge=at_edge)])
+            for t, js in (("resnet", cnn_js), ("vgg", cnn_js), ("gpt", tf_js),
+                          ("bert", tf_js))]
+    return Table1("hand", tuple(reps), {8: _spearman(*rho)}, {8: []}, {})
+
+
+def test_fig7_rule_outcomes():
+    lo, hi = (0.2, 0.15, 0.25), (0.6, 0.55, 0.65)
+    f = fig7_gap_vs_js0.findings
+    assert f(_table1(lo, hi, (0.2, 0.9))).verdict == "agrees"
+    assert f(_table1(hi, lo, (-0.9, -0.2))).verdict == "disagrees"
+    assert f(_table1(lo, hi, (-0.3, 0.9))).verdict == "partly"  # ρ's interval contains 0
+    over = (0.4, 0.1, 0.7)
+    assert f(_table1(over, over, (-0.3, 0.9))).verdict == "inconclusive"
+    edge = f(_table1(over, over, (0.2, 0.9), at_edge=True))
+    assert edge.verdict == NOT_MEASURABLE and "edge of its grid" in edge.measured
+    # every part of the claim is judged: JS0 by family and the correlation per batch size
+    assert len(f(_table1(lo, hi, (0.2, 0.9))).parts) == 2
+
+
+def _finetune(sc_js, ft_js, sc_runs, ft_runs, **kw):
+    sc = _report("gpt-dialect", sc_js, [_result(8, *sc_runs, **kw)])
+    ft = _report("gpt-ft", ft_js, [_result(8, *ft_runs, **kw)])
+    return FinetuneStudy(sc, ft)
+
+
+def test_fig6_rule_outcomes():
+    hi, lo = (0.2, 0.18, 0.22), (0.04, 0.03, 0.05)
+    f = fig6_finetune.findings
+    assert f(_finetune(hi, lo, LAG_BIG, LAG)).verdict == "agrees"
+    assert f(_finetune(lo, hi, LAG, LAG_BIG)).verdict == "disagrees"
+    assert f(_finetune(hi, lo, LAG, LAG_BIG)).verdict == "partly"
+    assert f(_finetune((0.1, 0.0, 0.3), (0.1, 0.0, 0.3), ONE_SEED, ONE_SEED)
+             ).verdict == "inconclusive"  # one seed: the noise is unknown
+    untrained = ([1.99, 1.98, 2.0], [1.99, 1.98, 2.0])
+    assert f(_finetune((0.1, 0.0, 0.3), (0.1, 0.0, 0.3), untrained, untrained)
+             ).verdict == NOT_MEASURABLE
+
+
+def _hetero(js_first, js_last, runs_first, runs_last, mixer_js, mixer_runs):
+    scaled = Table1("hand", (_report("mlp-s1", js_first, [_result(8, *runs_first)]),
+                             _report("mlp-s30", js_last, [_result(8, *runs_last)])),
+                    {}, {}, {})
+    return fig5_mlp_mixer.HeteroMixer(scaled, (1.0, 30.0), {},
+                                      _report("mixer", mixer_js, [_result(8, *mixer_runs)]))
+
+
+def test_fig5_rule_outcomes():
+    lo, hi = (0.1, 0.08, 0.12), (0.5, 0.45, 0.55)
+    f = fig5_mlp_mixer.findings
+    assert f(_hetero(lo, hi, LAG, LAG_BIG, hi, LAG)).verdict == "agrees"
+    assert f(_hetero(hi, lo, LAG_BIG, LAG, lo, NO_LAG)).verdict == "disagrees"
+    # JS0 rises but the gap does not: half of the claim (the old rule ignored JS0)
+    assert f(_hetero(lo, hi, LAG_BIG, LAG, hi, LAG)).verdict == "partly"
+    over = (0.3, 0.1, 0.5)
+    assert f(_hetero(over, over, NOISY, NOISY, over, NOISY)).verdict == "inconclusive"
+    flat = ([1.99, 1.98, 2.0], [1.99, 1.98, 2.0])
+    assert f(_hetero((0.3, float("nan"), 0.5), over, flat, flat, over, flat)
+             ).verdict == NOT_MEASURABLE
+
+
+def _ln(per_seed_fits):
+    """PerturbationStudy per seed with the given {variant: (α, R² lin, R² log)}."""
+    depths = (2, 4, 8)
+    studies = []
+    for fits in per_seed_fits:
+        v = {k: (1.0, 2.0, 3.0) for k in fits}
+        g = {k: GrowthFit(*x) for k, x in fits.items()}
+        studies.append(PerturbationStudy(depths, 0.01, 1e-3, v, v, g, g))
+    return fig_layernorm.LayerNormResult(studies[0], tuple(studies))
+
+
+GOOD = {"postln": (1.0, 0.99, 0.80), "preln": (0.3, 0.80, 0.99), "admin": (0.35, 0.8, 0.98)}
+BAD = {"postln": (0.3, 0.80, 0.99), "preln": (1.0, 0.99, 0.80), "admin": (-0.5, 0.99, 0.8)}
+
+
+def test_layernorm_rule_outcomes():
+    f = fig_layernorm.findings
+    jitter = [{k: (a + 0.01 * s, b, c) for k, (a, b, c) in GOOD.items()} for s in range(3)]
+    good = f(_ln(jitter))
+    assert good.verdict == "agrees"
+    assert len(good.parts) == 6  # Post-LN, Pre-LN, Admin for both perturbations
+    assert f(_ln([BAD] * 3)).verdict == "disagrees"
+    no_admin = {**GOOD, "admin": (1.0, 0.99, 0.8)}  # Admin stays with Post-LN
+    assert f(_ln([no_admin, GOOD, no_admin])).verdict == "partly"
+    assert f(_ln([GOOD, GOOD])).verdict == "inconclusive"  # two seeds
+    missing = {k: v for k, v in GOOD.items() if k != "admin"}
+    assert f(_ln([missing] * 3)).verdict == NOT_MEASURABLE
+
+
+def _eps(small, large, at_edge=False):
+    rows = [EpsRow("hetero", s, v, re_, re_, 0.0, 0.1, 10.0, 10.0, sp, at_edge)
+            for v in ("adam",) for re_, sps in ((1e-4, small), (1e4, large))
+            for s, sp in enumerate(sps)]
+    return EpsResult(tuple(rows), {}, ("hetero",), (0, 1, 2), (1e-4, 1e4), 100, 1e-6)
+
+
+def test_eps_rule_outcomes(monkeypatch):
+    monkeypatch.setattr(fig_eps, "EPS_VARIANTS", ("adam",))
+    f = fig_eps.findings
+    assert f(_eps([5.0, 6.0, np.inf], [1.0, 1.1, 0.9])).verdict == "agrees"
+    # 0×: Adam never reached the tolerance. That is no advantage (the old rule counted it).
+    assert f(_eps([0.0, 0.0, 0.0], [5.0, 6.0, 7.0])).verdict == "disagrees"
+    assert f(_eps([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])).verdict == "partly"
+    assert f(_eps([5.0, 0.0, 5.0], [1.0, 5.0, 1.0])).verdict == "inconclusive"
+    assert f(_eps([5.0, 5.0, 5.0], [1.0, 1.0, 1.0], at_edge=True)).verdict == NOT_MEASURABLE
+
+
+def _batch(**curves):
+    return {"budget": NS(curves=tuple(NS(label=k, shape=s, surge=s == "surge", eps=e,
+                                         peak_batch=4) for k, (s, e) in curves.items()))}
+
+
+def test_batch_rule_outcomes():
+    f = fig_batch.findings
+    assert f(_batch(sgd=("increasing", None), sign=("surge", None),
+                    **{"adam ε=1e-3": ("surge", 1e-3), "adam ε=1e3": ("increasing", 1e3)})
+             ).verdict == "agrees"
+    assert f(_batch(sgd=("decreasing", None), sign=("surge", None),
+                    **{"adam ε=1e-3": ("surge", 1e-3), "adam ε=1e3": ("surge", 1e3)})
+             ).verdict == "partly"
+    assert f(_batch(sgd=("decreasing", None), sign=("flat", None),
+                    **{"adam ε=1e-3": ("flat", 1e-3), "adam ε=1e3": ("flat", 1e3)})
+             ).verdict == "disagrees"
+    assert f(_batch(**{"adam ε=1": ("flat", 1.0)})).verdict in ("disagrees", NOT_MEASURABLE)
+    assert f(_batch(**{"adam ε=1": ("flat", 1.0)})).verdict == "disagrees"
+    assert combine([p for p in f(_batch()).parts]) == NOT_MEASURABLE
+
+
+def test_newton_rule_outcomes():
+    f = fig_newton.findings
+
+    def res(*ps):
+        return NS(rows=tuple(NS(problem="p", noise="n", optimizer="adam", beta2=0.9, p=p,
+                                err_gn=0.1) for p in ps))
+
+    assert f(res(2.1, 1.9)).verdict == "agrees"
+    assert f(res(2.1, 1.0)).verdict == "partly"
+    assert f(res(1.0, 3.0)).verdict == "disagrees"
+
+
+def _spec(name, lo, hi):
+    nodes = np.tile(np.array([[lo, hi]]), (2, 1))
+    return BlockSpectrum(name, 2, nodes, np.full((2, 2), 0.5), np.array([2, 2]),
+                         np.array([0, 1]))
+
+
+def _blockwise(cnn, tf, linear=None):
+    spectra = {m: {"a": _spec("a", 1.0, 2.0), "b": _spec("b", 3.0, 4.0)}
+               for m in ("resnet", "gpt")}
+    log = {"resnet": cnn, "gpt": tf}
+    return fig34_blockwise.Blockwise(spectra, {}, {m: v[0] if v else np.nan
+                                                   for m, v in log.items()},
+                                     {"log": log, "linear": linear or log})
+
+
+def test_fig34_rule_outcomes_and_recipe_invariance_report():
+    lo, hi = (0.2, 0.15, 0.25), (0.6, 0.55, 0.65)
+    f = fig34_blockwise.findings
+    res = f(_blockwise(lo, hi, linear={"resnet": hi, "gpt": lo}))
+    assert res.verdict == "agrees" and "linear: fails" in res.measured
+    assert f(_blockwise(hi, lo)).verdict == "disagrees"
+    assert f(_blockwise((0.4, 0.1, 0.7), hi)).verdict == "inconclusive"
+    assert f(_blockwise(None, hi)).verdict == NOT_MEASURABLE
+
+
+def test_fig1_rule_outcomes():
+    names = ("resnet", "vgg", "gpt")
+    js = np.array([[0, 0.2, 0.2], [0.2, 0, 0.2], [0.2, 0.2, 0]])  # ratio 1
+    f = fig1_full_spectra.findings
+    spectra = {n: _spec(n, -1.0, 1.0) for n in names}
+
+    def res(boot):
+        return fig1_full_spectra.FullSpectra(spectra, js, names, tuple(boot))
+
+    assert f(res([0.9, 1.0, 1.1, 1.2])).verdict == "agrees"
+    assert f(res([1.5, 1.6, 1.8])).verdict == "disagrees"
+    assert f(res([1.0, 1.2, 1.5])).verdict == "inconclusive"
+    assert f(fig1_full_spectra.FullSpectra(spectra, js, names, ())).verdict == NOT_MEASURABLE
