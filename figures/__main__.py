@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from labkit.cache import load_or_compute
 from labkit.interrupts import run_interruptible
 from labkit.progress import Progress
@@ -65,6 +67,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT})")
     ap.add_argument("--cache", type=Path, default=CACHE, help=f"cache folder (default {CACHE})")
     ap.add_argument("--no-cache", action="store_true", help="recompute everything")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1): training runs are reproducible "
+                         "bitwise for a seed and a thread count, and cached under both")
     ap.add_argument("--check", action="store_true",
                     help="only say whether the report is up to date with the sources (exit 1 "
                          "if stale)")
@@ -76,6 +81,9 @@ def main(argv=None) -> int:
         fresh, message = report.check(args.report or REPORT)
         print(message)
         return 0 if fresh else 1
+    if args.threads < 1:
+        ap.error("--threads must be >= 1")
+    torch.set_num_threads(args.threads)
     cache_note = ("nothing is cached (--no-cache)" if args.no_cache else
                   f"finished figures are cached in {args.cache}; rerun the same command to "
                   "continue from them")

@@ -73,12 +73,12 @@ def draw(res: Table1, out_dir: Path) -> list[Path]:
     return plot(res.to_dict(), out_dir)
 
 
-def _js0_rows(res: Table1) -> dict[str, dict[str, tuple]]:
-    """``{recipe: {task: (js0, low, high)}}`` on all blocks, from each report's JS0 table."""
+def _js0_rows(res: Table1, block_set: str = "all") -> dict[str, dict[str, tuple]]:
+    """``{recipe: {task: (js0, low, high)}}`` on one block set, from each report's JS0 table."""
     out: dict[str, dict[str, tuple]] = {}
     for rep in res.reports:
         for row in rep.js0_table:
-            if row["block_set"] == "all" and row.get("js0") is not None:
+            if row["block_set"] == block_set and row.get("js0") is not None:
                 out.setdefault(row["recipe"], {})[rep.task] = (row["js0"], row["low"],
                                                                row["high"])
     return out
@@ -113,21 +113,29 @@ def findings(res: Table1) -> Finding:
     by_recipe = _js0_rows(res)
     invariance = "; ".join(f"{k}: part 1 {family_part(v).outcome}"
                            for k, v in by_recipe.items())
+    invariance += "; weight matrices only: " + "; ".join(
+        f"{k}: part 1 {family_part(v).outcome}" for k, v in _js0_rows(res, "matrices").items())
+    recipes = list(dict.fromkeys(row["recipe"] for rep in res.reports for row in rep.js0_table))
+    sizes = sorted({r.batch_size for rep in res.reports for r in rep.results})
     rows = []
     for rep in res.reports:
-        row = {"task": rep.task, "family": family(rep.task)}
-        for k, v in by_recipe.items():
-            js, lo, hi = v.get(rep.task, (None, None, None))
-            row[k] = "n/a" if js is None else f"{js:.3f} [{lo:.3f}, {hi:.3f}]"
-        for r in rep.results:
-            row[f"gap{r.batch_size}"] = r.gap
-            row[f"why{r.batch_size}"] = not_measurable_reason(r) or "measurable"
-        rows.append(row)
-    sizes = sorted({r.batch_size for rep in res.reports for r in rep.results})
-    table = format_table(rows, [("task", "model", ""), ("family", "family", "")]
-                           + [(k, f"JS0 {k} [95%]", "") for k in by_recipe]
-                           + [c for b in sizes for c in ((f"gap{b}", f"ln gap B={b}", ".2f"),
-                                                         (f"why{b}", f"B={b} runs", ""))],
+        for which in ("all", "matrices"):
+            row = {"task": rep.task, "family": family(rep.task), "set": which}
+            cells = {(x["recipe"], x["block_set"]): x for x in rep.js0_table}
+            for k in recipes:
+                x = cells.get((k, which))
+                row[k] = ("n/a" if x is None or x.get("js0") is None
+                          else f"{x['js0']:.3f} [{x['low']:.3f}, {x['high']:.3f}]")
+            for r in rep.results:
+                row[f"gap{r.batch_size}"] = r.gap if which == "all" else None
+                row[f"why{r.batch_size}"] = ((not_measurable_reason(r) or "measurable")
+                                             if which == "all" else "")
+            rows.append(row)
+    table = format_table(rows, [("task", "model", ""), ("family", "family", ""),
+                                ("set", "blocks", "")]
+                         + [(k, f"JS0 {k} [95%]", "") for k in recipes]
+                         + [c for b in sizes for c in ((f"gap{b}", f"ln gap B={b}", ".2f"),
+                                                       (f"why{b}", f"B={b} runs", ""))],
                          markdown=True)
     measured = (explain(parts) + " Gaps: " + " | ".join(
         f"{rep.task}: {describe(rep.results)}" for rep in res.reports)

@@ -57,6 +57,7 @@ def environment() -> dict:
     try:
         import torch
         env["torch"] = torch.__version__
+        env["torch threads"] = str(torch.get_num_threads())
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     try:

@@ -298,3 +298,16 @@ def test_fig1_rule_outcomes():
     assert f(res([1.5, 1.6, 1.8])).verdict == "disagrees"
     assert f(res([1.0, 1.2, 1.5])).verdict == "inconclusive"
     assert f(fig1_full_spectra.FullSpectra(spectra, js, names, ())).verdict == NOT_MEASURABLE
+
+
+def test_fig7_table_has_every_recipe_and_block_set():
+    from dataclasses import replace
+
+    t = _table1((0.2, 0.15, 0.25), (0.6, 0.55, 0.65), (0.2, 0.9))
+    table = [{"recipe": k, "block_set": b, "js0": 0.5, "low": 0.4, "high": 0.6}
+             for k in ("log", "linear") for b in ("all", "matrices")]
+    reps = tuple(replace(r, js0_table=tuple(table)) for r in t.reports)
+    res = fig7_gap_vs_js0.findings(replace(t, reports=reps))
+    assert "JS0 linear [95%]" in res.table and "| matrices |" in res.table
+    assert "0.500 [0.400, 0.600]" in res.table
+    assert "weight matrices only: log: part 1 inconclusive" in res.measured

@@ -212,3 +212,22 @@ def test_task_js0_table_covers_every_recipe_and_block_set(tmp_path):
     spectra = nets.blockwise_spectrum(model, loss_fn, task.spectrum_batches(), lanczos_steps=4,
                                       probes=3, seed=0)
     assert res["js0"] == pytest.approx(nets.js0(spectra), rel=1e-12)
+
+
+def test_training_cache_keys_on_thread_count(tmp_path):
+    """Runs are reproducible bitwise for a seed and a thread count (not across thread counts:
+    float reductions change order), so the thread count is part of the cache key."""
+    from nets.studies.training import TrainConfig
+
+    cfg = TrainConfig("adam", 1e-2, 6, 8, seed=0, eval_every=3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = gap.train_cached(tiny_task(), cfg, pool_size=64, cache_dir=tmp_path)
+        again = gap.train(tiny_task().build, tiny_task().pool(64), cfg)
+        torch.set_num_threads(2)
+        gap.train_cached(tiny_task(), cfg, pool_size=64, cache_dir=tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    assert a.eval_losses.tolist() == again.eval_losses.tolist()  # bitwise, same thread count
+    assert len(list(tmp_path.glob("train-*.json"))) == 2
