@@ -71,6 +71,24 @@ def problems(draw: st.DrawFn, *, rotate: bool = True, with_h: bool = True,
     return Problem.from_spectra(spectra, rotations, h, name="hypothesis")
 
 
+def with_shrunk_gradient(problem: Problem, w0: np.ndarray, idx: np.ndarray,
+                         shrink: float) -> np.ndarray:
+    """The point whose gradient is ∇L(w0) with the coordinates ``idx`` multiplied by ``shrink``:
+    since ∇L(w) = H(w − w*), it is ``w* + H⁻¹ t`` for the target gradient ``t``.
+
+    Args:
+        problem: The quadratic.
+        w0: Starting point.
+        idx: Coordinates to shrink.
+        shrink: Factor in (0, 1].
+    """
+    if not 0 < shrink <= 1:
+        raise ValueError(f"shrink must lie in (0, 1], got {shrink!r}")
+    target = problem.grad(w0)
+    target[np.asarray(idx)] *= shrink
+    return problem.w_star + problem.solve(target)
+
+
 @st.composite
 def initial_points(draw, problem: Problem, *, adversarial: bool = False) -> np.ndarray:
     """A Gaussian initial point for `problem`; `adversarial=True` may also shrink some gradient
@@ -84,14 +102,9 @@ def initial_points(draw, problem: Problem, *, adversarial: bool = False) -> np.n
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     w0 = rng.standard_normal(problem.d)
     if adversarial and draw(st.booleans()):
-        g = problem.grad(w0)
         k = draw(st.integers(1, problem.d))
         idx = rng.choice(problem.d, size=k, replace=False)
-        shrink = 10.0 ** -draw(st.floats(1.0, 6.0))
-        target = g.copy()
-        target[idx] *= shrink
-        # solve H w = target + h, i.e. move w0 so that the gradient equals `target`
-        w0 = problem.w_star + problem.solve(target)
+        w0 = with_shrunk_gradient(problem, w0, idx, 10.0 ** -draw(st.floats(1.0, 6.0)))
     return w0
 
 
