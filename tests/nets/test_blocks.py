@@ -67,8 +67,25 @@ def test_qkv_and_head_blocks_match_dense_submatrices():
 
 
 def test_multi_piece_block():
+    """A block made of two pieces (V rows of the fused weight and the whole output weight) is
+    the principal submatrix of the dense Hessian on those coordinates: its eigenvalues match,
+    and Lanczos run to the block's dimension recovers them."""
     model = FusedQKV()
+    loss_fn, data = torch.nn.functional.cross_entropy, _data()
     blocks = {"qk": [("qkv", (slice(0, 8),))], "v_and_out": [("qkv", (slice(8, 12),)), "out"]}
-    out = nets.blockwise_spectrum(model, torch.nn.functional.cross_entropy, _data(),
-                                  blocks=blocks, lanczos_steps=5, probes=1)
+    out = nets.blockwise_spectrum(model, loss_fn, data, blocks=blocks, lanczos_steps=24,
+                                  probes=1)
     assert out["qk"].dim == 32 and out["v_and_out"].dim == 16 + 8
+    h_full = nets.dense_hessian(model, loss_fn, data)  # qkv (48 entries) first, then out (8)
+    coords = {"qk": np.arange(32), "v_and_out": np.r_[32:48, 48:56]}
+    exact = nets.exact_blockwise_eigenvalues(model, loss_fn, data, blocks=blocks)
+    for name, idx in coords.items():
+        want = np.linalg.eigvalsh(h_full[np.ix_(idx, idx)])
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(exact[name], want, atol=1e-12 * scale)
+        s = out[name]
+        if s.dim <= 24:  # the Krylov space is exhausted: the Ritz values are the eigenvalues
+            n = int(s.n_steps[0])
+            ritz = np.sort(s.nodes[0, :n])
+            assert abs(ritz[-1] - want[-1]) <= 1e-8 * scale
+            assert abs(ritz[0] - want[0]) <= 1e-8 * scale
