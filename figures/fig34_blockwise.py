@@ -148,7 +148,11 @@ def findings(res: Blockwise) -> Finding:
                                 ("blocks", "blocks", "d"), ("zero", "numerically zero", "")]
                          + [(k, f"JS0 {k} [95%]", "") for k in res.intervals], markdown=True)
     measured = (explain(parts) + f" Under the other recipes the same part: {others}. JS0 "
-                "averages over every parameter tensor except numerically zero blocks.")
+                "averages over every parameter tensor except numerically zero blocks. The log "
+                "recipe is the default because it alone has the properties a heterogeneity "
+                "measure needs (tests/nets/test_density_recipes.py): an unrelated block does "
+                "not move the distance between two others, a block and its 100× copy are far "
+                "apart, identical spectra give 0 (see nets.engine.density).")
     return Finding(measured, combine(parts), table, tuple(parts))
 
 
