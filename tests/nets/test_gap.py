@@ -230,4 +230,4 @@ def test_training_cache_keys_on_thread_count(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert a.eval_losses.tolist() == again.eval_losses.tolist()  # bitwise, same thread count
-    assert len(list(tmp_path.glob("train-*.json"))) == 2
+    assert len(list(tmp_path.glob("train-*.npz"))) == 2
