@@ -58,7 +58,7 @@ _tree = st.recursive(_leaf, lambda c: st.lists(c, max_size=3) | st.tuples(c, c)
                      max_leaves=12)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 @given(_tree)
 def test_record_roundtrip_is_exact(tmp_path_factory, obj):
     path = tmp_path_factory.mktemp("r") / "x.npz"
