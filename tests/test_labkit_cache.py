@@ -37,8 +37,8 @@ def _same(a, b):
     if isinstance(a, np.ndarray):
         return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b,
                                                                                    equal_nan=True)
-    if isinstance(a, float) and np.isnan(a):
-        return isinstance(b, float) and np.isnan(b)
+    if isinstance(a, float | np.floating) and np.isnan(a):  # numpy scalars too (float32 nan)
+        return type(b) is type(a) and np.isnan(b)
     if dataclasses.is_dataclass(a):
         return type(a) is type(b) and all(_same(getattr(a, f.name), getattr(b, f.name))
                                           for f in dataclasses.fields(a))
