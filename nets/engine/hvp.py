@@ -46,18 +46,16 @@ __all__ = ["MODES", "BlockHVP", "check_hvp_options", "make_batch_hessian_vector_
 #: Ways to evaluate Hessian-vector products (see :class:`BlockHVP`).
 MODES = ("auto", "forward", "reverse", "reverse-block")
 
-#: ``auto`` tries forward-over-reverse only from this many stacked tangents on: measured on the
-#: zoo GPT (torch 2.13 CPU, one thread), a forward-over-reverse call costs 5x a
-#: reverse-over-reverse one with one tangent and breaks even near ten, and its first call in a
-#: process pays ~2.5 s of ``torch.func`` tracing, more than a short run's whole product time.
+#: ``auto`` tries forward-over-reverse only from this many stacked tangents on: with fewer it is
+#: slower than a double backward on CPU, and its first call in a process pays for ``torch.func``
+#: tracing, more than a short run's whole product time (``benchmarks/bench_peers.py``).
 FORWARD_MIN_TANGENTS = 8
 
 #: ``auto`` tries the zero-padded modes (``forward``, ``reverse``) only below this many blocks:
 #: a zero-padded product costs a full-space product per tangent, so ``L`` blocks cost ``L``
-#: full products per probe, where the block-restricted double backward only visits the part
-#: of the graph between each block's gradient and its parameters. Measured on the zoo GPT
-#: (37 blocks, torch 2.13 CPU, one thread, one probe): 2.4 s (reverse) and 2.6 s (forward)
-#: per Lanczos step against 0.9 s (reverse-block), and the padded stacks' memory.
+#: full products per probe (and ``L`` padded copies of the parameters in memory), where the
+#: block-restricted double backward only visits the part of the graph between each block's
+#: gradient and its parameters.
 ZERO_PADDED_MAX_BLOCKS = 8
 
 
