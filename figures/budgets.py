@@ -7,13 +7,21 @@ test of the pipeline, not a measurement: its verdicts say "not measurable".
 
 from __future__ import annotations
 
-from nets.studies.gap import GapProfile
+from dataclasses import asdict
 
-__all__ = ["TINY_PROFILE", "gap_profile"]
+from nets.studies.gap import PROFILES, GapProfile
+
+__all__ = ["QUICK_PROFILE", "TINY_PROFILE", "gap_profile"]
 
 TINY_PROFILE = {"name": "tiny", "steps": 6, "sgd_lrs": (0.1,), "adam_lrs": (1e-2,),
                 "seeds": (0,), "batch_sizes": (8,), "pool_size": 32, "eval_every": 3,
                 "js_steps": 3, "js_probes": 2}
+
+
+#: The quick figures' gap budget: `nets.studies.gap.PROFILES["quick"]` with three seeds, the
+#: fewest the verdict rules accept for a training outcome (`figures.verdict.MIN_SEEDS`); its
+#: cost per model is estimated by ``benchmarks/estimate_gap_budget.py --seeds 3``.
+QUICK_PROFILE = {**asdict(PROFILES["quick"]), "name": "quick-3seeds", "seeds": (0, 1, 2)}
 
 
 def gap_profile(profile: str | dict) -> str | GapProfile:

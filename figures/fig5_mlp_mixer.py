@@ -27,7 +27,7 @@ from nets.studies.table1 import Table1, table1
 from nets.studies.tasks import scaled_mlp_task, zoo_task
 from nets.zoo import models as zoo
 
-from .budgets import TINY_PROFILE, gap_profile
+from .budgets import QUICK_PROFILE, TINY_PROFILE, gap_profile
 from .gapstats import describe, gap_difference_part, gap_part
 from .registry import FigureSpec, Finding
 from .style import PALETTE, RC, save
@@ -158,7 +158,7 @@ SPEC = FigureSpec(
              "spectra of the MLP-mixer; (c) its tuned training curves."),
     settings={"tiny": {"scales": (1, 10), "profile": TINY_PROFILE, "mixer_steps": 3,
                        "mixer_probes": 1},
-              "quick": {"scales": (1, 3, 10, 30), "profile": "quick", "mixer_steps": 20,
+              "quick": {"scales": (1, 3, 10, 30), "profile": QUICK_PROFILE, "mixer_steps": 20,
                         "mixer_probes": 3},
               "full": {"scales": (1, 3, 10, 30), "profile": "full", "mixer_steps": 100,
                        "mixer_probes": 10}},

@@ -21,7 +21,7 @@ from labkit.tables import format_table
 from nets.studies.table1 import Table1, table1
 from nets.studies.tasks import zoo_task
 
-from .budgets import TINY_PROFILE, gap_profile
+from .budgets import QUICK_PROFILE, TINY_PROFILE, gap_profile
 from .families import family
 from .gapstats import describe, not_measurable_reason
 from .registry import FigureSpec, Finding
@@ -152,7 +152,7 @@ SPEC = FigureSpec(
              "(default log recipe, bootstrap intervals over probes)."),
     settings={"tiny": {"tasks": ("mlp", "vgg", "gpt"), "profile": TINY_PROFILE},
               "quick": {"tasks": ("mlp", "vgg", "resnet", "vit", "gpt", "bert", "mixer"),
-                        "profile": "quick"},
+                        "profile": QUICK_PROFILE},
               "full": {"tasks": ("mlp", "vgg", "resnet", "vit", "gpt", "bert", "mixer"),
                        "profile": "full"}},
     packages=("nets",),
