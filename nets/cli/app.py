@@ -35,6 +35,7 @@ from labkit.jsonio import dumps
 from labkit.progress import Progress
 from labkit.tables import format_table
 from nets.cli.common import byte_size, distributed
+from nets.cli.ladder import register as register_ladder
 from nets.cli.training import register  # training studies: gap, table1, advise, ...
 from nets.engine.blocks import resolve_blocks
 from nets.engine.density import AXES, NORMALIZATIONS, DensityRecipe, lambda10
@@ -293,6 +294,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="also report JS0 under several widths, grids and normalizations")
     js.set_defaults(func=distributed(_cmd_js0))
     register(sub)
+    register_ladder(sub)
     for action in sub.choices.values():
         action.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_S,
                             metavar="SECONDS",

@@ -15,6 +15,15 @@ from nets.zoo.data import (
     masked_lm_batches,
 )
 from nets.zoo.factory import is_factory, load_factory, load_model, model_blocks, resolve_model
+from nets.zoo.families import (
+    FAMILIES,
+    LADDERS,
+    Rung,
+    build_rung,
+    ladder,
+    parameter_count,
+    rung_data,
+)
 from nets.zoo.ln_transformer import VARIANTS, LNTransformer, admin_profile, ln_transformer
 from nets.zoo.models import (
     MODELS,
@@ -26,10 +35,24 @@ from nets.zoo.models import (
     token_cross_entropy,
 )
 from nets.zoo.quadratic import QuadraticModel, quadratic_problem
+from nets.zoo.realdata import (
+    Vocabulary,
+    data_dir,
+    digits_split,
+    install_shakespeare,
+    shakespeare_text,
+    tokenize,
+    train_vocabulary,
+    word_lm_arrays,
+    word_lm_batches,
+    zipf_exponent,
+)
 from nets.zoo.scaled_mlp import ScaledMLP, layer_scales, scaled_mlp
 
 __all__ = [
     "DIALECT",
+    "FAMILIES",
+    "LADDERS",
     "MASK_ID",
     "MODELS",
     "PARTITIONS",
@@ -37,14 +60,21 @@ __all__ = [
     "VOCAB",
     "LNTransformer",
     "QuadraticModel",
+    "Rung",
     "ScaledMLP",
+    "Vocabulary",
     "admin_profile",
     "attention",
+    "build_rung",
     "char_lm_batches",
+    "data_dir",
     "dialect_lm_batches",
+    "digits_split",
     "glyph_digits",
     "grammar_corpus",
+    "install_shakespeare",
     "is_factory",
+    "ladder",
     "layer_scales",
     "ln_transformer",
     "load",
@@ -52,10 +82,18 @@ __all__ = [
     "load_model",
     "masked_lm_batches",
     "model_blocks",
+    "parameter_count",
     "partition",
     "quadratic_problem",
     "resolve_model",
+    "rung_data",
     "scaled_mlp",
+    "shakespeare_text",
     "tiny_transformer",
     "token_cross_entropy",
+    "tokenize",
+    "train_vocabulary",
+    "word_lm_arrays",
+    "word_lm_batches",
+    "zipf_exponent",
 ]

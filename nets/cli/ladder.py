@@ -1,0 +1,130 @@
+"""``nets ladder`` and ``nets predictor``: the model-size ladder and the out-of-sample predictor
+validation (formatting only; the work is in :mod:`nets.studies.ladder` and
+:mod:`nets.studies.predictor`).
+
+Examples::
+
+    nets ladder --family gpt --profile ladder --json > runs/ladder-gpt.json
+    nets ladder --family vit --profile tiny
+    nets predictor runs/ladder-*.json --write-evidence nets/studies/evidence_ladder.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+
+from labkit.atomic import atomic_write_bytes
+from labkit.jsonio import dumps, loads
+from labkit.progress import Progress
+from labkit.tables import format_table
+from nets.cli.common import distributed
+from nets.studies.ladder import LADDER_PROFILES, run_ladder
+from nets.studies.predictor import validate
+from nets.zoo.families import FAMILIES
+
+__all__ = ["register"]
+
+COLUMNS = [("name", "rung", ""), ("parameters", "params", "d"), ("blocks", "blocks", "d"),
+           ("js0", "JS0 (log)", ".3f"), ("js0_ci", "95% interval", ""),
+           ("gaps", "gap ln(L_SGD/L_Adam) per batch (seed std of SGD)", "")]
+
+
+def _row(r: dict) -> dict:
+    j = r["js0"]["log"]
+    if r["gap"] is None:
+        gaps = "not measured: " + r["gap_skipped"]
+    else:
+        gaps = "  ".join(f"B={b}: {g['gap']:+.3f} (±{g['sgd_seed_std']:.3f})"
+                         for b, g in r["gap"].items())
+    return {"name": r["name"], "parameters": r["parameters"], "blocks": r["blocks"],
+            "js0": j["value"], "js0_ci": f"[{j['low']:.3f}, {j['high']:.3f}]", "gaps": gaps}
+
+
+def _cmd_ladder(args) -> int:
+    if args.threads < 1:
+        raise ValueError("--threads must be >= 1")
+    torch.set_num_threads(args.threads)
+    quiet = args.quiet or args.comm.rank != 0
+    with Progress(None, f"ladder {args.family}", enabled=False if quiet else None) as bar:
+        recs = run_ladder(args.family, args.profile, sizes=args.sizes, cache_dir=args.cache,
+                          comm=args.comm, progress=bar.advance)
+    if args.comm.rank != 0:
+        return 0
+    if args.json:
+        print(dumps(recs, indent=1))
+        return 0
+    print(f"# ladder {args.family}, profile {args.profile}: JS0 at initialization (Lanczos "
+          "spectra, bootstrap over probes) and the tuned SGD-momentum vs Adam gap")
+    print(format_table([_row(r) for r in recs], COLUMNS))
+    return 0
+
+
+def _fmt(x, spec=".2f") -> str:
+    return "nan" if x is None or not math.isfinite(x) else format(x, spec)
+
+
+def _cmd_predictor(args) -> int:
+    records = []
+    for path in args.records:
+        doc = loads(Path(path).read_text())
+        records.extend(doc if isinstance(doc, list) else doc.get("records", []))
+    if not records:
+        raise ValueError("no ladder records in the given files (use `nets ladder --json`)")
+    result = validate(records)
+    doc = {"validation": result, "records": records}
+    if args.write_evidence:
+        atomic_write_bytes(Path(args.write_evidence), dumps(doc, indent=1).encode())
+    if args.json:
+        print(dumps(result, indent=1))
+        return 0
+    print(f"# predictor validation at batch size {result['batch_size']}: selection families "
+          f"{result['protocol']['selection_families']}, held out "
+          f"{result['protocol']['held_out_families']}; call 'SGD lags' = gap > ln 1.5")
+    rows = []
+    for name, c in result["candidates"].items():
+        sel, ho = c["selection"], c["held_out"]
+        rho = (ho["spearman"] or {})
+        rows.append({"candidate": name, "threshold": _fmt(c["threshold"], ".3g"),
+                     "sel_n": sel["n"], "sel_acc": _fmt(sel["accuracy"]),
+                     "ho_n": ho["n"], "ho_acc": _fmt(ho["accuracy"]),
+                     "ho_rho": (f"{rho['rho']:+.2f} [{rho['low']:+.2f}, {rho['high']:+.2f}]"
+                                if rho else "n/a")})
+    print(format_table(rows, [("candidate", "candidate", ""), ("threshold", "threshold", ""),
+                              ("sel_n", "sel n", "d"), ("sel_acc", "sel acc", ""),
+                              ("ho_n", "held-out n", "d"), ("ho_acc", "held-out acc", ""),
+                              ("ho_rho", "held-out Spearman rho [95%]", "")]))
+    print(f"best on the selection points: {result['best']}")
+    for m in result["missing"]:
+        print(f"missing: {m}")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``ladder`` and ``predictor`` to the ``nets`` sub-parser collection ``sub``."""
+    p = sub.add_parser("ladder", help="model-size ladder: JS0 per recipe and the SGD-Adam gap "
+                       "at every size of a family (one record per size)")
+    p.add_argument("--family", required=True, choices=FAMILIES)
+    p.add_argument("--profile", default="ladder", choices=tuple(LADDER_PROFILES),
+                   help="tiny (tests), ladder (CPU, ~5k-1M parameters), gpu (paper sizes, "
+                        "spectra only)")
+    p.add_argument("--sizes", type=int, nargs="+", default=None,
+                   help="only these size indices (default: all)")
+    p.add_argument("--cache", default=None, help="cache folder (default $NETS_CACHE or "
+                   "runs/cache)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--json", action="store_true", help="print JSON (one record per size)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=distributed(_cmd_ladder))
+    v = sub.add_parser("predictor", help="validate the gap predictors out of sample on ladder "
+                       "records (protocol fixed in nets.studies.predictor)")
+    v.add_argument("records", nargs="+", help="files written by `nets ladder --json`")
+    v.add_argument("--write-evidence", default=None, metavar="PATH",
+                   help="also write the validation and records as an evidence file for "
+                        "`nets advise --evidence`")
+    v.add_argument("--json", action="store_true", help="print JSON")
+    v.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    v.set_defaults(func=_cmd_predictor)

@@ -1,0 +1,258 @@
+r"""The model-size ladder study: at every size of a family, blockwise spectra at initialization,
+every predictor candidate (JS0 per density recipe, block-scale statistics) with bootstrap
+intervals, and the tuned SGD-with-momentum vs Adam gap at two batch sizes.
+
+Per rung (:mod:`nets.zoo.families`) of a :class:`LadderProfile`:
+
+1. **Spectra**: :func:`nets.blockwise_spectrum` of the model at seed 0 on the rung's
+   *spectrum* split (real data, :mod:`nets.zoo.realdata`), one block per parameter tensor,
+   ``lanczos_steps`` steps and ``probes`` probes; stored in the cache (kind ``ladder-spectra``)
+   with the seconds it took, so a rerun or a new density recipe costs no HVP.
+2. **Candidates**: :func:`nets.studies.predictor.candidate_values` (bootstrap over probes).
+3. **Gap**: :func:`nets.studies.gap.measure_gap` with the profile's :class:`GapProfile`
+   (learning rates tuned on a log grid, ≥ 3 seeds, two batch sizes) on the *training* split,
+   for rungs with at most ``gap_max_params`` parameters; larger rungs get spectra only and
+   their record says so (``gap: null``, ``gap_skipped``).
+
+Everything goes through :func:`labkit.cache.cached` (spectra per rung, every training run), so
+an interrupted ladder resumes where it stopped. With a distributed communicator the rungs'
+spectra are shared out among the ranks (:meth:`Communicator.map`) and each rung's training grid
+is shared out by :func:`measure_gap`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import torch
+
+from labkit.cache import cached
+from nets.engine.distributed import Communicator
+from nets.engine.slq import BlockSpectrum
+from nets.engine.spectrum import blockwise_spectrum
+from nets.studies.gap import SPECTRUM_MODULES, GapProfile, measure_gap
+from nets.studies.pools import POOL_SEED
+from nets.studies.predictor import candidate_values
+from nets.studies.tasks import BASE_MODULES, Task
+from nets.studies.training import Pool
+from nets.zoo.families import Rung, build_rung, ladder, parameter_count, rung_data
+
+__all__ = ["LADDER_PROFILES", "LadderProfile", "ladder_record", "ladder_task", "run_ladder",
+           "rung_spectra"]
+
+#: Modules whose code determines a rung's results (part of every cache key).
+MODULES = (*BASE_MODULES, "nets.zoo.models", "nets.zoo.families", "nets.zoo.realdata")
+
+
+@dataclass(frozen=True)
+class LadderProfile:
+    """Budget of a ladder run.
+
+    Attributes:
+        name: Profile name.
+        rungs: Key of :data:`nets.zoo.families.LADDERS` (which sizes).
+        lanczos_steps: Lanczos steps per block.
+        probes: Probes per block.
+        spectrum_samples: Samples of the spectrum split the Hessian is averaged over.
+        spectrum_batch: Batch size of the HVPs.
+        n_boot: Bootstrap resamples of the candidates.
+        gap: Training budget (``None``: spectra only).
+        gap_max_params: The gap is measured only at rungs with at most this many parameters.
+    """
+
+    name: str
+    rungs: str
+    lanczos_steps: int
+    probes: int
+    spectrum_samples: int
+    spectrum_batch: int
+    n_boot: int
+    gap: GapProfile | None
+    gap_max_params: int
+
+
+#: ``tiny``: the tests (seconds). ``ladder``: the documented CPU ladder (sizes ~5k–1M; see
+#: README for its measured runtime). ``gpu``: the paper's sizes, spectra only.
+LADDER_PROFILES: dict[str, LadderProfile] = {
+    "tiny": LadderProfile("tiny", "tiny", 6, 3, 16, 8, 20,
+                          GapProfile("ladder-tiny", steps=20, sgd_lrs=(0.1, 1.0),
+                                     adam_lrs=(1e-3, 1e-2), seeds=(0, 1, 2),
+                                     batch_sizes=(4, 16), pool_size=64, eval_every=10,
+                                     js_steps=6, js_probes=3), 10**9),
+    "ladder": LadderProfile("ladder", "ladder", 20, 4, 64, 32, 100,
+                            GapProfile("ladder", steps=200, sgd_lrs=(0.01, 0.1, 1.0),
+                                       adam_lrs=(1e-4, 1e-3, 1e-2), seeds=(0, 1, 2),
+                                       batch_sizes=(8, 64), pool_size=1024, eval_every=50,
+                                       js_steps=20, js_probes=4), 250_000),
+    "gpu": LadderProfile("gpu", "gpu", 10, 2, 16, 8, 50, None, 0),
+}
+
+
+def _pool(rung: Rung, n: int) -> Pool:
+    x, y = rung_data(rung, "train", n, seed=POOL_SEED)
+    return Pool(x, y)
+
+
+def ladder_task(rung: Rung, profile: LadderProfile) -> Task:
+    """The :class:`nets.studies.tasks.Task` of one rung.
+
+    Args:
+        rung: The rung (:func:`nets.zoo.families.ladder`).
+        profile: Sets the spectrum batches (``spectrum_samples``, ``spectrum_batch``).
+
+    Returns:
+        A task whose training pool is the rung's *training* split (seed
+        :data:`nets.studies.pools.POOL_SEED`) and whose spectrum batches are its *spectrum*
+        split.
+    """
+    return Task(rung.name, "words" if rung.vocab else "digits8", partial(build_rung, rung),
+                partial(_spectrum_batches, rung, profile.spectrum_samples,
+                        profile.spectrum_batch),
+                {"task": "ladder", "rung": rung.name, "spectrum_samples":
+                 profile.spectrum_samples, "spectrum_batch": profile.spectrum_batch},
+                f"{rung.family} ladder size {rung.size}", MODULES, partial(_pool, rung))
+
+
+def _spectrum_batches(rung: Rung, n: int, batch: int) -> list:
+    x, y = rung_data(rung, "spectrum", n, seed=0)
+    return [(x[i:i + batch], y[i:i + batch]) for i in range(0, n, batch)]
+
+
+def rung_spectra(rung: Rung, profile: LadderProfile, *, cache_dir=None,
+                 device: str | torch.device = "cpu") -> tuple[dict[str, BlockSpectrum], float]:
+    """Blockwise spectra of a rung at initialization (cached).
+
+    Args:
+        rung: The rung.
+        profile: Lanczos steps, probes and spectrum batches.
+        cache_dir: Cache folder (:func:`labkit.cache.cache_dir`).
+        device: Where to compute.
+
+    Returns:
+        ``({block: BlockSpectrum}, seconds the spectra took when first computed)``.
+    """
+    settings = {"rung": rung.name, "steps": profile.lanczos_steps, "probes": profile.probes,
+                "samples": profile.spectrum_samples, "batch": profile.spectrum_batch,
+                "seed": 0}
+
+    def compute() -> dict:
+        t0 = time.perf_counter()
+        model, loss_fn = build_rung(rung, 0, device=device)
+        data = [(x.to(device), y.to(device)) for x, y in
+                _spectrum_batches(rung, profile.spectrum_samples, profile.spectrum_batch)]
+        spectra = blockwise_spectrum(model, loss_fn, data, lanczos_steps=profile.lanczos_steps,
+                                     probes=profile.probes, seed=0)
+        return {"seconds": time.perf_counter() - t0,
+                "blocks": {k: {"dim": s.dim, "nodes": s.nodes.tolist(),
+                               "weights": s.weights.tolist(), "n_steps": s.n_steps.tolist(),
+                               "probe_ids": s.probe_ids.tolist()} for k, s in spectra.items()}}
+
+    doc = cached("ladder-spectra", settings, compute, directory=cache_dir,
+                 sources=MODULES + SPECTRUM_MODULES)
+    spectra = {k: BlockSpectrum(k, int(b["dim"]), np.asarray(b["nodes"], dtype=np.float64),
+                                np.asarray(b["weights"], dtype=np.float64),
+                                np.asarray(b["n_steps"], dtype=np.int64),
+                                np.asarray(b["probe_ids"], dtype=np.int64))
+               for k, b in doc["blocks"].items()}
+    return spectra, float(doc["seconds"])
+
+
+def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir=None,
+                  comm: Communicator | None = None,
+                  progress: Callable[[str], None] | None = None) -> dict:
+    """The record of one rung (module docstring).
+
+    Args:
+        rung: The rung.
+        profile: The ladder profile.
+        cache_dir: Cache folder.
+        comm: Communicator sharing the training grid out among ranks.
+        progress: Called with a note after every training run.
+
+    Returns:
+        ``{"family", "size", "name", "profile", "parameters", "blocks", "candidates",
+        "js0", "spectrum_seconds", "gap", "gap_skipped"}``: ``candidates`` maps each
+        predictor candidate to ``{"value", "low", "high"}``; ``js0`` the same for the JS0
+        recipes; ``gap`` maps each batch size to the gap, tuned rates, final losses, the
+        seed spread of the tuned final losses and the grid-edge flags (``None`` where the
+        gap was not measured, with the reason in ``gap_skipped``).
+    """
+    spectra, spec_s = rung_spectra(rung, profile, cache_dir=cache_dir)
+    cands = candidate_values(spectra, n_boot=profile.n_boot,
+                             rng=np.random.default_rng([0, 777]))
+    n_params = parameter_count(rung)
+    rec: dict = {"family": rung.family, "size": rung.size, "name": rung.name,
+                 "profile": profile.name, "parameters": n_params, "blocks": len(spectra),
+                 "candidates": cands,
+                 "js0": {k.split(":", 1)[1]: v for k, v in cands.items() if k.startswith("js0:")},
+                 "spectrum_seconds": spec_s, "gap": None, "gap_skipped": None}
+    if profile.gap is None or n_params > profile.gap_max_params:
+        rec["gap_skipped"] = ("no training budget in this profile" if profile.gap is None else
+                              f"{n_params} parameters > gap_max_params "
+                              f"{profile.gap_max_params}: JS0 only at this size")
+        return rec
+    t0 = time.perf_counter()
+    rep = measure_gap(ladder_task(rung, profile), profile.gap, cache_dir=cache_dir,
+                      with_js0=False, progress=progress, comm=comm)
+    rec["gap_seconds_this_call"] = time.perf_counter() - t0
+    rec["gap"] = {}
+    for r in rep.results:
+        spread = {}
+        for o in (r.sgd, r.adam):
+            best = next((g for g in o.grid if g.lr == o.lr), None)
+            finals = [] if best is None else [v for v in best.final_losses if math.isfinite(v)]
+            spread[o.optimizer] = float(np.std(finals)) if len(finals) > 1 else math.nan
+        rec["gap"][str(r.batch_size)] = {
+            "gap": r.gap, "sgd_lr": r.sgd.lr, "adam_lr": r.adam.lr,
+            "sgd_loss": r.sgd.final_loss, "adam_loss": r.adam.final_loss,
+            "sgd_seed_std": spread["sgd"], "adam_seed_std": spread["adam"],
+            "sgd_at_edge": r.sgd.at_edge, "adam_at_edge": r.adam.at_edge,
+            "seeds": len(profile.gap.seeds), "steps": r.steps}
+    return rec
+
+
+def run_ladder(family: str, profile: str | LadderProfile = "ladder", *, sizes=None,
+               cache_dir=None, comm: Communicator | None = None,
+               progress: Callable[[str], None] | None = None) -> list[dict]:
+    """One :func:`ladder_record` per rung of ``family`` (smallest first).
+
+    Args:
+        family: A family of :data:`nets.zoo.families.FAMILIES`.
+        profile: A :class:`LadderProfile` or a key of :data:`LADDER_PROFILES`.
+        sizes: Indices of the rungs to run (default: all).
+        cache_dir: Cache folder (:func:`labkit.cache.cache_dir`).
+        comm: Communicator: the rungs' spectra are shared out among ranks, then every rung's
+            training grid; every rank returns all records.
+        progress: Called with a note after each rung and each training run.
+
+    Returns:
+        The records, smallest rung first.
+
+    Raises:
+        ValueError: unknown profile or a size index out of range.
+    """
+    if isinstance(profile, str):
+        if profile not in LADDER_PROFILES:
+            raise ValueError(f"unknown ladder profile {profile!r}; choose from "
+                             f"{', '.join(LADDER_PROFILES)}")
+        profile = LADDER_PROFILES[profile]
+    rungs = ladder(family, profile.rungs)
+    if sizes is not None:
+        bad = [s for s in sizes if not 0 <= int(s) < len(rungs)]
+        if bad:
+            raise ValueError(f"sizes {bad} out of range: {family} has {len(rungs)} sizes in "
+                             f"profile {profile.name!r} (0..{len(rungs) - 1})")
+        rungs = tuple(rungs[int(s)] for s in sizes)
+    comm = comm or Communicator()
+    comm.map(lambda r: rung_spectra(r, profile, cache_dir=cache_dir)[1], list(rungs))
+    out = []
+    for r in rungs:
+        out.append(ladder_record(r, profile, cache_dir=cache_dir, comm=comm, progress=progress))
+        if progress is not None:
+            progress(f"{r.name}: done")
+    return out
