@@ -103,8 +103,12 @@ def _cmd_predictor(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    """Add ``ladder`` and ``predictor`` to the ``nets`` sub-parser collection ``sub``."""
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``ladder`` and ``predictor`` to the ``nets`` sub-parsers.
+
+    Args:
+        sub: The sub-parser collection of the ``nets`` parser.
+    """
     p = sub.add_parser("ladder", help="model-size ladder: JS0 per recipe and the SGD-Adam gap "
                        "at every size of a family (one record per size)")
     p.add_argument("--family", required=True, choices=FAMILIES)

@@ -23,6 +23,7 @@ is shared out by :func:`measure_gap`.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ def _spectrum_batches(rung: Rung, n: int, batch: int) -> list:
     return [(x[i:i + batch], y[i:i + batch]) for i in range(0, n, batch)]
 
 
-def rung_spectra(rung: Rung, profile: LadderProfile, *, cache_dir=None,
+def rung_spectra(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.PathLike | None = None,
                  device: str | torch.device = "cpu") -> tuple[dict[str, BlockSpectrum], float]:
     """Blockwise spectra of a rung at initialization (cached).
 
@@ -162,7 +163,7 @@ def rung_spectra(rung: Rung, profile: LadderProfile, *, cache_dir=None,
     return spectra, float(doc["seconds"])
 
 
-def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir=None,
+def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.PathLike | None = None,
                   comm: Communicator | None = None,
                   progress: Callable[[str], None] | None = None) -> dict:
     """The record of one rung (module docstring).
@@ -216,8 +217,9 @@ def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir=None,
     return rec
 
 
-def run_ladder(family: str, profile: str | LadderProfile = "ladder", *, sizes=None,
-               cache_dir=None, comm: Communicator | None = None,
+def run_ladder(family: str, profile: str | LadderProfile = "ladder", *,
+               sizes: list[int] | None = None, cache_dir: str | os.PathLike | None = None,
+               comm: Communicator | None = None,
                progress: Callable[[str], None] | None = None) -> list[dict]:
     """One :func:`ladder_record` per rung of ``family`` (smallest first).
 

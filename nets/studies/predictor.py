@@ -177,14 +177,15 @@ def _points(records: Sequence[dict], families: Sequence[str], candidate: str, ba
     return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float), names
 
 
-def _spearman(x, y, seed: int) -> dict | None:
+def _spearman(x, y, seed: int, n_boot: int) -> dict | None:
     if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
-    s = spearman(x, y, rng=np.random.default_rng(seed), n_boot=2000)
+    s = spearman(x, y, rng=np.random.default_rng(seed), n_boot=n_boot)
     return {"rho": s.rho, "low": s.low, "high": s.high, "n": s.n}
 
 
-def validate(records: Sequence[dict], protocol: Protocol = PROTOCOL, *, seed: int = 0) -> dict:
+def validate(records: Sequence[dict], protocol: Protocol = PROTOCOL, *, seed: int = 0,
+             n_boot: int = 1000) -> dict:
     """Run the protocol on ladder records (:func:`nets.studies.ladder.run_ladder`, as dicts or
     as read back from their JSON, where non-finite numbers are strings).
 
@@ -192,6 +193,7 @@ def validate(records: Sequence[dict], protocol: Protocol = PROTOCOL, *, seed: in
         records: Ladder records with ``family``, ``name``, ``candidates`` and ``gap``.
         protocol: The protocol (default :data:`PROTOCOL`, fixed before measuring).
         seed: Seed of the Spearman bootstraps.
+        n_boot: Resamples of each Spearman bootstrap.
 
     Returns:
         ``{"protocol", "batch_size", "candidates": {name: {"threshold", "selection":
@@ -215,9 +217,9 @@ def validate(records: Sequence[dict], protocol: Protocol = PROTOCOL, *, seed: in
         xh, yh, names = _points(records, protocol.held_out_families, c, batch)
         entry: dict = {"threshold": math.nan,
                        "selection": {"n": int(xs.size), "accuracy": math.nan,
-                                     "spearman": _spearman(xs, ys, seed)},
+                                     "spearman": _spearman(xs, ys, seed, n_boot)},
                        "held_out": {"n": int(xh.size), "points": names, "accuracy": math.nan,
-                                    "spearman": _spearman(xh, yh, seed + 1)}}
+                                    "spearman": _spearman(xh, yh, seed + 1, n_boot)}}
         if xs.size:
             t, acc = _threshold(xs, ys > protocol.lag_threshold)
             entry["threshold"], entry["selection"]["accuracy"] = t, acc

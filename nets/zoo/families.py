@@ -27,6 +27,7 @@ families, LeCun normal elsewhere, from a ``torch.Generator`` seeded with the mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -105,6 +106,7 @@ class Rung:
         return "-".join([self.family, *parts])
 
     def kwargs(self) -> dict:
+        """The width/depth configuration as keyword arguments."""
         return dict(self.config)
 
 
@@ -160,6 +162,13 @@ LADDERS: dict[str, dict[str, tuple[Rung, ...]]] = {
 def ladder(family: str, profile: str = "ladder") -> tuple[Rung, ...]:
     """The rungs of ``family`` in ``profile`` (smallest first).
 
+    Args:
+        family: One of :data:`FAMILIES`.
+        profile: A key of :data:`LADDERS`.
+
+    Returns:
+        The rungs, smallest first.
+
     Raises:
         ValueError: unknown family or profile.
     """
@@ -192,11 +201,20 @@ def _module(rung: Rung) -> tuple[nn.Module, float | None]:
 
 
 def build_rung(rung: Rung, seed: int = 0, *, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32):
+               dtype: torch.dtype = torch.float32) -> tuple[nn.Module, Callable]:
     """``(model, loss_fn)`` of a rung at its seeded initialization (eval mode).
 
     The loss is the mean token cross-entropy (``-100`` targets ignored) for the text
     families and the mean cross-entropy over images otherwise.
+
+    Args:
+        rung: The rung (:func:`ladder`).
+        seed: Seed of the initialization (``torch.Generator``).
+        device: Where to put the model.
+        dtype: Parameter dtype.
+
+    Returns:
+        ``(model, loss_fn)``.
     """
     if not isinstance(rung, Rung):
         raise TypeError(f"rung must be a Rung (from nets.zoo.families.ladder), got "
@@ -208,7 +226,14 @@ def build_rung(rung: Rung, seed: int = 0, *, device: str | torch.device = "cpu",
 
 
 def parameter_count(rung: Rung) -> int:
-    """Number of parameters of the rung's model (counted on the meta device, no memory)."""
+    """Number of parameters of the rung's model (counted on the meta device, no memory).
+
+    Args:
+        rung: The rung.
+
+    Returns:
+        The parameter count.
+    """
     module, _ = _module(rung)
     return sum(p.numel() for p in module.parameters())
 
@@ -219,6 +244,15 @@ def rung_data(rung: Rung, split: str, n: int, *, seed: int = 0
 
     Text: ``n`` windows of ``rung.context`` words drawn with ``seed`` (``bert``: 15% masked).
     Images: the first ``n`` real digits of the split (``seed`` unused: the order is fixed).
+
+    Args:
+        rung: The rung.
+        split: ``"spectrum"`` or ``"train"``.
+        n: Number of samples.
+        seed: Seed of the text windows.
+
+    Returns:
+        ``(inputs, targets)`` tensors.
 
     Raises:
         ValueError: ``n`` larger than the image split.

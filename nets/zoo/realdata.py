@@ -105,7 +105,14 @@ def shakespeare_text(folder: str | None = None) -> str:
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case word and punctuation tokens: ``[a-z]+('[a-z]+)*`` or one of ``.,;:!?``."""
+    """Lower-case word and punctuation tokens: ``[a-z]+('[a-z]+)*`` or one of ``.,;:!?``.
+
+    Args:
+        text: Any text.
+
+    Returns:
+        The tokens in order.
+    """
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
     return _TOKEN.findall(text.lower())
@@ -127,12 +134,26 @@ class Vocabulary:
         return len(self.tokens)
 
     def encode(self, tokens: Sequence[str]) -> np.ndarray:
-        """Ids (int64) of ``tokens``; unknown tokens map to ``<unk>``."""
+        """Ids (int64) of ``tokens``; unknown tokens map to ``<unk>``.
+
+        Args:
+            tokens: Token strings.
+
+        Returns:
+            ``(len(tokens),)`` int64 ids.
+        """
         return np.array([self.index.get(t, self.unk) for t in tokens], dtype=np.int64)
 
 
 def train_vocabulary(tokens: Sequence[str], size: int) -> Vocabulary:
     """The ``size − 2`` most frequent tokens (ties alphabetical) plus ``<unk>`` and ``<mask>``.
+
+    Args:
+        tokens: The training tokens.
+        size: Vocabulary size ``V`` (>= 3).
+
+    Returns:
+        The :class:`Vocabulary`.
 
     Raises:
         ValueError: ``size < 3`` or fewer distinct tokens than ``size − 2``.
@@ -195,9 +216,17 @@ def word_lm_arrays(*, n_seq: int, context: int, split: str, vocab_size: int = 51
     ``<mask>``; targets are the original ids there and ``-100`` (ignored) elsewhere.
 
     Args:
+        n_seq: Number of windows.
+        context: Window length (>= 2).
         split: ``"spectrum"`` (first 10% of the text) or ``"train"`` (the rest).
         vocab_size: Vocabulary size ``V`` (model input ids lie in ``[0, V)``).
+        masked: Masked LM instead of next-token prediction.
+        seed: Seed of the window starts and of the mask.
+        mask_rate: Fraction of masked positions (masked LM).
         folder: Texts folder (default: installed data).
+
+    Returns:
+        ``(inputs, targets, vocabulary)``, inputs and targets ``(n_seq, context)`` int64.
     """
     if split not in ("spectrum", "train"):
         raise ValueError(f"split must be 'spectrum' or 'train', got {split!r}")
@@ -220,7 +249,20 @@ def word_lm_arrays(*, n_seq: int, context: int, split: str, vocab_size: int = 51
 
 def word_lm_batches(*, n_seq: int, context: int, batch_size: int, split: str = "spectrum",
                     vocab_size: int = 512, masked: bool = False, seed: int = 0) -> list:
-    """:func:`word_lm_arrays` cut into batches of ``batch_size`` sequences."""
+    """:func:`word_lm_arrays` cut into batches of ``batch_size`` sequences.
+
+    Args:
+        n_seq: Number of windows.
+        context: Window length.
+        batch_size: Sequences per batch.
+        split: ``"spectrum"`` or ``"train"``.
+        vocab_size: Vocabulary size.
+        masked: Masked LM.
+        seed: Seed of the windows (and mask).
+
+    Returns:
+        A list of ``(inputs, targets)`` batches.
+    """
     x, y, _ = word_lm_arrays(n_seq=n_seq, context=context, split=split, vocab_size=vocab_size,
                              masked=masked, seed=seed)
     return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n_seq, batch_size)]
@@ -239,6 +281,12 @@ def digits_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
     ``"spectrum"``: the first 180 of a fixed shuffle (JS0 batches); ``"train"``: the other
     1,617 (training pool).
+
+    Args:
+        split: ``"spectrum"`` or ``"train"``.
+
+    Returns:
+        ``(images, labels)``.
     """
     if split not in ("spectrum", "train"):
         raise ValueError(f"split must be 'spectrum' or 'train', got {split!r}")

@@ -62,7 +62,7 @@ def test_validate_selects_on_selection_points_and_reports_held_out():
         for i in range(3):
             x = {"gpt": 3, "vit": 2.5, "bert": 2.8, "mixer": 1.0}.get(fam, 0.5) + 0.1 * i
             recs.append(_rec(fam, i, x, gap=0.2 * x))  # gap > ln 1.5 exactly when x > 2.03
-    out = pr.validate(recs)
+    out = pr.validate(recs, n_boot=200)
     assert out["batch_size"] == 64 and out["best"] == "theorem1"
     t1 = out["candidates"]["theorem1"]
     assert t1["selection"]["accuracy"] == 1.0 and t1["held_out"]["accuracy"] == 1.0
@@ -70,7 +70,7 @@ def test_validate_selects_on_selection_points_and_reports_held_out():
     bad = out["candidates"]["logmax_spread"]
     assert bad["held_out"]["spearman"]["rho"] == pytest.approx(-1.0)
     assert out["candidates"]["js0:log"]["selection"]["n"] == 0
-    only_sel = pr.validate([r for r in recs if r["family"] == "gpt"])
+    only_sel = pr.validate([r for r in recs if r["family"] == "gpt"], n_boot=50)
     assert "no held-out point with a measured gap" in only_sel["missing"]
     with pytest.raises(ValueError, match="no ladder record"):
         pr.validate([{**recs[0], "gap": None}])
