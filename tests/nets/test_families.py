@@ -55,6 +55,7 @@ def test_build_is_seeded_and_starts_at_chance_loss(family):
     assert math.isfinite(loss) and abs(loss - math.log(classes)) < 0.35 * math.log(classes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", fam.FAMILIES)
 def test_exact_hessian_of_tiny_rung_matches_an_independent_reference(family):
     """nets.engine.exact's dense Hessian = torch.func.hessian of the flat-parameter loss, and
@@ -77,8 +78,14 @@ def test_exact_hessian_of_tiny_rung_matches_an_independent_reference(family):
     h = dense_hessian(model, loss_fn, data)
     scale = np.abs(ref).max()
     assert scale > 0 and np.abs(h - ref).max() <= 1e-9 * scale
-    exact = nets.exact_blockwise_eigenvalues(model, loss_fn, data)
-    big = max(exact, key=lambda k: exact[k].size)
+    # blocks whose exact Hessian is identically zero (attention key biases: softmax ignores a
+    # shift shared by all keys; the mixer's token-MLP output bias) are left out: the engine's
+    # forward/reverse cross-check refuses an all-zero block
+    ends = np.cumsum([math.prod(sh) for sh in shapes])
+    live = {n: n for n, e, sz in zip(names, ends, [math.prod(sh) for sh in shapes], strict=True)
+            if np.abs(ref[e - sz:e, e - sz:e]).max() > 1e-12 * scale}
+    exact = nets.exact_blockwise_eigenvalues(model, loss_fn, data, live)
+    big = max((k for k in exact if exact[k].size <= 64), key=lambda k: exact[k].size)
     dim = exact[big].size
     spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=dim, probes=1,
                                       seed=0, blocks={big: big})
