@@ -154,7 +154,7 @@ def rung_spectra(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Path
                                "probe_ids": s.probe_ids.tolist()} for k, s in spectra.items()}}
 
     doc = cached("ladder-spectra", settings, compute, directory=cache_dir,
-                 sources=MODULES + SPECTRUM_MODULES)
+                 modules=MODULES + SPECTRUM_MODULES)
     spectra = {k: BlockSpectrum(k, int(b["dim"]), np.asarray(b["nodes"], dtype=np.float64),
                                 np.asarray(b["weights"], dtype=np.float64),
                                 np.asarray(b["n_steps"], dtype=np.int64),
