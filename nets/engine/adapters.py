@@ -278,13 +278,20 @@ def _checked_batches(model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
         raise ValueError("data has no samples")
     with torch.no_grad():
         for i, (x, y, _) in enumerate(batches):
-            loss = loss_fn(forward(model, x), y)
+            try:
+                loss = loss_fn(forward(model, x), y)
+            except Exception as e:  # the user's model or loss on the user's data
+                first = str(e).splitlines()[0] if str(e) else ""
+                raise ValueError(f"data: the model or loss_fn fails on batch {i} "
+                                 f"({type(e).__name__}: {first}); check the shapes and dtypes "
+                                 "of the inputs and targets") from e
             if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
                 shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss)
                 raise ValueError(f"loss_fn must return a scalar tensor (a mean loss); batch "
                                  f"{i} gave {shape}")
             if not torch.isfinite(loss):
-                raise ValueError(f"the loss is not finite on batch {i} ({loss.item()})")
+                raise ValueError(f"the loss is not finite on batch {i} ({loss.item()}): check "
+                                 "loss_fn and the data")
             if i == 0:
                 again = loss_fn(forward(model, x), y)
                 if not torch.equal(loss, again):

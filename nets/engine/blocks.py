@@ -21,7 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+from nets.engine.checks import check_int
 
 __all__ = ["BLOCK_SETS", "Block", "Piece", "block_set", "default_blocks", "matrix_blocks",
            "resolve_blocks", "split_parameter"]
@@ -213,16 +216,32 @@ def split_parameter(name: str, shape: Sequence[int], parts: int | Sequence[str],
     Returns:
         ``{f"{prefix}.{part}": (name, index)}``, to merge into a ``blocks`` mapping.
     """
-    labels = [str(i) for i in range(parts)] if isinstance(parts, int) else [str(p) for p in parts]
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a parameter name (non-empty str), got {name!r}")
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    if isinstance(shape, str | bytes) or not isinstance(shape, Sequence) or not shape:
+        raise TypeError(f"shape must be a non-empty sequence of sizes, got {shape!r}")
+    shape = tuple(check_int("shape entry", s, minimum=1) for s in shape)
+    if isinstance(parts, int | np.integer) and not isinstance(parts, bool):
+        labels = [str(i) for i in range(check_int("parts", parts, minimum=1,
+                                                     maximum=max(shape)))]
+    elif isinstance(parts, Sequence) and not isinstance(parts, str | bytes) and all(
+            isinstance(p, str) and p for p in parts):
+        labels = list(parts)
+    else:
+        raise TypeError(f"parts must be a number of parts or a sequence of part names, got "
+                        f"{parts!r}")
     n = len(labels)
-    if n < 1:
-        raise ValueError("parts must be at least 1")
+    if n < 1 or len(set(labels)) != n:
+        raise ValueError(f"parts must name at least one part, each once, got {labels}")
+    dim = check_int("dim", dim)
     if not -len(shape) <= dim < len(shape):
         raise ValueError(f"dim {dim} out of range for shape {tuple(shape)}")
     size = shape[dim]
     if size % n:
-        raise ValueError(f"axis {dim} of {name!r} (size {size}) does not split into {n} "
-                         "equal parts")
+        raise ValueError(f"axis dim={dim} of {name!r} (size {size}) does not split into {n} "
+                         "equal parts (parts)")
     step = size // n
     dim = dim % len(shape)
     prefix = name if prefix is None else prefix

@@ -50,6 +50,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nets.engine.checks import (
+    check_array,
+    check_int,
+    check_positive,
+    check_spectra,
+    check_spectrum,
+)
 from nets.engine.slq import BlockSpectrum
 
 __all__ = ["AXES", "NORMALIZATIONS", "RECIPES", "ZERO_REL", "DensityRecipe", "block_densities",
@@ -88,20 +95,21 @@ class DensityRecipe:
     zero_rel: float = ZERO_REL
 
     def __post_init__(self) -> None:
-        if self.axis not in AXES:
+        if not isinstance(self.axis, str) or self.axis not in AXES:
             raise ValueError(f"axis must be one of {AXES}, got {self.axis!r}")
         if self.width is None:
             object.__setattr__(self, "width", _DEFAULT_WIDTH[self.axis])
-        if not (isinstance(self.width, (int, float)) and np.isfinite(self.width)
+        if not (isinstance(self.width, (int, float)) and not isinstance(self.width, bool)
+                and np.isfinite(self.width)
                 and self.width > 0):
             raise ValueError(f"width must be a positive number (decades on the log axis, a "
                              f"fraction of the spread on the linear one), got {self.width!r}")
-        if int(self.grid_size) != self.grid_size or self.grid_size < 16:
-            raise ValueError(f"grid_size must be an integer >= 16, got {self.grid_size!r}")
-        if self.normalize not in NORMALIZATIONS:
+        check_int("grid_size", self.grid_size, minimum=16, maximum=10**7)
+        if not isinstance(self.normalize, str) or self.normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got "
                              f"{self.normalize!r}")
-        if not (isinstance(self.zero_rel, (int, float)) and 0 < self.zero_rel < 1):
+        if not (isinstance(self.zero_rel, (int, float)) and not isinstance(self.zero_rel, bool)
+                and 0 < self.zero_rel < 1):
             raise ValueError(f"zero_rel must be in (0, 1) (the relative precision of the "
                              f"HVPs, e.g. 1.2e-7 for float32), got {self.zero_rel!r}")
 
@@ -113,6 +121,23 @@ class DensityRecipe:
                 return k
         return (f"{self.axis}(width={self.width:g}, normalize={self.normalize}, "
                 f"zero_rel={self.zero_rel:g})")
+
+
+def check_recipe(recipe: object) -> DensityRecipe:
+    """``recipe``, or the default recipe for ``None``.
+
+    Args:
+        recipe: A :class:`DensityRecipe` or ``None``.
+
+    Raises:
+        TypeError: anything else (e.g. a recipe's name: use ``RECIPES[name]``).
+    """
+    if recipe is None:
+        return DensityRecipe()
+    if not isinstance(recipe, DensityRecipe):
+        raise TypeError(f"recipe must be a nets.DensityRecipe (e.g. nets.RECIPES['log']) or "
+                        f"None, got {type(recipe).__name__}")
+    return recipe
 
 
 #: The named recipes compared in the report; ``"log"`` is the default.
@@ -162,6 +187,15 @@ def spectral_density(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray,
     Returns:
         ``(G,)`` density values (integrating to ≈ 1 when the grid covers the nodes).
     """
+    nodes = check_array("nodes", nodes, ndim=(1, 2))
+    weights = check_array("weights", weights, ndim=(1, 2))
+    if nodes.shape != weights.shape:
+        raise ValueError(f"nodes and weights must have one shape, got {nodes.shape} and "
+                         f"{weights.shape}")
+    if np.any(weights < 0):
+        raise ValueError("weights must be non-negative")
+    grid = check_array("grid", grid, ndim=(1,))
+    sigma = check_positive("sigma", sigma)
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma!r}")
     n = np.atleast_2d(np.asarray(nodes, dtype=np.float64)).ravel()
@@ -179,6 +213,9 @@ def spectral_density(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray,
     for s in range(0, grid.size, step):
         z = (grid[s:s + step, None] - n[None, :]) / sigma
         out[s:s + step] = c * (np.exp(-0.5 * z * z) @ w)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"sigma={sigma!r} is too small for float64 (the kernel overflows); "
+                         "use a wider kernel")
     return out
 
 
@@ -193,6 +230,8 @@ def kth_largest_eigenvalue(spec: BlockSpectrum, k: int) -> float:
     Raises:
         ValueError: fewer than ``k`` Ritz values per probe, or a non-positive estimate.
     """
+    check_spectrum("spec", spec)
+    k = check_int("k", k, minimum=1)
     vals = []
     for r in range(spec.probes):
         n = int(spec.n_steps[r])
@@ -233,6 +272,8 @@ def block_densities(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe 
         ValueError: no spectra, non-finite nodes, a normalization that does not apply, or (log
             axis) every eigenvalue of every block zero.
     """
+    spectra = check_spectra("spectra", spectra)
+    recipe = check_recipe(recipe)
     recipe = recipe or DensityRecipe()
     if not spectra:
         raise ValueError("no spectra given")

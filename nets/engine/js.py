@@ -23,7 +23,14 @@ import numpy as np
 from scipy.spatial.distance import jensenshannon
 from scipy.special import rel_entr
 
-from nets.engine.density import RECIPES, DensityRecipe, block_densities, zero_threshold
+from nets.engine.checks import check_int, check_positive, check_spectra
+from nets.engine.density import (
+    RECIPES,
+    DensityRecipe,
+    block_densities,
+    check_recipe,
+    zero_threshold,
+)
 from nets.engine.slq import BlockSpectrum
 
 __all__ = ["JS0Estimate", "js0", "js0_bootstrap", "js0_sensitivity", "js_matrix",
@@ -61,6 +68,8 @@ def js_matrix(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None
     Returns:
         ``(names, D)`` with ``D[i, j]`` the distance between blocks ``names[i]``, ``names[j]``.
     """
+    spectra = check_spectra("spectra", spectra)
+    recipe = check_recipe(recipe)
     _, dens, _ = block_densities(spectra, recipe)
     names = list(dens)
     dens = {k: _clean(v) for k, v in dens.items()}
@@ -101,6 +110,8 @@ def js0(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None = Non
     Raises:
         ValueError: fewer than two blocks with curvature.
     """
+    spectra = check_spectra("spectra", spectra)
+    recipe = check_recipe(recipe)
     zero = set(numerically_zero_blocks(spectra, recipe))
     live = {k: v for k, v in spectra.items() if k not in zero}
     if len(live) < 2:
@@ -143,10 +154,11 @@ def js0_bootstrap(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | 
         n_boot: Number of resamples.
         rng: Explicit numpy generator.
     """
+    spectra = check_spectra("spectra", spectra)
+    recipe = check_recipe(recipe)
     if not isinstance(rng, np.random.Generator):
         raise TypeError("rng must be a numpy.random.Generator")
-    if n_boot < 2:
-        raise ValueError("n_boot must be at least 2")
+    n_boot = check_int("n_boot", n_boot, minimum=2, maximum=10**6)
     probes = {s.probes for s in spectra.values()}
     if len(probes) != 1:
         raise ValueError("all blocks must have the same number of probes")
@@ -175,8 +187,22 @@ def js0_sensitivity(spectra: Mapping[str, BlockSpectrum], *,
         and width; ``js0`` is ``None`` with an ``"error"`` message where the recipe does not
         apply (e.g. λ₁₀ ≤ 0).
     """
+    spectra = check_spectra("spectra", spectra)
+    recipes = RECIPES if recipes is None else recipes
+    if not isinstance(recipes, Mapping) or not recipes:
+        raise TypeError(f"recipes must be a non-empty mapping {{name: DensityRecipe}}, got "
+                        f"{type(recipes).__name__}")
+    for name, base in recipes.items():
+        if not isinstance(base, DensityRecipe):
+            raise TypeError(f"recipes[{name!r}] must be a nets.DensityRecipe, got "
+                            f"{type(base).__name__}")
+    if isinstance(width_factors, str | bytes) or not isinstance(width_factors, Sequence) or (
+            not width_factors):
+        raise TypeError(f"width_factors must be a non-empty sequence of positive numbers, got "
+                        f"{type(width_factors).__name__}")
+    width_factors = [check_positive("width_factors entry", f) for f in width_factors]
     out = []
-    for name, base in (recipes or RECIPES).items():
+    for name, base in recipes.items():
         for f in width_factors:
             rec = DensityRecipe(axis=base.axis, width=base.width * f,
                                 grid_size=base.grid_size, normalize=base.normalize,

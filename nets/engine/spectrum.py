@@ -32,12 +32,17 @@ import torch
 from labkit.progress import Progress
 from nets.engine.adapters import LossFn
 from nets.engine.blocks import Block, Piece, resolve_blocks
+from nets.engine.checks import check_callable, check_int, check_iterable, check_model
 from nets.engine.distributed import Communicator
 from nets.engine.hvp import BlockHVP, check_hvp_options
 from nets.engine.lanczos import lanczos
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
 
 __all__ = ["blockwise_spectrum", "full_spectrum", "probe_vector"]
+
+
+#: Most Lanczos steps or probes a run may ask for (each costs at least one HVP).
+MAX_COUNT = 1_000_000
 
 
 def probe_vector(seed: int, probe: int, block: str, dim: int) -> np.ndarray:
@@ -49,6 +54,11 @@ def probe_vector(seed: int, probe: int, block: str, dim: int) -> np.ndarray:
         block: Block name.
         dim: Block dimension.
     """
+    seed = check_int("seed", seed, minimum=0)
+    probe = check_int("probe", probe, minimum=0)
+    if not isinstance(block, str):
+        raise TypeError(f"block must be a block name (str), got {type(block).__name__}")
+    dim = check_int("dim", dim, minimum=0, maximum=2**31)
     rng = np.random.default_rng([int(seed), int(probe), zlib.crc32(block.encode())])
     return rng.standard_normal(dim)
 
@@ -67,12 +77,9 @@ def _lanczos_dtype(model_dtype: torch.dtype) -> torch.dtype:
 
 
 def _check_counts(lanczos_steps: int, probes: int, seed: int) -> None:
-    for label, v, lo in (("lanczos_steps", lanczos_steps, 1), ("probes", probes, 1),
-                         ("seed", seed, 0)):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer):
-            raise TypeError(f"{label} must be an integer, got {type(v).__name__}")
-        if v < lo:
-            raise ValueError(f"{label} must be >= {lo}, got {v}")
+    check_int("lanczos_steps", lanczos_steps, minimum=1, maximum=MAX_COUNT)
+    check_int("probes", probes, minimum=1, maximum=MAX_COUNT)
+    check_int("seed", seed, minimum=0)
 
 
 def _run(model, loss_fn, data, blocks: list[Block], *, lanczos_steps: int, probes: int,
@@ -84,7 +91,12 @@ def _run(model, loss_fn, data, blocks: list[Block], *, lanczos_steps: int, probe
     check_hvp_options(mode, max_memory, chunk_size)
     if info is not None and not isinstance(info, dict):
         raise TypeError(f"info must be a dict to fill (or None), got {type(info).__name__}")
-    ids = list(range(probes)) if probe_indices is None else [int(i) for i in probe_indices]
+    if probe_indices is not None and (isinstance(probe_indices, str | bytes | Mapping)
+                                      or not isinstance(probe_indices, Iterable)):
+        raise TypeError(f"probe_indices must be a sequence of probe numbers, got "
+                        f"{type(probe_indices).__name__}")
+    ids = (list(range(probes)) if probe_indices is None else
+           [check_int("probe_indices entry", i, minimum=0) for i in probe_indices])
     if not ids:
         raise ValueError("probe_indices is empty")
     if any(i < 0 or i >= probes for i in ids) or len(set(ids)) != len(ids):
@@ -168,6 +180,9 @@ def blockwise_spectrum(
         ``{block name: BlockSpectrum}`` with ``nodes``/``weights`` of shape
         ``(len(probe_indices), lanczos_steps)``.
     """
+    check_model(model)
+    check_callable("loss_fn", loss_fn)
+    check_iterable("data", data)
     return _run(model, loss_fn, data, resolve_blocks(model, blocks),
                 lanczos_steps=lanczos_steps, probes=probes, seed=seed,
                 probe_indices=probe_indices, chunk_size=chunk_size, callback=callback,
@@ -211,6 +226,9 @@ def full_spectrum(
         progress: Show a progress bar over the Lanczos steps.
         info: A dict to fill with what ran (see :func:`blockwise_spectrum`).
     """
+    check_model(model)
+    check_callable("loss_fn", loss_fn)
+    check_iterable("data", data)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters: there is no Hessian to study")
