@@ -14,7 +14,7 @@ def no_compute(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("computation started before the arguments were checked")
 
-    monkeypatch.setattr(cli.zoo, "load", boom)
+    monkeypatch.setattr(cli, "resolve_model", boom)
 
 
 def _cases(tmp_path):
