@@ -199,3 +199,30 @@ def test_training_mode_dropout_is_refused_with_the_module_name():
     model.train()
     with pytest.raises(ValueError, match=r"transformer\.drop.*model\.eval\(\)"):
         nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=2, probes=1)
+
+
+def test_gpt2_roles_and_per_head_blocks_match_the_reference(problem):
+    """Role partition with GPT-2's fused ``c_attn`` (Conv1D layout) split into Q/K heads: every
+    block's exact eigenvalues equal those of the reference submatrix at its coordinates."""
+    name, model, loss_fn, data, ref = problem
+    if name != "gpt2":
+        pytest.skip("GPT-2's fused Conv1D attention")
+    roles = nets.parameter_roles(model)
+    assert roles["transformer.h.0.ln_1.weight"] == "norm"
+    assert roles["transformer.wte.weight"] == "embedding"
+    assert roles["transformer.h.0.attn.c_attn.weight"] == "weight"
+    blocks = nets.role_blocks(model, ["weight", "embedding"], split="heads")
+    assert "transformer.h.0.attn.c_attn.weight.k.head1" in blocks
+    assert not any("ln_" in b or b.endswith("bias") for b in blocks)
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    offsets = dict(zip([n for n, _ in params],
+                       np.cumsum([0, *[p.numel() for _, p in params[:-1]]]), strict=True))
+    shapes = {n: tuple(p.shape) for n, p in params}
+    exact = nets.exact_blockwise_eigenvalues(model, loss_fn, data, blocks=blocks)
+    for bname, spec in blocks.items():
+        pname, index = (spec, ()) if isinstance(spec, str) else spec
+        coords = offsets[pname] + np.arange(int(np.prod(shapes[pname]))).reshape(
+            shapes[pname])[index].ravel()
+        want = np.linalg.eigvalsh(ref[np.ix_(coords, coords)])
+        np.testing.assert_allclose(exact[bname], want, rtol=0,
+                                   atol=1e-10 * np.abs(ref).max(), err_msg=bname)
