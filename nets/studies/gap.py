@@ -77,8 +77,8 @@ def _grid(lo: float, hi: float, per_decade: int) -> tuple[float, ...]:
     return tuple(float(f"{v:.3g}") for v in np.logspace(math.log10(lo), math.log10(hi), n))
 
 
-#: ``quick``: tests and smoke runs (seconds per model). ``default``: Table 1 in
-#: README.md (minutes per model on 2 cores). ``lite``: ``default`` with one
+#: ``quick``: tests and smoke runs (seconds per model). ``default``: Table 1 (minutes per
+#: model on 2 cores; the report states the profile it used). ``lite``: ``default`` with one
 #: seed (its runs are a subset of ``default``'s, shared through the cache), used for the
 #: secondary studies. ``full``: a longer budget.
 PROFILES: dict[str, GapProfile] = {

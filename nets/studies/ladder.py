@@ -78,7 +78,7 @@ class LadderProfile:
 
 
 #: ``tiny``: the tests (seconds). ``ladder``: the documented CPU ladder (sizes ~5k–1M; see
-#: README for its measured runtime). ``gpu``: the paper's sizes, spectra only.
+#: docs/studies.md). ``gpu``: the paper's sizes, spectra only.
 LADDER_PROFILES: dict[str, LadderProfile] = {
     "tiny": LadderProfile("tiny", "tiny", 6, 3, 16, 8, 20,
                           GapProfile("ladder-tiny", steps=20, sgd_lrs=(0.1, 1.0),

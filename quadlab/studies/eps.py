@@ -45,7 +45,7 @@ GRID_SPAN = (1e-4, 1e2)
 GRID_POINTS = 49
 #: step sizes whose loss gap ever rises above this multiple of its start are not eligible: with
 #: β2 < 1 a huge step can blow the gap up ~1e10×, inflate v, and then converge in a few dozen
-#: steps — a real effect (measured, see README) but not the ε interpolation studied here
+#: steps — a real effect (Proposition 2's non-convergence) but not the ε interpolation studied here
 MAX_RISE = 10.0
 
 
