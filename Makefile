@@ -61,3 +61,8 @@ bench-spectrum: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache site
+
+# One GPU, under 10 minutes: GPT-2-small blockwise spectrum and one gpu-profile ladder point;
+# exits non-zero with a message on a machine without CUDA.
+gpu-check: install
+	$(PY) -m nets gpu-check

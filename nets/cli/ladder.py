@@ -22,6 +22,7 @@ from labkit.jsonio import dumps, loads
 from labkit.progress import Progress
 from labkit.tables import format_table
 from nets.cli.common import distributed
+from nets.studies.gpucheck import gpu_check
 from nets.studies.ladder import LADDER_PROFILES, run_ladder
 from nets.studies.predictor import validate
 from nets.zoo.families import FAMILIES
@@ -103,6 +104,26 @@ def _cmd_predictor(args) -> int:
     return 0
 
 
+def _cmd_gpu_check(args) -> int:
+    res = gpu_check(device=args.cuda_device)
+    if args.json:
+        print(dumps(res, indent=1))
+        return 0
+    g, p = res["gpt"], res["ladder_point"]
+    print(f"# gpu-check on {res['device']}")
+    print(f"{g['rung']} ({g['parameters']:,} parameters), {g['blocks']} blocks, "
+          f"{g['lanczos_steps']} Lanczos steps x {g['probes']} probes: {g['seconds']:.1f} s, "
+          f"{g['seconds_per_hvp_step']:.3f} s per HVP step, peak memory "
+          f"{g['peak_memory_bytes'] / 2**30:.2f} GiB")
+    for k, (lo, hi) in g["extremes"].items():
+        print(f"  {k}: Ritz values in [{lo:.4g}, {hi:.4g}]")
+    print(f"{p['rung']} ({p['parameters']:,} parameters, {p['blocks']} blocks): "
+          f"{p['seconds']:.1f} s, peak memory {p['peak_memory_bytes'] / 2**30:.2f} GiB")
+    for k, c in p["candidates"].items():
+        print(f"  {k}: {c['value']:.4g} [{c['low']:.4g}, {c['high']:.4g}]")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``ladder`` and ``predictor`` to the ``nets`` sub-parsers.
 
@@ -132,3 +153,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--json", action="store_true", help="print JSON")
     v.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     v.set_defaults(func=_cmd_predictor)
+    g = sub.add_parser("gpu-check", help="GPT-2-small blockwise spectrum and one gpu-profile "
+                       "ladder point on a GPU: time per HVP, peak memory (fails without CUDA)")
+    g.add_argument("--cuda-device", default="cuda", help="CUDA device (default cuda)")
+    g.add_argument("--json", action="store_true", help="print JSON")
+    g.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    g.set_defaults(func=_cmd_gpu_check)

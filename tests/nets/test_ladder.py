@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from nets.cli import main
 from nets.engine.slq import BlockSpectrum
@@ -105,3 +106,9 @@ def test_ladder_cli_bad_input(capsys):
     assert "out of range" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["ladder", "--family", "alexnet"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only path")
+def test_gpu_check_refuses_a_cpu_only_machine(capsys):
+    assert main(["gpu-check"]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
