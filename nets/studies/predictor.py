@@ -147,7 +147,8 @@ def candidate_values(spectra: Mapping[str, BlockSpectrum], *, n_boot: int,
     for k, v in point.items():
         b = np.asarray(boots[k])
         b = b[np.isfinite(b)]
-        lo, hi = (np.percentile(b, [2.5, 97.5]) if b.size >= 2 else (math.nan, math.nan))
+        ok = math.isfinite(v) and b.size >= 2  # no interval around an undefined value
+        lo, hi = np.percentile(b, [2.5, 97.5]) if ok else (math.nan, math.nan)
         out[k] = {"value": v, "low": float(lo), "high": float(hi)}
     return out
 
