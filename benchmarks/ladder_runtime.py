@@ -3,7 +3,7 @@
 Reads records written by ``nets ladder --json`` (each carries ``spectrum_seconds`` and, when its
 gap was computed in that call, ``gap_seconds_this_call``) and extrapolates to every rung of
 every family of a ladder profile: time = c · parameters^a, with ``a`` fitted by least squares
-on log-log where the measured points span at least two sizes, else ``a = 1`` (linear in the
+on log-log where the measured points span at least 10× in parameters, else ``a = 1`` (linear in the
 parameter count; stated in the output). Spectra and gaps are extrapolated separately (the gap
 only up to the profile's ``gap_max_params``). Prints JSON; timings depend on the machine's load.
 
@@ -27,11 +27,12 @@ from nets.zoo.families import FAMILIES, ladder, parameter_count
 def _fit(points: list[tuple[int, float]]) -> tuple[float, float, str]:
     p = np.array([x for x, _ in points], dtype=float)
     t = np.array([y for _, y in points], dtype=float)
-    if len(set(p)) >= 2:
+    if p.max() >= 10 * p.min():
         a, logc = np.polyfit(np.log(p), np.log(t), 1)
         return float(a), float(math.exp(logc)), "fitted on log-log"
     c = float(np.mean(t / p))
-    return 1.0, c, "assumed linear in parameters (measured points at one size only)"
+    return 1.0, c, ("assumed linear in parameters (the measured points span less than 10x in "
+                    "parameters: too little for a fitted exponent)")
 
 
 def main(argv: list[str] | None = None) -> int:
