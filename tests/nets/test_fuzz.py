@@ -177,7 +177,7 @@ def test_valid_calls_work(name):
     assert _finite(func(**dict(kwargs)))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(deadline=None, suppress_health_check=list(HealthCheck))
 @given(_examples)
 def test_malformed_arguments_are_refused_by_name_or_handled(example):
     name, arg, i = example
