@@ -326,7 +326,7 @@ def ext_normalize(code, e, m, v, ext, c_off, lr, scale):
     when the extended range is off."""
     if ext[0].shape[0] == 0:
         return
-    d, n = e.shape
+    n = e.shape[1]
     mx = np.empty(n)
     need = np.empty(n, dtype=np.bool_)
     belief = code == ADABELIEF
@@ -389,7 +389,7 @@ def gaps_and_logs(e, g, ext, c_off, gaps, logs, tiny):
     gaps[k] = NaN. If logs has entries, logs[k] = log10(gap) (−inf for an exact 0; NaN or inf
     where the gap is NaN or inf).
     """
-    d, n = e.shape
+    n = e.shape[1]
     want_log = logs.shape[0] > 0
     for k in range(n):
         tiny[k] = False

@@ -233,8 +233,8 @@ def run(problem: Problem, optimizer: str, *, lr: ArrayLike, w0: ArrayLike, steps
     range (a float64 mantissa and a separate power-of-two exponent per block and moment,
     `quadlab.kernels`), bit for bit float64 while nothing is out of range, so they never stop
     for underflow; a gap below float64's normal range is NaN in the float result (never 0.0)
-    and exact in the log-gap (`log_gap=True`). With noise (added in absolute units) they run in plain float64,
-    which stops a trajectory that underflows (NaN gaps and an `UnderflowWarning`).
+    and exact in the log-gap (`log_gap=True`). With noise (added in absolute units) they run in
+    plain float64, which stops a trajectory that underflows (NaN gaps and an `UnderflowWarning`).
 
     Noise (`quadlab.noise`): the optimizer sees a stochastic gradient g̃ with E[g̃] = He and
     covariance given by the model and `batch_size` (Gaussian: scale² Σ / B; least squares: the

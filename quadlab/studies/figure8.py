@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from quadlab.cases import CASES, make_problem
-from quadlab.tuning import tune_lr
 from quadlab.optimizers import make_optimizer
+from quadlab.tuning import tune_lr
 from quadlab.validation import as_sequence, check_choice, check_positive, check_seed, check_steps
 
 #: label -> (optimizer, hyper-parameters): the optimizers of the study.

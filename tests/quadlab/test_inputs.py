@@ -41,7 +41,7 @@ def test_complex_h_and_w0_are_refused(hetero):
 @pytest.mark.parametrize("big", [1e300, 1.7e308])
 def test_entries_near_overflow_are_refused(big):
     """Symmetrising 1e308 entries used to overflow to NaN eigenvalues that passed the PD check."""
-    with pytest.raises(ValueError, match="block 0 has an entry of magnitude .* rescale"):
+    with pytest.raises(ValueError, match=r"block 0 has an entry of magnitude .* rescale"):
         Problem.from_blocks([np.array([[big, 0.0], [0.0, big]])])
 
 
@@ -114,20 +114,21 @@ def test_run_bad_inputs_name_the_argument(hetero, kwargs, exc, match):
 
 
 def test_run_refuses_a_non_problem():
-    with pytest.raises(TypeError, match="problem must be a quadlab.Problem"):
+    with pytest.raises(TypeError, match=r"problem must be a quadlab\.Problem"):
         quadlab.run(np.eye(2), "gd", lr=0.1, w0=np.ones(2), steps=3)
 
 
 def test_tuning_memory_and_tol(hetero):
     w0 = hetero.initial_points(seed=0)
-    with pytest.raises(ValueError, match="41 trajectories .* GiB"):
+    with pytest.raises(ValueError, match=r"41 trajectories .* GiB"):
         quadlab.tune_lr(hetero, "gd", w0=w0, steps=10**10)
     with pytest.raises(ValueError, match="tol must be finite and > 0"):
         quadlab.iterations_to_tolerance(np.ones(4), -1.0)
 
 
 def test_check_memory_message_carries_the_estimate():
-    with pytest.raises(ValueError, match=r"x needs about 1\.72e\+10 GiB, more than 50% of the .* GiB available; do less"):
+    expected = r"x needs about 1\.72e\+10 GiB, more than 50% of the .* GiB available; do less"
+    with pytest.raises(ValueError, match=expected):
         check_memory(2**64, what="x", fix="do less")
     check_memory(1024, what="x", fix="do less")  # small: accepted
 
