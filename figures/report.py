@@ -63,7 +63,9 @@ def environment() -> dict:
     try:
         env["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                        capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", *SOURCES], cwd=ROOT,
+        # only code counts: the report and its images live under figures/ too
+        dirty = subprocess.run(["git", "status", "--porcelain", "--",
+                                *(f"{s}/**.py" for s in SOURCES)], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()
         if dirty:
             env["commit"] += "+uncommitted"
