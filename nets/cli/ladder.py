@@ -52,7 +52,7 @@ def _cmd_ladder(args) -> int:
     quiet = args.quiet or args.comm.rank != 0
     with Progress(None, f"ladder {args.family}", enabled=False if quiet else None) as bar:
         recs = run_ladder(args.family, args.profile, sizes=args.sizes, cache_dir=args.cache,
-                          comm=args.comm, progress=bar.advance)
+                          comm=args.comm, progress=bar.advance, gap=not args.no_gap)
     if args.comm.rank != 0:
         return 0
     if args.json:
@@ -141,6 +141,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", default=None, help="cache folder (default $NETS_CACHE or "
                    "runs/cache)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--no-gap", action="store_true", help="spectra and JS0 only (no training), "
+                   "e.g. JS0 of every size before the gaps")
     p.add_argument("--json", action="store_true", help="print JSON (one record per size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=distributed(_cmd_ladder))

@@ -77,6 +77,13 @@ class LadderProfile:
     gap_max_params: int
 
 
+#: The ``ladder`` profile's learning-rate grids (half a decade apart). The first ladder run,
+#: with SGD on (0.01, 0.1, 1) and Adam on (1e-4, 1e-3, 1e-2), tuned Adam to 1e-2, its grid's
+#: top, on 7 of 7 families at B = 64 and SGD to 0.01, its grid's bottom, on 3 of 7 at B = 8:
+#: both grids are widened by a decade on the side where the tuned rate sat.
+_SGD_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+_ADAM_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
 #: ``tiny``: the tests (seconds). ``ladder``: the documented CPU ladder (sizes ~5k–1M; see
 #: docs/studies.md). ``gpu``: the paper's sizes, spectra only.
 LADDER_PROFILES: dict[str, LadderProfile] = {
@@ -86,8 +93,8 @@ LADDER_PROFILES: dict[str, LadderProfile] = {
                                      batch_sizes=(4, 16), pool_size=64, eval_every=10,
                                      js_steps=6, js_probes=3), 10**9),
     "ladder": LadderProfile("ladder", "ladder", 20, 4, 64, 32, 100,
-                            GapProfile("ladder", steps=200, sgd_lrs=(0.01, 0.1, 1.0),
-                                       adam_lrs=(1e-4, 1e-3, 1e-2), seeds=(0, 1, 2),
+                            GapProfile("ladder", steps=200, sgd_lrs=_SGD_LRS,
+                                       adam_lrs=_ADAM_LRS, seeds=(0, 1, 2),
                                        batch_sizes=(8, 64), pool_size=1024, eval_every=50,
                                        js_steps=20, js_probes=4), 250_000),
     "gpu": LadderProfile("gpu", "gpu", 10, 2, 16, 8, 50, None, 0),
@@ -165,7 +172,7 @@ def rung_spectra(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Path
 
 def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.PathLike | None = None,
                   comm: Communicator | None = None,
-                  progress: Callable[[str], None] | None = None) -> dict:
+                  progress: Callable[[str], None] | None = None, gap: bool = True) -> dict:
     """The record of one rung (module docstring).
 
     Args:
@@ -174,6 +181,8 @@ def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Pat
         cache_dir: Cache folder.
         comm: Communicator sharing the training grid out among ranks.
         progress: Called with a note after every training run.
+        gap: Measure the gap where the profile allows it (``False``: spectra and candidates
+            only, e.g. to get JS0 at every size before any training; the record says so).
 
     Returns:
         ``{"family", "size", "name", "profile", "parameters", "blocks", "candidates",
@@ -192,10 +201,12 @@ def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Pat
                  "candidates": cands,
                  "js0": {k.split(":", 1)[1]: v for k, v in cands.items() if k.startswith("js0:")},
                  "spectrum_seconds": spec_s, "gap": None, "gap_skipped": None}
-    if profile.gap is None or n_params > profile.gap_max_params:
+    if profile.gap is None or n_params > profile.gap_max_params or not gap:
         rec["gap_skipped"] = ("no training budget in this profile" if profile.gap is None else
                               f"{n_params} parameters > gap_max_params "
-                              f"{profile.gap_max_params}: JS0 only at this size")
+                              f"{profile.gap_max_params}: JS0 only at this size"
+                              if n_params > profile.gap_max_params else
+                              "gap not requested in this run (spectra only)")
         return rec
     t0 = time.perf_counter()
     rep = measure_gap(ladder_task(rung, profile), profile.gap, cache_dir=cache_dir,
@@ -220,7 +231,7 @@ def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Pat
 def run_ladder(family: str, profile: str | LadderProfile = "ladder", *,
                sizes: list[int] | None = None, cache_dir: str | os.PathLike | None = None,
                comm: Communicator | None = None,
-               progress: Callable[[str], None] | None = None) -> list[dict]:
+               progress: Callable[[str], None] | None = None, gap: bool = True) -> list[dict]:
     """One :func:`ladder_record` per rung of ``family`` (smallest first).
 
     Args:
@@ -231,6 +242,7 @@ def run_ladder(family: str, profile: str | LadderProfile = "ladder", *,
         comm: Communicator: the rungs' spectra are shared out among ranks, then every rung's
             training grid; every rank returns all records.
         progress: Called with a note after each rung and each training run.
+        gap: Measure gaps (``False``: spectra and candidates only).
 
     Returns:
         The records, smallest rung first.
@@ -254,7 +266,8 @@ def run_ladder(family: str, profile: str | LadderProfile = "ladder", *,
     comm.map(lambda r: rung_spectra(r, profile, cache_dir=cache_dir)[1], list(rungs))
     out = []
     for r in rungs:
-        out.append(ladder_record(r, profile, cache_dir=cache_dir, comm=comm, progress=progress))
+        out.append(ladder_record(r, profile, cache_dir=cache_dir, comm=comm, progress=progress,
+                                 gap=gap))
         if progress is not None:
             progress(f"{r.name}: done")
     return out
