@@ -352,7 +352,7 @@ def _run(args: argparse.Namespace) -> int:
                                       timeout_s=args.dist_timeout)
             who = f"nets (rank {args.comm.rank} of {args.comm.world_size})"
         return args.func(args)
-    except (ValueError, TypeError, OSError, DistributedError) as e:
+    except (ValueError, TypeError, OSError, ImportError, DistributedError) as e:
         print(f"{who}: error: {e}", file=sys.stderr)
         return 2
     finally:

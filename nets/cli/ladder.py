@@ -25,7 +25,7 @@ from nets.cli.common import distributed
 from nets.studies.gpucheck import gpu_check
 from nets.studies.ladder import LADDER_PROFILES, run_ladder
 from nets.studies.predictor import validate
-from nets.zoo.families import FAMILIES
+from nets.zoo.families import LADDER_FAMILIES
 
 __all__ = ["register"]
 
@@ -132,7 +132,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     """
     p = sub.add_parser("ladder", help="model-size ladder: JS0 per recipe and the SGD-Adam gap "
                        "at every size of a family (one record per size)")
-    p.add_argument("--family", required=True, choices=FAMILIES)
+    p.add_argument("--family", required=True, choices=LADDER_FAMILIES,
+                   help="a zoo family or a Hugging Face one (hf-gpt2, hf-bert, hf-vit, "
+                        "hf-resnet: transformers models from configs, needs pip install "
+                        "'.[hf]')")
     p.add_argument("--profile", default="ladder", choices=tuple(LADDER_PROFILES),
                    help="tiny (tests), ladder (CPU, ~5k-1M parameters), gpu (paper sizes, "
                         "spectra only)")

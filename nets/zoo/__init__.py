@@ -17,12 +17,20 @@ from nets.zoo.data import (
 from nets.zoo.factory import is_factory, load_factory, load_model, model_blocks, resolve_model
 from nets.zoo.families import (
     FAMILIES,
+    LADDER_FAMILIES,
     LADDERS,
     Rung,
     build_rung,
     ladder,
     parameter_count,
     rung_data,
+)
+from nets.zoo.hf_families import (
+    HF_FAMILIES,
+    MissingExtraError,
+    hf_build,
+    hf_parameter_count,
+    require_transformers,
 )
 from nets.zoo.ln_transformer import VARIANTS, LNTransformer, admin_profile, ln_transformer
 from nets.zoo.models import (
@@ -52,13 +60,16 @@ from nets.zoo.scaled_mlp import ScaledMLP, layer_scales, scaled_mlp
 __all__ = [
     "DIALECT",
     "FAMILIES",
+    "HF_FAMILIES",
     "LADDERS",
+    "LADDER_FAMILIES",
     "MASK_ID",
     "MODELS",
     "PARTITIONS",
     "VARIANTS",
     "VOCAB",
     "LNTransformer",
+    "MissingExtraError",
     "QuadraticModel",
     "Rung",
     "ScaledMLP",
@@ -72,6 +83,8 @@ __all__ = [
     "digits_split",
     "glyph_digits",
     "grammar_corpus",
+    "hf_build",
+    "hf_parameter_count",
     "install_shakespeare",
     "is_factory",
     "ladder",
@@ -85,6 +98,7 @@ __all__ = [
     "parameter_count",
     "partition",
     "quadratic_problem",
+    "require_transformers",
     "resolve_model",
     "rung_data",
     "scaled_mlp",

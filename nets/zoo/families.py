@@ -23,6 +23,13 @@ ViT-small (d = 384, 12 layers), ResNet-18 widths (64–512, 2 blocks per stage))
 
 Initialization as in the zoo (:func:`nets.zoo.models._init`): N(0, 0.02²) for the Transformer
 families, LeCun normal elsewhere, from a ``torch.Generator`` seeded with the model seed.
+
+Beside them, :data:`HF_FAMILIES` (``hf-gpt2``, ``hf-bert``, ``hf-vit``, ``hf-resnet``) are the
+Hugging Face ``transformers`` classes built from configs with random initialization, on the
+same data (:mod:`nets.zoo.hf_families`; optional, ``pip install '.[hf]'``): the ``ladder``
+profile has 4 sizes each from ~4–6k to ~0.7–1M parameters, the ``gpu`` profile GPT-2-small /
+BERT-base widths (16k word vocabulary), ViT-small and ResNet-18. :data:`LADDER_FAMILIES` lists
+both kinds.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nets.zoo.hf_families import HF_FAMILIES, HF_TEXT_FAMILIES, hf_build, hf_parameter_count
 from nets.zoo.models import (
     GPT,
     META,
@@ -47,11 +55,15 @@ from nets.zoo.models import (
 )
 from nets.zoo.realdata import digits_split, word_lm_arrays
 
-__all__ = ["FAMILIES", "LADDERS", "TEXT_FAMILIES", "Rung", "build_rung", "ladder",
-           "parameter_count", "rung_data"]
+__all__ = ["FAMILIES", "HF_FAMILIES", "LADDERS", "LADDER_FAMILIES", "TEXT_FAMILIES", "Rung",
+           "build_rung", "ladder", "parameter_count", "rung_data"]
 
 FAMILIES = ("gpt", "bert", "vit", "mixer", "resnet", "vgg", "mlp")
 TEXT_FAMILIES = ("gpt", "bert")
+#: The zoo's families and the Hugging Face ones (:mod:`nets.zoo.hf_families`).
+LADDER_FAMILIES = FAMILIES + HF_FAMILIES
+_WORD_FAMILIES = TEXT_FAMILIES + HF_TEXT_FAMILIES  # word LMs on Shakespeare
+_MASKED_FAMILIES = ("bert", "hf-bert")
 IMAGE_SIZE, CLASSES = 8, 10
 
 
@@ -115,7 +127,7 @@ def _text(family, size, d, L, h, vocab=512, context=32):
 
 
 def _rungs(family: str, configs, **kw) -> tuple[Rung, ...]:
-    if family in TEXT_FAMILIES:
+    if family in _WORD_FAMILIES:
         return tuple(_text(family, i, *c, **kw) for i, c in enumerate(configs))
     return tuple(Rung(family, i, tuple(c.items())) for i, c in enumerate(configs))
 
@@ -123,6 +135,9 @@ def _rungs(family: str, configs, **kw) -> tuple[Rung, ...]:
 _TXT_TINY = [(4, 1, 2)]
 _TXT_LADDER = [(8, 1, 2), (32, 2, 4), (64, 3, 4), (136, 4, 4)]
 _TXT_GPU = [(768, 12, 12)]
+_HF_RESNET_LADDER = [{"e": 8, "w": (8, 16), "n": (1, 1)}, {"e": 16, "w": (16, 32), "n": (1, 1)},
+                     {"e": 32, "w": (32, 64), "n": (2, 2)},
+                     {"e": 32, "w": (32, 64, 128), "n": (2, 2, 2)}]
 
 #: ``{profile: {family: rungs}}``.
 LADDERS: dict[str, dict[str, tuple[Rung, ...]]] = {
@@ -134,6 +149,10 @@ LADDERS: dict[str, dict[str, tuple[Rung, ...]]] = {
         "resnet": _rungs("resnet", [{"w": (2, 4), "n": 1}]),
         "vgg": _rungs("vgg", [{"c": 2}]),
         "mlp": _rungs("mlp", [{"h": 6}]),
+        "hf-gpt2": _rungs("hf-gpt2", _TXT_TINY, vocab=12, context=4),
+        "hf-bert": _rungs("hf-bert", _TXT_TINY, vocab=12, context=4),
+        "hf-vit": _rungs("hf-vit", [{"d": 4, "L": 1, "h": 2}]),
+        "hf-resnet": _rungs("hf-resnet", [{"e": 2, "w": (2, 3), "n": (1, 1)}]),
     },
     "ladder": {
         "gpt": _rungs("gpt", _TXT_LADDER),
@@ -146,6 +165,11 @@ LADDERS: dict[str, dict[str, tuple[Rung, ...]]] = {
                                     {"w": (32, 64), "n": 2}, {"w": (64, 128), "n": 2}]),
         "vgg": _rungs("vgg", [{"c": 8}, {"c": 24}, {"c": 64}, {"c": 128}]),
         "mlp": _rungs("mlp", [{"h": 32}, {"h": 96}, {"h": 256}, {"h": 640}]),
+        "hf-gpt2": _rungs("hf-gpt2", _TXT_LADDER),
+        "hf-bert": _rungs("hf-bert", _TXT_LADDER),
+        "hf-vit": _rungs("hf-vit", [{"d": 16, "L": 1, "h": 2}, {"d": 48, "L": 2, "h": 4},
+                                    {"d": 96, "L": 3, "h": 4}, {"d": 144, "L": 4, "h": 4}]),
+        "hf-resnet": _rungs("hf-resnet", _HF_RESNET_LADDER),
     },
     "gpu": {
         "gpt": _rungs("gpt", _TXT_GPU, vocab=16384, context=128),
@@ -155,6 +179,11 @@ LADDERS: dict[str, dict[str, tuple[Rung, ...]]] = {
         "resnet": _rungs("resnet", [{"w": (64, 128, 256, 512), "n": 2}]),
         "vgg": _rungs("vgg", [{"c": 512}]),
         "mlp": _rungs("mlp", [{"h": 2048}]),
+        "hf-gpt2": _rungs("hf-gpt2", _TXT_GPU, vocab=16384, context=128),    # GPT-2 small
+        "hf-bert": _rungs("hf-bert", _TXT_GPU, vocab=16384, context=128),    # BERT-base
+        "hf-vit": _rungs("hf-vit", [{"d": 384, "L": 12, "h": 6}]),           # ViT-S
+        "hf-resnet": _rungs("hf-resnet", [{"e": 64, "w": (64, 128, 256, 512),
+                                           "n": (2, 2, 2, 2)}]),            # ResNet-18
     },
 }
 
@@ -163,7 +192,7 @@ def ladder(family: str, profile: str = "ladder") -> tuple[Rung, ...]:
     """The rungs of ``family`` in ``profile`` (smallest first).
 
     Args:
-        family: One of :data:`FAMILIES`.
+        family: One of :data:`LADDER_FAMILIES` (the zoo's or the Hugging Face ones).
         profile: A key of :data:`LADDERS`.
 
     Returns:
@@ -174,8 +203,8 @@ def ladder(family: str, profile: str = "ladder") -> tuple[Rung, ...]:
     """
     if profile not in LADDERS:
         raise ValueError(f"unknown ladder profile {profile!r}; choose from {', '.join(LADDERS)}")
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+    if family not in LADDER_FAMILIES:
+        raise ValueError(f"unknown family {family!r}; choose from {', '.join(LADDER_FAMILIES)}")
     return LADDERS[profile][family]
 
 
@@ -209,7 +238,8 @@ def build_rung(rung: Rung, seed: int = 0, *, device: str | torch.device = "cpu",
 
     Args:
         rung: The rung (:func:`ladder`).
-        seed: Seed of the initialization (``torch.Generator``).
+        seed: Seed of the initialization (``torch.Generator``; the Hugging Face families seed
+            a forked global generator, :func:`nets.zoo.hf_families.hf_build`).
         device: Where to put the model.
         dtype: Parameter dtype.
 
@@ -219,6 +249,10 @@ def build_rung(rung: Rung, seed: int = 0, *, device: str | torch.device = "cpu",
     if not isinstance(rung, Rung):
         raise TypeError(f"rung must be a Rung (from nets.zoo.families.ladder), got "
                         f"{type(rung).__name__}")
+    if rung.family in HF_FAMILIES:
+        model, loss_fn = hf_build(rung.family, rung.kwargs(), vocab=rung.vocab,
+                                  context=rung.context, seed=seed)
+        return model.to(device=device, dtype=dtype), loss_fn
     gen = torch.Generator().manual_seed(int(seed))
     module, std = _module(rung)
     model = _init(module, gen, std=std).to(device=device, dtype=dtype)
@@ -234,6 +268,9 @@ def parameter_count(rung: Rung) -> int:
     Returns:
         The parameter count.
     """
+    if rung.family in HF_FAMILIES:
+        return hf_parameter_count(rung.family, rung.kwargs(), vocab=rung.vocab,
+                                  context=rung.context)
     module, _ = _module(rung)
     return sum(p.numel() for p in module.parameters())
 
@@ -257,9 +294,10 @@ def rung_data(rung: Rung, split: str, n: int, *, seed: int = 0
     Raises:
         ValueError: ``n`` larger than the image split.
     """
-    if rung.family in TEXT_FAMILIES:
+    if rung.family in _WORD_FAMILIES:
         x, y, _ = word_lm_arrays(n_seq=n, context=rung.context, split=split,
-                                 vocab_size=rung.vocab, masked=rung.family == "bert", seed=seed)
+                                 vocab_size=rung.vocab, masked=rung.family in _MASKED_FAMILIES,
+                                 seed=seed)
         return x, y
     x, y = digits_split(split)
     if n > len(y):
