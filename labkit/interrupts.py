@@ -7,6 +7,14 @@ therefore records that SIGINT arrived and treats *any* exception that escapes af
 interruption: it prints one line (the caller's note on what was saved and how to resume) and
 returns 130 (128 + SIGINT), never a traceback. A second Ctrl-C while that happens ends the
 process at once, also with 130.
+
+Before :func:`run_interruptible` runs, a command line is still importing torch or numba, which
+takes seconds; a ``KeyboardInterrupt`` raised there would print an import traceback. Each
+package whose command line imports heavy modules therefore calls :func:`guard_startup` at the top
+of its ``__init__``, before those imports: when the process runs that package as a command line
+it installs a handler that prints one line and ends the process with 130 at once (nothing has
+been saved yet). :func:`run_interruptible` replaces it while the command runs and puts it back
+after, so Ctrl-C at any moment of the process gives one line and 130.
 """
 
 from __future__ import annotations
@@ -18,10 +26,62 @@ import threading
 from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["EXIT_INTERRUPTED", "run_interruptible"]
+__all__ = ["EXIT_INTERRUPTED", "guard_startup", "run_interruptible"]
 
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+#: What the start-up handler says: set by :func:`guard_startup`, updated by
+#: :func:`run_interruptible` once the command has run.
+_startup: dict[str, str] = {}
+
+
+def _on_startup_sigint(signum: int, frame: object) -> None:
+    """SIGINT outside :func:`run_interruptible`: one line, exit 130, no unwinding (an exception
+    raised inside ``import torch`` would print a traceback, or worse, half-import a module)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a reentrant flush of an interrupted write: the line still goes out
+            pass
+    line = f"\n{_startup.get('prog', 'python')}: interrupted {_startup.get('note', '')}\n"
+    os.write(2, line.encode(errors="replace"))
+    os._exit(EXIT_INTERRUPTED)
+
+
+def guard_startup(package: str, *, prog: str | None = None) -> bool:
+    """Make Ctrl-C during a command line's start-up print one line and exit 130.
+
+    Call at the top of a package ``__init__``, before its heavy imports. The handler is
+    installed only when this process runs ``package`` as a command line, so importing the
+    package as a library changes nothing: ``python -m package[.module]`` (while Python imports
+    the package for ``-m``, ``sys.argv[0]`` is ``"-m"``) or its console script, whose name is
+    ``package``. It is also left alone off the main thread and when SIGINT already has a handler
+    other than Python's default, and the first package to install it names the line (the
+    command's package, which imports the others).
+
+    Args:
+        package: The package's import name, e.g. ``"nets"``.
+        prog: Program name that starts the line (default ``package``).
+
+    Returns:
+        Whether the handler was installed.
+    """
+    if not isinstance(package, str) or not package:
+        raise TypeError(f"package must be a non-empty import name, got {package!r}")
+    argv0 = sys.argv[0] if sys.argv else ""
+    if argv0 != "-m" and os.path.basename(argv0) != package:
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    current = signal.getsignal(signal.SIGINT)
+    if current is _on_startup_sigint:  # the command's own package came first (it imports this)
+        return True
+    if current is not signal.default_int_handler:
+        return False
+    _startup.update(prog=prog or package, note="while starting; nothing was saved")
+    signal.signal(signal.SIGINT, _on_startup_sigint)
+    return True
 
 
 def run_interruptible(main: Callable[[], int], *, prog: str,
@@ -63,4 +123,6 @@ def run_interruptible(main: Callable[[], int], *, prog: str,
         return EXIT_INTERRUPTED
     finally:
         if main_thread:
+            if previous is _on_startup_sigint:
+                _startup["note"] = "while exiting, after the command ended"
             signal.signal(signal.SIGINT, previous)

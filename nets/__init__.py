@@ -9,6 +9,12 @@ This package exports the spectra engine (:mod:`nets.engine`). The model zoo and 
 :mod:`nets.cli`.
 """
 
+from labkit.interrupts import guard_startup
+
+# Before the heavy imports below: Ctrl-C while they load (`python -m nets`) prints one
+# line and exits 130 instead of an import traceback.
+guard_startup("nets")
+
 from nets.engine.blocks import (
     BLOCK_SETS,
     Block,

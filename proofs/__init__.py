@@ -5,6 +5,12 @@ each as printed and, where the printed form fails, in the nearest form that hold
 `python -m proofs` prints the verdict table; `python -m proofs --json` the verdicts as JSON.
 """
 
+from labkit.interrupts import guard_startup
+
+# Before the heavy imports below: Ctrl-C while they load (`python -m proofs`) prints one
+# line and exits 130 instead of an import traceback.
+guard_startup("proofs", prog="python -m proofs")
+
 from .efforts import EFFORTS, Effort, get_effort
 from .prop1 import CORRECTED as PROP1_CORRECTED
 from .prop1 import PRINTED as PROP1_PRINTED

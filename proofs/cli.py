@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from labkit.interrupts import run_interruptible
 from labkit.jsonio import dumps
 
 from .efforts import EFFORTS
@@ -13,7 +14,17 @@ from .report import CHECKERS, format_table, run_all
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run the checkers, print the table (or JSON). Returns the exit code."""
+    """Parse arguments, run the checkers, print the table (or JSON).
+
+    User errors print one ``python -m proofs: error: …`` line and exit 2; Ctrl-C prints one line
+    and exits 130 (:func:`labkit.interrupts.run_interruptible`).
+
+    Args:
+        argv: The command line without the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0, 2 or 130.
+    """
     parser = argparse.ArgumentParser(prog="python -m proofs",
                                      description="Check the paper's theory numerically.")
     parser.add_argument("--json", action="store_true", help="print a JSON list of verdicts")
@@ -21,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", choices=tuple(CHECKERS), default=None)
     args = parser.parse_args(argv)
+    return run_interruptible(lambda: _run(args), prog="python -m proofs",
+                             saved="nothing is saved by this command; rerun it to start again")
+
+
+def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         if args.seed < 0:

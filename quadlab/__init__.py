@@ -6,6 +6,12 @@ step-size tuning and the quadratic study of Figure 8. Stochastic quadratics (`qu
 Gaussian and least-squares minibatch gradient noise with a batch size, per-trajectory seeds.
 """
 
+from labkit.interrupts import guard_startup
+
+# Before the heavy imports below: Ctrl-C while they load (`python -m quadlab`) prints one
+# line and exits 130 instead of an import traceback.
+guard_startup("quadlab")
+
 from .cases import CASES, make_problem
 from .constants import AdamConstants, adam_constants, estimate_r
 from .noise import GaussianNoise, LeastSquaresNoise, sample_gradients

@@ -66,3 +66,16 @@ def test_quadlab_and_figures_commands_exit_130(monkeypatch, capsys, tmp_path):
     assert fig_main.main(["--profile", "tiny", "--cache", str(tmp_path)]) == 130
     err = capsys.readouterr().err
     assert f"cached in {tmp_path}" in err and "Traceback" not in err
+
+
+def test_proofs_command_exits_130(monkeypatch, capsys):
+    import proofs.cli as pcli
+
+    def interrupted(*a, **k):
+        _sigint()
+
+    monkeypatch.setattr(pcli, "run_all", interrupted)
+    assert pcli.main(["--effort", "test"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == ("python -m proofs: interrupted; nothing is saved by this command; "
+                           "rerun it to start again"), err
