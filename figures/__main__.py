@@ -29,14 +29,25 @@ REPORT = HERE / "REPORT.md"
 
 
 def run_figures(names, *, profile: str, out: Path, cache_dir: Path | None,
-                stream=None) -> list[report.Entry]:
-    """Compute (or read from cache), draw and assess the named figures; print each finding."""
+                stream=None, threads: int | None = None) -> list[report.Entry]:
+    """Compute (or read from cache), draw and assess the named figures; print each finding.
+
+    Every figure runs with torch's CPU thread count set to ``threads`` (default: the count at
+    the call), set again before each figure and restored after it: numba's OpenMP layer (the
+    quadlab figures) resets the calling thread's OpenMP count, which torch reads, to the number
+    of cores at every parallel launch, and a training run is reproducible bitwise only for a
+    given thread count. The count is part of each figure's cache key.
+    """
     stream = sys.stdout if stream is None else stream
+    threads = torch.get_num_threads() if threads is None else threads
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
     entries = []
     for name in names:
         spec = FIGURES[name]
         settings = spec.settings_for(profile)
         t0 = time.monotonic()
+        torch.set_num_threads(threads)
         with Progress(None, name) as bar:
             def compute(spec=spec, settings=settings, bar=bar):
                 return spec.compute(**settings, progress=bar.advance)
@@ -45,9 +56,10 @@ def run_figures(names, *, profile: str, out: Path, cache_dir: Path | None,
                 result, hit = compute(), False
             else:
                 result, hit = load_or_compute(
-                    name, settings, compute, directory=cache_dir,
-                    modules=(*spec.packages, spec.compute.__module__),
+                    name, {**settings, "torch_threads": threads}, compute,
+                    directory=cache_dir, modules=(*spec.packages, spec.compute.__module__),
                     types=dataclasses_in((*spec.packages, "figures")))
+        torch.set_num_threads(threads)
         paths = spec.draw(result, out)
         finding = spec.findings(result)
         entries.append(report.Entry(spec, profile, settings, tuple(paths), finding,
@@ -93,7 +105,7 @@ def main(argv=None) -> int:
 def _run(args: argparse.Namespace) -> int:
     names = args.only or list(FIGURES)
     entries = run_figures(names, profile=args.profile, out=args.out,
-                          cache_dir=None if args.no_cache else args.cache)
+                          cache_dir=None if args.no_cache else args.cache, threads=args.threads)
     path = args.report or (REPORT if args.out == OUT else args.out / "REPORT.md")
     report.write(entries, path)
     print(f"wrote {len(entries)} figure(s) to {args.out} and the report to {path}",
