@@ -34,7 +34,7 @@ from labkit.interrupts import run_interruptible
 from labkit.jsonio import dumps
 from labkit.progress import Progress
 from labkit.tables import format_table
-from nets.cli.common import byte_size, distributed
+from nets.cli.common import add_device_argument, byte_size, distributed
 from nets.cli.ladder import register as register_ladder
 from nets.cli.training import register  # training studies: gap, table1, advise, ...
 from nets.engine.blocks import resolve_blocks
@@ -251,8 +251,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--seed", type=int, default=0, help="probe seed (default 0)")
     common.add_argument("--model-seed", type=int, default=0,
                         help="seed of the model initialization and data (default 0)")
-    common.add_argument("--device", default="auto",
-                        help="auto (cuda:LOCAL_RANK if there is a GPU, else cpu), cpu, cuda:1, ...")
+    add_device_argument(common)
     common.add_argument("--dtype", default=None,
                         choices=("float32", "float64", "bfloat16", "float16"),
                         help="parameter dtype (default: float32 for zoo models, the factory's "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-__all__ = ["byte_size", "distributed"]
+__all__ = ["add_device_argument", "byte_size", "distributed"]
 
 
 def distributed(func: Callable) -> Callable:
@@ -16,6 +16,22 @@ def distributed(func: Callable) -> Callable:
     """
     func.distributed = True
     return func
+
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    """Add ``--device`` (the same flag on every command that computes with torch).
+
+    The value is checked before anything is loaded by
+    :func:`nets.engine.distributed.local_device` (``nets``' argument check stores the result in
+    ``args.torch_device``): an unknown device or ``cuda`` on a torch without CUDA exits 2 with
+    one line saying what to use instead.
+
+    Args:
+        p: The (sub)command's parser.
+    """
+    p.add_argument("--device", default="auto",
+                   help="auto (cuda:LOCAL_RANK if there is a GPU, else cpu), cpu, cuda, "
+                        "cuda:1, ...")
 
 
 _UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}

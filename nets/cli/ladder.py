@@ -21,7 +21,7 @@ from labkit.atomic import atomic_write_bytes
 from labkit.jsonio import dumps, loads
 from labkit.progress import Progress
 from labkit.tables import format_table
-from nets.cli.common import distributed
+from nets.cli.common import add_device_argument, distributed
 from nets.studies.gpucheck import gpu_check
 from nets.studies.ladder import LADDER_PROFILES, run_ladder
 from nets.studies.predictor import validate
@@ -52,7 +52,8 @@ def _cmd_ladder(args) -> int:
     quiet = args.quiet or args.comm.rank != 0
     with Progress(None, f"ladder {args.family}", enabled=False if quiet else None) as bar:
         recs = run_ladder(args.family, args.profile, sizes=args.sizes, cache_dir=args.cache,
-                          comm=args.comm, progress=bar.advance, gap=not args.no_gap)
+                          comm=args.comm, progress=bar.advance, gap=not args.no_gap,
+                          device=args.torch_device)
     if args.comm.rank != 0:
         return 0
     if args.json:
@@ -148,6 +149,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "e.g. JS0 of every size before the gaps")
     p.add_argument("--json", action="store_true", help="print JSON (one record per size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_argument(p)
     p.set_defaults(func=distributed(_cmd_ladder))
     v = sub.add_parser("predictor", help="validate the gap predictors out of sample on ladder "
                        "records (protocol fixed in nets.studies.predictor)")

@@ -26,7 +26,7 @@ from labkit.atomic import atomic_write_bytes
 from labkit.jsonio import dumps
 from labkit.progress import Progress
 from labkit.tables import format_table
-from nets.cli.common import distributed
+from nets.cli.common import add_device_argument, distributed
 from nets.cli.tasks import TASK_NAMES_HELP, task_from_name
 from nets.studies.advise import advise, load_evidence
 from nets.studies.finetune import finetune_study
@@ -81,7 +81,7 @@ def _cmd_gap(args) -> int:
     total = _runs_per_task(profile, len(sizes))
     with Progress(total, f"gap {args.model}", enabled=_bar(args)) as bar:
         rep = measure_gap(task, profile, batch_sizes=sizes, cache_dir=args.cache,
-                          progress=bar.advance, comm=args.comm)
+                          progress=bar.advance, comm=args.comm, device=args.torch_device)
     if args.comm.rank != 0:
         return 0
     if args.json:
@@ -101,7 +101,8 @@ def _table1(args, tasks: list, profile, label: str):
     torchrun)."""
     total = len(tasks) * _runs_per_task(profile, len(profile.batch_sizes))
     with Progress(total, label, enabled=_bar(args)) as bar:
-        return table1(tasks, profile, cache_dir=args.cache, progress=bar.advance, comm=args.comm)
+        return table1(tasks, profile, cache_dir=args.cache, progress=bar.advance, comm=args.comm,
+                      device=args.torch_device)
 
 
 def _cmd_table1(args) -> int:
@@ -159,13 +160,15 @@ def _cmd_lnstudy(args) -> int:
     with Progress(n, "lnstudy", enabled=_bar(args)) as bar:
         st = perturbation_study(args.depths, variants=args.variants,
                                 seeds=tuple(range(args.seeds)), epsilon=args.epsilon,
-                                lr=args.lr, draws=args.draws, progress=bar.advance)
+                                lr=args.lr, draws=args.draws, progress=bar.advance,
+                                device=args.torch_device)
     doc = st.to_dict()
     if args.gap_depth:
         profile = _profile(args)
         doc["gap"] = {}
         for v in args.variants:
-            rep = measure_gap(layernorm_task(v, args.gap_depth), profile, cache_dir=args.cache)
+            rep = measure_gap(layernorm_task(v, args.gap_depth), profile, cache_dir=args.cache,
+                              device=args.torch_device)
             doc["gap"][v] = rep.to_dict()
     if args.json:
         print(dumps(doc, indent=1))
@@ -200,7 +203,8 @@ def _cmd_finetune(args) -> int:
     profile = _profile(args)
     total = 2 * _runs_per_task(profile, len(profile.batch_sizes))
     with Progress(total, "finetune", enabled=_bar(args)) as bar:
-        st = finetune_study(profile, cache_dir=args.cache, progress=bar.advance, comm=args.comm)
+        st = finetune_study(profile, cache_dir=args.cache, progress=bar.advance, comm=args.comm,
+                            device=args.torch_device)
     if args.comm.rank != 0:
         return 0
     if args.json:
@@ -216,7 +220,7 @@ def _cmd_finetune(args) -> int:
 
 
 def _cmd_advise(args) -> int:
-    model, loss_fn, data = resolve_model(args.model, device=args.device)
+    model, loss_fn, data = resolve_model(args.model, device=args.torch_device)
     ev = load_evidence(args.evidence)
     adv = advise(model, loss_fn, data, evidence=ev, batch_size=args.batch_size,
                  seed=args.seed)
@@ -252,6 +256,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="torch CPU threads (default 1: small models run best single-threaded)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_argument(p)
 
 
 def _with_threads(func):
@@ -310,8 +315,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--model", required=True, metavar="MODEL",
                    help="a zoo model or a factory MODULE:FUNCTION returning (model, loss_fn, "
                         "data); module on the path or path/to/file.py")
-    a.add_argument("--device", default="auto",
-                   help="auto (CUDA if present, else cpu), cpu, cuda:1, ...")
+    add_device_argument(a)
     a.add_argument("--evidence", default=None,
                    help="evidence file (default: the packaged nets/evidence_table1.json)")
     a.add_argument("--batch-size", type=int, default=None,

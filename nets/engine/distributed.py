@@ -306,17 +306,23 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def local_device(name: str = "auto") -> torch.device:
+def local_device(name: str | torch.device = "auto") -> torch.device:
     """The device of this rank: ``auto`` is ``cuda:LOCAL_RANK`` when CUDA is there, else CPU.
 
+    The one check of a ``--device`` value (every command and study function that takes a
+    device goes through it, so they accept and refuse the same values with the same messages).
+
     Args:
-        name: ``"auto"``, ``"cpu"``, ``"cuda"`` or a torch device string such as ``"cuda:1"``.
+        name: ``"auto"``, ``"cpu"``, ``"cuda"``, a torch device string such as ``"cuda:1"``,
+            or a ``torch.device``.
 
     Raises:
-        TypeError: ``name`` is not a string.
+        TypeError: ``name`` is neither a string nor a ``torch.device``.
         ValueError: ``name`` is not a device (``cpu``, ``cuda``, ``cuda:1``, ...), or names a
             device this torch build or machine does not have.
     """
+    if isinstance(name, torch.device):
+        name = str(name)
     if not isinstance(name, str):
         raise TypeError(f"device must be a string such as 'cpu' or 'cuda:0', got {name!r}")
     if name != "auto":

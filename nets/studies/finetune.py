@@ -24,6 +24,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from nets.engine.distributed import Communicator
 from nets.studies.gap import GapProfile, measure_gap
 from nets.studies.pretraining import PRETRAIN_STEPS
@@ -64,7 +66,8 @@ def finetune_study(profile: str | GapProfile = "quick", *, pretrain_steps: int =
                    cache_dir: str | os.PathLike | None = None,
                    checkpoint_dir: str | os.PathLike | None = None,
                    progress: Callable[[str], None] | None = None,
-                   comm: Communicator | None = None) -> FinetuneStudy:
+                   comm: Communicator | None = None,
+                   device: str | torch.device = "cpu") -> FinetuneStudy:
     """Run the comparison (see the module docstring) under a gap profile.
 
     Args:
@@ -77,10 +80,14 @@ def finetune_study(profile: str | GapProfile = "quick", *, pretrain_steps: int =
         comm: :class:`nets.engine.distributed.DistributedCommunicator` to share the training grids
             out among the ranks (a rank that trains a fine-tuning run pretrains the checkpoint
             itself unless it finds it in its cache folder).
+        device: Where the fine-tuning and from-scratch runs train and JS0 is computed
+            (:func:`nets.studies.gap.measure_gap`); the Adam-pretrained checkpoint itself is
+            computed once on the CPU and cached (:func:`nets.studies.pretraining.pretrained_state`).
     """
     ckpt = cache_dir if checkpoint_dir is None else checkpoint_dir
     ft_task = finetune_task(True, pretrain_steps=pretrain_steps, cache_dir=ckpt)
     scratch = measure_gap(finetune_task(False), profile, cache_dir=cache_dir, progress=progress,
-                          comm=comm)
-    ft = measure_gap(ft_task, profile, cache_dir=cache_dir, progress=progress, comm=comm)
+                          comm=comm, device=device)
+    ft = measure_gap(ft_task, profile, cache_dir=cache_dir, progress=progress, comm=comm,
+                     device=device)
     return FinetuneStudy(scratch, ft)

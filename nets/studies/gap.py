@@ -19,6 +19,13 @@ reported: ``sgd_steps_to_adam``, the first evaluated step at which SGD's seed-me
 A tuned rate at the edge of its grid is flagged (``at_edge``): the grid may be too narrow.
 JS0 (mean JS distance between blockwise spectral densities at initialization,
 :func:`nets.js0`) is computed on the task's spectrum batches with the model seed 0.
+
+**Devices**: every function here takes ``device`` (``"auto"``, ``"cpu"``, ``"cuda:1"``, a
+``torch.device``; checked by :func:`nets.engine.distributed.local_device`): models, pools and
+spectrum batches are moved there (tasks build on the CPU, from CPU generators, so a seed gives
+the same initialization everywhere). The cache keys of CPU results record the torch thread
+count (it changes float reductions); results computed on a GPU are keyed by the device type
+and GPU name instead, so CPU and GPU results never mix.
 """
 
 from __future__ import annotations
@@ -32,16 +39,18 @@ import numpy as np
 import torch
 
 from labkit.cache import cached
+from nets.engine.adapters import to_device
 from nets.engine.blocks import BLOCK_SETS, block_set, resolve_blocks
 from nets.engine.density import RECIPES, DensityRecipe
-from nets.engine.distributed import Communicator
+from nets.engine.distributed import Communicator, local_device
 from nets.engine.js import js0_bootstrap, numerically_zero_blocks
 from nets.engine.spectrum import blockwise_spectrum
 from nets.studies.tasks import Task
 from nets.studies.training import TrainConfig, TrainResult, train
 
 __all__ = ["PROFILES", "SPECTRUM_MODULES", "GapProfile", "GapReport", "GapResult", "LrScore",
-           "TunedOptimizer", "gap_metric", "measure_gap", "task_js0", "train_cached", "tune"]
+           "TunedOptimizer", "device_settings", "gap_metric", "measure_gap", "task_js0",
+           "train_cached", "tune"]
 
 
 @dataclass(frozen=True)
@@ -259,9 +268,29 @@ def _check_task(task: object) -> Task:
     return task
 
 
+def device_settings(device: str | torch.device = "cpu") -> dict:
+    """What a result computed on ``device`` is keyed by, besides its settings.
+
+    On the CPU the torch thread count (it changes the order of float reductions: measured
+    2e-7 relative after 80 GPT steps, which a tuned-rate choice between close losses can
+    amplify); on a GPU the device type and the GPU's name (kernels differ between GPUs).
+
+    Args:
+        device: The device (anything :func:`nets.engine.distributed.local_device` accepts).
+
+    Returns:
+        ``{"torch_threads": n}`` on the CPU, ``{"device": "cuda", "gpu": name}`` on a GPU.
+    """
+    dev = local_device(device)
+    if dev.type == "cpu":
+        return {"torch_threads": torch.get_num_threads()}
+    return {"device": dev.type, "gpu": torch.cuda.get_device_name(dev)}
+
+
 def train_cached(task: Task, config: TrainConfig, *, pool_size: int,
                  cache_dir: str | os.PathLike | None = None,
-                 callback: Callable[[int, float], None] | None = None) -> TrainResult:
+                 callback: Callable[[int, float], None] | None = None,
+                 device: str | torch.device = "cpu") -> TrainResult:
     """:func:`nets.studies.training.train` on ``task``, cached on disk.
 
     Args:
@@ -271,19 +300,20 @@ def train_cached(task: Task, config: TrainConfig, *, pool_size: int,
         pool_size: Training pool size.
         cache_dir: Cache folder (:func:`labkit.cache.cache_dir`).
         callback: Passed to :func:`nets.studies.training.train` (called only when computing).
+        device: Where to train (the pool and the model are moved there; see
+            :func:`device_settings` for how the device keys the cache).
 
     Returns:
         The run's :class:`nets.studies.training.TrainResult`.
     """
     task = _check_task(task)
-    # A run is reproducible bitwise for its seeds *and* torch's thread count: the thread count
-    # changes the order of float reductions (measured: 2e-7 relative after 80 GPT steps), which
-    # a tuned-rate choice between close losses can amplify. So the count keys the cache too.
+    dev = local_device(device)
     settings = {"task": task.key(), "pool_size": pool_size, "config": config.to_dict(),
-                "torch_threads": torch.get_num_threads()}
+                **device_settings(dev)}
 
     def compute() -> dict:
-        return train(task.build, task.pool(pool_size), config, callback=callback).to_dict()
+        return train(task.build, task.pool(pool_size).to(dev), config,
+                     callback=callback).to_dict()
 
     return TrainResult.from_dict(cached("train", settings, compute, directory=cache_dir,
                                         modules=task.modules))
@@ -319,8 +349,9 @@ def _select(optimizer: str, lrs: tuple[float, ...], seeds: Sequence[int],
 
 
 def _train_noted(task: Task, config: TrainConfig, *, pool_size: int, cache_dir,
-                 progress: Callable[[str], None] | None) -> TrainResult:
-    r = train_cached(task, config, pool_size=pool_size, cache_dir=cache_dir)
+                 progress: Callable[[str], None] | None,
+                 device: torch.device) -> TrainResult:
+    r = train_cached(task, config, pool_size=pool_size, cache_dir=cache_dir, device=device)
     if progress is not None:
         state = f"diverged@{r.diverged_step}" if r.diverged else f"{r.final_loss:.3g}"
         progress(f"{task.label} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
@@ -332,7 +363,8 @@ def tune(task: Task, optimizer: str, lrs: Sequence[float], *, batch_size: int, s
          seeds: Sequence[int], pool_size: int, eval_every: int, data_seed: int = 0,
          cache_dir: str | os.PathLike | None = None,
          progress: Callable[[str], None] | None = None,
-         comm: Communicator | None = None) -> TunedOptimizer:
+         comm: Communicator | None = None,
+         device: str | torch.device = "cpu") -> TunedOptimizer:
     """Tune ``optimizer``'s learning rate on ``lrs`` (see the module docstring).
 
     Diverged runs are kept in the grid with their step and excluded from the choice. With a
@@ -351,14 +383,16 @@ def tune(task: Task, optimizer: str, lrs: Sequence[float], *, batch_size: int, s
         cache_dir: Cache folder.
         progress: Called with a note after every run.
         comm: Communicator to share the runs out (default: one process).
+        device: Where to train (:func:`train_cached`).
     """
     lrs = _check_lrs(lrs)
+    dev = local_device(device)
     configs = [TrainConfig(optimizer, lr, steps, batch_size, seed=int(seed),
                            data_seed=data_seed, eval_every=eval_every)
                for lr in lrs for seed in seeds]
     results = (comm or Communicator()).map(
         lambda cfg: _train_noted(task, cfg, pool_size=pool_size, cache_dir=cache_dir,
-                                 progress=progress), configs)
+                                 progress=progress, device=dev), configs)
     return _select(optimizer, lrs, seeds,
                    {(c.lr, c.seed): r for c, r in zip(configs, results, strict=True)})
 
@@ -379,7 +413,8 @@ def _js0_row(spectra, recipe: DensityRecipe, names: Sequence[str], *, n_boot: in
 
 def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0,
              cache_dir: str | os.PathLike | None = None,
-             recipe: DensityRecipe | None = None) -> dict:
+             recipe: DensityRecipe | None = None,
+             device: str | torch.device = "cpu") -> dict:
     """JS0 at initialization (model seed 0) with a bootstrap interval over probes; cached.
 
     Besides the headline ``recipe`` (default: the log recipe), JS0 is computed from the same
@@ -395,6 +430,8 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0,
         seed: Seed of the probes and the bootstrap.
         cache_dir: Cache folder (:func:`labkit.cache.cache_dir`).
         recipe: The headline density recipe.
+        device: Where the Hessian-vector products run (the model and the batches are moved
+            there); a GPU keys the cache apart (:func:`device_settings`).
 
     Returns:
         ``{"js0", "low", "high", "blocks", "recipe", "zero_blocks", "table"}``; ``table`` holds
@@ -403,12 +440,17 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0,
     """
     recipe = recipe or DensityRecipe()
     task = _check_task(task)
+    dev = local_device(device)
     settings = {"task": task.key(), "steps": lanczos_steps, "probes": probes, "seed": seed,
                 "recipe": asdict(recipe)}
+    if dev.type != "cpu":  # CPU keys stay as they were, so existing CPU results stay valid
+        settings.update(device_settings(dev))
 
     def compute() -> dict:
         model, loss_fn = task.build(0)
-        spectra = blockwise_spectrum(model, loss_fn, task.spectrum_batches(),
+        model = model.to(dev)
+        batches = [to_device(b, dev) for b in task.spectrum_batches()]
+        spectra = blockwise_spectrum(model, loss_fn, batches,
                                      lanczos_steps=lanczos_steps, probes=probes, seed=seed)
         n_boot = 50 if probes > 1 else 2
         sets = {which: block_set(resolve_blocks(model, None), which) for which in BLOCK_SETS}
@@ -435,7 +477,8 @@ def measure_gap(task: Task, profile: str | GapProfile = "quick", *,
                 cache_dir: str | os.PathLike | None = None,
                 with_js0: bool = True,
                 progress: Callable[[str], None] | None = None,
-                comm: Communicator | None = None) -> GapReport:
+                comm: Communicator | None = None,
+                device: str | torch.device = "cpu") -> GapReport:
     """JS0 and the tuned SGD–Adam gap of a task at each of the profile's batch sizes.
 
     Args:
@@ -447,8 +490,11 @@ def measure_gap(task: Task, profile: str | GapProfile = "quick", *,
         progress: Called with a note after every training run (on this rank).
         comm: A :class:`nets.engine.distributed.DistributedCommunicator` to share the grid (JS0 and
             every training run) out among the ranks; every rank returns the whole report.
+        device: Where to train and compute JS0 (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...; see
+            the module docstring).
     """
     task = _check_task(task)
+    dev = local_device(device)
     if isinstance(profile, str):
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
@@ -464,9 +510,9 @@ def measure_gap(task: Task, profile: str | GapProfile = "quick", *,
     def run(job: TrainConfig | None):
         if job is not None:
             return _train_noted(task, job, pool_size=profile.pool_size, cache_dir=cache_dir,
-                                progress=progress)
+                                progress=progress, device=dev)
         js = task_js0(task, lanczos_steps=profile.js_steps, probes=profile.js_probes,
-                      cache_dir=cache_dir)
+                      cache_dir=cache_dir, device=dev)
         if progress is not None:
             progress(f"{task.label} JS0 = {js['js0']:.3f}")
         return js

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from labkit.cache import cached
-from nets.engine.distributed import Communicator
+from nets.engine.distributed import Communicator, local_device
 from nets.engine.slq import BlockSpectrum
 from nets.engine.spectrum import blockwise_spectrum
-from nets.studies.gap import SPECTRUM_MODULES, GapProfile, measure_gap
+from nets.studies.gap import SPECTRUM_MODULES, GapProfile, device_settings, measure_gap
 from nets.studies.pools import POOL_SEED
 from nets.studies.predictor import candidate_values
 from nets.studies.tasks import BASE_MODULES, Task
@@ -139,14 +139,18 @@ def rung_spectra(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Path
         rung: The rung.
         profile: Lanczos steps, probes and spectrum batches.
         cache_dir: Cache folder (:func:`labkit.cache.cache_dir`).
-        device: Where to compute.
+        device: Where to compute (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...); GPU results are
+            cached apart from CPU ones (:func:`nets.studies.gap.device_settings`).
 
     Returns:
         ``({block: BlockSpectrum}, seconds the spectra took when first computed)``.
     """
+    device = local_device(device)
     settings = {"rung": rung.name, "steps": profile.lanczos_steps, "probes": profile.probes,
                 "samples": profile.spectrum_samples, "batch": profile.spectrum_batch,
                 "seed": 0}
+    if device.type != "cpu":
+        settings.update(device_settings(device))
 
     def compute() -> dict:
         t0 = time.perf_counter()
@@ -172,7 +176,8 @@ def rung_spectra(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Path
 
 def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.PathLike | None = None,
                   comm: Communicator | None = None,
-                  progress: Callable[[str], None] | None = None, gap: bool = True) -> dict:
+                  progress: Callable[[str], None] | None = None, gap: bool = True,
+                  device: str | torch.device = "cpu") -> dict:
     """The record of one rung (module docstring).
 
     Args:
@@ -183,6 +188,7 @@ def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Pat
         progress: Called with a note after every training run.
         gap: Measure the gap where the profile allows it (``False``: spectra and candidates
             only, e.g. to get JS0 at every size before any training; the record says so).
+        device: Where the spectra and the training runs are computed.
 
     Returns:
         ``{"family", "size", "name", "profile", "parameters", "blocks", "candidates",
@@ -192,7 +198,7 @@ def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Pat
         seed spread of the tuned final losses and the grid-edge flags (``None`` where the
         gap was not measured, with the reason in ``gap_skipped``).
     """
-    spectra, spec_s = rung_spectra(rung, profile, cache_dir=cache_dir)
+    spectra, spec_s = rung_spectra(rung, profile, cache_dir=cache_dir, device=device)
     cands = candidate_values(spectra, n_boot=profile.n_boot,
                              rng=np.random.default_rng([0, 777]))
     n_params = parameter_count(rung)
@@ -210,7 +216,7 @@ def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Pat
         return rec
     t0 = time.perf_counter()
     rep = measure_gap(ladder_task(rung, profile), profile.gap, cache_dir=cache_dir,
-                      with_js0=False, progress=progress, comm=comm)
+                      with_js0=False, progress=progress, comm=comm, device=device)
     rec["gap_seconds_this_call"] = time.perf_counter() - t0
     rec["gap"] = {}
     for r in rep.results:
@@ -231,7 +237,8 @@ def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Pat
 def run_ladder(family: str, profile: str | LadderProfile = "ladder", *,
                sizes: list[int] | None = None, cache_dir: str | os.PathLike | None = None,
                comm: Communicator | None = None,
-               progress: Callable[[str], None] | None = None, gap: bool = True) -> list[dict]:
+               progress: Callable[[str], None] | None = None, gap: bool = True,
+               device: str | torch.device = "cpu") -> list[dict]:
     """One :func:`ladder_record` per rung of ``family`` (smallest first).
 
     Args:
@@ -243,6 +250,8 @@ def run_ladder(family: str, profile: str | LadderProfile = "ladder", *,
             training grid; every rank returns all records.
         progress: Called with a note after each rung and each training run.
         gap: Measure gaps (``False``: spectra and candidates only).
+        device: Where spectra and training runs are computed (``"auto"``, ``"cpu"``,
+            ``"cuda:1"``, ...).
 
     Returns:
         The records, smallest rung first.
@@ -263,11 +272,13 @@ def run_ladder(family: str, profile: str | LadderProfile = "ladder", *,
                              f"profile {profile.name!r} (0..{len(rungs) - 1})")
         rungs = tuple(rungs[int(s)] for s in sizes)
     comm = comm or Communicator()
-    comm.map(lambda r: rung_spectra(r, profile, cache_dir=cache_dir)[1], list(rungs))
+    device = local_device(device)
+    comm.map(lambda r: rung_spectra(r, profile, cache_dir=cache_dir, device=device)[1],
+             list(rungs))
     out = []
     for r in rungs:
         out.append(ladder_record(r, profile, cache_dir=cache_dir, comm=comm, progress=progress,
-                                 gap=gap))
+                                 gap=gap, device=device))
         if progress is not None:
             progress(f"{r.name}: done")
     return out

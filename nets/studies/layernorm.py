@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from nets.engine.adapters import to_device
+from nets.engine.distributed import local_device
 from nets.studies.pools import first_batches
 from nets.zoo.ln_transformer import VARIANTS, LNTransformer, ln_transformer
 
@@ -51,7 +53,8 @@ def output_change(model: LNTransformer, loss_fn: Callable, batch: tuple[torch.Te
         epsilon: Scale of the random perturbation.
         lr: Adam's step size.
         draws: Random perturbations averaged.
-        gen: Generator of the random perturbations.
+        gen: Generator of the random perturbations (a CPU generator: the draws are moved to the
+            model's device, so a seed gives the same perturbations on every device).
     """
     x, y = batch
     params = dict(model.named_parameters())
@@ -63,7 +66,7 @@ def output_change(model: LNTransformer, loss_fn: Callable, batch: tuple[torch.Te
     for _ in range(draws):
         with torch.no_grad():
             for w in weights:
-                w.add_(torch.randn(w.shape, generator=gen) * epsilon)
+                w.add_((torch.randn(w.shape, generator=gen) * epsilon).to(w.device, w.dtype))
             rand.append(float(((model.hidden(x) - f0) ** 2).mean()))
             for n, p in params.items():
                 p.copy_(base[n])
@@ -148,7 +151,8 @@ def perturbation_study(depths: Sequence[int] = (2, 4, 6, 8, 12, 16, 24), *,
                        variants: Sequence[str] = VARIANTS, seeds: Sequence[int] = (0, 1, 2),
                        epsilon: float = 1e-2, lr: float = 1e-3, draws: int = 3,
                        batch: tuple[torch.Tensor, torch.Tensor] | None = None,
-                       progress: Callable[[str], None] | None = None) -> PerturbationStudy:
+                       progress: Callable[[str], None] | None = None,
+                       device: str | torch.device = "cpu") -> PerturbationStudy:
     """Output change under a random perturbation and one Adam step, for each depth.
 
     Args:
@@ -160,7 +164,10 @@ def perturbation_study(depths: Sequence[int] = (2, 4, 6, 8, 12, 16, 24), *,
         draws: Random perturbations per model.
         batch: ``(inputs, targets)``; default the first grammar-corpus batch (16 × 32).
         progress: Called with a note after each model.
+        device: Where the models run (built and Admin-profiled on the CPU from their seeds,
+            then moved; ``"auto"``, ``"cpu"``, ``"cuda:1"``, ...).
     """
+    dev = local_device(device)
     depths = tuple(int(n) for n in depths)
     if len(depths) < 3 or min(depths) < 1:
         raise ValueError("need at least three positive depths")
@@ -178,8 +185,8 @@ def perturbation_study(depths: Sequence[int] = (2, 4, 6, 8, 12, 16, 24), *,
             for s in seeds:
                 model, loss_fn = ln_transformer(v, n, seed=s, profile_batch=batch)
                 gen = torch.Generator().manual_seed(10_000 + 97 * int(s) + n)
-                r, a = output_change(model, loss_fn, batch, epsilon=epsilon, lr=lr,
-                                     draws=draws, gen=gen)
+                r, a = output_change(model.to(dev), loss_fn, to_device(batch, dev),
+                                     epsilon=epsilon, lr=lr, draws=draws, gen=gen)
                 rs.append(r)
                 ads.append(a)
             rnd[v].append(float(np.mean(rs)))

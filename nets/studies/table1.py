@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from nets.engine.density import DensityRecipe
 from nets.engine.distributed import Communicator
@@ -108,7 +109,8 @@ def correlate(reports: Sequence[GapReport], batch_size: int, *, rng: np.random.G
 def table1(tasks: Sequence[Task] | None = None, profile: str | GapProfile = "quick", *,
            cache_dir: str | os.PathLike | None = None, seed: int = 0,
            progress: Callable[[str], None] | None = None,
-           comm: Communicator | None = None) -> Table1:
+           comm: Communicator | None = None,
+           device: str | torch.device = "cpu") -> Table1:
     """Measure JS0 and the gap for every task and correlate them at each batch size.
 
     Args:
@@ -119,11 +121,13 @@ def table1(tasks: Sequence[Task] | None = None, profile: str | GapProfile = "qui
         progress: Called with a note after each training run.
         comm: :class:`nets.engine.distributed.DistributedCommunicator` to share each task's grid out
             among the ranks (see :func:`nets.studies.gap.measure_gap`).
+        device: Where to train and compute JS0 (:func:`nets.studies.gap.measure_gap`).
     """
     tasks = [zoo_task(m) for m in zoo.MODELS] if tasks is None else list(tasks)
     if len(tasks) < 1:
         raise ValueError("no tasks given")
-    reports = tuple(measure_gap(t, profile, cache_dir=cache_dir, progress=progress, comm=comm)
+    reports = tuple(measure_gap(t, profile, cache_dir=cache_dir, progress=progress, comm=comm,
+                                device=device)
                     for t in tasks)
     corr, excl = {}, {}
     for b in (r.batch_size for r in reports[0].results):

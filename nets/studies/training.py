@@ -20,6 +20,10 @@ minibatch steps with a constant learning rate:
 
 All randomness is explicit: the model is built by a factory from its seed (a
 ``torch.Generator`` inside, e.g. :func:`nets.zoo.models.load`), the data order from ``data_seed``.
+
+**Devices**: a run happens where the pool is (:meth:`Pool.to`); the factory's model is moved
+there. The data order is drawn on the CPU (a CPU ``torch.Generator``) and its indices moved to
+the pool's device, so a seed gives the same minibatches on every device.
 """
 
 from __future__ import annotations
@@ -56,6 +60,22 @@ class Pool:
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+    @property
+    def device(self) -> torch.device:
+        """The device the samples are on."""
+        return self.inputs.device
+
+    def to(self, device: str | torch.device) -> Pool:
+        """The same samples on ``device`` (``self`` when they are there already).
+
+        Args:
+            device: A ``torch.device`` or its name (``"cpu"``, ``"cuda:0"``, ...).
+        """
+        device = torch.device(device)
+        if self.inputs.device == device and self.targets.device == device:
+            return self
+        return Pool(self.inputs.to(device), self.targets.to(device))
 
     @staticmethod
     def from_batches(data: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Pool:
@@ -245,8 +265,8 @@ def train(factory: Callable[[int], tuple[torch.nn.Module, LossFn]], pool: Pool,
 
     Args:
         factory: ``factory(seed) -> (model, loss_fn)``, a fresh model at its seeded
-            initialization; its parameters must be on the pool's device.
-        pool: Training samples.
+            initialization (moved to the pool's device).
+        pool: Training samples, on the device to train on.
         config: Run settings.
         callback: ``callback(step, loss)`` after every step (progress reporting).
 
@@ -258,11 +278,13 @@ def train(factory: Callable[[int], tuple[torch.nn.Module, LossFn]], pool: Pool,
     if not isinstance(pool, Pool):
         raise TypeError("pool must be a nets.studies.training.Pool")
     model, loss_fn = factory(config.seed)
+    model = model.to(pool.device)
     opt = make_optimizer(config.optimizer, (p for p in model.parameters() if p.requires_grad),
                          lr=config.lr, momentum=config.momentum, betas=config.betas,
                          eps=config.eps, weight_decay=config.weight_decay)
-    order = batch_order(len(pool), batch_size=config.batch_size, steps=config.steps,
-                        data_seed=config.data_seed)
+    order = [idx.to(pool.device) for idx in
+             batch_order(len(pool), batch_size=config.batch_size, steps=config.steps,
+                         data_seed=config.data_seed)]
     l0 = pool_loss(model, loss_fn, pool)
     if not math.isfinite(l0):
         raise ValueError(f"the loss at initialization is not finite ({l0})")

@@ -142,13 +142,7 @@ def resolve_model(spec: str, *, seed: int = 0, device: str | torch.device = "aut
         raise TypeError(f"--model must be a zoo name or 'module:function', got {spec!r}")
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    try:
-        dev = local_device(device) if isinstance(device, str) else torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:<index>") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {dev} asked for but CUDA is not available here; use --device "
-                         "auto or cpu")
+    dev = local_device(device)
     if not is_factory(spec):
         if spec not in MODELS:
             raise ValueError(f"unknown model {spec!r}: use a zoo model ({', '.join(MODELS)}) or "
