@@ -16,6 +16,7 @@ Run it (needs the ``hf`` extra, ``pip install -e '.[hf]'``)::
 
     python examples/hf_gpt2_advise.py                            # the advice, as a table
     nets advise --model examples/hf_gpt2_advise.py:make_gpt2     # the same from the shell
+    nets advise --model examples/hf_gpt2_advise.py:make_gpt2 --model-seed 1   # seed= keyword
     nets spectrum --model examples/hf_gpt2_advise.py:make_gpt2 --blocks heads --roles weight
 """
 
@@ -41,8 +42,9 @@ def make_gpt2(seed: int = 0):
     """``(model, loss_fn, data)``: a 2-layer GPT-2 (width 16, 2 heads) and grammar batches."""
     config = GPT2Config(vocab_size=len(VOCAB), n_positions=16, n_embd=16, n_layer=2, n_head=2,
                         bos_token_id=0, eos_token_id=0)
-    torch.manual_seed(seed)  # transformers initializes from torch's global generator
-    model = GPT2LMHeadModel(config).eval()
+    with torch.random.fork_rng(devices=[]):  # transformers draws from the global generator:
+        torch.manual_seed(seed)              # seed a forked copy, leave the caller's untouched
+        model = GPT2LMHeadModel(config).eval()
     batches = char_lm_batches(n_seq=16, context=16, batch_size=8, seed=seed)
     data = [{"input_ids": x, "labels": y} for x, y in batches]
     return model, next_token_loss, data

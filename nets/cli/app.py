@@ -34,7 +34,7 @@ from labkit.interrupts import run_interruptible
 from labkit.jsonio import dumps
 from labkit.progress import Progress
 from labkit.tables import format_table
-from nets.cli.common import add_device_argument, byte_size, distributed
+from nets.cli.common import add_device_argument, add_model_seed_argument, byte_size, distributed
 from nets.cli.ladder import register as register_ladder
 from nets.cli.training import register  # training studies: gap, table1, advise, ...
 from nets.engine.blocks import resolve_blocks
@@ -249,8 +249,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--steps", type=int, default=30, help="Lanczos steps (default 30)")
     common.add_argument("--probes", type=int, default=10, help="probe vectors (default 10)")
     common.add_argument("--seed", type=int, default=0, help="probe seed (default 0)")
-    common.add_argument("--model-seed", type=int, default=0,
-                        help="seed of the model initialization and data (default 0)")
+    add_model_seed_argument(common)
     add_device_argument(common)
     common.add_argument("--dtype", default=None,
                         choices=("float32", "float64", "bfloat16", "float16"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-__all__ = ["add_device_argument", "byte_size", "distributed"]
+__all__ = ["add_device_argument", "add_model_seed_argument", "byte_size", "distributed"]
 
 
 def distributed(func: Callable) -> Callable:
@@ -32,6 +32,31 @@ def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto",
                    help="auto (cuda:LOCAL_RANK if there is a GPU, else cpu), cpu, cuda, "
                         "cuda:1, ...")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed: use an integer >= 0")
+    return value
+
+
+def add_model_seed_argument(p: argparse.ArgumentParser) -> None:
+    """Add ``--model-seed`` (every command that takes ``--model``).
+
+    A zoo model is initialized (and its data drawn) from it; a factory ``module:function`` gets
+    it through a ``seed`` or ``generator`` keyword (:func:`nets.zoo.factory.seed_arguments`),
+    and a factory with neither refuses any seed but 0.
+
+    Args:
+        p: The (sub)command's parser.
+    """
+    p.add_argument("--model-seed", type=_seed, default=0,
+                   help="seed of the model initialization and data (default 0); a factory "
+                        "gets it as its 'seed' (or 'generator') keyword")
 
 
 _UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}

@@ -39,12 +39,16 @@ TASK_NAMES_HELP = (f"a zoo model ({', '.join(MODELS)}), mlp-s<scale>, postln<N>,
                    "module:function returning a nets.studies.tasks.Task")
 
 
-def task_from_name(name: str, *, cache_dir: str | os.PathLike | None = None) -> Task:
+def task_from_name(name: str, *, cache_dir: str | os.PathLike | None = None,
+                   model_seed: int | None = None) -> Task:
     """The task a command-line name stands for (see the module docstring).
 
     Args:
         name: A task name, e.g. ``"gpt"``, ``"mlp-s3"``, ``"postln12"``, ``"gpt-ft-p15"``.
         cache_dir: Folder of the pretrained checkpoint for the fine-tuning tasks.
+        model_seed: ``--model-seed``, handed to a factory (:func:`nets.studies.tasks.factory_task`);
+            the built-in tasks are trained at the profile's seeds, so for them only ``None`` or
+            0 is accepted.
 
     Returns:
         The :class:`~nets.studies.tasks.Task` built by its typed builder.
@@ -55,10 +59,14 @@ def task_from_name(name: str, *, cache_dir: str | os.PathLike | None = None) -> 
     """
     if not isinstance(name, str):
         raise TypeError(f"task name must be a string, got {type(name).__name__}")
+    if is_factory(name):
+        return factory_task(name, seed=model_seed)
+    if model_seed not in (None, 0):
+        raise ValueError(f"--model-seed {model_seed}: only a factory module:function takes a "
+                         f"model seed; {name!r} is trained at the profile's seeds (see "
+                         "--profile), with JS0 at seed 0")
     if name in MODELS:
         return zoo_task(name)
-    if is_factory(name):
-        return factory_task(name)
     m = re.fullmatch(r"mlp-s(\d+(?:\.\d+)?)", name)
     if m:
         return scaled_mlp_task(float(m.group(1)))

@@ -26,7 +26,7 @@ from labkit.atomic import atomic_write_bytes
 from labkit.jsonio import dumps
 from labkit.progress import Progress
 from labkit.tables import format_table
-from nets.cli.common import add_device_argument, distributed
+from nets.cli.common import add_device_argument, add_model_seed_argument, distributed
 from nets.cli.tasks import TASK_NAMES_HELP, task_from_name
 from nets.studies.advise import advise, load_evidence
 from nets.studies.finetune import finetune_study
@@ -77,7 +77,7 @@ GAP_COLUMNS = [("task", "task", ""), ("B", "batch", "d"), ("js0", "JS0", ".3f"),
 def _cmd_gap(args) -> int:
     profile = _profile(args)
     sizes = tuple(args.batch_sizes) if args.batch_sizes else profile.batch_sizes
-    task = task_from_name(args.model, cache_dir=args.cache)
+    task = task_from_name(args.model, cache_dir=args.cache, model_seed=args.model_seed)
     total = _runs_per_task(profile, len(sizes))
     with Progress(total, f"gap {args.model}", enabled=_bar(args)) as bar:
         rep = measure_gap(task, profile, batch_sizes=sizes, cache_dir=args.cache,
@@ -220,7 +220,8 @@ def _cmd_finetune(args) -> int:
 
 
 def _cmd_advise(args) -> int:
-    model, loss_fn, data = resolve_model(args.model, device=args.torch_device)
+    model, loss_fn, data = resolve_model(args.model, seed=args.model_seed,
+                                         device=args.torch_device)
     ev = load_evidence(args.evidence)
     adv = advise(model, loss_fn, data, evidence=ev, batch_size=args.batch_size,
                  seed=args.seed)
@@ -280,6 +281,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=TASK_NAMES_HELP)
     g.add_argument("--batch-sizes", type=int, nargs="+", default=None,
                    help="override the profile's batch sizes")
+    add_model_seed_argument(g)
     _common(g)
     g.set_defaults(func=distributed(_with_threads(_cmd_gap)))
     t = sub.add_parser("table1", help="Table 1 / Figure 7: JS0 and gap for many models, "
@@ -316,6 +318,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a zoo model or a factory MODULE:FUNCTION returning (model, loss_fn, "
                         "data); module on the path or path/to/file.py")
     add_device_argument(a)
+    add_model_seed_argument(a)
     a.add_argument("--evidence", default=None,
                    help="evidence file (default: the packaged nets/evidence_table1.json)")
     a.add_argument("--batch-size", type=int, default=None,

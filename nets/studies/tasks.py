@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from types import MappingProxyType
 from typing import Any
@@ -42,7 +42,7 @@ from nets.studies.pools import first_batches, make_pool
 from nets.studies.pretraining import PRETRAIN_STEPS, finetune_build
 from nets.studies.training import LossFn, Pool
 from nets.zoo import models as zoo
-from nets.zoo.factory import load_factory
+from nets.zoo.factory import load_factory, seed_arguments
 from nets.zoo.ln_transformer import VARIANTS, ln_transformer
 from nets.zoo.scaled_mlp import layer_scales, scaled_mlp
 
@@ -126,32 +126,42 @@ class Task:
         return {"settings": dict(self.settings), "data_kind": self.data_kind}
 
 
-def factory_task(spec: str) -> Task:
+def factory_task(spec: str, *, seed: int | None = None) -> Task:
     """The task a user's factory ``module:function`` returns (for ``nets gap --model``).
 
     Training needs a pool of samples and a seeded builder, not only batches, so a factory
     used with the gap harness returns a :class:`Task` (the factories of ``nets spectrum`` and
-    ``nets advise`` return ``(model, loss_fn, data)`` instead).
+    ``nets advise`` return ``(model, loss_fn, data)`` instead). The training runs' model seeds
+    are the profile's, passed to :attr:`Task.build`; ``seed`` (``--model-seed``) is handed to
+    the factory itself like a model factory's (:func:`nets.zoo.factory.seed_arguments`: a
+    ``seed`` or ``generator`` keyword, else only 0), e.g. to draw the task's data, and is added
+    to the task's settings as ``factory_seed`` so tasks of different seeds never share cached
+    results.
 
     Args:
         spec: ``module:function`` or ``path/file.py:function`` (:func:`nets.zoo.load_factory`).
+        seed: Seed handed to the factory (``None``: called with no argument).
 
     Returns:
         The :class:`Task` the factory made.
 
     Raises:
-        ValueError: the factory cannot be loaded or raised.
+        ValueError: the factory cannot be loaded or raised, or takes no seed and ``seed`` is
+            not 0.
         TypeError: it did not return a :class:`Task`.
     """
     factory = load_factory(spec)
+    kwargs = seed_arguments(factory, spec, seed)
     try:
-        task = factory()
+        task = factory(**kwargs)
     except Exception as e:  # user code: report which factory failed and how
         raise ValueError(f"the task factory {spec!r} raised {type(e).__name__}: {e}") from e
     if not isinstance(task, Task):
         raise TypeError(f"the factory {spec!r} returned a {type(task).__name__}; for the gap "
                         "harness it must return a nets.studies.tasks.Task (a seeded builder, "
                         "a training pool and the spectrum batches)")
+    if kwargs:
+        task = replace(task, settings={**task.settings, "factory_seed": seed})
     return task
 
 

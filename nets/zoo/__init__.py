@@ -14,7 +14,14 @@ from nets.zoo.data import (
     grammar_corpus,
     masked_lm_batches,
 )
-from nets.zoo.factory import is_factory, load_factory, load_model, model_blocks, resolve_model
+from nets.zoo.factory import (
+    is_factory,
+    load_factory,
+    load_model,
+    model_blocks,
+    resolve_model,
+    seed_arguments,
+)
 from nets.zoo.families import (
     FAMILIES,
     LADDER_FAMILIES,
@@ -102,6 +109,7 @@ __all__ = [
     "resolve_model",
     "rung_data",
     "scaled_mlp",
+    "seed_arguments",
     "shakespeare_text",
     "tiny_transformer",
     "token_cross_entropy",

@@ -2,16 +2,30 @@
 
 A model is named either by the zoo (:data:`nets.zoo.models.MODELS`) or by a *factory*
 ``module:function`` (a module on the path, the current directory included) or
-``path/to/file.py:function``: a function of no argument returning ``(model, loss_fn, data)`` in
-the :mod:`nets` conventions (``data`` a re-iterable of ``(inputs, targets)`` pairs or of mappings
+``path/to/file.py:function``: a function returning ``(model, loss_fn, data)`` in the
+:mod:`nets` conventions (``data`` a re-iterable of ``(inputs, targets)`` pairs or of mappings
 with a ``"labels"`` entry, see :mod:`nets.engine.adapters`). :func:`resolve_model` is the one place
 that turns such a name into a model on a device; every command taking ``--model`` calls it.
+
+**Seeds** (``--model-seed``, :func:`seed_arguments`): a factory that declares a ``seed``
+keyword is called with ``seed=<model seed>``; one that declares a ``generator`` keyword (and no
+``seed``) gets a CPU ``torch.Generator`` seeded with it; a factory with neither is called with
+no argument and is taken to build the model of seed 0, so asking it for another seed is an
+error (``ValueError`` naming the factory, the seed and the fix: add a ``seed: int = 0``
+keyword), never a silently unseeded model. The same holds for the factories of ``nets gap``
+that return a :class:`nets.studies.tasks.Task`::
+
+    def make_model(seed: int = 0):  # nets spectrum --model mine.py:make_model --model-seed 3
+        g = torch.Generator().manual_seed(seed)
+        ...
+        return model, loss_fn, data
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +38,7 @@ from nets.engine.roles import block_roles, role_blocks
 from nets.zoo.models import MODELS, load, partition
 
 __all__ = ["is_factory", "load_factory", "load_model", "model_blocks",
-           "resolve_model"]
+           "resolve_model", "seed_arguments"]
 
 def is_factory(spec: str) -> bool:
     """Whether ``spec`` names a factory (``module:function``) rather than a zoo model.
@@ -80,24 +94,67 @@ def load_factory(spec: str) -> Callable:
     return func
 
 
-def load_model(spec: str) -> tuple[torch.nn.Module, Callable, list]:
+def seed_arguments(factory: Callable, spec: str, seed: int | None) -> dict[str, object]:
+    """The keyword arguments that hand a model seed to ``factory`` (module docstring).
+
+    Args:
+        factory: The factory function.
+        spec: Its ``--model`` value (for messages).
+        seed: The model seed (``None``: none asked for; the factory is called as it is).
+
+    Returns:
+        ``{"seed": seed}`` if the factory declares a ``seed`` parameter, else
+        ``{"generator": torch.Generator().manual_seed(seed)}`` if it declares ``generator``,
+        else ``{}`` (only for ``seed`` 0 or ``None``).
+
+    Raises:
+        TypeError: ``seed`` is not a non-negative integer.
+        ValueError: a seed other than 0 for a factory that takes neither keyword.
+    """
+    if seed is None:
+        return {}
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise TypeError(f"the model seed must be a non-negative integer, got {seed!r}")
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a callable without a signature: takes no seed
+        params = {}
+    takes = {n for n, p in params.items()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if "seed" in takes:
+        return {"seed": seed}
+    if "generator" in takes:
+        return {"generator": torch.Generator().manual_seed(seed)}
+    if seed != 0:
+        raise ValueError(f"--model-seed {seed}: the factory {spec!r} takes no seed (neither a "
+                         "'seed' nor a 'generator' keyword), so it can only build its one "
+                         "model (taken as seed 0); add a 'seed: int = 0' keyword to it, or "
+                         "drop --model-seed")
+    return {}
+
+
+def load_model(spec: str, *, seed: int | None = None) -> tuple[torch.nn.Module, Callable, list]:
     """Load a user's model through its factory and check what the factory returns.
 
     Args:
         spec: ``module:function`` or ``path/file.py:function`` (see :func:`load_factory`); the
-            function takes no argument and returns ``(model, loss_fn, data)``.
+            function returns ``(model, loss_fn, data)``.
+        seed: The model seed, handed over by :func:`seed_arguments` (``None``: the factory is
+            called with no argument).
 
     Returns:
         ``(model, loss_fn, data)`` as the factory made them.
 
     Raises:
-        ValueError: the factory cannot be loaded or raised an exception (the message names it).
+        ValueError: the factory cannot be loaded or raised an exception (the message names it),
+            or takes no seed and ``seed`` is not 0.
         TypeError: the factory does not return a ``(model, loss_fn, data)`` triple with a
             ``torch.nn.Module`` and a callable loss.
     """
     factory = load_factory(spec)
+    kwargs = seed_arguments(factory, spec, seed)
     try:
-        made = factory()
+        made = factory(**kwargs)
     except Exception as e:  # user code: report which factory failed and how
         raise ValueError(f"the model factory {spec!r} raised {type(e).__name__}: {e}") from e
     if not (isinstance(made, tuple | list) and len(made) == 3):
@@ -119,7 +176,9 @@ def resolve_model(spec: str, *, seed: int = 0, device: str | torch.device = "aut
 
     Args:
         spec: A zoo model name or a factory ``module:function`` / ``file.py:function``.
-        seed: Seed of a zoo model's initialization and data (a factory seeds itself).
+        seed: Seed of a zoo model's initialization and data; handed to a factory that takes a
+            ``seed`` or ``generator`` keyword (:func:`seed_arguments`; a factory with neither
+            accepts only seed 0).
         device: ``"auto"`` (``cuda:LOCAL_RANK`` where CUDA is present, else the CPU;
             :func:`nets.engine.distributed.local_device`), ``"cpu"``,
             ``"cuda:1"``, ...; the model and every tensor of the data are moved there.
@@ -132,9 +191,9 @@ def resolve_model(spec: str, *, seed: int = 0, device: str | torch.device = "aut
         ``(model, loss_fn, data)`` with ``data`` a list of batches on ``device``.
 
     Raises:
-        ValueError: an unknown zoo name, a factory that cannot be loaded or that raised, an
-            device
-            that does not exist here.
+        ValueError: an unknown zoo name, a factory that cannot be loaded or that raised, a
+            factory without a seed keyword asked for a seed other than 0, a device that does
+            not exist here (:func:`nets.engine.distributed.local_device`).
         TypeError: a factory that does not return ``(model, loss_fn, data)``, or a non-floating
             ``dtype``.
     """
@@ -149,7 +208,7 @@ def resolve_model(spec: str, *, seed: int = 0, device: str | torch.device = "aut
                              "a factory 'module:function' returning (model, loss_fn, data)")
         model, loss_fn, data = load(spec, seed=seed, device=dev, dtype=dtype or torch.float32)
     else:
-        model, loss_fn, data = load_model(spec)
+        model, loss_fn, data = load_model(spec, seed=seed)
         model = model.to(device=dev) if dtype is None else model.to(device=dev, dtype=dtype)
         if iter(data) is data:
             raise TypeError(f"the model factory {spec!r} returned a one-shot iterator as data: "
