@@ -16,7 +16,7 @@ from nets.studies.gap import (
     tune,
 )
 from nets.studies.layernorm import PerturbationStudy, perturbation_study
-from nets.studies.pools import POOL_SEED, first_batches, make_pool
+from nets.studies.pools import HELDOUT_SEED, POOL_SEED, first_batches, make_pool
 from nets.studies.table1 import Table1, table1
 from nets.studies.tasks import (
     Task,
@@ -29,6 +29,7 @@ from nets.studies.tasks import (
 from nets.studies.training import Pool, TrainConfig, TrainResult, train
 
 __all__ = [
+    "HELDOUT_SEED",
     "POOL_SEED",
     "PROFILES",
     "Advice",

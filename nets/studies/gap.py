@@ -1,20 +1,44 @@
-r"""SGD vs Adam: learning rates tuned on a log grid, the gap metric, JS0, several batch sizes.
+r"""SGD vs Adam: learning rates tuned on a log grid, the gap metrics, JS0, several batch sizes.
 
 Protocol (per task and batch size ``B``): for each optimizer ``o`` ∈ {SGD with momentum, Adam}
-and each learning rate ``η`` of its log grid, train one run per seed (same budget ``T`` steps,
-same data order for both optimizers, see :mod:`nets.studies.training`). The score of ``(o, η)`` is
-the
-mean over seeds of the final training (pool) loss; a learning rate where any seed diverged is
-excluded. The tuned rate ``η*_o`` minimizes the score; ``L̄_o`` is its score.
+and each learning rate ``η`` of its log grid, train runs under the same budget ``T`` steps (same
+data order for both optimizers, see :mod:`nets.studies.training`). Which seeds run where is the
+profile's ``protocol``:
 
-**Gap metric** (positive: SGD lags Adam)::
+* ``"grid"``: every rate of the grid with every seed;
+* ``"first-seed"``: every rate with the first seed only; then the other seeds at the rate the
+  first seed prefers and at its ``neighbours`` grid neighbours on each side; while the best
+  rate over all seeds has a neighbour within ``neighbours`` steps that has not run every seed,
+  that one is run too (so with ``neighbours = 1`` the tuned rate is always flanked by rates
+  scored on every seed, by the grid's edge, or by a rate where the first seed diverged). It
+  costs about ``|grid| + (2·neighbours + 1)·(seeds − 1)`` runs per optimizer and batch size
+  instead of ``|grid|·seeds``, and selects the same rate as the whole grid whenever the
+  seed-mean score has no other minimum beyond the explored neighbourhood.
 
-    gap = ln(L̄_SGD / L̄_Adam)
+The score of ``(o, η)`` is the mean over seeds of the final training (pool) loss; only rates
+that ran every seed are eligible, and a rate where any seed diverged is excluded. The tuned rate
+``η*_o`` minimizes the score; ``L̄_o`` is its score.
 
-so ``gap = 0.69`` means SGD ends with twice Adam's training loss under the same budget. Also
-reported: ``sgd_steps_to_adam``, the first evaluated step at which SGD's seed-mean pool loss is
-``<= L̄_Adam`` (``None``: not within the budget), and ``adam_steps_to_sgd`` the converse, so
-``T / adam_steps_to_sgd`` is Adam's speed-up at reaching SGD's final loss.
+**Gap metrics** (positive: SGD lags Adam), all at the tuned rates:
+
+* ``gap = ln(L̄_SGD / L̄_Adam)``: ``0.69`` means SGD ends with twice Adam's training loss. It is
+  unbounded: when one optimizer nearly memorizes a small pool its loss tends to 0 and the ratio
+  measures memorization, not optimization speed.
+* ``rel_gap``, the bounded one: per seed ``s`` (both optimizers start from the same
+  initialization, so from the same loss ``L₀,s``)
+
+  .. math:: Δ_s = \frac{L_{SGD,s} − L_{Adam,s}}{L_{0,s}}
+            = \frac{L_{0,s} − L_{Adam,s}}{L_{0,s}} − \frac{L_{0,s} − L_{SGD,s}}{L_{0,s}},
+
+  Adam's relative loss reduction minus SGD's, averaged over seeds; it lies in ``[−1, 1]``
+  whenever both final losses lie in ``[0, L₀]`` (:func:`relative_gap`).
+* ``heldout_rel_gap``: the same on a held-out pool of the task's data (never trained on,
+  :meth:`nets.studies.tasks.Task.heldout_pool`) evaluated at the budget with the rates tuned on
+  training loss (``nan`` without a held-out pool): it says whether what Adam gained in the
+  budget is optimization of the task or memorization of the pool.
+
+Also reported: ``sgd_steps_to_adam``, the first evaluated step at which SGD's seed-mean pool
+loss is ``<= L̄_Adam`` (``None``: not within the budget), and ``adam_steps_to_sgd`` the converse.
 
 A tuned rate at the edge of its grid is flagged (``at_edge``): the grid may be too narrow.
 JS0 (mean JS distance between blockwise spectral densities at initialization,
@@ -48,14 +72,22 @@ from nets.engine.spectrum import blockwise_spectrum
 from nets.studies.tasks import Task
 from nets.studies.training import TrainConfig, TrainResult, train
 
-__all__ = ["PROFILES", "SPECTRUM_MODULES", "GapProfile", "GapReport", "GapResult", "LrScore",
-           "TunedOptimizer", "device_settings", "gap_metric", "measure_gap", "task_js0",
-           "train_cached", "tune"]
+__all__ = ["PROFILES", "PROTOCOLS", "SPECTRUM_MODULES", "GapProfile", "GapReport", "GapResult",
+           "LrScore", "TunedOptimizer", "device_settings", "gap_metric", "measure_gap",
+           "relative_gap", "task_js0", "train_cached", "tune"]
+
+#: How a profile spends its seeds (see the module docstring).
+PROTOCOLS = ("grid", "first-seed")
 
 
 @dataclass(frozen=True)
 class GapProfile:
-    """A budget: steps, learning-rate grids, seeds, batch sizes, pool size, JS0 settings."""
+    """A budget: steps, learning-rate grids, seeds, batch sizes, pool size, JS0 settings.
+
+    ``protocol`` (:data:`PROTOCOLS`) says which seeds run at which rates (``neighbours``: the
+    grid neighbours on each side of the first seed's choice that every seed runs, for
+    ``"first-seed"``); ``heldout_size`` held-out samples are evaluated with the pool (0: none).
+    """
 
     name: str
     steps: int
@@ -67,12 +99,30 @@ class GapProfile:
     eval_every: int
     js_steps: int
     js_probes: int
+    protocol: str = "grid"
+    heldout_size: int = 0
+    neighbours: int = 1
 
     def __post_init__(self) -> None:
         if not (self.sgd_lrs and self.adam_lrs and self.seeds and self.batch_sizes):
             raise ValueError("a profile needs learning rates, seeds and batch sizes")
         if max(self.batch_sizes) > self.pool_size:
             raise ValueError("a batch size exceeds the pool size")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if isinstance(self.heldout_size, bool) or not isinstance(self.heldout_size, int) \
+                or self.heldout_size < 0:
+            raise ValueError(f"heldout_size must be a non-negative integer (0: no held-out "
+                             f"pool), got {self.heldout_size!r}")
+        if isinstance(self.neighbours, bool) or not isinstance(self.neighbours, int) \
+                or self.neighbours < 0:
+            raise ValueError(f"neighbours must be a non-negative integer, got "
+                             f"{self.neighbours!r}")
+        for label in ("sgd_lrs", "adam_lrs"):
+            lrs = getattr(self, label)
+            if list(lrs) != sorted(set(lrs)):
+                raise ValueError(f"{label} must be strictly increasing (grid neighbours are "
+                                 f"adjacent entries), got {lrs}")
 
     def settings(self) -> dict:
         """The budget without its name (what a cache key or a report records)."""
@@ -113,15 +163,24 @@ class LrScore:
 
     Attributes:
         lr: Learning rate.
-        mean_final_loss: Mean final pool loss over seeds (``inf`` if any seed diverged).
+        mean_final_loss: Mean final pool loss over the seeds that ran (``inf`` if any
+            diverged).
         final_losses: Per seed (``inf`` where diverged).
         diverged_steps: Per seed, the step of divergence or ``None``.
+        seeds: The seeds that ran at this rate (empty: not recorded, every seed of the grid).
+        initial_losses: Per seed, the pool loss at initialization.
+        heldout_initial: Per seed, the held-out loss at initialization (empty: no held-out).
+        heldout_final: Per seed, the held-out loss after the budget (``inf`` where diverged).
     """
 
     lr: float
     mean_final_loss: float
     final_losses: tuple[float, ...]
     diverged_steps: tuple[int | None, ...]
+    seeds: tuple[int, ...] = ()
+    initial_losses: tuple[float, ...] = ()
+    heldout_initial: tuple[float, ...] = ()
+    heldout_final: tuple[float, ...] = ()
 
     @property
     def diverged(self) -> bool:
@@ -141,6 +200,8 @@ class TunedOptimizer:
         eval_steps: Evaluation steps of the tuned runs.
         curve: Seed-mean pool loss of the tuned runs at ``eval_steps``.
         at_edge: The tuned rate is the smallest or largest of the grid.
+        heldout_curve: Seed-mean held-out loss of the tuned runs at ``eval_steps`` (empty
+            without a held-out pool).
     """
 
     optimizer: str
@@ -150,6 +211,12 @@ class TunedOptimizer:
     eval_steps: np.ndarray = field(repr=False)
     curve: np.ndarray = field(repr=False)
     at_edge: bool
+    heldout_curve: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+
+    @property
+    def tuned_score(self) -> LrScore | None:
+        """The :class:`LrScore` of the tuned rate (``None`` if every rate diverged)."""
+        return next((g for g in self.grid if g.lr == self.lr), None)
 
     @property
     def all_diverged(self) -> bool:
@@ -160,10 +227,13 @@ class TunedOptimizer:
         """The tuned rate, its curve and every rate's score as plain values."""
         return {"optimizer": self.optimizer, "lr": self.lr, "final_loss": self.final_loss,
                 "at_edge": self.at_edge, "eval_steps": self.eval_steps.tolist(),
-                "curve": self.curve.tolist(),
+                "curve": self.curve.tolist(), "heldout_curve": self.heldout_curve.tolist(),
                 "grid": [{"lr": g.lr, "mean_final_loss": g.mean_final_loss,
                           "final_losses": list(g.final_losses),
-                          "diverged_steps": list(g.diverged_steps)} for g in self.grid]}
+                          "diverged_steps": list(g.diverged_steps), "seeds": list(g.seeds),
+                          "initial_losses": list(g.initial_losses),
+                          "heldout_initial": list(g.heldout_initial),
+                          "heldout_final": list(g.heldout_final)} for g in self.grid]}
 
 
 @dataclass(frozen=True)
@@ -189,9 +259,47 @@ class GapResult:
     sgd_steps_to_adam: int | None
     adam_steps_to_sgd: int | None
 
+    def seed_relative_gaps(self, data: str = "train") -> np.ndarray:
+        """Per seed, :func:`relative_gap` of the tuned runs (seeds paired).
+
+        Args:
+            data: ``"train"`` (the pool) or ``"heldout"``.
+
+        Returns:
+            One value per seed (empty if either optimizer diverged at every rate, the seeds
+            differ, or ``data`` is ``"heldout"`` and there is no held-out pool).
+        """
+        if data not in ("train", "heldout"):
+            raise ValueError(f"data must be 'train' or 'heldout', got {data!r}")
+        s, a = self.sgd.tuned_score, self.adam.tuned_score
+        if s is None or a is None or len(s.final_losses) != len(a.final_losses):
+            return np.zeros(0)
+        if data == "heldout":
+            if not (s.heldout_final and a.heldout_final):
+                return np.zeros(0)
+            return np.array([relative_gap(x, y, z) for x, y, z in
+                             zip(s.heldout_final, a.heldout_final, s.heldout_initial,
+                                 strict=True)])
+        init = s.initial_losses or (float(self.sgd.curve[0]),) * len(s.final_losses)
+        return np.array([relative_gap(x, y, z) for x, y, z in
+                         zip(s.final_losses, a.final_losses, init, strict=True)])
+
+    @property
+    def rel_gap(self) -> float:
+        """Seed mean of :meth:`seed_relative_gaps` on the training pool (``nan`` if none)."""
+        v = self.seed_relative_gaps("train")
+        return float(v.mean()) if v.size else math.nan
+
+    @property
+    def heldout_rel_gap(self) -> float:
+        """Seed mean of :meth:`seed_relative_gaps` on the held-out pool (``nan`` if none)."""
+        v = self.seed_relative_gaps("heldout")
+        return float(v.mean()) if v.size else math.nan
+
     def to_dict(self) -> dict:
-        """The gap, the step counts and both tuned optimizers as plain values."""
+        """The gaps, the step counts and both tuned optimizers as plain values."""
         return {"batch_size": self.batch_size, "steps": self.steps, "gap": self.gap,
+                "rel_gap": self.rel_gap, "heldout_rel_gap": self.heldout_rel_gap,
                 "sgd_steps_to_adam": self.sgd_steps_to_adam,
                 "adam_steps_to_sgd": self.adam_steps_to_sgd,
                 "sgd": self.sgd.to_dict(), "adam": self.adam.to_dict()}
@@ -226,6 +334,8 @@ class GapReport:
                 "js0_interval95": [self.js0_low, self.js0_high],
                 "js0_table": list(self.js0_table),
                 "gap": {str(r.batch_size): r.gap for r in self.results},
+                "rel_gap": {str(r.batch_size): r.rel_gap for r in self.results},
+                "heldout_rel_gap": {str(r.batch_size): r.heldout_rel_gap for r in self.results},
                 "tuned": {str(r.batch_size): {o.optimizer: {"lr": o.lr, "final_loss": o.final_loss}
                                               for o in (r.sgd, r.adam)} for r in self.results},
                 "results": [r.to_dict() for r in self.results]}
@@ -248,6 +358,34 @@ def gap_metric(sgd_loss: float, adam_loss: float) -> float:
     if sgd_loss <= 0 or adam_loss <= 0:
         raise ValueError(f"the gap needs positive losses, got {sgd_loss} and {adam_loss}")
     return math.log(sgd_loss / adam_loss)
+
+
+def relative_gap(sgd_loss: float, adam_loss: float, initial_loss: float) -> float:
+    r"""Adam's relative loss reduction minus SGD's from a shared initial loss.
+
+    .. math:: Δ = \frac{L_0 − L_{Adam}}{L_0} − \frac{L_0 − L_{SGD}}{L_0}
+              = \frac{L_{SGD} − L_{Adam}}{L_0}
+
+    Bounded: ``Δ ∈ [−1, 1]`` when both losses lie in ``[0, L₀]``, and comparable across models
+    (a fraction of the initial loss), unlike ``ln(L_SGD / L_Adam)``, which grows without bound
+    as Adam's loss tends to 0. Positive: SGD lags Adam.
+
+    Args:
+        sgd_loss: SGD's final loss (``inf`` where it diverged).
+        adam_loss: Adam's final loss (``inf`` where it diverged).
+        initial_loss: ``L₀``, the loss at the shared initialization (positive, finite).
+
+    Returns:
+        ``Δ``; ``nan`` if either loss is not finite (a diverged run has no reduction).
+
+    Raises:
+        ValueError: ``initial_loss`` is not positive and finite.
+    """
+    if not (math.isfinite(initial_loss) and initial_loss > 0):
+        raise ValueError(f"initial_loss must be positive and finite, got {initial_loss}")
+    if not (math.isfinite(sgd_loss) and math.isfinite(adam_loss)):
+        return math.nan
+    return (sgd_loss - adam_loss) / initial_loss
 
 
 def _first_reach(steps: np.ndarray, curve: np.ndarray, level: float) -> int | None:
@@ -290,7 +428,7 @@ def device_settings(device: str | torch.device = "cpu") -> dict:
 def train_cached(task: Task, config: TrainConfig, *, pool_size: int,
                  cache_dir: str | os.PathLike | None = None,
                  callback: Callable[[int, float], None] | None = None,
-                 device: str | torch.device = "cpu") -> TrainResult:
+                 device: str | torch.device = "cpu", heldout_size: int = 0) -> TrainResult:
     """:func:`nets.studies.training.train` on ``task``, cached on disk.
 
     Args:
@@ -302,18 +440,23 @@ def train_cached(task: Task, config: TrainConfig, *, pool_size: int,
         callback: Passed to :func:`nets.studies.training.train` (called only when computing).
         device: Where to train (the pool and the model are moved there; see
             :func:`device_settings` for how the device keys the cache).
+        heldout_size: Held-out samples (:meth:`nets.studies.tasks.Task.heldout_pool`) whose
+            loss is evaluated with the pool's (0, or a task without held-out data: none).
 
     Returns:
         The run's :class:`nets.studies.training.TrainResult`.
     """
     task = _check_task(task)
     dev = local_device(device)
+    if isinstance(heldout_size, bool) or not isinstance(heldout_size, int) or heldout_size < 0:
+        raise ValueError(f"heldout_size must be a non-negative integer, got {heldout_size!r}")
+    heldout = task.heldout_pool(heldout_size) if heldout_size else None
     settings = {"task": task.key(), "pool_size": pool_size, "config": config.to_dict(),
-                **device_settings(dev)}
+                **device_settings(dev), "heldout_size": 0 if heldout is None else heldout_size}
 
     def compute() -> dict:
-        return train(task.build, task.pool(pool_size).to(dev), config,
-                     callback=callback).to_dict()
+        return train(task.build, task.pool(pool_size).to(dev), config, callback=callback,
+                     heldout=None if heldout is None else heldout.to(dev)).to_dict()
 
     return TrainResult.from_dict(cached("train", settings, compute, directory=cache_dir,
                                         modules=task.modules))
@@ -328,14 +471,26 @@ def _check_lrs(lrs: Sequence[float]) -> tuple[float, ...]:
 
 def _select(optimizer: str, lrs: tuple[float, ...], seeds: Sequence[int],
             runs: dict[tuple[float, int], TrainResult]) -> TunedOptimizer:
-    """Pick the learning rate with the lowest seed-mean final loss (diverged rates excluded)."""
-    scores = []
+    """Pick the learning rate with the lowest seed-mean final loss among the rates that ran
+    every seed (diverged rates excluded); ``runs`` may lack seeds at some rates."""
+    scores, eligible = [], []
     for lr in lrs:
-        finals = [runs[lr, s].final_loss for s in seeds]
-        divs = [runs[lr, s].diverged_step for s in seeds]
-        mean = math.inf if any(d is not None for d in divs) else float(np.mean(finals))
-        scores.append(LrScore(lr, mean, tuple(finals), tuple(divs)))
-    means = np.array([s.mean_final_loss for s in scores])
+        ran = [s for s in seeds if (lr, s) in runs]
+        rs = [runs[lr, s] for s in ran]
+        finals = [r.final_loss for r in rs]
+        divs = [r.diverged_step for r in rs]
+        mean = (math.inf if not rs or any(d is not None for d in divs)
+                else float(np.mean(finals)))
+        held = all(r.heldout_losses.size for r in rs) and bool(rs)
+        scores.append(LrScore(
+            lr, mean, tuple(finals), tuple(divs), tuple(int(s) for s in ran),
+            tuple(r.initial_loss for r in rs),
+            tuple(float(r.heldout_losses[0]) for r in rs) if held else (),
+            tuple(math.inf if r.diverged else float(r.heldout_losses[-1]) for r in rs)
+            if held else ()))
+        eligible.append(len(ran) == len(seeds) and math.isfinite(mean))
+    means = np.array([sc.mean_final_loss if ok else math.inf
+                      for sc, ok in zip(scores, eligible, strict=True)])
     if not np.isfinite(means).any():
         return TunedOptimizer(optimizer, math.nan, math.inf, tuple(scores),
                               np.zeros(0, dtype=np.int64), np.zeros(0), False)
@@ -344,14 +499,45 @@ def _select(optimizer: str, lrs: tuple[float, ...], seeds: Sequence[int],
     tuned = [runs[lr, s] for s in seeds]
     steps_arr = tuned[0].eval_steps
     curve = np.mean([r.eval_losses for r in tuned], axis=0)
+    held_curve = (np.mean([r.heldout_losses for r in tuned], axis=0)
+                  if all(r.heldout_losses.size for r in tuned) else np.zeros(0))
     return TunedOptimizer(optimizer, lr, float(means[best]), tuple(scores), steps_arr, curve,
-                          len(lrs) > 1 and best in (0, len(lrs) - 1))
+                          len(lrs) > 1 and best in (0, len(lrs) - 1), held_curve)
+
+
+def _needed(lrs: tuple[float, ...], seeds: Sequence[int],
+            runs: dict[tuple[float, int], TrainResult], neighbours: int = 1
+            ) -> list[tuple[float, int]]:
+    """The ``(rate, seed)`` runs the ``"first-seed"`` protocol still needs (see the module
+    docstring): every seed at the best rate and at its ``neighbours`` neighbours on each side,
+    where the first seed did not diverge; empty once that neighbourhood of the best rate over
+    every seed is complete."""
+    first = seeds[0]
+
+    def ok(i: int) -> bool:  # inside the grid and the first seed did not diverge there
+        return 0 <= i < len(lrs) and not runs[lrs[i], first].diverged
+
+    def complete(i: int) -> bool:
+        return all((lrs[i], s) in runs for s in seeds)
+
+    tuned = _select("", lrs, seeds, runs)
+    if not tuned.all_diverged:
+        centre = lrs.index(tuned.lr)
+    else:  # no eligible rate yet: the first seed's best among the rates not ruled out
+        open_ = [i for i in range(len(lrs)) if ok(i) and not complete(i)]
+        if not open_:
+            return []
+        centre = min(open_, key=lambda i: runs[lrs[i], first].final_loss)
+    want = [i for i in range(centre - neighbours, centre + neighbours + 1)
+            if ok(i) and not complete(i)]
+    return [(lrs[i], s) for i in want for s in seeds if (lrs[i], s) not in runs]
 
 
 def _train_noted(task: Task, config: TrainConfig, *, pool_size: int, cache_dir,
                  progress: Callable[[str], None] | None,
-                 device: torch.device) -> TrainResult:
-    r = train_cached(task, config, pool_size=pool_size, cache_dir=cache_dir, device=device)
+                 device: torch.device, heldout_size: int = 0) -> TrainResult:
+    r = train_cached(task, config, pool_size=pool_size, cache_dir=cache_dir, device=device,
+                     heldout_size=heldout_size)
     if progress is not None:
         state = f"diverged@{r.diverged_step}" if r.diverged else f"{r.final_loss:.3g}"
         progress(f"{task.label} B={config.batch_size} {config.optimizer} lr={config.lr:g} "
@@ -364,7 +550,7 @@ def tune(task: Task, optimizer: str, lrs: Sequence[float], *, batch_size: int, s
          cache_dir: str | os.PathLike | None = None,
          progress: Callable[[str], None] | None = None,
          comm: Communicator | None = None,
-         device: str | torch.device = "cpu") -> TunedOptimizer:
+         device: str | torch.device = "cpu", heldout_size: int = 0) -> TunedOptimizer:
     """Tune ``optimizer``'s learning rate on ``lrs`` (see the module docstring).
 
     Diverged runs are kept in the grid with their step and excluded from the choice. With a
@@ -384,6 +570,7 @@ def tune(task: Task, optimizer: str, lrs: Sequence[float], *, batch_size: int, s
         progress: Called with a note after every run.
         comm: Communicator to share the runs out (default: one process).
         device: Where to train (:func:`train_cached`).
+        heldout_size: Held-out samples evaluated with the pool (0: none).
     """
     lrs = _check_lrs(lrs)
     dev = local_device(device)
@@ -392,7 +579,8 @@ def tune(task: Task, optimizer: str, lrs: Sequence[float], *, batch_size: int, s
                for lr in lrs for seed in seeds]
     results = (comm or Communicator()).map(
         lambda cfg: _train_noted(task, cfg, pool_size=pool_size, cache_dir=cache_dir,
-                                 progress=progress, device=dev), configs)
+                                 progress=progress, device=dev,
+                                 heldout_size=heldout_size), configs)
     return _select(optimizer, lrs, seeds,
                    {(c.lr, c.seed): r for c, r in zip(configs, results, strict=True)})
 
@@ -503,26 +691,43 @@ def measure_gap(task: Task, profile: str | GapProfile = "quick", *,
     if any(b < 1 or b > profile.pool_size for b in sizes):
         raise ValueError(f"batch sizes must lie in [1, {profile.pool_size}], got {sizes}")
     grids = {"sgd": _check_lrs(profile.sgd_lrs), "adam": _check_lrs(profile.adam_lrs)}
+    seeds = tuple(int(x) for x in profile.seeds)
+    first_seeds = seeds if profile.protocol == "grid" else seeds[:1]
+
+    def config(opt: str, b: int, lr: float, seed: int) -> TrainConfig:
+        return TrainConfig(opt, lr, profile.steps, b, seed=seed, eval_every=profile.eval_every)
+
     jobs: list[TrainConfig | None] = [None] if with_js0 else []  # None: the JS0 job
-    jobs += [TrainConfig(opt, lr, profile.steps, b, seed=int(seed), eval_every=profile.eval_every)
-             for b in sizes for opt, lrs in grids.items() for lr in lrs for seed in profile.seeds]
+    jobs += [config(opt, b, lr, seed) for b in sizes for opt, lrs in grids.items()
+             for lr in lrs for seed in first_seeds]
 
     def run(job: TrainConfig | None):
         if job is not None:
             return _train_noted(task, job, pool_size=profile.pool_size, cache_dir=cache_dir,
-                                progress=progress, device=dev)
+                                progress=progress, device=dev,
+                                heldout_size=profile.heldout_size)
         js = task_js0(task, lanczos_steps=profile.js_steps, probes=profile.js_probes,
                       cache_dir=cache_dir, device=dev)
         if progress is not None:
             progress(f"{task.label} JS0 = {js['js0']:.3f}")
         return js
 
-    done = dict(zip(map(_job_key, jobs), (comm or Communicator()).map(run, jobs), strict=True))
+    the_comm = comm or Communicator()
+    done = dict(zip(map(_job_key, jobs), the_comm.map(run, jobs), strict=True))
+
+    def runs_of(opt: str, b: int) -> dict[tuple[float, int], TrainResult]:
+        return {(lr, s): done[opt, b, lr, s] for lr in grids[opt] for s in seeds
+                if (opt, b, lr, s) in done}
+
+    while profile.protocol == "first-seed":  # each round: every seed around the best rates
+        more = [config(opt, b, lr, s) for b in sizes for opt in grids
+                for lr, s in _needed(grids[opt], seeds, runs_of(opt, b), profile.neighbours)]
+        if not more:
+            break
+        done.update(zip(map(_job_key, more), the_comm.map(run, more), strict=True))
     results = []
     for b in sizes:
-        sgd, adam = (_select(opt, grids[opt], profile.seeds,
-                             {(lr, s): done[opt, b, lr, s] for lr in grids[opt]
-                              for s in profile.seeds}) for opt in ("sgd", "adam"))
+        sgd, adam = (_select(opt, grids[opt], seeds, runs_of(opt, b)) for opt in ("sgd", "adam"))
         g = gap_metric(sgd.final_loss, adam.final_loss)
         s2a = (None if sgd.all_diverged or adam.all_diverged
                else _first_reach(sgd.eval_steps, sgd.curve, adam.final_loss))

@@ -1,7 +1,9 @@
 """Training pools and spectrum batches of the studies, drawn from :mod:`nets.zoo.data`.
 
 Pools (training data) are drawn with a seed (:data:`POOL_SEED`) different from the zoo's JS0
-batches (seed 0), so the training samples are not the ones the spectrum was measured on:
+batches (seed 0), so the training samples are not the ones the spectrum was measured on; the
+held-out pools (:data:`HELDOUT_SEED`) are a third draw of the same data kind, never trained on
+(new jitter and noise for the digits, new grammar text for the corpora):
 
 * ``digits``: :func:`nets.zoo.data.glyph_digits` (16×16), ``n`` samples;
 * ``charlm``: next-character sequences of length 32 of the grammar corpus;
@@ -16,10 +18,12 @@ from functools import cache
 from nets.studies.training import Pool
 from nets.zoo.data import char_lm_batches, dialect_lm_batches, glyph_digits, masked_lm_batches
 
-__all__ = ["POOL_SEED", "first_batches", "make_pool"]
+__all__ = ["HELDOUT_SEED", "POOL_SEED", "first_batches", "make_pool"]
 
 
 POOL_SEED = 100
+#: Seed of the held-out pools (same data kind, a draw the model never trains on).
+HELDOUT_SEED = 200
 _KINDS = ("digits", "charlm", "maskedlm", "dialect")
 
 

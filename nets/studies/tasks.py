@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from nets.studies.pools import first_batches, make_pool
+from nets.studies.pools import HELDOUT_SEED, first_batches, make_pool
 from nets.studies.pretraining import PRETRAIN_STEPS, finetune_build
 from nets.studies.training import LossFn, Pool
 from nets.zoo import models as zoo
@@ -78,6 +78,9 @@ class Task:
             editing or moving one of them invalidates the cached results).
         make_pool: ``make_pool(n) -> Pool``, a custom training pool (default: the pool of
             ``data_kind`` of :mod:`nets.studies.pools`).
+        make_heldout: ``make_heldout(n) -> Pool``, custom held-out samples (default: the
+            data kind's held-out pool, or none when ``make_pool`` is custom and this is not
+            given).
     """
 
     label: str
@@ -88,6 +91,7 @@ class Task:
     description: str = ""
     modules: tuple[str, ...] = BASE_MODULES
     make_pool: Callable[[int], Pool] | None = field(default=None, compare=False)
+    make_heldout: Callable[[int], Pool] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.settings, Mapping) or not self.settings:
@@ -117,6 +121,23 @@ class Task:
             :class:`nets.studies.training.Pool` (``make_pool(n)`` if given, else the data kind's).
         """
         return self.make_pool(n) if self.make_pool is not None else make_pool(self.data_kind, n)
+
+    def heldout_pool(self, n: int) -> Pool | None:
+        """``n`` held-out samples of the task's data, never trained on, or ``None`` if the task
+        has none (a custom ``make_pool`` without ``make_heldout``).
+
+        Args:
+            n: Number of samples.
+
+        Returns:
+            ``make_heldout(n)`` if given, else the data kind's pool drawn with
+            :data:`nets.studies.pools.HELDOUT_SEED`.
+        """
+        if self.make_heldout is not None:
+            return self.make_heldout(n)
+        if self.make_pool is not None:
+            return None
+        return make_pool(self.data_kind, n, seed=HELDOUT_SEED)
 
     def key(self) -> dict[str, Any]:
         """What identifies the task's results: ``{"settings", "data_kind"}`` (JSON values).

@@ -12,7 +12,8 @@ minibatch steps with a constant learning rate:
   positive ``weight_decay`` gives AdamW). No schedule, no clipping: the comparison is of the
   optimizers themselves.
 * **Curves**: the minibatch loss at every step, and the loss on the whole pool (the training
-  loss ``L``) at steps ``0, eval_every, 2·eval_every, …, steps``.
+  loss ``L``) at steps ``0, eval_every, 2·eval_every, …, steps``; with a ``heldout`` pool (samples
+  of the same task never trained on) also the held-out loss at the same steps.
 * **Divergence**: a run is stopped and marked diverged at the first step whose minibatch loss
   (or a pool loss) is non-finite or exceeds ``divergence_factor · L(w₀)``
   (``max(divergence_factor · L₀, L₀ + 10)``); non-finite values are never propagated into the
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -156,6 +157,7 @@ class TrainResult:
         diverged_step: The step (0-based index into ``losses``, or the eval step) where the
             divergence was detected; ``None`` if it did not diverge.
         final_loss: Pool loss after the last step; ``inf`` for a diverged run.
+        heldout_losses: Held-out pool losses at ``eval_steps`` (empty without a held-out pool).
     """
 
     config: TrainConfig
@@ -165,6 +167,7 @@ class TrainResult:
     diverged: bool
     diverged_step: int | None
     final_loss: float
+    heldout_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def initial_loss(self) -> float:
@@ -176,7 +179,7 @@ class TrainResult:
         return {"config": self.config.to_dict(), "losses": self.losses.tolist(),
                 "eval_steps": self.eval_steps.tolist(), "eval_losses": self.eval_losses.tolist(),
                 "diverged": self.diverged, "diverged_step": self.diverged_step,
-                "final_loss": self.final_loss}
+                "final_loss": self.final_loss, "heldout_losses": self.heldout_losses.tolist()}
 
     @staticmethod
     def from_dict(d: dict) -> TrainResult:
@@ -190,7 +193,8 @@ class TrainResult:
         return TrainResult(TrainConfig(**cfg), np.asarray(d["losses"], dtype=np.float64),
                            np.asarray(d["eval_steps"], dtype=np.int64),
                            np.asarray(d["eval_losses"], dtype=np.float64), bool(d["diverged"]),
-                           d["diverged_step"], float(d["final_loss"]))
+                           d["diverged_step"], float(d["final_loss"]),
+                           np.asarray(d.get("heldout_losses", ()), dtype=np.float64))
 
 
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float,
@@ -259,8 +263,8 @@ def pool_loss(model: torch.nn.Module, loss_fn: LossFn, pool: Pool, *,
 
 
 def train(factory: Callable[[int], tuple[torch.nn.Module, LossFn]], pool: Pool,
-          config: TrainConfig, *, callback: Callable[[int, float], None] | None = None
-          ) -> TrainResult:
+          config: TrainConfig, *, callback: Callable[[int, float], None] | None = None,
+          heldout: Pool | None = None) -> TrainResult:
     """Train one model and record its loss curves.
 
     Args:
@@ -269,6 +273,8 @@ def train(factory: Callable[[int], tuple[torch.nn.Module, LossFn]], pool: Pool,
         pool: Training samples, on the device to train on.
         config: Run settings.
         callback: ``callback(step, loss)`` after every step (progress reporting).
+        heldout: Samples never trained on; their mean loss is evaluated with the pool loss
+            (a non-finite held-out loss counts as divergence).
 
     Returns:
         The :class:`TrainResult`; divergence is reported in it, never raised.
@@ -277,6 +283,8 @@ def train(factory: Callable[[int], tuple[torch.nn.Module, LossFn]], pool: Pool,
         raise TypeError("config must be a TrainConfig")
     if not isinstance(pool, Pool):
         raise TypeError("pool must be a nets.studies.training.Pool")
+    if heldout is not None and not isinstance(heldout, Pool):
+        raise TypeError("heldout must be a nets.studies.training.Pool or None")
     model, loss_fn = factory(config.seed)
     model = model.to(pool.device)
     opt = make_optimizer(config.optimizer, (p for p in model.parameters() if p.requires_grad),
@@ -291,6 +299,12 @@ def train(factory: Callable[[int], tuple[torch.nn.Module, LossFn]], pool: Pool,
     limit = max(config.divergence_factor * l0, l0 + 10.0)
     losses: list[float] = []
     eval_steps, eval_losses = [0], [l0]
+    held: list[float] = []
+    if heldout is not None:
+        h0 = pool_loss(model, loss_fn, heldout)
+        if not math.isfinite(h0):
+            raise ValueError(f"the held-out loss at initialization is not finite ({h0})")
+        held.append(h0)
     diverged_step: int | None = None
     for t, idx in enumerate(order):
         opt.zero_grad(set_to_none=True)
@@ -307,13 +321,17 @@ def train(factory: Callable[[int], tuple[torch.nn.Module, LossFn]], pool: Pool,
         done = t + 1
         if done % config.eval_every == 0 or done == config.steps:
             pl = pool_loss(model, loss_fn, pool)
-            if not (math.isfinite(pl) and pl <= limit):
+            hl = pool_loss(model, loss_fn, heldout) if heldout is not None else 0.0
+            if not (math.isfinite(pl) and pl <= limit and math.isfinite(hl)):
                 diverged_step = t
                 break
             eval_steps.append(done)
             eval_losses.append(pl)
+            if heldout is not None:
+                held.append(hl)
     diverged = diverged_step is not None
     return TrainResult(config, np.asarray(losses, dtype=np.float64),
                        np.asarray(eval_steps, dtype=np.int64),
                        np.asarray(eval_losses, dtype=np.float64), diverged, diverged_step,
-                       math.inf if diverged else float(eval_losses[-1]))
+                       math.inf if diverged else float(eval_losses[-1]),
+                       np.asarray(held, dtype=np.float64))
