@@ -41,6 +41,7 @@ from nets.engine.distributed import (
 )
 from nets.engine.exact import dense_hessian, exact_blockwise_eigenvalues
 from nets.engine.hvp import BlockHVP, make_batch_hessian_vector_product
+from nets.engine.intervals import ProbeInterval, probe_interval
 from nets.engine.js import (
     JS0Estimate,
     js0,
@@ -76,6 +77,7 @@ __all__ = [
     "JS0Estimate",
     "LanczosRun",
     "Piece",
+    "ProbeInterval",
     "attention_parts",
     "block_densities",
     "block_roles",
@@ -98,6 +100,7 @@ __all__ = [
     "matrix_blocks",
     "numerically_zero_blocks",
     "parameter_roles",
+    "probe_interval",
     "probe_vector",
     "resolve_blocks",
     "role_blocks",

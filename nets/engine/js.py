@@ -1,4 +1,4 @@
-"""Jensen–Shannon distances between blockwise spectral densities, JS0, bootstrap, sensitivity.
+"""Jensen–Shannon distances between blockwise spectral densities, JS0, its interval, sensitivity.
 
 For two densities ``p``, ``q`` on the shared grid (normalized to sum 1), the JS distance is
 ``sqrt(JSD(p, q))`` with ``JSD = ½ KL(p‖m) + ½ KL(q‖m)``, ``m = ½(p + q)``, in base 2 so it
@@ -16,6 +16,7 @@ would add a distance of ≈ 1 to every other block whatever the model. They are 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from nets.engine.density import (
     check_recipe,
     zero_threshold,
 )
+from nets.engine.intervals import probe_interval
 from nets.engine.slq import BlockSpectrum
 
 __all__ = ["JS0Estimate", "js0", "js0_bootstrap", "js0_sensitivity", "js_matrix",
@@ -124,14 +126,17 @@ def js0(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None = Non
 
 @dataclass(frozen=True)
 class JS0Estimate:
-    """JS0 with a bootstrap over probes.
+    """JS0 with its interval for the probe noise (:mod:`nets.engine.intervals`).
 
     Attributes:
         value: JS0 from all probes.
-        std: Bootstrap standard deviation.
-        low: 2.5% bootstrap percentile.
-        high: 97.5% bootstrap percentile.
+        std: Bootstrap standard deviation over probes (``nan`` with one probe).
+        low: Lower end of the interval: ``max(0, value − t_{P−1}·std)``.
+        high: Upper end: ``min(1, value + t_{P−1}·std)``.
         n_boot: Number of bootstrap resamples.
+        bias: Mean of the resamples minus ``value`` (resamples repeat probes, which biases a
+            JS distance upward; comparable to ``std``: too few probes for the density).
+        probes: Number of probes ``P``.
     """
 
     value: float
@@ -139,20 +144,28 @@ class JS0Estimate:
     low: float
     high: float
     n_boot: int
+    bias: float = math.nan
+    probes: int = 0
 
 
 def js0_bootstrap(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None = None,
-                  *, n_boot: int = 200, rng: np.random.Generator) -> JS0Estimate:
-    """JS0 and its bootstrap error over probes.
+                  *, n_boot: int = 200, rng: np.random.Generator,
+                  level: float = 0.95) -> JS0Estimate:
+    """JS0 and its interval for the probe noise, from a bootstrap over probes.
 
     Each resample draws ``P`` probe indices with replacement (the same indices for all blocks,
-    since a probe index is one run of the whole pipeline) and recomputes JS0.
+    since a probe index is one run of the whole pipeline) and recomputes JS0; the interval is
+    the Student-t interval ``JS0 ± t_{P−1, (1+level)/2} · se`` with ``se`` the resamples'
+    standard deviation, clipped to ``[0, 1]`` (:func:`nets.engine.intervals.probe_interval`:
+    it contains the estimate, widens for few probes, and why the percentile interval does
+    not do). With one probe no spread exists and the interval is ``[0, 1]``.
 
     Args:
         spectra: Blockwise spectra with the same number of probes.
         recipe: Density recipe.
         n_boot: Number of resamples.
         rng: Explicit numpy generator.
+        level: Coverage of the interval, in ``(0, 1)``.
     """
     spectra = check_spectra("spectra", spectra)
     recipe = check_recipe(recipe)
@@ -168,8 +181,8 @@ def js0_bootstrap(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | 
     for b in range(n_boot):
         rows = rng.integers(0, p, size=p)
         boots[b] = js0({k: s.select(rows) for k, s in spectra.items()}, recipe)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return JS0Estimate(value, float(boots.std(ddof=1)), float(lo), float(hi), n_boot)
+    iv = probe_interval(value, boots, p, level=level, bounds=(0.0, 1.0))
+    return JS0Estimate(value, iv.std, iv.low, iv.high, n_boot, iv.bias, p)
 
 
 def js0_sensitivity(spectra: Mapping[str, BlockSpectrum], *,

@@ -313,8 +313,8 @@ class GapReport:
         task: Task name.
         profile: Profile name.
         js0: JS0 at initialization (model seed 0).
-        js0_low: 2.5% bootstrap percentile over probes.
-        js0_high: 97.5% bootstrap percentile.
+        js0_low: Lower end of its interval for the probe noise (`nets.js0_bootstrap`).
+        js0_high: Upper end of that interval.
         results: One :class:`GapResult` per batch size.
         js0_table: JS0 under every recipe and block set (rows of :func:`task_js0`'s
             ``"table"``; empty when JS0 was not computed).

@@ -15,8 +15,8 @@ fixed before measuring, validated on models it never saw.
   ``theorem1 = log10(max_l λ_max,l / min_l β_l) − log10 max_l (λ_max,l / β_l)`` ≥ 0, the
   (log) factor by which the global condition number exceeds the worst block's.
 
-Each candidate comes with a bootstrap interval over probes (the same probe resampling as
-:func:`nets.engine.js.js0_bootstrap`).
+Each candidate comes with an interval for the probe noise (the same bootstrap over probes and
+Student-t interval as :func:`nets.engine.js.js0_bootstrap`).
 
 **Protocol** (:data:`PROTOCOL`, fixed in code before any ladder point was measured):
 
@@ -43,6 +43,7 @@ import numpy as np
 
 from labkit.jsonio import as_float
 from nets.engine.density import RECIPES
+from nets.engine.intervals import probe_interval
 from nets.engine.js import js0, numerically_zero_blocks
 from nets.engine.slq import BlockSpectrum
 from nets.studies.correlation import spearman
@@ -117,7 +118,11 @@ def _all(spectra) -> dict[str, float]:
 
 def candidate_values(spectra: Mapping[str, BlockSpectrum], *, n_boot: int,
                      rng: np.random.Generator) -> dict[str, dict[str, float]]:
-    """Every candidate with its 2.5/97.5% bootstrap percentiles over probes.
+    """Every candidate with its 95% interval for the probe noise.
+
+    The interval is :func:`nets.engine.intervals.probe_interval` of the bootstrap over probes
+    (the Student-t interval with the bootstrap standard error, around the value from all
+    probes, JS0's clipped to ``[0, 1]``), the same as :func:`nets.engine.js.js0_bootstrap`'s.
 
     A candidate that cannot be computed (e.g. ``lambda10`` on a block of rank < 10, or
     identical block densities under a normalization) is ``nan``, never an exception.
@@ -147,9 +152,14 @@ def candidate_values(spectra: Mapping[str, BlockSpectrum], *, n_boot: int,
     for k, v in point.items():
         b = np.asarray(boots[k])
         b = b[np.isfinite(b)]
-        ok = math.isfinite(v) and b.size >= 2  # no interval around an undefined value
-        lo, hi = np.percentile(b, [2.5, 97.5]) if ok else (math.nan, math.nan)
-        out[k] = {"value": v, "low": float(lo), "high": float(hi)}
+        if not (math.isfinite(v) and b.size >= 2):  # no interval around an undefined value
+            out[k] = {"value": v, "low": math.nan, "high": math.nan}
+            continue
+        iv = probe_interval(v, b, p, bounds=(0.0, 1.0) if k.startswith("js0:") else
+                            (-math.inf, math.inf))
+        # one probe: no spread, and an unbounded end is no interval
+        out[k] = {"value": v, "low": iv.low if math.isfinite(iv.low) else math.nan,
+                  "high": iv.high if math.isfinite(iv.high) else math.nan}
     return out
 
 

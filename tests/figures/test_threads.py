@@ -18,7 +18,6 @@ import torch
 import figures.__main__ as runner
 from figures.registry import FigureSpec, Finding
 
-
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Run in a fresh interpreter: only the *first* numba parallel launch of a process resets the

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
+from scipy.stats import t as student_t
 
 import nets
 
@@ -103,13 +104,15 @@ def test_bootstrap_is_seeded_and_brackets_the_value():
     a = nets.js0_bootstrap(spectra, n_boot=30, rng=np.random.default_rng(7))
     b = nets.js0_bootstrap(spectra, n_boot=30, rng=np.random.default_rng(7))
     assert a == b
-    assert a.value == pytest.approx(nets.js0(spectra))
-    # the same resamples, drawn by hand: the interval and spread are theirs
+    assert a.value == pytest.approx(nets.js0(spectra)) and a.probes == 6
+    # the same resamples, drawn by hand: the spread, the bias and the t interval are theirs
     rng = np.random.default_rng(7)
     boots = [nets.js0({k: s.select(rows) for k, s in spectra.items()})
              for rows in (rng.integers(0, 6, size=6) for _ in range(30))]
-    assert (a.low, a.high) == pytest.approx(tuple(np.percentile(boots, [2.5, 97.5])), rel=1e-12)
     assert a.std == pytest.approx(np.std(boots, ddof=1), rel=1e-12)
+    assert a.bias == pytest.approx(np.mean(boots) - a.value, rel=1e-9)
+    half = student_t.ppf(0.975, 5) * a.std
+    assert (a.low, a.high) == pytest.approx((a.value - half, a.value + half), rel=1e-12)
     assert a.low < a.value < a.high and a.std > 0
     assert nets.js0_bootstrap(spectra, n_boot=30, rng=np.random.default_rng(8)) != a
     with pytest.raises(TypeError, match="Generator"):

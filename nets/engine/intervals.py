@@ -1,0 +1,108 @@
+r"""Intervals for statistics of a spectrum over probes: the probe noise, around the estimate.
+
+A statistic of SLQ spectra (JS0, a block-scale statistic) is computed from ``P`` random probe
+vectors; its noise is estimated by a bootstrap over probes: ``B`` resamples draw ``P`` probe
+indices with replacement and recompute the statistic, giving replicates ``θ*_1..θ*_B``.
+
+The interval is the **Student-t interval with the bootstrap standard error**, centred on the
+estimate ``θ̂`` from all probes::
+
+    se = std(θ*)  (ddof = 1),   θ̂ ± t_{P−1, (1+level)/2} · se,
+
+clipped to the statistic's range (``[0, 1]`` for a JS distance). It contains ``θ̂`` by
+construction, widens with the Student quantile where the probes are few (95%: ``t = 12.7`` for
+2 probes, ``4.30`` for 3, ``2.36`` for 8, ``→ 1.96``), and narrows as ``se ∝ 1/√P``.
+
+Why not the percentile interval ``[q_{2.5%}(θ*), q_{97.5%}(θ*)]``: a resample with repeated
+probes is another estimator than ``θ̂`` (fewer distinct probes, a noisier density), and for a
+nonlinear statistic such as a JS distance it is biased (upward: noise adds distance), so with
+few probes the percentiles sit beside ``θ̂`` rather than around it. With 3 probes only 10
+distinct resamples exist, the all-distinct one (``θ̂`` itself) has probability 2/9, and the
+percentile interval had ``θ̂`` as its lower end or excluded it. That shift is reported as
+``bias = mean(θ*) − θ̂`` (a bias comparable to ``se`` says the probes are too few for the
+density), not hidden by re-centring the interval on the replicates.
+
+Below :data:`MIN_PROBES` probes no spread can be estimated: the interval is the whole range.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import t as student_t
+
+__all__ = ["MIN_PROBES", "ProbeInterval", "probe_interval"]
+
+#: Fewest probes from which an interval is estimated (one probe has no spread).
+MIN_PROBES = 2
+
+
+@dataclass(frozen=True)
+class ProbeInterval:
+    """An estimate from all probes with its interval for the probe noise.
+
+    Attributes:
+        value: ``θ̂``, the statistic from all probes.
+        low: Lower end, ``max(lower bound, θ̂ − t·se)``.
+        high: Upper end, ``min(upper bound, θ̂ + t·se)``.
+        std: ``se``, the bootstrap standard deviation (``nan`` below :data:`MIN_PROBES`).
+        bias: ``mean(θ*) − θ̂`` (``nan`` below :data:`MIN_PROBES`).
+        probes: ``P``.
+        level: Nominal coverage, e.g. 0.95.
+    """
+
+    value: float
+    low: float
+    high: float
+    std: float
+    bias: float
+    probes: int
+    level: float
+
+
+def probe_interval(value: float, replicates: Sequence[float] | np.ndarray, probes: int, *,
+                   level: float = 0.95,
+                   bounds: tuple[float, float] = (-math.inf, math.inf)) -> ProbeInterval:
+    """The Student-t interval with bootstrap standard error around ``value`` (module docstring).
+
+    Args:
+        value: ``θ̂`` from all ``probes`` probes (finite).
+        replicates: The bootstrap replicates ``θ*`` (non-finite ones, e.g. a resample where the
+            statistic is undefined, are left out; at least two finite ones are needed).
+        probes: ``P``, the number of probes resampled.
+        level: Coverage in ``(0, 1)``.
+        bounds: The statistic's range; the interval is clipped to it (``(0, 1)`` for a JS
+            distance).
+
+    Returns:
+        The :class:`ProbeInterval`; with fewer than :data:`MIN_PROBES` probes its ends are
+        ``bounds`` and ``std``, ``bias`` are ``nan``.
+
+    Raises:
+        ValueError: a non-finite ``value``, ``value`` outside ``bounds``, a ``level`` outside
+            ``(0, 1)``, ``probes < 1``, or fewer than two finite replicates.
+    """
+    value = float(value)
+    lo_b, hi_b = (float(b) for b in bounds)
+    if not math.isfinite(value):
+        raise ValueError(f"value must be finite, got {value}")
+    if not lo_b <= value <= hi_b:
+        raise ValueError(f"value {value} lies outside bounds {bounds}")
+    if not 0.0 < float(level) < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if isinstance(probes, bool) or not isinstance(probes, int | np.integer) or probes < 1:
+        raise ValueError(f"probes must be a positive integer, got {probes!r}")
+    if probes < MIN_PROBES:
+        return ProbeInterval(value, lo_b, hi_b, math.nan, math.nan, int(probes), float(level))
+    reps = np.asarray(replicates, dtype=np.float64).ravel()
+    reps = reps[np.isfinite(reps)]
+    if reps.size < 2:
+        raise ValueError(f"need at least two finite bootstrap replicates, got {reps.size}: "
+                         "use more resamples")
+    se = float(reps.std(ddof=1))
+    half = float(student_t.ppf(0.5 + 0.5 * float(level), int(probes) - 1)) * se
+    return ProbeInterval(value, max(lo_b, value - half), min(hi_b, value + half), se,
+                         float(reps.mean() - value), int(probes), float(level))
