@@ -68,6 +68,7 @@ from nets.engine.blocks import BLOCK_SETS, block_set, resolve_blocks
 from nets.engine.density import RECIPES, DensityRecipe
 from nets.engine.distributed import Communicator, local_device
 from nets.engine.js import js0_bootstrap, numerically_zero_blocks
+from nets.engine.results import fingerprint
 from nets.engine.spectrum import blockwise_spectrum
 from nets.studies.tasks import Task
 from nets.studies.training import TrainConfig, TrainResult, train
@@ -431,6 +432,11 @@ def train_cached(task: Task, config: TrainConfig, *, pool_size: int,
                  device: str | torch.device = "cpu", heldout_size: int = 0) -> TrainResult:
     """:func:`nets.studies.training.train` on ``task``, cached on disk.
 
+    The entry is keyed by the settings and the code, and carries the
+    :func:`nets.engine.results.fingerprint` of the model as initialized at ``config.seed`` and
+    of the training pool: an entry of another model or data is reported by name (a
+    :class:`labkit.cache.CacheWarning`) and recomputed.
+
     Args:
         task: The task; its :meth:`~nets.studies.tasks.Task.key` and the source of its
             modules key the cache (never its label).
@@ -453,13 +459,22 @@ def train_cached(task: Task, config: TrainConfig, *, pool_size: int,
     heldout = task.heldout_pool(heldout_size) if heldout_size else None
     settings = {"task": task.key(), "pool_size": pool_size, "config": config.to_dict(),
                 **device_settings(dev), "heldout_size": 0 if heldout is None else heldout_size}
+    pool = task.pool(pool_size)
+    # the entry also carries the fingerprint of what it was computed from (the model as
+    # initialized at the run's seed, the training pool and the held-out pool): checked on
+    # reading, so an entry whose model or data changed behind an unchanged key is reported
+    # and recomputed
+    data = [(pool.inputs, pool.targets)]
+    if heldout is not None:
+        data.append((heldout.inputs, heldout.targets))
+    inputs = fingerprint(task.build(config.seed)[0], data)
 
     def compute() -> dict:
-        return train(task.build, task.pool(pool_size).to(dev), config, callback=callback,
+        return train(task.build, pool.to(dev), config, callback=callback,
                      heldout=None if heldout is None else heldout.to(dev)).to_dict()
 
     return TrainResult.from_dict(cached("train", settings, compute, directory=cache_dir,
-                                        modules=task.modules))
+                                        modules=task.modules, fingerprint=inputs))
 
 
 def _check_lrs(lrs: Sequence[float]) -> tuple[float, ...]:
@@ -634,10 +649,11 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0,
     if dev.type != "cpu":  # CPU keys stay as they were, so existing CPU results stay valid
         settings.update(device_settings(dev))
 
+    model, loss_fn = task.build(0)
+    model = model.to(dev)
+    batches = [to_device(b, dev) for b in task.spectrum_batches()]
+
     def compute() -> dict:
-        model, loss_fn = task.build(0)
-        model = model.to(dev)
-        batches = [to_device(b, dev) for b in task.spectrum_batches()]
         spectra = blockwise_spectrum(model, loss_fn, batches,
                                      lanczos_steps=lanczos_steps, probes=probes, seed=seed)
         n_boot = 50 if probes > 1 else 2
@@ -657,7 +673,8 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0,
                 "zero_blocks": head["zero_blocks"], "table": table}
 
     return cached("js0", settings, compute, directory=cache_dir,
-                  modules=task.modules + SPECTRUM_MODULES)
+                  modules=task.modules + SPECTRUM_MODULES,
+                  fingerprint=fingerprint(model, batches))
 
 
 def measure_gap(task: Task, profile: str | GapProfile = "quick", *,

@@ -34,6 +34,7 @@ import torch
 
 from labkit.cache import cached
 from nets.engine.distributed import Communicator, local_device
+from nets.engine.results import fingerprint
 from nets.engine.slq import BlockSpectrum
 from nets.engine.spectrum import blockwise_spectrum
 from nets.studies.gap import SPECTRUM_MODULES, GapProfile, device_settings, measure_gap
@@ -152,11 +153,12 @@ def rung_spectra(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Path
     if device.type != "cpu":
         settings.update(device_settings(device))
 
+    model, loss_fn = build_rung(rung, 0, device=device)
+    data = [(x.to(device), y.to(device)) for x, y in
+            _spectrum_batches(rung, profile.spectrum_samples, profile.spectrum_batch)]
+
     def compute() -> dict:
         t0 = time.perf_counter()
-        model, loss_fn = build_rung(rung, 0, device=device)
-        data = [(x.to(device), y.to(device)) for x, y in
-                _spectrum_batches(rung, profile.spectrum_samples, profile.spectrum_batch)]
         spectra = blockwise_spectrum(model, loss_fn, data, lanczos_steps=profile.lanczos_steps,
                                      probes=profile.probes, seed=0)
         return {"seconds": time.perf_counter() - t0,
@@ -165,7 +167,7 @@ def rung_spectra(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Path
                                "probe_ids": s.probe_ids.tolist()} for k, s in spectra.items()}}
 
     doc = cached("ladder-spectra", settings, compute, directory=cache_dir,
-                 modules=MODULES + SPECTRUM_MODULES)
+                 modules=MODULES + SPECTRUM_MODULES, fingerprint=fingerprint(model, data))
     spectra = {k: BlockSpectrum(k, int(b["dim"]), np.asarray(b["nodes"], dtype=np.float64),
                                 np.asarray(b["weights"], dtype=np.float64),
                                 np.asarray(b["n_steps"], dtype=np.int64),

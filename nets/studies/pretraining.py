@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from labkit.cache import cache_dir, cached
+from nets.engine.results import fingerprint
 from nets.studies.pools import make_pool
 from nets.studies.training import TrainConfig, train
 from nets.zoo import models as zoo
@@ -27,6 +28,7 @@ __all__ = ["MODULES", "PRETRAIN_BATCH", "PRETRAIN_LR", "PRETRAIN_STEPS", "finetu
 PRETRAIN_STEPS = 1500
 PRETRAIN_LR = 3e-3
 PRETRAIN_BATCH = 32
+PRETRAIN_POOL = 2048
 #: Modules whose source is part of the checkpoint's cache key.
 MODULES = ("nets.studies.training", "nets.studies.pools", "nets.zoo.data", "nets.zoo.models",
            "nets.studies.pretraining")
@@ -40,7 +42,7 @@ def _pretrain(seed: int, steps: int) -> dict[str, torch.Tensor]:
         state["model"] = model
         return model, loss_fn
 
-    res = train(factory, make_pool("charlm", 2048),
+    res = train(factory, make_pool("charlm", PRETRAIN_POOL),
                 TrainConfig("adam", PRETRAIN_LR, steps, PRETRAIN_BATCH, seed=seed,
                             eval_every=steps))
     if res.diverged:
@@ -58,7 +60,11 @@ def _pretrained_cached(seed: int, steps: int, folder: str, threads: int
     def compute() -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in _pretrain(seed, steps).items()}
 
-    arrays = cached("pretrain", settings, compute, modules=MODULES, directory=folder)
+    # what the checkpoint comes from: the GPT as initialized at the seed and the training pool
+    pool = make_pool("charlm", PRETRAIN_POOL)
+    inputs = fingerprint(zoo.load("gpt", seed=seed)[0], [(pool.inputs, pool.targets)])
+    arrays = cached("pretrain", settings, compute, modules=MODULES, directory=folder,
+                    fingerprint=inputs)
     return {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
 
 

@@ -77,3 +77,29 @@ def test_pretraining_length_is_a_task_setting():
         finetune_task(False, pretrain_steps=15)
     with pytest.raises(ValueError, match="positive integer"):
         ft.finetune_study("quick", pretrain_steps=0)
+
+
+def test_pretraining_cache_entry_of_other_data_is_reported_and_recomputed(tmp_path,
+                                                                           monkeypatch):
+    """The checkpoint carries the fingerprint of the initial GPT and its training pool: a pool
+    that changed behind the same key (here shifted tokens) makes the entry stale by name."""
+    from labkit.cache import CacheWarning
+    from nets.studies.training import Pool
+
+    pre._pretrained_cached.cache_clear()
+    first = pre.pretrained_state(0, steps=2, directory=tmp_path)
+    (entry,) = tmp_path.glob("pretrain-*.npz")
+    real = pre.make_pool
+
+    def other_pool(kind, n):
+        p = real(kind, n)
+        return Pool(p.inputs.roll(1, dims=0), p.targets.roll(1, dims=0))
+
+    monkeypatch.setattr(pre, "make_pool", other_pool)
+    pre._pretrained_cached.cache_clear()
+    try:
+        with pytest.warns(CacheWarning, match=rf"{entry.name}.*other fingerprint"):
+            second = pre.pretrained_state(0, steps=2, directory=tmp_path)
+    finally:
+        pre._pretrained_cached.cache_clear()
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # retrained on the new pool

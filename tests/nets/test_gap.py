@@ -231,3 +231,60 @@ def test_training_cache_keys_on_thread_count(tmp_path):
         torch.set_num_threads(threads)
     assert a.eval_losses.tolist() == again.eval_losses.tolist()  # bitwise, same thread count
     assert len(list(tmp_path.glob("train-*.npz"))) == 2
+
+
+def _tampered_task(*, weights: float = 1.0, data_shift: float = 0.0) -> Task:
+    """``tiny_task`` behind the SAME cache key, with other initial weights or other data (what
+    an edited zoo or data file outside the task's modules would do)."""
+    base = tiny_task()
+
+    def build(seed):
+        model, loss = base.build(seed)
+        with torch.no_grad():
+            model[0].weight.mul_(weights)
+        return model, loss
+
+    def pool(n):
+        p = base.pool(n)
+        return Pool(p.inputs + data_shift, p.targets)
+
+    batches = [(x + data_shift, y) for x, y in base.spectrum_batches()]
+    return Task("tiny", "digits", build, lambda: batches, {"test": "tiny", "scale": 1.0},
+                make_pool=pool)
+
+
+@pytest.mark.parametrize("tamper", [{"weights": 1.5}, {"data_shift": 0.25}])
+def test_training_cache_entry_of_other_model_or_data_is_reported_and_recomputed(tmp_path,
+                                                                                 tamper):
+    from labkit.cache import CacheWarning
+    from nets.studies.training import TrainConfig
+
+    cfg = TrainConfig("adam", 1e-2, 6, 8, seed=0, eval_every=3)
+    first = gap.train_cached(tiny_task(), cfg, pool_size=64, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("train-*.npz")
+    assert _tampered_task() == tiny_task()  # the same key: only the fingerprint can tell
+    with pytest.warns(CacheWarning, match=rf"{entry.name}.*other fingerprint"):
+        other = gap.train_cached(_tampered_task(**tamper), cfg, pool_size=64,
+                                 cache_dir=tmp_path)
+    fresh = gap.train(_tampered_task(**tamper).build, _tampered_task(**tamper).pool(64), cfg)
+    assert other.eval_losses.tolist() == fresh.eval_losses.tolist()  # recomputed, not reused
+    assert other.eval_losses.tolist() != first.eval_losses.tolist()
+    # the recomputed entry replaced the stale one and is now a hit for the tampered inputs
+    assert list(tmp_path.glob("train-*.npz")) == [entry]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        again = gap.train_cached(_tampered_task(**tamper), cfg, pool_size=64, cache_dir=tmp_path)
+    assert again.eval_losses.tolist() == other.eval_losses.tolist()
+
+
+def test_js0_cache_entry_of_other_model_or_data_is_reported_and_recomputed(tmp_path):
+    from labkit.cache import CacheWarning
+
+    first = gap.task_js0(tiny_task(), lanczos_steps=4, probes=2, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("js0-*.npz")
+    for tamper in ({"weights": 3.0}, {"data_shift": 0.5}):
+        with pytest.warns(CacheWarning, match=rf"{entry.name}.*other fingerprint"):
+            other = gap.task_js0(_tampered_task(**tamper), lanczos_steps=4, probes=2,
+                                 cache_dir=tmp_path)
+        assert other["js0"] != first["js0"]

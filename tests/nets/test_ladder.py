@@ -112,3 +112,28 @@ def test_ladder_cli_bad_input(capsys):
 def test_gpu_check_refuses_a_cpu_only_machine(capsys):
     assert main(["gpu-check"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_rung_spectra_cache_entry_of_other_model_is_reported_and_recomputed(tmp_path,
+                                                                              monkeypatch):
+    import nets.studies.ladder as lad
+    from labkit.cache import CacheWarning
+
+    rung = lad.ladder("mlp", "tiny")[0]
+    profile = lad.LADDER_PROFILES["tiny"]
+    first, _ = lad.rung_spectra(rung, profile, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("ladder-spectra-*.npz")
+    real = lad.build_rung
+
+    def scaled(rung, seed, device="cpu"):
+        model, loss = real(rung, seed, device=device)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(2.0)
+        return model, loss
+
+    monkeypatch.setattr(lad, "build_rung", scaled)
+    with pytest.warns(CacheWarning, match=rf"{entry.name}.*other fingerprint"):
+        second, _ = lad.rung_spectra(rung, profile, cache_dir=tmp_path)
+    k = next(iter(first))
+    assert not np.array_equal(first[k].nodes, second[k].nodes)
