@@ -262,7 +262,12 @@ def prepare_data(model: torch.nn.Module, loss_fn: LossFn, data: Iterable, *,
 
 def _checked_batches(model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
                      device: torch.device) -> list[tuple[object, object, int]]:
-    if iter(data) is data:
+    try:
+        one_shot = iter(data) is data
+    except TypeError:
+        raise TypeError(f"data must be a re-iterable of (inputs, targets) batches, got "
+                        f"{type(data).__name__}") from None
+    if one_shot:
         raise TypeError("data is a one-shot iterator; pass a re-iterable (list, DataLoader "
                         "without shuffling) because the Hessian needs many passes")
     check_modes(model)

@@ -83,11 +83,25 @@ def _as_index(index: object, name: str) -> tuple[slice, ...]:
     if index is None:
         return ()
     if isinstance(index, slice):
-        return (index,)
-    if isinstance(index, tuple) and all(isinstance(s, slice) for s in index):
-        return index
-    raise TypeError(f"block index for parameter {name!r} must be a slice or a tuple of slices, "
-                    f"got {index!r}")
+        index = (index,)
+    if not (isinstance(index, tuple) and all(isinstance(s, slice) for s in index)):
+        raise TypeError(f"block index for parameter {name!r} must be a slice or a tuple of "
+                        f"slices, got {index!r}")
+    for s in index:
+        for part in (s.start, s.stop, s.step):
+            if part is not None and (isinstance(part, bool)
+                                     or not isinstance(part, int | np.integer)):
+                raise TypeError(f"block index for parameter {name!r}: slice bounds must be "
+                                f"integers or None, got {s!r}")
+        if s.step is not None and s.step < 1:
+            raise ValueError(f"block index for parameter {name!r}: slice steps must be "
+                             f"positive, got {s!r}")
+    return index
+
+
+def _check_model(model: object) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
 
 def _piece(spec: object, params: Mapping[str, torch.Tensor], block: str) -> Piece:
@@ -118,6 +132,7 @@ def default_blocks(model: torch.nn.Module) -> list[Block]:
     Args:
         model: The model.
     """
+    _check_model(model)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("the model has no trainable parameters: there is no Hessian to study")
@@ -135,10 +150,11 @@ def resolve_blocks(model: torch.nn.Module, blocks: Mapping[str, object] | None) 
     Raises:
         ValueError: no parameters, an empty partition, an unknown parameter, an empty block,
             or two blocks sharing a coordinate (blocks must be disjoint).
-        TypeError: a malformed specification.
+        TypeError: ``model`` is not a module, or a malformed specification.
     """
     if blocks is None:
         return default_blocks(model)
+    _check_model(model)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("the model has no trainable parameters: there is no Hessian to study")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -91,7 +91,7 @@ def _math_attention():
 def make_batch_hessian_vector_product(
     model: torch.nn.Module, loss_fn: LossFn
 ) -> Callable[..., dict[str, torch.Tensor]]:
-    """Pure function computing stacked HVPs of one batch's loss.
+    """Pure function computing stacked HVPs of one batch's loss (forward-over-reverse).
 
     Args:
         model: The network; only its structure and buffers are used.
@@ -102,7 +102,45 @@ def make_batch_hessian_vector_product(
         parameter name to a tensor, ``tangents`` maps some parameter names to stacks of shape
         ``(T, *param.shape)``; returns ``{name: (T, *shape)}`` with rows ``∇²ℓ t_i``, the
         Hessian taken with respect to the parameters named in ``tangents`` (the others fixed).
+        Malformed arguments raise ``TypeError``/``ValueError`` naming them; a model or loss
+        that forward-mode AD cannot differentiate (e.g. ``F.mse_loss`` in torch 2.13) and
+        non-finite products raise ``ValueError`` (:class:`BlockHVP` offers reverse modes).
+
+    Raises:
+        TypeError: ``model`` is not a module or ``loss_fn`` is not callable.
     """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got "
+                        f"{type(loss_fn).__name__}")
+    raw = _forward_over_reverse(model, loss_fn)
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+
+    def hvp(params, inputs, targets, tangents, chunk_size=None):
+        _check_batch_call(shapes, params, tangents, chunk_size)
+        try:
+            out = raw(params, inputs, targets, tangents, chunk_size=chunk_size)
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, TypeError) as e:
+            kind = TypeError if isinstance(e, TypeError) else ValueError
+            raise kind(f"forward-over-reverse failed on this model, loss_fn, inputs and "
+                       f"targets ({str(e)[:200]}); check their shapes and dtypes, or use "
+                       "nets.BlockHVP with mode='reverse-block'") from e
+        for n, t in out.items():
+            if not torch.isfinite(t).all():
+                raise ValueError(f"non-finite Hessian-vector product for parameter {n!r} "
+                                 "(are params, tangents, inputs and targets finite?)")
+        return out
+
+    return hvp
+
+
+def _forward_over_reverse(model: torch.nn.Module, loss_fn: LossFn
+                          ) -> Callable[..., dict[str, torch.Tensor]]:
+    """The unchecked product of :func:`make_batch_hessian_vector_product` (torch's own errors:
+    :class:`BlockHVP`'s calibration catches them to rule the forward mode out)."""
     buffers = {n: b for n, b in model.named_buffers()}
 
     def loss(sub: dict, rest: dict, inputs, targets) -> torch.Tensor:
@@ -120,6 +158,39 @@ def make_batch_hessian_vector_product(
         return vmap(one, chunk_size=chunk_size)(tangents)
 
     return hvp
+
+
+def _check_batch_call(shapes: dict[str, tuple[int, ...]], params: object, tangents: object,
+                      chunk_size: object) -> None:
+    """Validate the arguments of the function :func:`make_batch_hessian_vector_product` returns
+    (shapes and types only: a non-finite value shows in the products, which are checked)."""
+    check_hvp_options("forward", None, chunk_size)
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must map parameter names to tensors, got "
+                        f"{type(params).__name__}")
+    for n, shape in shapes.items():
+        p = params.get(n)
+        if not isinstance(p, torch.Tensor) or tuple(p.shape) != shape:
+            got = tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__
+            raise ValueError(f"params[{n!r}] must be a tensor of shape {shape}, got {got}")
+        if not p.is_floating_point():
+            raise TypeError(f"params[{n!r}] must be real floating point, got {p.dtype}")
+    if not isinstance(tangents, Mapping) or not tangents:
+        raise TypeError("tangents must be a non-empty mapping {parameter name: (T, *shape) "
+                        f"stack}}, got {tangents!r:.80}")
+    counts = set()
+    for n, t in tangents.items():
+        if n not in shapes:
+            raise ValueError(f"tangents names {n!r}, which is not a parameter of the model")
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise TypeError(f"tangents[{n!r}] must be a real floating tensor")
+        if t.ndim != len(shapes[n]) + 1 or tuple(t.shape[1:]) != shapes[n] or len(t) < 1:
+            raise ValueError(f"tangents[{n!r}] must have shape (T, *{shapes[n]}) with T >= 1, "
+                             f"got {tuple(t.shape)}")
+        counts.add(len(t))
+    if len(counts) > 1:
+        raise ValueError(f"tangents must all stack the same number T of vectors, got "
+                         f"{sorted(counts)}")
 
 
 class BlockHVP:
@@ -168,9 +239,15 @@ class BlockHVP:
                  blocks: Sequence[Block], *, mode: str = "auto", max_memory: int | None = None,
                  chunk_size: int | None = None, comm: Communicator | None = None) -> None:
         check_hvp_options(mode, max_memory, chunk_size)
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got "
+                            f"{type(loss_fn).__name__}")
         params = dict(model.named_parameters())
         if not params:
             raise ValueError("the model has no parameters: there is no Hessian to study")
+        _check_blocks(blocks, params)
         first = next(iter(params.values()))
         self.device = first.device
         self.dtype = first.dtype
@@ -184,7 +261,7 @@ class BlockHVP:
         self._model = model
         self._loss_fn = loss_fn
         self._buffers = dict(model.named_buffers())
-        self._hvp = make_batch_hessian_vector_product(model, loss_fn)
+        self._hvp = _forward_over_reverse(model, loss_fn)
         self.requested_mode = mode
         self.mode: str | None = None if mode == "auto" else mode
         self.max_memory = default_budget(self.device) if max_memory is None else int(max_memory)
@@ -219,8 +296,23 @@ class BlockHVP:
         Returns:
             The ``(m_l, d_l)`` stacks ``[∇²L]_ll V_l`` (``None`` where skipped).
         """
+        if not isinstance(vectors, list | tuple):
+            raise TypeError(f"vectors must be a list with one (m, d) stack (or None) per block, "
+                            f"got {type(vectors).__name__}")
         if len(vectors) != len(self.blocks):
             raise ValueError(f"got {len(vectors)} stacks of vectors for {len(self.blocks)} blocks")
+        for b, v in zip(self.blocks, vectors, strict=True):
+            if v is None:
+                continue
+            if not isinstance(v, torch.Tensor) or not v.is_floating_point():
+                raise TypeError(f"vectors for block {b.name!r} must be a real floating tensor, "
+                                f"got {type(v).__name__}"
+                                f"{f' of dtype {v.dtype}' if isinstance(v, torch.Tensor) else ''}")
+            if v.ndim != 2 or v.shape[1] != b.dim:
+                raise ValueError(f"vectors for block {b.name!r} must be an (m, {b.dim}) stack, "
+                                 f"got shape {tuple(v.shape)}")
+            if not torch.isfinite(v).all():
+                raise ValueError(f"vectors for block {b.name!r} are not finite")
         rows = []
         start = 0
         for v in vectors:
@@ -493,3 +585,29 @@ def _fingerprint(params: dict[str, torch.Tensor]) -> bytes:
         h.update(f"{name}:{tuple(p.shape)}:{p.dtype};".encode())
         h.update(p.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy().tobytes())
     return h.digest()
+
+
+def _check_blocks(blocks: object, params: Mapping[str, torch.Tensor]) -> None:
+    """Check that ``blocks`` is a sequence of :class:`Block` over ``params`` (names, shapes)."""
+    if not isinstance(blocks, list | tuple) or not blocks:
+        raise TypeError(f"blocks must be a non-empty list of nets.engine.blocks.Block (build it "
+                        f"with resolve_blocks), got {type(blocks).__name__}")
+    names = set()
+    for b in blocks:
+        if not isinstance(b, Block):
+            raise TypeError(f"blocks must hold nets.engine.blocks.Block objects (build them with "
+                            f"resolve_blocks), got {type(b).__name__}")
+        if b.name in names:
+            raise ValueError(f"blocks: two blocks are named {b.name!r}")
+        names.add(b.name)
+        if not b.pieces:
+            raise ValueError(f"block {b.name!r} has no piece")
+        for pc in b.pieces:
+            p = params.get(pc.param)
+            if p is None:
+                raise ValueError(f"block {b.name!r} names parameter {pc.param!r}, which the "
+                                 "model does not have")
+            if tuple(torch.empty(p.shape, device="meta")[pc.index].shape) != tuple(pc.shape):
+                raise ValueError(f"block {b.name!r}: piece of {pc.param!r} has shape "
+                                 f"{pc.shape}, which its index does not select from "
+                                 f"{tuple(p.shape)}")

@@ -20,6 +20,7 @@ stored in the dtype of the start vectors; ``α``, ``β`` are accumulated in floa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -71,14 +72,14 @@ def lanczos(
         One :class:`LanczosRun` per operator.
 
     Raises:
-        ValueError: ``steps < 1``, or a zero or non-finite start vector.
+        ValueError: ``steps < 1`` or too large to store, a zero or non-finite start vector,
+            ``tol`` outside ``[0, 1)``, or ``matvec`` returning products of the wrong shape or
+            non-finite ones (or coefficients beyond float64's range).
+        TypeError: ``matvec`` or ``callback`` not callable, ``starts`` not a list of real
+            floating ``(m, d)`` tensors, ``tol`` not a number.
     """
-    if not isinstance(steps, int | np.integer) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    steps = int(steps)
+    steps, tol = _check_arguments(matvec, starts, steps, tol, callback)
     L = len(starts)
-    if tol is None:
-        tol = float(np.sqrt(torch.finfo(starts[0].dtype).eps)) if L else 1e-8
     basis: list[torch.Tensor] = []
     alpha = [np.zeros((s.shape[0], steps)) for s in starts]
     beta = [np.zeros((s.shape[0], max(steps - 1, 0))) for s in starts]
@@ -89,9 +90,14 @@ def lanczos(
     q: list[torch.Tensor] = []
     for s in starts:
         norms = torch.sqrt(_dot64(s, s))
-        if not torch.isfinite(norms).all() or (norms == 0).any():
-            raise ValueError("start vectors must be finite and nonzero")
-        q.append((s.double() / norms[:, None]).to(s.dtype))
+        unit = s.double() / norms[:, None]
+        odd = ~torch.isfinite(norms) | (norms < 1e-150)
+        if odd.any():  # entries near 1e308 overflow the sum of squares, tiny ones underflow it
+            big = s.double().abs().amax(-1)[:, None]
+            scaled = s.double() / big
+            scaled = scaled / torch.sqrt((scaled * scaled).sum(-1))[:, None]
+            unit = torch.where(odd[:, None], scaled, unit)
+        q.append(unit.to(s.dtype))
         basis.append(torch.zeros((min(steps, s.shape[1]), *s.shape), dtype=s.dtype,
                                  device=s.device))
         active.append(torch.ones(s.shape[0], dtype=torch.bool, device=s.device))
@@ -103,12 +109,12 @@ def lanczos(
         for i in range(L):
             if live[i]:
                 basis[i][j] = q[i]
-        out = matvec([q[i] if live[i] else None for i in range(L)])
+        out = _checked_products(matvec([q[i] if live[i] else None for i in range(L)]), q,
+                                live, j)
         for i in range(L):
             if not live[i]:
                 continue
             w = out[i]
-            assert w is not None
             act = active[i]
             a = _dot64(q[i], w)
             w = w.double() - a[:, None] * q[i].double()
@@ -119,6 +125,10 @@ def lanczos(
                 c = torch.einsum("kmd,md->mk", Q.double(), w)
                 w = w - torch.einsum("mk,kmd->md", c, Q.double())
             b = torch.sqrt((w * w).sum(-1))
+            if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+                raise ValueError(f"matvec: Lanczos coefficients of operator {i} overflowed "
+                                 f"float64 at step {j + 1} (is the operator's norm beyond "
+                                 "1e150? rescale it)")
             a_np = a.cpu().numpy()
             act_np = act.cpu().numpy()
             alpha[i][act_np, j] = a_np[act_np]
@@ -141,3 +151,70 @@ def lanczos(
         if callback is not None:
             callback(j + 1, steps)
     return [LanczosRun(alpha[i], beta[i], nsteps[i]) for i in range(L)]
+
+
+#: Largest tridiagonal storage :func:`lanczos` allocates (``steps`` beyond it is refused).
+MAX_TRIDIAGONAL_BYTES = 2**31
+
+
+def _check_arguments(matvec: object, starts: object, steps: object, tol: object,
+                     callback: object) -> tuple[int, float]:
+    """Validate :func:`lanczos`'s arguments; returns ``(steps, tol)``."""
+    if not callable(matvec):
+        raise TypeError(f"matvec must be callable (a list of stacks -> their products), got "
+                        f"{type(matvec).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    if not isinstance(starts, list | tuple):
+        raise TypeError(f"starts must be a list of (m, d) tensors, one per operator, got "
+                        f"{type(starts).__name__}")
+    for i, s in enumerate(starts):
+        if not isinstance(s, torch.Tensor):
+            raise TypeError(f"starts[{i}] must be a torch.Tensor, got {type(s).__name__}")
+        if not s.is_floating_point():
+            raise TypeError(f"starts[{i}] must be a real floating tensor, got dtype {s.dtype}")
+        if s.ndim != 2 or s.shape[0] < 1 or s.shape[1] < 1:
+            raise ValueError(f"starts[{i}] must be an (m, d) stack with m, d >= 1, got shape "
+                             f"{tuple(s.shape)}")
+        if not torch.isfinite(s).all() or (s == 0).all(-1).any():
+            raise ValueError(f"starts[{i}]: start vectors must be finite and nonzero")
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    steps = int(steps)
+    need = 16 * steps * sum(int(s.shape[0]) for s in starts)
+    if need > MAX_TRIDIAGONAL_BYTES:
+        dims = max(int(s.shape[1]) for s in starts)
+        raise ValueError(f"steps={steps} would need {need:.3g} bytes of tridiagonal storage "
+                         f"(limit {MAX_TRIDIAGONAL_BYTES}); Lanczos takes at most d steps "
+                         f"(largest d here: {dims})")
+    if tol is None:
+        dtype = starts[0].dtype if starts else torch.float64
+        return steps, float(np.sqrt(torch.finfo(dtype).eps))
+    if isinstance(tol, bool) or not isinstance(tol, int | float | np.integer | np.floating):
+        raise TypeError(f"tol must be a real number or None, got {type(tol).__name__}")
+    if not (math.isfinite(tol) and 0 <= tol < 1):
+        raise ValueError(f"tol must lie in [0, 1) (a relative breakdown threshold), got {tol!r}")
+    return steps, float(tol)
+
+
+def _checked_products(out: object, q: list[torch.Tensor], live: list[bool],
+                      step: int) -> list[torch.Tensor]:
+    """Check what ``matvec`` returned at ``step``: one finite stack per live operator."""
+    if not isinstance(out, list | tuple) or len(out) != len(q):
+        raise ValueError(f"matvec must return a list of {len(q)} products (one per operator), "
+                         f"got {type(out).__name__}"
+                         f"{f' of length {len(out)}' if isinstance(out, list | tuple) else ''}")
+    for i, (w, v) in enumerate(zip(out, q, strict=True)):
+        if not live[i]:
+            continue
+        if not isinstance(w, torch.Tensor) or not w.is_floating_point():
+            raise TypeError(f"matvec returned {type(w).__name__}"
+                            f"{f' of dtype {w.dtype}' if isinstance(w, torch.Tensor) else ''} "
+                            f"for operator {i}: expected a real floating tensor")
+        if w.shape != v.shape:
+            raise ValueError(f"matvec returned shape {tuple(w.shape)} for operator {i}, "
+                             f"expected {tuple(v.shape)}")
+        if not torch.isfinite(w).all():
+            raise ValueError(f"matvec returned non-finite products for operator {i} at step "
+                             f"{step + 1}")
+    return list(out)

@@ -103,7 +103,13 @@ def gauss_quadrature(run: LanczosRun) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(nodes, weights)``, each ``(m, steps)``; rows shorter than ``steps`` are padded with
         their largest node and weight 0.
+
+    Raises:
+        TypeError: ``run`` is not a :class:`~nets.engine.lanczos.LanczosRun` of real arrays.
+        ValueError: inconsistent shapes, step counts outside ``[1, steps]``, or non-finite
+            coefficients.
     """
+    _check_run(run)
     m, steps = run.alpha.shape
     nodes = np.zeros((m, steps))
     weights = np.zeros((m, steps))
@@ -123,3 +129,30 @@ def gauss_quadrature(run: LanczosRun) -> tuple[np.ndarray, np.ndarray]:
         nodes[r, k:] = theta[-1]
         weights[r, :k] = tau
     return nodes, weights
+
+
+def _check_run(run: object) -> None:
+    """Check that ``run`` is a consistent :class:`LanczosRun` (shapes, counts, finiteness)."""
+    if not isinstance(run, LanczosRun):
+        raise TypeError(f"run must be a LanczosRun (from nets.engine.lanczos.lanczos), got "
+                        f"{type(run).__name__}")
+    arrays = {"alpha": run.alpha, "beta": run.beta, "n_steps": run.n_steps}
+    for name, a in arrays.items():
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"run.{name} must be a numpy array, got {type(a).__name__}")
+        kinds = "iu" if name == "n_steps" else "f"
+        if a.dtype.kind not in kinds:
+            raise TypeError(f"run.{name} must be {'integer' if name == 'n_steps' else 'real'} "
+                            f"(got dtype {a.dtype})")
+    if run.alpha.ndim != 2 or run.alpha.shape[0] < 1 or run.alpha.shape[1] < 1:
+        raise ValueError(f"run.alpha must be (m, steps) with m, steps >= 1, got shape "
+                         f"{run.alpha.shape}")
+    m, steps = run.alpha.shape
+    if run.beta.shape != (m, steps - 1) or run.n_steps.shape != (m,):
+        raise ValueError(f"run: beta {run.beta.shape} and n_steps {run.n_steps.shape} do not "
+                         f"match alpha {run.alpha.shape} (expected {(m, steps - 1)} and {(m,)})")
+    if np.any(run.n_steps < 1) or np.any(run.n_steps > steps):
+        raise ValueError(f"run.n_steps must lie in [1, {steps}] (a Lanczos run took no step?), "
+                         f"got {run.n_steps.tolist()}")
+    if not (np.all(np.isfinite(run.alpha)) and np.all(np.isfinite(run.beta))):
+        raise ValueError("run: non-finite Lanczos coefficients")
