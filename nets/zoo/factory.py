@@ -221,8 +221,9 @@ def model_blocks(spec: str, model: torch.nn.Module, split: str = "params",
                  roles: Sequence[str] | None = None) -> dict[str, object] | None:
     """The block partition of a resolved model for the commands that take blocks.
 
-    Zoo models keep their own partitions (:func:`nets.zoo.models.partition`), factories get
-    :func:`nets.engine.roles.role_blocks`; with ``roles``, only blocks of those roles are kept
+    Both are :func:`nets.engine.roles.role_blocks` (Q/K/V and heads from module types and
+    shapes); zoo models keep their block names (:func:`nets.zoo.models.partition`: fused Q/K/V
+    parts named like separate layers). With ``roles``, only blocks of those roles are kept
     (:mod:`nets.engine.roles`: weight matrices, biases, normalization gains, embeddings).
 
     Args:

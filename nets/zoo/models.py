@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nets.engine.blocks import split_parameter
+from nets.engine.roles import role_blocks
 from nets.zoo.data import VOCAB, char_lm_batches, glyph_digits, masked_lm_batches
 
 __all__ = ["MODELS", "PARTITIONS", "attention", "load", "partition", "tiny_transformer",
@@ -342,10 +342,17 @@ def load(name: str, seed: int = 0, *, device: str | torch.device = "cpu",
 
 
 def partition(name: str, model: nn.Module, kind: str = "params") -> dict[str, object] | None:
-    """Block partitions of a zoo model.
+    """Block partitions of a zoo model: :func:`nets.engine.roles.role_blocks` with zoo names.
+
+    The split is the engine's (one way to split blocks by role: Q/K/V found from module types
+    and shapes, heads from the attention module's ``heads``); only the names of the blocks cut
+    from a fused ``attn.qkv`` tensor follow the zoo's convention, as if Q, K and V were separate
+    layers (``layers.0.attn.q.weight``, ``layers.0.attn.k.weight.head3``, ``layers.0.attn.v.bias``
+    instead of the engine's ``layers.0.attn.qkv.weight.q`` …), so ViT's fused blocks are named
+    like GPT's separate ones and stored results keep their block names.
 
     Args:
-        name: Zoo model name.
+        name: Zoo model name (:data:`MODELS`).
         model: The model from :func:`load`.
         kind: ``"params"`` (one block per tensor: ``None``), ``"qkv"`` (a fused QKV weight and
             bias split into Q, K, V; other tensors whole) or ``"heads"`` (Q and K weights split
@@ -353,31 +360,24 @@ def partition(name: str, model: nn.Module, kind: str = "params") -> dict[str, ob
 
     Returns:
         A ``blocks`` mapping for :func:`nets.blockwise_spectrum`, or ``None`` for ``"params"``.
+
+    Raises:
+        ValueError: an unknown model name or partition.
     """
+    if name not in MODELS:
+        raise ValueError(f"unknown zoo model {name!r}; choose from {', '.join(MODELS)}")
     if kind not in PARTITIONS:
         raise ValueError(f"unknown partition {kind!r}; choose from {', '.join(PARTITIONS)}")
     if kind == "params":
         return None
-    params = dict(model.named_parameters())
-    heads = {"vit": 4, "gpt": 4, "bert": 4}.get(name)
     out: dict[str, object] = {}
-    for pname, p in params.items():
-        if pname.endswith(("attn.qkv.weight", "attn.qkv.bias")):
+    for block, spec in role_blocks(model, split=kind).items():
+        pname = spec if isinstance(spec, str) else spec[0]
+        if block != pname and ".qkv." in pname:  # a part of a fused Q/K/V tensor
             base, stem = pname.rsplit(".qkv.", 1)
-            d = p.shape[0] // 3
-            for i, part in enumerate("qkv"):
-                if kind == "heads" and stem == "weight" and part in "qk" and heads:
-                    per = d // heads
-                    for h in range(heads):
-                        rows = slice(i * d + h * per, i * d + (h + 1) * per)
-                        out[f"{base}.{part}.{stem}.head{h}"] = (pname, (rows,))
-                else:
-                    out[f"{base}.{part}.{stem}"] = (pname, (slice(i * d, (i + 1) * d),))
-        elif kind == "heads" and heads and pname.endswith(("attn.q.weight", "attn.k.weight")):
-            out.update(split_parameter(pname, tuple(p.shape), [f"head{h}" for h in
-                                                               range(heads)]))
-        else:
-            out[pname] = pname
+            part, _, head = block[len(pname) + 1:].partition(".")
+            block = f"{base}.{part}.{stem}" + (f".{head}" if head else "")
+        out[block] = spec
     return out
 
 

@@ -38,6 +38,8 @@ def test_unknown_names():
     m, _, _ = zoo.load("mlp")
     with pytest.raises(ValueError, match="unknown partition"):
         zoo.partition("mlp", m, "rows")
+    with pytest.raises(ValueError, match="unknown zoo model"):
+        zoo.partition("alexnet", m, "qkv")
 
 
 @pytest.mark.parametrize("name", ["vit", "gpt", "bert"])
@@ -51,6 +53,58 @@ def test_partitions_resolve(name):
     assert "layers.0.attn.q.weight" in qkv and "layers.0.attn.v.weight" in qkv
     heads = {b.name for b in nets.resolve_blocks(m, zoo.partition(name, m, "heads"))}
     assert "layers.1.attn.k.weight.head3" in heads
+
+
+def _name_pattern_partition(name, model, kind):
+    """The zoo's former partition, by parameter-name patterns and hard-coded head counts (the
+    independent reference the roles-based one must reproduce)."""
+    params = dict(model.named_parameters())
+    heads = {"vit": 4, "gpt": 4, "bert": 4}.get(name)
+    out = {}
+    for pname, p in params.items():
+        if pname.endswith(("attn.qkv.weight", "attn.qkv.bias")):
+            base, stem = pname.rsplit(".qkv.", 1)
+            d = p.shape[0] // 3
+            for i, part in enumerate("qkv"):
+                if kind == "heads" and stem == "weight" and part in "qk" and heads:
+                    per = d // heads
+                    for h in range(heads):
+                        rows = slice(i * d + h * per, i * d + (h + 1) * per)
+                        out[f"{base}.{part}.{stem}.head{h}"] = (pname, (rows,))
+                else:
+                    out[f"{base}.{part}.{stem}"] = (pname, (slice(i * d, (i + 1) * d),))
+        elif kind == "heads" and heads and pname.endswith(("attn.q.weight", "attn.k.weight")):
+            out.update(nets.split_parameter(pname, tuple(p.shape),
+                                            [f"head{h}" for h in range(heads)]))
+        else:
+            out[pname] = pname
+    return out
+
+
+def _plain(spec):
+    if isinstance(spec, str):
+        return spec
+    name, index = spec
+    return name, tuple((s.start, s.stop, s.step) if isinstance(s, slice) else s for s in index)
+
+
+@pytest.mark.parametrize("name", zoo.MODELS)
+@pytest.mark.parametrize("kind", ["qkv", "heads"])
+def test_partition_is_the_engines_roles_split_with_zoo_names(name, kind):
+    """One way to split by role: zoo.partition = nets.engine.roles.role_blocks (module types,
+    shapes, the attention module's head count) up to the zoo's names of fused Q/K/V blocks,
+    and it equals the former name-pattern partition block for block, in order."""
+    from nets.engine.roles import role_blocks
+
+    m, _, _ = zoo.load(name)
+    part = zoo.partition(name, m, kind)
+    ref = _name_pattern_partition(name, m, kind)
+    assert list(part) == list(ref)
+    assert {k: _plain(v) for k, v in part.items()} == {k: _plain(v) for k, v in ref.items()}
+    roles = role_blocks(m, split=kind)
+    assert [_plain(v) for v in part.values()] == [_plain(v) for v in roles.values()]
+    if name in ("gpt", "bert"):  # separate Q/K/V layers: the engine's names are the zoo's
+        assert list(part) == list(roles)
 
 
 def test_gpt_blockwise_spectrum_runs():
