@@ -4,9 +4,11 @@ import numpy as np
 import torch
 
 from figures import fig5_mlp_mixer, fig6_finetune, fig7_gap_vs_js0, fig_layernorm
+from figures.budgets import gap_profile
+from figures.verdict import MIN_SEEDS
 from nets.engine.slq import BlockSpectrum
 from nets.studies.finetune import FinetuneStudy
-from nets.studies.gap import GapProfile, measure_gap
+from nets.studies.gap import PROFILES, GapProfile, measure_gap
 from nets.studies.layernorm import PerturbationStudy, fit_growth
 from nets.studies.table1 import Table1, correlate
 from nets.studies.tasks import Task
@@ -55,3 +57,14 @@ def test_nets_figures(tmp_path):
                            {k: fit_growth(depths, v) for k, v in vals.items()},
                            {k: fit_growth(depths, v) for k, v in vals.items()})
     _exists(fig_layernorm.plot(st.to_dict(), tmp_path))
+
+
+def test_fig6_quick_budget_gives_the_verdict_its_seeds():
+    """Figure 6's quick budget has the seeds its rule needs for a training outcome, and the
+    300-step lite budget (60 steps left the fine-tuning runs' tuned rates at the grid edges)."""
+    prof = gap_profile(fig6_finetune.SPEC.settings_for("quick")["profile"])
+    assert isinstance(prof, GapProfile)
+    assert len(prof.seeds) >= MIN_SEEDS
+    lite = PROFILES["lite"]
+    assert (prof.steps, prof.sgd_lrs, prof.adam_lrs) == (lite.steps, lite.sgd_lrs, lite.adam_lrs)
+    assert prof.js_probes >= 6  # JS at the start: t factor 2.57 or less
