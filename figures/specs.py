@@ -12,6 +12,7 @@ from . import (
     fig34_blockwise,
     fig_batch,
     fig_eps,
+    fig_ladder,
     fig_layernorm,
     fig_newton,
     proofs_verdicts,
@@ -30,5 +31,6 @@ FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in (
     fig_newton.SPEC,
     fig_eps.SPEC,
     fig_batch.SPEC,
+    fig_ladder.SPEC,
     proofs_verdicts.SPEC,
 )}

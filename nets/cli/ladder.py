@@ -24,7 +24,7 @@ from labkit.tables import format_table
 from nets.cli.common import add_device_argument, distributed
 from nets.studies.gpucheck import gpu_check
 from nets.studies.ladder import LADDER_PROFILES, run_ladder
-from nets.studies.predictor import validate
+from nets.studies.predictor import merge_records, validate
 from nets.zoo.families import LADDER_FAMILIES
 
 __all__ = ["register"]
@@ -76,6 +76,7 @@ def _cmd_predictor(args) -> int:
         records.extend(doc if isinstance(doc, list) else doc.get("records", []))
     if not records:
         raise ValueError("no ladder records in the given files (use `nets ladder --json`)")
+    records = merge_records(records)
     result = validate(records)
     doc = {"validation": result, "records": records}
     if args.write_evidence:

@@ -38,18 +38,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from labkit.jsonio import as_float
+from labkit.jsonio import as_float, loads
 from nets.engine.density import RECIPES
 from nets.engine.intervals import probe_interval
 from nets.engine.js import js0, numerically_zero_blocks
 from nets.engine.slq import BlockSpectrum
 from nets.studies.correlation import spearman
 
-__all__ = ["CANDIDATES", "PROTOCOL", "Protocol", "block_scale_statistics", "candidate_values",
-           "validate"]
+__all__ = ["CANDIDATES", "LADDER_EVIDENCE", "PROTOCOL", "Protocol", "block_scale_statistics",
+           "candidate_values", "load_ladder_evidence", "merge_records", "validate"]
+
+#: The ladder evidence shipped with the package (``nets predictor ... --write-evidence``).
+LADDER_EVIDENCE = Path(__file__).resolve().parent / "evidence_ladder.json"
 
 CANDIDATES = (*(f"js0:{n}" for n in RECIPES), "logmax_spread", "theorem1")
 
@@ -251,3 +255,59 @@ def validate(records: Sequence[dict], protocol: Protocol = PROTOCOL, *, seed: in
     if not any(out["candidates"][c]["held_out"]["n"] for c in CANDIDATES):
         out["missing"].append("no held-out point with a measured gap")
     return out
+
+
+def merge_records(records: Sequence[dict]) -> list[dict]:
+    """One record per rung from records of several ladder runs (e.g. a spectra-only run of
+    every size and a later run with gaps at the small sizes).
+
+    Rule: for each rung name, a record with a measured gap wins over one without; among equals,
+    the later record in ``records`` wins. The order is by family, then size.
+
+    Args:
+        records: Ladder records (:func:`nets.studies.ladder.run_ladder`, or read back from
+            ``nets ladder --json``).
+
+    Returns:
+        The merged records.
+
+    Raises:
+        ValueError: a record without ``name``, ``family`` or ``size``.
+    """
+    best: dict[str, dict] = {}
+    for r in records:
+        if not all(k in r for k in ("name", "family", "size")):
+            raise ValueError("a ladder record needs 'name', 'family' and 'size' (write records "
+                             "with `nets ladder --json`)")
+        old = best.get(r["name"])
+        if old is None or r.get("gap") is not None or old.get("gap") is None:
+            best[r["name"]] = r
+    return sorted(best.values(), key=lambda r: (r["family"], int(r["size"])))
+
+
+def load_ladder_evidence(path: str | Path | None = None) -> dict:
+    """Read a ladder evidence file (``{"validation", "records"}``, written by ``nets predictor
+    ... --write-evidence``).
+
+    Args:
+        path: The file (default: the packaged :data:`LADDER_EVIDENCE`).
+
+    Returns:
+        The document; non-finite numbers stay strings (read them with
+        :func:`labkit.jsonio.as_float`).
+
+    Raises:
+        ValueError: no such file, not JSON, or not a ladder evidence file.
+    """
+    path = Path(path) if path is not None else LADDER_EVIDENCE
+    if not path.is_file():
+        raise ValueError(f"no ladder evidence file at {path}; write one with `nets predictor "
+                         "runs/ladder/*.json --write-evidence PATH`")
+    try:
+        doc = loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path}: not JSON ({e})") from e
+    if not isinstance(doc, dict) or "validation" not in doc or "records" not in doc:
+        raise ValueError(f"{path}: not a ladder evidence file (needs 'validation' and "
+                         "'records'; `nets table1` evidence is another format)")
+    return doc

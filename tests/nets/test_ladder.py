@@ -137,3 +137,32 @@ def test_rung_spectra_cache_entry_of_other_model_is_reported_and_recomputed(tmp_
         second, _ = lad.rung_spectra(rung, profile, cache_dir=tmp_path)
     k = next(iter(first))
     assert not np.array_equal(first[k].nodes, second[k].nodes)
+
+
+def test_merge_records_prefers_measured_gaps_then_later_records(tmp_path):
+    a = {"name": "mlp-h6", "family": "mlp", "size": 0, "gap": None, "tag": 1}
+    b = {"name": "mlp-h6", "family": "mlp", "size": 0, "gap": {"64": {}}, "tag": 2}
+    c = {"name": "mlp-h6", "family": "mlp", "size": 0, "gap": None, "tag": 3}
+    d = {"name": "gpt-x", "family": "gpt", "size": 1, "gap": None, "tag": 4}
+    e = {"name": "gpt-y", "family": "gpt", "size": 0, "gap": None, "tag": 5}
+    assert [r["tag"] for r in pr.merge_records([a, b, c, d, e])] == [5, 4, 2]
+    assert [r["tag"] for r in pr.merge_records([a, c])] == [3]
+    with pytest.raises(ValueError, match="needs 'name'"):
+        pr.merge_records([{"family": "mlp"}])
+    with pytest.raises(ValueError, match="no ladder evidence file"):
+        pr.load_ladder_evidence(tmp_path / "none.json")
+    (tmp_path / "t1.json").write_text(json.dumps({"rows": [], "js_settings": {}}))
+    with pytest.raises(ValueError, match="not a ladder evidence file"):
+        pr.load_ladder_evidence(tmp_path / "t1.json")
+    packaged = pr.load_ladder_evidence()
+    assert packaged["records"] and "best" in packaged["validation"]
+
+
+def test_ladder_cli_no_gap_gives_spectra_only_and_says_so(tmp_path, capsys):
+    argv = ["ladder", "--family", "vgg", "--profile", "tiny", "--cache", str(tmp_path),
+            "--json", "--quiet", "--no-gap"]
+    assert main(argv) == 0
+    (r,) = json.loads(capsys.readouterr().out)
+    assert r["gap"] is None and "not requested" in r["gap_skipped"]
+    assert math.isfinite(r["js0"]["log"]["value"])
+    assert not any(p.name.startswith("train") for p in tmp_path.rglob("*"))
