@@ -47,7 +47,8 @@ def _point(r: dict) -> dict:
                         "adam_at_edge": bool(g["adam_at_edge"]), "seeds": int(g["seeds"])}
     return {"family": r["family"], "size": int(r["size"]), "name": r["name"],
             "profile": r["profile"], "parameters": int(r["parameters"]),
-            "js0": as_float(js.get("value", math.nan)), "js0_low": as_float(js.get("low", math.nan)),
+            "js0": as_float(js.get("value", math.nan)),
+            "js0_low": as_float(js.get("low", math.nan)),
             "js0_high": as_float(js.get("high", math.nan)), "gaps": gaps,
             "gap_skipped": r.get("gap_skipped")}
 

@@ -19,19 +19,22 @@ resumes from) the runs already stored.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
 from labkit.atomic import atomic_write_bytes
-from labkit.jsonio import dumps
+from labkit.jsonio import as_float, dumps, loads
 from labkit.progress import Progress
 from labkit.tables import format_table
 from nets.cli.common import add_device_argument, add_model_seed_argument, distributed
 from nets.cli.tasks import TASK_NAMES_HELP, task_from_name
 from nets.studies.advise import advise, load_evidence
+from nets.studies.advise_ladder import advise_ladder
 from nets.studies.finetune import finetune_study
 from nets.studies.gap import PROFILES, GapReport, measure_gap
 from nets.studies.layernorm import perturbation_study
+from nets.studies.predictor import load_ladder_evidence
 from nets.studies.quadratic_spectra import OUT, write_measured_spectra
 from nets.studies.table1 import table1
 from nets.studies.tasks import layernorm_task, scaled_mlp_task, zoo_task
@@ -219,9 +222,18 @@ def _cmd_finetune(args) -> int:
     return 0
 
 
+def _is_ladder_evidence(path: str) -> bool:
+    try:
+        return "validation" in loads(Path(path).read_text())
+    except (OSError, ValueError, TypeError):
+        return False  # load_evidence says what is wrong with it
+
+
 def _cmd_advise(args) -> int:
     model, loss_fn, data = resolve_model(args.model, seed=args.model_seed,
                                          device=args.torch_device)
+    if args.evidence is None or _is_ladder_evidence(args.evidence):
+        return _advise_ladder(args, model, loss_fn, data)
     ev = load_evidence(args.evidence)
     adv = advise(model, loss_fn, data, evidence=ev, batch_size=args.batch_size,
                  seed=args.seed)
@@ -238,6 +250,36 @@ def _cmd_advise(args) -> int:
     print(f"\nevidence (profile {ev.get('profile')}, JS0 with {ev['js_settings']['steps']} "
           f"Lanczos steps x {ev['js_settings']['probes']} probes; gap = ln(L_SGD / L_Adam)):")
     print(format_table(sorted(rows, key=lambda r: r["js0"]), cols))
+    return 0
+
+
+def _advise_ladder(args, model, loss_fn, data) -> int:
+    if args.batch_size is not None:
+        raise ValueError("--batch-size applies to Table 1 evidence only: the ladder predictor "
+                         "was validated at one batch size (printed with the advice)")
+    ev = load_ladder_evidence(args.evidence)
+    adv = advise_ladder(model, loss_fn, data, evidence=ev, seed=args.seed)
+    if args.json:
+        print(dumps(adv.to_dict(), indent=1))
+        return 0
+    print(adv.message)
+    names = {**{n: "selection" for n in adv.selection["points"]},
+             **{n: "held out" for n in adv.held_out["points"]}}
+    rows = []
+    for r in ev["records"]:
+        if r["name"] not in names:
+            continue
+        g = r["gap"][str(adv.batch_size)]
+        rows.append({"rung": r["name"], "role": names[r["name"]], "params": r["parameters"],
+                     "value": as_float(r["candidates"][adv.candidate]["value"]),
+                     "gap": as_float(g["gap"])})
+    rows.append({"rung": "YOUR MODEL", "role": "", "params": sum(
+        p.numel() for p in model.parameters()), "value": adv.value, "gap": "?"})
+    print(f"\nevidence: the ladder points the predictor rests on ({adv.candidate}; gap = "
+          f"ln(L_SGD / L_Adam) at B = {adv.batch_size}):")
+    print(format_table(rows, [("rung", "ladder rung", ""), ("role", "role", ""),
+                              ("params", "parameters", "d"), ("value", adv.candidate, ".4g"),
+                              ("gap", "gap", ".3f")]))
     return 0
 
 
@@ -312,17 +354,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     f = sub.add_parser("finetune", help="Figure 6 analogue: pretrain with Adam, fine-tune")
     _common(f)
     f.set_defaults(func=distributed(_with_threads(_cmd_finetune)))
-    a = sub.add_parser("advise", help="is SGD likely to lag Adam on my model? (JS0 vs "
-                       "evidence)")
+    a = sub.add_parser("advise", help="is SGD likely to lag Adam on my model? (the ladder's "
+                       "validated predictor, or JS0 vs Table 1 evidence)")
     a.add_argument("--model", required=True, metavar="MODEL",
                    help="a zoo model or a factory MODULE:FUNCTION returning (model, loss_fn, "
                         "data); module on the path or path/to/file.py")
     add_device_argument(a)
     add_model_seed_argument(a)
     a.add_argument("--evidence", default=None,
-                   help="evidence file (default: the packaged nets/evidence_table1.json)")
+                   help="evidence file (default: the packaged ladder evidence, "
+                        "nets/studies/evidence_ladder.json, and its validated predictor; a "
+                        "`nets table1 --write-evidence` file gives the JS0 nearest-neighbour "
+                        "advice)")
     a.add_argument("--batch-size", type=int, default=None,
-                   help="evidence batch size to compare with (default: the largest)")
+                   help="Table 1 evidence: batch size to compare with (default: the largest)")
     a.add_argument("--seed", type=int, default=0, help="probe seed")
     a.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     a.add_argument("--json", action="store_true", help="print JSON")

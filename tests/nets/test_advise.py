@@ -8,6 +8,8 @@ import pytest
 import nets.cli.app as cli
 from nets.engine.density import RECIPES
 from nets.studies.advise import advise, evidence_recipe, load_evidence
+from nets.studies.advise_ladder import MIN_HELD_OUT, advise_ladder
+from nets.studies.predictor import load_ladder_evidence
 from nets.zoo.factory import load_factory
 
 USER_MODULE = textwrap.dedent('''
@@ -165,13 +167,14 @@ def test_documented_example_runs(monkeypatch):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        want = advise(*factory())
+        want = advise_ladder(*factory())
     finally:
         torch.set_num_threads(threads)
-    assert doc["js0"] == pytest.approx(want.js0, rel=1e-6)
-    assert doc["verdict"] == want.verdict and doc["neighbours"] == list(want.neighbours)
-    assert doc["js0_low"] <= doc["js0"] <= doc["js0_high"]
-    # the evidence's JS0 was computed with the linear recipe: the user's JS0 must use it too
+    assert doc["value"] == pytest.approx(want.value, rel=1e-6)
+    assert doc["call"] == want.call and doc["reliability"] == want.reliability
+    assert doc["low"] <= doc["value"] <= doc["high"]
+    assert doc["candidate"] == load_ladder_evidence()["validation"]["best"]
+    # the Table 1 evidence's JS0 was computed with the linear recipe: a user's JS0 uses it too
     assert evidence_recipe(load_evidence()) == RECIPES["linear"]
 
 
@@ -180,3 +183,50 @@ def test_evidence_recipe_names():
     assert evidence_recipe({"js_settings": {"recipe": "DensityRecipe()"}}) == RECIPES["linear"]
     with pytest.raises(ValueError, match="density recipe"):
         evidence_recipe({"js_settings": {"recipe": "cubic"}})
+
+
+def _ladder_evidence(n_held_out, accuracy, threshold):
+    recs = [{"name": f"{f}-{i}", "family": f, "size": i, "profile": "tiny", "parameters": 100,
+             "candidates": {"logmax_spread": {"value": 0.1 * i}},
+             "gap": {"64": {"gap": 0.1 * i}}} for f in ("gpt", "bert") for i in range(6)]
+    held = [r["name"] for r in recs if r["family"] == "bert"][:n_held_out]
+    cand = {"threshold": threshold, "selection": {"n": 6, "accuracy": 1.0, "spearman": None},
+            "held_out": {"n": n_held_out, "points": held, "accuracy": accuracy,
+                         "spearman": None}}
+    return {"records": recs, "validation": {
+        "protocol": {"selection_families": ["gpt"], "held_out_families": ["bert"],
+                     "lag_threshold": 0.405}, "batch_size": 64, "best": "logmax_spread",
+        "candidates": {"logmax_spread": cand}, "missing": []}}
+
+
+def test_ladder_advice_calls_by_threshold_and_says_when_it_is_inconclusive(user_module,
+                                                                          monkeypatch):
+    monkeypatch.syspath_prepend(str(user_module.parent))
+    model, loss, data = load_factory("mymodels:make_model")()
+    ok = advise_ladder(model, loss, data, evidence=_ladder_evidence(MIN_HELD_OUT, 0.9, -1.0))
+    assert ok.candidate == "logmax_spread" and ok.value > -1.0 and ok.call == "lag"
+    assert ok.reliability == "validated" and ok.low <= ok.value <= ok.high
+    assert ok.selection["points"] == [f"gpt-{i}" for i in range(6)]
+    hi = advise_ladder(model, loss, data, evidence=_ladder_evidence(MIN_HELD_OUT, 0.9, 1e9))
+    assert hi.call == "no lag" and hi.value == pytest.approx(ok.value)
+    few = advise_ladder(model, loss, data, evidence=_ladder_evidence(MIN_HELD_OUT - 1, 1.0, 0))
+    assert few.reliability == "inconclusive" and "held-out point" in few.reason
+    poor = advise_ladder(model, loss, data, evidence=_ladder_evidence(MIN_HELD_OUT, 0.5, 0))
+    assert poor.reliability == "inconclusive" and "50%" in poor.reason
+    assert "INCONCLUSIVE" in poor.message
+    none = _ladder_evidence(6, 1.0, 0)
+    none["validation"]["best"] = None
+    with pytest.raises(ValueError, match="chose no predictor"):
+        advise_ladder(model, loss, data, evidence=none)
+
+
+def test_advise_cli_reads_ladder_evidence(tmp_path, user_module, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(user_module.parent))
+    p = tmp_path / "ladder.json"
+    p.write_text(json.dumps(_ladder_evidence(3, 1.0, 0.0)))
+    assert cli.main(["advise", "--model", "mymodels:make_model", "--evidence", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "INCONCLUSIVE" in out and "held out" in out and "YOUR MODEL" in out
+    assert cli.main(["advise", "--model", "mymodels:make_model", "--evidence", str(p),
+                     "--batch-size", "8"]) == 2
+    assert "--batch-size applies to Table 1" in capsys.readouterr().err
