@@ -29,7 +29,7 @@ import numpy as np
 
 from labkit.jsonio import dumps, loads
 from nets.studies.ladder import LADDER_PROFILES
-from nets.zoo.families import FAMILIES, ladder, parameter_count
+from nets.zoo.families import LADDER_FAMILIES, ladder, parameter_count
 
 
 def _fit(points: dict[str, list[tuple[int, float]]]) -> tuple[float, dict[str, float], str]:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     a_s, c_s, how_s = _fit({f: [(params[k], t) for k, t in d.items()] for f, d in spec.items()})
     a_g, c_g, how_g = _fit({f: [(params[k], t) for k, t in d.items()] for f, d in gap.items()})
     rows, total_s, total_g = [], 0.0, 0.0
-    for fam in FAMILIES:
+    for fam in LADDER_FAMILIES:
         for rung in ladder(fam, prof.rungs):
             n = parameter_count(rung)
             s_meas = spec.get(fam, {}).get(rung.name)

@@ -21,7 +21,7 @@ from labkit.jsonio import as_float
 from labkit.tables import format_table
 from nets.studies.correlation import spearman
 from nets.studies.predictor import LADDER_EVIDENCE, load_ladder_evidence, merge_records
-from nets.zoo.families import FAMILIES, LADDERS
+from nets.zoo.families import LADDER_FAMILIES, LADDERS
 
 from .registry import FigureSpec, Finding
 from .style import PALETTE, RC, save
@@ -29,8 +29,8 @@ from .verdict import Part, combine, exceeds, explain, groups_ordered
 
 #: The JS0 recipe drawn and judged (every recipe is in the evidence's records).
 RECIPE = "log"
-TRANSFORMERS = ("gpt", "bert", "vit")
-CNNS = ("resnet", "vgg")
+TRANSFORMERS = ("gpt", "bert", "vit", "hf-gpt2", "hf-bert", "hf-vit")
+CNNS = ("resnet", "vgg", "hf-resnet")
 
 
 def _digest(path: Path) -> str:
@@ -66,7 +66,7 @@ def compute(*, evidence: str, digest: str, progress=None) -> dict:
         raise ValueError(f"{path} changed after the figure settings were made; rerun")
     doc = load_ladder_evidence(path)
     points = [_point(r) for r in merge_records(doc["records"])]
-    planned = {f: len(LADDERS["ladder"][f]) for f in FAMILIES}
+    planned = {f: len(LADDERS["ladder"][f]) for f in LADDER_FAMILIES}
     return {"points": points, "validation": doc["validation"], "planned": planned,
             "batch_sizes": sorted({int(b) for p in points for b in p["gaps"]})}
 
@@ -78,7 +78,8 @@ def plot(res: dict, out_dir: Path) -> list[Path]:
         fig, axes = plt.subplots(1, 1 + max(1, len(sizes)), figsize=(5 * (1 + max(1, len(sizes))),
                                                                       3.8), squeeze=False)
         axes = axes[0]
-        for k, fam in enumerate(FAMILIES):
+        for k, fam in enumerate(f for f in LADDER_FAMILIES
+                                if any(p["family"] == f for p in res["points"])):
             pts = sorted((p for p in res["points"] if p["family"] == fam),
                          key=lambda p: p["parameters"])
             if not pts:
@@ -124,10 +125,12 @@ def _interval(p: dict) -> tuple[float, float]:
 
 def _order_part(res: dict, size: int) -> Part:
     pts = [p for p in res["points"] if p["size"] == size]
-    above = [_interval(p) for p in pts if p["family"] in TRANSFORMERS]
-    below = [_interval(p) for p in pts if p["family"] in CNNS]
-    return groups_ordered(f"at ladder size {size}, every Transformer (gpt, bert, vit) has a "
-                          "larger JS0 than every CNN (resnet, vgg)", above, below)
+    above = [(_interval(p), p["family"]) for p in pts if p["family"] in TRANSFORMERS]
+    below = [(_interval(p), p["family"]) for p in pts if p["family"] in CNNS]
+    t, c = {f for _, f in above}, {f for _, f in below}
+    return groups_ordered(f"at ladder size {size}, every Transformer ({', '.join(sorted(t))}) "
+                          f"has a larger JS0 than every CNN ({', '.join(sorted(c))})",
+                          [a for a, _ in above], [b for b, _ in below])
 
 
 def _spearman_part(name: str, x: list[float], y: list[float], seed: int) -> tuple[Part, str]:
@@ -142,10 +145,12 @@ def _spearman_part(name: str, x: list[float], y: list[float], seed: int) -> tupl
 
 
 def findings(res: dict) -> Finding:
-    """Parts: (1) at the smallest and at the largest size every family has JS0 at, the
+    """Parts: (1) at the smallest and at the largest size every family of the evidence has JS0
+    at, the
     Transformers' JS0 exceeds the CNNs' beyond the bootstrap intervals; (2) the families' JS0
-    ranking at the smallest size predicts their ranking at the largest (Spearman ρ > 0 beyond
-    its interval): the tiny-model ordering holds as the models grow; (3) over every measured
+    ranking at the smallest size predicts their ranking at the largest size where at least 4
+    families have JS0 (Spearman ρ > 0 beyond its interval): the tiny-model ordering holds as
+    the models grow; (3) over every measured
     (JS0, gap) point at the largest batch size whose tuned rates are inside their grids,
     Spearman ρ > 0 beyond its interval; (4) the
     predictor chosen on the selection families ranks the held-out families' gaps (Spearman ρ
@@ -153,7 +158,8 @@ def findings(res: dict) -> Finding:
     pts = res["points"]
     by = {(p["family"], p["size"]): p for p in pts}
     sizes = sorted({p["size"] for p in pts})
-    complete = [s for s in sizes if all((f, s) in by for f in FAMILIES)]
+    fams = [f for f in LADDER_FAMILIES if any(p["family"] == f for p in pts)]
+    complete = [s for s in sizes if all((f, s) in by for f in fams)]
     parts = []
     if complete:
         parts.append(_order_part(res, complete[0]))
@@ -163,15 +169,20 @@ def findings(res: dict) -> Finding:
         parts.append(Part("Transformers have larger JS0 than CNNs at one size", "not measurable",
                           "no size has JS0 for every family"))
     rank_note = "n/a"
-    if len(complete) >= 2:
-        lo, hi = complete[0], complete[-1]
+    lo = sizes[0] if sizes else 0
+    # the largest size at which at least 4 families also have JS0 at the smallest size
+    pairs = {s: [f for f in fams if (f, lo) in by and (f, s) in by] for s in sizes if s != lo}
+    top = max((s for s, fs in pairs.items() if len(fs) >= 4), default=None)
+    if top is not None:
+        fs = pairs[top]
         part, rank_note = _spearman_part(
-            f"the families' JS0 ranking at size {lo} carries over to size {hi}",
-            [by[f, lo]["js0"] for f in FAMILIES], [by[f, hi]["js0"] for f in FAMILIES], 11)
+            f"the families' JS0 ranking at size {lo} carries over to size {top} "
+            f"({len(fs)} families)",
+            [by[f, lo]["js0"] for f in fs], [by[f, top]["js0"] for f in fs], 11)
         parts.append(part)
     else:
         parts.append(Part("the families' JS0 ranking carries over to larger sizes",
-                          "not measurable", "JS0 at fewer than two complete sizes"))
+                          "not measurable", "fewer than 4 families have JS0 at two sizes"))
     b = res["batch_sizes"][-1] if res["batch_sizes"] else None
     gap_pts = [p for p in pts if b is not None and str(b) in p["gaps"]]
     # a tuned rate at its grid's edge leaves the gap unknown (the grid may be too narrow)
@@ -195,6 +206,7 @@ def findings(res: dict) -> Finding:
                              what=f"held-out Spearman rho {as_float(sp['rho']):+.2f} "
                                   f"(n = {sp['n']}), 95% interval"))
     n_planned = sum(res["planned"].values())
+    fam_note = ", ".join(fams) or "none"
     gap_names = [p["name"] for p in gap_pts]
     js_only = [p["name"] for p in pts if not p["gaps"]]
     missing = [f"{f}[{s}]" for f, n in res["planned"].items() for s in range(n)
@@ -205,8 +217,9 @@ def findings(res: dict) -> Finding:
         f"ladder rungs, the gap at {len(gap_names)} ({', '.join(gap_names) or 'none'}; "
         f"{len(gap_names) - len(inner)} of them with a tuned rate at a grid edge at B = {b}); "
         f"JS0 only at {', '.join(js_only) or 'none'}; not run: {', '.join(missing) or 'none'}. "
-        f"Sizes with JS0 for every family: {complete or 'none'}. Rank carry-over of JS0 "
-        f"between the smallest and largest complete size: {rank_note}; JS0–gap rank "
+        f"Families with any point: {fam_note}; sizes with JS0 for each of them: "
+        f"{complete or 'none'}. Rank carry-over of the families' JS0 from the smallest size to "
+        f"the largest with at least 4 families: {rank_note}; JS0–gap rank "
         f"correlation over the measured points: {corr_note}. Best predictor on the selection "
         f"families: {best}, held-out accuracy of its 'SGD lags' call "
         f"{acc:.2f} on {ho.get('n', 0)} points.")
