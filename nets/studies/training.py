@@ -22,6 +22,12 @@ minibatch steps with a constant learning rate:
 All randomness is explicit: the model is built by a factory from its seed (a
 ``torch.Generator`` inside, e.g. :func:`nets.zoo.models.load`), the data order from ``data_seed``.
 
+**Inputs** as the engine takes them (:mod:`nets.engine.adapters`): a pool's inputs may be a
+tensor, a tuple of tensors or a mapping of keyword tensors (Hugging Face style); the model is
+called through :func:`nets.engine.adapters.forward` (math attention, the same function the
+spectra differentiate) and the loss receives whatever the model returns (``ModelOutput``
+included).
+
 **Devices**: a run happens where the pool is (:meth:`Pool.to`); the factory's model is moved
 there. The data order is drawn on the CPU (a CPU ``torch.Generator``) and its indices moved to
 the pool's device, so a seed gives the same minibatches on every device.
@@ -30,11 +36,13 @@ the pool's device, so a seed gives the same minibatches on every device.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+
+from nets.engine.adapters import forward, split_batch, to_device
 
 __all__ = ["OPTIMIZERS", "Pool", "TrainConfig", "TrainResult", "batch_order", "make_optimizer",
            "pool_loss", "train"]
@@ -44,28 +52,89 @@ OPTIMIZERS = ("sgd", "adam")
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _tensors(x: object) -> list[torch.Tensor]:
+    if isinstance(x, torch.Tensor):
+        return [x]
+    if isinstance(x, tuple | list):
+        return [t for v in x for t in _tensors(v)]
+    if isinstance(x, Mapping):
+        return [t for v in x.values() for t in _tensors(v)]
+    return []
+
+
+def _take(x: object, index: torch.Tensor | slice) -> object:
+    """Samples ``index`` of a tensor, or of every tensor inside tuples and mappings."""
+    if isinstance(x, torch.Tensor):
+        return x[index]
+    if isinstance(x, tuple | list):
+        return tuple(_take(v, index) for v in x)
+    return {k: _take(v, index) for k, v in x.items()}
+
+
+def _structure_ok(x: object) -> bool:
+    if isinstance(x, torch.Tensor):
+        return x.ndim >= 1
+    if isinstance(x, tuple | list | Mapping):
+        vals = list(x.values()) if isinstance(x, Mapping) else x
+        return len(vals) > 0 and all(_structure_ok(v) for v in vals)
+    return False
+
+
+def _cat(parts: list) -> object:
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    if isinstance(first, tuple | list):
+        return tuple(_cat([p[i] for p in parts]) for i in range(len(first)))
+    return {k: _cat([p[k] for p in parts]) for k in first}
+
+
 @dataclass(frozen=True)
 class Pool:
-    """A training set held in memory: ``inputs[i]``, ``targets[i]`` is sample ``i``."""
+    """A training set held in memory: sample ``i`` is row ``i`` of every tensor.
 
-    inputs: torch.Tensor
-    targets: torch.Tensor
+    ``inputs`` is what the model takes (:mod:`nets.engine.adapters`): a tensor (one positional
+    argument), a tuple of tensors (positional arguments) or a mapping of tensors (keyword
+    arguments, e.g. ``{"input_ids": ..., "attention_mask": ...}``); ``targets`` a tensor (or a
+    tuple/mapping of tensors) handed to the loss as it is. Every tensor has the samples on its
+    first axis.
+
+    Attributes:
+        inputs: The model's inputs.
+        targets: The loss's targets.
+    """
+
+    inputs: object
+    targets: object
 
     def __post_init__(self) -> None:
-        if not isinstance(self.inputs, torch.Tensor) or not isinstance(self.targets,
-                                                                       torch.Tensor):
-            raise TypeError("Pool inputs and targets must be tensors")
-        if len(self.inputs) != len(self.targets) or len(self.inputs) < 1:
-            raise ValueError(f"Pool needs as many inputs as targets (>= 1), got "
-                             f"{len(self.inputs)} and {len(self.targets)}")
+        for label, x in (("inputs", self.inputs), ("targets", self.targets)):
+            if not _structure_ok(x):
+                raise TypeError(f"Pool {label} must be a tensor, or a tuple or mapping of "
+                                f"tensors with the samples on their first axis; got "
+                                f"{type(x).__name__}")
+        if isinstance(self.inputs, list):
+            object.__setattr__(self, "inputs", tuple(self.inputs))
+        sizes = {int(t.shape[0]) for t in _tensors(self.inputs) + _tensors(self.targets)}
+        if len(sizes) != 1 or min(sizes) < 1:
+            raise ValueError(f"Pool needs as many inputs as targets (>= 1), got first-axis "
+                             f"sizes {sorted(sizes)}")
 
     def __len__(self) -> int:
-        return len(self.inputs)
+        return int(_tensors(self.inputs)[0].shape[0])
 
     @property
     def device(self) -> torch.device:
-        """The device the samples are on."""
-        return self.inputs.device
+        """The device the samples are on (that of the first input tensor)."""
+        return _tensors(self.inputs)[0].device
+
+    def take(self, index: torch.Tensor | slice) -> tuple[object, object]:
+        """``(inputs, targets)`` of the samples ``index`` (same structure as the pool's).
+
+        Args:
+            index: Sample indices (a tensor on the pool's device, or a slice).
+        """
+        return _take(self.inputs, index), _take(self.targets, index)
 
     def to(self, device: str | torch.device) -> Pool:
         """The same samples on ``device`` (``self`` when they are there already).
@@ -74,19 +143,22 @@ class Pool:
             device: A ``torch.device`` or its name (``"cpu"``, ``"cuda:0"``, ...).
         """
         device = torch.device(device)
-        if self.inputs.device == device and self.targets.device == device:
+        if all(t.device == device for t in _tensors(self.inputs) + _tensors(self.targets)):
             return self
-        return Pool(self.inputs.to(device), self.targets.to(device))
+        return Pool(to_device(self.inputs, device), to_device(self.targets, device))
 
     @staticmethod
-    def from_batches(data: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Pool:
-        """Concatenate ``(inputs, targets)`` batches into one pool.
+    def from_batches(data: Iterable) -> Pool:
+        """Concatenate batches into one pool.
 
         Args:
-            data: ``(inputs, targets)`` batches.
+            data: Batches as :mod:`nets.engine.adapters` takes them: ``(inputs, targets)``
+                pairs or ``datasets``-style mappings with a ``"labels"`` entry.
         """
-        xs, ys = zip(*list(data), strict=True)
-        return Pool(torch.cat(xs), torch.cat(ys))
+        pairs = [split_batch(b, i) for i, b in enumerate(data)]
+        if not pairs:
+            raise ValueError("Pool.from_batches needs at least one batch")
+        return Pool(_cat([x for x, _ in pairs]), _cat([y for _, y in pairs]))
 
 
 @dataclass(frozen=True)
@@ -257,8 +329,8 @@ def pool_loss(model: torch.nn.Module, loss_fn: LossFn, pool: Pool, *,
     """
     total, n = 0.0, len(pool)
     for i in range(0, n, chunk):
-        x, y = pool.inputs[i:i + chunk], pool.targets[i:i + chunk]
-        total += float(loss_fn(model(x), y)) * len(x)
+        x, y = pool.take(slice(i, i + chunk))
+        total += float(loss_fn(forward(model, x), y)) * min(chunk, n - i)
     return total / n
 
 
@@ -308,7 +380,8 @@ def train(factory: Callable[[int], tuple[torch.nn.Module, LossFn]], pool: Pool,
     diverged_step: int | None = None
     for t, idx in enumerate(order):
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(pool.inputs[idx]), pool.targets[idx])
+        x, y = pool.take(idx)
+        loss = loss_fn(forward(model, x), y)
         val = float(loss.detach())
         if not (math.isfinite(val) and val <= limit):
             diverged_step = t
