@@ -85,8 +85,14 @@ class LadderProfile:
 _SGD_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 _ADAM_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
-#: ``tiny``: the tests (seconds). ``ladder``: the documented CPU ladder (sizes ~5k–1M; see
-#: docs/studies.md). ``gpu``: the paper's sizes, spectra only.
+#: ``tiny``: the tests (seconds). ``ladder``: the documented CPU ladder (sizes ~4k–1M; see
+#: docs/studies.md): spectra (20 Lanczos steps × 4 probes on 64 samples) at every size, the gap
+#: (200 steps, the first-seed protocol of :mod:`nets.studies.gap`: every rate on seed 0, seeds
+#: 1 and 2 at the tuned rate and its neighbours, so 13 runs per optimizer and batch size
+#: instead of 21) only at sizes of at most 60k parameters (sizes 0 and 1 of every family):
+#: the measured cost per training step grows ~3× from size 1 to size 2
+#: (benchmarks/results/ladder-runtime.json), which puts the gaps of sizes 2–3 past the
+#: profile's 3-hour budget. ``gpu``: the paper's sizes, spectra only.
 LADDER_PROFILES: dict[str, LadderProfile] = {
     "tiny": LadderProfile("tiny", "tiny", 6, 3, 16, 8, 20,
                           GapProfile("ladder-tiny", steps=20, sgd_lrs=(0.1, 1.0),
@@ -97,7 +103,8 @@ LADDER_PROFILES: dict[str, LadderProfile] = {
                             GapProfile("ladder", steps=200, sgd_lrs=_SGD_LRS,
                                        adam_lrs=_ADAM_LRS, seeds=(0, 1, 2),
                                        batch_sizes=(8, 64), pool_size=1024, eval_every=50,
-                                       js_steps=20, js_probes=4), 250_000),
+                                       js_steps=20, js_probes=4, protocol="first-seed"),
+                            60_000),
     "gpu": LadderProfile("gpu", "gpu", 10, 2, 16, 8, 50, None, 0),
 }
 
@@ -232,6 +239,7 @@ def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Pat
             "sgd_loss": r.sgd.final_loss, "adam_loss": r.adam.final_loss,
             "sgd_seed_std": spread["sgd"], "adam_seed_std": spread["adam"],
             "sgd_at_edge": r.sgd.at_edge, "adam_at_edge": r.adam.at_edge,
+            "rel_gap": r.rel_gap,
             "seeds": len(profile.gap.seeds), "steps": r.steps}
     return rec
 
