@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum clean gpu-check
+.PHONY: install data run test test-all docs lint bench bench-spectrum clean gpu-check ladder
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -66,3 +66,15 @@ clean:
 # exits non-zero with a message on a machine without CUDA.
 gpu-check: install
 	$(PY) -m nets gpu-check
+
+# The CPU model-size ladder (hours on 2 cores; docs/studies.md). Resumable: every spectrum and
+# training run is cached, so rerunning after an interruption redoes only what is missing.
+# JS0 of every rung first (spectra are cheaper), then the gaps where the profile measures them,
+# then the packaged evidence of `nets advise` and the runtime record.
+LADDER_FAMILIES ?= mlp vgg mixer vit resnet gpt bert hf-gpt2 hf-bert hf-vit hf-resnet
+ladder: install
+	mkdir -p runs/ladder
+	for f in $(LADDER_FAMILIES); do $(PY) -m nets ladder --family $$f --no-gap --json --quiet > runs/ladder/js0-$$f.json || exit 1; done
+	for f in $(LADDER_FAMILIES); do $(PY) -m nets ladder --family $$f --json --quiet > runs/ladder/gap-$$f.json || exit 1; done
+	$(PY) -m nets predictor runs/ladder/*.json --write-evidence nets/studies/evidence_ladder.json
+	$(PY) benchmarks/ladder_runtime.py runs/ladder/*.json > benchmarks/results/ladder-runtime.json

@@ -4,6 +4,7 @@ fine-tuning, and ``advise``. They use the engine (:mod:`nets.engine`) and the zo
 """
 
 from nets.studies.advise import Advice, advise, check_twice_differentiable
+from nets.studies.advise_ladder import LadderAdvice, advise_ladder
 from nets.studies.correlation import SpearmanResult, spearman
 from nets.studies.finetune import FinetuneStudy, finetune_study
 from nets.studies.gap import (
@@ -37,6 +38,7 @@ __all__ = [
     "GapProfile",
     "GapReport",
     "GapResult",
+    "LadderAdvice",
     "PerturbationStudy",
     "Pool",
     "SpearmanResult",
@@ -45,6 +47,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "advise",
+    "advise_ladder",
     "check_twice_differentiable",
     "factory_task",
     "finetune_study",
