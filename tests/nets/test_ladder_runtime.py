@@ -1,0 +1,46 @@
+"""benchmarks/ladder_runtime.py: measured rows kept, the rest extrapolated by the fitted law."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from nets.zoo.families import ladder, parameter_count
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("ladder_runtime",
+                                                  ROOT / "benchmarks" / "ladder_runtime.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_exact_power_law_is_recovered_and_rows_say_measured_or_extrapolated(tmp_path, capsys):
+    recs = []
+    for fam, c in (("mlp", 1e-4), ("vgg", 3e-4)):
+        for rung in ladder(fam, "ladder")[:2]:
+            n = parameter_count(rung)
+            recs.append({"family": fam, "name": rung.name, "profile": "ladder",
+                         "parameters": n, "spectrum_seconds": c * n ** 1.5,
+                         "gap_seconds_this_call": 10 * c * n})
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(recs))
+    assert _script().main([str(path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ex = out["extrapolation"]
+    assert ex["spectra_exponent"] == pytest.approx(1.5, rel=1e-9)
+    assert ex["gap_exponent"] == pytest.approx(1.0, rel=1e-9)
+    rows = {r["name"]: r for r in out["rungs"]}
+    top = ladder("vgg", "ladder")[-1]
+    n = parameter_count(top)
+    assert rows[top.name]["spectrum"] == "extrapolated"
+    assert rows[top.name]["spectrum_seconds"] == pytest.approx(3e-4 * n ** 1.5, rel=1e-9)
+    assert rows[top.name]["gap"].startswith("not planned")  # above gap_max_params
+    small = ladder("mlp", "ladder")[0]
+    assert rows[small.name]["spectrum"] == "measured" and rows[small.name]["gap"] == "measured"
+    assert math.isfinite(ex["total_hours"]) and ex["total_hours"] > 0
