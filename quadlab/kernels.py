@@ -13,10 +13,12 @@ Conventions:
   set to zero. GD is linear, so its share of the gap stays below FLUSH² ≈ 1e-280 of the initial
   gap — invisible in float64 — while subnormal arithmetic would make the fast modes of a
   converged block ~100× slower on x86.
-* Extended range (Adam, AdaBelief with ε = 0 and β2 < 1): these updates are scale-free — with
-  ε = 0 the step η m̂/√v̂ does not change when (m, √v) are scaled together — so a coordinate can
-  dip far below float64's range and come back (Proposition 2: w dips to ~1e-1014 and returns to
-  the cycle ±η/2). Each (block, trajectory) keeps its error e as a float64 mantissa times 2^ke
+* Extended range (Adam, AdaBelief with β2 < 1): with ε = 0 these updates are scale-free — the
+  step η m̂/√v̂ does not change when (m, √v) are scaled together — so a coordinate can dip far
+  below float64's range and come back (Proposition 2: w dips to ~1e-1014 and returns to the
+  cycle ±η/2). With ε > 0 they dip the same way while √v̂ ≫ ε (v remembers the start), then
+  follow GD with rate ≈ η/ε, which may climb back: not scale-free, but still exact in the
+  extended range when ε enters the denominator on √v̂'s scale (`ext_factors`). Each (block, trajectory) keeps its error e as a float64 mantissa times 2^ke
   (one exponent per block: g = He mixes the block's coordinates), and each coordinate keeps m
   and v as mantissas times 2^km and 2^kv (kv even). The update runs on mantissas with
   power-of-two cross-scale factors (`ext_factors`), exact products, so while every exponent is
@@ -25,10 +27,10 @@ Conventions:
   Blocks do not interact, so nothing else changes. The loss gap ½ Σ_l 4^{ke_l} êᵀĤê is then
   exact to rounding at any scale: reported as float64 where it is a normal number, NaN where it
   is below float64's range (never a plain 0.0), and always as log10 on request.
-* Underflow (Adam, AdaBelief with ε > 0): where √v̂ > ε the update is still close to
-  scale-free, so a coordinate below UNDERFLOW (absolute, just above the subnormal range) stops
-  the lane, recorded in `underflow`, its gaps NaN from that step on — never reported as
-  convergence. Where the update is a linear contraction (β2 = 1, or ε-dominated) small
+* Underflow (Adam, AdaBelief in plain float64: with noise, or the extended range forced off):
+  where √v̂ > ε the update is still close to scale-free, so a coordinate below UNDERFLOW
+  (absolute, just above the subnormal range) stops the lane, recorded in `underflow`, its gaps
+  NaN from that step on — never reported as convergence. Where the update is a linear contraction (β2 = 1, or ε-dominated) small
   coordinates are flushed as for GD. Sign descent moves by ±η per coordinate and neither
   flushes nor underflows.
 
@@ -152,12 +154,13 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
     linear contraction: β2 = 1, or √v̂ <= ε). Where Adam/AdaBelief is scale-free (β2 < 1,
     √v̂ > ε) a nonzero coordinate below UNDERFLOW instead marks lane k as underflowed at step
     t+1 (underflow[k]).
-    With the extended range on (`ext_state`; Adam/AdaBelief, ε = 0, β2 < 1) e, m, v are
-    mantissas and the cross-scale factors of `ext` carry the exponents; nothing is flushed.
+    With the extended range on (`ext_state`; Adam/AdaBelief, β2 < 1) e, m, v are mantissas and
+    the cross-scale factors of `ext` carry the exponents (ε enters on the denominator's scale,
+    `ext_factors`); nothing is flushed.
     """
     d, n = e.shape
     ext_on = ext[0].shape[0] > 0
-    fgm, fgv, fde, fmv = ext[3], ext[4], ext[5], ext[6]
+    fgm, fgv, fde, fmv, fvs, fes = ext[3], ext[4], ext[5], ext[6], ext[9], ext[10]
     c1 = 1.0
     c2 = 1.0
     if bias_correction:
@@ -176,7 +179,7 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
             sc = scale[c]
             belief = code == ADABELIEF
             if ext_on:  # mantissas: g·fgm is g on m's scale, ·fgv on √v's, fde: m/√v on e's
-                for k in range(n):
+                for k in range(n):  # fvs, fes: √v and ε on the denominator's scale 2^s
                     gk = g[c, k] * fgm[c, k]
                     mk = beta1 * m[c, k] + (1.0 - beta1) * gk
                     dk = (gk - mk) * fmv[c, k] if belief else g[c, k] * fgv[c, k]
@@ -184,7 +187,7 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
                     m[c, k] = mk
                     v[c, k] = vk
                     mh = mk * c1
-                    den = math.sqrt(vk * c2)
+                    den = math.sqrt(vk * c2) * fvs[c, k] + fes[c, k]
                     e[c, k] -= lr[k] * sc * mh / den * fde[c, k] if mh != 0.0 else 0.0
                 continue
             for k in range(n):
@@ -212,12 +215,13 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
 
 
 @nb.njit(**_NB)
-def ext_state(on, n_blocks, d, n):
+def ext_state(on, n_blocks, d, n, eps):
     """The extended-range state of `update_lanes` for a (d, n) state with n_blocks blocks:
-    (ke (L, n), km (d, n), kv (d, n), fgm, fgv, fde, fmv (d, n), wgap (L, n), slow (n,)).
+    (ke (L, n), km (d, n), kv (d, n), fgm, fgv, fde, fmv (d, n), wgap (L, n), slow (n,),
+    fvs, fes (d, n), epsv (1,)).
 
-    All exponents 0 and factors 1 (the plain float64 arithmetic). `on=False` gives zero-size
-    arrays: the extended range is off.
+    All exponents 0, factors 1 and fes = ε (the plain float64 arithmetic). `on=False` gives
+    zero-size arrays: the extended range is off.
     """
     rows_l = n_blocks if on else 0
     rows_d = d if on else 0
@@ -230,7 +234,10 @@ def ext_state(on, n_blocks, d, n):
     fmv = np.ones((rows_d, n))
     wgap = np.ones((rows_l, n))
     slow = np.zeros(n if on else 0, dtype=np.bool_)
-    return ke, km, kv, fgm, fgv, fde, fmv, wgap, slow
+    fvs = np.ones((rows_d, n))
+    fes = np.full((rows_d, n), eps)
+    epsv = np.full(1, eps)
+    return ke, km, kv, fgm, fgv, fde, fmv, wgap, slow, fvs, fes, epsv
 
 
 @nb.njit(**_NB)
@@ -244,15 +251,27 @@ def ext_factors(ext, b, c0, c1, k):
     """Cross-scale factors of block b (coordinates c0..c1−1), lane k, from the exponents:
     fgm = 2^{ke−km} (g onto m's scale), fgv = 2^{ke−kv/2} (g onto √v's), fde = 2^{km−kv/2−ke}
     (m/√v onto e's), fmv = 2^{km−kv/2} (m onto √v's, AdaBelief), wgap = 4^{ke} (the gap), and
-    the lane's `slow` flag (some |2 ke| > EXT_GAP_EXP)."""
-    ke, km, kv, fgm, fgv, fde, fmv, wgap, slow = ext
+    the lane's `slow` flag (some |2 ke| > EXT_GAP_EXP).
+
+    ε > 0 (not scale-free): the denominator √v̂ + ε = 2^s (√v̂_mant·fvs + fes) on a scale 2^s,
+    s = kv/2 (fvs = 1, fes = ε 2^{−s}: bitwise the plain arithmetic at exponent 0) unless ε
+    exceeds √v's scale by more than 2^1000, where s = the exponent of ε (fvs = 2^{kv/2−s}, then
+    negligible); fde is then 2^{km−s−ke}."""
+    ke, km, kv, fgm, fgv, fde, fmv, wgap, slow, fvs, fes, epsv = ext
+    eps = epsv[0]
+    le = math.frexp(eps)[1] if eps > 0.0 else 0
     kb = ke[b, k]
     for c in range(c0, c1):
         h = kv[c, k] // 2
+        s = h
+        if eps > 0.0 and le - h > 1000:
+            s = le
         fgm[c, k] = _pow2(kb - km[c, k])
         fgv[c, k] = _pow2(kb - h)
-        fde[c, k] = _pow2(km[c, k] - h - kb)
+        fde[c, k] = _pow2(km[c, k] - s - kb)
         fmv[c, k] = _pow2(km[c, k] - h)
+        fvs[c, k] = _pow2(h - s)
+        fes[c, k] = math.ldexp(eps, max(-1100, min(1100, -s)))
     wgap[b, k] = _pow2(2 * kb)
     far = False
     for bb in range(ke.shape[0]):
@@ -265,9 +284,10 @@ def ext_renormalize(belief, e, m, v, ext, b, c0, c1, k, step):
     """Move powers of two between the mantissas and exponents of block b, lane k (exact up to
     the rounding of quantities 2^EXT_B below the terms they are added to).
 
-    e: block max |ê| → [½, 1), but ke no lower than log2(step) + max_c(km − kv/2) − EXT_B,
-    step = η·s_c the largest step multiplier of the block (the update η m/√v may then exceed e
-    by at most 2^EXT_B). m, v: each coordinate normalized, then kept no
+    e: block max |ê| → [½, 1), but ke no lower than log2(step) + max_c(km − D_c) − EXT_B,
+    step = η·s_c the largest step multiplier of the block, 2^D_c a lower bound of the
+    denominator √v̂ + ε (D_c = max(kv/2, exponent of ε − 1)): the update η m/(√v + ε) may
+    then exceed e by at most 2^EXT_B. m, v: each coordinate normalized, then kept no
     lower than 2^−EXT_B times the scale of the g (and, AdaBelief, m) added into them, so every
     factor of `ext_factors` is at most 2^EXT_B. Non-finite mantissas are left alone (the gap
     reports them as a divergence).
@@ -296,9 +316,13 @@ def ext_renormalize(belief, e, m, v, ext, b, c0, c1, k, step):
     if mx > 0.0:
         top = old + math.frexp(mx)[1]
     lr_exp = math.frexp(step)[1] if step > 0.0 else 0
+    eps = ext[11][0]
+    le = math.frexp(eps)[1] if eps > 0.0 else -(1 << 40)
     for c in range(c0, c1):
-        if m[c, k] != 0.0 and v[c, k] != 0.0:
-            top = max(top, lr_exp + km[c, k] - kv[c, k] // 2 - EXT_B)
+        if m[c, k] != 0.0 and (v[c, k] != 0.0 or eps > 0.0):
+            # the update η m/(√v + ε) is at most η m / 2^max(kv/2, exponent of ε − 1)
+            den = max(kv[c, k] // 2 if v[c, k] != 0.0 else -(1 << 40), le - 1)
+            top = max(top, lr_exp + km[c, k] - den - EXT_B)
     for c in range(c0, c1):
         e[c, k] = math.ldexp(e[c, k], max(-1100, old - top))
     ke[b, k] = top
@@ -353,7 +377,7 @@ def ext_normalize(code, e, m, v, ext, c_off, lr, scale):
 @nb.njit(**_NB)
 def ext_reset(ext, k):
     """Exponents of lane k back to 0 and factors to 1 (a stopped lane is parked at zero)."""
-    ke, km, kv, fgm, fgv, fde, fmv, wgap, slow = ext
+    ke, km, kv, fgm, fgv, fde, fmv, wgap, slow, fvs, fes, epsv = ext
     for b in range(ke.shape[0]):
         ke[b, k] = 0
         wgap[b, k] = 1.0
@@ -364,6 +388,8 @@ def ext_reset(ext, k):
         fgv[c, k] = 1.0
         fde[c, k] = 1.0
         fmv[c, k] = 1.0
+        fvs[c, k] = 1.0
+        fes[c, k] = epsv[0]
     if slow.size:
         slow[k] = False
 
@@ -658,7 +684,7 @@ def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, ep
     """
     n = e.shape[1]
     flush = flush_thresholds(code, e)
-    ext = ext_state(extended, c_off.size - 1, e.shape[0], n)
+    ext = ext_state(extended, c_off.size - 1, e.shape[0], n, eps)
     # a start outside the safe range (e.g. e0 ~ 1e-200) gets its exponents before anything
     # is computed from it (the moments start from g0, which would underflow)
     ext_normalize(code, e, np.zeros_like(e), np.zeros_like(e), ext, c_off, lr, scale)

@@ -49,8 +49,9 @@ class DivergenceError(TrajectoryError):
 
 
 class UnderflowWarning(UserWarning):
-    """Some trajectories left float64's range towards zero (Adam, AdaBelief); their gaps are NaN
-    from the reported step on: float64 cannot tell what happens next (see `quadlab.kernels`)."""
+    """Some trajectories left float64's range towards zero (Adam, AdaBelief in plain float64:
+    with gradient noise); their gaps are NaN from the reported step on: float64 cannot tell what
+    happens next (see `quadlab.kernels`)."""
 
 
 class UnderflowError(TrajectoryError):
@@ -101,9 +102,9 @@ def divergence_steps(gaps: np.ndarray) -> np.ndarray:
 def underflow_steps(gaps: np.ndarray) -> np.ndarray:
     """First step at which each trajectory's gap is NaN (−1 where it never is).
 
-    NaN means the gap is not a float64 number: an ε > 0 Adam/AdaBelief run that underflowed
-    and stopped, or (ε = 0, β2 < 1, extended range) a gap below float64's range whose exact
-    value is in `run(..., log_gap=True).log10_gap`.
+    NaN means the gap is not a float64 number: a noisy Adam/AdaBelief run that underflowed and
+    stopped, or (β2 < 1, extended range) a gap below float64's range whose exact value is in
+    `run(..., log_gap=True).log10_gap`.
 
     Args:
         gaps: loss gaps from `run`, shape (T+1,) or (n, T+1).
@@ -228,11 +229,12 @@ def run(problem: Problem, optimizer: str, *, lr: ArrayLike, w0: ArrayLike, steps
     and there is no noise; everything else is simulated in float64 by numba kernels, on the
     error e = w − w* (so the gradient He has no cancellation near the optimum).
 
-    Range: Adam and AdaBelief with ε = 0 and β2 < 1 are scale-free and can dip far below
-    float64's range and come back (Proposition 2). Without noise they run in an extended
-    range (a float64 mantissa and a separate power-of-two exponent per block and moment,
-    `quadlab.kernels`), bit for bit float64 while nothing is out of range, so they never stop
-    for underflow; a gap below float64's normal range is NaN in the float result (never 0.0)
+    Range: Adam and AdaBelief with β2 < 1 can dip far below float64's range and come back
+    (Proposition 2; with ε > 0 while √v̂ ≫ ε, and back up once ε takes over). Without noise
+    they run in an extended range (a float64 mantissa and a separate power-of-two exponent per
+    block and moment, ε entering on √v̂'s scale; `quadlab.kernels`), exact since blocks do not
+    interact and bit for bit float64 while nothing is out of range, so they never stop for
+    underflow; a gap below float64's normal range is NaN in the float result (never 0.0)
     and exact in the log-gap (`log_gap=True`). With noise (added in absolute units) they run in
     plain float64, which stops a trajectory that underflows (NaN gaps and an `UnderflowWarning`).
 

@@ -33,9 +33,10 @@ def packed_blocks(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def extended_range(spec: OptimizerSpec) -> bool:
-    """True for the scale-free updates simulated in the extended range (`quadlab.kernels`):
-    Adam or AdaBelief with ε = 0 and β2 < 1."""
-    return spec.code in (kernels.ADAM, kernels.ADABELIEF) and spec.eps == 0.0 and spec.beta2 < 1.0
+    """True for the updates simulated in the extended range (`quadlab.kernels`): Adam or
+    AdaBelief with β2 < 1 (scale-free with ε = 0; with ε > 0 the state can still dip below
+    float64's range while √v̂ ≫ ε, and come back once ε takes over)."""
+    return spec.code in (kernels.ADAM, kernels.ADABELIEF) and spec.beta2 < 1.0
 
 
 def _extended(spec: OptimizerSpec, noise: tuple | None, extended: bool | None) -> bool:
@@ -142,7 +143,7 @@ def simulate_blocked(problem, spec, lr, e0, steps, *, noise=None, state=None, st
     g = np.empty_like(e)
     slices, blocks = problem.block_slices, problem.blocks
     _, h_off, c_off = packed_blocks(problem)
-    ext = kernels.ext_state(extended, problem.n_blocks, problem.d, n)
+    ext = kernels.ext_state(extended, problem.n_blocks, problem.d, n, eps)
     lr = np.ascontiguousarray(lr)
     kernels.ext_normalize(code, e, np.zeros_like(e), np.zeros_like(e), ext, c_off, lr, scale)
     acc = np.zeros((out_stats.shape[1], n))

@@ -1,9 +1,10 @@
-"""The extended range of scale-free Adam/AdaBelief (ε = 0, β2 < 1): exact through dips far
-below float64's range, bit for bit float64 where nothing leaves it."""
+"""The extended range of Adam/AdaBelief (β2 < 1; scale-free with ε = 0, and with ε > 0 too):
+exact through dips far below float64's range, bit for bit float64 where nothing leaves it."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -13,16 +14,18 @@ from quadlab import simulate as sim
 from quadlab.optimizers import make_optimizer
 
 
-def _mpmath_log10_gaps(w0: float, eta: float, beta2: float, steps: int) -> np.ndarray:
-    """Reference: Eq. (3) on L = w²/2 (v0 = w0²) at 40 digits, unbounded exponent."""
+def _mpmath_log10_gaps(w0: float, eta: float, beta2: float, steps: int,
+                      eps: float = 0.0) -> np.ndarray:
+    """Reference: Eq. (3) on L = w²/2 (v0 = w0²) at 40 digits, unbounded exponent:
+    v ← β2 v + (1 − β2) w², w ← w − η w/(√v + ε)."""
     mpmath = pytest.importorskip("mpmath")
     with mpmath.workdps(40):
         w, v = mpmath.mpf(w0), mpmath.mpf(w0) ** 2
-        b2, e = mpmath.mpf(beta2), mpmath.mpf(eta)
+        b2, e, ep = mpmath.mpf(beta2), mpmath.mpf(eta), mpmath.mpf(eps)
         out = [float(mpmath.log10(w * w / 2))]
         for _ in range(steps):
             v = b2 * v + (1 - b2) * w * w
-            w = w - e * w / mpmath.sqrt(v)
+            w = w - e * w / (mpmath.sqrt(v) + ep)
             out.append(float(mpmath.log10(w * w / 2)))
     return np.array(out)
 
@@ -42,10 +45,36 @@ def test_issue_trajectory_matches_mpmath_through_a_dip_to_1e_minus_2028():
     np.testing.assert_allclose(res.gap[-1], 0.9**2 / 8, rtol=1e-3)
 
 
+@pytest.mark.parametrize("eta,beta2,eps,steps,dip", [
+    # √v̂ ≫ ε through the dip (v remembers the start), then ε takes over: the run climbs back
+    # up through float64's range (GD with rate η/ε is expansive at these scales)
+    (0.9, 0.999, 1e-3, 6000, -2035),
+    # ε-dominated from the start: GD with rate ≈ η/ε, a geometric dip to 1e-1804 that stays
+    # there; √v̂ ends 2^1000 and more below ε (the denominator's scale is then ε's)
+    (0.5, 0.5, 1.0, 3000, -1804),
+])
+def test_adam_with_eps_follows_dips_below_float64s_range(eta, beta2, eps, steps, dip):
+    """ε > 0 is not scale-free, but the blocks still do not interact: the extended range is
+    exact when ε enters the denominator on √v̂'s scale (`kernels.ext_factors`). Checked
+    against mpmath through dips far below float64's range: no underflow stop, no 0.0 gap."""
+    ref = _mpmath_log10_gaps(1.0, eta, beta2, steps, eps=eps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", quadlab.UnderflowWarning)
+        res = quadlab.run(quadlab.Problem.from_blocks([np.eye(1)]), "adam", lr=eta, w0=[1.0],
+                          steps=steps, beta2=beta2, eps=eps, log_gap=True)
+    assert ref.min() < dip and res.log10_gap.min() < dip
+    np.testing.assert_allclose(res.log10_gap, ref, rtol=1e-8, atol=1e-9)
+    below = ref < math.log10(np.finfo(float).tiny) - 1e-6
+    assert below.any() and np.isnan(res.gap[below]).all() and not (res.gap == 0.0).any()
+    np.testing.assert_allclose(res.gap[~below], 10.0 ** ref[~below], rtol=1e-7)
+
+
 @pytest.mark.parametrize("optimizer,hyper", [
     ("adam", {"beta2": 0.99}),
     ("adam", {"beta1": 0.9, "beta2": 0.99, "bias_correction": True}),
     ("adabelief", {"beta1": 0.9, "beta2": 0.99, "eps": 0.0}),
+    ("adam", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "bias_correction": True}),
+    ("adabelief", {"beta1": 0.9, "beta2": 0.99, "eps": 1e-8}),
 ])
 def test_bitwise_float64_while_in_range(optimizer, hyper):
     """Without dips the extended range changes no bit: compare with the plain kernel run on

@@ -199,14 +199,23 @@ def test_adam_beta2_below_one_follows_the_dip_in_extended_range():
     assert quadlab.divergence_steps(res.gap) == -1
 
 
-def test_eps_positive_adam_still_reports_underflow():
-    """With ε > 0 the update is not scale-free (no extended range): a coordinate that falls
-    below 1e-290 while √v > ε stops the lane with NaN and an UnderflowWarning."""
-    with pytest.warns(quadlab.UnderflowWarning, match=r"row 0 at step \d+"):
-        gaps = quadlab.run(quadlab.Problem.from_blocks([np.eye(1)]), "adam", lr=0.9,
-                           w0=np.array([1.0]), steps=3000, beta2=0.999, eps=1e-300)
-    step = int(quadlab.underflow_steps(gaps))
-    assert step > 0 and np.isnan(gaps[step:]).all() and np.isfinite(gaps[:step]).all()
+def test_eps_positive_adam_follows_the_dip_and_plain_float64_reports_underflow():
+    """ε > 0 runs in the extended range too: the issue's dip (ε = 1e-300, √v̂ ≫ ε throughout)
+    is followed, gaps below float64's range NaN beside the exact log gap, never 0.0, no
+    warning. Plain float64 (the kernels with the extended range off, as with noise) still
+    stops the lane at the underflow with NaN and reports the step."""
+    problem = quadlab.Problem.from_blocks([np.eye(1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = quadlab.run(problem, "adam", lr=0.9, w0=np.array([1.0]), steps=3000,
+                          beta2=0.999, eps=1e-300, log_gap=True)
+    assert res.log10_gap.min() < -2000 and np.isfinite(res.log10_gap).all()
+    assert not (res.gap == 0.0).any() and np.isnan(res.gap[res.log10_gap < -308]).all()
+    spec = make_optimizer("adam", beta2=0.999, eps=1e-300)
+    gaps, stopped = sim.simulate_fused(problem, spec, np.array([0.9]), np.array([[1.0]]), 3000,
+                                       extended=False)
+    step = int(stopped[0])
+    assert step > 0 and np.isnan(gaps[0, step:]).all() and np.isfinite(gaps[0, :step]).all()
 
 
 def test_linear_contractions_are_flushed_not_flagged():
