@@ -1,14 +1,17 @@
-"""Estimate what a gap budget costs: time one training run per zoo model and extrapolate.
+"""Estimate what a gap budget costs: time one training run per model and extrapolate.
 
 For each model, one run of the budget's length at each batch size (Adam, the first rate of the
-grid, seed 0, one torch thread) is timed; the cost of the whole grid of a Table 1 measurement
-is that time × rates (SGD + Adam) × seeds, summed over batch sizes. Printed per model and in
-total, for the profile's own seeds and for ``--seeds`` seeds (the verdict rules need ≥ 3 for a
-training outcome). It is an extrapolation from one run per cell, on whatever load the machine
-has: say so when quoting it.
+grid, seed 0, one torch thread, with the budget's evaluations and held-out pool) is timed; the
+cost of a Table 1 measurement is that time × the runs of the budget's protocol per optimizer
+(``grid``: rates × seeds; ``first-seed``: rates + (2·neighbours + 1)·(seeds − 1), without
+extension rounds), summed over both optimizers and the batch sizes. Printed per model and in
+total. Budgets: a profile of `nets.studies.gap.PROFILES` (``--profile``) or a figure's quick
+budget from `figures.budgets` (``--figure fig7`` or ``fig5``). It is an extrapolation from one
+run per cell, on whatever load the machine has (the load average is printed): say so when
+quoting it.
 
-Run:  .venv/bin/python benchmarks/estimate_gap_budget.py [--profile quick] [--seeds 3]
-      [--models mlp gpt] [--json out.json]
+Run:  .venv/bin/python benchmarks/estimate_gap_budget.py [--profile quick | --figure fig7]
+      [--seeds 3] [--models mlp gpt] [--json out.json]
 """
 
 from __future__ import annotations
@@ -19,55 +22,85 @@ import time
 
 import torch
 
+from figures.budgets import FIG5_QUICK, FIG7_QUICK, gap_profile
 from labkit.jsonio import dumps
 from labkit.tables import format_table
-from nets.studies.gap import PROFILES
-from nets.studies.tasks import zoo_task
+from nets.studies.gap import PROFILES, GapProfile
+from nets.studies.tasks import scaled_mlp_task, zoo_task
 from nets.studies.training import TrainConfig, train
 from nets.zoo import models as zoo
+
+FIGURES = {"fig7": FIG7_QUICK, "fig5": FIG5_QUICK}
+
+
+def runs_per_optimizer(prof: GapProfile, rates: int, seeds: int) -> int:
+    """Runs of one optimizer at one batch size under the profile's protocol (no extension
+    rounds of the first-seed protocol: they happen only when the seeds disagree).
+
+    Args:
+        prof: The budget.
+        rates: Rates in the optimizer's grid.
+        seeds: Seeds.
+    """
+    if prof.protocol == "grid":
+        return rates * seeds
+    return rates + min(2 * prof.neighbours + 1, rates) * (seeds - 1)
+
+
+def _task(name: str):
+    return scaled_mlp_task(float(name[5:])) if name.startswith("mlp-s") else zoo_task(name)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="quick", choices=list(PROFILES))
-    ap.add_argument("--seeds", type=int, default=3, help="seeds to extrapolate to (default 3)")
-    ap.add_argument("--models", nargs="+", default=list(zoo.MODELS), choices=zoo.MODELS)
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--profile", default=None, choices=list(PROFILES))
+    src.add_argument("--figure", default=None, choices=list(FIGURES),
+                     help="a figure's quick budget from figures.budgets")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="seeds to extrapolate to (default: the budget's)")
+    ap.add_argument("--models", nargs="+", default=list(zoo.MODELS),
+                    help="zoo models or scaled MLPs mlp-sS")
     ap.add_argument("--json", default=None, help="also write the rows as JSON to this file")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    prof = PROFILES[args.profile]
-    rates = len(prof.sgd_lrs) + len(prof.adam_lrs)
+    if args.figure:
+        prof, label = gap_profile(FIGURES[args.figure]), f"figure {args.figure} quick"
+    else:
+        prof, label = PROFILES[args.profile or "quick"], f"profile {args.profile or 'quick'}"
+    seeds = args.seeds or len(prof.seeds)
+    per_b_runs = (runs_per_optimizer(prof, len(prof.sgd_lrs), seeds)
+                  + runs_per_optimizer(prof, len(prof.adam_lrs), seeds))
     rows = []
     for name in args.models:
-        task = zoo_task(name)
+        task = _task(name)
         pool = task.pool(prof.pool_size)
+        held = task.heldout_pool(prof.heldout_size) if prof.heldout_size else None
         per_b = {}
         for b in prof.batch_sizes:
             cfg = TrainConfig("adam", prof.adam_lrs[0], prof.steps, b, seed=0,
                               eval_every=prof.eval_every)
             t0 = time.perf_counter()
-            train(task.build, pool, cfg)
+            train(task.build, pool, cfg, heldout=held)
             per_b[b] = time.perf_counter() - t0
-        one_seed = rates * sum(per_b.values())
         rows.append({"model": name, **{f"run_b{b}": s for b, s in per_b.items()},
-                     "grid_profile_seeds": one_seed * len(prof.seeds),
-                     "grid_n_seeds": one_seed * args.seeds})
+                     "runs": per_b_runs * len(prof.batch_sizes),
+                     "total": per_b_runs * sum(per_b.values())})
     total = {"model": "total", **{f"run_b{b}": sum(r[f"run_b{b}"] for r in rows)
                                   for b in prof.batch_sizes},
-             "grid_profile_seeds": sum(r["grid_profile_seeds"] for r in rows),
-             "grid_n_seeds": sum(r["grid_n_seeds"] for r in rows)}
+             "runs": sum(r["runs"] for r in rows), "total": sum(r["total"] for r in rows)}
     cols = ([("model", "model", "")]
-            + [(f"run_b{b}", f"one run B={b} (s)", ".1f") for b in prof.batch_sizes]
-            + [("grid_profile_seeds", f"grid, {len(prof.seeds)} seed(s) (s)", ".0f"),
-               ("grid_n_seeds", f"grid, {args.seeds} seeds (s)", ".0f")])
-    print(f"profile {args.profile}: {prof.steps} steps, {rates} rates, batch sizes "
-          f"{prof.batch_sizes}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
-          "cores, 1 torch thread")
+            + [(f"run_b{b}", f"one run B={b} (s)", ".2f") for b in prof.batch_sizes]
+            + [("runs", "runs", "d"), ("total", f"{prof.protocol}, {seeds} seeds (s)", ".0f")])
+    print(f"{label}: {prof.steps} steps, {len(prof.sgd_lrs)}+{len(prof.adam_lrs)} rates, "
+          f"protocol {prof.protocol} (neighbours {prof.neighbours}), batch sizes "
+          f"{prof.batch_sizes}, held-out {prof.heldout_size}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, 1 torch thread")
     print(format_table([*rows, total], cols))
     if args.json:
         with open(args.json, "w") as f:
-            f.write(dumps({"profile": args.profile, "load": os.getloadavg()[0],
-                           "rows": [*rows, total]}))
+            f.write(dumps({"budget": label, "settings": prof.settings(),
+                           "load": os.getloadavg()[0], "rows": [*rows, total]}))
     return 0
 
 

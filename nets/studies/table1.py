@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +24,7 @@ from nets.studies.gap import PROFILES, GapProfile, GapReport, measure_gap
 from nets.studies.tasks import Task, zoo_task
 from nets.zoo import models as zoo
 
-__all__ = ["Table1", "correlate", "table1"]
+__all__ = ["METRICS", "Table1", "correlate", "table1"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class Table1:
             for r in rep.results:
                 b = r.batch_size
                 row[f"gap_b{b}"] = r.gap
+                row[f"rel_gap_b{b}"] = r.rel_gap
+                row[f"heldout_rel_gap_b{b}"] = r.heldout_rel_gap
                 row[f"sgd_lr_b{b}"] = r.sgd.lr
                 row[f"adam_lr_b{b}"] = r.adam.lr
                 row[f"sgd_loss_b{b}"] = r.sgd.final_loss
@@ -80,27 +82,41 @@ class Table1:
                 "reports": [r.to_dict() for r in self.reports]}
 
 
+#: The gap metrics :func:`correlate` accepts (attributes of
+#: :class:`nets.studies.gap.GapResult`).
+METRICS = ("gap", "rel_gap", "heldout_rel_gap")
+
+
 def correlate(reports: Sequence[GapReport], batch_size: int, *, rng: np.random.Generator,
-              n_boot: int = 2000) -> tuple[SpearmanResult | None, list[str]]:
-    """Spearman ρ between JS0 and the gap at ``batch_size`` over ``reports``.
+              n_boot: int = 2000, metric: str = "gap",
+              exclude: Collection[str] = ()) -> tuple[SpearmanResult | None, list[str]]:
+    """Spearman ρ between JS0 and a gap metric at ``batch_size`` over ``reports``.
 
     Args:
         reports: One gap report per task.
         batch_size: The batch size whose gaps are correlated.
         rng: Generator of the bootstrap.
         n_boot: Bootstrap resamples.
+        metric: One of :data:`METRICS`: ``"gap"`` (``ln(L̄_SGD / L̄_Adam)``), ``"rel_gap"``
+            (the bounded Adam − SGD relative loss reduction on the training pool) or
+            ``"heldout_rel_gap"`` (the same on held-out data).
+        exclude: Tasks left out (e.g. those whose runs did not train at this budget).
 
     Returns:
-        ``(result or None, excluded task names)``.
+        ``(result or None, excluded task names)``: tasks are excluded when named in
+        ``exclude`` or when their metric or JS0 is not finite.
     """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     xs, ys, excluded = [], [], []
     for rep in reports:
         r = next((r for r in rep.results if r.batch_size == batch_size), None)
-        if r is None or not (math.isfinite(r.gap) and math.isfinite(rep.js0)):
+        y = math.nan if r is None else getattr(r, metric)
+        if rep.task in exclude or not (math.isfinite(y) and math.isfinite(rep.js0)):
             excluded.append(rep.task)
             continue
         xs.append(rep.js0)
-        ys.append(r.gap)
+        ys.append(y)
     if len(xs) < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
         return None, excluded
     return spearman(xs, ys, rng=rng, n_boot=n_boot), excluded

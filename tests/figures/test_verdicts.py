@@ -33,7 +33,6 @@ from figures.verdict import (
     trained,
 )
 from nets.engine.slq import BlockSpectrum
-from nets.studies.correlation import SpearmanResult
 from nets.studies.finetune import FinetuneStudy
 from nets.studies.gap import GapReport, GapResult, LrScore, TunedOptimizer
 from nets.studies.layernorm import GrowthFit, PerturbationStudy
@@ -114,29 +113,67 @@ NOISY = ([1.0, 0.2, 0.6], [0.6, 0.6, 0.6])       # the seeds disagree
 ONE_SEED = ([1.0], [0.2])
 
 
-def _spearman(low, high):
-    return SpearmanResult((low + high) / 2, 0.1, 6, low, high, low, high, 0.95, 100)
+ZOO7 = ("resnet", "vgg", "mlp", "mixer", "vit", "gpt", "bert")
 
 
-def _table1(cnn_js, tf_js, rho, runs=LAG, at_edge=False):
-    reps = [_report(t, js, [_result(8, *runs, at_edge=at_edge)])
-            for t, js in (("resnet", cnn_js), ("vgg", cnn_js), ("gpt", tf_js),
-                          ("bert", tf_js))]
-    return Table1("hand", tuple(reps), {8: _spearman(*rho)}, {8: []}, {})
+def _table1(js_of, sgd_of, *, at_edge=(), one_seed=False):
+    """The zoo with hand-set JS0 intervals and SGD final losses (Adam ends at 0.2 from the
+    initial loss 2.0, so the bounded gap of a model is ``(sgd − 0.2) / 2``)."""
+    reps = []
+    for t in ZOO7:
+        s = sgd_of[t]
+        runs = ([s], [0.2]) if one_seed else ([s, s * 1.02, s * 0.98], [0.2, 0.21, 0.19])
+        reps.append(_report(t, js_of[t], [_result(8, *runs, at_edge=t in at_edge)]))
+    return Table1("hand", tuple(reps), {}, {8: []}, {})
+
+
+RISING = dict(zip(ZOO7, (0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2), strict=True))   # with JS0 order
+ZIGZAG = dict(zip(ZOO7, (1.2, 0.3, 1.0, 0.4, 0.8, 0.5, 0.6), strict=True))   # no order
+
+
+def _js_rising(lo_cnn, hi_tf):
+    """JS0 rising along ZOO7 (narrow intervals), CNNs first."""
+    return {t: (v, v - 0.005, v + 0.005) for t, v in zip(
+        ZOO7, np.linspace(lo_cnn, hi_tf, len(ZOO7)), strict=True)}
 
 
 def test_fig7_rule_outcomes():
-    lo, hi = (0.2, 0.15, 0.25), (0.6, 0.55, 0.65)
     f = fig7_gap_vs_js0.findings
-    assert f(_table1(lo, hi, (0.2, 0.9))).verdict == "agrees"
-    assert f(_table1(hi, lo, (-0.9, -0.2))).verdict == "disagrees"
-    assert f(_table1(lo, hi, (-0.3, 0.9))).verdict == "partly"  # ρ's interval contains 0
-    over = (0.4, 0.1, 0.7)
-    assert f(_table1(over, over, (-0.3, 0.9))).verdict == "inconclusive"
-    edge = f(_table1(over, over, (0.2, 0.9), at_edge=True))
+    up = _js_rising(0.2, 0.8)
+    down = {t: up[u] for t, u in zip(ZOO7, reversed(ZOO7), strict=True)}
+    agree = f(_table1(up, RISING))
+    assert agree.verdict == "agrees", agree.measured
+    assert "bounded gap" in agree.measured and "n = 7 trained" in agree.measured
+    assert f(_table1(down, RISING)).verdict == "disagrees"   # JS0 order and ρ both reversed
+    assert f(_table1(up, ZIGZAG)).verdict == "partly"        # ρ's interval contains 0
+    over = {t: (v, v - 0.5, v + 0.5) for t, (v, _, _) in up.items()}  # intervals overlap
+    assert f(_table1(over, ZIGZAG)).verdict == "inconclusive"
+    edge = f(_table1(over, RISING, at_edge=ZOO7[:4]))
     assert edge.verdict == NOT_MEASURABLE and "edge of its grid" in edge.measured
+    # models whose runs did not train are left out of ρ, not counted: the two that break
+    # the order are at a grid edge, the other five agree
+    broken = dict(RISING, resnet=2.0, bert=0.21)
+    assert f(_table1(up, broken)).verdict == "partly"
+    kept = f(_table1(up, broken, at_edge=("resnet", "bert")))
+    assert kept.verdict == "agrees" and "n = 5 trained" in kept.measured
     # every part of the claim is judged: JS0 by family and the correlation per batch size
-    assert len(f(_table1(lo, hi, (0.2, 0.9))).parts) == 2
+    assert len(agree.parts) == 2
+
+
+def test_fig7_judges_the_bounded_gap_not_the_log_ratio():
+    """A model whose Adam nearly memorizes the pool has a huge ln ratio but a bounded gap no
+    larger than the others': the rule ranks by the bounded gap."""
+    up = _js_rising(0.2, 0.8)
+    t = _table1(up, RISING)
+    r = t.reports[0].results[0]
+    assert r.rel_gap == pytest.approx(np.mean([(x - y) / 2.0 for x, y in zip(
+        [0.3, 0.306, 0.294], [0.2, 0.21, 0.19], strict=True)]))
+    reps = list(t.reports)
+    memo = _result(8, [0.9, 0.91, 0.89], [1e-9, 1e-9, 1e-9])  # ln ratio ≈ 20
+    reps[0] = _report("resnet", up["resnet"], [memo])
+    res = fig7_gap_vs_js0.findings(Table1("hand", tuple(reps), {}, {8: []}, {}))
+    assert memo.gap > 15 and memo.rel_gap < 0.46
+    assert res.verdict == "partly"  # the lowest JS0 with the mid-sized bounded gap breaks ρ
 
 
 def _finetune(sc_js, ft_js, sc_runs, ft_runs, **kw):
@@ -303,7 +340,7 @@ def test_fig1_rule_outcomes():
 def test_fig7_table_has_every_recipe_and_block_set():
     from dataclasses import replace
 
-    t = _table1((0.2, 0.15, 0.25), (0.6, 0.55, 0.65), (0.2, 0.9))
+    t = _table1(_js_rising(0.2, 0.8), RISING)
     table = [{"recipe": k, "block_set": b, "js0": 0.5, "low": 0.4, "high": 0.6}
              for k in ("log", "linear") for b in ("all", "matrices")]
     reps = tuple(replace(r, js0_table=tuple(table)) for r in t.reports)
