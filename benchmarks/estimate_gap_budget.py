@@ -5,10 +5,11 @@ grid, seed 0, one torch thread, with the budget's evaluations and held-out pool)
 cost of a Table 1 measurement is that time × the runs of the budget's protocol per optimizer
 (``grid``: rates × seeds; ``first-seed``: rates + (2·neighbours + 1)·(seeds − 1), without
 extension rounds), summed over both optimizers and the batch sizes. Printed per model and in
-total. Budgets: a profile of `nets.studies.gap.PROFILES` (``--profile``) or a figure's quick
-budget from `figures.budgets` (``--figure fig7`` or ``fig5``). It is an extrapolation from one
-run per cell, on whatever load the machine has (the load average is printed): say so when
-quoting it.
+total, in wall-clock seconds and in CPU seconds of this process (one torch thread: the CPU time
+is close to the wall time on an idle machine, and much less sensitive to the load). Budgets: a
+profile of `nets.studies.gap.PROFILES` (``--profile``) or a figure's quick budget from
+`figures.budgets` (``--figure fig7`` or ``fig5``). It is an extrapolation from one run per
+cell, on whatever load the machine has (the load average is printed): say so when quoting it.
 
 Run:  .venv/bin/python benchmarks/estimate_gap_budget.py [--profile quick | --figure fig7]
       [--seeds 3] [--models mlp gpt] [--json out.json]
@@ -76,22 +77,28 @@ def main(argv: list[str] | None = None) -> int:
         task = _task(name)
         pool = task.pool(prof.pool_size)
         held = task.heldout_pool(prof.heldout_size) if prof.heldout_size else None
-        per_b = {}
+        train(task.build, pool, TrainConfig("adam", 1e-3, 2, prof.batch_sizes[0]))  # warm-up
+        per_b, cpu_b = {}, {}
         for b in prof.batch_sizes:
             cfg = TrainConfig("adam", prof.adam_lrs[0], prof.steps, b, seed=0,
                               eval_every=prof.eval_every)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             train(task.build, pool, cfg, heldout=held)
-            per_b[b] = time.perf_counter() - t0
+            per_b[b], cpu_b[b] = time.perf_counter() - t0, time.process_time() - c0
         rows.append({"model": name, **{f"run_b{b}": s for b, s in per_b.items()},
+                     **{f"cpu_b{b}": s for b, s in cpu_b.items()},
                      "runs": per_b_runs * len(prof.batch_sizes),
-                     "total": per_b_runs * sum(per_b.values())})
-    total = {"model": "total", **{f"run_b{b}": sum(r[f"run_b{b}"] for r in rows)
-                                  for b in prof.batch_sizes},
-             "runs": sum(r["runs"] for r in rows), "total": sum(r["total"] for r in rows)}
+                     "total": per_b_runs * sum(per_b.values()),
+                     "total_cpu": per_b_runs * sum(cpu_b.values())})
+    total = {"model": "total", **{f"{k}_b{b}": sum(r[f"{k}_b{b}"] for r in rows)
+                                  for b in prof.batch_sizes for k in ("run", "cpu")},
+             "runs": sum(r["runs"] for r in rows), "total": sum(r["total"] for r in rows),
+             "total_cpu": sum(r["total_cpu"] for r in rows)}
     cols = ([("model", "model", "")]
             + [(f"run_b{b}", f"one run B={b} (s)", ".2f") for b in prof.batch_sizes]
-            + [("runs", "runs", "d"), ("total", f"{prof.protocol}, {seeds} seeds (s)", ".0f")])
+            + [(f"cpu_b{b}", f"CPU B={b} (s)", ".2f") for b in prof.batch_sizes]
+            + [("runs", "runs", "d"), ("total", f"{prof.protocol}, {seeds} seeds (s)", ".0f"),
+               ("total_cpu", "CPU (s)", ".0f")])
     print(f"{label}: {prof.steps} steps, {len(prof.sgd_lrs)}+{len(prof.adam_lrs)} rates, "
           f"protocol {prof.protocol} (neighbours {prof.neighbours}), batch sizes "
           f"{prof.batch_sizes}, held-out {prof.heldout_size}; load average "

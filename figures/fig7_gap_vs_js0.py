@@ -32,7 +32,8 @@ from .verdict import Part, combine, exceeds, explain, groups_ordered
 
 def plot(table: dict, out_dir: Path, *, extra: Sequence[dict] = ()) -> list[Path]:
     """Scatter of the bounded gap (Adam − SGD relative loss reduction; filled: training pool,
-    open: held-out) against JS0 (with its bootstrap interval).
+    open: held-out) against JS0 (with its bootstrap interval); models listed in a document's
+    ``"not_measurable"`` (``{batch size: [tasks]}``) are drawn in grey.
 
     Args:
         table: ``Table1.to_dict()`` of the main set (the zoo), annotated with Spearman ρ.
@@ -49,7 +50,8 @@ def plot(table: dict, out_dir: Path, *, extra: Sequence[dict] = ()) -> list[Path
                     if g is None:
                         continue
                     lo, hi = r["js0_low"], r["js0_high"]
-                    c = PALETTE[k % len(PALETTE)]
+                    untrained = r["task"] in doc.get("not_measurable", {}).get(str(b), ())
+                    c = "0.65" if untrained else PALETTE[k % len(PALETTE)]
                     ax.errorbar([r["js0"]], [g], xerr=[[r["js0"] - lo], [hi - r["js0"]]],
                                 fmt="o", color=c, ms=5, capsize=2)
                     h = r.get(f"heldout_rel_gap_b{b}")
@@ -66,7 +68,7 @@ def plot(table: dict, out_dir: Path, *, extra: Sequence[dict] = ()) -> list[Path
             ax.set_title(title)
             ax.axhline(0, color="0.5", lw=0.8)
             ax.set_xlabel("JS0 at initialization")
-            ax.set_ylabel("(L_SGD − L_Adam) / L₀  (open: held-out)")
+            ax.set_ylabel("(L_SGD − L_Adam) / L₀  (open: held-out; grey: not trained)")
         return save(fig, Path(out_dir), "fig7_gap_vs_js0")
 
 
@@ -78,6 +80,9 @@ def compute(*, tasks: tuple[str, ...], profile, progress=None) -> Table1:
 def draw(res: Table1, out_dir: Path) -> list[Path]:
     doc = res.to_dict()
     doc["spearman_rel_gap"] = {}
+    doc["not_measurable"] = {str(b): [rep.task for rep in res.reports for r in rep.results
+                                      if r.batch_size == b and not_measurable_reason(r)]
+                             for b in res.batch_sizes}
     for b in res.batch_sizes:
         c, _ = bounded_correlation(res, b)
         doc["spearman_rel_gap"][str(b)] = None if c is None else {
