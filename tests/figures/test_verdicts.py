@@ -348,3 +348,17 @@ def test_fig7_table_has_every_recipe_and_block_set():
     assert "JS0 linear [95%]" in res.table and "| matrices |" in res.table
     assert "0.500 [0.400, 0.600]" in res.table
     assert "weight matrices only: log: part 1 inconclusive" in res.measured
+
+
+def test_fig5_gap_parts_judge_the_bounded_gap_not_the_log_ratio():
+    """At S = 30 Adam nearly memorizes the pool (ln ratio ≈ 20, far above S = 1's ≈ 1.6), but
+    it removes a smaller share of the initial loss than SGD lags at S = 1: on the bounded gap
+    SGD does not lag more at S = 30, and the part says so."""
+    lo, hi = (0.1, 0.08, 0.12), (0.5, 0.45, 0.55)
+    memo = ([0.5, 0.51, 0.49], [1e-9, 1.1e-9, 0.9e-9])   # Δ = 0.25, ln ratio ≈ 20
+    res = fig5_mlp_mixer.findings(_hetero(lo, hi, LAG, memo, hi, LAG))  # LAG: Δ = 0.40
+    part = next(p for p in res.parts if "more at S = 30" in p.name)
+    assert part.outcome == "fails", part
+    s30 = _result(8, *memo)
+    assert s30.gap > 19 and s30.rel_gap == pytest.approx(0.25, abs=1e-3)
+    assert "held-out n/a" in res.measured and "ln(L_SGD/L_Adam) = 20" in res.measured
