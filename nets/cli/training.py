@@ -65,6 +65,7 @@ def _gap_rows(rep: GapReport) -> list[dict]:
         rows.append({"task": rep.task, "B": r.batch_size, "js0": rep.js0,
                      "sgd_lr": r.sgd.lr, "sgd_loss": r.sgd.final_loss,
                      "adam_lr": r.adam.lr, "adam_loss": r.adam.final_loss, "gap": r.gap,
+                     "rel": r.rel_gap, "held": r.heldout_rel_gap,
                      "edge": ("S" if r.sgd.at_edge else "") + ("A" if r.adam.at_edge else ""),
                      "div": sum(g.diverged for g in r.sgd.grid + r.adam.grid)})
     return rows
@@ -73,7 +74,8 @@ def _gap_rows(rep: GapReport) -> list[dict]:
 GAP_COLUMNS = [("task", "task", ""), ("B", "batch", "d"), ("js0", "JS0", ".3f"),
                ("sgd_lr", "SGD lr", ".3g"), ("sgd_loss", "SGD loss", ".4f"),
                ("adam_lr", "Adam lr", ".3g"), ("adam_loss", "Adam loss", ".4f"),
-               ("gap", "gap ln(S/A)", ".3f"), ("edge", "lr@edge", ""),
+               ("gap", "gap ln(S/A)", ".3f"), ("rel", "Δ (S−A)/L0", "+.3f"),
+               ("held", "Δ held-out", "+.3f"), ("edge", "lr@edge", ""),
                ("div", "diverged lrs", "d")]
 
 

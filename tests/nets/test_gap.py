@@ -176,9 +176,16 @@ def test_gap_cli_quick_json(tmp_path, capsys, short_quick):
     for r in doc["results"]:
         for opt in ("sgd", "adam"):
             assert r[opt]["lr"] > 0 and r[opt]["final_loss"] > 0
+        sgd = next(g for g in r["sgd"]["grid"] if g["lr"] == r["sgd"]["lr"])
+        adam = next(g for g in r["adam"]["grid"] if g["lr"] == r["adam"]["lr"])
+        want = np.mean([(x - y) / z for x, y, z in zip(
+            sgd["final_losses"], adam["final_losses"], sgd["initial_losses"], strict=True)])
+        assert r["rel_gap"] == pytest.approx(want, rel=1e-12)
+        assert doc["rel_gap"][str(r["batch_size"])] == r["rel_gap"]
     assert cli.main(["gap", "--model", "mlp", "--quick", "--quiet", "--cache",
                      str(tmp_path)]) == 0
-    assert "gap ln(S/A)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "gap ln(S/A)" in out and "Δ (S−A)/L0" in out
     assert cli.main(["gap", "--model", "alexnet", "--quick", "--quiet"]) == 2
     assert "unknown task" in capsys.readouterr().err
 
