@@ -19,6 +19,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 import nets
 from nets.engine.adapters import padding_rows
 from nets.engine.hvp import BlockHVP
+from nets.studies.advise import check_twice_differentiable
 
 transformers = pytest.importorskip("transformers")
 
@@ -244,3 +245,14 @@ def test_every_product_mode_matches_double_backward(problem):
             want = v.numpy() @ ref[s:s + k, s:s + k]
             np.testing.assert_allclose(hv.numpy(), want, rtol=0, atol=1e-10 * scale,
                                        err_msg=f"{name} {mode} {pname}")
+
+
+def test_advise_names_dropout_and_takes_dict_batches():
+    """`nets advise`'s first check: dict batches pass; training-mode dropout is refused by
+    module name and fix, not reported as 'not twice differentiable'."""
+    model, loss_fn, data = bert_problem()  # datasets-style dict batches with labels
+    check_twice_differentiable(model, loss_fn, data, seed=0)
+    model.train()
+    with pytest.raises(ValueError, match=r"[Dd]ropout.*eval\(\)") as err:
+        check_twice_differentiable(model, loss_fn, data, seed=0)
+    assert "twice differentiable" not in str(err.value)
