@@ -48,7 +48,7 @@ lint: install
 	$(PY) -m ruff check .
 
 bench: install
-	$(PY) benchmarks/bench_quadlab.py
+	$(PY) benchmarks/bench_quadlab.py --out benchmarks/results/quadlab.md
 
 # The peer libraries of the spectrum benchmark, without their dependencies: curvlinops pulls
 # backpack-for-pytorch, which pulls torchvision and a newer torch. The rest is the `bench` extra.
