@@ -194,9 +194,19 @@ def matrix_blocks(blocks: Sequence[Block]) -> list[str]:
     fused QKV) is still a matrix block.
 
     Args:
-        blocks: The blocks.
+        blocks: The blocks (a list of :class:`Block`, e.g. from :func:`resolve_blocks`).
+
+    Raises:
+        TypeError: ``blocks`` is not a list or tuple of :class:`Block`.
     """
+    _check_block_list(blocks)
     return [b.name for b in blocks if all(len(p.shape) >= 2 for p in b.pieces)]
+
+
+def _check_block_list(blocks: object) -> None:
+    if not isinstance(blocks, list | tuple) or not all(isinstance(b, Block) for b in blocks):
+        raise TypeError(f"blocks must be a list of nets.engine.blocks.Block (from "
+                        f"resolve_blocks), got {type(blocks).__name__}")
 
 
 def block_set(blocks: Sequence[Block], which: str) -> list[str]:
@@ -208,9 +218,11 @@ def block_set(blocks: Sequence[Block], which: str) -> list[str]:
 
     Raises:
         ValueError: an unknown set.
+        TypeError: ``blocks`` is not a list or tuple of :class:`Block`.
     """
-    if which not in BLOCK_SETS:
-        raise ValueError(f"block set must be one of {BLOCK_SETS}, got {which!r}")
+    if not isinstance(which, str) or which not in BLOCK_SETS:
+        raise ValueError(f"which (the block set) must be one of {BLOCK_SETS}, got {which!r}")
+    _check_block_list(blocks)
     return [b.name for b in blocks] if which == "all" else matrix_blocks(blocks)
 
 

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nets.engine.blocks import resolve_blocks
+
 __all__ = ["ROLES", "SPLITS", "AttentionPart", "attention_parts", "block_roles",
            "parameter_roles", "role_blocks"]
 
@@ -63,6 +65,11 @@ class AttentionPart:
     parts: tuple[str, ...]
     axis: int
     heads: int | None
+
+
+def _check_module(model: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
 
 def _owners(model: nn.Module) -> dict[str, tuple[str, nn.Module, str]]:
@@ -105,6 +112,7 @@ def parameter_roles(model: nn.Module) -> dict[str, str]:
     Returns:
         ``{parameter name: role}`` in ``named_parameters`` order.
     """
+    _check_module(model)
     own = _owners(model)
     return {n: _role(own[n][1], p) for n, p in model.named_parameters()
             if p.requires_grad and n in own}
@@ -127,6 +135,7 @@ def attention_parts(model: nn.Module) -> dict[str, AttentionPart]:
     Returns:
         ``{parameter name: AttentionPart}`` for fused and separate Q/K/V weights and biases.
     """
+    _check_module(model)
     own = _owners(model)
     by_module: dict[str, nn.Module] = dict(model.named_modules())
     out: dict[str, AttentionPart] = {}
@@ -181,15 +190,19 @@ def role_blocks(model: nn.Module, roles: tuple[str, ...] | list[str] | None = No
         ValueError: an unknown role or split, no parameter left, or ``split="heads"`` on an
             attention module whose head count is unknown or does not divide its width.
     """
+    _check_module(model)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     if roles is not None:
-        if isinstance(roles, str):
-            raise TypeError("roles must be a sequence of role names, e.g. ('weight',)")
-        bad = [r for r in roles if r not in ROLES]
+        if not isinstance(roles, list | tuple):
+            raise TypeError(f"roles must be a list or tuple of role names, e.g. ('weight',), "
+                            f"got {type(roles).__name__}")
+        if not roles:
+            raise ValueError(f"roles is empty: name at least one of {', '.join(ROLES)}")
+        bad = [r for r in roles if not isinstance(r, str) or r not in ROLES]
         if bad:
-            raise ValueError(f"unknown role(s) {', '.join(map(repr, bad))}; choose from "
-                             f"{', '.join(ROLES)}")
+            raise ValueError(f"unknown role(s) {', '.join(map(repr, bad))} in roles; choose "
+                             f"from {', '.join(ROLES)}")
     keep = set(ROLES if roles is None else roles)
     params = dict(model.named_parameters())
     attn = attention_parts(model) if split != "params" else {}
@@ -225,7 +238,8 @@ def role_blocks(model: nn.Module, roles: tuple[str, ...] | list[str] | None = No
             else:
                 out[name] = n
     if not out:
-        raise ValueError(f"no trainable parameter has a role in {sorted(keep)}")
+        raise ValueError(f"no trainable parameter of the model has a role in roles "
+                         f"{sorted(keep)}")
     return out
 
 
@@ -239,9 +253,11 @@ def block_roles(model: nn.Module, blocks: dict[str, object] | None = None) -> di
     Returns:
         ``{block name: role}``.
     """
+    _check_module(model)
     roles = parameter_roles(model)
     if blocks is None:
         return dict(roles)
+    resolve_blocks(model, blocks)  # a malformed partition is refused by name there
     out = {}
     for name, spec in blocks.items():
         first = spec[0] if isinstance(spec, list) else spec

@@ -98,6 +98,10 @@ EXTRA = {
                 [v.numpy() for v in VECTORS], [None] * len(VECTORS),
                 [v.float() for v in VECTORS], VECTORS[0]],
     "mode": ["fast", "AUTO"],
+    "which": ["all ", "MATRICES"],
+    "roles": [("nope",), ["q", "q"]],
+    "split": ["heads", "none"],
+
     "max_memory": [0, 2.5],
 }
 
@@ -129,6 +133,16 @@ CASES: dict[str, tuple[Callable, dict]] = {
     "BlockHVP": (_block_hvp, dict(model=MODEL, loss_fn=LOSS, data=DATA, blocks=BLOCKS,
                                   mode="reverse-block", max_memory=None, chunk_size=None)),
     "BlockHVP.__call__": (lambda vectors: OPERATOR(vectors), dict(vectors=VECTORS)),
+    "block_set": (nets.block_set, dict(blocks=BLOCKS, which="matrices")),
+    "matrix_blocks": (nets.matrix_blocks, dict(blocks=BLOCKS)),
+    "exact_blockwise_eigenvalues": (
+        lambda **k: nets.exact_blockwise_eigenvalues(k.pop("model"), k.pop("loss_fn"),
+                                                     k.pop("data"), **k),
+        dict(model=MODEL, loss_fn=LOSS, data=DATA, blocks=None)),
+    "parameter_roles": (nets.parameter_roles, dict(model=MODEL)),
+    "attention_parts": (nets.attention_parts, dict(model=MODEL)),
+    "block_roles": (nets.block_roles, dict(model=MODEL, blocks=None)),
+    "role_blocks": (nets.role_blocks, dict(model=MODEL, roles=None, split="params")),
 }
 
 
