@@ -467,10 +467,11 @@ def train_cached(task: Task, config: TrainConfig, *, pool_size: int,
     data = [(pool.inputs, pool.targets)]
     if heldout is not None:
         data.append((heldout.inputs, heldout.targets))
-    inputs = fingerprint(task.build(config.seed)[0], data)
+    built = task.build(config.seed)  # built once: fingerprinted, then trained on a miss
+    inputs = fingerprint(built[0], data)
 
     def compute() -> dict:
-        return train(task.build, pool.to(dev), config, callback=callback,
+        return train(lambda _seed: built, pool.to(dev), config, callback=callback,
                      heldout=None if heldout is None else heldout.to(dev)).to_dict()
 
     return TrainResult.from_dict(cached("train", settings, compute, directory=cache_dir,

@@ -78,10 +78,19 @@ def test_cache_is_keyed_by_settings_not_label(tmp_path):
                     make_pool=lambda n: Pool(x[:n], y[:n]))
 
     cfg = TrainConfig("sgd", 0.1, 5, 8, eval_every=5)
-    a = train_cached(task("a", 1.0), cfg, pool_size=32, cache_dir=tmp_path)
-    renamed = train_cached(task("renamed", 1.0), cfg, pool_size=32, cache_dir=tmp_path)
-    assert calls == ["a"] and renamed.final_loss == a.final_loss  # same settings: reused
-    other = train_cached(task("a", 3.0), cfg, pool_size=32, cache_dir=tmp_path)
-    assert calls == ["a", "a"] and other.final_loss != a.final_loss  # new settings: computed
+    trained = []  # the callback runs only when a run is computed, not read from the cache
+
+    def run(label, scale):
+        return train_cached(task(label, scale), cfg, pool_size=32, cache_dir=tmp_path,
+                            callback=lambda step, loss: trained.append((label, scale)))
+
+    a = run("a", 1.0)
+    assert calls == ["a"] and set(trained) == {("a", 1.0)}  # one build: fingerprint and train
+    renamed = run("renamed", 1.0)
+    # same settings: reused (the model is built once more, for the fingerprint check only)
+    assert calls == ["a", "renamed"] and set(trained) == {("a", 1.0)}
+    assert renamed.final_loss == a.final_loss
+    other = run("a", 3.0)
+    assert set(trained) == {("a", 1.0), ("a", 3.0)} and other.final_loss != a.final_loss
     with pytest.raises(TypeError, match="Task"):
         train_cached("gpt", cfg, pool_size=32, cache_dir=tmp_path)
