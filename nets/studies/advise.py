@@ -168,12 +168,11 @@ def load_evidence(path: str | Path | None = None) -> dict:
     if not path.exists():
         raise ValueError(f"no evidence file at {path}; create one with `nets table1 "
                          "--write-evidence PATH`")
-    with open(path) as f:
-        try:
-            doc = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not JSON ({e})") from e
-    if "rows" not in doc or "js_settings" not in doc:
+    try:
+        doc = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not JSON ({e})") from e
+    if not isinstance(doc, dict) or "rows" not in doc or "js_settings" not in doc:
         raise ValueError(f"{path}: not an evidence file (needs 'rows' and 'js_settings')")
     return doc
 

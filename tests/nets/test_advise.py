@@ -146,6 +146,11 @@ def test_bad_factories(tmp_path, user_module, capsys, monkeypatch):
     bad.write_text("{}")
     with pytest.raises(ValueError, match="not an evidence file"):
         load_evidence(bad)
+    for content, match in ((b"\xff\xfe\x00garbage", "not JSON"), (b"[1, 2]", "not an evidence"),
+                           (b"3", "not an evidence"), (b"", "not JSON")):
+        bad.write_bytes(content)
+        with pytest.raises(ValueError, match=match):
+            load_evidence(bad)
 
 
 def test_documented_example_runs(monkeypatch):
