@@ -272,6 +272,9 @@ class BlockHVP:
         self._graphs: dict[int, tuple[dict, dict]] = {}
         self._kept_bytes = 0
         self._batched_backward = True
+        #: one block of whole tensors (a full spectrum): nothing to pad, reverse ≡ reverse-block
+        self._unpadded = len(self.blocks) == 1 and all(not pc.index
+                                                       for pc in self.blocks[0].pieces)
         self._shared = False
         self.calls = 0
         self.products = 0
@@ -324,7 +327,7 @@ class BlockHVP:
             return [None for _ in vectors]
         try:
             with _math_attention():
-                if self.chunk_size is None:
+                if not self.graph_bytes:
                     self._plan()
                 local = self._local_products(vectors, rows)
             error = None
@@ -349,37 +352,59 @@ class BlockHVP:
     # -- planning ---------------------------------------------------------------------------
 
     def _plan(self) -> None:
-        """Measure the first batch's graph and size the tangent chunks from the budget."""
+        """Measure the first batch's graph and size the tangent chunks from the budget.
+
+        The graph is measured once, by :class:`nets.engine.memory.SavedBytes`, and then dropped:
+        its saved-tensor hooks would stay in it and run (in Python) at every unpack of every
+        later double backward, about a third more time per product. The graphs the products
+        use are built without hooks; batch ``i``'s size is estimated as the measured size times
+        ``n_i / n_0`` (activations grow with the number of samples).
+        """
         x, y, _ = self.data[0]
-        self._graph(0, x, y)
+        t0 = time.perf_counter()
+        with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
+            self._build(x, y)
+        self._build_seconds = time.perf_counter() - t0
+        self.graph_bytes = max(saved.bytes, 1)
+        if self.chunk_size is not None:  # given by the caller
+            return
         param_bytes = sum(self.params[n].numel() * self.params[n].element_size()
                           for n in self.names)
         per_tangent = max(self.graph_bytes + param_bytes, 1)
-        free = max(self.max_memory - self._kept_bytes, 0)
-        self.chunk_size = max(1, free // per_tangent)
-        if self.mode == "forward":
-            self._drop_graphs()
+        kept = 0
+        if self.mode != "forward":  # the graphs that will be kept (half the budget at most)
+            for i in range(len(self.data)):
+                if kept + self._graph_bytes(i) > self.max_memory // 2:
+                    break
+                kept += self._graph_bytes(i)
+        self.chunk_size = max(1, max(self.max_memory - kept, 0) // per_tangent)
+
+    def _build(self, x: object, y: object) -> tuple[dict, dict]:
+        """Leaves and gradient ``∇ℓ`` of one batch, with the gradient's graph."""
+        leaves = {n: self.params[n].detach().requires_grad_(True) for n in self.names}
+        rest = {n: p for n, p in self.params.items() if n not in leaves}
+        with torch.enable_grad():
+            out = functional_forward(self._model, ({**rest, **leaves}, self._buffers), x)
+            loss = self._loss_fn(out, y)
+            gs = torch.autograd.grad(loss, list(leaves.values()), create_graph=True,
+                                     allow_unused=True)
+        return leaves, dict(zip(leaves, gs, strict=True))
+
+    def _graph_bytes(self, i: int) -> int:
+        """Estimated saved bytes of batch ``i``'s graph (measured on batch 0, per sample)."""
+        n0, ni = self.data[0][2], self.data[i][2]
+        return int(np.ceil(self.graph_bytes * ni / n0)) if n0 > 0 else self.graph_bytes
 
     def _graph(self, i: int, x: object, y: object) -> tuple[dict, dict]:
         """Leaves and gradient ``∇ℓ_i`` (with its graph) of batch ``i``, kept if it fits."""
         kept = self._graphs.get(i)
         if kept is not None:
             return kept
-        t0 = time.perf_counter()
-        leaves = {n: self.params[n].detach().requires_grad_(True) for n in self.names}
-        rest = {n: p for n, p in self.params.items() if n not in leaves}
-        with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
-            out = functional_forward(self._model, ({**rest, **leaves}, self._buffers), x)
-            loss = self._loss_fn(out, y)
-            gs = torch.autograd.grad(loss, list(leaves.values()), create_graph=True,
-                                     allow_unused=True)
-        graph = (leaves, dict(zip(leaves, gs, strict=True)))
-        if i == 0:
-            self._build_seconds = time.perf_counter() - t0
-        self.graph_bytes = max(self.graph_bytes, saved.bytes)
-        if self.mode != "forward" and self._kept_bytes + saved.bytes <= self.max_memory // 2:
+        graph = self._build(x, y)
+        size = self._graph_bytes(i)
+        if self.mode != "forward" and self._kept_bytes + size <= self.max_memory // 2:
             self._graphs[i] = graph
-            self._kept_bytes += saved.bytes
+            self._kept_bytes += size
         return graph
 
     def _drop_graphs(self) -> None:
@@ -432,6 +457,9 @@ class BlockHVP:
                 continue
             if mode != "reverse-block" and results and blocks >= ZERO_PADDED_MAX_BLOCKS:
                 skipped[mode] = f"{blocks} >= {ZERO_PADDED_MAX_BLOCKS} blocks"
+                continue
+            if mode == "reverse" and results and self._unpadded:
+                skipped[mode] = "every block is whole tensors: the same product as reverse-block"
                 continue
             t0 = time.perf_counter()
             try:
@@ -546,6 +574,14 @@ class BlockHVP:
                     outs.append(g[pc.index] if pc.index else g)
                     gos.append(v[:, off:off + pc.size].reshape(m, *pc.shape).to(self.dtype))
                 off += pc.size
+            if outs and m <= self.chunk_size and all(not pc.index for pc in b.pieces):
+                # the common case, whole tensors in one chunk: no zero buffers, no copies
+                hv = self._double_backward(outs, [leaves[n] for n in names], gos)
+                parts = [torch.zeros((m, pc.size), dtype=self.dtype, device=self.device)
+                         if h is None else h.reshape(m, -1) for pc, h in zip(b.pieces, hv,
+                                                                              strict=True)]
+                result.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1))
+                continue
             full = {n: torch.zeros((m, *self.params[n].shape), dtype=self.dtype,
                                    device=self.device) for n in names}
             for s in range(0, m if outs else 0, self.chunk_size):

@@ -120,10 +120,10 @@ def lanczos(
             w = w.double() - a[:, None] * q[i].double()
             if j > 0:
                 w = w - prev_beta[i][:, None] * basis[i][j - 1].double()
-            Q = basis[i][: j + 1]
+            Q = basis[i][: j + 1].double()  # one float64 copy per step, used four times
             for _ in range(2):  # CGS2: full reorthogonalization, twice
-                c = torch.einsum("kmd,md->mk", Q.double(), w)
-                w = w - torch.einsum("mk,kmd->md", c, Q.double())
+                c = torch.einsum("kmd,md->mk", Q, w)
+                w = w - torch.einsum("mk,kmd->md", c, Q)
             b = torch.sqrt((w * w).sum(-1))
             if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
                 raise ValueError(f"matvec: Lanczos coefficients of operator {i} overflowed "
