@@ -20,6 +20,7 @@ from nets.engine.blocks import (
     Block,
     Piece,
     block_set,
+    full_block,
     matrix_blocks,
     resolve_blocks,
     split_parameter,
@@ -60,7 +61,12 @@ from nets.engine.roles import (
     role_blocks,
 )
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
-from nets.engine.spectrum import blockwise_spectrum, full_spectrum, probe_vector
+from nets.engine.spectrum import (
+    blockwise_spectrum,
+    full_spectrum,
+    operator_spectra,
+    probe_vector,
+)
 
 __all__ = [
     "BLOCK_SETS",
@@ -85,6 +91,7 @@ __all__ = [
     "blockwise_spectrum",
     "dense_hessian",
     "exact_blockwise_eigenvalues",
+    "full_block",
     "full_spectrum",
     "gauss_quadrature",
     "init_from_env",
@@ -99,6 +106,7 @@ __all__ = [
     "make_batch_hessian_vector_product",
     "matrix_blocks",
     "numerically_zero_blocks",
+    "operator_spectra",
     "parameter_roles",
     "probe_interval",
     "probe_vector",

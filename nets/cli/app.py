@@ -37,7 +37,7 @@ from labkit.tables import format_table
 from nets.cli.common import add_device_argument, add_model_seed_argument, byte_size, distributed
 from nets.cli.ladder import register as register_ladder
 from nets.cli.training import register  # training studies: gap, table1, advise, ...
-from nets.engine.blocks import resolve_blocks
+from nets.engine.blocks import full_block, resolve_blocks
 from nets.engine.density import AXES, NORMALIZATIONS, DensityRecipe, lambda10
 from nets.engine.distributed import (
     DEFAULT_TIMEOUT_S,
@@ -47,12 +47,12 @@ from nets.engine.distributed import (
     launched_by_torchrun,
     local_device,
 )
-from nets.engine.hvp import MODES
+from nets.engine.hvp import MODES, BlockHVP
 from nets.engine.js import js0_bootstrap, js0_sensitivity, js_matrix, numerically_zero_blocks
 from nets.engine.results import check_out_path, fingerprint, resume_spectra
 from nets.engine.roles import ROLES, SPLITS
 from nets.engine.slq import BlockSpectrum
-from nets.engine.spectrum import blockwise_spectrum, full_spectrum
+from nets.engine.spectrum import operator_spectra
 from nets.zoo.factory import is_factory, model_blocks, resolve_model
 from nets.zoo.models import MODELS
 
@@ -101,25 +101,24 @@ def compute(args: argparse.Namespace) -> tuple[dict, dict[str, BlockSpectrum], P
     fp = fingerprint(model, data)
     data = comm.shard(data)
     blocks = model_blocks(args.model, model, args.blocks, args.roles) if args.blocks else None
-    names = [b.name for b in resolve_blocks(model, blocks)] if args.blocks else ["full"]
+    block_list = resolve_blocks(model, blocks) if args.blocks else [full_block(model)]
+    names = [b.name for b in block_list]
     bar = Progress(args.probes * args.steps, f"{args.model} {settings['blocks']}",
                    enabled=None if not args.quiet and comm.rank == 0 else False)
-    state: dict = {"mode": args.hvp_mode, "info": {}}
+    state: dict = {"mode": args.hvp_mode, "info": {}, "op": None}
 
     def probe(p: int) -> dict[str, BlockSpectrum]:
         def cb(step: int, steps: int) -> None:
             bar.advance(f"probe {p + 1}/{args.probes}")
 
+        if state["op"] is None:  # one operator per run: data checks, graphs, calibration once
+            state["op"] = BlockHVP(model, loss_fn, data, block_list, mode=state["mode"],
+                                   max_memory=args.max_memory, chunk_size=args.chunk_size,
+                                   comm=comm, compile=args.compile)
         info: dict = {}
-        kw = dict(lanczos_steps=args.steps, probes=args.probes, seed=args.seed,
-                  probe_indices=[p], chunk_size=args.chunk_size, callback=cb, comm=comm,
-                  mode=state["mode"], max_memory=args.max_memory, info=info)
-        if args.blocks:
-            new = blockwise_spectrum(model, loss_fn, data, blocks=blocks, **kw)
-        else:
-            new = {"full": full_spectrum(model, loss_fn, data, **kw)}
+        new = operator_spectra(state["op"], lanczos_steps=args.steps, probes=args.probes,
+                               seed=args.seed, probe_indices=[p], callback=cb, info=info)
         state["info"] = info
-        state["mode"] = info["hvp_mode"]  # later probes use the calibrated mode
         return new
 
     def go_on_with(stored: dict) -> None:
@@ -260,6 +259,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--hvp-mode", default="auto", choices=MODES,
                         help="Hessian-vector product: auto (fastest on the first batch, "
                              "default), forward, reverse or reverse-block; same numbers")
+    common.add_argument("--compile", action="store_true",
+                        help="compile the forward-over-reverse product with torch.compile "
+                             "(forward mode only; minutes of compilation, for long runs)")
     common.add_argument("--max-memory", type=byte_size, default=None, metavar="BYTES",
                         help="memory budget for kept gradient graphs and stacked tangents, "
                              "e.g. 2G or 500M (default: half the available memory)")
@@ -316,6 +318,9 @@ def _check(args: argparse.Namespace) -> None:
         except re.error as e:
             raise ValueError(f"--exclude {args.exclude!r} is not a regular expression ({e})"
                              ) from e
+    if getattr(args, "compile", False) and args.hvp_mode not in ("auto", "forward"):
+        raise ValueError(f"--compile compiles the forward-over-reverse product only; it cannot "
+                         f"run with --hvp-mode {args.hvp_mode} (use forward or auto)")
     if hasattr(args, "device"):
         args.torch_device = local_device(args.device)
     if getattr(args, "out", None) is not None:

@@ -26,8 +26,8 @@ import torch
 
 from nets.engine.checks import check_int
 
-__all__ = ["BLOCK_SETS", "Block", "Piece", "block_set", "default_blocks", "matrix_blocks",
-           "resolve_blocks", "split_parameter"]
+__all__ = ["BLOCK_SETS", "Block", "Piece", "block_set", "default_blocks", "full_block",
+           "matrix_blocks", "resolve_blocks", "split_parameter"]
 
 #: The block sets JS0 is reported on: every block, or the weight matrices only.
 BLOCK_SETS = ("all", "matrices")
@@ -126,17 +126,35 @@ def _piece(spec: object, params: Mapping[str, torch.Tensor], block: str) -> Piec
     return Piece(name, index, shape)
 
 
+def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters that require a gradient, by name; refuses a model without any."""
+    _check_model(model)
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValueError("the model has no trainable parameters: there is no Hessian to study")
+    return params
+
+
 def default_blocks(model: torch.nn.Module) -> list[Block]:
     """One block per named parameter tensor that requires a gradient.
 
     Args:
         model: The model.
     """
-    _check_model(model)
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if not params:
-        raise ValueError("the model has no trainable parameters: there is no Hessian to study")
-    return [Block(n, (Piece(n, (), tuple(p.shape)),)) for n, p in params.items()]
+    return [Block(n, (Piece(n, (), tuple(p.shape)),)) for n, p in _trainable(model).items()]
+
+
+def full_block(model: torch.nn.Module) -> Block:
+    """The block ``"full"`` of every trainable parameter: its Hessian block is ``∇²L`` itself.
+
+    Args:
+        model: The model.
+
+    Raises:
+        ValueError: the model has no trainable parameters.
+    """
+    return Block("full", tuple(Piece(n, (), tuple(p.shape))
+                               for n, p in _trainable(model).items()))
 
 
 def resolve_blocks(model: torch.nn.Module, blocks: Mapping[str, object] | None) -> list[Block]:
@@ -154,10 +172,7 @@ def resolve_blocks(model: torch.nn.Module, blocks: Mapping[str, object] | None) 
     """
     if blocks is None:
         return default_blocks(model)
-    _check_model(model)
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if not params:
-        raise ValueError("the model has no trainable parameters: there is no Hessian to study")
+    params = _trainable(model)
     if not isinstance(blocks, Mapping):
         raise TypeError(f"blocks must be a mapping {{name: spec}} or None, got "
                         f"{type(blocks).__name__}")

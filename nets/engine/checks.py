@@ -24,6 +24,7 @@ __all__ = [
     "check_iterable",
     "check_model",
     "check_positive",
+    "check_problem",
     "check_spectra",
     "check_spectrum",
 ]
@@ -149,6 +150,23 @@ def check_iterable(name: str, value: Any) -> Any:
         raise TypeError(f"{name} must be an iterable of (inputs, targets) batches, got "
                         f"{type(value).__name__}")
     return value
+
+
+def check_problem(model: Any, loss_fn: Any, data: Any) -> None:
+    """Refuse a model that is not a module, a loss that is not callable, or data that is not an
+    iterable of batches (the three arguments of every Hessian entry point).
+
+    Args:
+        model: What was given as the model.
+        loss_fn: What was given as the loss function.
+        data: What was given as the data.
+
+    Raises:
+        TypeError: one of the three is of the wrong kind (the message names it).
+    """
+    check_model(model)
+    check_callable("loss_fn", loss_fn)
+    check_iterable("data", data)
 
 
 def check_spectrum(name: str, spec: Any) -> BlockSpectrum:

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import torch
 
-from nets.engine.blocks import Block, Piece, resolve_blocks
-from nets.engine.checks import check_callable, check_iterable, check_model
+from nets.engine.blocks import Block, full_block, resolve_blocks
+from nets.engine.checks import check_problem
 from nets.engine.hvp import BlockHVP, LossFn
 
 __all__ = ["dense_hessian", "exact_blockwise_eigenvalues"]
@@ -49,13 +49,8 @@ def dense_hessian(model: torch.nn.Module, loss_fn: LossFn, data: Iterable) -> np
         loss_fn: ``loss_fn(outputs, targets)``, a mean over samples.
         data: Batches (the loss is their sample-weighted mean).
     """
-    check_model(model)
-    check_callable("loss_fn", loss_fn)
-    check_iterable("data", data)
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters: there is no Hessian to study")
-    block = Block("full", tuple(Piece(n, (), tuple(p.shape)) for n, p in params))
+    check_problem(model, loss_fn, data)
+    block = full_block(model)
     op = BlockHVP(model, loss_fn, data, [block])
     return _dense(op, block)
 
@@ -74,9 +69,7 @@ def exact_blockwise_eigenvalues(model: torch.nn.Module, loss_fn: LossFn, data: I
     Returns:
         ``{block name: eigenvalues}`` (float64, ascending).
     """
-    check_model(model)
-    check_callable("loss_fn", loss_fn)
-    check_iterable("data", data)
+    check_problem(model, loss_fn, data)
     bl = resolve_blocks(model, blocks)
     op = BlockHVP(model, loss_fn, data, bl)  # data checked and product mode chosen once
     return {b.name: np.linalg.eigvalsh(_dense(op, b, i)) for i, b in enumerate(bl)}

@@ -83,6 +83,22 @@ def check_hvp_options(mode: object, max_memory: object, chunk_size: object) -> N
             raise ValueError(f"{label} must be a positive integer or None, got {v}")
 
 
+def _check_compile(compile: object, mode: str) -> str:
+    """The product mode to run with ``compile`` (validated)."""
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile must be True or False, got {type(compile).__name__}")
+    if not compile:
+        return mode
+    if mode not in ("auto", "forward"):
+        raise ValueError(f"compile=True compiles the forward-over-reverse product only "
+                         f"(torch.compile has no double backward); got mode={mode!r}: pass "
+                         "mode='forward' or 'auto', or compile=False")
+    if not torch._dynamo.is_dynamo_supported():
+        raise RuntimeError("compile=True: torch.compile is not supported on this platform or "
+                           "Python version; pass compile=False")
+    return "forward"
+
+
 def _math_attention():
     """Attention on the math kernel: the fused ones lack forward AD and double backward."""
     return sdpa_kernel([SDPBackend.MATH])
@@ -233,17 +249,26 @@ class BlockHVP:
             (``data`` is then this rank's shard; the model must be the same on every rank,
             which is checked; after the first call every rank uses rank 0's calibrated mode);
             default: one process.
+        compile: Compile the forward-over-reverse product with ``torch.compile`` (Inductor).
+            Only that mode compiles (``torch.compile`` has no double backward), so ``mode``
+            must be ``"auto"`` (then ``"forward"``, uncalibrated: calibrating would pay the
+            compilation in the timed call) or ``"forward"``. Compiling costs minutes of CPU
+            time on a transformer, which only a long run earns back (measured by
+            ``benchmarks/bench_peers.py --compile``); the products equal the uncompiled ones
+            to round-off (tested).
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
                  blocks: Sequence[Block], *, mode: str = "auto", max_memory: int | None = None,
-                 chunk_size: int | None = None, comm: Communicator | None = None) -> None:
+                 chunk_size: int | None = None, comm: Communicator | None = None,
+                 compile: bool = False) -> None:
         check_hvp_options(mode, max_memory, chunk_size)
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got "
                             f"{type(loss_fn).__name__}")
+        requested, mode = mode, _check_compile(compile, mode)
         params = dict(model.named_parameters())
         if not params:
             raise ValueError("the model has no parameters: there is no Hessian to study")
@@ -262,7 +287,10 @@ class BlockHVP:
         self._loss_fn = loss_fn
         self._buffers = dict(model.named_buffers())
         self._hvp = _forward_over_reverse(model, loss_fn)
-        self.requested_mode = mode
+        self.compiled = bool(compile)
+        if compile:
+            self._hvp = torch.compile(self._hvp)
+        self.requested_mode = requested
         self.mode: str | None = None if mode == "auto" else mode
         self.max_memory = default_budget(self.device) if max_memory is None else int(max_memory)
         self.chunk_size = chunk_size
@@ -284,6 +312,7 @@ class BlockHVP:
         """What ran and what it cost: mode, calibration timings, chunking, memory, counts."""
         peak, kind = peak_bytes(self.device)
         return {"hvp_mode": self.mode, "requested_mode": self.requested_mode,
+                "compiled": self.compiled,
                 "calibration": self.calibration, "chunk_size": self.chunk_size,
                 "max_memory": self.max_memory, "graph_bytes": self.graph_bytes,
                 "graphs_kept": len(self._graphs), "batches": len(self.data),

@@ -3,7 +3,9 @@
 ``blockwise_spectrum`` runs Lanczos on every diagonal block ``[∇²L]_ll`` at once: at each step,
 one call of :class:`nets.engine.hvp.BlockHVP` evaluates the products of all blocks and all
 probes, in the product mode that is fastest on this model (measured on the first batch).
-``full_spectrum`` is the same with a single block holding every parameter.
+``full_spectrum`` is the same with a single block holding every parameter
+(:func:`nets.engine.blocks.full_block`). :func:`operator_spectra` runs on an operator built once
+and reused, e.g. probe by probe (data checked, graphs kept and product mode calibrated once).
 
 Probes: probe ``p`` of block ``name`` is a standard Gaussian vector drawn in float64 from
 ``numpy.random.default_rng([seed, p, crc32(name)])``, so a probe does not depend on the device,
@@ -25,20 +27,21 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from labkit.progress import Progress
 from nets.engine.adapters import LossFn
-from nets.engine.blocks import Block, Piece, resolve_blocks
-from nets.engine.checks import check_callable, check_int, check_iterable, check_model
+from nets.engine.blocks import full_block, resolve_blocks
+from nets.engine.checks import check_int, check_problem
 from nets.engine.distributed import Communicator
-from nets.engine.hvp import BlockHVP, check_hvp_options
+from nets.engine.hvp import BlockHVP
 from nets.engine.lanczos import lanczos
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
 
-__all__ = ["blockwise_spectrum", "full_spectrum", "probe_vector"]
+__all__ = ["blockwise_spectrum", "full_spectrum", "operator_spectra", "probe_vector"]
 
 
 #: Most Lanczos steps or probes a run may ask for (each costs at least one HVP).
@@ -76,19 +79,12 @@ def _lanczos_dtype(model_dtype: torch.dtype) -> torch.dtype:
     return model_dtype
 
 
-def _check_counts(lanczos_steps: int, probes: int, seed: int) -> None:
+def _check_run(lanczos_steps: object, probes: object, seed: object, probe_indices: object,
+               info: object) -> list[int]:
+    """Check the Lanczos options; the probe numbers to compute."""
     check_int("lanczos_steps", lanczos_steps, minimum=1, maximum=MAX_COUNT)
-    check_int("probes", probes, minimum=1, maximum=MAX_COUNT)
+    probes = check_int("probes", probes, minimum=1, maximum=MAX_COUNT)
     check_int("seed", seed, minimum=0)
-
-
-def _run(model, loss_fn, data, blocks: list[Block], *, lanczos_steps: int, probes: int,
-         seed: int, probe_indices: Sequence[int] | None, chunk_size: int | None,
-         callback: Callable[[int, int], None] | None, comm: Communicator | None,
-         mode: str, max_memory: int | None, progress: bool | None,
-         info: dict | None) -> dict[str, BlockSpectrum]:
-    _check_counts(lanczos_steps, probes, seed)
-    check_hvp_options(mode, max_memory, chunk_size)
     if info is not None and not isinstance(info, dict):
         raise TypeError(f"info must be a dict to fill (or None), got {type(info).__name__}")
     if probe_indices is not None and (isinstance(probe_indices, str | bytes | Mapping)
@@ -101,9 +97,48 @@ def _run(model, loss_fn, data, blocks: list[Block], *, lanczos_steps: int, probe
         raise ValueError("probe_indices is empty")
     if any(i < 0 or i >= probes for i in ids) or len(set(ids)) != len(ids):
         raise ValueError(f"probe_indices must be distinct integers in [0, {probes})")
+    return ids
+
+
+def operator_spectra(
+    op: BlockHVP,
+    *,
+    lanczos_steps: int = 30,
+    probes: int = 10,
+    seed: int = 0,
+    probe_indices: Sequence[int] | None = None,
+    callback: Callable[[int, int], None] | None = None,
+    progress: bool | None = False,
+    info: dict | None = None,
+) -> dict[str, BlockSpectrum]:
+    """SLQ spectra of the diagonal Hessian blocks of an operator built once and reused.
+
+    Each call runs Lanczos (all blocks and probes in lockstep) on ``op``; the operator keeps
+    what it has paid for across calls: checked data, kept gradient graphs, the calibrated
+    product mode. The command line builds one per run and calls this once per probe.
+
+    Args:
+        op: The Hessian operator of the model, loss, data and blocks
+            (:class:`nets.engine.hvp.BlockHVP`).
+        lanczos_steps: Lanczos steps ``k`` (capped at each block's dimension; a run also stops
+            early at an invariant subspace).
+        probes: Number of probe vectors ``P``.
+        seed: Seed of the probes (see :func:`probe_vector`).
+        probe_indices: Compute only these probes (default ``range(probes)``), e.g. to resume.
+        callback: ``callback(step, steps)`` after every Lanczos step (progress reporting).
+        progress: Show a progress bar (``labkit.progress``) over the Lanczos steps.
+        info: A dict to fill with what ran (see :func:`blockwise_spectrum`); counts are the
+            operator's totals over all calls, ``seconds`` is this call's.
+
+    Returns:
+        ``{block name: BlockSpectrum}`` with ``nodes``/``weights`` of shape
+        ``(len(probe_indices), lanczos_steps)``.
+    """
+    if not isinstance(op, BlockHVP):
+        raise TypeError(f"op must be a nets.BlockHVP, got {type(op).__name__}")
+    ids = _check_run(lanczos_steps, probes, seed, probe_indices, info)
+    blocks = op.blocks
     t0 = time.perf_counter()
-    op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=max_memory,
-                  chunk_size=chunk_size, comm=comm)
     vec_dtype = _lanczos_dtype(op.dtype)
     starts = [torch.as_tensor(np.stack([probe_vector(seed, p, b.name, b.dim) for p in ids]),
                               dtype=vec_dtype, device=op.device) for b in blocks]
@@ -134,7 +169,7 @@ def blockwise_spectrum(
     loss_fn: LossFn,
     data: Iterable,
     *,
-    blocks: Mapping[str, object] | None = None,
+    blocks: Mapping[str, object] | str | None = None,
     lanczos_steps: int = 30,
     probes: int = 10,
     seed: int = 0,
@@ -144,6 +179,7 @@ def blockwise_spectrum(
     comm: Communicator | None = None,
     mode: str = "auto",
     max_memory: int | None = None,
+    compile: bool = False,
     progress: bool | None = False,
     info: dict | None = None,
 ) -> dict[str, BlockSpectrum]:
@@ -155,8 +191,10 @@ def blockwise_spectrum(
         loss_fn: ``loss_fn(model(inputs), targets)`` is the scalar mean loss of a batch.
         data: Re-iterable of ``(inputs, targets)``; ``L`` is the mean loss over all samples
             (batches weighted by their size).
-        blocks: ``None`` (one block per parameter tensor) or a partition ``{name: spec}``, see
-            :mod:`nets.engine.blocks` (fused QKV can be split with :func:`nets.split_parameter`).
+        blocks: ``None`` (one block per parameter tensor), ``"full"`` (one block ``"full"`` of
+            every trainable parameter: the full Hessian, as :func:`full_spectrum`) or a
+            partition ``{name: spec}``, see :mod:`nets.engine.blocks` (fused QKV can be split
+            with :func:`nets.split_parameter`).
         lanczos_steps: Lanczos steps ``k`` (capped at each block's dimension; a run also stops
             early at an invariant subspace).
         probes: Number of probe vectors ``P``.
@@ -171,6 +209,8 @@ def blockwise_spectrum(
             :class:`nets.engine.hvp.BlockHVP`. All give the same numbers to round-off.
         max_memory: Memory budget in bytes for kept gradient graphs and stacked tangents
             (default: half the memory available now).
+        compile: Compile the forward-over-reverse product with ``torch.compile`` (see
+            :class:`nets.engine.hvp.BlockHVP`; pays only on long runs).
         progress: Show a progress bar (``labkit.progress``) over the Lanczos steps.
         info: A dict to fill with what ran: the mode chosen and its calibration timings,
             chunk size, graph size, peak memory (``peak_memory_bytes``, ``peak_memory_kind``),
@@ -180,60 +220,35 @@ def blockwise_spectrum(
         ``{block name: BlockSpectrum}`` with ``nodes``/``weights`` of shape
         ``(len(probe_indices), lanczos_steps)``.
     """
-    check_model(model)
-    check_callable("loss_fn", loss_fn)
-    check_iterable("data", data)
-    return _run(model, loss_fn, data, resolve_blocks(model, blocks),
-                lanczos_steps=lanczos_steps, probes=probes, seed=seed,
-                probe_indices=probe_indices, chunk_size=chunk_size, callback=callback,
-                comm=comm, mode=mode, max_memory=max_memory, progress=progress, info=info)
+    check_problem(model, loss_fn, data)
+    if isinstance(blocks, str) and blocks != "full":
+        raise ValueError(f"blocks must be None, 'full' or a mapping {{name: spec}}, got "
+                         f"{blocks!r}")
+    bl = [full_block(model)] if isinstance(blocks, str) else resolve_blocks(model, blocks)
+    _check_run(lanczos_steps, probes, seed, probe_indices, info)  # before any model evaluation
+    op = BlockHVP(model, loss_fn, data, bl, mode=mode, max_memory=max_memory,
+                  chunk_size=chunk_size, comm=comm, compile=compile)
+    return operator_spectra(op, lanczos_steps=lanczos_steps, probes=probes, seed=seed,
+                            probe_indices=probe_indices, callback=callback, progress=progress,
+                            info=info)
 
 
-def full_spectrum(
-    model: torch.nn.Module,
-    loss_fn: LossFn,
-    data: Iterable,
-    *,
-    lanczos_steps: int = 30,
-    probes: int = 10,
-    seed: int = 0,
-    probe_indices: Sequence[int] | None = None,
-    chunk_size: int | None = None,
-    callback: Callable[[int, int], None] | None = None,
-    comm: Communicator | None = None,
-    mode: str = "auto",
-    max_memory: int | None = None,
-    progress: bool | None = False,
-    info: dict | None = None,
-) -> BlockSpectrum:
-    """SLQ spectrum of the full Hessian ``∇²L(w)`` (one block named ``"full"``).
-
-    Arguments as in :func:`blockwise_spectrum`.
+def full_spectrum(model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
+                  **options: Any) -> BlockSpectrum:
+    """SLQ spectrum of the full Hessian ``∇²L(w)``: :func:`blockwise_spectrum` with
+    ``blocks="full"`` (one block named ``"full"`` of every trainable parameter).
 
     Args:
         model: Network at the point ``w`` (deterministic: eval mode for dropout/batch norm).
         loss_fn: ``loss_fn(model(inputs), targets)`` is the scalar mean loss of a batch.
         data: Re-iterable of ``(inputs, targets)`` (batches weighted by their size).
-        lanczos_steps: Lanczos steps ``k``.
-        probes: Number of probe vectors ``P``.
-        seed: Seed of the probes (see :func:`probe_vector`).
-        probe_indices: Compute only these probes (default ``range(probes)``).
-        chunk_size: Tangents per ``vmap``/batched backward (``None``: from ``max_memory``).
-        callback: ``callback(step, steps)`` after every Lanczos step.
-        comm: Communicator to run data parallel (default: one process).
-        mode: Hessian-vector product mode (see :func:`blockwise_spectrum`).
-        max_memory: Memory budget in bytes (default: half the memory available now).
-        progress: Show a progress bar over the Lanczos steps.
-        info: A dict to fill with what ran (see :func:`blockwise_spectrum`).
+        **options: The keywords of :func:`blockwise_spectrum` other than ``blocks``
+            (``lanczos_steps``, ``probes``, ``seed``, ``mode``, ``max_memory``, ...).
+
+    Raises:
+        TypeError: ``blocks=`` given, or a keyword :func:`blockwise_spectrum` does not take.
     """
-    check_model(model)
-    check_callable("loss_fn", loss_fn)
-    check_iterable("data", data)
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters: there is no Hessian to study")
-    block = Block("full", tuple(Piece(n, (), tuple(p.shape)) for n, p in params))
-    return _run(model, loss_fn, data, [block], lanczos_steps=lanczos_steps, probes=probes,
-                seed=seed, probe_indices=probe_indices, chunk_size=chunk_size,
-                callback=callback, comm=comm, mode=mode, max_memory=max_memory,
-                progress=progress, info=info)["full"]
+    if "blocks" in options:
+        raise TypeError("full_spectrum takes no blocks= (its one block is every parameter); "
+                        "use blockwise_spectrum(..., blocks=...) for blocks")
+    return blockwise_spectrum(model, loss_fn, data, blocks="full", **options)["full"]

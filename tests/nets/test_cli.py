@@ -79,7 +79,7 @@ def test_js0_json_and_sensitivity(blockwise_file, tmp_path, capsys):
 
 def test_resume_after_interruption(blockwise_file, tmp_path, monkeypatch, capsys):
     ref = blockwise_file
-    real = cli.blockwise_spectrum
+    real = cli.operator_spectra
     calls = []
 
     def interrupted(*a, **k):
@@ -88,7 +88,7 @@ def test_resume_after_interruption(blockwise_file, tmp_path, monkeypatch, capsys
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(cli, "blockwise_spectrum", interrupted)
+    monkeypatch.setattr(cli, "operator_spectra", interrupted)
     out = tmp_path / "run.json"
     assert cli.main(["spectrum", *FAST, "--blocks", "--out", str(out)]) == 130
     assert "resume" in capsys.readouterr().err
@@ -96,7 +96,7 @@ def test_resume_after_interruption(blockwise_file, tmp_path, monkeypatch, capsys
     assert all(list(s.probe_ids) == [0] for s in partial.values())
     assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporary file
     calls.clear()
-    monkeypatch.setattr(cli, "blockwise_spectrum", lambda *a, **k: (calls.append(
+    monkeypatch.setattr(cli, "operator_spectra", lambda *a, **k: (calls.append(
         k["probe_indices"]), real(*a, **k))[1])
     assert cli.main(["spectrum", *FAST, "--blocks", "--out", str(out)]) == 0
     assert calls == [[1], [2]]  # only the missing probes were computed

@@ -227,29 +227,84 @@ def test_cli_hvp_mode_memory_budget_and_peak_memory_in_json_and_file(tmp_path, c
         cli.main([*argv[:-2], "--hvp-mode", "fast"])
 
 
-def test_cli_auto_mode_is_pinned_across_probes_and_resumption(tmp_path, monkeypatch):
-    """Auto calibrates once; later probes and a resumed run use the stored mode."""
+def test_cli_builds_one_operator_per_run_and_pins_the_mode(tmp_path, monkeypatch):
+    """One operator per run (data checked, graphs kept, calibrated once) for all its probes;
+    a resumed run builds its operator with the stored probes' mode."""
     import nets.cli.app as cli
     from nets.engine.results import load_metadata
 
-    real = cli.blockwise_spectrum
-    modes: list[str] = []
+    built: list[str] = []
+    calls: list[int] = []
 
-    def interrupted(*a, **k):
-        modes.append(k["mode"])
-        if len(modes) == 3:
+    class Counting(BlockHVP):
+        def __init__(self, *a, **k):
+            built.append(k["mode"])
+            super().__init__(*a, **k)
+
+    real = cli.operator_spectra
+
+    def interrupted(op, **k):
+        calls.append(id(op))
+        if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(*a, **k)
+        return real(op, **k)
 
-    monkeypatch.setattr(cli, "blockwise_spectrum", interrupted)
+    monkeypatch.setattr(cli, "BlockHVP", Counting)
+    monkeypatch.setattr(cli, "operator_spectra", interrupted)
     out = tmp_path / "r.json"
     argv = ["spectrum", "--model", "mlp", "--steps", "3", "--probes", "4", "--quiet",
             "--device", "cpu", "--blocks", "--out", str(out)]
     assert cli.main(argv) == 130
     chosen = load_metadata(out)["hvp_mode"]
-    assert chosen in PRODUCT_MODES and modes == ["auto", chosen, chosen]
-    modes.clear()
-    monkeypatch.setattr(cli, "blockwise_spectrum", lambda *a, **k: (modes.append(k["mode"]),
-                                                                    real(*a, **k))[1])
+    assert chosen in PRODUCT_MODES and built == ["auto"] and len(set(calls)) == 1
+    built.clear()
+    calls.clear()
+    monkeypatch.setattr(cli, "operator_spectra", real)
     assert cli.main(argv) == 0
-    assert modes == [chosen, chosen]
+    assert built == [chosen]
+    assert load_metadata(out)["hvp_mode"] == chosen
+
+
+def test_cli_compile_refuses_a_double_backward_mode(capsys):
+    import nets.cli.app as cli
+
+    assert cli.main(["spectrum", "--model", "mlp", "--steps", "2", "--probes", "1", "--quiet",
+                     "--compile", "--hvp-mode", "reverse"]) == 2
+    assert "--compile compiles the forward-over-reverse product only" in capsys.readouterr().err
+
+
+def test_compile_option_checks():
+    model = torch.nn.Linear(2, 1)
+    data = [(torch.ones(3, 2), torch.zeros(3, 1))]
+    loss = torch.nn.functional.mse_loss
+    blocks = resolve_blocks(model, None)
+    with pytest.raises(ValueError, match="compiles the forward-over-reverse product only"):
+        BlockHVP(model, loss, data, blocks, mode="reverse", compile=True)
+    with pytest.raises(TypeError, match="compile must be True or False"):
+        BlockHVP(model, loss, data, blocks, compile="yes")
+    assert BlockHVP(model, loss, data, blocks, compile=True).mode == "forward"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch._dynamo.is_dynamo_supported(), reason="no torch.compile here")
+def test_compiled_products_equal_uncompiled(sdpa_problem):
+    """torch.compile'd forward-over-reverse products equal the eager ones to round-off, and the
+    spectrum equals the dense reference's (LayerNorm + SDPA model)."""
+    model, loss_fn, data = sdpa_problem
+    blocks = resolve_blocks(model, None)
+    vecs = [torch.randn(3, b.dim, generator=torch.Generator().manual_seed(i),
+                        dtype=torch.float64) for i, b in enumerate(blocks)]
+    eager = BlockHVP(model, loss_fn, data, blocks, mode="forward")(vecs)
+    op = BlockHVP(model, loss_fn, data, blocks, compile=True)
+    compiled = op(vecs)
+    assert op.info()["compiled"] and op.info()["hvp_mode"] == "forward"
+    for a, b in zip(eager, compiled, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12 * float(a.abs().max()))
+    exact = nets.exact_blockwise_eigenvalues(model, loss_fn, data)
+    spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=64, probes=1,
+                                      compile=True)
+    top = max(float(np.abs(e).max()) for e in exact.values())  # the Hessian's scale
+    for name, s in spectra.items():
+        lo, hi = s.extreme_eigenvalues()
+        assert abs(hi - exact[name].max()) <= 1e-8 * top, name
+        assert abs(lo - exact[name].min()) <= 1e-8 * top, name
