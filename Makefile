@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum clean gpu-check ladder
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full clean gpu-check ladder
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -57,7 +57,15 @@ PEERS := curvlinops-for-pytorch==3.0.1 hessian-eigenthings==1.0.0a5
 bench-spectrum: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)
-	$(PY) benchmarks/bench_peers.py --quick --out benchmarks/results/peers-quick.md
+	$(PY) benchmarks/bench_peers.py --grid quick --out benchmarks/results/peers-quick.md
+
+# The issue's whole grid (3 models, full/blockwise, 1/3/10 probes, 10/30 steps, 1/2 threads):
+# hours; run it on a quiet machine (the report records the load per row). Add --compile for the
+# compiled forward product (minutes of compilation per full-spectrum cell).
+bench-spectrum-full: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q --no-deps $(PEERS)
+	$(PY) benchmarks/bench_peers.py --grid full --out benchmarks/results/peers-full.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache site

@@ -23,9 +23,16 @@ Methods:
 Models: the zoo GPT, and a Hugging Face ``GPT2LMHeadModel`` built from a small config at two
 sizes (random weights; no download), next-token cross-entropy.
 
-Run:  python benchmarks/bench_peers.py [--quick] [--out benchmarks/results/peers.md]
-(--quick: zoo GPT and the smaller GPT-2; full with 1 and 3 probes, blockwise with 1; 10 steps;
-one thread.)
+Optional: ``--compile`` adds a ``nets+compile`` row to every full-spectrum cell:
+``nets.full_spectrum(..., compile=True)`` (forward-over-reverse product compiled by
+``torch.compile``; the compilation is part of its time, as it would be for a user).
+
+Every row records the 1-minute load average (``os.getloadavg``) when its process started.
+
+Run:  python benchmarks/bench_peers.py --grid quick|full [--compile] [--out FILE]
+(quick, ``make bench-spectrum``: zoo GPT and the smaller GPT-2; full with 1 and 3 probes,
+blockwise with 1; 10 steps; one thread. full, ``make bench-spectrum-full``: the three models,
+full and blockwise with 1, 3 and 10 probes, 10 and 30 steps, 1 and 2 threads.)
 """
 
 from __future__ import annotations
@@ -157,6 +164,8 @@ def _authors_density(eigenvalues, weights, num_bins=50_000, sigma_squared=1e-5, 
 # -- one cell, one method (runs in a subprocess) --------------------------------------------------
 
 def run_cell(cell: dict) -> dict:
+    """Run one method on one cell (in this process); its measurements."""
+    load = os.getloadavg()[0]
     torch.set_num_threads(cell["threads"])
     model, loss_fn, data = load(cell["model"])
     names = [n for n, _ in model.named_parameters()]
@@ -167,11 +176,12 @@ def run_cell(cell: dict) -> dict:
         rss0 = _rss_now()
         extra: dict = {}
         t0 = time.perf_counter()
-        if method == "nets":
+        if method in ("nets", "nets+compile"):
             info: dict = {}
             if kind == "full":
                 s = nets.full_spectrum(model, loss_fn, data, lanczos_steps=steps,
-                                       probes=probes, info=info)
+                                       probes=probes, info=info,
+                                       compile=method == "nets+compile")
                 nets.spectral_density(s.nodes, s.weights, np.linspace(
                     s.nodes.min(), s.nodes.max(), 2000), 1e-3 * np.ptp(s.nodes) + 1e-12)
             else:
@@ -210,7 +220,8 @@ def run_cell(cell: dict) -> dict:
     blocks = 1 if kind == "full" else len(names)
     hvps = probes * (steps if kind == "full" else sum(min(steps, dims[n]) for n in names))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {**cell, "seconds": seconds, "hvps": hvps, "blocks": blocks, "grad_s": t_grad,
+    return {**cell, "load": load, "seconds": seconds, "hvps": hvps, "blocks": blocks,
+            "grad_s": t_grad,
             "peak_bytes": peak, "peak_extra_bytes": max(peak - rss0, 0),
             "params": sum(dims.values()), **extra}
 
@@ -222,11 +233,15 @@ def _rss_now() -> int:
 
 # -- the grid and the report -----------------------------------------------------------------------
 
+GRIDS = {"quick": dict(models=["gpt", "gpt2-s"], probes=[1, 3], steps=[10], threads=[1]),
+         "full": dict(models=["gpt", "gpt2-s", "gpt2-m"], probes=[1, 3, 10], steps=[10, 30],
+                      threads=[1, 2])}
+
+
 def grid(quick: bool) -> list[dict]:
-    models = ["gpt", "gpt2-s"] if quick else ["gpt", "gpt2-s", "gpt2-m"]
-    probes = [1, 3] if quick else [1, 3, 10]
-    steps = [10] if quick else [10, 30]
-    threads = [1] if quick else [1, 2]
+    """The cells of the quick or the full grid."""
+    g = GRIDS["quick" if quick else "full"]
+    models, probes, steps, threads = g["models"], g["probes"], g["steps"], g["threads"]
     cells = []
     for m in models:
         for kind in ("full", "blocks"):
@@ -276,7 +291,11 @@ def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a small grid (this machine, under load)")
+    ap.add_argument("--grid", choices=sorted(GRIDS), default="quick",
+                    help="quick: a small grid (minutes); full: the issue's whole grid (hours)")
+    ap.add_argument("--quick", action="store_true", help="same as --grid quick")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time nets with compile=True on the full-spectrum cells")
     ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
     ap.add_argument("--note", default="", help="a line on the conditions (load, machine)")
     ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
@@ -284,23 +303,31 @@ def main() -> None:
     if args.cell:
         print(json.dumps(run_cell(json.loads(args.cell))))
         return
-    lines = [f"# Hessian spectra: nets vs peers ({'quick' if args.quick else 'full'} grid)", "",
-             f"Generated by `benchmarks/bench_peers.py{' --quick' if args.quick else ''}` on "
+    if args.quick:
+        args.grid = "quick"
+    flags = f"--grid {args.grid}" + (" --compile" if args.compile else "")
+    settings = ", ".join(f"{k} {v}" for k, v in GRIDS[args.grid].items())
+    lines = [f"# Hessian spectra: nets vs peers ({args.grid} grid)", "",
+             f"Generated by `benchmarks/bench_peers.py {flags}` on "
              f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: torch {torch.__version__}, "
              f"{os.cpu_count()} CPUs ({platform.machine()}), load average "
-             f"{os.getloadavg()[0]:.1f} at the start. {args.note}", "",
+             f"{os.getloadavg()[0]:.1f} at the start. Grid: {settings}; full and blockwise "
+             f"spectra. {args.note}", "",
              "Times are wall seconds of one run (spectrum + density) in a fresh process; "
              "`HVP/s` counts full-data products (blockwise: block products); `gr/HVP` is the "
              "time of one product over the time of one gradient of the same data; `peak` is "
              "the process's peak RSS, `+peak` its rise during the run (MiB); `x` = peer "
-             "time / nets time.", "",
-             "| model | kind | P | k | thr | method | s | HVP/s | gr/HVP | peak | +peak | x | "
-             "notes |", "|" + "---|" * 13]
+             "time / nets time; `load` is the 1-minute load average when the method's process "
+             "started (the machine's other jobs: timings are only comparable at equal load).",
+             "", "| model | kind | P | k | thr | method | s | HVP/s | gr/HVP | peak | +peak | x | "
+             "load | notes |", "|" + "---|" * 14]
     print("\n".join(lines), flush=True)
     rows = []
-    for cell in grid(args.quick):
+    t_start = time.perf_counter()
+    for cell in grid(args.grid == "quick"):
         res = {}
-        for method in ["nets", *PEERS[cell["kind"]]]:
+        extra = ["nets+compile"] if args.compile and cell["kind"] == "full" else []
+        for method in ["nets", *extra, *PEERS[cell["kind"]]]:
             cmd = [sys.executable, __file__, "--cell", json.dumps({**cell, "method": method})]
             p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             if p.returncode != 0:
@@ -314,7 +341,7 @@ def main() -> None:
             head = f"| {c['model']} | {c['kind']} | {c['probes']} | {c['steps']} | " \
                    f"{c['threads']} | {method} |"
             if "error" in r:
-                row = f"{head} failed | | | | | | {r['error']} |"
+                row = f"{head} failed | | | | | | | {r['error']} |"
             else:
                 ratio = "" if method == "nets" or "error" in nr else \
                     f"{r['seconds'] / nr['seconds']:.2f}"
@@ -323,14 +350,22 @@ def main() -> None:
                     note = f"mode {r['mode']}; " + "; ".join(targets(c["kind"], nr, peers))
                 if method == "authors":
                     note = f"Lanczos phase {r['lanczos_s']:.2f} s"
+                if method == "nets+compile":
+                    note = f"mode {r['mode']}; compiled, compilation included"
                 row = (f"{head} {r['seconds']:.2f} | {r['hvps'] / r['seconds']:.1f} | "
                        f"{r['seconds'] / r['hvps'] / r['grad_s']:.2f} | "
                        f"{r['peak_bytes'] / 2**20:.0f} | {r['peak_extra_bytes'] / 2**20:.0f} | "
-                       f"{ratio} | {note} |")
+                       f"{ratio} | {r['load']:.1f} | {note} |")
             rows.append(row)
             print(row, flush=True)
+    misses = sum(row.count("MISSED") for row in rows)
+    met = sum(row.count(" met") for row in rows)
+    took = time.perf_counter() - t_start
+    tail = ["", f"Targets: {met} met, {misses} missed. Whole run {took:.0f} s; load average "
+            f"{os.getloadavg()[0]:.1f} at the end."]
+    print("\n".join(tail), flush=True)
     if args.out:
-        atomic_write_bytes(Path(args.out), ("\n".join(lines + rows) + "\n").encode())
+        atomic_write_bytes(Path(args.out), ("\n".join(lines + rows + tail) + "\n").encode())
 
 
 if __name__ == "__main__":
