@@ -165,7 +165,7 @@ def _authors_density(eigenvalues, weights, num_bins=50_000, sigma_squared=1e-5, 
 
 def run_cell(cell: dict) -> dict:
     """Run one method on one cell (in this process); its measurements."""
-    load = os.getloadavg()[0]
+    load_avg = os.getloadavg()[0]
     torch.set_num_threads(cell["threads"])
     model, loss_fn, data = load(cell["model"])
     names = [n for n, _ in model.named_parameters()]
@@ -220,7 +220,7 @@ def run_cell(cell: dict) -> dict:
     blocks = 1 if kind == "full" else len(names)
     hvps = probes * (steps if kind == "full" else sum(min(steps, dims[n]) for n in names))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {**cell, "load": load, "seconds": seconds, "hvps": hvps, "blocks": blocks,
+    return {**cell, "load": load_avg, "seconds": seconds, "hvps": hvps, "blocks": blocks,
             "grad_s": t_grad,
             "peak_bytes": peak, "peak_extra_bytes": max(peak - rss0, 0),
             "params": sum(dims.values()), **extra}

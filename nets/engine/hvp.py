@@ -289,7 +289,10 @@ class BlockHVP:
         self._hvp = _forward_over_reverse(model, loss_fn)
         self.compiled = bool(compile)
         if compile:
-            self._hvp = torch.compile(self._hvp)
+            # static shapes: batches of another size recompile (dynamic shapes fail in
+            # forward-mode AD's zero tangents on torch 2.13: "storage_offset() on tensor with
+            # symbolic sizes")
+            self._hvp = torch.compile(self._hvp, dynamic=False)
         self.requested_mode = requested
         self.mode: str | None = None if mode == "auto" else mode
         self.max_memory = default_budget(self.device) if max_memory is None else int(max_memory)
