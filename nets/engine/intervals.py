@@ -63,6 +63,13 @@ class ProbeInterval:
     level: float
 
 
+def _real(name: str, x: object) -> float:
+    """``x`` as a float, or a TypeError naming the argument (bools and strings refused)."""
+    if isinstance(x, bool) or not isinstance(x, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__} {x!r}")
+    return float(x)
+
+
 def probe_interval(value: float, replicates: Sequence[float] | np.ndarray, probes: int, *,
                    level: float = 0.95,
                    bounds: tuple[float, float] = (-math.inf, math.inf)) -> ProbeInterval:
@@ -85,8 +92,13 @@ def probe_interval(value: float, replicates: Sequence[float] | np.ndarray, probe
         ValueError: a non-finite ``value``, ``value`` outside ``bounds``, a ``level`` outside
             ``(0, 1)``, ``probes < 1``, or fewer than two finite replicates.
     """
-    value = float(value)
-    lo_b, hi_b = (float(b) for b in bounds)
+    value = _real("value", value)
+    if not isinstance(bounds, Sequence) or isinstance(bounds, str) or len(bounds) != 2:
+        raise TypeError(f"bounds must be a (low, high) pair of numbers, got {bounds!r}")
+    lo_b, hi_b = (_real("bounds", b) for b in bounds)
+    if not lo_b < hi_b:
+        raise ValueError(f"bounds must satisfy low < high, got {bounds!r}")
+    level = _real("level", level)
     if not math.isfinite(value):
         raise ValueError(f"value must be finite, got {value}")
     if not lo_b <= value <= hi_b:
@@ -97,7 +109,10 @@ def probe_interval(value: float, replicates: Sequence[float] | np.ndarray, probe
         raise ValueError(f"probes must be a positive integer, got {probes!r}")
     if probes < MIN_PROBES:
         return ProbeInterval(value, lo_b, hi_b, math.nan, math.nan, int(probes), float(level))
-    reps = np.asarray(replicates, dtype=np.float64).ravel()
+    try:
+        reps = np.asarray(replicates, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"replicates must be a sequence of real numbers ({err})") from None
     reps = reps[np.isfinite(reps)]
     if reps.size < 2:
         raise ValueError(f"need at least two finite bootstrap replicates, got {reps.size}: "

@@ -128,6 +128,9 @@ CASES: dict[str, tuple[Callable, dict, dict[str, tuple[str, ...]]]] = {
                              width_factors=(1.0, 2.0)), {}),
     "dense_hessian": (nets.dense_hessian, dict(model=MODEL, loss_fn=LOSS, data=DATA),
                       MODEL_ALIASES),
+    "probe_interval": (nets.probe_interval,
+                       dict(value=0.5, replicates=[0.4, 0.6, 0.5], probes=3, level=0.95,
+                            bounds=(0.0, 1.0)), {}),
 }
 
 

@@ -114,3 +114,20 @@ def test_probe_interval_refuses_bad_input(kwargs, match):
     args = {"value": 0.5, "replicates": [0.4, 0.6, 0.5], "probes": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
         probe_interval(**args)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"value": "0.5"}, "value must be a real number"),
+    ({"value": None}, "value must be a real number"),
+    ({"level": "high"}, "level must be a real number"),
+    ({"bounds": (0.0,)}, "bounds must be a"),
+    ({"bounds": "01"}, "bounds must be a"),
+    ({"bounds": (1.0, 0.0)}, "bounds must satisfy"),
+    ({"bounds": (0.0, "one")}, "bounds must be a real number"),
+    ({"replicates": ["a", "b"]}, "replicates must be a sequence of real numbers"),
+    ({"replicates": [[0.1, 0.2], [0.3]]}, "replicates must be a sequence of real numbers"),
+])
+def test_probe_interval_refuses_wrong_types_by_name(kwargs, match):
+    args = {"value": 0.5, "replicates": [0.4, 0.6, 0.5], "probes": 3, **kwargs}
+    with pytest.raises((TypeError, ValueError), match=match):
+        probe_interval(**args)
