@@ -16,12 +16,9 @@ from labkit.interrupts import guard_startup
 guard_startup("nets")
 
 from nets.engine.blocks import (
-    BLOCK_SETS,
     Block,
     Piece,
-    block_set,
     full_block,
-    matrix_blocks,
     resolve_blocks,
     split_parameter,
 )
@@ -53,10 +50,14 @@ from nets.engine.js import (
 )
 from nets.engine.lanczos import LanczosRun, lanczos
 from nets.engine.roles import (
+    BLOCK_SETS,
+    MATRIX_ROLES,
     ROLES,
     SPLITS,
     attention_parts,
     block_roles,
+    block_set,
+    matrix_blocks,
     parameter_roles,
     role_blocks,
 )
@@ -70,6 +71,7 @@ from nets.engine.spectrum import (
 
 __all__ = [
     "BLOCK_SETS",
+    "MATRIX_ROLES",
     "RECIPES",
     "ROLES",
     "SPLITS",

@@ -26,11 +26,8 @@ import torch
 
 from nets.engine.checks import check_int
 
-__all__ = ["BLOCK_SETS", "Block", "Piece", "block_set", "default_blocks", "full_block",
-           "matrix_blocks", "resolve_blocks", "split_parameter"]
-
-#: The block sets JS0 is reported on: every block, or the weight matrices only.
-BLOCK_SETS = ("all", "matrices")
+__all__ = ["Block", "Piece", "default_blocks", "full_block", "resolve_blocks",
+           "split_parameter"]
 
 
 @dataclass(frozen=True)
@@ -199,46 +196,6 @@ def resolve_blocks(model: torch.nn.Module, blocks: Mapping[str, object] | None) 
             mask[pc.index] = 1
         out.append(Block(bname, pieces))
     return out
-
-
-def matrix_blocks(blocks: Sequence[Block]) -> list[str]:
-    """Names of the blocks made only of pieces of weight matrices (tensors of ≥ 2 dimensions:
-    linear and convolution weights, embeddings), not of biases or norm gains (1-D tensors).
-
-    Slices keep a tensor's number of dimensions, so part of a 2-D weight (one head, the Q of a
-    fused QKV) is still a matrix block.
-
-    Args:
-        blocks: The blocks (a list of :class:`Block`, e.g. from :func:`resolve_blocks`).
-
-    Raises:
-        TypeError: ``blocks`` is not a list or tuple of :class:`Block`.
-    """
-    _check_block_list(blocks)
-    return [b.name for b in blocks if all(len(p.shape) >= 2 for p in b.pieces)]
-
-
-def _check_block_list(blocks: object) -> None:
-    if not isinstance(blocks, list | tuple) or not all(isinstance(b, Block) for b in blocks):
-        raise TypeError(f"blocks must be a list of nets.engine.blocks.Block (from "
-                        f"resolve_blocks), got {type(blocks).__name__}")
-
-
-def block_set(blocks: Sequence[Block], which: str) -> list[str]:
-    """Names of the blocks in set ``which``: ``"all"`` or ``"matrices"`` (see `matrix_blocks`).
-
-    Args:
-        blocks: The blocks.
-        which: ``"all"`` or ``"matrices"``.
-
-    Raises:
-        ValueError: an unknown set.
-        TypeError: ``blocks`` is not a list or tuple of :class:`Block`.
-    """
-    if not isinstance(which, str) or which not in BLOCK_SETS:
-        raise ValueError(f"which (the block set) must be one of {BLOCK_SETS}, got {which!r}")
-    _check_block_list(blocks)
-    return [b.name for b in blocks] if which == "all" else matrix_blocks(blocks)
 
 
 def split_parameter(name: str, shape: Sequence[int], parts: int | Sequence[str], *,

@@ -7,7 +7,7 @@ pairs of distinct blocks of this distance, for the spectra at initialization.
 
 Which blocks JS0 averages over: every block it is given (with the default partition, one block
 per parameter tensor: weight matrices, biases and norm gains alike; callers wanting the weight
-matrices only select them with :func:`nets.engine.blocks.matrix_blocks`) **except numerically
+matrices only select them with :func:`nets.engine.roles.matrix_blocks`) **except numerically
 zero blocks** (every |λ| ≤ ``recipe.zero_rel`` · the model's largest |λ|, such as attention key
 biases, whose Hessian is exactly zero): their "spectrum" is rounding noise, and counting them
 would add a distance of ≈ 1 to every other block whatever the model. They are reported by

@@ -10,10 +10,18 @@ parameter ``p`` held by module ``m`` (as ``m.<leaf>``) has the role
 * ``"embedding"``: ``m`` is an ``nn.Embedding``/``nn.EmbeddingBag``, or ``p`` is a learned token or
   position table held directly by a module (not by a layer), shaped ``(1, …, d)`` to broadcast
   over the batch (ViT's class token and position embeddings);
+* ``"bias"``: a parameter its module holds as ``bias`` or ``<x>_bias`` (the attribute name in the
+  module's own code, not the dotted path), whatever its shape;
 * ``"weight"``: any other parameter with two or more axes (linear, convolution and GPT-2
   ``Conv1D`` weights, fused attention projections);
 * ``"bias"``: any other one-axis parameter;
 * ``"other"``: scalars.
+
+**Block sets.** The JS statistics are reported on :data:`BLOCK_SETS`: ``"all"`` blocks, or the
+``"matrices"``: blocks made only of parameters whose role is in :data:`MATRIX_ROLES` (weight
+matrices and embeddings; :func:`matrix_blocks`). On the zoo models and the tiny Hugging Face
+models this is the set of tensors with two or more axes; it differs where a 2-D tensor is a norm
+gain (a ``(1, d)`` gain of a class named ``…Norm``) or a 2-D bias of a custom layer.
 
 **Attention.** A module whose class name contains ``Attention`` (or an ``nn.MultiheadAttention``)
 is an attention module; its head count is its first positive integer attribute among
@@ -36,12 +44,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nets.engine.blocks import resolve_blocks
+from nets.engine.blocks import Block, resolve_blocks
 
-__all__ = ["ROLES", "SPLITS", "AttentionPart", "attention_parts", "block_roles",
-           "parameter_roles", "role_blocks"]
+__all__ = ["BLOCK_SETS", "MATRIX_ROLES", "ROLES", "SPLITS", "AttentionPart", "attention_parts",
+           "block_roles", "block_set", "matrix_blocks", "parameter_roles", "role_blocks"]
 
 ROLES = ("weight", "bias", "norm", "embedding", "other")
+#: The block sets JS0 is reported on: every block, or the weight matrices only.
+BLOCK_SETS = ("all", "matrices")
+#: The roles whose blocks form the ``"matrices"`` block set.
+MATRIX_ROLES = ("weight", "embedding")
 SPLITS = ("params", "qkv", "heads")
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.LocalResponseNorm,
@@ -89,9 +101,11 @@ def _is_layer(m: nn.Module) -> bool:
                       nn.EmbeddingBag | nn.MultiheadAttention) or type(m).__name__ == "Conv1D"
 
 
-def _role(m: nn.Module, p: torch.Tensor) -> str:
+def _role(m: nn.Module, p: torch.Tensor, leaf: str) -> str:
     if isinstance(m, _NORMS) or type(m).__name__.endswith("Norm"):
         return "norm"
+    if leaf == "bias" or leaf.endswith("_bias"):
+        return "bias"
     if isinstance(m, nn.Embedding | nn.EmbeddingBag):
         return "embedding"
     if not _is_layer(m) and p.ndim >= 2 and all(s == 1 for s in p.shape[:-2]) and p.shape[0] == 1:
@@ -114,7 +128,7 @@ def parameter_roles(model: nn.Module) -> dict[str, str]:
     """
     _check_module(model)
     own = _owners(model)
-    return {n: _role(own[n][1], p) for n, p in model.named_parameters()
+    return {n: _role(own[n][1], p, own[n][2]) for n, p in model.named_parameters()
             if p.requires_grad and n in own}
 
 
@@ -264,3 +278,61 @@ def block_roles(model: nn.Module, blocks: dict[str, object] | None = None) -> di
         pname = first if isinstance(first, str) else first[0]
         out[name] = roles.get(pname, "other")
     return out
+
+
+def _check_block_list(blocks: object) -> None:
+    if not isinstance(blocks, list | tuple) or not all(isinstance(b, Block) for b in blocks):
+        raise TypeError(f"blocks must be a list of nets.engine.blocks.Block (from "
+                        f"resolve_blocks), got {type(blocks).__name__}")
+
+
+def matrix_blocks(model: nn.Module, blocks: list[Block] | tuple[Block, ...]) -> list[str]:
+    """Names of the blocks made only of weight matrices and embeddings, by role.
+
+    A block is a matrix block when every piece's parameter has a role in :data:`MATRIX_ROLES`
+    (:func:`parameter_roles`: read from module types and shapes), so biases and normalization
+    gains are left out whatever their shape. A slice of a weight (one head, the Q of a fused
+    QKV) is still a matrix block.
+
+    Args:
+        model: The network the blocks partition.
+        blocks: The blocks (a list of :class:`~nets.engine.blocks.Block`, e.g. from
+            :func:`~nets.engine.blocks.resolve_blocks` on ``model``).
+
+    Raises:
+        TypeError: ``model`` is not a module, or ``blocks`` is not a list or tuple of Blocks.
+        ValueError: a block names a parameter that is not a trainable parameter of ``model``.
+    """
+    _check_module(model)
+    _check_block_list(blocks)
+    roles = parameter_roles(model)
+    out = []
+    for b in blocks:
+        missing = [p.param for p in b.pieces if p.param not in roles]
+        if missing:
+            raise ValueError(f"block {b.name!r} names {missing[0]!r}, which is not a trainable "
+                             "parameter of model: resolve the blocks on the same model (blocks)")
+        if all(roles[p.param] in MATRIX_ROLES for p in b.pieces):
+            out.append(b.name)
+    return out
+
+
+def block_set(model: nn.Module, blocks: list[Block] | tuple[Block, ...], which: str) -> list[str]:
+    """Names of the blocks in set ``which``: ``"all"`` or ``"matrices"`` (:func:`matrix_blocks`).
+
+    Args:
+        model: The network the blocks partition.
+        blocks: The blocks.
+        which: ``"all"`` or ``"matrices"``.
+
+    Raises:
+        ValueError: an unknown set, or a block naming a parameter the model does not train.
+        TypeError: ``model`` is not a module, or ``blocks`` is not a list or tuple of Blocks.
+    """
+    if not isinstance(which, str) or which not in BLOCK_SETS:
+        raise ValueError(f"which (the block set) must be one of {BLOCK_SETS}, got {which!r}")
+    if which == "all":
+        _check_module(model)
+        _check_block_list(blocks)
+        return [b.name for b in blocks]
+    return matrix_blocks(model, blocks)

@@ -64,11 +64,12 @@ import torch
 
 from labkit.cache import cached
 from nets.engine.adapters import to_device
-from nets.engine.blocks import BLOCK_SETS, block_set, resolve_blocks
+from nets.engine.blocks import resolve_blocks
 from nets.engine.density import RECIPES, DensityRecipe
 from nets.engine.distributed import Communicator, local_device
 from nets.engine.js import js0_bootstrap, numerically_zero_blocks
 from nets.engine.results import fingerprint
+from nets.engine.roles import BLOCK_SETS, block_set
 from nets.engine.spectrum import blockwise_spectrum
 from nets.studies.tasks import Task
 from nets.studies.training import TrainConfig, TrainResult, train
@@ -623,7 +624,7 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0,
 
     Besides the headline ``recipe`` (default: the log recipe), JS0 is computed from the same
     spectra (no new HVPs) under every recipe of :data:`nets.engine.density.RECIPES` and on both
-    block sets of :data:`nets.engine.blocks.BLOCK_SETS` (every parameter tensor, or the weight
+    block sets of :data:`nets.engine.roles.BLOCK_SETS` (every parameter tensor, or the weight
     matrices only), each with its own bootstrap interval; numerically zero blocks are left out
     of every JS0 and named.
 
@@ -658,7 +659,8 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0,
         spectra = blockwise_spectrum(model, loss_fn, batches,
                                      lanczos_steps=lanczos_steps, probes=probes, seed=seed)
         n_boot = 50 if probes > 1 else 2
-        sets = {which: block_set(resolve_blocks(model, None), which) for which in BLOCK_SETS}
+        tensors = resolve_blocks(model, None)
+        sets = {which: block_set(model, tensors, which) for which in BLOCK_SETS}
         table = []
         for name, rec in RECIPES.items():
             for which, names in sets.items():

@@ -133,8 +133,8 @@ CASES: dict[str, tuple[Callable, dict]] = {
     "BlockHVP": (_block_hvp, dict(model=MODEL, loss_fn=LOSS, data=DATA, blocks=BLOCKS,
                                   mode="reverse-block", max_memory=None, chunk_size=None)),
     "BlockHVP.__call__": (lambda vectors: OPERATOR(vectors), dict(vectors=VECTORS)),
-    "block_set": (nets.block_set, dict(blocks=BLOCKS, which="matrices")),
-    "matrix_blocks": (nets.matrix_blocks, dict(blocks=BLOCKS)),
+    "block_set": (nets.block_set, dict(model=MODEL, blocks=BLOCKS, which="matrices")),
+    "matrix_blocks": (nets.matrix_blocks, dict(model=MODEL, blocks=BLOCKS)),
     "exact_blockwise_eigenvalues": (
         lambda **k: nets.exact_blockwise_eigenvalues(k.pop("model"), k.pop("loss_fn"),
                                                      k.pop("data"), **k),
