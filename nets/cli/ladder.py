@@ -21,11 +21,12 @@ from labkit.atomic import atomic_write_bytes
 from labkit.jsonio import dumps, loads
 from labkit.progress import Progress
 from labkit.tables import format_table
-from nets.cli.common import add_device_argument, distributed
+from nets.cli.common import add_device_argument, add_model_seed_argument, distributed
 from nets.studies.gpucheck import gpu_check
 from nets.studies.ladder import LADDER_PROFILES, run_ladder
 from nets.studies.predictor import merge_records, validate
-from nets.zoo.families import LADDER_FAMILIES
+from nets.zoo.factory import is_factory
+from nets.zoo.families import FAMILIES, LADDER_FAMILIES
 
 __all__ = ["register"]
 
@@ -45,6 +46,14 @@ def _row(r: dict) -> dict:
             "js0": j["value"], "js0_ci": f"[{j['low']:.3f}, {j['high']:.3f}]", "gaps": gaps}
 
 
+def _family(value: str) -> str:
+    if value in LADDER_FAMILIES or is_factory(value):
+        return value
+    raise argparse.ArgumentTypeError(f"unknown family {value!r}: choose from "
+                                     f"{', '.join(LADDER_FAMILIES)} or give a factory "
+                                     "module:function")
+
+
 def _cmd_ladder(args) -> int:
     if args.threads < 1:
         raise ValueError("--threads must be >= 1")
@@ -53,7 +62,7 @@ def _cmd_ladder(args) -> int:
     with Progress(None, f"ladder {args.family}", enabled=False if quiet else None) as bar:
         recs = run_ladder(args.family, args.profile, sizes=args.sizes, cache_dir=args.cache,
                           comm=args.comm, progress=bar.advance, gap=not args.no_gap,
-                          device=args.torch_device)
+                          device=args.torch_device, seed=args.model_seed)
     if args.comm.rank != 0:
         return 0
     if args.json:
@@ -134,10 +143,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     """
     p = sub.add_parser("ladder", help="model-size ladder: JS0 per recipe and the SGD-Adam gap "
                        "at every size of a family (one record per size)")
-    p.add_argument("--family", required=True, choices=LADDER_FAMILIES,
-                   help="a zoo family or a Hugging Face one (hf-gpt2, hf-bert, hf-vit, "
-                        "hf-resnet: transformers models from configs, needs pip install "
-                        "'.[hf]')")
+    p.add_argument("--family", required=True, type=_family,
+                   help=f"a zoo family ({', '.join(FAMILIES)}), a Hugging Face one (hf-gpt2, "
+                        "hf-bert, hf-vit, hf-resnet: transformers models from configs, needs pip "
+                        "install '.[hf]'), or your factory module:function (or file.py:function)"
+                        " 'def family(size: int, seed: int = 0) -> (model, loss_fn, data)', "
+                        "with --sizes and --no-gap")
     p.add_argument("--profile", default="ladder", choices=tuple(LADDER_PROFILES),
                    help="tiny (tests), ladder (CPU, ~5k-1M parameters), gpu (paper sizes, "
                         "spectra only)")
@@ -151,6 +162,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (one record per size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_argument(p)
+    add_model_seed_argument(p)
     p.set_defaults(func=distributed(_cmd_ladder))
     v = sub.add_parser("predictor", help="validate the gap predictors out of sample on ladder "
                        "records (protocol fixed in nets.studies.predictor)")

@@ -42,10 +42,11 @@ from nets.studies.pools import POOL_SEED
 from nets.studies.predictor import candidate_values
 from nets.studies.tasks import BASE_MODULES, Task
 from nets.studies.training import Pool
+from nets.zoo.factory import is_factory, resolve_family_size
 from nets.zoo.families import Rung, build_rung, ladder, parameter_count, rung_data
 
-__all__ = ["LADDER_PROFILES", "LadderProfile", "ladder_record", "ladder_task", "run_ladder",
-           "rung_spectra"]
+__all__ = ["LADDER_PROFILES", "LadderProfile", "factory_record", "ladder_record", "ladder_task",
+           "run_ladder", "rung_spectra"]
 
 #: Modules whose code determines a rung's results (part of every cache key).
 MODULES = (*BASE_MODULES, "nets.zoo.models", "nets.zoo.families", "nets.zoo.realdata")
@@ -163,7 +164,11 @@ def rung_spectra(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Path
     model, loss_fn = build_rung(rung, 0, device=device)
     data = [(x.to(device), y.to(device)) for x, y in
             _spectrum_batches(rung, profile.spectrum_samples, profile.spectrum_batch)]
+    return _cached_spectra(model, loss_fn, data, profile, settings, cache_dir)
 
+
+def _cached_spectra(model, loss_fn, data, profile: LadderProfile, settings: dict,
+                    cache_dir) -> tuple[dict[str, BlockSpectrum], float]:
     def compute() -> dict:
         t0 = time.perf_counter()
         spectra = blockwise_spectrum(model, loss_fn, data, lanczos_steps=profile.lanczos_steps,
@@ -208,14 +213,9 @@ def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Pat
         gap was not measured, with the reason in ``gap_skipped``).
     """
     spectra, spec_s = rung_spectra(rung, profile, cache_dir=cache_dir, device=device)
-    cands = candidate_values(spectra, n_boot=profile.n_boot,
-                             rng=np.random.default_rng([0, 777]))
-    n_params = parameter_count(rung)
-    rec: dict = {"family": rung.family, "size": rung.size, "name": rung.name,
-                 "profile": profile.name, "parameters": n_params, "blocks": len(spectra),
-                 "candidates": cands,
-                 "js0": {k.split(":", 1)[1]: v for k, v in cands.items() if k.startswith("js0:")},
-                 "spectrum_seconds": spec_s, "gap": None, "gap_skipped": None}
+    rec = _spectra_record(rung.family, rung.size, rung.name, parameter_count(rung), spectra,
+                          spec_s, profile)
+    n_params = rec["parameters"]
     if profile.gap is None or n_params > profile.gap_max_params or not gap:
         rec["gap_skipped"] = ("no training budget in this profile" if profile.gap is None else
                               f"{n_params} parameters > gap_max_params "
@@ -244,15 +244,66 @@ def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Pat
     return rec
 
 
+def _spectra_record(family: str, size: int, name: str, n_params: int,
+                    spectra: dict[str, BlockSpectrum], spec_s: float,
+                    profile: LadderProfile) -> dict:
+    cands = candidate_values(spectra, n_boot=profile.n_boot,
+                             rng=np.random.default_rng([0, 777]))
+    return {"family": family, "size": size, "name": name,
+            "profile": profile.name, "parameters": n_params, "blocks": len(spectra),
+            "candidates": cands,
+            "js0": {k.split(":", 1)[1]: v for k, v in cands.items() if k.startswith("js0:")},
+            "spectrum_seconds": spec_s, "gap": None, "gap_skipped": None}
+
+
+def factory_record(spec: str, size: int, profile: LadderProfile, *, seed: int = 0,
+                   cache_dir: str | os.PathLike | None = None,
+                   device: str | torch.device = "cpu") -> dict:
+    """The record of size ``size`` of a user's family ``module:function`` (spectra and JS0).
+
+    The model, loss and batches come from :func:`nets.zoo.factory.resolve_family_size`; the
+    spectra use the profile's Lanczos steps and probes on the factory's own batches (its
+    ``data``; the profile's spectrum sample counts do not apply) and are cached under the
+    model's and data's fingerprint. No gap: a factory gives batches, not a training pool
+    (use ``nets gap --model module:function`` with a Task factory for the gap).
+
+    Args:
+        spec: ``module:function`` or ``path/file.py:function``.
+        size: The size index handed to the factory.
+        profile: Lanczos steps, probes and bootstrap resamples.
+        seed: The model seed handed to the factory (:func:`nets.zoo.factory.seed_arguments`).
+        cache_dir: Cache folder.
+        device: Where to compute.
+
+    Returns:
+        A record with the keys of :func:`ladder_record` (``name`` is ``<spec>[<size>]``,
+        ``gap`` ``None`` with the reason in ``gap_skipped``).
+    """
+    device = local_device(device)
+    model, loss_fn, data = resolve_family_size(spec, size, seed=seed, device=device)
+    settings = {"factory": spec, "size": size, "model_seed": seed,
+                "steps": profile.lanczos_steps, "probes": profile.probes, "seed": 0}
+    if device.type != "cpu":
+        settings.update(device_settings(device))
+    spectra, spec_s = _cached_spectra(model, loss_fn, data, profile, settings, cache_dir)
+    rec = _spectra_record(spec, size, f"{spec}[{size}]",
+                          sum(p.numel() for p in model.parameters()), spectra, spec_s, profile)
+    rec["gap_skipped"] = "a factory family gives spectra and JS0 only (no training pool)"
+    return rec
+
+
 def run_ladder(family: str, profile: str | LadderProfile = "ladder", *,
                sizes: list[int] | None = None, cache_dir: str | os.PathLike | None = None,
                comm: Communicator | None = None,
                progress: Callable[[str], None] | None = None, gap: bool = True,
-               device: str | torch.device = "cpu") -> list[dict]:
+               device: str | torch.device = "cpu", seed: int = 0) -> list[dict]:
     """One :func:`ladder_record` per rung of ``family`` (smallest first).
 
     Args:
-        family: A family of :data:`nets.zoo.families.FAMILIES`.
+        family: A family of :data:`nets.zoo.families.LADDER_FAMILIES`, or a user's family
+            factory ``module:function`` (:func:`nets.zoo.factory.resolve_family_size`; then
+            ``sizes`` is required, ``gap`` must be ``False`` and the records come from
+            :func:`factory_record`).
         profile: A :class:`LadderProfile` or a key of :data:`LADDER_PROFILES`.
         sizes: Indices of the rungs to run (default: all).
         cache_dir: Cache folder (:func:`labkit.cache.cache_dir`).
@@ -262,18 +313,38 @@ def run_ladder(family: str, profile: str | LadderProfile = "ladder", *,
         gap: Measure gaps (``False``: spectra and candidates only).
         device: Where spectra and training runs are computed (``"auto"``, ``"cpu"``,
             ``"cuda:1"``, ...).
+        seed: The model seed handed to a factory family (built-in families take only 0).
 
     Returns:
         The records, smallest rung first.
 
     Raises:
-        ValueError: unknown profile or a size index out of range.
+        ValueError: unknown profile, a size index out of range, a factory family without
+            ``sizes`` or with ``gap``, or a seed other than 0 for a built-in family.
     """
     if isinstance(profile, str):
         if profile not in LADDER_PROFILES:
             raise ValueError(f"unknown ladder profile {profile!r}; choose from "
                              f"{', '.join(LADDER_PROFILES)}")
         profile = LADDER_PROFILES[profile]
+    if is_factory(family):
+        if sizes is None:
+            raise ValueError(f"family {family!r} is a factory: give the size indices to run "
+                             "(sizes, --sizes 0 1 ...)")
+        if gap and profile.gap is not None:
+            raise ValueError(f"family {family!r} is a factory: it gives spectra and JS0 only; "
+                             "pass gap=False (--no-gap), and measure its gap with `nets gap "
+                             "--model module:function` and a Task factory")
+        out = []
+        for s in sizes:
+            out.append(factory_record(family, s, profile, seed=seed, cache_dir=cache_dir,
+                                      device=device))
+            if progress is not None:
+                progress(f"{out[-1]['name']}: done")
+        return out
+    if seed != 0:
+        raise ValueError(f"the built-in family {family!r} is studied at model seed 0 only; "
+                         "drop the model seed (--model-seed)")
     rungs = ladder(family, profile.rungs)
     if sizes is not None:
         bad = [s for s in sizes if not 0 <= int(s) < len(rungs)]

@@ -19,6 +19,7 @@ from nets.zoo.factory import (
     load_factory,
     load_model,
     model_blocks,
+    resolve_family_size,
     resolve_model,
     seed_arguments,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "partition",
     "quadratic_problem",
     "require_transformers",
+    "resolve_family_size",
     "resolve_model",
     "rung_data",
     "scaled_mlp",

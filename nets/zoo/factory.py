@@ -37,7 +37,7 @@ from nets.engine.distributed import local_device
 from nets.engine.roles import block_roles, role_blocks
 from nets.zoo.models import MODELS, load, partition
 
-__all__ = ["is_factory", "load_factory", "load_model", "model_blocks",
+__all__ = ["is_factory", "load_factory", "load_model", "model_blocks", "resolve_family_size",
            "resolve_model", "seed_arguments"]
 
 def is_factory(spec: str) -> bool:
@@ -157,17 +157,7 @@ def load_model(spec: str, *, seed: int | None = None) -> tuple[torch.nn.Module, 
         made = factory(**kwargs)
     except Exception as e:  # user code: report which factory failed and how
         raise ValueError(f"the model factory {spec!r} raised {type(e).__name__}: {e}") from e
-    if not (isinstance(made, tuple | list) and len(made) == 3):
-        raise TypeError(f"the model factory must return (model, loss_fn, data), got "
-                        f"{type(made).__name__}")
-    model, loss_fn, data = made
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"the model factory {spec!r} returned a {type(model).__name__} as the "
-                        "model: return a torch.nn.Module")
-    if not callable(loss_fn):
-        raise TypeError(f"the model factory {spec!r} returned a non-callable loss_fn "
-                        f"({type(loss_fn).__name__})")
-    return model, loss_fn, data
+    return _check_made(spec, made)
 
 
 def resolve_model(spec: str, *, seed: int = 0, device: str | torch.device = "auto",
@@ -208,13 +198,80 @@ def resolve_model(spec: str, *, seed: int = 0, device: str | torch.device = "aut
                              "a factory 'module:function' returning (model, loss_fn, data)")
         model, loss_fn, data = load(spec, seed=seed, device=dev, dtype=dtype or torch.float32)
     else:
-        model, loss_fn, data = load_model(spec, seed=seed)
-        model = model.to(device=dev) if dtype is None else model.to(device=dev, dtype=dtype)
-        if iter(data) is data:
-            raise TypeError(f"the model factory {spec!r} returned a one-shot iterator as data: "
-                            "return a list (or another re-iterable) of batches")
-        data = [to_device(b, dev, dtype=dtype) for b in data]
+        model, loss_fn, data = _place(spec, load_model(spec, seed=seed), dev, dtype)
     return model, loss_fn, data
+
+
+def _place(spec: str, made: tuple, dev: torch.device, dtype: torch.dtype | None) -> tuple:
+    model, loss_fn, data = made
+    model = model.to(device=dev) if dtype is None else model.to(device=dev, dtype=dtype)
+    if iter(data) is data:
+        raise TypeError(f"the model factory {spec!r} returned a one-shot iterator as data: "
+                        "return a list (or another re-iterable) of batches")
+    return model, loss_fn, [to_device(b, dev, dtype=dtype) for b in data]
+
+
+def _check_made(spec: str, made: object) -> tuple:
+    if not (isinstance(made, tuple | list) and len(made) == 3):
+        raise TypeError(f"the model factory {spec!r} must return (model, loss_fn, data), got "
+                        f"{type(made).__name__}")
+    model, loss_fn, data = made
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"the model factory {spec!r} returned a {type(model).__name__} as the "
+                        "model: return a torch.nn.Module")
+    if not callable(loss_fn):
+        raise TypeError(f"the model factory {spec!r} returned a non-callable loss_fn "
+                        f"({type(loss_fn).__name__})")
+    return model, loss_fn, data
+
+
+def resolve_family_size(spec: str, size: int, *, seed: int = 0,
+                        device: str | torch.device = "auto", dtype: torch.dtype | None = None
+                        ) -> tuple[torch.nn.Module, Callable, list]:
+    """``(model, loss_fn, data)`` of size ``size`` of a user's ladder family ``module:function``.
+
+    A family factory is ``def family(size: int, seed: int = 0) -> (model, loss_fn, data)``: the
+    size index (0 = smallest) is its first positional argument, the seed is handed over as for
+    :func:`resolve_model` (:func:`seed_arguments`), and it returns what a model factory returns
+    for that size. ``nets ladder --family module:function`` calls it once per ``--sizes`` index.
+
+    Args:
+        spec: ``module:function`` or ``path/file.py:function`` (:func:`load_factory`).
+        size: The size index (a non-negative integer).
+        seed: The model seed (a factory without a ``seed``/``generator`` keyword takes only 0).
+        device: Where the model and data go (as for :func:`resolve_model`).
+        dtype: Floating dtype (``None``: the factory's own).
+
+    Returns:
+        ``(model, loss_fn, data)`` with ``data`` a list of batches on ``device``.
+
+    Raises:
+        ValueError: the factory cannot be loaded or raised (e.g. an unknown size), or takes
+            no seed and ``seed`` is not 0.
+        TypeError: ``size`` is not a non-negative integer, the factory does not take a size
+            argument, or it does not return ``(model, loss_fn, data)``.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise TypeError(f"size must be a non-negative integer (a size index), got {size!r}")
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    dev = local_device(device)
+    factory = load_factory(spec)
+    kwargs = seed_arguments(factory, spec, seed)
+    try:
+        inspect.signature(factory).bind(size, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"the ladder family factory {spec!r} must have the signature "
+                        "'def family(size: int, seed: int = 0) -> (model, loss_fn, data)' "
+                        f"(size index first): {e}") from e
+    except ValueError:  # a callable without a signature: try it
+        pass
+    try:
+        made = factory(size, **kwargs)
+    except Exception as e:  # user code: report which factory failed and how
+        raise ValueError(f"the ladder family factory {spec!r} raised {type(e).__name__} at "
+                         f"size {size}: {e}") from e
+    return _place(spec, _check_made(spec, made), dev, dtype)
 
 
 def model_blocks(spec: str, model: torch.nn.Module, split: str = "params",
