@@ -22,12 +22,15 @@ is shared out by :func:`measure_gap`.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,7 +45,7 @@ from nets.studies.pools import POOL_SEED
 from nets.studies.predictor import candidate_values
 from nets.studies.tasks import BASE_MODULES, Task
 from nets.studies.training import Pool
-from nets.zoo.factory import is_factory, resolve_family_size
+from nets.zoo.factory import is_factory, load_factory, resolve_family_size
 from nets.zoo.families import Rung, build_rung, ladder, parameter_count, rung_data
 
 __all__ = ["LADDER_PROFILES", "LadderProfile", "factory_record", "ladder_record", "ladder_task",
@@ -256,6 +259,16 @@ def _spectra_record(family: str, size: int, name: str, n_params: int,
             "spectrum_seconds": spec_s, "gap": None, "gap_skipped": None}
 
 
+def _source_digest(spec: str) -> str | None:
+    """SHA-256 of the source of the factory's module (its loss and data are not in the model's
+    fingerprint), or ``None`` where Python cannot show that source."""
+    try:
+        src = Path(inspect.getfile(load_factory(spec))).read_bytes()
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(src).hexdigest()
+
+
 def factory_record(spec: str, size: int, profile: LadderProfile, *, seed: int = 0,
                    cache_dir: str | os.PathLike | None = None,
                    device: str | torch.device = "cpu") -> dict:
@@ -264,7 +277,8 @@ def factory_record(spec: str, size: int, profile: LadderProfile, *, seed: int = 
     The model, loss and batches come from :func:`nets.zoo.factory.resolve_family_size`; the
     spectra use the profile's Lanczos steps and probes on the factory's own batches (its
     ``data``; the profile's spectrum sample counts do not apply) and are cached under the
-    model's and data's fingerprint. No gap: a factory gives batches, not a training pool
+    model's and data's fingerprint and the SHA-256 of the factory module's source (an edited
+    loss is a new entry). No gap: a factory gives batches, not a training pool
     (use ``nets gap --model module:function`` with a Task factory for the gap).
 
     Args:
@@ -281,7 +295,8 @@ def factory_record(spec: str, size: int, profile: LadderProfile, *, seed: int = 
     """
     device = local_device(device)
     model, loss_fn, data = resolve_family_size(spec, size, seed=seed, device=device)
-    settings = {"factory": spec, "size": size, "model_seed": seed,
+    settings = {"factory": spec, "factory_source": _source_digest(spec), "size": size,
+                "model_seed": seed,
                 "steps": profile.lanczos_steps, "probes": profile.probes, "seed": 0}
     if device.type != "cpu":
         settings.update(device_settings(device))

@@ -102,3 +102,28 @@ def test_ladder_cli_refuses_a_bad_factory_family(capsys):
 def test_run_ladder_factory_family_rejects_gap():
     with pytest.raises(ValueError, match="gap=False"):
         run_ladder(SPEC, "tiny", sizes=[0])
+
+
+FILE_FAMILY = """
+import torch
+from torch import nn
+
+def family(size, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Linear(3, 2 + size), nn.Tanh(), nn.Linear(2 + size, 1))
+    x, y = torch.randn(8, 3, generator=g), torch.randn(8, 1, generator=g)
+    return model, lambda out, t: SCALE * ((out - t) ** 2).mean(), [(x, y)]
+"""
+
+
+def test_factory_record_cache_follows_the_factory_source(tmp_path):
+    """Editing the factory's loss (not in the model/data fingerprint) makes a new cache entry."""
+    from nets.studies.ladder import LADDER_PROFILES, factory_record
+
+    src = tmp_path / "fam.py"
+    cache = tmp_path / "cache"
+    profile = LADDER_PROFILES["tiny"]
+    for scale in ("1.0", "1.0", "3.0"):
+        src.write_text(FILE_FAMILY.replace("SCALE", scale))
+        factory_record(f"{src}:family", 0, profile, cache_dir=cache)
+    assert len(list(cache.rglob("ladder-spectra-*"))) == 2
