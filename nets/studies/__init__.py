@@ -3,7 +3,12 @@ Pre/Post-LN,
 fine-tuning, and ``advise``. They use the engine (:mod:`nets.engine`) and the zoo (:mod:`nets.zoo`).
 """
 
-from nets.studies.advise import Advice, advise, check_twice_differentiable
+from nets.studies.advise import (
+    Advice,
+    advise,
+    check_twice_differentiable,
+    checked_user_problem,
+)
 from nets.studies.advise_ladder import LadderAdvice, advise_ladder
 from nets.studies.correlation import SpearmanResult, spearman
 from nets.studies.finetune import FinetuneStudy, finetune_study
@@ -49,6 +54,7 @@ __all__ = [
     "advise",
     "advise_ladder",
     "check_twice_differentiable",
+    "checked_user_problem",
     "factory_task",
     "finetune_study",
     "finetune_task",

@@ -36,8 +36,8 @@ from nets.engine.hvp import make_batch_hessian_vector_product
 from nets.engine.js import js0_bootstrap
 from nets.engine.spectrum import blockwise_spectrum
 
-__all__ = ["EVIDENCE", "Advice", "advise", "check_twice_differentiable", "evidence_recipe",
-           "load_evidence"]
+__all__ = ["EVIDENCE", "Advice", "advise", "check_twice_differentiable", "checked_user_problem",
+           "evidence_recipe", "load_evidence"]
 
 #: The evidence file shipped with the package (written by ``nets table1 --write-evidence``).
 EVIDENCE = Path(__file__).resolve().parent / "evidence_table1.json"
@@ -102,6 +102,36 @@ def _check_loss(model: torch.nn.Module, loss_fn: Callable, inputs: object,
                          f"{type(loss).__name__} of shape {tuple(getattr(loss, 'shape', ()))}")
     if not torch.isfinite(loss.detach()).all():
         raise ValueError(f"the loss on the first batch is not finite ({float(loss)})")
+
+
+def checked_user_problem(model: torch.nn.Module, loss_fn: Callable, data: Iterable, *,
+                         seed: int = 0) -> list:
+    """Check a user's ``(model, loss_fn, data)`` before any advice is computed from it.
+
+    The model must be a module and the loss callable; the Hessian-vector product
+    ``∇²ℓ v`` must exist on the first batch (:func:`check_twice_differentiable`).
+
+    Args:
+        model: The user's network (eval mode, deterministic loss).
+        loss_fn: ``loss_fn(model(inputs), targets)`` scalar mean loss.
+        data: Iterable of batches (read once, here).
+        seed: Seed of the check's random vector.
+
+    Returns:
+        ``data`` as a list (so a generator can be read again by the spectra).
+
+    Raises:
+        TypeError: ``model`` is not a module or ``loss_fn`` not callable.
+        ValueError: see :func:`check_twice_differentiable`.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"the factory must return (model, loss_fn, data) with a torch.nn.Module "
+                        f"model, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be callable")
+    data = list(data)
+    check_twice_differentiable(model, loss_fn, data, seed=seed)
+    return data
 
 
 def check_twice_differentiable(model: torch.nn.Module, loss_fn: Callable, data: Iterable, *,
@@ -226,13 +256,7 @@ def advise(model: torch.nn.Module, loss_fn: Callable, data: Iterable, *,
         k: Number of nearest evidence models.
         seed: Probe seed.
     """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"the factory must return (model, loss_fn, data) with a torch.nn.Module "
-                        f"model, got {type(model).__name__}")
-    if not callable(loss_fn):
-        raise TypeError("loss_fn must be callable")
-    data = list(data)
-    check_twice_differentiable(model, loss_fn, data, seed=seed)
+    data = checked_user_problem(model, loss_fn, data, seed=seed)
     ev = evidence if evidence is not None else load_evidence()
     js = ev["js_settings"]
     sizes = sorted(int(b) for b in ev["spearman"])

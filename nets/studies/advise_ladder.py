@@ -31,7 +31,7 @@ import torch
 
 from labkit.jsonio import as_float
 from nets.engine.spectrum import blockwise_spectrum
-from nets.studies.advise import check_twice_differentiable
+from nets.studies.advise import checked_user_problem
 from nets.studies.ladder import LADDER_PROFILES
 from nets.studies.predictor import candidate_values, load_ladder_evidence
 
@@ -117,13 +117,7 @@ def advise_ladder(model: torch.nn.Module, loss_fn: Callable, data: Iterable, *,
         ValueError: a loss that is not twice differentiable, a model with one block, or
             evidence without a chosen predictor.
     """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"the factory must return (model, loss_fn, data) with a torch.nn.Module "
-                        f"model, got {type(model).__name__}")
-    if not callable(loss_fn):
-        raise TypeError("loss_fn must be callable")
-    data = list(data)
-    check_twice_differentiable(model, loss_fn, data, seed=seed)
+    data = checked_user_problem(model, loss_fn, data, seed=seed)
     ev = evidence if evidence is not None else load_ladder_evidence()
     val, records = ev["validation"], ev["records"]
     best = val.get("best")

@@ -180,21 +180,28 @@ def test_valid_calls_work(name):
     assert _finite(func(**dict(kwargs)))
 
 
+def refused_by_name_or_handled(name: str, func: Callable, kwargs: dict, arg: str, bad,
+                               aliases: tuple[str, ...] = ()):
+    """Call ``func`` with ``arg`` replaced by ``bad``: a ValueError/TypeError naming the argument
+    (or one of its ``aliases``) passes and gives ``None``; a finite result is returned; anything
+    else (another exception, a hang, a silent non-finite result) fails the test."""
+    try:
+        with _alarm(HANG_S):
+            result = func(**{**kwargs, arg: bad})
+    except (ValueError, TypeError) as e:
+        assert any(n in str(e) for n in (arg, *aliases)), (
+            f"{name}({arg}={bad!r}) raised {type(e).__name__} without naming {arg!r}: {e}")
+        return None
+    except Exception as e:
+        pytest.fail(f"{name}({arg}={bad!r}) raised {type(e).__name__}: {e}")
+    assert _finite(result), f"{name}({arg}={bad!r}) returned a non-finite result silently"
+    return result
+
+
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
 @given(_examples)
 def test_malformed_arguments_are_refused_by_name_or_handled(example):
     name, arg, i = example
     func, kwargs, aliases = CASES[name]
-    bad = _bad_values(arg)[i]
-    call = {**kwargs, arg: bad}
-    try:
-        with _alarm(HANG_S):
-            result = func(**call)
-    except (ValueError, TypeError) as e:
-        names = (arg, *aliases.get(arg, ()))
-        assert any(n in str(e) for n in names), (
-            f"{name}({arg}={bad!r}) raised {type(e).__name__} without naming {arg!r}: {e}")
-        return
-    except Exception as e:
-        pytest.fail(f"{name}({arg}={bad!r}) raised {type(e).__name__}: {e}")
-    assert _finite(result), f"{name}({arg}={bad!r}) returned a non-finite result silently"
+    refused_by_name_or_handled(name, func, kwargs, arg, _bad_values(arg)[i],
+                               aliases.get(arg, ()))

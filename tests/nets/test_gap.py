@@ -218,7 +218,9 @@ def test_task_js0_table_covers_every_recipe_and_block_set(tmp_path):
     assert res["recipe"] == "log"
     spectra = nets.blockwise_spectrum(model, loss_fn, task.spectrum_batches(), lanczos_steps=4,
                                       probes=3, seed=0)
-    assert res["js0"] == pytest.approx(nets.js0(spectra), rel=1e-12)
+    # the same spectra up to float32 round-off: the auto product mode is chosen by timing on
+    # the first batch, and the modes agree to round-off, not bitwise
+    assert res["js0"] == pytest.approx(nets.js0(spectra), rel=1e-5)
 
 
 def test_training_cache_keys_on_thread_count(tmp_path):
