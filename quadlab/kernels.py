@@ -19,9 +19,9 @@ Conventions:
   cycle ±η/2). With ε > 0 they dip the same way while √v̂ ≫ ε (v remembers the start), then
   follow GD with rate ≈ η/ε, which may climb back: not scale-free, but still exact in the
   extended range when ε enters the denominator on √v̂'s scale (`ext_factors`). Each
-  (block, trajectory) keeps its error e as a float64 mantissa times 2^ke (one exponent per block: g = He mixes the block's coordinates), and each coordinate keeps m
-  and v as mantissas times 2^km and 2^kv (kv even). The update runs on mantissas with
-  power-of-two cross-scale factors (`ext_factors`), exact products, so while every exponent is
+  (block, trajectory) keeps its error e as a float64 mantissa times 2^ke (one exponent per
+  block: g = He mixes the block's coordinates), and each coordinate keeps m and v as mantissas
+  times 2^km and 2^kv (kv even). The update runs on mantissas with power-of-two cross-scale factors (`ext_factors`), exact products, so while every exponent is
   0 the arithmetic is bit for bit the plain float64 one. When a mantissa leaves its safe range
   (`EXT_E`, `EXT_M`, `EXT_V`) `ext_normalize` moves a power of two into the exponent (exact).
   Blocks do not interact, so nothing else changes. The loss gap ½ Σ_l 4^{ke_l} êᵀĤê is then
@@ -31,8 +31,8 @@ Conventions:
   where √v̂ > ε the update is still close to scale-free, so a coordinate below UNDERFLOW
   (absolute, just above the subnormal range) stops the lane, recorded in `underflow`, its gaps
   NaN from that step on — never reported as convergence. Where the update is a linear
-  contraction (β2 = 1, or ε-dominated) small coordinates are flushed as for GD. Sign descent moves by ±η per coordinate and neither
-  flushes nor underflows.
+  contraction (β2 = 1, or ε-dominated) small coordinates are flushed as for GD. Sign descent
+  moves by ±η per coordinate and neither flushes nor underflows.
 
 Gradient noise (`quadlab.noise`): the optimizer may see a stochastic gradient g̃ instead of
 g = He (`noisy_gradient`, one counter-based random stream per trajectory, seeded by
