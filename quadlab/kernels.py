@@ -13,20 +13,20 @@ Conventions:
   set to zero. GD is linear, so its share of the gap stays below FLUSH² ≈ 1e-280 of the initial
   gap — invisible in float64 — while subnormal arithmetic would make the fast modes of a
   converged block ~100× slower on x86.
-* Extended range (Adam, AdaBelief with β2 < 1): with ε = 0 these updates are scale-free — the
-  step η m̂/√v̂ does not change when (m, √v) are scaled together — so a coordinate can dip far
-  below float64's range and come back (Proposition 2: w dips to ~1e-1014 and returns to the
-  cycle ±η/2). With ε > 0 they dip the same way while √v̂ ≫ ε (v remembers the start), then
-  follow GD with rate ≈ η/ε, which may climb back: not scale-free, but still exact in the
-  extended range when ε enters the denominator on √v̂'s scale (`ext_factors`). Each
-  (block, trajectory) keeps its error e as a float64 mantissa times 2^ke (one exponent per
-  block: g = He mixes the block's coordinates), and each coordinate keeps m and v as mantissas
-  times 2^km and 2^kv (kv even). The update runs on mantissas with power-of-two cross-scale factors (`ext_factors`), exact products, so while every exponent is
-  0 the arithmetic is bit for bit the plain float64 one. When a mantissa leaves its safe range
-  (`EXT_E`, `EXT_M`, `EXT_V`) `ext_normalize` moves a power of two into the exponent (exact).
-  Blocks do not interact, so nothing else changes. The loss gap ½ Σ_l 4^{ke_l} êᵀĤê is then
-  exact to rounding at any scale: reported as float64 where it is a normal number, NaN where it
-  is below float64's range (never a plain 0.0), and always as log10 on request.
+* Extended range (Adam, AdaBelief with β2 < 1): with ε = 0 these updates are scale-free — the step η
+  m̂/√v̂ does not change when (m, √v) are scaled together — so a coordinate can dip far below
+  float64's range and come back (Proposition 2: w dips to ~1e-1014 and returns to the cycle ±η/2).
+  With ε > 0 they dip the same way while √v̂ ≫ ε (v remembers the start), then follow GD with rate ≈
+  η/ε, which may climb back: not scale-free, but still exact in the extended range when ε enters the
+  denominator on √v̂'s scale (`ext_factors`). Each (block, trajectory) keeps its error e as a
+  float64 mantissa times 2^ke (one exponent per block: g = He mixes the block's coordinates), and
+  each coordinate keeps m and v as mantissas times 2^km and 2^kv (kv even). The update runs on
+  mantissas with power-of-two cross-scale factors (`ext_factors`), exact products, so while every
+  exponent is 0 the arithmetic is bit for bit the plain float64 one. When a mantissa leaves its safe
+  range (`EXT_E`, `EXT_M`, `EXT_V`) `ext_normalize` moves a power of two into the exponent (exact).
+  Blocks do not interact, so nothing else changes. The loss gap ½ Σ_l 4^{ke_l} êᵀĤê is then exact to
+  rounding at any scale: reported as float64 where it is a normal number, NaN where it is below
+  float64's range (never a plain 0.0), and always as log10 on request.
 * Underflow (Adam, AdaBelief in plain float64: with noise, or the extended range forced off):
   where √v̂ > ε the update is still close to scale-free, so a coordinate below UNDERFLOW
   (absolute, just above the subnormal range) stops the lane, recorded in `underflow`, its gaps
