@@ -50,8 +50,9 @@ class LadderAdvice:
     Attributes:
         candidate: The predictor (a key of :data:`nets.studies.predictor.CANDIDATES`).
         value: Its value on the user's model.
-        low: 2.5% bootstrap percentile over probes.
-        high: 97.5% percentile.
+        low: Lower end of its 95% interval over probes
+            (:func:`nets.engine.intervals.probe_interval`).
+        high: Upper end of that interval.
         threshold: The threshold chosen on the selection families.
         call: ``"lag"`` (SGD will lag Adam: gap > ln 1.5) or ``"no lag"``.
         reliability: ``"validated"`` or ``"inconclusive"`` (module docstring).
