@@ -168,10 +168,16 @@ def _bad_values(arg: str) -> list:
     return COMMON + EXTRA.get(arg, [])
 
 
-_examples = st.sampled_from(sorted(CASES)).flatmap(
-    lambda name: st.tuples(st.just(name), st.sampled_from(sorted(CASES[name][1]))).flatmap(
-        lambda na: st.tuples(st.just(na[0]), st.just(na[1]),
-                             st.sampled_from(range(len(_bad_values(na[1])))))))
+def malformed_examples(cases: dict, bad_values: Callable[[str], list]):
+    """Hypothesis strategy of ``(case name, argument, index of a bad value)`` over ``cases``
+    (name -> (function, valid keyword arguments, ...)) and ``bad_values(argument)``."""
+    return st.sampled_from(sorted(cases)).flatmap(
+        lambda name: st.tuples(st.just(name), st.sampled_from(sorted(cases[name][1]))).flatmap(
+            lambda na: st.tuples(st.just(na[0]), st.just(na[1]),
+                                 st.sampled_from(range(len(bad_values(na[1])))))))
+
+
+_examples = malformed_examples(CASES, _bad_values)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

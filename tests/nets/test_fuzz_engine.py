@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import nets
 from nets.engine.lanczos import LanczosRun, lanczos
 
-from .test_fuzz import COMMON, _finite, refused_by_name_or_handled
+from .test_fuzz import COMMON, _finite, malformed_examples, refused_by_name_or_handled
 
 torch.manual_seed(0)  # nothing below draws from it: every tensor comes from a Generator
 G = torch.Generator().manual_seed(3)
@@ -150,10 +149,7 @@ def _bad_values(arg: str) -> list:
     return COMMON + EXTRA.get(arg, [])
 
 
-_examples = st.sampled_from(sorted(CASES)).flatmap(
-    lambda name: st.tuples(st.just(name), st.sampled_from(sorted(CASES[name][1]))).flatmap(
-        lambda na: st.tuples(st.just(na[0]), st.just(na[1]),
-                             st.sampled_from(range(len(_bad_values(na[1])))))))
+_examples = malformed_examples(CASES, _bad_values)
 
 
 def _dense_block(name: str) -> torch.Tensor:
