@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from nets.studies import gap
+
 
 def random_spd_block(eigenvalues: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Q diag(λ) Qᵀ with a random orthogonal Q."""
@@ -68,3 +70,19 @@ def exact_eigenvalues(mlp_problem, attention_problem):
     return {name: nets.exact_blockwise_eigenvalues(*prob[:3])
             for name, prob in (("mlp_problem", mlp_problem),
                                ("attention_problem", attention_problem))}
+
+
+@pytest.fixture
+def gap_train_calls(monkeypatch):
+    """Count the training runs `nets.studies.gap` computes (cached runs are not counted):
+    ``calls["n"]``."""
+    calls = {"n": 0}
+    real = gap.train
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(gap, "train", counting)
+    return calls
+

@@ -65,16 +65,9 @@ def test_gap_metric():
         gap_metric(0.0, 1.0)
 
 
-def test_measure_gap_and_cache_reuse(tmp_path, monkeypatch):
+def test_measure_gap_and_cache_reuse(tmp_path, gap_train_calls):
     task = tiny_task()
-    calls = {"n": 0}
-    real = gap.train
-
-    def counting(*a, **k):
-        calls["n"] += 1
-        return real(*a, **k)
-
-    monkeypatch.setattr(gap, "train", counting)
+    calls = gap_train_calls
     rep = measure_gap(task, TINY, cache_dir=tmp_path)
     n_runs = 2 * 4 * 2
     assert calls["n"] == n_runs

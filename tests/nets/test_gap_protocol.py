@@ -93,15 +93,8 @@ GRID = dict(steps=12, sgd_lrs=(1e-3, 1e-2, 0.1, 1.0, 1e4), adam_lrs=(1e-4, 1e-3,
             js_probes=2, heldout_size=32)
 
 
-def test_first_seed_protocol_runs_fewer_and_picks_the_full_grid_rate(tmp_path, monkeypatch):
-    calls = {"n": 0}
-    real = gap.train
-
-    def counting(*a, **k):
-        calls["n"] += 1
-        return real(*a, **k)
-
-    monkeypatch.setattr(gap, "train", counting)
+def test_first_seed_protocol_runs_fewer_and_picks_the_full_grid_rate(tmp_path, gap_train_calls):
+    calls = gap_train_calls
     task = heldout_task()
     quick = measure_gap(task, GapProfile("fs", **GRID, protocol="first-seed"),
                         cache_dir=tmp_path, with_js0=False)
