@@ -25,7 +25,6 @@ def _have_texts() -> bool:
 _TEXT_FAMILIES = {"gpt", "bert"}  # word LMs on Shakespeare (installed by `make data`)
 
 
-@pytest.mark.parametrize("family", fam.FAMILIES)
 def rung_dense_reference(model, loss_fn, rung, *, vectorize: bool = False):
     """A rung's 6 spectrum samples as two batches of 3, and the dense Hessian of their mean loss
     over the flattened parameters by torch's reverse-over-reverse ``hessian`` (independent of
@@ -45,6 +44,7 @@ def rung_dense_reference(model, loss_fn, rung, *, vectorize: bool = False):
     return data, names, shapes, hessian(loss, flat0, vectorize=vectorize).numpy()
 
 
+@pytest.mark.parametrize("family", fam.FAMILIES)
 def test_ladder_profile_spans_two_decades_up_to_about_a_million(family):
     counts = [fam.parameter_count(r) for r in fam.ladder(family, "ladder")]
     assert len(counts) >= 4 and counts == sorted(counts)
