@@ -22,9 +22,11 @@ Student-t interval as :func:`nets.engine.js.js0_bootstrap`).
 
 * target: the gap ``ln(L_SGD / L_Adam)`` at the larger of the ladder's two batch sizes; the
   call "SGD will lag" is ``gap > ln 1.5``;
-* selection points: every measured rung of the families ``gpt``, ``vit``, ``resnet``, ``mlp``;
-  held out: every rung of ``bert``, ``mixer`` and ``vgg`` (three whole families: a masked LM,
-  an MLP-mixer, a CNN);
+* selection points: every measured rung of the families ``gpt``, ``vit``, ``resnet``, ``mlp``
+  and the Hugging Face ``hf-gpt2`` and ``hf-vit``; held out: every rung of ``bert``, ``mixer``,
+  ``vgg``, ``hf-bert`` and ``hf-resnet`` (five whole families: two masked LMs, an MLP-mixer
+  and two CNNs; the Hugging Face families were added to both sides before any of their rungs
+  was measured);
 * for each candidate (direction fixed: larger means more lag, as the paper claims), the
   threshold is the midpoint that maximizes the call's accuracy on the selection points;
 * metrics on the held-out points: Spearman ρ (bootstrap 95% interval) and the call's accuracy
@@ -62,8 +64,8 @@ CANDIDATES = (*(f"js0:{n}" for n in RECIPES), "logmax_spread", "theorem1")
 class Protocol:
     """The validation protocol (see the module docstring)."""
 
-    selection_families: tuple[str, ...] = ("gpt", "vit", "resnet", "mlp")
-    held_out_families: tuple[str, ...] = ("bert", "mixer", "vgg")
+    selection_families: tuple[str, ...] = ("gpt", "vit", "resnet", "mlp", "hf-gpt2", "hf-vit")
+    held_out_families: tuple[str, ...] = ("bert", "mixer", "vgg", "hf-bert", "hf-resnet")
     lag_threshold: float = math.log(1.5)
     batch: str = "largest"
 

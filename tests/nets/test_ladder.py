@@ -10,6 +10,7 @@ import torch
 from nets.cli import main
 from nets.engine.slq import BlockSpectrum
 from nets.studies import predictor as pr
+from nets.zoo.families import LADDER_FAMILIES
 
 
 def _spec(name, eigs):
@@ -166,3 +167,11 @@ def test_ladder_cli_no_gap_gives_spectra_only_and_says_so(tmp_path, capsys):
     assert r["gap"] is None and "not requested" in r["gap_skipped"]
     assert math.isfinite(r["js0"]["log"]["value"])
     assert not any(p.name.startswith("train") for p in tmp_path.rglob("*"))
+
+
+def test_protocol_puts_every_ladder_family_on_exactly_one_side():
+    sel, held = set(pr.PROTOCOL.selection_families), set(pr.PROTOCOL.held_out_families)
+    assert not sel & held
+    assert sel | held == set(LADDER_FAMILIES)
+    # at least one whole family held out of each kind the paper compares
+    assert {"bert", "hf-bert"} <= held and {"vgg", "hf-resnet"} & held
