@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from labkit.cache import cached
+from labkit.cache import cached, code_version
 from nets.engine.distributed import Communicator, local_device
 from nets.engine.results import fingerprint
 from nets.engine.slq import BlockSpectrum
@@ -157,6 +157,12 @@ def rung_spectra(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Path
     Returns:
         ``({block: BlockSpectrum}, seconds the spectra took when first computed)``.
     """
+    spectra, seconds, _ = _rung_spectra(rung, profile, cache_dir, device)
+    return spectra, seconds
+
+
+def _rung_spectra(rung: Rung, profile: LadderProfile, cache_dir, device):
+    """:func:`rung_spectra` and the provenance of the spectra (:func:`_cached_spectra`)."""
     device = local_device(device)
     settings = {"rung": rung.name, "steps": profile.lanczos_steps, "probes": profile.probes,
                 "samples": profile.spectrum_samples, "batch": profile.spectrum_batch,
@@ -171,7 +177,10 @@ def rung_spectra(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Path
 
 
 def _cached_spectra(model, loss_fn, data, profile: LadderProfile, settings: dict,
-                    cache_dir) -> tuple[dict[str, BlockSpectrum], float]:
+                    cache_dir) -> tuple[dict[str, BlockSpectrum], float, dict]:
+    """The spectra (cached), the seconds they took when computed, and their provenance
+    ``{"fingerprint", "code"}``: the SHA-256 of the model's parameters and the spectrum batches
+    (:func:`nets.engine.results.fingerprint`) and the version of the code that computes them."""
     def compute() -> dict:
         t0 = time.perf_counter()
         spectra = blockwise_spectrum(model, loss_fn, data, lanczos_steps=profile.lanczos_steps,
@@ -181,14 +190,16 @@ def _cached_spectra(model, loss_fn, data, profile: LadderProfile, settings: dict
                                "weights": s.weights.tolist(), "n_steps": s.n_steps.tolist(),
                                "probe_ids": s.probe_ids.tolist()} for k, s in spectra.items()}}
 
+    fp = fingerprint(model, data)
     doc = cached("ladder-spectra", settings, compute, directory=cache_dir,
-                 modules=MODULES + SPECTRUM_MODULES, fingerprint=fingerprint(model, data))
+                 modules=MODULES + SPECTRUM_MODULES, fingerprint=fp)
     spectra = {k: BlockSpectrum(k, int(b["dim"]), np.asarray(b["nodes"], dtype=np.float64),
                                 np.asarray(b["weights"], dtype=np.float64),
                                 np.asarray(b["n_steps"], dtype=np.int64),
                                 np.asarray(b["probe_ids"], dtype=np.int64))
                for k, b in doc["blocks"].items()}
-    return spectra, float(doc["seconds"])
+    return spectra, float(doc["seconds"]), {"fingerprint": fp,
+                                            "code": code_version(MODULES + SPECTRUM_MODULES)}
 
 
 def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.PathLike | None = None,
@@ -209,15 +220,17 @@ def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Pat
 
     Returns:
         ``{"family", "size", "name", "profile", "parameters", "blocks", "candidates",
-        "js0", "spectrum_seconds", "gap", "gap_skipped"}``: ``candidates`` maps each
+        "js0", "spectrum_seconds", "gap", "gap_skipped", "spectra_fingerprint", "code"}``
+        (``spectra_fingerprint``: SHA-256 of the model's parameters and the spectrum batches;
+        ``code``: the version of the code that computed the spectra): ``candidates`` maps each
         predictor candidate to ``{"value", "low", "high"}``; ``js0`` the same for the JS0
         recipes; ``gap`` maps each batch size to the gap, tuned rates, final losses, the
         seed spread of the tuned final losses and the grid-edge flags (``None`` where the
         gap was not measured, with the reason in ``gap_skipped``).
     """
-    spectra, spec_s = rung_spectra(rung, profile, cache_dir=cache_dir, device=device)
+    spectra, spec_s, prov = _rung_spectra(rung, profile, cache_dir, device)
     rec = _spectra_record(rung.family, rung.size, rung.name, parameter_count(rung), spectra,
-                          spec_s, profile)
+                          spec_s, profile, prov)
     n_params = rec["parameters"]
     if profile.gap is None or n_params > profile.gap_max_params or not gap:
         rec["gap_skipped"] = ("no training budget in this profile" if profile.gap is None else
@@ -249,14 +262,15 @@ def ladder_record(rung: Rung, profile: LadderProfile, *, cache_dir: str | os.Pat
 
 def _spectra_record(family: str, size: int, name: str, n_params: int,
                     spectra: dict[str, BlockSpectrum], spec_s: float,
-                    profile: LadderProfile) -> dict:
+                    profile: LadderProfile, provenance: dict) -> dict:
     cands = candidate_values(spectra, n_boot=profile.n_boot,
                              rng=np.random.default_rng([0, 777]))
     return {"family": family, "size": size, "name": name,
             "profile": profile.name, "parameters": n_params, "blocks": len(spectra),
             "candidates": cands,
             "js0": {k.split(":", 1)[1]: v for k, v in cands.items() if k.startswith("js0:")},
-            "spectrum_seconds": spec_s, "gap": None, "gap_skipped": None}
+            "spectrum_seconds": spec_s, "gap": None, "gap_skipped": None,
+            "spectra_fingerprint": provenance["fingerprint"], "code": provenance["code"]}
 
 
 def _source_digest(spec: str) -> str | None:
@@ -300,9 +314,10 @@ def factory_record(spec: str, size: int, profile: LadderProfile, *, seed: int = 
                 "steps": profile.lanczos_steps, "probes": profile.probes, "seed": 0}
     if device.type != "cpu":
         settings.update(device_settings(device))
-    spectra, spec_s = _cached_spectra(model, loss_fn, data, profile, settings, cache_dir)
+    spectra, spec_s, prov = _cached_spectra(model, loss_fn, data, profile, settings, cache_dir)
     rec = _spectra_record(spec, size, f"{spec}[{size}]",
-                          sum(p.numel() for p in model.parameters()), spectra, spec_s, profile)
+                          sum(p.numel() for p in model.parameters()), spectra, spec_s, profile,
+                          prov)
     rec["gap_skipped"] = "a factory family gives spectra and JS0 only (no training pool)"
     return rec
 

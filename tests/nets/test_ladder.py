@@ -166,6 +166,15 @@ def test_ladder_cli_no_gap_gives_spectra_only_and_says_so(tmp_path, capsys):
     (r,) = json.loads(capsys.readouterr().out)
     assert r["gap"] is None and "not requested" in r["gap_skipped"]
     assert math.isfinite(r["js0"]["log"]["value"])
+    # provenance: the fingerprint of the exact model and batches the spectra were computed on
+    import nets.studies.ladder as lad
+    from nets.engine.results import fingerprint
+    rung = lad.ladder("vgg", "tiny")[0]
+    prof = lad.LADDER_PROFILES["tiny"]
+    model, _ = lad.build_rung(rung, 0)
+    data = lad._spectrum_batches(rung, prof.spectrum_samples, prof.spectrum_batch)
+    assert r["spectra_fingerprint"] == fingerprint(model, data)
+    assert r["code"].split("+")[1] and len(r["code"].split("+")[1]) == 16
     assert not any(p.name.startswith("train") for p in tmp_path.rglob("*"))
 
 
