@@ -14,14 +14,17 @@ output, results files, caches, the report's data) goes through :func:`to_jsonabl
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 
-__all__ = ["NONFINITE", "as_float", "dumps", "loads", "to_jsonable"]
+__all__ = ["NONFINITE", "as_float", "check_sealed", "content_checksum", "dumps", "loads", "seal",
+           "to_jsonable"]
 
 #: The strings that stand for the non-finite floats.
 NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
@@ -109,3 +112,57 @@ def as_float(v: Any) -> float:
     if isinstance(v, str) and v in NONFINITE:
         return NONFINITE[v]
     raise ValueError(f"expected a number or one of {sorted(NONFINITE)}, got {v!r}")
+
+
+def content_checksum(doc: Mapping[str, Any]) -> str:
+    """SHA-256 of a document's canonical JSON, leaving out its own ``"checksum"`` key.
+
+    Canonical: :func:`to_jsonable`, keys sorted, no whitespace choices beyond :func:`json.dumps`'
+    defaults, so the same content always gives the same digest whatever the indentation of the
+    file it was read from.
+
+    Args:
+        doc: A JSON object (a mapping with string keys).
+
+    Returns:
+        64 hex digits.
+    """
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(to_jsonable(body), sort_keys=True,
+                                     allow_nan=False).encode()).hexdigest()
+
+
+def seal(doc: Mapping[str, Any]) -> dict:
+    """``doc`` (made JSON-able) with a ``"checksum"`` of its content (:func:`content_checksum`).
+
+    Args:
+        doc: A JSON object.
+
+    Returns:
+        A new dict; write it with :func:`dumps`, verify it after reading with
+        :func:`check_sealed`.
+    """
+    body = to_jsonable({k: v for k, v in doc.items() if k != "checksum"})
+    body["checksum"] = content_checksum(body)
+    return body
+
+
+def check_sealed(doc: Any, where: str, fix: str) -> None:
+    """Refuse a document whose ``"checksum"`` is missing or does not match its content.
+
+    Args:
+        doc: The parsed document.
+        where: What it is, for the message (e.g. the file's path).
+        fix: How to get a good one (e.g. the command that regenerates it).
+
+    Raises:
+        ValueError: not a JSON object, no checksum, or a checksum that does not match (the file
+            was damaged or edited by hand); the message names ``where`` and ``fix``.
+    """
+    if not isinstance(doc, Mapping):
+        raise ValueError(f"{where}: not a JSON object; {fix}")
+    if "checksum" not in doc:
+        raise ValueError(f"{where}: no checksum (written by an older version, or not one of "
+                         f"this package's files); {fix}")
+    if doc["checksum"] != content_checksum(doc):
+        raise ValueError(f"{where}: checksum mismatch (the file was damaged or edited); {fix}")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labkit.jsonio import as_float, dumps, loads, to_jsonable
+from labkit.jsonio import as_float, check_sealed, content_checksum, dumps, loads, seal, to_jsonable
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True))
@@ -46,3 +46,32 @@ def test_refusals_name_the_problem():
         as_float("infinity")
     with pytest.raises(ValueError):
         as_float(None)
+
+
+_leaf = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.text(max_size=4),
+                  st.booleans(), st.none())
+_docs = st.dictionaries(st.text(min_size=1, max_size=4).filter(lambda k: k != "checksum"),
+                        st.recursive(_leaf, lambda c: st.lists(c, max_size=3)
+                                     | st.dictionaries(st.text(max_size=3), c, max_size=3),
+                                     max_leaves=8), min_size=1, max_size=4)
+
+
+@given(_docs, st.sampled_from([None, 1, 4]))
+def test_sealed_documents_verify_after_any_formatting(doc, indent):
+    sealed = seal(doc)
+    back = loads(dumps(sealed, indent=indent))
+    check_sealed(back, "f.json", "fix it")  # indentation and key order do not matter
+    assert back["checksum"] == content_checksum(to_jsonable(doc))
+
+
+@given(_docs)
+def test_any_edit_of_a_sealed_document_is_refused(doc):
+    sealed = seal(doc)
+    key = sorted(k for k in sealed if k != "checksum")[0]
+    edited = {**sealed, key: [sealed[key]]}  # wrap one value: a different content
+    with pytest.raises(ValueError, match=r"f.json: checksum mismatch.*fix it"):
+        check_sealed(edited, "f.json", "fix it")
+    with pytest.raises(ValueError, match=r"f.json: no checksum"):
+        check_sealed({k: v for k, v in sealed.items() if k != "checksum"}, "f.json", "fix it")
+    with pytest.raises(ValueError, match="not a JSON object"):
+        check_sealed([sealed], "f.json", "fix it")

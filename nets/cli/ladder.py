@@ -17,14 +17,13 @@ from pathlib import Path
 
 import torch
 
-from labkit.atomic import atomic_write_bytes
 from labkit.jsonio import dumps, loads
 from labkit.progress import Progress
 from labkit.tables import format_table
 from nets.cli.common import add_device_argument, add_model_seed_argument, distributed
 from nets.studies.gpucheck import gpu_check
 from nets.studies.ladder import LADDER_PROFILES, run_ladder
-from nets.studies.predictor import merge_records, validate
+from nets.studies.predictor import merge_records, validate, write_ladder_evidence
 from nets.zoo.factory import is_factory
 from nets.zoo.families import FAMILIES, LADDER_FAMILIES
 
@@ -87,9 +86,8 @@ def _cmd_predictor(args) -> int:
         raise ValueError("no ladder records in the given files (use `nets ladder --json`)")
     records = merge_records(records)
     result = validate(records)
-    doc = {"validation": result, "records": records}
     if args.write_evidence:
-        atomic_write_bytes(Path(args.write_evidence), dumps(doc, indent=1).encode())
+        write_ladder_evidence(records, result, args.write_evidence)
     if args.json:
         print(dumps(result, indent=1))
         return 0

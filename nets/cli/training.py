@@ -23,13 +23,12 @@ from pathlib import Path
 
 import torch
 
-from labkit.atomic import atomic_write_bytes
 from labkit.jsonio import as_float, dumps, loads
 from labkit.progress import Progress
 from labkit.tables import format_table
 from nets.cli.common import add_device_argument, add_model_seed_argument, distributed
 from nets.cli.tasks import TASK_NAMES_HELP, task_from_name
-from nets.studies.advise import advise, load_evidence
+from nets.studies.advise import advise, load_evidence, write_evidence
 from nets.studies.advise_ladder import advise_ladder
 from nets.studies.finetune import finetune_study
 from nets.studies.gap import PROFILES, GapReport, measure_gap
@@ -119,7 +118,7 @@ def _cmd_table1(args) -> int:
         return 0
     doc = tab.to_dict()
     if args.write_evidence:
-        atomic_write_bytes(args.write_evidence, dumps(doc, indent=1).encode())
+        write_evidence(doc, args.write_evidence)
     if args.json:
         print(dumps(doc, indent=1))
         return 0

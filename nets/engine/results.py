@@ -27,7 +27,6 @@ after each. A file that fails a check is refused with the fix ("use --overwrite 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 from collections.abc import Callable, Mapping, Sequence
@@ -127,11 +126,6 @@ def fingerprint(model: torch.nn.Module, data: Sequence[Any]) -> str:
     return h.hexdigest()
 
 
-def _checksum(doc: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in doc.items() if k != "checksum"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode()).hexdigest()
-
-
 def check_out_path(path: str | os.PathLike) -> Path:
     """Check that a results file can be written at ``path`` before anything is computed.
 
@@ -195,7 +189,7 @@ def save_spectra(path: str | os.PathLike, settings: Mapping[str, object],
             for name, s in spectra.items()
         },
     }
-    doc["checksum"] = _checksum(doc)
+    doc["checksum"] = jsonio.content_checksum(doc)
     atomic_write_bytes(path, jsonio.dumps(doc).encode())
 
 
@@ -264,7 +258,7 @@ def load_spectra(path: str | os.PathLike) -> SpectraFile:
                    "checksum"} - set(doc)
         if missing:
             raise ValueError(f"missing {sorted(missing)}")
-        if doc["checksum"] != _checksum(doc):
+        if doc["checksum"] != jsonio.content_checksum(doc):
             raise ValueError("checksum mismatch (damaged or edited)")
         if not all(isinstance(doc[k], dict) for k in ("settings", "blocks", "versions")) or (
                 not isinstance(doc.get("metadata", {}), dict)):

@@ -19,7 +19,6 @@ no arguments returns ``(model, loss_fn, data)`` in the :mod:`nets` conventions. 
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Callable, Iterable
@@ -29,18 +28,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from labkit.jsonio import as_float
+from labkit.atomic import atomic_write_bytes
+from labkit.cache import code_version
+from labkit.jsonio import as_float, check_sealed, dumps, loads, seal
 from nets.engine.adapters import check_modes, first_samples, forward, split_batch
 from nets.engine.density import RECIPES, DensityRecipe
 from nets.engine.hvp import make_batch_hessian_vector_product
 from nets.engine.js import js0_bootstrap
 from nets.engine.spectrum import blockwise_spectrum
 
-__all__ = ["EVIDENCE", "Advice", "advise", "check_twice_differentiable", "checked_user_problem",
-           "evidence_recipe", "load_evidence"]
+__all__ = ["EVIDENCE", "EVIDENCE_FIX", "Advice", "advise", "check_twice_differentiable",
+           "checked_user_problem", "evidence_recipe", "load_evidence", "write_evidence"]
 
 #: The evidence file shipped with the package (written by ``nets table1 --write-evidence``).
 EVIDENCE = Path(__file__).resolve().parent / "evidence_table1.json"
+#: How to get a good evidence file back (quoted by every refusal of :func:`load_evidence`).
+EVIDENCE_FIX = ("regenerate it with `nets table1 --profile lite --write-evidence PATH` (the "
+                "packaged file: reinstall the package)")
 LAG, NO_LAG = math.log(1.5), math.log(1.1)
 
 
@@ -188,22 +192,45 @@ def check_twice_differentiable(model: torch.nn.Module, loss_fn: Callable, data: 
     return norm
 
 
+def write_evidence(doc: dict, path: str | Path) -> None:
+    """Write an evidence file atomically: ``doc`` (the JSON of ``nets table1 --json``) with the
+    version of the code that wrote it (``"code"``) and a checksum of its content.
+
+    Args:
+        doc: The Table 1 document (:meth:`nets.studies.table1.Table1.to_dict`).
+        path: Where to write.
+    """
+    atomic_write_bytes(path, dumps(seal({**doc, "code": code_version(["nets"])}),
+                                   indent=1).encode())
+
+
 def load_evidence(path: str | Path | None = None) -> dict:
-    """Read an evidence file (the JSON of ``nets table1 --json``).
+    """Read and verify an evidence file (written by :func:`write_evidence`).
 
     Args:
         path: The file (default: the packaged :data:`EVIDENCE`).
+
+    Returns:
+        The document; non-finite numbers stay strings (read them with
+        :func:`labkit.jsonio.as_float`).
+
+    Raises:
+        ValueError: no such file, not strict JSON, no checksum or one that does not match its
+            content (damaged or edited), or not an evidence file; the message names the file
+            and :data:`EVIDENCE_FIX`.
     """
     path = Path(path) if path is not None else EVIDENCE
-    if not path.exists():
+    if not path.is_file():
         raise ValueError(f"no evidence file at {path}; create one with `nets table1 "
                          "--write-evidence PATH`")
     try:
-        doc = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not JSON ({e})") from e
-    if not isinstance(doc, dict) or "rows" not in doc or "js_settings" not in doc:
-        raise ValueError(f"{path}: not an evidence file (needs 'rows' and 'js_settings')")
+        doc = loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not JSON ({e}); {EVIDENCE_FIX}") from e
+    check_sealed(doc, str(path), EVIDENCE_FIX)
+    if "rows" not in doc or "js_settings" not in doc:
+        raise ValueError(f"{path}: not an evidence file (needs 'rows' and 'js_settings'); "
+                         f"{EVIDENCE_FIX}")
     return doc
 
 

@@ -44,18 +44,25 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.jsonio import as_float, loads
+from labkit.atomic import atomic_write_bytes
+from labkit.cache import code_version
+from labkit.jsonio import as_float, check_sealed, dumps, loads, seal
 from nets.engine.density import RECIPES
 from nets.engine.intervals import probe_interval
 from nets.engine.js import js0, numerically_zero_blocks
 from nets.engine.slq import BlockSpectrum
 from nets.studies.correlation import spearman
 
-__all__ = ["CANDIDATES", "LADDER_EVIDENCE", "PROTOCOL", "Protocol", "block_scale_statistics",
-           "candidate_values", "load_ladder_evidence", "merge_records", "validate"]
+__all__ = ["CANDIDATES", "LADDER_EVIDENCE", "LADDER_EVIDENCE_FIX", "PROTOCOL", "Protocol",
+           "block_scale_statistics", "candidate_values", "load_ladder_evidence", "merge_records",
+           "validate", "write_ladder_evidence"]
 
 #: The ladder evidence shipped with the package (``nets predictor ... --write-evidence``).
 LADDER_EVIDENCE = Path(__file__).resolve().parent / "evidence_ladder.json"
+#: How to get a good ladder evidence file back (quoted by every refusal of
+#: :func:`load_ladder_evidence`).
+LADDER_EVIDENCE_FIX = ("regenerate it with `make ladder` (or `nets predictor runs/ladder/*.json "
+                       "--write-evidence PATH`; the packaged file: reinstall the package)")
 
 CANDIDATES = (*(f"js0:{n}" for n in RECIPES), "logmax_spread", "theorem1")
 
@@ -287,9 +294,24 @@ def merge_records(records: Sequence[dict]) -> list[dict]:
     return sorted(best.values(), key=lambda r: (r["family"], int(r["size"])))
 
 
+def write_ladder_evidence(records: Sequence[Mapping], validation: Mapping,
+                          path: str | Path) -> None:
+    """Write a ladder evidence file atomically: ``{"validation", "records", "code",
+    "checksum"}`` (``code``: the version of the code that validated the records; each record
+    carries its own spectra's fingerprint and code version).
+
+    Args:
+        records: The merged ladder records (:func:`merge_records`).
+        validation: :func:`validate` of them.
+        path: Where to write.
+    """
+    doc = {"validation": validation, "records": list(records),
+           "code": code_version(["nets.studies.predictor"])}
+    atomic_write_bytes(path, dumps(seal(doc), indent=1).encode())
+
+
 def load_ladder_evidence(path: str | Path | None = None) -> dict:
-    """Read a ladder evidence file (``{"validation", "records"}``, written by ``nets predictor
-    ... --write-evidence``).
+    """Read and verify a ladder evidence file (written by :func:`write_ladder_evidence`).
 
     Args:
         path: The file (default: the packaged :data:`LADDER_EVIDENCE`).
@@ -299,17 +321,23 @@ def load_ladder_evidence(path: str | Path | None = None) -> dict:
         :func:`labkit.jsonio.as_float`).
 
     Raises:
-        ValueError: no such file, not JSON, or not a ladder evidence file.
+        ValueError: no such file, not strict JSON, no checksum or one that does not match its
+            content (damaged or edited), or not a ladder evidence file; the message names the
+            file and :data:`LADDER_EVIDENCE_FIX`.
     """
     path = Path(path) if path is not None else LADDER_EVIDENCE
     if not path.is_file():
         raise ValueError(f"no ladder evidence file at {path}; write one with `nets predictor "
                          "runs/ladder/*.json --write-evidence PATH`")
     try:
-        doc = loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"{path}: not JSON ({e})") from e
-    if not isinstance(doc, dict) or "validation" not in doc or "records" not in doc:
+        doc = loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not JSON ({e}); {LADDER_EVIDENCE_FIX}") from e
+    if isinstance(doc, dict) and "rows" in doc and "validation" not in doc:
+        raise ValueError(f"{path}: not a ladder evidence file (`nets table1` evidence is "
+                         f"another format); {LADDER_EVIDENCE_FIX}")
+    check_sealed(doc, str(path), LADDER_EVIDENCE_FIX)
+    if "validation" not in doc or "records" not in doc:
         raise ValueError(f"{path}: not a ladder evidence file (needs 'validation' and "
-                         "'records'; `nets table1` evidence is another format)")
+                         f"'records'); {LADDER_EVIDENCE_FIX}")
     return doc

@@ -2,14 +2,15 @@
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
 import nets.cli.app as cli
 from nets.engine.density import RECIPES
-from nets.studies.advise import advise, evidence_recipe, load_evidence
+from nets.studies.advise import advise, evidence_recipe, load_evidence, write_evidence
 from nets.studies.advise_ladder import MIN_HELD_OUT, advise_ladder
-from nets.studies.predictor import load_ladder_evidence
+from nets.studies.predictor import load_ladder_evidence, write_ladder_evidence
 from nets.zoo.factory import load_factory
 
 USER_MODULE = textwrap.dedent('''
@@ -85,7 +86,7 @@ def _evidence(tmp_path, rhos=(0.9, 0.2), intervals=((0.3, 1.0), (-0.6, 0.9))):
                             "interval95_fisher": list(ci)}
                         for b, r, ci in zip(("64", "8"), rhos, intervals, strict=True)}}
     p = tmp_path / "ev.json"
-    p.write_text(json.dumps(doc))
+    write_evidence(doc, p)
     return p
 
 
@@ -144,13 +145,24 @@ def test_bad_factories(tmp_path, user_module, capsys, monkeypatch):
         load_evidence(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
+    with pytest.raises(ValueError, match=r"no checksum.*--write-evidence"):
+        load_evidence(bad)
+    write_evidence({"rows": []}, bad)  # sealed, but not an evidence file
     with pytest.raises(ValueError, match="not an evidence file"):
         load_evidence(bad)
-    for content, match in ((b"\xff\xfe\x00garbage", "not JSON"), (b"[1, 2]", "not an evidence"),
-                           (b"3", "not an evidence"), (b"", "not JSON")):
+    for content, match in ((b"\xff\xfe\x00garbage", "not JSON"), (b"[1, 2]", "not a JSON obj"),
+                           (b"3", "not a JSON object"), (b"", "not JSON"),
+                           (b'{"rows": NaN}', "not JSON")):
         bad.write_bytes(content)
         with pytest.raises(ValueError, match=match):
             load_evidence(bad)
+    # an edited number is caught by the checksum, and the message says how to get a good file
+    good = Path(ev).read_text()
+    assert '"js0": 0.7' in good
+    bad.write_text(good.replace('"js0": 0.7', '"js0": 0.07'))
+    with pytest.raises(ValueError, match=r"bad.json: checksum mismatch.*nets table1"):
+        load_evidence(bad)
+    assert load_evidence(ev)["code"].startswith(load_evidence(ev)["code"].split("+")[0] + "+")
 
 
 def test_documented_example_runs(monkeypatch):
@@ -229,10 +241,30 @@ def test_ladder_advice_calls_by_threshold_and_says_when_it_is_inconclusive(user_
 def test_advise_cli_reads_ladder_evidence(tmp_path, user_module, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(user_module.parent))
     p = tmp_path / "ladder.json"
-    p.write_text(json.dumps(_ladder_evidence(3, 1.0, 0.0)))
+    ev = _ladder_evidence(3, 1.0, 0.0)
+    write_ladder_evidence(ev["records"], ev["validation"], p)
     assert cli.main(["advise", "--model", "mymodels:make_model", "--evidence", str(p)]) == 0
     out = capsys.readouterr().out
     assert "INCONCLUSIVE" in out and "held out" in out and "YOUR MODEL" in out
     assert cli.main(["advise", "--model", "mymodels:make_model", "--evidence", str(p),
                      "--batch-size", "8"]) == 2
     assert "--batch-size applies to Table 1" in capsys.readouterr().err
+
+
+def test_ladder_evidence_is_sealed_and_refused_when_edited(tmp_path):
+    ev = _ladder_evidence(3, 1.0, 0.0)
+    p = tmp_path / "ladder.json"
+    write_ladder_evidence(ev["records"], ev["validation"], p)
+    doc = load_ladder_evidence(p)
+    assert doc["records"] == ev["records"] and doc["code"]
+    edited = json.loads(p.read_text())
+    edited["validation"]["candidates"]["logmax_spread"]["held_out"]["accuracy"] = 0.25
+    p.write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match=r"checksum mismatch.*make ladder"):
+        load_ladder_evidence(p)
+    p.write_text(json.dumps(ev))  # the old unsealed format
+    with pytest.raises(ValueError, match="no checksum"):
+        load_ladder_evidence(p)
+    write_evidence({"rows": [], "js_settings": {}}, p)
+    with pytest.raises(ValueError, match="table1` evidence is another format"):
+        load_ladder_evidence(p)

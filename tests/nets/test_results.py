@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from nets.engine import results
+from labkit.jsonio import content_checksum
 from nets.engine.results import (
     ResultsFileError,
     check_out_path,
@@ -66,7 +66,7 @@ def _doctored(tmp_path, edit):
         [_probe(0)[k], _probe(1)[k]]) for k in BLOCKS}, code="c1", fingerprint="f1")
     doc = json.loads(out.read_text())
     edit(doc)
-    doc["checksum"] = results._checksum(doc)  # a consistent checksum: the structure must catch it
+    doc["checksum"] = content_checksum(doc)  # a consistent checksum: the structure must catch it
     out.write_text(json.dumps(doc))
     return out
 
