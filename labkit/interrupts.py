@@ -49,16 +49,43 @@ def _on_startup_sigint(signum: int, frame: object) -> None:
     os._exit(EXIT_INTERRUPTED)
 
 
+def _module_run_by_m() -> str | None:
+    """The module of ``python -m MODULE`` (from ``sys.orig_argv``), or ``None``."""
+    argv = list(getattr(sys, "orig_argv", []))
+    i = 1
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "-m":
+            return argv[i + 1] if i + 1 < len(argv) else None
+        if tok.startswith("-m") and not tok.startswith("--"):
+            return tok[2:]  # the attached form, `python -mnets`
+        if tok in ("-c", "--") or not tok.startswith("-"):
+            return None  # a script or `-c`: no module
+        i += 2 if tok in ("-X", "-W", "--check-hash-based-pycs") else 1  # options with a value
+    return None
+
+
+def _runs_as_command(package: str) -> bool:
+    """Whether this process is ``package``'s command line: ``python -m package[.module]`` or the
+    console script named ``package`` (not another tool's ``python -m`` that imports it)."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if argv0 == "-m":  # Python is importing the -m module's packages now
+        mod = _module_run_by_m()
+        return mod is not None and mod.split(".")[0] == package
+    return os.path.basename(argv0) == package
+
+
 def guard_startup(package: str, *, prog: str | None = None) -> bool:
     """Make Ctrl-C during a command line's start-up print one line and exit 130.
 
     Call at the top of a package ``__init__``, before its heavy imports. The handler is
     installed only when this process runs ``package`` as a command line, so importing the
     package as a library changes nothing: ``python -m package[.module]`` (while Python imports
-    the package for ``-m``, ``sys.argv[0]`` is ``"-m"``) or its console script, whose name is
-    ``package``. It is also left alone off the main thread and when SIGINT already has a handler
-    other than Python's default, and the first package to install it names the line (the
-    command's package, which imports the others).
+    the package for ``-m``, ``sys.argv[0]`` is ``"-m"``; the module is read from
+    ``sys.orig_argv``, so another tool's ``python -m tool`` that imports the package is left
+    alone) or its console script, whose name is ``package``. It is also left alone off the main
+    thread and when SIGINT already has a handler other than Python's default, and the first
+    package to install it names the line (the command's package, which imports the others).
 
     Args:
         package: The package's import name, e.g. ``"nets"``.
@@ -69,14 +96,13 @@ def guard_startup(package: str, *, prog: str | None = None) -> bool:
     """
     if not isinstance(package, str) or not package:
         raise TypeError(f"package must be a non-empty import name, got {package!r}")
-    argv0 = sys.argv[0] if sys.argv else ""
-    if argv0 != "-m" and os.path.basename(argv0) != package:
-        return False
     if threading.current_thread() is not threading.main_thread():
         return False
     current = signal.getsignal(signal.SIGINT)
     if current is _on_startup_sigint:  # the command's own package came first (it imports this)
         return True
+    if not _runs_as_command(package):
+        return False
     if current is not signal.default_int_handler:
         return False
     _startup.update(prog=prog or package, note="while starting; nothing was saved")

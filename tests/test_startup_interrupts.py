@@ -93,8 +93,15 @@ def test_guard_installs_only_for_the_command_line(monkeypatch):
         monkeypatch.setattr(sys, "argv", ["/usr/bin/pytest", "-q"])
         assert not guard_startup("nets")  # a library import: untouched
         assert signal.getsignal(signal.SIGINT) is previous
-        monkeypatch.setattr(sys, "argv", ["-m", "spectrum"])  # `python -m nets spectrum`
+        monkeypatch.setattr(sys, "argv", ["-m", "spectrum"])
+        monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "othertool", "x"])
+        assert not guard_startup("nets")  # another tool's `python -m` importing nets: untouched
+        assert signal.getsignal(signal.SIGINT) is previous
+        monkeypatch.setattr(sys, "orig_argv", ["python", "-mnets.cli"])  # attached form
         assert guard_startup("nets")
+        signal.signal(signal.SIGINT, previous)
+        monkeypatch.setattr(sys, "orig_argv", ["python", "-X", "dev", "-m", "nets", "spectrum"])
+        assert guard_startup("nets")  # `python -X dev -m nets spectrum`
         assert signal.getsignal(signal.SIGINT) is not previous
         assert guard_startup("quadlab")  # imported by nets' command: the line still says nets
         assert interrupts._startup["prog"] == "nets"
