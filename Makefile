@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full clean gpu-check ladder
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full clean gpu-check ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -77,12 +77,20 @@ gpu-check: install
 
 # The CPU model-size ladder (hours on 2 cores; docs/studies.md). Resumable: every spectrum and
 # training run is cached, so rerunning after an interruption redoes only what is missing.
-# JS0 of every rung first (spectra are cheaper), then the gaps where the profile measures them,
-# then the packaged evidence of `nets advise` and the runtime record.
-LADDER_FAMILIES ?= mlp vgg mixer vit resnet gpt bert hf-gpt2 hf-bert hf-vit hf-resnet
+# Two shards run in parallel (one torch thread each), balanced by the families' measured cost
+# (benchmarks/results/ladder-runtime.json); each does JS0 of its families first (spectra are
+# cheaper), then the gaps where the profile measures them. Then the packaged evidence of
+# `nets advise` and the runtime record with the measured wall-clock time.
+LADDER_SHARD_A ?= mlp gpt vit mixer hf-resnet
+LADDER_SHARD_B ?= vgg bert resnet hf-gpt2 hf-bert hf-vit
+LADDER_NOTE ?=
+ladder-shard-%: install
+	mkdir -p runs/ladder
+	for f in $(LADDER_SHARD_$*); do $(PY) -m nets ladder --family $$f --no-gap --json --quiet > runs/ladder/js0-$$f.json || exit 1; done
+	for f in $(LADDER_SHARD_$*); do $(PY) -m nets ladder --family $$f --json --quiet > runs/ladder/gap-$$f.json || exit 1; done
 ladder: install
 	mkdir -p runs/ladder
-	for f in $(LADDER_FAMILIES); do $(PY) -m nets ladder --family $$f --no-gap --json --quiet > runs/ladder/js0-$$f.json || exit 1; done
-	for f in $(LADDER_FAMILIES); do $(PY) -m nets ladder --family $$f --json --quiet > runs/ladder/gap-$$f.json || exit 1; done
+	start=$$(date +%s); $(MAKE) -j2 ladder-shard-A ladder-shard-B && \
+	  echo $$(( $$(date +%s) - start )) > runs/ladder/wall-seconds
 	$(PY) -m nets predictor runs/ladder/*.json --write-evidence nets/studies/evidence_ladder.json
-	$(PY) benchmarks/ladder_runtime.py runs/ladder/*.json > benchmarks/results/ladder-runtime.json
+	$(PY) benchmarks/ladder_runtime.py runs/ladder/*.json --wall-seconds $$(cat runs/ladder/wall-seconds) --shards 2 --note "$(LADDER_NOTE)" > benchmarks/results/ladder-runtime.json

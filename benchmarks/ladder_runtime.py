@@ -14,7 +14,11 @@ average when this script ran; the records' own timings were taken under whatever
 run saw).
 
     python benchmarks/ladder_runtime.py runs/ladder/*.json [--profile ladder] \\
-        > benchmarks/results/ladder-runtime.json
+        [--wall-seconds S --shards N] [--note TEXT] > benchmarks/results/ladder-runtime.json
+
+``--wall-seconds`` is the wall-clock time of the whole run as measured by its caller (``make
+ladder`` runs the families in ``--shards`` parallel processes and passes both), beside the
+serial sum of the records' seconds.
 """
 
 from __future__ import annotations
@@ -62,7 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("records", nargs="+")
     ap.add_argument("--profile", default="ladder", choices=tuple(LADDER_PROFILES))
+    ap.add_argument("--wall-seconds", type=float, default=None,
+                    help="wall-clock seconds of the whole run (measured by the caller)")
+    ap.add_argument("--shards", type=int, default=1,
+                    help="parallel processes the run used (make ladder: 2)")
+    ap.add_argument("--note", default="", help="how the run was made (load, other jobs)")
     args = ap.parse_args(argv)
+    if args.wall_seconds is not None and not (args.wall_seconds > 0 and args.shards >= 1):
+        ap.error("--wall-seconds must be > 0 and --shards >= 1")
     prof = LADDER_PROFILES[args.profile]
     recs = [r for f in args.records for r in loads(Path(f).read_text())
             if r.get("profile") == prof.name]
@@ -98,15 +109,20 @@ def main(argv: list[str] | None = None) -> int:
     out = {"profile": prof.name, "gap_max_params": prof.gap_max_params,
            "gap_budget": None if prof.gap is None else prof.gap.settings(),
            "load_average_when_run": list(os.getloadavg()),
-           "load_note": ("timings measured on a shared 2-core machine under load from other "
-                         "jobs (each record's seconds are those of its own run, at nice 10)"),
+           "cores": os.cpu_count(),
+           "note": args.note or None,
+           "wall_clock": None if args.wall_seconds is None else {
+               "seconds": args.wall_seconds, "hours": args.wall_seconds / 3600,
+               "shards": args.shards},
            "rungs": rows,
            "extrapolation": {"spectra_exponent": a_s, "spectra_how": how_s,
                              "gap_exponent": a_g, "gap_how": how_g if gap else
                              "no gap measured",
                              "spectra_total_hours": total_s / 3600,
                              "gap_total_hours": total_g / 3600,
-                             "total_hours": (total_s + total_g) / 3600}}
+                             "total_hours": (total_s + total_g) / 3600,
+                             "what": "serial sum of every rung's seconds (measured where a "
+                                     "record has them, extrapolated otherwise)"}}
     print(dumps(out, indent=1))
     return 0
 

@@ -44,3 +44,20 @@ def test_exact_power_law_is_recovered_and_rows_say_measured_or_extrapolated(tmp_
     small = ladder("mlp", "ladder")[0]
     assert rows[small.name]["spectrum"] == "measured" and rows[small.name]["gap"] == "measured"
     assert math.isfinite(ex["total_hours"]) and ex["total_hours"] > 0
+    assert out["wall_clock"] is None and out["note"] is None
+
+
+def test_wall_clock_and_note_are_recorded_and_checked(tmp_path, capsys):
+    rung = ladder("mlp", "ladder")[0]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps([{"family": "mlp", "name": rung.name, "profile": "ladder",
+                                 "parameters": parameter_count(rung),
+                                 "spectrum_seconds": 2.0}]))
+    assert _script().main([str(path), "--wall-seconds", "7200", "--shards", "2",
+                           "--note", "quiet machine"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["wall_clock"] == {"seconds": 7200.0, "hours": 2.0, "shards": 2}
+    assert out["note"] == "quiet machine" and out["cores"] >= 1
+    with pytest.raises(SystemExit):
+        _script().main([str(path), "--wall-seconds", "-1"])
+    assert "--wall-seconds must be > 0" in capsys.readouterr().err
