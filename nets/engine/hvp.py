@@ -229,10 +229,22 @@ class BlockHVP:
       products are checked to agree, and the fastest mode (counting the cost of rebuilding
       graphs that do not fit the budget) is used from then on; :meth:`info` reports the timings.
 
-    Gradient graphs are kept across calls (Lanczos steps) while their saved tensors, counted by
-    :class:`nets.engine.memory.SavedBytes`, fit in half of ``max_memory``; the other batches'
-    graphs are rebuilt per call. Stacked tangents are processed ``chunk_size`` at a time, by
-    default as many as the rest of the budget allows at one graph's size per tangent.
+    **Memory budget.** The first call measures the first batch's gradient graph (its saved
+    tensors, counted by :class:`nets.engine.memory.SavedBytes`; batch ``i``'s is estimated as
+    that times ``n_i / n_0``) and chooses how the double-backward modes hold graphs
+    (:attr:`graph_strategy`, reported by :meth:`info`):
+
+    * ``"keep-all"``: the graphs of all ``B`` batches, plus one tangent's worth of room, fit in
+      ``max_memory``: every graph is built once and kept across calls (Lanczos steps), so a
+      call costs only double backwards.
+    * ``"one-at-a-time"``: they do not fit: each call loops over the batches outermost, builds
+      one batch's graph, applies every block and probe to it and frees it before the next
+      batch (the peak holds one graph, as a one-block-at-a-time peer does; each call pays
+      ``B`` forward and graph-building backward passes). Same products to round-off.
+
+    (``"forward"`` keeps no graph: ``"none"``.) Stacked tangents are processed ``chunk_size``
+    at a time, by default as many as the rest of the budget (after the held graphs) allows at
+    one graph's size plus one parameter copy per tangent.
     Attention runs on PyTorch's math kernel (``sdpa_kernel([SDPBackend.MATH])``): fused
     ``scaled_dot_product_attention`` kernels have neither forward-mode AD nor double backward.
 
@@ -299,6 +311,8 @@ class BlockHVP:
         self.chunk_size = chunk_size
         self.calibration: dict[str, object] = {}
         self.graph_bytes = 0
+        #: how graphs are held: "keep-all", "one-at-a-time" or "none" (set by the first call)
+        self.graph_strategy: str | None = None
         self._build_seconds = 0.0
         self._graphs: dict[int, tuple[dict, dict]] = {}
         self._kept_bytes = 0
@@ -318,7 +332,8 @@ class BlockHVP:
                 "compiled": self.compiled,
                 "calibration": self.calibration, "chunk_size": self.chunk_size,
                 "max_memory": self.max_memory, "graph_bytes": self.graph_bytes,
-                "graphs_kept": len(self._graphs), "batches": len(self.data),
+                "graph_strategy": self.graph_strategy, "graphs_kept": len(self._graphs),
+                "batches": len(self.data),
                 "calls": self.calls, "products": self.products,
                 "peak_memory_bytes": peak, "peak_memory_kind": kind}
 
@@ -374,6 +389,9 @@ class BlockHVP:
             # calibrated mode so that all ranks run the same products from now on
             self.mode = self.comm.broadcast(self.mode, what="the Hessian-vector product mode")
             self._shared = True
+            if self.mode == "forward":
+                self._drop_graphs()
+                self.graph_strategy = "none"
         self.calls += 1
         self.products += total
         for b, out_b in zip(self.blocks, local, strict=True):
@@ -384,13 +402,17 @@ class BlockHVP:
     # -- planning ---------------------------------------------------------------------------
 
     def _plan(self) -> None:
-        """Measure the first batch's graph and size the tangent chunks from the budget.
+        """Measure the first batch's graph, choose the graph strategy and the tangent chunks.
 
         The graph is measured once, by :class:`nets.engine.memory.SavedBytes`, and then dropped:
         its saved-tensor hooks would stay in it and run (in Python) at every unpack of every
         later double backward, about a third more time per product. The graphs the products
         use are built without hooks; batch ``i``'s size is estimated as the measured size times
         ``n_i / n_0`` (activations grow with the number of samples).
+
+        Strategy (class docstring): ``"keep-all"`` when all graphs plus one tangent's worth of
+        room fit in ``max_memory``, else ``"one-at-a-time"``; ``"none"`` in forward mode. The
+        chunk size (unless given) spends what the held graphs leave of the budget.
         """
         x, y, _ = self.data[0]
         t0 = time.perf_counter()
@@ -398,18 +420,18 @@ class BlockHVP:
             self._build(x, y)
         self._build_seconds = time.perf_counter() - t0
         self.graph_bytes = max(saved.bytes, 1)
-        if self.chunk_size is not None:  # given by the caller
-            return
         param_bytes = sum(self.params[n].numel() * self.params[n].element_size()
                           for n in self.names)
         per_tangent = max(self.graph_bytes + param_bytes, 1)
-        kept = 0
-        if self.mode != "forward":  # the graphs that will be kept (half the budget at most)
-            for i in range(len(self.data)):
-                if kept + self._graph_bytes(i) > self.max_memory // 2:
-                    break
-                kept += self._graph_bytes(i)
-        self.chunk_size = max(1, max(self.max_memory - kept, 0) // per_tangent)
+        sizes = [self._graph_bytes(i) for i in range(len(self.data))]
+        if self.mode == "forward":
+            self.graph_strategy, held = "none", 0
+        elif sum(sizes) + per_tangent <= self.max_memory:
+            self.graph_strategy, held = "keep-all", sum(sizes)
+        else:
+            self.graph_strategy, held = "one-at-a-time", max(sizes)
+        if self.chunk_size is None:  # not given by the caller
+            self.chunk_size = max(1, max(self.max_memory - held, 0) // per_tangent)
 
     def _build(self, x: object, y: object) -> tuple[dict, dict]:
         """Leaves and gradient ``∇ℓ`` of one batch, with the gradient's graph."""
@@ -428,15 +450,15 @@ class BlockHVP:
         return int(np.ceil(self.graph_bytes * ni / n0)) if n0 > 0 else self.graph_bytes
 
     def _graph(self, i: int, x: object, y: object) -> tuple[dict, dict]:
-        """Leaves and gradient ``∇ℓ_i`` (with its graph) of batch ``i``, kept if it fits."""
+        """Leaves and gradient ``∇ℓ_i`` (with its graph) of batch ``i``, kept under the
+        ``"keep-all"`` strategy (otherwise the caller's reference is its only one)."""
         kept = self._graphs.get(i)
         if kept is not None:
             return kept
         graph = self._build(x, y)
-        size = self._graph_bytes(i)
-        if self.mode != "forward" and self._kept_bytes + size <= self.max_memory // 2:
+        if self.graph_strategy == "keep-all" and self.mode != "forward":
             self._graphs[i] = graph
-            self._kept_bytes += size
+            self._kept_bytes += self._graph_bytes(i)
         return graph
 
     def _drop_graphs(self) -> None:
@@ -469,11 +491,13 @@ class BlockHVP:
         assert acc is not None
         return acc
 
-    def _products(self, mode, i, x, y, vectors, rows, tangents) -> list[torch.Tensor | None]:
+    def _products(self, mode, i, x, y, vectors, rows, tangents, graph=None
+                  ) -> list[torch.Tensor | None]:
         if mode == "forward":
             return self._cut(self._hvp(self.params, x, y, tangents(),
                                        chunk_size=self.chunk_size), vectors, rows)
-        graph = self._graph(i, x, y)
+        if graph is None:
+            graph = self._graph(i, x, y)
         if mode == "reverse":
             return self._cut(self._reverse(graph, tangents()), vectors, rows)
         return self._reverse_block(graph, vectors)
@@ -483,6 +507,12 @@ class BlockHVP:
         results, seconds, failed, skipped = {}, {}, {}, {}
         total = sum(0 if v is None else v.shape[0] for v in vectors)
         blocks = sum(v is not None for v in vectors)
+        # the double-backward modes are timed on one graph built beforehand: its build is
+        # charged below only where the strategy rebuilds it on every call
+        try:
+            graph, graph_error = self._graph(i, x, y), None
+        except (NotImplementedError, RuntimeError) as e:
+            graph, graph_error = None, f"{type(e).__name__}: {e}"[:300]
         for mode in ("reverse-block", "reverse", "forward"):
             if mode == "forward" and results and total < FORWARD_MIN_TANGENTS:
                 skipped[mode] = f"{total} < {FORWARD_MIN_TANGENTS} tangents"
@@ -493,9 +523,12 @@ class BlockHVP:
             if mode == "reverse" and results and self._unpadded:
                 skipped[mode] = "every block is whole tensors: the same product as reverse-block"
                 continue
+            if mode != "forward" and graph is None:
+                failed[mode] = f"building the gradient graph: {graph_error}"
+                continue
             t0 = time.perf_counter()
             try:
-                results[mode] = self._products(mode, i, x, y, vectors, rows, tangents)
+                results[mode] = self._products(mode, i, x, y, vectors, rows, tangents, graph)
             except (NotImplementedError, RuntimeError) as e:
                 failed[mode] = f"{type(e).__name__}: {e}"[:300]
                 continue
@@ -503,9 +536,10 @@ class BlockHVP:
         if not results:
             raise RuntimeError("no Hessian-vector product mode works on this model: "
                                + "; ".join(f"{m}: {e}" for m, e in failed.items()))
-        # graphs that do not fit half the budget are rebuilt on every call
-        fit = (self.max_memory // 2) // max(self.graph_bytes, 1)
-        rebuilt = max(0.0, 1.0 - fit / len(self.data)) * self._build_seconds
+        del graph
+        # one-at-a-time rebuilds the batch's graph on every call: the double-backward modes
+        # pay its build there (forward-over-reverse builds no graph: its time includes its pass)
+        rebuilt = self._build_seconds if self.graph_strategy == "one-at-a-time" else 0.0
         cost = {m: s + (rebuilt if m != "forward" else 0.0) for m, s in seconds.items()}
         choice = min(cost, key=cost.__getitem__)  # rank 0's choice is shared after the call
         # round-off of a product is relative to the Hessian's scale, not to the block's own
@@ -539,6 +573,7 @@ class BlockHVP:
                             "graph_build_seconds": self._build_seconds}
         if choice == "forward":
             self._drop_graphs()
+            self.graph_strategy = "none"
         return results[choice]
 
     def _padded(self, vectors, rows) -> dict[str, torch.Tensor]:

@@ -309,3 +309,66 @@ def test_compiled_products_equal_uncompiled(sdpa_problem):
         ref = v.numpy() @ h[offsets[i]:offsets[i + 1], offsets[i]:offsets[i + 1]]
         np.testing.assert_allclose(out.numpy(), ref, rtol=0, atol=1e-10 * np.abs(h).max(),
                                    err_msg=b.name)
+
+
+@pytest.mark.parametrize("mode", ["reverse", "reverse-block", "auto"])
+def test_budget_chooses_one_graph_at_a_time_with_the_same_products(mode, request):
+    """A budget that holds one batch's graph but not all of them: ``one-at-a-time`` (every call
+    builds each batch's graph once, batches outermost, and keeps none), products equal to the
+    ``keep-all`` ones and to the dense Hessian's blocks. (``auto`` may calibrate to
+    forward-over-reverse, which holds no graph: ``"none"``.)"""
+    problem = "sdpa_problem"  # LayerNorm and fused attention
+    model, loss_fn, data = request.getfixturevalue(problem)[:3]
+    if problem not in _DENSE:
+        _DENSE[problem] = _dense_reference(model, loss_fn, data)
+    h, names, sizes = _DENSE[problem]
+    offsets = np.cumsum([0, *sizes])
+    blocks = resolve_blocks(model, None)
+    vecs = [torch.randn(3, b.dim, generator=torch.Generator().manual_seed(i),
+                        dtype=torch.float64) for i, b in enumerate(blocks)]
+    roomy = BlockHVP(model, loss_fn, data, blocks, mode=mode)
+    keep_all = roomy(vecs)
+    forward = roomy.info()["hvp_mode"] == "forward"
+    assert roomy.info()["graph_strategy"] == ("none" if forward else "keep-all")
+    assert roomy.info()["graphs_kept"] == (0 if forward else len(data))
+    sizes_b = [roomy._graph_bytes(i) for i in range(len(data))]
+    budget = sum(sizes_b) - 1  # one graph fits, all of them do not
+    assert budget >= max(sizes_b)
+    forwards = []
+    hook = model.register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        tight = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=budget)
+        before = len(forwards)
+        for call in range(2):
+            n0 = len(forwards)
+            out = tight(vecs)
+            info = tight.info()
+            expected = "none" if info["hvp_mode"] == "forward" else "one-at-a-time"
+            assert info["graph_strategy"] == expected and info["graphs_kept"] == 0
+            if call == 1:  # one graph build (one forward) per batch and call, no more
+                assert len(forwards) - n0 == len(data)
+            for b, o, k in zip(blocks, out, keep_all, strict=True):
+                i = names.index(b.name)
+                ref = vecs[blocks.index(b)].numpy() @ h[offsets[i]:offsets[i + 1],
+                                                        offsets[i]:offsets[i + 1]]
+                np.testing.assert_allclose(o.numpy(), ref, rtol=0, atol=1e-10 * np.abs(h).max(),
+                                           err_msg=f"{mode} {b.name}")
+                torch.testing.assert_close(o, k, rtol=0, atol=1e-13 * float(np.abs(h).max()))
+        assert len(forwards) > before
+    finally:
+        hook.remove()
+
+
+def test_graph_strategy_in_spectrum_info(attention_problem):
+    """The strategy the budget chose is in the run's info (and so in results' metadata)."""
+    model, loss_fn, data = attention_problem[:3]
+    roomy: dict = {}
+    tight: dict = {}
+    a = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=4, probes=2, info=roomy,
+                                mode="reverse-block")
+    b = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=4, probes=2, info=tight,
+                                mode="reverse-block", max_memory=1)
+    assert roomy["graph_strategy"] == "keep-all" and tight["graph_strategy"] == "one-at-a-time"
+    for name in a:
+        scale = np.abs(a[name].nodes).max()
+        np.testing.assert_allclose(b[name].nodes, a[name].nodes, rtol=0, atol=1e-9 * scale)
