@@ -1,0 +1,187 @@
+"""Bitwise regression of the simulation kernels against stored outputs.
+
+`data/kernel_reference.npz` holds the gaps, log gaps, failure steps and statistics of a grid of
+runs (Adam and AdaBelief; β1 = 0 and 0.9; β2 = 0.999 and 1; ε = 0 and 1e-8; bias correction on
+and off; extended range on and off; the fused and the blocked kernel; Gaussian and
+least-squares noise with `trajectory_statistics`; runs that diverge and runs that underflow),
+computed by the kernels before their speed-up (issue 15's benchmark target). Every output must
+stay bit for bit the same: a faster kernel may not change a single rounding.
+
+Regenerate (only for an intended change of the results, and say so in the commit):
+`python tests/quadlab/test_kernel_regression.py --write`.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import quadlab
+from quadlab import simulate as sim
+from quadlab.optimizers import make_optimizer
+
+DATA = Path(__file__).parent / "data" / "kernel_reference.npz"
+
+
+def _hetero_points(n: int) -> tuple[quadlab.Problem, np.ndarray]:
+    prob = quadlab.make_problem("hetero")
+    return prob, prob.initial_points(n, seed=3)
+
+
+def _big_blocks() -> quadlab.Problem:
+    """Blocks of 13 and 3 (13 > FUSED_MAX_BLOCK: the blocked kernel)."""
+    rng = np.random.default_rng(7)
+    blocks = []
+    for s, top in ((13, 50.0), (3, 2.0)):
+        q, _ = np.linalg.qr(rng.standard_normal((s, s)))
+        blocks.append((q * np.geomspace(1.0, top, s)) @ q.T)
+    return quadlab.Problem.from_blocks(blocks, h=rng.standard_normal(16))
+
+
+def _adam_grid():
+    """(name, optimizer, hyper) of the optimizer grid."""
+    out = []
+    for b1 in (0.0, 0.9):
+        for b2 in (0.999, 1.0):
+            for eps in (0.0, 1e-8):
+                for bias in (False, True):
+                    if bias and b2 == 1.0:
+                        continue  # refused (v̂ would divide by zero)
+                    out.append((f"adam_b1{b1}_b2{b2}_eps{eps}_bias{bias}", "adam",
+                                {"beta1": b1, "beta2": b2, "eps": eps,
+                                 "bias_correction": bias}))
+    for b1 in (0.5, 0.9):
+        for eps in (0.0, 1e-8):
+            out.append((f"adabelief_b1{b1}_b2 0.999_eps{eps}", "adabelief",
+                        {"beta1": b1, "beta2": 0.999, "eps": eps}))
+    return out
+
+
+def compute() -> dict[str, np.ndarray]:
+    """Every output of the grid, keyed "<case>/<field>"."""
+    res: dict[str, np.ndarray] = {}
+
+    def fused_or_blocked(key, prob, opt, hyper, lr, w0, steps, extended):
+        spec = make_optimizer(opt, **hyper)
+        e0 = np.ascontiguousarray(w0 - prob.w_star)
+        logs = np.empty((e0.shape[0], steps + 1))
+        if extended and not sim.extended_range(spec):
+            return
+        gaps, stopped = sim.simulate(prob, spec, np.asarray(lr, dtype=float), e0, steps,
+                                     log_out=logs, extended=extended)
+        res[f"{key}/gaps"], res[f"{key}/stopped"] = gaps, stopped
+        if extended:  # plain float64: the logs are log10 of the gaps
+            res[f"{key}/logs"] = logs
+
+    het, w0 = _hetero_points(3)
+    lr = np.array([1e-3, 3e-2, 0.5])
+    big = _big_blocks()
+    wb = big.initial_points(3, seed=5)
+    for name, opt, hyper in _adam_grid():
+        for ext in (False, True):
+            fused_or_blocked(f"hetero/{name}/ext{ext}", het, opt, hyper, lr, w0, 100, ext)
+            fused_or_blocked(f"blocked/{name}/ext{ext}", big, opt, hyper, lr, wb, 40, ext)
+    # many lanes: several chunks, full SIMD width and remainders
+    het70, w70 = _hetero_points(70)
+    lr70 = np.geomspace(1e-4, 1.0, 70)
+    for ext in (False, True):
+        for eps in (0.0, 1e-8):
+            fused_or_blocked(f"hetero70/eps{eps}/ext{ext}", het70, "adam",
+                             {"beta1": 0.0, "beta2": 0.999, "eps": eps}, lr70, w70, 20, ext)
+    # the issue's dip: H = [[1]], w0 = 1, η = 0.9, β2 = 0.999 (gap ~1e-2028 in extended range;
+    # plain float64 underflows and stops), plus a start far below float64's range
+    one = quadlab.Problem.from_blocks([np.eye(1)])
+    for ext in (False, True):
+        fused_or_blocked(f"dip/ext{ext}", one, "adam", {"beta2": 0.999},
+                         [0.9, 1e-201], np.array([[1.0], [1e-200]]), 600, ext)
+        fused_or_blocked(f"dip_belief/ext{ext}", one, "adabelief", {"beta2": 0.999},
+                         [0.9, 1e-201], np.array([[1.0], [1e-200]]), 600, ext)
+    # divergence: step sizes far too large (GD simulated, Adam with β2 = 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for opt, hyper, lr_div in (("gd", {}, [0.001, 0.03, 5.0]),
+                                   ("adam", {"beta2": 1.0, "eps": 1e-8}, [1e-3, 1e12, 1e40])):
+            out = quadlab.run(het, opt, lr=lr_div, w0=w0, steps=200, method="simulate",
+                              log_gap=True, **hyper)
+            res[f"diverge/{opt}/gaps"], res[f"diverge/{opt}/logs"] = out.gap, out.log10_gap
+            res[f"diverge/{opt}/stopped"] = quadlab.divergence_steps(out.gap)
+        # the public entry point, default options, on the benchmark's case (short)
+        res["run/hetero/gaps"] = quadlab.run(het70, "adam", lr=1e-5, w0=w70, steps=40,
+                                             beta1=0.0, beta2=0.999)
+        # noise with statistics (plain float64), fused and blocked
+        for key, prob, pts in (("hetero", het, w0), ("blocked", big, wb)):
+            for nkey, noise in (("gauss", quadlab.GaussianNoise("hessian", scale=0.5)),
+                                ("lsq", quadlab.LeastSquaresNoise(n_samples=64, sigma=0.3))):
+                for opt, hyper in (("adam", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}),
+                                   ("adabelief", {"beta1": 0.9, "beta2": 0.999})):
+                    st = quadlab.trajectory_statistics(
+                        prob, opt, lr=[1e-3, 1e-2, 0.1], w0=pts, steps=80, average_from=40,
+                        noise=noise, batch_size=2, seed=11, **hyper)
+                    k = f"stats/{key}/{nkey}/{opt}"
+                    res[f"{k}/gaps"] = st.gaps
+                    for f in ("v", "g2_noisy", "g2_true", "e2"):
+                        res[f"{k}/{f}"] = getattr(st, f)
+                    for f in ("gg_noisy", "gg_true", "ee"):
+                        res[f"{k}/{f}"] = np.concatenate([b.ravel() for b in getattr(st, f)])
+                    res[f"noise/{key}/{nkey}/{opt}/gaps"] = quadlab.run(
+                        prob, opt, lr=[1e-3, 1e-2, 0.1], w0=pts, steps=80, noise=noise,
+                        batch_size=2, seed=11, **hyper)
+    return res
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """The bit patterns of a float array (every NaN mapped to one pattern)."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        return a
+    return np.where(np.isnan(a), np.nan, a).view(np.int64)
+
+
+@pytest.fixture(scope="module")
+def computed() -> dict[str, np.ndarray]:
+    return compute()
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, np.ndarray]:
+    with np.load(DATA) as data:
+        return {k: data[k] for k in data.files}
+
+
+def test_reference_covers_the_grid(computed, reference):
+    assert sorted(computed) == sorted(reference)
+    # the grid reaches what it claims to: renormalized dips, underflow stops, divergences
+    assert np.nanmin(reference["dip/extTrue/logs"]) < -1000
+    assert (reference["dip/extFalse/stopped"] >= 0).any()
+    assert np.isnan(reference["dip/extTrue/gaps"]).any()
+    assert (reference["diverge/gd/stopped"] >= 0).any()
+    assert (reference["diverge/adam/stopped"] >= 0).any()
+
+
+def test_outputs_are_bitwise_the_reference(computed, reference):
+    """Every gap, log gap, failure step and statistic equals the stored one bit for bit."""
+    bad = []
+    for key in sorted(reference):
+        ref, new = reference[key], computed[key]
+        if ref.shape != new.shape or ref.dtype != new.dtype:
+            bad.append(f"{key}: shape/dtype {new.shape} {new.dtype} != {ref.shape} {ref.dtype}")
+            continue
+        diff = _bits(ref) != _bits(new)
+        if diff.any():
+            first = np.argwhere(diff)[0]
+            bad.append(f"{key}: {int(diff.sum())} entries differ, first at {tuple(first)}: "
+                       f"{new[tuple(first)]!r} != {ref[tuple(first)]!r}")
+    assert not bad, "\n".join(bad)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        raise SystemExit(f"usage: python {sys.argv[0]} --write   (regenerates {DATA})")
+    DATA.parent.mkdir(exist_ok=True)
+    arrays = compute()
+    np.savez_compressed(DATA, **arrays)
+    print(f"wrote {DATA} ({DATA.stat().st_size / 1024:.0f} KiB, {len(arrays)} arrays)")
