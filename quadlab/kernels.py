@@ -23,7 +23,7 @@ Conventions:
   each coordinate keeps m and v as mantissas times 2^km and 2^kv (kv even). The update runs on
   mantissas with power-of-two cross-scale factors (`ext_factors`), exact products, so while every
   exponent is 0 the arithmetic is bit for bit the plain float64 one. When a mantissa leaves its safe
-  range (`EXT_E`, `EXT_M`, `EXT_V`) `ext_normalize` moves a power of two into the exponent (exact).
+  range (`EXT_E`, `EXT_M`, `EXT_V`) `ext_renormalize` moves a power of two into the exponent (exact).
   Blocks do not interact, so nothing else changes. The loss gap ½ Σ_l 4^{ke_l} êᵀĤê is then exact to
   rounding at any scale: reported as float64 where it is a normal number, NaN where it is below
   float64's range (never a plain 0.0), and always as log10 on request.
@@ -142,8 +142,9 @@ def fill_normals(state, z):
 
 @nb.njit(**_NB)
 def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush,
-                 underflow, ext):
-    """One optimizer step on the (d, n) state, in place: e ← e − Δ(g, m, v).
+                 underflow, ext, c_off, work):
+    """One optimizer step on the (d, n) state, in place: e ← e − Δ(g, m, v), then the extended
+    range's renormalization.
 
     GD:   Δ = lr·s_c·g.   Sign: Δ = lr·s_c·sign(g).
     Adam: m ← β1 m + (1−β1) g, v ← β2 v + (1−β2) g², Δ = lr·m̂/(√v̂ + ε), where m̂ = m, v̂ = v
@@ -156,71 +157,169 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
     t+1 (underflow[k]).
     With the extended range on (`ext_state`; Adam/AdaBelief, β2 < 1) e, m, v are mantissas and
     the cross-scale factors of `ext` carry the exponents (ε enters on the denominator's scale,
-    `ext_factors`); nothing is flushed.
+    `ext_factors`); `adam_block` then also renormalizes the (block, lane) pairs that left the
+    safe range, as `ext_normalize` would after the step. `work` is `update_work(n)`.
     """
     d, n = e.shape
-    ext_on = ext[0].shape[0] > 0
-    fgm, fgv, fde, fmv, fvs, fes = ext[3], ext[4], ext[5], ext[6], ext[9], ext[10]
+    if code == GD or code == SIGN:
+        for c in range(d):
+            if code == GD:
+                for k in range(n):
+                    e[c, k] -= lr[k] * scale[c] * g[c, k]
+                for k in range(n):  # rarely true: kept out of the update loop (vectorises)
+                    if abs(e[c, k]) < flush[k]:  # a linear contraction: flush it
+                        e[c, k] = 0.0
+            else:
+                for k in range(n):
+                    gk = g[c, k]
+                    s = 1.0 if gk > 0 else (-1.0 if gk < 0 else 0.0)
+                    e[c, k] -= lr[k] * scale[c] * s
+        return
     c1 = 1.0
     c2 = 1.0
     if bias_correction:
         c1 = 1.0 / (1.0 - beta1 ** (t + 1))
         c2 = 1.0 / (1.0 - beta2 ** (t + 1))
-    for c in range(d):
-        if code == GD:
+    belief = code == ADABELIEF
+    ext_on = ext[0].shape[0] > 0
+    plain = ext[12]
+    # the safe ranges of the extended range (empty conditions when it is off)
+    e_lo, e_hi, m_lo, m_hi, v_lo, v_hi = 0.0, np.inf, 0.0, np.inf, 0.0, np.inf
+    if ext_on:
+        e_lo, e_hi, m_lo, m_hi, v_lo, v_hi = 1.0 / EXT_E, EXT_E, 1.0 / EXT_M, EXT_M, \
+            1.0 / EXT_V, EXT_V
+    for b in range(c_off.size - 1):
+        c0, c1_ = c_off[b], c_off[b + 1]
+        every_plain = True
+        if ext_on:
             for k in range(n):
-                e[c, k] -= lr[k] * scale[c] * g[c, k]
-        elif code == SIGN:
-            for k in range(n):
-                gk = g[c, k]
-                s = 1.0 if gk > 0 else (-1.0 if gk < 0 else 0.0)
-                e[c, k] -= lr[k] * scale[c] * s
-        else:  # ADAM or ADABELIEF: same step, different second moment
-            sc = scale[c]
-            belief = code == ADABELIEF
-            if ext_on:  # mantissas: g·fgm is g on m's scale, ·fgv on √v's, fde: m/√v on e's
-                for k in range(n):  # fvs, fes: √v and ε on the denominator's scale 2^s
-                    gk = g[c, k] * fgm[c, k]
-                    mk = beta1 * m[c, k] + (1.0 - beta1) * gk
-                    dk = (gk - mk) * fmv[c, k] if belief else g[c, k] * fgv[c, k]
-                    vk = beta2 * v[c, k] + (1.0 - beta2) * dk * dk
-                    m[c, k] = mk
-                    v[c, k] = vk
-                    mh = mk * c1
-                    den = math.sqrt(vk * c2) * fvs[c, k] + fes[c, k]
-                    e[c, k] -= lr[k] * sc * mh / den * fde[c, k] if mh != 0.0 else 0.0
-                continue
-            for k in range(n):
-                gk = g[c, k]
-                mk = beta1 * m[c, k] + (1.0 - beta1) * gk
-                dk = gk - mk if belief else gk
-                vk = beta2 * v[c, k] + (1.0 - beta2) * dk * dk
-                m[c, k] = mk
-                v[c, k] = vk
-                mh = mk * c1
-                den = math.sqrt(vk * c2) + eps
-                # a coordinate with m̂ = 0 does not move (also when den = 0)
-                e[c, k] -= lr[k] * sc * mh / den if mh != 0.0 else 0.0
-        if code == SIGN:
-            continue
-        for k in range(n):  # rarely true: kept out of the update loops so they vectorise
+                every_plain = every_plain and plain[b, k]
+        if every_plain:
+            count = adam_rows(belief, e, g, m, v, lr, scale, c0, c1_, beta1, beta2, eps, c1, c2,
+                              flush, e_lo, e_hi, m_lo, m_hi, v_lo, v_hi)
+        else:
+            count = adam_rows_ext(belief, e, g, m, v, lr, scale, c0, c1_, beta1, beta2, c1, c2,
+                                  flush, ext[3], ext[4], ext[5], ext[6], ext[9], ext[10])
+        if count > 0:
+            block_attention(belief, e, m, v, lr, scale, t, beta2, eps, c2, flush, underflow, ext,
+                            b, c0, c1_, work)
+
+
+@nb.njit(**_NB)
+def update_work(n):
+    """Per-lane work arrays of `block_attention`: (max |ê|, range flag) of a block."""
+    return np.empty(n), np.empty(n, dtype=np.bool_)
+
+
+@nb.njit(**_NB)
+def adam_rows(belief, e, g, m, v, lr, scale, c0, c1_, beta1, beta2, eps, c1, c2, flush, e_lo,
+              e_hi, m_lo, m_hi, v_lo, v_hi):
+    """The plain Adam/AdaBelief update of rows c0..c1_−1 (formulas in `update_lanes`); returns
+    the number of entries with |e| < flush[k], |e| ∉ [e_lo, e_hi], |m| ∉ [m_lo, m_hi] or
+    v ∉ [v_lo, v_hi] (zeros excepted)."""
+    n = e.shape[1]
+    count = 0
+    for c in range(c0, c1_):
+        sc = scale[c]
+        for k in range(n):
+            gk = g[c, k]
+            mk = beta1 * m[c, k] + (1.0 - beta1) * gk
+            dk = gk - mk if belief else gk
+            vk = beta2 * v[c, k] + (1.0 - beta2) * dk * dk
+            m[c, k] = mk
+            v[c, k] = vk
+            mh = mk * c1
+            den = math.sqrt(vk * c2) + eps
+            # a coordinate with m̂ = 0 does not move (also when den = 0)
+            ek = e[c, k] - (lr[k] * sc * mh / den if mh != 0.0 else 0.0)
+            e[c, k] = ek
+            a = abs(ek)
+            am = abs(mk)
+            count += (a < flush[k]) | (a > e_hi) | ((a < e_lo) & (a > 0.0)) \
+                | (am > m_hi) | ((am < m_lo) & (am > 0.0)) | (vk > v_hi) | ((vk < v_lo) & (vk > 0.0))
+    return count
+
+
+@nb.njit(**_NB)
+def adam_rows_ext(belief, e, g, m, v, lr, scale, c0, c1_, beta1, beta2, c1, c2, flush, fgm, fgv,
+                  fde, fmv, fvs, fes):
+    """`adam_rows` on mantissas with the cross-scale factors of `ext_factors` (extended range):
+    g·fgm is g on m's scale, ·fgv on √v's, fde takes m/√v onto e's, fmv m onto √v's, and fvs,
+    fes put √v and ε on the denominator's scale 2^s. Counts as `adam_rows` with the safe
+    ranges of the extended range."""
+    n = e.shape[1]
+    count = 0
+    for c in range(c0, c1_):
+        sc = scale[c]
+        for k in range(n):
+            gk = g[c, k] * fgm[c, k]
+            mk = beta1 * m[c, k] + (1.0 - beta1) * gk
+            dk = (gk - mk) * fmv[c, k] if belief else g[c, k] * fgv[c, k]
+            vk = beta2 * v[c, k] + (1.0 - beta2) * dk * dk
+            m[c, k] = mk
+            v[c, k] = vk
+            mh = mk * c1
+            den = math.sqrt(vk * c2) * fvs[c, k] + fes[c, k]
+            ek = e[c, k] - (lr[k] * sc * mh / den * fde[c, k] if mh != 0.0 else 0.0)
+            e[c, k] = ek
+            a = abs(ek)
+            am = abs(mk)
+            count += (a < flush[k]) | (a > EXT_E) | ((a < 1.0 / EXT_E) & (a > 0.0)) \
+                | (am > EXT_M) | ((am < 1.0 / EXT_M) & (am > 0.0)) \
+                | (vk > EXT_V) | ((vk < 1.0 / EXT_V) & (vk > 0.0))
+    return count
+
+
+@nb.njit(**_NB)
+def block_attention(belief, e, m, v, lr, scale, t, beta2, eps, c2, flush, underflow, ext, b,
+                    c0, c1_, work):
+    """The exact per-lane checks of block b after its update (`adam_block`):
+
+    1. |e| below flush[k]: where the update is scale-free (β2 < 1, √v̂ > ε) a nonzero coordinate
+       below UNDERFLOW marks lane k underflowed at step t+1; elsewhere (β2 = 1 or ε-dominated: a
+       linear contraction) the coordinate is flushed to zero.
+    2. Extended range: lanes whose block max |ê| or some |m̂|, v̂ left the safe range are
+       renormalized (`ext_renormalize`), as `ext_normalize` does.
+    """
+    n = e.shape[1]
+    mx, need = work
+    for c in range(c0, c1_):
+        for k in range(n):
             a = abs(e[c, k])
             if a < flush[k]:
-                if code != GD and beta2 < 1.0 and math.sqrt(v[c, k] * c2) > eps:
+                if beta2 < 1.0 and math.sqrt(v[c, k] * c2) > eps:
                     # scale-free update: the coordinate could grow back; float64 cannot follow
                     if 0.0 < a < UNDERFLOW and underflow[k] < 0:
                         underflow[k] = t + 1
-                else:  # GD, β2 = 1 or ε-dominated: a linear contraction, flush it
+                else:  # β2 = 1 or ε-dominated: a linear contraction, flush it
                     e[c, k] = 0.0
+    if ext[0].shape[0] == 0:
+        return
+    for k in range(n):
+        mx[k] = 0.0
+        need[k] = False
+    for c in range(c0, c1_):
+        for k in range(n):
+            mx[k] = max(mx[k], abs(e[c, k]))
+            am = abs(m[c, k])
+            av = v[c, k]
+            need[k] = need[k] | (am > EXT_M) | ((am < 1.0 / EXT_M) & (am > 0.0)) \
+                | (av > EXT_V) | ((av < 1.0 / EXT_V) & (av > 0.0))
+    for k in range(n):
+        if need[k] or mx[k] > EXT_E or 0.0 < mx[k] < 1.0 / EXT_E:
+            top = 0.0
+            for c in range(c0, c1_):
+                top = max(top, scale[c])
+            ext_renormalize(belief, e, m, v, ext, b, c0, c1_, k, lr[k] * top)
 
 
 @nb.njit(**_NB)
 def ext_state(on, n_blocks, d, n, eps):
     """The extended-range state of `update_lanes` for a (d, n) state with n_blocks blocks:
     (ke (L, n), km (d, n), kv (d, n), fgm, fgv, fde, fmv (d, n), wgap (L, n), slow (n,),
-    fvs, fes (d, n), epsv (1,)).
+    fvs, fes (d, n), epsv (1,), plain (L, n)).
 
-    All exponents 0, factors 1 and fes = ε (the plain float64 arithmetic). `on=False` gives
+    All exponents 0, factors 1, fes = ε and plain True (the plain float64 arithmetic). `on=False` gives
     zero-size arrays: the extended range is off.
     """
     rows_l = n_blocks if on else 0
@@ -237,7 +336,8 @@ def ext_state(on, n_blocks, d, n, eps):
     fvs = np.ones((rows_d, n))
     fes = np.full((rows_d, n), eps)
     epsv = np.full(1, eps)
-    return ke, km, kv, fgm, fgv, fde, fmv, wgap, slow, fvs, fes, epsv
+    plain = np.ones((rows_l, n), dtype=np.bool_)
+    return ke, km, kv, fgm, fgv, fde, fmv, wgap, slow, fvs, fes, epsv, plain
 
 
 @nb.njit(**_NB)
@@ -251,16 +351,18 @@ def ext_factors(ext, b, c0, c1, k):
     """Cross-scale factors of block b (coordinates c0..c1−1), lane k, from the exponents:
     fgm = 2^{ke−km} (g onto m's scale), fgv = 2^{ke−kv/2} (g onto √v's), fde = 2^{km−kv/2−ke}
     (m/√v onto e's), fmv = 2^{km−kv/2} (m onto √v's, AdaBelief), wgap = 4^{ke} (the gap), and
-    the lane's `slow` flag (some |2 ke| > EXT_GAP_EXP).
+    the lane's `slow` flag (some |2 ke| > EXT_GAP_EXP), and `plain` (every factor of the block
+    is 1 and fes = ε: `adam_block` may skip them).
 
     ε > 0 (not scale-free): the denominator √v̂ + ε = 2^s (√v̂_mant·fvs + fes) on a scale 2^s,
     s = kv/2 (fvs = 1, fes = ε 2^{−s}: bitwise the plain arithmetic at exponent 0) unless ε
     exceeds √v's scale by more than 2^1000, where s = the exponent of ε (fvs = 2^{kv/2−s}, then
     negligible); fde is then 2^{km−s−ke}."""
-    ke, km, kv, fgm, fgv, fde, fmv, wgap, slow, fvs, fes, epsv = ext
+    ke, km, kv, fgm, fgv, fde, fmv, wgap, slow, fvs, fes, epsv, plain = ext
     eps = epsv[0]
     le = math.frexp(eps)[1] if eps > 0.0 else 0
     kb = ke[b, k]
+    one = True
     for c in range(c0, c1):
         h = kv[c, k] // 2
         s = h
@@ -272,6 +374,9 @@ def ext_factors(ext, b, c0, c1, k):
         fmv[c, k] = _pow2(km[c, k] - h)
         fvs[c, k] = _pow2(h - s)
         fes[c, k] = math.ldexp(eps, max(-1100, min(1100, -s)))
+        one = one and fgm[c, k] == 1.0 and fgv[c, k] == 1.0 and fde[c, k] == 1.0 \
+            and fmv[c, k] == 1.0 and fvs[c, k] == 1.0 and fes[c, k] == eps
+    plain[b, k] = one
     wgap[b, k] = _pow2(2 * kb)
     far = False
     for bb in range(ke.shape[0]):
@@ -345,9 +450,10 @@ def ext_renormalize(belief, e, m, v, ext, b, c0, c1, k, step):
 
 @nb.njit(**_NB)
 def ext_normalize(code, e, m, v, ext, c_off, lr, scale):
-    """After a step: renormalize every (block, lane) whose block max |ê| or some |m̂|, v̂ left
-    the safe range [1/EXT_E, EXT_E], [1/EXT_M, EXT_M], [1/EXT_V, EXT_V] (zeros excepted). A no-op
-    when the extended range is off."""
+    """Renormalize every (block, lane) whose block max |ê| or some |m̂|, v̂ left the safe range
+    [1/EXT_E, EXT_E], [1/EXT_M, EXT_M], [1/EXT_V, EXT_V] (zeros excepted). A no-op when the
+    extended range is off. Used on the initial state; after each step `adam_block` makes the
+    same checks in its update pass."""
     if ext[0].shape[0] == 0:
         return
     n = e.shape[1]
@@ -377,10 +483,11 @@ def ext_normalize(code, e, m, v, ext, c_off, lr, scale):
 @nb.njit(**_NB)
 def ext_reset(ext, k):
     """Exponents of lane k back to 0 and factors to 1 (a stopped lane is parked at zero)."""
-    ke, km, kv, fgm, fgv, fde, fmv, wgap, slow, fvs, fes, epsv = ext
+    ke, km, kv, fgm, fgv, fde, fmv, wgap, slow, fvs, fes, epsv, plain = ext
     for b in range(ke.shape[0]):
         ke[b, k] = 0
         wgap[b, k] = 1.0
+        plain[b, k] = True
     for c in range(km.shape[0]):
         km[c, k] = 0
         kv[c, k] = 0
@@ -509,13 +616,51 @@ def half_column_dots(e, g, out):
 
 
 @nb.njit(**_NB)
+def record_common(e, g, wgap, slow, c_off, gaps, limit, diverged, underflow, out, col, log_out):
+    """The common case of `record_step`, in three vectorisable passes: gaps[k] = ½ Σ_l w_l
+    Σ_{c∈l} e_c g_c (w_l = wgap[l, k] = 4^{ke_l} in the extended range, no weight without it —
+    the sums of `gaps_and_logs`, in the same order); if every lane is running (not stopped, not
+    `slow`) with a normal gap in [TINY, limit[k]], write them (and their log10) into column col
+    and return True. Otherwise return False and write nothing: `record_step` does the general
+    per-lane bookkeeping."""
+    d, n = e.shape
+    for k in range(n):
+        gaps[k] = 0.0
+    if wgap.shape[0] > 0:
+        for b in range(c_off.size - 1):
+            for c in range(c_off[b], c_off[b + 1]):
+                for k in range(n):
+                    gaps[k] += e[c, k] * g[c, k] * wgap[b, k]
+    else:
+        for c in range(d):
+            for k in range(n):
+                gaps[k] += e[c, k] * g[c, k]
+    bad = 0
+    for k in range(n):
+        gk = gaps[k] * 0.5
+        gaps[k] = gk
+        bad += (underflow[k] >= 0) | (diverged[k] >= 0) | (not (TINY <= gk <= limit[k]))
+    for k in range(slow.size):
+        bad += slow[k]
+    if bad > 0:
+        return False
+    for k in range(n):
+        out[k, col] = gaps[k]
+    if log_out.shape[0] > 0:
+        for k in range(n):
+            log_out[k, col] = math.log10(gaps[k])
+    return True
+
+
+@nb.njit(**_NB)
 def record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t, col, ext, c_off, logs,
                 log_out, tiny):
     """Gaps of step t+1 into out[:, col] (and, if log_out has rows, log10 gaps into
     log_out[:, col]); lanes whose gap is non-finite or above `limit` are marked diverged at t+1
     and get +inf from now on; lanes that underflowed get NaN from their underflow step on.
     With the extended range a gap below float64's range is NaN in `out` (tiny, not stopped)
-    and exact in `log_out`. Stopped lanes are parked at zero (finite and cheap)."""
+    and exact in `log_out`. Stopped lanes are parked at zero (finite and cheap). Callers try
+    `record_common` first: the common case, every lane running with a normal gap."""
     d, n = e.shape
     gaps_and_logs(e, g, ext, c_off, gaps, logs, tiny)
     want_log = log_out.shape[0] > 0
@@ -713,6 +858,8 @@ def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, ep
     m, v = initial_moments(code, gn, paper_init)
     # gaps go through a small (n, GAP_BUFFER) buffer: writing out[k, t+1] directly touches n
     # rows `steps` apart at every step
+    work = update_work(n)
+    wgap, slow = ext[7], ext[8]
     buf = np.empty((n, GAP_BUFFER))
     lbuf = np.empty((n if want_log else 0, GAP_BUFFER))
     col = 0
@@ -722,11 +869,12 @@ def _run_chunk(h_flat, h_off, c_off, e, lr, scale, steps, code, beta1, beta2, ep
         if stats.shape[0] > 0 and t >= stats_from:
             accumulate_stats(e, g, gn, v, c_off, h_off, stats)
         update_lanes(code, e, gn, m, v, lr, scale, t, beta1, beta2, eps, bias_correction, flush,
-                     underflow, ext)
-        ext_normalize(code, e, m, v, ext, c_off, lr, scale)
+                     underflow, ext, c_off, work)
         block_matmul(h_flat, h_off, c_off, e, g)
-        record_step(e, g, m, v, gaps, limit, diverged, underflow, buf, t, col, ext, c_off, logs,
-                    lbuf, tiny)
+        if not record_common(e, g, wgap, slow, c_off, gaps, limit, diverged, underflow, buf,
+                             col, lbuf):
+            record_step(e, g, m, v, gaps, limit, diverged, underflow, buf, t, col, ext, c_off,
+                        logs, lbuf, tiny)
         col += 1
         if col == GAP_BUFFER or t == steps - 1:
             first = t + 2 - col

@@ -174,17 +174,19 @@ def simulate_blocked(problem, spec, lr, e0, steps, *, noise=None, state=None, st
     limit = DIVERGENCE_FACTOR * np.where(tiny, 1e-300, np.maximum(gaps, 1e-300))
     lr = np.ascontiguousarray(lr)
     flush = kernels.flush_thresholds(code, e)
+    work = kernels.update_work(n)
     for t in range(steps):
         if noisy and t > 0:
             kernels.noisy_gradient(noise, e, g, gn, z, state, idx)
         if acc.shape[0] and t >= stats_from:
             kernels.accumulate_stats(e, g, gn, v, c_off, h_off, acc)
         kernels.update_lanes(code, e, gn, m, v, lr, scale, t, b1, b2, eps, bias, flush,
-                             underflow, ext)
-        kernels.ext_normalize(code, e, m, v, ext, c_off, lr, scale)
+                             underflow, ext, c_off, work)
         gradient()
-        kernels.record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t, t + 1, ext,
-                            c_off, logs, log_out, tiny)
+        if not kernels.record_common(e, g, ext[7], ext[8], c_off, gaps, limit, diverged,
+                                     underflow, out, t + 1, log_out):
+            kernels.record_step(e, g, m, v, gaps, limit, diverged, underflow, out, t, t + 1, ext,
+                                c_off, logs, log_out, tiny)
     out_stats[:] = acc.T
     return out, _failures(diverged, underflow)
 
