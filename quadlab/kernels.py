@@ -23,7 +23,8 @@ Conventions:
   each coordinate keeps m and v as mantissas times 2^km and 2^kv (kv even). The update runs on
   mantissas with power-of-two cross-scale factors (`ext_factors`), exact products, so while every
   exponent is 0 the arithmetic is bit for bit the plain float64 one. When a mantissa leaves its safe
-  range (`EXT_E`, `EXT_M`, `EXT_V`) `ext_renormalize` moves a power of two into the exponent (exact).
+  range (`EXT_E`, `EXT_M`, `EXT_V`) `ext_renormalize` moves a power of two into the exponent
+  (exact).
   Blocks do not interact, so nothing else changes. The loss gap ½ Σ_l 4^{ke_l} êᵀĤê is then exact to
   rounding at any scale: reported as float64 where it is a normal number, NaN where it is below
   float64's range (never a plain 0.0), and always as log10 on request.
@@ -157,8 +158,15 @@ def update_lanes(code, e, g, m, v, lr, scale, t, beta1, beta2, eps, bias_correct
     t+1 (underflow[k]).
     With the extended range on (`ext_state`; Adam/AdaBelief, β2 < 1) e, m, v are mantissas and
     the cross-scale factors of `ext` carry the exponents (ε enters on the denominator's scale,
-    `ext_factors`); `adam_block` then also renormalizes the (block, lane) pairs that left the
-    safe range, as `ext_normalize` would after the step. `work` is `update_work(n)`.
+    `ext_factors`).
+    Adam/AdaBelief go block by block: one pass updates e, m, v — `adam_rows_ext` on mantissas
+    if some lane of the block has a cross-scale factor ≠ 1 or fes ≠ ε, else `adam_rows`
+    (`ext_factors`' `plain` flags; multiplying by 1 is exact, so skipping the factors is bit
+    for bit the same) — and counts the entries that may need attention: |e| below its lane's
+    flush threshold or, in the extended range, |ê|, |m̂|, v̂ outside their safe ranges. Only if
+    some entry counts does `block_attention` run the exact per-lane checks (flush/underflow,
+    then the renormalization of `ext_normalize`), so there is no second pass over the state.
+    `work` is `update_work(n)`.
     """
     d, n = e.shape
     if code == GD or code == SIGN:
@@ -236,7 +244,8 @@ def adam_rows(belief, e, g, m, v, lr, scale, c0, c1_, beta1, beta2, eps, c1, c2,
             a = abs(ek)
             am = abs(mk)
             count += (a < flush[k]) | (a > e_hi) | ((a < e_lo) & (a > 0.0)) \
-                | (am > m_hi) | ((am < m_lo) & (am > 0.0)) | (vk > v_hi) | ((vk < v_lo) & (vk > 0.0))
+                | (am > m_hi) | ((am < m_lo) & (am > 0.0)) \
+                | (vk > v_hi) | ((vk < v_lo) & (vk > 0.0))
     return count
 
 
@@ -273,7 +282,7 @@ def adam_rows_ext(belief, e, g, m, v, lr, scale, c0, c1_, beta1, beta2, c1, c2, 
 @nb.njit(**_NB)
 def block_attention(belief, e, m, v, lr, scale, t, beta2, eps, c2, flush, underflow, ext, b,
                     c0, c1_, work):
-    """The exact per-lane checks of block b after its update (`adam_block`):
+    """The exact per-lane checks of block b after its update (`update_lanes`):
 
     1. |e| below flush[k]: where the update is scale-free (β2 < 1, √v̂ > ε) a nonzero coordinate
        below UNDERFLOW marks lane k underflowed at step t+1; elsewhere (β2 = 1 or ε-dominated: a
@@ -319,8 +328,8 @@ def ext_state(on, n_blocks, d, n, eps):
     (ke (L, n), km (d, n), kv (d, n), fgm, fgv, fde, fmv (d, n), wgap (L, n), slow (n,),
     fvs, fes (d, n), epsv (1,), plain (L, n)).
 
-    All exponents 0, factors 1, fes = ε and plain True (the plain float64 arithmetic). `on=False` gives
-    zero-size arrays: the extended range is off.
+    All exponents 0, factors 1, fes = ε and plain True (the plain float64 arithmetic).
+    `on=False` gives zero-size arrays: the extended range is off.
     """
     rows_l = n_blocks if on else 0
     rows_d = d if on else 0
@@ -352,7 +361,7 @@ def ext_factors(ext, b, c0, c1, k):
     fgm = 2^{ke−km} (g onto m's scale), fgv = 2^{ke−kv/2} (g onto √v's), fde = 2^{km−kv/2−ke}
     (m/√v onto e's), fmv = 2^{km−kv/2} (m onto √v's, AdaBelief), wgap = 4^{ke} (the gap), and
     the lane's `slow` flag (some |2 ke| > EXT_GAP_EXP), and `plain` (every factor of the block
-    is 1 and fes = ε: `adam_block` may skip them).
+    is 1 and fes = ε: `update_lanes` may skip them).
 
     ε > 0 (not scale-free): the denominator √v̂ + ε = 2^s (√v̂_mant·fvs + fes) on a scale 2^s,
     s = kv/2 (fvs = 1, fes = ε 2^{−s}: bitwise the plain arithmetic at exponent 0) unless ε
@@ -452,7 +461,7 @@ def ext_renormalize(belief, e, m, v, ext, b, c0, c1, k, step):
 def ext_normalize(code, e, m, v, ext, c_off, lr, scale):
     """Renormalize every (block, lane) whose block max |ê| or some |m̂|, v̂ left the safe range
     [1/EXT_E, EXT_E], [1/EXT_M, EXT_M], [1/EXT_V, EXT_V] (zeros excepted). A no-op when the
-    extended range is off. Used on the initial state; after each step `adam_block` makes the
+    extended range is off. Used on the initial state; after each step `update_lanes` makes the
     same checks in its update pass."""
     if ext[0].shape[0] == 0:
         return
