@@ -231,12 +231,17 @@ def check_modes(model: torch.nn.Module) -> None:
 
 
 def prepare_data(model: torch.nn.Module, loss_fn: LossFn, data: Iterable, *,
-                 device: torch.device, comm: Communicator | None = None
+                 device: torch.device, comm: Communicator | None = None,
+                 evaluate: Callable[[int, object, object, int], torch.Tensor] | None = None
                  ) -> list[tuple[object, object, float]]:
     """Materialize and check the data: ``[(inputs, targets, weight)]`` with weights ``n_b/N``.
 
     Checks that the data is re-iterable and non-empty, that each batch loss is a finite scalar,
     and that the loss is deterministic (two evaluations on the first batch agree exactly).
+    That is ``B + 1`` loss evaluations for ``B`` batches, by default forward calls without
+    autograd; a caller that evaluates the first batch anyway (the operator builds its gradient
+    graph once to measure it) passes ``evaluate`` and makes that build one of the two
+    evaluations, saving a forward call.
     With a distributed ``comm``, ``data`` is this rank's shard, ``N`` counts the samples of all
     ranks, and a check failing on one rank fails on every rank.
 
@@ -246,6 +251,10 @@ def prepare_data(model: torch.nn.Module, loss_fn: LossFn, data: Iterable, *,
         data: Re-iterable batches.
         device: Where the batches go.
         comm: Communicator (``data`` is then this rank's shard).
+        evaluate: ``evaluate(i, inputs, targets, k)`` is batch ``i``'s loss, evaluation ``k``
+            (0, and 1 for the determinism check of batch 0); both evaluations of batch 0 must
+            take the same code path (default: ``loss_fn(model(inputs), targets)`` without
+            autograd).
 
     Raises:
         TypeError: ``data`` is a one-shot iterator, or a batch has none of the accepted forms.
@@ -254,14 +263,21 @@ def prepare_data(model: torch.nn.Module, loss_fn: LossFn, data: Iterable, *,
         nets.engine.distributed.DistributedError: the checks failed on another rank.
     """
     comm = comm or Communicator()
-    batches = comm.together(lambda: _checked_batches(model, loss_fn, data, device),
+    batches = comm.together(lambda: _checked_batches(model, loss_fn, data, device, evaluate),
                             what="checking the data shards")
     total = comm.sum_int(sum(n for _, _, n in batches), what="counting samples")
     return [(x, y, n / total) for x, y, n in batches]
 
 
 def _checked_batches(model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
-                     device: torch.device) -> list[tuple[object, object, int]]:
+                     device: torch.device,
+                     evaluate: Callable[[int, object, object, int], torch.Tensor] | None
+                     ) -> list[tuple[object, object, int]]:
+    if evaluate is None:
+        def evaluate(i: int, x: object, y: object, k: int) -> torch.Tensor:
+            with torch.no_grad():
+                return loss_fn(forward(model, x), y)
+
     try:
         one_shot = iter(data) is data
     except TypeError:
@@ -281,26 +297,26 @@ def _checked_batches(model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
     total = sum(n for _, _, n in batches)
     if total <= 0:
         raise ValueError("data has no samples")
-    with torch.no_grad():
-        for i, (x, y, _) in enumerate(batches):
-            try:
-                loss = loss_fn(forward(model, x), y)
-            except Exception as e:  # the user's model or loss on the user's data
-                first = str(e).splitlines()[0] if str(e) else ""
-                raise ValueError(f"data: the model or loss_fn fails on batch {i} "
-                                 f"({type(e).__name__}: {first}); check the shapes and dtypes "
-                                 "of the inputs and targets") from e
-            if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-                shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss)
-                raise ValueError(f"loss_fn must return a scalar tensor (a mean loss); batch "
-                                 f"{i} gave {shape}")
-            if not torch.isfinite(loss):
-                raise ValueError(f"the loss is not finite on batch {i} ({loss.item()}): check "
-                                 "loss_fn and the data")
-            if i == 0:
-                again = loss_fn(forward(model, x), y)
-                if not torch.equal(loss, again):
-                    raise ValueError("the loss is not deterministic: two evaluations on the "
-                                     f"same batch gave {loss.item()!r} and {again.item()!r}; "
-                                     "remove dropout, data augmentation and other randomness")
+    for i, (x, y, _) in enumerate(batches):
+        try:
+            loss = evaluate(i, x, y, 0)
+        except Exception as e:  # the user's model or loss on the user's data
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise ValueError(f"data: the model or loss_fn fails on batch {i} "
+                             f"({type(e).__name__}: {first}); check the shapes and dtypes "
+                             "of the inputs and targets") from e
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss)
+            raise ValueError(f"loss_fn must return a scalar tensor (a mean loss); batch "
+                             f"{i} gave {shape}")
+        loss = loss.detach()
+        if not torch.isfinite(loss):
+            raise ValueError(f"the loss is not finite on batch {i} ({loss.item()}): check "
+                             "loss_fn and the data")
+        if i == 0:
+            second = evaluate(0, x, y, 1).detach()
+            if not torch.equal(loss, second):
+                raise ValueError("the loss is not deterministic: two evaluations on the "
+                                 f"same batch gave {loss.item()!r} and {second.item()!r}; "
+                                 "remove dropout, data augmentation and other randomness")
     return batches

@@ -294,10 +294,14 @@ class BlockHVP:
         self.comm = comm or Communicator()
         if self.comm.is_distributed:  # hashing costs a pass over the parameters
             self.comm.check_identical(_fingerprint(self.params), what="model parameters")
-        self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm)
         self._model = model
         self._loss_fn = loss_fn
         self._buffers = dict(model.named_buffers())
+        self.graph_bytes = 0
+        self._build_seconds = 0.0
+        # the data check's second evaluation of the first batch is the graph measurement
+        self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm,
+                                 evaluate=self._check_loss)
         self._hvp = _forward_over_reverse(model, loss_fn)
         self.compiled = bool(compile)
         if compile:
@@ -310,10 +314,8 @@ class BlockHVP:
         self.max_memory = default_budget(self.device) if max_memory is None else int(max_memory)
         self.chunk_size = chunk_size
         self.calibration: dict[str, object] = {}
-        self.graph_bytes = 0
         #: how graphs are held: "keep-all", "one-at-a-time" or "none" (set by the first call)
         self.graph_strategy: str | None = None
-        self._build_seconds = 0.0
         self._graphs: dict[int, tuple[dict, dict]] = {}
         self._kept_bytes = 0
         self._batched_backward = True
@@ -374,7 +376,7 @@ class BlockHVP:
             return [None for _ in vectors]
         try:
             with _math_attention():
-                if not self.graph_bytes:
+                if self.graph_strategy is None:
                     self._plan()
                 local = self._local_products(vectors, rows)
             error = None
@@ -401,25 +403,57 @@ class BlockHVP:
 
     # -- planning ---------------------------------------------------------------------------
 
-    def _plan(self) -> None:
-        """Measure the first batch's graph, choose the graph strategy and the tangent chunks.
+    def _check_loss(self, i: int, x: object, y: object, k: int) -> torch.Tensor:
+        """Batch ``i``'s loss for :func:`prepare_data`'s checks (evaluation ``k``).
 
-        The graph is measured once, by :class:`nets.engine.memory.SavedBytes`, and then dropped:
-        its saved-tensor hooks would stay in it and run (in Python) at every unpack of every
-        later double backward, about a third more time per product. The graphs the products
-        use are built without hooks; batch ``i``'s size is estimated as the measured size times
-        ``n_i / n_0`` (activations grow with the number of samples).
+        Batch 0 is evaluated twice on the products' own path (the block parameters as leaves
+        that require gradients, autograd recording): first a forward call, then, for the
+        determinism check, the graph build of :meth:`_measure`. The other batches are checked
+        by a forward call without autograd.
+        """
+        if i == 0 and k == 1:
+            return self._measure(x, y)
+        leaves = {n: self.params[n].detach().requires_grad_(True) for n in self.names}
+        with torch.set_grad_enabled(i == 0):
+            out = functional_forward(self._model, ({**self.params, **leaves}, self._buffers), x)
+            return self._loss_fn(out, y)
+
+    def _measure(self, x: object, y: object) -> torch.Tensor:
+        """Build the first batch's gradient graph once to measure it; its (detached) loss.
+
+        The graph is measured by :class:`nets.engine.memory.SavedBytes` and then dropped: its
+        saved-tensor hooks would stay in it and run (in Python) at every unpack of every later
+        double backward, about a third more time per product. The graphs the products use are
+        built without hooks; batch ``i``'s size is estimated as the measured size times
+        ``n_i / n_0`` (activations grow with the number of samples). :func:`prepare_data` calls
+        this as its second evaluation of the first batch (the determinism check), so measuring
+        costs no forward call of its own. A graph that cannot be built here (a model that has
+        no backward) is left to the first call, which reports the failure.
+        """
+        t0 = time.perf_counter()
+        try:
+            with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
+                _, _, loss = self._build_with_loss(x, y)
+        except (NotImplementedError, RuntimeError):
+            return self._check_loss(0, x, y, 0)
+        self._build_seconds = time.perf_counter() - t0
+        self.graph_bytes = max(saved.bytes, 1)
+        return loss.detach()
+
+    def _plan(self) -> None:
+        """Choose the graph strategy and the tangent chunks from the first batch's graph size.
 
         Strategy (class docstring): ``"keep-all"`` when all graphs plus one tangent's worth of
         room fit in ``max_memory``, else ``"one-at-a-time"``; ``"none"`` in forward mode. The
         chunk size (unless given) spends what the held graphs leave of the budget.
         """
-        x, y, _ = self.data[0]
-        t0 = time.perf_counter()
-        with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
-            self._build(x, y)
-        self._build_seconds = time.perf_counter() - t0
-        self.graph_bytes = max(saved.bytes, 1)
+        if not self.graph_bytes:  # not measured by the data check: measured (or fails) here
+            x, y, _ = self.data[0]
+            t0 = time.perf_counter()
+            with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
+                self._build(x, y)
+            self._build_seconds = time.perf_counter() - t0
+            self.graph_bytes = max(saved.bytes, 1)
         param_bytes = sum(self.params[n].numel() * self.params[n].element_size()
                           for n in self.names)
         per_tangent = max(self.graph_bytes + param_bytes, 1)
@@ -435,6 +469,11 @@ class BlockHVP:
 
     def _build(self, x: object, y: object) -> tuple[dict, dict]:
         """Leaves and gradient ``∇ℓ`` of one batch, with the gradient's graph."""
+        leaves, grads, _ = self._build_with_loss(x, y)
+        return leaves, grads
+
+    def _build_with_loss(self, x: object, y: object) -> tuple[dict, dict, torch.Tensor]:
+        """:meth:`_build` and the batch loss ``ℓ``."""
         leaves = {n: self.params[n].detach().requires_grad_(True) for n in self.names}
         rest = {n: p for n, p in self.params.items() if n not in leaves}
         with torch.enable_grad():
@@ -442,7 +481,7 @@ class BlockHVP:
             loss = self._loss_fn(out, y)
             gs = torch.autograd.grad(loss, list(leaves.values()), create_graph=True,
                                      allow_unused=True)
-        return leaves, dict(zip(leaves, gs, strict=True))
+        return leaves, dict(zip(leaves, gs, strict=True)), loss
 
     def _graph_bytes(self, i: int) -> int:
         """Estimated saved bytes of batch ``i``'s graph (measured on batch 0, per sample)."""
