@@ -29,10 +29,18 @@ Optional: ``--compile`` adds a ``nets+compile`` row to every full-spectrum cell:
 
 Every row records the 1-minute load average (``os.getloadavg``) when its process started.
 
-Run:  python benchmarks/bench_peers.py --grid quick|full [--compile] [--out FILE]
-(quick, ``make bench-spectrum``: zoo GPT and the smaller GPT-2; full with 1 and 3 probes,
-blockwise with 1; 10 steps; one thread. full, ``make bench-spectrum-full``: the three models,
-full and blockwise with 1, 3 and 10 probes, 10 and 30 steps, 1 and 2 threads.)
+Every row also reports ``λmax``, the largest Ritz value (blockwise: of every block, the table
+shows the largest); nets, hessian-eigenthings and the authors' algorithm compute the same
+quantity, curvlinops returns a density on a grid only (no Ritz values: blank).
+
+Run:  python benchmarks/bench_peers.py --grid smoke|quick|full [--compile] [--out FILE]
+[--json FILE]
+(smoke, the test suite's: a 31-parameter MLP in float64, 31 steps, so every Lanczos run spans
+its whole space and every method's λmax is the exact one; seconds. quick, ``make
+bench-spectrum``: zoo GPT and the smaller GPT-2; full with 1 and 3 probes, blockwise with 1;
+10 steps; one thread. full, ``make bench-spectrum-full``: the three models, full and blockwise
+with 1, 3 and 10 probes, 10 and 30 steps, 1 and 2 threads.) ``--json`` writes every row's
+measurements, with each block's λmax.
 """
 
 from __future__ import annotations
@@ -77,6 +85,16 @@ class _LMHead(torch.nn.Module):
 
 def load(name: str):
     """``(model, loss_fn, data)`` with ``data`` a list of ``(inputs, targets)`` tensors."""
+    if name == "mlp-xs":  # 3 -> 4 -> 3, tanh: 31 parameters, float64
+        g = torch.Generator().manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+                                    torch.nn.Linear(4, 3)).double()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+        x = torch.randn(2, 6, 3, generator=g, dtype=torch.float64)
+        y = torch.randint(0, 3, (2, 6), generator=g)
+        return model, torch.nn.functional.cross_entropy, list(zip(x, y, strict=True))
     if name == "gpt":
         model, loss_fn, data = zoo.load("gpt", seed=0)
         return model, loss_fn, data
@@ -105,11 +123,13 @@ def gradient_seconds(model, loss_fn, data, repeats: int = 3) -> float:
 
 # -- the authors' algorithm, re-implemented ------------------------------------------------------
 
-def authors_blockwise(model, loss_fn, data, steps: int, probes: int, seed: int):
+def authors_blockwise(model, loss_fn, data, steps: int, probes: int, seed: int,
+                      density_bins: int = 50_000):
     """Lanczos on every parameter block, graph shared by the blocks, no reorthogonalization."""
     gen = torch.Generator().manual_seed(seed)
     names, params = zip(*model.named_parameters(), strict=True)
     total = sum(len(y) for _, y in data)
+    cap = [min(steps, p.numel()) for p in params]  # a block of dimension d takes d steps
     t0 = time.perf_counter()
     runs = {n: [] for n in names}
     for _ in range(probes):
@@ -128,9 +148,11 @@ def authors_blockwise(model, loss_fn, data, steps: int, probes: int, seed: int):
                     (hv,) = torch.autograd.grad(g, p, grad_outputs=v[i], retain_graph=True)
                     w[i] += hv * (len(y) / total)
             for i in range(len(v)):
+                if j >= cap[i]:
+                    continue
                 a = float((w[i] * v[i]).sum())
                 alphas[i].append(a)
-                if j == steps - 1:
+                if j == cap[i] - 1:
                     continue
                 r = w[i] - a * v[i] - beta[i] * v_prev[i]
                 beta[i] = float(r.norm())
@@ -142,8 +164,10 @@ def authors_blockwise(model, loss_fn, data, steps: int, probes: int, seed: int):
             runs[n].append((theta, s[0] ** 2))
     lanczos_s = time.perf_counter() - t0
     for n in names:
-        _authors_density([r[0] for r in runs[n]], [r[1] for r in runs[n]])
-    return lanczos_s
+        _authors_density([r[0] for r in runs[n]], [r[1] for r in runs[n]],
+                         num_bins=density_bins)
+    top = {n: float(max(r[0].max() for r in runs[n])) for n in names}
+    return lanczos_s, top
 
 
 def _authors_density(eigenvalues, weights, num_bins=50_000, sigma_squared=1e-5, overhead=0.01):
@@ -185,21 +209,27 @@ def run_cell(cell: dict) -> dict:
                                        compile=method == "nets+compile")
                 nets.spectral_density(s.nodes, s.weights, np.linspace(
                     s.nodes.min(), s.nodes.max(), 2000), 1e-3 * np.ptp(s.nodes) + 1e-12)
+                top = {"full": float(s.nodes.max())}
             else:
                 spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=steps,
                                                   probes=probes, info=info, max_memory=budget)
                 nets.block_densities(spectra)
+                top = {n: float(sp.nodes.max()) for n, sp in spectra.items()}
             extra = {"mode": info["hvp_mode"], "lanczos_s": info["seconds"],
-                     "graphs": info["graph_strategy"]}
+                     "graphs": info["graph_strategy"], "top": top}
         elif method == "eigenthings":
             import hessian_eigenthings as he
 
             lf = he.supervised_loss(loss_fn)
             groups = [None] if kind == "full" else [he.match_names(n) for n in names]
+            top = {}
             for i, flt in enumerate(groups):
                 op = he.HessianOperator(model, data, lf, param_filter=flt)
                 k = min(steps, op.size) if kind == "blocks" else steps
-                he.spectral_density(op, num_runs=probes, lanczos_steps=k, seed=i)
+                r = he.spectral_density(op, num_runs=probes, lanczos_steps=k, seed=i)
+                top["full" if kind == "full" else names[i]] = float(
+                    r.raw_eigenvalues.nan_to_num(nan=-float("inf")).max())
+            extra = {"top": top}
         elif method == "curvlinops":
             import curvlinops
 
@@ -215,7 +245,9 @@ def run_cell(cell: dict) -> dict:
             curvlinops.lanczos_approximate_spectrum(op, ncv=steps, num_repeats=probes,
                                                     boundaries=(-1.0, 1.0))
         elif method == "authors":
-            extra = {"lanczos_s": authors_blockwise(model, loss_fn, data, steps, probes, 0)}
+            lanczos_s, top = authors_blockwise(model, loss_fn, data, steps, probes, 0,
+                                               cell.get("density_bins", 50_000))
+            extra = {"lanczos_s": lanczos_s, "top": top}
         else:
             raise ValueError(method)
         seconds = time.perf_counter() - t0
@@ -235,24 +267,30 @@ def _rss_now() -> int:
 
 # -- the grid and the report -----------------------------------------------------------------------
 
-GRIDS = {"quick": dict(models=["gpt", "gpt2-s"], probes=[1, 3], steps=[10], threads=[1]),
+#: the smoke grid shrinks the authors' density grid (50,000 points) to 500: seconds, not minutes
+GRIDS = {"smoke": dict(models=["mlp-xs"], probes=[1], steps=[31], threads=[1],
+                       density_bins=500),
+         "quick": dict(models=["gpt", "gpt2-s"], probes=[1, 3], steps=[10], threads=[1]),
          "full": dict(models=["gpt", "gpt2-s", "gpt2-m"], probes=[1, 3, 10], steps=[10, 30],
                       threads=[1, 2])}
 
 
-def grid(quick: bool) -> list[dict]:
-    """The cells of the quick or the full grid."""
-    g = GRIDS["quick" if quick else "full"]
+def grid(name: str) -> list[dict]:
+    """The cells of grid ``name`` (a key of :data:`GRIDS`)."""
+    quick = name != "full"
+    g = GRIDS[name]
     models, probes, steps, threads = g["models"], g["probes"], g["steps"], g["threads"]
+    extra = {"density_bins": g["density_bins"]} if "density_bins" in g else {}
     cells = []
     for m in models:
         for kind in ("full", "blocks"):
-            # quick: blockwise with one probe only (the authors' density loop alone takes
+            # quick, smoke: blockwise with one probe only (the authors' density loop alone takes
             # minutes per probe on a loaded 2-core machine)
             for p in probes if kind == "full" or not quick else probes[:1]:
                 for k in steps:
                     for t in threads:
-                        cells.append(dict(model=m, kind=kind, probes=p, steps=k, threads=t))
+                        cells.append(dict(model=m, kind=kind, probes=p, steps=k, threads=t,
+                                          **extra))
     return cells
 
 
@@ -291,28 +329,40 @@ def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The command line (``argv``: its arguments, default ``sys.argv[1:]``).
+
+    Args:
+        argv: Command-line arguments.
+    """
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--grid", choices=sorted(GRIDS), default="quick",
-                    help="quick: a small grid (minutes); full: the issue's whole grid (hours)")
+                    help="smoke: a 31-parameter MLP (seconds, for the tests); quick: a small "
+                         "grid (minutes); full: the issue's whole grid (hours)")
     ap.add_argument("--quick", action="store_true", help="same as --grid quick")
     ap.add_argument("--compile", action="store_true",
                     help="also time nets with compile=True on the full-spectrum cells")
     ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
+    ap.add_argument("--json", default=None, help="also write every row's measurements (JSON)")
     ap.add_argument("--max-memory", type=int, default=None,
                     help="nets' memory budget in bytes (max_memory=; default: nets' own, half "
                          "the available memory): a budget below all batches' graphs makes "
                          "nets hold one batch's graph at a time")
     ap.add_argument("--note", default="", help="a line on the conditions (load, machine)")
     ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    ap.add_argument("--in-process", action="store_true",
+                    help="run every method in this process (no subprocess start-up: the smoke "
+                         "test's mode); the peak columns are then the whole process's, not "
+                         "each method's")
+    args = ap.parse_args(argv)
     if args.cell:
         print(json.dumps(run_cell(json.loads(args.cell))))
         return
     if args.quick:
         args.grid = "quick"
     flags = f"--grid {args.grid}" + (" --compile" if args.compile else "") + (
-        f" --max-memory {args.max_memory}" if args.max_memory else "")
+        f" --max-memory {args.max_memory}" if args.max_memory else "") + (
+        " --in-process" if args.in_process else "")
     settings = ", ".join(f"{k} {v}" for k, v in GRIDS[args.grid].items())
     lines = [f"# Hessian spectra: nets vs peers ({args.grid} grid)", "",
              f"Generated by `benchmarks/bench_peers.py {flags}` on "
@@ -324,18 +374,26 @@ def main() -> None:
              "`HVP/s` counts full-data products (blockwise: block products); `gr/HVP` is the "
              "time of one product over the time of one gradient of the same data; `peak` is "
              "the process's peak RSS, `+peak` its rise during the run (MiB); `x` = peer "
-             "time / nets time; `load` is the 1-minute load average when the method's process "
+             "time / nets time; `λmax` is the largest Ritz value (blockwise: the largest over "
+             "the blocks); `load` is the 1-minute load average when the method's process "
              "started (the machine's other jobs: timings are only comparable at equal load).",
              "", "| model | kind | P | k | thr | method | s | HVP/s | gr/HVP | peak | +peak | x | "
-             "load | notes |", "|" + "---|" * 14]
+             "λmax | load | notes |", "|" + "---|" * 15]
     print("\n".join(lines), flush=True)
     rows = []
+    records: list[dict] = []
     t_start = time.perf_counter()
-    for cell in grid(args.grid == "quick"):
+    for cell in grid(args.grid):
         res = {}
         extra = ["nets+compile"] if args.compile and cell["kind"] == "full" else []
         for method in ["nets", *extra, *PEERS[cell["kind"]]]:
             run = {**cell, "method": method, "max_memory": args.max_memory}
+            if args.in_process:
+                try:
+                    res[method] = run_cell(run)
+                except Exception as e:  # a peer not installed or failing: reported in its row
+                    res[method] = {"error": f"{type(e).__name__}: {e}"[:120]}
+                continue
             cmd = [sys.executable, __file__, "--cell", json.dumps(run)]
             p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             if p.returncode != 0:
@@ -348,8 +406,9 @@ def main() -> None:
             c = cell
             head = f"| {c['model']} | {c['kind']} | {c['probes']} | {c['steps']} | " \
                    f"{c['threads']} | {method} |"
+            records.append({**cell, "method": method, **r})
             if "error" in r:
-                row = f"{head} failed | | | | | | | {r['error']} |"
+                row = f"{head} failed | | | | | | | | {r['error']} |"
             else:
                 ratio = "" if method == "nets" or "error" in nr else \
                     f"{r['seconds'] / nr['seconds']:.2f}"
@@ -361,10 +420,12 @@ def main() -> None:
                     note = f"Lanczos phase {r['lanczos_s']:.2f} s"
                 if method == "nets+compile":
                     note = f"mode {r['mode']}; compiled, compilation included"
+                top = f"{max(r['top'].values()):.6g}" if r.get("top") else ""
                 row = (f"{head} {r['seconds']:.2f} | {r['hvps'] / r['seconds']:.1f} | "
                        f"{r['seconds'] / r['hvps'] / r['grad_s']:.2f} | "
                        f"{r['peak_bytes'] / 2**20:.0f} | {r['peak_extra_bytes'] / 2**20:.0f} | "
-                       f"{ratio} | {r['load']:.1f} | {note} |")
+                       f"{ratio} | {top} | "
+                       f"{r['load']:.1f} | {note} |")
             rows.append(row)
             print(row, flush=True)
     misses = sum(row.count("MISSED") for row in rows)
@@ -375,6 +436,8 @@ def main() -> None:
     print("\n".join(tail), flush=True)
     if args.out:
         atomic_write_bytes(Path(args.out), ("\n".join(lines + rows + tail) + "\n").encode())
+    if args.json:
+        atomic_write_bytes(Path(args.json), json.dumps(records, indent=1).encode())
 
 
 if __name__ == "__main__":

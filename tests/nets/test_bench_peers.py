@@ -1,0 +1,125 @@
+"""benchmarks/bench_peers.py, smoke grid: every column printed, nets agreeing with each peer.
+
+The smoke grid is a 31-parameter float64 MLP with 31 Lanczos steps, so every Lanczos run spans
+its whole space and the largest Ritz value of every method that computes one (nets,
+hessian-eigenthings, the authors' algorithm) is the exact largest eigenvalue of the (block)
+Hessian. Peers that are not installed are skipped (their rows then say why they failed).
+
+Caveat found here: hessian-eigenthings starts Lanczos from a Rademacher vector, which on a tiny
+block can lie in an invariant subspace; with two classes, its start (1, 1) on the output bias
+is orthogonal to that block's only nonzero eigenvector and its λmax there is 0 (a property of
+the probe, not an error). The smoke model has three classes, where no seeded start does that.
+"""
+
+import contextlib
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nets
+from nets.engine.exact import dense_hessian
+
+ROOT = Path(__file__).resolve().parents[2]
+COLUMNS = ["model", "kind", "P", "k", "thr", "method", "s", "HVP/s", "gr/HVP", "peak", "+peak",
+           "x", "λmax", "load", "notes"]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("bench_peers",
+                                                  ROOT / "benchmarks" / "bench_peers.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """``(module, printed table lines, JSON records)`` of one in-process smoke run."""
+    bench = _script()
+    out = tmp_path_factory.mktemp("bench") / "rows.json"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        bench.main(["--grid", "smoke", "--in-process", "--json", str(out)])
+    lines = buf.getvalue().splitlines()
+    return bench, lines, json.loads(out.read_text())
+
+
+def _table(lines):
+    head = next(i for i, line in enumerate(lines) if line.startswith("| model |"))
+    cols = [c.strip() for c in lines[head].strip("|").split("|")]
+    rows = []
+    for line in lines[head + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(cols, [c.strip() for c in line.strip("|").split("|")],
+                             strict=True)))
+    return cols, rows
+
+
+def test_table_has_every_column_and_nets_fills_them(smoke):
+    bench, lines, records = smoke
+    cols, rows = _table(lines)
+    assert cols == COLUMNS
+    cells = bench.grid("smoke")
+    assert {(r["kind"], r["method"]) for r in rows} >= {(c["kind"], "nets") for c in cells}
+    for r in rows:
+        if r["method"] != "nets":
+            continue
+        for c in ("s", "HVP/s", "gr/HVP", "peak", "+peak", "λmax"):
+            assert float(r[c]) == float(r[c]) and r[c] != "", (c, r)
+        assert float(r["s"]) > 0 and float(r["HVP/s"]) > 0 and float(r["gr/HVP"]) > 0
+        assert "mode " in r["notes"] and "graphs " in r["notes"]
+        # the cost per product in gradients is one of the issue's targets in every nets row
+        assert ("grads/HVP<=3:" if r["kind"] == "full" else "grads/block-HVP<=0.5:") in r["notes"]
+    assert lines[-1].startswith("Targets: ")
+    assert len(records) == len(rows)
+
+
+def test_nets_largest_ritz_value_is_the_exact_eigenvalue(smoke):
+    """31 steps on 31 parameters: nets' λmax is the dense Hessian's largest eigenvalue."""
+    bench, _, records = smoke
+    model, loss_fn, data = bench.load("mlp-xs")
+    assert sum(p.numel() for p in model.parameters()) == 31
+    h = dense_hessian(model, loss_fn, data)
+    exact_full = np.linalg.eigvalsh(h)[-1]
+    exact_blocks = {n: e[-1] for n, e in
+                    nets.exact_blockwise_eigenvalues(model, loss_fn, data).items()}
+    scale = np.abs(h).max()
+    for r in records:
+        if r["method"] != "nets":
+            continue
+        ref = {"full": exact_full} if r["kind"] == "full" else exact_blocks
+        assert set(r["top"]) == set(ref)
+        for name, value in r["top"].items():
+            assert abs(value - ref[name]) <= 1e-8 * scale, (r["kind"], name)
+
+
+@pytest.mark.parametrize("peer, module", [("eigenthings", "hessian_eigenthings"),
+                                          ("curvlinops", "curvlinops"), ("authors", None)])
+def test_each_peer_runs_and_agrees_with_nets(smoke, peer, module):
+    """Each installed peer has its rows, with nets' speed ratio; where it computes the same
+    quantity (the largest Ritz value of each block) it agrees with nets to round-off."""
+    if module is not None:
+        pytest.importorskip(module)
+    bench, lines, records = smoke
+    _, rows = _table(lines)
+    kinds = [k for k, peers in bench.PEERS.items() if peer in peers]
+    for kind in kinds:
+        (row,) = [r for r in rows if r["kind"] == kind and r["method"] == peer]
+        assert row["s"] != "failed", row
+        assert float(row["x"]) > 0 and float(row["+peak"]) >= 0
+        nets_note = next(r["notes"] for r in rows if r["kind"] == kind and r["method"] == "nets")
+        assert f"x{peer}" in nets_note  # the ratio target against this peer is reported
+        rec = next(r for r in records if r["kind"] == kind and r["method"] == peer)
+        ref = next(r for r in records if r["kind"] == kind and r["method"] == "nets")
+        if peer == "curvlinops":  # a density on a grid, no Ritz values: nothing to compare
+            assert "top" not in rec and row["λmax"] == ""
+            continue
+        assert set(rec["top"]) == set(ref["top"])
+        scale = max(abs(v) for v in ref["top"].values())
+        for name, value in rec["top"].items():
+            assert abs(value - ref["top"][name]) <= 1e-6 * scale, (kind, peer, name)
