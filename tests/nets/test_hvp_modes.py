@@ -372,3 +372,45 @@ def test_graph_strategy_in_spectrum_info(attention_problem):
     for name in a:
         scale = np.abs(a[name].nodes).max()
         np.testing.assert_allclose(b[name].nodes, a[name].nodes, rtol=0, atol=1e-9 * scale)
+
+
+@pytest.mark.parametrize("mode", ["reverse-block", "forward"])
+def test_operator_build_evaluates_each_batch_once_plus_one_graph(mlp_problem, mode):
+    """Forward calls (a counting forward hook): building the operator checks each of the ``B``
+    batches once, and the determinism check's second look at batch 0 is the graph build that
+    measures its size (no separate measuring forward at the first call). The first call then
+    costs one forward per batch (graph builds, or forward-over-reverse passes), a second call
+    none (kept graphs) or one per batch (forward mode)."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    vecs = [torch.ones(2, b.dim, dtype=torch.float64) for b in blocks]
+    calls = []
+    hook = model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        op = BlockHVP(model, loss_fn, data, blocks, mode=mode)
+        assert len(calls) == len(data) + 1
+        assert op.graph_bytes > 0  # measured during the data check
+        n = len(calls)
+        first = op(vecs)
+        assert len(calls) - n == len(data)
+        n = len(calls)
+        assert all(torch.equal(a, b) for a, b in zip(first, op(vecs), strict=True))
+        assert len(calls) - n == (len(data) if mode == "forward" else 0)
+    finally:
+        hook.remove()
+
+
+def test_determinism_check_still_compares_two_evaluations():
+    """The second evaluation of batch 0 (the measured graph build) is still compared with the
+    first: a loss that changes between calls is refused when the operator is built."""
+    model = torch.nn.Linear(3, 1).double()
+    count = []
+
+    def loss_fn(out, y):
+        count.append(1)
+        return ((out.squeeze(-1) - y) ** 2).mean() * (1 + 1e-3 * len(count))
+
+    data = [(torch.ones(4, 3, dtype=torch.float64), torch.zeros(4, dtype=torch.float64))]
+    with pytest.raises(ValueError, match="not deterministic"):
+        BlockHVP(model, loss_fn, data, resolve_blocks(model, None))
+    assert len(count) == 2
