@@ -304,6 +304,16 @@ def block_attention(belief, e, m, v, lr, scale, t, beta2, eps, c2, flush, underf
                     e[c, k] = 0.0
     if ext[0].shape[0] == 0:
         return
+    ext_normalize_block(belief, e, m, v, ext, b, c0, c1_, lr, scale, mx, need)
+
+
+@nb.njit(**_NB)
+def ext_normalize_block(belief, e, m, v, ext, b, c0, c1_, lr, scale, mx, need):
+    """Renormalize the lanes of block b (coordinates c0..c1_−1) whose block max |ê| or some
+    |m̂|, v̂ left the safe range [1/EXT_E, EXT_E], [1/EXT_M, EXT_M], [1/EXT_V, EXT_V] (zeros
+    excepted), with the block's largest step multiplier lr[k]·max s_c (`ext_renormalize`).
+    mx, need: (n,) work arrays."""
+    n = e.shape[1]
     for k in range(n):
         mx[k] = 0.0
         need[k] = False
@@ -470,23 +480,8 @@ def ext_normalize(code, e, m, v, ext, c_off, lr, scale):
     need = np.empty(n, dtype=np.bool_)
     belief = code == ADABELIEF
     for b in range(c_off.size - 1):
-        for k in range(n):
-            mx[k] = 0.0
-            need[k] = False
-        for c in range(c_off[b], c_off[b + 1]):
-            for k in range(n):
-                mx[k] = max(mx[k], abs(e[c, k]))
-                am = abs(m[c, k])
-                av = v[c, k]
-                need[k] = need[k] | (am > EXT_M) | ((am < 1.0 / EXT_M) & (am > 0.0)) \
-                    | (av > EXT_V) | ((av < 1.0 / EXT_V) & (av > 0.0))
-        for k in range(n):
-            if need[k] or mx[k] > EXT_E or 0.0 < mx[k] < 1.0 / EXT_E:
-                sc = 0.0
-                for c in range(c_off[b], c_off[b + 1]):
-                    sc = max(sc, scale[c])
-                ext_renormalize(belief, e, m, v, ext, b, c_off[b], c_off[b + 1], k,
-                                lr[k] * sc)
+        ext_normalize_block(belief, e, m, v, ext, b, c_off[b], c_off[b + 1], lr, scale, mx,
+                            need)
 
 
 @nb.njit(**_NB)
