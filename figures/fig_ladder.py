@@ -266,8 +266,10 @@ SPEC = FigureSpec(
            "initialization predicts how much SGD lags Adam; the paper shows it at 10⁷–10⁸ "
            "parameters, our other figures at 10⁴. Do the orderings and correlations seen on "
            "tiny models hold, strengthen or reverse as the models grow?"),
-    caption=("Seven families on real data (Shakespeare words, sklearn digits), four sizes each "
-             "from ~4k to ~1M parameters (the ladder profile): JS0 with its bootstrap interval "
+    caption=(f"The {len(LADDER_FAMILIES)} ladder families (the zoo's and the Hugging Face "
+             "ones) on real data (Shakespeare words, sklearn digits), four sizes each from ~4k "
+             "to ~1M parameters (the ladder profile; the rungs measured are listed below): JS0 "
+             "with its bootstrap interval "
              "over probes, and the tuned SGD-momentum vs Adam gap (seed spread as error bars) at "
              "the sizes where it was measured. Read from the packaged ladder evidence."),
     settings={"tiny": _SETTINGS, "quick": _SETTINGS, "full": _SETTINGS},
