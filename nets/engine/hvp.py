@@ -430,15 +430,21 @@ class BlockHVP:
         costs no forward call of its own. A graph that cannot be built here (a model that has
         no backward) is left to the first call, which reports the failure.
         """
-        t0 = time.perf_counter()
         try:
-            with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
-                _, _, loss = self._build_with_loss(x, y)
+            loss = self._measure_graph(x, y)
         except (NotImplementedError, RuntimeError):
             return self._check_loss(0, x, y, 0)
+        return loss.detach()
+
+    def _measure_graph(self, x: object, y: object) -> torch.Tensor:
+        """Build one batch's gradient graph under :class:`nets.engine.memory.SavedBytes` and
+        drop it; sets :attr:`graph_bytes` and the build time. Returns the batch loss."""
+        t0 = time.perf_counter()
+        with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
+            _, _, loss = self._build(x, y)
         self._build_seconds = time.perf_counter() - t0
         self.graph_bytes = max(saved.bytes, 1)
-        return loss.detach()
+        return loss
 
     def _plan(self) -> None:
         """Choose the graph strategy and the tangent chunks from the first batch's graph size.
@@ -449,11 +455,7 @@ class BlockHVP:
         """
         if not self.graph_bytes:  # not measured by the data check: measured (or fails) here
             x, y, _ = self.data[0]
-            t0 = time.perf_counter()
-            with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
-                self._build(x, y)
-            self._build_seconds = time.perf_counter() - t0
-            self.graph_bytes = max(saved.bytes, 1)
+            self._measure_graph(x, y)
         param_bytes = sum(self.params[n].numel() * self.params[n].element_size()
                           for n in self.names)
         per_tangent = max(self.graph_bytes + param_bytes, 1)
@@ -467,13 +469,8 @@ class BlockHVP:
         if self.chunk_size is None:  # not given by the caller
             self.chunk_size = max(1, max(self.max_memory - held, 0) // per_tangent)
 
-    def _build(self, x: object, y: object) -> tuple[dict, dict]:
-        """Leaves and gradient ``∇ℓ`` of one batch, with the gradient's graph."""
-        leaves, grads, _ = self._build_with_loss(x, y)
-        return leaves, grads
-
-    def _build_with_loss(self, x: object, y: object) -> tuple[dict, dict, torch.Tensor]:
-        """:meth:`_build` and the batch loss ``ℓ``."""
+    def _build(self, x: object, y: object) -> tuple[dict, dict, torch.Tensor]:
+        """Leaves, gradient ``∇ℓ`` (with its graph) and loss ``ℓ`` of one batch."""
         leaves = {n: self.params[n].detach().requires_grad_(True) for n in self.names}
         rest = {n: p for n, p in self.params.items() if n not in leaves}
         with torch.enable_grad():
@@ -494,7 +491,8 @@ class BlockHVP:
         kept = self._graphs.get(i)
         if kept is not None:
             return kept
-        graph = self._build(x, y)
+        leaves, grads, _ = self._build(x, y)
+        graph = leaves, grads
         if self.graph_strategy == "keep-all" and self.mode != "forward":
             self._graphs[i] = graph
             self._kept_bytes += self._graph_bytes(i)
