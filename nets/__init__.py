@@ -65,6 +65,7 @@ from nets.engine.slq import BlockSpectrum, gauss_quadrature
 from nets.engine.spectrum import (
     blockwise_spectrum,
     full_spectrum,
+    lanczos_groups,
     operator_spectra,
     probe_vector,
 )
@@ -104,6 +105,7 @@ __all__ = [
     "kth_largest_eigenvalue",
     "lambda10",
     "lanczos",
+    "lanczos_groups",
     "launched_by_torchrun",
     "make_batch_hessian_vector_product",
     "matrix_blocks",

@@ -225,7 +225,8 @@ class BlockHVP:
       part of the graph between them), the authors' product with the graph shared by all blocks.
     * ``"auto"`` (default): on the first call, the first batch is evaluated in every mode
       (forward-over-reverse only with :data:`FORWARD_MIN_TANGENTS` tangents or more, the
-      zero-padded modes only below :data:`ZERO_PADDED_MAX_BLOCKS` blocks), the
+      zero-padded modes only for operators of fewer than :data:`ZERO_PADDED_MAX_BLOCKS` blocks,
+      counted over the whole operator even when a call runs a group of them), the
       products are checked to agree, and the fastest mode (counting the cost of rebuilding
       graphs that do not fit the budget) is used from then on; :meth:`info` reports the timings.
 
@@ -242,7 +243,8 @@ class BlockHVP:
       batch (the peak holds one graph, as a one-block-at-a-time peer does; each call pays
       ``B`` forward and graph-building backward passes). Same products to round-off.
 
-    (``"forward"`` keeps no graph: ``"none"``.) Stacked tangents are processed ``chunk_size``
+    (``"forward"`` keeps no graph: ``"none"``.) The Lanczos vectors are bounded by the same
+    budget (:meth:`vector_budget`). Stacked tangents are processed ``chunk_size``
     at a time, by default as many as the rest of the budget (after the held graphs) allows at
     one graph's size plus one parameter copy per tangent.
     Attention runs on PyTorch's math kernel (``sdpa_kernel([SDPBackend.MATH])``): fused
@@ -312,6 +314,7 @@ class BlockHVP:
         self.requested_mode = requested
         self.mode: str | None = None if mode == "auto" else mode
         self.max_memory = default_budget(self.device) if max_memory is None else int(max_memory)
+        self._budget_given = max_memory is not None
         self.chunk_size = chunk_size
         self.calibration: dict[str, object] = {}
         #: how graphs are held: "keep-all", "one-at-a-time" or "none" (set by the first call)
@@ -456,18 +459,51 @@ class BlockHVP:
         if not self.graph_bytes:  # not measured by the data check: measured (or fails) here
             x, y, _ = self.data[0]
             self._measure_graph(x, y)
+        self.graph_strategy, held = self._strategy()
+        if self.chunk_size is None:  # not given by the caller
+            self.chunk_size = max(1, max(self.max_memory - held, 0) // self._per_tangent())
+
+    def _per_tangent(self) -> int:
+        """Bytes one stacked tangent may take: a graph's worth plus a copy of the parameters."""
         param_bytes = sum(self.params[n].numel() * self.params[n].element_size()
                           for n in self.names)
-        per_tangent = max(self.graph_bytes + param_bytes, 1)
+        return max(self.graph_bytes + param_bytes, 1)
+
+    def _strategy(self) -> tuple[str, int]:
+        """The graph strategy the budget allows and the bytes of the graphs it holds at once
+        (from the measured :attr:`graph_bytes`)."""
         sizes = [self._graph_bytes(i) for i in range(len(self.data))]
         if self.mode == "forward":
-            self.graph_strategy, held = "none", 0
-        elif sum(sizes) + per_tangent <= self.max_memory:
-            self.graph_strategy, held = "keep-all", sum(sizes)
-        else:
-            self.graph_strategy, held = "one-at-a-time", max(sizes)
-        if self.chunk_size is None:  # not given by the caller
-            self.chunk_size = max(1, max(self.max_memory - held, 0) // per_tangent)
+            return "none", 0
+        if sum(sizes) + self._per_tangent() <= self.max_memory:
+            return "keep-all", sum(sizes)
+        return "one-at-a-time", max(sizes)
+
+    def vector_budget(self) -> tuple[int, int | None]:
+        """How many bytes the Lanczos vectors of the blocks in flight may take.
+
+        Lanczos with full reorthogonalization keeps ``k`` vectors per block and probe: all
+        blocks and probes at once take ``P · k · d`` numbers (for GPT-2 small with ``k = 30``,
+        ``P = 10``: 150 GB in float32). :func:`nets.engine.spectrum.operator_spectra`
+        therefore runs the blocks in groups, and a block's probes in chunks, within:
+
+        * ``limit``: half of what ``max_memory`` leaves after the graphs held at once (the
+          other half is room for stacked tangents). Probes are split only to meet it.
+        * ``lean``: with the default budget while every graph is kept (``"keep-all"``), whole
+          blocks are grouped so that their vectors take no more than those graphs: a group
+          costs only its own block products (no graph is rebuilt), so the peak memory stays
+          near that of one block at a time at no cost in products. ``None`` otherwise
+          (grouping would rebuild the graphs once per group, or run fewer tangents per
+          ``vmap``).
+
+        Returns:
+            ``(limit, lean)`` in bytes (``lean`` may be ``None``). Before the first batch's
+            graph is measured the graphs are not counted and ``lean`` is ``None``.
+        """
+        strategy, held = self._strategy() if self.graph_bytes else ("unknown", 0)
+        limit = max(self.max_memory - held, 0) // 2
+        lean = held if strategy == "keep-all" and not self._budget_given else None
+        return limit, lean
 
     def _build(self, x: object, y: object) -> tuple[dict, dict, torch.Tensor]:
         """Leaves, gradient ``∇ℓ`` (with its graph) and loss ``ℓ`` of one batch."""
@@ -543,7 +579,7 @@ class BlockHVP:
         """Evaluate batch ``i`` in every mode, check agreement, keep the fastest mode."""
         results, seconds, failed, skipped = {}, {}, {}, {}
         total = sum(0 if v is None else v.shape[0] for v in vectors)
-        blocks = sum(v is not None for v in vectors)
+        blocks = len(self.blocks)  # the operator's, also when a call runs a group of them
         # the double-backward modes are timed on one graph built beforehand: its build is
         # charged below only where the strategy rebuilds it on every call
         try:

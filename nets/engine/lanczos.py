@@ -98,8 +98,10 @@ def lanczos(
             scaled = scaled / torch.sqrt((scaled * scaled).sum(-1))[:, None]
             unit = torch.where(odd[:, None], scaled, unit)
         q.append(unit.to(s.dtype))
-        basis.append(torch.zeros((min(steps, s.shape[1]), *s.shape), dtype=s.dtype,
-                                 device=s.device))
+        # (m, k, d): each probe's vectors contiguous, so the products below are batched
+        # matrix products over the probes with no transposed copy
+        basis.append(torch.zeros((s.shape[0], min(steps, s.shape[1]), s.shape[1]),
+                                 dtype=s.dtype, device=s.device))
         active.append(torch.ones(s.shape[0], dtype=torch.bool, device=s.device))
     prev_beta = [torch.zeros(s.shape[0], dtype=torch.float64, device=s.device) for s in starts]
     for j in range(steps):
@@ -108,7 +110,7 @@ def lanczos(
             break
         for i in range(L):
             if live[i]:
-                basis[i][j] = q[i]
+                basis[i][:, j] = q[i]
         out = _checked_products(matvec([q[i] if live[i] else None for i in range(L)]), q,
                                 live, j)
         for i in range(L):
@@ -119,11 +121,12 @@ def lanczos(
             a = _dot64(q[i], w)
             w = w.double() - a[:, None] * q[i].double()
             if j > 0:
-                w = w - prev_beta[i][:, None] * basis[i][j - 1].double()
-            Q = basis[i][: j + 1].double()  # one float64 copy per step, used four times
+                w = w - prev_beta[i][:, None] * basis[i][:, j - 1].double()
+            Q = basis[i][:, : j + 1].double()  # one float64 copy per step, used four times
             for _ in range(2):  # CGS2: full reorthogonalization, twice
-                c = torch.einsum("kmd,md->mk", Q, w)
-                w = w - torch.einsum("mk,kmd->md", c, Q)
+                c = torch.bmm(Q, w.unsqueeze(-1))  # (m, j+1, 1): q_iᵀ w
+                w = w - torch.bmm(c.transpose(1, 2), Q).squeeze(1)
+            del Q, c
             b = torch.sqrt((w * w).sum(-1))
             if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
                 raise ValueError(f"matvec: Lanczos coefficients of operator {i} overflowed "

@@ -38,10 +38,11 @@ from nets.engine.blocks import full_block, resolve_blocks
 from nets.engine.checks import check_int, check_problem
 from nets.engine.distributed import Communicator
 from nets.engine.hvp import BlockHVP
-from nets.engine.lanczos import lanczos
+from nets.engine.lanczos import LanczosRun, lanczos
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
 
-__all__ = ["blockwise_spectrum", "full_spectrum", "operator_spectra", "probe_vector"]
+__all__ = ["blockwise_spectrum", "full_spectrum", "lanczos_groups", "operator_spectra",
+           "probe_vector"]
 
 
 #: Most Lanczos steps or probes a run may ask for (each costs at least one HVP).
@@ -100,6 +101,55 @@ def _check_run(lanczos_steps: object, probes: object, seed: object, probe_indice
     return ids
 
 
+def lanczos_groups(per_probe: Sequence[int], probes: int, limit: int,
+                   lean: int | None = None) -> list[list[tuple[int, int, int]]]:
+    """Split a blockwise Lanczos run into groups whose vectors fit a memory budget.
+
+    Block ``l`` with ``m`` probes keeps ``m · per_probe[l]`` bytes of Lanczos vectors. A block
+    whose probes together exceed ``limit`` is cut into chunks of as many probes as fit (at
+    least one); the pieces are then packed in order into groups of at most ``limit`` bytes, or
+    of at most ``lean`` bytes when given (a piece larger than that is a group of its own). No
+    group holds two pieces of one block.
+
+    Args:
+        per_probe: Bytes of one probe's Lanczos vectors, per block.
+        probes: Probes per block ``m``.
+        limit: Bytes the vectors of a group may take (probes are split only to meet it).
+        lean: A smaller bound for packing whole blocks (see
+            :meth:`nets.engine.hvp.BlockHVP.vector_budget`), or ``None``.
+
+    Returns:
+        Groups of pieces ``(block, first probe position, end position)``, covering every block's
+        positions ``0..probes`` exactly once, blocks in order.
+    """
+    probes = check_int("probes", probes, minimum=1)
+    limit = check_int("limit", limit, minimum=0)
+    cap = limit if lean is None else min(limit, check_int("lean", lean, minimum=0))
+    pieces = []
+    for blk, pp in enumerate(per_probe):
+        pp = check_int("per_probe entry", pp, minimum=0)
+        step = probes if probes * pp <= limit else max(1, limit // max(pp, 1))
+        pieces += [(blk, p0, min(p0 + step, probes), min(p0 + step, probes) - p0)
+                   for p0 in range(0, probes, step)]
+    groups: list[list[tuple[int, int, int]]] = []
+    used = 0
+    for blk, p0, p1, m in pieces:
+        size = m * int(per_probe[blk])
+        if not groups or used + size > cap or any(g[0] == blk for g in groups[-1]):
+            groups.append([])
+            used = 0
+        groups[-1].append((blk, p0, p1))
+        used += size
+    return groups
+
+
+def _merge_runs(parts: Sequence[tuple[int, LanczosRun]]) -> LanczosRun:
+    """One block's Lanczos runs from its probe chunks ``(first position, run)``."""
+    parts = sorted(parts, key=lambda part: part[0])
+    return LanczosRun(*(np.concatenate([getattr(r, f) for _, r in parts])
+                        for f in ("alpha", "beta", "n_steps")))
+
+
 def operator_spectra(
     op: BlockHVP,
     *,
@@ -113,9 +163,12 @@ def operator_spectra(
 ) -> dict[str, BlockSpectrum]:
     """SLQ spectra of the diagonal Hessian blocks of an operator built once and reused.
 
-    Each call runs Lanczos (all blocks and probes in lockstep) on ``op``; the operator keeps
-    what it has paid for across calls: checked data, kept gradient graphs, the calibrated
-    product mode. The command line builds one per run and calls this once per probe.
+    Each call runs Lanczos on ``op``, all blocks and probes in lockstep where their vectors fit
+    the operator's memory budget, else in groups of blocks (and chunks of a block's probes)
+    that do (:func:`lanczos_groups`, :meth:`nets.engine.hvp.BlockHVP.vector_budget`): the same
+    products and spectra either way, to round-off. The operator keeps what it has paid for
+    across calls: checked data, kept gradient graphs, the calibrated product mode. The command
+    line builds one per run and calls this once per probe.
 
     Args:
         op: The Hessian operator of the model, loss, data and blocks
@@ -125,10 +178,14 @@ def operator_spectra(
         probes: Number of probe vectors ``P``.
         seed: Seed of the probes (see :func:`probe_vector`).
         probe_indices: Compute only these probes (default ``range(probes)``), e.g. to resume.
-        callback: ``callback(step, steps)`` after every Lanczos step (progress reporting).
+        callback: ``callback(step, steps)`` after every Lanczos step (progress reporting);
+            with several groups, ``steps`` is ``lanczos_steps`` times their number and group
+            ``g``'s steps are numbered from ``g · lanczos_steps + 1`` (a group whose blocks
+            stop early skips the rest of its numbers).
         progress: Show a progress bar (``labkit.progress``) over the Lanczos steps.
         info: A dict to fill with what ran (see :func:`blockwise_spectrum`); counts are the
-            operator's totals over all calls, ``seconds`` is this call's.
+            operator's totals over all calls, ``seconds`` is this call's, ``lanczos_groups``
+            the number of groups.
 
     Returns:
         ``{block name: BlockSpectrum}`` with ``nodes``/``weights`` of shape
@@ -140,20 +197,51 @@ def operator_spectra(
     blocks = op.blocks
     t0 = time.perf_counter()
     vec_dtype = _lanczos_dtype(op.dtype)
-    starts = [torch.as_tensor(np.stack([probe_vector(seed, p, b.name, b.dim) for p in ids]),
-                              dtype=vec_dtype, device=op.device) for b in blocks]
+    itemsize = torch.empty((), dtype=vec_dtype).element_size()
+    limit, lean = op.vector_budget()
+    groups = lanczos_groups([min(lanczos_steps, b.dim) * b.dim * itemsize for b in blocks],
+                            len(ids), limit, lean)
+    # every rank runs the same groups (the budget depends on each rank's memory and shard)
+    groups = op.comm.broadcast(groups, what="the Lanczos groups of blocks")
     label = "full spectrum" if len(blocks) == 1 and blocks[0].name == "full" else (
         f"{len(blocks)} blocks")
-    with Progress(lanczos_steps, f"Lanczos, {label}",
+    parts: list[list[tuple[int, LanczosRun]]] = [[] for _ in blocks]
+    total = lanczos_steps * len(groups)
+    with Progress(total, f"Lanczos, {label}",
                   enabled=bool(progress) and op.comm.rank == 0) as bar:
-        def step(j: int, steps: int) -> None:
-            bar.advance(f"{op.products} HVPs")
-            if callback is not None:
-                callback(j, steps)
+        for g, group in enumerate(groups):
+            members = [blk for blk, _, _ in group]
 
-        runs = lanczos(op, starts, lanczos_steps, callback=step)
+            reached = [0]
+
+            def step(j: int, steps: int, done: int = g * lanczos_steps,
+                     reached: list[int] = reached) -> None:
+                bar.advance(f"{op.products} HVPs", j - reached[0])
+                reached[0] = j
+                if callback is not None:
+                    callback(done + j, total)
+
+            def matvec(vectors, members=members):
+                full: list[torch.Tensor | None] = [None] * len(blocks)
+                for blk, v in zip(members, vectors, strict=True):
+                    full[blk] = v
+                out = op(full)
+                return [out[blk] for blk in members]
+
+            starts = [torch.as_tensor(np.stack([probe_vector(seed, p, blocks[blk].name,
+                                                             blocks[blk].dim)
+                                                for p in ids[p0:p1]]),
+                                      dtype=vec_dtype, device=op.device)
+                      for blk, p0, p1 in group]
+            runs = lanczos(matvec, starts, lanczos_steps, callback=step)
+            del starts
+            if reached[0] < lanczos_steps:  # the group's blocks stopped early: bar to its end
+                bar.advance(f"{op.products} HVPs", lanczos_steps - reached[0])
+            for (blk, p0, _), run in zip(group, runs, strict=True):
+                parts[blk].append((p0, run))
+    runs = [_merge_runs(p) for p in parts]
     if info is not None:
-        info.update(op.info(), seconds=time.perf_counter() - t0)
+        info.update(op.info(), seconds=time.perf_counter() - t0, lanczos_groups=len(groups))
     op.comm.check_identical(b"".join(a.tobytes() for r in runs for a in (r.alpha, r.beta)),
                             what="Lanczos tridiagonals")
     out = {}

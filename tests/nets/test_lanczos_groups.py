@@ -1,0 +1,128 @@
+"""Blockwise Lanczos in groups of blocks (and chunks of probes) within a memory budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import nets
+from nets.engine.blocks import resolve_blocks
+from nets.engine.hvp import BlockHVP
+from nets.engine.spectrum import lanczos_groups, operator_spectra
+
+
+@given(per_probe=st.lists(st.integers(0, 50), min_size=1, max_size=12),
+       probes=st.integers(1, 6), limit=st.integers(0, 300),
+       lean=st.one_of(st.none(), st.integers(0, 300)))
+def test_groups_cover_every_probe_of_every_block_once_within_the_budget(per_probe, probes,
+                                                                        limit, lean):
+    groups = lanczos_groups(per_probe, probes, limit, lean)
+    cap = limit if lean is None else min(limit, lean)
+    seen = {b: [] for b in range(len(per_probe))}
+    order = []
+    for group in groups:
+        assert group, "an empty group"
+        members = [b for b, _, _ in group]
+        assert len(set(members)) == len(members), "a block twice in one group"
+        size = sum((p1 - p0) * per_probe[b] for b, p0, p1 in group)
+        assert size <= cap or len(group) == 1, (group, size, cap)
+        for b, p0, p1 in group:
+            assert 0 <= p0 < p1 <= probes
+            seen[b].append((p0, p1))
+            order.append((b, p0))
+    assert order == sorted(order)  # blocks in order, a block's chunks in order
+    for b, chunks in seen.items():
+        assert [p for c in sorted(chunks) for p in range(*c)] == list(range(probes))
+        whole = probes * per_probe[b] <= limit
+        assert (len(chunks) == 1) if whole else all(
+            (p1 - p0) * per_probe[b] <= limit or p1 - p0 == 1 for p0, p1 in chunks)
+
+
+def test_groups_by_hand():
+    # everything fits: one group
+    assert lanczos_groups([10, 20, 30], 2, 1000) == [[(0, 0, 2), (1, 0, 2), (2, 0, 2)]]
+    # lean packs whole blocks up to 60 bytes; probes are not split for it
+    assert lanczos_groups([10, 20, 30], 2, 1000, lean=60) == [[(0, 0, 2), (1, 0, 2)],
+                                                               [(2, 0, 2)]]
+    # a limit below one block's probes splits them, as many per chunk as fit
+    assert lanczos_groups([10, 40], 3, 90) == [[(0, 0, 3)], [(1, 0, 2)], [(1, 2, 3)]]
+    # nothing fits: one probe of one block per group
+    assert lanczos_groups([5, 5], 2, 0) == [[(0, 0, 1)], [(0, 1, 2)], [(1, 0, 1)],
+                                            [(1, 1, 2)]]
+
+
+@pytest.mark.parametrize("bad, match", [(dict(probes=0), "probes"), (dict(limit=-1), "limit"),
+                                        (dict(lean=-2), "lean")])
+def test_bad_group_arguments(bad, match):
+    kw = dict(per_probe=[1, 2], probes=2, limit=10, lean=None) | bad
+    with pytest.raises(ValueError, match=match):
+        lanczos_groups(**kw)
+
+
+def _spectra(problem, **kw):
+    model, loss_fn, data = problem[:3]
+    info: dict = {}
+    out = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=6, probes=3, info=info,
+                                  mode="reverse-block", **kw)
+    return out, info
+
+
+@pytest.mark.parametrize("problem", ["mlp_problem", "attention_problem"])
+def test_groups_give_the_spectra_of_one_lockstep_run(problem, request, monkeypatch):
+    """Groups of blocks and chunks of probes: the same tridiagonals to round-off."""
+    p = request.getfixturevalue(problem)
+    one, info_one = _spectra(p, max_memory=2**33)  # a given budget: no lean grouping
+    assert info_one["lanczos_groups"] == 1
+    # a budget that leaves room for about one probe of the largest block at a time
+    monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (6 * 60 * 8, None))
+    many, info_many = _spectra(p, max_memory=2**33)
+    assert info_many["lanczos_groups"] > 2
+    assert info_many["products"] == info_one["products"]  # no extra products
+    for name, s in one.items():
+        scale = np.abs(s.nodes).max()
+        np.testing.assert_allclose(many[name].nodes, s.nodes, rtol=0, atol=1e-10 * scale)
+        np.testing.assert_allclose(many[name].weights, s.weights, rtol=0, atol=1e-10)
+        np.testing.assert_array_equal(many[name].n_steps, s.n_steps)
+        np.testing.assert_array_equal(many[name].probes, s.probes)
+
+
+def test_default_budget_groups_blocks_to_the_kept_graphs(attention_problem):
+    """With the default budget and every graph kept, the vectors in flight stay within the
+    graphs' bytes (whole blocks); a given budget runs all blocks in lockstep."""
+    model, loss_fn, data = attention_problem[:3]
+    blocks = resolve_blocks(model, None)
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
+    limit, lean = op.vector_budget()
+    held = sum(op._graph_bytes(i) for i in range(len(op.data)))
+    assert lean == held and limit > lean
+    given = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=2**33)
+    assert given.vector_budget()[1] is None
+    per_probe = [min(40, b.dim) * b.dim * 8 for b in blocks]
+    steps = 40 if sum(per_probe) * 30 > held else 1
+    info: dict = {}
+    spectra = operator_spectra(op, lanczos_steps=steps, probes=30, info=info)
+    expected = len(lanczos_groups([min(steps, b.dim) * b.dim * 8 for b in blocks], 30, limit,
+                                  lean))
+    assert info["lanczos_groups"] == expected > 1
+    assert all(s.nodes.shape == (30, steps) for s in spectra.values())
+
+
+def test_progress_counts_steps_over_every_group(mlp_problem, monkeypatch):
+    monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (0, None))
+    seen = []
+    _spectra(mlp_problem, callback=lambda j, n: seen.append((j, n)))
+    dims = [30, 6, 18, 3]  # one group per probe of each block; a block takes <= dim steps
+    expected = [(6 * (3 * b + p) + j, 6 * 12) for b, d in enumerate(dims) for p in range(3)
+                for j in range(1, min(6, d) + 1)]
+    assert seen == expected
+
+
+def test_vector_budget_before_the_graph_is_measured(mlp_problem):
+    model, loss_fn, data = mlp_problem[:3]
+    op = BlockHVP(model, loss_fn, data, resolve_blocks(model, None), mode="forward")
+    limit, lean = op.vector_budget()
+    assert lean is None and limit == op.max_memory // 2
+    assert torch.is_tensor(next(iter(op.params.values())))
