@@ -60,12 +60,15 @@ bench-spectrum: install
 	$(PY) benchmarks/bench_peers.py --grid quick --out benchmarks/results/peers-quick.md
 
 # The issue's whole grid (3 models, full/blockwise, 1/3/10 probes, 10/30 steps, 1/2 threads):
-# hours; run it on a quiet machine (the report records the load per row). Add --compile for the
-# compiled forward product (minutes of compilation per full-spectrum cell).
+# hours; run it on a quiet machine (the report records the load per row). Resumable: the rows
+# are written to runs/peers-full.json after every cell and a rerun measures only the missing
+# cells. Add --compile for the compiled forward product (minutes of compilation per cell).
 bench-spectrum-full: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)
-	$(PY) benchmarks/bench_peers.py --grid full --out benchmarks/results/peers-full.md
+	mkdir -p runs
+	$(PY) benchmarks/bench_peers.py --grid full --out benchmarks/results/peers-full.md \
+	  --json runs/peers-full.json --resume
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache site

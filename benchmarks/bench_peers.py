@@ -349,6 +349,9 @@ def main(argv: list[str] | None = None) -> None:
                          "the available memory): a budget below all batches' graphs makes "
                          "nets hold one batch's graph at a time")
     ap.add_argument("--note", default="", help="a line on the conditions (load, machine)")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --json: keep the cells that file already holds (written after "
+                         "every cell) and run only the others, e.g. after an interruption")
     ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--in-process", action="store_true",
                     help="run every method in this process (no subprocess start-up: the smoke "
@@ -360,6 +363,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.quick:
         args.grid = "quick"
+    if args.resume and not args.json:
+        ap.error("--resume needs --json (the file the finished cells are read from)")
+    done = _finished_cells(Path(args.json), args) if args.resume else {}
     flags = f"--grid {args.grid}" + (" --compile" if args.compile else "") + (
         f" --max-memory {args.max_memory}" if args.max_memory else "") + (
         " --in-process" if args.in_process else "")
@@ -369,7 +375,9 @@ def main(argv: list[str] | None = None) -> None:
              f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: torch {torch.__version__}, "
              f"{os.cpu_count()} CPUs ({platform.machine()}), load average "
              f"{os.getloadavg()[0]:.1f} at the start. Grid: {settings}; full and blockwise "
-             f"spectra. {args.note}", "",
+             f"spectra. {args.note}"
+             + (f" Resumed: {len(done)} cells were read from {args.json}, measured by an "
+                "earlier run of this grid (their load column says when)." if done else ""), "",
              "Times are wall seconds of one run (spectrum + density) in a fresh process; "
              "`HVP/s` counts full-data products (blockwise: block products); `gr/HVP` is the "
              "time of one product over the time of one gradient of the same data; `peak` is "
@@ -384,9 +392,11 @@ def main(argv: list[str] | None = None) -> None:
     records: list[dict] = []
     t_start = time.perf_counter()
     for cell in grid(args.grid):
-        res = {}
+        res = dict(done.get(_cell_key(cell), {}))
         extra = ["nets+compile"] if args.compile and cell["kind"] == "full" else []
         for method in ["nets", *extra, *PEERS[cell["kind"]]]:
+            if method in res:
+                continue
             run = {**cell, "method": method, "max_memory": args.max_memory}
             if args.in_process:
                 try:
@@ -428,6 +438,8 @@ def main(argv: list[str] | None = None) -> None:
                        f"{r['load']:.1f} | {note} |")
             rows.append(row)
             print(row, flush=True)
+        if args.json:  # after every cell: an interrupted run resumes with --resume
+            atomic_write_bytes(Path(args.json), json.dumps(records, indent=1).encode())
     misses = sum(row.count("MISSED") for row in rows)
     met = sum(row.count(" met") for row in rows)
     took = time.perf_counter() - t_start
@@ -438,6 +450,44 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_bytes(Path(args.out), ("\n".join(lines + rows + tail) + "\n").encode())
     if args.json:
         atomic_write_bytes(Path(args.json), json.dumps(records, indent=1).encode())
+
+
+def _cell_key(cell: dict) -> str:
+    """A cell's identity: its model, kind, probes, steps, threads and density grid."""
+    return json.dumps({k: cell.get(k) for k in ("model", "kind", "probes", "steps", "threads",
+                                                 "density_bins")}, sort_keys=True)
+
+
+def _finished_cells(path: Path, args: argparse.Namespace) -> dict[str, dict[str, dict]]:
+    """``{cell key: {method: measurements}}`` of the cells ``path`` holds for every method the
+    grid runs there (a cell with a method missing or failed is run again)."""
+    if not path.exists():
+        return {}
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SystemExit(f"error: cannot resume from {path}: {e}; delete it to start "
+                         "over") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise SystemExit(f"error: {path} is not a list of rows written by --json; delete it "
+                         "to start over")
+    by_cell: dict[str, dict[str, dict]] = {}
+    fields = ("model", "kind", "probes", "steps", "threads", "density_bins", "method")
+    for r in records:
+        if r.get("max_memory") != args.max_memory and "error" not in r:
+            raise SystemExit(f"error: {path} was measured with --max-memory "
+                             f"{r.get('max_memory')}, not {args.max_memory}; use the same "
+                             "options or another --json")
+        by_cell.setdefault(_cell_key(r), {})[r.get("method")] = {
+            k: v for k, v in r.items() if k not in fields}
+    out = {}
+    for cell in grid(args.grid):
+        have = by_cell.get(_cell_key(cell), {})
+        extra = ["nets+compile"] if args.compile and cell["kind"] == "full" else []
+        methods = ["nets", *extra, *PEERS[cell["kind"]]]
+        if all(m in have and "error" not in have[m] for m in methods):
+            out[_cell_key(cell)] = {m: have[m] for m in methods}
+    return out
 
 
 if __name__ == "__main__":
