@@ -350,8 +350,9 @@ def main(argv: list[str] | None = None) -> None:
                          "nets hold one batch's graph at a time")
     ap.add_argument("--note", default="", help="a line on the conditions (load, machine)")
     ap.add_argument("--resume", action="store_true",
-                    help="with --json: keep the cells that file already holds (written after "
-                         "every cell) and run only the others, e.g. after an interruption")
+                    help="with --json: keep the measurements that file already holds (written "
+                         "after every cell) and run only the missing or failed ones, e.g. after "
+                         "an interruption")
     ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--in-process", action="store_true",
                     help="run every method in this process (no subprocess start-up: the smoke "
@@ -376,8 +377,9 @@ def main(argv: list[str] | None = None) -> None:
              f"{os.cpu_count()} CPUs ({platform.machine()}), load average "
              f"{os.getloadavg()[0]:.1f} at the start. Grid: {settings}; full and blockwise "
              f"spectra. {args.note}"
-             + (f" Resumed: {len(done)} cells were read from {args.json}, measured by an "
-                "earlier run of this grid (their load column says when)." if done else ""), "",
+             + (f" Resumed: {sum(map(len, done.values()))} rows were read from {args.json}, "
+                "measured by an earlier run of this grid (their load column says under what "
+                "load)." if done else ""), "",
              "Times are wall seconds of one run (spectrum + density) in a fresh process; "
              "`HVP/s` counts full-data products (blockwise: block products); `gr/HVP` is the "
              "time of one product over the time of one gradient of the same data; `peak` is "
@@ -459,8 +461,8 @@ def _cell_key(cell: dict) -> str:
 
 
 def _finished_cells(path: Path, args: argparse.Namespace) -> dict[str, dict[str, dict]]:
-    """``{cell key: {method: measurements}}`` of the cells ``path`` holds for every method the
-    grid runs there (a cell with a method missing or failed is run again)."""
+    """``{cell key: {method: measurements}}`` of the grid's cells and methods that ``path``
+    holds measured (a method missing or failed there is run again)."""
     if not path.exists():
         return {}
     try:
@@ -485,8 +487,9 @@ def _finished_cells(path: Path, args: argparse.Namespace) -> dict[str, dict[str,
         have = by_cell.get(_cell_key(cell), {})
         extra = ["nets+compile"] if args.compile and cell["kind"] == "full" else []
         methods = ["nets", *extra, *PEERS[cell["kind"]]]
-        if all(m in have and "error" not in have[m] for m in methods):
-            out[_cell_key(cell)] = {m: have[m] for m in methods}
+        kept = {m: have[m] for m in methods if m in have and "error" not in have[m]}
+        if kept:
+            out[_cell_key(cell)] = kept
     return out
 
 
