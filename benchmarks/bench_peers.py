@@ -395,8 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     t_start = time.perf_counter()
     for cell in grid(args.grid):
         res = dict(done.get(_cell_key(cell), {}))
-        extra = ["nets+compile"] if args.compile and cell["kind"] == "full" else []
-        for method in ["nets", *extra, *PEERS[cell["kind"]]]:
+        for method in _methods(cell, args.compile):
             if method in res:
                 continue
             run = {**cell, "method": method, "max_memory": args.max_memory}
@@ -450,14 +449,21 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(tail), flush=True)
     if args.out:
         atomic_write_bytes(Path(args.out), ("\n".join(lines + rows + tail) + "\n").encode())
-    if args.json:
-        atomic_write_bytes(Path(args.json), json.dumps(records, indent=1).encode())
+
+
+#: What identifies a cell of a grid.
+CELL_FIELDS = ("model", "kind", "probes", "steps", "threads", "density_bins")
 
 
 def _cell_key(cell: dict) -> str:
-    """A cell's identity: its model, kind, probes, steps, threads and density grid."""
-    return json.dumps({k: cell.get(k) for k in ("model", "kind", "probes", "steps", "threads",
-                                                 "density_bins")}, sort_keys=True)
+    """A cell's identity (:data:`CELL_FIELDS`) as a string."""
+    return json.dumps({k: cell.get(k) for k in CELL_FIELDS}, sort_keys=True)
+
+
+def _methods(cell: dict, compile: bool) -> list[str]:
+    """The methods a grid runs on ``cell``: nets (and nets compiled), then its peers."""
+    extra = ["nets+compile"] if compile and cell["kind"] == "full" else []
+    return ["nets", *extra, *PEERS[cell["kind"]]]
 
 
 def _finished_cells(path: Path, args: argparse.Namespace) -> dict[str, dict[str, dict]]:
@@ -474,7 +480,7 @@ def _finished_cells(path: Path, args: argparse.Namespace) -> dict[str, dict[str,
         raise SystemExit(f"error: {path} is not a list of rows written by --json; delete it "
                          "to start over")
     by_cell: dict[str, dict[str, dict]] = {}
-    fields = ("model", "kind", "probes", "steps", "threads", "density_bins", "method")
+    fields = (*CELL_FIELDS, "method")
     for r in records:
         if r.get("max_memory") != args.max_memory and "error" not in r:
             raise SystemExit(f"error: {path} was measured with --max-memory "
@@ -485,9 +491,8 @@ def _finished_cells(path: Path, args: argparse.Namespace) -> dict[str, dict[str,
     out = {}
     for cell in grid(args.grid):
         have = by_cell.get(_cell_key(cell), {})
-        extra = ["nets+compile"] if args.compile and cell["kind"] == "full" else []
-        methods = ["nets", *extra, *PEERS[cell["kind"]]]
-        kept = {m: have[m] for m in methods if m in have and "error" not in have[m]}
+        kept = {m: have[m] for m in _methods(cell, args.compile)
+                if m in have and "error" not in have[m]}
         if kept:
             out[_cell_key(cell)] = kept
     return out
