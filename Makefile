@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full clean gpu-check ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-floor clean gpu-check ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -63,6 +63,10 @@ bench-spectrum: install
 # hours; run it on a quiet machine (the report records the load per row). Resumable: the rows
 # are written to runs/peers-full.json after every cell and a rerun measures only the missing
 # cells. Add --compile for the compiled forward product (minutes of compilation per cell).
+# The cost floor of the exact products (one process, one thread, minutes; needs transformers).
+bench-floor: install
+	$(PY) benchmarks/bench_floor.py --out benchmarks/results/floor.md
+
 bench-spectrum-full: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)

@@ -1,0 +1,230 @@
+"""The cost floor of exact Hessian-vector products, and the speed ratios it allows.
+
+``benchmarks/bench_peers.py`` times whole runs. This script times the products themselves, on
+the same models and data, in one process, one thread: what any engine built on these products
+pays per Lanczos step, however little else it does. From those times it derives the best ratio
+each product allows against each peer's way of computing the same numbers, and compares it with
+the issue's target. A target above its ceiling cannot be met by that product on this machine,
+whatever the engine around it.
+
+Timed, per model (mean over repeats after a warm-up call; ``P`` = probes, batched as rows):
+
+* ``grad``: one gradient of the mean loss over all batches (the unit of cost);
+* ``build``: the forward and graph-building backward (``create_graph=True``) of all batches: what
+  hessian-eigenthings pays per product and the authors' algorithm per Lanczos step and probe;
+* ``full(P)``: one double backward of every batch's kept gradient graph, ``P`` rows;
+* ``blocks(P)``: one double backward per parameter block (``L`` blocks) from the kept graphs,
+  restricted to the block (``autograd.grad(g_l, w_l)``, the authors' product), ``P`` rows;
+* ``grouped(P)``: the alternative that batches blocks: groups of :data:`GROUP` consecutive blocks
+  in one batched double backward, zero-padded rows (``L/GROUP`` traversals instead of ``L``);
+* ``nets(P)``: ``nets.BlockHVP`` (mode ``reverse-block``, graphs kept) applying the same
+  products, i.e. the engine's overhead over ``blocks(P)``.
+
+Derived:
+
+* grads per block-HVP ``= blocks(P) / (P·L·grad)`` (target ≤ 0.5) and per full HVP
+  ``= full(P) / (P·grad)`` (target ≤ 3);
+* ceiling ×authors, Lanczos phase ``= P·(build + blocks(1)) / blocks(P)`` (target ≥ 1.5): the
+  authors rebuild the graph every step and run the probes one after another;
+* ceiling ×eigenthings, full spectrum ``= P·(build + full(1)) / full(P)`` (target ≥ 1.5):
+  hessian-eigenthings rebuilds the graph for every product, one probe at a time.
+
+Run:  .venv/bin/python benchmarks/bench_floor.py [--models gpt gpt2-s gpt2-m] [--probes 1 3 10]
+      [--out benchmarks/results/floor.md]
+
+Timings depend on the machine's load (printed with the result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_peers import gradient_seconds, load  # noqa: E402
+
+import nets  # noqa: E402
+from labkit.atomic import atomic_write_bytes  # noqa: E402
+from labkit.tables import format_table  # noqa: E402
+from nets.engine.blocks import default_blocks  # noqa: E402
+
+#: Blocks per batched double backward in the ``grouped`` alternative.
+GROUP = 4
+
+COLUMNS = [("model", "model", ""), ("L", "blocks", ""), ("P", "P", ""),
+           ("grad_ms", "grad ms", ".1f"), ("build_ms", "build ms", ".1f"),
+           ("full_ms", "full(P) ms", ".1f"), ("blocks_ms", "blocks(P) ms", ".1f"),
+           ("grouped_ms", "grouped(P) ms", ".1f"), ("nets_ms", "nets(P) ms", ".1f"),
+           ("gr_full", "grads/full HVP", ".2f"), ("gr_block", "grads/block-HVP", ".2f"),
+           ("x_authors", "ceiling ×authors", ".2f"), ("x_eig", "ceiling ×eigenthings full", ".2f")]
+
+
+def _seconds(fn, repeats: int) -> float:
+    """Mean wall seconds of ``fn()`` over ``repeats`` calls after one warm-up call."""
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def _dbl(outputs, inputs, grad_outputs):
+    """Double backward with ``P`` stacked rows (a plain one for one row)."""
+    if grad_outputs[0].shape[0] == 1:
+        return torch.autograd.grad(outputs, inputs, [g[0] for g in grad_outputs],
+                                   retain_graph=True, allow_unused=True)
+    return torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph=True,
+                               is_grads_batched=True, allow_unused=True)
+
+
+def measure(name: str, probes: list[int], repeats: int) -> list[dict]:
+    """The floor rows of one model: one per probe count."""
+    model, loss_fn, data = load(name)
+    params = [p for p in model.parameters() if p.requires_grad]
+    total = sum(len(y) for _, y in data)
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    with sdpa_kernel([SDPBackend.MATH]):
+        gradient_seconds(model, loss_fn, data, repeats=1)  # warm-up
+        t_grad = gradient_seconds(model, loss_fn, data, repeats=max(3, repeats))
+
+        def build():
+            out = []
+            for x, y in data:
+                loss = loss_fn(model(x), y) * (len(y) / total)
+                out.append(torch.autograd.grad(loss, params, create_graph=True))
+            return out
+
+        t_build = _seconds(build, repeats)
+        graphs = build()
+        blocks = default_blocks(model)
+        op = nets.BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
+        groups = [list(range(i, min(i + GROUP, len(params))))
+                  for i in range(0, len(params), GROUP)]
+        for p in probes:
+            v = [torch.randn(p, *w.shape, generator=gen, dtype=w.dtype) for w in params]
+
+            def full(v=v):
+                for gs in graphs:
+                    _dbl(gs, params, v)
+
+            def per_block(v=v):
+                out = [torch.zeros_like(t) for t in v]
+                for gs in graphs:
+                    for o, g, w, t in zip(out, gs, params, v, strict=True):
+                        h = _dbl([g], [w], [t])[0]
+                        if h is not None:  # None: the block's gradient does not depend on it
+                            o += h.reshape(t.shape)
+                return out
+
+            def grouped(v=v, p=p):
+                out = [torch.zeros_like(t) for t in v]
+                for gs in graphs:
+                    for grp in groups:
+                        pad = []
+                        for j, i in enumerate(grp):
+                            t = torch.zeros(p * len(grp), *params[i].shape, dtype=v[i].dtype)
+                            t[j * p:(j + 1) * p] = v[i]
+                            pad.append(t)
+                        hv = _dbl([gs[i] for i in grp], [params[i] for i in grp], pad)
+                        for j, i in enumerate(grp):
+                            if hv[j] is not None:
+                                out[i] += hv[j].reshape(-1, *v[i].shape[1:])[j * p:(j + 1) * p]
+                return out
+
+            flat = [t.reshape(p, -1) for t in v]
+            # the three timed ways compute the same numbers (else the times would not compare)
+            ref = per_block()
+            check_same(ref, grouped(), f"{name} P={p}: grouped")
+            check_same(ref, [o.reshape(t.shape) for o, t in zip(op(flat), v, strict=True)],
+                       f"{name} P={p}: nets.BlockHVP")
+            rows.append({"model": name, "L": len(params), "P": p, "grad_ms": 1e3 * t_grad,
+                         "build_ms": 1e3 * t_build, "full_ms": 1e3 * _seconds(full, repeats),
+                         "blocks_ms": 1e3 * _seconds(per_block, repeats),
+                         "grouped_ms": 1e3 * _seconds(grouped, repeats),
+                         "nets_ms": 1e3 * _seconds(lambda flat=flat: op(flat), repeats)})
+    return derive(rows)
+
+
+def derive(rows: list[dict]) -> list[dict]:
+    """Add the costs in gradients and the ceilings (module docstring) to the timed rows.
+
+    A ceiling compares ``P`` probes batched with the peer's one probe at a time, so it needs
+    the model's ``P = 1`` row (``None`` without it).
+    """
+    one = {r["model"]: r for r in rows if r["P"] == 1}
+    for r in rows:
+        base = one.get(r["model"])
+        r["gr_full"] = r["full_ms"] / r["P"] / r["grad_ms"]
+        r["gr_block"] = r["blocks_ms"] / (r["P"] * r["L"]) / r["grad_ms"]
+        r["x_authors"] = None if base is None else \
+            r["P"] * (r["build_ms"] + base["blocks_ms"]) / r["blocks_ms"]
+        r["x_eig"] = None if base is None else \
+            r["P"] * (r["build_ms"] + base["full_ms"]) / r["full_ms"]
+    return rows
+
+
+def check_same(ref: list[torch.Tensor], got: list[torch.Tensor], label: str) -> None:
+    """Raise unless ``got`` equals ``ref`` to round-off (relative to the largest product)."""
+    scale = max(float(r.abs().max()) for r in ref)
+    err = max(float((a - b).abs().max()) for a, b in zip(got, ref, strict=True))
+    tol = 10 * torch.finfo(ref[0].dtype).eps ** 0.5 * scale
+    if not err <= tol:
+        raise RuntimeError(f"{label} products differ from the per-block ones by {err:.1e} "
+                           f"(tolerance {tol:.1e}): the timings would not be of the same numbers")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", nargs="+", default=["gpt", "gpt2-s", "gpt2-m"])
+    ap.add_argument("--probes", nargs="+", type=int, default=[1, 3, 10])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
+    args = ap.parse_args(argv)
+    if 1 not in args.probes:
+        ap.error("--probes must include 1 (the ceilings compare with one probe at a time)")
+    load0 = os.getloadavg()[0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        rows = [r for m in args.models for r in measure(m, sorted(args.probes), args.repeats)]
+    finally:  # a caller's (the tests') thread count is left as it was
+        torch.set_num_threads(threads)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=ROOT).stdout.strip() or "unknown"
+    table = format_table(rows, COLUMNS, markdown=True)
+    met = {"gr_block": sum(r["gr_block"] <= 0.5 for r in rows),
+           "x_authors": sum(r["x_authors"] >= 1.5 for r in rows),
+           "x_eig": sum(r["x_eig"] >= 1.5 for r in rows)}
+    text = "\n".join([
+        "# The cost floor of exact Hessian-vector products", "",
+        f"Generated by `benchmarks/bench_floor.py` at {commit} on "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: torch {torch.__version__}, "
+        f"{os.cpu_count()} CPUs ({platform.machine()}), {args.threads} thread(s), "
+        f"{args.repeats} repeats; load average {load0:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end. Definitions: the script's docstring.", "",
+        table, "",
+        f"Rows whose product could meet the target at all: grads per block-HVP ≤ 0.5: "
+        f"{met['gr_block']} of {len(rows)}; ×authors Lanczos phase ≥ 1.5: "
+        f"{met['x_authors']} of {len(rows)}; full ×eigenthings ≥ 1.5: "
+        f"{met['x_eig']} of {len(rows)}."])
+    print(text, flush=True)
+    if args.out:
+        atomic_write_bytes(Path(args.out), (text + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()
