@@ -212,12 +212,8 @@ def operator_spectra(
         for g, group in enumerate(groups):
             members = [blk for blk, _, _ in group]
 
-            reached = [0]
-
-            def step(j: int, steps: int, done: int = g * lanczos_steps,
-                     reached: list[int] = reached) -> None:
-                bar.advance(f"{op.products} HVPs", j - reached[0])
-                reached[0] = j
+            def step(j: int, steps: int, done: int = g * lanczos_steps) -> None:
+                bar.update_to(done + j, f"{op.products} HVPs")
                 if callback is not None:
                     callback(done + j, total)
 
@@ -235,8 +231,8 @@ def operator_spectra(
                       for blk, p0, p1 in group]
             runs = lanczos(matvec, starts, lanczos_steps, callback=step)
             del starts
-            if reached[0] < lanczos_steps:  # the group's blocks stopped early: bar to its end
-                bar.advance(f"{op.products} HVPs", lanczos_steps - reached[0])
+            # the group's blocks may have stopped early: the bar to the group's end
+            bar.update_to((g + 1) * lanczos_steps, f"{op.products} HVPs")
             for (blk, p0, _), run in zip(group, runs, strict=True):
                 parts[blk].append((p0, run))
     runs = [_merge_runs(p) for p in parts]

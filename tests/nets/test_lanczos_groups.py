@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nets
+import nets.engine.spectrum as spectrum
 from nets.engine.blocks import resolve_blocks
 from nets.engine.hvp import BlockHVP
 from nets.engine.spectrum import lanczos_groups, operator_spectra
@@ -118,6 +119,28 @@ def test_progress_counts_steps_over_every_group(mlp_problem, monkeypatch):
     expected = [(6 * (3 * b + p) + j, 6 * 12) for b, d in enumerate(dims) for p in range(3)
                 for j in range(1, min(6, d) + 1)]
     assert seen == expected
+
+
+def test_progress_bar_ends_full_when_blocks_stop_early(mlp_problem, monkeypatch):
+    """Blocks of dimension 3 and 6 stop before 6 steps: the bar still advances, never backwards,
+    to its total (every group's end)."""
+    monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (0, None))
+    bars = []
+
+    class Recorder(spectrum.Progress):
+        def __init__(self, total, desc="", **kw):
+            super().__init__(total, desc, **kw)
+            self.seen = []
+            bars.append(self)
+
+        def update_to(self, done, note=""):
+            self.seen.append(int(done))
+            super().update_to(done, note)
+
+    monkeypatch.setattr(spectrum, "Progress", Recorder)
+    _spectra(mlp_problem, progress=True)
+    (bar,) = bars
+    assert bar.seen == sorted(bar.seen) and bar.seen[-1] == bar.total == 6 * 12
 
 
 def test_vector_budget_before_the_graph_is_measured(mlp_problem):
