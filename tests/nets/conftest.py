@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -86,3 +89,16 @@ def gap_train_calls(monkeypatch):
     monkeypatch.setattr(gap, "train", counting)
     return calls
 
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """``load(name)``: the script ``benchmarks/<name>.py`` imported as a module."""
+    root = Path(__file__).resolve().parents[2] / "benchmarks"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

@@ -6,23 +6,15 @@ disagree, and that it runs end to end on a tiny float64 model.
 """
 
 import contextlib
-import importlib.util
 import io
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def floor():
-    spec = importlib.util.spec_from_file_location("bench_floor",
-                                                  ROOT / "benchmarks" / "bench_floor.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def floor(benchmark_script):
+    return benchmark_script("bench_floor")
 
 
 def test_derived_costs_and_ceilings_follow_their_definitions(floor):
@@ -35,13 +27,16 @@ def test_derived_costs_and_ceilings_follow_their_definitions(floor):
     one, four, other = floor.derive(rows)
     assert one["gr_full"] == pytest.approx(2.5)            # 5 / 1 / 2
     assert one["gr_block"] == pytest.approx(1.0)           # 8 / (1·4) / 2
-    assert one["x_authors"] == pytest.approx(11 / 8)       # 1·(3 + 8) / 8
-    assert one["x_eig"] == pytest.approx(8 / 5)            # 1·(3 + 5) / 5
     assert four["gr_full"] == pytest.approx(1.25)          # 10 / 4 / 2
     assert four["gr_block"] == pytest.approx(0.5)          # 16 / (4·4) / 2
-    assert four["x_authors"] == pytest.approx(4 * 11 / 16)
-    assert four["x_eig"] == pytest.approx(4 * 8 / 10)
-    assert other["x_authors"] is None and other["x_eig"] is None  # no P = 1 row to compare
+    # k·P·(build + X(1)) / (build + k·X(P)): the peer rebuilds per step, nets builds once
+    assert one["x_authors_10"] == pytest.approx(10 * 11 / (3 + 80))
+    assert one["x_eig_30"] == pytest.approx(30 * 8 / (3 + 150))
+    assert four["x_authors_30"] == pytest.approx(30 * 4 * 11 / (3 + 30 * 16))
+    assert four["x_eig_10"] == pytest.approx(10 * 4 * 8 / (3 + 100))
+    assert set(floor.STEPS) == {10, 30}
+    assert all(other[f"x_{peer}_{k}"] is None  # no P = 1 row to compare with
+               for peer in ("authors", "eig") for k in floor.STEPS)
 
 
 def test_products_that_disagree_are_not_timed(floor):

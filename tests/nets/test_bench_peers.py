@@ -12,7 +12,6 @@ the probe, not an error). The smoke model has three classes, where no seeded sta
 """
 
 import contextlib
-import importlib.util
 import io
 import json
 from pathlib import Path
@@ -28,18 +27,10 @@ COLUMNS = ["model", "kind", "P", "k", "thr", "method", "s", "HVP/s", "gr/HVP", "
            "x", "λmax", "load", "notes"]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("bench_peers",
-                                                  ROOT / "benchmarks" / "bench_peers.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke(tmp_path_factory, benchmark_script):
     """``(module, printed table lines, JSON records)`` of one in-process smoke run."""
-    bench = _script()
+    bench = benchmark_script("bench_peers")
     out = tmp_path_factory.mktemp("bench") / "rows.json"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -125,11 +116,11 @@ def test_each_peer_runs_and_agrees_with_nets(smoke, peer, module):
             assert abs(value - ref["top"][name]) <= 1e-6 * scale, (kind, peer, name)
 
 
-def test_resume_keeps_finished_cells_and_runs_the_rest(tmp_path, monkeypatch):
+def test_resume_keeps_finished_cells_and_runs_the_rest(tmp_path, monkeypatch, benchmark_script):
     """--json is written after every cell; --resume reads it back and runs only what is
     missing or failed (here: one row dropped from the file, as an interruption would, and the
     peers that are not installed)."""
-    bench = _script()
+    bench = benchmark_script("bench_peers")
     out = tmp_path / "rows.json"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

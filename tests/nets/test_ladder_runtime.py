@@ -1,6 +1,5 @@
 """benchmarks/ladder_runtime.py: measured rows kept, the rest extrapolated by the fitted law."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -12,15 +11,8 @@ from nets.zoo.families import ladder, parameter_count
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("ladder_runtime",
-                                                  ROOT / "benchmarks" / "ladder_runtime.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_exact_power_law_is_recovered_and_rows_say_measured_or_extrapolated(tmp_path, capsys):
+def test_exact_power_law_is_recovered_and_rows_say_measured_or_extrapolated(tmp_path, capsys,
+                                                                          benchmark_script):
     recs = []
     for fam, c in (("mlp", 1e-4), ("vgg", 3e-4)):
         for rung in ladder(fam, "ladder")[:2]:
@@ -30,7 +22,7 @@ def test_exact_power_law_is_recovered_and_rows_say_measured_or_extrapolated(tmp_
                          "gap_seconds_this_call": 10 * c * n})
     path = tmp_path / "r.json"
     path.write_text(json.dumps(recs))
-    assert _script().main([str(path)]) == 0
+    assert benchmark_script("ladder_runtime").main([str(path)]) == 0
     out = json.loads(capsys.readouterr().out)
     ex = out["extrapolation"]
     assert ex["spectra_exponent"] == pytest.approx(1.5, rel=1e-9)
@@ -47,17 +39,18 @@ def test_exact_power_law_is_recovered_and_rows_say_measured_or_extrapolated(tmp_
     assert out["wall_clock"] is None and out["note"] is None
 
 
-def test_wall_clock_and_note_are_recorded_and_checked(tmp_path, capsys):
+def test_wall_clock_and_note_are_recorded_and_checked(tmp_path, capsys, benchmark_script):
     rung = ladder("mlp", "ladder")[0]
     path = tmp_path / "r.json"
     path.write_text(json.dumps([{"family": "mlp", "name": rung.name, "profile": "ladder",
                                  "parameters": parameter_count(rung),
                                  "spectrum_seconds": 2.0}]))
-    assert _script().main([str(path), "--wall-seconds", "7200", "--shards", "2",
-                           "--note", "quiet machine"]) == 0
+    script = benchmark_script("ladder_runtime")
+    assert script.main([str(path), "--wall-seconds", "7200", "--shards", "2",
+                        "--note", "quiet machine"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["wall_clock"] == {"seconds": 7200.0, "hours": 2.0, "shards": 2}
     assert out["note"] == "quiet machine" and out["cores"] >= 1
     with pytest.raises(SystemExit):
-        _script().main([str(path), "--wall-seconds", "-1"])
+        benchmark_script("ladder_runtime").main([str(path), "--wall-seconds", "-1"])
     assert "--wall-seconds must be > 0" in capsys.readouterr().err
