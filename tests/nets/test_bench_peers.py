@@ -149,6 +149,23 @@ def test_resume_keeps_finished_cells_and_runs_the_rest(tmp_path, monkeypatch, be
     lines = buf.getvalue().splitlines()
     assert any(f"Resumed: {len(kept)} rows were read" in line for line in lines)
     assert lines[-1].startswith("Targets: ")
+    # --render-only: the report from the file's rows, nothing run, the file left as it was
+    out.write_text(json.dumps(first[:-1]))
+    ran.clear()
+    report = tmp_path / "report.md"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--resume",
+                    "--render-only", "--out", str(report)])
+    assert ran == [] and json.loads(out.read_text()) == first[:-1]
+    text = report.read_text()
+    assert "Nothing was measured by this command" in text
+    missing = [line for line in text.splitlines()
+               if line.startswith("|") and "not measured" in line]
+    assert len(missing) == 1 + len(again_needed)
+    assert f"| {dropped['method']} | failed |" in "\n".join(missing)
+    with pytest.raises(SystemExit):
+        bench.main(["--grid", "smoke", "--render-only", "--json", str(out)])
     out.write_text("{not json")
     with pytest.raises(SystemExit, match="cannot resume"):
         bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--resume"])
