@@ -402,7 +402,11 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     records: list[dict] = []
     t_start = time.perf_counter()
+    # cells read back but not reached yet stay in the file until they are: an interruption of
+    # a resumed run then loses nothing that was measured before
+    pending = dict(done)
     for cell in grid(args.grid):
+        pending.pop(_cell_key(cell), None)
         res = dict(done.get(_cell_key(cell), {}))
         for method in _methods(cell, args.compile):
             if method in res:
@@ -452,7 +456,9 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(row)
             print(row, flush=True)
         if args.json and not args.render_only:  # after every cell: --resume continues
-            atomic_write_bytes(Path(args.json), json.dumps(records, indent=1).encode())
+            later = [{**{k: v for k, v in json.loads(key).items() if v is not None},
+                      "method": m, **r} for key, rows in pending.items() for m, r in rows.items()]
+            atomic_write_bytes(Path(args.json), json.dumps(records + later, indent=1).encode())
     misses = sum(row.count("MISSED") for row in rows)
     met = sum(row.count(" met") for row in rows)
     took = time.perf_counter() - t_start

@@ -149,6 +149,23 @@ def test_resume_keeps_finished_cells_and_runs_the_rest(tmp_path, monkeypatch, be
     lines = buf.getvalue().splitlines()
     assert any(f"Resumed: {len(kept)} rows were read" in line for line in lines)
     assert lines[-1].startswith("Targets: ")
+    # a resumed run interrupted before its end keeps every row the file had: the full cell is
+    # finished and written, then the interruption comes in the blockwise cell
+    def interrupted(cell):
+        if cell["kind"] == "blocks":
+            raise KeyboardInterrupt
+        raise RuntimeError("not installed")  # a failed peer of the full cell, as in CI
+
+    blocks_nets = next(r for r in first if r["kind"] == "blocks" and r["method"] == "nets")
+    partial = [r for r in first if r is not blocks_nets]
+    out.write_text(json.dumps(partial))
+    monkeypatch.setattr(bench, "run_cell", interrupted)
+    with pytest.raises(KeyboardInterrupt), contextlib.redirect_stdout(io.StringIO()):
+        bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--resume"])
+    measured = lambda rows: sorted(key(r) for r in rows if "error" not in r)  # noqa: E731
+    assert measured(json.loads(out.read_text())) == measured(partial)
+    assert any(r["kind"] == "blocks" for r in partial if "error" not in r)
+    monkeypatch.setattr(bench, "run_cell", counting)
     # --render-only: the report from the file's rows, nothing run, the file left as it was
     out.write_text(json.dumps(first[:-1]))
     ran.clear()
