@@ -462,8 +462,9 @@ def main(argv: list[str] | None = None) -> None:
     misses = sum(row.count("MISSED") for row in rows)
     met = sum(row.count(" met") for row in rows)
     took = time.perf_counter() - t_start
-    tail = ["", f"Targets: {met} met, {misses} missed. Whole run {took:.0f} s; load average "
-            f"{os.getloadavg()[0]:.1f} at the end."]
+    tail = ["", f"Targets: {met} met, {misses} missed. " + (
+        "Nothing measured by this command." if args.render_only else
+        f"Whole run {took:.0f} s; load average {os.getloadavg()[0]:.1f} at the end.")]
     print("\n".join(tail), flush=True)
     if args.out:
         atomic_write_bytes(Path(args.out), ("\n".join(lines + rows + tail) + "\n").encode())
