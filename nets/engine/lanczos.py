@@ -14,8 +14,10 @@ If ``β_j`` falls below ``tol · max(|α|, |β|)`` the Krylov space is invariant
 cleanly at ``k = j`` steps (no division by a tiny number). At most ``d`` steps are taken.
 
 Many operators (blocks) and many start vectors (probes) advance together: ``matvec`` receives
-one stack of vectors per operator, so a single call can batch all HVPs of one step. Vectors are
-stored in the dtype of the start vectors; ``α``, ``β`` are accumulated in float64.
+one stack of vectors per operator, so a single call can batch all HVPs of one step. The vectors
+passed to ``matvec`` have the dtype of the start vectors; the basis is kept in float64 (the same
+values) and the recurrence, reorthogonalization and ``α``, ``β`` run in float64: ``k`` steps on
+``m`` probes of dimension ``d`` hold ``8·m·k·d`` bytes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["LanczosRun", "lanczos"]
+__all__ = ["BASIS_DTYPE", "LanczosRun", "lanczos"]
+
+#: Dtype of the stored Lanczos basis (every start dtype): ``k`` steps on ``m`` probes of
+#: dimension ``d`` keep ``m·k·d`` numbers of it.
+BASIS_DTYPE = torch.float64
 
 
 @dataclass(frozen=True)
@@ -99,9 +105,12 @@ def lanczos(
             unit = torch.where(odd[:, None], scaled, unit)
         q.append(unit.to(s.dtype))
         # (m, k, d): each probe's vectors contiguous, so the products below are batched
-        # matrix products over the probes with no transposed copy
+        # matrix products over the probes with no transposed copy. Stored in float64 (the
+        # vectors' own values, exactly): reorthogonalization then reads it in place, where a
+        # float64 copy of a float32 basis at every step cost more time and memory than the
+        # basis itself
         basis.append(torch.zeros((s.shape[0], min(steps, s.shape[1]), s.shape[1]),
-                                 dtype=s.dtype, device=s.device))
+                                 dtype=BASIS_DTYPE, device=s.device))
         active.append(torch.ones(s.shape[0], dtype=torch.bool, device=s.device))
     prev_beta = [torch.zeros(s.shape[0], dtype=torch.float64, device=s.device) for s in starts]
     for j in range(steps):
@@ -121,8 +130,8 @@ def lanczos(
             a = _dot64(q[i], w)
             w = w.double() - a[:, None] * q[i].double()
             if j > 0:
-                w = w - prev_beta[i][:, None] * basis[i][:, j - 1].double()
-            Q = basis[i][:, : j + 1].double()  # one float64 copy per step, used four times
+                w = w - prev_beta[i][:, None] * basis[i][:, j - 1]
+            Q = basis[i][:, : j + 1]  # a view: no copy
             for _ in range(2):  # CGS2: full reorthogonalization, twice
                 c = torch.bmm(Q, w.unsqueeze(-1))  # (m, j+1, 1): q_iᵀ w
                 w = w - torch.bmm(c.transpose(1, 2), Q).squeeze(1)
