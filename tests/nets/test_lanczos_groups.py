@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -88,6 +90,22 @@ def test_groups_give_the_spectra_of_one_lockstep_run(problem, request, monkeypat
         np.testing.assert_allclose(many[name].weights, s.weights, rtol=0, atol=1e-10)
         np.testing.assert_array_equal(many[name].n_steps, s.n_steps)
         np.testing.assert_array_equal(many[name].probes, s.probes)
+
+
+def test_float32_vectors_are_budgeted_at_the_basis_dtype(attention_problem, monkeypatch):
+    """The basis is stored in float64 whatever the model's dtype: a float32 model's vectors
+    count 8 bytes per number, so a budget that all blocks would fit at 4 bytes splits them."""
+    model, loss_fn, data = attention_problem[:3]
+    model = copy.deepcopy(model).float()  # the tokens stay integers
+    blocks = resolve_blocks(model, None)
+    probes, steps = 3, 6
+    at4 = sum(probes * min(steps, b.dim) * b.dim * 4 for b in blocks)
+    monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (at4, None))
+    info: dict = {}
+    nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=steps, probes=probes,
+                            info=info, mode="reverse-block", max_memory=2**33)
+    expected = lanczos_groups([min(steps, b.dim) * b.dim * 8 for b in blocks], probes, at4)
+    assert info["lanczos_groups"] == len(expected) > 1
 
 
 def test_default_budget_groups_blocks_to_the_kept_graphs(attention_problem):
