@@ -63,16 +63,16 @@ bench-spectrum: install
 # hours; run it on a quiet machine (the report records the load per row). Resumable: the rows
 # are written to runs/peers-full.json after every cell and a rerun measures only the missing
 # cells. Add --compile for the compiled forward product (minutes of compilation per cell).
-# The cost floor of the exact products (one process, one thread, minutes; needs transformers).
-bench-floor: install
-	$(PY) benchmarks/bench_floor.py --out benchmarks/results/floor.md
-
 bench-spectrum-full: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)
 	mkdir -p runs
 	$(PY) benchmarks/bench_peers.py --grid full --out benchmarks/results/peers-full.md \
 	  --json runs/peers-full.json --resume
+
+# The cost floor of the exact products (one process, one thread, minutes; needs transformers).
+bench-floor: install
+	$(PY) benchmarks/bench_floor.py --out benchmarks/results/floor.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache site

@@ -14,7 +14,6 @@ the probe, not an error). The smoke model has three classes, where no seeded sta
 import contextlib
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +21,6 @@ import pytest
 import nets
 from nets.engine.exact import dense_hessian
 
-ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ["model", "kind", "P", "k", "thr", "method", "s", "HVP/s", "gr/HVP", "peak", "+peak",
            "x", "λmax", "load", "notes"]
 

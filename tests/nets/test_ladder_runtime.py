@@ -2,13 +2,10 @@
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from nets.zoo.families import ladder, parameter_count
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_exact_power_law_is_recovered_and_rows_say_measured_or_extrapolated(tmp_path, capsys,
