@@ -456,8 +456,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(row)
             print(row, flush=True)
         if args.json and not args.render_only:  # after every cell: --resume continues
-            later = [{**{k: v for k, v in json.loads(key).items() if v is not None},
-                      "method": m, **r} for key, rows in pending.items() for m, r in rows.items()]
+            later = [r for kept in pending.values() for r in kept.values()]
             atomic_write_bytes(Path(args.json), json.dumps(records + later, indent=1).encode())
     misses = sum(row.count("MISSED") for row in rows)
     met = sum(row.count(" met") for row in rows)
@@ -486,8 +485,8 @@ def _methods(cell: dict, compile: bool) -> list[str]:
 
 
 def _finished_cells(path: Path, args: argparse.Namespace) -> dict[str, dict[str, dict]]:
-    """``{cell key: {method: measurements}}`` of the grid's cells and methods that ``path``
-    holds measured (a method missing or failed there is run again)."""
+    """``{cell key: {method: record}}`` of the grid's cells and methods that ``path`` holds
+    measured, each record as the file has it (a method missing or failed there is run again)."""
     if not path.exists():
         return {}
     try:
@@ -499,14 +498,12 @@ def _finished_cells(path: Path, args: argparse.Namespace) -> dict[str, dict[str,
         raise SystemExit(f"error: {path} is not a list of rows written by --json; delete it "
                          "to start over")
     by_cell: dict[str, dict[str, dict]] = {}
-    fields = (*CELL_FIELDS, "method")
     for r in records:
         if r.get("max_memory") != args.max_memory and "error" not in r:
             raise SystemExit(f"error: {path} was measured with --max-memory "
                              f"{r.get('max_memory')}, not {args.max_memory}; use the same "
                              "options or another --json")
-        by_cell.setdefault(_cell_key(r), {})[r.get("method")] = {
-            k: v for k, v in r.items() if k not in fields}
+        by_cell.setdefault(_cell_key(r), {})[r.get("method")] = r
     out = {}
     for cell in grid(args.grid):
         have = by_cell.get(_cell_key(cell), {})
