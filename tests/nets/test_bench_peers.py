@@ -186,3 +186,76 @@ def test_resume_keeps_finished_cells_and_runs_the_rest(tmp_path, monkeypatch, be
         bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--resume"])
     with pytest.raises(SystemExit):
         bench.main(["--grid", "smoke", "--resume"])
+
+
+def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monkeypatch,
+                                                                 benchmark_script):
+    """Every row records the commit and a hash of the measured sources; --resume measures again
+    a cell that other code measured (a cell's ratios come from one code) unless --keep-stale,
+    and --only restricts what is measured."""
+    bench = benchmark_script("bench_peers")
+    version = bench.code_version()
+    assert set(version) == {"commit", "code"} and len(version["code"]) == 12
+    assert bench.code_version() == version  # a function of the sources
+    out = tmp_path / "rows.json"
+    ran = []
+    real = bench.run_cell
+
+    def counting(cell):
+        ran.append((cell["kind"], cell["method"]))
+        return real(cell)
+
+    monkeypatch.setattr(bench, "run_cell", counting)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):  # --only: the blockwise cell alone
+        bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--only",
+                    "kind=blocks"])
+    assert ran and {k for k, _ in ran} == {"blocks"}
+    rows = json.loads(out.read_text())
+    measured = [r for r in rows if "error" not in r]
+    assert measured and all(r["code"] == version["code"] and r["commit"] == version["commit"]
+                            for r in measured)
+    assert f"Cells measured at: {version['commit']} (1)." in buf.getvalue()
+    nets_row = next(line for line in buf.getvalue().splitlines() if "| nets |" in line)
+    assert f"at {version['commit']}, mode" in nets_row
+    # the full cell, outside --only, is reported as not measured when resuming
+    ran.clear()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--resume",
+                    "--only", "kind=blocks", "--only", "probes=1,2"])
+    assert {k for k, _ in ran} <= {"blocks"}  # only its failed peers, if any, again
+    assert any("| full |" in line and "not measured" in line
+               for line in buf.getvalue().splitlines())
+    # the blockwise cell measured by "other code": measured again, or kept with --keep-stale
+    stale = [{**r, "code": "0" * 12, "commit": "abc1234"} if "error" not in r else r
+             for r in json.loads(out.read_text()) if r["kind"] == "blocks"]
+    for keep, expect_rerun in ((True, False), (False, True)):
+        out.write_text(json.dumps(stale))
+        ran.clear()
+        buf = io.StringIO()
+        argv = ["--grid", "smoke", "--in-process", "--json", str(out), "--resume", "--only",
+                "kind=blocks"] + (["--keep-stale"] if keep else [])
+        with contextlib.redirect_stdout(buf):
+            bench.main(argv)
+        reran = ("blocks", "nets") in ran
+        assert reran == expect_rerun
+        text = buf.getvalue()
+        assert ("1 cells of that file were measured by other code: "
+                f"{int(keep)} reported as they are") in text
+        assert ("Cells measured at: abc1234 (1)." in text) == keep
+    # outside --only a stale cell is reported as it is, and stays in the file
+    out.write_text(json.dumps(stale))
+    ran.clear()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--resume",
+                    "--only", "kind=full"])
+    assert {k for k, _ in ran} == {"full"}
+    assert "Cells measured at: " in buf.getvalue() and "abc1234 (1)" in buf.getvalue()
+    kept = [r for r in json.loads(out.read_text()) if r["kind"] == "blocks"]
+    assert [r for r in kept if "error" not in r] == [r for r in stale if "error" not in r]
+    for bad in (["--only", "kind"], ["--only", "colour=red"], ["--only", "probes=one"],
+                ["--keep-stale"]):
+        with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+            bench.main(["--grid", "smoke", "--in-process", *bad])
