@@ -259,3 +259,61 @@ def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monke
                 ["--keep-stale"]):
         with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
             bench.main(["--grid", "smoke", "--in-process", *bad])
+
+
+def test_short_runs_are_repeated_and_the_median_is_reported(smoke):
+    """The smoke runs take well under REPEAT_BELOW: each row holds REPEATS runs and reports
+    their median (the Lanczos phase likewise)."""
+    bench, _, records = smoke
+    for r in records:
+        if "error" in r:
+            continue
+        assert len(r["runs"]) == bench.REPEATS and r["runs"][0] < bench.REPEAT_BELOW
+        assert r["seconds"] == pytest.approx(float(np.median(r["runs"])))
+        if "lanczos_runs" in r:
+            assert r["lanczos_s"] == pytest.approx(float(np.median(r["lanczos_runs"])))
+
+
+@pytest.mark.parametrize("value, lo, hi, target, higher, expected", [
+    (2.0, 1.8, 2.2, 1.5, True, "met"),
+    (1.0, 0.9, 1.2, 1.5, True, "MISSED"),
+    (1.6, 1.3, 1.9, 1.5, True, "within noise"),
+    (1.5, 1.5, 1.5, 1.5, True, "met"),  # reaching the target is meeting it
+    (0.4, 0.3, 0.45, 0.5, False, "met"),
+    (0.8, 0.7, 0.9, 0.5, False, "MISSED"),
+    (0.5, 0.4, 0.6, 0.5, False, "within noise"),
+])
+def test_verdict_outcomes(benchmark_script, value, lo, hi, target, higher, expected):
+    bench = benchmark_script("bench_peers")
+    assert bench.verdict(value, lo, hi, target, higher) == expected
+
+
+def test_targets_pair_the_extreme_runs(benchmark_script):
+    """Hand-set rows: the ratio's spread is the peer's fastest over nets' slowest run and the
+    reverse; a spread that straddles the target is within noise, a row measured once (no
+    ``runs``) spreads over its one value, and a value outside its spread is refused."""
+    bench = benchmark_script("bench_peers")
+    nets_r = {"seconds": 1.0, "runs": [1.0, 0.9, 1.1], "hvps": 10, "grad_s": 0.05,
+              "lanczos_s": 0.5, "lanczos_runs": [0.5, 0.5, 0.5], "peak_extra_bytes": 100}
+    clear = {"seconds": 2.0, "runs": [2.0, 1.9, 2.1]}  # 1.9 / 1.1 = 1.73 >= 1.5
+    close = {"seconds": 1.6, "runs": [1.6, 1.3, 1.7]}  # 1.3 / 1.1 < 1.5 <= 1.6
+    slow = {"seconds": 1.2}  # once: 1.2 < 1.5
+    out = bench.targets("full", nets_r, {"eigenthings": clear, "curvlinops": close})
+    assert out[0] == "xeigenthings>=1.5: 2.00 (1.73-2.33) met"
+    assert out[1].startswith("xcurvlinops>=1.5: 1.60 (1.18-") and out[1].endswith(
+        "within noise")
+    # 1.0 s / 10 HVPs / 0.05 s = 2 gradients (1.8-2.2): met
+    assert out[2] == "grads/HVP<=3: 2.00 (1.80-2.20) met"
+    out = bench.targets("full", {**nets_r, "runs": None}, {"eigenthings": slow})
+    assert out[0] == "xeigenthings>=1.5: 1.20 MISSED"
+    authors = {"seconds": 4.0, "lanczos_s": 0.6, "lanczos_runs": [0.6]}
+    eig = {"seconds": 2.5, "peak_extra_bytes": 50}
+    out = bench.targets("blocks", nets_r, {"authors": authors, "eigenthings": eig})
+    assert [o.split(":")[0] for o in out] == ["xauthors>=3", "xauthors-HVP>=1.5",
+                                            "xeigenthings>=2", "mem/eigenthings<=1.5",
+                                            "grads/block-HVP<=0.5"]
+    assert out[0].endswith(" met") and out[1] == "xauthors-HVP>=1.5: 1.20 MISSED"
+    assert out[2] == "xeigenthings>=2: 2.50 (2.27-2.78) met"  # 2.5 over 1.1 and 0.9 s
+    assert out[3] == "mem/eigenthings<=1.5: 2.00 MISSED"
+    with pytest.raises(ValueError, match="outside its spread"):
+        bench.verdict(2.0, 1.0, 1.5, 1.5, True)
