@@ -114,6 +114,18 @@ def test_each_peer_runs_and_agrees_with_nets(smoke, peer, module):
             assert abs(value - ref["top"][name]) <= 1e-6 * scale, (kind, peer, name)
 
 
+def _counting(bench):
+    """``(ran, run_cell)``: ``bench.run_cell`` recording each ``(kind, method)`` it runs."""
+    ran = []
+    real = bench.run_cell
+
+    def counting(cell):
+        ran.append((cell["kind"], cell["method"]))
+        return real(cell)
+
+    return ran, counting
+
+
 def test_resume_keeps_finished_cells_and_runs_the_rest(tmp_path, monkeypatch, benchmark_script):
     """--json is written after every cell; --resume reads it back and runs only what is
     missing or failed (here: one row dropped from the file, as an interruption would, and the
@@ -126,13 +138,7 @@ def test_resume_keeps_finished_cells_and_runs_the_rest(tmp_path, monkeypatch, be
     first = json.loads(out.read_text())
     dropped = first[-1]
     out.write_text(json.dumps(first[:-1]))
-    ran = []
-    real = bench.run_cell
-
-    def counting(cell):
-        ran.append((cell["kind"], cell["method"]))
-        return real(cell)
-
+    ran, counting = _counting(bench)
     monkeypatch.setattr(bench, "run_cell", counting)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -198,13 +204,7 @@ def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monke
     assert set(version) == {"commit", "code"} and len(version["code"]) == 12
     assert bench.code_version() == version  # a function of the sources
     out = tmp_path / "rows.json"
-    ran = []
-    real = bench.run_cell
-
-    def counting(cell):
-        ran.append((cell["kind"], cell["method"]))
-        return real(cell)
-
+    ran, counting = _counting(bench)
     monkeypatch.setattr(bench, "run_cell", counting)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):  # --only: the blockwise cell alone
