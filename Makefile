@@ -62,7 +62,8 @@ bench-spectrum: install
 # The issue's whole grid (3 models, full/blockwise, 1/3/10 probes, 10/30 steps, 1/2 threads):
 # hours; run it on a quiet machine (the report records the load per row). Resumable: the rows
 # are written to runs/peers-full.json after every cell and a rerun measures only the missing
-# cells and those another code measured (each row names its commit; see docs/benchmarks.md). Add --compile for the compiled forward product (minutes of compilation per cell).
+# cells and those another code measured (each row names its commit; see docs/benchmarks.md).
+# Add --compile for the compiled forward product (minutes of compilation per cell).
 bench-spectrum-full: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)

@@ -59,6 +59,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -364,7 +365,7 @@ def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
     def ratio(peer: dict, key: str, label: str, target: float) -> None:
         pm, plo, phi = _spread(peer, key)
         nm, nlo, nhi = _spread(nets_r, key)
-        check(label, pm / nm, min(plo / nhi, pm / nm), max(phi / nlo, pm / nm), target)
+        check(label, pm / nm, plo / nhi, phi / nlo, target)
 
     def per_product(label: str, target: float) -> None:
         m, lo, hi = (t / nets_r["hvps"] / nets_r["grad_s"] for t in _spread(nets_r))
@@ -449,8 +450,9 @@ def main(argv: list[str] | None = None) -> None:
     fresh, stale = _finished_cells(Path(args.json), args, version) if args.resume else ({}, {})
     # a stale cell (measured by other code) is measured again where this run measures, and
     # reported as it is elsewhere (outside --only, --render-only) or with --keep-stale
-    shown_stale = {k for k in stale if args.keep_stale or args.render_only or not any(
-        _cell_key(c) == k and selected(c, only) for c in grid(args.grid))}
+    measured_here = {_cell_key(c) for c in grid(args.grid) if selected(c, only)}
+    shown_stale = {k for k in stale
+                   if args.keep_stale or args.render_only or k not in measured_here}
     done = {**fresh, **{k: stale[k] for k in shown_stale}}
     flags = f"--grid {args.grid}" + (" --compile" if args.compile else "") + (
         f" --max-memory {args.max_memory}" if args.max_memory else "") + (
@@ -553,10 +555,8 @@ def main(argv: list[str] | None = None) -> None:
     met = sum(row.count(" met") for row in rows)
     noise = sum(row.count("within noise") for row in rows)
     took = time.perf_counter() - t_start
-    commits: dict[str, int] = {}
-    for r in records:
-        if r.get("method") == "nets" and "error" not in r:
-            commits[r.get("commit", "unknown")] = commits.get(r.get("commit", "unknown"), 0) + 1
+    commits = Counter(r.get("commit", "unknown") for r in records
+                      if r.get("method") == "nets" and "error" not in r)
     tail = ["", "Cells measured at: " + (", ".join(f"{c} ({n})" for c, n in commits.items())
                                          or "none") + ".",
             "", f"Targets: {met} met, {misses} missed, {noise} within noise (the spread of "
