@@ -39,6 +39,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from nets.engine.adapters import LossFn, functional_forward, prepare_data
 from nets.engine.blocks import Block
 from nets.engine.distributed import Communicator
+from nets.engine.finite import all_finite
 from nets.engine.memory import SavedBytes, default_budget, peak_bytes, reset_peak
 
 __all__ = ["MODES", "BlockHVP", "check_hvp_options", "make_batch_hessian_vector_product"]
@@ -145,7 +146,7 @@ def make_batch_hessian_vector_product(
                        f"targets ({str(e)[:200]}); check their shapes and dtypes, or use "
                        "nets.BlockHVP with mode='reverse-block'") from e
         for n, t in out.items():
-            if not torch.isfinite(t).all():
+            if not all_finite(t):
                 raise ValueError(f"non-finite Hessian-vector product for parameter {n!r} "
                                  "(are params, tangents, inputs and targets finite?)")
         return out
@@ -366,7 +367,7 @@ class BlockHVP:
             if v.ndim != 2 or v.shape[1] != b.dim:
                 raise ValueError(f"vectors for block {b.name!r} must be an (m, {b.dim}) stack, "
                                  f"got shape {tuple(v.shape)}")
-            if not torch.isfinite(v).all():
+            if not all_finite(v):
                 raise ValueError(f"vectors for block {b.name!r} are not finite")
         rows = []
         start = 0
@@ -400,7 +401,7 @@ class BlockHVP:
         self.calls += 1
         self.products += total
         for b, out_b in zip(self.blocks, local, strict=True):
-            if out_b is not None and not torch.isfinite(out_b).all():
+            if out_b is not None and not all_finite(out_b):
                 raise ValueError(f"non-finite Hessian-vector product in block {b.name!r}")
         return local
 

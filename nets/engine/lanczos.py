@@ -7,8 +7,10 @@ tridiagonal ``T_k = Q_kᵀ A Q_k`` with diagonal ``α_1..α_k`` and off-diagonal
     w = A q_j − α_j q_j − β_{j-1} q_{j-1},   α_j = q_jᵀ A q_j,   β_j = ‖w‖,   q_{j+1} = w / β_j.
 
 In floating point the ``q_j`` lose orthogonality and ghost copies of converged eigenvalues
-appear; here every new ``w`` is orthogonalized against all previous ``q_i`` twice (classical
-Gram–Schmidt applied twice, "CGS2"), which keeps ``Q_k`` orthonormal to working precision.
+appear; here every new ``w`` is orthogonalized against all previous ``q_i`` by classical
+Gram–Schmidt, a second time when the first pass cancelled much of ``w`` (the DGKS criterion,
+:data:`REORTH_ETA`), which keeps ``Q_k`` orthonormal to working precision at the cost of one
+pass on most steps instead of two.
 
 If ``β_j`` falls below ``tol · max(|α|, |β|)`` the Krylov space is invariant: the run stops
 cleanly at ``k = j`` steps (no division by a tiny number). At most ``d`` steps are taken.
@@ -17,7 +19,7 @@ Many operators (blocks) and many start vectors (probes) advance together: ``matv
 one stack of vectors per operator, so a single call can batch all HVPs of one step. The vectors
 passed to ``matvec`` have the dtype of the start vectors; the basis is kept in float64 (the same
 values) and the recurrence, reorthogonalization and ``α``, ``β`` run in float64: ``k`` steps on
-``m`` probes of dimension ``d`` hold ``8·m·k·d`` bytes.
+``m`` probes of dimension ``d`` hold ``8·m·k·d`` bytes, plus one ``m × d`` float64 work stack.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["BASIS_DTYPE", "LanczosRun", "lanczos"]
+from nets.engine.finite import all_finite
+
+__all__ = ["BASIS_DTYPE", "REORTH_ETA", "LanczosRun", "lanczos"]
 
 #: Dtype of the stored Lanczos basis (every start dtype): ``k`` steps on ``m`` probes of
 #: dimension ``d`` keep ``m·k·d`` numbers of it.
@@ -52,8 +56,9 @@ class LanczosRun:
     n_steps: np.ndarray
 
 
-def _dot64(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a.double() * b.double()).sum(-1)
+#: Reorthogonalize a second time when one pass leaves less than this fraction of the vector's
+#: norm (Daniel, Gragg, Kaufman and Stewart 1976; "twice is enough", Parlett 1980 §6.9).
+REORTH_ETA = 1 / math.sqrt(2)
 
 
 def lanczos(
@@ -65,6 +70,11 @@ def lanczos(
     callback: Callable[[int, int], None] | None = None,
 ) -> list[LanczosRun]:
     """Run Lanczos on several operators in lockstep.
+
+    Each step applies the three-term recurrence, then orthogonalizes ``w`` against the whole
+    basis by classical Gram–Schmidt, ``w ← w − Q (Qᵀ w)``, and does so a second time only when
+    the first pass left less than ``1/√2`` of ``‖w‖`` (the DGKS criterion: otherwise one pass
+    leaves ``w`` orthogonal to ``Q`` to working precision; two passes always do).
 
     Args:
         matvec: Maps a list (one entry per operator) of ``(m_l, d_l)`` stacks, or ``None`` for
@@ -85,84 +95,117 @@ def lanczos(
             floating ``(m, d)`` tensors, ``tol`` not a number.
     """
     steps, tol = _check_arguments(matvec, starts, steps, tol, callback)
-    L = len(starts)
-    basis: list[torch.Tensor] = []
-    alpha = [np.zeros((s.shape[0], steps)) for s in starts]
-    beta = [np.zeros((s.shape[0], max(steps - 1, 0))) for s in starts]
-    nsteps = [np.zeros(s.shape[0], dtype=np.int64) for s in starts]
-    active: list[torch.Tensor] = []
-    scale = [torch.zeros(s.shape[0], dtype=torch.float64, device=s.device) for s in starts]
-    cap = [min(steps, s.shape[1]) for s in starts]
-    q: list[torch.Tensor] = []
-    for s in starts:
-        norms = torch.sqrt(_dot64(s, s))
-        unit = s.double() / norms[:, None]
-        odd = ~torch.isfinite(norms) | (norms < 1e-150)
-        if odd.any():  # entries near 1e308 overflow the sum of squares, tiny ones underflow it
-            big = s.double().abs().amax(-1)[:, None]
-            scaled = s.double() / big
-            scaled = scaled / torch.sqrt((scaled * scaled).sum(-1))[:, None]
-            unit = torch.where(odd[:, None], scaled, unit)
-        q.append(unit.to(s.dtype))
-        # (m, k, d): each probe's vectors contiguous, so the products below are batched
-        # matrix products over the probes with no transposed copy. Stored in float64 (the
-        # vectors' own values, exactly): reorthogonalization then reads it in place, where a
-        # float64 copy of a float32 basis at every step cost more time and memory than the
-        # basis itself
-        basis.append(torch.zeros((s.shape[0], min(steps, s.shape[1]), s.shape[1]),
-                                 dtype=BASIS_DTYPE, device=s.device))
-        active.append(torch.ones(s.shape[0], dtype=torch.bool, device=s.device))
-    prev_beta = [torch.zeros(s.shape[0], dtype=torch.float64, device=s.device) for s in starts]
+    runs = [_Run(s, steps) for s in starts]
     for j in range(steps):
-        live = [j < cap[i] and bool(active[i].any()) for i in range(L)]
+        live = [r.live(j) for r in runs]
         if not any(live):
             break
-        for i in range(L):
+        out = _checked_products(matvec([r.q if ok else None for r, ok in zip(runs, live,
+                                                                             strict=True)]),
+                                [r.q for r in runs], live)
+        for i, r in enumerate(runs):
             if live[i]:
-                basis[i][:, j] = q[i]
-        out = _checked_products(matvec([q[i] if live[i] else None for i in range(L)]), q,
-                                live, j)
-        for i in range(L):
-            if not live[i]:
-                continue
-            w = out[i]
-            act = active[i]
-            a = _dot64(q[i], w)
-            w = w.double() - a[:, None] * q[i].double()
-            if j > 0:
-                w = w - prev_beta[i][:, None] * basis[i][:, j - 1]
-            Q = basis[i][:, : j + 1]  # a view: no copy
-            for _ in range(2):  # CGS2: full reorthogonalization, twice
-                c = torch.bmm(Q, w.unsqueeze(-1))  # (m, j+1, 1): q_iᵀ w
-                w = w - torch.bmm(c.transpose(1, 2), Q).squeeze(1)
-            del Q, c
-            b = torch.sqrt((w * w).sum(-1))
-            if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-                raise ValueError(f"matvec: Lanczos coefficients of operator {i} overflowed "
-                                 f"float64 at step {j + 1} (is the operator's norm beyond "
-                                 "1e150? rescale it)")
-            a_np = a.cpu().numpy()
-            act_np = act.cpu().numpy()
-            alpha[i][act_np, j] = a_np[act_np]
-            nsteps[i][act_np] = j + 1
-            scale[i] = torch.maximum(scale[i], torch.maximum(a.abs(), b))
-            if j + 1 >= cap[i]:
-                active[i] = torch.zeros_like(act)
-                continue
-            brk = b <= tol * scale[i]
-            brk = brk | (scale[i] == 0)
-            cont = act & ~brk
-            b_np = b.cpu().numpy()
-            cont_np = cont.cpu().numpy()
-            beta[i][cont_np, j] = b_np[cont_np]
-            safe = torch.where(cont, b, torch.ones_like(b))
-            q[i] = torch.where(cont[:, None], w / safe[:, None], torch.zeros_like(w)).to(
-                q[i].dtype)
-            prev_beta[i] = torch.where(cont, b, torch.zeros_like(b))
-            active[i] = cont
+                r.advance(j, out[i], tol, i)
         if callback is not None:
             callback(j + 1, steps)
-    return [LanczosRun(alpha[i], beta[i], nsteps[i]) for i in range(L)]
+    return [LanczosRun(r.alpha, r.beta, r.n_steps) for r in runs]
+
+
+class _Run:
+    """One operator's Lanczos state: its basis, a float64 work stack and the tridiagonals.
+
+    The basis ``(m, k, d)`` keeps each probe's vectors contiguous, so the projections are
+    batched matrix products over the probes with no transposed copy. It is stored in float64
+    and holds exactly the vectors passed to ``matvec`` (float32 vectors widen without
+    rounding), so reorthogonalization reads it in place. The work stack is reused by every
+    step: the products are memory-bound, and a fresh allocation of ``m × d`` float64 per
+    operation cost as much as the operation.
+    """
+
+    def __init__(self, start: torch.Tensor, steps: int) -> None:
+        m, d = start.shape
+        self.dtype = start.dtype
+        self.cap = min(steps, d)
+        self.alpha = np.zeros((m, steps))
+        self.beta = np.zeros((m, max(steps - 1, 0)))
+        self.n_steps = np.zeros(m, dtype=np.int64)
+        f64 = dict(dtype=torch.float64, device=start.device)
+        self.active = torch.ones(m, dtype=torch.bool, device=start.device)
+        self.scale = torch.zeros(m, **f64)
+        self.prev_beta = torch.zeros(m, **f64)
+        # every row j of the basis is written before a step reads it: no zero fill needed
+        self.basis = torch.empty((m, self.cap, d), dtype=BASIS_DTYPE, device=start.device)
+        self.work = torch.empty((m, d), **f64)
+        self.q = _unit(start)
+        self.basis[:, 0] = self.q
+
+    def live(self, j: int) -> bool:
+        """Whether step ``j`` has work: within the cap and some probe still running."""
+        return j < self.cap and bool(self.active.any())
+
+    def advance(self, j: int, product: torch.Tensor, tol: float, i: int) -> None:
+        """Step ``j`` from the product ``A q_j``: ``α_j``, ``β_j`` and the next vector."""
+        w = self.work
+        w.copy_(product)
+        q = self.basis[:, j]
+        a = torch.linalg.vecdot(q, w)
+        w.addcmul_(q, a[:, None], value=-1)
+        if j > 0:
+            w.addcmul_(self.basis[:, j - 1], self.prev_beta[:, None], value=-1)
+        before = torch.linalg.vector_norm(w, dim=-1)
+        if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(before).all())):
+            raise _non_finite(product, i, j)
+        Q = self.basis[:, : j + 1]  # a view: no copy
+        b = _project_out(Q, w)
+        if bool((b < REORTH_ETA * before).any()):
+            b = _project_out(Q, w)
+        act = self.active
+        act_np = act.cpu().numpy()
+        self.alpha[act_np, j] = a.cpu().numpy()[act_np]
+        self.n_steps[act_np] = j + 1
+        self.scale = torch.maximum(self.scale, torch.maximum(a.abs(), b))
+        if j + 1 >= self.cap:
+            self.active = torch.zeros_like(act)
+            return
+        cont = act & (b > tol * self.scale) & (self.scale != 0)
+        cont_np = cont.cpu().numpy()
+        self.beta[cont_np, j] = b.cpu().numpy()[cont_np]
+        w.div_(torch.where(cont, b, torch.ones_like(b))[:, None])
+        if not bool(cont.all()):
+            w[~cont] = 0
+        self.q = w.to(self.dtype, copy=True)  # the vector matvec gets; the basis keeps it
+        self.basis[:, j + 1] = self.q
+        self.prev_beta = torch.where(cont, b, torch.zeros_like(b))
+        self.active = cont
+
+
+def _unit(s: torch.Tensor) -> torch.Tensor:
+    """The rows of ``s`` scaled to unit norm, in ``s``'s dtype (safe near over/underflow)."""
+    s64 = s.double()
+    norms = torch.linalg.vector_norm(s64, dim=-1)
+    unit = s64 / norms[:, None]
+    odd = ~torch.isfinite(norms) | (norms < 1e-150)
+    if odd.any():  # entries near 1e308 overflow the sum of squares, tiny ones underflow it
+        scaled = s64 / s64.abs().amax(-1)[:, None]
+        scaled = scaled / torch.linalg.vector_norm(scaled, dim=-1)[:, None]
+        unit = torch.where(odd[:, None], scaled, unit)
+    return unit.to(s.dtype)
+
+
+def _project_out(Q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``w ← w − Q Qᵀ w`` in place for each probe (one classical Gram–Schmidt pass); ``‖w‖``."""
+    c = torch.bmm(Q, w.unsqueeze(-1))  # (m, j+1, 1): q_iᵀ w
+    w.unsqueeze(1).baddbmm_(c.transpose(1, 2), Q, alpha=-1)
+    return torch.linalg.vector_norm(w, dim=-1)
+
+
+def _non_finite(product: torch.Tensor, i: int, j: int) -> ValueError:
+    """The error for a step whose coefficients are not finite: a bad product, or overflow."""
+    if not all_finite(product):
+        return ValueError(f"matvec returned non-finite products for operator {i} at step "
+                          f"{j + 1}")
+    return ValueError(f"matvec: Lanczos coefficients of operator {i} overflowed float64 at "
+                      f"step {j + 1} (is the operator's norm beyond 1e150? rescale it)")
 
 
 #: Largest tridiagonal storage :func:`lanczos` allocates (``steps`` beyond it is refused).
@@ -188,7 +231,7 @@ def _check_arguments(matvec: object, starts: object, steps: object, tol: object,
         if s.ndim != 2 or s.shape[0] < 1 or s.shape[1] < 1:
             raise ValueError(f"starts[{i}] must be an (m, d) stack with m, d >= 1, got shape "
                              f"{tuple(s.shape)}")
-        if not torch.isfinite(s).all() or (s == 0).all(-1).any():
+        if not all_finite(s) or (s == 0).all(-1).any():
             raise ValueError(f"starts[{i}]: start vectors must be finite and nonzero")
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -209,9 +252,13 @@ def _check_arguments(matvec: object, starts: object, steps: object, tol: object,
     return steps, float(tol)
 
 
-def _checked_products(out: object, q: list[torch.Tensor], live: list[bool],
-                      step: int) -> list[torch.Tensor]:
-    """Check what ``matvec`` returned at ``step``: one finite stack per live operator."""
+def _checked_products(out: object, q: list[torch.Tensor],
+                      live: list[bool]) -> list[torch.Tensor]:
+    """Check what ``matvec`` returned: one stack of the right shape per live operator.
+
+    Finiteness is not tested here: a NaN or ±∞ in a product makes that step's ``α`` or
+    ``‖w‖`` non-finite, and :meth:`_Run.advance` then names the product as the cause.
+    """
     if not isinstance(out, list | tuple) or len(out) != len(q):
         raise ValueError(f"matvec must return a list of {len(q)} products (one per operator), "
                          f"got {type(out).__name__}"
@@ -226,7 +273,4 @@ def _checked_products(out: object, q: list[torch.Tensor], live: list[bool],
         if w.shape != v.shape:
             raise ValueError(f"matvec returned shape {tuple(w.shape)} for operator {i}, "
                              f"expected {tuple(v.shape)}")
-        if not torch.isfinite(w).all():
-            raise ValueError(f"matvec returned non-finite products for operator {i} at step "
-                             f"{step + 1}")
     return list(out)

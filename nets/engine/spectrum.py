@@ -197,7 +197,7 @@ def operator_spectra(
     blocks = op.blocks
     t0 = time.perf_counter()
     vec_dtype = _lanczos_dtype(op.dtype)
-    itemsize = torch.empty((), dtype=BASIS_DTYPE).element_size()  # the stored basis
+    itemsize = BASIS_DTYPE.itemsize  # the stored basis
     limit, lean = op.vector_budget()
     groups = lanczos_groups([min(lanczos_steps, b.dim) * b.dim * itemsize for b in blocks],
                             len(ids), limit, lean)

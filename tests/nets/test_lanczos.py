@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nets import gauss_quadrature, lanczos
+from nets.engine import lanczos as lanczos_module
 
 from .conftest import random_spd_block
 
@@ -99,3 +100,88 @@ def test_extremes_converge_and_quadrature_is_a_probability(n, steps, seed, log_s
         # the Krylov space is exhausted: extreme eigenvalues are exact
         np.testing.assert_allclose(nodes.max(), lam.max(), rtol=0, atol=1e-9 * scale)
         np.testing.assert_allclose(nodes.min(), lam.min(), rtol=0, atol=1e-9 * scale)
+
+
+def _geometric_problem():
+    """Eigenvalues spread over 8 decades: Lanczos without reorthogonalization makes ghosts."""
+    rng = np.random.default_rng(5)
+    lam = np.geomspace(1e-4, 1e4, 40)
+    a = torch.as_tensor(random_spd_block(lam, rng))
+    return lam, a, torch.as_tensor(rng.standard_normal((2, 40)))
+
+
+def test_reorthogonalization_keeps_every_eigenvalue_once(monkeypatch):
+    """With ``steps = n`` the Ritz values are the eigenvalues, each once, to working precision;
+    the same run without reorthogonalization fails this check (the instrument can fail)."""
+    lam, a, start = _geometric_problem()
+
+    def ritz_error():
+        (run,) = lanczos(_matvec([a]), [start], 40, tol=0.0)  # no early stop: all 40 steps
+        assert list(run.n_steps) == [40, 40]
+        nodes, _ = gauss_quadrature(run)
+        return np.abs(np.sort(nodes, axis=1) - lam).max() / lam.max()
+
+    assert ritz_error() < 1e-12
+    monkeypatch.setattr(lanczos_module, "_project_out",
+                        lambda Q, w: torch.linalg.vector_norm(w, dim=-1))
+    assert ritz_error() > 1e-6
+
+
+def test_second_reorthogonalization_pass_only_when_one_cancels(monkeypatch):
+    """One Gram–Schmidt pass per step on a well-conditioned run; a second one where the pass
+    cancels most of ``w`` (the Krylov space exhausted: ``w`` is round-off)."""
+    calls = []
+    project = lanczos_module._project_out
+    monkeypatch.setattr(lanczos_module, "_project_out",
+                        lambda Q, w: calls.append(Q.shape[1]) or project(Q, w))
+    rng = np.random.default_rng(3)
+    a = torch.as_tensor(random_spd_block(np.linspace(1.0, 2.0, 30), rng))
+    (run,) = lanczos(_matvec([a]), [torch.as_tensor(rng.standard_normal((2, 30)))], 10)
+    assert list(run.n_steps) == [10, 10]
+    assert len(calls) == 10
+    # a non-symmetric part along the start vector: the recurrence leaves ``w`` a large
+    # component on q_1, the first pass cancels it, and a second pass follows
+    start = torch.as_tensor(rng.standard_normal((1, 30)))
+    u = start[0] / torch.linalg.vector_norm(start[0])
+    skew = a + 100.0 * torch.outer(u, torch.as_tensor(rng.standard_normal(30)))
+    calls.clear()
+    lanczos(_matvec([skew]), [start], 10)
+    assert len(calls) > 10
+    assert max(calls.count(j) for j in range(1, 11)) == 2
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_product_is_named(bad):
+    a = torch.eye(4, dtype=torch.float64) * 2
+
+    def matvec(vs):
+        (v,) = vs
+        out = v @ a
+        out[0, 2] = bad
+        return [out]
+
+    with pytest.raises(ValueError, match="non-finite products for operator 0 at step 1"):
+        lanczos(matvec, [torch.ones((2, 4), dtype=torch.float64)], 3)
+
+
+def test_overflowing_coefficients_are_named():
+    a = torch.diag(torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)) * 1e200
+    with pytest.raises(ValueError, match="overflowed float64 at step 1"):
+        lanczos(_matvec([a]), [torch.ones((1, 4), dtype=torch.float64)], 3)
+
+
+def test_matvec_input_is_not_the_basis():
+    """A matvec that scribbles on its input cannot corrupt the recurrence."""
+    rng = np.random.default_rng(4)
+    lam = np.linspace(-1.0, 3.0, 12)
+    a = torch.as_tensor(random_spd_block(lam, rng))
+    start = torch.as_tensor(rng.standard_normal((2, 12)))
+
+    def scribbling(vs):
+        out = _matvec([a])(vs)
+        vs[0].zero_()
+        return out
+
+    (clean,) = lanczos(_matvec([a]), [start], 12)
+    (scribbled,) = lanczos(scribbling, [start], 12)
+    np.testing.assert_array_equal(clean.alpha, scribbled.alpha)
