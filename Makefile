@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-floor clean gpu-check ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-memory bench-floor clean gpu-check ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -70,6 +70,16 @@ bench-spectrum-full: install
 	mkdir -p runs
 	$(PY) benchmarks/bench_peers.py --grid full --out benchmarks/results/peers-full.md \
 	  --json runs/peers-full.json --resume
+
+# Memory against speed: nets' blockwise spectrum at several memory budgets against
+# hessian-eigenthings one block at a time (one cell of the grid: gpt2-m, 3 probes, 10 steps,
+# one thread; minutes; on a quiet machine). Resumable like the grid.
+bench-memory: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q --no-deps $(PEERS)
+	mkdir -p runs
+	$(PY) benchmarks/bench_memory.py --out benchmarks/results/memory-sweep.md \
+	  --json runs/memory-sweep.json --resume
 
 # The cost floor of the exact products (one process, one thread, minutes; needs transformers).
 bench-floor: install

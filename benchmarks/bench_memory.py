@@ -1,0 +1,215 @@
+"""Memory against speed: nets' blockwise spectrum at several memory budgets, against
+hessian-eigenthings one block at a time, in one run.
+
+The issue's blockwise targets pull against each other: at least 2x hessian-eigenthings'
+speed, with a peak memory rise at most 1.5x its rise. ``max_memory`` trades one for the other
+(graphs kept across Lanczos steps or rebuilt, Lanczos vectors of all blocks at once or in
+groups). This script measures that trade on one cell of ``bench_peers.py``'s grid: the peer
+once, then nets at each budget, each method in its own process (``bench_peers.py --cell``:
+the same measurement, repeats and peak-memory accounting as the grid), and reports for each
+budget the speed ratio, the memory ratio, both verdicts (``bench_peers.verdict``: met,
+MISSED or within noise over the repeated runs' spread) and which budgets meet both.
+
+    python benchmarks/bench_memory.py --model gpt2-m --probes 3 --steps 10 \\
+        --budgets default,24,16,12,8,4 --json runs/memory.json --resume \\
+        --out benchmarks/results/memory-sweep.md
+
+Budgets are in MiB (``default``: nets' own, half the available memory). ``--json`` writes
+every row after each process and ``--resume`` keeps the rows the same code measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_peers  # noqa: E402
+from labkit.atomic import atomic_write_bytes  # noqa: E402
+
+MIB = 2**20
+#: The issue's blockwise targets checked here: speed (higher is better) and memory.
+SPEED_TARGET = 2.0
+MEMORY_TARGET = 1.5
+
+
+def parse_budgets(text: str) -> list[int | None]:
+    """``"default,24,12"`` as ``[None, 24 MiB, 12 MiB]`` in bytes (``None``: nets' default).
+
+    Raises:
+        ValueError: An entry that is neither ``default`` nor a positive number of MiB.
+    """
+    out: list[int | None] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "default":
+            out.append(None)
+            continue
+        try:
+            mib = float(part)
+        except ValueError:
+            mib = -1.0
+        if not mib > 0:
+            raise ValueError(f"--budgets entry {part!r}: expected 'default' or a positive "
+                             "number of MiB, e.g. --budgets default,24,12")
+        out.append(int(mib * MIB))
+    if len(set(out)) != len(out):
+        raise ValueError(f"--budgets {text!r} names a budget twice")
+    return out
+
+
+def trade(nets_row: dict, peer_row: dict) -> dict:
+    """One budget's ratios against the peer and their verdicts.
+
+    The speed ratio ``peer time / nets time`` spreads over the extreme runs (the peer's
+    fastest over nets' slowest, and the reverse); the memory ratio is one number per process.
+    """
+    pm, plo, phi = bench_peers._spread(peer_row)
+    nm, nlo, nhi = bench_peers._spread(nets_row)
+    speed, slo, shi = pm / nm, plo / nhi, phi / nlo
+    memory = nets_row["peak_extra_bytes"] / max(peer_row["peak_extra_bytes"], 1)
+    speed_v = bench_peers.verdict(speed, slo, shi, SPEED_TARGET, higher=True)
+    memory_v = bench_peers.verdict(memory, memory, memory, MEMORY_TARGET, higher=False)
+    return {"speed": speed, "speed_lo": slo, "speed_hi": shi, "speed_verdict": speed_v,
+            "memory": memory, "memory_verdict": memory_v,
+            "both": speed_v == "met" and memory_v == "met"}
+
+
+def _label(budget: int | None) -> str:
+    return "default" if budget is None else f"{budget / MIB:g} MiB"
+
+
+def render(rows: list[dict], peer: dict, header: str) -> str:
+    """The Markdown report: one line per budget, the peer's line, the closing verdict.
+
+    Args:
+        rows: nets' rows, one per budget (``max_memory``; a failed run has ``error``).
+        peer: hessian-eigenthings' row (or its ``error``: then no ratio and no verdict).
+        header: The report's title and settings.
+    """
+    ok = "error" not in peer
+    lines = [header, "", "| budget | s | +peak MiB | graphs | x eigenthings (spread) | "
+             f">= {SPEED_TARGET:g} | mem / eigenthings | <= {MEMORY_TARGET:g} | both | "
+             "load | commit |", "|" + "---|" * 11]
+    both = []
+    for r in rows:
+        b = _label(r["max_memory"])
+        if "error" in r:
+            lines.append(f"| {b} | failed | | | | | | | | | {r['error']} |")
+            continue
+        t = trade(r, peer) if ok else None
+        ratios = (f"{t['speed']:.2f} ({t['speed_lo']:.2f}-{t['speed_hi']:.2f}) | "
+                  f"{t['speed_verdict']} | {t['memory']:.2f} | {t['memory_verdict']} | "
+                  f"{'yes' if t['both'] else 'no'}") if t else "| | | |"
+        if t and t["both"]:
+            both.append(b)
+        lines.append(f"| {b} | {r['seconds']:.2f} | {r['peak_extra_bytes'] / MIB:.0f} | "
+                     f"{r['graphs']} | {ratios} | {r['load']:.1f} | {r.get('commit', '?')} |")
+    if ok:
+        lines.append(f"| eigenthings | {peer['seconds']:.2f} | "
+                     f"{peer['peak_extra_bytes'] / MIB:.0f} | one block at a time | | | | | | "
+                     f"{peer['load']:.1f} | {peer.get('commit', '?')} |")
+    else:
+        lines.append(f"| eigenthings | failed | | | | | | | | | "
+                     f"{peer['error']} |")
+    lines += ["", ("Budgets meeting both targets: " + ", ".join(both) + "." if both else
+                   "No budget meets both targets on this cell." if ok
+                   else "No verdict: the peer did not run.")]
+    return "\n".join(lines) + "\n"
+
+
+def _key(row: dict) -> str:
+    return json.dumps([row.get("method"), row.get("max_memory")])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The command line (``argv``: its arguments, default ``sys.argv[1:]``)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="gpt2-m", help="a model of bench_peers.load")
+    ap.add_argument("--probes", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--budgets", default="default,24,16,12,8,4",
+                    help="nets' max_memory values in MiB, comma-separated ('default': its own)")
+    ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
+    ap.add_argument("--json", default=None, help="also write the rows (JSON) after each one")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows of --json that the same code measured for this cell")
+    ap.add_argument("--in-process", action="store_true",
+                    help="run every method in this process (the test's mode; the memory "
+                         "columns are then the whole process's rises, not each method's)")
+    args = ap.parse_args(argv)
+    try:
+        budgets = parse_budgets(args.budgets)
+    except ValueError as e:
+        ap.error(str(e))
+    if args.resume and not args.json:
+        ap.error("--resume needs --json (the file the rows are read from)")
+    cell = dict(model=args.model, kind="blocks", probes=args.probes, steps=args.steps,
+                threads=args.threads)
+    version = bench_peers.code_version()
+    kept: dict[str, dict] = {}
+    if args.resume and Path(args.json).exists():
+        try:
+            old = json.loads(Path(args.json).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SystemExit(f"error: cannot resume from {args.json}: {e}; delete it to "
+                             "start over") from None
+        kept = {_key(r): r for r in old if isinstance(r, dict) and "error" not in r
+                and r.get("code") == version["code"]
+                and all(r.get(k) == v for k, v in cell.items())}
+    plan = [("eigenthings", None), *(("nets", b) for b in budgets)]
+    rows: dict[str, dict] = {}
+    for method, budget in plan:
+        run = {**cell, "method": method, "max_memory": budget}
+        if _key(run) in kept:
+            rows[_key(run)] = kept[_key(run)]
+            continue
+        if args.in_process:
+            try:
+                res = {**bench_peers.run_cell(run), **version}
+            except Exception as e:  # a peer not installed or failing: reported in its row
+                res = {**run, "error": f"{type(e).__name__}: {e}"[:120]}
+        else:
+            p = subprocess.run([sys.executable, bench_peers.__file__, "--cell", json.dumps(run)],
+                               capture_output=True, text=True, cwd=bench_peers.ROOT)
+            res = ({**json.loads(p.stdout.strip().splitlines()[-1]), **version}
+                   if p.returncode == 0 else
+                   {**run, "error": (p.stderr.strip().splitlines() or ["failed"])[-1][:120]})
+        rows[_key(run)] = {**run, **res}
+        print(f"{method} {_label(budget)}: " + (res.get("error") or
+              f"{res['seconds']:.2f} s, +{res['peak_extra_bytes'] / MIB:.0f} MiB"), flush=True)
+        if args.json:
+            atomic_write_bytes(Path(args.json), json.dumps(list(rows.values()), indent=1)
+                               .encode())
+    peer = rows[_key({"method": "eigenthings", "max_memory": None})]
+    nets_rows = [rows[_key({"method": "nets", "max_memory": b})] for b in budgets]
+    header = (f"# Memory against speed: nets' blockwise spectrum by memory budget\n\n"
+              f"Generated by `benchmarks/bench_memory.py --model {args.model} --probes "
+              f"{args.probes} --steps {args.steps} --threads {args.threads} --budgets "
+              f"{args.budgets}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: torch "
+              f"{torch.__version__}, {os.cpu_count()} CPUs ({platform.machine()}), code "
+              f"{version['commit']}. Each method in its own process "
+              f"(`bench_peers.py --cell`): wall seconds of spectrum + densities (the median of "
+              f"{bench_peers.REPEATS} runs where the first took under "
+              f"{bench_peers.REPEAT_BELOW:g} s), `+peak` the rise of the process's peak RSS "
+              f"during the runs, `graphs` how nets held the gradient graphs. Targets: "
+              f"x eigenthings >= {SPEED_TARGET:g} with a rise <= {MEMORY_TARGET:g}x "
+              f"eigenthings' (its one-block-at-a-time run).")
+    text = render(nets_rows, peer, header)
+    print(text, end="")
+    if args.out:
+        atomic_write_bytes(Path(args.out), text.encode())
+
+
+if __name__ == "__main__":
+    main()

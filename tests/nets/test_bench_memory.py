@@ -1,0 +1,84 @@
+"""benchmarks/bench_memory.py: the memory-against-speed sweep's verdicts and its command line."""
+
+import contextlib
+import io
+import json
+
+import pytest
+
+MIB = 2**20
+
+
+@pytest.fixture(scope="module")
+def bench(benchmark_script):
+    return benchmark_script("bench_memory")
+
+
+def _row(seconds, rise_mib, runs=None, **extra):
+    return {"seconds": seconds, "runs": runs or [seconds], "peak_extra_bytes": rise_mib * MIB,
+            "graphs": "keep-all", "load": 0.5, "commit": "abc1234", **extra}
+
+
+def test_budgets_parse_and_bad_ones_are_named(bench):
+    assert bench.parse_budgets("default, 24,0.5") == [None, 24 * MIB, MIB // 2]
+    for bad in ("twelve", "0", "-3", "12,12", ""):
+        with pytest.raises(ValueError, match="--budgets"):
+            bench.parse_budgets(bad)
+
+
+def test_trade_verdicts_on_hand_set_rows(bench):
+    peer = _row(10.0, 20, runs=[9.0, 10.0, 11.0])
+    fast_lean = bench.trade(_row(4.0, 25, runs=[3.9, 4.0, 4.1]), peer)
+    assert fast_lean["speed_verdict"] == "met" and fast_lean["memory_verdict"] == "met"
+    assert fast_lean["both"] and fast_lean["speed"] == pytest.approx(2.5)
+    assert fast_lean["speed_lo"] == pytest.approx(9.0 / 4.1)
+    fat = bench.trade(_row(4.0, 40), peer)  # 2x the peer's rise
+    assert fat["memory_verdict"] == "MISSED" and not fat["both"]
+    slow = bench.trade(_row(8.0, 10, runs=[7.9, 8.0, 8.1]), peer)  # 1.25x
+    assert slow["speed_verdict"] == "MISSED" and slow["memory_verdict"] == "met"
+    noisy = bench.trade(_row(5.0, 10, runs=[4.0, 5.0, 6.0]), peer)  # 1.5x..2.75x
+    assert noisy["speed_verdict"] == "within noise" and not noisy["both"]
+
+
+def test_report_names_the_budgets_meeting_both(bench):
+    peer = _row(10.0, 20)
+    rows = [_row(4.0, 60, max_memory=None), _row(4.5, 25, max_memory=12 * MIB),
+            {"max_memory": 4 * MIB, "error": "MemoryError: boom"}]
+    text = bench.render(rows, peer, "# title")
+    assert "Budgets meeting both targets: 12 MiB." in text
+    assert "| 4 MiB | failed |" in text and "MemoryError: boom" in text
+    assert "| default | 4.00 | 60 |" in text
+    none = bench.render(rows[:1], peer, "# title")
+    assert "No budget meets both targets on this cell." in none
+    no_peer = bench.render(rows, {"error": "ModuleNotFoundError: no peer"}, "# title")
+    assert "No verdict: the peer did not run." in no_peer and "no peer" in no_peer
+    assert "met" not in no_peer.replace("Budgets meeting", "")
+
+
+def test_sweep_runs_writes_and_resumes(bench, tmp_path, monkeypatch):
+    out, rows = tmp_path / "sweep.md", tmp_path / "sweep.json"
+    argv = ["--model", "mlp-xs", "--probes", "1", "--steps", "5", "--budgets", "default,1",
+            "--in-process", "--json", str(rows), "--out", str(out)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench.main(argv)
+    records = json.loads(rows.read_text())
+    nets_rows = [r for r in records if r["method"] == "nets"]
+    assert [r["max_memory"] for r in nets_rows] == [None, MIB]
+    assert all(r["seconds"] > 0 and r["hvps"] > 0 for r in nets_rows)
+    text = out.read_text()
+    assert "| default |" in text and "| 1 MiB |" in text and "| eigenthings |" in text
+    calls = []
+    real = bench.bench_peers.run_cell
+    monkeypatch.setattr(bench.bench_peers, "run_cell", lambda c: calls.append(c) or real(c))
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench.main([*argv[:7], "default,1,2", *argv[8:], "--resume"])
+    # only the new budget is measured (a peer that failed, e.g. not installed, runs again)
+    assert [c["max_memory"] for c in calls if c["method"] == "nets"] == [2 * MIB]
+    assert "| 2 MiB |" in out.read_text()
+
+
+def test_bad_options_are_refused(bench):
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        bench.main(["--budgets", "none"])
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        bench.main(["--resume"])
