@@ -33,8 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_peers  # noqa: E402
-from labkit.atomic import atomic_write_bytes  # noqa: E402
+import bench_peers
+
+from labkit.atomic import atomic_write_bytes
 
 MIB = 2**20
 #: The issue's blockwise targets checked here: speed (higher is better) and memory.
@@ -107,7 +108,9 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
             lines.append(f"| {b} | failed | | | | | | | | | {r['error']} |")
             continue
         t = trade(r, peer) if ok else None
-        ratios = (f"{t['speed']:.2f} ({t['speed_lo']:.2f}-{t['speed_hi']:.2f}) | "
+        spread = (f" ({t['speed_lo']:.2f}-{t['speed_hi']:.2f})"
+                  if t and t["speed_hi"] - t["speed_lo"] > 5e-3 else "")
+        ratios = (f"{t['speed']:.2f}{spread} | "
                   f"{t['speed_verdict']} | {t['memory']:.2f} | {t['memory_verdict']} | "
                   f"{'yes' if t['both'] else 'no'}") if t else "| | | |"
         if t and t["both"]:
@@ -169,10 +172,12 @@ def main(argv: list[str] | None = None) -> None:
                 and all(r.get(k) == v for k, v in cell.items())}
     plan = [("eigenthings", None), *(("nets", b) for b in budgets)]
     rows: dict[str, dict] = {}
+    reused: list[str] = []
     for method, budget in plan:
         run = {**cell, "method": method, "max_memory": budget}
         if _key(run) in kept:
             rows[_key(run)] = kept[_key(run)]
+            reused.append(_key(run))
             continue
         if args.in_process:
             try:
@@ -204,7 +209,10 @@ def main(argv: list[str] | None = None) -> None:
               f"{bench_peers.REPEAT_BELOW:g} s), `+peak` the rise of the process's peak RSS "
               f"during the runs, `graphs` how nets held the gradient graphs. Targets: "
               f"x eigenthings >= {SPEED_TARGET:g} with a rise <= {MEMORY_TARGET:g}x "
-              f"eigenthings' (its one-block-at-a-time run).")
+              f"eigenthings' (its one-block-at-a-time run)."
+              + (f" Resumed: {len(reused)} of the {len(plan)} rows were read from "
+                 f"{args.json}, measured earlier by the same code (their load column says "
+                 "under what load)." if reused else ""))
     text = render(nets_rows, peer, header)
     print(text, end="")
     if args.out:
