@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -179,17 +178,9 @@ def main(argv: list[str] | None = None) -> None:
             rows[_key(run)] = kept[_key(run)]
             reused.append(_key(run))
             continue
-        if args.in_process:
-            try:
-                res = {**bench_peers.run_cell(run), **version}
-            except Exception as e:  # a peer not installed or failing: reported in its row
-                res = {**run, "error": f"{type(e).__name__}: {e}"[:120]}
-        else:
-            p = subprocess.run([sys.executable, bench_peers.__file__, "--cell", json.dumps(run)],
-                               capture_output=True, text=True, cwd=bench_peers.ROOT)
-            res = ({**json.loads(p.stdout.strip().splitlines()[-1]), **version}
-                   if p.returncode == 0 else
-                   {**run, "error": (p.stderr.strip().splitlines() or ["failed"])[-1][:120]})
+        res = bench_peers.measure(run, in_process=args.in_process)
+        if "error" not in res:
+            res = {**res, **version}
         rows[_key(run)] = {**run, **res}
         print(f"{method} {_label(budget)}: " + (res.get("error") or
               f"{res['seconds']:.2f} s, +{res['peak_extra_bytes'] / MIB:.0f} MiB"), flush=True)

@@ -296,6 +296,26 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
     return extra
 
 
+def measure(run: dict, *, in_process: bool = False) -> dict:
+    """:func:`run_cell`'s row for ``run`` (a cell with its ``method``), measured in a fresh
+    process (``--cell``: the method's own peak memory) or, with ``in_process``, in this one.
+
+    Returns:
+        The row, or ``{"error": ...}`` with the failure's last line (a peer not installed or
+        failing is reported in its row, not raised).
+    """
+    if in_process:
+        try:
+            return run_cell(run)
+        except Exception as e:
+            return {"error": f"{type(e).__name__}: {e}"[:120]}
+    p = subprocess.run([sys.executable, __file__, "--cell", json.dumps(run)],
+                       capture_output=True, text=True, cwd=ROOT)
+    if p.returncode != 0:
+        return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1][:120]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def _rss_now() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -508,18 +528,8 @@ def main(argv: list[str] | None = None) -> None:
                 res[method] = {"error": "not measured"}
                 continue
             run = {**cell, "method": method, "max_memory": args.max_memory}
-            if args.in_process:
-                try:
-                    res[method] = {**run_cell(run), **version}
-                except Exception as e:  # a peer not installed or failing: reported in its row
-                    res[method] = {"error": f"{type(e).__name__}: {e}"[:120]}
-                continue
-            cmd = [sys.executable, __file__, "--cell", json.dumps(run)]
-            p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-            if p.returncode != 0:
-                res[method] = {"error": p.stderr.strip().splitlines()[-1][:120]}
-                continue
-            res[method] = {**json.loads(p.stdout.strip().splitlines()[-1]), **version}
+            row = measure(run, in_process=args.in_process)
+            res[method] = row if "error" in row else {**row, **version}
         nr = res["nets"]
         peers = {m: r for m, r in res.items() if m != "nets" and "error" not in r}
         for method, r in res.items():
