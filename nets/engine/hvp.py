@@ -302,6 +302,10 @@ class BlockHVP:
         self._buffers = dict(model.named_buffers())
         self.graph_bytes = 0
         self._build_seconds = 0.0
+        #: wall seconds in each mode's products (autograd passes only) and in building the
+        #: gradient graphs they use (see :meth:`info`)
+        self._product_seconds: dict[str, float] = {}
+        self._graph_seconds = 0.0
         # the data check's second evaluation of the first batch is the graph measurement
         self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm,
                                  evaluate=self._check_loss)
@@ -332,7 +336,21 @@ class BlockHVP:
         reset_peak(self.device)
 
     def info(self) -> dict[str, object]:
-        """What ran and what it cost: mode, calibration timings, chunking, memory, counts."""
+        """What ran and what it cost: mode, calibration timings, chunking, memory, counts.
+
+        Besides the settings, ``calls`` and ``products`` count what was applied, and two
+        timings split the cost of the products from everything around them:
+
+        * ``product_seconds``: wall seconds inside the products of the mode in use (the
+          autograd passes that compute ``∇²ℓ_b V``, the calibration's product in that mode
+          included): what a run would cost if it did nothing but these products. Graph
+          builds, checks, padding and the caller's Lanczos arithmetic are not in it.
+        * ``graph_seconds``: wall seconds building the gradient graphs the products ran on
+          (one forward and one graph-building backward per batch; once per batch under
+          ``"keep-all"``, once per batch and call under ``"one-at-a-time"``).
+
+        On a GPU both are synchronized with the device, so they are the kernels' time.
+        """
         peak, kind = peak_bytes(self.device)
         return {"hvp_mode": self.mode, "requested_mode": self.requested_mode,
                 "compiled": self.compiled,
@@ -341,6 +359,8 @@ class BlockHVP:
                 "graph_strategy": self.graph_strategy, "graphs_kept": len(self._graphs),
                 "batches": len(self.data),
                 "calls": self.calls, "products": self.products,
+                "product_seconds": self._product_seconds.get(self.mode, 0.0),
+                "graph_seconds": self._graph_seconds,
                 "peak_memory_bytes": peak, "peak_memory_kind": kind}
 
     def __call__(self, vectors: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
@@ -528,7 +548,10 @@ class BlockHVP:
         kept = self._graphs.get(i)
         if kept is not None:
             return kept
+        t0 = time.perf_counter()
         leaves, grads, _ = self._build(x, y)
+        _synchronize(self.device)
+        self._graph_seconds += time.perf_counter() - t0
         graph = leaves, grads
         if self.graph_strategy == "keep-all" and self.mode != "forward":
             self._graphs[i] = graph
@@ -567,14 +590,22 @@ class BlockHVP:
 
     def _products(self, mode, i, x, y, vectors, rows, tangents, graph=None
                   ) -> list[torch.Tensor | None]:
-        if mode == "forward":
-            return self._cut(self._hvp(self.params, x, y, tangents(),
-                                       chunk_size=self.chunk_size), vectors, rows)
-        if graph is None:
+        """Batch ``i``'s block products in ``mode`` (on ``graph``, else on the batch's kept or
+        newly built graph); their time goes to ``mode``'s product seconds (:meth:`info`)."""
+        if mode != "forward" and graph is None:
             graph = self._graph(i, x, y)
-        if mode == "reverse":
-            return self._cut(self._reverse(graph, tangents()), vectors, rows)
-        return self._reverse_block(graph, vectors)
+        padded = tangents() if mode != "reverse-block" else {}  # padding is not a product
+        t0 = time.perf_counter()
+        if mode == "forward":
+            out = self._hvp(self.params, x, y, padded, chunk_size=self.chunk_size)
+        elif mode == "reverse":
+            out = self._reverse(graph, padded)
+        else:
+            blocks = self._reverse_block(graph, vectors)
+        _synchronize(self.device)
+        self._product_seconds[mode] = (self._product_seconds.get(mode, 0.0)
+                                       + time.perf_counter() - t0)
+        return blocks if mode == "reverse-block" else self._cut(out, vectors, rows)
 
     def _calibrate(self, i, x, y, vectors, rows, tangents) -> list[torch.Tensor | None]:
         """Evaluate batch ``i`` in every mode, check agreement, keep the fastest mode."""
@@ -606,7 +637,7 @@ class BlockHVP:
             except (NotImplementedError, RuntimeError) as e:
                 failed[mode] = f"{type(e).__name__}: {e}"[:300]
                 continue
-            seconds[mode] = time.perf_counter() - t0
+            seconds[mode] = time.perf_counter() - t0  # padding and cutting included
         if not results:
             raise RuntimeError("no Hessian-vector product mode works on this model: "
                                + "; ".join(f"{m}: {e}" for m, e in failed.items()))
@@ -630,7 +661,7 @@ class BlockHVP:
             for b, r, ref in zip(self.blocks, res, results[choice], strict=True):
                 if ref is None:
                     continue
-                if not (torch.isfinite(r).all() and torch.isfinite(ref).all()):
+                if not (all_finite(r) and all_finite(ref)):
                     raise ValueError(f"non-finite Hessian-vector product in block {b.name!r}")
                 scale = max(float(ref.abs().max()), float(r.abs().max()), 1e-2 * top, floor,
                             torch.finfo(self.dtype).tiny)
@@ -753,6 +784,12 @@ class BlockHVP:
                 for r in range(grad_outputs[0].shape[0])]
         return tuple(None if col[0] is None else torch.stack(col)
                      for col in zip(*rows, strict=True))
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels (GPU), so that a wall time measures them."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _fingerprint(params: dict[str, torch.Tensor]) -> bytes:

@@ -298,7 +298,9 @@ def blockwise_spectrum(
         progress: Show a progress bar (``labkit.progress``) over the Lanczos steps.
         info: A dict to fill with what ran: the mode chosen and its calibration timings,
             chunk size, graph size, peak memory (``peak_memory_bytes``, ``peak_memory_kind``),
-            number of products and seconds.
+            number of products and seconds, of which ``product_seconds`` in the products
+            alone and ``graph_seconds`` building gradient graphs
+            (:meth:`nets.engine.hvp.BlockHVP.info`).
 
     Returns:
         ``{block name: BlockSpectrum}`` with ``nodes``/``weights`` of shape

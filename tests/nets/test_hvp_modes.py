@@ -6,6 +6,8 @@ math attention, and a model with LayerNorm and fused ``F.scaled_dot_product_atte
 CPU flash kernel has neither forward AD nor double backward).
 """
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -138,6 +140,39 @@ def test_info_reports_mode_memory_and_counts(attention_problem):
     assert info["peak_memory_bytes"] > 0 and info["peak_memory_kind"] == "process_peak_rss"
     assert info["products"] == 4 * 1 * len(spectra)
     assert info["seconds"] > 0
+
+
+@pytest.mark.parametrize("budget", [None, 1], ids=["keep-all", "one-at-a-time"])
+def test_info_splits_product_time_from_graph_builds(mlp_problem, monkeypatch, budget):
+    """``product_seconds`` is the products' time alone and ``graph_seconds`` the builds': a
+    slowed build shows in the one, slowed products in the other, once per batch and call."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=budget)
+    pause = 0.05
+    build, products = BlockHVP._build, BlockHVP._reverse_block
+
+    def slow_build(self, x, y):
+        time.sleep(pause)
+        return build(self, x, y)
+
+    def slow_products(self, graph, vectors):
+        time.sleep(2 * pause)
+        return products(self, graph, vectors)
+
+    monkeypatch.setattr(BlockHVP, "_build", slow_build)
+    monkeypatch.setattr(BlockHVP, "_reverse_block", slow_products)
+    vecs = [torch.randn(2, b.dim, generator=torch.Generator().manual_seed(i),
+                        dtype=torch.float64) for i, b in enumerate(blocks)]
+    calls, batches = 3, len(data)
+    for _ in range(calls):
+        op(vecs)
+    info = op.info()
+    builds = batches if budget is None else calls * batches  # kept, or rebuilt every call
+    assert info["graph_strategy"] == ("keep-all" if budget is None else "one-at-a-time")
+    assert builds * pause <= info["graph_seconds"] < builds * 2 * pause
+    products_s = calls * batches * 2 * pause
+    assert products_s <= info["product_seconds"] < products_s + pause
 
 
 def test_progress_bar_in_library(attention_problem, capsys):
