@@ -200,12 +200,17 @@ REPEAT_BELOW = 3.0
 REPEATS = 3
 
 
+#: A timing that a row holds as a median over runs, and the key of its runs' values.
+RUNS_OF = {"seconds": "runs", "lanczos_s": "lanczos_runs", "product_s": "product_runs",
+           "graph_s": "graph_runs"}
+
+
 def run_cell(cell: dict) -> dict:
     """Run one method on one cell (in this process); its measurements.
 
     A run shorter than :data:`REPEAT_BELOW` seconds is repeated, :data:`REPEATS` runs in all
     (the first included: a user's one call pays what it pays): ``seconds`` is their median,
-    ``runs`` every run's time (``lanczos_s`` and ``lanczos_runs`` likewise), and the peak
+    ``runs`` every run's time (the other timings of :data:`RUNS_OF` likewise), and the peak
     memory is over all of them.
     """
     load_avg = os.getloadavg()[0]
@@ -226,9 +231,10 @@ def run_cell(cell: dict) -> dict:
             extras.append(_run_once(cell, model, loss_fn, data, names))
             runs.append(time.perf_counter() - t0)
         extra = dict(extras[-1])
-        if "lanczos_s" in extra:
-            extra["lanczos_runs"] = [e["lanczos_s"] for e in extras]
-            extra["lanczos_s"] = float(np.median(extra["lanczos_runs"]))
+        for key, runs_key in RUNS_OF.items():
+            if key in extra:
+                extra[runs_key] = [e[key] for e in extras]
+                extra[key] = float(np.median(extra[runs_key]))
         seconds = float(np.median(runs))
     blocks = 1 if kind == "full" else len(names)
     hvps = probes * (steps if kind == "full" else sum(min(steps, dims[n]) for n in names))
@@ -259,6 +265,7 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
             nets.block_densities(spectra)
             top = {n: float(sp.nodes.max()) for n, sp in spectra.items()}
         extra = {"mode": info["hvp_mode"], "lanczos_s": info["seconds"],
+                 "product_s": info["product_seconds"], "graph_s": info["graph_seconds"],
                  "graphs": info["graph_strategy"], "top": top}
     elif method == "eigenthings":
         import hessian_eigenthings as he
@@ -354,9 +361,9 @@ PEERS = {"full": ["eigenthings", "curvlinops"], "blocks": ["authors", "eigenthin
 
 
 def _spread(r: dict, key: str = "seconds") -> tuple[float, float, float]:
-    """``(median, fastest, slowest)`` of a row's runs (``runs``, or ``lanczos_runs`` for
-    ``lanczos_s``); a row measured once (or by an older script) spreads over its one value."""
-    runs = r.get("lanczos_runs" if key == "lanczos_s" else "runs") or [r[key]]
+    """``(median, fastest, slowest)`` of a row's runs of ``key`` (:data:`RUNS_OF`); a row
+    measured once (or by an older script) spreads over its one value."""
+    runs = r.get(RUNS_OF[key]) or [r[key]]
     return r[key], min(runs), max(runs)
 
 
@@ -375,21 +382,38 @@ def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
     """The issue's targets for one cell: ``name: value [spread] met/MISSED/within noise``.
 
     A ratio's spread pairs the extreme runs (peer's fastest over nets' slowest, and the
-    reverse), so a verdict that the machine's noise could flip is ``within noise``."""
-    out = []
+    reverse), so a verdict that the machine's noise could flip is ``within noise``.
 
-    def check(label, value, lo, hi, target, higher=True):
+    A speed target not met is followed by ``[products alone: b]`` where nets' row has
+    ``product_s`` (the seconds its Hessian-vector products took, :meth:`nets.BlockHVP.info`'s
+    ``product_seconds``): ``b`` is the value nets would reach if its run were nothing but
+    those products (the peer's median time over ``product_s``; for a cost per product,
+    ``product_s`` per product in gradients), the bound on what removing nets' overhead can
+    gain. ``beyond them`` marks a target that this bound misses too: only cheaper products
+    could meet it.
+    """
+    out = []
+    alone = nets_r.get("product_s")
+
+    def check(label, value, lo, hi, target, higher=True, bound=None):
         spread = f" ({lo:.2f}-{hi:.2f})" if hi - lo > 5e-3 else ""
-        out.append(f"{label} {value:.2f}{spread} {verdict(value, lo, hi, target, higher)}")
+        v = verdict(value, lo, hi, target, higher)
+        text = f"{label} {value:.2f}{spread} {v}"
+        if bound is not None and v != "met":
+            beyond = bound < target if higher else bound > target
+            text += f" [products alone: {bound:.2f}{', beyond them' if beyond else ''}]"
+        out.append(text)
 
     def ratio(peer: dict, key: str, label: str, target: float) -> None:
         pm, plo, phi = _spread(peer, key)
         nm, nlo, nhi = _spread(nets_r, key)
-        check(label, pm / nm, plo / nhi, phi / nlo, target)
+        check(label, pm / nm, plo / nhi, phi / nlo, target,
+              bound=None if alone is None else pm / alone)
 
     def per_product(label: str, target: float) -> None:
         m, lo, hi = (t / nets_r["hvps"] / nets_r["grad_s"] for t in _spread(nets_r))
-        check(label, m, lo, hi, target, higher=False)
+        check(label, m, lo, hi, target, higher=False,
+              bound=None if alone is None else alone / nets_r["hvps"] / nets_r["grad_s"])
 
     if kind == "full":
         for p in ("eigenthings", "curvlinops"):
@@ -505,7 +529,11 @@ def main(argv: list[str] | None = None) -> None:
              "the process's peak RSS, `+peak` its rise during the run (MiB); `x` = peer "
              "time / nets time; `λmax` is the largest Ritz value (blockwise: the largest over "
              "the blocks); `load` is the 1-minute load average when the method's process "
-             "started (the machine's other jobs: timings are only comparable at equal load).",
+             "started (the machine's other jobs: timings are only comparable at equal load). "
+             "After a speed target not met, `[products alone: b]` is the value nets would "
+             "reach if its run were nothing but its Hessian-vector products (the autograd "
+             "passes, from nets' own `product_seconds`): the bound on what cutting nets' "
+             "overhead can gain; `beyond them` marks a target that bound misses too.",
              "", "| model | kind | P | k | thr | method | s | HVP/s | gr/HVP | peak | +peak | x | "
              "λmax | load | notes |", "|" + "---|" * 15]
     print("\n".join(lines), flush=True)
@@ -564,13 +592,19 @@ def main(argv: list[str] | None = None) -> None:
     misses = sum(row.count("MISSED") for row in rows)
     met = sum(row.count(" met") for row in rows)
     noise = sum(row.count("within noise") for row in rows)
+    beyond = sum(row.count("beyond them") for row in rows)
+    bounded = sum(row.count("[products alone") for row in rows)
     took = time.perf_counter() - t_start
     commits = Counter(r.get("commit", "unknown") for r in records
                       if r.get("method") == "nets" and "error" not in r)
     tail = ["", "Cells measured at: " + (", ".join(f"{c} ({n})" for c, n in commits.items())
                                          or "none") + ".",
             "", f"Targets: {met} met, {misses} missed, {noise} within noise (the spread of "
-            "the repeated runs straddles the target). " + (
+            "the repeated runs straddles the target). "
+            + (f"Of the {bounded} missed or within noise whose nets row has its product "
+               f"time, {beyond} stay out of reach of nets' products alone (`beyond them`): "
+               "only cheaper products could meet them; the others are within reach of "
+               "cutting nets' overhead. " if bounded else "") + (
         "Nothing measured by this command." if args.render_only else
         f"Whole run {took:.0f} s; load average {os.getloadavg()[0]:.1f} at the end.")]
     print("\n".join(tail), flush=True)
