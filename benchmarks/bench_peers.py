@@ -378,6 +378,17 @@ def verdict(value: float, lo: float, hi: float, target: float, higher: bool) -> 
     return "met" if hi <= target else "MISSED" if lo > target else "within noise"
 
 
+def time_split(r: dict) -> str:
+    """Where a nets row's time went: ``, products a%, graph builds b%`` of the run (its
+    median ``product_s`` and ``graph_s`` over its median ``seconds``; the rest is nets'
+    overhead: data checks, calibration, Lanczos arithmetic, densities). Empty for a row
+    measured by an older script."""
+    if "product_s" not in r:
+        return ""
+    return (f", products {r['product_s'] / r['seconds']:.0%}, graph builds "
+            f"{r['graph_s'] / r['seconds']:.0%}")
+
+
 def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
     """The issue's targets for one cell: ``name: value [spread] met/MISSED/within noise``.
 
@@ -533,7 +544,10 @@ def main(argv: list[str] | None = None) -> None:
              "After a speed target not met, `[products alone: b]` is the value nets would "
              "reach if its run were nothing but its Hessian-vector products (the autograd "
              "passes, from nets' own `product_seconds`): the bound on what cutting nets' "
-             "overhead can gain; `beyond them` marks a target that bound misses too.",
+             "overhead can gain; `beyond them` marks a target that bound misses too. The nets "
+             "row's notes say what share of its run the products and the graph builds took "
+             "(the rest is nets' overhead: data checks, calibration, Lanczos arithmetic, "
+             "densities).",
              "", "| model | kind | P | k | thr | method | s | HVP/s | gr/HVP | peak | +peak | x | "
              "λmax | load | notes |", "|" + "---|" * 15]
     print("\n".join(lines), flush=True)
@@ -573,7 +587,8 @@ def main(argv: list[str] | None = None) -> None:
                 note = ""
                 if method == "nets" and "error" not in nr:
                     note = (f"at {r.get('commit', 'unknown')}, mode {r['mode']}, graphs "
-                            f"{r['graphs']}; " + "; ".join(targets(c["kind"], nr, peers)))
+                            f"{r['graphs']}{time_split(r)}; "
+                            + "; ".join(targets(c["kind"], nr, peers)))
                 if method == "authors":
                     note = f"Lanczos phase {r['lanczos_s']:.2f} s"
                 if method == "nets+compile":
@@ -601,10 +616,11 @@ def main(argv: list[str] | None = None) -> None:
                                          or "none") + ".",
             "", f"Targets: {met} met, {misses} missed, {noise} within noise (the spread of "
             "the repeated runs straddles the target). "
-            + (f"Of the {bounded} missed or within noise whose nets row has its product "
-               f"time, {beyond} stay out of reach of nets' products alone (`beyond them`): "
-               "only cheaper products could meet them; the others are within reach of "
-               "cutting nets' overhead. " if bounded else "") + (
+            + (f"Of the {bounded} speed targets missed or within noise whose nets row has "
+               f"its product time, {beyond} stay out of reach of nets' products alone "
+               "(`beyond them`): only cheaper products could meet them; the other "
+               f"{bounded - beyond} are within reach of cutting nets' overhead. "
+               if bounded else "") + (
         "Nothing measured by this command." if args.render_only else
         f"Whole run {took:.0f} s; load average {os.getloadavg()[0]:.1f} at the end.")]
     print("\n".join(tail), flush=True)

@@ -62,10 +62,22 @@ def test_table_has_every_column_and_nets_fills_them(smoke):
             assert float(r[c]) == float(r[c]) and r[c] != "", (c, r)
         assert float(r["s"]) > 0 and float(r["HVP/s"]) > 0 and float(r["gr/HVP"]) > 0
         assert "mode " in r["notes"] and "graphs " in r["notes"]
+        assert ", products " in r["notes"] and ", graph builds " in r["notes"]
         # the cost per product in gradients is one of the targets in every nets row
         assert ("grads/HVP<=3:" if r["kind"] == "full" else "grads/block-HVP<=0.5:") in r["notes"]
     assert lines[-1].startswith("Targets: ")
     assert len(records) == len(rows)
+    for r in records:
+        if r["method"] == "nets":  # the products and builds are parts of the run
+            assert 0 < r["product_s"] and 0 <= r["graph_s"]
+            assert r["product_s"] + r["graph_s"] < r["seconds"]
+
+
+def test_time_split_of_a_nets_row(benchmark_script):
+    bench = benchmark_script("bench_peers")
+    r = {"seconds": 2.0, "product_s": 1.5, "graph_s": 0.1}
+    assert bench.time_split(r) == ", products 75%, graph builds 5%"
+    assert bench.time_split({"seconds": 2.0}) == ""  # an older script's row
 
 
 def test_nets_largest_ritz_value_is_the_exact_eigenvalue(smoke):
