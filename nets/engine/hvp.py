@@ -463,10 +463,8 @@ class BlockHVP:
     def _measure_graph(self, x: object, y: object) -> torch.Tensor:
         """Build one batch's gradient graph under :class:`nets.engine.memory.SavedBytes` and
         drop it; sets :attr:`graph_bytes` and the build time. Returns the batch loss."""
-        t0 = time.perf_counter()
         with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
-            _, _, loss = self._build(x, y)
-        self._build_seconds = time.perf_counter() - t0
+            (_, _, loss), self._build_seconds = self._timed_build(x, y)
         self.graph_bytes = max(saved.bytes, 1)
         return loss
 
@@ -537,6 +535,14 @@ class BlockHVP:
                                      allow_unused=True)
         return leaves, dict(zip(leaves, gs, strict=True)), loss
 
+    def _timed_build(self, x: object, y: object
+                     ) -> tuple[tuple[dict, dict, torch.Tensor], float]:
+        """:meth:`_build` and its wall seconds (synchronized with a GPU)."""
+        t0 = time.perf_counter()
+        built = self._build(x, y)
+        _synchronize(self.device)
+        return built, time.perf_counter() - t0
+
     def _graph_bytes(self, i: int) -> int:
         """Estimated saved bytes of batch ``i``'s graph (measured on batch 0, per sample)."""
         n0, ni = self.data[0][2], self.data[i][2]
@@ -548,10 +554,8 @@ class BlockHVP:
         kept = self._graphs.get(i)
         if kept is not None:
             return kept
-        t0 = time.perf_counter()
-        leaves, grads, _ = self._build(x, y)
-        _synchronize(self.device)
-        self._graph_seconds += time.perf_counter() - t0
+        (leaves, grads, _), seconds = self._timed_build(x, y)
+        self._graph_seconds += seconds
         graph = leaves, grads
         if self.graph_strategy == "keep-all" and self.mode != "forward":
             self._graphs[i] = graph
