@@ -239,9 +239,9 @@ def prepare_data(model: torch.nn.Module, loss_fn: LossFn, data: Iterable, *,
     Checks that the data is re-iterable and non-empty, that each batch loss is a finite scalar,
     and that the loss is deterministic (two evaluations on the first batch agree exactly).
     That is ``B + 1`` loss evaluations for ``B`` batches, by default forward calls without
-    autograd; a caller that evaluates the first batch anyway (the operator builds its gradient
-    graph once to measure it) passes ``evaluate`` and makes that build one of the two
-    evaluations, saving a forward call.
+    autograd; a caller that evaluates the batches anyway passes ``evaluate`` and makes its own
+    work the evaluations (:class:`nets.engine.hvp.BlockHVP` builds batch 0's gradient graph to
+    measure it, and the graphs its products keep), saving the forward calls.
     With a distributed ``comm``, ``data`` is this rank's shard, ``N`` counts the samples of all
     ranks, and a check failing on one rank fails on every rank.
 

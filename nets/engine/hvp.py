@@ -36,7 +36,7 @@ import torch
 from torch.func import grad, jvp, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from nets.engine.adapters import LossFn, functional_forward, prepare_data
+from nets.engine.adapters import LossFn, batch_size, functional_forward, prepare_data
 from nets.engine.blocks import Block
 from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
@@ -231,14 +231,15 @@ class BlockHVP:
       products are checked to agree, and the fastest mode (counting the cost of rebuilding
       graphs that do not fit the budget) is used from then on; :meth:`info` reports the timings.
 
-    **Memory budget.** The first call measures the first batch's gradient graph (its saved
+    **Memory budget.** The data check measures the first batch's gradient graph (its saved
     tensors, counted by :class:`nets.engine.memory.SavedBytes`; batch ``i``'s is estimated as
-    that times ``n_i / n_0``) and chooses how the double-backward modes hold graphs
-    (:attr:`graph_strategy`, reported by :meth:`info`):
+    that times ``n_i / n_0``), and the first call chooses how the double-backward modes hold
+    graphs (:attr:`graph_strategy`, reported by :meth:`info`):
 
     * ``"keep-all"``: the graphs of all ``B`` batches, plus one tangent's worth of room, fit in
       ``max_memory``: every graph is built once and kept across calls (Lanczos steps), so a
-      call costs only double backwards.
+      call costs only double backwards. The data check's loss evaluations are these builds
+      (:meth:`_check_loss`): checking the data costs one graph build beyond them.
     * ``"one-at-a-time"``: they do not fit: each call loops over the batches outermost, builds
       one batch's graph, applies every block and probe to it and frees it before the next
       batch (the peak holds one graph, as a one-block-at-a-time peer does; each call pays
@@ -306,16 +307,6 @@ class BlockHVP:
         #: gradient graphs they use (see :meth:`info`)
         self._product_seconds: dict[str, float] = {}
         self._graph_seconds = 0.0
-        # the data check's second evaluation of the first batch is the graph measurement
-        self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm,
-                                 evaluate=self._check_loss)
-        self._hvp = _forward_over_reverse(model, loss_fn)
-        self.compiled = bool(compile)
-        if compile:
-            # static shapes: batches of another size recompile (dynamic shapes fail in
-            # forward-mode AD's zero tangents on torch 2.13: "storage_offset() on tensor with
-            # symbolic sizes")
-            self._hvp = torch.compile(self._hvp, dynamic=False)
         self.requested_mode = requested
         self.mode: str | None = None if mode == "auto" else mode
         self.max_memory = default_budget(self.device) if max_memory is None else int(max_memory)
@@ -326,7 +317,20 @@ class BlockHVP:
         self.graph_strategy: str | None = None
         self._graphs: dict[int, tuple[dict, dict]] = {}
         self._kept_bytes = 0
+        self._first_samples = 0  # samples of batch 0, on which graph_bytes is measured
+        self._keeping = self.mode != "forward"  # whether the data check keeps its graphs
         self._batched_backward = True
+        # the data check's evaluations are graph builds: the first measures batch 0's graph,
+        # the others are kept for the products while they fit (see _check_loss)
+        self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm,
+                                 evaluate=self._check_loss)
+        self._hvp = _forward_over_reverse(model, loss_fn)
+        self.compiled = bool(compile)
+        if compile:
+            # static shapes: batches of another size recompile (dynamic shapes fail in
+            # forward-mode AD's zero tangents on torch 2.13: "storage_offset() on tensor with
+            # symbolic sizes")
+            self._hvp = torch.compile(self._hvp, dynamic=False)
         #: one block of whole tensors (a full spectrum): nothing to pad, reverse ≡ reverse-block
         self._unpadded = len(self.blocks) == 1 and all(not pc.index
                                                        for pc in self.blocks[0].pieces)
@@ -430,17 +434,52 @@ class BlockHVP:
     def _check_loss(self, i: int, x: object, y: object, k: int) -> torch.Tensor:
         """Batch ``i``'s loss for :func:`prepare_data`'s checks (evaluation ``k``).
 
-        Batch 0 is evaluated twice on the products' own path (the block parameters as leaves
-        that require gradients, autograd recording): first a forward call, then, for the
-        determinism check, the graph build of :meth:`_measure`. The other batches are checked
-        by a forward call without autograd.
+        Every evaluation runs the products' own forward path (the block parameters as leaves
+        that require gradients), and most of them are graph builds the products need anyway:
+
+        * batch 0, first evaluation: :meth:`_measure` builds its gradient graph to measure it;
+        * batch 0's second evaluation (the determinism check) and every other batch: their
+          gradient graphs are built and kept for the products (:meth:`_keep_graph`) while all
+          of them fit the budget, so a ``"keep-all"`` operator's data check costs one build
+          more than its products need and no forward call of its own.
+
+        Where graphs are not kept (forward mode, a graph over the budget, or a model whose
+        gradient graph cannot be built) a batch is checked by a forward call, without autograd
+        for batches other than 0. The first call drops kept graphs that its strategy does not
+        keep (:meth:`_plan`).
         """
-        if i == 0 and k == 1:
+        if i == 0 and k == 0:
             return self._measure(x, y)
+        if self._keeping and self._fits(y):
+            return self._keep_graph(i, x, y)
+        self._keeping = False
+        self._drop_graphs()
+        return self._forward_loss(x, y, record=i == 0)
+
+    def _forward_loss(self, x: object, y: object, *, record: bool) -> torch.Tensor:
+        """A batch's loss by a forward call on the products' path (the block parameters as
+        leaves that require gradients), recording autograd only where ``record``."""
         leaves = {n: self.params[n].detach().requires_grad_(True) for n in self.names}
-        with torch.set_grad_enabled(i == 0):
+        with torch.set_grad_enabled(record):
             out = functional_forward(self._model, ({**self.params, **leaves}, self._buffers), x)
             return self._loss_fn(out, y)
+
+    def _fits(self, y: object) -> bool:
+        """Whether the graph of the batch with targets ``y``, with those kept so far and one
+        tangent's worth of room, fits the budget (:meth:`_strategy`'s ``"keep-all"`` test,
+        batch by batch)."""
+        if not self.graph_bytes:  # batch 0's graph could not be built: no graph to keep
+            return False
+        need = self._estimated_bytes(batch_size(y))
+        return self._kept_bytes + need + self._per_tangent() <= self.max_memory
+
+    def _keep_graph(self, i: int, x: object, y: object) -> torch.Tensor:
+        """Build batch ``i``'s gradient graph, keep it for the products; the (detached) loss."""
+        (leaves, grads, loss), seconds = self._timed_build(x, y)
+        self._graph_seconds += seconds
+        self._graphs[i] = leaves, grads
+        self._kept_bytes += self._estimated_bytes(batch_size(y))
+        return loss.detach()
 
     def _measure(self, x: object, y: object) -> torch.Tensor:
         """Build the first batch's gradient graph once to measure it; its (detached) loss.
@@ -450,22 +489,26 @@ class BlockHVP:
         double backward, about a third more time per product. The graphs the products use are
         built without hooks; batch ``i``'s size is estimated as the measured size times
         ``n_i / n_0`` (activations grow with the number of samples). :func:`prepare_data` calls
-        this as its second evaluation of the first batch (the determinism check), so measuring
-        costs no forward call of its own. A graph that cannot be built here (a model that has
-        no backward) is left to the first call, which reports the failure.
+        this as its first evaluation of the first batch, so measuring costs no forward call
+        of its own. A graph that cannot be built here (a model that has no backward) is left
+        to the first call, which reports the failure; the batch is then checked by a forward
+        call with autograd recording (the path of its second evaluation).
         """
         try:
             loss = self._measure_graph(x, y)
         except (NotImplementedError, RuntimeError):
-            return self._check_loss(0, x, y, 0)
+            self._keeping = False
+            return self._forward_loss(x, y, record=True)
         return loss.detach()
 
     def _measure_graph(self, x: object, y: object) -> torch.Tensor:
         """Build one batch's gradient graph under :class:`nets.engine.memory.SavedBytes` and
-        drop it; sets :attr:`graph_bytes` and the build time. Returns the batch loss."""
+        drop it; sets :attr:`graph_bytes`, the batch's sample count and the build time.
+        Returns the batch loss."""
         with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
             (_, _, loss), self._build_seconds = self._timed_build(x, y)
         self.graph_bytes = max(saved.bytes, 1)
+        self._first_samples = batch_size(y)
         return loss
 
     def _plan(self) -> None:
@@ -479,6 +522,8 @@ class BlockHVP:
             x, y, _ = self.data[0]
             self._measure_graph(x, y)
         self.graph_strategy, held = self._strategy()
+        if self.graph_strategy != "keep-all":  # graphs the data check kept are not used
+            self._drop_graphs()
         if self.chunk_size is None:  # not given by the caller
             self.chunk_size = max(1, max(self.max_memory - held, 0) // self._per_tangent())
 
@@ -545,8 +590,12 @@ class BlockHVP:
 
     def _graph_bytes(self, i: int) -> int:
         """Estimated saved bytes of batch ``i``'s graph (measured on batch 0, per sample)."""
-        n0, ni = self.data[0][2], self.data[i][2]
-        return int(np.ceil(self.graph_bytes * ni / n0)) if n0 > 0 else self.graph_bytes
+        return self._estimated_bytes(self.data[i][2])
+
+    def _estimated_bytes(self, samples: int) -> int:
+        """Estimated saved bytes of the graph of a batch of ``samples`` (batch 0's, scaled)."""
+        n0 = self._first_samples
+        return int(np.ceil(self.graph_bytes * samples / n0)) if n0 > 0 else self.graph_bytes
 
     def _graph(self, i: int, x: object, y: object) -> tuple[dict, dict]:
         """Leaves and gradient ``∇ℓ_i`` (with its graph) of batch ``i``, kept under the

@@ -148,7 +148,6 @@ def test_info_splits_product_time_from_graph_builds(mlp_problem, monkeypatch, bu
     slowed build shows in the one, slowed products in the other, once per batch and call."""
     model, loss_fn, data = mlp_problem[:3]
     blocks = resolve_blocks(model, None)
-    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=budget)
     pause = 0.05
     build, products = BlockHVP._build, BlockHVP._reverse_block
 
@@ -162,13 +161,17 @@ def test_info_splits_product_time_from_graph_builds(mlp_problem, monkeypatch, bu
 
     monkeypatch.setattr(BlockHVP, "_build", slow_build)
     monkeypatch.setattr(BlockHVP, "_reverse_block", slow_products)
+    # built slowed: under keep-all the graphs are built (and kept) by the data check
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=budget)
     vecs = [torch.randn(2, b.dim, generator=torch.Generator().manual_seed(i),
                         dtype=torch.float64) for i, b in enumerate(blocks)]
     calls, batches = 3, len(data)
     for _ in range(calls):
         op(vecs)
     info = op.info()
-    builds = batches if budget is None else calls * batches  # kept, or rebuilt every call
+    # kept (built once, by the data check), or rebuilt every call; the measuring build is not
+    # a product's graph
+    builds = batches if budget is None else calls * batches
     assert info["graph_strategy"] == ("keep-all" if budget is None else "one-at-a-time")
     assert builds * pause <= info["graph_seconds"] < builds * 2 * pause
     products_s = calls * batches * 2 * pause
@@ -409,30 +412,80 @@ def test_graph_strategy_in_spectrum_info(attention_problem):
         np.testing.assert_allclose(b[name].nodes, a[name].nodes, rtol=0, atol=1e-9 * scale)
 
 
-@pytest.mark.parametrize("mode", ["reverse-block", "forward"])
-def test_operator_build_evaluates_each_batch_once_plus_one_graph(mlp_problem, mode):
-    """Forward calls (a counting forward hook): building the operator checks each of the ``B``
-    batches once, and the determinism check's second look at batch 0 is the graph build that
-    measures its size (no separate measuring forward at the first call). The first call then
-    costs one forward per batch (graph builds, or forward-over-reverse passes), a second call
-    none (kept graphs) or one per batch (forward mode)."""
+@pytest.mark.parametrize(("mode", "budget"), [("reverse-block", None), ("reverse-block", 1),
+                                              ("forward", None)],
+                         ids=["keep-all", "one-at-a-time", "forward"])
+def test_operator_build_evaluates_each_batch_once_plus_one_graph(mlp_problem, mode, budget):
+    """Forward calls (a counting forward hook): building the operator evaluates each of the
+    ``B`` batches once plus batch 0 a second time (the determinism check), the first of those
+    being the graph build that measures its size. Under ``"keep-all"`` the other evaluations
+    are the graph builds the products use: the first call then costs no forward at all, nor
+    does a second. Where graphs are not kept (forward mode, or a budget no graph fits) the
+    checks are forward calls and each call costs one forward per batch (forward-over-reverse
+    passes, or graph builds)."""
     model, loss_fn, data = mlp_problem[:3]
     blocks = resolve_blocks(model, None)
     vecs = [torch.ones(2, b.dim, dtype=torch.float64) for b in blocks]
     calls = []
+    builds = []
     hook = model.register_forward_hook(lambda *_: calls.append(1))
+    build = BlockHVP._build
+
+    def counted_build(self, x, y):
+        builds.append(1)
+        return build(self, x, y)
+
+    kept = mode != "forward" and budget is None
     try:
-        op = BlockHVP(model, loss_fn, data, blocks, mode=mode)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(BlockHVP, "_build", counted_build)
+            op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=budget)
         assert len(calls) == len(data) + 1
+        assert len(builds) == (len(data) + 1 if kept else 1)  # the measuring build, always
         assert op.graph_bytes > 0  # measured during the data check
         n = len(calls)
         first = op(vecs)
-        assert len(calls) - n == len(data)
+        assert len(calls) - n == (0 if kept else len(data))
+        assert op.info()["graphs_kept"] == (len(data) if kept else 0)
         n = len(calls)
         assert all(torch.equal(a, b) for a, b in zip(first, op(vecs), strict=True))
-        assert len(calls) - n == (len(data) if mode == "forward" else 0)
+        assert len(calls) - n == (0 if kept else len(data))
     finally:
         hook.remove()
+
+
+def test_kept_graphs_equal_graphs_built_at_the_first_call(mlp_problem):
+    """The graphs the data check keeps give the products of graphs built afresh, bit for bit
+    (an operator whose kept graphs are dropped before its first call rebuilds them)."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    vecs = [torch.randn(3, b.dim, generator=torch.Generator().manual_seed(i),
+                        dtype=torch.float64) for i, b in enumerate(blocks)]
+    kept = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
+    fresh = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
+    assert len(kept._graphs) == len(data)
+    fresh._drop_graphs()
+    for a, b in zip(kept(vecs), fresh(vecs), strict=True):
+        assert torch.equal(a, b)
+    assert fresh.info()["graphs_kept"] == len(data)
+
+
+def test_data_check_keeps_graphs_only_while_they_fit(mlp_problem):
+    """A budget with room for batch 0's graph but not for all of them: the data check keeps
+    none (the strategy is one-at-a-time), and the products match the roomy operator's."""
+    model, loss_fn, data = mlp_problem[:3]
+    assert len(data) >= 2
+    blocks = resolve_blocks(model, None)
+    roomy = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
+    one = roomy._graph_bytes(0) + roomy._per_tangent()
+    tight = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=one)
+    assert len(tight._graphs) == 0 and tight._kept_bytes == 0
+    vecs = [torch.ones(2, b.dim, dtype=torch.float64) for b in blocks]
+    out = tight(vecs)
+    assert tight.info()["graph_strategy"] == "one-at-a-time"
+    scale = max(float(o.abs().max()) for o in roomy(vecs))
+    for a, b in zip(out, roomy(vecs), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12 * scale)
 
 
 def test_determinism_check_still_compares_two_evaluations():
