@@ -205,6 +205,34 @@ RUNS_OF = {"seconds": "runs", "lanczos_s": "lanczos_runs", "product_s": "product
            "graph_s": "graph_runs"}
 
 
+def pool_rounds(rows: list[dict]) -> dict:
+    """One row from a method's rounds on a cell (``--rounds``: each round a fresh process).
+
+    The runs of every round are pooled: each timing of :data:`RUNS_OF` becomes the median of
+    all its runs and keeps them all (so a target's spread spans every round), ``grad_s`` the
+    median of the rounds', the peak memory columns and ``load`` the largest of the rounds';
+    ``loads`` lists every round's load and ``rounds`` counts them. A round that failed makes
+    the row that failure.
+
+    Args:
+        rows: :func:`run_cell` rows of one method on one cell, one per round.
+    """
+    failed = [r for r in rows if "error" in r]
+    if failed:
+        return failed[0]
+    row = dict(rows[0])
+    for key, runs_key in RUNS_OF.items():
+        if all(key in r for r in rows):
+            pooled = [t for r in rows for t in (r.get(runs_key) or [r[key]])]
+            row[runs_key], row[key] = pooled, float(np.median(pooled))
+    row["grad_s"] = float(np.median([r["grad_s"] for r in rows]))
+    for key in ("peak_bytes", "peak_extra_bytes", "load"):
+        row[key] = max(r[key] for r in rows)
+    row["loads"] = [r["load"] for r in rows]
+    row["rounds"] = len(rows)
+    return row
+
+
 def run_cell(cell: dict) -> dict:
     """Run one method on one cell (in this process); its measurements.
 
@@ -480,6 +508,11 @@ def main(argv: list[str] | None = None) -> None:
                          "threads) is one of the values; repeat to narrow further. With "
                          "--resume the other cells are reported from the file (or as not "
                          "measured), else left out")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure each method of a cell this many times, each time in a fresh "
+                         "process, the methods interleaved (nets, peers, nets, peers, ...), and "
+                         "pool the runs: the median and the spread then span the rounds, so a "
+                         "slow phase of a shared machine falls on every method (default 1)")
     ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--in-process", action="store_true",
                     help="run every method in this process (no subprocess start-up: the smoke "
@@ -491,6 +524,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.quick:
         args.grid = "quick"
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.resume and not args.json:
         ap.error("--resume needs --json (the file the finished cells are read from)")
     if args.render_only and not args.resume:
@@ -513,7 +548,8 @@ def main(argv: list[str] | None = None) -> None:
         f" --max-memory {args.max_memory}" if args.max_memory else "") + (
         " --in-process" if args.in_process else "") + (
         " --resume" if args.resume else "") + (" --keep-stale" if args.keep_stale else "") + (
-        " --render-only" if args.render_only else "") + "".join(
+        " --render-only" if args.render_only else "") + (
+        f" --rounds {args.rounds}" if args.rounds > 1 else "") + "".join(
         f" --only {o}" for o in args.only)
     settings = ", ".join(f"{k} {v}" for k, v in GRIDS[args.grid].items())
     lines = [f"# Hessian spectra: nets vs peers ({args.grid} grid)", "",
@@ -534,7 +570,10 @@ def main(argv: list[str] | None = None) -> None:
              f"median of {REPEATS} runs in that process where the first took under "
              f"{REPEAT_BELOW:g} s (the notes give a target's value over the runs' spread, "
              "fastest against slowest, and call it `within noise` where that spread straddles "
-             "the target); "
+             "the target); a row measured in several rounds (`--rounds`, the nets row's notes "
+             "say how many: one fresh process per method and round, the methods interleaved) "
+             "pools the runs of all its rounds, and its peak and load columns are the largest "
+             "of its rounds'; "
              "`HVP/s` counts full-data products (blockwise: block products); `gr/HVP` is the "
              "time of one product over the time of one gradient of the same data; `peak` is "
              "the process's peak RSS, `+peak` its rise during the run (MiB); `x` = peer "
@@ -563,14 +602,19 @@ def main(argv: list[str] | None = None) -> None:
         chosen = selected(cell, only)
         if not chosen and not args.resume:
             continue
-        for method in _methods(cell, args.compile):
-            if method in res:
-                continue
-            if args.render_only or not chosen:
-                res[method] = {"error": "not measured"}
-                continue
-            run = {**cell, "method": method, "max_memory": args.max_memory}
-            row = measure(run, in_process=args.in_process)
+        todo = [m for m in _methods(cell, args.compile) if m not in res]
+        if args.render_only or not chosen:
+            res.update({m: {"error": "not measured"} for m in todo})
+            todo = []
+        # rounds interleave the methods (nets, peer, peer, nets, ...): a slow phase of the
+        # machine then falls on every method rather than on one
+        rounds: dict[str, list[dict]] = {m: [] for m in todo}
+        for _ in range(args.rounds if todo else 0):
+            for method in todo:
+                run = {**cell, "method": method, "max_memory": args.max_memory}
+                rounds[method].append(measure(run, in_process=args.in_process))
+        for method in todo:
+            row = pool_rounds(rounds[method])
             res[method] = row if "error" in row else {**row, **version}
         nr = res["nets"]
         peers = {m: r for m, r in res.items() if m != "nets" and "error" not in r}
@@ -586,8 +630,10 @@ def main(argv: list[str] | None = None) -> None:
                     f"{r['seconds'] / nr['seconds']:.2f}"
                 note = ""
                 if method == "nets" and "error" not in nr:
-                    note = (f"at {r.get('commit', 'unknown')}, mode {r['mode']}, graphs "
-                            f"{r['graphs']}{time_split(r)}; "
+                    rounds = r.get("rounds", 1)
+                    note = (f"at {r.get('commit', 'unknown')}"
+                            + (f", {rounds} rounds" if rounds > 1 else "")
+                            + f", mode {r['mode']}, graphs {r['graphs']}{time_split(r)}; "
                             + "; ".join(targets(c["kind"], nr, peers)))
                 if method == "authors":
                     note = f"Lanczos phase {r['lanczos_s']:.2f} s"

@@ -286,6 +286,58 @@ def test_short_runs_are_repeated_and_the_median_is_reported(smoke):
             assert r["lanczos_s"] == pytest.approx(float(np.median(r["lanczos_runs"])))
 
 
+def test_pool_rounds_pools_every_run(benchmark_script):
+    """Hand-set rounds of one method: timings pooled (median of all runs, all runs kept), the
+    gradient time the rounds' median, peaks and load the largest, a failed round the row."""
+    bench = benchmark_script("bench_peers")
+    a = {"method": "nets", "seconds": 2.0, "runs": [1.0, 2.0, 3.0], "product_s": 1.0,
+         "product_runs": [0.5, 1.0, 1.5], "grad_s": 0.1, "peak_bytes": 10,
+         "peak_extra_bytes": 4, "load": 0.5, "mode": "reverse-block"}
+    b = {**a, "seconds": 7.0, "runs": [7.0], "product_s": 6.0, "product_runs": [6.0],
+         "grad_s": 0.3, "peak_bytes": 8, "peak_extra_bytes": 6, "load": 1.5}
+    c = {**a, "grad_s": 0.2}
+    row = bench.pool_rounds([a, b, c])
+    assert row["runs"] == [1.0, 2.0, 3.0, 7.0, 1.0, 2.0, 3.0] and row["seconds"] == 2.0
+    assert row["product_runs"] == [0.5, 1.0, 1.5, 6.0, 0.5, 1.0, 1.5]
+    assert row["product_s"] == 1.0
+    assert row["grad_s"] == 0.2
+    assert (row["peak_bytes"], row["peak_extra_bytes"], row["load"]) == (10, 6, 1.5)
+    assert row["loads"] == [0.5, 1.5, 0.5] and row["rounds"] == 3
+    assert "lanczos_runs" not in row  # a timing the rows lack stays absent
+    one = bench.pool_rounds([a])
+    assert one["runs"] == a["runs"] and one["seconds"] == a["seconds"] and one["rounds"] == 1
+    # a row without its runs (one run) pools as that one value
+    bare = {k: v for k, v in b.items() if not k.endswith("runs")}
+    assert bench.pool_rounds([a, bare])["runs"] == [1.0, 2.0, 3.0, 7.0]
+    err = {"error": "RuntimeError: boom"}
+    assert bench.pool_rounds([a, err, b]) == err
+
+
+def test_rounds_interleave_the_methods_and_pool_their_runs(tmp_path, monkeypatch,
+                                                           benchmark_script):
+    """--rounds 2: each method of a cell runs twice, the methods interleaved (every method's
+    first round before any second), and the row pools both rounds' runs."""
+    bench = benchmark_script("bench_peers")
+    ran, counting = _counting(bench)
+    monkeypatch.setattr(bench, "run_cell", counting)
+    out = tmp_path / "rows.json"
+    report = tmp_path / "report.md"
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--rounds", "2",
+                    "--only", "kind=full", "--out", str(report)])
+    methods = bench._methods(bench.grid("smoke")[0], False)
+    assert ran == [("full", m) for m in methods] * 2
+    rows = {r["method"]: r for r in json.loads(out.read_text())}
+    nets_row = rows["nets"]
+    assert nets_row["rounds"] == 2 and len(nets_row["loads"]) == 2
+    assert len(nets_row["runs"]) == 2 * bench.REPEATS
+    assert nets_row["seconds"] == pytest.approx(float(np.median(nets_row["runs"])))
+    text = report.read_text()
+    assert "--rounds 2" in text and ", 2 rounds, mode " in text
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        bench.main(["--grid", "smoke", "--rounds", "0"])
+
+
 @pytest.mark.parametrize("value, lo, hi, target, higher, expected", [
     (2.0, 1.8, 2.2, 1.5, True, "met"),
     (1.0, 0.9, 1.2, 1.5, True, "MISSED"),
