@@ -630,9 +630,9 @@ def main(argv: list[str] | None = None) -> None:
                     f"{r['seconds'] / nr['seconds']:.2f}"
                 note = ""
                 if method == "nets" and "error" not in nr:
-                    rounds = r.get("rounds", 1)
+                    n_rounds = r.get("rounds", 1)
                     note = (f"at {r.get('commit', 'unknown')}"
-                            + (f", {rounds} rounds" if rounds > 1 else "")
+                            + (f", {n_rounds} rounds" if n_rounds > 1 else "")
                             + f", mode {r['mode']}, graphs {r['graphs']}{time_split(r)}; "
                             + "; ".join(targets(c["kind"], nr, peers)))
                 if method == "authors":
