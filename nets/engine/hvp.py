@@ -439,21 +439,22 @@ class BlockHVP:
 
         * batch 0, first evaluation: :meth:`_measure` builds its gradient graph to measure it;
         * batch 0's second evaluation (the determinism check) and every other batch: their
-          gradient graphs are built and kept for the products (:meth:`_keep_graph`) while all
-          of them fit the budget, so a ``"keep-all"`` operator's data check costs one build
-          more than its products need and no forward call of its own.
+          gradient graphs are built and kept for the products (:meth:`_new_graph`) while all
+          of them fit the budget (:meth:`_fits`), so a ``"keep-all"`` operator's data check
+          costs one build more than its products need and no forward call of its own.
 
         Where graphs are not kept (forward mode, a graph over the budget, or a model whose
         gradient graph cannot be built) a batch is checked by a forward call, without autograd
-        for batches other than 0. The first call drops kept graphs that its strategy does not
-        keep (:meth:`_plan`).
+        for batches other than 0; the first batch over the budget drops the graphs kept before
+        it (the first call's strategy is then ``"one-at-a-time"``: the same test).
         """
         if i == 0 and k == 0:
             return self._measure(x, y)
         if self._keeping and self._fits(y):
-            return self._keep_graph(i, x, y)
-        self._keeping = False
-        self._drop_graphs()
+            return self._new_graph(i, x, y, keep=True, samples=batch_size(y))[1].detach()
+        if self._keeping:
+            self._keeping = False
+            self._drop_graphs()
         return self._forward_loss(x, y, record=i == 0)
 
     def _forward_loss(self, x: object, y: object, *, record: bool) -> torch.Tensor:
@@ -467,19 +468,11 @@ class BlockHVP:
     def _fits(self, y: object) -> bool:
         """Whether the graph of the batch with targets ``y``, with those kept so far and one
         tangent's worth of room, fits the budget (:meth:`_strategy`'s ``"keep-all"`` test,
-        batch by batch)."""
+        batch by batch: every batch fits exactly when all graphs do)."""
         if not self.graph_bytes:  # batch 0's graph could not be built: no graph to keep
             return False
         need = self._estimated_bytes(batch_size(y))
         return self._kept_bytes + need + self._per_tangent() <= self.max_memory
-
-    def _keep_graph(self, i: int, x: object, y: object) -> torch.Tensor:
-        """Build batch ``i``'s gradient graph, keep it for the products; the (detached) loss."""
-        (leaves, grads, loss), seconds = self._timed_build(x, y)
-        self._graph_seconds += seconds
-        self._graphs[i] = leaves, grads
-        self._kept_bytes += self._estimated_bytes(batch_size(y))
-        return loss.detach()
 
     def _measure(self, x: object, y: object) -> torch.Tensor:
         """Build the first batch's gradient graph once to measure it; its (detached) loss.
@@ -522,8 +515,6 @@ class BlockHVP:
             x, y, _ = self.data[0]
             self._measure_graph(x, y)
         self.graph_strategy, held = self._strategy()
-        if self.graph_strategy != "keep-all":  # graphs the data check kept are not used
-            self._drop_graphs()
         if self.chunk_size is None:  # not given by the caller
             self.chunk_size = max(1, max(self.max_memory - held, 0) // self._per_tangent())
 
@@ -603,13 +594,20 @@ class BlockHVP:
         kept = self._graphs.get(i)
         if kept is not None:
             return kept
-        (leaves, grads, _), seconds = self._timed_build(x, y)
+        keep = self.graph_strategy == "keep-all" and self.mode != "forward"
+        return self._new_graph(i, x, y, keep=keep, samples=self.data[i][2])[0]
+
+    def _new_graph(self, i: int, x: object, y: object, *, keep: bool, samples: int
+                   ) -> tuple[tuple[dict, dict], torch.Tensor]:
+        """Build batch ``i``'s gradient graph (its time counts in :meth:`info`'s
+        ``graph_seconds``) and, where ``keep``, keep it for later calls (the batch has
+        ``samples`` samples); ``((leaves, gradient), loss)``."""
+        (leaves, grads, loss), seconds = self._timed_build(x, y)
         self._graph_seconds += seconds
-        graph = leaves, grads
-        if self.graph_strategy == "keep-all" and self.mode != "forward":
-            self._graphs[i] = graph
-            self._kept_bytes += self._graph_bytes(i)
-        return graph
+        if keep:
+            self._graphs[i] = leaves, grads
+            self._kept_bytes += self._estimated_bytes(samples)
+        return (leaves, grads), loss
 
     def _drop_graphs(self) -> None:
         self._graphs.clear()
