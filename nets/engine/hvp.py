@@ -581,7 +581,7 @@ class BlockHVP:
 
     def _graph_bytes(self, i: int) -> int:
         """Estimated saved bytes of batch ``i``'s graph (measured on batch 0, per sample)."""
-        return self._estimated_bytes(self.data[i][2])
+        return self._estimated_bytes(batch_size(self.data[i][1]))
 
     def _estimated_bytes(self, samples: int) -> int:
         """Estimated saved bytes of the graph of a batch of ``samples`` (batch 0's, scaled)."""
@@ -595,7 +595,7 @@ class BlockHVP:
         if kept is not None:
             return kept
         keep = self.graph_strategy == "keep-all" and self.mode != "forward"
-        return self._new_graph(i, x, y, keep=keep, samples=self.data[i][2])[0]
+        return self._new_graph(i, x, y, keep=keep, samples=batch_size(y))[0]
 
     def _new_graph(self, i: int, x: object, y: object, *, keep: bool, samples: int
                    ) -> tuple[tuple[dict, dict], torch.Tensor]:

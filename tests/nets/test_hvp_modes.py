@@ -488,6 +488,31 @@ def test_data_check_keeps_graphs_only_while_they_fit(mlp_problem):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12 * scale)
 
 
+def test_graph_size_estimates_scale_with_each_batch_samples(mlp_problem):
+    """Batch ``i``'s graph is estimated as the measured batch-0 graph times ``n_i / n_0`` (the
+    batches' sample counts, not their loss weights ``n_i / N``), and the strategy follows the
+    estimate: a budget one byte short of every graph plus one tangent holds one graph at a
+    time, one that fits keeps them all. (Budgets from the measured size, not the estimator.)"""
+    model, loss_fn, data = mlp_problem[:3]
+    samples = [len(y) for _, y in data]
+    assert len(set(samples)) > 1  # unequal batches: the ratio is visible
+    blocks = resolve_blocks(model, None)
+    roomy = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
+    measured = roomy.graph_bytes
+    assert measured > 1
+    for i, n in enumerate(samples):
+        assert roomy._graph_bytes(i) == int(np.ceil(measured * n / samples[0]))
+    all_graphs = sum(int(np.ceil(measured * n / samples[0])) for n in samples)
+    fits = all_graphs + roomy._per_tangent()
+    vecs = [torch.ones(1, b.dim, dtype=torch.float64) for b in blocks]
+    for budget, strategy, kept in ((fits, "keep-all", len(data)),
+                                   (fits - 1, "one-at-a-time", 0)):
+        op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=budget)
+        op(vecs)
+        info = op.info()
+        assert (info["graph_strategy"], info["graphs_kept"]) == (strategy, kept), budget
+
+
 def test_determinism_check_still_compares_two_evaluations():
     """The second evaluation of batch 0 (the measured graph build) is still compared with the
     first: a loss that changes between calls is refused when the operator is built."""
