@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -245,10 +246,12 @@ class BlockHVP:
       batch (the peak holds one graph, as a one-block-at-a-time peer does; each call pays
       ``B`` forward and graph-building backward passes). Same products to round-off.
 
-    (``"forward"`` keeps no graph: ``"none"``.) The Lanczos vectors are bounded by the same
-    budget (:meth:`vector_budget`). Stacked tangents are processed ``chunk_size``
-    at a time, by default as many as the rest of the budget (after the held graphs) allows at
-    one graph's size plus one parameter copy per tangent.
+    (``"forward"`` keeps no graph: ``"none"``.) A budget below the least the products run in
+    (the largest batch's graph and one tangent) is exceeded with a :class:`UserWarning` naming
+    that least. The Lanczos vectors are bounded by the same budget (:meth:`vector_budget`).
+    Stacked tangents are processed ``chunk_size`` at a time, by default as many as the rest of
+    the budget (after the held graphs) allows at one graph's size plus one parameter copy per
+    tangent.
     Attention runs on PyTorch's math kernel (``sdpa_kernel([SDPBackend.MATH])``): fused
     ``scaled_dot_product_attention`` kernels have neither forward-mode AD nor double backward.
 
@@ -515,6 +518,13 @@ class BlockHVP:
             x, y, _ = self.data[0]
             self._measure_graph(x, y)
         self.graph_strategy, held = self._strategy()
+        least = held + self._per_tangent()
+        if self._budget_given and least > self.max_memory:
+            warnings.warn(f"max_memory={self.max_memory} bytes is below the least these products "
+                          f"run in: one batch's gradient graph and one tangent, about {least} "
+                          "bytes (measured on the first batch); they run with one graph and one "
+                          "tangent at a time, over the budget. Pass max_memory >= "
+                          f"{least}, or smaller batches", UserWarning, stacklevel=3)
         if self.chunk_size is None:  # not given by the caller
             self.chunk_size = max(1, max(self.max_memory - held, 0) // self._per_tangent())
 
