@@ -556,8 +556,8 @@ class BlockHVP:
           other half is room for stacked tangents). Probes are split only to meet it.
         * ``lean``: with the default budget while every graph is kept (``"keep-all"``), whole
           blocks are grouped so that their vectors take no more than those graphs: a group
-          costs only its own block products (no graph is rebuilt), so the peak memory stays
-          near that of one block at a time at no cost in products. ``None`` otherwise
+          costs only its own block products (no graph is rebuilt), so the vectors add at most
+          the kept graphs' size to the peak, at no cost in products. ``None`` otherwise
           (grouping would rebuild the graphs once per group, or run fewer tangents per
           ``vmap``).
 
