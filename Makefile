@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-memory bench-floor clean gpu-check ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-memory bench-groups bench-floor clean gpu-check ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -80,6 +80,15 @@ bench-memory: install
 	mkdir -p runs
 	$(PY) benchmarks/bench_memory.py --out benchmarks/results/memory-sweep.md \
 	  --json runs/memory-sweep.json --resume
+
+# Lanczos groups of a blockwise spectrum: one block per group (nets' rule with block products
+# and kept graphs) against groups up to the kept graphs' size (the rule before), time and peak,
+# 5 interleaved rounds of fresh processes on 4 cells (about 10 minutes; a quiet machine).
+bench-groups: install
+	$(PY) -m pip install -q -e '.[bench]'
+	mkdir -p runs
+	$(PY) benchmarks/bench_groups.py --rounds 5 --out benchmarks/results/groups.md \
+	  --json runs/groups.json
 
 # The cost floor of the exact products (one process, one thread, minutes; needs transformers).
 bench-floor: install

@@ -294,7 +294,8 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
             top = {n: float(sp.nodes.max()) for n, sp in spectra.items()}
         extra = {"mode": info["hvp_mode"], "lanczos_s": info["seconds"],
                  "product_s": info["product_seconds"], "graph_s": info["graph_seconds"],
-                 "graphs": info["graph_strategy"], "top": top}
+                 "graphs": info["graph_strategy"], "groups": info.get("lanczos_groups", 1),
+                 "top": top}
     elif method == "eigenthings":
         import hessian_eigenthings as he
 

@@ -1,0 +1,198 @@
+"""Lanczos groups of a blockwise spectrum: one block per group against groups of up to the kept
+graphs' size, in one run.
+
+With block-restricted products (``reverse-block``) and every gradient graph kept, nets runs
+each block as a Lanczos group of its own (:meth:`nets.engine.hvp.BlockHVP.vector_budget`'s
+``lean = 0``): the products are one double backward per block whatever the group, so a group
+of one block gives the same products and holds one block's vectors. The rule before packed
+whole blocks into groups whose vectors took up to the kept graphs' bytes. This script measures
+both rules on cells of ``bench_peers.py``'s models, each run in a fresh process
+(``bench_peers.run_cell``: the same repeats and peak-memory accounting as the grid), the two
+rules interleaved over ``--rounds`` rounds (their order alternating) so that a slow phase of a
+shared machine falls on both, and reports for each cell the time and peak-rise ratios with
+their spreads.
+
+    python benchmarks/bench_groups.py --rounds 5 --out benchmarks/results/groups.md \\
+        --json runs/groups.json   # --cells gpt2-m:3:10,gpt:1:30 for others
+
+The earlier rule is reproduced here by wrapping ``vector_budget`` in the measuring process
+(``--cell``), nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_peers
+
+from labkit.atomic import atomic_write_bytes
+from nets.engine.hvp import BlockHVP
+
+MIB = 2**20
+#: The grouping rules compared: nets' own, and the one before it (groups up to the graphs).
+RULES = ("one-block", "graph-sized")
+#: Cells (model, probes, steps), one thread: a large and a small model, few and many probes.
+CELLS = (("gpt2-m", 3, 10), ("gpt", 1, 30), ("gpt2-s", 10, 10), ("gpt2-s", 3, 30))
+
+
+def parse_cells(text: str) -> list[tuple[str, int, int]]:
+    """``"gpt2-m:3:10,gpt:1:30"`` as ``[("gpt2-m", 3, 10), ("gpt", 1, 30)]``.
+
+    Raises:
+        ValueError: An entry that is not ``model:probes:steps`` with positive integers.
+    """
+    cells = []
+    for part in text.split(","):
+        fields = part.strip().split(":")
+        try:
+            model, probes, steps = fields[0], int(fields[1]), int(fields[2])
+        except (IndexError, ValueError):
+            model, probes, steps = "", 0, 0
+        if len(fields) != 3 or not model or probes < 1 or steps < 1:
+            raise ValueError(f"--cells entry {part!r}: expected MODEL:PROBES:STEPS with positive "
+                             "integers, e.g. --cells gpt2-m:3:10,gpt:1:30")
+        cells.append((model, probes, steps))
+    return cells
+
+
+def use_graph_sized_groups() -> None:
+    """Make this process's operators pack blocks up to the kept graphs' bytes (the rule before
+    one block per group), where nets would run one block per group."""
+    own = BlockHVP.vector_budget
+
+    def vector_budget(self: BlockHVP) -> tuple[int, int | None]:
+        limit, lean = own(self)
+        if lean == 0:
+            lean = None if self._budget_given else self._strategy()[1]
+        return limit, lean
+
+    BlockHVP.vector_budget = vector_budget
+
+
+def measure(cell: dict) -> dict:
+    """``cell`` (with its ``rule``) in a fresh process; its row or ``{"error": ...}``."""
+    p = subprocess.run([sys.executable, __file__, "--cell", json.dumps(cell)],
+                       capture_output=True, text=True, cwd=bench_peers.ROOT)
+    if p.returncode != 0:
+        return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1][:120]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def compare(new: dict, old: dict) -> dict:
+    """The rules' ratios on one cell: ``speed`` = old time / new time over the runs' spread
+    (old fastest over new slowest, and the reverse), ``memory`` = new rise / old rise (the
+    largest rise of each rule's rounds), and the speed verdict against 1 (not slower).
+    """
+    nm, nlo, nhi = bench_peers._spread(new)
+    om, olo, ohi = bench_peers._spread(old)
+    speed, lo, hi = om / nm, olo / nhi, ohi / nlo
+    memory = new["peak_extra_bytes"] / max(old["peak_extra_bytes"], 1)
+    return {"speed": speed, "speed_lo": lo, "speed_hi": hi, "memory": memory,
+            "speed_verdict": bench_peers.verdict(speed, lo, hi, 1.0, higher=True)}
+
+
+def render(pairs: list[tuple[dict, dict]], header: str) -> str:
+    """The Markdown table: per cell, each rule's row and the ratios of one block per group."""
+    lines = [header, "", "| model | P | k | rule | groups | s | runs | +peak MiB | "
+             "x time (spread) | not slower | rise / before | load |", "|" + "---|" * 12]
+    for new, old in pairs:
+        for r in (new, old):
+            if "error" in r:
+                lines.append(f"| {r['model']} | {r['probes']} | {r['steps']} | {r['rule']} | "
+                             f"failed: {r['error']} | | | | | | | |")
+                continue
+            ratio = ""
+            if r is new and "error" not in old:
+                c = compare(new, old)
+                ratio = (f"{c['speed']:.2f} ({c['speed_lo']:.2f}-{c['speed_hi']:.2f}) | "
+                         f"{c['speed_verdict']} | {c['memory']:.2f}")
+            else:
+                ratio = " | | "
+            lines.append(f"| {r['model']} | {r['probes']} | {r['steps']} | {r['rule']} | "
+                         f"{r['groups']} | {r['seconds']:.2f} | {len(r['runs'])} | "
+                         f"{r['peak_extra_bytes'] / MIB:.0f} | {ratio} | {r['load']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The command line (``argv``: its arguments, default ``sys.argv[1:]``)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="fresh processes per rule and cell, the rules interleaved")
+    ap.add_argument("--cells", default=None, metavar="MODEL:P:K,...",
+                    help="cells to measure, e.g. gpt2-m:3:10,gpt:1:30 (a bench_peers.py model, "
+                         "probes, Lanczos steps; default: " + ",".join(
+                             f"{m}:{p}:{k}" for m, p, k in CELLS) + ")")
+    ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
+    ap.add_argument("--json", default=None, help="also write the rows (JSON) after each run")
+    ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.cell is not None:  # one measuring process
+        cell = json.loads(args.cell)
+        if cell["rule"] == "graph-sized":
+            use_graph_sized_groups()
+        print(json.dumps(bench_peers.run_cell(cell)))
+        return
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    try:
+        cells = CELLS if args.cells is None else parse_cells(args.cells)
+    except ValueError as e:
+        ap.error(str(e))
+    version = bench_peers.code_version()
+    runs: dict[str, list[dict]] = {}
+    for r in range(args.rounds):
+        for model, probes, steps in cells:
+            for rule in (RULES if r % 2 == 0 else RULES[::-1]):
+                cell = dict(model=model, kind="blocks", probes=probes, steps=steps, threads=1,
+                            method="nets", rule=rule)
+                row = {**cell, **measure(cell)}
+                runs.setdefault(json.dumps([model, probes, steps, rule]), []).append(row)
+                print(f"round {r + 1} {model} P={probes} k={steps} {rule}: "
+                      + (row.get("error") or f"{row['seconds']:.2f} s, "
+                         f"+{row['peak_extra_bytes'] / MIB:.0f} MiB, {row['groups']} groups"),
+                      flush=True)
+                if args.json:
+                    atomic_write_bytes(Path(args.json), json.dumps(
+                        {"version": version, "runs": runs}, indent=1).encode())
+    pooled = {k: bench_peers.pool_rounds(v) for k, v in runs.items()}
+    pairs = [tuple(pooled[json.dumps([m, p, k, rule])] for rule in RULES)
+             for m, p, k in cells]
+    loads = [row["load"] for rows in runs.values() for row in rows]
+    header = (f"# Lanczos groups: one block per group against groups up to the kept graphs\n\n"
+              f"Generated by `benchmarks/bench_groups.py --rounds {args.rounds}` on "
+              f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: torch {torch.__version__}, "
+              f"{os.cpu_count()} CPUs ({platform.machine()}), code {version['commit']}, one "
+              f"thread, load average {min(loads):.1f}-{max(loads):.1f} at the processes' "
+              f"starts. Each rule on each cell ran in {args.rounds} fresh processes, the rules "
+              "interleaved (order alternating by round); `s` is the median of all its runs "
+              f"(a run under {bench_peers.REPEAT_BELOW:g} s is repeated to "
+              f"{bench_peers.REPEATS} in its process), `runs` how many, `+peak` the largest "
+              "rise of the process's peak RSS over the rounds. `one-block` is nets' rule "
+              "(block-restricted products with every graph kept: one block per Lanczos "
+              "group), `graph-sized` the rule before it (whole blocks packed up to the kept "
+              "graphs' bytes). `x time` is graph-sized time / one-block time, its spread the "
+              "extreme runs; `not slower` is its verdict against 1; `rise / before` the "
+              "peak-rise ratio.")
+    text = render(pairs, header)
+    print(text)
+    if args.out:
+        atomic_write_bytes(Path(args.out), text.encode())
+    if np.isnan([c["seconds"] for c in pooled.values() if "error" not in c]).any():
+        raise SystemExit("a run reported no time")
+
+
+if __name__ == "__main__":
+    main()
