@@ -554,22 +554,12 @@ class BlockHVP:
 
         * ``limit``: half of what ``max_memory`` leaves after the graphs held at once (the
           other half is room for stacked tangents). Probes are split only to meet it.
-        * ``lean``: a smaller bound for packing whole blocks, where grouping fewer blocks costs
-          no product (no graph is rebuilt, every graph being kept: ``"keep-all"``):
-
-          - ``0`` (one block per group) when the products are block-restricted double
-            backwards (``"reverse-block"``, forced or the only mode ``auto`` tries from
-            :data:`ZERO_PADDED_MAX_BLOCKS` blocks on): they run one backward per block
-            whatever the group, so a group of one block gives the same products and holds
-            one block's vectors, at the price of more, smaller operator calls (under
-            ``torchrun``, one all-reduce per block and step instead of per group). Against
-            groups of up to the kept graphs' size: ``benchmarks/bench_groups.py``
-            (``benchmarks/results/groups.md``).
-          - the kept graphs' bytes with the default budget otherwise (zero-padded modes stack
-            the tangents of a group's blocks in one pass): the vectors add at most the graphs'
-            size to the peak.
-          - ``None`` otherwise (one graph at a time rebuilds the graphs once per group, so
-            groups are as large as ``limit`` allows).
+        * ``lean``: with the default budget while every graph is kept (``"keep-all"``), whole
+          blocks are grouped so that their vectors take no more than those graphs: a group
+          costs only its own block products (no graph is rebuilt), so the vectors add at most
+          the kept graphs' size to the peak, at no cost in products. ``None`` otherwise
+          (grouping would rebuild the graphs once per group, or run fewer tangents per
+          ``vmap``).
 
         Returns:
             ``(limit, lean)`` in bytes (``lean`` may be ``None``). Before the first batch's
@@ -577,12 +567,8 @@ class BlockHVP:
         """
         strategy, held = self._strategy() if self.graph_bytes else ("unknown", 0)
         limit = max(self.max_memory - held, 0) // 2
-        if strategy != "keep-all":
-            return limit, None
-        if self.mode == "reverse-block" or (
-                self.mode is None and len(self.blocks) >= ZERO_PADDED_MAX_BLOCKS):
-            return limit, 0
-        return limit, (None if self._budget_given else held)
+        lean = held if strategy == "keep-all" and not self._budget_given else None
+        return limit, lean
 
     def _build(self, x: object, y: object) -> tuple[dict, dict, torch.Tensor]:
         """Leaves, gradient ``∇ℓ`` (with its graph) and loss ``ℓ`` of one batch."""

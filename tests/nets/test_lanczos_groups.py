@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nets
-import nets.engine.hvp as hvp_module
 import nets.engine.spectrum as spectrum
 from nets.engine.blocks import resolve_blocks
 from nets.engine.hvp import BlockHVP
@@ -78,8 +77,7 @@ def _spectra(problem, **kw):
 def test_groups_give_the_spectra_of_one_lockstep_run(problem, request, monkeypatch):
     """Groups of blocks and chunks of probes: the same tridiagonals to round-off."""
     p = request.getfixturevalue(problem)
-    monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (2**40, None))  # no grouping
-    one, info_one = _spectra(p, max_memory=2**33)
+    one, info_one = _spectra(p, max_memory=2**33)  # a given budget: no lean grouping
     assert info_one["lanczos_groups"] == 1
     # a budget that leaves room for about one probe of the largest block at a time
     monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (6 * 60 * 8, None))
@@ -110,17 +108,16 @@ def test_float32_vectors_are_budgeted_at_the_basis_dtype(attention_problem, monk
     assert info["lanczos_groups"] == len(expected) > 1
 
 
-def test_zero_padded_modes_group_blocks_to_the_kept_graphs(attention_problem):
-    """Zero-padded products stack a group's blocks in one pass: with the default budget and
-    every graph kept, whole blocks are grouped so that their vectors take no more than the
-    graphs' bytes; a given budget groups up to its limit."""
+def test_default_budget_groups_blocks_to_the_kept_graphs(attention_problem):
+    """With the default budget and every graph kept, the vectors in flight stay within the
+    graphs' bytes (whole blocks); a given budget runs all blocks in lockstep."""
     model, loss_fn, data = attention_problem[:3]
     blocks = resolve_blocks(model, None)
-    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse")
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
     limit, lean = op.vector_budget()
     held = sum(op._graph_bytes(i) for i in range(len(op.data)))
     assert lean == held and limit > lean
-    given = BlockHVP(model, loss_fn, data, blocks, mode="reverse", max_memory=2**33)
+    given = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=2**33)
     assert given.vector_budget()[1] is None
     per_probe = [min(40, b.dim) * b.dim * 8 for b in blocks]
     steps = 40 if sum(per_probe) * 30 > held else 1
@@ -130,63 +127,6 @@ def test_zero_padded_modes_group_blocks_to_the_kept_graphs(attention_problem):
                                   lean))
     assert info["lanczos_groups"] == expected > 1
     assert all(s.nodes.shape == (30, steps) for s in spectra.values())
-    # vectors smaller than the graphs: several blocks share a group
-    info = {}
-    operator_spectra(op, lanczos_steps=1, probes=1, info=info)
-    assert info["lanczos_groups"] < len(blocks)
-
-
-def _deep_mlp() -> tuple[torch.nn.Module, object, list]:
-    """A 4-layer MLP: 8 blocks (ZERO_PADDED_MAX_BLOCKS), so ``auto`` tries only reverse-block."""
-    g = torch.Generator().manual_seed(5)
-    model = torch.nn.Sequential(*[m for i in range(4) for m in (
-        torch.nn.Linear(4, 4 if i < 3 else 3), torch.nn.Tanh())][:-1]).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
-    x = torch.randn(12, 4, generator=g, dtype=torch.float64)
-    y = torch.randint(0, 3, (12,), generator=g)
-    return model, torch.nn.functional.cross_entropy, [(x[:5], y[:5]), (x[5:], y[5:])]
-
-
-@pytest.mark.parametrize("mode", ["auto", "reverse-block"])
-@pytest.mark.parametrize("max_memory", [None, 2**33])
-def test_block_products_with_kept_graphs_run_one_block_per_group(mode, max_memory,
-                                                                 monkeypatch):
-    """Block-restricted products cost one backward per block whatever the group: with every
-    graph kept, each block is a group of its own (one block's vectors in flight), with the
-    products and spectra of one lockstep run."""
-    model, loss_fn, data = _deep_mlp()
-    blocks = resolve_blocks(model, None)
-    assert len(blocks) >= hvp_module.ZERO_PADDED_MAX_BLOCKS
-    op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=max_memory)
-    assert op.vector_budget()[1] == 0
-    info: dict = {}
-    spectra = operator_spectra(op, lanczos_steps=5, probes=3, info=info)
-    assert info["lanczos_groups"] == len(blocks)
-    assert info["hvp_mode"] == "reverse-block" and info["graph_strategy"] == "keep-all"
-    monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (2**40, None))
-    lock_info: dict = {}
-    lockstep = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=5, probes=3,
-                                       mode=mode, max_memory=max_memory, info=lock_info)
-    assert lock_info["lanczos_groups"] == 1
-    assert info["products"] == lock_info["products"]
-    for name, s in lockstep.items():
-        scale = np.abs(s.nodes).max()
-        np.testing.assert_allclose(spectra[name].nodes, s.nodes, rtol=0, atol=1e-10 * scale)
-        np.testing.assert_allclose(spectra[name].weights, s.weights, rtol=0, atol=1e-10)
-
-
-def test_one_graph_at_a_time_groups_up_to_the_limit(attention_problem):
-    """Rebuilding the graphs costs once per group: with one graph at a time there is no lean
-    bound, whatever the mode."""
-    model, loss_fn, data = attention_problem[:3]
-    blocks = resolve_blocks(model, None)
-    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
-    least = max(op._graph_bytes(i) for i in range(len(op.data))) + op._per_tangent()
-    tight = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=least)
-    assert tight._strategy()[0] == "one-at-a-time"
-    assert tight.vector_budget()[1] is None
 
 
 def test_progress_counts_steps_over_every_group(mlp_problem, monkeypatch):
