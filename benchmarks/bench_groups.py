@@ -1,21 +1,22 @@
-"""Lanczos groups of a blockwise spectrum: one block per group against groups of up to the kept
-graphs' size, in one run.
+"""Lanczos groups of a blockwise spectrum: groups of up to the kept graphs' size (nets' rule)
+against one block per group, in one run.
 
-With block-restricted products (``reverse-block``) and every gradient graph kept, nets runs
-each block as a Lanczos group of its own (:meth:`nets.engine.hvp.BlockHVP.vector_budget`'s
-``lean = 0``): the products are one double backward per block whatever the group, so a group
-of one block gives the same products and holds one block's vectors. The rule before packed
-whole blocks into groups whose vectors took up to the kept graphs' bytes. This script measures
-both rules on cells of ``bench_peers.py``'s models, each run in a fresh process
-(``bench_peers.run_cell``: the same repeats and peak-memory accounting as the grid), the two
-rules interleaved over ``--rounds`` rounds (their order alternating) so that a slow phase of a
-shared machine falls on both, and reports for each cell the time and peak-rise ratios with
-their spreads.
+With every gradient graph kept and the default budget, nets packs whole blocks into Lanczos
+groups whose vectors take up to the kept graphs' bytes
+(:meth:`nets.engine.hvp.BlockHVP.vector_budget`'s ``lean``). With block-restricted products
+(``reverse-block``, the only mode ``auto`` tries from 8 blocks on) the products are one double
+backward per block whatever the group, so one block per group gives the same products and
+holds only one block's vectors in flight, at the price of more, smaller operator calls. This
+script measures both rules on cells of ``bench_peers.py``'s models, each run in a fresh
+process (``bench_peers.run_cell``: the same repeats and peak-memory accounting as the grid),
+the two rules interleaved over ``--rounds`` rounds (their order alternating) so that a slow
+phase of a shared machine falls on both, and reports for each cell the time and peak-rise
+ratios of one block per group against nets' rule, with their spreads.
 
     python benchmarks/bench_groups.py --rounds 5 --out benchmarks/results/groups.md \\
         --json runs/groups.json   # --cells gpt2-m:3:10,gpt:1:30 for others
 
-The earlier rule is reproduced here by wrapping ``vector_budget`` in the measuring process
+The one-block rule is applied by wrapping ``vector_budget`` in the measuring process
 (``--cell``), nowhere else.
 """
 
@@ -38,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_peers
 
 from labkit.atomic import atomic_write_bytes
-from nets.engine.hvp import BlockHVP
+from nets.engine.hvp import ZERO_PADDED_MAX_BLOCKS, BlockHVP
 
 MIB = 2**20
-#: The grouping rules compared: nets' own, and the one before it (groups up to the graphs).
+#: The grouping rules compared: the alternative first, then nets' own.
 RULES = ("one-block", "graph-sized")
 #: Cells (model, probes, steps), one thread: a large and a small model, few and many probes.
 CELLS = (("gpt2-m", 3, 10), ("gpt", 1, 30), ("gpt2-s", 10, 10), ("gpt2-s", 3, 30))
@@ -67,16 +68,18 @@ def parse_cells(text: str) -> list[tuple[str, int, int]]:
     return cells
 
 
-def use_graph_sized_groups() -> None:
-    """Make this process's operators pack blocks up to the kept graphs' bytes (the rule before
-    one block per group), where nets would run one block per group."""
+def use_one_block_groups() -> None:
+    """Make this process's operators run each block as a Lanczos group of its own where the
+    products are block-restricted and every graph is kept (nets would pack blocks up to the
+    kept graphs' bytes there)."""
     own = BlockHVP.vector_budget
 
     def vector_budget(self: BlockHVP) -> tuple[int, int | None]:
         limit, lean = own(self)
-        if lean == 0:
-            lean = None if self._budget_given else self._strategy()[1]
-        return limit, lean
+        strategy = self._strategy()[0] if self.graph_bytes else "unknown"
+        block_products = self.mode == "reverse-block" or (
+            self.mode is None and len(self.blocks) >= ZERO_PADDED_MAX_BLOCKS)
+        return limit, (0 if strategy == "keep-all" and block_products else lean)
 
     BlockHVP.vector_budget = vector_budget
 
@@ -91,9 +94,10 @@ def measure(cell: dict) -> dict:
 
 
 def compare(new: dict, old: dict) -> dict:
-    """The rules' ratios on one cell: ``speed`` = old time / new time over the runs' spread
-    (old fastest over new slowest, and the reverse), ``memory`` = new rise / old rise (the
-    largest rise of each rule's rounds), and the speed verdict against 1 (not slower).
+    """The rules' ratios on one cell, ``new`` (one block per group) against ``old`` (nets'
+    rule): ``speed`` = old time / new time over the runs' spread (old fastest over new slowest,
+    and the reverse), ``memory`` = new rise / old rise (the largest rise of each rule's rounds),
+    and the speed verdict against 1 (not slower).
     """
     nm, nlo, nhi = bench_peers._spread(new)
     om, olo, ohi = bench_peers._spread(old)
@@ -104,9 +108,10 @@ def compare(new: dict, old: dict) -> dict:
 
 
 def render(pairs: list[tuple[dict, dict]], header: str) -> str:
-    """The Markdown table: per cell, each rule's row and the ratios of one block per group."""
+    """The Markdown table: per cell, each rule's row and the ratios of one block per group
+    against nets' rule."""
     lines = [header, "", "| model | P | k | rule | groups | s | runs | +peak MiB | "
-             "x time (spread) | not slower | rise / before | load |", "|" + "---|" * 12]
+             "x time (spread) | not slower | rise / nets | load |", "|" + "---|" * 12]
     for new, old in pairs:
         for r in (new, old):
             if "error" in r:
@@ -141,8 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.cell is not None:  # one measuring process
         cell = json.loads(args.cell)
-        if cell["rule"] == "graph-sized":
-            use_graph_sized_groups()
+        if cell["rule"] == "one-block":
+            use_one_block_groups()
         print(json.dumps(bench_peers.run_cell(cell)))
         return
     if args.rounds < 1:
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     pairs = [tuple(pooled[json.dumps([m, p, k, rule])] for rule in RULES)
              for m, p, k in cells]
     loads = [row["load"] for rows in runs.values() for row in rows]
-    header = (f"# Lanczos groups: one block per group against groups up to the kept graphs\n\n"
+    header = (f"# Lanczos groups: graph-sized groups (nets) against one block per group\n\n"
               f"Generated by `benchmarks/bench_groups.py --rounds {args.rounds}` on "
               f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: torch {torch.__version__}, "
               f"{os.cpu_count()} CPUs ({platform.machine()}), code {version['commit']}, one "
@@ -180,12 +185,13 @@ def main(argv: list[str] | None = None) -> None:
               "interleaved (order alternating by round); `s` is the median of all its runs "
               f"(a run under {bench_peers.REPEAT_BELOW:g} s is repeated to "
               f"{bench_peers.REPEATS} in its process), `runs` how many, `+peak` the largest "
-              "rise of the process's peak RSS over the rounds. `one-block` is nets' rule "
-              "(block-restricted products with every graph kept: one block per Lanczos "
-              "group), `graph-sized` the rule before it (whole blocks packed up to the kept "
-              "graphs' bytes). `x time` is graph-sized time / one-block time, its spread the "
-              "extreme runs; `not slower` is its verdict against 1; `rise / before` the "
-              "peak-rise ratio.")
+              "rise of the process's peak RSS over the rounds. `graph-sized` is nets' rule "
+              "(with every graph kept and the default budget, whole blocks packed into Lanczos "
+              "groups until their vectors take the kept graphs' bytes), `one-block` the "
+              "alternative (each block a group of its own where the products are "
+              "block-restricted). `x time` is graph-sized time / one-block time, its spread "
+              "the extreme runs; `not slower` is its verdict against 1; `rise / nets` the "
+              "one-block peak rise over nets'.")
     text = render(pairs, header)
     print(text)
     if args.out:

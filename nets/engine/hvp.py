@@ -559,7 +559,9 @@ class BlockHVP:
           costs only its own block products (no graph is rebuilt), so the vectors add at most
           the kept graphs' size to the peak, at no cost in products. ``None`` otherwise
           (grouping would rebuild the graphs once per group, or run fewer tangents per
-          ``vmap``).
+          ``vmap``). One block per group would hold less (block-restricted products cost the
+          same whatever the group) but makes many more, smaller operator calls:
+          ``benchmarks/bench_groups.py`` measures that trade (``benchmarks/results/groups.md``).
 
         Returns:
             ``(limit, lean)`` in bytes (``lean`` may be ``None``). Before the first batch's

@@ -45,15 +45,17 @@ def test_compare_on_hand_set_rows(bench):
         in text and "failed: boom" in text
 
 
-def test_the_earlier_rule_packs_blocks_up_to_the_kept_graphs(bench, attention_problem,
-                                                            monkeypatch):
+def test_nets_packs_blocks_to_the_kept_graphs_and_the_alternative_runs_one_each(
+        bench, attention_problem, monkeypatch):
     model, loss_fn, data = attention_problem[:3]
     op = BlockHVP(model, loss_fn, data, resolve_blocks(model, None), mode="reverse-block")
     limit, lean = op.vector_budget()
-    assert lean == 0
+    assert op._strategy()[0] == "keep-all" and lean == op._strategy()[1] > 0
+    forward = BlockHVP(model, loss_fn, data, resolve_blocks(model, None), mode="forward")
     monkeypatch.setattr(BlockHVP, "vector_budget", BlockHVP.vector_budget)  # undone after
-    bench.use_graph_sized_groups()
-    assert op.vector_budget() == (limit, op._strategy()[1]) and op._strategy()[1] > 0
+    bench.use_one_block_groups()
+    assert op.vector_budget() == (limit, 0)
+    assert forward.vector_budget()[1] is None  # no graphs: the rule does not apply
 
 
 def test_command_line_measures_both_rules_in_rounds(bench, tmp_path):

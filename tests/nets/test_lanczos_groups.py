@@ -129,6 +129,18 @@ def test_default_budget_groups_blocks_to_the_kept_graphs(attention_problem):
     assert all(s.nodes.shape == (30, steps) for s in spectra.values())
 
 
+def test_one_graph_at_a_time_groups_up_to_the_limit(attention_problem):
+    """Rebuilding the graphs costs once per group: with one graph at a time there is no lean
+    bound, so groups are as large as the budget's limit allows."""
+    model, loss_fn, data = attention_problem[:3]
+    blocks = resolve_blocks(model, None)
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
+    least = max(op._graph_bytes(i) for i in range(len(op.data))) + op._per_tangent()
+    tight = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=least)
+    assert tight._strategy()[0] == "one-at-a-time"
+    assert tight.vector_budget() == ((least - op._graph_bytes(0)) // 2, None)
+
+
 def test_progress_counts_steps_over_every_group(mlp_problem, monkeypatch):
     monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (0, None))
     seen = []
