@@ -57,19 +57,20 @@ PEERS := curvlinops-for-pytorch==3.0.1 hessian-eigenthings==1.0.0a5
 bench-spectrum: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)
-	$(PY) benchmarks/bench_peers.py --grid quick --out benchmarks/results/peers-quick.md
+	$(PY) benchmarks/bench_peers.py --grid quick --out benchmarks/results/peers-quick.md \
+	  --json benchmarks/results/peers-quick.json
 
 # The issue's whole grid (3 models, full/blockwise, 1/3/10 probes, 10/30 steps, 1/2 threads):
 # hours; run it on a quiet machine (the report records the load per row). Resumable: the rows
-# are written to runs/peers-full.json after every cell and a rerun measures only the missing
-# cells and those another code measured (each row names its commit; see docs/benchmarks.md).
+# are written to benchmarks/results/peers-full.json (committed with the report) after every cell
+# and a rerun measures only the missing cells and those another code measured (each row names
+# its commit; see docs/benchmarks.md).
 # Add --compile for the compiled forward product (minutes of compilation per cell).
 bench-spectrum-full: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)
-	mkdir -p runs
 	$(PY) benchmarks/bench_peers.py --grid full --out benchmarks/results/peers-full.md \
-	  --json runs/peers-full.json --resume
+	  --json benchmarks/results/peers-full.json --resume
 
 # Memory against speed: nets' blockwise spectrum at several memory budgets against
 # hessian-eigenthings one block at a time (one cell of the grid: gpt2-m, 3 probes, 10 steps,
@@ -77,18 +78,16 @@ bench-spectrum-full: install
 bench-memory: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)
-	mkdir -p runs
 	$(PY) benchmarks/bench_memory.py --out benchmarks/results/memory-sweep.md \
-	  --json runs/memory-sweep.json --resume
+	  --json benchmarks/results/memory-sweep.json --resume
 
-# Lanczos groups of a blockwise spectrum: one block per group (nets' rule with block products
-# and kept graphs) against groups up to the kept graphs' size (the rule before), time and peak,
-# 5 interleaved rounds of fresh processes on 4 cells (about 10 minutes; a quiet machine).
+# Lanczos groups of a blockwise spectrum: nets' groups of up to the kept graphs' size against
+# one block per group (block-restricted products, kept graphs), time and peak rise, 5
+# interleaved rounds of fresh processes on 4 cells (about 10 minutes; a quiet machine).
 bench-groups: install
 	$(PY) -m pip install -q -e '.[bench]'
-	mkdir -p runs
 	$(PY) benchmarks/bench_groups.py --rounds 5 --out benchmarks/results/groups.md \
-	  --json runs/groups.json
+	  --json benchmarks/results/groups.json
 
 # The cost floor of the exact products (one process, one thread, minutes; needs transformers).
 bench-floor: install

@@ -14,7 +14,7 @@ phase of a shared machine falls on both, and reports for each cell the time and 
 ratios of one block per group against nets' rule, with their spreads.
 
     python benchmarks/bench_groups.py --rounds 5 --out benchmarks/results/groups.md \\
-        --json runs/groups.json   # --cells gpt2-m:3:10,gpt:1:30 for others
+        --json benchmarks/results/groups.json   # --cells gpt2-m:3:10,gpt:1:30 for others
 
 The one-block rule is applied by wrapping ``vector_budget`` in the measuring process
 (``--cell``), nowhere else.

@@ -11,7 +11,7 @@ budget the speed ratio, the memory ratio, both verdicts (``bench_peers.verdict``
 MISSED or within noise over the repeated runs' spread) and which budgets meet both.
 
     python benchmarks/bench_memory.py --model gpt2-m --probes 3 --steps 10 \\
-        --budgets default,24,16,12,8,4 --json runs/memory.json --resume \\
+        --budgets default,24,16,12,8,4 --json benchmarks/results/memory-sweep.json --resume \\
         --out benchmarks/results/memory-sweep.md
 
 Budgets are in MiB (``default``: nets' own, half the available memory). ``--json`` writes
