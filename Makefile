@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-memory bench-groups bench-floor clean gpu-check ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-memory bench-groups bench-ab bench-floor clean gpu-check ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -88,6 +88,15 @@ bench-groups: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/bench_groups.py --rounds 5 --out benchmarks/results/groups.md \
 	  --json benchmarks/results/groups.json
+
+# nets against an earlier version of itself (BASE, a git revision; default HEAD: the
+# uncommitted change) on 5 cells of the peers grid, time and peak rise, 5 interleaved rounds
+# of fresh processes (about 15 minutes; a quiet machine).
+BASE ?= HEAD
+bench-ab: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/bench_ab.py --base $(BASE) --rounds 5 --out benchmarks/results/ab.md \
+	  --json benchmarks/results/ab.json
 
 # The cost floor of the exact products (one process, one thread, minutes; needs transformers).
 bench-floor: install

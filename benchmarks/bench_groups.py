@@ -93,18 +93,8 @@ def measure(cell: dict) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def compare(new: dict, old: dict) -> dict:
-    """The rules' ratios on one cell, ``new`` (one block per group) against ``old`` (nets'
-    rule): ``speed`` = old time / new time over the runs' spread (old fastest over new slowest,
-    and the reverse), ``memory`` = new rise / old rise (the largest rise of each rule's rounds),
-    and the speed verdict against 1 (not slower).
-    """
-    nm, nlo, nhi = bench_peers._spread(new)
-    om, olo, ohi = bench_peers._spread(old)
-    speed, lo, hi = om / nm, olo / nhi, ohi / nlo
-    memory = new["peak_extra_bytes"] / max(old["peak_extra_bytes"], 1)
-    return {"speed": speed, "speed_lo": lo, "speed_hi": hi, "memory": memory,
-            "speed_verdict": bench_peers.verdict(speed, lo, hi, 1.0, higher=True)}
+#: The rules' ratios on one cell (one block per group against nets' rule).
+compare = bench_peers.paired_ratios
 
 
 def render(pairs: list[tuple[dict, dict]], header: str) -> str:

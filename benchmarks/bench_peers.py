@@ -407,6 +407,20 @@ def verdict(value: float, lo: float, hi: float, target: float, higher: bool) -> 
     return "met" if hi <= target else "MISSED" if lo > target else "within noise"
 
 
+def paired_ratios(new: dict, old: dict) -> dict:
+    """Two ways of running one cell compared (``bench_groups.py``'s rules, ``bench_ab.py``'s
+    versions): ``speed`` = old time / new time with its spread over the runs (old fastest over
+    new slowest, and the reverse), ``memory`` = new peak rise / old peak rise (the largest rise
+    of each one's rounds), and the speed verdict against 1 (not slower, :func:`verdict`).
+    """
+    nm, nlo, nhi = _spread(new)
+    om, olo, ohi = _spread(old)
+    speed, lo, hi = om / nm, olo / nhi, ohi / nlo
+    memory = new["peak_extra_bytes"] / max(old["peak_extra_bytes"], 1)
+    return {"speed": speed, "speed_lo": lo, "speed_hi": hi, "memory": memory,
+            "speed_verdict": verdict(speed, lo, hi, 1.0, higher=True)}
+
+
 def time_split(r: dict) -> str:
     """Where a nets row's time went: ``, products a%, graph builds b%`` of the run (its
     median ``product_s`` and ``graph_s`` over its median ``seconds``; the rest is nets'

@@ -1,0 +1,232 @@
+"""nets at two versions of its code, on cells of ``bench_peers.py``'s grid, in one run.
+
+A change to the engine is judged by timing it against the code before it on the same machine,
+in the same run. This script extracts ``--base`` (a git revision, default ``HEAD``) with
+``git archive`` into a temporary directory and measures ``nets`` from there and from the
+working tree (``head``, committed or not) on each cell, each run in a fresh process
+(``bench_peers.run_cell``: the same repeats and peak-memory accounting as the grid), the two
+versions interleaved over ``--rounds`` rounds (their order alternating) so that a slow phase of
+a shared machine falls on both. For each cell it reports the time and peak-rise ratios of
+``head`` against ``base``, with their spreads.
+
+    python benchmarks/bench_ab.py --base HEAD~1 --rounds 5 --out benchmarks/results/ab.md \\
+        --json benchmarks/results/ab.json   # --cells gpt2-m:full:10:10,gpt:blocks:1:30
+
+Both versions are driven by this checkout's scripts (``bench_peers.run_cell``): only ``nets``
+and ``labkit`` come from ``--base``, and each measuring process checks that it imported them
+from where it was told.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tarfile
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+#: Environment variable naming the directory a measuring process imports ``nets`` and
+#: ``labkit`` from (set by :func:`measure`).
+CODE_ENV = "NETS_BENCH_CODE"
+#: The packages a version consists of.
+PACKAGES = ("nets", "labkit")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+if os.environ.get(CODE_ENV):  # a measuring process: that version's packages, imported first
+    sys.path.insert(0, os.environ[CODE_ENV])
+    for _name in PACKAGES:
+        importlib.import_module(_name)
+
+import bench_peers  # noqa: E402
+
+from labkit.atomic import atomic_write_bytes  # noqa: E402
+
+MIB = 2**20
+#: The versions compared: the working tree first, then the base.
+VERSIONS = ("head", "base")
+#: Cells (model, kind, probes, steps): both spectra on a large and a small model.
+CELLS = (("gpt2-m", "full", 10, 10), ("gpt2-m", "full", 3, 30), ("gpt2-m", "blocks", 3, 10),
+         ("gpt2-s", "blocks", 10, 10), ("gpt", "blocks", 1, 30))
+
+
+def parse_cells(text: str) -> list[tuple[str, str, int, int]]:
+    """``"gpt2-m:full:10:10,gpt:blocks:1:30"`` as ``[("gpt2-m", "full", 10, 10), ...]``.
+
+    Raises:
+        ValueError: An entry that is not ``model:kind:probes:steps`` with ``kind`` ``full`` or
+            ``blocks`` and positive integers.
+    """
+    cells = []
+    for part in text.split(","):
+        fields = part.strip().split(":")
+        try:
+            model, kind, probes, steps = fields[0], fields[1], int(fields[2]), int(fields[3])
+        except (IndexError, ValueError):
+            model, kind, probes, steps = "", "", 0, 0
+        if (len(fields) != 4 or not model or kind not in ("full", "blocks") or probes < 1
+                or steps < 1):
+            raise ValueError(f"--cells entry {part!r}: expected MODEL:KIND:PROBES:STEPS with KIND "
+                             "full or blocks and positive integers, e.g. --cells "
+                             "gpt2-m:full:10:10,gpt:blocks:1:30")
+        cells.append((model, kind, probes, steps))
+    return cells
+
+
+def cell_key(cell: dict) -> list:
+    """``[model, kind, probes, steps, threads]`` of a cell (its rows' key)."""
+    return [cell[k] for k in ("model", "kind", "probes", "steps", "threads")]
+
+
+def extract(rev: str, dest: Path) -> str:
+    """Write ``rev``'s :data:`PACKAGES` under ``dest`` (``git archive``); its short hash.
+
+    Raises:
+        ValueError: ``rev`` is not a revision of this repository.
+    """
+    git = ["git", "-C", str(bench_peers.ROOT)]
+    p = subprocess.run([*git, "rev-parse", "--short", "--verify", f"{rev}^{{commit}}"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise ValueError(f"--base {rev!r} is not a commit of {bench_peers.ROOT}: "
+                         f"{p.stderr.strip()}")
+    short = p.stdout.strip()
+    archive = dest / "code.tar"
+    with open(archive, "wb") as f:
+        subprocess.run([*git, "archive", short, *PACKAGES], stdout=f, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    archive.unlink()
+    return short
+
+
+def measure(cell: dict, code: Path) -> dict:
+    """``cell`` measured in a fresh process importing ``nets`` and ``labkit`` from ``code``;
+    its row (with ``nets_from``, the directory it imported ``nets`` from) or ``{"error": ...}``.
+    """
+    env = {**os.environ, CODE_ENV: str(code)}
+    p = subprocess.run([sys.executable, __file__, "--cell", json.dumps(cell)],
+                       capture_output=True, text=True, cwd=bench_peers.ROOT, env=env)
+    if p.returncode != 0:
+        return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1][:120]}
+    row = json.loads(p.stdout.strip().splitlines()[-1])
+    if Path(row["nets_from"]) != code.resolve():
+        return {"error": f"imported nets from {row['nets_from']}, not {code}"}
+    return row
+
+
+def render(pairs: list[tuple[dict, dict]], header: str) -> str:
+    """The Markdown table: per cell, each version's row and head's ratios against base."""
+    lines = [header, "", "| model | kind | P | k | threads | code | s | runs | +peak MiB | "
+             "x time (spread) | not slower | rise / base | load |", "|" + "---|" * 13]
+    for new, old in pairs:
+        for r in (new, old):
+            cell = (f"| {r['model']} | {r['kind']} | {r['probes']} | {r['steps']} | "
+                    f"{r['threads']} | {r['label']}")
+            if "error" in r:
+                lines.append(f"{cell} | failed: {r['error']} | | | | | | |")
+                continue
+            ratio = " | | "
+            if r is new and "error" not in old:
+                c = bench_peers.paired_ratios(new, old)
+                ratio = (f"{c['speed']:.2f} ({c['speed_lo']:.2f}-{c['speed_hi']:.2f}) | "
+                         f"{c['speed_verdict']} | {c['memory']:.2f}")
+            lines.append(f"{cell} | {r['seconds']:.2f} | {len(r['runs'])} | "
+                         f"{r['peak_extra_bytes'] / MIB:.0f} | {ratio} | {r['load']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The command line (``argv``: its arguments, default ``sys.argv[1:]``)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base", default="HEAD", help="git revision to compare the working tree "
+                    "with (default HEAD: the uncommitted change)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="fresh processes per version and cell, the versions interleaved")
+    ap.add_argument("--threads", default="1", metavar="T1,T2",
+                    help="torch thread counts, each cell measured at each (default 1)")
+    ap.add_argument("--cells", default=None, metavar="MODEL:KIND:P:K,...",
+                    help="cells to measure, e.g. gpt2-m:full:10:10,gpt:blocks:1:30 (a "
+                         "bench_peers.py model, full or blocks, probes, Lanczos steps; default: "
+                         + ",".join(f"{m}:{k}:{p}:{s}" for m, k, p, s in CELLS) + ")")
+    ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
+    ap.add_argument("--json", default=None, help="also write the rows (JSON) after each run")
+    ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.cell is not None:  # one measuring process
+        nets = sys.modules["nets"]
+        row = bench_peers.run_cell(json.loads(args.cell))
+        print(json.dumps({**row, "nets_from": str(Path(nets.__file__).resolve().parent.parent)}))
+        return
+    try:
+        threads = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        threads = [0]
+    if args.rounds < 1 or min(threads) < 1:
+        ap.error("--rounds must be at least 1 and --threads a list of positive integers "
+                 "(e.g. --threads 1,2)")
+    try:
+        cells = [(*c, t) for c in (CELLS if args.cells is None else parse_cells(args.cells))
+                 for t in threads]
+    except ValueError as e:
+        ap.error(str(e))
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
+        try:
+            base = extract(args.base, Path(tmp))
+        except ValueError as e:
+            ap.error(str(e))
+        head = bench_peers.code_version()["commit"]
+        codes = {"head": (bench_peers.ROOT, head), "base": (Path(tmp), base)}
+        runs: dict[str, list[dict]] = {}
+        for r in range(args.rounds):
+            for model, kind, probes, steps, n_threads in cells:
+                for version in (VERSIONS if r % 2 == 0 else VERSIONS[::-1]):
+                    code, label = codes[version]
+                    cell = dict(model=model, kind=kind, probes=probes, steps=steps,
+                                threads=n_threads, method="nets")
+                    row = {**cell, **measure(cell, code), "label": label}
+                    runs.setdefault(json.dumps([*cell_key(cell), version]), []).append(row)
+                    print(f"round {r + 1} {model} {kind} P={probes} k={steps} "
+                          f"threads={n_threads} {label}: "
+                          + (row.get("error") or f"{row['seconds']:.2f} s, "
+                             f"+{row['peak_extra_bytes'] / MIB:.0f} MiB"), flush=True)
+                    if args.json:
+                        atomic_write_bytes(Path(args.json), json.dumps(
+                            {"head": head, "base": base, "runs": runs}, indent=1).encode())
+    pooled = {k: bench_peers.pool_rounds(v) for k, v in runs.items()}
+    pairs = [tuple(pooled[json.dumps([*c, v])] for v in VERSIONS) for c in cells]
+    loads = [row["load"] for rows in runs.values() for row in rows if "load" in row]
+    header = (f"# nets at {head} against {base}\n\n"
+              f"Generated by `benchmarks/bench_ab.py --base {args.base} --rounds {args.rounds}"
+              f"{f' --threads {args.threads}' if threads != [1] else ''}"
+              f"{f' --cells {args.cells}' if args.cells else ''}` on "
+              f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: torch {torch.__version__}, "
+              f"{os.cpu_count()} CPUs ({platform.machine()}), load "
+              f"average {min(loads, default=0):.1f}-{max(loads, default=0):.1f} at the "
+              f"processes' starts. Each version on each cell ran in {args.rounds} fresh "
+              "processes, the versions interleaved (order alternating by round); `s` is the "
+              f"median of all its runs (a run under {bench_peers.REPEAT_BELOW:g} s is repeated "
+              f"to {bench_peers.REPEATS} in its process), `runs` how many, `+peak` the largest "
+              f"rise of the process's peak RSS over the rounds. `{head}` is the working tree "
+              f"(`+changes`: with uncommitted changes), `{base}` the base's `nets` and `labkit` "
+              "driven by the same scripts. `x time` is base time / head time, its spread the "
+              "extreme runs; `not slower` is its verdict against 1; `rise / base` head's peak "
+              "rise over base's.")
+    text = render(pairs, header)
+    print(text)
+    if args.out:
+        atomic_write_bytes(Path(args.out), text.encode())
+    if np.isnan([c["seconds"] for c in pooled.values() if "error" not in c]).any():
+        raise SystemExit("a run reported no time")
+
+
+if __name__ == "__main__":
+    main()
