@@ -123,22 +123,34 @@ def measure(cell: dict, code: Path) -> dict:
     return row
 
 
+def top_difference(new: dict, old: dict) -> float:
+    """The largest relative difference between two rows' largest Ritz values (``top``, one per
+    block), relative to the largest of them: the same spectra give round-off."""
+    if set(new["top"]) != set(old["top"]):
+        raise ValueError("the rows have different blocks: " f"{sorted(new['top'])} and "
+                         f"{sorted(old['top'])}")
+    scale = max(abs(v) for row in (new, old) for v in row["top"].values()) or 1.0
+    return max(abs(new["top"][k] - old["top"][k]) for k in new["top"]) / scale
+
+
 def render(pairs: list[tuple[dict, dict]], header: str) -> str:
     """The Markdown table: per cell, each version's row and head's ratios against base."""
     lines = [header, "", "| model | kind | P | k | threads | code | s | runs | +peak MiB | "
-             "x time (spread) | not slower | rise / base | load |", "|" + "---|" * 13]
+             "x time (spread) | not slower | rise / base | λmax rel. diff | load |",
+             "|" + "---|" * 14]
     for new, old in pairs:
         for r in (new, old):
             cell = (f"| {r['model']} | {r['kind']} | {r['probes']} | {r['steps']} | "
                     f"{r['threads']} | {r['label']}")
             if "error" in r:
-                lines.append(f"{cell} | failed: {r['error']} | | | | | | |")
+                lines.append(f"{cell} | failed: {r['error']} | | | | | | | |")
                 continue
-            ratio = " | | "
+            ratio = " | | | "
             if r is new and "error" not in old:
                 c = bench_peers.paired_ratios(new, old)
                 ratio = (f"{c['speed']:.2f} ({c['speed_lo']:.2f}-{c['speed_hi']:.2f}) | "
-                         f"{c['speed_verdict']} | {c['memory']:.2f}")
+                         f"{c['speed_verdict']} | {c['memory']:.2f} | "
+                         f"{top_difference(new, old):.1e}")
             lines.append(f"{cell} | {r['seconds']:.2f} | {len(r['runs'])} | "
                          f"{r['peak_extra_bytes'] / MIB:.0f} | {ratio} | {r['load']:.1f} |")
     return "\n".join(lines) + "\n"
@@ -219,7 +231,9 @@ def main(argv: list[str] | None = None) -> None:
               f"(`+changes`: with uncommitted changes), `{base}` the base's `nets` and `labkit` "
               "driven by the same scripts. `x time` is base time / head time, its spread the "
               "extreme runs; `not slower` is its verdict against 1; `rise / base` head's peak "
-              "rise over base's.")
+              "rise over base's; `λmax rel. diff` the largest difference of a block's largest "
+              "Ritz value between the versions (last runs), relative to the largest: round-off "
+              "where both compute the same spectra.")
     text = render(pairs, header)
     print(text)
     if args.out:

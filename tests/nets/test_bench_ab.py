@@ -17,7 +17,7 @@ def bench(benchmark_script):
 def _row(seconds, rise_mib, label, runs=None):
     return {"model": "m", "kind": "full", "probes": 3, "steps": 10, "threads": 1, "label": label,
             "seconds": seconds, "runs": runs or [seconds], "peak_extra_bytes": rise_mib * MIB,
-            "load": 0.5}
+            "load": 0.5, "top": {"a": 2.0, "b": 1.0}}
 
 
 def test_cells_parse_and_bad_ones_are_named(bench):
@@ -33,9 +33,18 @@ def test_render_on_hand_set_rows(bench):
     base = _row(10.0, 40, "abc", runs=[9.0, 10.0, 11.0])
     text = bench.render([(_row(5.0, 20, "def", runs=[4.9, 5.0, 5.1]), base),
                          ({**_row(1, 1, "def"), "error": "boom"}, base)], "# h")
-    assert "| m | full | 3 | 10 | 1 | def | 5.00 | 3 | 20 | 2.00 (1.76-2.24) | met | 0.50 |" in text
-    assert "| m | full | 3 | 10 | 1 | abc | 10.00 | 3 | 40 |  | |  | 0.5 |" in text
+    assert ("| m | full | 3 | 10 | 1 | def | 5.00 | 3 | 20 | 2.00 (1.76-2.24) | met | 0.50 | "
+            "0.0e+00 |") in text
+    assert "| m | full | 3 | 10 | 1 | abc | 10.00 | 3 | 40 |  | | |  | 0.5 |" in text
     assert "failed: boom" in text
+
+
+def test_top_difference_is_relative_to_the_largest_ritz_value(bench):
+    old = _row(1.0, 1, "abc")
+    moved = {**old, "top": {"a": 2.0, "b": 1.5}}
+    assert bench.top_difference(moved, old) == 0.25
+    with pytest.raises(ValueError, match="different blocks"):
+        bench.top_difference({**old, "top": {"a": 2.0}}, old)
 
 
 def test_base_is_extracted_and_a_bad_revision_is_named(bench, tmp_path):
