@@ -549,7 +549,7 @@ class BlockHVP:
 
         Lanczos with full reorthogonalization keeps ``k`` vectors per block and probe: all
         blocks and probes at once take ``P · k · d`` numbers (for GPT-2 small with ``k = 30``,
-        ``P = 10``: 300 GB in float64). :func:`nets.engine.spectrum.operator_spectra`
+        ``P = 10``: 150 GB for a float32 model). :func:`nets.engine.spectrum.operator_spectra`
         therefore runs the blocks in groups, and a block's probes in chunks, within:
 
         * ``limit``: half of what ``max_memory`` leaves after the graphs held at once (the

@@ -17,9 +17,13 @@ cleanly at ``k = j`` steps (no division by a tiny number). At most ``d`` steps a
 
 Many operators (blocks) and many start vectors (probes) advance together: ``matvec`` receives
 one stack of vectors per operator, so a single call can batch all HVPs of one step. The vectors
-passed to ``matvec`` have the dtype of the start vectors; the basis is kept in float64 (the same
-values) and the recurrence, reorthogonalization and ``α``, ``β`` run in float64: ``k`` steps on
-``m`` probes of dimension ``d`` hold ``8·m·k·d`` bytes, plus one ``m × d`` float64 work stack.
+passed to ``matvec`` have the dtype of the start vectors, and the basis is stored in that dtype:
+it holds exactly those vectors, so storing it wider would add no digit (``k`` steps on ``m``
+probes of dimension ``d`` hold ``m·k·d`` numbers: half the bytes of a float64 copy for a
+float32 model). The recurrence, the reorthogonalization and ``α``, ``β`` run in float64: the
+basis is read in float64 in chunks of at most :func:`_chunk_bytes` (one probe's rows at a time
+once a whole step's would not fit), through one float64 work stack and one chunk buffer
+shared by all the operators of a run (they advance one at a time).
 """
 
 from __future__ import annotations
@@ -33,11 +37,20 @@ import torch
 
 from nets.engine.finite import all_finite
 
-__all__ = ["BASIS_DTYPE", "REORTH_ETA", "LanczosRun", "lanczos"]
+__all__ = ["REORTH_CHUNK_BYTES", "REORTH_CHUNK_BYTES_ACCELERATOR", "REORTH_ETA", "LanczosRun",
+           "lanczos"]
 
-#: Dtype of the stored Lanczos basis (every start dtype): ``k`` steps on ``m`` probes of
-#: dimension ``d`` keep ``m·k·d`` numbers of it.
-BASIS_DTYPE = torch.float64
+#: Largest float64 piece of the basis that reorthogonalization reads at a time on a CPU
+#: (bytes). While a step's whole basis (all probes) fits, it is projected out with two batched
+#: products; beyond, one probe's rows at a time in chunks of this size (block Gram–Schmidt),
+#: which keeps the chunk in cache between its two products and bounds the float64 copy of a
+#: float32 basis. ``benchmarks/bench_ab.py`` measured this against the batched products over
+#: a float64 basis (``benchmarks/results/ab.md``).
+REORTH_CHUNK_BYTES = 4 << 20
+#: The same on other devices, where no cache is to be kept and each chunk costs kernel
+#: launches: larger, so that a chunk's products are long against a launch (not measured: no
+#: GPU was available when it was set).
+REORTH_CHUNK_BYTES_ACCELERATOR = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,7 @@ def lanczos(
     """
     steps, tol = _check_arguments(matvec, starts, steps, tol, callback)
     runs = [_Run(s, steps) for s in starts]
+    scratch = _Scratch(runs)
     for j in range(steps):
         live = [r.live(j) for r in runs]
         if not any(live):
@@ -105,21 +119,48 @@ def lanczos(
                                 [r.q for r in runs], live)
         for i, r in enumerate(runs):
             if live[i]:
-                r.advance(j, out[i], tol, i)
+                r.advance(j, out[i], tol, i, scratch)
         if callback is not None:
             callback(j + 1, steps)
     return [LanczosRun(r.alpha, r.beta, r.n_steps) for r in runs]
 
 
-class _Run:
-    """One operator's Lanczos state: its basis, a float64 work stack and the tridiagonals.
+class _Scratch:
+    """Float64 buffers shared by the operators of one :func:`lanczos` call.
 
-    The basis ``(m, k, d)`` keeps each probe's vectors contiguous, so the projections are
-    batched matrix products over the probes with no transposed copy. It is stored in float64
-    and holds exactly the vectors passed to ``matvec`` (float32 vectors widen without
-    rounding), so reorthogonalization reads it in place. The work stack is reused by every
-    step: the products are memory-bound, and a fresh allocation of ``m × d`` float64 per
-    operation cost as much as the operation.
+    The operators advance one at a time, so one work stack (``w``, as large as the largest
+    operator's ``m × d``) and one chunk buffer (the basis read in float64: the largest whole
+    basis, but at most :func:`_chunk_bytes`' worth or one row) serve them all. Each is allocated
+    on first use at that size and reused by every step (the products are memory-bound: a fresh
+    ``m × d`` float64 allocation per operation cost as much as the operation).
+    """
+
+    def __init__(self, runs: Sequence[_Run]) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+        shapes = [r.basis.shape for r in runs]
+        device = runs[0].basis.device if runs else torch.device("cpu")
+        whole = max((m * k * d for m, k, d in shapes), default=0)
+        row = max((d for _, _, d in shapes), default=0)
+        self._sizes = {"work": max((m * d for m, _, d in shapes), default=0),
+                       "chunk": min(whole, max(_chunk_bytes(device) // 8, row))}
+
+    def get(self, name: str, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """A float64 tensor of ``shape`` on ``device`` (uninitialized, reused across calls)."""
+        numel = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < numel or buf.device != device:
+            buf = torch.empty(max(numel, self._sizes[name]), dtype=torch.float64, device=device)
+            self._buffers[name] = buf
+        return buf[:numel].view(shape)
+
+
+class _Run:
+    """One operator's Lanczos state: its basis and the tridiagonals.
+
+    The basis ``(m, k, d)`` keeps each probe's vectors contiguous (the projections read one
+    probe's rows, or all probes' as a batched product, with no transposed copy). It is stored
+    in the start vectors' dtype and holds exactly the vectors passed to ``matvec``; the
+    arithmetic is float64 (:class:`_Scratch`, :func:`_project_out`).
     """
 
     def __init__(self, start: torch.Tensor, steps: int) -> None:
@@ -134,8 +175,7 @@ class _Run:
         self.scale = torch.zeros(m, **f64)
         self.prev_beta = torch.zeros(m, **f64)
         # every row j of the basis is written before a step reads it: no zero fill needed
-        self.basis = torch.empty((m, self.cap, d), dtype=BASIS_DTYPE, device=start.device)
-        self.work = torch.empty((m, d), **f64)
+        self.basis = torch.empty((m, self.cap, d), dtype=start.dtype, device=start.device)
         self.q = _unit(start)
         self.basis[:, 0] = self.q
 
@@ -143,22 +183,21 @@ class _Run:
         """Whether step ``j`` has work: within the cap and some probe still running."""
         return j < self.cap and bool(self.active.any())
 
-    def advance(self, j: int, product: torch.Tensor, tol: float, i: int) -> None:
+    def advance(self, j: int, product: torch.Tensor, tol: float, i: int,
+                scratch: _Scratch) -> None:
         """Step ``j`` from the product ``A q_j``: ``α_j``, ``β_j`` and the next vector."""
-        w = self.work
+        m, _, d = self.basis.shape
+        w = scratch.get("work", (m, d), product.device)
         w.copy_(product)
-        q = self.basis[:, j]
-        a = torch.linalg.vecdot(q, w)
-        w.addcmul_(q, a[:, None], value=-1)
-        if j > 0:
+        a = _remove(self.basis[:, j:j + 1], w, scratch)[:, 0]  # α_j = q_jᵀ A q_j
+        if j > 0:  # (mixed dtypes compute in float64: the float32 row widens exactly)
             w.addcmul_(self.basis[:, j - 1], self.prev_beta[:, None], value=-1)
         before = torch.linalg.vector_norm(w, dim=-1)
         if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(before).all())):
             raise _non_finite(product, i, j)
-        Q = self.basis[:, : j + 1]  # a view: no copy
-        b = _project_out(Q, w)
+        b = _project_out(self.basis, j + 1, w, scratch)
         if bool((b < REORTH_ETA * before).any()):
-            b = _project_out(Q, w)
+            b = _project_out(self.basis, j + 1, w, scratch)
         act = self.active
         act_np = act.cpu().numpy()
         self.alpha[act_np, j] = a.cpu().numpy()[act_np]
@@ -192,11 +231,54 @@ def _unit(s: torch.Tensor) -> torch.Tensor:
     return unit.to(s.dtype)
 
 
-def _project_out(Q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``w ← w − Q Qᵀ w`` in place for each probe (one classical Gram–Schmidt pass); ``‖w‖``."""
-    c = torch.bmm(Q, w.unsqueeze(-1))  # (m, j+1, 1): q_iᵀ w
-    w.unsqueeze(1).baddbmm_(c.transpose(1, 2), Q, alpha=-1)
+def _project_out(basis: torch.Tensor, n: int, w: torch.Tensor,
+                 scratch: _Scratch) -> torch.Tensor:
+    """One Gram–Schmidt pass against each probe's first ``n`` basis rows (:func:`_remove`);
+    returns ``‖w‖`` per probe."""
+    _remove(basis[:, :n], w, scratch)
     return torch.linalg.vector_norm(w, dim=-1)
+
+
+def _remove(Q: torch.Tensor, w: torch.Tensor, scratch: _Scratch) -> torch.Tensor:
+    """``c = Qᵀ w`` and ``w ← w − Q c`` in place for each probe, in float64; returns ``c``.
+
+    ``Q`` is ``(m, n, d)`` (``n`` basis rows of each of ``m`` probes, in their stored dtype, read
+    in float64 through the chunk buffer unless float64 already), ``w`` the ``(m, d)`` float64
+    work stack. While the float64 rows take at most :func:`_chunk_bytes`, one classical
+    Gram–Schmidt pass as two batched products. Beyond, each probe's rows in chunks of that size,
+    each chunk's projection removed before the next is read (block Gram–Schmidt: the same
+    subspace removed, as stable as the classical pass; the chunk stays in cache between its two
+    products). ``c`` is then that of the chunks, each against the ``w`` it saw.
+    """
+    m, n, d = Q.shape
+    size = _chunk_bytes(w.device)
+    if m * n * d * 8 <= size:
+        Q = _wide(Q, scratch)
+        c = torch.bmm(Q, w.unsqueeze(-1))  # (m, n, 1): q_iᵀ w
+        w.unsqueeze(1).baddbmm_(c.transpose(1, 2), Q, alpha=-1)
+        return c[..., 0]
+    c = torch.empty((m, n), dtype=torch.float64, device=w.device)
+    rows = max(1, size // (8 * d))
+    for p in range(m):
+        wp = w[p]
+        for s in range(0, n, rows):
+            q = _wide(Q[p, s:s + rows], scratch)
+            torch.mv(q, wp, out=c[p, s:s + rows])
+            wp.addmv_(q.T, c[p, s:s + rows], alpha=-1)
+    return c
+
+
+def _chunk_bytes(device: torch.device) -> int:
+    """Bytes of float64 basis rows read at a time on ``device``: :data:`REORTH_CHUNK_BYTES` on
+    a CPU, :data:`REORTH_CHUNK_BYTES_ACCELERATOR` elsewhere."""
+    return REORTH_CHUNK_BYTES if device.type == "cpu" else REORTH_CHUNK_BYTES_ACCELERATOR
+
+
+def _wide(rows: torch.Tensor, scratch: _Scratch) -> torch.Tensor:
+    """``rows`` in float64: themselves if float64, else an exact copy in the chunk buffer."""
+    if rows.dtype == torch.float64:
+        return rows
+    return scratch.get("chunk", tuple(rows.shape), rows.device).copy_(rows)
 
 
 def _non_finite(product: torch.Tensor, i: int, j: int) -> ValueError:

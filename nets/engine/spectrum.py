@@ -38,7 +38,7 @@ from nets.engine.blocks import full_block, resolve_blocks
 from nets.engine.checks import check_int, check_problem
 from nets.engine.distributed import Communicator
 from nets.engine.hvp import BlockHVP
-from nets.engine.lanczos import BASIS_DTYPE, LanczosRun, lanczos
+from nets.engine.lanczos import LanczosRun, lanczos
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
 
 __all__ = ["blockwise_spectrum", "full_spectrum", "lanczos_groups", "operator_spectra",
@@ -197,7 +197,7 @@ def operator_spectra(
     blocks = op.blocks
     t0 = time.perf_counter()
     vec_dtype = _lanczos_dtype(op.dtype)
-    itemsize = BASIS_DTYPE.itemsize  # the stored basis
+    itemsize = vec_dtype.itemsize  # the stored basis holds the vectors in their own dtype
     limit, lean = op.vector_budget()
     groups = lanczos_groups([min(lanczos_steps, b.dim) * b.dim * itemsize for b in blocks],
                             len(ids), limit, lean)

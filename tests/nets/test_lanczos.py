@@ -123,7 +123,7 @@ def test_reorthogonalization_keeps_every_eigenvalue_once(monkeypatch):
 
     assert ritz_error() < 1e-12
     monkeypatch.setattr(lanczos_module, "_project_out",
-                        lambda Q, w: torch.linalg.vector_norm(w, dim=-1))
+                        lambda basis, n, w, scratch: torch.linalg.vector_norm(w, dim=-1))
     assert ritz_error() > 1e-6
 
 
@@ -133,7 +133,8 @@ def test_second_reorthogonalization_pass_only_when_one_cancels(monkeypatch):
     calls = []
     project = lanczos_module._project_out
     monkeypatch.setattr(lanczos_module, "_project_out",
-                        lambda Q, w: calls.append(Q.shape[1]) or project(Q, w))
+                        lambda basis, n, w, scratch: calls.append(n) or project(basis, n, w,
+                                                                                 scratch))
     rng = np.random.default_rng(3)
     a = torch.as_tensor(random_spd_block(np.linspace(1.0, 2.0, 30), rng))
     (run,) = lanczos(_matvec([a]), [torch.as_tensor(rng.standard_normal((2, 30)))], 10)
@@ -185,3 +186,106 @@ def test_matvec_input_is_not_the_basis():
     (clean,) = lanczos(_matvec([a]), [start], 12)
     (scribbled,) = lanczos(scribbling, [start], 12)
     np.testing.assert_array_equal(clean.alpha, scribbled.alpha)
+
+
+def _record_basis(monkeypatch):
+    """Record every basis :func:`lanczos` allocates."""
+    bases = []
+    run_init = lanczos_module._Run.__init__
+
+    def init(self, start, steps):
+        run_init(self, start, steps)
+        bases.append(self.basis)
+
+    monkeypatch.setattr(lanczos_module._Run, "__init__", init)
+    return bases
+
+
+def test_basis_holds_exactly_the_vectors_passed_to_matvec(monkeypatch):
+    """A float32 start keeps a float32 basis (half a float64 copy's bytes) that holds exactly the
+    vectors ``matvec`` received, so nothing is lost by not storing it wider."""
+    bases = _record_basis(monkeypatch)
+    rng = np.random.default_rng(6)
+    a = torch.as_tensor(random_spd_block(np.linspace(0.5, 4.0, 20), rng), dtype=torch.float32)
+    seen = []
+
+    def matvec(vs):
+        seen.append(vs[0].clone())
+        return [vs[0] @ a.T]
+
+    lanczos(matvec, [torch.as_tensor(rng.standard_normal((3, 20)), dtype=torch.float32)], 8)
+    (basis,) = bases
+    assert basis.dtype == torch.float32 and basis.shape == (3, 8, 20)
+    for j, v in enumerate(seen):
+        assert torch.equal(basis[:, j], v)
+
+
+def _chunk_problem(dtype):
+    rng = np.random.default_rng(8)
+    lam = np.geomspace(1e-3, 1e3, 60)
+    a = torch.as_tensor(random_spd_block(lam, rng), dtype=dtype)
+    return lam, a, torch.as_tensor(rng.standard_normal((3, 60)), dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("chunk_rows", [1, 7])
+def test_chunked_reorthogonalization_matches_one_batched_pass(monkeypatch, dtype, chunk_rows):
+    """Once a step's basis outgrows :data:`REORTH_CHUNK_BYTES`, each probe's rows are projected
+    out chunk by chunk (block Gram–Schmidt): the same tridiagonals as the batched pass to
+    round-off and, in float64 over six decades, every eigenvalue once."""
+    lam, a, start = _chunk_problem(dtype)
+    (batched,) = lanczos(_matvec([a]), [start], 60, tol=0.0)
+    calls = []
+    project = lanczos_module._project_out
+
+    def counting(basis, n, w, scratch):
+        calls.append(n)
+        return project(basis, n, w, scratch)
+
+    monkeypatch.setattr(lanczos_module, "_project_out", counting)
+    monkeypatch.setattr(lanczos_module, "REORTH_CHUNK_BYTES", 8 * 60 * chunk_rows)
+    mv = []
+    real_mv = torch.mv
+    monkeypatch.setattr(torch, "mv", lambda *a, **k: mv.append(1) or real_mv(*a, **k))
+    (chunked,) = lanczos(_matvec([a]), [start], 60, tol=0.0)
+    # the chunked path ran wherever the 3 probes' n rows outgrew the chunk (n = 1 for α):
+    # one product per probe and chunk of rows
+    def chunks(n):
+        return 3 * -(-n // chunk_rows) if 3 * n > chunk_rows else 0
+
+    assert len(mv) == sum(chunks(n) for n in [1] * len(set(calls)) + calls) > 0
+    eps = torch.finfo(dtype).eps
+    scale = lam.max()
+    np.testing.assert_allclose(chunked.alpha, batched.alpha, rtol=0, atol=1e3 * eps * scale)
+    np.testing.assert_allclose(chunked.beta, batched.beta, rtol=0, atol=1e3 * eps * scale)
+    if dtype == torch.float64:
+        nodes, _ = gauss_quadrature(chunked)
+        assert np.abs(np.sort(nodes, axis=1) - lam).max() / scale < 1e-12
+
+
+def test_one_scratch_serves_every_operator(monkeypatch):
+    """The float64 work stack and chunk buffer are shared by the operators of a run: blocks in
+    lockstep hold their bases and one set of buffers, not one per block."""
+    allocated = []
+    get = lanczos_module._Scratch.get
+
+    def recording(self, name, shape, device):
+        before = dict(self._buffers)
+        out = get(self, name, shape, device)
+        if self._buffers[name] is not before.get(name):
+            allocated.append((name, self._buffers[name].numel()))
+        return out
+
+    monkeypatch.setattr(lanczos_module._Scratch, "get", recording)
+    rng = np.random.default_rng(9)
+    mats = [torch.as_tensor(random_spd_block(np.linspace(1.0, 2.0, d), rng), dtype=torch.float32)
+            for d in (12, 30, 20)]
+    starts = [torch.as_tensor(rng.standard_normal((2, m.shape[0])), dtype=torch.float32)
+              for m in mats]
+    lanczos(_matvec(mats), starts, 6)
+    assert lanczos_module._chunk_bytes(torch.device("cpu")) == lanczos_module.REORTH_CHUNK_BYTES
+    assert lanczos_module._chunk_bytes(torch.device("cuda")) == (
+        lanczos_module.REORTH_CHUNK_BYTES_ACCELERATOR)
+    # one allocation per buffer, not one per operator or step: the work stack as large as the
+    # largest operator's, the chunk buffer as its whole basis (these are under a chunk)
+    assert sorted(allocated) == [("chunk", 2 * 6 * 30), ("work", 2 * 30)]

@@ -92,20 +92,25 @@ def test_groups_give_the_spectra_of_one_lockstep_run(problem, request, monkeypat
         np.testing.assert_array_equal(many[name].probes, s.probes)
 
 
-def test_float32_vectors_are_budgeted_at_the_basis_dtype(attention_problem, monkeypatch):
-    """The basis is stored in float64 whatever the model's dtype: a float32 model's vectors
-    count 8 bytes per number, so a budget that all blocks would fit at 4 bytes splits them."""
+@pytest.mark.parametrize("share", [1.0, 0.5])
+def test_float32_vectors_are_budgeted_at_their_own_dtype(attention_problem, monkeypatch,
+                                                         share):
+    """The basis is stored in the vectors' dtype: a float32 model's vectors count 4 bytes per
+    number. A budget they fit at 4 bytes runs every block in one group (a float64 basis would
+    need two); half of it splits them as the packing at 4 bytes says."""
     model, loss_fn, data = attention_problem[:3]
     model = copy.deepcopy(model).float()  # the tokens stay integers
     blocks = resolve_blocks(model, None)
     probes, steps = 3, 6
-    at4 = sum(probes * min(steps, b.dim) * b.dim * 4 for b in blocks)
-    monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (at4, None))
+    per_probe = [min(steps, b.dim) * b.dim * 4 for b in blocks]
+    budget = int(probes * sum(per_probe) * share)
+    monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (budget, None))
     info: dict = {}
     nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=steps, probes=probes,
                             info=info, mode="reverse-block", max_memory=2**33)
-    expected = lanczos_groups([min(steps, b.dim) * b.dim * 8 for b in blocks], probes, at4)
-    assert info["lanczos_groups"] == len(expected) > 1
+    expected = lanczos_groups(per_probe, probes, budget)
+    assert info["lanczos_groups"] == len(expected)
+    assert (len(expected) == 1) == (share == 1.0)
 
 
 def test_default_budget_groups_blocks_to_the_kept_graphs(attention_problem):
