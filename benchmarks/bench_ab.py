@@ -24,10 +24,12 @@ import importlib
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,22 +50,27 @@ if os.environ.get(CODE_ENV):  # a measuring process: that version's packages, im
 
 import bench_peers  # noqa: E402
 
+import nets  # noqa: E402
 from labkit.atomic import atomic_write_bytes  # noqa: E402
 
 MIB = 2**20
 #: The versions compared: the working tree first, then the base.
 VERSIONS = ("head", "base")
-#: Cells (model, kind, probes, steps): both spectra on a large and a small model.
+#: Cell kinds: ``bench_peers.py``'s spectra, and Lanczos alone (:func:`run_lanczos`).
+KINDS = ("full", "blocks", "lanczos")
+#: Cells (model, kind, probes, steps): both spectra on a large and a small model, and Lanczos
+#: alone at the large model's dimension.
 CELLS = (("gpt2-m", "full", 10, 10), ("gpt2-m", "full", 3, 30), ("gpt2-m", "blocks", 3, 10),
-         ("gpt2-s", "blocks", 10, 10), ("gpt", "blocks", 1, 30))
+         ("gpt2-s", "blocks", 10, 10), ("gpt", "blocks", 1, 30), ("gpt2-m", "lanczos", 10, 10),
+         ("gpt2-m", "lanczos", 3, 30))
 
 
 def parse_cells(text: str) -> list[tuple[str, str, int, int]]:
     """``"gpt2-m:full:10:10,gpt:blocks:1:30"`` as ``[("gpt2-m", "full", 10, 10), ...]``.
 
     Raises:
-        ValueError: An entry that is not ``model:kind:probes:steps`` with ``kind`` ``full`` or
-            ``blocks`` and positive integers.
+        ValueError: An entry that is not ``model:kind:probes:steps`` with ``kind`` one of
+            :data:`KINDS` and positive integers.
     """
     cells = []
     for part in text.split(","):
@@ -72,10 +79,9 @@ def parse_cells(text: str) -> list[tuple[str, str, int, int]]:
             model, kind, probes, steps = fields[0], fields[1], int(fields[2]), int(fields[3])
         except (IndexError, ValueError):
             model, kind, probes, steps = "", "", 0, 0
-        if (len(fields) != 4 or not model or kind not in ("full", "blocks") or probes < 1
-                or steps < 1):
+        if len(fields) != 4 or not model or kind not in KINDS or probes < 1 or steps < 1:
             raise ValueError(f"--cells entry {part!r}: expected MODEL:KIND:PROBES:STEPS with KIND "
-                             "full or blocks and positive integers, e.g. --cells "
+                             f"one of {', '.join(KINDS)} and positive integers, e.g. --cells "
                              "gpt2-m:full:10:10,gpt:blocks:1:30")
         cells.append((model, kind, probes, steps))
     return cells
@@ -84,6 +90,36 @@ def parse_cells(text: str) -> list[tuple[str, str, int, int]]:
 def cell_key(cell: dict) -> list:
     """``[model, kind, probes, steps, threads]`` of a cell (its rows' key)."""
     return [cell[k] for k in ("model", "kind", "probes", "steps", "threads")]
+
+
+def run_lanczos(cell: dict) -> dict:
+    """Lanczos alone (``nets.lanczos``, then ``nets.gauss_quadrature``) on a diagonal operator
+    of the model's dimension and dtype with entries uniform in [0, 1), ``probes`` float32 start
+    vectors and ``steps`` steps: the engine's arithmetic without the model's products. Timed
+    and repeated as :func:`bench_peers.run_cell` times a spectrum; the same row fields."""
+    load_avg = os.getloadavg()[0]
+    torch.set_num_threads(cell["threads"])
+    model = bench_peers.load(cell["model"])[0]
+    d = sum(p.numel() for p in model.parameters())
+    dtype = next(model.parameters()).dtype
+    g = torch.Generator().manual_seed(0)
+    diagonal = torch.rand(d, generator=g, dtype=dtype)
+    start = torch.randn(cell["probes"], d, generator=g, dtype=dtype)
+
+    def matvec(vectors):
+        return [None if v is None else v * diagonal for v in vectors]
+
+    rss0 = bench_peers._rss_now()
+    runs: list[float] = []
+    while not runs or (len(runs) < bench_peers.REPEATS and runs[0] < bench_peers.REPEAT_BELOW):
+        t0 = time.perf_counter()
+        (run,) = nets.lanczos(matvec, [start], cell["steps"])
+        nodes, _ = nets.gauss_quadrature(run)
+        runs.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {**cell, "load": load_avg, "seconds": float(np.median(runs)), "runs": runs,
+            "peak_bytes": peak, "peak_extra_bytes": max(peak - rss0, 0), "params": d,
+            "top": {"full": float(nodes.max())}}
 
 
 def extract(rev: str, dest: Path) -> str:
@@ -174,8 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.cell is not None:  # one measuring process
-        nets = sys.modules["nets"]
-        row = bench_peers.run_cell(json.loads(args.cell))
+        cell = json.loads(args.cell)
+        row = (run_lanczos if cell["kind"] == "lanczos" else bench_peers.run_cell)(cell)
         print(json.dumps({**row, "nets_from": str(Path(nets.__file__).resolve().parent.parent)}))
         return
     try:

@@ -210,9 +210,9 @@ def pool_rounds(rows: list[dict]) -> dict:
 
     The runs of every round are pooled: each timing of :data:`RUNS_OF` becomes the median of
     all its runs and keeps them all (so a target's spread spans every round), ``grad_s`` the
-    median of the rounds', the peak memory columns and ``load`` the largest of the rounds';
-    ``loads`` lists every round's load and ``rounds`` counts them. A round that failed makes
-    the row that failure.
+    median of the rounds' (where measured), the peak memory columns and ``load`` the largest
+    of the rounds'; ``loads`` lists every round's load and ``rounds`` counts them. A round
+    that failed makes the row that failure.
 
     Args:
         rows: :func:`run_cell` rows of one method on one cell, one per round.
@@ -225,7 +225,8 @@ def pool_rounds(rows: list[dict]) -> dict:
         if all(key in r for r in rows):
             pooled = [t for r in rows for t in (r.get(runs_key) or [r[key]])]
             row[runs_key], row[key] = pooled, float(np.median(pooled))
-    row["grad_s"] = float(np.median([r["grad_s"] for r in rows]))
+    if all("grad_s" in r for r in rows):
+        row["grad_s"] = float(np.median([r["grad_s"] for r in rows]))
     for key in ("peak_bytes", "peak_extra_bytes", "load"):
         row[key] = max(r[key] for r in rows)
     row["loads"] = [r["load"] for r in rows]

@@ -5,6 +5,7 @@ import io
 import json
 
 import pytest
+import torch
 
 MIB = 2**20
 
@@ -21,8 +22,8 @@ def _row(seconds, rise_mib, label, runs=None):
 
 
 def test_cells_parse_and_bad_ones_are_named(bench):
-    assert bench.parse_cells("gpt2-m:full:3:10, gpt:blocks:1:30") == [
-        ("gpt2-m", "full", 3, 10), ("gpt", "blocks", 1, 30)]
+    assert bench.parse_cells("gpt2-m:full:3:10, gpt:blocks:1:30,gpt:lanczos:2:5") == [
+        ("gpt2-m", "full", 3, 10), ("gpt", "blocks", 1, 30), ("gpt", "lanczos", 2, 5)]
     for bad in ("gpt2-m:full:3", "gpt:full:0:30", "gpt:spectrum:1:3", "gpt:full:x:3",
                 ":full:1:2", "gpt:full:1:2:3"):
         with pytest.raises(ValueError, match="--cells"):
@@ -55,6 +56,17 @@ def test_base_is_extracted_and_a_bad_revision_is_named(bench, tmp_path):
         bench.extract("no-such-revision-xyz", tmp_path)
 
 
+def test_lanczos_alone_finds_the_diagonal_operators_top(bench):
+    """The Lanczos-only cell runs nets.lanczos on a diagonal operator of the model's dimension
+    (31 for mlp-xs): with 31 steps its largest Ritz value is the largest entry exactly."""
+    row = bench.run_lanczos(dict(model="mlp-xs", kind="lanczos", probes=2, steps=31, threads=1,
+                                 method="nets"))
+    g = torch.Generator().manual_seed(0)
+    top = float(torch.rand(31, generator=g, dtype=torch.float64).max())
+    assert row["params"] == 31 and abs(row["top"]["full"] - top) < 1e-12
+    assert len(row["runs"]) == 3 and row["seconds"] > 0
+
+
 def test_a_process_that_imports_nets_from_elsewhere_is_an_error(bench, tmp_path):
     """The measuring process reports where it imported nets from: a code directory without
     nets falls back to the installed one, and the row says so instead of timing it."""
@@ -66,14 +78,15 @@ def test_a_process_that_imports_nets_from_elsewhere_is_an_error(bench, tmp_path)
 def test_command_line_measures_both_versions_in_rounds(bench, tmp_path):
     out, js = tmp_path / "ab.md", tmp_path / "ab.json"
     with contextlib.redirect_stdout(io.StringIO()) as printed:
-        bench.main(["--rounds", "1", "--cells", "mlp-xs:full:1:31", "--threads", "1,2",
-                    "--out", str(out), "--json", str(js)])
+        bench.main(["--rounds", "1", "--cells", "mlp-xs:full:1:31,mlp-xs:lanczos:2:20",
+                    "--threads", "1,2", "--out", str(out), "--json", str(js)])
     text = out.read_text()
     assert "--base HEAD --rounds 1 --threads 1,2" in text and text in printed.getvalue()
-    assert text.count("| mlp-xs | full | 1 | 31 | 1 |") == text.count(
-        "| mlp-xs | full | 1 | 31 | 2 |") == 2
+    for cell in ("full | 1 | 31", "lanczos | 2 | 20"):
+        assert text.count(f"| mlp-xs | {cell} | 1 |") == text.count(
+            f"| mlp-xs | {cell} | 2 |") == 2
     saved = json.loads(js.read_text())
-    assert sorted(len(v) for v in saved["runs"].values()) == [1, 1, 1, 1]
+    assert sorted(len(v) for v in saved["runs"].values()) == [1] * 8
     assert all("error" not in r and r["seconds"] > 0 for v in saved["runs"].values() for r in v)
     for bad in (["--rounds", "0"], ["--threads", "0"], ["--threads", "one"]):
         with pytest.raises(SystemExit):
