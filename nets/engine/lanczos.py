@@ -190,8 +190,8 @@ class _Run:
         w = scratch.get("work", (m, d), product.device)
         w.copy_(product)
         a = _remove(self.basis[:, j:j + 1], w, scratch)[:, 0]  # α_j = q_jᵀ A q_j
-        if j > 0:  # (mixed dtypes compute in float64: the float32 row widens exactly)
-            w.addcmul_(self.basis[:, j - 1], self.prev_beta[:, None], value=-1)
+        if j > 0:  # β_{j-1} q_{j-1}
+            _remove(self.basis[:, j - 1:j], w, scratch, self.prev_beta[:, None])
         before = torch.linalg.vector_norm(w, dim=-1)
         if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(before).all())):
             raise _non_finite(product, i, j)
@@ -239,8 +239,10 @@ def _project_out(basis: torch.Tensor, n: int, w: torch.Tensor,
     return torch.linalg.vector_norm(w, dim=-1)
 
 
-def _remove(Q: torch.Tensor, w: torch.Tensor, scratch: _Scratch) -> torch.Tensor:
-    """``c = Qᵀ w`` and ``w ← w − Q c`` in place for each probe, in float64; returns ``c``.
+def _remove(Q: torch.Tensor, w: torch.Tensor, scratch: _Scratch,
+            coefficients: torch.Tensor | None = None) -> torch.Tensor:
+    """``c = Qᵀ w`` (or the ``(m, n)`` ``coefficients`` given) and ``w ← w − Q c`` in place for
+    each probe, in float64; returns ``c``.
 
     ``Q`` is ``(m, n, d)`` (``n`` basis rows of each of ``m`` probes, in their stored dtype, read
     in float64 through the chunk buffer unless float64 already), ``w`` the ``(m, d)`` float64
@@ -252,18 +254,20 @@ def _remove(Q: torch.Tensor, w: torch.Tensor, scratch: _Scratch) -> torch.Tensor
     """
     m, n, d = Q.shape
     size = _chunk_bytes(w.device)
+    given = coefficients is not None
     if m * n * d * 8 <= size:
         Q = _wide(Q, scratch)
-        c = torch.bmm(Q, w.unsqueeze(-1))  # (m, n, 1): q_iᵀ w
+        c = coefficients[..., None] if given else torch.bmm(Q, w.unsqueeze(-1))  # q_iᵀ w
         w.unsqueeze(1).baddbmm_(c.transpose(1, 2), Q, alpha=-1)
         return c[..., 0]
-    c = torch.empty((m, n), dtype=torch.float64, device=w.device)
+    c = coefficients if given else torch.empty((m, n), dtype=torch.float64, device=w.device)
     rows = max(1, size // (8 * d))
     for p in range(m):
         wp = w[p]
         for s in range(0, n, rows):
             q = _wide(Q[p, s:s + rows], scratch)
-            torch.mv(q, wp, out=c[p, s:s + rows])
+            if not given:
+                torch.mv(q, wp, out=c[p, s:s + rows])
             wp.addmv_(q.T, c[p, s:s + rows], alpha=-1)
     return c
 
