@@ -81,7 +81,7 @@ bench-memory: install
 	$(PY) benchmarks/bench_memory.py --out benchmarks/results/memory-sweep.md \
 	  --json benchmarks/results/memory-sweep.json --resume
 
-# Lanczos groups of a blockwise spectrum: nets' groups of up to the kept graphs' size against
+# Lanczos groups of a blockwise spectrum: nets' groups of up to half the kept graphs' size against
 # one block per group (block-restricted products, kept graphs), time and peak rise, 5
 # interleaved rounds of fresh processes on 4 cells (about 10 minutes; a quiet machine).
 bench-groups: install

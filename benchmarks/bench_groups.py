@@ -1,8 +1,8 @@
-"""Lanczos groups of a blockwise spectrum: groups of up to the kept graphs' size (nets' rule)
-against one block per group, in one run.
+"""Lanczos groups of a blockwise spectrum: groups of up to half the kept graphs' size (nets'
+rule) against one block per group, in one run.
 
 With every gradient graph kept and the default budget, nets packs whole blocks into Lanczos
-groups whose vectors take up to the kept graphs' bytes
+groups whose stored vectors take up to half the kept graphs' bytes (``LEAN_SHARE``)
 (:meth:`nets.engine.hvp.BlockHVP.vector_budget`'s ``lean``). With block-restricted products
 (``reverse-block``, the only mode ``auto`` tries from 8 blocks on) the products are one double
 backward per block whatever the group, so one block per group gives the same products and
@@ -70,8 +70,8 @@ def parse_cells(text: str) -> list[tuple[str, int, int]]:
 
 def use_one_block_groups() -> None:
     """Make this process's operators run each block as a Lanczos group of its own where the
-    products are block-restricted and every graph is kept (nets would pack blocks up to the
-    kept graphs' bytes there)."""
+    products are block-restricted and every graph is kept (nets would pack blocks up to half
+    the kept graphs' bytes there)."""
     own = BlockHVP.vector_budget
 
     def vector_budget(self: BlockHVP) -> tuple[int, int | None]:
@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{bench_peers.REPEATS} in its process), `runs` how many, `+peak` the largest "
               "rise of the process's peak RSS over the rounds. `graph-sized` is nets' rule "
               "(with every graph kept and the default budget, whole blocks packed into Lanczos "
-              "groups until their vectors take the kept graphs' bytes), `one-block` the "
-              "alternative (each block a group of its own where the products are "
+              "groups until their stored vectors take half the kept graphs' bytes), "
+              "`one-block` the alternative (each block a group of its own where the products are "
               "block-restricted). `x time` is graph-sized time / one-block time, its spread "
               "the extreme runs; `not slower` is its verdict against 1; `rise / nets` the "
               "one-block peak rise over nets'.")

@@ -43,7 +43,8 @@ from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
 from nets.engine.memory import SavedBytes, default_budget, peak_bytes, reset_peak
 
-__all__ = ["MODES", "BlockHVP", "check_hvp_options", "make_batch_hessian_vector_product"]
+__all__ = ["LEAN_SHARE", "MODES", "BlockHVP", "check_hvp_options",
+           "make_batch_hessian_vector_product"]
 
 #: Ways to evaluate Hessian-vector products (see :class:`BlockHVP`).
 MODES = ("auto", "forward", "reverse", "reverse-block")
@@ -59,6 +60,15 @@ FORWARD_MIN_TANGENTS = 8
 #: block-restricted double backward only visits the part of the graph between each block's
 #: gradient and its parameters.
 ZERO_PADDED_MAX_BLOCKS = 8
+
+#: With every graph kept and the default budget, whole blocks are grouped for Lanczos so that
+#: their stored vectors take at most this share of the kept graphs' bytes
+#: (:meth:`BlockHVP.vector_budget`). A half gives the groups of the float64 basis that
+#: ``benchmarks/results/groups.md`` measured (the basis is now kept in the vectors' dtype, half
+#: the bytes for a float32 model); the whole graphs' size gave groups of twice as many blocks
+#: and a peak rise about a tenth higher, in the same time within noise, on the blockwise cells
+#: of ``benchmarks/results/ab-basis.md``.
+LEAN_SHARE = 0.5
 
 
 def check_hvp_options(mode: object, max_memory: object, chunk_size: object) -> None:
@@ -555,13 +565,14 @@ class BlockHVP:
         * ``limit``: half of what ``max_memory`` leaves after the graphs held at once (the
           other half is room for stacked tangents). Probes are split only to meet it.
         * ``lean``: with the default budget while every graph is kept (``"keep-all"``), whole
-          blocks are grouped so that their vectors take no more than those graphs: a group
-          costs only its own block products (no graph is rebuilt), so the vectors add at most
-          the kept graphs' size to the peak, at no cost in products. ``None`` otherwise
-          (grouping would rebuild the graphs once per group, or run fewer tangents per
-          ``vmap``). One block per group would hold less (block-restricted products cost the
-          same whatever the group) but makes many more, smaller operator calls:
-          ``benchmarks/bench_groups.py`` measures that trade (``benchmarks/results/groups.md``).
+          blocks are grouped so that their stored vectors take no more than half those graphs'
+          bytes (:data:`LEAN_SHARE`): a group costs only its own block products (no graph is
+          rebuilt), so the vectors add at most half the kept graphs' size to the peak, at no
+          cost in products. ``None`` otherwise (grouping would rebuild the graphs once per
+          group, or run fewer tangents per ``vmap``). One block per group would hold less
+          (block-restricted products cost the same whatever the group) but makes many more,
+          smaller operator calls: ``benchmarks/bench_groups.py`` measures that trade
+          (``benchmarks/results/groups.md``).
 
         Returns:
             ``(limit, lean)`` in bytes (``lean`` may be ``None``). Before the first batch's
@@ -569,7 +580,8 @@ class BlockHVP:
         """
         strategy, held = self._strategy() if self.graph_bytes else ("unknown", 0)
         limit = max(self.max_memory - held, 0) // 2
-        lean = held if strategy == "keep-all" and not self._budget_given else None
+        lean = (int(held * LEAN_SHARE) if strategy == "keep-all" and not self._budget_given
+                else None)
         return limit, lean
 
     def _build(self, x: object, y: object) -> tuple[dict, dict, torch.Tensor]:
