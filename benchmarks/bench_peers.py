@@ -60,6 +60,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -346,11 +347,43 @@ def measure(run: dict, *, in_process: bool = False) -> dict:
             return run_cell(run)
         except Exception as e:
             return {"error": f"{type(e).__name__}: {e}"[:120]}
-    p = subprocess.run([sys.executable, __file__, "--cell", json.dumps(run)],
-                       capture_output=True, text=True, cwd=ROOT)
+    return measure_in(__file__, run)
+
+
+def measure_in(script: str, cell: dict, env: dict | None = None) -> dict:
+    """``python script --cell CELL`` in a fresh process (with ``env``, default this one's): the
+    row it prints last, or ``{"error": ...}`` with the failure's last line."""
+    p = subprocess.run([sys.executable, script, "--cell", json.dumps(cell)],
+                       capture_output=True, text=True, cwd=ROOT, env=env)
     if p.returncode != 0:
         return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1][:120]}
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def machine_note() -> str:
+    """When and on what a report was measured: ``"<UTC time> UTC: torch <version>, <n> CPUs
+    (<arch>)"``."""
+    return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: torch {torch.__version__}, "
+            f"{os.cpu_count()} CPUs ({platform.machine()})")
+
+
+def rounds_note(what: str, rounds: int) -> str:
+    """How a report of interleaved rounds (``bench_groups.py``, ``bench_ab.py``) measured each
+    ``what`` (``"rule"``, ``"version"``), as one sentence of its header."""
+    return (f"Each {what} on each cell ran in {rounds} fresh processes, the {what}s interleaved "
+            f"(order alternating by round); `s` is the median of all its runs (a run under "
+            f"{REPEAT_BELOW:g} s is repeated to {REPEATS} in its process), `runs` how many, "
+            "`+peak` the largest rise of the process's peak RSS over the rounds.")
+
+
+def publish(text: str, out: str | None, rows: Iterable[dict]) -> None:
+    """Print a report and write it to ``out`` (atomically) when given; exit with an error if a
+    row that did not fail has no time."""
+    print(text)
+    if out:
+        atomic_write_bytes(Path(out), text.encode())
+    if np.isnan([r["seconds"] for r in rows if "error" not in r]).any():
+        raise SystemExit("a run reported no time")
 
 
 def _rss_now() -> int:
