@@ -66,6 +66,7 @@ from nets.engine.spectrum import (
     blockwise_spectrum,
     full_spectrum,
     lanczos_groups,
+    lanczos_probe_bytes,
     operator_spectra,
     probe_vector,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "lambda10",
     "lanczos",
     "lanczos_groups",
+    "lanczos_probe_bytes",
     "launched_by_torchrun",
     "make_batch_hessian_vector_product",
     "matrix_blocks",

@@ -565,10 +565,11 @@ class BlockHVP:
         * ``limit``: half of what ``max_memory`` leaves after the graphs held at once (the
           other half is room for stacked tangents). Probes are split only to meet it.
         * ``lean``: with the default budget while every graph is kept (``"keep-all"``), whole
-          blocks are grouped so that their stored vectors take no more than half those graphs'
-          bytes (:data:`LEAN_SHARE`): a group costs only its own block products (no graph is
-          rebuilt), so the vectors add at most half the kept graphs' size to the peak, at no
-          cost in products. ``None`` otherwise (grouping would rebuild the graphs once per
+          blocks are grouped so that their vectors
+          (:func:`nets.engine.spectrum.lanczos_probe_bytes`) take no more than half those
+          graphs' bytes (:data:`LEAN_SHARE`): a group costs only its own block products (no
+          graph is rebuilt), so the vectors add at most half the kept graphs' size to the peak,
+          at no cost in products. ``None`` otherwise (grouping would rebuild the graphs once per
           group, or run fewer tangents per ``vmap``). One block per group would hold less
           (block-restricted products cost the same whatever the group) but makes many more,
           smaller operator calls: ``benchmarks/bench_groups.py`` measures that trade

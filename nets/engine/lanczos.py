@@ -21,9 +21,10 @@ passed to ``matvec`` have the dtype of the start vectors, and the basis is store
 it holds exactly those vectors, so storing it wider would add no digit (``k`` steps on ``m``
 probes of dimension ``d`` hold ``m·k·d`` numbers: half the bytes of a float64 copy for a
 float32 model). The recurrence, the reorthogonalization and ``α``, ``β`` run in float64: the
-basis is read in float64 in chunks of at most :func:`_chunk_bytes` (one probe's rows at a time
-once a whole step's would not fit), through one float64 work stack and one chunk buffer
-shared by all the operators of a run (they advance one at a time).
+basis is read in float64 in chunks of at most ``chunk_bytes`` (by default
+:func:`chunk_bytes_for` the device; one probe's rows at a time once a whole step's would not
+fit), through one float64 work stack and one chunk buffer shared by all the operators of a run
+(they advance one at a time).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import torch
 from nets.engine.finite import all_finite
 
 __all__ = ["REORTH_CHUNK_BYTES", "REORTH_CHUNK_BYTES_ACCELERATOR", "REORTH_ETA", "LanczosRun",
-           "lanczos"]
+           "chunk_bytes_for", "lanczos"]
 
 #: Largest float64 piece of the basis that reorthogonalization reads at a time on a CPU
 #: (bytes). While a step's whole basis (all probes) fits, it is projected out with two batched
@@ -81,6 +82,7 @@ def lanczos(
     *,
     tol: float | None = None,
     callback: Callable[[int, int], None] | None = None,
+    chunk_bytes: int | None = None,
 ) -> list[LanczosRun]:
     """Run Lanczos on several operators in lockstep.
 
@@ -96,20 +98,27 @@ def lanczos(
         steps: Number of Lanczos steps (capped at ``d_l`` for each operator).
         tol: Relative breakdown threshold; default ``sqrt(eps)`` of the vectors' dtype.
         callback: Called as ``callback(step, steps)`` after each step.
+        chunk_bytes: Most bytes of float64 basis rows read at a time (the chunk buffer's size;
+            at least one row is read). Default :func:`chunk_bytes_for` the vectors' device
+            (:data:`REORTH_CHUNK_BYTES` on a CPU). A memory budget bounds it
+            (:func:`nets.engine.spectrum.operator_spectra`); the tridiagonals agree to
+            round-off whatever its value.
 
     Returns:
         One :class:`LanczosRun` per operator.
 
     Raises:
         ValueError: ``steps < 1`` or too large to store, a zero or non-finite start vector,
-            ``tol`` outside ``[0, 1)``, or ``matvec`` returning products of the wrong shape or
-            non-finite ones (or coefficients beyond float64's range).
+            ``tol`` outside ``[0, 1)``, ``chunk_bytes`` not positive, or ``matvec``
+            returning products of the wrong shape or non-finite ones (or coefficients beyond
+            float64's range).
         TypeError: ``matvec`` or ``callback`` not callable, ``starts`` not a list of real
             floating ``(m, d)`` tensors, ``tol`` not a number.
     """
     steps, tol = _check_arguments(matvec, starts, steps, tol, callback)
+    chunk_bytes = _check_chunk_bytes(chunk_bytes, starts)
     runs = [_Run(s, steps) for s in starts]
-    scratch = _Scratch(runs)
+    scratch = _Scratch(runs, chunk_bytes)
     for j in range(steps):
         live = [r.live(j) for r in runs]
         if not any(live):
@@ -130,19 +139,19 @@ class _Scratch:
 
     The operators advance one at a time, so one work stack (``w``, as large as the largest
     operator's ``m × d``) and one chunk buffer (the basis read in float64: the largest whole
-    basis, but at most :func:`_chunk_bytes`' worth or one row) serve them all. Each is allocated
+    basis, but at most ``chunk_bytes``' worth or one row) serve them all. Each is allocated
     on first use at that size and reused by every step (the products are memory-bound: a fresh
     ``m × d`` float64 allocation per operation cost as much as the operation).
     """
 
-    def __init__(self, runs: Sequence[_Run]) -> None:
+    def __init__(self, runs: Sequence[_Run], chunk_bytes: int) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
+        self.chunk_bytes = chunk_bytes
         shapes = [r.basis.shape for r in runs]
-        device = runs[0].basis.device if runs else torch.device("cpu")
         whole = max((m * k * d for m, k, d in shapes), default=0)
         row = max((d for _, _, d in shapes), default=0)
         self._sizes = {"work": max((m * d for m, _, d in shapes), default=0),
-                       "chunk": min(whole, max(_chunk_bytes(device) // 8, row))}
+                       "chunk": min(whole, max(chunk_bytes // 8, row))}
 
     def get(self, name: str, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         """A float64 tensor of ``shape`` on ``device`` (uninitialized, reused across calls)."""
@@ -246,14 +255,14 @@ def _remove(Q: torch.Tensor, w: torch.Tensor, scratch: _Scratch,
 
     ``Q`` is ``(m, n, d)`` (``n`` basis rows of each of ``m`` probes, in their stored dtype, read
     in float64 through the chunk buffer unless float64 already), ``w`` the ``(m, d)`` float64
-    work stack. While the float64 rows take at most :func:`_chunk_bytes`, one classical
+    work stack. While the float64 rows take at most ``scratch.chunk_bytes``, one classical
     Gram–Schmidt pass as two batched products. Beyond, each probe's rows in chunks of that size,
     each chunk's projection removed before the next is read (block Gram–Schmidt: the same
     subspace removed, as stable as the classical pass; the chunk stays in cache between its two
     products). ``c`` is then that of the chunks, each against the ``w`` it saw.
     """
     m, n, d = Q.shape
-    size = _chunk_bytes(w.device)
+    size = scratch.chunk_bytes
     given = coefficients is not None
     if m * n * d * 8 <= size:
         Q = _wide(Q, scratch)
@@ -272,10 +281,25 @@ def _remove(Q: torch.Tensor, w: torch.Tensor, scratch: _Scratch,
     return c
 
 
-def _chunk_bytes(device: torch.device) -> int:
-    """Bytes of float64 basis rows read at a time on ``device``: :data:`REORTH_CHUNK_BYTES` on
-    a CPU, :data:`REORTH_CHUNK_BYTES_ACCELERATOR` elsewhere."""
+def chunk_bytes_for(device: torch.device) -> int:
+    """Default bytes of float64 basis rows read at a time on ``device``:
+    :data:`REORTH_CHUNK_BYTES` on a CPU, :data:`REORTH_CHUNK_BYTES_ACCELERATOR` elsewhere.
+
+    Args:
+        device: Where the Lanczos vectors live.
+    """
     return REORTH_CHUNK_BYTES if device.type == "cpu" else REORTH_CHUNK_BYTES_ACCELERATOR
+
+
+def _check_chunk_bytes(chunk_bytes: object, starts: Sequence[torch.Tensor]) -> int:
+    """``chunk_bytes``, or the default for the start vectors' device when ``None``."""
+    if chunk_bytes is None:
+        return chunk_bytes_for(starts[0].device if starts else torch.device("cpu"))
+    if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int | np.integer) or (
+            chunk_bytes < 1):
+        raise ValueError(f"chunk_bytes must be a positive number of bytes (or None for the "
+                         f"device's default), got {chunk_bytes!r}")
+    return int(chunk_bytes)
 
 
 def _wide(rows: torch.Tensor, scratch: _Scratch) -> torch.Tensor:

@@ -38,15 +38,41 @@ from nets.engine.blocks import full_block, resolve_blocks
 from nets.engine.checks import check_int, check_problem
 from nets.engine.distributed import Communicator
 from nets.engine.hvp import BlockHVP
-from nets.engine.lanczos import LanczosRun, lanczos
+from nets.engine.lanczos import LanczosRun, chunk_bytes_for, lanczos
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
 
-__all__ = ["blockwise_spectrum", "full_spectrum", "lanczos_groups", "operator_spectra",
-           "probe_vector"]
+__all__ = ["CHUNK_SHARE", "blockwise_spectrum", "full_spectrum", "lanczos_groups",
+           "lanczos_probe_bytes", "operator_spectra", "probe_vector"]
 
 
 #: Most Lanczos steps or probes a run may ask for (each costs at least one HVP).
 MAX_COUNT = 1_000_000
+
+#: Largest share of the Lanczos vectors' budget (:meth:`nets.engine.hvp.BlockHVP.vector_budget`)
+#: that the float64 chunk buffer of the reorthogonalization may take
+#: (:func:`nets.engine.lanczos.lanczos`'s ``chunk_bytes``; the device's default when smaller).
+#: A tight budget thus reads the basis in small chunks: each probe's rows stream through the
+#: buffer either way, so a chunk of a few hundred KiB costs little against the default 4 MiB
+#: on a CPU, while the 4 MiB would be a visible part of a budget of a few tens of MiB.
+CHUNK_SHARE = 1 / 8
+
+
+def lanczos_probe_bytes(dim: int, steps: int, itemsize: int) -> int:
+    """Bytes one probe of a block of dimension ``dim`` holds during a Lanczos run.
+
+    ``(k + 2) · d`` numbers of ``itemsize`` bytes (the basis ``Q_k`` of ``k = min(steps, d)``
+    rows, the vector passed to the products and its product) and one float64 row of the work
+    stack, ``8 d`` bytes (shared by the blocks of a run, counted per block: an upper bound).
+
+    Args:
+        dim: Block dimension ``d``.
+        steps: Lanczos steps asked for.
+        itemsize: Bytes per number of the stored vectors (4 for a float32 model).
+    """
+    dim = check_int("dim", dim, minimum=0)
+    steps = check_int("steps", steps, minimum=1)
+    itemsize = check_int("itemsize", itemsize, minimum=1)
+    return (min(steps, dim) + 2) * dim * itemsize + 8 * dim
 
 
 def probe_vector(seed: int, probe: int, block: str, dim: int) -> np.ndarray:
@@ -166,9 +192,11 @@ def operator_spectra(
     Each call runs Lanczos on ``op``, all blocks and probes in lockstep where their vectors fit
     the operator's memory budget, else in groups of blocks (and chunks of a block's probes)
     that do (:func:`lanczos_groups`, :meth:`nets.engine.hvp.BlockHVP.vector_budget`): the same
-    products and spectra either way, to round-off. The operator keeps what it has paid for
-    across calls: checked data, kept gradient graphs, the calibrated product mode. The command
-    line builds one per run and calls this once per probe.
+    products and spectra either way, to round-off. What a group holds is counted by
+    :func:`lanczos_probe_bytes`, and the float64 chunk buffer of the reorthogonalization is
+    taken out of the budget first (at most :data:`CHUNK_SHARE` of it). The operator keeps what
+    it has paid for across calls: checked data, kept gradient graphs, the calibrated product
+    mode. The command line builds one per run and calls this once per probe.
 
     Args:
         op: The Hessian operator of the model, loss, data and blocks
@@ -199,8 +227,10 @@ def operator_spectra(
     vec_dtype = _lanczos_dtype(op.dtype)
     itemsize = vec_dtype.itemsize  # the stored basis holds the vectors in their own dtype
     limit, lean = op.vector_budget()
-    groups = lanczos_groups([min(lanczos_steps, b.dim) * b.dim * itemsize for b in blocks],
-                            len(ids), limit, lean)
+    # the float64 chunk buffer comes out of the vectors' budget (at most CHUNK_SHARE of it)
+    chunk = min(chunk_bytes_for(op.device), max(int(limit * CHUNK_SHARE), 1))
+    groups = lanczos_groups([lanczos_probe_bytes(b.dim, lanczos_steps, itemsize)
+                             for b in blocks], len(ids), max(limit - chunk, 0), lean)
     # every rank runs the same groups (the budget depends on each rank's memory and shard)
     groups = op.comm.broadcast(groups, what="the Lanczos groups of blocks")
     label = "full spectrum" if len(blocks) == 1 and blocks[0].name == "full" else (
@@ -229,7 +259,7 @@ def operator_spectra(
                                                 for p in ids[p0:p1]]),
                                       dtype=vec_dtype, device=op.device)
                       for blk, p0, p1 in group]
-            runs = lanczos(matvec, starts, lanczos_steps, callback=step)
+            runs = lanczos(matvec, starts, lanczos_steps, callback=step, chunk_bytes=chunk)
             del starts
             # the group's blocks may have stopped early: the bar to the group's end
             bar.update_to((g + 1) * lanczos_steps, f"{op.products} HVPs")

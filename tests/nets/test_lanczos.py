@@ -79,6 +79,9 @@ def test_bad_arguments():
         lanczos(_matvec([a]), [torch.ones((1, 3), dtype=torch.float64)], 0)
     with pytest.raises(ValueError, match="nonzero"):
         lanczos(_matvec([a]), [torch.zeros((1, 3), dtype=torch.float64)], 2)
+    for bad in (0, -8, 2.5, True):
+        with pytest.raises(ValueError, match="chunk_bytes must be a positive number of bytes"):
+            lanczos(_matvec([a]), [torch.ones((1, 3), dtype=torch.float64)], 2, chunk_bytes=bad)
 
 
 @given(n=st.integers(2, 40), steps=st.integers(1, 60), seed=st.integers(0, 2**31 - 1),
@@ -229,10 +232,13 @@ def _chunk_problem(dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("chunk_rows", [1, 7])
-def test_chunked_reorthogonalization_matches_one_batched_pass(monkeypatch, dtype, chunk_rows):
-    """Once a step's basis outgrows :data:`REORTH_CHUNK_BYTES`, each probe's rows are projected
-    out chunk by chunk (block Gram–Schmidt): the same tridiagonals as the batched pass to
-    round-off and, in float64 over six decades, every eigenvalue once."""
+@pytest.mark.parametrize("given", [False, True])
+def test_chunked_reorthogonalization_matches_one_batched_pass(monkeypatch, dtype, chunk_rows,
+                                                              given):
+    """Once a step's basis outgrows the chunk (:data:`REORTH_CHUNK_BYTES`, or ``chunk_bytes``
+    when ``given``), each probe's rows are projected out chunk by chunk (block Gram–Schmidt):
+    the same tridiagonals as the batched pass to round-off and, in float64 over six decades,
+    every eigenvalue once."""
     lam, a, start = _chunk_problem(dtype)
     (batched,) = lanczos(_matvec([a]), [start], 60, tol=0.0)
     calls = []
@@ -243,11 +249,14 @@ def test_chunked_reorthogonalization_matches_one_batched_pass(monkeypatch, dtype
         return project(basis, n, w, scratch)
 
     monkeypatch.setattr(lanczos_module, "_project_out", counting)
-    monkeypatch.setattr(lanczos_module, "REORTH_CHUNK_BYTES", 8 * 60 * chunk_rows)
+    size = 8 * 60 * chunk_rows
+    if not given:
+        monkeypatch.setattr(lanczos_module, "REORTH_CHUNK_BYTES", size)
     mv = []
     real_mv = torch.mv
     monkeypatch.setattr(torch, "mv", lambda *a, **k: mv.append(1) or real_mv(*a, **k))
-    (chunked,) = lanczos(_matvec([a]), [start], 60, tol=0.0)
+    (chunked,) = lanczos(_matvec([a]), [start], 60, tol=0.0,
+                         chunk_bytes=size if given else None)
     # the chunked path ran wherever the 3 probes' n rows outgrew the chunk (n = 1 for α):
     # one product per probe and chunk of rows
     def chunks(n):
@@ -283,8 +292,9 @@ def test_one_scratch_serves_every_operator(monkeypatch):
     starts = [torch.as_tensor(rng.standard_normal((2, m.shape[0])), dtype=torch.float32)
               for m in mats]
     lanczos(_matvec(mats), starts, 6)
-    assert lanczos_module._chunk_bytes(torch.device("cpu")) == lanczos_module.REORTH_CHUNK_BYTES
-    assert lanczos_module._chunk_bytes(torch.device("cuda")) == (
+    assert lanczos_module.chunk_bytes_for(torch.device("cpu")) == (
+        lanczos_module.REORTH_CHUNK_BYTES)
+    assert lanczos_module.chunk_bytes_for(torch.device("cuda")) == (
         lanczos_module.REORTH_CHUNK_BYTES_ACCELERATOR)
     # one allocation per buffer, not one per operator or step: the work stack as large as the
     # largest operator's, the chunk buffer as its whole basis (these are under a chunk)

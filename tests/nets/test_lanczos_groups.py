@@ -14,7 +14,12 @@ import nets
 import nets.engine.spectrum as spectrum
 from nets.engine.blocks import resolve_blocks
 from nets.engine.hvp import LEAN_SHARE, BlockHVP
-from nets.engine.spectrum import lanczos_groups, operator_spectra
+from nets.engine.spectrum import (
+    CHUNK_SHARE,
+    lanczos_groups,
+    lanczos_probe_bytes,
+    operator_spectra,
+)
 
 
 @given(per_probe=st.lists(st.integers(0, 50), min_size=1, max_size=12),
@@ -96,21 +101,56 @@ def test_groups_give_the_spectra_of_one_lockstep_run(problem, request, monkeypat
 def test_float32_vectors_are_budgeted_at_their_own_dtype(attention_problem, monkeypatch,
                                                          share):
     """The basis is stored in the vectors' dtype: a float32 model's vectors count 4 bytes per
-    number. A budget they fit at 4 bytes runs every block in one group (a float64 basis would
-    need two); half of it splits them as the packing at 4 bytes says."""
+    number. A budget they fit at 4 bytes (with the chunk buffer's share taken out) runs every
+    block in one group (a float64 basis would need two); half of it splits them as the packing
+    at 4 bytes says."""
     model, loss_fn, data = attention_problem[:3]
     model = copy.deepcopy(model).float()  # the tokens stay integers
     blocks = resolve_blocks(model, None)
     probes, steps = 3, 6
-    per_probe = [min(steps, b.dim) * b.dim * 4 for b in blocks]
-    budget = int(probes * sum(per_probe) * share)
+    per_probe = [lanczos_probe_bytes(b.dim, steps, 4) for b in blocks]
+    assert sum(lanczos_probe_bytes(b.dim, steps, 8) for b in blocks) > 1.5 * sum(per_probe)
+    budget = int(probes * sum(per_probe) / (1 - CHUNK_SHARE) * share) + 1
     monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (budget, None))
     info: dict = {}
     nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=steps, probes=probes,
                             info=info, mode="reverse-block", max_memory=2**33)
-    expected = lanczos_groups(per_probe, probes, budget)
+    expected = lanczos_groups(per_probe, probes, budget - int(budget * CHUNK_SHARE))
     assert info["lanczos_groups"] == len(expected)
     assert (len(expected) == 1) == (share == 1.0)
+
+
+def test_probe_bytes_count_the_basis_the_products_and_a_work_row():
+    """k = min(steps, d) basis rows, the vector given to the products and its product, in the
+    vectors' dtype, and one float64 work row."""
+    assert lanczos_probe_bytes(100, 10, 4) == (10 + 2) * 100 * 4 + 8 * 100
+    assert lanczos_probe_bytes(3, 10, 8) == (3 + 2) * 3 * 8 + 8 * 3  # at most d steps
+    assert lanczos_probe_bytes(0, 10, 4) == 0
+    with pytest.raises(ValueError, match="steps"):
+        lanczos_probe_bytes(10, 0, 4)
+
+
+@pytest.mark.parametrize("limit", [2**40, 6000])
+def test_the_chunk_buffer_comes_out_of_the_vectors_budget(mlp_problem, monkeypatch, limit):
+    """Lanczos reads the basis through a float64 buffer of at most CHUNK_SHARE of the vectors'
+    budget (the device default when that is smaller), and the groups pack the vectors into what
+    the buffer leaves."""
+    monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (limit, None))
+    seen = []
+    run = spectrum.lanczos
+
+    def recording(*args, chunk_bytes=None, **kw):
+        seen.append(chunk_bytes)
+        return run(*args, chunk_bytes=chunk_bytes, **kw)
+
+    monkeypatch.setattr(spectrum, "lanczos", recording)
+    _, info = _spectra(mlp_problem)
+    chunk = min(nets.engine.lanczos.REORTH_CHUNK_BYTES, int(limit * CHUNK_SHARE))
+    assert set(seen) == {chunk} and (chunk < nets.engine.lanczos.REORTH_CHUNK_BYTES) == (
+        limit == 6000)
+    dims = [30, 6, 18, 3]
+    expected = lanczos_groups([lanczos_probe_bytes(d, 6, 8) for d in dims], 3, limit - chunk)
+    assert info["lanczos_groups"] == len(expected) == len(seen)
 
 
 def test_default_budget_groups_blocks_to_the_kept_graphs(attention_problem):
@@ -124,12 +164,13 @@ def test_default_budget_groups_blocks_to_the_kept_graphs(attention_problem):
     assert lean == int(held * LEAN_SHARE) and limit > lean
     given = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=2**33)
     assert given.vector_budget()[1] is None
-    per_probe = [min(40, b.dim) * b.dim * 8 for b in blocks]
+    per_probe = [lanczos_probe_bytes(b.dim, 40, 8) for b in blocks]
     steps = 40 if sum(per_probe) * 30 > held else 1
     info: dict = {}
     spectra = operator_spectra(op, lanczos_steps=steps, probes=30, info=info)
-    expected = len(lanczos_groups([min(steps, b.dim) * b.dim * 8 for b in blocks], 30, limit,
-                                  lean))
+    chunk = min(nets.engine.lanczos.REORTH_CHUNK_BYTES, int(limit * CHUNK_SHARE))
+    expected = len(lanczos_groups([lanczos_probe_bytes(b.dim, steps, 8) for b in blocks], 30,
+                                  limit - chunk, lean))
     assert info["lanczos_groups"] == expected > 1
     assert all(s.nodes.shape == (30, steps) for s in spectra.values())
 
