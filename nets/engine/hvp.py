@@ -252,9 +252,11 @@ class BlockHVP:
       call costs only double backwards. The data check's loss evaluations are these builds
       (:meth:`_check_loss`): checking the data costs one graph build beyond them.
     * ``"one-at-a-time"``: they do not fit: each call loops over the batches outermost, builds
-      one batch's graph, applies every block and probe to it and frees it before the next
-      batch (the peak holds one graph, as a one-block-at-a-time peer does; each call pays
-      ``B`` forward and graph-building backward passes). Same products to round-off.
+      one batch's graph (with respect to the call's blocks only: autograd then records from
+      the earliest of them on, so a group of late blocks builds a smaller graph, faster),
+      applies every block and probe to it and frees it before the next batch (the peak
+      holds one graph, as a one-block-at-a-time peer does; each call pays ``B`` forward and
+      graph-building backward passes). Same products to round-off.
 
     (``"forward"`` keeps no graph: ``"none"``.) A budget below the least the products run in
     (the largest batch's graph and one tangent) is exceeded with a :class:`UserWarning` naming
@@ -585,9 +587,12 @@ class BlockHVP:
                 else None)
         return limit, lean
 
-    def _build(self, x: object, y: object) -> tuple[dict, dict, torch.Tensor]:
-        """Leaves, gradient ``∇ℓ`` (with its graph) and loss ``ℓ`` of one batch."""
-        leaves = {n: self.params[n].detach().requires_grad_(True) for n in self.names}
+    def _build(self, x: object, y: object, names: Sequence[str] | None = None
+               ) -> tuple[dict, dict, torch.Tensor]:
+        """Leaves, gradient ``∇ℓ`` (with its graph) and loss ``ℓ`` of one batch, with respect
+        to the parameters ``names`` (default: every block's)."""
+        leaves = {n: self.params[n].detach().requires_grad_(True)
+                  for n in (self.names if names is None else names)}
         rest = {n: p for n, p in self.params.items() if n not in leaves}
         with torch.enable_grad():
             out = functional_forward(self._model, ({**rest, **leaves}, self._buffers), x)
@@ -596,11 +601,11 @@ class BlockHVP:
                                      allow_unused=True)
         return leaves, dict(zip(leaves, gs, strict=True)), loss
 
-    def _timed_build(self, x: object, y: object
+    def _timed_build(self, x: object, y: object, names: Sequence[str] | None = None
                      ) -> tuple[tuple[dict, dict, torch.Tensor], float]:
         """:meth:`_build` and its wall seconds (synchronized with a GPU)."""
         t0 = time.perf_counter()
-        built = self._build(x, y)
+        built = self._build(x, y, names)
         _synchronize(self.device)
         return built, time.perf_counter() - t0
 
@@ -613,21 +618,28 @@ class BlockHVP:
         n0 = self._first_samples
         return int(np.ceil(self.graph_bytes * samples / n0)) if n0 > 0 else self.graph_bytes
 
-    def _graph(self, i: int, x: object, y: object) -> tuple[dict, dict]:
+    def _graph(self, i: int, x: object, y: object, vectors) -> tuple[dict, dict]:
         """Leaves and gradient ``∇ℓ_i`` (with its graph) of batch ``i``, kept under the
-        ``"keep-all"`` strategy (otherwise the caller's reference is its only one)."""
+        ``"keep-all"`` strategy for every block. Otherwise the caller's reference is its only
+        one, and the graph is built for the blocks this call applies (``vectors`` not
+        ``None``) alone: autograd records and differentiates only from the earliest of their
+        parameters on, which is cheaper for a group of late blocks and the same products."""
         kept = self._graphs.get(i)
         if kept is not None:
             return kept
         keep = self.graph_strategy == "keep-all" and self.mode != "forward"
-        return self._new_graph(i, x, y, keep=keep, samples=batch_size(y))[0]
+        names = None if keep else [
+            n for n in self.names if any(v is not None and n in b.params
+                                         for b, v in zip(self.blocks, vectors, strict=True))]
+        return self._new_graph(i, x, y, keep=keep, samples=batch_size(y), names=names)[0]
 
-    def _new_graph(self, i: int, x: object, y: object, *, keep: bool, samples: int
-                   ) -> tuple[tuple[dict, dict], torch.Tensor]:
-        """Build batch ``i``'s gradient graph (its time counts in :meth:`info`'s
-        ``graph_seconds``) and, where ``keep``, keep it for later calls (the batch has
-        ``samples`` samples); ``((leaves, gradient), loss)``."""
-        (leaves, grads, loss), seconds = self._timed_build(x, y)
+    def _new_graph(self, i: int, x: object, y: object, *, keep: bool, samples: int,
+                   names: Sequence[str] | None = None) -> tuple[tuple[dict, dict], torch.Tensor]:
+        """Build batch ``i``'s gradient graph with respect to ``names`` (default: every
+        block's parameters; its time counts in :meth:`info`'s ``graph_seconds``) and, where
+        ``keep``, keep it for later calls (the batch has ``samples`` samples);
+        ``((leaves, gradient), loss)``."""
+        (leaves, grads, loss), seconds = self._timed_build(x, y, names)
         self._graph_seconds += seconds
         if keep:
             self._graphs[i] = leaves, grads
@@ -669,7 +681,7 @@ class BlockHVP:
         """Batch ``i``'s block products in ``mode`` (on ``graph``, else on the batch's kept or
         newly built graph); their time goes to ``mode``'s product seconds (:meth:`info`)."""
         if mode != "forward" and graph is None:
-            graph = self._graph(i, x, y)
+            graph = self._graph(i, x, y, vectors)
         padded = tangents() if mode != "reverse-block" else {}  # padding is not a product
         t0 = time.perf_counter()
         if mode == "forward":
@@ -691,7 +703,7 @@ class BlockHVP:
         # the double-backward modes are timed on one graph built beforehand: its build is
         # charged below only where the strategy rebuilds it on every call
         try:
-            graph, graph_error = self._graph(i, x, y), None
+            graph, graph_error = self._graph(i, x, y, vectors), None
         except (NotImplementedError, RuntimeError) as e:
             graph, graph_error = None, f"{type(e).__name__}: {e}"[:300]
         for mode in ("reverse-block", "reverse", "forward"):

@@ -159,9 +159,9 @@ def test_info_splits_product_time_from_graph_builds(mlp_problem, monkeypatch, bu
     BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")(vecs)
     build, products = BlockHVP._build, BlockHVP._reverse_block
 
-    def slow_build(self, x, y):
+    def slow_build(self, x, y, names=None):
         time.sleep(pause)
-        return build(self, x, y)
+        return build(self, x, y, names)
 
     def slow_products(self, graph, vectors):
         time.sleep(2 * pause)
@@ -408,6 +408,51 @@ def test_budget_chooses_one_graph_at_a_time_with_the_same_products(mode, request
         hook.remove()
 
 
+@pytest.mark.parametrize("mode", ["reverse", "reverse-block"])
+def test_one_graph_at_a_time_is_built_for_the_called_blocks_only(mode, request, monkeypatch):
+    """With one graph at a time, a call for some blocks builds each batch's graph with respect
+    to their parameters alone (autograd records from the earliest of them on): those are the
+    graph's leaves, and the products still equal the dense Hessian's blocks."""
+    problem = "sdpa_problem"
+    model, loss_fn, data = request.getfixturevalue(problem)[:3]
+    if problem not in _DENSE:
+        _DENSE[problem] = _dense_reference(model, loss_fn, data)
+    h, names, sizes = _DENSE[problem]
+    offsets = np.cumsum([0, *sizes])
+    blocks = resolve_blocks(model, None)
+    roomy = BlockHVP(model, loss_fn, data, blocks, mode=mode)
+    budget = (sum(roomy._graph_bytes(i) for i in range(len(data))) + roomy._per_tangent()
+              - 1)
+    tight = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=budget)
+    built: list[tuple[str, ...] | None] = []
+    build = BlockHVP._build
+
+    def recording(self, x, y, names=None):
+        built.append(None if names is None else tuple(names))
+        return build(self, x, y, names)
+
+    monkeypatch.setattr(BlockHVP, "_build", recording)
+    last = len(blocks) - 1
+    for chosen in ([last], [len(blocks) // 2, last], list(range(len(blocks)))):
+        vecs = [torch.randn(2, b.dim, generator=torch.Generator().manual_seed(i),
+                            dtype=torch.float64) if i in chosen else None
+                for i, b in enumerate(blocks)]
+        built.clear()
+        out = tight(vecs)
+        assert tight.info()["graph_strategy"] == "one-at-a-time"
+        want = tuple(n for n in tight.names if any(n in blocks[i].params for i in chosen))
+        assert built == [want] * len(data)
+        assert len(want) < len(tight.names) or len(chosen) == len(blocks)
+        for i, (b, o) in enumerate(zip(blocks, out, strict=True)):
+            if i not in chosen:
+                assert o is None
+                continue
+            j = names.index(b.name)
+            ref = vecs[i].numpy() @ h[offsets[j]:offsets[j + 1], offsets[j]:offsets[j + 1]]
+            np.testing.assert_allclose(o.numpy(), ref, rtol=0, atol=1e-10 * np.abs(h).max(),
+                                       err_msg=f"{mode} {b.name} of {chosen}")
+
+
 @pytest.mark.filterwarnings("ignore:max_memory=1 bytes is below the least:UserWarning")
 def test_graph_strategy_in_spectrum_info(attention_problem):
     """The strategy the budget chose is in the run's info (and so in results' metadata)."""
@@ -444,9 +489,9 @@ def test_operator_build_evaluates_each_batch_once_plus_one_graph(mlp_problem, mo
     hook = model.register_forward_hook(lambda *_: calls.append(1))
     build = BlockHVP._build
 
-    def counted_build(self, x, y):
+    def counted_build(self, x, y, names=None):
         builds.append(1)
-        return build(self, x, y)
+        return build(self, x, y, names)
 
     kept = mode != "forward" and budget is None
     try:
