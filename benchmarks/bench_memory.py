@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--probes", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--budgets", default="default,24,16,12,8,4",
+    ap.add_argument("--budgets", default="default,24,16,12,10,8",
                     help="nets' max_memory values in MiB, comma-separated ('default': its own)")
     ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
     ap.add_argument("--json", default=None, help="also write the rows (JSON) after each one")
