@@ -67,6 +67,7 @@ from nets.engine.spectrum import (
     full_spectrum,
     lanczos_groups,
     lanczos_probe_bytes,
+    lanczos_work_bytes,
     operator_spectra,
     probe_vector,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "lanczos",
     "lanczos_groups",
     "lanczos_probe_bytes",
+    "lanczos_work_bytes",
     "launched_by_torchrun",
     "make_batch_hessian_vector_product",
     "matrix_blocks",

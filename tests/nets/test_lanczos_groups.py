@@ -18,16 +18,20 @@ from nets.engine.spectrum import (
     CHUNK_SHARE,
     lanczos_groups,
     lanczos_probe_bytes,
+    lanczos_work_bytes,
     operator_spectra,
 )
 
 
 @given(per_probe=st.lists(st.integers(0, 50), min_size=1, max_size=12),
        probes=st.integers(1, 6), limit=st.integers(0, 300),
-       lean=st.one_of(st.none(), st.integers(0, 300)))
+       lean=st.one_of(st.none(), st.integers(0, 300)), data=st.data())
 def test_groups_cover_every_probe_of_every_block_once_within_the_budget(per_probe, probes,
-                                                                        limit, lean):
-    groups = lanczos_groups(per_probe, probes, limit, lean)
+                                                                        limit, lean, data):
+    shared = data.draw(st.one_of(st.none(), st.lists(st.integers(0, 20), min_size=len(per_probe),
+                                                     max_size=len(per_probe))))
+    groups = lanczos_groups(per_probe, probes, limit, lean, shared)
+    common = [0] * len(per_probe) if shared is None else shared
     cap = limit if lean is None else min(limit, lean)
     seen = {b: [] for b in range(len(per_probe))}
     order = []
@@ -35,7 +39,8 @@ def test_groups_cover_every_probe_of_every_block_once_within_the_budget(per_prob
         assert group, "an empty group"
         members = [b for b, _, _ in group]
         assert len(set(members)) == len(members), "a block twice in one group"
-        size = sum((p1 - p0) * per_probe[b] for b, p0, p1 in group)
+        size = sum((p1 - p0) * per_probe[b] for b, p0, p1 in group) + max(
+            (p1 - p0) * common[b] for b, p0, p1 in group)
         assert size <= cap or len(group) == 1, (group, size, cap)
         for b, p0, p1 in group:
             assert 0 <= p0 < p1 <= probes
@@ -44,9 +49,10 @@ def test_groups_cover_every_probe_of_every_block_once_within_the_budget(per_prob
     assert order == sorted(order)  # blocks in order, a block's chunks in order
     for b, chunks in seen.items():
         assert [p for c in sorted(chunks) for p in range(*c)] == list(range(probes))
-        whole = probes * per_probe[b] <= limit
+        each = per_probe[b] + common[b]
+        whole = probes * each <= limit
         assert (len(chunks) == 1) if whole else all(
-            (p1 - p0) * per_probe[b] <= limit or p1 - p0 == 1 for p0, p1 in chunks)
+            (p1 - p0) * each <= limit or p1 - p0 == 1 for p0, p1 in chunks)
 
 
 def test_groups_by_hand():
@@ -60,10 +66,17 @@ def test_groups_by_hand():
     # nothing fits: one probe of one block per group
     assert lanczos_groups([5, 5], 2, 0) == [[(0, 0, 1)], [(0, 1, 2)], [(1, 0, 1)],
                                             [(1, 1, 2)]]
+    # a shared buffer counts once per group, at its largest piece's size: 2·(10+20) + 2·8
+    # fits 76 bytes, where counting it per block (2·(10+4) + 2·(20+8) = 84) would not
+    assert lanczos_groups([10, 20], 2, 76, shared=[4, 8]) == [[(0, 0, 2), (1, 0, 2)]]
+    assert lanczos_groups([10, 20], 2, 75, shared=[4, 8]) == [[(0, 0, 2)], [(1, 0, 2)]]
+    # and it counts when a block's probes are split: 3·(10+10) > 50, so two per chunk
+    assert lanczos_groups([10], 3, 50, shared=[10]) == [[(0, 0, 2)], [(0, 2, 3)]]
 
 
 @pytest.mark.parametrize("bad, match", [(dict(probes=0), "probes"), (dict(limit=-1), "limit"),
-                                        (dict(lean=-2), "lean")])
+                                        (dict(lean=-2), "lean"), (dict(shared=[1]), "shared"),
+                                        (dict(shared=[1, -1]), "shared")])
 def test_bad_group_arguments(bad, match):
     kw = dict(per_probe=[1, 2], probes=2, limit=10, lean=None) | bad
     with pytest.raises(ValueError, match=match):
@@ -110,24 +123,29 @@ def test_float32_vectors_are_budgeted_at_their_own_dtype(attention_problem, monk
     probes, steps = 3, 6
     per_probe = [lanczos_probe_bytes(b.dim, steps, 4) for b in blocks]
     assert sum(lanczos_probe_bytes(b.dim, steps, 8) for b in blocks) > 1.5 * sum(per_probe)
-    budget = int(probes * sum(per_probe) / (1 - CHUNK_SHARE) * share) + 1
+    work = [lanczos_work_bytes(b.dim) for b in blocks]
+    budget = int(probes * (sum(per_probe) + max(work)) / (1 - CHUNK_SHARE) * share) + 1
     monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (budget, None))
     info: dict = {}
     nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=steps, probes=probes,
                             info=info, mode="reverse-block", max_memory=2**33)
-    expected = lanczos_groups(per_probe, probes, budget - int(budget * CHUNK_SHARE))
+    expected = lanczos_groups(per_probe, probes, budget - int(budget * CHUNK_SHARE),
+                              shared=work)
     assert info["lanczos_groups"] == len(expected)
     assert (len(expected) == 1) == (share == 1.0)
 
 
-def test_probe_bytes_count_the_basis_the_products_and_a_work_row():
+def test_probe_bytes_count_the_basis_and_the_products_work_bytes_a_float64_row():
     """k = min(steps, d) basis rows, the vector given to the products and its product, in the
-    vectors' dtype, and one float64 work row."""
-    assert lanczos_probe_bytes(100, 10, 4) == (10 + 2) * 100 * 4 + 8 * 100
-    assert lanczos_probe_bytes(3, 10, 8) == (3 + 2) * 3 * 8 + 8 * 3  # at most d steps
+    vectors' dtype; the shared work stack one float64 row per probe."""
+    assert lanczos_probe_bytes(100, 10, 4) == (10 + 2) * 100 * 4
+    assert lanczos_probe_bytes(3, 10, 8) == (3 + 2) * 3 * 8  # at most d steps
     assert lanczos_probe_bytes(0, 10, 4) == 0
+    assert lanczos_work_bytes(100) == 800 and lanczos_work_bytes(0) == 0
     with pytest.raises(ValueError, match="steps"):
         lanczos_probe_bytes(10, 0, 4)
+    with pytest.raises(ValueError, match="dim"):
+        lanczos_work_bytes(-1)
 
 
 @pytest.mark.parametrize("limit", [2**40, 6000])
@@ -149,7 +167,8 @@ def test_the_chunk_buffer_comes_out_of_the_vectors_budget(mlp_problem, monkeypat
     assert set(seen) == {chunk} and (chunk < nets.engine.lanczos.REORTH_CHUNK_BYTES) == (
         limit == 6000)
     dims = [30, 6, 18, 3]
-    expected = lanczos_groups([lanczos_probe_bytes(d, 6, 8) for d in dims], 3, limit - chunk)
+    expected = lanczos_groups([lanczos_probe_bytes(d, 6, 8) for d in dims], 3, limit - chunk,
+                              shared=[lanczos_work_bytes(d) for d in dims])
     assert info["lanczos_groups"] == len(expected) == len(seen)
 
 
@@ -170,7 +189,8 @@ def test_default_budget_groups_blocks_to_the_kept_graphs(attention_problem):
     spectra = operator_spectra(op, lanczos_steps=steps, probes=30, info=info)
     chunk = min(nets.engine.lanczos.REORTH_CHUNK_BYTES, int(limit * CHUNK_SHARE))
     expected = len(lanczos_groups([lanczos_probe_bytes(b.dim, steps, 8) for b in blocks], 30,
-                                  limit - chunk, lean))
+                                  limit - chunk, lean,
+                                  shared=[lanczos_work_bytes(b.dim) for b in blocks]))
     assert info["lanczos_groups"] == expected > 1
     assert all(s.nodes.shape == (30, steps) for s in spectra.values())
 
