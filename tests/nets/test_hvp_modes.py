@@ -75,19 +75,25 @@ def _dense_reference(model, loss_fn, data) -> tuple[np.ndarray, list[str], list[
     return h.numpy(), names, sizes
 
 
-@pytest.mark.parametrize("problem", ["mlp_problem", "attention_problem", "sdpa_problem"])
-@pytest.mark.parametrize("mode", [*PRODUCT_MODES, "auto"])
-def test_every_mode_matches_dense_hessian_blocks(problem, mode, request):
+def _with_dense(request, problem: str):
+    """The fixture ``problem``'s model, loss and data, with its dense Hessian (computed once per
+    problem), the parameters' names and their offsets in it."""
     model, loss_fn, data = request.getfixturevalue(problem)[:3]
     if problem not in _DENSE:
         _DENSE[problem] = _dense_reference(model, loss_fn, data)
     h, names, sizes = _DENSE[problem]
+    return model, loss_fn, data, h, names, np.cumsum([0, *sizes])
+
+
+@pytest.mark.parametrize("problem", ["mlp_problem", "attention_problem", "sdpa_problem"])
+@pytest.mark.parametrize("mode", [*PRODUCT_MODES, "auto"])
+def test_every_mode_matches_dense_hessian_blocks(problem, mode, request):
+    model, loss_fn, data, h, names, offsets = _with_dense(request, problem)
     blocks = resolve_blocks(model, None)
     op = BlockHVP(model, loss_fn, data, blocks, mode=mode)
     eyes = [torch.eye(b.dim, dtype=torch.float64) for b in blocks]
     for _ in range(2):  # the second call reuses kept graphs
         out = op(eyes)
-        offsets = np.cumsum([0, *sizes])
         for b, o in zip(blocks, out, strict=True):
             i = names.index(b.name)
             ref = h[offsets[i]:offsets[i + 1], offsets[i]:offsets[i + 1]]
@@ -364,11 +370,7 @@ def test_budget_chooses_one_graph_at_a_time_with_the_same_products(mode, request
     ``keep-all`` ones and to the dense Hessian's blocks. (``auto`` may calibrate to
     forward-over-reverse, which holds no graph: ``"none"``.)"""
     problem = "sdpa_problem"  # LayerNorm and fused attention
-    model, loss_fn, data = request.getfixturevalue(problem)[:3]
-    if problem not in _DENSE:
-        _DENSE[problem] = _dense_reference(model, loss_fn, data)
-    h, names, sizes = _DENSE[problem]
-    offsets = np.cumsum([0, *sizes])
+    model, loss_fn, data, h, names, offsets = _with_dense(request, problem)
     blocks = resolve_blocks(model, None)
     vecs = [torch.randn(3, b.dim, generator=torch.Generator().manual_seed(i),
                         dtype=torch.float64) for i, b in enumerate(blocks)]
@@ -414,11 +416,7 @@ def test_one_graph_at_a_time_is_built_for_the_called_blocks_only(mode, request, 
     to their parameters alone (autograd records from the earliest of them on): those are the
     graph's leaves, and the products still equal the dense Hessian's blocks."""
     problem = "sdpa_problem"
-    model, loss_fn, data = request.getfixturevalue(problem)[:3]
-    if problem not in _DENSE:
-        _DENSE[problem] = _dense_reference(model, loss_fn, data)
-    h, names, sizes = _DENSE[problem]
-    offsets = np.cumsum([0, *sizes])
+    model, loss_fn, data, h, names, offsets = _with_dense(request, problem)
     blocks = resolve_blocks(model, None)
     roomy = BlockHVP(model, loss_fn, data, blocks, mode=mode)
     budget = (sum(roomy._graph_bytes(i) for i in range(len(data))) + roomy._per_tangent()
