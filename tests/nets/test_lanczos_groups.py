@@ -135,7 +135,7 @@ def test_float32_vectors_are_budgeted_at_their_own_dtype(attention_problem, monk
     assert (len(expected) == 1) == (share == 1.0)
 
 
-def test_probe_bytes_count_the_basis_and_the_products_work_bytes_a_float64_row():
+def test_probe_bytes_count_basis_and_products_and_work_bytes_a_float64_row():
     """k = min(steps, d) basis rows, the vector given to the products and its product, in the
     vectors' dtype; the shared work stack one float64 row per probe."""
     assert lanczos_probe_bytes(100, 10, 4) == (10 + 2) * 100 * 4
