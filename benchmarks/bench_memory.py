@@ -11,10 +11,11 @@ budget the speed ratio, the memory ratio, both verdicts (``bench_peers.verdict``
 MISSED or within noise over the repeated runs' spread) and which budgets meet both.
 
     python benchmarks/bench_memory.py --model gpt2-m --probes 3 --steps 10 \\
-        --budgets default,24,16,12,8,4 --json benchmarks/results/memory-sweep.json --resume \\
+        --budgets default,least,24,16,12,8,4 --json benchmarks/results/memory-sweep.json --resume \\
         --out benchmarks/results/memory-sweep.md
 
-Budgets are in MiB (``default``: nets' own, half the available memory). ``--json`` writes
+Budgets are in MiB (``default``: nets' own, half the available memory; ``least``: the least
+its products run in, one batch's graph and one tangent, measured by nets). ``--json`` writes
 every row after each process and ``--resume`` keeps the rows the same code measured.
 """
 
@@ -42,25 +43,28 @@ SPEED_TARGET = 2.0
 MEMORY_TARGET = 1.5
 
 
-def parse_budgets(text: str) -> list[int | None]:
-    """``"default,24,12"`` as ``[None, 24 MiB, 12 MiB]`` in bytes (``None``: nets' default).
+def parse_budgets(text: str) -> list[int | str | None]:
+    """``"default,least,24,12"`` as ``[None, "least", 24 MiB, 12 MiB]`` (sizes in bytes;
+    ``None``: nets' default, half the available memory; ``"least"``: the least its products
+    run in, ``max_memory="least"``).
 
     Raises:
-        ValueError: An entry that is neither ``default`` nor a positive number of MiB.
+        ValueError: An entry that is neither ``default``, ``least`` nor a positive number of
+            MiB.
     """
-    out: list[int | None] = []
+    out: list[int | str | None] = []
     for part in text.split(","):
         part = part.strip()
-        if part == "default":
-            out.append(None)
+        if part in ("default", "least"):
+            out.append(None if part == "default" else part)
             continue
         try:
             mib = float(part)
         except ValueError:
             mib = -1.0
         if not mib > 0:
-            raise ValueError(f"--budgets entry {part!r}: expected 'default' or a positive "
-                             "number of MiB, e.g. --budgets default,24,12")
+            raise ValueError(f"--budgets entry {part!r}: expected 'default', 'least' or a "
+                             "positive number of MiB, e.g. --budgets default,least,24,12")
         out.append(int(mib * MIB))
     if len(set(out)) != len(out):
         raise ValueError(f"--budgets {text!r} names a budget twice")
@@ -84,8 +88,9 @@ def trade(nets_row: dict, peer_row: dict) -> dict:
             "both": speed_v == "met" and memory_v == "met"}
 
 
-def _label(budget: int | None) -> str:
-    return "default" if budget is None else f"{budget / MIB:g} MiB"
+def _label(budget: int | str | None) -> str:
+    return ("default" if budget is None else budget if isinstance(budget, str)
+            else f"{budget / MIB:g} MiB")
 
 
 def render(rows: list[dict], peer: dict, header: str) -> str:
@@ -101,8 +106,12 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
              f">= {SPEED_TARGET:g} | mem / eigenthings | <= {MEMORY_TARGET:g} | both | "
              "load | commit |", "|" + "---|" * 11]
     both = []
+    least = None
     for r in rows:
         b = _label(r["max_memory"])
+        if r["max_memory"] == "least" and "budget_bytes" in r:
+            least = r["budget_bytes"]
+            b = f"least ({least / MIB:.1f} MiB)"
         if "error" in r:
             lines.append(f"| {b} | failed | | | | | | | | | {r['error']} |")
             continue
@@ -123,6 +132,12 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
     else:
         lines.append(f"| eigenthings | failed | | | | | | | | | "
                      f"{peer['error']} |")
+    under = [_label(r["max_memory"]) for r in rows if least is not None
+             and isinstance(r["max_memory"], int) and r["max_memory"] < least]
+    if under:
+        lines += ["", f"The least nets' products run in on this cell (one batch's graph and one "
+                  f"tangent, the `least` row's budget) is {least / MIB:.1f} MiB: "
+                  f"{', '.join(under)} ran at that least, over the budget (with a warning)."]
     lines += ["", ("Budgets meeting both targets: " + ", ".join(both) + "." if both else
                    "No budget meets both targets on this cell." if ok
                    else "No verdict: the peer did not run.")]
@@ -140,8 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--probes", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--budgets", default="default,24,16,12,10,8",
-                    help="nets' max_memory values in MiB, comma-separated ('default': its own)")
+    ap.add_argument("--budgets", default="default,least,24,16,12,10,8",
+                    help="nets' max_memory values in MiB, comma-separated ('default': its own, "
+                         "'least': the least its products run in)")
     ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
     ap.add_argument("--json", default=None, help="also write the rows (JSON) after each one")
     ap.add_argument("--resume", action="store_true",

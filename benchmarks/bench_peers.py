@@ -297,6 +297,7 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
         extra = {"mode": info["hvp_mode"], "lanczos_s": info["seconds"],
                  "product_s": info["product_seconds"], "graph_s": info["graph_seconds"],
                  "graphs": info["graph_strategy"], "groups": info.get("lanczos_groups", 1),
+                 "budget_bytes": info["max_memory"],
                  "top": top}
     elif method == "eigenthings":
         import hessian_eigenthings as he
@@ -521,6 +522,20 @@ def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
     return out
 
 
+def _budget(text: str) -> int | str:
+    """``--max-memory``: a positive number of bytes, or ``least`` (``max_memory="least"``)."""
+    if text == "least":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of bytes or "
+                                         "'least'")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     """The command line (``argv``: its arguments, default ``sys.argv[1:]``).
 
@@ -536,10 +551,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="also time nets with compile=True on the full-spectrum cells")
     ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
     ap.add_argument("--json", default=None, help="also write every row's measurements (JSON)")
-    ap.add_argument("--max-memory", type=int, default=None,
-                    help="nets' memory budget in bytes (max_memory=; default: nets' own, half "
-                         "the available memory): a budget below all batches' graphs makes "
-                         "nets hold one batch's graph at a time")
+    ap.add_argument("--max-memory", type=_budget, default=None,
+                    help="nets' memory budget in bytes, or 'least' (max_memory=; default: "
+                         "nets' own, half the available memory): a budget below all batches' "
+                         "graphs makes nets hold one batch's graph at a time")
     ap.add_argument("--note", default="", help="a line on the conditions (load, machine)")
     ap.add_argument("--resume", action="store_true",
                     help="with --json: keep the measurements that file already holds (written "

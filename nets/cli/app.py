@@ -34,7 +34,7 @@ from labkit.interrupts import run_interruptible
 from labkit.jsonio import dumps
 from labkit.progress import Progress
 from labkit.tables import format_table
-from nets.cli.common import add_device_argument, add_model_seed_argument, byte_size, distributed
+from nets.cli.common import add_device_argument, add_model_seed_argument, distributed, memory_budget
 from nets.cli.ladder import register as register_ladder
 from nets.cli.training import register  # training studies: gap, table1, advise, ...
 from nets.engine.blocks import full_block, resolve_blocks
@@ -262,9 +262,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--compile", action="store_true",
                         help="compile the forward-over-reverse product with torch.compile "
                              "(forward mode only; minutes of compilation, for long runs)")
-    common.add_argument("--max-memory", type=byte_size, default=None, metavar="BYTES",
-                        help="memory budget for kept gradient graphs and stacked tangents, "
-                             "e.g. 2G or 500M (default: half the available memory)")
+    common.add_argument("--max-memory", type=memory_budget, default=None, metavar="BYTES|least",
+                        help="memory budget for kept gradient graphs, stacked tangents and "
+                             "Lanczos vectors, e.g. 2G or 500M, or 'least': the least the "
+                             "products run in, one batch's graph at a time (default: half the "
+                             "available memory)")
     common.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads for this process (default: torch's choice; "
                              "1 is faster on a CPU shared with other jobs)")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-__all__ = ["add_device_argument", "add_model_seed_argument", "byte_size", "distributed"]
+from nets.engine.hvp import LEAST
+
+__all__ = ["add_device_argument", "add_model_seed_argument", "byte_size", "distributed",
+           "memory_budget"]
 
 
 def distributed(func: Callable) -> Callable:
@@ -84,3 +87,26 @@ def byte_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a memory size; use bytes or a "
                                          "number with K, M, G or T, e.g. 2G")
     return int(value)
+
+
+def memory_budget(text: str) -> int | str:
+    """An ``argparse`` type for ``--max-memory``: a :func:`byte_size`, or ``least`` (the least
+    the Hessian-vector products run in, :data:`nets.engine.hvp.LEAST`).
+
+    Args:
+        text: ``"least"`` or a memory size.
+
+    Returns:
+        ``"least"`` or the size in bytes.
+
+    Raises:
+        argparse.ArgumentTypeError: neither.
+    """
+    if text.strip().lower() == LEAST:
+        return LEAST
+    try:
+        return byte_size(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a memory budget; use bytes, a number with K, M, G or T "
+            f"(e.g. 2G), or {LEAST!r} (the least the products run in)") from None

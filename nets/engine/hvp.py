@@ -43,11 +43,15 @@ from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
 from nets.engine.memory import SavedBytes, default_budget, peak_bytes, reset_peak
 
-__all__ = ["LEAN_SHARE", "MODES", "BlockHVP", "check_hvp_options",
+__all__ = ["LEAN_SHARE", "LEAST", "MODES", "BlockHVP", "check_hvp_options",
            "make_batch_hessian_vector_product"]
 
 #: Ways to evaluate Hessian-vector products (see :class:`BlockHVP`).
 MODES = ("auto", "forward", "reverse", "reverse-block")
+
+#: ``max_memory=LEAST``: the budget is the least the products run in, the largest batch's
+#: gradient graph and one tangent, measured on the first batch (see :class:`BlockHVP`).
+LEAST = "least"
 
 #: ``auto`` tries forward-over-reverse only from this many stacked tangents on: with fewer it is
 #: slower than a double backward on CPU, and its first call in a process pays for ``torch.func``
@@ -76,23 +80,31 @@ def check_hvp_options(mode: object, max_memory: object, chunk_size: object) -> N
 
     Args:
         mode: Product mode, one of :data:`MODES`.
-        max_memory: Memory budget in bytes, or ``None``.
+        max_memory: Memory budget in bytes, :data:`LEAST` (``"least"``), or ``None``.
         chunk_size: Probe vectors per vmapped product, or ``None``.
 
     Raises:
-        ValueError: ``mode`` not in :data:`MODES`, or a non-positive budget or chunk size.
+        ValueError: ``mode`` not in :data:`MODES`, a non-positive budget or chunk size, or a
+            budget string other than :data:`LEAST`.
         TypeError: ``max_memory`` or ``chunk_size`` not an integer.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}")
-    for label, v in (("max_memory", max_memory), ("chunk_size", chunk_size)):
+    if isinstance(max_memory, str):
+        if max_memory != LEAST:
+            raise ValueError(f"max_memory must be a number of bytes, {LEAST!r} (the least the "
+                             f"products run in) or None (half the available memory), got "
+                             f"{max_memory!r}")
+        max_memory = None
+    for label, v, kinds in (("max_memory", max_memory, f", {LEAST!r}"),
+                            ("chunk_size", chunk_size, "")):
         if v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, int | np.integer):
-            raise TypeError(f"{label} must be a positive integer or None, got "
+            raise TypeError(f"{label} must be a positive integer{kinds} or None, got "
                             f"{type(v).__name__}")
         if v < 1:
-            raise ValueError(f"{label} must be a positive integer or None, got {v}")
+            raise ValueError(f"{label} must be a positive integer{kinds} or None, got {v}")
 
 
 def _check_compile(compile: object, mode: str) -> str:
@@ -260,7 +272,12 @@ class BlockHVP:
 
     (``"forward"`` keeps no graph: ``"none"``.) A budget below the least the products run in
     (the largest batch's graph and one tangent) is exceeded with a :class:`UserWarning` naming
-    that least. The Lanczos vectors are bounded by the same budget (:meth:`vector_budget`).
+    that least; ``max_memory=LEAST`` (``"least"``) makes that least the budget, from the
+    measured graph: one graph at a time (all of them kept only when there is one batch), one
+    tangent per product, and the Lanczos vectors in half a tangent's room — the smallest peak
+    the products allow without a size to guess (``benchmarks/results/memory-sweep.md`` measures
+    it against the other budgets and a one-block-at-a-time peer). The Lanczos vectors are
+    bounded by the same budget (:meth:`vector_budget`).
     Stacked tangents are processed ``chunk_size`` at a time, by default as many as the rest of
     the budget (after the held graphs) allows at one graph's size plus one parameter copy per
     tangent.
@@ -273,7 +290,9 @@ class BlockHVP:
         data: Re-iterable of ``(inputs, targets)``; the Hessian is that of the mean loss.
         blocks: Disjoint blocks (see :mod:`nets.engine.blocks`).
         mode: One of :data:`MODES`.
-        max_memory: Memory budget in bytes for kept graphs and stacked tangents (default:
+        max_memory: Memory budget in bytes for kept graphs and stacked tangents,
+            :data:`LEAST` for the least the products run in (measured on the first batch;
+            :attr:`max_memory` then holds those bytes), or ``None`` (default:
             :func:`nets.engine.memory.default_budget`, half of the available memory).
         chunk_size: Tangents per ``vmap``/batched backward (default: from ``max_memory``).
         comm: :class:`nets.engine.distributed.DistributedCommunicator` for data-parallel products
@@ -290,7 +309,8 @@ class BlockHVP:
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
-                 blocks: Sequence[Block], *, mode: str = "auto", max_memory: int | None = None,
+                 blocks: Sequence[Block], *, mode: str = "auto",
+                 max_memory: int | str | None = None,
                  chunk_size: int | None = None, comm: Communicator | None = None,
                  compile: bool = False) -> None:
         check_hvp_options(mode, max_memory, chunk_size)
@@ -324,7 +344,12 @@ class BlockHVP:
         self._graph_seconds = 0.0
         self.requested_mode = requested
         self.mode: str | None = None if mode == "auto" else mode
-        self.max_memory = default_budget(self.device) if max_memory is None else int(max_memory)
+        #: the budget asked for: bytes, LEAST or None (the default)
+        self.requested_max_memory = max_memory
+        self._least = max_memory == LEAST
+        #: the budget in bytes (under LEAST, set once the first batch's graph is measured)
+        self.max_memory = (default_budget(self.device) if max_memory is None
+                           else 1 if self._least else int(max_memory))
         self._budget_given = max_memory is not None
         self.chunk_size = chunk_size
         self.calibration: dict[str, object] = {}
@@ -374,7 +399,9 @@ class BlockHVP:
         return {"hvp_mode": self.mode, "requested_mode": self.requested_mode,
                 "compiled": self.compiled,
                 "calibration": self.calibration, "chunk_size": self.chunk_size,
-                "max_memory": self.max_memory, "graph_bytes": self.graph_bytes,
+                "max_memory": self.max_memory,
+                "requested_max_memory": self.requested_max_memory,
+                "graph_bytes": self.graph_bytes,
                 "graph_strategy": self.graph_strategy, "graphs_kept": len(self._graphs),
                 "batches": len(self.data),
                 "calls": self.calls, "products": self.products,
@@ -517,6 +544,8 @@ class BlockHVP:
             (_, _, loss), self._build_seconds = self._timed_build(x, y)
         self.graph_bytes = max(saved.bytes, 1)
         self._first_samples = batch_size(y)
+        if self._least:  # batch 0's least until _plan knows every batch's size
+            self.max_memory = self._least_bytes([batch_size(y)])
         return loss
 
     def _plan(self) -> None:
@@ -529,6 +558,8 @@ class BlockHVP:
         if not self.graph_bytes:  # not measured by the data check: measured (or fails) here
             x, y, _ = self.data[0]
             self._measure_graph(x, y)
+        if self._least:
+            self.max_memory = self._least_bytes([batch_size(y) for _, y, _ in self.data])
         self.graph_strategy, held = self._strategy()
         least = held + self._per_tangent()
         if self._budget_given and least > self.max_memory:
@@ -539,6 +570,11 @@ class BlockHVP:
                           f"{least}, or smaller batches", UserWarning, stacklevel=3)
         if self.chunk_size is None:  # not given by the caller
             self.chunk_size = max(1, max(self.max_memory - held, 0) // self._per_tangent())
+
+    def _least_bytes(self, samples: Sequence[int]) -> int:
+        """The least the products run in over batches of ``samples`` samples: the largest
+        batch's graph and one tangent (the :data:`LEAST` budget)."""
+        return max(self._estimated_bytes(n) for n in samples) + self._per_tangent()
 
     def _per_tangent(self) -> int:
         """Bytes one stacked tangent may take: a graph's worth plus a copy of the parameters."""

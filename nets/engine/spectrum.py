@@ -321,7 +321,7 @@ def blockwise_spectrum(
     callback: Callable[[int, int], None] | None = None,
     comm: Communicator | None = None,
     mode: str = "auto",
-    max_memory: int | None = None,
+    max_memory: int | str | None = None,
     compile: bool = False,
     progress: bool | None = False,
     info: dict | None = None,
@@ -350,8 +350,11 @@ def blockwise_spectrum(
         mode: Hessian-vector product: ``"auto"`` (calibrated on the first batch),
             ``"forward"``, ``"reverse"`` or ``"reverse-block"``; see
             :class:`nets.engine.hvp.BlockHVP`. All give the same numbers to round-off.
-        max_memory: Memory budget in bytes for kept gradient graphs and stacked tangents
-            (default: half the memory available now).
+        max_memory: Memory budget in bytes for kept gradient graphs, stacked tangents and
+            Lanczos vectors; ``"least"`` (:data:`nets.engine.hvp.LEAST`) for the least the
+            products run in, one batch's graph and one tangent, measured on the first batch
+            (the smallest peak, some time lost rebuilding graphs); default: half the memory
+            available now (every graph kept when they fit: the fastest).
         compile: Compile the forward-over-reverse product with ``torch.compile`` (see
             :class:`nets.engine.hvp.BlockHVP`; pays only on long runs).
         progress: Show a progress bar (``labkit.progress``) over the Lanczos steps.

@@ -21,7 +21,8 @@ def _row(seconds, rise_mib, runs=None, **extra):
 
 def test_budgets_parse_and_bad_ones_are_named(bench):
     assert bench.parse_budgets("default, 24,0.5") == [None, 24 * MIB, MIB // 2]
-    for bad in ("twelve", "0", "-3", "12,12", ""):
+    assert bench.parse_budgets("least,default") == ["least", None]
+    for bad in ("twelve", "0", "-3", "12,12", "", "least,least", "lest"):
         with pytest.raises(ValueError, match="--budgets"):
             bench.parse_budgets(bad)
 
@@ -55,23 +56,40 @@ def test_report_names_the_budgets_meeting_both(bench):
     assert "met" not in no_peer.replace("Budgets meeting", "")
 
 
+def test_report_shows_the_least_and_the_budgets_run_over_it(bench):
+    """The ``least`` row shows the bytes nets resolved it to, and budgets below that least
+    are named as run at it, over the budget; with every budget at or above it, no such line."""
+    peer = _row(10.0, 20)
+    rows = [_row(4.0, 60, max_memory=None),
+            _row(4.6, 24, max_memory="least", budget_bytes=int(17.5 * MIB)),
+            _row(4.4, 28, max_memory=24 * MIB), _row(4.8, 22, max_memory=16 * MIB)]
+    text = bench.render(rows, peer, "# title")
+    assert "| least (17.5 MiB) | 4.60 | 24 |" in text
+    assert "is 17.5 MiB: 16 MiB ran at that least, over the budget" in text
+    assert "Budgets meeting both targets: least (17.5 MiB), 24 MiB, 16 MiB." in text
+    assert "over the budget" not in bench.render(rows[:3], peer, "# title")
+
+
 def test_sweep_runs_writes_and_resumes(bench, tmp_path, monkeypatch):
     out, rows = tmp_path / "sweep.md", tmp_path / "sweep.json"
-    argv = ["--model", "mlp-xs", "--probes", "1", "--steps", "5", "--budgets", "default,1",
+    argv = ["--model", "mlp-xs", "--probes", "1", "--steps", "5", "--budgets", "default,least",
             "--in-process", "--json", str(rows), "--out", str(out)]
     with contextlib.redirect_stdout(io.StringIO()):
         bench.main(argv)
     records = json.loads(rows.read_text())
     nets_rows = [r for r in records if r["method"] == "nets"]
-    assert [r["max_memory"] for r in nets_rows] == [None, MIB]
+    assert [r["max_memory"] for r in nets_rows] == [None, "least"]
     assert all(r["seconds"] > 0 and r["hvps"] > 0 for r in nets_rows)
+    least = nets_rows[1]["budget_bytes"]
+    assert 0 < least < nets_rows[0]["budget_bytes"]
     text = out.read_text()
-    assert "| default |" in text and "| 1 MiB |" in text and "| eigenthings |" in text
+    assert "| default |" in text and f"| least ({least / MIB:.1f} MiB) |" in text
+    assert "| eigenthings |" in text
     calls = []
     real = bench.bench_peers.run_cell
     monkeypatch.setattr(bench.bench_peers, "run_cell", lambda c: calls.append(c) or real(c))
     with contextlib.redirect_stdout(io.StringIO()):
-        bench.main([*argv[:7], "default,1,2", *argv[8:], "--resume"])
+        bench.main([*argv[:7], "default,least,2", *argv[8:], "--resume"])
     # only the new budget is measured (a peer that failed, e.g. not installed, runs again)
     assert [c["max_memory"] for c in calls if c["method"] == "nets"] == [2 * MIB]
     assert "| 2 MiB |" in out.read_text()

@@ -411,3 +411,13 @@ def test_targets_bound_a_miss_by_the_products_alone(benchmark_script):
     blocks = {**nets_r, "lanczos_s": 0.5}
     out = bench.targets("blocks", blocks, {"authors": authors})
     assert out[1] == "xauthors-HVP>=1.5: 1.20 MISSED [products alone: 0.75, beyond them]"
+
+
+def test_max_memory_option_takes_bytes_or_least(benchmark_script):
+    import argparse
+
+    bench = benchmark_script("bench_peers")
+    assert bench._budget("least") == "least" and bench._budget("1048576") == 2**20
+    for bad in ("0", "1M", "lest", "-5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive number of bytes or"):
+            bench._budget(bad)

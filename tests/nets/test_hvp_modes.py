@@ -589,6 +589,91 @@ def test_a_budget_below_one_graph_and_one_tangent_warns(mlp_problem):
     assert op.info()["graph_strategy"] == "one-at-a-time" and op.chunk_size == 1
 
 
+@pytest.mark.parametrize("mode", ["reverse", "reverse-block"])
+def test_least_budget_is_the_largest_graph_and_one_tangent(mode, request):
+    """``max_memory="least"``: the budget becomes the largest batch's graph (batch 0's measured
+    graph scaled by the batches' sample counts, the largest batch last here) plus one tangent
+    (a graph and a parameter copy), with no warning; one graph at a time, one tangent per
+    product, the Lanczos vectors in half of what the held graph leaves; the products equal the
+    dense Hessian's blocks (LayerNorm and fused attention)."""
+    model, loss_fn, data, h, names, offsets = _with_dense(request, "sdpa_problem")
+    data = data[::-1]  # the same mean loss, the larger batch last
+    samples = [len(y) for _, y in data]
+    assert samples[-1] > samples[0]
+    blocks = resolve_blocks(model, None)
+    op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory="least")
+    eyes = [torch.eye(b.dim, dtype=torch.float64) for b in blocks]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the least is no under-budget run
+        out = op(eyes)
+    largest = int(np.ceil(op.graph_bytes * max(samples) / samples[0]))
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    least = largest + op.graph_bytes + params
+    info = op.info()
+    assert (info["max_memory"], info["requested_max_memory"]) == (least, "least")
+    assert info["graph_strategy"] == "one-at-a-time" and info["graphs_kept"] == 0
+    assert op.chunk_size == 1
+    assert op.vector_budget() == ((least - largest) // 2, None)
+    scale = np.abs(h).max()
+    for b, o in zip(blocks, out, strict=True):
+        i = names.index(b.name)
+        ref = h[offsets[i]:offsets[i + 1], offsets[i]:offsets[i + 1]]
+        np.testing.assert_allclose(o.numpy(), ref, rtol=0, atol=1e-11 * scale, err_msg=b.name)
+
+
+def test_least_budget_keeps_the_graph_of_one_batch(mlp_problem):
+    """With one batch the least holds its graph: it is kept across calls (``keep-all``), and a
+    spectrum at the least equals the default budget's to round-off."""
+    model, loss_fn, data = mlp_problem[:3]
+    one = data[:1]
+    blocks = resolve_blocks(model, None)
+    op = BlockHVP(model, loss_fn, one, blocks, mode="reverse-block", max_memory="least")
+    op([torch.ones(2, b.dim, dtype=torch.float64) for b in blocks])
+    info = op.info()
+    assert (info["graph_strategy"], info["graphs_kept"]) == ("keep-all", 1)
+    for batches in (one, data):
+        a, b = ({}, {})
+        least = nets.blockwise_spectrum(model, loss_fn, batches, lanczos_steps=6, probes=2,
+                                        max_memory="least", info=a)
+        roomy = nets.blockwise_spectrum(model, loss_fn, batches, lanczos_steps=6, probes=2,
+                                        info=b)
+        assert a["lanczos_groups"] >= b["lanczos_groups"]
+        for name, s in roomy.items():
+            scale = np.abs(s.nodes).max()
+            np.testing.assert_allclose(least[name].nodes, s.nodes, rtol=0, atol=1e-10 * scale)
+
+
+@pytest.mark.parametrize("budget, err, match", [
+    ("lest", ValueError, "max_memory must be a number of bytes, 'least' .* got 'lest'"),
+    ("1G", ValueError, "max_memory must be a number of bytes, 'least'"),
+    (1.5, TypeError, "max_memory must be a positive integer, 'least' or None, got float"),
+])
+def test_bad_memory_budgets_name_what_to_pass(mlp_problem, budget, err, match):
+    model, loss_fn, data = mlp_problem[:3]
+    with pytest.raises(err, match=match):
+        BlockHVP(model, loss_fn, data, resolve_blocks(model, None), max_memory=budget)
+
+
+def test_cli_least_memory_budget(tmp_path, capsys):
+    """``--max-memory least`` reaches the engine (its bytes and the request in --json); a
+    budget that is neither a size nor ``least`` exits 2 naming both."""
+    import json
+
+    import nets.cli.app as cli
+
+    argv = ["spectrum", "--model", "mlp", "--steps", "3", "--probes", "1", "--quiet",
+            "--device", "cpu", "--json", "--blocks", "--out", str(tmp_path / "r.json"),
+            "--max-memory"]
+    assert cli.main([*argv, "least"]) == 0
+    engine = json.loads(capsys.readouterr().out)["engine"]
+    assert engine["requested_max_memory"] == "least"
+    assert engine["max_memory"] > engine["graph_bytes"] > 0
+    with pytest.raises(SystemExit) as e:
+        cli.main([*argv, "lots"])
+    assert e.value.code == 2
+    assert "'lots' is not a memory budget" in capsys.readouterr().err
+
+
 def test_determinism_check_still_compares_two_evaluations():
     """The second evaluation of batch 0 (the measured graph build) is still compared with the
     first: a loss that changes between calls is refused when the operator is built."""
