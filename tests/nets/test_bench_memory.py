@@ -95,8 +95,44 @@ def test_sweep_runs_writes_and_resumes(bench, tmp_path, monkeypatch):
     assert "| 2 MiB |" in out.read_text()
 
 
+def test_rounds_interleave_the_rows_and_pool_their_runs(bench, tmp_path, monkeypatch):
+    """``--rounds 2``: every row measured twice, the order reversed in the second round, the
+    runs pooled (the median and spread over both); a row with fewer rounds than asked is
+    measured again by ``--resume``, one with enough is kept."""
+    order, times = [], iter([4.0, 3.0, 10.0, 10.0, 2.0, 5.0] * 3)
+
+    def fake(run, in_process=False):
+        order.append((run["method"], run["max_memory"]))
+        t = next(times)
+        return {"seconds": t, "runs": [t], "peak_bytes": 90 * MIB, "peak_extra_bytes": 10 * MIB,
+                "load": 0.1,
+                "graphs": "one-at-a-time", "budget_bytes": 5 * MIB}
+
+    monkeypatch.setattr(bench.bench_peers, "measure", fake)
+    rows, out = tmp_path / "r.json", tmp_path / "r.md"
+    argv = ["--budgets", "default,least", "--json", str(rows), "--out", str(out)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench.main([*argv, "--rounds", "2"])
+    first = [("eigenthings", None), ("nets", None), ("nets", "least")]
+    assert order == first + first[::-1]
+    records = {(r["method"], r["max_memory"]): r for r in json.loads(rows.read_text())}
+    assert records[("eigenthings", None)]["runs"] == [4.0, 5.0]
+    assert records[("nets", "least")]["runs"] == [10.0, 10.0]
+    assert records[("nets", None)]["rounds"] == 2
+    assert "in 2 rounds of fresh processes" in out.read_text()
+    order.clear()
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench.main([*argv, "--rounds", "2", "--resume"])  # every row has its rounds
+    assert order == []
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench.main([*argv, "--rounds", "3", "--resume"])
+    assert order == first + first[::-1] + first
+
+
 def test_bad_options_are_refused(bench):
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
         bench.main(["--budgets", "none"])
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
         bench.main(["--resume"])
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        bench.main(["--rounds", "0"])
