@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-memory bench-groups bench-ab bench-floor clean gpu-check ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-groups bench-ab bench-floor clean gpu-check ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -72,6 +72,15 @@ bench-spectrum-full: install
 	$(PY) benchmarks/bench_peers.py --grid full --out benchmarks/results/peers-full.md \
 	  --json benchmarks/results/peers-full.json --resume
 
+# The quick grid with nets at max_memory="least" (one graph at a time, the smallest peak): which
+# speed targets hold at the memory target's budget. 3 interleaved rounds; resumable.
+bench-spectrum-least: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q --no-deps $(PEERS)
+	$(PY) benchmarks/bench_peers.py --grid quick --max-memory least --rounds 3 \
+	  --out benchmarks/results/peers-quick-least.md \
+	  --json benchmarks/results/peers-quick-least.json --resume
+
 # Memory against speed: nets' blockwise spectrum at several memory budgets against
 # hessian-eigenthings one block at a time (one cell of the grid: gpt2-m, 3 probes, 10 steps,
 # one thread; minutes; on a quiet machine). Resumable like the grid.
@@ -79,7 +88,7 @@ bench-memory: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)
 	$(PY) benchmarks/bench_memory.py --out benchmarks/results/memory-sweep.md \
-	  --json benchmarks/results/memory-sweep.json --resume
+	  --json benchmarks/results/memory-sweep.json --resume --rounds 3
 
 # Lanczos groups of a blockwise spectrum: nets' groups of up to half the kept graphs' size against
 # one block per group (block-restricted products, kept graphs), time and peak rise, 5

@@ -131,8 +131,10 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
              and isinstance(r["max_memory"], int) and r["max_memory"] < least]
     if under:
         lines += ["", f"The least nets' products run in on this cell (one batch's graph and one "
-                  f"tangent, the `least` row's budget) is {least / MIB:.1f} MiB: "
-                  f"{', '.join(under)} ran at that least, over the budget (with a warning)."]
+                  f"tangent, the `least` row's budget) is {least / MIB:.1f} MiB. Below it "
+                  f"({', '.join(under)}) the products held that graph and tangent anyway, over "
+                  f"the budget (with a warning), and the Lanczos vectors had less room than at "
+                  f"`least`: more groups, more graph rebuilds."]
     lines += ["", ("Budgets meeting both targets: " + ", ".join(both) + "." if both else
                    "No budget meets both targets on this cell." if ok
                    else "No verdict: the peer did not run.")]

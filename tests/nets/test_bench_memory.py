@@ -65,7 +65,7 @@ def test_report_shows_the_least_and_the_budgets_run_over_it(bench):
             _row(4.4, 28, max_memory=24 * MIB), _row(4.8, 22, max_memory=16 * MIB)]
     text = bench.render(rows, peer, "# title")
     assert "| least (17.5 MiB) | 4.60 | 24 |" in text
-    assert "is 17.5 MiB: 16 MiB ran at that least, over the budget" in text
+    assert "is 17.5 MiB. Below it (16 MiB) the products held that graph" in text
     assert "Budgets meeting both targets: least (17.5 MiB), 24 MiB, 16 MiB." in text
     assert "over the budget" not in bench.render(rows[:3], peer, "# title")
 
