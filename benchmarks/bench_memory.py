@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> None:
                  f"alternating by round)" if args.rounds > 1 else "")
               + f": wall seconds of spectrum + densities (the median of all its runs; a run "
               f"under {bench_peers.REPEAT_BELOW:g} s is repeated to {bench_peers.REPEATS} in "
-              f"its process), `+peak` the largest rise of the process's peak RSS during the "
-              f"runs."
+              f"its process), `+peak` the largest rise of the process's peak RSS during its "
+              f"first run over the rounds."
               + " `graphs` is how nets held the gradient graphs; the speed ratio's spread "
               "spans the extreme runs (the peer's fastest over nets' slowest, and the "
               "reverse), a verdict within it is `within noise`. Targets: "

@@ -421,3 +421,22 @@ def test_max_memory_option_takes_bytes_or_least(benchmark_script):
     for bad in ("0", "1M", "lest", "-5"):
         with pytest.raises(argparse.ArgumentTypeError, match="positive number of bytes or"):
             bench._budget(bad)
+
+
+def test_peak_memory_is_the_first_runs(benchmark_script, monkeypatch):
+    """A short run is repeated in its process; the peak columns are the first run's (a repeat
+    starts from what the allocator kept), the peak over every run is kept beside them."""
+    import types
+
+    bench = benchmark_script("bench_peers")
+    peaks = iter([100_000, 120_000, 130_000, 140_000])  # KiB, rising with every reading
+    monkeypatch.setattr(bench.resource, "getrusage",
+                        lambda who: types.SimpleNamespace(ru_maxrss=next(peaks)))
+    monkeypatch.setattr(bench, "_rss_now", lambda: 90_000 * 1024)
+    monkeypatch.setattr(bench, "_run_once", lambda *a: {"top": {}})  # instant: 3 runs
+    row = bench.run_cell(dict(model="mlp-xs", kind="full", probes=1, steps=3, threads=1,
+                              method="nets"))
+    assert len(row["runs"]) == bench.REPEATS == 3
+    assert row["peak_bytes"] == 100_000 * 1024
+    assert row["peak_extra_bytes"] == 10_000 * 1024
+    assert row["peak_all_bytes"] == 120_000 * 1024
