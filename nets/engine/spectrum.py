@@ -260,8 +260,10 @@ def operator_spectra(
     groups = lanczos_groups([lanczos_probe_bytes(b.dim, lanczos_steps, itemsize)
                              for b in blocks], len(ids), max(limit - chunk, 0), lean,
                             shared=[lanczos_work_bytes(b.dim) for b in blocks])
-    # every rank runs the same groups (the budget depends on each rank's memory and shard)
-    groups = op.comm.broadcast(groups, what="the Lanczos groups of blocks")
+    # every rank runs the same groups and reorthogonalization chunks (the budget depends on
+    # each rank's memory and shard; other chunks would change the round-off of the tridiagonals)
+    groups, chunk = op.comm.broadcast((groups, chunk),
+                                      what="the Lanczos groups of blocks and chunk bytes")
     label = "full spectrum" if len(blocks) == 1 and blocks[0].name == "full" else (
         f"{len(blocks)} blocks")
     parts: list[list[tuple[int, LanczosRun]]] = [[] for _ in blocks]

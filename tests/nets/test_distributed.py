@@ -115,6 +115,24 @@ def test_data_parallel_spectrum_equals_single_process(tmp_path):
         np.testing.assert_allclose(a[k][1], ref[k][1], rtol=0, atol=1e-10)
 
 
+def test_data_parallel_spectrum_at_the_least_budget(tmp_path):
+    """``max_memory="least"`` on two ranks with uneven shards (each rank's least from its own
+    graphs; the Lanczos groups are rank 0's): the ranks agree bit for bit, and equal the
+    single-process spectrum at the default budget to round-off."""
+    codes, errs, _ = launch("spectrum-least", tmp_path / "two")
+    assert codes == [0, 0], errs
+    codes1, errs1, _ = launch("spectrum", tmp_path / "one", world=1)
+    assert codes1 == [0], errs1
+    ref, a, b = _result(tmp_path / "one", 0), _result(tmp_path / "two", 0), \
+        _result(tmp_path / "two", 1)
+    assert ref.keys() == a.keys() == b.keys()
+    for k in ref:
+        np.testing.assert_array_equal(a[k][0], b[k][0])
+        scale = np.abs(ref[k][0]).max()
+        np.testing.assert_allclose(a[k][0], ref[k][0], rtol=0, atol=1e-10 * scale)
+        np.testing.assert_allclose(a[k][1], ref[k][1], rtol=0, atol=1e-10)
+
+
 def test_sharded_grids_gather_the_single_process_result_on_every_rank(tmp_path):
     codes, errs, _ = launch("grids", tmp_path / "two")
     assert codes == [0, 0], errs
