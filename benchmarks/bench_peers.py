@@ -266,7 +266,7 @@ def run_cell(cell: dict) -> dict:
             extras.append(_run_once(cell, model, loss_fn, data, names))
             runs.append(time.perf_counter() - t0)
             if len(runs) == 1:
-                first_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+                first_peak = _peak_rss()
         extra = dict(extras[-1])
         for key, runs_key in RUNS_OF.items():
             if key in extra:
@@ -278,7 +278,7 @@ def run_cell(cell: dict) -> dict:
     return {**cell, "load": load_avg, "seconds": seconds, "hvps": hvps, "blocks": blocks,
             "grad_s": t_grad, "runs": runs,
             "peak_bytes": first_peak, "peak_extra_bytes": max(first_peak - rss0, 0),
-            "peak_all_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_all_bytes": _peak_rss(),
             "params": sum(dims.values()), **extra}
 
 
@@ -393,6 +393,11 @@ def publish(text: str, out: str | None, rows: Iterable[dict]) -> None:
         atomic_write_bytes(Path(out), text.encode())
     if np.isnan([r["seconds"] for r in rows if "error" not in r]).any():
         raise SystemExit("a run reported no time")
+
+
+def _peak_rss() -> int:
+    """The process's peak resident set size so far, in bytes (``ru_maxrss`` is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _rss_now() -> int:
