@@ -358,7 +358,8 @@ def test_targets_pair_the_extreme_runs(benchmark_script):
     ``runs``) spreads over its one value, and a value outside its spread is refused."""
     bench = benchmark_script("bench_peers")
     nets_r = {"seconds": 1.0, "runs": [1.0, 0.9, 1.1], "hvps": 10, "grad_s": 0.05,
-              "lanczos_s": 0.5, "lanczos_runs": [0.5, 0.5, 0.5], "peak_extra_bytes": 100}
+              "lanczos_s": 0.5, "lanczos_runs": [0.5, 0.5, 0.5], "peak_extra_bytes": 100,
+              "peak_all_bytes": 200}
     clear = {"seconds": 2.0, "runs": [2.0, 1.9, 2.1]}  # 1.9 / 1.1 = 1.73 >= 1.5
     close = {"seconds": 1.6, "runs": [1.6, 1.3, 1.7]}  # 1.3 / 1.1 < 1.5 <= 1.6
     slow = {"seconds": 1.2}  # once: 1.2 < 1.5
@@ -413,14 +414,38 @@ def test_targets_bound_a_miss_by_the_products_alone(benchmark_script):
     assert out[1] == "xauthors-HVP>=1.5: 1.20 MISSED [products alone: 0.75, beyond them]"
 
 
-def test_max_memory_option_takes_bytes_or_least(benchmark_script):
-    import argparse
-
+def test_max_memory_option_takes_sizes_or_least(benchmark_script, monkeypatch, capsys,
+                                                 tmp_path):
+    """``--max-memory`` parses like the command line's (bytes, ``2G``, ``least``) and refuses
+    anything else with the command line's message, before measuring anything."""
     bench = benchmark_script("bench_peers")
-    assert bench._budget("least") == "least" and bench._budget("1048576") == 2**20
-    for bad in ("0", "1M", "lest", "-5"):
-        with pytest.raises(argparse.ArgumentTypeError, match="positive number of bytes or"):
-            bench._budget(bad)
+    monkeypatch.setattr(bench, "measure", lambda *a, **k: pytest.fail("measured"))
+    for bad in ("0", "lest", "-5"):
+        with pytest.raises(SystemExit):
+            bench.main(["--grid", "smoke", "--max-memory", bad])
+        assert "is not a memory budget" in capsys.readouterr().err
+    rows = tmp_path / "rows.json"
+    rows.write_text("[]")
+    bench.main(["--grid", "smoke", "--max-memory", "2G", "--resume", "--render-only",
+                "--json", str(rows)])  # measures nothing: the report's header names the bytes
+    assert f"--max-memory {2 * 2**30} --resume" in capsys.readouterr().out
+
+
+def test_peak_over_every_run_marks_only_an_older_scripts_repeated_rows(benchmark_script):
+    """The memory target of a cell measured before the peak became the first run's (no
+    ``peak_all_bytes``, runs repeated in their process) says that its peaks are not the
+    first run's; a newer row, or an older row run once per round, says nothing."""
+    bench = benchmark_script("bench_peers")
+    old = {"seconds": 1.0, "runs": [1.0, 1.1, 0.9], "peak_extra_bytes": 10 * 2**20}
+    once = {**old, "runs": [1.0, 1.1], "rounds": 2}
+    new = {**old, "peak_all_bytes": 2**30}
+    assert [bench.peak_over_every_run(r) for r in (old, once, new)] == [True, False, False]
+    nets_r = {**new, "hvps": 10, "grad_s": 0.1}
+    for eig, marked in ((old, True), (once, False), (new, False)):
+        out = bench.targets("blocks", nets_r, {"eigenthings": eig})
+        memory = next(t for t in out if t.startswith("mem/"))
+        assert memory.startswith("mem/eigenthings<=1.5: 1.00 met")
+        assert memory.endswith("[peaks over every run: an older script's]") is marked
 
 
 def test_peak_memory_is_the_first_runs(benchmark_script, monkeypatch):
