@@ -38,7 +38,8 @@ from nets.engine.distributed import (
     launched_by_torchrun,
 )
 from nets.engine.exact import dense_hessian, exact_blockwise_eigenvalues
-from nets.engine.hvp import BlockHVP, make_batch_hessian_vector_product
+from nets.engine.groups import lanczos_groups, lanczos_probe_bytes, lanczos_work_bytes
+from nets.engine.hvp import BlockHVP
 from nets.engine.intervals import ProbeInterval, probe_interval
 from nets.engine.js import (
     JS0Estimate,
@@ -49,6 +50,7 @@ from nets.engine.js import (
     numerically_zero_blocks,
 )
 from nets.engine.lanczos import LanczosRun, lanczos
+from nets.engine.products import make_batch_hessian_vector_product
 from nets.engine.roles import (
     BLOCK_SETS,
     MATRIX_ROLES,
@@ -62,15 +64,7 @@ from nets.engine.roles import (
     role_blocks,
 )
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
-from nets.engine.spectrum import (
-    blockwise_spectrum,
-    full_spectrum,
-    lanczos_groups,
-    lanczos_probe_bytes,
-    lanczos_work_bytes,
-    operator_spectra,
-    probe_vector,
-)
+from nets.engine.spectrum import blockwise_spectrum, full_spectrum, operator_spectra, probe_vector
 
 __all__ = [
     "BLOCK_SETS",

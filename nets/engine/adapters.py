@@ -40,6 +40,7 @@ of the targets (or of their first tensor when the targets are a tuple or mapping
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 
 import torch
 from torch.func import functional_call
@@ -48,12 +49,18 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from nets.engine.distributed import Communicator
 
 __all__ = ["batch_size", "check_modes", "first_samples", "forward", "functional_forward",
-           "padding_rows", "prepare_data", "split_batch", "to_device"]
+           "math_attention", "padding_rows", "prepare_data", "split_batch", "to_device"]
 
 LossFn = Callable[[object, object], torch.Tensor]
 
 #: Key of the targets in a mapping batch (the Hugging Face convention).
 LABELS_KEY = "labels"
+
+
+def math_attention() -> AbstractContextManager[None]:
+    """A context in which ``F.scaled_dot_product_attention`` runs on PyTorch's math kernel, the
+    only one with forward-mode AD and double backward (the fused kernels have neither)."""
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 def padding_rows(model: torch.nn.Module) -> dict[str, int]:
@@ -102,7 +109,7 @@ def functional_forward(model: torch.nn.Module, tensors: Mapping[str, torch.Tenso
                       for d in dicts)
         tensors = dicts if isinstance(tensors, tuple) else dicts[0]
     args, kwargs = _arguments(inputs)
-    with sdpa_kernel([SDPBackend.MATH]):
+    with math_attention():
         return functional_call(model, tensors, args, kwargs)
 
 
@@ -116,7 +123,7 @@ def forward(model: torch.nn.Module, inputs: object) -> object:
             inputs).
     """
     args, kwargs = _arguments(inputs)
-    with sdpa_kernel([SDPBackend.MATH]):
+    with math_attention():
         return model(*args, **kwargs)
 
 

@@ -6,9 +6,12 @@ the mean loss over all samples when every batch loss is a per-sample mean. (The 
 sums the batch HVPs, which scales the Hessian by the number of batches.)
 
 The HVP ``∇²L v = ∂/∂ε ∇L(w + εv)|₀`` is evaluated in one of three modes (see
-:class:`BlockHVP`): forward-over-reverse, ``jvp(grad(L), w, v)`` mapped over a stack of tangents
-with ``vmap``; reverse-over-reverse, ``∇_w ⟨∇L(w), v⟩`` from a gradient graph built once per
-batch and kept across calls within a memory budget; or the latter restricted to each block.
+:class:`BlockHVP`; one batch's products are the functions of :mod:`nets.engine.products`):
+forward-over-reverse, ``jvp(grad(L), w, v)`` mapped over a stack of tangents with ``vmap``;
+reverse-over-reverse, ``∇_w ⟨∇L(w), v⟩`` from a gradient graph built once per batch and kept
+across calls within a memory budget; or the latter restricted to each block. This module is
+the operator around them: it checks the data, measures the graphs, chooses the mode and how
+graphs are held within the budget, and weights and sums the batches.
 
 A block-restricted product ``[∇²L]_ll v_l`` is the block-``l`` part of ``∇²L ṽ`` where ``ṽ``
 is ``v_l`` embedded in the full parameter space with zeros elsewhere. :class:`BlockHVP`
@@ -30,21 +33,34 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.func import grad, jvp, vmap
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from nets.engine.adapters import LossFn, batch_size, functional_forward, prepare_data
+from nets.engine.adapters import (
+    LossFn,
+    batch_size,
+    functional_forward,
+    math_attention,
+    prepare_data,
+)
 from nets.engine.blocks import Block
 from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
 from nets.engine.memory import SavedBytes, default_budget, peak_bytes, reset_peak
+from nets.engine.products import (
+    DoubleBackward,
+    block_products,
+    check_chunk_size,
+    cut_products,
+    forward_over_reverse,
+    gradient_graph,
+    pad_tangents,
+    reverse_products,
+)
 
-__all__ = ["LEAN_SHARE", "LEAST", "MODES", "BlockHVP", "check_hvp_options",
-           "make_batch_hessian_vector_product"]
+__all__ = ["LEAN_SHARE", "LEAST", "MODES", "BlockHVP", "check_hvp_options"]
 
 #: Ways to evaluate Hessian-vector products (see :class:`BlockHVP`).
 MODES = ("auto", "forward", "reverse", "reverse-block")
@@ -95,16 +111,14 @@ def check_hvp_options(mode: object, max_memory: object, chunk_size: object) -> N
             raise ValueError(f"max_memory must be a number of bytes, {LEAST!r} (the least the "
                              f"products run in) or None (half the available memory), got "
                              f"{max_memory!r}")
-        max_memory = None
-    for label, v, kinds in (("max_memory", max_memory, f", {LEAST!r}"),
-                            ("chunk_size", chunk_size, "")):
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, int | np.integer):
-            raise TypeError(f"{label} must be a positive integer{kinds} or None, got "
-                            f"{type(v).__name__}")
-        if v < 1:
-            raise ValueError(f"{label} must be a positive integer{kinds} or None, got {v}")
+    elif max_memory is not None:
+        if isinstance(max_memory, bool) or not isinstance(max_memory, int | np.integer):
+            raise TypeError(f"max_memory must be a positive integer, {LEAST!r} or None, got "
+                            f"{type(max_memory).__name__}")
+        if max_memory < 1:
+            raise ValueError(f"max_memory must be a positive integer, {LEAST!r} or None, got "
+                             f"{max_memory}")
+    check_chunk_size(chunk_size)
 
 
 def _check_compile(compile: object, mode: str) -> str:
@@ -121,116 +135,6 @@ def _check_compile(compile: object, mode: str) -> str:
         raise RuntimeError("compile=True: torch.compile is not supported on this platform or "
                            "Python version; pass compile=False")
     return "forward"
-
-
-def _math_attention():
-    """Attention on the math kernel: the fused ones lack forward AD and double backward."""
-    return sdpa_kernel([SDPBackend.MATH])
-
-
-def make_batch_hessian_vector_product(
-    model: torch.nn.Module, loss_fn: LossFn
-) -> Callable[..., dict[str, torch.Tensor]]:
-    """Pure function computing stacked HVPs of one batch's loss (forward-over-reverse).
-
-    Args:
-        model: The network; only its structure and buffers are used.
-        loss_fn: ``loss_fn(model(inputs), targets)`` is the scalar mean batch loss.
-
-    Returns:
-        ``hvp(params, inputs, targets, tangents, chunk_size=None)``: ``params`` maps every
-        parameter name to a tensor, ``tangents`` maps some parameter names to stacks of shape
-        ``(T, *param.shape)``; returns ``{name: (T, *shape)}`` with rows ``∇²ℓ t_i``, the
-        Hessian taken with respect to the parameters named in ``tangents`` (the others fixed).
-        Malformed arguments raise ``TypeError``/``ValueError`` naming them; a model or loss
-        that forward-mode AD cannot differentiate (e.g. ``F.mse_loss`` in torch 2.13) and
-        non-finite products raise ``ValueError`` (:class:`BlockHVP` offers reverse modes).
-
-    Raises:
-        TypeError: ``model`` is not a module or ``loss_fn`` is not callable.
-    """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got "
-                        f"{type(loss_fn).__name__}")
-    raw = _forward_over_reverse(model, loss_fn)
-    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
-
-    def hvp(params, inputs, targets, tangents, chunk_size=None):
-        _check_batch_call(shapes, params, tangents, chunk_size)
-        try:
-            out = raw(params, inputs, targets, tangents, chunk_size=chunk_size)
-        except torch.OutOfMemoryError:
-            raise
-        except (RuntimeError, TypeError) as e:
-            kind = TypeError if isinstance(e, TypeError) else ValueError
-            raise kind(f"forward-over-reverse failed on this model, loss_fn, inputs and "
-                       f"targets ({str(e)[:200]}); check their shapes and dtypes, or use "
-                       "nets.BlockHVP with mode='reverse-block'") from e
-        for n, t in out.items():
-            if not all_finite(t):
-                raise ValueError(f"non-finite Hessian-vector product for parameter {n!r} "
-                                 "(are params, tangents, inputs and targets finite?)")
-        return out
-
-    return hvp
-
-
-def _forward_over_reverse(model: torch.nn.Module, loss_fn: LossFn
-                          ) -> Callable[..., dict[str, torch.Tensor]]:
-    """The unchecked product of :func:`make_batch_hessian_vector_product` (torch's own errors:
-    :class:`BlockHVP`'s calibration catches them to rule the forward mode out)."""
-    buffers = {n: b for n, b in model.named_buffers()}
-
-    def loss(sub: dict, rest: dict, inputs, targets) -> torch.Tensor:
-        out = functional_forward(model, ({**rest, **sub}, buffers), inputs)
-        return loss_fn(out, targets)
-
-    def hvp(params, inputs, targets, tangents, chunk_size=None):
-        sub = {n: params[n] for n in tangents}
-        rest = {n: p.detach() for n, p in params.items() if n not in sub}
-        g = grad(loss)
-
-        def one(t):
-            return jvp(lambda s: g(s, rest, inputs, targets), (sub,), (t,))[1]
-
-        return vmap(one, chunk_size=chunk_size)(tangents)
-
-    return hvp
-
-
-def _check_batch_call(shapes: dict[str, tuple[int, ...]], params: object, tangents: object,
-                      chunk_size: object) -> None:
-    """Validate the arguments of the function :func:`make_batch_hessian_vector_product` returns
-    (shapes and types only: a non-finite value shows in the products, which are checked)."""
-    check_hvp_options("forward", None, chunk_size)
-    if not isinstance(params, Mapping):
-        raise TypeError(f"params must map parameter names to tensors, got "
-                        f"{type(params).__name__}")
-    for n, shape in shapes.items():
-        p = params.get(n)
-        if not isinstance(p, torch.Tensor) or tuple(p.shape) != shape:
-            got = tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__
-            raise ValueError(f"params[{n!r}] must be a tensor of shape {shape}, got {got}")
-        if not p.is_floating_point():
-            raise TypeError(f"params[{n!r}] must be real floating point, got {p.dtype}")
-    if not isinstance(tangents, Mapping) or not tangents:
-        raise TypeError("tangents must be a non-empty mapping {parameter name: (T, *shape) "
-                        f"stack}}, got {tangents!r:.80}")
-    counts = set()
-    for n, t in tangents.items():
-        if n not in shapes:
-            raise ValueError(f"tangents names {n!r}, which is not a parameter of the model")
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise TypeError(f"tangents[{n!r}] must be a real floating tensor")
-        if t.ndim != len(shapes[n]) + 1 or tuple(t.shape[1:]) != shapes[n] or len(t) < 1:
-            raise ValueError(f"tangents[{n!r}] must have shape (T, *{shapes[n]}) with T >= 1, "
-                             f"got {tuple(t.shape)}")
-        counts.add(len(t))
-    if len(counts) > 1:
-        raise ValueError(f"tangents must all stack the same number T of vectors, got "
-                         f"{sorted(counts)}")
 
 
 class BlockHVP:
@@ -330,6 +234,8 @@ class BlockHVP:
         self.blocks = list(blocks)
         self.names = tuple(dict.fromkeys(n for b in self.blocks for n in b.params))
         self.params = {n: p.detach() for n, p in params.items()}
+        #: the blocks' parameters in block order (the order of the padded tangents)
+        self._block_params = {n: self.params[n] for n in self.names}
         self.comm = comm or Communicator()
         if self.comm.is_distributed:  # hashing costs a pass over the parameters
             self.comm.check_identical(_fingerprint(self.params), what="model parameters")
@@ -359,12 +265,12 @@ class BlockHVP:
         self._kept_bytes = 0
         self._first_samples = 0  # samples of batch 0, on which graph_bytes is measured
         self._keeping = self.mode != "forward"  # whether the data check keeps its graphs
-        self._batched_backward = True
+        self._double_backward = DoubleBackward()
         # the data check's evaluations are graph builds: the first measures batch 0's graph,
         # the others are kept for the products while they fit (see _check_loss)
         self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm,
                                  evaluate=self._check_loss)
-        self._hvp = _forward_over_reverse(model, loss_fn)
+        self._hvp = forward_over_reverse(model, loss_fn)
         self.compiled = bool(compile)
         if compile:
             # static shapes: batches of another size recompile (dynamic shapes fail in
@@ -445,7 +351,7 @@ class BlockHVP:
         if total == 0:
             return [None for _ in vectors]
         try:
-            with _math_attention():
+            with math_attention():
                 if self.graph_strategy is None:
                     self._plan()
                 local = self._local_products(vectors, rows)
@@ -604,7 +510,7 @@ class BlockHVP:
           other half is room for stacked tangents). Probes are split only to meet it.
         * ``lean``: with the default budget while every graph is kept (``"keep-all"``), whole
           blocks are grouped so that their vectors
-          (:func:`nets.engine.spectrum.lanczos_probe_bytes`) take no more than half those
+          (:func:`nets.engine.groups.lanczos_probe_bytes`) take no more than half those
           graphs' bytes (:data:`LEAN_SHARE`): a group costs only its own block products (no
           graph is rebuilt), so the vectors add at most half the kept graphs' size to the peak,
           at no cost in products. ``None`` otherwise (grouping would rebuild the graphs once per
@@ -627,15 +533,8 @@ class BlockHVP:
                ) -> tuple[dict, dict, torch.Tensor]:
         """Leaves, gradient ``∇ℓ`` (with its graph) and loss ``ℓ`` of one batch, with respect
         to the parameters ``names`` (default: every block's)."""
-        leaves = {n: self.params[n].detach().requires_grad_(True)
-                  for n in (self.names if names is None else names)}
-        rest = {n: p for n, p in self.params.items() if n not in leaves}
-        with torch.enable_grad():
-            out = functional_forward(self._model, ({**rest, **leaves}, self._buffers), x)
-            loss = self._loss_fn(out, y)
-            gs = torch.autograd.grad(loss, list(leaves.values()), create_graph=True,
-                                     allow_unused=True)
-        return leaves, dict(zip(leaves, gs, strict=True)), loss
+        return gradient_graph(self._model, self._buffers, self._loss_fn, self.params,
+                              self.names if names is None else names, x, y)
 
     def _timed_build(self, x: object, y: object, names: Sequence[str] | None = None
                      ) -> tuple[tuple[dict, dict, torch.Tensor], float]:
@@ -694,7 +593,8 @@ class BlockHVP:
 
         def tangents() -> dict[str, torch.Tensor]:
             if not padded:
-                padded.append(self._padded(vectors, rows))
+                padded.append(pad_tangents(self.blocks, vectors, rows, self._block_params,
+                                           self.dtype))
             return padded[0]
 
         acc: list[torch.Tensor | None] | None = None
@@ -723,13 +623,14 @@ class BlockHVP:
         if mode == "forward":
             out = self._hvp(self.params, x, y, padded, chunk_size=self.chunk_size)
         elif mode == "reverse":
-            out = self._reverse(graph, padded)
+            out = reverse_products(graph, padded, self.chunk_size, self._double_backward)
         else:
             blocks = self._reverse_block(graph, vectors)
         _synchronize(self.device)
         self._product_seconds[mode] = (self._product_seconds.get(mode, 0.0)
                                        + time.perf_counter() - t0)
-        return blocks if mode == "reverse-block" else self._cut(out, vectors, rows)
+        return blocks if mode == "reverse-block" else cut_products(out, self.blocks, vectors,
+                                                                    rows)
 
     def _calibrate(self, i, x, y, vectors, rows, tangents) -> list[torch.Tensor | None]:
         """Evaluate batch ``i`` in every mode, check agreement, keep the fastest mode."""
@@ -805,109 +706,11 @@ class BlockHVP:
             self.graph_strategy = "none"
         return results[choice]
 
-    def _padded(self, vectors, rows) -> dict[str, torch.Tensor]:
-        """Every block's vectors embedded, zero elsewhere, in stacks ``{name: (T, *shape)}``."""
-        total = rows[-1][1]
-        used = [n for n in self.names
-                if any(v is not None and n in b.params
-                       for b, v in zip(self.blocks, vectors, strict=True))]
-        tangents = {n: torch.zeros((total, *self.params[n].shape), dtype=self.dtype,
-                                   device=self.device) for n in used}
-        for b, v, (r0, r1) in zip(self.blocks, vectors, rows, strict=True):
-            if v is None:
-                continue
-            off = 0
-            for pc in b.pieces:
-                chunk = v[:, off:off + pc.size].reshape(r1 - r0, *pc.shape).to(self.dtype)
-                tangents[pc.param][(slice(r0, r1), *pc.index)] = chunk
-                off += pc.size
-        return tangents
-
-    def _cut(self, out: dict[str, torch.Tensor], vectors, rows) -> list[torch.Tensor | None]:
-        """The blocks' ``(m_l, d_l)`` rows of full-space products ``{name: (T, *shape)}``."""
-        result: list[torch.Tensor | None] = []
-        for b, v, (r0, r1) in zip(self.blocks, vectors, rows, strict=True):
-            if v is None:
-                result.append(None)
-                continue
-            parts = [out[pc.param][(slice(r0, r1), *pc.index)].reshape(r1 - r0, -1)
-                     for pc in b.pieces]
-            result.append(torch.cat(parts, dim=1))
-        return result
-
-    def _reverse(self, graph, tangents: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``∇_w Σ_n ⟨g_n, t_n⟩`` for every stacked tangent, from a kept gradient graph."""
-        leaves, grads = graph
-        names = list(tangents)
-        live = [n for n in names if grads[n] is not None and grads[n].requires_grad]
-        out = {n: torch.zeros_like(tangents[n]) for n in names}
-        total = next(iter(tangents.values())).shape[0]
-        if not live:  # the gradient does not depend on these parameters: zero Hessian rows
-            return out
-        for s in range(0, total, self.chunk_size):
-            sl = slice(s, s + self.chunk_size)
-            hv = self._double_backward([grads[n] for n in live], [leaves[n] for n in names],
-                                       [tangents[n][sl] for n in live])
-            for n, h in zip(names, hv, strict=True):
-                if h is not None:
-                    out[n][sl] = h
-        return out
-
     def _reverse_block(self, graph, vectors) -> list[torch.Tensor | None]:
-        """Per block, ``∇_{w_l} ⟨g_l, v_l⟩`` for the stacked ``v_l``: only the block's leaves."""
-        leaves, grads = graph
-        result: list[torch.Tensor | None] = []
-        for b, v in zip(self.blocks, vectors, strict=True):
-            if v is None:
-                result.append(None)
-                continue
-            m = v.shape[0]
-            names = list(b.params)
-            outs, gos, off = [], [], 0
-            for pc in b.pieces:
-                g = grads[pc.param]
-                if g is not None and g.requires_grad:
-                    outs.append(g[pc.index] if pc.index else g)
-                    gos.append(v[:, off:off + pc.size].reshape(m, *pc.shape).to(self.dtype))
-                off += pc.size
-            if outs and m <= self.chunk_size and all(not pc.index for pc in b.pieces):
-                # the common case, whole tensors in one chunk: no zero buffers, no copies
-                hv = self._double_backward(outs, [leaves[n] for n in names], gos)
-                parts = [torch.zeros((m, pc.size), dtype=self.dtype, device=self.device)
-                         if h is None else h.reshape(m, -1) for pc, h in zip(b.pieces, hv,
-                                                                              strict=True)]
-                result.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1))
-                continue
-            full = {n: torch.zeros((m, *self.params[n].shape), dtype=self.dtype,
-                                   device=self.device) for n in names}
-            for s in range(0, m if outs else 0, self.chunk_size):
-                sl = slice(s, s + self.chunk_size)
-                hv = self._double_backward(outs, [leaves[n] for n in names],
-                                           [go[sl] for go in gos])
-                for n, h in zip(names, hv, strict=True):
-                    if h is not None:
-                        full[n][sl] = h
-            result.append(torch.cat([full[pc.param][(slice(None), *pc.index)].reshape(m, -1)
-                                     for pc in b.pieces], dim=1))
-        return result
-
-    def _double_backward(self, outputs, inputs, grad_outputs) -> tuple[torch.Tensor | None, ...]:
-        """``autograd.grad`` of ``outputs`` with stacked ``grad_outputs`` (rows batched)."""
-        if grad_outputs[0].shape[0] == 1:  # one row: a plain double backward, no vmap
-            return tuple(None if h is None else h[None] for h in torch.autograd.grad(
-                outputs, inputs, [g[0] for g in grad_outputs], retain_graph=True,
-                allow_unused=True))
-        if self._batched_backward:
-            try:
-                return torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph=True,
-                                           is_grads_batched=True, allow_unused=True)
-            except RuntimeError:  # an op without a batching rule: one row at a time
-                self._batched_backward = False
-        rows = [torch.autograd.grad(outputs, inputs, [g[r] for g in grad_outputs],
-                                    retain_graph=True, allow_unused=True)
-                for r in range(grad_outputs[0].shape[0])]
-        return tuple(None if col[0] is None else torch.stack(col)
-                     for col in zip(*rows, strict=True))
+        """The block-restricted products of every block on ``graph``
+        (:func:`nets.engine.products.block_products`)."""
+        return block_products(graph, self.blocks, vectors, self.chunk_size,
+                              self._double_backward, self.dtype)
 
 
 def _synchronize(device: torch.device) -> None:

@@ -37,12 +37,13 @@ from nets.engine.adapters import LossFn
 from nets.engine.blocks import full_block, resolve_blocks
 from nets.engine.checks import check_int, check_problem
 from nets.engine.distributed import Communicator
+from nets.engine.groups import lanczos_groups, lanczos_probe_bytes, lanczos_work_bytes
 from nets.engine.hvp import BlockHVP
 from nets.engine.lanczos import LanczosRun, chunk_bytes_for, lanczos
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
 
-__all__ = ["CHUNK_SHARE", "blockwise_spectrum", "full_spectrum", "lanczos_groups",
-           "lanczos_probe_bytes", "lanczos_work_bytes", "operator_spectra", "probe_vector"]
+__all__ = ["CHUNK_SHARE", "blockwise_spectrum", "full_spectrum", "operator_spectra",
+           "probe_vector"]
 
 
 #: Most Lanczos steps or probes a run may ask for (each costs at least one HVP).
@@ -55,37 +56,6 @@ MAX_COUNT = 1_000_000
 #: buffer either way, so a chunk of a few hundred KiB costs little against the default 4 MiB
 #: on a CPU, while the 4 MiB would be a visible part of a budget of a few tens of MiB.
 CHUNK_SHARE = 1 / 8
-
-
-def lanczos_probe_bytes(dim: int, steps: int, itemsize: int) -> int:
-    """Bytes of its own vectors one probe of a block of dimension ``dim`` holds during a
-    Lanczos run.
-
-    ``(k + 2) · d`` numbers of ``itemsize`` bytes: the basis ``Q_k`` of ``k = min(steps, d)``
-    rows, the vector passed to the products and its product. The float64 work stack, one
-    ``8 d``-byte row per probe, is shared by the blocks of a run and sized by the largest
-    (:func:`lanczos_work_bytes`, :func:`lanczos_groups`'s ``shared``).
-
-    Args:
-        dim: Block dimension ``d``.
-        steps: Lanczos steps asked for.
-        itemsize: Bytes per number of the stored vectors (4 for a float32 model).
-    """
-    dim = check_int("dim", dim, minimum=0)
-    steps = check_int("steps", steps, minimum=1)
-    itemsize = check_int("itemsize", itemsize, minimum=1)
-    return (min(steps, dim) + 2) * dim * itemsize
-
-
-def lanczos_work_bytes(dim: int) -> int:
-    """Bytes per probe of a block of dimension ``dim`` in the float64 work stack of a Lanczos
-    run, ``8 d``: one stack serves all the blocks of a run, as large as the largest block's
-    ``m × d`` (:func:`nets.engine.lanczos.lanczos`).
-
-    Args:
-        dim: Block dimension ``d``.
-    """
-    return 8 * check_int("dim", dim, minimum=0)
 
 
 def probe_vector(seed: int, probe: int, block: str, dim: int) -> np.ndarray:
@@ -138,62 +108,6 @@ def _check_run(lanczos_steps: object, probes: object, seed: object, probe_indice
     if any(i < 0 or i >= probes for i in ids) or len(set(ids)) != len(ids):
         raise ValueError(f"probe_indices must be distinct integers in [0, {probes})")
     return ids
-
-
-def lanczos_groups(per_probe: Sequence[int], probes: int, limit: int,
-                   lean: int | None = None, shared: Sequence[int] | None = None
-                   ) -> list[list[tuple[int, int, int]]]:
-    """Split a blockwise Lanczos run into groups whose vectors fit a memory budget.
-
-    Block ``l`` with ``m`` probes keeps ``m · per_probe[l]`` bytes of Lanczos vectors of its
-    own, and the group it runs in holds one buffer shared by all its pieces, of the largest
-    piece's ``m · shared[l]`` bytes: a group of pieces ``G`` takes
-    ``Σ_G m · per_probe[l] + max_G m · shared[l]``. A block whose probes alone exceed ``limit``
-    is cut into chunks of as many probes as fit (at least one); the pieces are then packed in
-    order into groups of at most ``limit`` bytes, or of at most ``lean`` bytes when given (a
-    piece larger than that is a group of its own). No group holds two pieces of one block.
-
-    Args:
-        per_probe: Bytes of one probe's own Lanczos vectors, per block
-            (:func:`lanczos_probe_bytes`).
-        probes: Probes per block ``m``.
-        limit: Bytes the vectors of a group may take (probes are split only to meet it).
-        lean: A smaller bound for packing whole blocks (see
-            :meth:`nets.engine.hvp.BlockHVP.vector_budget`), or ``None``.
-        shared: Bytes per probe, per block, of the buffer a group's blocks share
-            (:func:`lanczos_work_bytes`); default none.
-
-    Returns:
-        Groups of pieces ``(block, first probe position, end position)``, covering every block's
-        positions ``0..probes`` exactly once, blocks in order.
-    """
-    probes = check_int("probes", probes, minimum=1)
-    limit = check_int("limit", limit, minimum=0)
-    cap = limit if lean is None else min(limit, check_int("lean", lean, minimum=0))
-    own = [check_int("per_probe entry", pp, minimum=0) for pp in per_probe]
-    if shared is None:
-        shared = [0] * len(own)
-    elif len(shared) != len(own):
-        raise ValueError(f"shared must give one number per block like per_probe "
-                         f"({len(own)}), got {len(shared)}")
-    common = [check_int("shared entry", sh, minimum=0) for sh in shared]
-    pieces = []
-    for blk, (pp, sh) in enumerate(zip(own, common, strict=True)):
-        step = probes if probes * (pp + sh) <= limit else max(1, limit // max(pp + sh, 1))
-        pieces += [(blk, p0, min(p0 + step, probes), min(p0 + step, probes) - p0)
-                   for p0 in range(0, probes, step)]
-    groups: list[list[tuple[int, int, int]]] = []
-    used = top = 0
-    for blk, p0, p1, m in pieces:
-        size, common_size = m * own[blk], m * common[blk]
-        if not groups or used + size + max(top, common_size) > cap or any(
-                g[0] == blk for g in groups[-1]):
-            groups.append([])
-            used = top = 0
-        groups[-1].append((blk, p0, p1))
-        used += size
-        top = max(top, common_size)
-    return groups
 
 
 def _merge_runs(parts: Sequence[tuple[int, LanczosRun]]) -> LanczosRun:

@@ -33,8 +33,8 @@ from labkit.cache import code_version
 from labkit.jsonio import as_float, check_sealed, dumps, loads, seal
 from nets.engine.adapters import check_modes, first_samples, forward, split_batch
 from nets.engine.density import RECIPES, DensityRecipe
-from nets.engine.hvp import make_batch_hessian_vector_product
 from nets.engine.js import js0_bootstrap
+from nets.engine.products import make_batch_hessian_vector_product
 from nets.engine.spectrum import blockwise_spectrum
 
 __all__ = ["EVIDENCE", "EVIDENCE_FIX", "Advice", "advise", "check_twice_differentiable",

@@ -1,4 +1,5 @@
-"""Blockwise Lanczos in groups of blocks (and chunks of probes) within a memory budget."""
+"""Blockwise Lanczos in groups of blocks (and chunks of probes) within a memory budget
+(:mod:`nets.engine.groups`, run by :func:`nets.engine.spectrum.operator_spectra`)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,9 @@ from hypothesis import strategies as st
 import nets
 import nets.engine.spectrum as spectrum
 from nets.engine.blocks import resolve_blocks
+from nets.engine.groups import lanczos_groups, lanczos_probe_bytes, lanczos_work_bytes
 from nets.engine.hvp import LEAN_SHARE, BlockHVP
-from nets.engine.spectrum import (
-    CHUNK_SHARE,
-    lanczos_groups,
-    lanczos_probe_bytes,
-    lanczos_work_bytes,
-    operator_spectra,
-)
+from nets.engine.spectrum import CHUNK_SHARE, operator_spectra
 
 
 @given(per_probe=st.lists(st.integers(0, 50), min_size=1, max_size=12),

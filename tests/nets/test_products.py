@@ -1,0 +1,216 @@
+"""nets.engine.products: one batch's Hessian-vector products in the three ways, against a dense
+Hessian that ``torch.autograd.functional.hessian`` computes on the flattened parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nets.engine.blocks import resolve_blocks
+from nets.engine.products import (
+    DoubleBackward,
+    block_products,
+    cut_products,
+    gradient_graph,
+    make_batch_hessian_vector_product,
+    pad_tangents,
+    reverse_products,
+)
+
+#: Block partitions mixing whole tensors and parts of tensors (indexed pieces), per problem.
+PARTITIONS = {
+    "mlp_problem": {"first rows": [("0.weight", (slice(0, 3),)), "0.bias"],
+                    "last rows": ("0.weight", (slice(3, 6),)),
+                    "head": ["2.weight", "2.bias"]},
+    "attention_problem": {"qk": ["q", "k"], "v top": ("v", (slice(0, 2),)),
+                          "v bottom": ("v", (slice(2, 4),)), "emb": "emb", "out": "out"},
+}
+
+
+def _dense(model, loss_fn, x, y) -> torch.Tensor:
+    """The batch loss's Hessian over the flattened parameters (``named_parameters`` order)."""
+    params = dict(model.named_parameters())
+    shapes = {n: p.shape for n, p in params.items()}
+
+    def loss(flat: torch.Tensor) -> torch.Tensor:
+        parts, off = {}, 0
+        for n, shape in shapes.items():
+            size = int(torch.tensor(shape).prod())
+            parts[n] = flat[off:off + size].reshape(shape)
+            off += size
+        return loss_fn(torch.func.functional_call(model, parts, (x,)), y)
+
+    flat = torch.cat([p.detach().reshape(-1) for p in params.values()])
+    return torch.autograd.functional.hessian(loss, flat)
+
+
+def _coordinates(model, block) -> torch.Tensor:
+    """The flat coordinates of a block's vector, piece by piece."""
+    offsets, off = {}, 0
+    for n, p in model.named_parameters():
+        offsets[n] = off
+        off += p.numel()
+    shapes = dict((n, p.shape) for n, p in model.named_parameters())
+    return torch.cat([offsets[pc.param] + torch.arange(shapes[pc.param].numel()).reshape(
+        shapes[pc.param])[pc.index].reshape(-1) for pc in block.pieces])
+
+
+def _close(got: torch.Tensor, ref: torch.Tensor) -> None:
+    scale = float(ref.abs().max())
+    torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-12 * max(scale, 1.0))
+
+
+@pytest.mark.parametrize("problem", sorted(PARTITIONS))
+@pytest.mark.parametrize("chunk_size", [1, 2, 3])
+def test_every_way_equals_the_dense_hessian(problem, chunk_size, request):
+    """Forward-over-reverse, reverse-over-reverse on a kept graph (chunked) and the
+    block-restricted products (whole tensors and indexed pieces, chunked) all equal the dense
+    Hessian's products; the zero-padded ones cut to the blocks equal its diagonal blocks."""
+    model, loss_fn, data, _ = request.getfixturevalue(problem)
+    x, y = data[0]
+    hess = _dense(model, loss_fn, x, y)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    g = torch.Generator().manual_seed(7)
+    tangents = {n: torch.randn((3, *p.shape), generator=g, dtype=p.dtype)
+                for n, p in params.items()}
+    flat_t = torch.cat([t.reshape(3, -1) for t in tangents.values()], dim=1)
+    expected = flat_t @ hess  # rows H t_r (H symmetric)
+
+    def flat(out: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([out[n].reshape(3, -1) for n in params], dim=1)
+
+    forward = make_batch_hessian_vector_product(model, loss_fn)
+    _close(flat(forward(params, x, y, tangents, chunk_size=chunk_size)), expected)
+    buffers = dict(model.named_buffers())
+    leaves, grads, loss = gradient_graph(model, buffers, loss_fn, params, list(params), x, y)
+    _close(loss.detach(), loss_fn(model(x), y).detach())
+    db = DoubleBackward()
+    _close(flat(reverse_products((leaves, grads), tangents, chunk_size, db)), expected)
+    assert db.batched  # these models' ops all have batching rules
+
+    blocks = resolve_blocks(model, PARTITIONS[problem])
+    vectors = [torch.randn((m, b.dim), generator=g, dtype=torch.float64)
+               for m, b in zip((3, 1, 2, 3, 2), blocks, strict=False)]
+    vectors[1] = None  # a skipped block
+    rows, start = [], 0
+    for v in vectors:
+        rows.append((start, start + (0 if v is None else v.shape[0])))
+        start = rows[-1][1]
+    restricted = block_products((leaves, grads), blocks, vectors, chunk_size, db, torch.float64)
+    padded = pad_tangents(blocks, vectors, rows, params, torch.float64)
+    full = reverse_products((leaves, grads), padded, chunk_size, db)
+    cut = cut_products(full, blocks, vectors, rows)
+    for b, v, r, c in zip(blocks, vectors, restricted, cut, strict=True):
+        if v is None:
+            assert r is None and c is None
+            continue
+        idx = _coordinates(model, b)
+        ref = v @ hess[idx][:, idx]
+        _close(r, ref)
+        _close(c, ref)
+
+
+def test_a_graph_for_some_parameters_gives_their_block(mlp_problem):
+    """A gradient graph built for the head's bias alone (the rest held constant) gives that
+    parameter's diagonal block of the dense Hessian."""
+    model, loss_fn, data, _ = mlp_problem
+    x, y = data[0]
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    leaves, grads, _ = gradient_graph(model, {}, loss_fn, params, ["2.bias"], x, y)
+    assert set(leaves) == set(grads) == {"2.bias"}
+    tangent = {"2.bias": torch.arange(6, dtype=torch.float64).reshape(2, 3)}
+    out = reverse_products((leaves, grads), tangent, 4, DoubleBackward())
+    hess = _dense(model, loss_fn, x, y)
+    idx = slice(hess.shape[0] - 3, hess.shape[0])  # 2.bias is the last parameter
+    _close(out["2.bias"], tangent["2.bias"] @ hess[idx, idx])
+
+
+class _Spare(torch.nn.Module):
+    """A linear model with a parameter its output does not use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2).double()
+        self.spare = torch.nn.Parameter(torch.ones(4, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x)
+
+
+def test_a_parameter_the_loss_does_not_use_has_zero_rows():
+    """The gradient of an unused parameter is ``None``: its products are exact zeros in the
+    padded and in the block-restricted ways, not an error."""
+    model = _Spare()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (5,), generator=g)
+    loss_fn = torch.nn.functional.cross_entropy
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    leaves, grads, _ = gradient_graph(model, {}, loss_fn, params, list(params), x, y)
+    assert grads["spare"] is None
+    db = DoubleBackward()
+    out = reverse_products((leaves, grads), {"spare": torch.ones((2, 4), dtype=torch.float64)},
+                           2, db)
+    assert torch.equal(out["spare"], torch.zeros((2, 4), dtype=torch.float64))
+    blocks = resolve_blocks(model, {"spare": "spare", "weight": "lin.weight"})
+    vectors = [torch.ones((2, 4), dtype=torch.float64),
+               torch.ones((3, 6), dtype=torch.float64)]
+    spare, weight = block_products((leaves, grads), blocks, vectors, 2, db, torch.float64)
+    assert torch.equal(spare, torch.zeros((2, 4), dtype=torch.float64))
+    assert weight.shape == (3, 6) and float(weight.abs().max()) > 0
+
+
+def test_double_backward_falls_back_to_one_row_at_a_time(mlp_problem, monkeypatch):
+    """An op without a batching rule (simulated: the batched backward raises) makes the
+    product fall back to one backward per row, with the same rows, and not try again."""
+    model, loss_fn, data, _ = mlp_problem
+    x, y = data[0]
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    graph = gradient_graph(model, {}, loss_fn, params, list(params), x, y)[:2]
+    g = torch.Generator().manual_seed(3)
+    tangents = {n: torch.randn((4, *p.shape), generator=g, dtype=p.dtype)
+                for n, p in params.items()}
+    reference = reverse_products(graph, tangents, 4, DoubleBackward())
+    real, batched_calls = torch.autograd.grad, []
+
+    def no_batching_rule(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            batched_calls.append(1)
+            raise RuntimeError("Batching rule not implemented for aten::something")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", no_batching_rule)
+    db = DoubleBackward()
+    for _ in range(2):
+        out = reverse_products(graph, tangents, 4, db)
+        for n in params:
+            _close(out[n], reference[n])
+    assert db.batched is False and len(batched_calls) == 1
+
+
+@given(counts=st.lists(st.integers(0, 3), min_size=3, max_size=3))
+def test_cut_inverts_pad(counts):
+    """Padding embeds each block's vectors at its coordinates and zero elsewhere (the padded
+    stacks hold exactly the vectors' entries); cutting the padded stacks returns the vectors."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)).double()
+    blocks = resolve_blocks(model, {"a": [("0.weight", (slice(0, 2),)), "1.bias"],
+                                    "b": ("0.weight", (slice(2, 4), slice(1, 3))),
+                                    "c": ["0.bias", "1.weight"]})
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    g = torch.Generator().manual_seed(sum(counts))
+    vectors = [None if m == 0 else torch.randn((m, b.dim), generator=g, dtype=torch.float64)
+               for m, b in zip(counts, blocks, strict=True)]
+    rows, start = [], 0
+    for m in counts:
+        rows.append((start, start + m))
+        start += m
+    if start == 0:
+        return
+    padded = pad_tangents(blocks, vectors, rows, params, torch.float64)
+    assert all(t.shape[0] == start for t in padded.values())
+    total = sum(float((v ** 2).sum()) for v in vectors if v is not None)
+    assert sum(float((t ** 2).sum()) for t in padded.values()) == pytest.approx(total, rel=1e-14)
+    for v, c in zip(vectors, cut_products(padded, blocks, vectors, rows), strict=True):
+        assert (v is None and c is None) or torch.equal(v, c)
