@@ -41,7 +41,6 @@ import torch
 from nets.engine.adapters import (
     LossFn,
     batch_size,
-    functional_forward,
     math_attention,
     prepare_data,
 )
@@ -51,6 +50,7 @@ from nets.engine.finite import all_finite
 from nets.engine.memory import SavedBytes, default_budget, peak_bytes, reset_peak
 from nets.engine.products import (
     DoubleBackward,
+    batch_loss,
     block_products,
     check_chunk_size,
     cut_products,
@@ -341,20 +341,14 @@ class BlockHVP:
                                  f"got shape {tuple(v.shape)}")
             if not all_finite(v):
                 raise ValueError(f"vectors for block {b.name!r} are not finite")
-        rows = []
-        start = 0
-        for v in vectors:
-            m = 0 if v is None else v.shape[0]
-            rows.append((start, start + m))
-            start += m
-        total = start
+        total = sum(0 if v is None else v.shape[0] for v in vectors)
         if total == 0:
             return [None for _ in vectors]
         try:
             with math_attention():
                 if self.graph_strategy is None:
                     self._plan()
-                local = self._local_products(vectors, rows)
+                local = self._local_products(vectors)
             error = None
         except Exception as e:  # re-raised by comm.sum_, on every rank when distributed
             local = [None if v is None else torch.zeros_like(v, dtype=self.dtype)
@@ -408,10 +402,9 @@ class BlockHVP:
     def _forward_loss(self, x: object, y: object, *, record: bool) -> torch.Tensor:
         """A batch's loss by a forward call on the products' path (the block parameters as
         leaves that require gradients), recording autograd only where ``record``."""
-        leaves = {n: self.params[n].detach().requires_grad_(True) for n in self.names}
         with torch.set_grad_enabled(record):
-            out = functional_forward(self._model, ({**self.params, **leaves}, self._buffers), x)
-            return self._loss_fn(out, y)
+            return batch_loss(self._model, self._buffers, self._loss_fn, self.params,
+                              self.names, x, y)[1]
 
     def _fits(self, y: object) -> bool:
         """Whether the graph of the batch with targets ``y``, with those kept so far and one
@@ -587,22 +580,22 @@ class BlockHVP:
 
     # -- products ---------------------------------------------------------------------------
 
-    def _local_products(self, vectors, rows) -> list[torch.Tensor | None]:
+    def _local_products(self, vectors) -> list[torch.Tensor | None]:
         """This process's ``Σ_b w_b ∇²ℓ_b`` products, cut into the blocks' ``(m_l, d_l)`` rows."""
         padded: list[dict[str, torch.Tensor]] = []
 
         def tangents() -> dict[str, torch.Tensor]:
             if not padded:
-                padded.append(pad_tangents(self.blocks, vectors, rows, self._block_params,
+                padded.append(pad_tangents(self.blocks, vectors, self._block_params,
                                            self.dtype))
             return padded[0]
 
         acc: list[torch.Tensor | None] | None = None
         for i, (x, y, w) in enumerate(self.data):
             if self.mode is None:
-                part = self._calibrate(i, x, y, vectors, rows, tangents)
+                part = self._calibrate(i, x, y, vectors, tangents)
             else:
-                part = self._products(self.mode, i, x, y, vectors, rows, tangents)
+                part = self._products(self.mode, i, x, y, vectors, tangents)
             if acc is None:
                 acc = [None if p is None else p * w for p in part]
             else:
@@ -612,7 +605,7 @@ class BlockHVP:
         assert acc is not None
         return acc
 
-    def _products(self, mode, i, x, y, vectors, rows, tangents, graph=None
+    def _products(self, mode, i, x, y, vectors, tangents, graph=None
                   ) -> list[torch.Tensor | None]:
         """Batch ``i``'s block products in ``mode`` (on ``graph``, else on the batch's kept or
         newly built graph); their time goes to ``mode``'s product seconds (:meth:`info`)."""
@@ -629,10 +622,9 @@ class BlockHVP:
         _synchronize(self.device)
         self._product_seconds[mode] = (self._product_seconds.get(mode, 0.0)
                                        + time.perf_counter() - t0)
-        return blocks if mode == "reverse-block" else cut_products(out, self.blocks, vectors,
-                                                                    rows)
+        return blocks if mode == "reverse-block" else cut_products(out, self.blocks, vectors)
 
-    def _calibrate(self, i, x, y, vectors, rows, tangents) -> list[torch.Tensor | None]:
+    def _calibrate(self, i, x, y, vectors, tangents) -> list[torch.Tensor | None]:
         """Evaluate batch ``i`` in every mode, check agreement, keep the fastest mode."""
         results, seconds, failed, skipped = {}, {}, {}, {}
         total = sum(0 if v is None else v.shape[0] for v in vectors)
@@ -658,7 +650,7 @@ class BlockHVP:
                 continue
             t0 = time.perf_counter()
             try:
-                results[mode] = self._products(mode, i, x, y, vectors, rows, tangents, graph)
+                results[mode] = self._products(mode, i, x, y, vectors, tangents, graph)
             except (NotImplementedError, RuntimeError) as e:
                 failed[mode] = f"{type(e).__name__}: {e}"[:300]
                 continue

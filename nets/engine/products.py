@@ -38,7 +38,7 @@ from nets.engine.adapters import LossFn, functional_forward
 from nets.engine.blocks import Block
 from nets.engine.finite import all_finite
 
-__all__ = ["DoubleBackward", "block_products", "check_chunk_size", "cut_products",
+__all__ = ["DoubleBackward", "batch_loss", "block_products", "check_chunk_size", "cut_products",
            "forward_over_reverse", "gradient_graph", "make_batch_hessian_vector_product",
            "pad_tangents", "reverse_products"]
 
@@ -209,14 +209,35 @@ def gradient_graph(model: torch.nn.Module, buffers: Mapping[str, torch.Tensor],
         ``{name: ∇_name ℓ}`` (``None`` where ``ℓ`` does not depend on the parameter) and the
         loss ``ℓ``.
     """
-    leaves = {n: params[n].detach().requires_grad_(True) for n in names}
-    rest = {n: p for n, p in params.items() if n not in leaves}
     with torch.enable_grad():
-        out = functional_forward(model, ({**rest, **leaves}, buffers), inputs)
-        loss = loss_fn(out, targets)
+        leaves, loss = batch_loss(model, buffers, loss_fn, params, names, inputs, targets)
         gs = torch.autograd.grad(loss, list(leaves.values()), create_graph=True,
                                  allow_unused=True)
     return leaves, dict(zip(leaves, gs, strict=True)), loss
+
+
+def batch_loss(model: torch.nn.Module, buffers: Mapping[str, torch.Tensor], loss_fn: LossFn,
+               params: Mapping[str, torch.Tensor], names: Sequence[str], inputs: object,
+               targets: object) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One batch's loss ``ℓ(w) = loss_fn(model(inputs; w), targets)`` on the products' path:
+    the parameters ``names`` as fresh leaves that require gradients, the others constants.
+    Autograd records the forward pass only where grad mode is on (the caller's choice).
+
+    Args:
+        model: The network; ``params`` and ``buffers`` are substituted for its own.
+        buffers: The model's buffers by name.
+        loss_fn: ``loss_fn(model(inputs), targets)`` is the scalar mean batch loss.
+        params: Every parameter of the model by name (detached tensors).
+        names: The parameters that become leaves.
+        inputs: The batch's inputs.
+        targets: The batch's targets.
+
+    Returns:
+        ``(leaves, loss)``.
+    """
+    leaves = {n: params[n].detach().requires_grad_(True) for n in names}
+    out = functional_forward(model, ({**params, **leaves}, buffers), inputs)
+    return leaves, loss_fn(out, targets)
 
 
 class DoubleBackward:
@@ -347,23 +368,35 @@ def block_products(graph: Graph, blocks: Sequence[Block],
     return result
 
 
+def _rows(vectors: Sequence[torch.Tensor | None]) -> list[tuple[int, int]]:
+    """Block ``l``'s rows ``(r0, r1)`` in the stack of every block's vectors, in block order
+    (``r1 - r0 = m_l``; empty where the block has no vectors)."""
+    rows, start = [], 0
+    for v in vectors:
+        end = start + (0 if v is None else v.shape[0])
+        rows.append((start, end))
+        start = end
+    return rows
+
+
 def pad_tangents(blocks: Sequence[Block], vectors: Sequence[torch.Tensor | None],
-                 rows: Sequence[tuple[int, int]], params: Mapping[str, torch.Tensor],
-                 dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Every block's vectors embedded in the full parameter space, zero elsewhere.
+                 params: Mapping[str, torch.Tensor], dtype: torch.dtype
+                 ) -> dict[str, torch.Tensor]:
+    """Every block's vectors embedded in the full parameter space, zero elsewhere, stacked in
+    block order (block ``l``'s ``m_l`` tangents after those of the blocks before it).
 
     Args:
         blocks: The blocks.
         vectors: One ``(m_l, d_l)`` stack per block, or ``None``.
-        rows: Block ``l``'s rows ``(r0, r1)`` in the stack of all tangents (``r1 - r0 = m_l``).
         params: The parameters by name (shapes and device of the tangents), in the order
             the tangents' stacks take.
         dtype: The tangents' dtype (the model's).
 
     Returns:
-        ``{name: (T, *shape)}`` stacks of ``T = rows[-1][1]`` tangents over the parameters
-        that some block given vectors holds.
+        ``{name: (T, *shape)}`` stacks of ``T = Σ_l m_l`` tangents over the parameters that
+        some block given vectors holds.
     """
+    rows = _rows(vectors)
     total = rows[-1][1]
     used = [n for n in params
             if any(v is not None and n in b.params for b, v in zip(blocks, vectors, strict=True))]
@@ -380,22 +413,21 @@ def pad_tangents(blocks: Sequence[Block], vectors: Sequence[torch.Tensor | None]
 
 
 def cut_products(out: Mapping[str, torch.Tensor], blocks: Sequence[Block],
-                 vectors: Sequence[torch.Tensor | None], rows: Sequence[tuple[int, int]]
-                 ) -> list[torch.Tensor | None]:
+                 vectors: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
     """The blocks' ``(m_l, d_l)`` rows of full-space products (the inverse of
     :func:`pad_tangents`'s embedding).
 
     Args:
         out: ``{name: (T, *shape)}`` products of the padded tangents.
         blocks: The blocks.
-        vectors: The stacks that were padded (``None`` entries are skipped).
-        rows: Block ``l``'s rows in the stacks.
+        vectors: The stacks that were padded (their sizes say which rows are whose;
+            ``None`` entries are skipped).
 
     Returns:
         One ``(m_l, d_l)`` stack per block (``None`` where skipped).
     """
     result: list[torch.Tensor | None] = []
-    for b, v, (r0, r1) in zip(blocks, vectors, rows, strict=True):
+    for b, v, (r0, r1) in zip(blocks, vectors, _rows(vectors), strict=True):
         if v is None:
             result.append(None)
             continue
