@@ -7,7 +7,7 @@ working tree (``head``, committed or not) on each cell, each run in a fresh proc
 (``bench_peers.run_cell``: the same repeats and peak-memory accounting as the grid), the two
 versions interleaved over ``--rounds`` rounds (their order alternating) so that a slow phase of
 a shared machine falls on both. For each cell it reports the time and peak-rise ratios of
-``head`` against ``base``, with their spreads.
+``head`` against ``base``, the time ratio with its interval over the runs.
 
     python benchmarks/bench_ab.py --base HEAD~1 --rounds 5 --out benchmarks/results/ab.md \\
         --json benchmarks/results/ab.json   # --cells gpt2-m:full:10:10,gpt:blocks:1:30
@@ -257,11 +257,11 @@ def main(argv: list[str] | None = None) -> None:
               f"processes' starts. {bench_peers.rounds_note('version', args.rounds)} "
               f"`{head}` is the working tree "
               f"(`+changes`: with uncommitted changes), `{base}` the base's `nets` and `labkit` "
-              "driven by the same scripts. `x time` is base time / head time, its spread the "
-              "extreme runs; `not slower` is its verdict against 1; `rise / base` head's peak "
-              "rise over base's; `λmax rel. diff` the largest difference of a block's largest "
-              "Ritz value between the versions (last runs), relative to the largest: round-off "
-              "where both compute the same spectra.")
+              "driven by the same scripts. `x time` is base time / head time, "
+              f"{bench_peers.INTERVAL_NOTE}; `not slower` is its verdict against 1; "
+              "`rise / base` head's peak rise over base's; `λmax rel. diff` the largest "
+              "difference of a block's largest Ritz value between the versions (last runs), "
+              "relative to the largest: round-off where both compute the same spectra.")
     bench_peers.publish(render(pairs, header), args.out, pooled.values())
 
 

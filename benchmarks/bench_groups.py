@@ -11,7 +11,7 @@ script measures both rules on cells of ``bench_peers.py``'s models, each run in 
 process (``bench_peers.run_cell``: the same repeats and peak-memory accounting as the grid),
 the two rules interleaved over ``--rounds`` rounds (their order alternating) so that a slow
 phase of a shared machine falls on both, and reports for each cell the time and peak-rise
-ratios of one block per group against nets' rule, with their spreads.
+ratios of one block per group against nets' rule, the time ratio with its interval.
 
     python benchmarks/bench_groups.py --rounds 5 --out benchmarks/results/groups.md \\
         --json benchmarks/results/groups.json   # --cells gpt2-m:3:10,gpt:1:30 for others
@@ -163,9 +163,9 @@ def main(argv: list[str] | None = None) -> None:
               "(with every graph kept and the default budget, whole blocks packed into Lanczos "
               "groups until their stored vectors take half the kept graphs' bytes), "
               "`one-block` the alternative (each block a group of its own where the products are "
-              "block-restricted). `x time` is graph-sized time / one-block time, its spread "
-              "the extreme runs; `not slower` is its verdict against 1; `rise / nets` the "
-              "one-block peak rise over nets'.")
+              "block-restricted). `x time` is graph-sized time / one-block time, "
+              f"{bench_peers.INTERVAL_NOTE}; `not slower` is its verdict against 1; "
+              "`rise / nets` the one-block peak rise over nets'.")
     bench_peers.publish(render(pairs, header), args.out, pooled.values())
 
 

@@ -8,7 +8,7 @@ groups). This script measures that trade on one cell of ``bench_peers.py``'s gri
 once, then nets at each budget, each method in its own process (``bench_peers.py --cell``:
 the same measurement, repeats and peak-memory accounting as the grid), and reports for each
 budget the speed ratio, the memory ratio, both verdicts (``bench_peers.verdict``: met,
-MISSED or within noise over the repeated runs' spread) and which budgets meet both.
+MISSED or within noise over the repeated runs' interval) and which budgets meet both.
 
     python benchmarks/bench_memory.py --model gpt2-m --probes 3 --steps 10 \\
         --budgets default,least,24,16,12,8,4 --json benchmarks/results/memory-sweep.json --resume \\
@@ -69,12 +69,10 @@ def parse_budgets(text: str) -> list[int | str | None]:
 def trade(nets_row: dict, peer_row: dict) -> dict:
     """One budget's ratios against the peer and their verdicts.
 
-    The speed ratio ``peer time / nets time`` spreads over the extreme runs (the peer's
-    fastest over nets' slowest, and the reverse); the memory ratio is one number per process.
+    The speed ratio ``peer time / nets time`` has its interval over the runs
+    (:func:`bench_peers.speed_ratio`); the memory ratio is one number per process.
     """
-    pm, plo, phi = bench_peers._spread(peer_row)
-    nm, nlo, nhi = bench_peers._spread(nets_row)
-    speed, slo, shi = pm / nm, plo / nhi, phi / nlo
+    speed, slo, shi = bench_peers.speed_ratio(peer_row, nets_row)
     memory = nets_row["peak_extra_bytes"] / max(peer_row["peak_extra_bytes"], 1)
     speed_v = bench_peers.verdict(speed, slo, shi, SPEED_TARGET, higher=True)
     memory_v = bench_peers.verdict(memory, memory, memory, MEMORY_TARGET, higher=False)
@@ -229,9 +227,8 @@ def main(argv: list[str] | None = None) -> None:
               f"under {bench_peers.REPEAT_BELOW:g} s is repeated to {bench_peers.REPEATS} in "
               f"its process), `+peak` the largest rise of the process's peak RSS during its "
               f"first run over the rounds."
-              + " `graphs` is how nets held the gradient graphs; the speed ratio's spread "
-              "spans the extreme runs (the peer's fastest over nets' slowest, and the "
-              "reverse), a verdict within it is `within noise`. Targets: "
+              + " `graphs` is how nets held the gradient graphs; for the speed ratio, "
+              f"{bench_peers.INTERVAL_NOTE}; a target inside it is `within noise`. Targets: "
               f"x eigenthings >= {SPEED_TARGET:g} with a rise <= {MEMORY_TARGET:g}x "
               f"eigenthings' (its one-block-at-a-time run)."
               + (f" Resumed: {len(reused)} of the {len(plan)} rows were read from "

@@ -51,8 +51,10 @@ measurements, with each block's λmax.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import resource
@@ -60,7 +62,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -198,7 +200,7 @@ def _authors_density(eigenvalues, weights, num_bins=50_000, sigma_squared=1e-5, 
 
 #: Runs shorter than this (seconds) are repeated: their timings are mostly the machine's noise.
 REPEAT_BELOW = 3.0
-#: Runs of a short method in all (the median is reported, and the spread decides verdicts).
+#: Runs of a short method in all (the median is reported, and their interval decides verdicts).
 REPEATS = 3
 
 
@@ -211,7 +213,7 @@ def pool_rounds(rows: list[dict]) -> dict:
     """One row from a method's rounds on a cell (``--rounds``: each round a fresh process).
 
     The runs of every round are pooled: each timing of :data:`RUNS_OF` becomes the median of
-    all its runs and keeps them all (so a target's spread spans every round), ``grad_s`` the
+    all its runs and keeps them all (so a target's interval spans every round), ``grad_s`` the
     median of the rounds' (where measured), the peak memory columns and ``load`` the largest
     of the rounds'; ``loads`` lists every round's load and ``rounds`` counts them. A round
     that failed makes the row that failure.
@@ -362,10 +364,19 @@ def measure(run: dict, *, in_process: bool = False) -> dict:
 def measure_in(script: str, cell: dict, env: dict | None = None) -> dict:
     """``python script --cell CELL`` in a fresh process (with ``env``, default this one's): the
     row it prints last, or ``{"error": ...}`` with the failure's last line."""
-    p = subprocess.run([sys.executable, script, "--cell", json.dumps(cell)],
-                       capture_output=True, text=True, cwd=ROOT, env=env)
+    try:
+        return run_script(script, ["--cell", json.dumps(cell)], env)
+    except RuntimeError as e:
+        return {"error": str(e)}
+
+
+def run_script(script: str, args: list[str], env: dict | None = None):
+    """``python script ARGS`` in a fresh process (with ``env``, default this one's): the JSON
+    it prints on its last line; a failure raises ``RuntimeError`` with its last line."""
+    p = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                       cwd=ROOT, env=env)
     if p.returncode != 0:
-        return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1][:120]}
+        raise RuntimeError((p.stderr.strip().splitlines() or ["failed"])[-1][:120])
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
@@ -438,17 +449,113 @@ def grid(name: str) -> list[dict]:
 PEERS = {"full": ["eigenthings", "curvlinops"], "blocks": ["authors", "eigenthings"]}
 
 
-def _spread(r: dict, key: str = "seconds") -> tuple[float, float, float]:
-    """``(median, fastest, slowest)`` of a row's runs of ``key`` (:data:`RUNS_OF`); a row
-    measured once (or by an older script) spreads over its one value."""
-    runs = r.get(RUNS_OF[key]) or [r[key]]
-    return r[key], min(runs), max(runs)
+#: Two-sided coverage of the interval a timing's verdict is judged on (:func:`ratio_interval`).
+LEVEL = 0.95
+
+
+#: How the reports describe a speed ratio's interval (:func:`ratio_interval`).
+INTERVAL_NOTE = (f"its interval is the {LEVEL:.0%} rank-sum (Hodges-Lehmann) interval over the "
+                 "two's runs: the range of every pair, fastest against slowest, where the runs "
+                 "are too few for that level (3 against 3 or fewer), trimmed of its extreme "
+                 "pairs where pooled rounds give more runs")
+
+
+def runs_of(r: dict, key: str = "seconds") -> list[float]:
+    """A row's runs of ``key`` (:data:`RUNS_OF`); a row measured once (or by an older script)
+    has its one value."""
+    return list(r.get(RUNS_OF[key]) or [r[key]])
+
+
+@functools.cache
+def _rank_sum_counts(n: int, m: int) -> tuple[int, ...]:
+    """How many of the ``C(n+m, n)`` orderings of ``n`` x's and ``m`` y's (all distinct) give
+    each Mann–Whitney count ``U = #{(i, j): x_i > y_j}``, ``U = 0..nm`` (exact, integers).
+
+    The largest of the ``n + m`` values is an x (then it exceeds all ``m`` y's) or a y, so
+    ``N(n, m, u) = N(n-1, m, u-m) + N(n, m-1, u)``."""
+    if n == 0 or m == 0:
+        return (1,)
+    out = [0] * (n * m + 1)
+    for u, c in enumerate(_rank_sum_counts(n - 1, m)):
+        out[u + m] += c
+    for u, c in enumerate(_rank_sum_counts(n, m - 1)):
+        out[u] += c
+    return tuple(out)
+
+
+def _depth(counts: Sequence[int], level: float) -> int:
+    """``k``: the largest with ``P(U <= k-1) <= (1-level)/2`` under ``counts``' distribution
+    (:func:`_rank_sum_counts`, or a binomial's), at least 1 (then the level is not reached)."""
+    total, below, k = sum(counts), 0, 0
+    for c in counts:
+        below += c
+        if below * 2 > (1.0 - level) * total * (1 + 1e-12):  # P > (1-level)/2
+            break
+        k += 1
+    return max(k, 1)
+
+
+def ratio_interval(num: Sequence[float], den: Sequence[float],
+                   level: float = LEVEL) -> tuple[float, float, float]:
+    """``median(num) / median(den)`` and a distribution-free interval for the ratio of the two
+    methods' typical times: ``(value, low, high)``.
+
+    The interval is the Hodges–Lehmann one of the rank-sum (Mann–Whitney) test on log times:
+    of the ``n·m`` ratios ``num_i / den_j``, sorted, the ``k``-th smallest and the ``k``-th
+    largest, with ``k`` the largest such that ``P(U <= k-1) <= (1-level)/2`` for the exact
+    null distribution of ``U`` (:func:`_rank_sum_counts`). Where the runs are too few for
+    ``level`` (3 against 3: ``P(U = 0) = 1/20``; 2 against 6; one run) ``k = 1``: the
+    interval is every pair's range, the peer's fastest over nets' slowest and the reverse.
+    With more runs (rounds pooled) it trims the extreme pairs, so it narrows as runs are
+    added instead of widening as the range of the extremes does. It is widened to contain the
+    ratio of medians where that falls outside (possible from about 11 runs a side).
+
+    Args:
+        num: Runs of the numerator (seconds, positive).
+        den: Runs of the denominator.
+        level: Two-sided coverage in ``(0, 1)``.
+    """
+    a, b = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    if a.size == 0 or b.size == 0 or not (np.all(a > 0) and np.all(b > 0)):
+        raise ValueError(f"runs must be non-empty and positive, got {list(a)} and {list(b)}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    pairs = np.sort(np.divide.outer(a, b).ravel())
+    k = _depth(_rank_sum_counts(a.size, b.size), level)
+    value = float(np.median(a) / np.median(b))
+    return value, min(value, float(pairs[k - 1])), max(value, float(pairs[-k]))
+
+
+def median_interval(runs: Sequence[float],
+                    level: float = LEVEL) -> tuple[float, float, float]:
+    """``median(runs)`` and its distribution-free interval (the sign test's): the ``k``-th
+    smallest and largest run, ``k`` the largest with ``P(B <= k-1) <= (1-level)/2`` for
+    ``B ~ Binomial(n, 1/2)``; below 9 runs (at 95%) the range of the runs.
+
+    Args:
+        runs: The runs (seconds).
+        level: Two-sided coverage in ``(0, 1)``.
+    """
+    x = np.sort(np.asarray(runs, dtype=np.float64))
+    if x.size == 0 or not np.all(np.isfinite(x)):
+        raise ValueError(f"runs must be non-empty and finite, got {list(x)}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    k = _depth([math.comb(x.size, i) for i in range(x.size + 1)], level)
+    value = float(np.median(x))
+    return value, min(value, float(x[k - 1])), max(value, float(x[-k]))
+
+
+def speed_ratio(slow: dict, fast: dict, key: str = "seconds") -> tuple[float, float, float]:
+    """``slow``'s time over ``fast``'s (rows; ``key`` of :data:`RUNS_OF`) with its interval
+    over their runs (:func:`ratio_interval`)."""
+    return ratio_interval(runs_of(slow, key), runs_of(fast, key))
 
 
 def verdict(value: float, lo: float, hi: float, target: float, higher: bool) -> str:
     """``met``, ``MISSED`` or ``within noise``: a target is met (missed) only when the whole
-    spread ``[lo, hi]`` of the value over the repeated runs is on its side (``higher``: the
-    value must reach ``target``; else stay at or below it)."""
+    interval ``[lo, hi]`` of the value over the repeated runs (:func:`ratio_interval`) is on
+    its side (``higher``: the value must reach ``target``; else stay at or below it)."""
     if not lo <= value <= hi:
         raise ValueError(f"value {value} outside its spread [{lo}, {hi}]")
     if higher:
@@ -458,13 +565,11 @@ def verdict(value: float, lo: float, hi: float, target: float, higher: bool) -> 
 
 def paired_ratios(new: dict, old: dict) -> dict:
     """Two ways of running one cell compared (``bench_groups.py``'s rules, ``bench_ab.py``'s
-    versions): ``speed`` = old time / new time with its spread over the runs (old fastest over
-    new slowest, and the reverse), ``memory`` = new peak rise / old peak rise (the largest rise
-    of each one's rounds), and the speed verdict against 1 (not slower, :func:`verdict`).
+    versions): ``speed`` = old time / new time with its interval over the runs
+    (:func:`speed_ratio`), ``memory`` = new peak rise / old peak rise (the largest rise of each
+    one's rounds), and the speed verdict against 1 (not slower, :func:`verdict`).
     """
-    nm, nlo, nhi = _spread(new)
-    om, olo, ohi = _spread(old)
-    speed, lo, hi = om / nm, olo / nhi, ohi / nlo
+    speed, lo, hi = speed_ratio(old, new)
     memory = new["peak_extra_bytes"] / max(old["peak_extra_bytes"], 1)
     return {"speed": speed, "speed_lo": lo, "speed_hi": hi, "memory": memory,
             "speed_verdict": verdict(speed, lo, hi, 1.0, higher=True)}
@@ -493,8 +598,9 @@ def time_split(r: dict) -> str:
 def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
     """The issue's targets for one cell: ``name: value [spread] met/MISSED/within noise``.
 
-    A ratio's spread pairs the extreme runs (peer's fastest over nets' slowest, and the
-    reverse), so a verdict that the machine's noise could flip is ``within noise``.
+    A ratio's interval is :func:`ratio_interval`'s over the two rows' runs (a cost per
+    product: :func:`median_interval`'s over nets' runs), so a verdict that the machine's noise
+    could flip is ``within noise``.
 
     A speed target not met is followed by ``[products alone: b]`` where nets' row has
     ``product_s`` (the seconds its Hessian-vector products took, :meth:`nets.BlockHVP.info`'s
@@ -517,13 +623,12 @@ def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
         out.append(text)
 
     def ratio(peer: dict, key: str, label: str, target: float) -> None:
-        pm, plo, phi = _spread(peer, key)
-        nm, nlo, nhi = _spread(nets_r, key)
-        check(label, pm / nm, plo / nhi, phi / nlo, target,
-              bound=None if alone is None else pm / alone)
+        check(label, *speed_ratio(peer, nets_r, key), target,
+              bound=None if alone is None else peer[key] / alone)
 
     def per_product(label: str, target: float) -> None:
-        m, lo, hi = (t / nets_r["hvps"] / nets_r["grad_s"] for t in _spread(nets_r))
+        m, lo, hi = (t / nets_r["hvps"] / nets_r["grad_s"]
+                     for t in median_interval(runs_of(nets_r)))
         check(label, m, lo, hi, target, higher=False,
               bound=None if alone is None else alone / nets_r["hvps"] / nets_r["grad_s"])
 
@@ -644,12 +749,13 @@ def main(argv: list[str] | None = None) -> None:
                 "are listed as not measured." if args.render_only else ""), "",
              "Times are wall seconds of one run (spectrum + density) in a fresh process, the "
              f"median of {REPEATS} runs in that process where the first took under "
-             f"{REPEAT_BELOW:g} s (the notes give a target's value over the runs' spread, "
-             "fastest against slowest, and call it `within noise` where that spread straddles "
-             "the target); a row measured in several rounds (`--rounds`, the nets row's notes "
-             "say how many: one fresh process per method and round, the methods interleaved) "
-             "pools the runs of all its rounds, and its peak and load columns are the largest "
-             "of its rounds'; "
+             f"{REPEAT_BELOW:g} s (the notes give a target's value and its interval, and call "
+             "it `within noise` where the interval straddles the target; for a ratio, "
+             f"{INTERVAL_NOTE}; for a cost per product, the sign test's interval of nets' "
+             "median run, the range of its runs below 9 runs); a row measured in several "
+             "rounds (`--rounds`, the nets row's notes say how many: one fresh process per "
+             "method and round, the methods interleaved) pools the runs of all its rounds, "
+             "and its peak and load columns are the largest of its rounds'; "
              "`HVP/s` counts full-data products (blockwise: block products); `gr/HVP` is the "
              "time of one product over the time of one gradient of the same data; `peak` is "
              "the process's peak RSS, `+peak` its rise during the (first) run (MiB; a "
@@ -742,8 +848,8 @@ def main(argv: list[str] | None = None) -> None:
             + (f" {old_peaks} rows' peak columns are the peak over all their runs in their "
                "process (measured before the peak became the first run's; their memory "
                "targets say so)." if old_peaks else ""),
-            "", f"Targets: {met} met, {misses} missed, {noise} within noise (the spread of "
-            "the repeated runs straddles the target). "
+            "", f"Targets: {met} met, {misses} missed, {noise} within noise (the interval "
+            "over the repeated runs straddles the target). "
             + (f"Of the {bounded} speed targets missed or within noise whose nets row has "
                f"its product time, {beyond} stay out of reach of nets' products alone "
                "(`beyond them`): only cheaper products could meet them; the other "
