@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-groups bench-ab bench-floor clean gpu-check ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-groups bench-ab bench-floor bench-modes clean gpu-check ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -110,6 +110,9 @@ bench-ab: install
 # The cost floor of the exact products (one process, one thread, minutes; needs transformers).
 bench-floor: install
 	$(PY) benchmarks/bench_floor.py --out benchmarks/results/floor.md
+
+bench-modes: install
+	$(PY) benchmarks/bench_modes.py --out benchmarks/results/modes.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache site

@@ -60,7 +60,8 @@ from nets.engine.products import (
     reverse_products,
 )
 
-__all__ = ["LEAN_SHARE", "LEAST", "MODES", "BlockHVP", "check_hvp_options"]
+__all__ = ["FORWARD_MIN_TANGENTS", "FORWARD_MIN_TANGENTS_CPU", "LEAN_SHARE", "LEAST", "MODES",
+           "BlockHVP", "check_hvp_options", "forward_min_tangents"]
 
 #: Ways to evaluate Hessian-vector products (see :class:`BlockHVP`).
 MODES = ("auto", "forward", "reverse", "reverse-block")
@@ -69,10 +70,22 @@ MODES = ("auto", "forward", "reverse", "reverse-block")
 #: gradient graph and one tangent, measured on the first batch (see :class:`BlockHVP`).
 LEAST = "least"
 
-#: ``auto`` tries forward-over-reverse only from this many stacked tangents on: with fewer it is
-#: slower than a double backward on CPU, and its first call in a process pays for ``torch.func``
-#: tracing, more than a short run's whole product time (``benchmarks/bench_peers.py``).
+#: ``auto`` tries forward-over-reverse on an accelerator only from this many stacked tangents
+#: on (a guess: not measured on a GPU yet; ``make gpu-check``).
 FORWARD_MIN_TANGENTS = 8
+
+#: ... and on a CPU only from this many: below it forward-over-reverse is the slower product
+#: on every model of ``benchmarks/results/modes.md`` (warm calls; from 32 tangents on it is
+#: the faster on the zoo GPT and gpt2-m), and its first call in a process costs several warm
+#: calls (``torch.func``'s set-up, the allocator's growth to the stacked tangents), which a
+#: run that then keeps the double backward pays for nothing.
+FORWARD_MIN_TANGENTS_CPU = 32
+
+
+def forward_min_tangents(device: torch.device) -> int:
+    """The fewest stacked tangents from which ``auto`` tries forward-over-reverse on
+    ``device``: :data:`FORWARD_MIN_TANGENTS_CPU` on a CPU, else :data:`FORWARD_MIN_TANGENTS`."""
+    return FORWARD_MIN_TANGENTS_CPU if device.type == "cpu" else FORWARD_MIN_TANGENTS
 
 #: ``auto`` tries the zero-padded modes (``forward``, ``reverse``) only below this many blocks:
 #: a zero-padded product costs a full-space product per tangent, so ``L`` blocks cost ``L``
@@ -152,11 +165,14 @@ class BlockHVP:
       backward per block from ``g_l`` to ``w_l`` only (no zero padding; autograd visits only the
       part of the graph between them), the authors' product with the graph shared by all blocks.
     * ``"auto"`` (default): on the first call, the first batch is evaluated in every mode
-      (forward-over-reverse only with :data:`FORWARD_MIN_TANGENTS` tangents or more, the
+      (forward-over-reverse only with :func:`forward_min_tangents` tangents or more, the
       zero-padded modes only for operators of fewer than :data:`ZERO_PADDED_MAX_BLOCKS` blocks,
       counted over the whole operator even when a call runs a group of them), the
       products are checked to agree, and the fastest mode (counting the cost of rebuilding
       graphs that do not fit the budget) is used from then on; :meth:`info` reports the timings.
+      Forward-over-reverse is timed on its second evaluation of the batch: its first in a
+      process pays one-time costs that a run does not pay again (several warm calls,
+      ``benchmarks/results/modes.md``), which would bias the choice against it.
 
     **Memory budget.** The data check measures the first batch's gradient graph (its saved
     tensors, counted by :class:`nets.engine.memory.SavedBytes`; batch ``i``'s is estimated as
@@ -292,9 +308,10 @@ class BlockHVP:
         timings split the cost of the products from everything around them:
 
         * ``product_seconds``: wall seconds inside the products of the mode in use (the
-          autograd passes that compute ``∇²ℓ_b V``, the calibration's product in that mode
-          included): what a run would cost if it did nothing but these products. Graph
-          builds, checks, padding and the caller's Lanczos arithmetic are not in it.
+          autograd passes that compute ``∇²ℓ_b V``, the calibration's products in that mode
+          included, forward-over-reverse's warm-up too): what a run would cost if it did
+          nothing but these products. Graph builds, checks, padding and the caller's Lanczos
+          arithmetic are not in it.
         * ``graph_seconds``: wall seconds building the gradient graphs the products ran on
           (one forward and one graph-building backward per batch; once per batch under
           ``"keep-all"``, once per batch and call under ``"one-at-a-time"``).
@@ -635,9 +652,10 @@ class BlockHVP:
             graph, graph_error = self._graph(i, x, y, vectors), None
         except (NotImplementedError, RuntimeError) as e:
             graph, graph_error = None, f"{type(e).__name__}: {e}"[:300]
+        least = forward_min_tangents(self.device)
         for mode in ("reverse-block", "reverse", "forward"):
-            if mode == "forward" and results and total < FORWARD_MIN_TANGENTS:
-                skipped[mode] = f"{total} < {FORWARD_MIN_TANGENTS} tangents"
+            if mode == "forward" and results and total < least:
+                skipped[mode] = f"{total} < {least} tangents on {self.device.type}"
                 continue
             if mode != "reverse-block" and results and blocks >= ZERO_PADDED_MAX_BLOCKS:
                 skipped[mode] = f"{blocks} >= {ZERO_PADDED_MAX_BLOCKS} blocks"
@@ -650,6 +668,9 @@ class BlockHVP:
                 continue
             t0 = time.perf_counter()
             try:
+                if mode == "forward":  # warm up: its first call pays one-time costs
+                    self._products(mode, i, x, y, vectors, tangents, graph)
+                    t0 = time.perf_counter()
                 results[mode] = self._products(mode, i, x, y, vectors, tangents, graph)
             except (NotImplementedError, RuntimeError) as e:
                 failed[mode] = f"{type(e).__name__}: {e}"[:300]

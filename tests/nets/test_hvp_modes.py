@@ -16,8 +16,15 @@ from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import nets
+from nets.engine import hvp as hvp_module
 from nets.engine.blocks import resolve_blocks
-from nets.engine.hvp import FORWARD_MIN_TANGENTS, MODES, BlockHVP
+from nets.engine.hvp import (
+    FORWARD_MIN_TANGENTS,
+    FORWARD_MIN_TANGENTS_CPU,
+    MODES,
+    BlockHVP,
+    forward_min_tangents,
+)
 
 PRODUCT_MODES = [m for m in MODES if m != "auto"]
 
@@ -87,7 +94,9 @@ def _with_dense(request, problem: str):
 
 @pytest.mark.parametrize("problem", ["mlp_problem", "attention_problem", "sdpa_problem"])
 @pytest.mark.parametrize("mode", [*PRODUCT_MODES, "auto"])
-def test_every_mode_matches_dense_hessian_blocks(problem, mode, request):
+def test_every_mode_matches_dense_hessian_blocks(problem, mode, request, monkeypatch):
+    # auto times every mode here: forward-over-reverse too, however few the tangents
+    monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS_CPU", 1)
     model, loss_fn, data, h, names, offsets = _with_dense(request, problem)
     blocks = resolve_blocks(model, None)
     op = BlockHVP(model, loss_fn, data, blocks, mode=mode)
@@ -104,10 +113,52 @@ def test_every_mode_matches_dense_hessian_blocks(problem, mode, request):
     assert info["hvp_mode"] in PRODUCT_MODES
     assert info["products"] == 2 * sum(b.dim for b in blocks)
     if mode == "auto":
-        assert sum(b.dim for b in blocks) >= FORWARD_MIN_TANGENTS  # every mode was timed
         assert set(info["calibration"]["seconds"]) == set(PRODUCT_MODES)
         assert info["hvp_mode"] == min(info["calibration"]["seconds"],
                                        key=info["calibration"]["seconds"].get)
+
+
+def test_forward_threshold_depends_on_the_device():
+    """On a CPU forward-over-reverse is tried from FORWARD_MIN_TANGENTS_CPU tangents
+    (benchmarks/results/modes.md), on an accelerator from FORWARD_MIN_TANGENTS."""
+    assert forward_min_tangents(torch.device("cpu")) == FORWARD_MIN_TANGENTS_CPU
+    assert forward_min_tangents(torch.device("cuda")) == FORWARD_MIN_TANGENTS
+    assert FORWARD_MIN_TANGENTS_CPU > FORWARD_MIN_TANGENTS
+
+
+def test_auto_skips_forward_below_the_cpu_threshold_and_times_it_warm(mlp_problem,
+                                                                      monkeypatch):
+    """Below the CPU threshold auto does not evaluate forward-over-reverse (the reason names
+    the count and the device); at it, forward-over-reverse runs twice on the first batch and
+    only its second run is timed (a slow first call, one-time costs, does not count)."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    total = sum(b.dim for b in blocks)
+    eyes = [torch.eye(b.dim, dtype=torch.float64) for b in blocks]
+    calls = []
+    real = BlockHVP._products
+
+    def products(self, mode, *args, **kwargs):
+        if self.mode is None:  # calibrating
+            calls.append(mode)
+        if mode == "forward" and calls.count("forward") == 1:
+            time.sleep(0.5)  # a first call's one-time cost
+        return real(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(BlockHVP, "_products", products)
+    monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS_CPU", total + 1)
+    op = BlockHVP(model, loss_fn, data, blocks)
+    op(eyes)
+    cal = op.info()["calibration"]
+    assert "forward" not in calls
+    assert cal["skipped"]["forward"] == f"{total} < {total + 1} tangents on cpu"
+    calls.clear()
+    monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS_CPU", total)
+    op = BlockHVP(model, loss_fn, data, blocks)
+    op(eyes)
+    cal = op.info()["calibration"]
+    assert calls.count("forward") == 2  # warm-up, then timed
+    assert "forward" in cal["seconds"] and cal["seconds"]["forward"] < 0.5
 
 
 def test_full_spectrum_same_in_every_mode(sdpa_problem):
@@ -238,7 +289,8 @@ def test_modes_disagreeing_are_reported():
     data = [(torch.ones(2, dtype=torch.float64), torch.zeros(2))]
     blocks = resolve_blocks(model, None)
     op = BlockHVP(model, lambda out, y: out, data, blocks)
-    vecs = [torch.eye(3, dtype=torch.float64).repeat(3, 1)]  # 9 tangents: forward is tried
+    reps = -(-FORWARD_MIN_TANGENTS_CPU // 3)  # enough tangents that forward is tried
+    vecs = [torch.eye(3, dtype=torch.float64).repeat(reps, 1)]
     with pytest.raises(ValueError, match="disagree between modes"):
         op(vecs)
 

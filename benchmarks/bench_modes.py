@@ -1,0 +1,162 @@
+"""Forward-over-reverse against the double backward, by number of tangents: the measurement
+behind ``auto``'s rule for when to try forward-over-reverse.
+
+``nets.BlockHVP(mode="auto")`` times the product modes on the first batch and keeps the
+fastest. Forward-over-reverse (``torch.func``: ``vmap`` over ``jvp`` of ``grad``) costs more
+than a double backward with few tangents and pays one-time costs on its first call in a
+process (``torch.func``'s set-up, the allocator's first growth to the stacked tangents'
+size). This script measures, per model and tangent count ``T`` (one full-Hessian block, the
+model's first batch, one thread), each mode's **first** call (a fresh operator: what a
+calibration would time) and its **warm** call (the mean of ``--repeats`` later calls: what a
+run pays per Lanczos step), and reports the ratio forward / reverse-block of the warm calls
+and the smallest ``T`` at which forward-over-reverse is the faster warm (``crossover``).
+``nets.engine.hvp.FORWARD_MIN_TANGENTS_CPU`` is chosen from this report.
+
+Each model runs in a fresh process (``--model``), so every model's first forward call pays
+``torch.func``'s set-up, as a user's first call would. Both modes' products are checked to
+agree before they are timed.
+
+Run:  .venv/bin/python benchmarks/bench_modes.py [--models gpt gpt2-s gpt2-m]
+      [--tangents 8 16 32 64 128] [--out benchmarks/results/modes.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_peers
+
+import nets
+from labkit.atomic import atomic_write_bytes
+from labkit.tables import format_table
+
+COLUMNS = [("model", "model", ""), ("params", "parameters", ""), ("T", "T", ""),
+           ("forward_first_ms", "forward first ms", ".1f"),
+           ("forward_ms", "forward warm ms", ".1f"),
+           ("reverse_first_ms", "reverse-block first ms", ".1f"),
+           ("reverse_ms", "reverse-block warm ms", ".1f"),
+           ("warm_ratio", "forward / reverse-block warm", ".2f"),
+           ("first_ratio", "forward / reverse-block first", ".2f")]
+
+
+def measure(name: str, tangents: list[int], repeats: int) -> list[dict]:
+    """The rows of one model (in this process): one per tangent count."""
+    model, loss_fn, data = bench_peers.load(name)
+    block = [nets.full_block(model)]
+    dim = block[0].dim
+    dtype = next(model.parameters()).dtype
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for t in tangents:
+        v = [torch.randn(t, dim, generator=gen, dtype=dtype)]
+        row: dict = {"model": name, "params": dim, "T": t}
+        out = {}
+        for mode, key in (("forward", "forward"), ("reverse-block", "reverse")):
+            op = nets.BlockHVP(model, loss_fn, data[:1], block, mode=mode)
+            t0 = time.perf_counter()
+            out[mode] = op(v)[0]
+            row[f"{key}_first_ms"] = 1e3 * (time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                op(v)
+            row[f"{key}_ms"] = 1e3 * (time.perf_counter() - t0) / repeats
+        scale = float(out["reverse-block"].abs().max())
+        err = float((out["forward"] - out["reverse-block"]).abs().max())
+        if not err <= 10 * torch.finfo(dtype).eps ** 0.5 * scale:
+            raise RuntimeError(f"{name} T={t}: the modes' products differ by {err:.1e} "
+                               f"(scale {scale:.1e}): the timings would not be of the same "
+                               "numbers")
+        rows.append(row)
+    return derive(rows)
+
+
+def derive(rows: list[dict]) -> list[dict]:
+    """Add the ratios forward / reverse-block (warm and first calls) to the timed rows."""
+    for r in rows:
+        r["warm_ratio"] = r["forward_ms"] / r["reverse_ms"]
+        r["first_ratio"] = r["forward_first_ms"] / r["reverse_first_ms"]
+    return rows
+
+
+def crossover(rows: list[dict]) -> dict[str, int | None]:
+    """Per model, the smallest tangent count from which forward-over-reverse is the faster
+    warm product at that count and every larger one measured (``None``: never)."""
+    out: dict[str, int | None] = {}
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["T"])
+        first = None
+        for r in reversed(mine):
+            if r["warm_ratio"] >= 1.0:
+                break
+            first = r["T"]
+        out[model] = first
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The command line (``argv``: its arguments, default ``sys.argv[1:]``)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", nargs="+", default=["gpt", "gpt2-s", "gpt2-m"])
+    ap.add_argument("--tangents", nargs="+", type=int, default=[8, 16, 32, 64, 128])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="measure every model in this process (the tests' mode; only the "
+                         "first model's first forward call then pays torch.func's set-up)")
+    ap.add_argument("--model", default=None, help=argparse.SUPPRESS)  # one model, JSON out
+    args = ap.parse_args(argv)
+    if any(t < 1 for t in args.tangents) or args.repeats < 1:
+        ap.error("--tangents and --repeats must be positive")
+    tangents = sorted(set(args.tangents))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        if args.model is not None:
+            print(json.dumps(measure(args.model, tangents, args.repeats)))
+            return
+        load0 = os.getloadavg()[0]
+        rows = []
+        for m in args.models:
+            if args.in_process:
+                rows += measure(m, tangents, args.repeats)
+                continue
+            got = bench_peers.run_script(__file__, [
+                "--model", m, "--tangents", *map(str, tangents), "--repeats",
+                str(args.repeats), "--threads", str(args.threads)])
+            rows += derive(got)
+    finally:  # a caller's (the tests') thread count is left as it was
+        torch.set_num_threads(threads)
+    cross = crossover(rows)
+    version = bench_peers.code_version()
+    text = "\n".join([
+        "# Forward-over-reverse against the double backward, by number of tangents", "",
+        f"Generated by `benchmarks/bench_modes.py --tangents {' '.join(map(str, tangents))} "
+        f"--repeats {args.repeats} --threads {args.threads}` at {version['commit']} on "
+        f"{bench_peers.machine_note()}; load average {load0:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end. One full-Hessian block, the model's first "
+        "batch; `first` is a fresh operator's first call (what `auto`'s calibration times), "
+        "`warm` the mean of the later calls (what a Lanczos step pays); "
+        + ("every model in its own process. " if not args.in_process else
+           "every model in one process (--in-process). ")
+        + "Definitions: the script's docstring.", "",
+        format_table(rows, COLUMNS, markdown=True), "",
+        "Smallest tangent count from which forward-over-reverse is the faster warm product "
+        "(at it and every larger count measured): "
+        + "; ".join(f"{m}: {'never' if t is None else t}" for m, t in cross.items()) + "."])
+    print(text, flush=True)
+    if args.out:
+        atomic_write_bytes(Path(args.out), (text + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""benchmarks/bench_modes.py: the ratios and the crossover follow their definitions, a smoke run.
+
+The script's timings are the benchmark's output, not tested; what is tested is that the
+numbers derived from them follow their definitions and that it runs end to end on a tiny
+float64 model, checking that the two modes' products agree before timing them.
+"""
+
+import contextlib
+import io
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def modes(benchmark_script):
+    return benchmark_script("bench_modes")
+
+
+def test_ratios_and_crossover_follow_their_definitions(modes):
+    rows = modes.derive([
+        {"model": "a", "T": 8, "forward_first_ms": 40.0, "forward_ms": 12.0,
+         "reverse_first_ms": 10.0, "reverse_ms": 10.0},
+        {"model": "a", "T": 16, "forward_first_ms": 60.0, "forward_ms": 18.0,
+         "reverse_first_ms": 20.0, "reverse_ms": 20.0},
+        {"model": "a", "T": 32, "forward_first_ms": 90.0, "forward_ms": 30.0,
+         "reverse_first_ms": 40.0, "reverse_ms": 40.0},
+        {"model": "b", "T": 8, "forward_first_ms": 9.0, "forward_ms": 8.0,
+         "reverse_first_ms": 10.0, "reverse_ms": 10.0},
+        {"model": "b", "T": 16, "forward_first_ms": 30.0, "forward_ms": 21.0,
+         "reverse_first_ms": 20.0, "reverse_ms": 20.0},
+        {"model": "c", "T": 8, "forward_first_ms": 30.0, "forward_ms": 11.0,
+         "reverse_first_ms": 10.0, "reverse_ms": 10.0}])
+    assert rows[0]["warm_ratio"] == pytest.approx(1.2)
+    assert rows[0]["first_ratio"] == pytest.approx(4.0)
+    # a: faster from 16 on; b: faster at 8 but not at 16 (not from 8 on); c: never
+    assert modes.crossover(rows) == {"a": 16, "b": None, "c": None}
+
+
+def test_smoke_run_times_both_modes(modes, tmp_path):
+    out = tmp_path / "modes.md"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        modes.main(["--models", "mlp-xs", "--tangents", "2", "4", "--repeats", "1",
+                    "--in-process", "--out", str(out)])
+    text = out.read_text()
+    assert text.strip() == buf.getvalue().strip()
+    rows = [line for line in text.splitlines() if line.startswith("| mlp-xs |")]
+    assert [r.split("|")[3].strip() for r in rows] == ["2", "4"]
+    for r in rows:  # every timed and derived column is a positive number
+        cells = [c.strip() for c in r.strip("|").split("|")]
+        assert all(float(c) > 0 for c in cells[3:])
+    assert "mlp-xs: " in text.splitlines()[-1]
+
+
+def test_bad_options_are_refused(modes):
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        modes.main(["--tangents", "0"])
+
+
+def test_each_model_runs_in_its_own_process(modes, tmp_path):
+    """The default path: a model's rows come back from a fresh process (``--model``)."""
+    out = tmp_path / "modes.md"
+    with contextlib.redirect_stdout(io.StringIO()):
+        modes.main(["--models", "mlp-xs", "--tangents", "2", "--repeats", "1",
+                    "--out", str(out)])
+    text = out.read_text()
+    assert "every model in its own process" in text
+    assert len([line for line in text.splitlines() if line.startswith("| mlp-xs | 31 | 2 |")]) == 1
