@@ -112,7 +112,7 @@ bench-floor: install
 	$(PY) benchmarks/bench_floor.py --out benchmarks/results/floor.md
 
 bench-modes: install
-	$(PY) benchmarks/bench_modes.py --out benchmarks/results/modes.md
+	$(PY) benchmarks/bench_modes.py --repeats 5 --out benchmarks/results/modes.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache site

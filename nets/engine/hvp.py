@@ -74,11 +74,11 @@ LEAST = "least"
 #: on (a guess: not measured on a GPU yet; ``make gpu-check``).
 FORWARD_MIN_TANGENTS = 8
 
-#: ... and on a CPU only from this many: below it forward-over-reverse is the slower product
-#: on every model of ``benchmarks/results/modes.md`` (warm calls; from 32 tangents on it is
-#: the faster on the zoo GPT and gpt2-m), and its first call in a process costs several warm
-#: calls (``torch.func``'s set-up, the allocator's growth to the stacked tangents), which a
-#: run that then keeps the double backward pays for nothing.
+#: ... and on a CPU only from this many: below it forward-over-reverse is the slower warm
+#: product on every model of ``benchmarks/results/modes.md`` (from it on the two are close,
+#: either may win: the calibration decides), and its first call costs several warm calls
+#: (``torch.func``'s set-up, the allocator's growth to the stacked tangents), which a run
+#: that then keeps the double backward would pay for nothing.
 FORWARD_MIN_TANGENTS_CPU = 32
 
 
