@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +104,25 @@ def benchmark_script():
         return mod
 
     return load
+
+
+@pytest.fixture(scope="session")
+def smoke_report():
+    """``run(main, argv, out, model)``: a benchmark script's ``main(argv)`` run with its
+    report written to ``out``; checks that what it printed is the file, and that every
+    number column (from the fourth on) of each of ``model``'s table rows is positive;
+    returns ``(text, [cells of each row])``."""
+
+    def run(main, argv: list[str], out: Path, model: str):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            main([*argv, "--out", str(out)])
+        text = out.read_text()
+        assert text.strip() == buf.getvalue().strip()
+        rows = [[c.strip() for c in line.strip("|").split("|")]
+                for line in text.splitlines() if line.startswith(f"| {model} |")]
+        for cells in rows:  # every timed and derived column is a positive number
+            assert all(float(c) > 0 for c in cells[3:]), cells
+        return text, rows
+
+    return run
