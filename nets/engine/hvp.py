@@ -84,7 +84,16 @@ FORWARD_MIN_TANGENTS_CPU = 32
 
 def forward_min_tangents(device: torch.device) -> int:
     """The fewest stacked tangents from which ``auto`` tries forward-over-reverse on
-    ``device``: :data:`FORWARD_MIN_TANGENTS_CPU` on a CPU, else :data:`FORWARD_MIN_TANGENTS`."""
+    ``device``: :data:`FORWARD_MIN_TANGENTS_CPU` on a CPU, else :data:`FORWARD_MIN_TANGENTS`.
+
+    Args:
+        device: Where the products run.
+
+    Returns:
+        The threshold ``T``: ``auto`` times forward-over-reverse (``vmap`` over ``jvp`` of the
+        gradient, ``∇²ℓ V`` for ``T`` stacked tangents ``V``) only when a call has at least
+        ``T`` tangents.
+    """
     return FORWARD_MIN_TANGENTS_CPU if device.type == "cpu" else FORWARD_MIN_TANGENTS
 
 #: ``auto`` tries the zero-padded modes (``forward``, ``reverse``) only below this many blocks:

@@ -430,7 +430,7 @@ def test_ratio_interval_is_the_extremes_for_three_runs_and_trims_with_more(bench
         bench.ratio_interval([1.0], [1.0], level=1.0)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 @given(st.lists(st.floats(0.1, 10.0), min_size=1, max_size=12),
        st.lists(st.floats(0.1, 10.0), min_size=1, max_size=12))
 def test_ratio_interval_lies_within_the_extremes_and_narrows_with_more_runs(benchmark_script,
