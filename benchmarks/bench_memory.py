@@ -178,11 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     version = bench_peers.code_version()
     kept: dict[str, dict] = {}
     if args.resume and Path(args.json).exists():
-        try:
-            old = json.loads(Path(args.json).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise SystemExit(f"error: cannot resume from {args.json}: {e}; delete it to "
-                             "start over") from None
+        old = bench_peers.read_json(args.json, "resume from")
         kept = {_key(r): r for r in old if isinstance(r, dict) and "error" not in r
                 and r.get("code") == version["code"]
                 and all(r.get(k) == v for k, v in cell.items())}

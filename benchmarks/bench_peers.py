@@ -380,6 +380,16 @@ def run_script(script: str, args: list[str], env: dict | None = None):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def read_json(path: str | Path, doing: str):
+    """The JSON a benchmark wrote to ``path``; an unreadable file exits with an error naming
+    it, what could not be done (``doing``, e.g. ``"resume from"``) and the fix."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SystemExit(f"error: cannot {doing} {path}: {e}; measure it again (delete it to "
+                         "start over)") from None
+
+
 def machine_note() -> str:
     """When and on what a report was measured: ``"<UTC time> UTC: torch <version>, <n> CPUs
     (<arch>)"``."""
@@ -933,11 +943,7 @@ def _finished_cells(path: Path, args: argparse.Namespace, version: dict[str, str
     come from one code)."""
     if not path.exists():
         return {}, {}
-    try:
-        records = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SystemExit(f"error: cannot resume from {path}: {e}; delete it to start "
-                         "over") from None
+    records = read_json(path, "resume from")
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise SystemExit(f"error: {path} is not a list of rows written by --json; delete it "
                          "to start over")

@@ -91,5 +91,15 @@ def test_command_line_measures_both_versions_in_rounds(bench, tmp_path):
     for bad in (["--rounds", "0"], ["--threads", "0"], ["--threads", "one"]):
         with pytest.raises(SystemExit):
             bench.main(bad)
+    # the same rows written again without measuring: the same table
+    again = tmp_path / "again.md"
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench.main(["--render-only", "--json", str(js), "--out", str(again)])
+    rerun = again.read_text()
+    assert "--render-only" in rerun and "nothing measured by this command" in rerun
+    assert [r for r in rerun.splitlines() if r.startswith("| mlp-xs |")] == [
+        r for r in text.splitlines() if r.startswith("| mlp-xs |")]
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        bench.main(["--render-only"])
     with pytest.raises(SystemExit):
         bench.main(["--base", "no-such-revision-xyz", "--cells", "mlp-xs:full:1:31"])

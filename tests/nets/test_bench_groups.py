@@ -71,3 +71,37 @@ def test_command_line_measures_both_rules_in_rounds(bench, tmp_path):
     assert all(torch.isfinite(torch.tensor(r["seconds"])) for v in runs.values() for r in v)
     with pytest.raises(SystemExit):
         bench.main(["--rounds", "0"])
+
+
+def test_render_only_writes_the_report_from_saved_rounds(bench, tmp_path):
+    """Hand-set rounds saved as the command writes them: the report is written from them
+    (nothing measured) and judged by the rank-sum interval. Pooled 6 runs against 6, the
+    4 pairs below 1 (the one slow one-block run against the faster nets-rule runs) are
+    trimmed and the rule is `met` (not slower); the first three runs alone are within noise.
+    Without --json, or from an unreadable file, it refuses."""
+    one = [4.0, 4.1, 5.03, 4.05, 3.95, 4.02]
+    nets_rule = [5.0, 5.1, 4.9, 5.05, 4.95, 5.02]
+
+    def rounds(rule, times):
+        return [{**_row(t, 10, runs=[t], rule=rule), "model": "mlp-xs", "probes": 1,
+                 "steps": 5} for t in times]
+
+    runs = {json.dumps(["mlp-xs", 1, 5, "one-block"]): rounds("one-block", one),
+            json.dumps(["mlp-xs", 1, 5, "graph-sized"]): rounds("graph-sized", nets_rule)}
+    js, out = tmp_path / "groups.json", tmp_path / "groups.md"
+    js.write_text(json.dumps({"version": {"commit": "abc1234", "code": "x"}, "runs": runs}))
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench.main(["--render-only", "--json", str(js), "--out", str(out)])
+    text = out.read_text()
+    assert "--render-only" in text and "nothing measured by this command" in text
+    assert "code abc1234" in text and "6 fresh processes" in text
+    line = next(r for r in text.splitlines() if "| one-block |" in r)
+    assert "| met |" in line
+    assert bench.compare(*[bench.bench_peers.pool_rounds(rounds(r, t[:3]))
+                           for r, t in (("one-block", one), ("graph-sized", nets_rule))]
+                         )["speed_verdict"] == "within noise"
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        bench.main(["--render-only"])
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SystemExit, match="cannot write the report from"):
+        bench.main(["--render-only", "--json", str(tmp_path / "bad.json")])
