@@ -97,6 +97,8 @@ def test_command_line_measures_both_versions_in_rounds(bench, tmp_path):
         bench.main(["--render-only", "--json", str(js), "--out", str(again)])
     rerun = again.read_text()
     assert "--render-only" in rerun and "nothing measured by this command" in rerun
+    assert saved["command"] == "--base HEAD --rounds 1 --threads 1,2 --cells mlp-xs:lanczos:2:20"
+    assert f"they were measured by `{saved['command']}` on {saved['measured']}" in rerun
     assert [r for r in rerun.splitlines() if r.startswith("| mlp-xs |")] == [
         r for r in text.splitlines() if r.startswith("| mlp-xs |")]
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):

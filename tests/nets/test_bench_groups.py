@@ -93,8 +93,9 @@ def test_render_only_writes_the_report_from_saved_rounds(bench, tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         bench.main(["--render-only", "--json", str(js), "--out", str(out)])
     text = out.read_text()
-    assert "--render-only" in text and "nothing measured by this command" in text
+    assert "--render-only" in text and "nothing measured by this command)" in text
     assert "code abc1234" in text and "6 fresh processes" in text
+    assert "they were measured by" not in text  # a file written before rows kept the command
     line = next(r for r in text.splitlines() if "| one-block |" in r)
     assert "| met |" in line
     assert bench.compare(*[bench.bench_peers.pool_rounds(rounds(r, t[:3]))
