@@ -20,6 +20,7 @@ from where it was told.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -231,22 +232,21 @@ def main(argv: list[str] | None = None) -> None:
                f"{f' --threads {args.threads}' if threads != [1] else ''}"
                f"{f' --cells {args.cells}' if args.cells else ''}")
     runs: dict[str, list[dict]] = {}
-    saved, measured = None, bench_peers.machine_note()
+    saved, measured, rounds = None, bench_peers.machine_note(), args.rounds
     if args.render_only:
-        saved = bench_peers.read_json(args.json, "write the report from")
+        saved, cells, rounds = bench_peers.saved_rounds(args.json)
         head, base, runs = saved["head"], saved["base"], saved["runs"]
-        cells = list(dict.fromkeys(tuple(json.loads(k)[:-1]) for k in runs))
-        args.rounds = max(len(v) for v in runs.values())
         command = f"--render-only --json {args.json}"
-    with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
+    with (contextlib.nullcontext() if args.render_only
+          else tempfile.TemporaryDirectory(prefix="bench-ab-")) as tmp:
         if not args.render_only:
             try:
                 base = extract(args.base, Path(tmp))
             except ValueError as e:
                 ap.error(str(e))
             head = bench_peers.code_version()["commit"]
-        codes = {"head": (bench_peers.ROOT, head), "base": (Path(tmp), base)}
-        for r in range(0 if args.render_only else args.rounds):
+            codes = {"head": (bench_peers.ROOT, head), "base": (Path(tmp), base)}
+        for r in range(0 if args.render_only else rounds):
             for model, kind, probes, steps, n_threads in cells:
                 for version in (VERSIONS if r % 2 == 0 else VERSIONS[::-1]):
                     code, label = codes[version]
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
               + bench_peers.generated_by("bench_ab.py", command, saved)
               + ", load "
               f"average {min(loads, default=0):.1f}-{max(loads, default=0):.1f} at the "
-              f"processes' starts. {bench_peers.rounds_note('version', args.rounds)} "
+              f"processes' starts. {bench_peers.rounds_note('version', rounds)} "
               f"`{head}` is the working tree "
               f"(`+changes`: with uncommitted changes), `{base}` the base's `nets` and `labkit` "
               "driven by the same scripts. `x time` is base time / head time, "

@@ -143,14 +143,12 @@ def main(argv: list[str] | None = None) -> None:
     version = bench_peers.code_version()
     runs: dict[str, list[dict]] = {}
     command = f"--rounds {args.rounds}" + (f" --cells {args.cells}" if args.cells else "")
-    saved, measured = None, bench_peers.machine_note()
+    saved, measured, rounds = None, bench_peers.machine_note(), args.rounds
     if args.render_only:
-        saved = bench_peers.read_json(args.json, "write the report from")
+        saved, cells, rounds = bench_peers.saved_rounds(args.json)
         version, runs = saved["version"], saved["runs"]
-        cells = list(dict.fromkeys(tuple(json.loads(k)[:-1]) for k in runs))
-        args.rounds = max(len(v) for v in runs.values())
         command = f"--render-only --json {args.json}"
-    for r in range(0 if args.render_only else args.rounds):
+    for r in range(0 if args.render_only else rounds):
         for model, probes, steps in cells:
             for rule in (RULES if r % 2 == 0 else RULES[::-1]):
                 cell = dict(model=model, kind="blocks", probes=probes, steps=steps, threads=1,
@@ -173,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
               + bench_peers.generated_by("bench_groups.py", command, saved)
               + f", code {version['commit']}, one "
               f"thread, load average {min(loads):.1f}-{max(loads):.1f} at the processes' "
-              f"starts. {bench_peers.rounds_note('rule', args.rounds)} `graph-sized` is nets' rule "
+              f"starts. {bench_peers.rounds_note('rule', rounds)} `graph-sized` is nets' rule "
               "(with every graph kept and the default budget, whole blocks packed into Lanczos "
               "groups until their stored vectors take half the kept graphs' bytes), "
               "`one-block` the alternative (each block a group of its own where the products are "

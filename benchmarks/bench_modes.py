@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_peers
+from bench_floor import check_same
 
 import nets
 from labkit.atomic import atomic_write_bytes
@@ -69,12 +70,7 @@ def measure(name: str, tangents: list[int], repeats: int) -> list[dict]:
             for _ in range(repeats):
                 op(v)
             row[f"{key}_ms"] = 1e3 * (time.perf_counter() - t0) / repeats
-        scale = float(out["reverse-block"].abs().max())
-        err = float((out["forward"] - out["reverse-block"]).abs().max())
-        if not err <= 10 * torch.finfo(dtype).eps ** 0.5 * scale:
-            raise RuntimeError(f"{name} T={t}: the modes' products differ by {err:.1e} "
-                               f"(scale {scale:.1e}): the timings would not be of the same "
-                               "numbers")
+        check_same([out["reverse-block"]], [out["forward"]], f"{name} T={t}: forward")
         rows.append(row)
     return derive(rows)
 
@@ -130,10 +126,9 @@ def main(argv: list[str] | None = None) -> None:
             if args.in_process:
                 rows += measure(m, tangents, args.repeats)
                 continue
-            got = bench_peers.run_script(__file__, [
+            rows += bench_peers.run_script(__file__, [  # measure()'s rows, derived there
                 "--model", m, "--tangents", *map(str, tangents), "--repeats",
                 str(args.repeats), "--threads", str(args.threads)])
-            rows += derive(got)
     finally:  # a caller's (the tests') thread count is left as it was
         torch.set_num_threads(threads)
     cross = crossover(rows)
