@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-groups bench-ab bench-floor bench-modes clean gpu-check ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-groups bench-ab bench-floor bench-modes clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -117,10 +117,20 @@ bench-modes: install
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache site
 
-# One GPU, under 10 minutes: GPT-2-small blockwise spectrum and one gpu-profile ladder point;
-# exits non-zero with a message on a machine without CUDA.
+# One GPU, under 10 minutes: nets against the peers on the GPT-2-small-sized model, the product
+# modes and the reorthogonalization chunk on the GPU, then `nets gpu-check` (GPT-2-small
+# blockwise spectrum and one gpu-profile ladder point), reports into benchmarks/results
+# (benchmarks/gpu_check.sh); exits non-zero with a message on a machine without CUDA.
 gpu-check: install
-	$(PY) -m nets gpu-check
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q --no-deps $(PEERS)
+	bash benchmarks/gpu_check.sh benchmarks/results $(PY)
+
+# The peer libraries as wheels in .whl (git-ignored), for a lent GPU machine that cannot reach
+# the registry: it installs them from there (docs/benchmarks.md, "On a GPU").
+gpu-wheels:
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --platform any -d .whl $(PEERS) einconv==0.1.0
 
 # The CPU model-size ladder (hours on 2 cores; docs/studies.md). Resumable: every spectrum and
 # training run is cached, so rerunning after an interruption redoes only what is missing.

@@ -44,8 +44,11 @@ Run:  python benchmarks/bench_peers.py --grid smoke|quick|full [--compile] [--ou
 its whole space and every method's λmax is the exact one; seconds. quick, ``make
 bench-spectrum``: zoo GPT and the smaller GPT-2; full with 1 and 3 probes, blockwise with 1;
 10 steps; one thread. full, ``make bench-spectrum-full``: the three models, full and blockwise
-with 1, 3 and 10 probes, 10 and 30 steps, 1 and 2 threads.) ``--json`` writes every row's
-measurements, with each block's λmax.
+with 1, 3 and 10 probes, 10 and 30 steps, 1 and 2 threads. gpu, ``make gpu-check`` on a CUDA
+GPU: the ``gpt-gpu`` model, the GPT-2-small-sized rung of the ``gpu`` ladder profile, blockwise
+on the first layer's six matrices with 3 probes and 10 steps, the issue's GPU target; a cell's
+memory columns are then the GPU allocator's.) ``--json`` writes every row's measurements, with
+each block's λmax.
 """
 
 from __future__ import annotations
@@ -76,7 +79,9 @@ sys.path.insert(0, str(ROOT))
 import nets  # noqa: E402
 from labkit.atomic import atomic_write_bytes  # noqa: E402
 from nets.cli.common import memory_budget  # noqa: E402
+from nets.studies.gpucheck import GPT_BLOCKS  # noqa: E402
 from nets.zoo import models as zoo  # noqa: E402
+from nets.zoo.families import build_rung, ladder, rung_data  # noqa: E402
 
 HF_SIZES = {"gpt2-s": dict(n_layer=2, n_embd=32, n_head=2, vocab_size=128, n_positions=32),
             "gpt2-m": dict(n_layer=4, n_embd=64, n_head=4, vocab_size=256, n_positions=32)}
@@ -94,8 +99,26 @@ class _LMHead(torch.nn.Module):
         return logits[:, :-1].reshape(-1, logits.shape[-1])
 
 
-def load(name: str):
-    """``(model, loss_fn, data)`` with ``data`` a list of ``(inputs, targets)`` tensors."""
+#: The ``gpt-gpu`` model: the GPT-2-small-sized rung of the ``gpu`` ladder profile, on
+#: sequences of its text in batches of 4 (``make gpu-check``'s model).
+GPU_GPT_SEQUENCES = 8
+
+
+def load(name: str, device: str | torch.device = "cpu"):
+    """``(model, loss_fn, data)`` with ``data`` a list of ``(inputs, targets)`` tensors, all on
+    ``device``."""
+    dev = torch.device(device)
+    model, loss_fn, data = _load(name)
+    return model.to(dev), loss_fn, [(x.to(dev), y.to(dev)) for x, y in data]
+
+
+def _load(name: str):
+    """:func:`load` on the CPU."""
+    if name == "gpt-gpu":
+        rung = ladder("gpt", "gpu")[0]
+        model, loss_fn = build_rung(rung, 0)
+        x, y = rung_data(rung, "spectrum", GPU_GPT_SEQUENCES, seed=0)
+        return model, loss_fn, [(x[i:i + 4], y[i:i + 4]) for i in range(0, len(y), 4)]
     if name == "mlp-xs":  # 3 -> 4 -> 3, tanh: 31 parameters, float64
         g = torch.Generator().manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
@@ -128,23 +151,32 @@ def gradient_seconds(model, loss_fn, data, repeats: int = 3) -> float:
         t0 = time.perf_counter()
         for x, y in data:
             torch.autograd.grad(loss_fn(model(x), y), params)
+        synchronize(params[0].device)
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued kernels (a GPU's), so that a wall time measures them."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 # -- the authors' algorithm, re-implemented ------------------------------------------------------
 
 def authors_blockwise(model, loss_fn, data, steps: int, probes: int, seed: int,
-                      density_bins: int = 50_000):
-    """Lanczos on every parameter block, graph shared by the blocks, no reorthogonalization."""
+                      density_bins: int = 50_000, blocks: Sequence[str] | None = None):
+    """Lanczos on every parameter block (or the parameters named in ``blocks``), graph shared
+    by the blocks, no reorthogonalization."""
     gen = torch.Generator().manual_seed(seed)
-    names, params = zip(*model.named_parameters(), strict=True)
+    names, params = zip(*((n, p) for n, p in model.named_parameters()
+                          if blocks is None or n in blocks), strict=True)
     total = sum(len(y) for _, y in data)
     cap = [min(steps, p.numel()) for p in params]  # a block of dimension d takes d steps
     t0 = time.perf_counter()
     runs = {n: [] for n in names}
     for _ in range(probes):
-        v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+        v = [torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device) for p in params]
         v = [x / x.norm() for x in v]
         v_prev = [torch.zeros_like(x) for x in v]
         beta = [0.0] * len(v)
@@ -250,16 +282,29 @@ def run_cell(cell: dict) -> dict:
     zoo GPT cell 1.4 MiB higher per repeat, hessian-eigenthings' 0.4), which would charge a
     method fast enough to be repeated for the repeats; ``peak_all_bytes`` keeps the peak over
     all runs.
+
+    A cell's ``device`` (default the CPU) is where the model, data and products are; on a GPU
+    the memory columns are its allocator's (``torch.cuda.max_memory_allocated``, the rise from
+    what was allocated before the first run), not the process's RSS. A blockwise cell's
+    ``block_names`` (parameter names; default every parameter) restricts every method to those
+    blocks.
     """
     load_avg = os.getloadavg()[0]
     torch.set_num_threads(cell["threads"])
-    model, loss_fn, data = load(cell["model"])
+    device = torch.device(cell.get("device") or "cpu")
+    model, loss_fn, data = load(cell["model"], device)
     names = [n for n, _ in model.named_parameters()]
     dims = {n: p.numel() for n, p in model.named_parameters()}
+    if cell["kind"] == "blocks" and cell.get("block_names"):
+        missing = sorted(set(cell["block_names"]) - set(names))
+        if missing:
+            raise ValueError(f"cell blocks {missing} are not parameters of {cell['model']}")
+        names = [n for n in names if n in cell["block_names"]]
     steps, probes, kind = cell["steps"], cell["probes"], cell["kind"]
+    now, peak = _memory_meters(device)
     with sdpa_kernel([SDPBackend.MATH]):
         t_grad = gradient_seconds(model, loss_fn, data)
-        rss0 = _rss_now()
+        rss0 = now()
         # a short run is run again (up to REPEATS times in all): the median and the spread
         # of the runs, not one draw of the machine's noise, go into the row
         runs: list[float] = []
@@ -267,9 +312,10 @@ def run_cell(cell: dict) -> dict:
         while not runs or (len(runs) < REPEATS and runs[0] < REPEAT_BELOW):
             t0 = time.perf_counter()
             extras.append(_run_once(cell, model, loss_fn, data, names))
+            synchronize(device)
             runs.append(time.perf_counter() - t0)
             if len(runs) == 1:
-                first_peak = _peak_rss()
+                first_peak = peak()
         extra = dict(extras[-1])
         for key, runs_key in RUNS_OF.items():
             if key in extra:
@@ -281,8 +327,20 @@ def run_cell(cell: dict) -> dict:
     return {**cell, "load": load_avg, "seconds": seconds, "hvps": hvps, "blocks": blocks,
             "grad_s": t_grad, "runs": runs,
             "peak_bytes": first_peak, "peak_extra_bytes": max(first_peak - rss0, 0),
-            "peak_all_bytes": _peak_rss(),
-            "params": sum(dims.values()), **extra}
+            "peak_all_bytes": peak(),
+            "params": sum(dims[n] for n in names) if kind == "blocks" else sum(dims.values()),
+            **extra}
+
+
+def _memory_meters(device: torch.device):
+    """``(now, peak)``: functions giving the memory in use and its peak so far, in bytes: the
+    process's RSS on a CPU, the GPU allocator's on a CUDA device (its peak counter reset
+    here)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return (functools.partial(torch.cuda.memory_allocated, device),
+                functools.partial(torch.cuda.max_memory_allocated, device))
+    return _rss_now, _peak_rss
 
 
 def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: list[str]) -> dict:
@@ -300,8 +358,10 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
                 s.nodes.min(), s.nodes.max(), 2000), 1e-3 * np.ptp(s.nodes) + 1e-12)
             top = {"full": float(s.nodes.max())}
         else:
+            chosen = {n: n for n in names} if cell.get("block_names") else None
             spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=steps,
-                                              probes=probes, info=info, max_memory=budget)
+                                              probes=probes, info=info, max_memory=budget,
+                                              blocks=chosen)
             nets.block_densities(spectra)
             top = {n: float(sp.nodes.max()) for n, sp in spectra.items()}
         extra = {"mode": info["hvp_mode"], "lanczos_s": info["seconds"],
@@ -338,7 +398,8 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
                                                 boundaries=(-1.0, 1.0))
     elif method == "authors":
         lanczos_s, top = authors_blockwise(model, loss_fn, data, steps, probes, 0,
-                                           cell.get("density_bins", 50_000))
+                                           cell.get("density_bins", 50_000),
+                                           blocks=names if cell.get("block_names") else None)
         extra = {"lanczos_s": lanczos_s, "top": top}
     else:
         raise ValueError(method)
@@ -413,11 +474,18 @@ def generated_by(script: str, command: str, saved: dict | None = None) -> str:
                       if "command" in saved and "measured" in saved else "") + ")")
 
 
-def machine_note() -> str:
+def machine_note(device: str = "cpu") -> str:
     """When and on what a report was measured: ``"<UTC time> UTC: torch <version>, <n> CPUs
-    (<arch>)"``."""
+    (<arch>)"``, with ``", GPU <name>"`` for a CUDA ``device`` that is present.
+
+    Args:
+        device: Where the report's measurements ran.
+    """
+    gpu = ""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        gpu = f", GPU {torch.cuda.get_device_name(torch.device(device))}"
     return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: torch {torch.__version__}, "
-            f"{os.cpu_count()} CPUs ({platform.machine()})")
+            f"{os.cpu_count()} CPUs ({platform.machine()}){gpu}")
 
 
 def rounds_note(what: str, rounds: int) -> str:
@@ -457,7 +525,11 @@ GRIDS = {"smoke": dict(models=["mlp-xs"], probes=[1], steps=[31], threads=[1],
                        density_bins=500),
          "quick": dict(models=["gpt", "gpt2-s"], probes=[1, 3], steps=[10], threads=[1]),
          "full": dict(models=["gpt", "gpt2-s", "gpt2-m"], probes=[1, 3, 10], steps=[10, 30],
-                      threads=[1, 2])}
+                      threads=[1, 2]),
+         # make gpu-check: the GPT-2-small-sized model on one GPU, blockwise on the first
+         # layer's matrices (the blocks of `nets gpu-check`), the issue's GPU target
+         "gpu": dict(models=["gpt-gpu"], probes=[3], steps=[10], threads=[4], device="cuda",
+                     block_names=list(GPT_BLOCKS), kinds=["blocks"])}
 
 
 def grid(name: str) -> list[dict]:
@@ -465,17 +537,19 @@ def grid(name: str) -> list[dict]:
     quick = name != "full"
     g = GRIDS[name]
     models, probes, steps, threads = g["models"], g["probes"], g["steps"], g["threads"]
-    extra = {"density_bins": g["density_bins"]} if "density_bins" in g else {}
+    extra = {k: g[k] for k in ("density_bins", "device") if k in g}
     cells = []
     for m in models:
-        for kind in ("full", "blocks"):
+        for kind in g.get("kinds", ("full", "blocks")):
             # quick, smoke: blockwise with one probe only (the authors' density loop alone takes
             # minutes per probe on a loaded 2-core machine)
             for p in probes if kind == "full" or not quick else probes[:1]:
                 for k in steps:
                     for t in threads:
                         cells.append(dict(model=m, kind=kind, probes=p, steps=k, threads=t,
-                                          **extra))
+                                          **extra, **({"block_names": g["block_names"]}
+                                                      if kind == "blocks" and "block_names" in g
+                                                      else {})))
     return cells
 
 
@@ -694,7 +768,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--grid", choices=sorted(GRIDS), default="quick",
                     help="smoke: a 31-parameter MLP (seconds, for the tests); quick: a small "
-                         "grid (minutes); full: the issue's whole grid (hours)")
+                         "grid (minutes); full: the issue's whole grid (hours); gpu: the "
+                         "GPT-2-small-sized model's blockwise cell on a CUDA GPU (make "
+                         "gpu-check)")
     ap.add_argument("--quick", action="store_true", help="same as --grid quick")
     ap.add_argument("--compile", action="store_true",
                     help="also time nets with compile=True on the full-spectrum cells")
@@ -740,6 +816,11 @@ def main(argv: list[str] | None = None) -> None:
         args.grid = "quick"
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, got {args.rounds}")
+    device = GRIDS[args.grid].get("device", "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available() and not args.render_only:
+        ap.error(f"--grid {args.grid} runs on {device} and this machine has no CUDA device "
+                 "(torch.cuda.is_available() is False): run it on a GPU machine (make "
+                 "gpu-check), or write its report from saved rows with --resume --render-only")
     if args.resume and not args.json:
         ap.error("--resume needs --json (the file the finished cells are read from)")
     if args.render_only and not args.resume:
@@ -765,12 +846,13 @@ def main(argv: list[str] | None = None) -> None:
         " --render-only" if args.render_only else "") + (
         f" --rounds {args.rounds}" if args.rounds > 1 else "") + "".join(
         f" --only {o}" for o in args.only)
-    settings = ", ".join(f"{k} {v}" for k, v in GRIDS[args.grid].items())
+    settings = ", ".join(f"{k} {v}" for k, v in GRIDS[args.grid].items() if k != "kinds")
+    kinds = " and ".join({"full": "full", "blocks": "blockwise"}[k]
+                         for k in GRIDS[args.grid].get("kinds", ("full", "blocks")))
     lines = [f"# Hessian spectra: nets vs peers ({args.grid} grid)", "",
              f"Generated by `benchmarks/bench_peers.py {flags}` on "
-             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: torch {torch.__version__}, "
-             f"{os.cpu_count()} CPUs ({platform.machine()}), load average "
-             f"{os.getloadavg()[0]:.1f} at the start. Grid: {settings}; full and blockwise "
+             f"{machine_note(device)}, load average "
+             f"{os.getloadavg()[0]:.1f} at the start. Grid: {settings}; {kinds} "
              f"spectra. {args.note}"
              + (f" Resumed: {sum(map(len, done.values()))} rows were read from {args.json}, "
                 "measured by an earlier run of this grid (their load column says under what "
@@ -791,7 +873,9 @@ def main(argv: list[str] | None = None) -> None:
              "and its peak and load columns are the largest of its rounds'; "
              "`HVP/s` counts full-data products (blockwise: block products); `gr/HVP` is the "
              "time of one product over the time of one gradient of the same data; `peak` is "
-             "the process's peak RSS, `+peak` its rise during the (first) run (MiB; a "
+             + ("the process's peak RSS" if device == "cpu" else
+                "the GPU allocator's peak (`torch.cuda.max_memory_allocated`)")
+             + ", `+peak` its rise during the (first) run (MiB; a "
              "repeated run's peak creeps up from what the allocator kept of the run before, "
              "so only the first counts); `x` = peer "
              "time / nets time; `λmax` is the largest Ritz value (blockwise: the largest over "
@@ -896,7 +980,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 #: What identifies a cell of a grid.
-CELL_FIELDS = ("model", "kind", "probes", "steps", "threads", "density_bins")
+CELL_FIELDS = ("model", "kind", "probes", "steps", "threads", "density_bins", "device",
+               "block_names")
 
 
 def _cell_key(cell: dict) -> str:

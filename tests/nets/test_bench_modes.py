@@ -58,3 +58,11 @@ def test_each_model_runs_in_its_own_process(modes, tmp_path):
     text = out.read_text()
     assert "every model in its own process" in text
     assert len([line for line in text.splitlines() if line.startswith("| mlp-xs | 31 | 2 |")]) == 1
+
+
+def test_the_device_is_named_in_the_report(modes, tmp_path, smoke_report):
+    """``--device`` (cuda on a GPU: ``make gpu-check``) is part of the command in the header."""
+    text, rows = smoke_report(modes.main, ["--models", "mlp-xs", "--tangents", "2", "--repeats",
+                                           "1", "--in-process", "--device", "cpu"],
+                              tmp_path / "modes.md", "mlp-xs")
+    assert len(rows) == 1 and "--device cpu`" in text

@@ -16,9 +16,11 @@ import io
 import itertools
 import json
 import math
+import platform
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -578,3 +580,69 @@ def test_peak_memory_is_the_first_runs(benchmark_script, monkeypatch):
     assert row["peak_bytes"] == 100_000 * 1024
     assert row["peak_extra_bytes"] == 10_000 * 1024
     assert row["peak_all_bytes"] == 120_000 * 1024
+
+
+def test_a_cell_restricted_to_some_blocks_runs_every_method_on_them(benchmark_script):
+    """A blockwise cell's ``block_names`` (the GPU grid's) restricts nets, hessian-eigenthings and
+    the authors' algorithm to those parameters; each finds the exact largest eigenvalue of
+    each of those diagonal blocks (31 steps span each block), and the counts are the blocks'."""
+    bench = benchmark_script("bench_peers")
+    model, loss_fn, data = bench.load("mlp-xs")
+    names = ["0.weight", "2.bias"]
+    params = dict(model.named_parameters())
+    H = dense_hessian(model, loss_fn, data)
+    offsets = np.cumsum([0] + [p.numel() for p in params.values()])
+    exact = {}
+    for (n, p), a in zip(params.items(), offsets[:-1], strict=False):
+        if n in names:
+            exact[n] = float(np.linalg.eigvalsh(H[a:a + p.numel(), a:a + p.numel()]).max())
+    cell = dict(model="mlp-xs", kind="blocks", probes=1, steps=31, threads=1, density_bins=500,
+                device="cpu", block_names=names)
+    methods = ["nets", "authors"]
+    try:
+        import hessian_eigenthings  # noqa: F401
+        methods.append("eigenthings")
+    except ImportError:
+        pass
+    scale = max(abs(v) for v in exact.values())
+    for method in methods:
+        row = bench.run_cell({**cell, "method": method})
+        assert set(row["top"]) == set(names), method
+        for n in names:
+            assert abs(row["top"][n] - exact[n]) <= 1e-8 * scale, (method, n)
+        assert row["params"] == 12 + 3 and row["hvps"] == 12 + 3  # one probe, capped steps
+
+
+def test_a_cell_naming_an_unknown_block_is_refused(benchmark_script):
+    bench = benchmark_script("bench_peers")
+    with pytest.raises(ValueError, match=r"\['nope'\] are not parameters of mlp-xs"):
+        bench.run_cell(dict(model="mlp-xs", kind="blocks", probes=1, steps=3, threads=1,
+                            block_names=["0.weight", "nope"], method="nets"))
+
+
+def test_gpu_grid_is_the_gpt2_small_blockwise_cell_on_cuda(benchmark_script):
+    """The grid ``make gpu-check`` measures: blockwise only, on CUDA, on the first layer's
+    matrices of the GPT-2-small-sized model, which are parameters of it; its data are the
+    sequences of its context in batches of 4."""
+    bench = benchmark_script("bench_peers")
+    cells = bench.grid("gpu")
+    assert [c["kind"] for c in cells] == ["blocks"]
+    (cell,) = cells
+    assert cell["device"] == "cuda" and cell["model"] == "gpt-gpu"
+    assert cell["block_names"] == list(bench.GPT_BLOCKS)
+    assert bench._cell_key(cell) != bench._cell_key({**cell, "device": None})
+    model, _, data = bench.load("gpt-gpu")
+    assert set(cell["block_names"]) <= {n for n, _ in model.named_parameters()}
+    assert sum(p.numel() for p in model.parameters()) > 100_000_000  # GPT-2-small-sized
+    assert [tuple(x.shape) for x, _ in data] == [(4, 128)] * (bench.GPU_GPT_SEQUENCES // 4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_gpu_grid_without_cuda_stops_with_the_fix(benchmark_script, capsys):
+    bench = benchmark_script("bench_peers")
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--grid", "gpu"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "no CUDA device" in err and "make gpu-check" in err
+    assert bench.machine_note("cuda").endswith(f"CPUs ({platform.machine()})")  # no GPU

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# make gpu-check: every GPU measurement of the spectra engine, in one command that a GPU machine
+# lent for minutes can run (docs/benchmarks.md, "On a GPU"). Each report is written as soon as
+# it is measured, the cheapest first, so a run stopped at its time limit keeps what it finished.
+#
+#   benchmarks/gpu_check.sh OUT_DIR [PYTHON]
+#
+# 1. peers-gpu.md/.json: nets against hessian-eigenthings, curvlinops and the authors' algorithm
+#    on the GPT-2-small-sized model (bench_peers.py --grid gpu): time, HVPs per second and the
+#    GPU allocator's peak, with the issue's targets;
+# 2. modes-gpu.md: forward-over-reverse against the double backward by tangent count on the GPU
+#    (the measurement behind nets.engine.hvp.FORWARD_MIN_TANGENTS);
+# 3. reorth-gpu.md: reorthogonalization's chunk size on the GPU (behind
+#    nets.engine.lanczos.REORTH_CHUNK_BYTES_ACCELERATOR);
+# 4. gpu-check.json: `nets gpu-check` (the GPT-2-small blockwise spectrum and one gpu ladder
+#    point).
+set -uo pipefail
+out=${1:?usage: benchmarks/gpu_check.sh OUT_DIR [PYTHON]}
+py=${2:-python3}
+cd "$(dirname "$0")/.." || exit 2
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+status=0
+step() {  # step NAME COMMAND...: run one measurement, log it, go on after a failure
+    local name=$1; shift
+    echo "== $name: $*"
+    local t0=$SECONDS
+    "$@" || { echo "== $name FAILED (exit $?)"; status=1; }
+    echo "== $name took $((SECONDS - t0)) s"
+}
+"$py" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
+print('torch', torch.__version__, torch.cuda.get_device_name())" || exit 2
+step peers "$py" benchmarks/bench_peers.py --grid gpu --out "$out/peers-gpu.md" \
+    --json "$out/peers-gpu.json"
+step modes "$py" benchmarks/bench_modes.py --device cuda --models gpt gpt2-m gpt-gpu \
+    --tangents 1 2 4 8 16 32 --threads 4 --out "$out/modes-gpu.md"
+step reorth "$py" benchmarks/bench_reorth.py --device cuda --dim $((1 << 26)) \
+    --chunks 4 16 64 256 1024 4096 --threads 4 --out "$out/reorth-gpu.md"
+step gpu-check bash -c "'$py' -m nets gpu-check --json > '$out/gpu-check.json'"
+exit $status
