@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-groups bench-ab bench-floor bench-modes clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-groups bench-ab bench-floor bench-modes bench-reorth clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -113,6 +113,10 @@ bench-floor: install
 
 bench-modes: install
 	$(PY) benchmarks/bench_modes.py --repeats 5 --out benchmarks/results/modes.md
+
+# Reorthogonalization's chunk size on the CPU (REORTH_CHUNK_BYTES; one thread, a minute).
+bench-reorth: install
+	$(PY) benchmarks/bench_reorth.py --repeats 5 --out benchmarks/results/reorth.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache site

@@ -54,33 +54,46 @@ def measure(name: str, tangents: list[int], repeats: int, device: str = "cpu") -
     dev = torch.device(device)
     model, loss_fn, data = bench_peers.load(name, dev)
     block = [nets.full_block(model)]
-    dim = block[0].dim
-    dtype = next(model.parameters()).dtype
     gen = torch.Generator().manual_seed(0)
     rows = []
     for t in tangents:
-        v = [torch.randn(t, dim, generator=gen, dtype=dtype).to(dev)]
-        row: dict = {"model": name, "params": dim, "T": t}
-        out = {}
-        for mode, key in (("forward", "forward"), ("reverse-block", "reverse")):
-            op = nets.BlockHVP(model, loss_fn, data[:1], block, mode=mode)
-            t0 = time.perf_counter()
-            out[mode] = op(v)[0]
-            bench_peers.synchronize(dev)
-            row[f"{key}_first_ms"] = 1e3 * (time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            for _ in range(repeats):
-                op(v)
-            bench_peers.synchronize(dev)
-            row[f"{key}_ms"] = 1e3 * (time.perf_counter() - t0) / repeats
-        check_same([out["reverse-block"]], [out["forward"]], f"{name} T={t}: forward")
-        rows.append(row)
+        try:
+            rows.append(_measure_count(model, loss_fn, data, block, name, t, gen, repeats, dev))
+        except torch.OutOfMemoryError:  # this count and larger ones do not fit: the rest stays
+            rows.append({"model": name, "params": block[0].dim, "T": t,
+                         "error": "out of memory"})
+            break
     return derive(rows)
 
 
+def _measure_count(model, loss_fn, data, block, name: str, t: int, gen: torch.Generator,
+                   repeats: int, dev: torch.device) -> dict:
+    """One model's row at ``t`` tangents: both modes timed, their products checked to agree."""
+    dim, dtype = block[0].dim, next(model.parameters()).dtype
+    v = [torch.randn(t, dim, generator=gen, dtype=dtype).to(dev)]
+    row: dict = {"model": name, "params": dim, "T": t}
+    out = {}
+    for mode, key in (("forward", "forward"), ("reverse-block", "reverse")):
+        op = nets.BlockHVP(model, loss_fn, data[:1], block, mode=mode)
+        t0 = time.perf_counter()
+        out[mode] = op(v)[0]
+        bench_peers.synchronize(dev)
+        row[f"{key}_first_ms"] = 1e3 * (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            op(v)
+        bench_peers.synchronize(dev)
+        row[f"{key}_ms"] = 1e3 * (time.perf_counter() - t0) / repeats
+    check_same([out["reverse-block"]], [out["forward"]], f"{name} T={t}: forward")
+    return row
+
+
 def derive(rows: list[dict]) -> list[dict]:
-    """Add the ratios forward / reverse-block (warm and first calls) to the timed rows."""
+    """Add the ratios forward / reverse-block (warm and first calls) to the timed rows (a row
+    with an ``error`` is left as it is)."""
     for r in rows:
+        if "error" in r:
+            continue
         r["warm_ratio"] = r["forward_ms"] / r["reverse_ms"]
         r["first_ratio"] = r["forward_first_ms"] / r["reverse_first_ms"]
     return rows
@@ -88,10 +101,12 @@ def derive(rows: list[dict]) -> list[dict]:
 
 def crossover(rows: list[dict]) -> dict[str, int | None]:
     """Per model, the smallest tangent count from which forward-over-reverse is the faster
-    warm product at that count and every larger one measured (``None``: never)."""
+    warm product at that count and every larger one measured (``None``: never; rows with an
+    ``error`` are not measurements)."""
     out: dict[str, int | None] = {}
-    for model in dict.fromkeys(r["model"] for r in rows):
-        mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["T"])
+    timed = [r for r in rows if "error" not in r]
+    for model in dict.fromkeys(r["model"] for r in timed):
+        mine = sorted((r for r in timed if r["model"] == model), key=lambda r: r["T"])
         first = None
         for r in reversed(mine):
             if r["warm_ratio"] >= 1.0:
@@ -132,9 +147,12 @@ def main(argv: list[str] | None = None) -> None:
             if args.in_process:
                 rows += measure(m, tangents, args.repeats, args.device)
                 continue
-            rows += bench_peers.run_script(__file__, [  # measure()'s rows, derived there
-                "--model", m, "--tangents", *map(str, tangents), "--repeats",
-                str(args.repeats), "--threads", str(args.threads), "--device", args.device])
+            try:
+                rows += bench_peers.run_script(__file__, [  # measure()'s rows, derived there
+                    "--model", m, "--tangents", *map(str, tangents), "--repeats",
+                    str(args.repeats), "--threads", str(args.threads), "--device", args.device])
+            except RuntimeError as e:  # the model failed in its process: the others go on
+                rows.append({"model": m, "T": "all", "error": str(e)})
     finally:  # a caller's (the tests') thread count is left as it was
         torch.set_num_threads(threads)
     cross = crossover(rows)
@@ -151,10 +169,12 @@ def main(argv: list[str] | None = None) -> None:
         + ("every model in its own process. " if not args.in_process else
            "every model in one process (--in-process). ")
         + "Definitions: the script's docstring.", "",
-        format_table(rows, COLUMNS, markdown=True), "",
+        format_table([r for r in rows if "error" not in r], COLUMNS, markdown=True), "",
         "Smallest tangent count from which forward-over-reverse is the faster warm product "
         "(at it and every larger count measured): "
-        + "; ".join(f"{m}: {'never' if t is None else t}" for m, t in cross.items()) + "."])
+        + "; ".join(f"{m}: {'never' if t is None else t}" for m, t in cross.items()) + "."
+        + "".join(f"\nNot measured: {r['model']} at T = {r['T']}: {r['error']}."
+                  for r in rows if "error" in r)])
     print(text, flush=True)
     if args.out:
         atomic_write_bytes(Path(args.out), (text + "\n").encode())

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # make gpu-check: every GPU measurement of the spectra engine, in one command that a GPU machine
 # lent for minutes can run (docs/benchmarks.md, "On a GPU"). Each report is written as soon as
-# it is measured, the cheapest first, so a run stopped at its time limit keeps what it finished.
+# it is measured, the issue's GPU target first, so a run stopped at its time limit keeps what it
+# finished.
 #
 #   benchmarks/gpu_check.sh OUT_DIR [PYTHON]
 #
-# 1. peers-gpu.md/.json: nets against hessian-eigenthings, curvlinops and the authors' algorithm
-#    on the GPT-2-small-sized model (bench_peers.py --grid gpu): time, HVPs per second and the
-#    GPU allocator's peak, with the issue's targets;
+# 1. peers-gpu.md/.json: nets against hessian-eigenthings (one block at a time) and the authors'
+#    algorithm, blockwise on the GPT-2-small-sized model (bench_peers.py --grid gpu): time, HVPs
+#    per second and the GPU allocator's peak, with the issue's targets;
 # 2. modes-gpu.md: forward-over-reverse against the double backward by tangent count on the GPU
 #    (the measurement behind nets.engine.hvp.FORWARD_MIN_TANGENTS);
 # 3. reorth-gpu.md: reorthogonalization's chunk size on the GPU (behind
 #    nets.engine.lanczos.REORTH_CHUNK_BYTES_ACCELERATOR);
-# 4. gpu-check.json: `nets gpu-check` (the GPT-2-small blockwise spectrum and one gpu ladder
+# 4. peers-gpu-least.md/.json: the same cell with nets at max_memory="least" (one graph at a time:
+#    the memory target's budget);
+# 5. gpu-check.json: `nets gpu-check` (the GPT-2-small blockwise spectrum and one gpu ladder
 #    point).
 set -uo pipefail
 out=${1:?usage: benchmarks/gpu_check.sh OUT_DIR [PYTHON]}
@@ -36,5 +39,7 @@ step modes "$py" benchmarks/bench_modes.py --device cuda --models gpt gpt2-m gpt
     --tangents 1 2 4 8 16 32 --threads 4 --out "$out/modes-gpu.md"
 step reorth "$py" benchmarks/bench_reorth.py --device cuda --dim $((1 << 26)) \
     --chunks 4 16 64 256 1024 4096 --threads 4 --out "$out/reorth-gpu.md"
+step peers-least "$py" benchmarks/bench_peers.py --grid gpu --max-memory least \
+    --out "$out/peers-gpu-least.md" --json "$out/peers-gpu-least.json"
 step gpu-check bash -c "'$py' -m nets gpu-check --json > '$out/gpu-check.json'"
 exit $status

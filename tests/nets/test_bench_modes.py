@@ -66,3 +66,30 @@ def test_the_device_is_named_in_the_report(modes, tmp_path, smoke_report):
                                            "1", "--in-process", "--device", "cpu"],
                               tmp_path / "modes.md", "mlp-xs")
     assert len(rows) == 1 and "--device cpu`" in text
+
+
+def test_a_count_out_of_memory_ends_that_models_counts(modes, monkeypatch):
+    """On a GPU the largest counts may not fit: the first that does not is recorded as such, the
+    larger ones are not tried, the smaller ones keep their rows."""
+    real = modes._measure_count
+
+    def tight(*args):
+        if args[5] >= 4:  # t
+            raise modes.torch.OutOfMemoryError("CUDA out of memory")
+        return real(*args)
+
+    monkeypatch.setattr(modes, "_measure_count", tight)
+    rows = modes.measure("mlp-xs", [2, 4, 8], 1)
+    assert [r["T"] for r in rows] == [2, 4]
+    assert "error" not in rows[0] and rows[1]["error"] == "out of memory"
+    assert modes.crossover(rows) == {"mlp-xs": modes.crossover(rows[:1])["mlp-xs"]}
+
+
+def test_a_model_that_fails_is_named_and_the_others_reported(modes, tmp_path):
+    out = tmp_path / "modes.md"
+    with contextlib.redirect_stdout(io.StringIO()):
+        modes.main(["--models", "mlp-xs", "no-such-model", "--tangents", "2", "--repeats", "1",
+                    "--out", str(out)])
+    text = out.read_text()
+    assert len([line for line in text.splitlines() if line.startswith("| mlp-xs |")]) == 1
+    assert "Not measured: no-such-model at T = all: " in text

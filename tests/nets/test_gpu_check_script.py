@@ -1,5 +1,5 @@
 """benchmarks/gpu_check.sh (``make gpu-check``): it stops at once without CUDA, and with CUDA it
-runs its four measurements in order, each into the output folder, going on after one fails.
+runs its five measurements in order, each into the output folder, going on after one fails.
 
 The GPU itself is not here: a stand-in ``python`` records each command instead of running it
 (and claims CUDA where the script asks), so what is tested is the script's own logic and that
@@ -40,7 +40,7 @@ def test_without_cuda_it_stops_before_measuring(tmp_path):
     assert list(out.iterdir()) == []
 
 
-def test_it_runs_the_four_measurements_in_order_into_the_folder(tmp_path, benchmark_script):
+def test_it_runs_the_five_measurements_in_order_into_the_folder(tmp_path, benchmark_script):
     py, log = _stand_in(tmp_path)
     out = tmp_path / "out"
     p = subprocess.run(["bash", str(SCRIPT), str(out), str(py)], capture_output=True, text=True)
@@ -49,8 +49,10 @@ def test_it_runs_the_four_measurements_in_order_into_the_folder(tmp_path, benchm
     assert calls[0].startswith("-c import torch")  # the CUDA check first
     scripts = [c.split()[0] for c in calls[1:]]
     assert scripts == ["benchmarks/bench_peers.py", "benchmarks/bench_modes.py",
-                       "benchmarks/bench_reorth.py", "-m"]
-    for name in ("peers-gpu.md", "modes-gpu.md", "reorth-gpu.md", "gpu-check.json"):
+                       "benchmarks/bench_reorth.py", "benchmarks/bench_peers.py", "-m"]
+    assert "--max-memory least" in calls[4]
+    for name in ("peers-gpu.md", "modes-gpu.md", "reorth-gpu.md", "peers-gpu-least.md",
+                 "gpu-check.json"):
         assert str(out / name) in p.stdout + log.read_text(), name
     # the grid and the models it names exist
     peers = benchmark_script("bench_peers")
@@ -59,7 +61,7 @@ def test_it_runs_the_four_measurements_in_order_into_the_folder(tmp_path, benchm
     models = modes_args[modes_args.index("--models") + 1:modes_args.index("--tangents")]
     known = {"gpt", "gpt-gpu", "mlp-xs", *peers.HF_SIZES}
     assert models and set(models) <= known
-    assert "nets gpu-check --json" in calls[4]
+    assert "nets gpu-check --json" in calls[5]
 
 
 def test_a_failed_measurement_does_not_stop_the_others(tmp_path):
@@ -68,4 +70,4 @@ def test_a_failed_measurement_does_not_stop_the_others(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 1
     assert "== modes FAILED (exit 3)" in p.stdout
-    assert len(log.read_text().splitlines()) == 5  # the check and all four measurements
+    assert len(log.read_text().splitlines()) == 6  # the check and all five measurements
