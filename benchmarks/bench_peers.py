@@ -304,7 +304,7 @@ def run_cell(cell: dict) -> dict:
     now, peak = _memory_meters(device)
     with sdpa_kernel([SDPBackend.MATH]):
         t_grad = gradient_seconds(model, loss_fn, data)
-        rss0 = now()
+        before = now()
         # a short run is run again (up to REPEATS times in all): the median and the spread
         # of the runs, not one draw of the machine's noise, go into the row
         runs: list[float] = []
@@ -326,7 +326,7 @@ def run_cell(cell: dict) -> dict:
     hvps = probes * (steps if kind == "full" else sum(min(steps, dims[n]) for n in names))
     return {**cell, "load": load_avg, "seconds": seconds, "hvps": hvps, "blocks": blocks,
             "grad_s": t_grad, "runs": runs,
-            "peak_bytes": first_peak, "peak_extra_bytes": max(first_peak - rss0, 0),
+            "peak_bytes": first_peak, "peak_extra_bytes": max(first_peak - before, 0),
             "peak_all_bytes": peak(),
             "params": sum(dims[n] for n in names) if kind == "blocks" else sum(dims.values()),
             **extra}

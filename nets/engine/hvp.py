@@ -71,7 +71,8 @@ MODES = ("auto", "forward", "reverse", "reverse-block")
 LEAST = "least"
 
 #: ``auto`` tries forward-over-reverse on an accelerator only from this many stacked tangents
-#: on (a guess: not measured on a GPU yet; ``make gpu-check``).
+#: on (a guess: not measured on a GPU yet; ``make gpu-check`` measures it,
+#: ``bench_modes.py --device cuda``).
 FORWARD_MIN_TANGENTS = 8
 
 #: ... and on a CPU only from this many: below it forward-over-reverse is the slower warm

@@ -46,11 +46,12 @@ __all__ = ["REORTH_CHUNK_BYTES", "REORTH_CHUNK_BYTES_ACCELERATOR", "REORTH_ETA",
 #: products; beyond, one probe's rows at a time in chunks of this size (block Gram–Schmidt),
 #: which keeps the chunk in cache between its two products and bounds the float64 copy of a
 #: float32 basis. ``benchmarks/bench_ab.py`` measured this against the batched products over
-#: a float64 basis (``benchmarks/results/ab.md``).
+#: a float64 basis (``benchmarks/results/ab.md``), ``benchmarks/bench_reorth.py`` against other
+#: chunk sizes (``benchmarks/results/reorth.md``, ``make bench-reorth``).
 REORTH_CHUNK_BYTES = 4 << 20
 #: The same on other devices, where no cache is to be kept and each chunk costs kernel
-#: launches: larger, so that a chunk's products are long against a launch (not measured: no
-#: GPU was available when it was set).
+#: launches: larger, so that a chunk's products are long against a launch (a guess: no GPU was
+#: available when it was set; ``make gpu-check`` measures it, ``bench_reorth.py --device cuda``).
 REORTH_CHUNK_BYTES_ACCELERATOR = 256 << 20
 
 
