@@ -301,9 +301,9 @@ def run_cell(cell: dict) -> dict:
             raise ValueError(f"cell blocks {missing} are not parameters of {cell['model']}")
         names = [n for n in names if n in cell["block_names"]]
     steps, probes, kind = cell["steps"], cell["probes"], cell["kind"]
-    now, peak = _memory_meters(device)
     with sdpa_kernel([SDPBackend.MATH]):
         t_grad = gradient_seconds(model, loss_fn, data)
+        now, peak = _memory_meters(device)  # a GPU's peak counts from here: the runs alone
         before = now()
         # a short run is run again (up to REPEATS times in all): the median and the spread
         # of the runs, not one draw of the machine's noise, go into the row
