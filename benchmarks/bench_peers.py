@@ -79,9 +79,8 @@ sys.path.insert(0, str(ROOT))
 import nets  # noqa: E402
 from labkit.atomic import atomic_write_bytes  # noqa: E402
 from nets.cli.common import memory_budget  # noqa: E402
-from nets.studies.gpucheck import GPT_BLOCKS  # noqa: E402
+from nets.studies.gpucheck import GPT_BLOCKS, gpt_problem  # noqa: E402
 from nets.zoo import models as zoo  # noqa: E402
-from nets.zoo.families import build_rung, ladder, rung_data  # noqa: E402
 
 HF_SIZES = {"gpt2-s": dict(n_layer=2, n_embd=32, n_head=2, vocab_size=128, n_positions=32),
             "gpt2-m": dict(n_layer=4, n_embd=64, n_head=4, vocab_size=256, n_positions=32)}
@@ -99,11 +98,6 @@ class _LMHead(torch.nn.Module):
         return logits[:, :-1].reshape(-1, logits.shape[-1])
 
 
-#: The ``gpt-gpu`` model: the GPT-2-small-sized rung of the ``gpu`` ladder profile, on
-#: sequences of its text in batches of 4 (``make gpu-check``'s model).
-GPU_GPT_SEQUENCES = 8
-
-
 def load(name: str, device: str | torch.device = "cpu"):
     """``(model, loss_fn, data)`` with ``data`` a list of ``(inputs, targets)`` tensors, all on
     ``device``."""
@@ -114,11 +108,8 @@ def load(name: str, device: str | torch.device = "cpu"):
 
 def _load(name: str):
     """:func:`load` on the CPU."""
-    if name == "gpt-gpu":
-        rung = ladder("gpt", "gpu")[0]
-        model, loss_fn = build_rung(rung, 0)
-        x, y = rung_data(rung, "spectrum", GPU_GPT_SEQUENCES, seed=0)
-        return model, loss_fn, [(x[i:i + 4], y[i:i + 4]) for i in range(0, len(y), 4)]
+    if name == "gpt-gpu":  # make gpu-check's model: the GPT-2-small-sized rung
+        return gpt_problem()
     if name == "mlp-xs":  # 3 -> 4 -> 3, tanh: 31 parameters, float64
         g = torch.Generator().manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
@@ -157,7 +148,11 @@ def gradient_seconds(model, loss_fn, data, repeats: int = 3) -> float:
 
 
 def synchronize(device: torch.device) -> None:
-    """Wait for ``device``'s queued kernels (a GPU's), so that a wall time measures them."""
+    """Wait for ``device``'s queued kernels (a GPU's), so that a wall time measures them.
+
+    The benchmark's own, like its memory readers, rather than nets' private twin in
+    ``nets.engine.hvp``: ``bench_ab.py`` runs this script over an older ``nets``, whose
+    internals the instruments must not depend on."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 

@@ -16,6 +16,7 @@ Refuses to run without CUDA (a clear ValueError, so the command exits non-zero).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,15 +26,39 @@ from nets.studies.ladder import LADDER_PROFILES, rung_spectra
 from nets.studies.predictor import candidate_values
 from nets.zoo.families import build_rung, ladder, parameter_count, rung_data
 
-__all__ = ["GPT_BLOCKS", "gpu_check"]
+__all__ = ["GPT_BLOCKS", "GPT_SAMPLES", "gpt_problem", "gpu_check"]
 
 #: The blocks of the GPT-2-small-sized spectrum (layer 0: Q, K, V, output projection, MLP).
 GPT_BLOCKS = ("layers.0.attn.q.weight", "layers.0.attn.k.weight", "layers.0.attn.v.weight",
               "layers.0.attn.proj.weight", "layers.0.fc1.weight", "layers.0.fc2.weight")
 
+#: Sequences (of 128 tokens, in batches of 4) the GPT-2-small-sized Hessian is averaged over.
+GPT_SAMPLES = 8
+
+
+def gpt_problem(samples: int = GPT_SAMPLES, *, device: str | torch.device = "cpu"
+                ) -> tuple[torch.nn.Module, Callable, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The GPT-2-small-sized spectrum's ``(model, loss_fn, data)``: the ``gpt`` rung of the
+    ``gpu`` ladder profile at its seeded initialization, and ``samples`` sequences of its text
+    in batches of 4 (also ``benchmarks/bench_peers.py``'s ``gpt-gpu`` model).
+
+    Args:
+        samples: Sequences of the rung's context (128 tokens).
+        device: Where to put the model and data.
+
+    Returns:
+        The model, its mean token cross-entropy and the batches ``(inputs, targets)``.
+    """
+    dev = torch.device(device)
+    rung = ladder("gpt", "gpu")[0]
+    model, loss_fn = build_rung(rung, 0, device=dev)
+    x, y = rung_data(rung, "spectrum", samples, seed=0)
+    return model, loss_fn, [(x[i:i + 4].to(dev), y[i:i + 4].to(dev))
+                            for i in range(0, samples, 4)]
+
 
 def gpu_check(*, device: str = "cuda", lanczos_steps: int = 5, probes: int = 2,
-              samples: int = 8) -> dict:
+              samples: int = GPT_SAMPLES) -> dict:
     """Run both measurements of the module docstring on ``device``.
 
     Args:
@@ -57,9 +82,7 @@ def gpu_check(*, device: str = "cuda", lanczos_steps: int = 5, probes: int = 2,
         raise ValueError(f"device must be a CUDA device, got {device!r}")
     rung = ladder("gpt", "gpu")[0]
     torch.cuda.reset_peak_memory_stats(dev)
-    model, loss_fn = build_rung(rung, 0, device=dev)
-    x, y = rung_data(rung, "spectrum", samples, seed=0)
-    data = [(x[i:i + 4].to(dev), y[i:i + 4].to(dev)) for i in range(0, samples, 4)]
+    model, loss_fn, data = gpt_problem(samples, device=dev)
     steps_done = []
     torch.cuda.synchronize(dev)
     t0 = time.perf_counter()

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 import nets
 from nets.engine.exact import dense_hessian
+from nets.studies.gpucheck import GPT_SAMPLES
 
 COLUMNS = ["model", "kind", "P", "k", "thr", "method", "s", "HVP/s", "gr/HVP", "peak", "+peak",
            "x", "λmax", "load", "notes"]
@@ -634,7 +635,7 @@ def test_gpu_grid_is_the_gpt2_small_blockwise_cell_on_cuda(benchmark_script):
     model, _, data = bench.load("gpt-gpu")
     assert set(cell["block_names"]) <= {n for n, _ in model.named_parameters()}
     assert sum(p.numel() for p in model.parameters()) > 100_000_000  # GPT-2-small-sized
-    assert [tuple(x.shape) for x, _ in data] == [(4, 128)] * (bench.GPU_GPT_SEQUENCES // 4)
+    assert [tuple(x.shape) for x, _ in data] == [(4, 128)] * (GPT_SAMPLES // 4)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
