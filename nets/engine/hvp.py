@@ -47,7 +47,13 @@ from nets.engine.adapters import (
 from nets.engine.blocks import Block
 from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
-from nets.engine.memory import SavedBytes, default_budget, peak_bytes, reset_peak
+from nets.engine.memory import (
+    SavedBytes,
+    default_budget,
+    peak_bytes,
+    reset_peak,
+    retained_bytes,
+)
 from nets.engine.products import (
     DoubleBackward,
     batch_loss,
@@ -185,14 +191,14 @@ class BlockHVP:
       ``benchmarks/results/modes.md``), which would bias the choice against it.
 
     **Memory budget.** The data check measures the first batch's gradient graph (its saved
-    tensors, counted by :class:`nets.engine.memory.SavedBytes`; batch ``i``'s is estimated as
-    that times ``n_i / n_0``), and the first call chooses how the double-backward modes hold
-    graphs (:attr:`graph_strategy`, reported by :meth:`info`):
+    tensors, read off the built graph by :func:`nets.engine.memory.retained_bytes`; batch
+    ``i``'s is estimated as that times ``n_i / n_0``), and the first call chooses how the
+    double-backward modes hold graphs (:attr:`graph_strategy`, reported by :meth:`info`):
 
     * ``"keep-all"``: the graphs of all ``B`` batches, plus one tangent's worth of room, fit in
       ``max_memory``: every graph is built once and kept across calls (Lanczos steps), so a
       call costs only double backwards. The data check's loss evaluations are these builds
-      (:meth:`_check_loss`): checking the data costs one graph build beyond them.
+      (:meth:`_check_loss`): checking the data costs one forward pass beyond them.
     * ``"one-at-a-time"``: they do not fit: each call loops over the batches outermost, builds
       one batch's graph (with respect to the call's blocks only: autograd then records from
       the earliest of them on, so a group of late blocks builds a smaller graph, faster),
@@ -404,27 +410,30 @@ class BlockHVP:
         """Batch ``i``'s loss for :func:`prepare_data`'s checks (evaluation ``k``).
 
         Every evaluation runs the products' own forward path (the block parameters as leaves
-        that require gradients), and most of them are graph builds the products need anyway:
+        that require gradients), and all but one of them are graph builds the products need
+        anyway:
 
-        * batch 0, first evaluation: :meth:`_measure` builds its gradient graph to measure it;
-        * batch 0's second evaluation (the determinism check) and every other batch: their
-          gradient graphs are built and kept for the products (:meth:`_new_graph`) while all
-          of them fit the budget (:meth:`_fits`), so a ``"keep-all"`` operator's data check
-          costs one build more than its products need and no forward call of its own.
+        * batch 0, first evaluation: :meth:`_measure` builds its gradient graph, measures it and
+          keeps it for the products while it fits the budget (:meth:`_fits`);
+        * batch 0's second evaluation (the determinism check): the same forward, recorded by
+          autograd as in a build, without the backward (no graph is built twice);
+        * every other batch: its gradient graph is built and kept for the products
+          (:meth:`_new_graph`) while all of them fit, so a ``"keep-all"`` operator's data
+          check costs its products' graph builds and one forward, and no call of its own.
 
         Where graphs are not kept (forward mode, a graph over the budget, or a model whose
         gradient graph cannot be built) a batch is checked by a forward call, without autograd
         for batches other than 0; the first batch over the budget drops the graphs kept before
         it (the first call's strategy is then ``"one-at-a-time"``: the same test).
         """
-        if i == 0 and k == 0:
-            return self._measure(x, y)
+        if i == 0:
+            return self._measure(x, y) if k == 0 else self._forward_loss(x, y, record=True)
         if self._keeping and self._fits(y):
             return self._new_graph(i, x, y, keep=True, samples=batch_size(y))[1].detach()
         if self._keeping:
             self._keeping = False
             self._drop_graphs()
-        return self._forward_loss(x, y, record=i == 0)
+        return self._forward_loss(x, y, record=False)
 
     def _forward_loss(self, x: object, y: object, *, record: bool) -> torch.Tensor:
         """A batch's loss by a forward call on the products' path (the block parameters as
@@ -443,23 +452,36 @@ class BlockHVP:
         return self._kept_bytes + need + self._per_tangent() <= self.max_memory
 
     def _measure(self, x: object, y: object) -> torch.Tensor:
-        """Build the first batch's gradient graph once to measure it; its (detached) loss.
+        """Build the first batch's gradient graph, measure it and keep it while it fits; its
+        (detached) loss.
 
-        The graph is measured by :class:`nets.engine.memory.SavedBytes` and then dropped: its
-        saved-tensor hooks would stay in it and run (in Python) at every unpack of every later
-        double backward, about a third more time per product. The graphs the products use are
-        built without hooks; batch ``i``'s size is estimated as the measured size times
-        ``n_i / n_0`` (activations grow with the number of samples). :func:`prepare_data` calls
-        this as its first evaluation of the first batch, so measuring costs no forward call
-        of its own. A graph that cannot be built here (a model that has no backward) is left
-        to the first call, which reports the failure; the batch is then checked by a forward
-        call with autograd recording (the path of its second evaluation).
+        The graph is measured by walking it (:func:`nets.engine.memory.retained_bytes`), which
+        leaves it as fast as any other: it becomes batch 0's kept graph where it fits the budget
+        with one tangent's room (:meth:`_fits`), and is dropped otherwise. Only a graph whose
+        nodes the walk cannot read is measured on a second build, under
+        :class:`nets.engine.memory.SavedBytes` (:meth:`_measure_graph`), and dropped: those
+        hooks would stay in it and run (in Python) at every unpack of every later double
+        backward, about a third more time per product. Batch ``i``'s size is estimated as the
+        measured size times ``n_i / n_0`` (activations grow with the number of samples).
+        :func:`prepare_data` calls this as its first evaluation of the first batch, so measuring
+        costs no forward call of its own. A graph that cannot be built here (a model that has no
+        backward) is left to the first call, which reports the failure; the batch is then
+        checked by a forward call with autograd recording (the path of its second evaluation).
         """
         try:
-            loss = self._measure_graph(x, y)
+            (leaves, grads, loss), seconds = self._timed_build(x, y)
         except (NotImplementedError, RuntimeError):
             self._keeping = False
             return self._forward_loss(x, y, record=True)
+        size = retained_bytes(grads.values(), exclude=self.params.values())
+        if size is None:  # a node the walk cannot read: measured by hooks on a second build
+            del leaves, grads
+            return self._measure_graph(x, y).detach()
+        self._measured(size, batch_size(y), seconds)
+        if self._keeping and self._fits(y):
+            self._keep(0, (leaves, grads), batch_size(y), seconds)
+        else:
+            self._keeping = False
         return loss.detach()
 
     def _measure_graph(self, x: object, y: object) -> torch.Tensor:
@@ -467,12 +489,19 @@ class BlockHVP:
         drop it; sets :attr:`graph_bytes`, the batch's sample count and the build time.
         Returns the batch loss."""
         with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
-            (_, _, loss), self._build_seconds = self._timed_build(x, y)
-        self.graph_bytes = max(saved.bytes, 1)
-        self._first_samples = batch_size(y)
-        if self._least:  # batch 0's least until _plan knows every batch's size
-            self.max_memory = self._least_bytes([batch_size(y)])
+            (_, _, loss), seconds = self._timed_build(x, y)
+        self._measured(saved.bytes, batch_size(y), seconds)
         return loss
+
+    def _measured(self, size: int, samples: int, seconds: float) -> None:
+        """Record batch 0's measured graph: ``size`` bytes over ``samples`` samples, built in
+        ``seconds``; under :data:`LEAST`, batch 0's least becomes the budget until
+        :meth:`_plan` knows every batch's size."""
+        self.graph_bytes = max(size, 1)
+        self._first_samples = samples
+        self._build_seconds = seconds
+        if self._least:
+            self.max_memory = self._least_bytes([samples])
 
     def _plan(self) -> None:
         """Choose the graph strategy and the tangent chunks from the first batch's graph size.
@@ -595,11 +624,18 @@ class BlockHVP:
         ``keep``, keep it for later calls (the batch has ``samples`` samples);
         ``((leaves, gradient), loss)``."""
         (leaves, grads, loss), seconds = self._timed_build(x, y, names)
-        self._graph_seconds += seconds
         if keep:
-            self._graphs[i] = leaves, grads
-            self._kept_bytes += self._estimated_bytes(samples)
+            self._keep(i, (leaves, grads), samples, seconds)
+        else:
+            self._graph_seconds += seconds
         return (leaves, grads), loss
+
+    def _keep(self, i: int, graph: tuple[dict, dict], samples: int, seconds: float) -> None:
+        """Keep batch ``i``'s graph (of ``samples`` samples, built in ``seconds``) for later
+        calls."""
+        self._graphs[i] = graph
+        self._kept_bytes += self._estimated_bytes(samples)
+        self._graph_seconds += seconds
 
     def _drop_graphs(self) -> None:
         self._graphs.clear()

@@ -2,10 +2,12 @@
 
 * :func:`default_budget` is half of the memory available now on the device (CUDA free memory,
   or ``MemAvailable`` of ``/proc/meminfo`` on the host).
-* :class:`SavedBytes` counts the bytes an autograd graph keeps alive: every tensor saved for
-  backward passes through a ``saved_tensors_hooks`` pack hook, and the distinct storages not in
-  an ``exclude`` set (the parameters themselves) are summed. That is the size of a kept
-  gradient graph, the quantity the budget is spent on.
+* :func:`retained_bytes` is the size of a kept gradient graph, the quantity the budget is spent
+  on: the distinct storages its nodes hold saved for backward, not counting an ``exclude`` set
+  (the parameters themselves), read off the graph after it is built.
+* :class:`SavedBytes` counts the same while a graph is built, through a ``saved_tensors_hooks``
+  pack hook: the fallback for a graph whose nodes :func:`retained_bytes` cannot read. Its hooks
+  stay in the graph and run (in Python) at every unpack of every later backward through it.
 * :func:`peak_bytes` is the high-water mark since :func:`reset_peak`: CUDA's
   ``max_memory_allocated`` on a GPU; on the host, the process's peak resident set size
   (``ru_maxrss``), a whole-process lifetime peak that cannot be reset.
@@ -20,7 +22,8 @@ from collections.abc import Iterable
 
 import torch
 
-__all__ = ["SavedBytes", "available_bytes", "default_budget", "peak_bytes", "reset_peak"]
+__all__ = ["SavedBytes", "available_bytes", "default_budget", "peak_bytes", "reset_peak",
+           "retained_bytes"]
 
 
 def available_bytes(device: torch.device) -> int:
@@ -70,6 +73,59 @@ def peak_bytes(device: torch.device) -> tuple[int, str]:
         return int(torch.cuda.max_memory_allocated(device)), "cuda_max_allocated"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024), "process_peak_rss"
+
+
+def retained_bytes(tensors: Iterable[torch.Tensor | None],
+                   exclude: Iterable[torch.Tensor] = ()) -> int | None:
+    """Bytes an autograd graph keeps alive: the distinct storages saved for backward by the
+    nodes reachable from ``tensors``' ``grad_fn``, less those of ``exclude``.
+
+    Every built-in node exposes what it saved as ``_saved_*`` attributes and a custom
+    :class:`torch.autograd.Function`'s node as ``saved_tensors``; the walk reads them without
+    changing the graph (unlike :class:`SavedBytes`, whose hooks stay in it). Storages shared by
+    several saved tensors count once. A kept gradient graph ``g = ∇ℓ`` built with
+    ``create_graph=True`` holds exactly this: the forward activations and the backward's own
+    saved tensors that its double backward needs.
+
+    Args:
+        tensors: The graph's outputs (e.g. a gradient's entries; ``None`` and tensors without
+            a ``grad_fn`` are skipped).
+        exclude: Tensors whose storages are not counted (they exist anyway, e.g. parameters).
+
+    Returns:
+        The bytes, or ``None`` where a node's saved tensors cannot be read (then measure the
+        build with :class:`SavedBytes`).
+    """
+    seen = {_key(t) for t in exclude}
+    attrs: dict[type, list[str]] = {}  # the ``_saved_*`` names of each node type
+    stack = [t.grad_fn for t in tensors if t is not None and t.grad_fn is not None]
+    visited: set = set()
+    total = 0
+    while stack:
+        node = stack.pop()
+        if node is None or node in visited:
+            continue
+        visited.add(node)
+        try:
+            if isinstance(node, torch.autograd.function.BackwardCFunction):
+                saved = list(node.saved_tensors)
+            else:
+                names = attrs.get(type(node))
+                if names is None:
+                    names = attrs[type(node)] = [a for a in dir(node)
+                                                 if a.startswith("_saved_")]
+                saved = [getattr(node, a) for a in names]
+        except (RuntimeError, AttributeError):  # freed, or a node this walk cannot read
+            return None
+        for value in saved:
+            for t in value if isinstance(value, list | tuple) else (value,):
+                if isinstance(t, torch.Tensor):
+                    key = _key(t)
+                    if key is not None and key not in seen:
+                        seen.add(key)
+                        total += t.untyped_storage().nbytes()
+        stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
+    return total
 
 
 class SavedBytes:

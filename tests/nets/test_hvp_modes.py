@@ -525,12 +525,12 @@ def test_graph_strategy_in_spectrum_info(attention_problem):
                          ids=["keep-all", "one-at-a-time", "forward"])
 def test_operator_build_evaluates_each_batch_once_plus_one_graph(mlp_problem, mode, budget):
     """Forward calls (a counting forward hook): building the operator evaluates each of the
-    ``B`` batches once plus batch 0 a second time (the determinism check), the first of those
-    being the graph build that measures its size. Under ``"keep-all"`` the other evaluations
-    are the graph builds the products use: the first call then costs no forward at all, nor
-    does a second. Where graphs are not kept (forward mode, or a budget no graph fits) the
-    checks are forward calls and each call costs one forward per batch (forward-over-reverse
-    passes, or graph builds)."""
+    ``B`` batches once plus batch 0 a second time (the determinism check, a forward without
+    backward), the first of those being the graph build that measures its size. Under
+    ``"keep-all"`` the builds are the ``B`` graphs the products use, the measured one among
+    them: the first call then costs no forward at all, nor does a second. Where graphs are not
+    kept (forward mode, or a budget no graph fits) the checks are forward calls and each call
+    costs one forward per batch (forward-over-reverse passes, or graph builds)."""
     model, loss_fn, data = mlp_problem[:3]
     blocks = resolve_blocks(model, None)
     vecs = [torch.ones(2, b.dim, dtype=torch.float64) for b in blocks]
@@ -549,7 +549,7 @@ def test_operator_build_evaluates_each_batch_once_plus_one_graph(mlp_problem, mo
             mp.setattr(BlockHVP, "_build", counted_build)
             op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=budget)
         assert len(calls) == len(data) + 1
-        assert len(builds) == (len(data) + 1 if kept else 1)  # the measuring build, always
+        assert len(builds) == (len(data) if kept else 1)  # the measuring build, always
         assert op.graph_bytes > 0  # measured during the data check
         n = len(calls)
         first = op(vecs)

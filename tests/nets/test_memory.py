@@ -1,0 +1,157 @@
+"""The size of a kept gradient graph: read off the graph (``retained_bytes``) against the bytes
+its build saved (``SavedBytes``), and the operator's fallback between the two."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nets import zoo
+from nets.engine.blocks import resolve_blocks
+from nets.engine.hvp import BlockHVP
+from nets.engine.memory import SavedBytes, retained_bytes
+from nets.engine.products import gradient_graph
+
+
+def _both(model, loss_fn, batch) -> tuple[int | None, int]:
+    """``(retained_bytes, SavedBytes)`` of one batch's gradient graph w.r.t. every parameter."""
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+    x, y = batch
+    with SavedBytes(exclude=params.values()) as saved:
+        _, grads, _ = gradient_graph(model, buffers, loss_fn, params, list(params), x, y)
+    return retained_bytes(grads.values(), exclude=params.values()), saved.bytes
+
+
+class _LayerNormNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(4)
+        self.lin = torch.nn.Linear(6, 8).double()
+        self.norm = torch.nn.LayerNorm(8).double()
+        self.out = torch.nn.Linear(8, 3).double()
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.norm(self.lin(x))))
+
+
+def _layernorm_problem():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(9, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (9,), generator=g)
+    return _LayerNormNet(), torch.nn.functional.cross_entropy, [(x, y)]
+
+
+def _zoo_gpt():
+    model, loss_fn, data = zoo.load("gpt", seed=0)
+    return model, loss_fn, data[:1]
+
+
+@pytest.mark.parametrize("case", ["mlp", "attention", "layernorm", "zoo-gpt"])
+def test_walk_matches_the_bytes_the_build_saved(case, mlp_problem, attention_problem):
+    """The walk counts what the build's pack hooks counted, up to a few 0-dim scalars (a
+    node's saved Python number reads as a fresh 0-dim tensor; a loss-side scalar that the
+    gradient does not keep is not reached): within 64 bytes on every model."""
+    model, loss_fn, data = {"mlp": mlp_problem[:3], "attention": attention_problem[:3],
+                            "layernorm": _layernorm_problem(), "zoo-gpt": _zoo_gpt()}[case]
+    walked, hooked = _both(model, loss_fn, data[0])
+    assert walked is not None and hooked > 1000
+    assert abs(walked - hooked) <= 64, (walked, hooked)
+
+
+def test_walk_on_a_hugging_face_model():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(vocab_size=11, n_positions=8, n_embd=8, n_layer=2, n_head=2,
+                                  bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)  # transformers initializes from the global generator
+    model = transformers.GPT2LMHeadModel(cfg).double().eval()
+    ids = torch.randint(0, 11, (3, 8), generator=torch.Generator().manual_seed(1))
+
+    def loss_fn(out, labels):
+        return torch.nn.functional.cross_entropy(out.logits.reshape(-1, 11), labels.reshape(-1))
+
+    with torch.nn.attention.sdpa_kernel([torch.nn.attention.SDPBackend.MATH]):
+        walked, hooked = _both(model, loss_fn, ({"input_ids": ids}, ids))
+    assert walked is not None and abs(walked - hooked) <= 64, (walked, hooked)
+
+
+def test_walk_counts_shared_storages_once_and_skips_excluded():
+    """``x * x`` saves ``x`` twice, two views of ``x`` share its storage: ``x``'s bytes once;
+    nothing when ``x`` is excluded."""
+    x = torch.randn(1000, dtype=torch.float64, requires_grad=True)
+    assert retained_bytes([(x * x).sum()]) == 8000
+    assert retained_bytes([(x[:500] * x[500:]).sum()]) == 8000
+    assert retained_bytes([(x * x).sum()], exclude=[x]) == 0
+    assert retained_bytes([x, None, torch.ones(3)]) == 0  # no grad_fn: no graph
+
+
+def test_walk_reads_custom_functions_saved_tensors():
+    """A custom ``autograd.Function``'s node keeps what it saved with ``save_for_backward``,
+    which the walk reads from its ``saved_tensors``."""
+
+    class Square(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return 2 * x * grad
+
+    w = torch.randn(200, dtype=torch.float64, requires_grad=True)
+    big = torch.randn(200, dtype=torch.float64) * 3
+    with SavedBytes(exclude=[w]) as saved:
+        x = w * big  # saved by Square's node alone (``w * big`` saves ``w`` and ``big``)
+        out = (Square.apply(x) * w).sum()  # ∇ = Square(x) + ...: Square's node is kept
+        (g,) = torch.autograd.grad(out, w, create_graph=True)
+    nodes, stack = set(), [g.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in nodes:
+            nodes.add(node)
+            stack.extend(n for n, _ in node.next_functions)
+    assert any(isinstance(n, torch.autograd.function.BackwardCFunction) for n in nodes)
+    walked = retained_bytes([g], exclude=[w])
+    assert walked is not None
+    assert walked - retained_bytes([g], exclude=[w, x]) == x.untyped_storage().nbytes()
+    # what only the forward's first backward needed (not reachable from g) is not kept
+    assert walked <= saved.bytes
+
+
+def test_walk_of_a_freed_graph_is_unreadable():
+    """Saved tensors freed by a backward without ``retain_graph``: ``None`` (measure by hooks)."""
+    w = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    y = (torch.sin(w) * w).sum()
+    torch.autograd.grad(y, w)  # frees the graph's saved tensors
+    assert retained_bytes([y]) is None
+
+
+def test_operator_measures_by_hooks_where_the_walk_cannot_read(mlp_problem, monkeypatch):
+    """An operator whose graph the walk cannot read measures it on a second build under
+    SavedBytes (not kept), and computes the same products."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    vecs = [torch.randn(2, b.dim, generator=torch.Generator().manual_seed(i),
+                        dtype=torch.float64) for i, b in enumerate(blocks)]
+    walked = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
+    monkeypatch.setattr("nets.engine.hvp.retained_bytes", lambda *a, **k: None)
+    builds = []
+    build = BlockHVP._build
+
+    def counted(self, x, y, names=None):
+        builds.append(1)
+        return build(self, x, y, names)
+
+    monkeypatch.setattr(BlockHVP, "_build", counted)
+    hooked = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
+    assert len(builds) == len(data) + 1  # the unreadable build, the hooks' build, the others
+    assert abs(hooked.graph_bytes - walked.graph_bytes) <= 64
+    assert hooked.info()["graphs_kept"] == len(data) - 1  # batch 0 is rebuilt by its call
+    for a, b in zip(walked(vecs), hooked(vecs), strict=True):
+        assert torch.equal(a, b)
+    assert hooked.info()["graphs_kept"] == len(data)
