@@ -233,7 +233,7 @@ REPEATS = 3
 
 #: A timing that a row holds as a median over runs, and the key of its runs' values.
 RUNS_OF = {"seconds": "runs", "lanczos_s": "lanczos_runs", "product_s": "product_runs",
-           "graph_s": "graph_runs"}
+           "graph_s": "graph_runs", "calibration_s": "calibration_runs"}
 
 
 def pool_rounds(rows: list[dict]) -> dict:
@@ -258,7 +258,8 @@ def pool_rounds(rows: list[dict]) -> dict:
             row[runs_key], row[key] = pooled, float(np.median(pooled))
     if all("grad_s" in r for r in rows):
         row["grad_s"] = float(np.median([r["grad_s"] for r in rows]))
-    for key in ("peak_bytes", "peak_extra_bytes", "peak_all_bytes", "load"):
+    for key in ("peak_bytes", "peak_extra_bytes", "peak_all_bytes", "peak_steady_extra_bytes",
+                "load"):
         if all(key in r for r in rows):
             row[key] = max(r[key] for r in rows)
     row["loads"] = [r["load"] for r in rows]
@@ -280,7 +281,10 @@ def run_cell(cell: dict) -> dict:
 
     A cell's ``device`` (default the CPU) is where the model, data and products are; on a GPU
     the memory columns are its allocator's (``torch.cuda.max_memory_allocated``, the rise from
-    what was allocated before the first run), not the process's RSS. A blockwise cell's
+    what was allocated before the first run), not the process's RSS, and a nets row also has
+    ``peak_steady_extra_bytes``: the rise after its first Lanczos step, i.e. without the data
+    check and ``"auto"``'s calibration (which may stack every block's tangents at once in
+    modes it then does not choose). A blockwise cell's
     ``block_names`` (parameter names; default every parameter) restricts every method to those
     blocks.
     """
@@ -310,8 +314,13 @@ def run_cell(cell: dict) -> dict:
             synchronize(device)
             runs.append(time.perf_counter() - t0)
             if len(runs) == 1:
-                first_peak = peak()
+                first_peak = steady = peak()
+                # nets on a GPU: its first step's peak was read (and the counter reset) by
+                # the run itself; the run's peak is the larger, the rest its steady peak
+                first_peak = max(first_peak, extras[0].get("first_step_peak_bytes", 0))
         extra = dict(extras[-1])
+        if "first_step_peak_bytes" in extras[0]:
+            extra["peak_steady_extra_bytes"] = max(steady - before, 0)
         for key, runs_key in RUNS_OF.items():
             if key in extra:
                 extra[runs_key] = [e[key] for e in extras]
@@ -345,10 +354,20 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
     if method in ("nets", "nets+compile"):
         info: dict = {}
         budget = cell.get("max_memory")
+        first_step: dict = {}
+        device = torch.device(cell.get("device") or "cpu")
+
+        def callback(step: int, total: int) -> None:
+            # on a GPU: the peak through the first step (the first operator call: the data
+            # check, the calibration, the first products), then the run's own from here on
+            if device.type == "cuda" and not first_step:
+                first_step["peak"] = torch.cuda.max_memory_allocated(device)
+                torch.cuda.reset_peak_memory_stats(device)
+
         if kind == "full":
             s = nets.full_spectrum(model, loss_fn, data, lanczos_steps=steps,
                                    probes=probes, info=info, max_memory=budget,
-                                   compile=method == "nets+compile")
+                                   compile=method == "nets+compile", callback=callback)
             nets.spectral_density(s.nodes, s.weights, np.linspace(
                 s.nodes.min(), s.nodes.max(), 2000), 1e-3 * np.ptp(s.nodes) + 1e-12)
             top = {"full": float(s.nodes.max())}
@@ -356,11 +375,15 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
             chosen = {n: n for n in names} if cell.get("block_names") else None
             spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=steps,
                                               probes=probes, info=info, max_memory=budget,
-                                              blocks=chosen)
+                                              blocks=chosen, callback=callback)
             nets.block_densities(spectra)
             top = {n: float(sp.nodes.max()) for n, sp in spectra.items()}
         extra = {"mode": info["hvp_mode"], "lanczos_s": info["seconds"],
                  "product_s": info["product_seconds"], "graph_s": info["graph_seconds"],
+                 # (bench_ab drives older nets too, whose info has no calibration_seconds)
+                 **({"calibration_s": info["calibration_seconds"]}
+                    if "calibration_seconds" in info else {}),
+                 **({"first_step_peak_bytes": first_step["peak"]} if first_step else {}),
                  "graphs": info["graph_strategy"], "groups": info.get("lanczos_groups", 1),
                  "budget_bytes": info["max_memory"],
                  "top": top}
@@ -687,14 +710,18 @@ def peak_over_every_run(r: dict) -> bool:
 
 
 def time_split(r: dict) -> str:
-    """Where a nets row's time went: ``, products a%, graph builds b%`` of the run (its
-    median ``product_s`` and ``graph_s`` over its median ``seconds``; the rest is nets'
-    overhead: data checks, calibration, Lanczos arithmetic, densities). Empty for a row
-    measured by an older script."""
+    """Where a nets row's time went: ``, products a%, graph builds b%, calibration c%`` of
+    the run (its median ``product_s``, ``graph_s`` and ``calibration_s``, the products of
+    the modes ``"auto"`` tried and did not choose, over its median ``seconds``; the rest is
+    nets' overhead: data checks, Lanczos arithmetic, densities). The calibration's share is
+    left out where it is zero or the row has none (an older script's); all of it is empty for
+    a row measured before the split."""
     if "product_s" not in r:
         return ""
+    cal = r.get("calibration_s") or 0.0
     return (f", products {r['product_s'] / r['seconds']:.0%}, graph builds "
-            f"{r['graph_s'] / r['seconds']:.0%}")
+            f"{r['graph_s'] / r['seconds']:.0%}"
+            + (f", calibration {cal / r['seconds']:.0%}" if cal > 0 else ""))
 
 
 def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
@@ -748,6 +775,10 @@ def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
             ratio(e, "seconds", "xeigenthings>=2:", 2)
             m = nets_r["peak_extra_bytes"] / max(e["peak_extra_bytes"], 1)
             check("mem/eigenthings<=1.5:", m, m, m, 1.5, higher=False)
+            if "peak_steady_extra_bytes" in nets_r:  # a GPU's: without the first step
+                after = nets_r["peak_steady_extra_bytes"] / max(e["peak_extra_bytes"], 1)
+                out[-1] += f" [after the first step (calibration): {after:.2f}]"
+
             if peak_over_every_run(nets_r) or peak_over_every_run(e):
                 out[-1] += " [peaks over every run: an older script's]"
         per_product("grads/block-HVP<=0.5:", 0.5)
@@ -880,9 +911,13 @@ def main(argv: list[str] | None = None) -> None:
              "reach if its run were nothing but its Hessian-vector products (the autograd "
              "passes, from nets' own `product_seconds`): the bound on what cutting nets' "
              "overhead can gain; `beyond them` marks a target that bound misses too. The nets "
-             "row's notes say what share of its run the products and the graph builds took "
-             "(the rest is nets' overhead: data checks, calibration, Lanczos arithmetic, "
-             "densities).",
+             "row's notes say what share of its run the products, the graph builds and "
+             "(where it tried other modes) the calibration took (the rest is nets' overhead: "
+             "data checks, Lanczos arithmetic, densities)"
+             + ("; on a GPU, `[after the first step (calibration): m]` after the memory "
+                "target is the same ratio for nets' rise after its first Lanczos step: "
+                "without the data check and the calibration"
+                if device.startswith("cuda") else "") + ".",
              "", "| model | kind | P | k | thr | method | s | HVP/s | gr/HVP | peak | +peak | x | "
              "λmax | load | notes |", "|" + "---|" * 15]
     print("\n".join(lines), flush=True)

@@ -333,8 +333,15 @@ class BlockHVP:
           ``"keep-all"``, once per batch and call under ``"one-at-a-time"``).
 
         On a GPU both are synchronized with the device, so they are the kernels' time.
+        ``calibration_seconds`` is what ``"auto"``'s calibration added: the wall seconds of its
+        products in the modes it did not choose (warm-ups included). Its memory is in
+        ``peak_memory_bytes``, the peak since the operator was built (``peak_memory_kind``: on a
+        GPU the allocator's, on the host the process's lifetime peak RSS): the zero-padded and
+        forward modes stack every block's tangents at once, which may take several times what
+        the mode chosen then holds.
         """
         peak, kind = peak_bytes(self.device)
+        others = sum(s for m, s in self._product_seconds.items() if m != self.mode)
         return {"hvp_mode": self.mode, "requested_mode": self.requested_mode,
                 "compiled": self.compiled,
                 "calibration": self.calibration, "chunk_size": self.chunk_size,
@@ -346,6 +353,7 @@ class BlockHVP:
                 "calls": self.calls, "products": self.products,
                 "product_seconds": self._product_seconds.get(self.mode, 0.0),
                 "graph_seconds": self._graph_seconds,
+                "calibration_seconds": others,
                 "peak_memory_bytes": peak, "peak_memory_kind": kind}
 
     def __call__(self, vectors: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:

@@ -75,9 +75,10 @@ def test_table_has_every_column_and_nets_fills_them(smoke):
     assert lines[-1].startswith("Targets: ")
     assert len(records) == len(rows)
     for r in records:
-        if r["method"] == "nets":  # the products and builds are parts of the run
-            assert 0 < r["product_s"] and 0 <= r["graph_s"]
-            assert r["product_s"] + r["graph_s"] < r["seconds"]
+        if r["method"] == "nets":  # the products, builds and calibration: parts of the run
+            assert 0 < r["product_s"] and 0 <= r["graph_s"] and 0 <= r["calibration_s"]
+            assert r["product_s"] + r["graph_s"] + r["calibration_s"] < r["seconds"]
+            assert "peak_steady_extra_bytes" not in r  # a GPU's column
 
 
 def test_time_split_of_a_nets_row(benchmark_script):
@@ -85,6 +86,32 @@ def test_time_split_of_a_nets_row(benchmark_script):
     r = {"seconds": 2.0, "product_s": 1.5, "graph_s": 0.1}
     assert bench.time_split(r) == ", products 75%, graph builds 5%"
     assert bench.time_split({"seconds": 2.0}) == ""  # an older script's row
+    cal = {**r, "calibration_s": 0.3}  # the modes auto tried and did not choose
+    assert bench.time_split(cal) == ", products 75%, graph builds 5%, calibration 15%"
+    assert bench.time_split({**r, "calibration_s": 0.0}) == ", products 75%, graph builds 5%"
+
+
+def test_peak_after_the_first_step_on_a_gpu(benchmark_script, monkeypatch):
+    """On a GPU, a nets run reads (and resets) the allocator's peak after its first Lanczos
+    step: the row's peak is the larger of that and the rest, and the rise after the first step
+    is kept beside it; the memory target notes it (a CPU row has no such column: the smoke
+    grid's test)."""
+    bench = benchmark_script("bench_peers")
+    # the peak through the first step 5000, the rest's 2000, 1000 allocated before the run
+    monkeypatch.setattr(bench, "_run_once",
+                        lambda *a: {"top": {}, "first_step_peak_bytes": 5_000})
+    monkeypatch.setattr(bench, "_memory_meters",
+                        lambda device: (lambda: 1_000, lambda: 2_000))
+    monkeypatch.setattr(bench, "REPEAT_BELOW", 0.0)  # one run
+    row = bench.run_cell(dict(model="mlp-xs", kind="full", probes=1, steps=3, threads=1,
+                              method="nets"))
+    assert row["peak_bytes"] == 5_000 and row["peak_extra_bytes"] == 4_000
+    assert row["peak_steady_extra_bytes"] == 1_000
+    nets_r = {"seconds": 1.0, "hvps": 10, "grad_s": 0.5, "peak_extra_bytes": 4_000,
+              "peak_steady_extra_bytes": 1_000}
+    out = bench.targets("blocks", nets_r, {"eigenthings": {"seconds": 3.0,
+                                                           "peak_extra_bytes": 2_000}})
+    assert out[1] == "mem/eigenthings<=1.5: 2.00 MISSED [after the first step (calibration): 0.50]"
 
 
 def test_nets_largest_ritz_value_is_the_exact_eigenvalue(smoke):

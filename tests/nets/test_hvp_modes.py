@@ -199,6 +199,15 @@ def test_info_reports_mode_memory_and_counts(attention_problem):
     assert info["peak_memory_bytes"] > 0 and info["peak_memory_kind"] == "process_peak_rss"
     assert info["products"] == 4 * 1 * len(spectra)
     assert info["seconds"] > 0
+    # the other double-backward mode was tried on the first batch: its time is what the
+    # calibration added, apart from the products of the mode in use
+    other = ({"reverse", "reverse-block"} - {info["hvp_mode"]}).pop()
+    assert other in info["calibration"]["seconds"]
+    assert 0 < info["calibration_seconds"] < info["seconds"]
+    forced: dict = {}
+    nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=4, probes=1, mode="reverse",
+                            blocks={"qk": ["q", "k"], "rest": ["emb", "v", "out"]}, info=forced)
+    assert forced["calibration"] == {} and forced["calibration_seconds"] == 0
 
 
 @pytest.mark.filterwarnings("ignore:max_memory=1 bytes is below the least:UserWarning")
