@@ -181,9 +181,13 @@ class BlockHVP:
       backward per block from ``g_l`` to ``w_l`` only (no zero padding; autograd visits only the
       part of the graph between them), the authors' product with the graph shared by all blocks.
     * ``"auto"`` (default): on the first call, the first batch is evaluated in every mode
-      (forward-over-reverse only with :func:`forward_min_tangents` tangents or more, the
-      zero-padded modes only for operators of fewer than :data:`ZERO_PADDED_MAX_BLOCKS` blocks,
-      counted over the whole operator even when a call runs a group of them), the
+      (forward-over-reverse only with :func:`forward_min_tangents` tangents or more per
+      ``vmap``, i.e. in the call and in a chunk; the zero-padded modes only for operators of
+      fewer than :data:`ZERO_PADDED_MAX_BLOCKS` blocks, counted over the whole operator even
+      when a call runs a group of them, and the zero-padded double backward only with more
+      than one tangent per chunk: one at a time, it does the block-restricted product's work
+      for every tangent and more, the gradient of every block differentiated with respect
+      to every block's parameters, with no batching to gain), the
       products are checked to agree, and the fastest mode (counting the cost of rebuilding
       graphs that do not fit the budget) is used from then on; :meth:`info` reports the timings.
       Forward-over-reverse is timed on its second evaluation of the batch: its first in a
@@ -707,12 +711,21 @@ class BlockHVP:
         except (NotImplementedError, RuntimeError) as e:
             graph, graph_error = None, f"{type(e).__name__}: {e}"[:300]
         least = forward_min_tangents(self.device)
+        stacked = min(total, self.chunk_size or total)  # tangents per vmap / batched backward
         for mode in ("reverse-block", "reverse", "forward"):
-            if mode == "forward" and results and total < least:
-                skipped[mode] = f"{total} < {least} tangents on {self.device.type}"
+            if mode == "forward" and results and stacked < least:
+                skipped[mode] = (f"{total} < {least} tangents on {self.device.type}"
+                                 if stacked == total else
+                                 f"{stacked} tangents per product (chunk_size "
+                                 f"{self.chunk_size}) < {least} on {self.device.type}")
                 continue
             if mode != "reverse-block" and results and blocks >= ZERO_PADDED_MAX_BLOCKS:
                 skipped[mode] = f"{blocks} >= {ZERO_PADDED_MAX_BLOCKS} blocks"
+                continue
+            if mode == "reverse" and results and stacked == 1:
+                skipped[mode] = ("one tangent per product (chunk_size 1): the zero-padded "
+                                 "product does the block-restricted one's work and more, with "
+                                 "no batching to gain")
                 continue
             if mode == "reverse" and results and self._unpadded:
                 skipped[mode] = "every block is whole tensors: the same product as reverse-block"

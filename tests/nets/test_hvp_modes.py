@@ -21,6 +21,7 @@ from nets.engine.blocks import resolve_blocks
 from nets.engine.hvp import (
     FORWARD_MIN_TANGENTS,
     FORWARD_MIN_TANGENTS_CPU,
+    LEAST,
     MODES,
     BlockHVP,
     forward_min_tangents,
@@ -159,6 +160,35 @@ def test_auto_skips_forward_below_the_cpu_threshold_and_times_it_warm(mlp_proble
     cal = op.info()["calibration"]
     assert calls.count("forward") == 2  # warm-up, then timed
     assert "forward" in cal["seconds"] and cal["seconds"]["forward"] < 0.5
+
+
+def test_auto_skips_the_zero_padded_modes_with_one_tangent_per_product(mlp_problem,
+                                                                        monkeypatch):
+    """With one tangent per product (``chunk_size=1``, as under ``max_memory="least"``) auto
+    tries neither the zero-padded double backward (one row at a time it does the
+    block-restricted product's work and more) nor forward-over-reverse (the threshold counts
+    tangents per ``vmap``, not per call), and names why; the products are reverse-block's."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    assert len(blocks) < hvp_module.ZERO_PADDED_MAX_BLOCKS  # the zero-padded modes qualify
+    vecs = [torch.randn(3, b.dim, generator=torch.Generator().manual_seed(i),
+                        dtype=torch.float64) for i, b in enumerate(blocks)]
+    monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS_CPU", 2)  # each call has 12
+    roomy = BlockHVP(model, loss_fn, data, blocks)
+    roomy(vecs)
+    assert set(roomy.info()["calibration"]["seconds"]) == {"reverse-block", "reverse", "forward"}
+    for one in (BlockHVP(model, loss_fn, data, blocks, chunk_size=1),
+                BlockHVP(model, loss_fn, data, blocks, max_memory=LEAST)):
+        out = one(vecs)
+        cal = one.info()["calibration"]
+        assert one.chunk_size == 1 and one.mode == "reverse-block"
+        assert set(cal["seconds"]) == {"reverse-block"}
+        assert cal["skipped"]["reverse"].startswith("one tangent per product (chunk_size 1)")
+        assert cal["skipped"]["forward"] == "1 tangents per product (chunk_size 1) < 2 on cpu"
+        assert one.info()["calibration_seconds"] == 0
+        ref = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")(vecs)
+        for a, b in zip(out, ref, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
 
 
 def test_full_spectrum_same_in_every_mode(sdpa_problem):
