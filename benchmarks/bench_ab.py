@@ -47,6 +47,7 @@ if os.environ.get(CODE_ENV):  # a measuring process: that version's packages, im
         importlib.import_module(_name)
 
 import bench_peers  # noqa: E402
+import verdicts  # noqa: E402
 
 import nets  # noqa: E402
 from labkit.atomic import atomic_write_bytes  # noqa: E402
@@ -180,7 +181,7 @@ def render(pairs: list[tuple[dict, dict]], header: str) -> str:
                 continue
             ratio = " | | | "
             if r is new and "error" not in old:
-                c = bench_peers.paired_ratios(new, old)
+                c = verdicts.paired_ratios(new, old)
                 ratio = (f"{c['speed']:.2f} ({c['speed_lo']:.2f}-{c['speed_hi']:.2f}) | "
                          f"{c['speed_verdict']} | {c['memory']:.2f} | "
                          f"{top_difference(new, old):.1e}")
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
               f"`{head}` is the working tree "
               f"(`+changes`: with uncommitted changes), `{base}` the base's `nets` and `labkit` "
               "driven by the same scripts. `x time` is base time / head time, "
-              f"{bench_peers.INTERVAL_NOTE}; `not slower` is its verdict against 1; "
+              f"{verdicts.INTERVAL_NOTE}; `not slower` is its verdict against 1; "
               "`rise / base` head's peak rise over base's; `λmax rel. diff` the largest "
               "difference of a block's largest Ritz value between the versions (last runs), "
               "relative to the largest: round-off where both compute the same spectra.")

@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_peers
+import verdicts
 
 from labkit.atomic import atomic_write_bytes
 from nets.engine.hvp import ZERO_PADDED_MAX_BLOCKS, BlockHVP
@@ -83,7 +84,7 @@ def measure(cell: dict) -> dict:
 
 
 #: The rules' ratios on one cell (one block per group against nets' rule).
-compare = bench_peers.paired_ratios
+compare = verdicts.paired_ratios
 
 
 def render(pairs: list[tuple[dict, dict]], header: str) -> str:
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
               "groups until their stored vectors take half the kept graphs' bytes), "
               "`one-block` the alternative (each block a group of its own where the products are "
               "block-restricted). `x time` is graph-sized time / one-block time, "
-              f"{bench_peers.INTERVAL_NOTE}; `not slower` is its verdict against 1; "
+              f"{verdicts.INTERVAL_NOTE}; `not slower` is its verdict against 1; "
               "`rise / nets` the one-block peak rise over nets'.")
     bench_peers.publish(render(pairs, header), args.out, pooled.values())
 

@@ -7,7 +7,7 @@ speed, with a peak memory rise at most 1.5x its rise. ``max_memory`` trades one 
 groups). This script measures that trade on one cell of ``bench_peers.py``'s grid: the peer
 once, then nets at each budget, each method in its own process (``bench_peers.py --cell``:
 the same measurement, repeats and peak-memory accounting as the grid), and reports for each
-budget the speed ratio, the memory ratio, both verdicts (``bench_peers.verdict``: met,
+budget the speed ratio, the memory ratio, both verdicts (``verdicts.verdict``: met,
 MISSED or within noise over the repeated runs' interval) and which budgets meet both.
 
     python benchmarks/bench_memory.py --model gpt2-m --probes 3 --steps 10 \\
@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_peers
+import verdicts
 
 from labkit.atomic import atomic_write_bytes
 
@@ -70,12 +71,12 @@ def trade(nets_row: dict, peer_row: dict) -> dict:
     """One budget's ratios against the peer and their verdicts.
 
     The speed ratio ``peer time / nets time`` has its interval over the runs
-    (:func:`bench_peers.speed_ratio`); the memory ratio is one number per process.
+    (:func:`verdicts.speed_ratio`); the memory ratio is one number per process.
     """
-    speed, slo, shi = bench_peers.speed_ratio(peer_row, nets_row)
+    speed, slo, shi = verdicts.speed_ratio(peer_row, nets_row)
     memory = nets_row["peak_extra_bytes"] / max(peer_row["peak_extra_bytes"], 1)
-    speed_v = bench_peers.verdict(speed, slo, shi, SPEED_TARGET, higher=True)
-    memory_v = bench_peers.verdict(memory, memory, memory, MEMORY_TARGET, higher=False)
+    speed_v = verdicts.verdict(speed, slo, shi, SPEED_TARGET, higher=True)
+    memory_v = verdicts.verdict(memory, memory, memory, MEMORY_TARGET, higher=False)
     return {"speed": speed, "speed_lo": slo, "speed_hi": shi, "speed_verdict": speed_v,
             "memory": memory, "memory_verdict": memory_v,
             "both": speed_v == "met" and memory_v == "met"}
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
               f"its process), `+peak` the largest rise of the process's peak RSS during its "
               f"first run over the rounds."
               + " `graphs` is how nets held the gradient graphs; for the speed ratio, "
-              f"{bench_peers.INTERVAL_NOTE}; a target inside it is `within noise`. Targets: "
+              f"{verdicts.INTERVAL_NOTE}; a target inside it is `within noise`. Targets: "
               f"x eigenthings >= {SPEED_TARGET:g} with a rise <= {MEMORY_TARGET:g}x "
               f"eigenthings' (its one-block-at-a-time run)."
               + (f" Resumed: {len(reused)} of the {len(plan)} rows were read from "
