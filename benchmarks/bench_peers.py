@@ -318,13 +318,13 @@ def run_cell(cell: dict) -> dict:
             extras.append(_run_once(cell, model, loss_fn, data, names))
             synchronize(device)
             runs.append(time.perf_counter() - t0)
+            # nets on a GPU: its first step's peak was read (and the counter reset) by the
+            # run itself; the run's peak is the larger, the reading after it its steady peak
             after = peak()
-            every_peak = max(every_peak, after, extras[-1].get("first_step_peak_bytes", 0))
+            run_peak = max(after, extras[-1].get("first_step_peak_bytes", 0))
+            every_peak = max(every_peak, run_peak)
             if len(runs) == 1:
-                first_peak = steady = after
-                # nets on a GPU: its first step's peak was read (and the counter reset) by
-                # the run itself; the run's peak is the larger, the rest its steady peak
-                first_peak = max(first_peak, extras[0].get("first_step_peak_bytes", 0))
+                first_peak, steady = run_peak, after
         extra = dict(extras[-1])
         if "first_step_peak_bytes" in extras[0]:
             extra["peak_steady_extra_bytes"] = max(steady - before, 0)

@@ -490,8 +490,9 @@ class BlockHVP:
             del leaves, grads
             return self._measure_graph(x, y).detach()
         self._measured(size, batch_size(y), seconds)
-        if self._keeping and self._fits(y):
-            self._keep(0, (leaves, grads), batch_size(y), seconds)
+        if self._keeping and self._fits(y):  # a graph the products run on: its build counts
+            self._keep(0, (leaves, grads), batch_size(y))
+            self._graph_seconds += seconds
         else:
             self._keeping = False
         return loss.detach()
@@ -636,18 +637,15 @@ class BlockHVP:
         ``keep``, keep it for later calls (the batch has ``samples`` samples);
         ``((leaves, gradient), loss)``."""
         (leaves, grads, loss), seconds = self._timed_build(x, y, names)
+        self._graph_seconds += seconds
         if keep:
-            self._keep(i, (leaves, grads), samples, seconds)
-        else:
-            self._graph_seconds += seconds
+            self._keep(i, (leaves, grads), samples)
         return (leaves, grads), loss
 
-    def _keep(self, i: int, graph: tuple[dict, dict], samples: int, seconds: float) -> None:
-        """Keep batch ``i``'s graph (of ``samples`` samples, built in ``seconds``) for later
-        calls."""
+    def _keep(self, i: int, graph: tuple[dict, dict], samples: int) -> None:
+        """Keep batch ``i``'s graph (of ``samples`` samples) for later calls."""
         self._graphs[i] = graph
         self._kept_bytes += self._estimated_bytes(samples)
-        self._graph_seconds += seconds
 
     def _drop_graphs(self) -> None:
         self._graphs.clear()
@@ -711,7 +709,7 @@ class BlockHVP:
         except (NotImplementedError, RuntimeError) as e:
             graph, graph_error = None, f"{type(e).__name__}: {e}"[:300]
         least = forward_min_tangents(self.device)
-        stacked = min(total, self.chunk_size or total)  # tangents per vmap / batched backward
+        stacked = min(total, self.chunk_size)  # tangents per vmap / batched backward (_plan)
         for mode in ("reverse-block", "reverse", "forward"):
             if mode == "forward" and results and stacked < least:
                 skipped[mode] = (f"{total} < {least} tangents on {self.device.type}"
