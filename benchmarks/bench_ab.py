@@ -4,7 +4,7 @@ A change to the engine is judged by timing it against the code before it on the 
 in the same run. This script extracts ``--base`` (a git revision, default ``HEAD``) with
 ``git archive`` into a temporary directory and measures ``nets`` from there and from the
 working tree (``head``, committed or not) on each cell, each run in a fresh process
-(``bench_peers.run_cell``: the same repeats and peak-memory accounting as the grid), the two
+(``runner.run_cell``: the same repeats and peak-memory accounting as the grid), the two
 versions interleaved over ``--rounds`` rounds (their order alternating) so that a slow phase of
 a shared machine falls on both. For each cell it reports the time and peak-rise ratios of
 ``head`` against ``base``, the time ratio with its interval over the runs.
@@ -12,7 +12,7 @@ a shared machine falls on both. For each cell it reports the time and peak-rise 
     python benchmarks/bench_ab.py --base HEAD~1 --rounds 5 --out benchmarks/results/ab.md \\
         --json benchmarks/results/ab.json   # --cells gpt2-m:full:10:10,gpt:blocks:1:30
 
-Both versions are driven by this checkout's scripts (``bench_peers.run_cell``): only ``nets``
+Both versions are driven by this checkout's scripts (``runner.run_cell``): only ``nets``
 and ``labkit`` come from ``--base``, and each measuring process checks that it imported them
 from where it was told.
 """
@@ -46,7 +46,10 @@ if os.environ.get(CODE_ENV):  # a measuring process: that version's packages, im
     for _name in PACKAGES:
         importlib.import_module(_name)
 
-import bench_peers  # noqa: E402
+import meters  # noqa: E402
+import problems  # noqa: E402
+import reports  # noqa: E402
+import runner  # noqa: E402
 import verdicts  # noqa: E402
 
 import nets  # noqa: E402
@@ -95,10 +98,10 @@ def run_lanczos(cell: dict) -> dict:
     """Lanczos alone (``nets.lanczos``, then ``nets.gauss_quadrature``) on a diagonal operator
     of the model's dimension and dtype with entries uniform in [0, 1), ``probes`` float32 start
     vectors and ``steps`` steps: the engine's arithmetic without the model's products. Timed
-    and repeated as :func:`bench_peers.run_cell` times a spectrum; the same row fields."""
+    and repeated as :func:`runner.run_cell` times a spectrum; the same row fields."""
     load_avg = os.getloadavg()[0]
     torch.set_num_threads(cell["threads"])
-    model = bench_peers.load(cell["model"])[0]
+    model = problems.load(cell["model"])[0]
     d = sum(p.numel() for p in model.parameters())
     dtype = next(model.parameters()).dtype
     g = torch.Generator().manual_seed(0)
@@ -108,18 +111,18 @@ def run_lanczos(cell: dict) -> dict:
     def matvec(vectors):
         return [None if v is None else v * diagonal for v in vectors]
 
-    rss0 = bench_peers._rss_now()
+    rss0 = meters.rss_now()
     runs: list[float] = []
-    while not runs or (len(runs) < bench_peers.REPEATS and runs[0] < bench_peers.REPEAT_BELOW):
+    while not runs or (len(runs) < runner.REPEATS and runs[0] < runner.REPEAT_BELOW):
         t0 = time.perf_counter()
         (run,) = nets.lanczos(matvec, [start], cell["steps"])
         nodes, _ = nets.gauss_quadrature(run)
         runs.append(time.perf_counter() - t0)
-        if len(runs) == 1:  # the first run's peak, as bench_peers.run_cell counts it
-            peak = bench_peers._peak_rss()
+        if len(runs) == 1:  # the first run's peak, as runner.run_cell counts it
+            peak = meters.peak_rss()
     return {**cell, "load": load_avg, "seconds": float(np.median(runs)), "runs": runs,
             "peak_bytes": peak, "peak_extra_bytes": max(peak - rss0, 0),
-            "peak_all_bytes": bench_peers._peak_rss(), "params": d,
+            "peak_all_bytes": meters.peak_rss(), "params": d,
             "top": {"full": float(nodes.max())}}
 
 
@@ -129,11 +132,11 @@ def extract(rev: str, dest: Path) -> str:
     Raises:
         ValueError: ``rev`` is not a revision of this repository.
     """
-    git = ["git", "-C", str(bench_peers.ROOT)]
+    git = ["git", "-C", str(reports.ROOT)]
     p = subprocess.run([*git, "rev-parse", "--short", "--verify", f"{rev}^{{commit}}"],
                        capture_output=True, text=True)
     if p.returncode != 0:
-        raise ValueError(f"--base {rev!r} is not a commit of {bench_peers.ROOT}: "
+        raise ValueError(f"--base {rev!r} is not a commit of {reports.ROOT}: "
                          f"{p.stderr.strip()}")
     short = p.stdout.strip()
     archive = dest / "code.tar"
@@ -149,7 +152,7 @@ def measure(cell: dict, code: Path) -> dict:
     """``cell`` measured in a fresh process importing ``nets`` and ``labkit`` from ``code``;
     its row (with ``nets_from``, the directory it imported ``nets`` from) or ``{"error": ...}``.
     """
-    row = bench_peers.measure_in(__file__, cell, env={**os.environ, CODE_ENV: str(code)})
+    row = runner.measure_in(__file__, cell, env={**os.environ, CODE_ENV: str(code)})
     if "error" in row:
         return row
     if Path(row["nets_from"]) != code.resolve():
@@ -201,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="torch thread counts, each cell measured at each (default 1)")
     ap.add_argument("--cells", default=None, metavar="MODEL:KIND:P:K,...",
                     help="cells to measure, e.g. gpt2-m:full:10:10,gpt:blocks:1:30 (a "
-                         "bench_peers.py model, full or blocks, probes, Lanczos steps; default: "
+                         "problems.py model, full or blocks, probes, Lanczos steps; default: "
                          + ",".join(f"{m}:{k}:{p}:{s}" for m, k, p, s in CELLS) + ")")
     ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
     ap.add_argument("--json", default=None, help="also write the rows (JSON) after each run")
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.cell is not None:  # one measuring process
         cell = json.loads(args.cell)
-        row = (run_lanczos if cell["kind"] == "lanczos" else bench_peers.run_cell)(cell)
+        row = (run_lanczos if cell["kind"] == "lanczos" else runner.run_cell)(cell)
         print(json.dumps({**row, "nets_from": str(Path(nets.__file__).resolve().parent.parent)}))
         return
     try:
@@ -233,9 +236,9 @@ def main(argv: list[str] | None = None) -> None:
                f"{f' --threads {args.threads}' if threads != [1] else ''}"
                f"{f' --cells {args.cells}' if args.cells else ''}")
     runs: dict[str, list[dict]] = {}
-    saved, measured, rounds = None, bench_peers.machine_note(), args.rounds
+    saved, measured, rounds = None, reports.machine_note(), args.rounds
     if args.render_only:
-        saved, cells, rounds = bench_peers.saved_rounds(args.json)
+        saved, cells, rounds = reports.saved_rounds(args.json)
         head, base, runs = saved["head"], saved["base"], saved["runs"]
         command = f"--render-only --json {args.json}"
     with (contextlib.nullcontext() if args.render_only
@@ -245,8 +248,8 @@ def main(argv: list[str] | None = None) -> None:
                 base = extract(args.base, Path(tmp))
             except ValueError as e:
                 ap.error(str(e))
-            head = bench_peers.code_version()["commit"]
-            codes = {"head": (bench_peers.ROOT, head), "base": (Path(tmp), base)}
+            head = reports.code_version(__file__)["commit"]
+            codes = {"head": (reports.ROOT, head), "base": (Path(tmp), base)}
         for r in range(0 if args.render_only else rounds):
             for model, kind, probes, steps, n_threads in cells:
                 for version in (VERSIONS if r % 2 == 0 else VERSIONS[::-1]):
@@ -263,14 +266,14 @@ def main(argv: list[str] | None = None) -> None:
                         atomic_write_bytes(Path(args.json), json.dumps(
                             {"head": head, "base": base, "command": command,
                              "measured": measured, "runs": runs}, indent=1).encode())
-    pooled = {k: bench_peers.pool_rounds(v) for k, v in runs.items()}
+    pooled = {k: runner.pool_rounds(v) for k, v in runs.items()}
     pairs = [tuple(pooled[json.dumps([*c, v])] for v in VERSIONS) for c in cells]
     loads = [row["load"] for rows in runs.values() for row in rows if "load" in row]
     header = (f"# nets at {head} against {base}\n\n"
-              + bench_peers.generated_by("bench_ab.py", command, saved)
+              + reports.generated_by("bench_ab.py", command, saved)
               + ", load "
               f"average {min(loads, default=0):.1f}-{max(loads, default=0):.1f} at the "
-              f"processes' starts. {bench_peers.rounds_note('version', rounds)} "
+              f"processes' starts. {reports.rounds_note('version', rounds)} "
               f"`{head}` is the working tree "
               f"(`+changes`: with uncommitted changes), `{base}` the base's `nets` and `labkit` "
               "driven by the same scripts. `x time` is base time / head time, "
@@ -278,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
               "`rise / base` head's peak rise over base's; `λmax rel. diff` the largest "
               "difference of a block's largest Ritz value between the versions (last runs), "
               "relative to the largest: round-off where both compute the same spectra.")
-    bench_peers.publish(render(pairs, header), args.out, pooled.values())
+    reports.publish(render(pairs, header), args.out, pooled.values())
 
 
 if __name__ == "__main__":

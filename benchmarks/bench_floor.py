@@ -56,7 +56,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_peers import gradient_seconds, load, machine_note  # noqa: E402
+from meters import gradient_seconds  # noqa: E402
+from problems import load  # noqa: E402
+from reports import machine_note  # noqa: E402
 
 import nets  # noqa: E402
 from labkit.atomic import atomic_write_bytes  # noqa: E402

@@ -8,7 +8,7 @@ groups whose stored vectors take up to half the kept graphs' bytes (``LEAN_SHARE
 backward per block whatever the group, so one block per group gives the same products and
 holds only one block's vectors in flight, at the price of more, smaller operator calls. This
 script measures both rules on cells of ``bench_peers.py``'s models, each run in a fresh
-process (``bench_peers.run_cell``: the same repeats and peak-memory accounting as the grid),
+process (``runner.run_cell``: the same repeats and peak-memory accounting as the grid),
 the two rules interleaved over ``--rounds`` rounds (their order alternating) so that a slow
 phase of a shared machine falls on both, and reports for each cell the time and peak-rise
 ratios of one block per group against nets' rule, the time ratio with its interval.
@@ -29,7 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_peers
+import reports
+import runner
 import verdicts
 
 from labkit.atomic import atomic_write_bytes
@@ -80,7 +81,7 @@ def use_one_block_groups() -> None:
 
 def measure(cell: dict) -> dict:
     """``cell`` (with its ``rule``) in a fresh process; its row or ``{"error": ...}``."""
-    return bench_peers.measure_in(__file__, cell)
+    return runner.measure_in(__file__, cell)
 
 
 #: The rules' ratios on one cell (one block per group against nets' rule).
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=5,
                     help="fresh processes per rule and cell, the rules interleaved")
     ap.add_argument("--cells", default=None, metavar="MODEL:P:K,...",
-                    help="cells to measure, e.g. gpt2-m:3:10,gpt:1:30 (a bench_peers.py model, "
+                    help="cells to measure, e.g. gpt2-m:3:10,gpt:1:30 (a problems.py model, "
                          "probes, Lanczos steps; default: " + ",".join(
                              f"{m}:{p}:{k}" for m, p, k in CELLS) + ")")
     ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         cell = json.loads(args.cell)
         if cell["rule"] == "one-block":
             use_one_block_groups()
-        print(json.dumps(bench_peers.run_cell(cell)))
+        print(json.dumps(runner.run_cell(cell)))
         return
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
@@ -141,12 +142,12 @@ def main(argv: list[str] | None = None) -> None:
         cells = CELLS if args.cells is None else parse_cells(args.cells)
     except ValueError as e:
         ap.error(str(e))
-    version = bench_peers.code_version()
+    version = reports.code_version(__file__)
     runs: dict[str, list[dict]] = {}
     command = f"--rounds {args.rounds}" + (f" --cells {args.cells}" if args.cells else "")
-    saved, measured, rounds = None, bench_peers.machine_note(), args.rounds
+    saved, measured, rounds = None, reports.machine_note(), args.rounds
     if args.render_only:
-        saved, cells, rounds = bench_peers.saved_rounds(args.json)
+        saved, cells, rounds = reports.saved_rounds(args.json)
         version, runs = saved["version"], saved["runs"]
         command = f"--render-only --json {args.json}"
     for r in range(0 if args.render_only else rounds):
@@ -164,22 +165,22 @@ def main(argv: list[str] | None = None) -> None:
                     atomic_write_bytes(Path(args.json), json.dumps(
                         {"version": version, "command": command, "measured": measured,
                          "runs": runs}, indent=1).encode())
-    pooled = {k: bench_peers.pool_rounds(v) for k, v in runs.items()}
+    pooled = {k: runner.pool_rounds(v) for k, v in runs.items()}
     pairs = [tuple(pooled[json.dumps([m, p, k, rule])] for rule in RULES)
              for m, p, k in cells]
     loads = [row["load"] for rows in runs.values() for row in rows]
     header = ("# Lanczos groups: graph-sized groups (nets) against one block per group\n\n"
-              + bench_peers.generated_by("bench_groups.py", command, saved)
+              + reports.generated_by("bench_groups.py", command, saved)
               + f", code {version['commit']}, one "
               f"thread, load average {min(loads):.1f}-{max(loads):.1f} at the processes' "
-              f"starts. {bench_peers.rounds_note('rule', rounds)} `graph-sized` is nets' rule "
+              f"starts. {reports.rounds_note('rule', rounds)} `graph-sized` is nets' rule "
               "(with every graph kept and the default budget, whole blocks packed into Lanczos "
               "groups until their stored vectors take half the kept graphs' bytes), "
               "`one-block` the alternative (each block a group of its own where the products are "
               "block-restricted). `x time` is graph-sized time / one-block time, "
               f"{verdicts.INTERVAL_NOTE}; `not slower` is its verdict against 1; "
               "`rise / nets` the one-block peak rise over nets'.")
-    bench_peers.publish(render(pairs, header), args.out, pooled.values())
+    reports.publish(render(pairs, header), args.out, pooled.values())
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def test_render_only_writes_the_report_from_saved_rounds(bench, tmp_path):
     assert "they were measured by" not in text  # a file written before rows kept the command
     line = next(r for r in text.splitlines() if "| one-block |" in r)
     assert "| met |" in line
-    assert bench.compare(*[bench.bench_peers.pool_rounds(rounds(r, t[:3]))
+    assert bench.compare(*[bench.runner.pool_rounds(rounds(r, t[:3]))
                            for r, t in (("one-block", one), ("graph-sized", nets_rule))]
                          )["speed_verdict"] == "within noise"
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):

@@ -86,8 +86,8 @@ def test_sweep_runs_writes_and_resumes(bench, tmp_path, monkeypatch):
     assert "| default |" in text and f"| least ({least / MIB:.1f} MiB) |" in text
     assert "| eigenthings |" in text
     calls = []
-    real = bench.bench_peers.run_cell
-    monkeypatch.setattr(bench.bench_peers, "run_cell", lambda c: calls.append(c) or real(c))
+    real = bench.runner.run_cell
+    monkeypatch.setattr(bench.runner, "run_cell", lambda c: calls.append(c) or real(c))
     with contextlib.redirect_stdout(io.StringIO()):
         bench.main([*argv[:7], "default,least,2", *argv[8:], "--resume"])
     # only the new budget is measured (a peer that failed, e.g. not installed, runs again)
@@ -108,7 +108,7 @@ def test_rounds_interleave_the_rows_and_pool_their_runs(bench, tmp_path, monkeyp
                 "load": 0.1,
                 "graphs": "one-at-a-time", "budget_bytes": 5 * MIB}
 
-    monkeypatch.setattr(bench.bench_peers, "measure", fake)
+    monkeypatch.setattr(bench.runner, "measure", fake)
     rows, out = tmp_path / "r.json", tmp_path / "r.md"
     argv = ["--budgets", "default,least", "--json", str(rows), "--out", str(out)]
     with contextlib.redirect_stdout(io.StringIO()):

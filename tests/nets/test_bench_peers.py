@@ -94,22 +94,22 @@ def test_peak_after_the_first_step_on_a_gpu(benchmark_script, monkeypatch):
     grid's test)."""
     bench = benchmark_script("bench_peers")
     # the peak through the first step 5000, the rest's 2000, 1000 allocated before the run
-    monkeypatch.setattr(bench, "_run_once",
+    monkeypatch.setattr(bench.runner, "_run_once",
                         lambda *a: {"top": {}, "first_step_peak_bytes": 5_000})
-    monkeypatch.setattr(bench, "_memory_meters",
+    monkeypatch.setattr(bench.runner.meters, "memory_meters",
                         lambda device: (lambda: 1_000, lambda: 2_000))
-    monkeypatch.setattr(bench, "REPEAT_BELOW", 0.0)  # one run
-    row = bench.run_cell(dict(model="mlp-xs", kind="full", probes=1, steps=3, threads=1,
+    monkeypatch.setattr(bench.runner, "REPEAT_BELOW", 0.0)  # one run
+    row = bench.runner.run_cell(dict(model="mlp-xs", kind="full", probes=1, steps=3, threads=1,
                               method="nets"))
     assert row["peak_bytes"] == 5_000 and row["peak_extra_bytes"] == 4_000
     assert row["peak_steady_extra_bytes"] == 1_000
     # repeated runs: each resets the counter at its first step, so the peak over every run
     # is the largest of what each read
     firsts = iter([5_000, 7_000, 6_000])
-    monkeypatch.setattr(bench, "_run_once",
+    monkeypatch.setattr(bench.runner, "_run_once",
                         lambda *a: {"top": {}, "first_step_peak_bytes": next(firsts)})
-    monkeypatch.setattr(bench, "REPEAT_BELOW", 1e9)  # three runs
-    row = bench.run_cell(dict(model="mlp-xs", kind="full", probes=1, steps=3, threads=1,
+    monkeypatch.setattr(bench.runner, "REPEAT_BELOW", 1e9)  # three runs
+    row = bench.runner.run_cell(dict(model="mlp-xs", kind="full", probes=1, steps=3, threads=1,
                               method="nets"))
     assert len(row["runs"]) == 3 and row["peak_bytes"] == 5_000
     assert row["peak_all_bytes"] == 7_000
@@ -123,7 +123,7 @@ def test_peak_after_the_first_step_on_a_gpu(benchmark_script, monkeypatch):
 def test_nets_largest_ritz_value_is_the_exact_eigenvalue(smoke):
     """31 steps on 31 parameters: nets' λmax is the dense Hessian's largest eigenvalue."""
     bench, _, records = smoke
-    model, loss_fn, data = bench.load("mlp-xs")
+    model, loss_fn, data = bench.runner.problems.load("mlp-xs")
     assert sum(p.numel() for p in model.parameters()) == 31
     h = dense_hessian(model, loss_fn, data)
     exact_full = np.linalg.eigvalsh(h)[-1]
@@ -167,9 +167,9 @@ def test_each_peer_runs_and_agrees_with_nets(smoke, peer, module):
 
 
 def _counting(bench):
-    """``(ran, run_cell)``: ``bench.run_cell`` recording each ``(kind, method)`` it runs."""
+    """``(ran, run_cell)``: ``bench.runner.run_cell`` recording each ``(kind, method)`` it runs."""
     ran = []
-    real = bench.run_cell
+    real = bench.runner.run_cell
 
     def counting(cell):
         ran.append((cell["kind"], cell["method"]))
@@ -191,7 +191,7 @@ def test_resume_keeps_finished_cells_and_runs_the_rest(tmp_path, monkeypatch, be
     dropped = first[-1]
     out.write_text(json.dumps(first[:-1]))
     ran, counting = _counting(bench)
-    monkeypatch.setattr(bench, "run_cell", counting)
+    monkeypatch.setattr(bench.runner, "run_cell", counting)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--resume"])
@@ -215,13 +215,13 @@ def test_resume_keeps_finished_cells_and_runs_the_rest(tmp_path, monkeypatch, be
     blocks_nets = next(r for r in first if r["kind"] == "blocks" and r["method"] == "nets")
     partial = [r for r in first if r is not blocks_nets]
     out.write_text(json.dumps(partial))
-    monkeypatch.setattr(bench, "run_cell", interrupted)
+    monkeypatch.setattr(bench.runner, "run_cell", interrupted)
     with pytest.raises(KeyboardInterrupt), contextlib.redirect_stdout(io.StringIO()):
         bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--resume"])
     measured = lambda rows: sorted(key(r) for r in rows if "error" not in r)  # noqa: E731
     assert measured(json.loads(out.read_text())) == measured(partial)
     assert any(r["kind"] == "blocks" for r in partial if "error" not in r)
-    monkeypatch.setattr(bench, "run_cell", counting)
+    monkeypatch.setattr(bench.runner, "run_cell", counting)
     # --render-only: the report from the file's rows, nothing run, the file left as it was
     out.write_text(json.dumps(first[:-1]))
     ran.clear()
@@ -252,12 +252,14 @@ def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monke
     a cell that other code measured (a cell's ratios come from one code) unless --keep-stale,
     and --only restricts what is measured."""
     bench = benchmark_script("bench_peers")
-    version = bench.code_version()
+    version = bench.code_version(bench.__file__)
     assert set(version) == {"commit", "code"} and len(version["code"]) == 12
-    assert bench.code_version() == version  # a function of the sources
+    assert bench.code_version(bench.__file__) == version  # a function of the sources
+    # the script itself counts, beside nets, labkit and the measuring modules
+    assert bench.code_version()["code"] != version["code"]
     out = tmp_path / "rows.json"
     ran, counting = _counting(bench)
-    monkeypatch.setattr(bench, "run_cell", counting)
+    monkeypatch.setattr(bench.runner, "run_cell", counting)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):  # --only: the blockwise cell alone
         bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--only",
@@ -320,7 +322,7 @@ def test_short_runs_are_repeated_and_the_median_is_reported(smoke):
     for r in records:
         if "error" in r:
             continue
-        assert len(r["runs"]) == bench.REPEATS and r["runs"][0] < bench.REPEAT_BELOW
+        assert len(r["runs"]) == bench.runner.REPEATS and r["runs"][0] < bench.runner.REPEAT_BELOW
         assert r["seconds"] == pytest.approx(float(np.median(r["runs"])))
         if "lanczos_runs" in r:
             assert r["lanczos_s"] == pytest.approx(float(np.median(r["lanczos_runs"])))
@@ -336,7 +338,7 @@ def test_pool_rounds_pools_every_run(benchmark_script):
     b = {**a, "seconds": 7.0, "runs": [7.0], "product_s": 6.0, "product_runs": [6.0],
          "grad_s": 0.3, "peak_bytes": 8, "peak_extra_bytes": 6, "load": 1.5}
     c = {**a, "grad_s": 0.2}
-    row = bench.pool_rounds([a, b, c])
+    row = bench.runner.pool_rounds([a, b, c])
     assert row["runs"] == [1.0, 2.0, 3.0, 7.0, 1.0, 2.0, 3.0] and row["seconds"] == 2.0
     assert row["product_runs"] == [0.5, 1.0, 1.5, 6.0, 0.5, 1.0, 1.5]
     assert row["product_s"] == 1.0
@@ -344,13 +346,13 @@ def test_pool_rounds_pools_every_run(benchmark_script):
     assert (row["peak_bytes"], row["peak_extra_bytes"], row["load"]) == (10, 6, 1.5)
     assert row["loads"] == [0.5, 1.5, 0.5] and row["rounds"] == 3
     assert "lanczos_runs" not in row  # a timing the rows lack stays absent
-    one = bench.pool_rounds([a])
+    one = bench.runner.pool_rounds([a])
     assert one["runs"] == a["runs"] and one["seconds"] == a["seconds"] and one["rounds"] == 1
     # a row without its runs (one run) pools as that one value
     bare = {k: v for k, v in b.items() if not k.endswith("runs")}
-    assert bench.pool_rounds([a, bare])["runs"] == [1.0, 2.0, 3.0, 7.0]
+    assert bench.runner.pool_rounds([a, bare])["runs"] == [1.0, 2.0, 3.0, 7.0]
     err = {"error": "RuntimeError: boom"}
-    assert bench.pool_rounds([a, err, b]) == err
+    assert bench.runner.pool_rounds([a, err, b]) == err
 
 
 def test_rounds_interleave_the_methods_and_pool_their_runs(tmp_path, monkeypatch,
@@ -359,7 +361,7 @@ def test_rounds_interleave_the_methods_and_pool_their_runs(tmp_path, monkeypatch
     first round before any second), and the row pools both rounds' runs."""
     bench = benchmark_script("bench_peers")
     ran, counting = _counting(bench)
-    monkeypatch.setattr(bench, "run_cell", counting)
+    monkeypatch.setattr(bench.runner, "run_cell", counting)
     out = tmp_path / "rows.json"
     report = tmp_path / "report.md"
     with contextlib.redirect_stdout(io.StringIO()):
@@ -370,7 +372,7 @@ def test_rounds_interleave_the_methods_and_pool_their_runs(tmp_path, monkeypatch
     rows = {r["method"]: r for r in json.loads(out.read_text())}
     nets_row = rows["nets"]
     assert nets_row["rounds"] == 2 and len(nets_row["loads"]) == 2
-    assert len(nets_row["runs"]) == 2 * bench.REPEATS
+    assert len(nets_row["runs"]) == 2 * bench.runner.REPEATS
     assert nets_row["seconds"] == pytest.approx(float(np.median(nets_row["runs"])))
     text = report.read_text()
     assert "--rounds 2" in text and ", 2 rounds, mode " in text
@@ -465,7 +467,7 @@ def test_max_memory_option_takes_sizes_or_least(benchmark_script, monkeypatch, c
     """``--max-memory`` parses like the command line's (bytes, ``2G``, ``least``) and refuses
     anything else with the command line's message, before measuring anything."""
     bench = benchmark_script("bench_peers")
-    monkeypatch.setattr(bench, "measure", lambda *a, **k: pytest.fail("measured"))
+    monkeypatch.setattr(bench.runner, "measure", lambda *a, **k: pytest.fail("measured"))
     for bad in ("0", "lest", "-5"):
         with pytest.raises(SystemExit):
             bench.main(["--grid", "smoke", "--max-memory", bad])
@@ -501,13 +503,13 @@ def test_peak_memory_is_the_first_runs(benchmark_script, monkeypatch):
 
     bench = benchmark_script("bench_peers")
     peaks = iter([100_000, 120_000, 130_000, 140_000])  # KiB, rising with every reading
-    monkeypatch.setattr(bench.resource, "getrusage",
+    monkeypatch.setattr(bench.runner.meters.resource, "getrusage",
                         lambda who: types.SimpleNamespace(ru_maxrss=next(peaks)))
-    monkeypatch.setattr(bench, "_rss_now", lambda: 90_000 * 1024)
-    monkeypatch.setattr(bench, "_run_once", lambda *a: {"top": {}})  # instant: 3 runs
-    row = bench.run_cell(dict(model="mlp-xs", kind="full", probes=1, steps=3, threads=1,
+    monkeypatch.setattr(bench.runner.meters, "rss_now", lambda: 90_000 * 1024)
+    monkeypatch.setattr(bench.runner, "_run_once", lambda *a: {"top": {}})  # instant: 3 runs
+    row = bench.runner.run_cell(dict(model="mlp-xs", kind="full", probes=1, steps=3, threads=1,
                               method="nets"))
-    assert len(row["runs"]) == bench.REPEATS == 3
+    assert len(row["runs"]) == bench.runner.REPEATS == 3
     assert row["peak_bytes"] == 100_000 * 1024
     assert row["peak_extra_bytes"] == 10_000 * 1024
     assert row["peak_all_bytes"] == 130_000 * 1024  # read after each of the 3 runs
@@ -518,7 +520,7 @@ def test_a_cell_restricted_to_some_blocks_runs_every_method_on_them(benchmark_sc
     the authors' algorithm to those parameters; each finds the exact largest eigenvalue of
     each of those diagonal blocks (31 steps span each block), and the counts are the blocks'."""
     bench = benchmark_script("bench_peers")
-    model, loss_fn, data = bench.load("mlp-xs")
+    model, loss_fn, data = bench.runner.problems.load("mlp-xs")
     names = ["0.weight", "2.bias"]
     params = dict(model.named_parameters())
     H = dense_hessian(model, loss_fn, data)
@@ -537,7 +539,7 @@ def test_a_cell_restricted_to_some_blocks_runs_every_method_on_them(benchmark_sc
         pass
     scale = max(abs(v) for v in exact.values())
     for method in methods:
-        row = bench.run_cell({**cell, "method": method})
+        row = bench.runner.run_cell({**cell, "method": method})
         assert set(row["top"]) == set(names), method
         for n in names:
             assert abs(row["top"][n] - exact[n]) <= 1e-8 * scale, (method, n)
@@ -547,7 +549,7 @@ def test_a_cell_restricted_to_some_blocks_runs_every_method_on_them(benchmark_sc
 def test_a_cell_naming_an_unknown_block_is_refused(benchmark_script):
     bench = benchmark_script("bench_peers")
     with pytest.raises(ValueError, match=r"\['nope'\] are not parameters of mlp-xs"):
-        bench.run_cell(dict(model="mlp-xs", kind="blocks", probes=1, steps=3, threads=1,
+        bench.runner.run_cell(dict(model="mlp-xs", kind="blocks", probes=1, steps=3, threads=1,
                             block_names=["0.weight", "nope"], method="nets"))
 
 
@@ -562,7 +564,7 @@ def test_gpu_grid_is_the_gpt2_small_blockwise_cell_on_cuda(benchmark_script):
     assert cell["device"] == "cuda" and cell["model"] == "gpt-gpu"
     assert cell["block_names"] == list(bench.GPT_BLOCKS)
     assert bench._cell_key(cell) != bench._cell_key({**cell, "device": None})
-    model, _, data = bench.load("gpt-gpu")
+    model, _, data = bench.runner.problems.load("gpt-gpu")
     assert set(cell["block_names"]) <= {n for n, _ in model.named_parameters()}
     assert sum(p.numel() for p in model.parameters()) > 100_000_000  # GPT-2-small-sized
     assert [tuple(x.shape) for x, _ in data] == [(4, 128)] * (GPT_SAMPLES // 4)

@@ -59,8 +59,7 @@ def test_it_runs_the_five_measurements_in_order_into_the_folder(tmp_path, benchm
     assert calls[1].split()[calls[1].split().index("--grid") + 1] in peers.GRIDS
     modes_args = calls[2].split()
     models = modes_args[modes_args.index("--models") + 1:modes_args.index("--tangents")]
-    known = {"gpt", "gpt-gpu", "mlp-xs", *peers.HF_SIZES}
-    assert models and set(models) <= known
+    assert models and set(models) <= set(benchmark_script("problems").MODELS)
     assert "nets gpu-check --json" in calls[5]
 
 

@@ -1,0 +1,309 @@
+"""One method on one cell of a spectra benchmark, timed: the row every spectra benchmark's
+table is made of.
+
+A cell is a dict: ``model`` (a :mod:`problems` name), ``kind`` (``full`` or ``blocks``),
+``probes``, ``steps``, ``threads``, and optionally ``device``, ``density_bins`` (the authors'
+density grid), ``block_names`` (the blocks of a blockwise cell) and ``max_memory`` (nets'
+budget); ``method`` names what runs on it: ``nets`` (``nets+compile``), ``eigenthings``
+(hessian-eigenthings 1.0.0a5), ``curvlinops`` (3.0.1) or ``authors`` (:mod:`authors`).
+
+:func:`run_cell` measures it in this process; :func:`measure` in a fresh one (``python
+benchmarks/runner.py --cell CELL`` prints the row), so each method's peak memory is its own;
+:func:`pool_rounds` joins a method's rows from several fresh processes. A row holds the cell,
+the wall seconds of one run (spectrum + density; a short run is repeated, the median kept and
+every run listed, see :data:`REPEAT_BELOW`), the products counted, the time of one gradient,
+the peak memory and its rise, the load average, and each method's largest Ritz values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from a checkout: the repository's nets
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the modules beside it
+
+import meters  # noqa: E402
+import problems  # noqa: E402
+from authors import authors_blockwise  # noqa: E402
+from verdicts import RUNS_OF  # noqa: E402
+
+import nets  # noqa: E402
+
+__all__ = ["REPEATS", "REPEAT_BELOW", "measure", "measure_in", "pool_rounds", "run_cell",
+           "run_script"]
+
+#: Runs shorter than this (seconds) are repeated: their timings are mostly the machine's noise.
+REPEAT_BELOW = 3.0
+#: Runs of a short method in all (the median is reported, and their interval decides verdicts).
+REPEATS = 3
+
+
+def pool_rounds(rows: list[dict]) -> dict:
+    """One row from a method's rounds on a cell (``--rounds``: each round a fresh process).
+
+    The runs of every round are pooled: each timing of :data:`RUNS_OF` becomes the median of
+    all its runs and keeps them all (so a target's interval spans every round), ``grad_s`` the
+    median of the rounds' (where measured), the peak memory columns and ``load`` the largest
+    of the rounds'; ``loads`` lists every round's load and ``rounds`` counts them. A round
+    that failed makes the row that failure.
+
+    Args:
+        rows: :func:`run_cell` rows of one method on one cell, one per round.
+    """
+    failed = [r for r in rows if "error" in r]
+    if failed:
+        return failed[0]
+    row = dict(rows[0])
+    for key, runs_key in RUNS_OF.items():
+        if all(key in r for r in rows):
+            pooled = [t for r in rows for t in (r.get(runs_key) or [r[key]])]
+            row[runs_key], row[key] = pooled, float(np.median(pooled))
+    if all("grad_s" in r for r in rows):
+        row["grad_s"] = float(np.median([r["grad_s"] for r in rows]))
+    for key in ("peak_bytes", "peak_extra_bytes", "peak_all_bytes", "peak_steady_extra_bytes",
+                "load"):
+        if all(key in r for r in rows):
+            row[key] = max(r[key] for r in rows)
+    row["loads"] = [r["load"] for r in rows]
+    row["rounds"] = len(rows)
+    return row
+
+
+def run_cell(cell: dict) -> dict:
+    """Run one method on one cell (in this process); its measurements.
+
+    A run shorter than :data:`REPEAT_BELOW` seconds is repeated, :data:`REPEATS` runs in all
+    (the first included: a user's one call pays what it pays): ``seconds`` is their median,
+    ``runs`` every run's time (the other timings of :data:`RUNS_OF` likewise). The peak memory
+    is the first run's, a user's one call: a later run in the same process starts from what
+    the allocator kept of the one before, and its peak creeps up (measured: nets' blockwise
+    zoo GPT cell 1.4 MiB higher per repeat, hessian-eigenthings' 0.4), which would charge a
+    method fast enough to be repeated for the repeats; ``peak_all_bytes`` keeps the peak over
+    all runs.
+
+    A cell's ``device`` (default the CPU) is where the model, data and products are; on a GPU
+    the memory columns are its allocator's (``torch.cuda.max_memory_allocated``, the rise from
+    what was allocated before the first run), not the process's RSS, and a nets row also has
+    ``peak_steady_extra_bytes``: the rise after its first Lanczos step, i.e. without the data
+    check and ``"auto"``'s calibration (which may stack every block's tangents at once in
+    modes it then does not choose). A blockwise cell's
+    ``block_names`` (parameter names; default every parameter) restricts every method to those
+    blocks.
+
+    Args:
+        cell: The cell and its ``method`` (see the module docstring).
+
+    Returns:
+        The row: the cell's fields and the measurements.
+
+    Raises:
+        ValueError: A ``block_names`` entry that is not a parameter of the model, or an
+            unknown method or model.
+    """
+    load_avg = os.getloadavg()[0]
+    torch.set_num_threads(cell["threads"])
+    device = torch.device(cell.get("device") or "cpu")
+    model, loss_fn, data = problems.load(cell["model"], device)
+    names = [n for n, _ in model.named_parameters()]
+    dims = {n: p.numel() for n, p in model.named_parameters()}
+    if cell["kind"] == "blocks" and cell.get("block_names"):
+        missing = sorted(set(cell["block_names"]) - set(names))
+        if missing:
+            raise ValueError(f"cell blocks {missing} are not parameters of {cell['model']}")
+        names = [n for n in names if n in cell["block_names"]]
+    steps, probes, kind = cell["steps"], cell["probes"], cell["kind"]
+    with sdpa_kernel([SDPBackend.MATH]):
+        t_grad = meters.gradient_seconds(model, loss_fn, data)
+        now, peak = meters.memory_meters(device)  # a GPU's peak counts from here: the runs alone
+        before = now()
+        # a short run is run again (up to REPEATS times in all): the median and the spread
+        # of the runs, not one draw of the machine's noise, go into the row
+        runs: list[float] = []
+        extras: list[dict] = []
+        every_peak = 0  # the peak over every run (each nets run on a GPU resets the counter)
+        while not runs or (len(runs) < REPEATS and runs[0] < REPEAT_BELOW):
+            t0 = time.perf_counter()
+            extras.append(_run_once(cell, model, loss_fn, data, names))
+            meters.synchronize(device)
+            runs.append(time.perf_counter() - t0)
+            # nets on a GPU: its first step's peak was read (and the counter reset) by the
+            # run itself; the run's peak is the larger, the reading after it its steady peak
+            after = peak()
+            run_peak = max(after, extras[-1].get("first_step_peak_bytes", 0))
+            every_peak = max(every_peak, run_peak)
+            if len(runs) == 1:
+                first_peak, steady = run_peak, after
+        extra = dict(extras[-1])
+        if "first_step_peak_bytes" in extras[0]:
+            extra["peak_steady_extra_bytes"] = max(steady - before, 0)
+        for key, runs_key in RUNS_OF.items():
+            if key in extra:
+                extra[runs_key] = [e[key] for e in extras]
+                extra[key] = float(np.median(extra[runs_key]))
+        seconds = float(np.median(runs))
+    blocks = 1 if kind == "full" else len(names)
+    hvps = probes * (steps if kind == "full" else sum(min(steps, dims[n]) for n in names))
+    return {**cell, "load": load_avg, "seconds": seconds, "hvps": hvps, "blocks": blocks,
+            "grad_s": t_grad, "runs": runs,
+            "peak_bytes": first_peak, "peak_extra_bytes": max(first_peak - before, 0),
+            "peak_all_bytes": every_peak,
+            "params": sum(dims[n] for n in names) if kind == "blocks" else sum(dims.values()),
+            **extra}
+
+def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: list[str]) -> dict:
+    """One timed run of ``cell["method"]`` on the loaded model; what it reports besides its time."""
+    steps, probes, method, kind = cell["steps"], cell["probes"], cell["method"], cell["kind"]
+    extra: dict = {}
+    if method in ("nets", "nets+compile"):
+        info: dict = {}
+        budget = cell.get("max_memory")
+        first_step: dict = {}
+        device = torch.device(cell.get("device") or "cpu")
+
+        def callback(step: int, total: int) -> None:
+            # on a GPU: the peak through the first step (the first operator call: the data
+            # check, the calibration, the first products), then the run's own from here on
+            if device.type == "cuda" and not first_step:
+                first_step["peak"] = torch.cuda.max_memory_allocated(device)
+                torch.cuda.reset_peak_memory_stats(device)
+
+        if kind == "full":
+            s = nets.full_spectrum(model, loss_fn, data, lanczos_steps=steps,
+                                   probes=probes, info=info, max_memory=budget,
+                                   compile=method == "nets+compile", callback=callback)
+            nets.spectral_density(s.nodes, s.weights, np.linspace(
+                s.nodes.min(), s.nodes.max(), 2000), 1e-3 * np.ptp(s.nodes) + 1e-12)
+            top = {"full": float(s.nodes.max())}
+        else:
+            chosen = {n: n for n in names} if cell.get("block_names") else None
+            spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=steps,
+                                              probes=probes, info=info, max_memory=budget,
+                                              blocks=chosen, callback=callback)
+            nets.block_densities(spectra)
+            top = {n: float(sp.nodes.max()) for n, sp in spectra.items()}
+        extra = {"mode": info["hvp_mode"], "lanczos_s": info["seconds"],
+                 "product_s": info["product_seconds"], "graph_s": info["graph_seconds"],
+                 # (bench_ab drives older nets too, whose info has no calibration_seconds)
+                 **({"calibration_s": info["calibration_seconds"]}
+                    if "calibration_seconds" in info else {}),
+                 **({"first_step_peak_bytes": first_step["peak"]} if first_step else {}),
+                 "graphs": info["graph_strategy"], "groups": info.get("lanczos_groups", 1),
+                 "budget_bytes": info["max_memory"],
+                 "top": top}
+    elif method == "eigenthings":
+        import hessian_eigenthings as he
+
+        lf = he.supervised_loss(loss_fn)
+        groups = [None] if kind == "full" else [he.match_names(n) for n in names]
+        top = {}
+        for i, flt in enumerate(groups):
+            op = he.HessianOperator(model, data, lf, param_filter=flt)
+            k = min(steps, op.size) if kind == "blocks" else steps
+            r = he.spectral_density(op, num_runs=probes, lanczos_steps=k, seed=i)
+            top["full" if kind == "full" else names[i]] = float(
+                r.raw_eigenvalues.nan_to_num(nan=-float("inf")).max())
+        extra = {"top": top}
+    elif method == "curvlinops":
+        import curvlinops
+
+        class Loss(torch.nn.Module):
+            reduction = "mean"
+
+            def forward(self, out, y):
+                return loss_fn(out, y)
+
+        params = [p for p in model.parameters()]
+        op = curvlinops.HessianLinearOperator(model, Loss(), params, data,
+                                              check_deterministic=False)
+        curvlinops.lanczos_approximate_spectrum(op, ncv=steps, num_repeats=probes,
+                                                boundaries=(-1.0, 1.0))
+    elif method == "authors":
+        lanczos_s, top = authors_blockwise(model, loss_fn, data, steps, probes, 0,
+                                           cell.get("density_bins", 50_000),
+                                           blocks=names if cell.get("block_names") else None)
+        extra = {"lanczos_s": lanczos_s, "top": top}
+    else:
+        raise ValueError(method)
+    return extra
+
+
+def measure(run: dict, *, in_process: bool = False) -> dict:
+    """:func:`run_cell`'s row for ``run`` (a cell with its ``method``), measured in a fresh
+    process (``--cell``: the method's own peak memory) or, with ``in_process``, in this one.
+
+    Args:
+        run: The cell and its ``method``.
+        in_process: Measure in this process (no start-up; the peak is then the process's).
+
+    Returns:
+        The row, or ``{"error": ...}`` with the failure's last line (a peer not installed or
+        failing is reported in its row, not raised).
+    """
+    if in_process:
+        try:
+            return run_cell(run)
+        except Exception as e:
+            return {"error": f"{type(e).__name__}: {e}"[:120]}
+    return measure_in(__file__, run)
+
+
+def measure_in(script: str, cell: dict, env: dict | None = None) -> dict:
+    """``python script --cell CELL`` in a fresh process: the row it prints last, or
+    ``{"error": ...}`` with the failure's last line.
+
+    Args:
+        script: A script with a ``--cell`` option (this one, or one that imports another
+            ``nets`` first, as ``bench_ab.py`` does).
+        cell: The cell and its ``method``, passed as JSON.
+        env: The process's environment (default this one's).
+    """
+    try:
+        return run_script(script, ["--cell", json.dumps(cell)], env)
+    except RuntimeError as e:
+        return {"error": str(e)}
+
+
+def run_script(script: str, args: list[str], env: dict | None = None):
+    """``python script ARGS`` in a fresh process, from the repository's root: the JSON it
+    prints on its last line.
+
+    Args:
+        script: The script's path.
+        args: Its arguments.
+        env: The process's environment (default this one's).
+
+    Raises:
+        RuntimeError: The process failed; the message is its last line of standard error.
+    """
+    p = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                       cwd=ROOT, env=env)
+    if p.returncode != 0:
+        raise RuntimeError((p.stderr.strip().splitlines() or ["failed"])[-1][:120])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``--cell CELL``: print :func:`run_cell`'s row for the JSON cell ``CELL`` (with its
+    ``method``) as one JSON line: :func:`measure`'s fresh process.
+
+    Args:
+        argv: Command-line arguments (default ``sys.argv[1:]``).
+    """
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cell", required=True, help="the cell and its method, as JSON")
+    print(json.dumps(run_cell(json.loads(ap.parse_args(argv).cell))))
+
+
+if __name__ == "__main__":
+    main()

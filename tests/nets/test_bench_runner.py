@@ -1,0 +1,47 @@
+"""benchmarks/runner.py and benchmarks/problems.py: one method on one cell, in this process and
+in a fresh one (``runner.py --cell``, what every spectra benchmark measures by), and the
+problems they load."""
+
+import pytest
+import torch
+
+CELL = dict(model="mlp-xs", kind="full", probes=1, steps=31, threads=1, method="nets")
+
+
+def test_a_fresh_process_gives_the_in_process_row(benchmark_script):
+    """``measure`` runs ``runner.py --cell`` in a fresh process: the same cell, the same
+    spectrum (31 steps on 31 parameters: λmax exact in both), its own timings and memory."""
+    runner = benchmark_script("runner")
+    here = runner.measure(CELL, in_process=True)
+    there = runner.measure(CELL)
+    assert "error" not in there, there
+    assert {k: there[k] for k in CELL} == CELL
+    assert set(here) <= set(there)
+    assert there["top"]["full"] == pytest.approx(here["top"]["full"], rel=1e-9)
+    assert there["seconds"] > 0 and there["peak_bytes"] > 0 and there["grad_s"] > 0
+
+
+def test_a_failing_cell_is_an_error_row_naming_the_problem(benchmark_script):
+    """A cell that cannot run is reported in its row, with the fix, in either process."""
+    runner = benchmark_script("runner")
+    bad = {**CELL, "model": "resnet"}
+    for row in (runner.measure(bad, in_process=True), runner.measure(bad)):
+        assert set(row) == {"error"}
+        assert "unknown benchmark model 'resnet'" in row["error"]
+
+
+def test_problems_know_their_names_and_leave_the_global_generator_alone(benchmark_script):
+    """An unknown name is refused with the known ones; building a model seeds a private
+    generator state, not the caller's."""
+    problems = benchmark_script("problems")
+    with pytest.raises(ValueError, match="expected one of mlp-xs, gpt"):
+        problems.load("gpt3")
+    pytest.importorskip("transformers")
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = problems.load("gpt2-s")
+    assert torch.equal(torch.get_rng_state(), state)
+    b = problems.load("gpt2-s")  # the same weights and data each time
+    for p, q in zip(a[0].parameters(), b[0].parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert all(torch.equal(x, y) for (x, _), (y, _) in zip(a[2], b[2], strict=True))
