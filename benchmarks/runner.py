@@ -131,7 +131,7 @@ def run_cell(cell: dict) -> dict:
         # of the runs, not one draw of the machine's noise, go into the row
         runs: list[float] = []
         extras: list[dict] = []
-        every_peak = 0  # the peak over every run (each nets run on a GPU resets the counter)
+        every_peak = 0  # the peak over every run (a nets run on a GPU resets it at its first step)
         while not runs or (len(runs) < REPEATS and runs[0] < REPEAT_BELOW):
             t0 = time.perf_counter()
             extras.append(_run_once(cell, model, loss_fn, data, names))

@@ -51,7 +51,6 @@ from nets.engine.memory import (
     SavedBytes,
     default_budget,
     peak_bytes,
-    reset_peak,
     retained_bytes,
 )
 from nets.engine.products import (
@@ -319,7 +318,6 @@ class BlockHVP:
         self._shared = False
         self.calls = 0
         self.products = 0
-        reset_peak(self.device)
 
     def info(self) -> dict[str, object]:
         """What ran and what it cost: mode, calibration timings, chunking, memory, counts.
@@ -339,10 +337,12 @@ class BlockHVP:
         On a GPU both are synchronized with the device, so they are the kernels' time.
         ``calibration_seconds`` is what ``"auto"``'s calibration added: the wall seconds of its
         products in the modes it did not choose (warm-ups included). Its memory is in
-        ``peak_memory_bytes``, the peak since the operator was built (``peak_memory_kind``: on a
-        GPU the allocator's, on the host the process's lifetime peak RSS): the zero-padded and
-        forward modes stack every block's tangents at once, which may take several times what
-        the mode chosen then holds.
+        ``peak_memory_bytes``, the device's high-water mark
+        (:func:`nets.engine.memory.peak_bytes`; ``peak_memory_kind``: on a GPU the allocator's
+        since the caller last reset it, which nets never does, on the host the process's
+        lifetime peak RSS; reset CUDA's counter before building the operator for its own
+        peak): the zero-padded and forward modes stack every block's tangents at once, which
+        may take several times what the mode chosen then holds.
         """
         peak, kind = peak_bytes(self.device)
         others = sum(s for m, s in self._product_seconds.items() if m != self.mode)

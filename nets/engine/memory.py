@@ -8,9 +8,11 @@
 * :class:`SavedBytes` counts the same while a graph is built, through a ``saved_tensors_hooks``
   pack hook: the fallback for a graph whose nodes :func:`retained_bytes` cannot read. Its hooks
   stay in the graph and run (in Python) at every unpack of every later backward through it.
-* :func:`peak_bytes` is the high-water mark since :func:`reset_peak`: CUDA's
-  ``max_memory_allocated`` on a GPU; on the host, the process's peak resident set size
-  (``ru_maxrss``), a whole-process lifetime peak that cannot be reset.
+* :func:`peak_bytes` is the high-water mark: CUDA's ``max_memory_allocated`` on a GPU (since
+  the process started or the caller last reset it with ``torch.cuda.reset_peak_memory_stats``:
+  nets never resets it, so a peak the caller measures around a nets call covers the call), on
+  the host the process's peak resident set size (``ru_maxrss``, a lifetime peak that cannot be
+  reset).
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from collections.abc import Iterable
 
 import torch
 
-__all__ = ["SavedBytes", "available_bytes", "default_budget", "peak_bytes", "reset_peak",
-           "retained_bytes"]
+__all__ = ["SavedBytes", "available_bytes", "default_budget", "peak_bytes", "retained_bytes"]
 
 
 def available_bytes(device: torch.device) -> int:
@@ -53,18 +54,12 @@ def default_budget(device: torch.device) -> int:
     return max(available_bytes(device) // 2, 1)
 
 
-def reset_peak(device: torch.device) -> None:
-    """Start a new peak measurement (CUDA only; the host peak is process-wide).
-
-    Args:
-        device: The device.
-    """
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
 def peak_bytes(device: torch.device) -> tuple[int, str]:
     """``(bytes, kind)``: the memory high-water mark and what it measures.
+
+    On a GPU, CUDA's ``max_memory_allocated`` (kind ``"cuda_max_allocated"``): the peak since
+    the process started or the caller last reset the counter; on the host, the process's
+    lifetime peak resident set size (kind ``"process_peak_rss"``). Neither is reset here.
 
     Args:
         device: The device.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import nets
 from nets import zoo
 from nets.engine.blocks import resolve_blocks
 from nets.engine.hvp import BlockHVP
@@ -155,3 +156,23 @@ def test_operator_measures_by_hooks_where_the_walk_cannot_read(mlp_problem, monk
     for a, b in zip(walked(vecs), hooked(vecs), strict=True):
         assert torch.equal(a, b)
     assert hooked.info()["graphs_kept"] == len(data)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_nets_call_leaves_the_callers_gpu_peak(mlp_problem):
+    """nets never resets CUDA's peak counter: a peak the caller set before a call is still
+    there after it, and the call's reported peak (the same counter) covers it."""
+    dev = torch.device("cuda")
+    model, loss_fn, data, _ = mlp_problem
+    model = model.to(dev)
+    data = [(x.to(dev), y.to(dev)) for x, y in data]
+    torch.cuda.reset_peak_memory_stats(dev)
+    big = torch.empty(256 * 2**20, dtype=torch.uint8, device=dev)
+    del big
+    before = torch.cuda.max_memory_allocated(dev)
+    assert before >= 256 * 2**20
+    info: dict = {}
+    nets.full_spectrum(model, loss_fn, data, lanczos_steps=3, info=info)
+    assert torch.cuda.max_memory_allocated(dev) >= before
+    assert info["peak_memory_kind"] == "cuda_max_allocated"
+    assert info["peak_memory_bytes"] >= before
