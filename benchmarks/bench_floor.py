@@ -15,19 +15,24 @@ Timed, per model (mean over repeats after a warm-up call; ``P`` = probes, batche
 * ``full(P)``: one double backward of every batch's kept gradient graph, ``P`` rows;
 * ``blocks(P)``: one double backward per parameter block (``L`` blocks) from the kept graphs,
   restricted to the block (``autograd.grad(g_l, w_l)``, the authors' product), ``P`` rows;
-* ``grouped(P)``: the alternative that batches blocks: groups of :data:`GROUP` consecutive blocks
-  in one batched double backward, zero-padded rows (``L/GROUP`` traversals instead of ``L``);
-* ``nets(P)``: ``nets.BlockHVP`` (mode ``reverse-block``, graphs kept) applying the same
-  products, i.e. the engine's overhead over ``blocks(P)``.
+* ``bundled(P)``: the same products a bundle of consecutive blocks at a time, one batched
+  double backward per bundle over its blocks' zero-padded rows
+  (``nets.engine.products.bundle_products``, ``nets.engine.hvp.bundle_blocks(P)`` blocks per
+  bundle, nets' ``"reverse-bundle"``: ``L/S`` walks of the graph instead of ``L``; with one
+  block per bundle it is ``blocks(P)`` itself);
+* ``nets(P)``: ``nets.BlockHVP`` (mode ``auto``, graphs kept, after its calibrating first
+  call; ``mode`` says what it chose) applying the same products, i.e. the engine's overhead
+  over the product it runs.
 
 Derived:
 
-* grads per block-HVP ``= blocks(P) / (P·L·grad)`` (target ≤ 0.5) and per full HVP
+* ``floor(P) = min(blocks(P), bundled(P))``: the cheaper of nets' two block products;
+* grads per block-HVP ``= floor(P) / (P·L·grad)`` (target ≤ 0.5) and per full HVP
   ``= full(P) / (P·grad)`` (target ≤ 3);
 * ceiling ×authors, Lanczos phase, for a run of ``k`` steps
-  ``= k·P·(build + blocks(1)) / (build + k·blocks(P))`` (target ≥ 1.5): the authors rebuild the
-  graph every step and run the probes one after another; an engine that keeps the graphs still
-  builds them once;
+  ``= k·P·(build + blocks(1)) / (build + k·floor(P))`` (target ≥ 1.5): the authors rebuild the
+  graph every step and run the probes one after another, one double backward per block; an
+  engine that keeps the graphs still builds them once;
 * ceiling ×eigenthings, full spectrum, ``k`` steps ``= k·P·(build + full(1)) / (build +
   k·full(P))`` (target ≥ 1.5): hessian-eigenthings rebuilds the graph for every product, one
   probe at a time.
@@ -64,14 +69,15 @@ import nets  # noqa: E402
 from labkit.atomic import atomic_write_bytes  # noqa: E402
 from labkit.tables import format_table  # noqa: E402
 from nets.engine.blocks import default_blocks  # noqa: E402
+from nets.engine.hvp import bundle_blocks  # noqa: E402
+from nets.engine.products import DoubleBackward, bundle_products, consecutive_bundles  # noqa: E402
 
-#: Blocks per batched double backward in the ``grouped`` alternative.
-GROUP = 4
-
-COLUMNS = [("model", "model", ""), ("L", "blocks", ""), ("P", "P", ""),
+COLUMNS = [("model", "model", ""), ("nets_mode", "nets mode", ""), ("L", "blocks", ""),
+           ("P", "P", ""),
            ("grad_ms", "grad ms", ".1f"), ("build_ms", "build ms", ".1f"),
            ("full_ms", "full(P) ms", ".1f"), ("blocks_ms", "blocks(P) ms", ".1f"),
-           ("grouped_ms", "grouped(P) ms", ".1f"), ("nets_ms", "nets(P) ms", ".1f"),
+           ("bundle", "S", ""), ("bundled_ms", "bundled(P) ms", ".1f"),
+           ("nets_ms", "nets(P) ms", ".1f"),
            ("gr_full", "grads/full HVP", ".2f"), ("gr_block", "grads/block-HVP", ".2f"),
            ("x_authors_10", "ceiling ×authors k=10", ".2f"),
            ("x_authors_30", "ceiling ×authors k=30", ".2f"),
@@ -121,9 +127,9 @@ def measure(name: str, probes: list[int], repeats: int) -> list[dict]:
         t_build = _seconds(build, repeats)
         graphs = build()
         blocks = default_blocks(model)
-        op = nets.BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
-        groups = [list(range(i, min(i + GROUP, len(params))))
-                  for i in range(0, len(params), GROUP)]
+        names = [n for n, _ in model.named_parameters()]
+        assert [b.params for b in blocks] == [(n,) for n in names]  # one block per tensor
+        db = DoubleBackward()
         for p in probes:
             v = [torch.randn(p, *w.shape, generator=gen, dtype=w.dtype) for w in params]
 
@@ -140,32 +146,32 @@ def measure(name: str, probes: list[int], repeats: int) -> list[dict]:
                             o += h.reshape(t.shape)
                 return out
 
-            def grouped(v=v, p=p):
+            flat = [t.reshape(p, -1) for t in v]
+            size = bundle_blocks(p)
+            bundles = consecutive_bundles(len(blocks), size)
+
+            def bundled(flat=flat, v=v, bundles=bundles, rows=size * p):
                 out = [torch.zeros_like(t) for t in v]
                 for gs in graphs:
-                    for grp in groups:
-                        pad = []
-                        for j, i in enumerate(grp):
-                            t = torch.zeros(p * len(grp), *params[i].shape, dtype=v[i].dtype)
-                            t[j * p:(j + 1) * p] = v[i]
-                            pad.append(t)
-                        hv = _dbl([gs[i] for i in grp], [params[i] for i in grp], pad)
-                        for j, i in enumerate(grp):
-                            if hv[j] is not None:
-                                out[i] += hv[j].reshape(-1, *v[i].shape[1:])[j * p:(j + 1) * p]
+                    graph = (dict(zip(names, params, strict=True)),
+                             dict(zip(names, gs, strict=True)))
+                    for o, h in zip(out, bundle_products(graph, blocks, flat, bundles, rows, db,
+                                                         v[0].dtype), strict=True):
+                        o += h.reshape(o.shape)
                 return out
 
-            flat = [t.reshape(p, -1) for t in v]
-            # the three timed ways compute the same numbers (else the times would not compare)
+            op = nets.BlockHVP(model, loss_fn, data, blocks)  # auto: calibrated on its 1st call
+            # the timed ways compute the same numbers (else the times would not compare)
             ref = per_block()
-            check_same(ref, grouped(), f"{name} P={p}: grouped")
+            check_same(ref, bundled(), f"{name} P={p}: bundled")
             check_same(ref, [o.reshape(t.shape) for o, t in zip(op(flat), v, strict=True)],
                        f"{name} P={p}: nets.BlockHVP")
             rows.append({"model": name, "L": len(params), "P": p, "grad_ms": 1e3 * t_grad,
                          "build_ms": 1e3 * t_build, "full_ms": 1e3 * _seconds(full, repeats),
                          "blocks_ms": 1e3 * _seconds(per_block, repeats),
-                         "grouped_ms": 1e3 * _seconds(grouped, repeats),
-                         "nets_ms": 1e3 * _seconds(lambda flat=flat: op(flat), repeats)})
+                         "bundle": size, "bundled_ms": 1e3 * _seconds(bundled, repeats),
+                         "nets_ms": 1e3 * _seconds(lambda flat=flat, op=op: op(flat), repeats),
+                         "nets_mode": op.info()["hvp_mode"]})
     return derive(rows)
 
 
@@ -179,10 +185,11 @@ def derive(rows: list[dict]) -> list[dict]:
     for r in rows:
         base = one.get(r["model"])
         r["gr_full"] = r["full_ms"] / r["P"] / r["grad_ms"]
-        r["gr_block"] = r["blocks_ms"] / (r["P"] * r["L"]) / r["grad_ms"]
+        floor = min(r["blocks_ms"], r["bundled_ms"])
+        r["gr_block"] = floor / (r["P"] * r["L"]) / r["grad_ms"]
         for k in STEPS:
             r[f"x_authors_{k}"] = None if base is None else k * r["P"] * (
-                r["build_ms"] + base["blocks_ms"]) / (r["build_ms"] + k * r["blocks_ms"])
+                r["build_ms"] + base["blocks_ms"]) / (r["build_ms"] + k * floor)
             r[f"x_eig_{k}"] = None if base is None else k * r["P"] * (
                 r["build_ms"] + base["full_ms"]) / (r["build_ms"] + k * r["full_ms"])
     return rows

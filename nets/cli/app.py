@@ -258,7 +258,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="tangents per vmap/batched backward (default: from --max-memory)")
     common.add_argument("--hvp-mode", default="auto", choices=MODES,
                         help="Hessian-vector product: auto (fastest on the first batch, "
-                             "default), forward, reverse or reverse-block; same numbers")
+                             "default), forward, reverse, reverse-block or reverse-bundle; same "
+                             "numbers")
     common.add_argument("--compile", action="store_true",
                         help="compile the forward-over-reverse product with torch.compile "
                              "(forward mode only; minutes of compilation, for long runs)")

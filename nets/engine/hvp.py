@@ -5,11 +5,12 @@ the mean loss of batch ``b``, ``n_b`` its number of samples (``len(y_b)``) and `
 the mean loss over all samples when every batch loss is a per-sample mean. (The authors' code
 sums the batch HVPs, which scales the Hessian by the number of batches.)
 
-The HVP ``∇²L v = ∂/∂ε ∇L(w + εv)|₀`` is evaluated in one of three modes (see
+The HVP ``∇²L v = ∂/∂ε ∇L(w + εv)|₀`` is evaluated in one of four modes (see
 :class:`BlockHVP`; one batch's products are the functions of :mod:`nets.engine.products`):
 forward-over-reverse, ``jvp(grad(L), w, v)`` mapped over a stack of tangents with ``vmap``;
 reverse-over-reverse, ``∇_w ⟨∇L(w), v⟩`` from a gradient graph built once per batch and kept
-across calls within a memory budget; or the latter restricted to each block. This module is
+across calls within a memory budget; or the latter restricted to each block, or to bundles of
+consecutive blocks. This module is
 the operator around them: it checks the data, measures the graphs, chooses the mode and how
 graphs are held within the budget, and weights and sums the batches.
 
@@ -57,7 +58,9 @@ from nets.engine.products import (
     DoubleBackward,
     batch_loss,
     block_products,
+    bundle_products,
     check_chunk_size,
+    consecutive_bundles,
     cut_products,
     forward_over_reverse,
     gradient_graph,
@@ -65,11 +68,12 @@ from nets.engine.products import (
     reverse_products,
 )
 
-__all__ = ["FORWARD_MIN_TANGENTS", "FORWARD_MIN_TANGENTS_CPU", "LEAN_SHARE", "LEAST", "MODES",
-           "BlockHVP", "check_hvp_options", "forward_min_tangents"]
+__all__ = ["BUNDLE_ROWS", "FORWARD_MIN_TANGENTS", "FORWARD_MIN_TANGENTS_CPU", "LEAN_SHARE",
+           "LEAST", "MODES", "BlockHVP", "bundle_blocks", "check_hvp_options",
+           "forward_min_tangents"]
 
 #: Ways to evaluate Hessian-vector products (see :class:`BlockHVP`).
-MODES = ("auto", "forward", "reverse", "reverse-block")
+MODES = ("auto", "forward", "reverse", "reverse-block", "reverse-bundle")
 
 #: ``max_memory=LEAST``: the budget is the least the products run in, the largest batch's
 #: gradient graph and one tangent, measured on the first batch (see :class:`BlockHVP`).
@@ -101,6 +105,34 @@ def forward_min_tangents(device: torch.device) -> int:
         ``T`` tangents.
     """
     return FORWARD_MIN_TANGENTS_CPU if device.type == "cpu" else FORWARD_MIN_TANGENTS
+
+#: ``"reverse-bundle"`` bundles consecutive blocks so that one double backward carries about
+#: this many rows (tangents): :func:`bundle_blocks`. On the benchmark models on a CPU
+#: (``benchmarks/results/floor.md``'s ``bundled(P)`` against ``blocks(P)``), one block's
+#: double backward with one or a few rows is mostly the autograd engine's walk of the graph,
+#: which a bundle shares; with many rows the bundle's zero-padded cross terms cost more than
+#: the walks it saves. ``"auto"`` times it against ``"reverse-block"`` (not measured on a GPU).
+BUNDLE_ROWS = 6
+
+
+def bundle_blocks(tangents: int, chunk_size: int | None = None) -> int:
+    """Blocks per bundle of ``"reverse-bundle"`` for ``tangents`` stacked tangents per block:
+    about :data:`BUNDLE_ROWS` rows per double backward, and no more than ``chunk_size``.
+
+    Args:
+        tangents: Tangents (rows) per block in a call (probes in lockstep).
+        chunk_size: Rows per batched backward, or ``None`` (no bound).
+
+    Returns:
+        ``max(1, round(BUNDLE_ROWS / tangents))``, lowered to ``chunk_size // tangents`` where
+        the bundle's rows would exceed ``chunk_size`` (at least 1: one block per bundle is
+        ``"reverse-block"``'s product).
+    """
+    size = max(1, round(BUNDLE_ROWS / max(tangents, 1)))
+    if chunk_size is not None and size * tangents > chunk_size:
+        size = max(1, chunk_size // max(tangents, 1))
+    return size
+
 
 #: ``auto`` tries the zero-padded modes (``forward``, ``reverse``) only below this many blocks:
 #: a zero-padded product costs a full-space product per tangent, so ``L`` blocks cost ``L``
@@ -168,7 +200,7 @@ def _check_compile(compile: object, mode: str) -> str:
 class BlockHVP:
     """Block-diagonal Hessian-vector products ``v_l ↦ [∇²L]_ll v_l`` for many blocks at once.
 
-    Three ways to evaluate the same products (equal to round-off, tested against the dense
+    Four ways to evaluate the same products (equal to round-off, tested against the dense
     Hessian), chosen by ``mode``:
 
     * ``"forward"``: forward-over-reverse, ``jvp(grad(ℓ_b))`` ``vmap``-ed over the stacked,
@@ -179,9 +211,14 @@ class BlockHVP:
     * ``"reverse-block"``: reverse-over-reverse restricted to each block: one batched double
       backward per block from ``g_l`` to ``w_l`` only (no zero padding; autograd visits only the
       part of the graph between them), the authors' product with the graph shared by all blocks.
+    * ``"reverse-bundle"``: the same, a bundle of consecutive blocks at a time: one batched
+      double backward per bundle from its blocks' gradients to their parameters, over the
+      tangents zero-padded within the bundle (:func:`nets.engine.products.bundle_products`),
+      :func:`bundle_blocks` blocks per bundle (one block per bundle: ``"reverse-block"``).
     * ``"auto"`` (default): on the first call, the first batch is evaluated in every mode
       (forward-over-reverse only with :func:`forward_min_tangents` tangents or more per
-      ``vmap``, i.e. in the call and in a chunk; the zero-padded modes only for operators of
+      ``vmap``, i.e. in the call and in a chunk; ``"reverse-bundle"`` only where its bundles
+      hold more than one block; the fully zero-padded modes only for operators of
       fewer than :data:`ZERO_PADDED_MAX_BLOCKS` blocks, counted over the whole operator even
       when a call runs a group of them, and the zero-padded double backward only with more
       than one tangent per chunk: one at a time, it does the block-restricted product's work
@@ -318,6 +355,8 @@ class BlockHVP:
         self._shared = False
         self.calls = 0
         self.products = 0
+        #: blocks per bundle at the last ``"reverse-bundle"`` product (None before one)
+        self.bundle_size: int | None = None
 
     def info(self) -> dict[str, object]:
         """What ran and what it cost: mode, calibration timings, chunking, memory, counts.
@@ -353,6 +392,7 @@ class BlockHVP:
                 "requested_max_memory": self.requested_max_memory,
                 "graph_bytes": self.graph_bytes,
                 "graph_strategy": self.graph_strategy, "graphs_kept": len(self._graphs),
+                "bundle_size": self.bundle_size if self.mode == "reverse-bundle" else None,
                 "batches": len(self.data),
                 "calls": self.calls, "products": self.products,
                 "product_seconds": self._product_seconds.get(self.mode, 0.0),
@@ -684,18 +724,22 @@ class BlockHVP:
         newly built graph); their time goes to ``mode``'s product seconds (:meth:`info`)."""
         if mode != "forward" and graph is None:
             graph = self._graph(i, x, y, vectors)
-        padded = tangents() if mode != "reverse-block" else {}  # padding is not a product
+        padded = tangents() if mode in ("forward", "reverse") else {}  # not a product
         t0 = time.perf_counter()
         if mode == "forward":
             out = self._hvp(self.params, x, y, padded, chunk_size=self.chunk_size)
         elif mode == "reverse":
             out = reverse_products(graph, padded, self.chunk_size, self._double_backward)
+        elif mode == "reverse-bundle":
+            blocks = self._reverse_bundle(graph, vectors)
         else:
             blocks = self._reverse_block(graph, vectors)
         _synchronize(self.device)
         self._product_seconds[mode] = (self._product_seconds.get(mode, 0.0)
                                        + time.perf_counter() - t0)
-        return blocks if mode == "reverse-block" else cut_products(out, self.blocks, vectors)
+        if mode in ("forward", "reverse"):
+            return cut_products(out, self.blocks, vectors)
+        return blocks
 
     def _calibrate(self, i, x, y, vectors, tangents) -> list[torch.Tensor | None]:
         """Evaluate batch ``i`` in every mode, check agreement, keep the fastest mode."""
@@ -710,14 +754,21 @@ class BlockHVP:
             graph, graph_error = None, f"{type(e).__name__}: {e}"[:300]
         least = forward_min_tangents(self.device)
         stacked = min(total, self.chunk_size)  # tangents per vmap / batched backward (_plan)
-        for mode in ("reverse-block", "reverse", "forward"):
+        per_block = self._bundle_size(vectors)
+        # reverse-bundle first: a first double backward may pay one-time costs, which then
+        # fall on the bundles rather than on the per-block default
+        for mode in ("reverse-bundle", "reverse-block", "reverse", "forward"):
+            if mode == "reverse-bundle" and per_block < 2:
+                skipped[mode] = ("one block per bundle: the same product as reverse-block"
+                                 if len(self.blocks) > 1 else "one block: nothing to bundle")
+                continue
             if mode == "forward" and results and stacked < least:
                 skipped[mode] = (f"{total} < {least} tangents on {self.device.type}"
                                  if stacked == total else
                                  f"{stacked} tangents per product (chunk_size "
                                  f"{self.chunk_size}) < {least} on {self.device.type}")
                 continue
-            if mode != "reverse-block" and results and blocks >= ZERO_PADDED_MAX_BLOCKS:
+            if mode in ("reverse", "forward") and results and blocks >= ZERO_PADDED_MAX_BLOCKS:
                 skipped[mode] = f"{blocks} >= {ZERO_PADDED_MAX_BLOCKS} blocks"
                 continue
             if mode == "reverse" and results and stacked == 1:
@@ -783,6 +834,26 @@ class BlockHVP:
             self._drop_graphs()
             self.graph_strategy = "none"
         return results[choice]
+
+    def _bundle_size(self, vectors) -> int:
+        """Blocks per bundle for this call's ``vectors`` (:func:`bundle_blocks` of its largest
+        stack; 1 for an operator of one block)."""
+        if len(self.blocks) < 2:
+            return 1
+        rows = max(v.shape[0] for v in vectors if v is not None)
+        return bundle_blocks(rows, self.chunk_size)
+
+    def _reverse_bundle(self, graph, vectors) -> list[torch.Tensor | None]:
+        """The block products of every block on ``graph``, bundles of consecutive blocks at a
+        time (:func:`nets.engine.products.bundle_products`; one block per bundle:
+        :meth:`_reverse_block`)."""
+        size = self._bundle_size(vectors)
+        self.bundle_size = size
+        if size < 2:
+            return self._reverse_block(graph, vectors)
+        return bundle_products(graph, self.blocks, vectors,
+                               consecutive_bundles(len(self.blocks), size), self.chunk_size,
+                               self._double_backward, self.dtype)
 
     def _reverse_block(self, graph, vectors) -> list[torch.Tensor | None]:
         """The block-restricted products of every block on ``graph``

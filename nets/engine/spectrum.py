@@ -264,7 +264,7 @@ def blockwise_spectrum(
         comm: :class:`nets.engine.distributed.DistributedCommunicator` to run data parallel
             (``data`` is then this rank's shard); default: one process.
         mode: Hessian-vector product: ``"auto"`` (calibrated on the first batch),
-            ``"forward"``, ``"reverse"`` or ``"reverse-block"``; see
+            ``"forward"``, ``"reverse"``, ``"reverse-block"`` or ``"reverse-bundle"``; see
             :class:`nets.engine.hvp.BlockHVP`. All give the same numbers to round-off.
         max_memory: Memory budget in bytes for kept gradient graphs, stacked tangents and
             Lanczos vectors; ``"least"`` (:data:`nets.engine.hvp.LEAST`) for the least the

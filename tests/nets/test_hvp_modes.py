@@ -96,8 +96,10 @@ def _with_dense(request, problem: str):
 @pytest.mark.parametrize("problem", ["mlp_problem", "attention_problem", "sdpa_problem"])
 @pytest.mark.parametrize("mode", [*PRODUCT_MODES, "auto"])
 def test_every_mode_matches_dense_hessian_blocks(problem, mode, request, monkeypatch):
-    # auto times every mode here: forward-over-reverse too, however few the tangents
+    # auto times every mode here: forward-over-reverse too, however few the tangents, and
+    # reverse-bundle with several blocks per bundle, however many rows (an identity per block)
     monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS_CPU", 1)
+    monkeypatch.setattr(hvp_module, "BUNDLE_ROWS", 10**4)
     model, loss_fn, data, h, names, offsets = _with_dense(request, problem)
     blocks = resolve_blocks(model, None)
     op = BlockHVP(model, loss_fn, data, blocks, mode=mode)
@@ -113,6 +115,8 @@ def test_every_mode_matches_dense_hessian_blocks(problem, mode, request, monkeyp
     info = op.info()
     assert info["hvp_mode"] in PRODUCT_MODES
     assert info["products"] == 2 * sum(b.dim for b in blocks)
+    if info["hvp_mode"] == "reverse-bundle":
+        assert info["bundle_size"] >= 2
     if mode == "auto":
         assert set(info["calibration"]["seconds"]) == set(PRODUCT_MODES)
         assert info["hvp_mode"] == min(info["calibration"]["seconds"],
@@ -176,7 +180,8 @@ def test_auto_skips_the_zero_padded_modes_with_one_tangent_per_product(mlp_probl
     monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS_CPU", 2)  # each call has 12
     roomy = BlockHVP(model, loss_fn, data, blocks)
     roomy(vecs)
-    assert set(roomy.info()["calibration"]["seconds"]) == {"reverse-block", "reverse", "forward"}
+    assert set(roomy.info()["calibration"]["seconds"]) == {"reverse-block", "reverse-bundle",
+                                                           "reverse", "forward"}
     for one in (BlockHVP(model, loss_fn, data, blocks, chunk_size=1),
                 BlockHVP(model, loss_fn, data, blocks, max_memory=LEAST)):
         out = one(vecs)
@@ -184,6 +189,8 @@ def test_auto_skips_the_zero_padded_modes_with_one_tangent_per_product(mlp_probl
         assert one.chunk_size == 1 and one.mode == "reverse-block"
         assert set(cal["seconds"]) == {"reverse-block"}
         assert cal["skipped"]["reverse"].startswith("one tangent per product (chunk_size 1)")
+        assert cal["skipped"]["reverse-bundle"] == ("one block per bundle: the same product "
+                                                    "as reverse-block")
         assert cal["skipped"]["forward"] == "1 tangents per product (chunk_size 1) < 2 on cpu"
         assert one.info()["calibration_seconds"] == 0
         ref = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")(vecs)
@@ -454,7 +461,7 @@ def test_compiled_products_equal_uncompiled(sdpa_problem):
                                    err_msg=b.name)
 
 
-@pytest.mark.parametrize("mode", ["reverse", "reverse-block", "auto"])
+@pytest.mark.parametrize("mode", ["reverse", "reverse-block", "reverse-bundle", "auto"])
 def test_budget_chooses_one_graph_at_a_time_with_the_same_products(mode, request):
     """A budget that holds one batch's graph but not all of them: ``one-at-a-time`` (every call
     builds each batch's graph once, batches outermost, and keeps none), products equal to the
@@ -501,7 +508,7 @@ def test_budget_chooses_one_graph_at_a_time_with_the_same_products(mode, request
         hook.remove()
 
 
-@pytest.mark.parametrize("mode", ["reverse", "reverse-block"])
+@pytest.mark.parametrize("mode", ["reverse", "reverse-block", "reverse-bundle"])
 def test_one_graph_at_a_time_is_built_for_the_called_blocks_only(mode, request, monkeypatch):
     """With one graph at a time, a call for some blocks builds each batch's graph with respect
     to their parameters alone (autograd records from the earliest of them on): those are the
@@ -680,7 +687,7 @@ def test_a_budget_below_one_graph_and_one_tangent_warns(mlp_problem):
     assert op.info()["graph_strategy"] == "one-at-a-time" and op.chunk_size == 1
 
 
-@pytest.mark.parametrize("mode", ["reverse", "reverse-block"])
+@pytest.mark.parametrize("mode", ["reverse", "reverse-block", "reverse-bundle"])
 def test_least_budget_is_the_largest_graph_and_one_tangent(mode, request):
     """``max_memory="least"``: the budget becomes the largest batch's graph (batch 0's measured
     graph scaled by the batches' sample counts, the largest batch last here) plus one tangent
@@ -779,3 +786,41 @@ def test_determinism_check_still_compares_two_evaluations():
     with pytest.raises(ValueError, match="not deterministic"):
         BlockHVP(model, loss_fn, data, resolve_blocks(model, None))
     assert len(count) == 2
+
+
+@pytest.mark.parametrize(("tangents", "chunk_size", "size"), [
+    (1, None, 6), (2, None, 3), (3, None, 2), (4, None, 2), (5, None, 1), (10, None, 1),
+    (1, 4, 4), (2, 5, 2), (3, 4, 1), (1, 1, 1), (7, 3, 1)])
+def test_bundle_size_aims_at_bundle_rows_within_the_chunk(tangents, chunk_size, size):
+    """Blocks per bundle: about BUNDLE_ROWS rows per double backward, never more rows than a
+    chunk, at least one block."""
+    assert hvp_module.BUNDLE_ROWS == 6
+    assert hvp_module.bundle_blocks(tangents, chunk_size) == size
+
+
+def test_auto_bundles_only_where_a_bundle_holds_several_blocks(mlp_problem):
+    """With one tangent per block, auto times reverse-bundle (bundles of several blocks) and
+    keeps whichever is faster, its products equal to reverse-block's; with many tangents per
+    block (a bundle of one block) it skips it and says why; a full spectrum (one block) too."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+
+    def vectors(m):
+        return [torch.randn(m, b.dim, generator=torch.Generator().manual_seed(i),
+                            dtype=torch.float64) for i, b in enumerate(blocks)]
+
+    few = BlockHVP(model, loss_fn, data, blocks)
+    out = few(vectors(1))
+    assert "reverse-bundle" in few.info()["calibration"]["seconds"]
+    ref = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")(vectors(1))
+    for a, b in zip(out, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+    many = BlockHVP(model, loss_fn, data, blocks)
+    many(vectors(8))
+    assert many.info()["calibration"]["skipped"]["reverse-bundle"] == (
+        "one block per bundle: the same product as reverse-block")
+    whole = resolve_blocks(model, {"all": [n for n, _ in model.named_parameters()]})
+    full = BlockHVP(model, loss_fn, data, whole)
+    full([torch.ones(1, whole[0].dim, dtype=torch.float64)])
+    assert full.info()["calibration"]["skipped"]["reverse-bundle"] == (
+        "one block: nothing to bundle")

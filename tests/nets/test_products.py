@@ -1,4 +1,4 @@
-"""nets.engine.products: one batch's Hessian-vector products in the three ways, against a dense
+"""nets.engine.products: one batch's Hessian-vector products in every way, against a dense
 Hessian that ``torch.autograd.functional.hessian`` computes on the flattened parameters."""
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from nets.engine.blocks import resolve_blocks
 from nets.engine.products import (
     DoubleBackward,
     block_products,
+    bundle_products,
+    consecutive_bundles,
     cut_products,
     gradient_graph,
     make_batch_hessian_vector_product,
@@ -66,8 +68,10 @@ def _close(got: torch.Tensor, ref: torch.Tensor) -> None:
 @pytest.mark.parametrize("chunk_size", [1, 2, 3])
 def test_every_way_equals_the_dense_hessian(problem, chunk_size, request):
     """Forward-over-reverse, reverse-over-reverse on a kept graph (chunked) and the
-    block-restricted products (whole tensors and indexed pieces, chunked) all equal the dense
-    Hessian's products; the zero-padded ones cut to the blocks equal its diagonal blocks."""
+    block-restricted products (whole tensors and indexed pieces, chunked; one block at a time
+    and in bundles of consecutive blocks, pieces of one tensor in one bundle or in two) all
+    equal the dense Hessian's products; the zero-padded ones cut to the blocks equal its
+    diagonal blocks."""
     model, loss_fn, data, _ = request.getfixturevalue(problem)
     x, y = data[0]
     hess = _dense(model, loss_fn, x, y)
@@ -98,14 +102,36 @@ def test_every_way_equals_the_dense_hessian(problem, chunk_size, request):
     padded = pad_tangents(blocks, vectors, params, torch.float64)
     full = reverse_products((leaves, grads), padded, chunk_size, db)
     cut = cut_products(full, blocks, vectors)
-    for b, v, r, c in zip(blocks, vectors, restricted, cut, strict=True):
+    bundled = {size: bundle_products((leaves, grads), blocks, vectors,
+                                     consecutive_bundles(len(blocks), size), chunk_size, db,
+                                     torch.float64)
+               for size in (2, 3, len(blocks))}
+    for i, (b, v, r, c) in enumerate(zip(blocks, vectors, restricted, cut, strict=True)):
         if v is None:
             assert r is None and c is None
+            assert all(out[i] is None for out in bundled.values())
             continue
         idx = _coordinates(model, b)
         ref = v @ hess[idx][:, idx]
         _close(r, ref)
         _close(c, ref)
+        for out in bundled.values():
+            _close(out[i], ref)
+
+
+@given(blocks=st.integers(0, 40), size=st.integers(1, 12))
+def test_consecutive_bundles_partition_the_blocks_in_order(blocks, size):
+    """Every block in exactly one bundle, in order; every bundle of ``size`` blocks but the
+    last, which holds the rest."""
+    bundles = consecutive_bundles(blocks, size)
+    assert [i for b in bundles for i in b] == list(range(blocks))
+    assert all(len(b) == size for b in bundles[:-1])
+    assert not bundles or 1 <= len(bundles[-1]) <= size
+
+
+def test_consecutive_bundles_refuse_an_empty_bundle():
+    with pytest.raises(ValueError, match="at least 1"):
+        consecutive_bundles(4, 0)
 
 
 def test_a_graph_for_some_parameters_gives_their_block(mlp_problem):
