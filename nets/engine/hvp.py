@@ -68,8 +68,8 @@ from nets.engine.products import (
     reverse_products,
 )
 
-__all__ = ["BUNDLE_ROWS", "FORWARD_MIN_TANGENTS", "FORWARD_MIN_TANGENTS_CPU", "LEAN_SHARE",
-           "LEAST", "MODES", "BlockHVP", "bundle_blocks", "check_hvp_options",
+__all__ = ["BUNDLE_ON_CPU", "BUNDLE_ROWS", "FORWARD_MIN_TANGENTS", "FORWARD_MIN_TANGENTS_CPU",
+           "LEAN_SHARE", "LEAST", "MODES", "BlockHVP", "bundle_blocks", "check_hvp_options",
            "forward_min_tangents"]
 
 #: Ways to evaluate Hessian-vector products (see :class:`BlockHVP`).
@@ -113,6 +113,15 @@ def forward_min_tangents(device: torch.device) -> int:
 #: which a bundle shares; with many rows the bundle's zero-padded cross terms cost more than
 #: the walks it saves. ``"auto"`` times it against ``"reverse-block"`` (not measured on a GPU).
 BUNDLE_ROWS = 6
+
+#: Whether ``"auto"`` tries ``"reverse-bundle"`` on a CPU. It does not: on the blockwise cells of
+#: ``benchmarks/results/ab-bundle.md`` (``auto`` trying it, against the code before it) the runs
+#: were from within noise to a fifth faster, and the peak rise up to twice as high (a bundle's
+#: double backward holds its rows' buffers at once), against a memory target already missed at
+#: the default budget. Forced (``mode="reverse-bundle"``) it runs on a CPU; on an accelerator
+#: ``"auto"`` tries it, where batching rows is what the hardware is for (to be measured by
+#: ``make gpu-check``).
+BUNDLE_ON_CPU = False
 
 
 def bundle_blocks(tangents: int, chunk_size: int | None = None) -> int:
@@ -218,7 +227,8 @@ class BlockHVP:
     * ``"auto"`` (default): on the first call, the first batch is evaluated in every mode
       (forward-over-reverse only with :func:`forward_min_tangents` tangents or more per
       ``vmap``, i.e. in the call and in a chunk; ``"reverse-bundle"`` only where its bundles
-      hold more than one block; the fully zero-padded modes only for operators of
+      hold more than one block, and not on a CPU (:data:`BUNDLE_ON_CPU`); the fully
+      zero-padded modes only for operators of
       fewer than :data:`ZERO_PADDED_MAX_BLOCKS` blocks, counted over the whole operator even
       when a call runs a group of them, and the zero-padded double backward only with more
       than one tangent per chunk: one at a time, it does the block-restricted product's work
@@ -761,6 +771,10 @@ class BlockHVP:
             if mode == "reverse-bundle" and per_block < 2:
                 skipped[mode] = ("one block per bundle: the same product as reverse-block"
                                  if len(self.blocks) > 1 else "one block: nothing to bundle")
+                continue
+            if mode == "reverse-bundle" and self.device.type == "cpu" and not BUNDLE_ON_CPU:
+                skipped[mode] = ("not tried on a CPU (BUNDLE_ON_CPU): at most a little faster "
+                                 "there, for a higher peak")
                 continue
             if mode == "forward" and results and stacked < least:
                 skipped[mode] = (f"{total} < {least} tangents on {self.device.type}"

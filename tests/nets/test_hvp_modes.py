@@ -100,6 +100,7 @@ def test_every_mode_matches_dense_hessian_blocks(problem, mode, request, monkeyp
     # reverse-bundle with several blocks per bundle, however many rows (an identity per block)
     monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS_CPU", 1)
     monkeypatch.setattr(hvp_module, "BUNDLE_ROWS", 10**4)
+    monkeypatch.setattr(hvp_module, "BUNDLE_ON_CPU", True)
     model, loss_fn, data, h, names, offsets = _with_dense(request, problem)
     blocks = resolve_blocks(model, None)
     op = BlockHVP(model, loss_fn, data, blocks, mode=mode)
@@ -180,8 +181,7 @@ def test_auto_skips_the_zero_padded_modes_with_one_tangent_per_product(mlp_probl
     monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS_CPU", 2)  # each call has 12
     roomy = BlockHVP(model, loss_fn, data, blocks)
     roomy(vecs)
-    assert set(roomy.info()["calibration"]["seconds"]) == {"reverse-block", "reverse-bundle",
-                                                           "reverse", "forward"}
+    assert set(roomy.info()["calibration"]["seconds"]) == {"reverse-block", "reverse", "forward"}
     for one in (BlockHVP(model, loss_fn, data, blocks, chunk_size=1),
                 BlockHVP(model, loss_fn, data, blocks, max_memory=LEAST)):
         out = one(vecs)
@@ -232,7 +232,8 @@ def test_info_reports_mode_memory_and_counts(attention_problem):
                                       blocks={"qk": ["q", "k"], "rest": ["emb", "v", "out"]},
                                       info=info)
     assert info["hvp_mode"] in ("reverse", "reverse-block") and info["requested_mode"] == "auto"
-    assert set(info["calibration"]["skipped"]) == {"forward"}  # 2 tangents: not worth trying
+    # 2 tangents: forward not worth trying; no bundles on a CPU
+    assert set(info["calibration"]["skipped"]) == {"forward", "reverse-bundle"}
     assert info["peak_memory_bytes"] > 0 and info["peak_memory_kind"] == "process_peak_rss"
     assert info["products"] == 4 * 1 * len(spectra)
     assert info["seconds"] > 0
@@ -798,12 +799,21 @@ def test_bundle_size_aims_at_bundle_rows_within_the_chunk(tangents, chunk_size, 
     assert hvp_module.bundle_blocks(tangents, chunk_size) == size
 
 
-def test_auto_bundles_only_where_a_bundle_holds_several_blocks(mlp_problem):
-    """With one tangent per block, auto times reverse-bundle (bundles of several blocks) and
-    keeps whichever is faster, its products equal to reverse-block's; with many tangents per
-    block (a bundle of one block) it skips it and says why; a full spectrum (one block) too."""
+def test_auto_bundles_only_where_a_bundle_holds_several_blocks(mlp_problem, monkeypatch):
+    """Where bundles are tried (an accelerator, or a CPU with BUNDLE_ON_CPU): with one tangent
+    per block, auto times reverse-bundle (bundles of several blocks) and keeps whichever is
+    faster, its products equal to reverse-block's; with many tangents per block (a bundle of
+    one block) it skips it and says why; a full spectrum (one block) too. On a CPU by default
+    it is not tried, and says so."""
     model, loss_fn, data = mlp_problem[:3]
     blocks = resolve_blocks(model, None)
+    ones = [torch.ones(1, b.dim, dtype=torch.float64) for b in blocks]
+    default = BlockHVP(model, loss_fn, data, blocks)
+    default(ones)
+    assert default.info()["calibration"]["skipped"]["reverse-bundle"].startswith(
+        "not tried on a CPU (BUNDLE_ON_CPU)")
+    assert default.mode != "reverse-bundle"
+    monkeypatch.setattr(hvp_module, "BUNDLE_ON_CPU", True)
 
     def vectors(m):
         return [torch.randn(m, b.dim, generator=torch.Generator().manual_seed(i),
