@@ -107,11 +107,12 @@ def forward_min_tangents(device: torch.device) -> int:
     return FORWARD_MIN_TANGENTS_CPU if device.type == "cpu" else FORWARD_MIN_TANGENTS
 
 #: ``"reverse-bundle"`` bundles consecutive blocks so that one double backward carries about
-#: this many rows (tangents): :func:`bundle_blocks`. On the benchmark models on a CPU
-#: (``benchmarks/results/floor.md``'s ``bundled(P)`` against ``blocks(P)``), one block's
-#: double backward with one or a few rows is mostly the autograd engine's walk of the graph,
-#: which a bundle shares; with many rows the bundle's zero-padded cross terms cost more than
-#: the walks it saves. ``"auto"`` times it against ``"reverse-block"`` (not measured on a GPU).
+#: this many rows (tangents): :func:`bundle_blocks`. One block's double backward with one or a
+#: few rows is mostly the autograd engine's walk of the graph, which a bundle shares; with many
+#: rows the bundle's zero-padded cross terms cost more than the walks it saves. The size was
+#: chosen on the CPU from bundles of 2, 4 and 8 blocks at 1, 3 and 10 probes on the benchmark
+#: models (not committed); ``benchmarks/results/floor.md`` times this rule's bundles
+#: (``bundled(P)``) against one block at a time (``blocks(P)``). Not measured on a GPU.
 BUNDLE_ROWS = 6
 
 #: Whether ``"auto"`` tries ``"reverse-bundle"`` on a CPU. It does not: on the blockwise cells of
