@@ -12,7 +12,10 @@ benchmarks/runner.py --cell CELL`` prints the row), so each method's peak memory
 :func:`pool_rounds` joins a method's rows from several fresh processes. A row holds the cell,
 the wall seconds of one run (spectrum + density; a short run is repeated, the median kept and
 every run listed, see :data:`REPEAT_BELOW`), the products counted, the time of one gradient,
-the peak memory and its rise, the load average, and each method's largest Ritz values.
+the peak memory and its rise, the load average, and each method's largest Ritz values; a nets
+row also has its mode, graph strategy, time split (``product_s``, ``graph_s``,
+``calibration_s``) and what ``auto`` timed on the first batch in each mode it tried
+(``calibration_modes``, seconds).
 """
 
 from __future__ import annotations
@@ -200,6 +203,8 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
                  **({"first_step_peak_bytes": first_step["peak"]} if first_step else {}),
                  "graphs": info["graph_strategy"], "groups": info.get("lanczos_groups", 1),
                  "budget_bytes": info["max_memory"],
+                 # what auto timed on the first batch, per mode (empty for a forced mode)
+                 "calibration_modes": dict((info.get("calibration") or {}).get("seconds", {})),
                  "top": top}
     elif method == "eigenthings":
         import hessian_eigenthings as he

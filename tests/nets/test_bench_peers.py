@@ -75,6 +75,9 @@ def test_table_has_every_column_and_nets_fills_them(smoke):
             assert 0 < r["product_s"] and 0 <= r["graph_s"] and 0 <= r["calibration_s"]
             assert r["product_s"] + r["graph_s"] + r["calibration_s"] < r["seconds"]
             assert "peak_steady_extra_bytes" not in r  # a GPU's column
+            # auto's per-mode timings on the first batch, the chosen mode among them
+            assert r["mode"] in r["calibration_modes"]
+            assert all(t > 0 for t in r["calibration_modes"].values())
 
 
 def test_time_split_of_a_nets_row(benchmark_script):
