@@ -18,14 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from runner import REPEAT_BELOW, REPEATS
+from runner import REPEAT_BELOW, REPEATS, ROOT
 
 from labkit.atomic import atomic_write_bytes
 
 __all__ = ["MEASURING", "code_version", "generated_by", "machine_note", "publish",
            "read_json", "rounds_note", "saved_rounds"]
 
-ROOT = Path(__file__).resolve().parent.parent
 #: The benchmarks' modules whose code decides a measurement (with ``nets`` and ``labkit``):
 #: a row records their hash (:func:`code_version`).
 MEASURING = ("problems.py", "meters.py", "authors.py", "runner.py")
