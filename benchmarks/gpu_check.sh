@@ -9,14 +9,19 @@
 # 1. peers-gpu.md/.json: nets against hessian-eigenthings (one block at a time) and the authors'
 #    algorithm, blockwise on the GPT-2-small-sized model (bench_peers.py --grid gpu): time, HVPs
 #    per second and the GPU allocator's peak, with the issue's targets;
-# 2. modes-gpu.md: forward-over-reverse against the double backward by tangent count on the GPU
+# 2. cuda-tests.txt: the tests that run only on CUDA (every product mode against the dense
+#    Hessian on the GPU, the GPU spectrum against the CPU's, the peak-memory counter, training);
+# 3. modes-gpu.md: forward-over-reverse against the double backward by tangent count on the GPU
 #    (the measurement behind nets.engine.hvp.FORWARD_MIN_TANGENTS);
-# 3. reorth-gpu.md: reorthogonalization's chunk size on the GPU (behind
+# 4. reorth-gpu.md: reorthogonalization's chunk size on the GPU (behind
 #    nets.engine.lanczos.REORTH_CHUNK_BYTES_ACCELERATOR);
-# 4. peers-gpu-least.md/.json: the same cell with nets at max_memory="least" (one graph at a time:
+# 5. peers-gpu-least.md/.json: the same cell with nets at max_memory="least" (one graph at a time:
 #    the memory target's budget);
-# 5. gpu-check.json: `nets gpu-check` (the GPT-2-small blockwise spectrum and one gpu ladder
+# 6. gpu-check.json: `nets gpu-check` (the GPT-2-small blockwise spectrum and one gpu ladder
 #    point).
+#
+# Each step has a time limit (seconds, the second argument of `step`), sized so that the whole
+# check fits a lent machine's 10-minute command; GPU_CHECK_UNLIMITED=1 lifts them.
 set -uo pipefail
 out=${1:?usage: benchmarks/gpu_check.sh OUT_DIR [PYTHON]}
 py=${2:-python3}
@@ -24,22 +29,31 @@ cd "$(dirname "$0")/.." || exit 2
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 status=0
-step() {  # step NAME COMMAND...: run one measurement, log it, go on after a failure
-    local name=$1; shift
-    echo "== $name: $*"
-    local t0=$SECONDS
-    "$@" || { echo "== $name FAILED (exit $?)"; status=1; }
+step() {  # step NAME LIMIT COMMAND...: run one measurement, log it, go on after a failure
+    local name=$1 limit=$2; shift 2
+    [[ ${GPU_CHECK_UNLIMITED:-0} == 1 ]] && limit=0
+    echo "== $name (limit ${limit} s): $*"
+    local t0=$SECONDS rc=0
+    timeout -k 10 "$limit" "$@" || rc=$?
+    if ((rc == 124 || rc == 137)); then
+        echo "== $name STOPPED at its ${limit} s limit"; status=1
+    elif ((rc != 0)); then
+        echo "== $name FAILED (exit $rc)"; status=1
+    fi
     echo "== $name took $((SECONDS - t0)) s"
 }
 "$py" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
 print('torch', torch.__version__, torch.cuda.get_device_name())" || exit 2
-step peers "$py" benchmarks/bench_peers.py --grid gpu --out "$out/peers-gpu.md" \
+step peers 180 "$py" benchmarks/bench_peers.py --grid gpu --out "$out/peers-gpu.md" \
     --json "$out/peers-gpu.json"
-step modes "$py" benchmarks/bench_modes.py --device cuda --models gpt gpt2-m gpt-gpu \
+step cuda-tests 75 bash -c "set -o pipefail; '$py' -m pytest -q -p no:cacheprovider -k cuda \
+    tests/nets/test_hvp_modes.py tests/nets/test_accuracy.py tests/nets/test_memory.py \
+    tests/nets/test_training_devices.py 2>&1 | tee '$out/cuda-tests.txt'"
+step modes 75 "$py" benchmarks/bench_modes.py --device cuda --models gpt gpt2-m gpt-gpu \
     --tangents 1 2 4 8 16 32 --threads 4 --out "$out/modes-gpu.md"
-step reorth "$py" benchmarks/bench_reorth.py --device cuda --dim $((1 << 26)) \
+step reorth 45 "$py" benchmarks/bench_reorth.py --device cuda --dim $((1 << 26)) \
     --chunks 4 16 64 256 1024 4096 --threads 4 --out "$out/reorth-gpu.md"
-step peers-least "$py" benchmarks/bench_peers.py --grid gpu --max-memory least \
+step peers-least 120 "$py" benchmarks/bench_peers.py --grid gpu --max-memory least \
     --out "$out/peers-gpu-least.md" --json "$out/peers-gpu-least.json"
-step gpu-check bash -c "'$py' -m nets gpu-check --json > '$out/gpu-check.json'"
+step gpu-check 90 bash -c "'$py' -m nets gpu-check --json > '$out/gpu-check.json'"
 exit $status

@@ -129,9 +129,11 @@ def code_version(*scripts: str | Path) -> dict[str, str]:
         scripts: The calling benchmark's own files (its ``__file__``), hashed with the rest.
 
     Returns:
-        ``commit``: git's short hash, ``+changes`` when the measured sources differ from it
-        (``unknown`` outside git); ``code``: a SHA-256 prefix of the sources of ``nets``,
-        ``labkit``, the measuring modules (:data:`MEASURING`) and ``scripts``.
+        ``commit``: git's short hash, ``+changes`` when the measured sources differ from it;
+        outside git (a copy of the working tree sent to a GPU machine) ``$BENCH_COMMIT`` as
+        given, with `` (given)``, else ``unknown``. ``code``: a SHA-256 prefix of the sources
+        of ``nets``, ``labkit``, the measuring modules (:data:`MEASURING`) and ``scripts``,
+        which says whether a given commit's sources are the measured ones.
     """
     here = Path(__file__).resolve().parent
     own = sorted({*(here / m for m in MEASURING), *(Path(s).resolve() for s in scripts)})
@@ -147,5 +149,6 @@ def code_version(*scripts: str | Path) -> dict[str, str]:
                                   *(str(p.relative_to(ROOT)) for p in own)],
                                  capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        head, changed = "unknown", ""
+        given = os.environ.get("BENCH_COMMIT", "").strip()
+        head, changed = (f"{given} (given)" if given else "unknown"), ""
     return {"commit": head + ("+changes" if changed else ""), "code": h.hexdigest()[:12]}

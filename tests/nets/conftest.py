@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import io
 from pathlib import Path
@@ -41,6 +42,25 @@ class TinyAttention(torch.nn.Module):
         q, k, v = h @ self.q.T, h @ self.k.T, h @ self.v.T
         a = torch.softmax(q @ k.transpose(-1, -2) / 2.0, dim=-1)
         return ((a @ v) + h).mean(1) @ self.out.T
+
+
+#: The devices the engine's tests cross their problems with (curvlinops' habit): the CPU
+#: always, CUDA where this machine has it (``benchmarks/gpu_check.sh`` runs them on a GPU).
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Each of :data:`DEVICES` in turn."""
+    return torch.device(request.param)
+
+
+def on_device(model: torch.nn.Module, data: list, device: torch.device):
+    """A copy of ``model`` and of the ``(x, y)`` batches in ``data`` on ``device`` (the
+    session's fixtures stay on the CPU)."""
+    moved = copy.deepcopy(model).to(device)
+    return moved, [(x.to(device), y.to(device)) for x, y in data]
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ from scipy.spatial.distance import jensenshannon
 
 import nets
 
+from .conftest import on_device
+
 
 def _exact_density_js(spec, exact, width=0.05):
     lo, hi = exact.min(), exact.max()
@@ -24,8 +26,9 @@ def _exact_density_js(spec, exact, width=0.05):
 
 
 @pytest.mark.parametrize("problem", ["mlp_problem", "attention_problem"])
-def test_blockwise_extremes_match_dense_reference(problem, request, exact_eigenvalues):
+def test_blockwise_extremes_match_dense_reference(problem, device, request, exact_eigenvalues):
     model, loss_fn, data, _ = request.getfixturevalue(problem)
+    model, data = on_device(model, data, device)
     exact = exact_eigenvalues[problem]
     spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=40, probes=3, seed=3)
     assert set(spectra) == set(exact) == {n for n, _ in model.named_parameters()}
@@ -119,18 +122,35 @@ def test_full_spectrum_matches_dense(attention_problem):
     assert abs(s.nodes.min() - ev[0]) <= 1e-6 * scale
 
 
-def test_float32_model_runs_with_float64_tridiagonal(mlp_problem, exact_eigenvalues):
+def test_float32_model_runs_with_float64_tridiagonal(mlp_problem, device, exact_eigenvalues):
     """HVPs run in the model dtype (float32 here); α, β, nodes are float64 and close."""
-    import copy
-
     model, loss_fn, data, _ = mlp_problem
     exact = exact_eigenvalues["mlp_problem"]
-    m32 = copy.deepcopy(model).float()
-    d32 = [(x.float(), y) for x, y in data]
+    m32, d32 = on_device(model, [(x.float(), y) for x, y in data], device)
+    m32.float()  # the copy: the session's fixture stays float64
     spectra = nets.blockwise_spectrum(m32, loss_fn, d32, lanczos_steps=40, probes=2, seed=0)
     for name, ev in exact.items():
         assert spectra[name].nodes.dtype == np.float64
         assert abs(spectra[name].nodes.max() - ev[-1]) <= 1e-4 * np.abs(ev).max()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("problem", ["mlp_problem", "attention_problem"])
+def test_cuda_spectrum_equals_the_cpu_spectrum(problem, request):
+    """Probes are drawn on the host (independent of the device), so the same seed gives the
+    same Lanczos nodes and weights on a GPU as on the CPU, up to float64 round-off."""
+    model, loss_fn, data, _ = request.getfixturevalue(problem)
+    cpu = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=12, probes=2, seed=4)
+    gpu_model, gpu_data = on_device(model, data, torch.device("cuda"))
+    gpu = nets.blockwise_spectrum(gpu_model, loss_fn, gpu_data, lanczos_steps=12, probes=2,
+                                  seed=4)
+    assert set(gpu) == set(cpu)
+    for name, s in cpu.items():
+        scale = np.abs(s.nodes).max()
+        np.testing.assert_allclose(gpu[name].nodes, s.nodes, rtol=0, atol=1e-9 * scale,
+                                   err_msg=name)
+        np.testing.assert_allclose(gpu[name].weights, s.weights, rtol=0, atol=1e-9,
+                                   err_msg=name)
 
 
 def test_probes_are_reproducible_and_resumable(mlp_problem):

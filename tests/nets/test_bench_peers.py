@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import platform
+import subprocess
 
 import numpy as np
 import pytest
@@ -260,6 +261,16 @@ def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monke
     assert bench.code_version(bench.__file__) == version  # a function of the sources
     # the script itself counts, beside nets, labkit and the measuring modules
     assert bench.code_version()["code"] != version["code"]
+    # outside git (the tree copied to a GPU machine) the commit is the one the caller gives
+    def no_git(args, **kwargs):
+        raise subprocess.CalledProcessError(128, args)
+
+    with monkeypatch.context() as m:
+        m.setattr(subprocess, "run", no_git)
+        m.delenv("BENCH_COMMIT", raising=False)
+        assert bench.code_version(bench.__file__) == {**version, "commit": "unknown"}
+        m.setenv("BENCH_COMMIT", "abc1234")
+        assert bench.code_version(bench.__file__) == {**version, "commit": "abc1234 (given)"}
     out = tmp_path / "rows.json"
     ran, counting = _counting(bench)
     monkeypatch.setattr(bench.runner, "run_cell", counting)

@@ -1,11 +1,13 @@
 """benchmarks/gpu_check.sh (``make gpu-check``): it stops at once without CUDA, and with CUDA it
-runs its five measurements in order, each into the output folder, going on after one fails.
+runs its six steps in order, each into the output folder under a time limit, going on after one
+fails or is stopped.
 
 The GPU itself is not here: a stand-in ``python`` records each command instead of running it
 (and claims CUDA where the script asks), so what is tested is the script's own logic and that
 the commands it runs name grids, models and options that the benchmark scripts know.
 """
 
+import os
 import shlex
 import subprocess
 import sys
@@ -40,27 +42,49 @@ def test_without_cuda_it_stops_before_measuring(tmp_path):
     assert list(out.iterdir()) == []
 
 
-def test_it_runs_the_five_measurements_in_order_into_the_folder(tmp_path, benchmark_script):
+def _stand_in_sleeping(tmp_path: Path, pattern: str, seconds: int) -> Path:
+    """A ``python`` like :func:`_stand_in`'s that sleeps ``seconds`` on calls naming
+    ``pattern``."""
+    py, _ = _stand_in(tmp_path)
+    text = py.read_text().replace("exit 0\n", f'[[ "$*" == *{pattern}* ]] && sleep {seconds}\n'
+                                  "exit 0\n")
+    py.write_text(text)
+    return py
+
+
+def _steps(stdout: str) -> list[str]:
+    return [line.split()[1] for line in stdout.splitlines()
+            if line.startswith("== ") and "(limit" in line]
+
+
+def test_it_runs_the_six_steps_in_order_into_the_folder(tmp_path, benchmark_script):
     py, log = _stand_in(tmp_path)
     out = tmp_path / "out"
     p = subprocess.run(["bash", str(SCRIPT), str(out), str(py)], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+    assert _steps(p.stdout) == ["peers", "cuda-tests", "modes", "reorth", "peers-least",
+                                "gpu-check"]
     calls = log.read_text().splitlines()
     assert calls[0].startswith("-c import torch")  # the CUDA check first
     scripts = [c.split()[0] for c in calls[1:]]
-    assert scripts == ["benchmarks/bench_peers.py", "benchmarks/bench_modes.py",
+    assert scripts == ["benchmarks/bench_peers.py", "-m", "benchmarks/bench_modes.py",
                        "benchmarks/bench_reorth.py", "benchmarks/bench_peers.py", "-m"]
-    assert "--max-memory least" in calls[4]
-    for name in ("peers-gpu.md", "modes-gpu.md", "reorth-gpu.md", "peers-gpu-least.md",
-                 "gpu-check.json"):
+    assert "--max-memory least" in calls[5]
+    for name in ("peers-gpu.md", "cuda-tests.txt", "modes-gpu.md", "reorth-gpu.md",
+                 "peers-gpu-least.md", "gpu-check.json"):
         assert str(out / name) in p.stdout + log.read_text(), name
     # the grid and the models it names exist
     peers = benchmark_script("bench_peers")
     assert calls[1].split()[calls[1].split().index("--grid") + 1] in peers.GRIDS
-    modes_args = calls[2].split()
+    modes_args = calls[3].split()
     models = modes_args[modes_args.index("--models") + 1:modes_args.index("--tangents")]
     assert models and set(models) <= set(benchmark_script("problems").MODELS)
-    assert "nets gpu-check --json" in calls[5]
+    assert "nets gpu-check --json" in calls[6]
+    # the CUDA tests: pytest on test files that exist, selecting the CUDA ones
+    tests = calls[2].split()
+    assert tests[:3] == ["-m", "pytest", "-q"] and tests[tests.index("-k") + 1] == "cuda"
+    files = [a for a in tests if a.startswith("tests/")]
+    assert files and all((ROOT / f).is_file() for f in files)
 
 
 def test_a_failed_measurement_does_not_stop_the_others(tmp_path):
@@ -69,4 +93,26 @@ def test_a_failed_measurement_does_not_stop_the_others(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 1
     assert "== modes FAILED (exit 3)" in p.stdout
-    assert len(log.read_text().splitlines()) == 6  # the check and all five measurements
+    assert len(log.read_text().splitlines()) == 7  # the check and all six steps
+
+
+def test_a_step_past_its_limit_is_stopped_and_the_next_runs(tmp_path):
+    """A step that outlasts its limit is stopped and named; the steps after it run. With
+    GPU_CHECK_UNLIMITED=1 the same step runs to its end."""
+    script = tmp_path / "gpu_check.sh"  # a copy with reorth's limit cut to 1 s
+    text = SCRIPT.read_text()
+    assert "step reorth 45 " in text
+    script.write_text(text.replace("step reorth 45 ", "step reorth 1 ").replace(
+        'cd "$(dirname "$0")/.."', f"cd {shlex.quote(str(ROOT))}"))
+    py = _stand_in_sleeping(tmp_path, "bench_reorth", 5)
+    p = subprocess.run(["bash", str(script), str(tmp_path / "out"), str(py)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1
+    assert "== reorth STOPPED at its 1 s limit" in p.stdout
+    assert _steps(p.stdout)[-2:] == ["peers-least", "gpu-check"]
+    assert "FAILED" not in p.stdout
+    p = subprocess.run(["bash", str(script), str(tmp_path / "out2"), str(py)],
+                       capture_output=True, text=True, env={**os.environ,
+                                                            "GPU_CHECK_UNLIMITED": "1"})
+    assert p.returncode == 0, p.stdout
+    assert "(limit 0 s)" in p.stdout and "STOPPED" not in p.stdout

@@ -27,6 +27,8 @@ from nets.engine.hvp import (
     forward_min_tangents,
 )
 
+from .conftest import on_device
+
 PRODUCT_MODES = [m for m in MODES if m != "auto"]
 
 
@@ -95,24 +97,27 @@ def _with_dense(request, problem: str):
 
 @pytest.mark.parametrize("problem", ["mlp_problem", "attention_problem", "sdpa_problem"])
 @pytest.mark.parametrize("mode", [*PRODUCT_MODES, "auto"])
-def test_every_mode_matches_dense_hessian_blocks(problem, mode, request, monkeypatch):
+def test_every_mode_matches_dense_hessian_blocks(problem, mode, device, request, monkeypatch):
     # auto times every mode here: forward-over-reverse too, however few the tangents, and
     # reverse-bundle with several blocks per bundle, however many rows (an identity per block)
     monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS_CPU", 1)
+    monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS", 1)
     monkeypatch.setattr(hvp_module, "BUNDLE_ROWS", 10**4)
     monkeypatch.setattr(hvp_module, "BUNDLE_ON_CPU", True)
     model, loss_fn, data, h, names, offsets = _with_dense(request, problem)
+    model, data = on_device(model, data, device)  # the reference stays the CPU's
     blocks = resolve_blocks(model, None)
     op = BlockHVP(model, loss_fn, data, blocks, mode=mode)
-    eyes = [torch.eye(b.dim, dtype=torch.float64) for b in blocks]
+    eyes = [torch.eye(b.dim, dtype=torch.float64, device=device) for b in blocks]
     for _ in range(2):  # the second call reuses kept graphs
         out = op(eyes)
         for b, o in zip(blocks, out, strict=True):
+            assert o.device == device
             i = names.index(b.name)
             ref = h[offsets[i]:offsets[i + 1], offsets[i]:offsets[i + 1]]
             scale = np.abs(h).max()
-            np.testing.assert_allclose(o.numpy(), ref, rtol=0, atol=1e-11 * scale,
-                                       err_msg=f"{mode} {b.name}")
+            np.testing.assert_allclose(o.cpu().numpy(), ref, rtol=0, atol=1e-11 * scale,
+                                       err_msg=f"{mode} {b.name} on {device}")
     info = op.info()
     assert info["hvp_mode"] in PRODUCT_MODES
     assert info["products"] == 2 * sum(b.dim for b in blocks)
@@ -198,8 +203,9 @@ def test_auto_skips_the_zero_padded_modes_with_one_tangent_per_product(mlp_probl
             torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
 
 
-def test_full_spectrum_same_in_every_mode(sdpa_problem):
+def test_full_spectrum_same_in_every_mode(sdpa_problem, device):
     model, loss_fn, data = sdpa_problem
+    model, data = on_device(model, data, device)
     runs = {m: nets.full_spectrum(model, loss_fn, data, lanczos_steps=12, probes=2, mode=m)
             for m in PRODUCT_MODES}
     ref = runs["forward"]

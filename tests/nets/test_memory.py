@@ -13,6 +13,8 @@ from nets.engine.hvp import BlockHVP
 from nets.engine.memory import SavedBytes, retained_bytes
 from nets.engine.products import gradient_graph
 
+from .conftest import on_device
+
 
 def _both(model, loss_fn, batch) -> tuple[int | None, int]:
     """``(retained_bytes, SavedBytes)`` of one batch's gradient graph w.r.t. every parameter."""
@@ -159,13 +161,12 @@ def test_operator_measures_by_hooks_where_the_walk_cannot_read(mlp_problem, monk
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_a_nets_call_leaves_the_callers_gpu_peak(mlp_problem):
+def test_a_nets_call_leaves_the_callers_cuda_peak(mlp_problem):
     """nets never resets CUDA's peak counter: a peak the caller set before a call is still
     there after it, and the call's reported peak (the same counter) covers it."""
     dev = torch.device("cuda")
     model, loss_fn, data, _ = mlp_problem
-    model = model.to(dev)
-    data = [(x.to(dev), y.to(dev)) for x, y in data]
+    model, data = on_device(model, data, dev)  # copies: the session's fixture stays on the CPU
     torch.cuda.reset_peak_memory_stats(dev)
     big = torch.empty(256 * 2**20, dtype=torch.uint8, device=dev)
     del big
