@@ -136,3 +136,28 @@ def test_bad_options_are_refused(bench):
         bench.main(["--resume"])
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
         bench.main(["--rounds", "0"])
+
+
+def test_device_and_blocks_reach_every_measured_cell(bench, monkeypatch):
+    """--device and --blocks (names, or gpu-check: the blocks of `nets gpu-check`) go into
+    every cell measured, the peer's and each budget's, and into the report's command."""
+    seen = []
+
+    def measure(run, in_process=False):
+        seen.append(run)
+        return _row(2.0, 10, budget_bytes=MIB, hvps=1)
+
+    monkeypatch.setattr(bench.runner, "measure", measure)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        bench.main(["--model", "gpt-gpu", "--device", "cuda", "--blocks", "gpu-check",
+                    "--budgets", "default,least"])
+    assert len(seen) == 3
+    assert all(c["device"] == "cuda" and c["block_names"] == list(bench.GPT_BLOCKS)
+               for c in seen)
+    assert "--device cuda --blocks gpu-check" in buf.getvalue()
+    seen.clear()
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench.main(["--model", "mlp-xs", "--blocks", "a.weight, b.bias", "--budgets", "least"])
+    assert [c["block_names"] for c in seen] == [["a.weight", "b.bias"]] * 2
+    assert all("device" not in c for c in seen)  # the CPU: the cell as the grid's
