@@ -129,11 +129,12 @@ def code_version(*scripts: str | Path) -> dict[str, str]:
         scripts: The calling benchmark's own files (its ``__file__``), hashed with the rest.
 
     Returns:
-        ``commit``: git's short hash, ``+changes`` when the measured sources differ from it;
-        outside git (a copy of the working tree sent to a GPU machine) ``$BENCH_COMMIT`` as
-        given, with `` (given)``, else ``unknown``. ``code``: a SHA-256 prefix of the sources
-        of ``nets``, ``labkit``, the measuring modules (:data:`MEASURING`) and ``scripts``,
-        which says whether a given commit's sources are the measured ones.
+        ``commit``: ``$BENCH_COMMIT`` with `` (given)`` where the caller sets it (a copy of
+        the working tree sent to a GPU machine may carry a ``.git`` older than its files, as
+        the device copies did in session 22), else git's short hash, ``+changes`` when the
+        measured sources differ from it, ``unknown`` outside git. ``code``: a SHA-256 prefix
+        of the sources of ``nets``, ``labkit``, the measuring modules (:data:`MEASURING`) and
+        ``scripts``, which says whether a commit's sources are the measured ones.
     """
     here = Path(__file__).resolve().parent
     own = sorted({*(here / m for m in MEASURING), *(Path(s).resolve() for s in scripts)})
@@ -141,6 +142,9 @@ def code_version(*scripts: str | Path) -> dict[str, str]:
     h = hashlib.sha256()
     for path in paths:
         h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    given = os.environ.get("BENCH_COMMIT", "").strip()
+    if given:
+        return {"commit": f"{given} (given)", "code": h.hexdigest()[:12]}
     git = ["git", "-C", str(ROOT)]
     try:
         head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -149,6 +153,5 @@ def code_version(*scripts: str | Path) -> dict[str, str]:
                                   *(str(p.relative_to(ROOT)) for p in own)],
                                  capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        given = os.environ.get("BENCH_COMMIT", "").strip()
-        head, changed = (f"{given} (given)" if given else "unknown"), ""
+        head, changed = "unknown", ""
     return {"commit": head + ("+changes" if changed else ""), "code": h.hexdigest()[:12]}

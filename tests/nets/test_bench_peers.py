@@ -261,16 +261,18 @@ def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monke
     assert bench.code_version(bench.__file__) == version  # a function of the sources
     # the script itself counts, beside nets, labkit and the measuring modules
     assert bench.code_version()["code"] != version["code"]
-    # outside git (the tree copied to a GPU machine) the commit is the one the caller gives
+    # a commit the caller gives wins over git's (a copy sent to a GPU machine may carry a stale
+    # .git); outside git without one, the commit is unknown
     def no_git(args, **kwargs):
         raise subprocess.CalledProcessError(128, args)
 
     with monkeypatch.context() as m:
-        m.setattr(subprocess, "run", no_git)
-        m.delenv("BENCH_COMMIT", raising=False)
-        assert bench.code_version(bench.__file__) == {**version, "commit": "unknown"}
         m.setenv("BENCH_COMMIT", "abc1234")
         assert bench.code_version(bench.__file__) == {**version, "commit": "abc1234 (given)"}
+        m.setattr(subprocess, "run", no_git)
+        assert bench.code_version(bench.__file__) == {**version, "commit": "abc1234 (given)"}
+        m.delenv("BENCH_COMMIT")
+        assert bench.code_version(bench.__file__) == {**version, "commit": "unknown"}
     out = tmp_path / "rows.json"
     ran, counting = _counting(bench)
     monkeypatch.setattr(bench.runner, "run_cell", counting)
