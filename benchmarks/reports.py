@@ -130,11 +130,11 @@ def code_version(*scripts: str | Path) -> dict[str, str]:
 
     Returns:
         ``commit``: ``$BENCH_COMMIT`` with `` (given)`` where the caller sets it (a copy of
-        the working tree sent to a GPU machine may carry a ``.git`` older than its files, as
-        the device copies did in session 22), else git's short hash, ``+changes`` when the
-        measured sources differ from it, ``unknown`` outside git. ``code``: a SHA-256 prefix
-        of the sources of ``nets``, ``labkit``, the measuring modules (:data:`MEASURING`) and
-        ``scripts``, which says whether a commit's sources are the measured ones.
+        the working tree sent to a GPU machine may carry a ``.git`` older than its files),
+        else git's short hash, ``+changes`` when the measured sources differ from it,
+        ``unknown`` outside git. ``code``: a SHA-256 prefix of the sources of ``nets``,
+        ``labkit``, the measuring modules (:data:`MEASURING`) and ``scripts``, which says
+        whether a commit's sources are the measured ones.
     """
     here = Path(__file__).resolve().parent
     own = sorted({*(here / m for m in MEASURING), *(Path(s).resolve() for s in scripts)})

@@ -80,8 +80,12 @@ MODES = ("auto", "forward", "reverse", "reverse-block", "reverse-bundle")
 LEAST = "least"
 
 #: ``auto`` tries forward-over-reverse on an accelerator only from this many stacked tangents
-#: on (a guess: not measured on a GPU yet; ``make gpu-check`` measures it,
-#: ``bench_modes.py --device cuda``).
+#: on. Measured on an NVIDIA H200 on the GPT-2-small-sized model
+#: (``benchmarks/results/modes-gpu.md``, ``bench_modes.py --device cuda``, run by
+#: ``make gpu-check``): below it forward-over-reverse is the slower product, warm and first
+#: call alike; from it on the two are close and either may win, so the calibration decides
+#: (the same rule as :data:`FORWARD_MIN_TANGENTS_CPU`'s). One model only: the others of
+#: ``modes.md`` were not measured on the GPU.
 FORWARD_MIN_TANGENTS = 8
 
 #: ... and on a CPU only from this many: below it forward-over-reverse is the slower warm
@@ -120,8 +124,9 @@ BUNDLE_ROWS = 6
 #: were from within noise to a fifth faster, and the peak rise up to twice as high (a bundle's
 #: double backward holds its rows' buffers at once), against a memory target already missed at
 #: the default budget. Forced (``mode="reverse-bundle"``) it runs on a CPU; on an accelerator
-#: ``"auto"`` tries it, where batching rows is what the hardware is for (to be measured by
-#: ``make gpu-check``).
+#: ``"auto"`` tries it, where batching rows is what the hardware is for. On the GPU check's
+#: cell (``benchmarks/results/peers-gpu.json``'s ``calibration_modes``, an NVIDIA H200) the
+#: zero-padded ``"reverse"`` beat it and one block at a time both, at the default budget.
 BUNDLE_ON_CPU = False
 
 
@@ -266,8 +271,9 @@ class BlockHVP:
     it against the other budgets and a one-block-at-a-time peer). The Lanczos vectors are
     bounded by the same budget (:meth:`vector_budget`).
     Stacked tangents are processed ``chunk_size`` at a time, by default as many as the rest of
-    the budget (after the held graphs) allows at one graph's size plus one parameter copy per
-    tangent.
+    the budget allows at one graph's size plus one parameter copy per tangent, the rest being
+    what the held graphs and the Lanczos vectors' most (:meth:`vector_budget`'s ``limit``)
+    leave: so graphs, tangents and vectors together stay within ``max_memory``.
     Attention runs on PyTorch's math kernel (``sdpa_kernel([SDPBackend.MATH])``): fused
     ``scaled_dot_product_attention`` kernels have neither forward-mode AD nor double backward.
 
@@ -580,7 +586,8 @@ class BlockHVP:
         if self._least:
             self.max_memory = self._least_bytes([batch_size(y) for _, y, _ in self.data])
         self.graph_strategy, held = self._strategy()
-        least = held + self._per_tangent()
+        per_tangent = self._per_tangent()
+        least = held + per_tangent
         if self._budget_given and least > self.max_memory:
             warnings.warn(f"max_memory={self.max_memory} bytes is below the least these products "
                           f"run in: one batch's gradient graph and one tangent, about {least} "
@@ -588,7 +595,9 @@ class BlockHVP:
                           "tangent at a time, over the budget. Pass max_memory >= "
                           f"{least}, or smaller batches", UserWarning, stacklevel=3)
         if self.chunk_size is None:  # not given by the caller
-            self.chunk_size = max(1, max(self.max_memory - held, 0) // self._per_tangent())
+            rest = max(self.max_memory - held, 0)
+            vectors = self._vector_room(self.graph_strategy, held)[0]  # their most
+            self.chunk_size = max(1, (rest - vectors) // per_tangent)
 
     def _least_bytes(self, samples: Sequence[int]) -> int:
         """The least the products run in over batches of ``samples`` samples: the largest
@@ -620,7 +629,8 @@ class BlockHVP:
         therefore runs the blocks in groups, and a block's probes in chunks, within:
 
         * ``limit``: half of what ``max_memory`` leaves after the graphs held at once (the
-          other half is room for stacked tangents). Probes are split only to meet it.
+          other half is room for stacked tangents, :meth:`_plan`). Probes are split only to
+          meet it.
         * ``lean``: with the default budget while every graph is kept (``"keep-all"``), whole
           blocks are grouped so that their vectors
           (:func:`nets.engine.groups.lanczos_probe_bytes`) take no more than half those
@@ -637,6 +647,11 @@ class BlockHVP:
             graph is measured the graphs are not counted and ``lean`` is ``None``.
         """
         strategy, held = self._strategy() if self.graph_bytes else ("unknown", 0)
+        return self._vector_room(strategy, held)
+
+    def _vector_room(self, strategy: str, held: int) -> tuple[int, int | None]:
+        """:meth:`vector_budget`'s ``(limit, lean)`` for graph strategy ``strategy`` holding
+        ``held`` bytes of graphs at once; the stacked tangents get the rest (:meth:`_plan`)."""
         limit = max(self.max_memory - held, 0) // 2
         lean = (int(held * LEAN_SHARE) if strategy == "keep-all" and not self._budget_given
                 else None)

@@ -50,8 +50,10 @@ __all__ = ["REORTH_CHUNK_BYTES", "REORTH_CHUNK_BYTES_ACCELERATOR", "REORTH_ETA",
 #: chunk sizes (``benchmarks/results/reorth.md``, ``make bench-reorth``).
 REORTH_CHUNK_BYTES = 4 << 20
 #: The same on other devices, where no cache is to be kept and each chunk costs kernel
-#: launches: larger, so that a chunk's products are long against a launch (a guess: no GPU was
-#: available when it was set; ``make gpu-check`` measures it, ``bench_reorth.py --device cuda``).
+#: launches: larger, so that a chunk's products are long against a launch. Measured on an
+#: NVIDIA H200 (``benchmarks/results/reorth-gpu.md``, ``bench_reorth.py --device cuda``, run by
+#: ``make gpu-check``): the fastest of the sizes tried there, the smaller ones and the next
+#: larger one slower.
 REORTH_CHUNK_BYTES_ACCELERATOR = 256 << 20
 
 

@@ -840,3 +840,26 @@ def test_auto_bundles_only_where_a_bundle_holds_several_blocks(mlp_problem, monk
     full([torch.ones(1, whole[0].dim, dtype=torch.float64)])
     assert full.info()["calibration"]["skipped"]["reverse-bundle"] == (
         "one block: nothing to bundle")
+
+
+@pytest.mark.parametrize("tangents_room", [2, 4, 9])
+def test_graphs_tangents_and_vectors_share_a_given_budget(mlp_problem, tangents_room):
+    """With a given budget the held graphs, the stacked tangents (``chunk_size`` of them, each
+    a graph plus a parameter copy) and the Lanczos vectors' most (``vector_budget``'s limit)
+    add up to no more than ``max_memory``: the tangents get the half of the rest the vectors do
+    not. (Sizing the tangents on the whole rest counted the vectors' half twice: the GPU
+    check's peaks rose up to half as much again as their budgets.)"""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    probe = BlockHVP(model, loss_fn, data, blocks, mode="reverse")
+    per_tangent = probe._per_tangent()
+    held = sum(probe._graph_bytes(i) for i in range(len(data)))  # every graph kept
+    budget = held + tangents_room * per_tangent
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse", max_memory=budget)
+    op([torch.zeros(1, b.dim, dtype=torch.float64) for b in blocks])
+    assert op.graph_strategy == "keep-all"
+    limit, lean = op.vector_budget()
+    assert lean is None  # a given budget: no lean packing
+    assert limit == (budget - held) // 2
+    assert op.chunk_size == max(1, (budget - held - limit) // per_tangent)
+    assert held + op.chunk_size * per_tangent + limit <= budget  # room >= 2: one tangent fits
