@@ -11,17 +11,19 @@
 #    per second and the GPU allocator's peak, with the issue's targets;
 # 2. cuda-tests.txt: the tests that run only on CUDA (every product mode against the dense
 #    Hessian on the GPU, the GPU spectrum against the CPU's, the peak-memory counter, training);
-# 3. modes-gpu.md: forward-over-reverse against the double backward by tangent count on the GPU
-#    (the measurement behind nets.engine.hvp.FORWARD_MIN_TANGENTS);
-# 4. reorth-gpu.md: reorthogonalization's chunk size on the GPU (behind
+# 3. memory-gpu.md/.json: the same cell's memory against speed (bench_memory.py): nets at the
+#    least budget and two fixed ones against hessian-eigenthings, the two blockwise targets that
+#    pull against each other;
+# 4. modes-gpu.md: forward-over-reverse against the double backward by tangent count on the
+#    GPU-check model (the measurement behind nets.engine.hvp.FORWARD_MIN_TANGENTS);
+# 5. reorth-gpu.md: reorthogonalization's chunk size on the GPU (behind
 #    nets.engine.lanczos.REORTH_CHUNK_BYTES_ACCELERATOR);
-# 5. peers-gpu-least.md/.json: the same cell with nets at max_memory="least" (one graph at a time:
-#    the memory target's budget);
 # 6. gpu-check.json: `nets gpu-check` (the GPT-2-small blockwise spectrum and one gpu ladder
 #    point).
 #
-# Each step has a time limit (seconds, the second argument of `step`), sized so that the whole
-# check fits a lent machine's 10-minute command; GPU_CHECK_UNLIMITED=1 lifts them.
+# Each step has a time limit (seconds, the second argument of `step`), sized from the steps'
+# times on an H200 so that the whole check fits a lent machine's 10-minute command;
+# GPU_CHECK_UNLIMITED=1 lifts them. Eight files in all (a lent machine returns at most eight).
 set -uo pipefail
 out=${1:?usage: benchmarks/gpu_check.sh OUT_DIR [PYTHON]}
 py=${2:-python3}
@@ -44,16 +46,16 @@ step() {  # step NAME LIMIT COMMAND...: run one measurement, log it, go on after
 }
 "$py" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
 print('torch', torch.__version__, torch.cuda.get_device_name())" || exit 2
-step peers 180 "$py" benchmarks/bench_peers.py --grid gpu --out "$out/peers-gpu.md" \
+step peers 120 "$py" benchmarks/bench_peers.py --grid gpu --out "$out/peers-gpu.md" \
     --json "$out/peers-gpu.json"
-step cuda-tests 75 bash -c "set -o pipefail; '$py' -m pytest -q -p no:cacheprovider -k cuda \
+step cuda-tests 45 bash -c "set -o pipefail; '$py' -m pytest -q -p no:cacheprovider -k cuda \
     tests/nets/test_hvp_modes.py tests/nets/test_accuracy.py tests/nets/test_memory.py \
     tests/nets/test_training_devices.py 2>&1 | tee '$out/cuda-tests.txt'"
-step modes 75 "$py" benchmarks/bench_modes.py --device cuda --models gpt gpt2-m gpt-gpu \
-    --tangents 1 2 4 8 16 32 --threads 4 --out "$out/modes-gpu.md"
-step reorth 45 "$py" benchmarks/bench_reorth.py --device cuda --dim $((1 << 26)) \
-    --chunks 4 16 64 256 1024 4096 --threads 4 --out "$out/reorth-gpu.md"
-step peers-least 120 "$py" benchmarks/bench_peers.py --grid gpu --max-memory least \
-    --out "$out/peers-gpu-least.md" --json "$out/peers-gpu-least.json"
-step gpu-check 90 bash -c "'$py' -m nets gpu-check --json > '$out/gpu-check.json'"
+step memory 160 "$py" benchmarks/bench_memory.py --model gpt-gpu --device cuda --blocks gpu-check \
+    --threads 4 --budgets least,2048,4096 --json "$out/memory-gpu.json" --out "$out/memory-gpu.md"
+step modes 100 "$py" benchmarks/bench_modes.py --device cuda --models gpt-gpu \
+    --tangents 1 4 8 16 32 --threads 4 --out "$out/modes-gpu.md"
+step reorth 45 "$py" benchmarks/bench_reorth.py --device cuda --dim $((1 << 24)) \
+    --chunks 4 16 64 256 1024 --threads 4 --out "$out/reorth-gpu.md"
+step gpu-check 70 bash -c "'$py' -m nets gpu-check --json > '$out/gpu-check.json'"
 exit $status

@@ -62,21 +62,26 @@ def test_it_runs_the_six_steps_in_order_into_the_folder(tmp_path, benchmark_scri
     out = tmp_path / "out"
     p = subprocess.run(["bash", str(SCRIPT), str(out), str(py)], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert _steps(p.stdout) == ["peers", "cuda-tests", "modes", "reorth", "peers-least",
-                                "gpu-check"]
+    assert _steps(p.stdout) == ["peers", "cuda-tests", "memory", "modes", "reorth", "gpu-check"]
     calls = log.read_text().splitlines()
     assert calls[0].startswith("-c import torch")  # the CUDA check first
     scripts = [c.split()[0] for c in calls[1:]]
-    assert scripts == ["benchmarks/bench_peers.py", "-m", "benchmarks/bench_modes.py",
-                       "benchmarks/bench_reorth.py", "benchmarks/bench_peers.py", "-m"]
-    assert "--max-memory least" in calls[5]
-    for name in ("peers-gpu.md", "cuda-tests.txt", "modes-gpu.md", "reorth-gpu.md",
-                 "peers-gpu-least.md", "gpu-check.json"):
+    assert scripts == ["benchmarks/bench_peers.py", "-m", "benchmarks/bench_memory.py",
+                       "benchmarks/bench_modes.py", "benchmarks/bench_reorth.py", "-m"]
+    names = ("peers-gpu.md", "peers-gpu.json", "cuda-tests.txt", "memory-gpu.md",
+             "memory-gpu.json", "modes-gpu.md", "reorth-gpu.md", "gpu-check.json")
+    for name in names:
         assert str(out / name) in p.stdout + log.read_text(), name
-    # the grid and the models it names exist
+    assert len(names) <= 8  # what a lent machine returns
+    # the grid, the models, the budgets and the blocks it names exist
     peers = benchmark_script("bench_peers")
     assert calls[1].split()[calls[1].split().index("--grid") + 1] in peers.GRIDS
-    modes_args = calls[3].split()
+    memory = calls[3].split()
+    assert memory[memory.index("--model") + 1] == peers.GRIDS["gpu"]["models"][0]
+    assert memory[memory.index("--blocks") + 1] == "gpu-check"
+    assert "least" in benchmark_script("bench_memory").parse_budgets(
+        memory[memory.index("--budgets") + 1])
+    modes_args = calls[4].split()
     models = modes_args[modes_args.index("--models") + 1:modes_args.index("--tangents")]
     assert models and set(models) <= set(benchmark_script("problems").MODELS)
     assert "nets gpu-check --json" in calls[6]
@@ -85,6 +90,15 @@ def test_it_runs_the_six_steps_in_order_into_the_folder(tmp_path, benchmark_scri
     assert tests[:3] == ["-m", "pytest", "-q"] and tests[tests.index("-k") + 1] == "cuda"
     files = [a for a in tests if a.startswith("tests/")]
     assert files and all((ROOT / f).is_file() for f in files)
+
+
+def test_the_step_limits_fit_a_lent_machines_command():
+    """A lent GPU machine runs one command for at most 10 minutes: the steps' limits leave a
+    minute of it for installing the wheels and the CUDA check."""
+    limits = [int(line.split()[2]) for line in SCRIPT.read_text().splitlines()
+              if line.startswith("step ")]
+    assert len(limits) == 6 and all(n > 0 for n in limits)
+    assert sum(limits) <= 540
 
 
 def test_a_failed_measurement_does_not_stop_the_others(tmp_path):
@@ -109,7 +123,8 @@ def test_a_step_past_its_limit_is_stopped_and_the_next_runs(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 1
     assert "== reorth STOPPED at its 1 s limit" in p.stdout
-    assert _steps(p.stdout)[-2:] == ["peers-least", "gpu-check"]
+    assert _steps(p.stdout)[-2:] == ["reorth", "gpu-check"]  # the step after it ran
+    assert "== gpu-check took" in p.stdout
     assert "FAILED" not in p.stdout
     p = subprocess.run(["bash", str(script), str(tmp_path / "out2"), str(py)],
                        capture_output=True, text=True, env={**os.environ,
