@@ -64,6 +64,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from meters import gradient_seconds  # noqa: E402
 from problems import load  # noqa: E402
 from reports import machine_note  # noqa: E402
+from verdicts import check_same  # noqa: E402
 
 import nets  # noqa: E402
 from labkit.atomic import atomic_write_bytes  # noqa: E402
@@ -195,16 +196,6 @@ def derive(rows: list[dict]) -> list[dict]:
             r[f"x_eig_{k}"] = None if base is None else k * r["P"] * (
                 r["build_ms"] + base["full_ms"]) / (r["build_ms"] + k * r["full_ms"])
     return rows
-
-
-def check_same(ref: list[torch.Tensor], got: list[torch.Tensor], label: str) -> None:
-    """Raise unless ``got`` equals ``ref`` to round-off (relative to the largest product)."""
-    scale = max(float(r.abs().max()) for r in ref)
-    err = max(float((a - b).abs().max()) for a, b in zip(got, ref, strict=True))
-    tol = 10 * torch.finfo(ref[0].dtype).eps ** 0.5 * scale
-    if not err <= tol:
-        raise RuntimeError(f"{label} products differ from the per-block ones by {err:.1e} "
-                           f"(tolerance {tol:.1e}): the timings would not be of the same numbers")
 
 
 def main(argv: list[str] | None = None) -> None:

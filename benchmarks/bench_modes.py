@@ -37,7 +37,7 @@ import meters
 import problems
 import reports
 import runner
-from bench_floor import check_same
+from verdicts import check_same
 
 import nets
 from labkit.atomic import atomic_write_bytes

@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 #: A timing that a row holds as a median over runs, and the key of its runs' values.
 RUNS_OF = {"seconds": "runs", "lanczos_s": "lanczos_runs", "product_s": "product_runs",
@@ -149,3 +150,25 @@ def paired_ratios(new: dict, old: dict) -> dict:
     memory = new["peak_extra_bytes"] / max(old["peak_extra_bytes"], 1)
     return {"speed": speed, "speed_lo": lo, "speed_hi": hi, "memory": memory,
             "speed_verdict": verdict(speed, lo, hi, 1.0, higher=True)}
+
+
+def check_same(ref: list[torch.Tensor], got: list[torch.Tensor], label: str) -> None:
+    """Raise unless ``got`` equals ``ref`` to round-off (relative to the largest product): the
+    rule under every timing that compares two ways of computing the same products
+    (``bench_floor.py``, ``bench_modes.py``), so that a faster way is never a wrong one.
+
+    Args:
+        ref: The reference products.
+        got: The same products computed another way, in the same order and shapes.
+        label: What ``got`` is, for the error.
+
+    Raises:
+        RuntimeError: ``got`` differs from ``ref`` by more than ``10·√eps`` of the largest
+            reference entry (``eps`` of the reference's dtype).
+    """
+    scale = max(float(r.abs().max()) for r in ref)
+    err = max(float((a - b).abs().max()) for a, b in zip(got, ref, strict=True))
+    tol = 10 * torch.finfo(ref[0].dtype).eps ** 0.5 * scale
+    if not err <= tol:
+        raise RuntimeError(f"{label} products differ from the per-block ones by {err:.1e} "
+                           f"(tolerance {tol:.1e}): the timings would not be of the same numbers")

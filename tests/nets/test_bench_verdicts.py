@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -137,3 +138,13 @@ def test_median_interval_is_the_sign_tests(benchmark_script, n, k):
     assert (v, lo, hi) == (float(np.median(runs)), runs[k - 1], runs[-k])
     with pytest.raises(ValueError, match="non-empty"):
         bench.median_interval([])
+
+
+def test_products_that_disagree_are_not_timed(benchmark_script):
+    """check_same passes round-off (relative to the largest product) and refuses a product
+    that differs beyond it, naming what differs."""
+    verdicts = benchmark_script("verdicts")
+    ref = [torch.tensor([1.0, -2.0]), torch.tensor([4.0])]
+    verdicts.check_same(ref, [r * (1 + 1e-6) for r in ref], "round-off")
+    with pytest.raises(RuntimeError, match="bundled products differ"):
+        verdicts.check_same(ref, [ref[0], torch.tensor([4.1])], "bundled")
