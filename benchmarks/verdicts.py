@@ -9,7 +9,8 @@ medians with the Hodges–Lehmann interval of the rank-sum test on log times
 of it (:func:`verdict`): the machine's noise cannot flip a verdict, it makes it ``within noise``.
 ``bench_peers.py``, ``bench_memory.py``, ``bench_groups.py`` and ``bench_ab.py`` judge their
 targets with these rules; ``tests/nets/test_bench_verdicts.py`` tests each outcome on hand-set
-inputs.
+inputs. Under the timings of two ways to the same products (``bench_floor.py``,
+``bench_modes.py``) lies one more rule, :func:`check_same`: they must agree to round-off.
 """
 
 from __future__ import annotations
