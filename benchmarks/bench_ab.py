@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +45,6 @@ if os.environ.get(CODE_ENV):  # a measuring process: that version's packages, im
     for _name in PACKAGES:
         importlib.import_module(_name)
 
-import meters  # noqa: E402
 import problems  # noqa: E402
 import reports  # noqa: E402
 import runner  # noqa: E402
@@ -98,7 +96,8 @@ def run_lanczos(cell: dict) -> dict:
     """Lanczos alone (``nets.lanczos``, then ``nets.gauss_quadrature``) on a diagonal operator
     of the model's dimension and dtype with entries uniform in [0, 1), ``probes`` float32 start
     vectors and ``steps`` steps: the engine's arithmetic without the model's products. Timed
-    and repeated as :func:`runner.run_cell` times a spectrum; the same row fields."""
+    and repeated by :func:`runner.repeat`, as :func:`runner.run_cell` times a spectrum; the
+    same row fields."""
     load_avg = os.getloadavg()[0]
     torch.set_num_threads(cell["threads"])
     model = problems.load(cell["model"])[0]
@@ -111,19 +110,16 @@ def run_lanczos(cell: dict) -> dict:
     def matvec(vectors):
         return [None if v is None else v * diagonal for v in vectors]
 
-    rss0 = meters.rss_now()
-    runs: list[float] = []
-    while not runs or (len(runs) < runner.REPEATS and runs[0] < runner.REPEAT_BELOW):
-        t0 = time.perf_counter()
+    def once() -> dict:
         (run,) = nets.lanczos(matvec, [start], cell["steps"])
         nodes, _ = nets.gauss_quadrature(run)
-        runs.append(time.perf_counter() - t0)
-        if len(runs) == 1:  # the first run's peak, as runner.run_cell counts it
-            peak = meters.peak_rss()
-    return {**cell, "load": load_avg, "seconds": float(np.median(runs)), "runs": runs,
-            "peak_bytes": peak, "peak_extra_bytes": max(peak - rss0, 0),
-            "peak_all_bytes": meters.peak_rss(), "params": d,
-            "top": {"full": float(nodes.max())}}
+        return {"top": {"full": float(nodes.max())}}
+
+    done = runner.repeat(once, torch.device("cpu"))
+    return {**cell, "load": load_avg, "seconds": float(np.median(done.runs)), "runs": done.runs,
+            "peak_bytes": done.first_peak,
+            "peak_extra_bytes": max(done.first_peak - done.before, 0),
+            "peak_all_bytes": done.every_peak, "params": d, **done.extras[-1]}
 
 
 def extract(rev: str, dest: Path) -> str:

@@ -26,7 +26,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -43,8 +45,8 @@ from verdicts import RUNS_OF  # noqa: E402
 
 import nets  # noqa: E402
 
-__all__ = ["REPEATS", "REPEAT_BELOW", "measure", "measure_in", "pool_rounds", "run_cell",
-           "run_script"]
+__all__ = ["REPEATS", "REPEAT_BELOW", "Repeated", "measure", "measure_in", "pool_rounds",
+           "repeat", "run_cell", "run_script"]
 
 #: Runs shorter than this (seconds) are repeated: their timings are mostly the machine's noise.
 REPEAT_BELOW = 3.0
@@ -81,6 +83,61 @@ def pool_rounds(rows: list[dict]) -> dict:
     row["loads"] = [r["load"] for r in rows]
     row["rounds"] = len(rows)
     return row
+
+
+class Repeated(NamedTuple):
+    """The runs of one timed callable (:func:`repeat`).
+
+    Attributes:
+        runs: Each run's wall seconds (GPU work included).
+        extras: What each run returned.
+        before: Memory in use before the first run (bytes).
+        first_peak: The first run's peak (a nets run on a GPU: the larger of its first step's
+            and the reading after it).
+        steady: The peak read after the first run (on a GPU, nets' peak after its first step).
+        every_peak: The peak over every run.
+    """
+
+    runs: list[float]
+    extras: list[dict]
+    before: int
+    first_peak: int
+    steady: int
+    every_peak: int
+
+
+def repeat(run: Callable[[], dict], device: torch.device) -> Repeated:
+    """Time ``run()`` on ``device`` as every row is timed: once, and again while the first run
+    took under :data:`REPEAT_BELOW` seconds, :data:`REPEATS` runs in all; the memory meters of
+    :func:`meters.memory_meters` read around them.
+
+    Args:
+        run: One run; returns what it reports besides its time (a nets run on a GPU may give
+            ``first_step_peak_bytes``, its peak at its first step, read before it reset the
+            counter).
+        device: Where the run's work is (a GPU's queue is waited for before a run is timed).
+
+    Returns:
+        The runs, their reports and the memory readings.
+    """
+    now, peak = meters.memory_meters(device)  # a GPU's peak counts from here: the runs alone
+    before = now()
+    runs: list[float] = []
+    extras: list[dict] = []
+    every_peak = first_peak = steady = 0
+    while not runs or (len(runs) < REPEATS and runs[0] < REPEAT_BELOW):
+        t0 = time.perf_counter()
+        extras.append(run())
+        meters.synchronize(device)
+        runs.append(time.perf_counter() - t0)
+        # nets on a GPU: its first step's peak was read (and the counter reset) by the run
+        # itself; the run's peak is the larger, the reading after it its steady peak
+        after = peak()
+        run_peak = max(after, extras[-1].get("first_step_peak_bytes", 0))
+        every_peak = max(every_peak, run_peak)
+        if len(runs) == 1:
+            first_peak, steady = run_peak, after
+    return Repeated(runs, extras, before, first_peak, steady, every_peak)
 
 
 def run_cell(cell: dict) -> dict:
@@ -128,39 +185,23 @@ def run_cell(cell: dict) -> dict:
     steps, probes, kind = cell["steps"], cell["probes"], cell["kind"]
     with sdpa_kernel([SDPBackend.MATH]):
         t_grad = meters.gradient_seconds(model, loss_fn, data)
-        now, peak = meters.memory_meters(device)  # a GPU's peak counts from here: the runs alone
-        before = now()
         # a short run is run again (up to REPEATS times in all): the median and the spread
         # of the runs, not one draw of the machine's noise, go into the row
-        runs: list[float] = []
-        extras: list[dict] = []
-        every_peak = 0  # the peak over every run (a nets run on a GPU resets it at its first step)
-        while not runs or (len(runs) < REPEATS and runs[0] < REPEAT_BELOW):
-            t0 = time.perf_counter()
-            extras.append(_run_once(cell, model, loss_fn, data, names))
-            meters.synchronize(device)
-            runs.append(time.perf_counter() - t0)
-            # nets on a GPU: its first step's peak was read (and the counter reset) by the
-            # run itself; the run's peak is the larger, the reading after it its steady peak
-            after = peak()
-            run_peak = max(after, extras[-1].get("first_step_peak_bytes", 0))
-            every_peak = max(every_peak, run_peak)
-            if len(runs) == 1:
-                first_peak, steady = run_peak, after
-        extra = dict(extras[-1])
-        if "first_step_peak_bytes" in extras[0]:
-            extra["peak_steady_extra_bytes"] = max(steady - before, 0)
+        done = repeat(lambda: _run_once(cell, model, loss_fn, data, names), device)
+        extra = dict(done.extras[-1])
+        if "first_step_peak_bytes" in done.extras[0]:
+            extra["peak_steady_extra_bytes"] = max(done.steady - done.before, 0)
         for key, runs_key in RUNS_OF.items():
             if key in extra:
-                extra[runs_key] = [e[key] for e in extras]
+                extra[runs_key] = [e[key] for e in done.extras]
                 extra[key] = float(np.median(extra[runs_key]))
-        seconds = float(np.median(runs))
     blocks = 1 if kind == "full" else len(names)
     hvps = probes * (steps if kind == "full" else sum(min(steps, dims[n]) for n in names))
-    return {**cell, "load": load_avg, "seconds": seconds, "hvps": hvps, "blocks": blocks,
-            "grad_s": t_grad, "runs": runs,
-            "peak_bytes": first_peak, "peak_extra_bytes": max(first_peak - before, 0),
-            "peak_all_bytes": every_peak,
+    return {**cell, "load": load_avg, "seconds": float(np.median(done.runs)), "hvps": hvps,
+            "blocks": blocks, "grad_s": t_grad, "runs": done.runs,
+            "peak_bytes": done.first_peak,
+            "peak_extra_bytes": max(done.first_peak - done.before, 0),
+            "peak_all_bytes": done.every_peak,
             "params": sum(dims[n] for n in names) if kind == "blocks" else sum(dims.values()),
             **extra}
 

@@ -45,3 +45,27 @@ def test_problems_know_their_names_and_leave_the_global_generator_alone(benchmar
     for p, q in zip(a[0].parameters(), b[0].parameters(), strict=True):
         assert torch.equal(p, q)
     assert all(torch.equal(x, y) for (x, _), (y, _) in zip(a[2], b[2], strict=True))
+
+
+def test_repeat_runs_a_short_run_again_and_keeps_the_first_peak(benchmark_script, monkeypatch):
+    """A run under REPEAT_BELOW seconds is run REPEATS times in all, a longer one once; the row's
+    peak is the first run's, the larger of a nets run's own first-step reading and the meter's,
+    and every run's report is kept."""
+    runner = benchmark_script("runner")
+    readings = iter([100, 150, 400, 170, 180])  # now(), then peak() after each run
+
+    def meters(device):
+        return (lambda: next(readings)), (lambda: next(readings))
+
+    monkeypatch.setattr(runner.meters, "memory_meters", meters)
+    reports = iter([{"first_step_peak_bytes": 300, "n": 0}, {"n": 1}, {"n": 2}])
+    done = runner.repeat(lambda: next(reports), torch.device("cpu"))
+    assert len(done.runs) == runner.REPEATS == 3
+    assert [e["n"] for e in done.extras] == [0, 1, 2]
+    assert done.before == 100
+    assert (done.first_peak, done.steady) == (300, 150)  # the run's own reading was higher
+    assert done.every_peak == 400
+    monkeypatch.setattr(runner, "REPEAT_BELOW", 0.0)  # every run is long: one run
+    readings = iter([0, 5])
+    done = runner.repeat(lambda: {}, torch.device("cpu"))
+    assert len(done.runs) == 1 and done.first_peak == done.every_peak == 5
