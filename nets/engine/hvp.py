@@ -273,7 +273,10 @@ class BlockHVP:
     Stacked tangents are processed ``chunk_size`` at a time, by default as many as the rest of
     the budget allows at one graph's size plus one parameter copy per tangent, the rest being
     what the held graphs and the Lanczos vectors' most (:meth:`vector_budget`'s ``limit``)
-    leave: so graphs, tangents and vectors together stay within ``max_memory``.
+    leave: so graphs, tangents and vectors together stay within ``max_memory`` wherever it
+    leaves room for two tangents beside the held graphs (tested). With less, one tangent runs
+    and the vectors take half of what the graphs leave, as under :data:`LEAST`: over the
+    budget by at most half a tangent.
     Attention runs on PyTorch's math kernel (``sdpa_kernel([SDPBackend.MATH])``): fused
     ``scaled_dot_product_attention`` kernels have neither forward-mode AD nor double backward.
 
