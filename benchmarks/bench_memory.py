@@ -73,14 +73,15 @@ def trade(nets_row: dict, peer_row: dict) -> dict:
     """One budget's ratios against the peer and their verdicts.
 
     The speed ratio ``peer time / nets time`` has its interval over the runs
-    (:func:`verdicts.speed_ratio`); the memory ratio is one number per process.
+    (:func:`verdicts.speed_ratio`); the memory ratio (each row's largest rise) its spread over
+    the rounds' rises (:func:`verdicts.memory_ratio`: none for one round).
     """
     speed, slo, shi = verdicts.speed_ratio(peer_row, nets_row)
-    memory = nets_row["peak_extra_bytes"] / max(peer_row["peak_extra_bytes"], 1)
+    memory, mlo, mhi = verdicts.memory_ratio(nets_row, peer_row)
     speed_v = verdicts.verdict(speed, slo, shi, SPEED_TARGET, higher=True)
-    memory_v = verdicts.verdict(memory, memory, memory, MEMORY_TARGET, higher=False)
+    memory_v = verdicts.verdict(memory, mlo, mhi, MEMORY_TARGET, higher=False)
     return {"speed": speed, "speed_lo": slo, "speed_hi": shi, "speed_verdict": speed_v,
-            "memory": memory, "memory_verdict": memory_v,
+            "memory": memory, "memory_lo": mlo, "memory_hi": mhi, "memory_verdict": memory_v,
             "both": speed_v == "met" and memory_v == "met"}
 
 
@@ -114,8 +115,10 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
         t = trade(r, peer) if ok else None
         spread = (f" ({t['speed_lo']:.2f}-{t['speed_hi']:.2f})"
                   if t and t["speed_hi"] - t["speed_lo"] > 5e-3 else "")
+        mspread = (f" ({t['memory_lo']:.2f}-{t['memory_hi']:.2f})"
+                   if t and t["memory_hi"] - t["memory_lo"] > 5e-3 else "")
         ratios = (f"{t['speed']:.2f}{spread} | "
-                  f"{t['speed_verdict']} | {t['memory']:.2f} | {t['memory_verdict']} | "
+                  f"{t['speed_verdict']} | {t['memory']:.2f}{mspread} | {t['memory_verdict']} | "
                   f"{'yes' if t['both'] else 'no'}") if t else "| | | |"
         if t and t["both"]:
             both.append(b)
@@ -240,7 +243,9 @@ def main(argv: list[str] | None = None) -> None:
               f"its process), `+peak` the largest rise of the process's peak memory (RSS; on "
               f"a GPU the allocator's peak) during its first run over the rounds."
               + " `graphs` is how nets held the gradient graphs; for the speed ratio, "
-              f"{verdicts.INTERVAL_NOTE}; a target inside it is `within noise`. Targets: "
+              f"{verdicts.INTERVAL_NOTE}; for the memory ratio (of the largest rises), the "
+              "range of every pair of the rounds' rises (none for one round); a target inside "
+              "an interval is `within noise`. Targets: "
               f"x eigenthings >= {SPEED_TARGET:g} with a rise <= {MEMORY_TARGET:g}x "
               f"eigenthings' (its one-block-at-a-time run)."
               + (f" Resumed: {len(reused)} of the {len(plan)} rows were read from "

@@ -74,6 +74,7 @@ from reports import code_version, machine_note, read_json  # noqa: E402
 from verdicts import (  # noqa: E402
     INTERVAL_NOTE,
     median_interval,
+    memory_ratio,
     runs_of,
     speed_ratio,
     verdict,
@@ -192,8 +193,7 @@ def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
         if "eigenthings" in peers:
             e = peers["eigenthings"]
             ratio(e, "seconds", "xeigenthings>=2:", 2)
-            m = nets_r["peak_extra_bytes"] / max(e["peak_extra_bytes"], 1)
-            check("mem/eigenthings<=1.5:", m, m, m, 1.5, higher=False)
+            check("mem/eigenthings<=1.5:", *memory_ratio(nets_r, e), 1.5, higher=False)
             if "peak_steady_extra_bytes" in nets_r:  # a GPU's: without the first step
                 after = nets_r["peak_steady_extra_bytes"] / max(e["peak_extra_bytes"], 1)
                 out[-1] += f" [after the first step (calibration): {after:.2f}]"
@@ -290,7 +290,9 @@ def _header(args: argparse.Namespace, device: str, read: int, stale: int, shown_
             f"{runner.REPEAT_BELOW:g} s (the notes give a target's value and its interval, and "
             "call it `within noise` where the interval straddles the target; for a ratio, "
             f"{INTERVAL_NOTE}; for a cost per product, the sign test's interval of nets' "
-            "median run, the range of its runs below 9 runs); a row measured in several "
+            "median run, the range of its runs below 9 runs; for a memory ratio (of the largest "
+            "rises), the range of every pair of the rounds' rises, none for one round); a row "
+            "measured in several "
             "rounds (`--rounds`, the nets row's notes say how many: one fresh process per "
             "method and round, the methods interleaved) pools the runs of all its rounds, "
             "and its peak and load columns are the largest of its rounds'; "

@@ -60,8 +60,9 @@ def pool_rounds(rows: list[dict]) -> dict:
     The runs of every round are pooled: each timing of :data:`RUNS_OF` becomes the median of
     all its runs and keeps them all (so a target's interval spans every round), ``grad_s`` the
     median of the rounds' (where measured), the peak memory columns and ``load`` the largest
-    of the rounds'; ``loads`` lists every round's load and ``rounds`` counts them. A round
-    that failed makes the row that failure.
+    of the rounds'; ``loads`` lists every round's load, ``peak_extra_rounds`` every round's
+    peak rise (what :func:`verdicts.memory_ratio` judges a memory target on) and ``rounds``
+    counts them. A round that failed makes the row that failure.
 
     Args:
         rows: :func:`run_cell` rows of one method on one cell, one per round.
@@ -81,6 +82,8 @@ def pool_rounds(rows: list[dict]) -> dict:
         if all(key in r for r in rows):
             row[key] = max(r[key] for r in rows)
     row["loads"] = [r["load"] for r in rows]
+    if all("peak_extra_bytes" in r for r in rows):
+        row["peak_extra_rounds"] = [r["peak_extra_bytes"] for r in rows]
     row["rounds"] = len(rows)
     return row
 

@@ -5,8 +5,10 @@ A benchmark row holds each timing as the median over its runs and keeps the runs
 (:data:`RUNS_OF`). Two methods' (or versions') typical times are compared by the ratio of their
 medians with the Hodges–Lehmann interval of the rank-sum test on log times
 (:func:`ratio_interval`); a cost per product by nets' median run with the sign test's interval
-(:func:`median_interval`). A target is met or missed only when the whole interval is on one side
-of it (:func:`verdict`): the machine's noise cannot flip a verdict, it makes it ``within noise``.
+(:func:`median_interval`); a peak memory rise against a peer's by the range of their rounds'
+rises (:func:`memory_ratio`). A target is met or missed only when the whole interval is on one
+side of it (:func:`verdict`): the machine's noise cannot flip a verdict, it makes it ``within
+noise``.
 ``bench_peers.py``, ``bench_memory.py``, ``bench_groups.py`` and ``bench_ab.py`` judge their
 targets with these rules; ``tests/nets/test_bench_verdicts.py`` tests each outcome on hand-set
 inputs. Under the timings of two ways to the same products (``bench_floor.py``,
@@ -130,6 +132,32 @@ def speed_ratio(slow: dict, fast: dict, key: str = "seconds") -> tuple[float, fl
     return ratio_interval(runs_of(slow, key), runs_of(fast, key))
 
 
+def memory_ratio(row: dict, peer: dict) -> tuple[float, float, float]:
+    """``row``'s peak memory rise over ``peer``'s, with its spread over their rounds:
+    ``(value, low, high)``.
+
+    The value is the ratio of the two rows' ``peak_extra_bytes`` (each the largest rise of its
+    rounds, a conservative peak). The spread is every pair's range of the rounds' rises
+    (``peak_extra_rounds``, one per fresh process, :func:`runner.pool_rounds`): the smallest
+    over the peer's largest and the reverse, which contains the value. A peak is one number
+    per process, so a row of one round has no spread (``low == high == value``), and its
+    verdict is only as firm as that one reading. Rises are counted from 1 byte, so that a rise
+    of zero does not divide.
+
+    Args:
+        row: The measured method's row (``peak_extra_bytes``; ``peak_extra_rounds`` where it
+            ran in several rounds).
+        peer: The peer's row, likewise.
+    """
+    def rises(r: dict) -> list[int]:
+        return [max(int(x), 1) for x in (r.get("peak_extra_rounds") or [r["peak_extra_bytes"]])]
+
+    ours, theirs = rises(row), rises(peer)
+    value = max(int(row["peak_extra_bytes"]), 1) / max(int(peer["peak_extra_bytes"]), 1)
+    lo, hi = min(ours) / max(theirs), max(ours) / min(theirs)
+    return value, min(lo, value), max(hi, value)
+
+
 def verdict(value: float, lo: float, hi: float, target: float, higher: bool) -> str:
     """``met``, ``MISSED`` or ``within noise``: a target is met (missed) only when the whole
     interval ``[lo, hi]`` of the value over the repeated runs (:func:`ratio_interval`) is on
@@ -145,10 +173,11 @@ def paired_ratios(new: dict, old: dict) -> dict:
     """Two ways of running one cell compared (``bench_groups.py``'s rules, ``bench_ab.py``'s
     versions): ``speed`` = old time / new time with its interval over the runs
     (:func:`speed_ratio`), ``memory`` = new peak rise / old peak rise (the largest rise of each
-    one's rounds), and the speed verdict against 1 (not slower, :func:`verdict`).
+    one's rounds, :func:`memory_ratio`'s value), and the speed verdict against 1 (not slower,
+    :func:`verdict`).
     """
     speed, lo, hi = speed_ratio(old, new)
-    memory = new["peak_extra_bytes"] / max(old["peak_extra_bytes"], 1)
+    memory = memory_ratio(new, old)[0]
     return {"speed": speed, "speed_lo": lo, "speed_hi": hi, "memory": memory,
             "speed_verdict": verdict(speed, lo, hi, 1.0, higher=True)}
 

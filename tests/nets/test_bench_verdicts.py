@@ -148,3 +148,32 @@ def test_products_that_disagree_are_not_timed(benchmark_script):
     verdicts.check_same(ref, [r * (1 + 1e-6) for r in ref], "round-off")
     with pytest.raises(RuntimeError, match="bundled products differ"):
         verdicts.check_same(ref, [ref[0], torch.tensor([4.1])], "bundled")
+
+
+@pytest.mark.parametrize(("ours", "theirs", "expected"), [
+    ([10, 11, 12], [10, 10, 11], "met"),  # every pair's ratio <= 1.5
+    ([20, 21, 22], [10, 11, 12], "MISSED"),  # every pair's > 1.5
+    ([15, 12, 16], [10, 11, 10], "within noise"),  # the pairs straddle 1.5
+], ids=["met", "missed", "within-noise"])
+def test_memory_ratio_judged_on_the_rounds_rises(benchmark_script, ours, theirs, expected):
+    """A memory target is judged on every pair of the rounds' rises: the value (the largest
+    rises' ratio) lies inside, and a straddling spread is within noise, not a verdict the
+    next round could flip."""
+    v = benchmark_script("verdicts")
+    mib = 2**20
+    row = {"peak_extra_bytes": max(ours) * mib, "peak_extra_rounds": [x * mib for x in ours]}
+    peer = {"peak_extra_bytes": max(theirs) * mib,
+            "peak_extra_rounds": [x * mib for x in theirs]}
+    value, lo, hi = v.memory_ratio(row, peer)
+    assert value == pytest.approx(max(ours) / max(theirs))
+    assert lo == pytest.approx(min(ours) / max(theirs))
+    assert hi == pytest.approx(max(ours) / min(theirs))
+    assert v.verdict(value, lo, hi, 1.5, higher=False) == expected
+
+
+def test_memory_ratio_of_one_round_has_no_spread(benchmark_script):
+    """One process per method: one reading each, no spread (the verdict is that reading's);
+    a rise of zero counts as one byte instead of dividing by zero."""
+    v = benchmark_script("verdicts")
+    assert v.memory_ratio({"peak_extra_bytes": 30}, {"peak_extra_bytes": 20}) == (1.5, 1.5, 1.5)
+    assert v.memory_ratio({"peak_extra_bytes": 5}, {"peak_extra_bytes": 0}) == (5.0, 5.0, 5.0)
