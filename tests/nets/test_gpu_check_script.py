@@ -20,14 +20,15 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 
 
-def _stand_in(tmp_path: Path, fail: str = "") -> tuple[Path, Path]:
+def _stand_in(tmp_path: Path, fail: str = "", slow: str = "") -> tuple[Path, Path]:
     """A ``python`` that logs its arguments (one line per call) and exits 0, or 3 for a call
-    whose arguments contain ``fail``."""
+    whose arguments contain ``fail``; a call whose arguments contain ``slow`` sleeps 5 s first."""
     log = tmp_path / "calls.log"
     py = tmp_path / "python"
     failing = f'[[ "$*" == *{fail}* ]] && exit 3\n' if fail else ""
+    sleeping = f'[[ "$*" == *{slow}* ]] && sleep 5\n' if slow else ""
     py.write_text(f"#!/usr/bin/env bash\nprintf '%s\\n' \"$*\" >> {shlex.quote(str(log))}\n"
-                  f"{failing}exit 0\n")
+                  f"{failing}{sleeping}exit 0\n")
     py.chmod(0o755)
     return py, log
 
@@ -40,16 +41,6 @@ def test_without_cuda_it_stops_before_measuring(tmp_path):
     assert p.returncode == 2
     assert "no CUDA device" in p.stderr
     assert list(out.iterdir()) == []
-
-
-def _stand_in_sleeping(tmp_path: Path, pattern: str, seconds: int) -> Path:
-    """A ``python`` like :func:`_stand_in`'s that sleeps ``seconds`` on calls naming
-    ``pattern``."""
-    py, _ = _stand_in(tmp_path)
-    text = py.read_text().replace("exit 0\n", f'[[ "$*" == *{pattern}* ]] && sleep {seconds}\n'
-                                  "exit 0\n")
-    py.write_text(text)
-    return py
 
 
 def _steps(stdout: str) -> list[str]:
@@ -118,7 +109,7 @@ def test_a_step_past_its_limit_is_stopped_and_the_next_runs(tmp_path):
     assert "step reorth 45 " in text
     script.write_text(text.replace("step reorth 45 ", "step reorth 1 ").replace(
         'cd "$(dirname "$0")/.."', f"cd {shlex.quote(str(ROOT))}"))
-    py = _stand_in_sleeping(tmp_path, "bench_reorth", 5)
+    py, _ = _stand_in(tmp_path, slow="bench_reorth")
     p = subprocess.run(["bash", str(script), str(tmp_path / "out"), str(py)],
                        capture_output=True, text=True)
     assert p.returncode == 1
