@@ -113,13 +113,10 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
             lines.append(f"| {b} | failed | | | | | | | | | {r['error']} |")
             continue
         t = trade(r, peer) if ok else None
-        spread = (f" ({t['speed_lo']:.2f}-{t['speed_hi']:.2f})"
-                  if t and t["speed_hi"] - t["speed_lo"] > 5e-3 else "")
-        mspread = (f" ({t['memory_lo']:.2f}-{t['memory_hi']:.2f})"
-                   if t and t["memory_hi"] - t["memory_lo"] > 5e-3 else "")
-        ratios = (f"{t['speed']:.2f}{spread} | "
-                  f"{t['speed_verdict']} | {t['memory']:.2f}{mspread} | {t['memory_verdict']} | "
-                  f"{'yes' if t['both'] else 'no'}") if t else "| | | |"
+        ratios = (f"{verdicts.with_spread(t['speed'], t['speed_lo'], t['speed_hi'])} | "
+                  f"{t['speed_verdict']} | "
+                  f"{verdicts.with_spread(t['memory'], t['memory_lo'], t['memory_hi'])} | "
+                  f"{t['memory_verdict']} | {'yes' if t['both'] else 'no'}") if t else "| | | |"
         if t and t["both"]:
             both.append(b)
         lines.append(f"| {b} | {r['seconds']:.2f} | {r['peak_extra_bytes'] / MIB:.0f} | "

@@ -78,6 +78,7 @@ from verdicts import (  # noqa: E402
     runs_of,
     speed_ratio,
     verdict,
+    with_spread,
 )
 
 from labkit.atomic import atomic_write_bytes  # noqa: E402
@@ -163,9 +164,8 @@ def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
     alone = nets_r.get("product_s")
 
     def check(label, value, lo, hi, target, higher=True, bound=None):
-        spread = f" ({lo:.2f}-{hi:.2f})" if hi - lo > 5e-3 else ""
         v = verdict(value, lo, hi, target, higher)
-        text = f"{label} {value:.2f}{spread} {v}"
+        text = f"{label} {with_spread(value, lo, hi)} {v}"
         if bound is not None and v != "met":
             beyond = bound < target if higher else bound > target
             text += f" [products alone: {bound:.2f}{', beyond them' if beyond else ''}]"

@@ -158,6 +158,12 @@ def memory_ratio(row: dict, peer: dict) -> tuple[float, float, float]:
     return value, min(lo, value), max(hi, value)
 
 
+def with_spread(value: float, lo: float, hi: float) -> str:
+    """``value`` as a report prints it, ``"v (lo-hi)"``, or ``"v"`` where the spread is under
+    the two decimals shown (one run, one round)."""
+    return f"{value:.2f}" + (f" ({lo:.2f}-{hi:.2f})" if hi - lo > 5e-3 else "")
+
+
 def verdict(value: float, lo: float, hi: float, target: float, higher: bool) -> str:
     """``met``, ``MISSED`` or ``within noise``: a target is met (missed) only when the whole
     interval ``[lo, hi]`` of the value over the repeated runs (:func:`ratio_interval`) is on
