@@ -54,11 +54,13 @@ bench: install
 # backpack-for-pytorch, which pulls torchvision and a newer torch. The rest is the `bench` extra.
 PEERS := curvlinops-for-pytorch==3.0.1 hessian-eigenthings==1.0.0a5
 
+# The quick grid (minutes), 5 interleaved rounds of fresh processes: with 3, near-target cells
+# flipped between runs an hour apart. Resumable.
 bench-spectrum: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)
-	$(PY) benchmarks/bench_peers.py --grid quick --out benchmarks/results/peers-quick.md \
-	  --json benchmarks/results/peers-quick.json
+	$(PY) benchmarks/bench_peers.py --grid quick --rounds 5 --out benchmarks/results/peers-quick.md \
+	  --json benchmarks/results/peers-quick.json --resume
 
 # The issue's whole grid (3 models, full/blockwise, 1/3/10 probes, 10/30 steps, 1/2 threads):
 # hours; run it on a quiet machine (the report records the load per row). Resumable: the rows
@@ -73,11 +75,11 @@ bench-spectrum-full: install
 	  --json benchmarks/results/peers-full.json --resume
 
 # The quick grid with nets at max_memory="least" (one graph at a time, the smallest peak): which
-# speed targets hold at the memory target's budget. 3 interleaved rounds; resumable.
+# speed targets hold at the memory target's budget. 5 interleaved rounds; resumable.
 bench-spectrum-least: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)
-	$(PY) benchmarks/bench_peers.py --grid quick --max-memory least --rounds 3 \
+	$(PY) benchmarks/bench_peers.py --grid quick --max-memory least --rounds 5 \
 	  --out benchmarks/results/peers-quick-least.md \
 	  --json benchmarks/results/peers-quick-least.json --resume
 
@@ -88,7 +90,7 @@ bench-memory: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)
 	$(PY) benchmarks/bench_memory.py --out benchmarks/results/memory-sweep.md \
-	  --json benchmarks/results/memory-sweep.json --resume --rounds 3
+	  --json benchmarks/results/memory-sweep.json --resume --rounds 5
 
 # Lanczos groups of a blockwise spectrum: nets' groups of up to half the kept graphs' size against
 # one block per group (block-restricted products, kept graphs), time and peak rise, 5
