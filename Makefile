@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-groups bench-ab bench-floor bench-modes bench-reorth clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-groups bench-ab bench-floor bench-modes bench-reorth bench-estimates clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -119,6 +119,12 @@ bench-modes: install
 # Reorthogonalization's chunk size on the CPU (REORTH_CHUNK_BYTES; one thread, a minute).
 bench-reorth: install
 	$(PY) benchmarks/bench_reorth.py --repeats 5 --out benchmarks/results/reorth.md
+
+# The memory planner's byte estimates (a gradient graph, a stacked tangent) against the bytes
+# the products hold, per model and product mode (bytes, not time: any load; a minute or two).
+bench-estimates: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/bench_estimates.py --out benchmarks/results/estimates.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache site

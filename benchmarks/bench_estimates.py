@@ -1,0 +1,256 @@
+"""The memory planner's estimates against the bytes the products hold: is the budget kept?
+
+``nets.BlockHVP`` plans its memory from two estimates made on the first batch: the bytes of a
+batch's gradient graph (``graph_bytes``, the tensors the graph saves for backward, found by
+walking it) and the bytes one stacked tangent takes while a product runs (``per_tangent``: a
+graph's worth plus a copy of the parameters). Graphs are kept while they fit the budget
+(``max_memory``) and the tangents stacked per product follow from what is left, so a budget is
+kept exactly when these estimates cover what the products really hold.
+
+This script measures what they estimate, per model (one fresh process each, one thread):
+
+* **graph**: the bytes still alive after one batch's gradient graph is built with
+  ``nets.engine.products.gradient_graph`` (the operator's own builder), against
+  ``graph_bytes`` of an operator on the same data;
+* **per tangent**: for each product mode and number ``T`` of tangents per product
+  (``chunk_size=T``, every graph kept), the peak bytes over one operator call, less the bytes
+  of the products it returns (the Lanczos vectors' budget holds those), divided by ``T``,
+  against the operator's per-tangent estimate. The double-backward modes' graphs are built
+  before the call, so the peak is the products' own; ``forward`` (forward-over-reverse) builds
+  no graph to keep, and its transient is its whole pass.
+
+Bytes are counted twice, by two instruments that share nothing: :class:`LiveBytes`, which sees
+every tensor an operator returns and when its storage is freed (the same count on a CPU and a
+GPU, free of the allocator's caching and rounding, blind to a kernel's own scratch), and the
+allocator (:func:`_allocator_bytes`: on a CPU the allocation events ``torch.profiler`` records,
+on a GPU the caching allocator's counters), which sees every allocation. The verdict is judged
+on the first; the second is printed beside it as its check. A ratio
+estimate / measured of at least 1 keeps the budget; above :data:`WASTE` the planner leaves
+memory unused (fewer stacked tangents, more graph rebuilds than the budget allows). Each is
+judged with :func:`verdicts.verdict` (a byte count is exact: no interval).
+
+Run:  .venv/bin/python benchmarks/bench_estimates.py [--models gpt gpt2-s gpt2-m]
+      [--device cpu] [--out benchmarks/results/estimates.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import weakref
+from pathlib import Path
+
+import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import problems
+import reports
+import runner
+from verdicts import verdict
+
+import nets
+from labkit.atomic import atomic_write_bytes
+from labkit.tables import format_table
+from nets.engine.products import gradient_graph
+
+#: The product modes measured and the tangents per product of each (``chunk_size``).
+MODES = {"reverse-block": (1, 3), "reverse": (4, 16), "forward": (4, 16)}
+
+#: Above this ratio estimate / measured, the planner is called wasteful (a MISSED target).
+WASTE = 1.5
+
+COLUMNS = [("model", "model", ""), ("what", "what", ""), ("T", "T", ""),
+           ("estimate_mib", "estimate MiB", ".2f"), ("measured_mib", "measured MiB", ".2f"),
+           ("ratio", "estimate / measured", ".2f"), ("allocator_mib", "allocator MiB", ".2f"),
+           ("verdict", "verdict", "")]
+
+MIB = 2**20
+
+
+class LiveBytes(TorchDispatchMode):
+    """Counts the bytes of the tensor storages created while it is active and still alive:
+    ``live`` now, ``peak`` the most at once (storages created before it are not counted;
+    every storage once, however many views share it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._before: weakref.WeakSet = weakref.WeakSet()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        for t in tree_flatten((args, kwargs))[0]:  # storages made before: never counted
+            if isinstance(t, torch.Tensor) and not t.is_meta:
+                storage = t.untyped_storage()
+                if storage not in self._seen:
+                    self._before.add(storage)
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor) or t.is_meta:
+                continue
+            storage = t.untyped_storage()
+            if storage in self._seen or storage in self._before:
+                continue
+            size = storage.nbytes()
+            self._seen[storage] = size
+            self.live += size
+            weakref.finalize(storage, self._free, size)
+        self.peak = max(self.peak, self.live)
+        return out
+
+    def _free(self, size: int) -> None:
+        self.live -= size
+
+
+def ratio_verdict(ratio: float) -> str:
+    """``met`` where the estimate covers the measurement and wastes at most :data:`WASTE`;
+    else ``MISSED (under)`` (the budget can be exceeded) or ``MISSED (over)``."""
+    if verdict(ratio, ratio, ratio, 1.0, higher=True) == "MISSED":
+        return "MISSED (under)"
+    if verdict(ratio, ratio, ratio, WASTE, higher=False) == "MISSED":
+        return "MISSED (over)"
+    return "met"
+
+
+def _row(model: str, what: str, t: object, estimate: int, measured: int,
+         allocator: int) -> dict:
+    ratio = estimate / max(measured, 1)
+    return {"model": model, "what": what, "T": t, "estimate_mib": estimate / MIB,
+            "measured_mib": measured / MIB, "ratio": ratio, "allocator_mib": allocator / MIB,
+            "verdict": ratio_verdict(ratio)}
+
+
+def _allocator_bytes(device: torch.device, call) -> tuple[int, int]:
+    """The allocator's view of ``call()``: its peak rise and what is left allocated at the end
+    (every allocation, a kernel's own scratch included, which :class:`LiveBytes` cannot see).
+    On a GPU the caching allocator's counters; on the host the CPU allocator's events that
+    ``torch.profiler`` records (``profile_memory``), summed in time order."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        call()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before,
+                torch.cuda.memory_allocated(device) - before)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        call()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]" and e.device_type() == DeviceType.CPU)
+    level = peak = 0
+    for _, size in events:
+        level += size
+        peak = max(peak, level)
+    return peak, level
+
+
+def _counted(device: torch.device, call) -> tuple[object, dict[str, int]]:
+    """``call()``'s result and its bytes by both counters: ``live`` (alive at the end) and
+    ``peak`` by :class:`LiveBytes`, ``allocator_peak`` and ``allocator_held`` by the
+    allocator (:func:`_allocator_bytes`)."""
+    box: list = []
+    with LiveBytes() as count:
+        peak, held = _allocator_bytes(device, lambda: box.append(call()))
+        counts = {"live": count.live, "peak": count.peak, "allocator_peak": peak,
+                  "allocator_held": held}
+    return box[0], counts
+
+
+def measure(name: str, device: str = "cpu", modes: dict | None = None) -> list[dict]:
+    """The rows of one model (in this process): the graph, then each mode and ``T``."""
+    dev = torch.device(device)
+    model, loss_fn, data = problems.load(name, dev)
+    blocks = nets.resolve_blocks(model, None)
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    x, y = data[0]
+    probe = nets.BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
+    probe([torch.randn(1, b.dim, generator=gen).to(dev, probe.dtype) for b in blocks])
+    estimate = probe.info()["graph_bytes"]
+    params = dict(probe.params)
+    del probe
+    buffers = dict(model.named_buffers())
+    graph, n = _counted(dev, lambda: gradient_graph(model, buffers, loss_fn, params,
+                                                    list(params), x, y))
+    del graph
+    rows.append(_row(name, "graph", "", estimate, n["live"], n["allocator_held"]))
+    for mode, counts in (MODES if modes is None else modes).items():
+        for t in counts:
+            per_block = t if mode == "reverse-block" else 1  # padded: T rows from the blocks
+            if mode != "reverse-block" and len(blocks) < t:
+                continue
+            op = nets.BlockHVP(model, loss_fn, data, blocks, mode=mode, chunk_size=t)
+            vectors = [torch.randn(per_block, b.dim, generator=gen).to(dev, op.dtype)
+                       for b in blocks]
+            op(vectors)  # plans, keeps every graph (built before the measured call)
+            out, n = _counted(dev, lambda op=op, v=vectors: op(v))
+            returned = sum(p.untyped_storage().nbytes() for p in out if p is not None)
+            rows.append(_row(name, mode, t, op._per_tangent(),  # the operator's own estimate
+                             (n["peak"] - returned) // t,
+                             (n["allocator_peak"] - returned) // t))
+            del op, out
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The command line (``argv``: its arguments, default ``sys.argv[1:]``)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", nargs="+", default=["gpt", "gpt2-s", "gpt2-m"])
+    ap.add_argument("--device", default="cpu", help="where the model and products are")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="measure every model in this process (the tests' mode)")
+    ap.add_argument("--model", default=None, help=argparse.SUPPRESS)  # one model, JSON out
+    args = ap.parse_args(argv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        if args.model is not None:
+            print(json.dumps(measure(args.model, args.device)))
+            return
+        rows = []
+        for m in args.models:
+            if args.in_process:
+                rows += measure(m, args.device)
+                continue
+            try:
+                rows += runner.run_script(__file__, ["--model", m, "--device", args.device,
+                                                     "--threads", str(args.threads)])
+            except RuntimeError as e:  # the model failed in its process: the others go on
+                rows.append({"model": m, "error": str(e)})
+    finally:  # a caller's (the tests') thread count is left as it was
+        torch.set_num_threads(threads)
+    version = reports.code_version(__file__)
+    good = [r for r in rows if "error" not in r]
+    met = sum(r["verdict"] == "met" for r in good)
+    text = "\n".join([
+        "# The memory planner's estimates against the bytes the products hold", "",
+        f"Generated by `benchmarks/bench_estimates.py --models {' '.join(args.models)} "
+        f"--device {args.device} --threads {args.threads}` at {version['commit']} (sources "
+        f"{version['code']}) on {reports.machine_note(args.device)}. `graph`: one batch's "
+        "gradient graph, estimated by walking it (`graph_bytes`) and measured as the bytes "
+        "alive after it is built; a mode's row: the operator's per-tangent estimate against "
+        "the peak over one call, less the products it returns, per tangent (`T` tangents per "
+        "product, every graph kept). Bytes are counted per tensor storage (`LiveBytes`); "
+        "`allocator` is the allocator's count of the same (every allocation, kernels' scratch "
+        "included: on a CPU from `torch.profiler`'s memory events, on a GPU its counters). "
+        f"Target: 1 <= estimate / measured <= {WASTE} (`under`: the budget can be "
+        "exceeded; `over`: memory left unused). Definitions: the script's docstring.", "",
+        format_table(good, COLUMNS, markdown=True), "",
+        f"{met} of {len(good)} estimates met the target."
+        + "".join(f"\nNot measured: {r['model']}: {r['error']}." for r in rows if "error" in r)])
+    print(text, flush=True)
+    if args.out:
+        atomic_write_bytes(Path(args.out), (text + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()
