@@ -16,8 +16,10 @@ graphs are held within the budget, and weights and sums the batches.
 
 A block-restricted product ``[∇²L]_ll v_l`` is the block-``l`` part of ``∇²L ṽ`` where ``ṽ``
 is ``v_l`` embedded in the full parameter space with zeros elsewhere. :class:`BlockHVP`
-evaluates these for all blocks at once: it stacks the embedded tangents of every block and probe
-into one ``vmap`` batch, which is what lets Lanczos run on all blocks in lockstep.
+evaluates these for all blocks at once: in the zero-padded modes it stacks the embedded tangents
+of every block and probe into ``vmap`` (or batched backward) chunks of :attr:`BlockHVP.chunk_size`
+rows, each padded only when its turn comes, which is what lets Lanczos run on all blocks in
+lockstep within a memory budget.
 
 HVPs run in the dtype of the model's parameters (float32 or float64).
 
@@ -66,6 +68,7 @@ from nets.engine.products import (
     gradient_graph,
     pad_tangents,
     reverse_products,
+    row_chunks,
 )
 
 __all__ = ["BUNDLE_ON_CPU", "BUNDLE_ROWS", "FORWARD_MIN_TANGENTS", "FORWARD_MIN_TANGENTS_CPU",
@@ -328,6 +331,8 @@ class BlockHVP:
         self.params = {n: p.detach() for n, p in params.items()}
         #: the blocks' parameters in block order (the order of the padded tangents)
         self._block_params = {n: self.params[n] for n in self.names}
+        #: bytes of one copy of the blocks' parameters (a gradient, a padded tangent)
+        self._param_bytes = sum(p.numel() * p.element_size() for p in self._block_params.values())
         self.comm = comm or Communicator()
         if self.comm.is_distributed:  # hashing costs a pass over the parameters
             self.comm.check_identical(_fingerprint(self.params), what="model parameters")
@@ -400,8 +405,9 @@ class BlockHVP:
         (:func:`nets.engine.memory.peak_bytes`; ``peak_memory_kind``: on a GPU the allocator's
         since the caller last reset it, which nets never does, on the host the process's
         lifetime peak RSS; reset CUDA's counter before building the operator for its own
-        peak): the zero-padded and forward modes stack every block's tangents at once, which
-        may take several times what the mode chosen then holds.
+        peak): the zero-padded and forward modes run a full-space product per block and
+        probe, so the calibration may take much longer than the mode chosen then does, within
+        the same chunks of stacked tangents.
         """
         peak, kind = peak_bytes(self.device)
         others = sum(s for m, s in self._product_seconds.items() if m != self.mode)
@@ -609,9 +615,7 @@ class BlockHVP:
 
     def _per_tangent(self) -> int:
         """Bytes one stacked tangent may take: a graph's worth plus a copy of the parameters."""
-        param_bytes = sum(self.params[n].numel() * self.params[n].element_size()
-                          for n in self.names)
-        return max(self.graph_bytes + param_bytes, 1)
+        return max(self.graph_bytes + self._param_bytes, 1)
 
     def _strategy(self) -> tuple[str, int]:
         """The graph strategy the budget allows and the bytes of the graphs it holds at once
@@ -676,13 +680,16 @@ class BlockHVP:
         return built, time.perf_counter() - t0
 
     def _graph_bytes(self, i: int) -> int:
-        """Estimated saved bytes of batch ``i``'s graph (measured on batch 0, per sample)."""
+        """Estimated bytes of batch ``i``'s kept graph (:meth:`_estimated_bytes`)."""
         return self._estimated_bytes(batch_size(self.data[i][1]))
 
     def _estimated_bytes(self, samples: int) -> int:
-        """Estimated saved bytes of the graph of a batch of ``samples`` (batch 0's, scaled)."""
+        """Estimated bytes a kept graph of a batch of ``samples`` holds: the tensors it saves
+        (batch 0's :attr:`graph_bytes`, scaled by the samples) and the gradient itself, a copy
+        of the blocks' parameters (``benchmarks/results/estimates.md`` counts both)."""
         n0 = self._first_samples
-        return int(np.ceil(self.graph_bytes * samples / n0)) if n0 > 0 else self.graph_bytes
+        saved = int(np.ceil(self.graph_bytes * samples / n0)) if n0 > 0 else self.graph_bytes
+        return saved + self._param_bytes
 
     def _graph(self, i: int, x: object, y: object, vectors) -> tuple[dict, dict]:
         """Leaves and gradient ``∇ℓ_i`` (with its graph) of batch ``i``, kept under the
@@ -724,20 +731,12 @@ class BlockHVP:
 
     def _local_products(self, vectors) -> list[torch.Tensor | None]:
         """This process's ``Σ_b w_b ∇²ℓ_b`` products, cut into the blocks' ``(m_l, d_l)`` rows."""
-        padded: list[dict[str, torch.Tensor]] = []
-
-        def tangents() -> dict[str, torch.Tensor]:
-            if not padded:
-                padded.append(pad_tangents(self.blocks, vectors, self._block_params,
-                                           self.dtype))
-            return padded[0]
-
         acc: list[torch.Tensor | None] | None = None
         for i, (x, y, w) in enumerate(self.data):
             if self.mode is None:
-                part = self._calibrate(i, x, y, vectors, tangents)
+                part = self._calibrate(i, x, y, vectors)
             else:
-                part = self._products(self.mode, i, x, y, vectors, tangents)
+                part = self._products(self.mode, i, x, y, vectors)
             if acc is None:
                 acc = [None if p is None else p * w for p in part]
             else:
@@ -747,30 +746,53 @@ class BlockHVP:
         assert acc is not None
         return acc
 
-    def _products(self, mode, i, x, y, vectors, tangents, graph=None
-                  ) -> list[torch.Tensor | None]:
+    def _products(self, mode, i, x, y, vectors, graph=None) -> list[torch.Tensor | None]:
         """Batch ``i``'s block products in ``mode`` (on ``graph``, else on the batch's kept or
         newly built graph); their time goes to ``mode``'s product seconds (:meth:`info`)."""
         if mode != "forward" and graph is None:
             graph = self._graph(i, x, y, vectors)
-        padded = tangents() if mode in ("forward", "reverse") else {}  # not a product
+        if mode in ("forward", "reverse"):
+            return self._padded_products(mode, x, y, vectors, graph)
         t0 = time.perf_counter()
-        if mode == "forward":
-            out = self._hvp(self.params, x, y, padded, chunk_size=self.chunk_size)
-        elif mode == "reverse":
-            out = reverse_products(graph, padded, self.chunk_size, self._double_backward)
-        elif mode == "reverse-bundle":
+        if mode == "reverse-bundle":
             blocks = self._reverse_bundle(graph, vectors)
         else:
             blocks = self._reverse_block(graph, vectors)
+        self._timed(mode, t0)
+        return blocks
+
+    def _padded_products(self, mode, x, y, vectors, graph) -> list[torch.Tensor | None]:
+        """The zero-padded products (``"forward"``, ``"reverse"``), :attr:`chunk_size` stacked
+        rows at a time: each chunk's tangents are padded to the blocks' whole parameter space
+        (:func:`nets.engine.products.pad_tangents`) and its products cut back to the blocks'
+        rows, so the padded tangents and products held at once are one chunk's, as the budget
+        sizes them, not every block's and probe's."""
+        out = [None if v is None else
+               torch.empty((v.shape[0], b.dim), dtype=self.dtype, device=self.device)
+               for b, v in zip(self.blocks, vectors, strict=True)]
+        for rows in row_chunks(vectors, self.chunk_size):
+            part = [None if r is None else v[r] for v, r in zip(vectors, rows, strict=True)]
+            padded = pad_tangents(self.blocks, part, self._block_params, self.dtype)
+            t0 = time.perf_counter()  # padding and cutting are not the product
+            if mode == "forward":
+                full = self._hvp(self.params, x, y, padded, chunk_size=self.chunk_size)
+            else:
+                full = reverse_products(graph, padded, self.chunk_size, self._double_backward)
+            self._timed(mode, t0)
+            del padded
+            for o, r, p in zip(out, rows, cut_products(full, self.blocks, part), strict=True):
+                if r is not None:
+                    o[r] = p
+        return out
+
+    def _timed(self, mode: str, t0: float) -> None:
+        """Add the wall seconds since ``t0`` (the device synchronized) to ``mode``'s product
+        seconds (:meth:`info`)."""
         _synchronize(self.device)
         self._product_seconds[mode] = (self._product_seconds.get(mode, 0.0)
                                        + time.perf_counter() - t0)
-        if mode in ("forward", "reverse"):
-            return cut_products(out, self.blocks, vectors)
-        return blocks
 
-    def _calibrate(self, i, x, y, vectors, tangents) -> list[torch.Tensor | None]:
+    def _calibrate(self, i, x, y, vectors) -> list[torch.Tensor | None]:
         """Evaluate batch ``i`` in every mode, check agreement, keep the fastest mode."""
         results, seconds, failed, skipped = {}, {}, {}, {}
         total = sum(0 if v is None else v.shape[0] for v in vectors)
@@ -818,9 +840,9 @@ class BlockHVP:
             t0 = time.perf_counter()
             try:
                 if mode == "forward":  # warm up: its first call pays one-time costs
-                    self._products(mode, i, x, y, vectors, tangents, graph)
+                    self._products(mode, i, x, y, vectors, graph)
                     t0 = time.perf_counter()
-                results[mode] = self._products(mode, i, x, y, vectors, tangents, graph)
+                results[mode] = self._products(mode, i, x, y, vectors, graph)
             except (NotImplementedError, RuntimeError) as e:
                 failed[mode] = f"{type(e).__name__}: {e}"[:300]
                 continue

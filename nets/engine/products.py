@@ -46,7 +46,7 @@ from nets.engine.finite import all_finite
 __all__ = ["DoubleBackward", "batch_loss", "block_products", "bundle_products",
            "check_chunk_size", "consecutive_bundles", "cut_products", "forward_over_reverse",
            "gradient_graph", "make_batch_hessian_vector_product", "pad_tangents",
-           "reverse_products"]
+           "reverse_products", "row_chunks"]
 
 #: A batch's gradient graph: the parameter leaves it was built on and the gradient
 #: ``{name: ∇_name ℓ}`` (``None`` where the loss does not depend on the parameter).
@@ -441,6 +441,29 @@ def _rows(vectors: Sequence[torch.Tensor | None]) -> list[tuple[int, int]]:
         rows.append((start, end))
         start = end
     return rows
+
+
+def row_chunks(vectors: Sequence[torch.Tensor | None], size: int
+               ) -> list[list[slice | None]]:
+    """The stack of every block's vectors (block ``l``'s ``m_l`` rows after those of the blocks
+    before it, as :func:`pad_tangents` stacks them) cut into chunks of ``size`` rows.
+
+    Args:
+        vectors: One ``(m_l, d_l)`` stack per block, or ``None``.
+        size: Rows per chunk (the last may have fewer); ``None``: one chunk of every row.
+
+    Returns:
+        One entry per chunk: per block, the slice of its own rows that the chunk holds, or
+        ``None`` where it holds none of them (the block's ``vectors`` entry then reads
+        ``None`` for :func:`pad_tangents` and :func:`cut_products`).
+    """
+    check_chunk_size(size)
+    rows = _rows(vectors)
+    total = rows[-1][1] if rows else 0
+    size = max(total, 1) if size is None else size
+    return [[slice(max(r0, s) - r0, min(r1, s + size) - r0) if max(r0, s) < min(r1, s + size)
+             else None for r0, r1 in rows]
+            for s in range(0, total, size)]
 
 
 def pad_tangents(blocks: Sequence[Block], vectors: Sequence[torch.Tensor | None],

@@ -129,6 +129,39 @@ def test_every_mode_matches_dense_hessian_blocks(problem, mode, device, request,
                                        key=info["calibration"]["seconds"].get)
 
 
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+@pytest.mark.parametrize("chunk_size", [1, 3, 7])
+def test_zero_padded_modes_pad_one_chunk_at_a_time(mode, chunk_size, request, monkeypatch):
+    """The zero-padded modes embed the stacked rows of every block in the whole parameter
+    space ``chunk_size`` rows at a time (the budget sizes the chunks; padding every row at once
+    held every block's padded tangents and products beside them,
+    ``benchmarks/results/estimates.md``), and chunking leaves the products the dense
+    Hessian's blocks (LayerNorm and fused attention, chunks that cut through blocks)."""
+    model, loss_fn, data, h, names, offsets = _with_dense(request, "sdpa_problem")
+    blocks = resolve_blocks(model, None)
+    padded_rows = []
+    original = hvp_module.pad_tangents
+
+    def recording(blocks_, vectors, params, dtype):
+        out = original(blocks_, vectors, params, dtype)
+        padded_rows.append(next(iter(out.values())).shape[0])
+        return out
+
+    monkeypatch.setattr(hvp_module, "pad_tangents", recording)
+    op = BlockHVP(model, loss_fn, data, blocks, mode=mode, chunk_size=chunk_size)
+    eyes = [torch.eye(b.dim, dtype=torch.float64) for b in blocks]
+    out = op(eyes)
+    rows = sum(b.dim for b in blocks)
+    assert max(padded_rows) == min(chunk_size, rows)
+    assert sum(padded_rows) == rows * len(data)  # every row padded once per batch
+    scale = np.abs(h).max()
+    for b, o in zip(blocks, out, strict=True):
+        i = names.index(b.name)
+        ref = h[offsets[i]:offsets[i + 1], offsets[i]:offsets[i + 1]]
+        np.testing.assert_allclose(o.numpy(), ref, rtol=0, atol=1e-11 * scale,
+                                   err_msg=f"{mode} {b.name}, chunks of {chunk_size}")
+
+
 def test_forward_threshold_depends_on_the_device():
     """On a CPU forward-over-reverse is tried from FORWARD_MIN_TANGENTS_CPU tangents
     (benchmarks/results/modes.md), on an accelerator from FORWARD_MIN_TANGENTS."""
@@ -651,7 +684,8 @@ def test_data_check_keeps_graphs_only_while_they_fit(mlp_problem):
 
 def test_graph_size_estimates_scale_with_each_batch_samples(mlp_problem):
     """Batch ``i``'s graph is estimated as the measured batch-0 graph times ``n_i / n_0`` (the
-    batches' sample counts, not their loss weights ``n_i / N``), and the strategy follows the
+    batches' sample counts, not their loss weights ``n_i / N``) plus the gradient it holds (a
+    parameter copy), and the strategy follows the
     estimate: a budget one byte short of every graph plus one tangent holds one graph at a
     time, one that fits keeps them all. (Budgets from the measured size, not the estimator.)"""
     model, loss_fn, data = mlp_problem[:3]
@@ -661,9 +695,11 @@ def test_graph_size_estimates_scale_with_each_batch_samples(mlp_problem):
     roomy = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
     measured = roomy.graph_bytes
     assert measured > 1
+    # a kept graph holds its saved tensors (scaled by the samples) and its gradient
+    gradient = sum(p.numel() * p.element_size() for p in model.parameters())
     for i, n in enumerate(samples):
-        assert roomy._graph_bytes(i) == int(np.ceil(measured * n / samples[0]))
-    all_graphs = sum(int(np.ceil(measured * n / samples[0])) for n in samples)
+        assert roomy._graph_bytes(i) == int(np.ceil(measured * n / samples[0])) + gradient
+    all_graphs = sum(int(np.ceil(measured * n / samples[0])) + gradient for n in samples)
     fits = all_graphs + roomy._per_tangent()
     vecs = [torch.ones(1, b.dim, dtype=torch.float64) for b in blocks]
     for budget, strategy, kept in ((fits, "keep-all", len(data)),
@@ -711,8 +747,8 @@ def test_least_budget_is_the_largest_graph_and_one_tangent(mode, request):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the least is no under-budget run
         out = op(eyes)
-    largest = int(np.ceil(op.graph_bytes * max(samples) / samples[0]))
     params = sum(p.numel() * p.element_size() for p in model.parameters())
+    largest = int(np.ceil(op.graph_bytes * max(samples) / samples[0])) + params  # + gradient
     least = largest + op.graph_bytes + params
     info = op.info()
     assert (info["max_memory"], info["requested_max_memory"]) == (least, "least")

@@ -19,6 +19,7 @@ from nets.engine.products import (
     make_batch_hessian_vector_product,
     pad_tangents,
     reverse_products,
+    row_chunks,
 )
 
 #: Block partitions mixing whole tensors and parts of tensors (indexed pieces), per problem.
@@ -232,3 +233,23 @@ def test_cut_inverts_pad(counts):
     assert sum(float((t ** 2).sum()) for t in padded.values()) == pytest.approx(total, rel=1e-14)
     for v, c in zip(vectors, cut_products(padded, blocks, vectors), strict=True):
         assert (v is None and c is None) or torch.equal(v, c)
+
+
+@given(counts=st.lists(st.integers(0, 4), min_size=1, max_size=5), size=st.integers(1, 6))
+def test_row_chunks_cover_every_row_once_in_stack_order(counts, size):
+    """The chunks cut the stack of every block's rows, in block order, into pieces of ``size``:
+    each block's rows are covered once, in order, and each chunk holds at most ``size`` rows
+    (all but the last exactly ``size``)."""
+    vectors = [None if m == 0 else torch.zeros(m, 1) for m in counts]
+    chunks = row_chunks(vectors, size)
+    seen = []
+    for chunk in chunks:
+        rows = [(blk, r) for blk, r in enumerate(chunk) if r is not None]
+        assert all(r.stop > r.start for _, r in rows)
+        seen += [(blk, i) for blk, r in rows for i in range(r.start, r.stop)]
+        held = sum(r.stop - r.start for _, r in rows)
+        assert held == size or chunk is chunks[-1]
+        assert 0 < held <= size
+    assert seen == [(blk, i) for blk, m in enumerate(counts) for i in range(m)]
+    assert row_chunks(vectors, None) == ([] if sum(counts) == 0 else [
+        [None if m == 0 else slice(0, m) for m in counts]])
