@@ -33,8 +33,9 @@ the code that measured it: ``commit`` (git's short hash, ``+changes`` when the w
 ``nets``, ``labkit``, the measuring modules or this script differ from it) and ``code`` (a
 hash of those sources, ``reports.code_version``). A
 grid measured in parts (``--resume``, ``--only``) thus says which rows come from which code;
-``--resume`` measures again every cell whose rows another code measured, unless
-``--keep-stale`` keeps them (their commit is then shown in the nets row's notes).
+``--resume`` measures again every cell whose rows another code measured, or fewer rounds than
+``--rounds`` asks, unless ``--keep-stale`` keeps them (their commit is then shown in the nets
+row's notes).
 
 Every row also reports ``λmax``, the largest Ritz value (blockwise: of every block, the table
 shows the largest); nets, hessian-eigenthings and the authors' algorithm compute the same
@@ -73,6 +74,7 @@ import runner  # noqa: E402
 from reports import code_version, machine_note, read_json  # noqa: E402
 from verdicts import (  # noqa: E402
     INTERVAL_NOTE,
+    MEMORY_INTERVAL_NOTE,
     median_interval,
     memory_ratio,
     runs_of,
@@ -233,7 +235,8 @@ def _parser() -> argparse.ArgumentParser:
                          "e.g. for a grid stopped before its end")
     ap.add_argument("--keep-stale", action="store_true",
                     help="with --resume: also keep the cells that other code measured (another "
-                         "commit or changed sources; default: measure them again)")
+                         "commit or changed sources), or fewer rounds than --rounds (default: "
+                         "measure them again)")
     ap.add_argument("--only", action="append", default=[], metavar="FIELD=V1,V2",
                     help="measure only the cells whose FIELD (model, kind, probes, steps, "
                          "threads) is one of the values; repeat to narrow further. With "
@@ -267,7 +270,8 @@ def _header(args: argparse.Namespace, device: str, read: int, stale: int, shown_
     """The report's title, provenance, column definitions and table head.
 
     ``read``: rows read back from ``--json``; ``stale``, ``shown_stale``: cells of that file
-    that other code measured, and how many of them are reported as they are."""
+    that other code (or fewer rounds) measured, and how many of them are reported as they
+    are."""
     g = GRIDS[args.grid]
     settings = ", ".join(f"{k} {v}" for k, v in g.items() if k != "kinds")
     kinds = " and ".join({"full": "full", "blocks": "blockwise"}[k]
@@ -280,7 +284,8 @@ def _header(args: argparse.Namespace, device: str, read: int, stale: int, shown_
             + (f" Resumed: {read} rows were read from {args.json}, "
                "measured by an earlier run of this grid (their load column says under what "
                "load)." if read else "")
-            + (f" {stale} cells of that file were measured by other code: "
+            + (f" {stale} cells of that file were measured by other code or in fewer "
+               f"rounds than --rounds {args.rounds}: "
                f"{shown_stale} reported as they are (the nets row's notes name the "
                f"commit), {stale - shown_stale} measured again." if stale else "")
             + (" Nothing was measured by this command (--render-only): cells the file lacks "
@@ -291,8 +296,7 @@ def _header(args: argparse.Namespace, device: str, read: int, stale: int, shown_
             "call it `within noise` where the interval straddles the target; for a ratio, "
             f"{INTERVAL_NOTE}; for a cost per product, the sign test's interval of nets' "
             "median run, the range of its runs below 9 runs; for a memory ratio (of the largest "
-            "rises), the range of every pair of the rounds' rises, none for one round); a row "
-            "measured in several "
+            f"rises), {MEMORY_INTERVAL_NOTE}); a row measured in several "
             "rounds (`--rounds`, the nets row's notes say how many: one fresh process per "
             "method and round, the methods interleaved) pools the runs of all its rounds, "
             "and its peak and load columns are the largest of its rounds'; "
@@ -500,7 +504,8 @@ def _finished_cells(path: Path, args: argparse.Namespace, version: dict[str, str
     ``{cell key: {method: record}}`` maps, each record as the file has it (a method missing or
     failed there is run again): the cells measured by this code, and the stale ones, any of
     whose rows another code measured (``code`` differs from ``version``'s; a cell's ratios
-    come from one code)."""
+    come from one code), or in fewer rounds than ``--rounds`` asks (then measured again, every
+    method in the same rounds, as ``bench_memory.py --resume`` does)."""
     if not path.exists():
         return {}, {}
     records = read_json(path, "resume from")
@@ -521,7 +526,9 @@ def _finished_cells(path: Path, args: argparse.Namespace, version: dict[str, str
         kept = {m: have[m] for m in _methods(cell, args.compile)
                 if m in have and "error" not in have[m]}
         if kept:
-            same = all(r.get("code") == version["code"] for r in kept.values())
+            same = all(r.get("code") == version["code"] for r in kept.values()) and (
+                args.render_only or min(r.get("rounds", 1) for r in kept.values())
+                >= args.rounds)
             (fresh if same else stale)[_cell_key(cell)] = kept
     return fresh, stale
 

@@ -159,8 +159,8 @@ def run_cell(cell: dict) -> dict:
     the memory columns are its allocator's (``torch.cuda.max_memory_allocated``, the rise from
     what was allocated before the first run), not the process's RSS, and a nets row also has
     ``peak_steady_extra_bytes``: the rise after its first Lanczos step, i.e. without the data
-    check and ``"auto"``'s calibration (which may stack every block's tangents at once in
-    modes it then does not choose). A blockwise cell's
+    check and ``"auto"``'s calibration (which may run modes it then does not choose). A
+    blockwise cell's
     ``block_names`` (parameter names; default every parameter) restricts every method to those
     blocks.
 

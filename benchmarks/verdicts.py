@@ -40,6 +40,10 @@ INTERVAL_NOTE = (f"its interval is the {LEVEL:.0%} rank-sum (Hodges-Lehmann) int
                  "pairs where pooled rounds give more runs")
 
 
+#: How the reports describe a memory ratio's interval (:func:`memory_ratio`).
+MEMORY_INTERVAL_NOTE = "the range of every pair of the rounds' rises, none for one round"
+
+
 def runs_of(r: dict, key: str = "seconds") -> list[float]:
     """A row's runs of ``key`` (:data:`RUNS_OF`); a row measured once (or by an older script)
     has its one value."""

@@ -311,9 +311,27 @@ def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monke
         reran = ("blocks", "nets") in ran
         assert reran == expect_rerun
         text = buf.getvalue()
-        assert ("1 cells of that file were measured by other code: "
-                f"{int(keep)} reported as they are") in text
+        assert ("1 cells of that file were measured by other code or in fewer rounds than "
+                f"--rounds 1: {int(keep)} reported as they are") in text
         assert ("Cells measured at: abc1234 (1)." in text) == keep
+    # a cell of this code measured in fewer rounds than --rounds asks: measured again, every
+    # method in the rounds asked for (not kept because it is current)
+    current = json.loads(out.read_text())
+    assert all(r.get("rounds", 1) == 1 for r in current if "error" not in r)
+    ran.clear()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--resume",
+                    "--only", "kind=blocks", "--rounds", "2"])
+    assert ran.count(("blocks", "nets")) == 2
+    assert "in fewer rounds than --rounds 2: 0 reported as they are" in buf.getvalue()
+    again = [r for r in json.loads(out.read_text()) if r["kind"] == "blocks"]
+    assert all(r["rounds"] == 2 for r in again if "error" not in r)
+    ran.clear()
+    with contextlib.redirect_stdout(io.StringIO()):  # now current in 2 rounds: kept
+        bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--resume",
+                    "--only", "kind=blocks", "--rounds", "2"])
+    assert ("blocks", "nets") not in ran
     # outside --only a stale cell is reported as it is, and stays in the file
     out.write_text(json.dumps(stale))
     ran.clear()
