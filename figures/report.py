@@ -43,6 +43,19 @@ class Entry:
     cached: bool
 
 
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``),
+    or ``"unknown"``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def environment() -> dict:
     """Versions, machine and git commit, for the report's settings section."""
     import matplotlib
@@ -54,10 +67,14 @@ def environment() -> dict:
            "scipy": scipy.__version__, "numba": numba.__version__,
            "matplotlib": matplotlib.__version__,
            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}"}
+    env["cpu"] = cpu_model()
     try:
         import torch
         env["torch"] = torch.__version__
         env["torch threads"] = str(torch.get_num_threads())
+        # the vector instructions torch's CPU kernels dispatch to: the same code and seeds give
+        # other round-off, and training runs other numbers, where this differs
+        env["torch CPU capability"] = torch.backends.cpu.get_cpu_capability()
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     try:

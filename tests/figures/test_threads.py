@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import figures.__main__ as runner
+from figures import report
 from figures.registry import FigureSpec, Finding
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,3 +108,14 @@ def test_the_thread_count_keys_the_figure_cache(tmp_path, monkeypatch, restore_t
 def test_a_bad_thread_count_is_refused(tmp_path, threads):
     with pytest.raises(ValueError, match="threads must be an integer >= 1"):
         runner.run_figures([], profile="tiny", out=tmp_path, cache_dir=None, threads=threads)
+
+
+def test_environment_names_the_cpu_and_the_kernels_torch_dispatches_to():
+    """The report's environment says which processor and which of torch's CPU kernel sets
+    (AVX2, AVX512, ...) ran it: the same code and seeds give other round-off, and so other
+    training numbers, on another processor (the verdicts are what must not move)."""
+    env = report.environment()
+    assert (bool(env["cpu"]) and env["cpu"] != "unknown") or sys.platform != "linux"
+    assert env["torch CPU capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["torch CPU capability"] in ("DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2",
+                                           "AVX512", "SVE256", "SVE128")
