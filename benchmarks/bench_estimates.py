@@ -50,6 +50,7 @@ from torch.utils._pytree import tree_flatten
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import meters
 import problems
 import reports
 import runner
@@ -133,14 +134,13 @@ def _allocator_bytes(device: torch.device, call) -> tuple[int, int]:
     (every allocation, a kernel's own scratch included, which :class:`LiveBytes` cannot see).
     On a GPU the caching allocator's counters; on the host the CPU allocator's events that
     ``torch.profiler`` records (``profile_memory``), summed in time order."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
+    if device.type == "cuda":  # the benchmarks' own GPU meters (its peak counter reset)
+        meters.synchronize(device)
+        now, peak = meters.memory_meters(device)
+        before = now()
         call()
-        torch.cuda.synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - before,
-                torch.cuda.memory_allocated(device) - before)
+        meters.synchronize(device)
+        return peak() - before, now() - before
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         call()
     events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
