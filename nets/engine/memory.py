@@ -8,6 +8,10 @@
 * :class:`SavedBytes` counts the same while a graph is built, through a ``saved_tensors_hooks``
   pack hook: the fallback for a graph whose nodes :func:`retained_bytes` cannot read. Its hooks
   stay in the graph and run (in Python) at every unpack of every later backward through it.
+* :class:`LiveBytes` counts the bytes of the tensors created while it is active and still
+  alive, and their peak: the transient memory of a computation (the operator measures one
+  tangent's double backward with it, :class:`nets.engine.hvp.BlockHVP`). It sees every tensor
+  an operator returns, on any device; it does not see a kernel's own scratch memory.
 * :func:`peak_bytes` is the high-water mark: CUDA's ``max_memory_allocated`` on a GPU (since
   the process started or the caller last reset it with ``torch.cuda.reset_peak_memory_stats``:
   nets never resets it, so a peak the caller measures around a nets call covers the call), on
@@ -20,11 +24,15 @@ from __future__ import annotations
 import os
 import resource
 import sys
+import weakref
 from collections.abc import Iterable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
-__all__ = ["SavedBytes", "available_bytes", "default_budget", "peak_bytes", "retained_bytes"]
+__all__ = ["LiveBytes", "SavedBytes", "available_bytes", "default_budget", "peak_bytes",
+           "retained_bytes"]
 
 
 def available_bytes(device: torch.device) -> int:
@@ -151,6 +159,53 @@ class SavedBytes:
 
     def __exit__(self, *exc: object) -> None:
         self._hooks.__exit__(*exc)
+
+
+class LiveBytes(TorchDispatchMode):
+    """Context manager counting the bytes of the tensor storages created while it is active and
+    still alive: :attr:`live` now, :attr:`peak` the most alive at once.
+
+    A dispatch mode: every operator's outputs are seen (below autograd, so a backward's too),
+    each storage counted once however many views share it, and uncounted when it is freed.
+    Storages made before the count (an operator's inputs it has not seen created, e.g. a kept
+    graph's saved tensors) are never counted, nor are their views. A kernel's own scratch
+    memory is not a tensor and is not seen. Every operator goes through Python while it is
+    active: a computation runs several times slower under it.
+
+    Attributes:
+        live: Bytes of the counted storages alive now.
+        peak: The most of them alive at once.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._before: weakref.WeakSet = weakref.WeakSet()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        for t in tree_flatten((args, kwargs))[0]:  # storages made before: never counted
+            if isinstance(t, torch.Tensor) and not t.is_meta:
+                storage = t.untyped_storage()
+                if storage not in self._seen:
+                    self._before.add(storage)
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor) or t.is_meta:
+                continue
+            storage = t.untyped_storage()
+            if storage in self._seen or storage in self._before:
+                continue
+            size = storage.nbytes()
+            self._seen[storage] = size
+            self.live += size
+            weakref.finalize(storage, self._free, size)
+        self.peak = max(self.peak, self.live)
+        return out
+
+    def _free(self, size: int) -> None:
+        self.live -= size
 
 
 def _unpack(t: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import nets
 from nets import zoo
 from nets.engine.blocks import resolve_blocks
 from nets.engine.hvp import BlockHVP
-from nets.engine.memory import SavedBytes, retained_bytes
+from nets.engine.memory import LiveBytes, SavedBytes, retained_bytes
 from nets.engine.products import gradient_graph
 
 from .conftest import on_device
@@ -177,3 +177,36 @@ def test_a_nets_call_leaves_the_callers_cuda_peak(mlp_problem):
     assert torch.cuda.max_memory_allocated(dev) >= before
     assert info["peak_memory_kind"] == "cuda_max_allocated"
     assert info["peak_memory_bytes"] >= before
+
+
+def test_live_bytes_counts_known_allocations():
+    """A tensor counts its bytes once, a view adds nothing, a storage made before the count is
+    never counted, a freed tensor leaves ``live`` and stays in ``peak``."""
+    before = torch.zeros(1000)
+    with LiveBytes() as count:
+        a = torch.zeros(1000)                     # 4000 bytes
+        view = a.view(10, 100)                    # the same storage: nothing more
+        b = torch.ones(500, dtype=torch.float64)  # 4000 bytes
+        alias, part = before.detach(), before[:10]  # made before the count: not counted
+        assert (count.live, count.peak) == (8000, 8000)
+        del b
+        assert (count.live, count.peak) == (4000, 8000)
+        c = a * 2                                 # a new result: counted
+        assert (count.live, count.peak) == (8000, 8000)
+        del c
+        d = torch.zeros(3000)                     # the peak follows the most alive at once
+        assert (count.live, count.peak) == (16000, 16000)
+    assert view.shape == (10, 100) and alias.shape == (1000,) and part.shape == (10,)
+    assert d.numel() == 3000
+
+
+def test_live_bytes_sees_an_autograd_graph_and_its_release():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 64, generator=g, requires_grad=True)
+    x = torch.randn(8, 64, generator=g)
+    with LiveBytes() as count:
+        (g,) = torch.autograd.grad(torch.tanh(x @ w).pow(2).sum(), w, create_graph=True)
+        held = count.live
+        assert held >= g.numel() * g.element_size()   # at least the gradient itself
+        del g
+        assert count.live < held                       # the graph went with it
