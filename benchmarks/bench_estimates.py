@@ -3,9 +3,11 @@
 ``nets.BlockHVP`` plans its memory from two estimates made on the first batch: the bytes a
 kept gradient graph holds (the tensors it saves for backward, ``graph_bytes``, found by walking
 it, and the gradient itself) and the bytes one stacked tangent takes while a product runs
-(``per_tangent``: a graph's worth plus a copy of the parameters). Graphs are kept while they
-fit the budget (``max_memory``) and the tangents stacked per product follow from what is left,
-so a budget is kept exactly when these estimates cover what the products really hold.
+(``tangent_bytes``): for the double-backward modes measured on one tangent per block where
+the budget binds (``measure_tangents``), for forward-over-reverse the graph bound (a graph's
+worth plus a copy of the parameters). Graphs are kept while they fit the budget
+(``max_memory``) and the tangents stacked per product follow from what is left, so a budget is
+kept exactly when these estimates cover what the products really hold.
 
 This script measures what they estimate, per model (one fresh process each, one thread):
 
@@ -15,17 +17,21 @@ This script measures what they estimate, per model (one fresh process each, one 
   and the gradient it holds);
 * **per tangent**: for each product mode and number ``T`` of tangents per product
   (``chunk_size=T``, every graph kept), the peak bytes over one operator call, less the bytes
-  of the products it returns (the Lanczos vectors' budget holds those), divided by ``T``,
-  against the operator's per-tangent estimate. The double-backward modes' graphs are built
-  before the call, so the peak is the products' own; ``forward`` (forward-over-reverse) builds
-  no graph to keep, and its transient is its whole pass.
+  of the products it returns times ``product_copies`` (the batches' sum holds one batch's
+  products beside it; the Lanczos vectors' budget holds those), divided by ``T``, against the
+  operator's per-tangent estimate (measured for the double-backward modes, the graph bound
+  for ``forward``; the graph bound is printed beside it). The double-backward modes' graphs
+  are built before the call, so the peak is the products' own; ``forward``
+  (forward-over-reverse) builds no graph to keep, and its transient is its whole pass.
 
-Bytes are counted twice, by two instruments that share nothing: :class:`LiveBytes`, which sees
-every tensor an operator returns and when its storage is freed (the same count on a CPU and a
-GPU, free of the allocator's caching and rounding, blind to a kernel's own scratch), and the
-allocator (:func:`_allocator_bytes`: on a CPU the allocation events ``torch.profiler`` records,
-on a GPU the caching allocator's counters), which sees every allocation. The verdict is judged
-on the first; the second is printed beside it as its check. A ratio
+Bytes are counted twice, by two instruments that share nothing:
+:class:`nets.engine.memory.LiveBytes`, which sees every tensor an operator returns and when its
+storage is freed (the same count on a CPU and a GPU, free of the allocator's caching and
+rounding, blind to a kernel's own scratch; the operator measures its per-tangent estimate with
+it), and the allocator (:func:`_allocator_bytes`: on a CPU the allocation events
+``torch.profiler`` records, on a GPU the caching allocator's counters), which sees every
+allocation. The verdict is judged on the allocator's count, the instrument the estimate was
+not made with; the other is printed beside it. A ratio
 estimate / measured of at least 1 keeps the budget; above :data:`WASTE` the planner leaves
 memory unused (fewer stacked tangents, more graph rebuilds than the budget allows). Each is
 judged with :func:`verdicts.verdict` (a byte count is exact: no interval).
@@ -39,14 +45,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import weakref
 from pathlib import Path
 
 import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -59,6 +62,7 @@ from verdicts import verdict
 import nets
 from labkit.atomic import atomic_write_bytes
 from labkit.tables import format_table
+from nets.engine.memory import LiveBytes
 from nets.engine.products import gradient_graph
 
 #: The product modes measured and the tangents per product of each (``chunk_size``).
@@ -68,47 +72,12 @@ MODES = {"reverse-block": (1, 3), "reverse": (4, 16), "forward": (4, 16)}
 WASTE = 1.5
 
 COLUMNS = [("model", "model", ""), ("what", "what", ""), ("T", "T", ""),
-           ("estimate_mib", "estimate MiB", ".2f"), ("measured_mib", "measured MiB", ".2f"),
-           ("ratio", "estimate / measured", ".2f"), ("allocator_mib", "allocator MiB", ".2f"),
-           ("verdict", "verdict", "")]
+           ("estimate", "estimate", ""), ("estimate_mib", "estimate MiB", ".2f"),
+           ("allocator_mib", "allocator MiB", ".2f"), ("ratio", "estimate / allocator", ".2f"),
+           ("verdict", "verdict", ""), ("live_mib", "LiveBytes MiB", ".2f"),
+           ("bound_mib", "graph bound MiB", ".2f")]
 
 MIB = 2**20
-
-
-class LiveBytes(TorchDispatchMode):
-    """Counts the bytes of the tensor storages created while it is active and still alive:
-    ``live`` now, ``peak`` the most at once (storages created before it are not counted;
-    every storage once, however many views share it)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = 0
-        self.peak = 0
-        self._seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._before: weakref.WeakSet = weakref.WeakSet()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        for t in tree_flatten((args, kwargs))[0]:  # storages made before: never counted
-            if isinstance(t, torch.Tensor) and not t.is_meta:
-                storage = t.untyped_storage()
-                if storage not in self._seen:
-                    self._before.add(storage)
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if not isinstance(t, torch.Tensor) or t.is_meta:
-                continue
-            storage = t.untyped_storage()
-            if storage in self._seen or storage in self._before:
-                continue
-            size = storage.nbytes()
-            self._seen[storage] = size
-            self.live += size
-            weakref.finalize(storage, self._free, size)
-        self.peak = max(self.peak, self.live)
-        return out
-
-    def _free(self, size: int) -> None:
-        self.live -= size
 
 
 def ratio_verdict(ratio: float) -> str:
@@ -121,12 +90,15 @@ def ratio_verdict(ratio: float) -> str:
     return "met"
 
 
-def _row(model: str, what: str, t: object, estimate: int, measured: int,
-         allocator: int) -> dict:
-    ratio = estimate / max(measured, 1)
-    return {"model": model, "what": what, "T": t, "estimate_mib": estimate / MIB,
-            "measured_mib": measured / MIB, "ratio": ratio, "allocator_mib": allocator / MIB,
-            "verdict": ratio_verdict(ratio)}
+def _row(model: str, what: str, t: object, kind: str, estimate: int, allocator: int,
+         live: int, bound: int | None = None) -> dict:
+    """One report row: ``estimate`` bytes (of ``kind``) judged against the allocator's count
+    ``allocator``; ``live`` (LiveBytes' count) and the graph bound ``bound`` beside them."""
+    ratio = estimate / max(allocator, 1)
+    return {"model": model, "what": what, "T": t, "estimate": kind,
+            "estimate_mib": estimate / MIB, "allocator_mib": allocator / MIB, "ratio": ratio,
+            "verdict": ratio_verdict(ratio), "live_mib": live / MIB,
+            "bound_mib": None if bound is None else bound / MIB}
 
 
 def _allocator_bytes(device: torch.device, call) -> tuple[int, int]:
@@ -181,21 +153,24 @@ def measure(name: str, device: str = "cpu", modes: dict | None = None) -> list[d
     graph, n = _counted(dev, lambda: gradient_graph(model, buffers, loss_fn, params,
                                                     list(params), x, y))
     del graph
-    rows.append(_row(name, "graph", "", estimate, n["live"], n["allocator_held"]))
+    rows.append(_row(name, "graph", "", "walked", estimate, n["allocator_held"], n["live"]))
     for mode, counts in (MODES if modes is None else modes).items():
         for t in counts:
             per_block = t if mode == "reverse-block" else 1  # padded: T rows from the blocks
             if mode != "reverse-block" and len(blocks) < t:
                 continue
-            op = nets.BlockHVP(model, loss_fn, data, blocks, mode=mode, chunk_size=t)
+            op = nets.BlockHVP(model, loss_fn, data, blocks, mode=mode, chunk_size=t,
+                               measure_tangents=mode != "forward")
             vectors = [torch.randn(per_block, b.dim, generator=gen).to(dev, op.dtype)
                        for b in blocks]
-            op(vectors)  # plans, keeps every graph (built before the measured call)
+            op(vectors)  # plans (measuring), keeps every graph (built before the measured call)
             out, n = _counted(dev, lambda op=op, v=vectors: op(v))
-            returned = sum(p.untyped_storage().nbytes() for p in out if p is not None)
-            rows.append(_row(name, mode, t, op._per_tangent(),  # the operator's own estimate
-                             (n["peak"] - returned) // t,
-                             (n["allocator_peak"] - returned) // t))
+            products = op.product_copies * sum(p.untyped_storage().nbytes() for p in out
+                                               if p is not None)
+            info = op.info()  # the operator's own estimate, and the bound it replaces
+            rows.append(_row(name, mode, t, info["tangent_estimate"], info["tangent_bytes"],
+                             (n["allocator_peak"] - products) // t, (n["peak"] - products) // t,
+                             op._graph_bound()))
             del op, out
     return rows
 
@@ -239,12 +214,15 @@ def main(argv: list[str] | None = None) -> None:
         f"{version['code']}) on {reports.machine_note(args.device)}. `graph`: one batch's "
         "gradient graph, as the planner counts a kept graph (the saved tensors found by walking "
         "it, and the gradient) and measured as the bytes alive after it is built; a mode's "
-        "row: the operator's per-tangent estimate against the peak over one call, less the "
-        "products it returns, per tangent (`T` tangents per "
-        "product, every graph kept). Bytes are counted per tensor storage (`LiveBytes`); "
-        "`allocator` is the allocator's count of the same (every allocation, kernels' scratch "
-        "included: on a CPU from `torch.profiler`'s memory events, on a GPU its counters). "
-        f"Target: 1 <= estimate / measured <= {WASTE} (`under`: the budget can be "
+        "row: the operator's per-tangent estimate (`measured` on one tangent per block for the "
+        "double-backward modes, the `graph bound` for forward-over-reverse) against the peak "
+        "over one call, less the products it returns (twice: the batches' sum holds one "
+        "batch's beside it), per tangent (`T` tangents per product, every graph kept). "
+        "`allocator` is the allocator's count (every allocation, kernels' scratch included: "
+        "on a CPU from `torch.profiler`'s memory events, on a GPU its counters), the verdict's "
+        "instrument; `LiveBytes` counts per tensor storage, the instrument the operator "
+        "measures with; `graph bound` is the estimate without a measurement. "
+        f"Target: 1 <= estimate / allocator <= {WASTE} (`under`: the budget can be "
         "exceeded; `over`: memory left unused). Definitions: the script's docstring.", "",
         format_table(good, COLUMNS, markdown=True), "",
         f"{met} of {len(good)} estimates met the target."

@@ -19,12 +19,14 @@ from nets.engine.checks import check_int
 __all__ = ["lanczos_groups", "lanczos_probe_bytes", "lanczos_work_bytes"]
 
 
-def lanczos_probe_bytes(dim: int, steps: int, itemsize: int) -> int:
+def lanczos_probe_bytes(dim: int, steps: int, itemsize: int, products: int = 1) -> int:
     """Bytes of its own vectors one probe of a block of dimension ``dim`` holds during a
     Lanczos run.
 
-    ``(k + 2) · d`` numbers of ``itemsize`` bytes: the basis ``Q_k`` of ``k = min(steps, d)``
-    rows, the vector passed to the products and its product. The float64 work stack, one
+    ``(k + 1 + c) · d`` numbers of ``itemsize`` bytes: the basis ``Q_k`` of ``k = min(steps, d)``
+    rows, the vector passed to the products and ``c = products`` copies of its product (two
+    where the operator sums batches: the sum so far and one batch's products,
+    :attr:`nets.engine.hvp.BlockHVP.product_copies`). The float64 work stack, one
     ``8 d``-byte row per probe, is shared by the blocks of a run and sized by the largest
     (:func:`lanczos_work_bytes`, :func:`lanczos_groups`'s ``shared``).
 
@@ -32,11 +34,13 @@ def lanczos_probe_bytes(dim: int, steps: int, itemsize: int) -> int:
         dim: Block dimension ``d``.
         steps: Lanczos steps asked for.
         itemsize: Bytes per number of the stored vectors (4 for a float32 model).
+        products: Copies of the product a call holds at once (at least 1).
     """
     dim = check_int("dim", dim, minimum=0)
     steps = check_int("steps", steps, minimum=1)
     itemsize = check_int("itemsize", itemsize, minimum=1)
-    return (min(steps, dim) + 2) * dim * itemsize
+    products = check_int("products", products, minimum=1)
+    return (min(steps, dim) + 1 + products) * dim * itemsize
 
 
 def lanczos_work_bytes(dim: int) -> int:

@@ -51,6 +51,7 @@ from nets.engine.blocks import Block
 from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
 from nets.engine.memory import (
+    LiveBytes,
     SavedBytes,
     default_budget,
     peak_bytes,
@@ -274,9 +275,27 @@ class BlockHVP:
     it against the other budgets and a one-block-at-a-time peer). The Lanczos vectors are
     bounded by the same budget (:meth:`vector_budget`).
     Stacked tangents are processed ``chunk_size`` at a time, by default as many as the rest of
-    the budget allows at one graph's size plus one parameter copy per tangent, the rest being
-    what the held graphs and the Lanczos vectors' most (:meth:`vector_budget`'s ``limit``)
-    leave: so graphs, tangents and vectors together stay within ``max_memory`` wherever it
+    the budget allows at the per-tangent estimate (:meth:`info`'s ``tangent_bytes``), the rest
+    being what the held graphs and the Lanczos vectors' most (:meth:`vector_budget`'s
+    ``limit``) leave. The per-tangent estimate is one of two:
+
+    * the **graph bound**, a graph's worth plus a parameter copy: what a tangent may hold with
+      no measurement, and always where forward-over-reverse may run (it builds a graph per
+      tangent);
+    * **measured** (``measure_tangents=True``, or by default where the graph bound binds: under
+      :data:`LEAST`, where not every graph fits beside a tangent, or where the budget's chunks
+      would stack fewer tangents than the first call has rows): at the first call one
+      block-restricted double backward per block, one tangent each, runs on the first batch
+      under :class:`nets.engine.memory.LiveBytes`, and the most any block holds beyond its
+      product, scaled to the largest batch, is the estimate, plus two parameter copies where
+      zero-padded rows may run (a padded tangent and its full-space product). One tangent's
+      transient bounds a stacked tangent's (``benchmarks/results/estimates.md`` measures both);
+      a kernel's scratch memory is not counted. The measurement costs one pass of products
+      under a Python dispatch mode (several times their plain time), paid once
+      (``tangent_measure_seconds``), and leaves room the graph bound wastes: the double
+      backward holds about half a graph per tangent on the benchmark models.
+
+    So so graphs, tangents and vectors together stay within ``max_memory`` wherever it
     leaves room for two tangents beside the held graphs (tested). With less, one tangent runs
     and the vectors take half of what the graphs leave, as under :data:`LEAST`: over the
     budget by at most half a tangent.
@@ -305,14 +324,20 @@ class BlockHVP:
             time on a transformer, which only a long run earns back (measured by
             ``benchmarks/bench_peers.py --compile``); the products equal the uncompiled ones
             to round-off (tested).
+        measure_tangents: Measure the bytes a stacked tangent holds (``True``), use the graph
+            bound (``False``), or measure only where the graph bound binds (``None``,
+            default); see "Memory budget" above. Forward-over-reverse always uses the bound.
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
                  blocks: Sequence[Block], *, mode: str = "auto",
                  max_memory: int | str | None = None,
                  chunk_size: int | None = None, comm: Communicator | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool = False, measure_tangents: bool | None = None) -> None:
         check_hvp_options(mode, max_memory, chunk_size)
+        if measure_tangents is not None and not isinstance(measure_tangents, bool):
+            raise TypeError(f"measure_tangents must be True, False or None (measured where the "
+                            f"graph bound binds), got {type(measure_tangents).__name__}")
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
@@ -355,6 +380,12 @@ class BlockHVP:
                            else 1 if self._least else int(max_memory))
         self._budget_given = max_memory is not None
         self.chunk_size = chunk_size
+        self.measure_tangents = measure_tangents
+        #: bytes per stacked tangent the plan used (set by the first call; None before)
+        self._tangent_estimate: int | None = None
+        #: "graph bound" or "measured": where the per-tangent estimate came from
+        self.tangent_source = "graph bound"
+        self._tangent_seconds = 0.0
         self.calibration: dict[str, object] = {}
         #: how graphs are held: "keep-all", "one-at-a-time" or "none" (set by the first call)
         self.graph_strategy: str | None = None
@@ -407,7 +438,9 @@ class BlockHVP:
         lifetime peak RSS; reset CUDA's counter before building the operator for its own
         peak): the zero-padded and forward modes run a full-space product per block and
         probe, so the calibration may take much longer than the mode chosen then does, within
-        the same chunks of stacked tangents.
+        the same chunks of stacked tangents. ``tangent_bytes`` is the bytes per stacked tangent
+        the plan used (``None`` before the first call), ``tangent_estimate`` whether they are
+        the graph bound or measured, ``tangent_measure_seconds`` what measuring them cost.
         """
         peak, kind = peak_bytes(self.device)
         others = sum(s for m, s in self._product_seconds.items() if m != self.mode)
@@ -417,6 +450,8 @@ class BlockHVP:
                 "max_memory": self.max_memory,
                 "requested_max_memory": self.requested_max_memory,
                 "graph_bytes": self.graph_bytes,
+                "tangent_bytes": self._tangent_estimate, "tangent_estimate": self.tangent_source,
+                "tangent_measure_seconds": self._tangent_seconds,
                 "graph_strategy": self.graph_strategy, "graphs_kept": len(self._graphs),
                 "bundle_size": self.bundle_size if self.mode == "reverse-bundle" else None,
                 "batches": len(self.data),
@@ -458,7 +493,7 @@ class BlockHVP:
         try:
             with math_attention():
                 if self.graph_strategy is None:
-                    self._plan()
+                    self._plan(vectors)
                 local = self._local_products(vectors)
             error = None
         except Exception as e:  # re-raised by comm.sum_, on every rank when distributed
@@ -582,8 +617,9 @@ class BlockHVP:
         if self._least:
             self.max_memory = self._least_bytes([samples])
 
-    def _plan(self) -> None:
-        """Choose the graph strategy and the tangent chunks from the first batch's graph size.
+    def _plan(self, vectors) -> None:
+        """Choose the per-tangent estimate, the graph strategy and the tangent chunks from the
+        first batch's graph size, at the first call (of ``vectors``).
 
         Strategy (class docstring): ``"keep-all"`` when all graphs plus one tangent's worth of
         room fit in ``max_memory``, else ``"one-at-a-time"``; ``"none"`` in forward mode. The
@@ -592,6 +628,7 @@ class BlockHVP:
         if not self.graph_bytes:  # not measured by the data check: measured (or fails) here
             x, y, _ = self.data[0]
             self._measure_graph(x, y)
+        self._tangent_estimate = self._tangent_bytes(vectors)
         if self._least:
             self.max_memory = self._least_bytes([batch_size(y) for _, y, _ in self.data])
         self.graph_strategy, held = self._strategy()
@@ -604,9 +641,14 @@ class BlockHVP:
                           "tangent at a time, over the budget. Pass max_memory >= "
                           f"{least}, or smaller batches", UserWarning, stacklevel=3)
         if self.chunk_size is None:  # not given by the caller
-            rest = max(self.max_memory - held, 0)
-            vectors = self._vector_room(self.graph_strategy, held)[0]  # their most
-            self.chunk_size = max(1, (rest - vectors) // per_tangent)
+            self.chunk_size = self._chunk_room(self.graph_strategy, held)
+
+    def _chunk_room(self, strategy: str, held: int) -> int:
+        """Tangents per product the budget allows beside ``held`` bytes of graphs (strategy
+        ``strategy``) and the Lanczos vectors' most (at least 1)."""
+        rest = max(self.max_memory - held, 0)
+        vectors = self._vector_room(strategy, held)[0]  # their most
+        return max(1, (rest - vectors) // self._per_tangent())
 
     def _least_bytes(self, samples: Sequence[int]) -> int:
         """The least the products run in over batches of ``samples`` samples: the largest
@@ -614,8 +656,96 @@ class BlockHVP:
         return max(self._estimated_bytes(n) for n in samples) + self._per_tangent()
 
     def _per_tangent(self) -> int:
-        """Bytes one stacked tangent may take: a graph's worth plus a copy of the parameters."""
+        """Bytes one stacked tangent may take: the plan's estimate once the first call made it
+        (:meth:`_tangent_bytes`), before that the graph bound."""
+        if self._tangent_estimate is not None:
+            return self._tangent_estimate
+        return self._graph_bound()
+
+    def _graph_bound(self) -> int:
+        """Bytes a stacked tangent may take with nothing measured: a graph's worth (batch 0's
+        saved tensors) plus a copy of the parameters."""
         return max(self.graph_bytes + self._param_bytes, 1)
+
+    def _tangent_bytes(self, vectors) -> int:
+        """The per-tangent estimate the first call (of ``vectors``) plans with: measured
+        (:meth:`_measure_tangent`) where asked or where the graph bound binds (:meth:`_binds`)
+        and no mode that may run is forward-over-reverse; else, or where the measurement
+        cannot run, the graph bound (class docstring, "Memory budget")."""
+        bound = self._graph_bound()
+        modes = self._candidate_modes(vectors)
+        if "forward" in modes or self.measure_tangents is False:
+            return bound
+        if self.measure_tangents is None and not self._binds(vectors):
+            return bound
+        transient = self._measure_tangent()
+        if transient is None:
+            return bound
+        largest = max(batch_size(y) for _, y, _ in self.data)
+        if self._first_samples > 0:
+            transient = int(np.ceil(transient * largest / self._first_samples))
+        padded = 2 * self._param_bytes if modes & {"reverse", "reverse-bundle"} else 0
+        self.tangent_source = "measured"
+        return max(transient + padded, 1)
+
+    def _candidate_modes(self, vectors) -> set[str]:
+        """The product modes the first call (of ``vectors``) may run: the mode asked for, or
+        those ``auto``'s calibration may try (:meth:`_calibrate`'s rules, erring towards
+        trying)."""
+        if self.mode is not None:
+            return {self.mode}
+        modes = {"reverse-block"}
+        if len(self.blocks) > 1 and (self.device.type != "cpu" or BUNDLE_ON_CPU):
+            modes.add("reverse-bundle")
+        if len(self.blocks) < ZERO_PADDED_MAX_BLOCKS:
+            if not self._unpadded:
+                modes.add("reverse")
+            total = sum(0 if v is None else v.shape[0] for v in vectors)
+            if total >= forward_min_tangents(self.device):
+                modes.add("forward")
+        return modes
+
+    def _binds(self, vectors) -> bool:
+        """Whether the graph bound limits the first call's plan (of ``vectors``): under
+        :data:`LEAST` (it is part of the budget), where not every graph fits beside one
+        tangent, or where the budget's chunks would stack fewer tangents than the call has
+        rows."""
+        if self._least:
+            return True
+        strategy, held = self._strategy()
+        if strategy != "keep-all":
+            return True
+        rows = sum(0 if v is None else v.shape[0] for v in vectors)
+        return self.chunk_size is None and self._chunk_room(strategy, held) < rows
+
+    def _measure_tangent(self) -> int | None:
+        """Bytes one tangent's block-restricted double backward holds on the first batch's
+        graph (kept, or built for this): the most over the blocks of the peak
+        :class:`nets.engine.memory.LiveBytes` counts, less the block's product (the Lanczos
+        vectors' budget holds those). ``None`` where the product cannot run (the caller keeps
+        the graph bound)."""
+        t0 = time.perf_counter()
+        x, y, _ = self.data[0]
+        most = 0
+        try:
+            graph = self._graphs.get(0)
+            if graph is None:
+                leaves, grads, _ = self._build(x, y)
+                graph = (leaves, grads)
+            for i, b in enumerate(self.blocks):
+                one: list[torch.Tensor | None] = [None] * len(self.blocks)
+                one[i] = torch.ones((1, b.dim), dtype=self.dtype, device=self.device)
+                with LiveBytes() as count:
+                    out = block_products(graph, self.blocks, one, 1, self._double_backward,
+                                         self.dtype)[i]
+                    held = out.untyped_storage().nbytes()
+                most = max(most, count.peak - held)
+                del out
+        except (NotImplementedError, RuntimeError):
+            return None
+        finally:
+            self._tangent_seconds += time.perf_counter() - t0
+        return max(most, 1)
 
     def _strategy(self) -> tuple[str, int]:
         """The graph strategy the budget allows and the bytes of the graphs it holds at once
@@ -626,6 +756,14 @@ class BlockHVP:
         if sum(sizes) + self._per_tangent() <= self.max_memory:
             return "keep-all", sum(sizes)
         return "one-at-a-time", max(sizes)
+
+    @property
+    def product_copies(self) -> int:
+        """Copies of its products a call holds at once: 2 where it sums several batches (the
+        weighted sum so far, and one batch's products while they are added), else 1 (the
+        products, weighted in place). The Lanczos vectors' budget counts them
+        (:func:`nets.engine.groups.lanczos_probe_bytes`)."""
+        return 2 if len(self.data) > 1 else 1
 
     def vector_budget(self) -> tuple[int, int | None]:
         """How many bytes the Lanczos vectors of the blocks in flight may take.
@@ -737,8 +875,8 @@ class BlockHVP:
                 part = self._calibrate(i, x, y, vectors)
             else:
                 part = self._products(self.mode, i, x, y, vectors)
-            if acc is None:
-                acc = [None if p is None else p * w for p in part]
+            if acc is None:  # the products are the call's own tensors: weighted in place
+                acc = [None if p is None else p.mul_(w) for p in part]
             else:
                 for a, p in zip(acc, part, strict=True):
                     if a is not None:
@@ -783,6 +921,7 @@ class BlockHVP:
             for o, r, p in zip(out, rows, cut_products(full, self.blocks, part), strict=True):
                 if r is not None:
                     o[r] = p
+            del full  # before the next chunk's products
         return out
 
     def _timed(self, mode: str, t0: float) -> None:

@@ -443,7 +443,7 @@ def _rows(vectors: Sequence[torch.Tensor | None]) -> list[tuple[int, int]]:
     return rows
 
 
-def row_chunks(vectors: Sequence[torch.Tensor | None], size: int
+def row_chunks(vectors: Sequence[torch.Tensor | None], size: int | None
                ) -> list[list[slice | None]]:
     """The stack of every block's vectors (block ``l``'s ``m_l`` rows after those of the blocks
     before it, as :func:`pad_tangents` stacks them) cut into chunks of ``size`` rows.

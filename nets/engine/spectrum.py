@@ -171,8 +171,9 @@ def operator_spectra(
     limit, lean = op.vector_budget()
     # the float64 chunk buffer comes out of the vectors' budget (at most CHUNK_SHARE of it)
     chunk = min(chunk_bytes_for(op.device), max(int(limit * CHUNK_SHARE), 1))
-    groups = lanczos_groups([lanczos_probe_bytes(b.dim, lanczos_steps, itemsize)
-                             for b in blocks], len(ids), max(limit - chunk, 0), lean,
+    per_probe = [lanczos_probe_bytes(b.dim, lanczos_steps, itemsize, op.product_copies)
+                 for b in blocks]
+    groups = lanczos_groups(per_probe, len(ids), max(limit - chunk, 0), lean,
                             shared=[lanczos_work_bytes(b.dim) for b in blocks])
     # every rank runs the same groups and reorthogonalization chunks (the budget depends on
     # each rank's memory and shard; other chunks would change the round-off of the tridiagonals)

@@ -26,6 +26,7 @@ from nets.engine.hvp import (
     BlockHVP,
     forward_min_tangents,
 )
+from nets.engine.memory import LiveBytes
 
 from .conftest import on_device
 
@@ -559,7 +560,9 @@ def test_one_graph_at_a_time_is_built_for_the_called_blocks_only(mode, request, 
     roomy = BlockHVP(model, loss_fn, data, blocks, mode=mode)
     budget = (sum(roomy._graph_bytes(i) for i in range(len(data))) + roomy._per_tangent()
               - 1)
-    tight = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=budget)
+    # the graph bound (no measuring build at the first call: counted by its own test)
+    tight = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=budget,
+                     measure_tangents=False)
     built: list[tuple[str, ...] | None] = []
     build = BlockHVP._build
 
@@ -616,7 +619,8 @@ def test_operator_build_evaluates_each_batch_once_plus_one_graph(mlp_problem, mo
     ``"keep-all"`` the builds are the ``B`` graphs the products use, the measured one among
     them: the first call then costs no forward at all, nor does a second. Where graphs are not
     kept (forward mode, or a budget no graph fits) the checks are forward calls and each call
-    costs one forward per batch (forward-over-reverse passes, or graph builds)."""
+    costs one forward per batch (forward-over-reverse passes, or graph builds), the first call
+    one more where it measures a tangent's bytes on a graph of batch 0 built for that."""
     model, loss_fn, data = mlp_problem[:3]
     blocks = resolve_blocks(model, None)
     vecs = [torch.ones(2, b.dim, dtype=torch.float64) for b in blocks]
@@ -639,7 +643,9 @@ def test_operator_build_evaluates_each_batch_once_plus_one_graph(mlp_problem, mo
         assert op.graph_bytes > 0  # measured during the data check
         n = len(calls)
         first = op(vecs)
-        assert len(calls) - n == (0 if kept else len(data))
+        measuring = op.info()["tangent_estimate"] == "measured"
+        assert measuring == (budget is not None)  # a budget no graph fits binds
+        assert len(calls) - n == (0 if kept else len(data) + measuring)
         assert op.info()["graphs_kept"] == (len(data) if kept else 0)
         n = len(calls)
         assert all(torch.equal(a, b) for a, b in zip(first, op(vecs), strict=True))
@@ -704,7 +710,8 @@ def test_graph_size_estimates_scale_with_each_batch_samples(mlp_problem):
     vecs = [torch.ones(1, b.dim, dtype=torch.float64) for b in blocks]
     for budget, strategy, kept in ((fits, "keep-all", len(data)),
                                    (fits - 1, "one-at-a-time", 0)):
-        op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=budget)
+        op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=budget,
+                      measure_tangents=False)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a budget the products fit in: no warning
             op(vecs)
@@ -720,11 +727,13 @@ def test_a_budget_below_one_graph_and_one_tangent_warns(mlp_problem):
     probe = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
     least = max(probe._graph_bytes(i) for i in range(len(data))) + probe._per_tangent()
     vecs = [torch.ones(1, b.dim, dtype=torch.float64) for b in blocks]
-    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=least)
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=least,
+                  measure_tangents=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         op(vecs)
-    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=least - 1)
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=least - 1,
+                  measure_tangents=False)
     with pytest.warns(UserWarning, match=f"below the least .* about {least} bytes"):
         op(vecs)
     assert op.info()["graph_strategy"] == "one-at-a-time" and op.chunk_size == 1
@@ -742,7 +751,8 @@ def test_least_budget_is_the_largest_graph_and_one_tangent(mode, request):
     samples = [len(y) for _, y in data]
     assert samples[-1] > samples[0]
     blocks = resolve_blocks(model, None)
-    op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory="least")
+    op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory="least",
+                  measure_tangents=False)  # the graph bound (measured: the next test)
     eyes = [torch.eye(b.dim, dtype=torch.float64) for b in blocks]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the least is no under-budget run
@@ -760,6 +770,112 @@ def test_least_budget_is_the_largest_graph_and_one_tangent(mode, request):
         i = names.index(b.name)
         ref = h[offsets[i]:offsets[i + 1], offsets[i]:offsets[i + 1]]
         np.testing.assert_allclose(o.numpy(), ref, rtol=0, atol=1e-11 * scale, err_msg=b.name)
+
+
+@pytest.mark.parametrize("problem", ["mlp_problem", "attention_problem", "sdpa_problem"])
+@pytest.mark.parametrize("mode", ["reverse-block", "reverse", "reverse-bundle"])
+@pytest.mark.parametrize("tangents", [1, 3])
+def test_measured_tangent_bytes_cover_what_a_call_holds(problem, mode, tangents, request):
+    """The measured per-tangent estimate is a bound: with every graph kept, a call holds
+    beyond its products (``product_copies`` of them, the Lanczos vectors' share) no more than
+    ``chunk_size`` tangents' estimate, counted by :class:`LiveBytes` (LayerNorm and fused
+    attention among the problems)."""
+    model, loss_fn, data = request.getfixturevalue(problem)[:3]
+    blocks = resolve_blocks(model, None)
+    op = BlockHVP(model, loss_fn, data, blocks, mode=mode, chunk_size=tangents,
+                  measure_tangents=True)
+    vecs = [torch.randn(tangents, b.dim, generator=torch.Generator().manual_seed(i),
+                        dtype=op.dtype) for i, b in enumerate(blocks)]
+    op(vecs)  # plans (measuring), keeps every graph
+    info = op.info()
+    assert info["tangent_estimate"] == "measured" and info["graphs_kept"] == len(data)
+    assert info["tangent_measure_seconds"] > 0
+    with LiveBytes() as count:
+        out = op(vecs)
+        returned = sum(o.untyped_storage().nbytes() for o in out)
+    assert count.peak - op.product_copies * returned <= tangents * info["tangent_bytes"]
+
+
+def test_tangent_bytes_are_measured_where_the_graph_bound_binds(mlp_problem):
+    """Measured where asked, or (by default) where the graph bound limits the plan: under
+    ``"least"``, or where the budget's chunks would stack fewer tangents than the call has;
+    the graph bound with room to spare, where asked, and wherever forward-over-reverse may run
+    (it builds a graph per tangent)."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+
+    def source(rows: int = 2, **options) -> str:
+        op = BlockHVP(model, loss_fn, data, blocks, **options)
+        op([torch.ones(rows, b.dim, dtype=torch.float64) for b in blocks])
+        info = op.info()
+        assert (info["tangent_bytes"] == op._graph_bound()) == (
+            info["tangent_estimate"] == "graph bound")
+        return info["tangent_estimate"]
+
+    roomy = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
+    all_graphs = sum(roomy._graph_bytes(i) for i in range(len(data)))
+    one_tangent = all_graphs + roomy._graph_bound()  # every graph, room for one tangent
+    assert source(mode="reverse-block") == "graph bound"  # the default budget: room to spare
+    assert source(mode="reverse-block", max_memory=LEAST) == "measured"
+    assert source(mode="reverse-block", max_memory=one_tangent) == "measured"
+    assert source(mode="reverse-block", max_memory=one_tangent, chunk_size=1) == "graph bound"
+    assert source(mode="reverse-block", measure_tangents=True) == "measured"
+    assert source(mode="reverse-block", max_memory=LEAST, measure_tangents=False) == (
+        "graph bound")
+    assert source(mode="forward", measure_tangents=True) == "graph bound"
+    assert source(mode="auto", measure_tangents=True) == "measured"  # 8 rows: no forward
+    many = FORWARD_MIN_TANGENTS_CPU  # rows per block: forward-over-reverse may run
+    assert source(many, mode="auto", measure_tangents=True) == "graph bound"
+
+
+@pytest.mark.parametrize("mode", ["reverse-block", "reverse", "reverse-bundle", "auto"])
+def test_measured_estimate_scales_to_the_largest_batch_and_counts_padding(mlp_problem,
+                                                                          monkeypatch, mode):
+    """A measured transient (set here) scales from batch 0 to the largest batch, plus two
+    parameter copies where zero-padded rows may run (a padded tangent and its full-space
+    product); ``"least"`` is then the largest graph and that estimate."""
+    model, loss_fn, data = mlp_problem[:3]
+    data = data[::-1]  # batch 0 is not the largest
+    samples = [len(y) for _, y in data]
+    assert max(samples) > samples[0]
+    monkeypatch.setattr(BlockHVP, "_measure_tangent", lambda self: 1000)
+    blocks = resolve_blocks(model, None)
+    op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=LEAST)
+    op([torch.ones(1, b.dim, dtype=torch.float64) for b in blocks])
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    padded = 0 if mode == "reverse-block" else 2 * params  # auto may try "reverse" here
+    expected = int(np.ceil(1000 * max(samples) / samples[0])) + padded
+    info = op.info()
+    assert (info["tangent_bytes"], info["tangent_estimate"]) == (expected, "measured")
+    assert info["max_memory"] == max(op._graph_bytes(i) for i in range(len(data))) + expected
+
+
+def test_a_measurement_that_cannot_run_keeps_the_graph_bound(mlp_problem, monkeypatch):
+    """Where the dispatch-level count fails, the operator plans with the graph bound and its
+    products are unchanged."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    vecs = [torch.ones(2, b.dim, dtype=torch.float64) for b in blocks]
+    reference = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")(vecs)
+
+    class Failing(LiveBytes):
+        def __enter__(self):
+            raise RuntimeError("no dispatch mode here")
+
+    monkeypatch.setattr(hvp_module, "LiveBytes", Failing)
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=LEAST)
+    out = op(vecs)
+    assert op.info()["tangent_estimate"] == "graph bound"
+    assert op.info()["tangent_bytes"] == op._graph_bound()
+    scale = max(float(r.abs().max()) for r in reference)
+    for a, b in zip(out, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12 * scale)
+
+
+def test_measure_tangents_must_be_a_bool_or_none(mlp_problem):
+    model, loss_fn, data = mlp_problem[:3]
+    with pytest.raises(TypeError, match="measure_tangents must be True, False or None"):
+        BlockHVP(model, loss_fn, data, resolve_blocks(model, None), measure_tangents="yes")
 
 
 def test_least_budget_keeps_the_graph_of_one_batch(mlp_problem):

@@ -117,8 +117,10 @@ def test_float32_vectors_are_budgeted_at_their_own_dtype(attention_problem, monk
     model = copy.deepcopy(model).float()  # the tokens stay integers
     blocks = resolve_blocks(model, None)
     probes, steps = 3, 6
-    per_probe = [lanczos_probe_bytes(b.dim, steps, 4) for b in blocks]
-    assert sum(lanczos_probe_bytes(b.dim, steps, 8) for b in blocks) > 1.5 * sum(per_probe)
+    assert len(data) > 1  # the operator holds two copies of the products (the batches' sum)
+    per_probe = [lanczos_probe_bytes(b.dim, steps, 4, products=2) for b in blocks]
+    assert sum(lanczos_probe_bytes(b.dim, steps, 8, products=2)
+               for b in blocks) > 1.5 * sum(per_probe)
     work = [lanczos_work_bytes(b.dim) for b in blocks]
     budget = int(probes * (sum(per_probe) + max(work)) / (1 - CHUNK_SHARE) * share) + 1
     monkeypatch.setattr(BlockHVP, "vector_budget", lambda self: (budget, None))
@@ -137,11 +139,14 @@ def test_probe_bytes_count_basis_and_products_and_work_bytes_a_float64_row():
     assert lanczos_probe_bytes(100, 10, 4) == (10 + 2) * 100 * 4
     assert lanczos_probe_bytes(3, 10, 8) == (3 + 2) * 3 * 8  # at most d steps
     assert lanczos_probe_bytes(0, 10, 4) == 0
+    assert lanczos_probe_bytes(100, 10, 4, products=2) == (10 + 3) * 100 * 4  # batches' sum
     assert lanczos_work_bytes(100) == 800 and lanczos_work_bytes(0) == 0
     with pytest.raises(ValueError, match="steps"):
         lanczos_probe_bytes(10, 0, 4)
     with pytest.raises(ValueError, match="dim"):
         lanczos_work_bytes(-1)
+    with pytest.raises(ValueError, match="products"):
+        lanczos_probe_bytes(10, 3, 4, products=0)
 
 
 @pytest.mark.parametrize("limit", [2**40, 6000])
@@ -163,7 +168,8 @@ def test_the_chunk_buffer_comes_out_of_the_vectors_budget(mlp_problem, monkeypat
     assert set(seen) == {chunk} and (chunk < nets.engine.lanczos.REORTH_CHUNK_BYTES) == (
         limit == 6000)
     dims = [30, 6, 18, 3]
-    expected = lanczos_groups([lanczos_probe_bytes(d, 6, 8) for d in dims], 3, limit - chunk,
+    expected = lanczos_groups([lanczos_probe_bytes(d, 6, 8, products=2) for d in dims], 3,
+                              limit - chunk,
                               shared=[lanczos_work_bytes(d) for d in dims])
     assert info["lanczos_groups"] == len(expected) == len(seen)
 
@@ -184,7 +190,9 @@ def test_default_budget_groups_blocks_to_the_kept_graphs(attention_problem):
     info: dict = {}
     spectra = operator_spectra(op, lanczos_steps=steps, probes=30, info=info)
     chunk = min(nets.engine.lanczos.REORTH_CHUNK_BYTES, int(limit * CHUNK_SHARE))
-    expected = len(lanczos_groups([lanczos_probe_bytes(b.dim, steps, 8) for b in blocks], 30,
+    assert op.product_copies == 2  # two batches: their sum and one batch's products
+    expected = len(lanczos_groups([lanczos_probe_bytes(b.dim, steps, 8, products=2)
+                                   for b in blocks], 30,
                                   limit - chunk, lean,
                                   shared=[lanczos_work_bytes(b.dim) for b in blocks]))
     assert info["lanczos_groups"] == expected > 1
