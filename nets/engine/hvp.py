@@ -287,8 +287,10 @@ class BlockHVP:
       would stack fewer tangents than the first call has rows): at the first call one
       block-restricted double backward per block, one tangent each, runs on the first batch
       under :class:`nets.engine.memory.LiveBytes`, and the most any block holds beyond its
-      product, scaled to the largest batch, is the estimate, plus two parameter copies where
-      zero-padded rows may run (a padded tangent and its full-space product). One tangent's
+      product, scaled to the largest batch, is the estimate. Where zero-padded rows may run,
+      the estimate is the larger of that plus two parameter copies (a padded tangent and its
+      full-space product) and one padded row's whole double backward, measured the same way
+      (walking the whole graph at once can hold more than any one block's product). One tangent's
       transient bounds a stacked tangent's (``benchmarks/results/estimates.md`` measures both);
       a kernel's scratch memory is not counted. The measurement costs one pass of products
       under a Python dispatch mode (several times their plain time), paid once
@@ -679,14 +681,20 @@ class BlockHVP:
         if self.measure_tangents is None and not self._binds(vectors):
             return bound
         transient = self._measure_tangent()
-        if transient is None:
+        padded = self._measure_padded() if modes & {"reverse", "reverse-bundle"} else 0
+        if transient is None or padded is None:
             return bound
         largest = max(batch_size(y) for _, y, _ in self.data)
-        if self._first_samples > 0:
-            transient = int(np.ceil(transient * largest / self._first_samples))
-        padded = 2 * self._param_bytes if modes & {"reverse", "reverse-bundle"} else 0
+
+        def scaled(size: int) -> int:
+            n0 = self._first_samples
+            return int(np.ceil(size * largest / n0)) if n0 > 0 else size
+
+        estimate = scaled(transient)
+        if padded:  # zero-padded rows: a padded tangent and its full-space product besides
+            estimate = max(estimate + 2 * self._param_bytes, scaled(padded))
         self.tangent_source = "measured"
-        return max(transient + padded, 1)
+        return max(estimate, 1)
 
     def _candidate_modes(self, vectors) -> set[str]:
         """The product modes the first call (of ``vectors``) may run: the mode asked for, or
@@ -746,6 +754,30 @@ class BlockHVP:
         finally:
             self._tangent_seconds += time.perf_counter() - t0
         return max(most, 1)
+
+    def _measure_padded(self) -> int | None:
+        """Bytes one zero-padded row's double backward holds on the first batch's graph: its
+        tangent over every block's parameters, its full-space product and the backward's
+        transient, counted by :class:`nets.engine.memory.LiveBytes` (the whole graph is walked
+        at once, which may hold more than any one block's product). ``None`` where it cannot
+        run."""
+        t0 = time.perf_counter()
+        x, y, _ = self.data[0]
+        try:
+            graph = self._graphs.get(0)
+            if graph is None:
+                leaves, grads, _ = self._build(x, y)
+                graph = (leaves, grads)
+            with LiveBytes() as count:
+                row = {n: torch.ones((1, *p.shape), dtype=self.dtype, device=self.device)
+                       for n, p in self._block_params.items()}
+                full = reverse_products(graph, row, 1, self._double_backward)
+                del row, full
+        except (NotImplementedError, RuntimeError):
+            return None
+        finally:
+            self._tangent_seconds += time.perf_counter() - t0
+        return max(count.peak, 1)
 
     def _strategy(self) -> tuple[str, int]:
         """The graph strategy the budget allows and the bytes of the graphs it holds at once

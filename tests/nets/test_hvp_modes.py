@@ -828,23 +828,31 @@ def test_tangent_bytes_are_measured_where_the_graph_bound_binds(mlp_problem):
     assert source(many, mode="auto", measure_tangents=True) == "graph bound"
 
 
+@pytest.mark.parametrize("row", [1, 10**6], ids=["blocks-larger", "padded-row-larger"])
 @pytest.mark.parametrize("mode", ["reverse-block", "reverse", "reverse-bundle", "auto"])
 def test_measured_estimate_scales_to_the_largest_batch_and_counts_padding(mlp_problem,
-                                                                          monkeypatch, mode):
-    """A measured transient (set here) scales from batch 0 to the largest batch, plus two
-    parameter copies where zero-padded rows may run (a padded tangent and its full-space
-    product); ``"least"`` is then the largest graph and that estimate."""
+                                                                          monkeypatch, mode,
+                                                                          row):
+    """Measured transients (set here) scale from batch 0 to the largest batch. Where
+    zero-padded rows may run the estimate is the larger of the block-restricted transient plus
+    two parameter copies (a padded tangent and its full-space product) and a padded row's
+    measured bytes; ``"least"`` is then the largest graph and that estimate."""
     model, loss_fn, data = mlp_problem[:3]
     data = data[::-1]  # batch 0 is not the largest
     samples = [len(y) for _, y in data]
     assert max(samples) > samples[0]
     monkeypatch.setattr(BlockHVP, "_measure_tangent", lambda self: 1000)
+    padded_rows = []
+    monkeypatch.setattr(BlockHVP, "_measure_padded", lambda self: padded_rows.append(1) or row)
     blocks = resolve_blocks(model, None)
     op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=LEAST)
     op([torch.ones(1, b.dim, dtype=torch.float64) for b in blocks])
     params = sum(p.numel() * p.element_size() for p in model.parameters())
-    padded = 0 if mode == "reverse-block" else 2 * params  # auto may try "reverse" here
-    expected = int(np.ceil(1000 * max(samples) / samples[0])) + padded
+    ratio = max(samples) / samples[0]
+    expected = int(np.ceil(1000 * ratio))
+    if mode != "reverse-block":  # auto may try "reverse" here
+        expected = max(expected + 2 * params, int(np.ceil(row * ratio)))
+    assert len(padded_rows) == (mode != "reverse-block")
     info = op.info()
     assert (info["tangent_bytes"], info["tangent_estimate"]) == (expected, "measured")
     assert info["max_memory"] == max(op._graph_bytes(i) for i in range(len(data))) + expected
@@ -1007,7 +1015,8 @@ def test_graphs_tangents_and_vectors_share_a_given_budget(mlp_problem, tangents_
     per_tangent = probe._per_tangent()
     held = sum(probe._graph_bytes(i) for i in range(len(data)))  # every graph kept
     budget = held + tangents_room * per_tangent
-    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse", max_memory=budget)
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse", max_memory=budget,
+                  measure_tangents=False)  # the probe's graph bound (the arithmetic)
     op([torch.zeros(1, b.dim, dtype=torch.float64) for b in blocks])
     assert op.graph_strategy == "keep-all"
     limit, lean = op.vector_budget()
