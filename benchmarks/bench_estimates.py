@@ -4,7 +4,7 @@
 kept gradient graph holds (the tensors it saves for backward, ``graph_bytes``, found by walking
 it, and the gradient itself) and the bytes one stacked tangent takes while a product runs
 (``tangent_bytes``): for the double-backward modes measured on one tangent per block where
-the budget binds (``measure_tangents``), for forward-over-reverse the graph bound (a graph's
+asked (``measure_tangents=True``, as here), for forward-over-reverse the graph bound (a graph's
 worth plus a copy of the parameters). Graphs are kept while they fit the budget
 (``max_memory``) and the tangents stacked per product follow from what is left, so a budget is
 kept exactly when these estimates cover what the products really hold.

@@ -279,12 +279,13 @@ class BlockHVP:
     being what the held graphs and the Lanczos vectors' most (:meth:`vector_budget`'s
     ``limit``) leave. The per-tangent estimate is one of two:
 
-    * the **graph bound**, a graph's worth plus a parameter copy: what a tangent may hold with
-      no measurement, and always where forward-over-reverse may run (it builds a graph per
-      tangent);
-    * **measured** (``measure_tangents=True``, or by default where the graph bound binds: under
-      :data:`LEAST`, where not every graph fits beside a tangent, or where the budget's chunks
-      would stack fewer tangents than the first call has rows): at the first call one
+    * the **graph bound** (default), a graph's worth plus a parameter copy: what a tangent may
+      hold with no measurement, and always where forward-over-reverse may run (it builds a
+      graph per tangent);
+    * **measured** (``measure_tangents=True``, or ``None`` for only where the graph bound
+      binds: under :data:`LEAST`, where not every graph fits beside a tangent, or where the
+      budget's chunks would stack fewer tangents than the first call has rows): at the first
+      call one
       block-restricted double backward per block, one tangent each, runs on the first batch
       under :class:`nets.engine.memory.LiveBytes`, and the most any block holds beyond its
       product, scaled to the largest batch, is the estimate. Where zero-padded rows may run,
@@ -294,10 +295,14 @@ class BlockHVP:
       transient bounds a stacked tangent's (``benchmarks/results/estimates.md`` measures both);
       a kernel's scratch memory is not counted. The measurement costs one pass of products
       under a Python dispatch mode (several times their plain time), paid once
-      (``tangent_measure_seconds``), and leaves room the graph bound wastes: the double
-      backward holds about half a graph per tangent on the benchmark models.
+      (``tangent_measure_seconds``), and leaves room the graph bound wastes (the double
+      backward holds about half a graph per tangent on the benchmark models). It is not the
+      default: on ``benchmarks/results/memory-sweep.md``'s cell, measured where the bound
+      binds, the least budget ran slower by the measuring pass, and a fixed budget that now
+      kept every graph left the Lanczos vectors so little room that it ran slower and its
+      peak rose past the budget.
 
-    So so graphs, tangents and vectors together stay within ``max_memory`` wherever it
+    So graphs, tangents and vectors together stay within ``max_memory`` wherever it
     leaves room for two tangents beside the held graphs (tested). With less, one tangent runs
     and the vectors take half of what the graphs leave, as under :data:`LEAST`: over the
     budget by at most half a tangent.
@@ -327,15 +332,15 @@ class BlockHVP:
             ``benchmarks/bench_peers.py --compile``); the products equal the uncompiled ones
             to round-off (tested).
         measure_tangents: Measure the bytes a stacked tangent holds (``True``), use the graph
-            bound (``False``), or measure only where the graph bound binds (``None``,
-            default); see "Memory budget" above. Forward-over-reverse always uses the bound.
+            bound (``False``, default), or measure only where the graph bound binds
+            (``None``); see "Memory budget" above. Forward-over-reverse always uses the bound.
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
                  blocks: Sequence[Block], *, mode: str = "auto",
                  max_memory: int | str | None = None,
                  chunk_size: int | None = None, comm: Communicator | None = None,
-                 compile: bool = False, measure_tangents: bool | None = None) -> None:
+                 compile: bool = False, measure_tangents: bool | None = False) -> None:
         check_hvp_options(mode, max_memory, chunk_size)
         if measure_tangents is not None and not isinstance(measure_tangents, bool):
             raise TypeError(f"measure_tangents must be True, False or None (measured where the "

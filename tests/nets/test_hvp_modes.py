@@ -644,7 +644,7 @@ def test_operator_build_evaluates_each_batch_once_plus_one_graph(mlp_problem, mo
         n = len(calls)
         first = op(vecs)
         measuring = op.info()["tangent_estimate"] == "measured"
-        assert measuring == (budget is not None)  # a budget no graph fits binds
+        assert not measuring  # the graph bound, the default
         assert len(calls) - n == (0 if kept else len(data) + measuring)
         assert op.info()["graphs_kept"] == (len(data) if kept else 0)
         n = len(calls)
@@ -815,10 +815,12 @@ def test_tangent_bytes_are_measured_where_the_graph_bound_binds(mlp_problem):
     roomy = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
     all_graphs = sum(roomy._graph_bytes(i) for i in range(len(data)))
     one_tangent = all_graphs + roomy._graph_bound()  # every graph, room for one tangent
-    assert source(mode="reverse-block") == "graph bound"  # the default budget: room to spare
-    assert source(mode="reverse-block", max_memory=LEAST) == "measured"
-    assert source(mode="reverse-block", max_memory=one_tangent) == "measured"
-    assert source(mode="reverse-block", max_memory=one_tangent, chunk_size=1) == "graph bound"
+    assert source(mode="reverse-block", max_memory=LEAST) == "graph bound"  # the default
+    bind = {"mode": "reverse-block", "measure_tangents": None}  # measured where it binds
+    assert source(**bind) == "graph bound"  # the default budget: room to spare
+    assert source(**bind, max_memory=LEAST) == "measured"
+    assert source(**bind, max_memory=one_tangent) == "measured"
+    assert source(**bind, max_memory=one_tangent, chunk_size=1) == "graph bound"
     assert source(mode="reverse-block", measure_tangents=True) == "measured"
     assert source(mode="reverse-block", max_memory=LEAST, measure_tangents=False) == (
         "graph bound")
@@ -845,7 +847,8 @@ def test_measured_estimate_scales_to_the_largest_batch_and_counts_padding(mlp_pr
     padded_rows = []
     monkeypatch.setattr(BlockHVP, "_measure_padded", lambda self: padded_rows.append(1) or row)
     blocks = resolve_blocks(model, None)
-    op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=LEAST)
+    op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=LEAST,
+                  measure_tangents=None)  # measured where the bound binds: here
     op([torch.ones(1, b.dim, dtype=torch.float64) for b in blocks])
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     ratio = max(samples) / samples[0]
@@ -871,7 +874,8 @@ def test_a_measurement_that_cannot_run_keeps_the_graph_bound(mlp_problem, monkey
             raise RuntimeError("no dispatch mode here")
 
     monkeypatch.setattr(hvp_module, "LiveBytes", Failing)
-    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=LEAST)
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=LEAST,
+                  measure_tangents=True)
     out = op(vecs)
     assert op.info()["tangent_estimate"] == "graph bound"
     assert op.info()["tangent_bytes"] == op._graph_bound()
