@@ -500,7 +500,7 @@ class BlockHVP:
         try:
             with math_attention():
                 if self.graph_strategy is None:
-                    self._plan(vectors)
+                    self._plan(total)
                 local = self._local_products(vectors)
             error = None
         except Exception as e:  # re-raised by comm.sum_, on every rank when distributed
@@ -624,9 +624,9 @@ class BlockHVP:
         if self._least:
             self.max_memory = self._least_bytes([samples])
 
-    def _plan(self, vectors) -> None:
+    def _plan(self, rows: int) -> None:
         """Choose the per-tangent estimate, the graph strategy and the tangent chunks from the
-        first batch's graph size, at the first call (of ``vectors``).
+        first batch's graph size, at the first call (of ``rows`` stacked rows).
 
         Strategy (class docstring): ``"keep-all"`` when all graphs plus one tangent's worth of
         room fit in ``max_memory``, else ``"one-at-a-time"``; ``"none"`` in forward mode. The
@@ -635,7 +635,7 @@ class BlockHVP:
         if not self.graph_bytes:  # not measured by the data check: measured (or fails) here
             x, y, _ = self.data[0]
             self._measure_graph(x, y)
-        self._tangent_estimate = self._tangent_bytes(vectors)
+        self._tangent_estimate = self._tangent_bytes(rows)
         if self._least:
             self.max_memory = self._least_bytes([batch_size(y) for _, y, _ in self.data])
         self.graph_strategy, held = self._strategy()
@@ -674,21 +674,21 @@ class BlockHVP:
         saved tensors) plus a copy of the parameters."""
         return max(self.graph_bytes + self._param_bytes, 1)
 
-    def _tangent_bytes(self, vectors) -> int:
-        """The per-tangent estimate the first call (of ``vectors``) plans with: measured
-        (:meth:`_measure_tangent`) where asked or where the graph bound binds (:meth:`_binds`)
-        and no mode that may run is forward-over-reverse; else, or where the measurement
-        cannot run, the graph bound (class docstring, "Memory budget")."""
+    def _tangent_bytes(self, rows: int) -> int:
+        """The per-tangent estimate the first call (of ``rows`` stacked rows) plans with:
+        measured (:meth:`_measured_bytes`) where asked or where the graph bound binds
+        (:meth:`_binds`) and no mode that may run is forward-over-reverse; else, or where the
+        measurement cannot run, the graph bound (class docstring, "Memory budget")."""
         bound = self._graph_bound()
-        modes = self._candidate_modes(vectors)
+        modes = self._candidate_modes(rows)
         if "forward" in modes or self.measure_tangents is False:
             return bound
-        if self.measure_tangents is None and not self._binds(vectors):
+        if self.measure_tangents is None and not self._binds(rows):
             return bound
-        transient = self._measure_tangent()
-        padded = self._measure_padded() if modes & {"reverse", "reverse-bundle"} else 0
-        if transient is None or padded is None:
+        measured = self._measured_bytes(bool(modes & {"reverse", "reverse-bundle"}))
+        if measured is None:
             return bound
+        transient, padded = measured
         largest = max(batch_size(y) for _, y, _ in self.data)
 
         def scaled(size: int) -> int:
@@ -701,10 +701,10 @@ class BlockHVP:
         self.tangent_source = "measured"
         return max(estimate, 1)
 
-    def _candidate_modes(self, vectors) -> set[str]:
-        """The product modes the first call (of ``vectors``) may run: the mode asked for, or
-        those ``auto``'s calibration may try (:meth:`_calibrate`'s rules, erring towards
-        trying)."""
+    def _candidate_modes(self, rows: int) -> set[str]:
+        """The product modes the first call (of ``rows`` stacked rows) may run: the mode asked
+        for, or those ``auto``'s calibration may try (:meth:`_calibrate`'s rules, erring
+        towards trying)."""
         if self.mode is not None:
             return {self.mode}
         modes = {"reverse-block"}
@@ -713,13 +713,12 @@ class BlockHVP:
         if len(self.blocks) < ZERO_PADDED_MAX_BLOCKS:
             if not self._unpadded:
                 modes.add("reverse")
-            total = sum(0 if v is None else v.shape[0] for v in vectors)
-            if total >= forward_min_tangents(self.device):
+            if rows >= forward_min_tangents(self.device):
                 modes.add("forward")
         return modes
 
-    def _binds(self, vectors) -> bool:
-        """Whether the graph bound limits the first call's plan (of ``vectors``): under
+    def _binds(self, rows: int) -> bool:
+        """Whether the graph bound limits the first call's plan (of ``rows`` stacked rows): under
         :data:`LEAST` (it is part of the budget), where not every graph fits beside one
         tangent, or where the budget's chunks would stack fewer tangents than the call has
         rows."""
@@ -728,60 +727,53 @@ class BlockHVP:
         strategy, held = self._strategy()
         if strategy != "keep-all":
             return True
-        rows = sum(0 if v is None else v.shape[0] for v in vectors)
         return self.chunk_size is None and self._chunk_room(strategy, held) < rows
 
-    def _measure_tangent(self) -> int | None:
-        """Bytes one tangent's block-restricted double backward holds on the first batch's
-        graph (kept, or built for this): the most over the blocks of the peak
-        :class:`nets.engine.memory.LiveBytes` counts, less the block's product (the Lanczos
-        vectors' budget holds those). ``None`` where the product cannot run (the caller keeps
-        the graph bound)."""
+    def _measured_bytes(self, padded: bool) -> tuple[int, int] | None:
+        """``(transient, row)``: :meth:`_measure_tangent`'s and, where ``padded``,
+        :meth:`_measure_padded`'s bytes (else 0), both on the first batch's graph (kept, or
+        built once for them; its time counts in ``tangent_measure_seconds``). ``None`` where
+        either cannot run (the caller keeps the graph bound)."""
         t0 = time.perf_counter()
-        x, y, _ = self.data[0]
-        most = 0
         try:
             graph = self._graphs.get(0)
             if graph is None:
+                x, y, _ = self.data[0]
                 leaves, grads, _ = self._build(x, y)
                 graph = (leaves, grads)
-            for i, b in enumerate(self.blocks):
-                one: list[torch.Tensor | None] = [None] * len(self.blocks)
-                one[i] = torch.ones((1, b.dim), dtype=self.dtype, device=self.device)
-                with LiveBytes() as count:
-                    out = block_products(graph, self.blocks, one, 1, self._double_backward,
-                                         self.dtype)[i]
-                    held = out.untyped_storage().nbytes()
-                most = max(most, count.peak - held)
-                del out
+            return (self._measure_tangent(graph),
+                    self._measure_padded(graph) if padded else 0)
         except (NotImplementedError, RuntimeError):
             return None
         finally:
             self._tangent_seconds += time.perf_counter() - t0
+
+    def _measure_tangent(self, graph: tuple[dict, dict]) -> int:
+        """Bytes one tangent's block-restricted double backward holds on ``graph``: the most
+        over the blocks of the peak :class:`nets.engine.memory.LiveBytes` counts, less the
+        block's product (the Lanczos vectors' budget holds those)."""
+        most = 0
+        for i, b in enumerate(self.blocks):
+            one: list[torch.Tensor | None] = [None] * len(self.blocks)
+            one[i] = torch.ones((1, b.dim), dtype=self.dtype, device=self.device)
+            with LiveBytes() as count:
+                out = block_products(graph, self.blocks, one, 1, self._double_backward,
+                                     self.dtype)[i]
+                held = out.untyped_storage().nbytes()
+            most = max(most, count.peak - held)
+            del out
         return max(most, 1)
 
-    def _measure_padded(self) -> int | None:
-        """Bytes one zero-padded row's double backward holds on the first batch's graph: its
-        tangent over every block's parameters, its full-space product and the backward's
-        transient, counted by :class:`nets.engine.memory.LiveBytes` (the whole graph is walked
-        at once, which may hold more than any one block's product). ``None`` where it cannot
-        run."""
-        t0 = time.perf_counter()
-        x, y, _ = self.data[0]
-        try:
-            graph = self._graphs.get(0)
-            if graph is None:
-                leaves, grads, _ = self._build(x, y)
-                graph = (leaves, grads)
-            with LiveBytes() as count:
-                row = {n: torch.ones((1, *p.shape), dtype=self.dtype, device=self.device)
-                       for n, p in self._block_params.items()}
-                full = reverse_products(graph, row, 1, self._double_backward)
-                del row, full
-        except (NotImplementedError, RuntimeError):
-            return None
-        finally:
-            self._tangent_seconds += time.perf_counter() - t0
+    def _measure_padded(self, graph: tuple[dict, dict]) -> int:
+        """Bytes one zero-padded row's double backward holds on ``graph``: its tangent over
+        every block's parameters, its full-space product and the backward's transient,
+        counted by :class:`nets.engine.memory.LiveBytes` (the whole graph is walked at once,
+        which may hold more than any one block's product)."""
+        with LiveBytes() as count:
+            row = {n: torch.ones((1, *p.shape), dtype=self.dtype, device=self.device)
+                   for n, p in self._block_params.items()}
+            full = reverse_products(graph, row, 1, self._double_backward)
+            del row, full
         return max(count.peak, 1)
 
     def _strategy(self) -> tuple[str, int]:

@@ -843,9 +843,10 @@ def test_measured_estimate_scales_to_the_largest_batch_and_counts_padding(mlp_pr
     data = data[::-1]  # batch 0 is not the largest
     samples = [len(y) for _, y in data]
     assert max(samples) > samples[0]
-    monkeypatch.setattr(BlockHVP, "_measure_tangent", lambda self: 1000)
+    monkeypatch.setattr(BlockHVP, "_measure_tangent", lambda self, graph: 1000)
     padded_rows = []
-    monkeypatch.setattr(BlockHVP, "_measure_padded", lambda self: padded_rows.append(1) or row)
+    monkeypatch.setattr(BlockHVP, "_measure_padded",
+                        lambda self, graph: padded_rows.append(1) or row)
     blocks = resolve_blocks(model, None)
     op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=LEAST,
                   measure_tangents=None)  # measured where the bound binds: here
