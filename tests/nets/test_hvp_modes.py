@@ -288,32 +288,47 @@ def test_info_reports_mode_memory_and_counts(attention_problem):
     assert forced["calibration"] == {} and forced["calibration_seconds"] == 0
 
 
+class FakeClock:
+    """A ``time`` module whose ``perf_counter`` moves only when :meth:`advance` is called: the
+    operator's timers then read exactly the time a test charges, whatever the machine's load."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.mark.filterwarnings("ignore:max_memory=1 bytes is below the least:UserWarning")
 @pytest.mark.parametrize("budget", [None, 1], ids=["keep-all", "one-at-a-time"])
 def test_info_splits_product_time_from_graph_builds(mlp_problem, monkeypatch, budget):
-    """``product_seconds`` is the products' time alone and ``graph_seconds`` the builds': a
-    slowed build shows in the one, slowed products in the other, once per batch and call."""
+    """``product_seconds`` is the products' time alone and ``graph_seconds`` the builds': on a
+    clock that only a build (``pause``) and a product (``2 pause``) move, each timer reads
+    exactly its own charges, once per batch and call (a build timed as a product, or the
+    reverse, would show as a whole ``pause`` too many or too few)."""
     model, loss_fn, data = mlp_problem[:3]
     blocks = resolve_blocks(model, None)
     pause = 0.05
     vecs = [torch.randn(2, b.dim, generator=torch.Generator().manual_seed(i),
                         dtype=torch.float64) for i, b in enumerate(blocks)]
-    # the first batched double backward of a process sets vmap up (about 0.4 s), which is not
-    # what this test times
-    BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")(vecs)
+    clock = FakeClock()
+    monkeypatch.setattr(hvp_module, "time", clock)
     build, products = BlockHVP._build, BlockHVP._reverse_block
 
     def slow_build(self, x, y, names=None):
-        time.sleep(pause)
+        clock.advance(pause)
         return build(self, x, y, names)
 
     def slow_products(self, graph, vectors):
-        time.sleep(2 * pause)
+        clock.advance(2 * pause)
         return products(self, graph, vectors)
 
     monkeypatch.setattr(BlockHVP, "_build", slow_build)
     monkeypatch.setattr(BlockHVP, "_reverse_block", slow_products)
-    # built slowed: under keep-all the graphs are built (and kept) by the data check
+    # under keep-all the graphs are built (and kept) by the data check
     op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=budget)
     calls, batches = 3, len(data)
     for _ in range(calls):
@@ -323,11 +338,8 @@ def test_info_splits_product_time_from_graph_builds(mlp_problem, monkeypatch, bu
     # a product's graph
     builds = batches if budget is None else calls * batches
     assert info["graph_strategy"] == ("keep-all" if budget is None else "one-at-a-time")
-    assert builds * pause <= info["graph_seconds"] < builds * 2 * pause
-    # each product's own time is a few ms, but after a sleep the CPU wakes slowly (about 10
-    # ms here): allow half a pause per product, less than a build leaking in would add
-    products_s = calls * batches * 2 * pause
-    assert products_s <= info["product_seconds"] < products_s + calls * batches * pause / 2
+    assert info["graph_seconds"] == pytest.approx(builds * pause, rel=1e-9)
+    assert info["product_seconds"] == pytest.approx(calls * batches * 2 * pause, rel=1e-9)
 
 
 def test_progress_bar_in_library(attention_problem, capsys):
