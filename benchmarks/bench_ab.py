@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
             codes = {"head": (reports.ROOT, head), "base": (Path(tmp), base)}
         for r in range(0 if args.render_only else rounds):
             for model, kind, probes, steps, n_threads in cells:
-                for version in (VERSIONS if r % 2 == 0 else VERSIONS[::-1]):
+                for version in runner.round_order(VERSIONS, r):
                     code, label = codes[version]
                     cell = dict(model=model, kind=kind, probes=probes, steps=steps,
                                 threads=n_threads, method="nets")

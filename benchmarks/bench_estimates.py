@@ -186,24 +186,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="measure every model in this process (the tests' mode)")
     ap.add_argument("--model", default=None, help=argparse.SUPPRESS)  # one model, JSON out
     args = ap.parse_args(argv)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with meters.torch_threads(args.threads):
         if args.model is not None:
             print(json.dumps(measure(args.model, args.device)))
             return
-        rows = []
-        for m in args.models:
-            if args.in_process:
-                rows += measure(m, args.device)
-                continue
-            try:
-                rows += runner.run_script(__file__, ["--model", m, "--device", args.device,
-                                                     "--threads", str(args.threads)])
-            except RuntimeError as e:  # the model failed in its process: the others go on
-                rows.append({"model": m, "error": str(e)})
-    finally:  # a caller's (the tests') thread count is left as it was
-        torch.set_num_threads(threads)
+        rows = runner.each_model(
+            __file__, args.models, lambda m: ["--model", m, "--device", args.device,
+                                              "--threads", str(args.threads)],
+            lambda m: measure(m, args.device), in_process=args.in_process,
+            failed=lambda m, e: {"model": m, "error": e})
     version = reports.code_version(__file__)
     good = [r for r in rows if "error" not in r]
     met = sum(r["verdict"] == "met" for r in good)

@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from meters import gradient_seconds  # noqa: E402
+from meters import gradient_seconds, torch_threads  # noqa: E402
 from problems import load  # noqa: E402
 from reports import machine_note  # noqa: E402
 from verdicts import check_same  # noqa: E402
@@ -209,12 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     if 1 not in args.probes:
         ap.error("--probes must include 1 (the ceilings compare with one probe at a time)")
     load0 = os.getloadavg()[0]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         rows = [r for m in args.models for r in measure(m, sorted(args.probes), args.repeats)]
-    finally:  # a caller's (the tests') thread count is left as it was
-        torch.set_num_threads(threads)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=ROOT).stdout.strip() or "unknown"
     table = format_table(rows, COLUMNS, markdown=True)

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         command = f"--render-only --json {args.json}"
     for r in range(0 if args.render_only else rounds):
         for model, probes, steps in cells:
-            for rule in (RULES if r % 2 == 0 else RULES[::-1]):
+            for rule in runner.round_order(RULES, r):
                 cell = dict(model=model, kind="blocks", probes=probes, steps=steps, threads=1,
                             method="nets", rule=rule)
                 row = {**cell, **measure(cell)}

@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume and Path(args.json).exists():
         old = reports.read_json(args.json, "resume from")
         kept = {_key(r): r for r in old if isinstance(r, dict) and "error" not in r
-                and r.get("code") == version["code"]
+                and reports.reusable(r, version["code"], args.rounds)
                 and all(r.get(k) == v for k, v in cell.items())}
     plan = [("eigenthings", None), *(("nets", b) for b in budgets)]
     rows: dict[str, dict] = {}
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     todo = []
     for method, budget in plan:
         run = {**cell, "method": method, "max_memory": budget}
-        if _key(run) in kept and kept[_key(run)].get("rounds", 1) >= args.rounds:
+        if _key(run) in kept:
             rows[_key(run)] = kept[_key(run)]
             reused.append(_key(run))
         else:
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     # falls on every budget and on the peer rather than on one of them
     measured: dict[str, list[dict]] = {_key(run): [] for run in todo}
     for r in range(args.rounds if todo else 0):
-        for run in (todo if r % 2 == 0 else todo[::-1]):
+        for run in runner.round_order(todo, r):
             res = runner.measure(run, in_process=args.in_process)
             measured[_key(run)].append(res)
             print(f"{run['method']} {_label(run['max_memory'])}: " + (

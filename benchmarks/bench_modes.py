@@ -138,26 +138,17 @@ def main(argv: list[str] | None = None) -> None:
     if any(t < 1 for t in args.tangents) or args.repeats < 1:
         ap.error("--tangents and --repeats must be positive")
     tangents = sorted(set(args.tangents))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with meters.torch_threads(args.threads):
         if args.model is not None:
             print(json.dumps(measure(args.model, tangents, args.repeats, args.device)))
             return
         load0 = os.getloadavg()[0]
-        rows = []
-        for m in args.models:
-            if args.in_process:
-                rows += measure(m, tangents, args.repeats, args.device)
-                continue
-            try:
-                rows += runner.run_script(__file__, [  # measure()'s rows, derived there
-                    "--model", m, "--tangents", *map(str, tangents), "--repeats",
-                    str(args.repeats), "--threads", str(args.threads), "--device", args.device])
-            except RuntimeError as e:  # the model failed in its process: the others go on
-                rows.append({"model": m, "T": "all", "error": str(e)})
-    finally:  # a caller's (the tests') thread count is left as it was
-        torch.set_num_threads(threads)
+        rows = runner.each_model(  # measure()'s rows, derived there
+            __file__, args.models, lambda m: [
+                "--model", m, "--tangents", *map(str, tangents), "--repeats",
+                str(args.repeats), "--threads", str(args.threads), "--device", args.device],
+            lambda m: measure(m, tangents, args.repeats, args.device),
+            in_process=args.in_process, failed=lambda m, e: {"model": m, "T": "all", "error": e})
     cross = crossover(rows)
     version = reports.code_version(__file__)
     text = "\n".join([

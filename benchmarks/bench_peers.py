@@ -71,7 +71,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: the repository's nets
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the modules beside it
 
 import runner  # noqa: E402
-from reports import code_version, machine_note, read_json  # noqa: E402
+from reports import code_version, machine_note, read_json, reusable  # noqa: E402
 from verdicts import (  # noqa: E402
     INTERVAL_NOTE,
     MEMORY_INTERVAL_NOTE,
@@ -244,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
                          "measured), else left out")
     ap.add_argument("--rounds", type=int, default=1,
                     help="measure each method of a cell this many times, each time in a fresh "
-                         "process, the methods interleaved (nets, peers, nets, peers, ...), and "
+                         "process, the methods interleaved (their order alternating by round), and "
                          "pool the runs: the median and the spread then span the rounds, so a "
                          "slow phase of a shared machine falls on every method (default 1)")
     ap.add_argument("--in-process", action="store_true",
@@ -298,7 +298,8 @@ def _header(args: argparse.Namespace, device: str, read: int, stale: int, shown_
             "median run, the range of its runs below 9 runs; for a memory ratio (of the largest "
             f"rises), {MEMORY_INTERVAL_NOTE}); a row measured in several "
             "rounds (`--rounds`, the nets row's notes say how many: one fresh process per "
-            "method and round, the methods interleaved) pools the runs of all its rounds, "
+            "method and round, the methods interleaved, their order alternating by round) "
+            "pools the runs of all its rounds, "
             "and its peak and load columns are the largest of its rounds'; "
             "`HVP/s` counts full-data products (blockwise: block products); `gr/HVP` is the "
             "time of one product over the time of one gradient of the same data; `peak` is "
@@ -432,11 +433,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.render_only or not chosen:
             res.update({m: {"error": "not measured"} for m in todo})
             todo = []
-        # rounds interleave the methods (nets, peer, peer, nets, ...): a slow phase of the
+        # rounds interleave the methods (nets, peers, then the reverse, ...): a slow phase of the
         # machine then falls on every method rather than on one
         rounds: dict[str, list[dict]] = {m: [] for m in todo}
-        for _ in range(args.rounds if todo else 0):
-            for method in todo:
+        for r in range(args.rounds if todo else 0):
+            for method in runner.round_order(todo, r):
                 run = {**cell, "method": method, "max_memory": args.max_memory}
                 rounds[method].append(runner.measure(run, in_process=args.in_process))
         for method in todo:
@@ -526,9 +527,9 @@ def _finished_cells(path: Path, args: argparse.Namespace, version: dict[str, str
         kept = {m: have[m] for m in _methods(cell, args.compile)
                 if m in have and "error" not in have[m]}
         if kept:
-            same = all(r.get("code") == version["code"] for r in kept.values()) and (
-                args.render_only or min(r.get("rounds", 1) for r in kept.values())
-                >= args.rounds)
+            # --render-only reports what the file holds, in whatever rounds
+            rounds = 1 if args.render_only else args.rounds
+            same = all(reusable(r, version["code"], rounds) for r in kept.values())
             (fresh if same else stale)[_cell_key(cell)] = kept
     return fresh, stale
 

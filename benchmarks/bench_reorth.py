@@ -114,14 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     if min(args.dim, args.probes, args.steps, args.repeats, args.threads) < 1 or min(
             args.chunks) <= 0:
         ap.error("--dim, --probes, --steps, --repeats, --threads and --chunks must be positive")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
     load0 = os.getloadavg()[0]
-    try:
+    with meters.torch_threads(args.threads):
         rows = measure(args.device, args.dim, args.probes, args.steps, args.chunks,
                        args.repeats)
-    finally:  # a caller's (the tests') thread count is left as it was
-        torch.set_num_threads(threads)
     version = reports.code_version(__file__)
     fastest = min(rows, key=lambda r: r["seconds"])
     text = "\n".join([

@@ -13,12 +13,14 @@ import functools
 import os
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-__all__ = ["gradient_seconds", "memory_meters", "peak_rss", "rss_now", "synchronize"]
+__all__ = ["gradient_seconds", "memory_meters", "peak_rss", "rss_now", "synchronize",
+           "torch_threads"]
 
 
 def synchronize(device: torch.device) -> None:
@@ -29,6 +31,22 @@ def synchronize(device: torch.device) -> None:
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads, restoring the caller's count after
+    (the tests call the benchmarks' ``main`` in their own process).
+
+    Args:
+        threads: ``torch.set_num_threads``'s argument inside the block.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def gradient_seconds(model: torch.nn.Module, loss_fn, data, repeats: int = 3) -> float:

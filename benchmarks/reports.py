@@ -23,7 +23,7 @@ from runner import REPEAT_BELOW, REPEATS, ROOT
 from labkit.atomic import atomic_write_bytes
 
 __all__ = ["MEASURING", "code_version", "generated_by", "machine_note", "publish",
-           "read_json", "rounds_note", "saved_rounds"]
+           "read_json", "reusable", "rounds_note", "saved_rounds"]
 
 #: The benchmarks' modules whose code decides a measurement (with ``nets`` and ``labkit``):
 #: a row records their hash (:func:`code_version`).
@@ -57,6 +57,19 @@ def saved_rounds(path: str | Path) -> tuple[dict, list[tuple], int]:
     runs = saved["runs"]
     cells = list(dict.fromkeys(tuple(json.loads(k)[:-1]) for k in runs))
     return saved, cells, max(len(v) for v in runs.values())
+
+
+def reusable(record: dict, code: str, rounds: int) -> bool:
+    """Whether ``--resume`` may keep a saved row instead of measuring it again: the same code
+    measured it (``record["code"] == code``, :func:`code_version`), in at least ``rounds``
+    rounds of fresh processes (a row of fewer rounds has a narrower spread than asked for).
+
+    Args:
+        record: A row as ``--json`` saved it (``rounds`` absent: one round).
+        code: The current sources' hash (:func:`code_version`'s ``code``).
+        rounds: The rounds this run asks for.
+    """
+    return record.get("code") == code and record.get("rounds", 1) >= rounds
 
 
 def generated_by(script: str, command: str, saved: dict | None = None) -> str:

@@ -26,9 +26,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -45,8 +45,10 @@ from verdicts import RUNS_OF  # noqa: E402
 
 import nets  # noqa: E402
 
-__all__ = ["REPEATS", "REPEAT_BELOW", "Repeated", "measure", "measure_in", "pool_rounds",
-           "repeat", "run_cell", "run_script"]
+__all__ = ["REPEATS", "REPEAT_BELOW", "Repeated", "each_model", "measure", "measure_in",
+           "pool_rounds", "repeat", "round_order", "run_cell", "run_script"]
+
+T = TypeVar("T")
 
 #: Runs shorter than this (seconds) are repeated: their timings are mostly the machine's noise.
 REPEAT_BELOW = 3.0
@@ -141,6 +143,48 @@ def repeat(run: Callable[[], dict], device: torch.device) -> Repeated:
         if len(runs) == 1:
             first_peak, steady = run_peak, after
     return Repeated(runs, extras, before, first_peak, steady, every_peak)
+
+
+def round_order(items: Sequence[T], r: int) -> list[T]:
+    """``items`` in round ``r``'s order: as given in even rounds, reversed in odd ones.
+
+    Benchmarks that measure several methods (budgets, versions, rules) in rounds of fresh
+    processes interleave them this way, so that a slow phase of the machine falls on every
+    one of them rather than on whichever comes first.
+
+    Args:
+        items: What a round measures, in the order of round 0.
+        r: The round (0-based).
+    """
+    return list(items) if r % 2 == 0 else list(items)[::-1]
+
+
+def each_model(script: str, models: Sequence[str], args: Callable[[str], list[str]],
+               here: Callable[[str], list[dict]], *, in_process: bool,
+               failed: Callable[[str, str], dict]) -> list[dict]:
+    """The rows of a per-model benchmark: every model measured in its own process (``python
+    script *args(model)``, which prints its rows as JSON, :func:`run_script`) or, with
+    ``in_process``, here (``here(model)``). A model that fails in its process gives the row
+    ``failed(model, error)`` and the others go on.
+
+    Args:
+        script: The benchmark script (its ``__file__``).
+        models: :mod:`problems` names.
+        args: The script's arguments that measure one model and print its rows.
+        here: Measures one model in this process.
+        in_process: Measure every model here.
+        failed: The row that stands for a model whose process failed.
+    """
+    rows: list[dict] = []
+    for m in models:
+        if in_process:
+            rows += here(m)
+            continue
+        try:
+            rows += run_script(script, args(m))
+        except RuntimeError as e:  # the model failed in its process: the others go on
+            rows.append(failed(m, str(e)))
+    return rows
 
 
 def run_cell(cell: dict) -> dict:

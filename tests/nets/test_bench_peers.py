@@ -393,7 +393,8 @@ def test_pool_rounds_pools_every_run(benchmark_script):
 def test_rounds_interleave_the_methods_and_pool_their_runs(tmp_path, monkeypatch,
                                                            benchmark_script):
     """--rounds 2: each method of a cell runs twice, the methods interleaved (every method's
-    first round before any second), and the row pools both rounds' runs."""
+    first round before any second, the second in the reverse order), and the row pools both
+    rounds' runs."""
     bench = benchmark_script("bench_peers")
     ran, counting = _counting(bench)
     monkeypatch.setattr(bench.runner, "run_cell", counting)
@@ -403,7 +404,7 @@ def test_rounds_interleave_the_methods_and_pool_their_runs(tmp_path, monkeypatch
         bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--rounds", "2",
                     "--only", "kind=full", "--out", str(report)])
     methods = bench._methods(bench.grid("smoke")[0], False)
-    assert ran == [("full", m) for m in methods] * 2
+    assert ran == [("full", m) for m in methods] + [("full", m) for m in methods[::-1]]
     rows = {r["method"]: r for r in json.loads(out.read_text())}
     nets_row = rows["nets"]
     assert nets_row["rounds"] == 2 and len(nets_row["loads"]) == 2

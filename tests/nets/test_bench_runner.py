@@ -69,3 +69,57 @@ def test_repeat_runs_a_short_run_again_and_keeps_the_first_peak(benchmark_script
     readings = iter([0, 5])
     done = runner.repeat(lambda: {}, torch.device("cpu"))
     assert len(done.runs) == 1 and done.first_peak == done.every_peak == 5
+
+
+def test_round_order_alternates_and_every_round_measures_everything(benchmark_script):
+    """Even rounds keep the order, odd ones reverse it; each round holds every item once."""
+    runner = benchmark_script("runner")
+    items = ["nets", "eigenthings", "curvlinops"]
+    assert runner.round_order(items, 0) == items
+    assert runner.round_order(items, 1) == items[::-1]
+    assert runner.round_order(items, 2) == items
+    assert runner.round_order((), 1) == []
+    assert runner.round_order(items, 3) is not items
+
+
+def test_each_model_isolates_failures_and_measures_here_when_asked(benchmark_script, tmp_path):
+    """A model whose process fails gives its ``failed`` row and the others go on; with
+    ``in_process`` the script is not run at all."""
+    runner = benchmark_script("runner")
+    script = tmp_path / "one.py"
+    script.write_text("import json, sys\nname = sys.argv[1]\nif name == 'bad':\n"
+                      "    raise SystemExit('bad model: use another')\n"
+                      "print(json.dumps([{'model': name, 'where': 'there'}]))\n")
+    rows = runner.each_model(str(script), ["a", "bad", "b"], lambda m: [m],
+                             lambda m: [{"model": m, "where": "here"}], in_process=False,
+                             failed=lambda m, e: {"model": m, "error": e})
+    assert rows == [{"model": "a", "where": "there"},
+                    {"model": "bad", "error": "bad model: use another"},
+                    {"model": "b", "where": "there"}]
+    here = runner.each_model(str(tmp_path / "missing.py"), ["a"], lambda m: [m],
+                             lambda m: [{"model": m, "where": "here"}], in_process=True,
+                             failed=lambda m, e: {"model": m, "error": e})
+    assert here == [{"model": "a", "where": "here"}]
+
+
+def test_torch_threads_restores_the_callers_count_even_on_error(benchmark_script):
+    meters = benchmark_script("meters")
+    before = torch.get_num_threads()
+    inside = 1 if before != 1 else 2
+    with pytest.raises(RuntimeError, match="boom"), meters.torch_threads(inside):
+        assert torch.get_num_threads() == inside
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+
+
+def test_reusable_needs_the_same_code_and_enough_rounds(benchmark_script):
+    """``--resume`` keeps a row only if this code measured it in at least the rounds asked;
+    a row without ``rounds`` counts as one round."""
+    reports = benchmark_script("reports")
+    row = {"code": "abc", "rounds": 3}
+    assert reports.reusable(row, "abc", 3) and reports.reusable(row, "abc", 1)
+    assert not reports.reusable(row, "abc", 5)
+    assert not reports.reusable(row, "def", 1)
+    assert reports.reusable({"code": "abc"}, "abc", 1)
+    assert not reports.reusable({"code": "abc"}, "abc", 2)
+    assert not reports.reusable({"rounds": 9}, "abc", 1)
