@@ -18,13 +18,13 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
 
-__all__ = ["NONFINITE", "as_float", "check_sealed", "content_checksum", "dumps", "loads", "seal",
-           "to_jsonable"]
+__all__ = ["NONFINITE", "as_float", "check_sealed", "content_checksum", "dumps", "load_file",
+           "loads", "seal", "to_jsonable"]
 
 #: The strings that stand for the non-finite floats.
 NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
@@ -94,6 +94,28 @@ def loads(text: str | bytes) -> Any:
                          '"inf", "-inf" or "nan" strings)')
 
     return json.loads(text, parse_constant=_refuse)
+
+
+def load_file(path: str | Path, fix: str, *, missing: str | None = None) -> Any:
+    """Parse a file of strict JSON (:func:`loads`), refusing a bad one with a message that
+    names it, what is wrong and how to get a good one.
+
+    Args:
+        path: The file.
+        fix: How to get a good one (e.g. the command that writes it), appended to the message.
+        missing: The whole message where there is no such file (default: ``no file at PATH;``
+            and ``fix``).
+
+    Raises:
+        ValueError: no such file, unreadable, not UTF-8 or not strict JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(missing or f"no file at {path}; {fix}")
+    try:
+        return loads(path.read_bytes())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{path}: not JSON ({e}); {fix}") from e
 
 
 def as_float(v: Any) -> float:

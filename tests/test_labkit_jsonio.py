@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labkit.jsonio import as_float, check_sealed, content_checksum, dumps, loads, seal, to_jsonable
+from labkit.jsonio import (
+    as_float,
+    check_sealed,
+    content_checksum,
+    dumps,
+    load_file,
+    loads,
+    seal,
+    to_jsonable,
+)
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True))
@@ -75,3 +84,22 @@ def test_any_edit_of_a_sealed_document_is_refused(doc):
         check_sealed({k: v for k, v in sealed.items() if k != "checksum"}, "f.json", "fix it")
     with pytest.raises(ValueError, match="not a JSON object"):
         check_sealed([sealed], "f.json", "fix it")
+
+
+def test_load_file_reads_strict_json_and_names_the_file_and_fix_when_it_cannot(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(dumps({"x": math.inf, "y": [1, 2]}))
+    assert load_file(good, "fix it") == {"x": "inf", "y": [1, 2]}
+    assert load_file(str(good), "fix it") == {"x": "inf", "y": [1, 2]}
+    with pytest.raises(ValueError, match=r"^no file at .*absent\.json; fix it$"):
+        load_file(tmp_path / "absent.json", "fix it")
+    with pytest.raises(ValueError, match=r"^nothing here, run the writer$"):
+        load_file(tmp_path / "absent.json", "fix it", missing="nothing here, run the writer")
+    with pytest.raises(ValueError, match=r"^no file at"):  # a folder is not a file
+        load_file(tmp_path, "fix it")
+    for name, content in (("bad.json", b"{bad"), ("nan.json", b'{"x": NaN}'),
+                          ("latin.json", b"\xff\xfe"), ("empty.json", b"")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match=rf"{name}: not JSON \(.*\); fix it$"):
+            load_file(path, "fix it")

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 import torch
 
-from labkit.jsonio import dumps, loads
+from labkit.jsonio import dumps, load_file
 from labkit.progress import Progress
 from labkit.tables import format_table
 from nets.cli.common import add_device_argument, add_model_seed_argument, distributed
@@ -80,7 +79,7 @@ def _fmt(x, spec=".2f") -> str:
 def _cmd_predictor(args) -> int:
     records = []
     for path in args.records:
-        doc = loads(Path(path).read_text())
+        doc = load_file(path, "pass the JSON record files that `nets ladder --json` writes")
         records.extend(doc if isinstance(doc, list) else doc.get("records", []))
     if not records:
         raise ValueError("no ladder records in the given files (use `nets ladder --json`)")

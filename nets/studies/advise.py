@@ -30,7 +30,7 @@ import torch
 
 from labkit.atomic import atomic_write_bytes
 from labkit.cache import code_version
-from labkit.jsonio import as_float, check_sealed, dumps, loads, seal
+from labkit.jsonio import as_float, check_sealed, dumps, load_file, seal
 from nets.engine.adapters import check_modes, first_samples, forward, split_batch
 from nets.engine.density import RECIPES, DensityRecipe
 from nets.engine.js import js0_bootstrap
@@ -220,13 +220,8 @@ def load_evidence(path: str | Path | None = None) -> dict:
             and :data:`EVIDENCE_FIX`.
     """
     path = Path(path) if path is not None else EVIDENCE
-    if not path.is_file():
-        raise ValueError(f"no evidence file at {path}; create one with `nets table1 "
-                         "--write-evidence PATH`")
-    try:
-        doc = loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not JSON ({e}); {EVIDENCE_FIX}") from e
+    doc = load_file(path, EVIDENCE_FIX, missing=f"no evidence file at {path}; create one with "
+                    "`nets table1 --write-evidence PATH`")
     check_sealed(doc, str(path), EVIDENCE_FIX)
     if "rows" not in doc or "js_settings" not in doc:
         raise ValueError(f"{path}: not an evidence file (needs 'rows' and 'js_settings'); "

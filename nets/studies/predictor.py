@@ -46,7 +46,7 @@ import numpy as np
 
 from labkit.atomic import atomic_write_bytes
 from labkit.cache import code_version
-from labkit.jsonio import as_float, check_sealed, dumps, loads, seal
+from labkit.jsonio import as_float, check_sealed, dumps, load_file, seal
 from nets.engine.density import RECIPES
 from nets.engine.intervals import probe_interval
 from nets.engine.js import js0, numerically_zero_blocks
@@ -326,13 +326,8 @@ def load_ladder_evidence(path: str | Path | None = None) -> dict:
             file and :data:`LADDER_EVIDENCE_FIX`.
     """
     path = Path(path) if path is not None else LADDER_EVIDENCE
-    if not path.is_file():
-        raise ValueError(f"no ladder evidence file at {path}; write one with `nets predictor "
-                         "runs/ladder/*.json --write-evidence PATH`")
-    try:
-        doc = loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not JSON ({e}); {LADDER_EVIDENCE_FIX}") from e
+    doc = load_file(path, LADDER_EVIDENCE_FIX, missing=f"no ladder evidence file at {path}; "
+                    "write one with `nets predictor runs/ladder/*.json --write-evidence PATH`")
     if isinstance(doc, dict) and "rows" in doc and "validation" not in doc:
         raise ValueError(f"{path}: not a ladder evidence file (`nets table1` evidence is "
                          f"another format); {LADDER_EVIDENCE_FIX}")

@@ -109,6 +109,17 @@ def test_ladder_cli_bad_input(capsys):
         main(["ladder", "--family", "alexnet"])
 
 
+def test_predictor_cli_names_a_missing_or_broken_records_file_and_the_fix(tmp_path, capsys):
+    assert main(["predictor", str(tmp_path / "absent.json")]) == 2
+    err = capsys.readouterr().err
+    assert "no file at" in err and "absent.json" in err and "nets ladder --json" in err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{bad")
+    assert main(["predictor", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json: not JSON" in err and "nets ladder --json" in err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only path")
 def test_gpu_check_refuses_a_cpu_only_machine(capsys):
     assert main(["gpu-check"]) == 2
