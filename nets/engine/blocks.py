@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nets.engine.checks import check_int
+from nets.engine.checks import check_int, check_model
 
 __all__ = ["Block", "Piece", "default_blocks", "full_block", "resolve_blocks",
            "split_parameter"]
@@ -96,11 +96,6 @@ def _as_index(index: object, name: str) -> tuple[slice, ...]:
     return index
 
 
-def _check_model(model: object) -> None:
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-
-
 def _piece(spec: object, params: Mapping[str, torch.Tensor], block: str) -> Piece:
     if isinstance(spec, str):
         name, index = spec, ()
@@ -125,7 +120,7 @@ def _piece(spec: object, params: Mapping[str, torch.Tensor], block: str) -> Piec
 
 def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The parameters that require a gradient, by name; refuses a model without any."""
-    _check_model(model)
+    check_model(model)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("the model has no trainable parameters: there is no Hessian to study")

@@ -48,6 +48,7 @@ from nets.engine.adapters import (
     prepare_data,
 )
 from nets.engine.blocks import Block
+from nets.engine.checks import check_callable, check_model
 from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
 from nets.engine.memory import (
@@ -345,11 +346,8 @@ class BlockHVP:
         if measure_tangents is not None and not isinstance(measure_tangents, bool):
             raise TypeError(f"measure_tangents must be True, False or None (measured where the "
                             f"graph bound binds), got {type(measure_tangents).__name__}")
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got "
-                            f"{type(loss_fn).__name__}")
+        check_model(model)
+        check_callable("loss_fn", loss_fn)
         requested, mode = mode, _check_compile(compile, mode)
         params = dict(model.named_parameters())
         if not params:

@@ -41,6 +41,7 @@ from torch.func import grad, jvp, vmap
 
 from nets.engine.adapters import LossFn, functional_forward
 from nets.engine.blocks import Block
+from nets.engine.checks import check_callable, check_model
 from nets.engine.finite import all_finite
 
 __all__ = ["DoubleBackward", "batch_loss", "block_products", "bundle_products",
@@ -96,11 +97,8 @@ def make_batch_hessian_vector_product(
     Raises:
         TypeError: ``model`` is not a module or ``loss_fn`` is not callable.
     """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets), got "
-                        f"{type(loss_fn).__name__}")
+    check_model(model)
+    check_callable("loss_fn", loss_fn)
     raw = forward_over_reverse(model, loss_fn)
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
 

@@ -41,6 +41,7 @@ import torch
 
 from labkit import jsonio
 from labkit.atomic import atomic_write_bytes, remove_stale_temps
+from nets.engine.checks import check_model
 from nets.engine.distributed import Communicator
 from nets.engine.slq import BlockSpectrum
 
@@ -118,8 +119,7 @@ def fingerprint(model: torch.nn.Module, data: Sequence[Any]) -> str:
         TypeError: ``model`` is not a module, or a batch holds something other than tensors,
             numbers, strings and containers of them.
     """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     h = hashlib.sha256()
     _hash_tensors(h, dict(model.state_dict()), "model")
     _hash_tensors(h, list(data), "data")

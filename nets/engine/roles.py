@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from nets.engine.blocks import Block, resolve_blocks
+from nets.engine.checks import check_model
 
 __all__ = ["BLOCK_SETS", "MATRIX_ROLES", "ROLES", "SPLITS", "AttentionPart", "attention_parts",
            "block_roles", "block_set", "matrix_blocks", "parameter_roles", "role_blocks"]
@@ -77,11 +78,6 @@ class AttentionPart:
     parts: tuple[str, ...]
     axis: int
     heads: int | None
-
-
-def _check_module(model: object) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
 
 def _owners(model: nn.Module) -> dict[str, tuple[str, nn.Module, str]]:
@@ -126,7 +122,7 @@ def parameter_roles(model: nn.Module) -> dict[str, str]:
     Returns:
         ``{parameter name: role}`` in ``named_parameters`` order.
     """
-    _check_module(model)
+    check_model(model)
     own = _owners(model)
     return {n: _role(own[n][1], p, own[n][2]) for n, p in model.named_parameters()
             if p.requires_grad and n in own}
@@ -149,7 +145,7 @@ def attention_parts(model: nn.Module) -> dict[str, AttentionPart]:
     Returns:
         ``{parameter name: AttentionPart}`` for fused and separate Q/K/V weights and biases.
     """
-    _check_module(model)
+    check_model(model)
     own = _owners(model)
     by_module: dict[str, nn.Module] = dict(model.named_modules())
     out: dict[str, AttentionPart] = {}
@@ -204,7 +200,7 @@ def role_blocks(model: nn.Module, roles: tuple[str, ...] | list[str] | None = No
         ValueError: an unknown role or split, no parameter left, or ``split="heads"`` on an
             attention module whose head count is unknown or does not divide its width.
     """
-    _check_module(model)
+    check_model(model)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     if roles is not None:
@@ -267,7 +263,7 @@ def block_roles(model: nn.Module, blocks: dict[str, object] | None = None) -> di
     Returns:
         ``{block name: role}``.
     """
-    _check_module(model)
+    check_model(model)
     roles = parameter_roles(model)
     if blocks is None:
         return dict(roles)
@@ -303,7 +299,7 @@ def matrix_blocks(model: nn.Module, blocks: list[Block] | tuple[Block, ...]) -> 
         TypeError: ``model`` is not a module, or ``blocks`` is not a list or tuple of Blocks.
         ValueError: a block names a parameter that is not a trainable parameter of ``model``.
     """
-    _check_module(model)
+    check_model(model)
     _check_block_list(blocks)
     roles = parameter_roles(model)
     out = []
@@ -332,7 +328,7 @@ def block_set(model: nn.Module, blocks: list[Block] | tuple[Block, ...], which: 
     if not isinstance(which, str) or which not in BLOCK_SETS:
         raise ValueError(f"which (the block set) must be one of {BLOCK_SETS}, got {which!r}")
     if which == "all":
-        _check_module(model)
+        check_model(model)
         _check_block_list(blocks)
         return [b.name for b in blocks]
     return matrix_blocks(model, blocks)

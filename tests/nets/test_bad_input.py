@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import nets
+from nets.engine.results import fingerprint
 
 
 def _mlp():
@@ -125,3 +126,33 @@ def test_bad_counts():
         nets.blockwise_spectrum(_mlp(), CE, _data(), probes=2.5)
     with pytest.raises(ValueError, match="probe_indices"):
         nets.blockwise_spectrum(_mlp(), CE, _data(), probes=2, probe_indices=[2])
+
+
+_NOT_A_MODULE = {"model": "a dict of weights"}
+_MODEL_TAKERS = {
+    "BlockHVP": lambda m, f: nets.BlockHVP(m, f, _data(), [nets.full_block(_mlp())]),
+    "make_batch_hessian_vector_product":
+        lambda m, f: nets.make_batch_hessian_vector_product(m, f),
+    "blockwise_spectrum": lambda m, f: nets.blockwise_spectrum(m, f, _data()),
+    "full_spectrum": lambda m, f: nets.full_spectrum(m, f, _data()),
+    "dense_hessian": lambda m, f: nets.dense_hessian(m, f, _data()),
+    "resolve_blocks": lambda m, f: nets.resolve_blocks(m, None),
+    "parameter_roles": lambda m, f: nets.parameter_roles(m),
+    "role_blocks": lambda m, f: nets.role_blocks(m),
+    "fingerprint": lambda m, f: fingerprint(m, _data()),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(_MODEL_TAKERS))
+def test_every_entry_point_refuses_a_non_module_model_with_one_message(entry):
+    """One check (``nets.engine.checks.check_model``) says it everywhere a model is taken."""
+    with pytest.raises(TypeError, match=r"^model must be a torch.nn.Module, got dict$"):
+        _MODEL_TAKERS[entry](_NOT_A_MODULE, CE)
+
+
+@pytest.mark.parametrize("entry", ["BlockHVP", "make_batch_hessian_vector_product",
+                                   "blockwise_spectrum", "full_spectrum", "dense_hessian"])
+def test_every_entry_point_refuses_a_non_callable_loss_with_one_message(entry):
+    with pytest.raises(TypeError, match=r"^loss_fn must be a function such as "
+                                        r"torch.nn.functional.cross_entropy, got Tensor$"):
+        _MODEL_TAKERS[entry](_mlp(), torch.zeros(()))
