@@ -194,20 +194,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", default="HEAD", help="git revision to compare the working tree "
                     "with (default HEAD: the uncommitted change)")
-    ap.add_argument("--rounds", type=int, default=5,
-                    help="fresh processes per version and cell, the versions interleaved")
+    reports.add_round_options(ap, "versions")
     ap.add_argument("--threads", default="1", metavar="T1,T2",
                     help="torch thread counts, each cell measured at each (default 1)")
     ap.add_argument("--cells", default=None, metavar="MODEL:KIND:P:K,...",
                     help="cells to measure, e.g. gpt2-m:full:10:10,gpt:blocks:1:30 (a "
                          "problems.py model, full or blocks, probes, Lanczos steps; default: "
                          + ",".join(f"{m}:{k}:{p}:{s}" for m, k, p, s in CELLS) + ")")
-    ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
-    ap.add_argument("--json", default=None, help="also write the rows (JSON) after each run")
-    ap.add_argument("--render-only", action="store_true",
-                    help="write the report from the rows of --json (an earlier run's), "
-                         "measuring nothing")
-    ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.cell is not None:  # one measuring process
         cell = json.loads(args.cell)
@@ -218,16 +211,14 @@ def main(argv: list[str] | None = None) -> None:
         threads = [int(t) for t in args.threads.split(",")]
     except ValueError:
         threads = [0]
-    if args.rounds < 1 or min(threads) < 1:
-        ap.error("--rounds must be at least 1 and --threads a list of positive integers "
-                 "(e.g. --threads 1,2)")
+    reports.check_round_options(ap, args)
+    if min(threads) < 1:
+        ap.error("--threads must be a list of positive integers (e.g. --threads 1,2)")
     try:
         cells = [(*c, t) for c in (CELLS if args.cells is None else parse_cells(args.cells))
                  for t in threads]
     except ValueError as e:
         ap.error(str(e))
-    if args.render_only and not args.json:
-        ap.error("--render-only needs --json (the rows to write the report from)")
     command = (f"--base {args.base} --rounds {args.rounds}"
                f"{f' --threads {args.threads}' if threads != [1] else ''}"
                f"{f' --cells {args.cells}' if args.cells else ''}")

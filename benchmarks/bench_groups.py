@@ -115,18 +115,11 @@ def render(pairs: list[tuple[dict, dict]], header: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """The command line (``argv``: its arguments, default ``sys.argv[1:]``)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=5,
-                    help="fresh processes per rule and cell, the rules interleaved")
+    reports.add_round_options(ap, "rules")
     ap.add_argument("--cells", default=None, metavar="MODEL:P:K,...",
                     help="cells to measure, e.g. gpt2-m:3:10,gpt:1:30 (a problems.py model, "
                          "probes, Lanczos steps; default: " + ",".join(
                              f"{m}:{p}:{k}" for m, p, k in CELLS) + ")")
-    ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
-    ap.add_argument("--json", default=None, help="also write the rows (JSON) after each run")
-    ap.add_argument("--render-only", action="store_true",
-                    help="write the report from the rows of --json (an earlier run's), "
-                         "measuring nothing")
-    ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.cell is not None:  # one measuring process
         cell = json.loads(args.cell)
@@ -134,10 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             use_one_block_groups()
         print(json.dumps(runner.run_cell(cell)))
         return
-    if args.rounds < 1:
-        ap.error("--rounds must be at least 1")
-    if args.render_only and not args.json:
-        ap.error("--render-only needs --json (the rows to write the report from)")
+    reports.check_round_options(ap, args)
     try:
         cells = CELLS if args.cells is None else parse_cells(args.cells)
     except ValueError as e:

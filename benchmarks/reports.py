@@ -1,12 +1,14 @@
 """What every benchmark report says about itself, and how it is written: when and on what it
 was measured (:func:`machine_note`, :func:`generated_by`), by which code
 (:func:`code_version`), how its rounds ran (:func:`rounds_note`); reading a benchmark's saved
-JSON back (:func:`read_json`, :func:`saved_rounds`) and publishing the Markdown
+JSON back (:func:`read_json`, :func:`saved_rounds`), the options of an interleaved-rounds
+comparison (:func:`add_round_options`, :func:`check_round_options`) and publishing the Markdown
 (:func:`publish`, written atomically).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -57,6 +59,35 @@ def saved_rounds(path: str | Path) -> tuple[dict, list[tuple], int]:
     runs = saved["runs"]
     cells = list(dict.fromkeys(tuple(json.loads(k)[:-1]) for k in runs))
     return saved, cells, max(len(v) for v in runs.values())
+
+
+def add_round_options(ap: argparse.ArgumentParser, compared: str) -> None:
+    """The options of an interleaved-rounds comparison (``bench_ab.py``, ``bench_groups.py``):
+    ``--rounds``, ``--out``, ``--json``, ``--render-only`` and the hidden ``--cell`` of one
+    measuring process. :func:`check_round_options` checks them once parsed.
+
+    Args:
+        ap: The script's parser.
+        compared: What each round interleaves, for ``--rounds``' help (e.g. ``"versions"``).
+    """
+    ap.add_argument("--rounds", type=int, default=5,
+                    help=f"fresh processes per {compared[:-1]} and cell, the {compared} "
+                         "interleaved")
+    ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
+    ap.add_argument("--json", default=None, help="also write the rows (JSON) after each run")
+    ap.add_argument("--render-only", action="store_true",
+                    help="write the report from the rows of --json (an earlier run's), "
+                         "measuring nothing")
+    ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)
+
+
+def check_round_options(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse (by ``ap.error``, naming the fix) what :func:`add_round_options` parsed wrong:
+    fewer than one round, or ``--render-only`` without the ``--json`` file to render from."""
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    if args.render_only and not args.json:
+        ap.error("--render-only needs --json (the rows to write the report from)")
 
 
 def reusable(record: dict, code: str, rounds: int) -> bool:

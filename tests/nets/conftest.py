@@ -6,6 +6,7 @@ import contextlib
 import copy
 import importlib.util
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +115,12 @@ def gap_train_calls(monkeypatch):
 
 @pytest.fixture(scope="session")
 def benchmark_script():
-    """``load(name)``: the script ``benchmarks/<name>.py`` imported as a module."""
+    """``load(name)``: the script ``benchmarks/<name>.py`` imported as a module, with
+    ``benchmarks/`` on ``sys.path`` as when the scripts run (they import each other: a helper
+    module such as ``reports`` loads alone, whatever ran before)."""
     root = Path(__file__).resolve().parents[2] / "benchmarks"
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
 
     def load(name: str):
         spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")

@@ -2,6 +2,10 @@
 in a fresh one (``runner.py --cell``, what every spectra benchmark measures by), and the
 problems they load."""
 
+import argparse
+import contextlib
+import io
+
 import pytest
 import torch
 
@@ -123,3 +127,23 @@ def test_reusable_needs_the_same_code_and_enough_rounds(benchmark_script):
     assert reports.reusable({"code": "abc"}, "abc", 1)
     assert not reports.reusable({"code": "abc"}, "abc", 2)
     assert not reports.reusable({"rounds": 9}, "abc", 1)
+
+
+@pytest.mark.parametrize("argv, fault", [
+    (["--rounds", "0"], "--rounds must be at least 1"),
+    (["--render-only"], "--render-only needs --json"),
+])
+def test_round_options_refuse_what_cannot_run_and_say_why(benchmark_script, argv, fault):
+    """The interleaved-rounds comparisons share their options and their one check."""
+    reports = benchmark_script("reports")
+    ap = argparse.ArgumentParser(prog="bench")
+    reports.add_round_options(ap, "versions")
+    good = ap.parse_args(["--rounds", "2", "--render-only", "--json", "rows.json"])
+    reports.check_round_options(ap, good)  # nothing to refuse
+    assert (good.rounds, good.out, good.cell) == (2, None, None)
+    rounds = next(a for a in ap._actions if a.dest == "rounds")
+    assert rounds.help == "fresh processes per version and cell, the versions interleaved"
+    err = io.StringIO()
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(err):
+        reports.check_round_options(ap, ap.parse_args(argv))
+    assert fault in err.getvalue()
