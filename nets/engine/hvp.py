@@ -48,7 +48,7 @@ from nets.engine.adapters import (
     prepare_data,
 )
 from nets.engine.blocks import Block
-from nets.engine.checks import check_callable, check_model
+from nets.engine.checks import check_callable, check_int, check_model
 from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
 from nets.engine.memory import (
@@ -300,8 +300,9 @@ class BlockHVP:
       backward holds about half a graph per tangent on the benchmark models). It is not the
       default: on ``benchmarks/results/memory-sweep.md``'s cell, measured where the bound
       binds, the least budget ran slower by the measuring pass, and a fixed budget that now
-      kept every graph left the Lanczos vectors so little room that it ran slower and its
-      peak rose past the budget.
+      kept every graph left the Lanczos vectors so little room that it ran slower (its peak
+      also rose past the budget: the vectors were sized before the measurement changed the
+      strategy, which :meth:`settle_tangents` now prevents).
 
     So graphs, tangents and vectors together stay within ``max_memory`` wherever it
     leaves room for two tangents beside the held graphs (tested). With less, one tangent runs
@@ -633,9 +634,8 @@ class BlockHVP:
         if not self.graph_bytes:  # not measured by the data check: measured (or fails) here
             x, y, _ = self.data[0]
             self._measure_graph(x, y)
-        self._tangent_estimate = self._tangent_bytes(rows)
-        if self._least:
-            self.max_memory = self._least_bytes([batch_size(y) for _, y, _ in self.data])
+        if self._tangent_estimate is None:  # not settled before the call (settle_tangents)
+            self._settle(rows)
         self.graph_strategy, held = self._strategy()
         per_tangent = self._per_tangent()
         least = held + per_tangent
@@ -791,6 +791,41 @@ class BlockHVP:
         products, weighted in place). The Lanczos vectors' budget counts them
         (:func:`nets.engine.groups.lanczos_probe_bytes`)."""
         return 2 if len(self.data) > 1 else 1
+
+    def settle_tangents(self, rows: int) -> None:
+        """Fix, before the first call, the per-tangent estimate the plan will use, for calls of
+        at most ``rows`` stacked rows, so that :meth:`vector_budget` counts the graphs the
+        products will hold.
+
+        A measured estimate (``measure_tangents``) is smaller than the graph bound, so a
+        budget that holds one graph at a time beside the bound may hold every graph beside the
+        measurement (and :data:`LEAST` resolves to fewer bytes). Lanczos vectors sized by
+        :meth:`vector_budget` before the first call measured it would get the room of a
+        strategy the products do not run, and graphs, tangents and vectors together would
+        exceed ``max_memory``. :func:`nets.engine.spectrum.operator_spectra` therefore calls
+        this before it sizes the vectors. It does nothing once a call has planned, or while
+        the first batch's graph is not measured (the first call measures it and plans then).
+        Where the estimate is measured only where the graph bound binds
+        (``measure_tangents=None``), ``rows`` stands for the first call's rows in that test.
+
+        Args:
+            rows: The most tangents one call will stack over all its blocks (e.g. probes times
+                blocks).
+
+        Raises:
+            ValueError: ``rows`` is not a positive integer.
+        """
+        check_int("rows", rows, minimum=1)
+        if self._tangent_estimate is None and self.graph_bytes:
+            with math_attention():
+                self._settle(rows)
+
+    def _settle(self, rows: int) -> None:
+        """Set the per-tangent estimate for calls of ``rows`` stacked rows
+        (:meth:`_tangent_bytes`) and, under :data:`LEAST`, the budget it implies."""
+        self._tangent_estimate = self._tangent_bytes(rows)
+        if self._least:
+            self.max_memory = self._least_bytes([batch_size(y) for _, y, _ in self.data])
 
     def vector_budget(self) -> tuple[int, int | None]:
         """How many bytes the Lanczos vectors of the blocks in flight may take.

@@ -168,6 +168,8 @@ def operator_spectra(
     t0 = time.perf_counter()
     vec_dtype = _lanczos_dtype(op.dtype)
     itemsize = vec_dtype.itemsize  # the stored basis holds the vectors in their own dtype
+    # the graphs the products will hold, before the vectors get what they leave
+    op.settle_tangents(len(ids) * len(blocks))
     limit, lean = op.vector_budget()
     # the float64 chunk buffer comes out of the vectors' budget (at most CHUNK_SHARE of it)
     chunk = min(chunk_bytes_for(op.device), max(int(limit * CHUNK_SHARE), 1))

@@ -26,6 +26,7 @@ from nets.engine.hvp import (
     forward_min_tangents,
 )
 from nets.engine.memory import LiveBytes
+from nets.engine.spectrum import operator_spectra
 
 from .conftest import on_device
 
@@ -1042,3 +1043,49 @@ def test_graphs_tangents_and_vectors_share_a_given_budget(mlp_problem, tangents_
     assert limit == (budget - held) // 2
     assert op.chunk_size == max(1, (budget - held - limit) // per_tangent)
     assert held + op.chunk_size * per_tangent + limit <= budget  # room >= 2: one tangent fits
+
+
+@pytest.mark.parametrize("budget", ["between", "least"])
+def test_vectors_are_sized_for_the_graphs_a_measured_tangent_lets_the_products_hold(
+        mlp_problem, monkeypatch, budget):
+    """A measured per-tangent estimate (set small here) is settled before the Lanczos vectors
+    are sized: the vectors get the room of the strategy the products then run. Between the
+    two, a budget that held one graph at a time beside the graph bound holds every graph
+    beside the measurement; vectors sized before the measurement got one-at-a-time's room and
+    graphs, tangent and vectors together exceeded the budget. Under ``"least"`` the budget
+    itself shrinks with the measurement."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    probe = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
+    graphs = sum(probe._graph_bytes(i) for i in range(len(data)))
+    bound = probe._graph_bound()
+    monkeypatch.setattr(BlockHVP, "_measure_tangent", lambda self, graph: 16)
+    sized = []
+    own = BlockHVP.vector_budget
+    monkeypatch.setattr(BlockHVP, "vector_budget",
+                        lambda self: sized.append(own(self)) or sized[-1])
+    max_memory = graphs + bound - 1 if budget == "between" else LEAST
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=max_memory,
+                  measure_tangents=True)
+    before = op._strategy()[0], op.max_memory  # under the graph bound
+    assert before[0] == "one-at-a-time"
+    info = {}
+    operator_spectra(op, lanczos_steps=5, probes=3, seed=0, info=info)
+    assert info["tangent_estimate"] == "measured" and info["tangent_bytes"] == 16
+    strategy, held = op._strategy()
+    assert info["graph_strategy"] == strategy == (
+        "keep-all" if budget == "between" else "one-at-a-time")
+    assert sized == [own(op)]  # the vectors' room is the room of the strategy that ran
+    limit = sized[0][0]
+    # under "least" one tangent is all the room: the vectors take half of it beyond (class doc)
+    assert held + op.chunk_size * 16 + limit <= op.max_memory + (8 if budget == "least" else 0)
+    if budget == "least":  # the budget shrank with the measurement
+        assert op.max_memory == max(op._graph_bytes(i) for i in range(len(data))) + 16
+        assert op.max_memory < before[1]
+
+
+def test_settle_tangents_refuses_a_row_count_that_is_not_positive(mlp_problem):
+    model, loss_fn, data = mlp_problem[:3]
+    op = BlockHVP(model, loss_fn, data, resolve_blocks(model, None))
+    with pytest.raises(ValueError, match="rows"):
+        op.settle_tangents(0)
