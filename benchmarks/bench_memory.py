@@ -15,8 +15,11 @@ MISSED or within noise over the repeated runs' interval) and which budgets meet 
         --out benchmarks/results/memory-sweep.md
 
 Budgets are in MiB (``default``: nets' own, half the available memory; ``least``: the least
-its products run in, one batch's graph and one tangent, measured by nets). ``--json`` writes
-every row after each process and ``--resume`` keeps the rows the same code measured.
+its products run in, one batch's graph and one tangent, measured by nets). ``--measured``
+names budgets (the same syntax) also run with ``measure_tangents=True``: the budget counts a
+stacked tangent as measured on the first batch rather than by the graph bound, which may
+change how many graphs it keeps. ``--json`` writes every row after each process and
+``--resume`` keeps the rows the same code measured.
 """
 
 from __future__ import annotations
@@ -85,9 +88,9 @@ def trade(nets_row: dict, peer_row: dict) -> dict:
             "both": speed_v == "met" and memory_v == "met"}
 
 
-def _label(budget: int | str | None) -> str:
+def _label(budget: int | str | None, measured: bool = False) -> str:
     return ("default" if budget is None else budget if isinstance(budget, str)
-            else f"{budget / MIB:g} MiB")
+            else f"{budget / MIB:g} MiB") + (", measured tangent" if measured else "")
 
 
 def render(rows: list[dict], peer: dict, header: str) -> str:
@@ -99,18 +102,21 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
         header: The report's title and settings.
     """
     ok = "error" not in peer
-    lines = [header, "", "| budget | s | +peak MiB | graphs | x eigenthings (spread) | "
-             f">= {SPEED_TARGET:g} | mem / eigenthings | <= {MEMORY_TARGET:g} | both | "
-             "load | commit |", "|" + "---|" * 11]
+    lines = [header, "", "| budget | s | +peak MiB | graphs | groups | tangent MiB | "
+             f"x eigenthings (spread) | >= {SPEED_TARGET:g} | mem / eigenthings | "
+             f"<= {MEMORY_TARGET:g} | both | load | commit |", "|" + "---|" * 13]
     both = []
     least = None
     for r in rows:
-        b = _label(r["max_memory"])
+        measured = bool(r.get("measure_tangents"))
+        b = _label(r["max_memory"], measured)
         if r["max_memory"] == "least" and "budget_bytes" in r:
-            least = r["budget_bytes"]
-            b = f"least ({least / MIB:.1f} MiB)"
+            b = f"least ({r['budget_bytes'] / MIB:.1f} MiB)" + (
+                ", measured tangent" if measured else "")
+            if not measured:
+                least = r["budget_bytes"]
         if "error" in r:
-            lines.append(f"| {b} | failed | | | | | | | | | {r['error']} |")
+            lines.append(f"| {b} | failed | | | | | | | | | | | {r['error']} |")
             continue
         t = trade(r, peer) if ok else None
         ratios = (f"{verdicts.with_spread(t['speed'], t['speed_lo'], t['speed_hi'])} | "
@@ -119,17 +125,22 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
                   f"{t['memory_verdict']} | {'yes' if t['both'] else 'no'}") if t else "| | | |"
         if t and t["both"]:
             both.append(b)
+        tangent = (f"{r['tangent_bytes'] / MIB:.1f} ({r['tangent_estimate']})"
+                   if r.get("tangent_bytes") else "")
         lines.append(f"| {b} | {r['seconds']:.2f} | {r['peak_extra_bytes'] / MIB:.0f} | "
-                     f"{r['graphs']} | {ratios} | {r['load']:.1f} | {r.get('commit', '?')} |")
+                     f"{r['graphs']} | {r.get('groups', '')} | {tangent} | {ratios} | "
+                     f"{r['load']:.1f} | {r.get('commit', '?')} |")
     if ok:
         lines.append(f"| eigenthings | {peer['seconds']:.2f} | "
                      f"{peer['peak_extra_bytes'] / MIB:.0f} | one block at a time | | | | | | "
-                     f"{peer['load']:.1f} | {peer.get('commit', '?')} |")
+                     f"| | {peer['load']:.1f} | {peer.get('commit', '?')} |")
     else:
-        lines.append(f"| eigenthings | failed | | | | | | | | | "
+        lines.append(f"| eigenthings | failed | | | | | | | | | | | "
                      f"{peer['error']} |")
-    under = [_label(r["max_memory"]) for r in rows if least is not None
-             and isinstance(r["max_memory"], int) and r["max_memory"] < least]
+    # (the least of a measured tangent is another: those rows are not compared with this one)
+    under = [_label(r["max_memory"]) for r in rows
+             if least is not None and isinstance(r["max_memory"], int)
+             and r["max_memory"] < least and not r.get("measure_tangents")]
     if under:
         lines += ["", f"The least nets' products run in on this cell (one batch's graph and one "
                   f"tangent, the `least` row's budget) is {least / MIB:.1f} MiB. Below it "
@@ -143,7 +154,8 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
 
 
 def _key(row: dict) -> str:
-    return json.dumps([row.get("method"), row.get("max_memory")])
+    return json.dumps([row.get("method"), row.get("max_memory"),
+                       bool(row.get("measure_tangents"))])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,6 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budgets", default="default,least,24,16,12,10,8",
                     help="nets' max_memory values in MiB, comma-separated ('default': its own, "
                          "'least': the least its products run in)")
+    ap.add_argument("--measured", default=None, metavar="BUDGETS",
+                    help="budgets (the same syntax) also run with measure_tangents=True: a "
+                         "stacked tangent counted as measured on the first batch, not by the "
+                         "graph bound")
     ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
     ap.add_argument("--json", default=None, help="also write the rows (JSON) after each one")
     ap.add_argument("--resume", action="store_true",
@@ -175,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     try:
         budgets = parse_budgets(args.budgets)
+        measured_budgets = [] if args.measured is None else parse_budgets(args.measured)
     except ValueError as e:
         ap.error(str(e))
     if args.resume and not args.json:
@@ -195,12 +212,14 @@ def main(argv: list[str] | None = None) -> None:
         kept = {_key(r): r for r in old if isinstance(r, dict) and "error" not in r
                 and reports.reusable(r, version["code"], args.rounds)
                 and all(r.get(k) == v for k, v in cell.items())}
-    plan = [("eigenthings", None), *(("nets", b) for b in budgets)]
+    plan = [("eigenthings", None, False), *(("nets", b, False) for b in budgets),
+            *(("nets", b, True) for b in measured_budgets)]
     rows: dict[str, dict] = {}
     reused: list[str] = []
     todo = []
-    for method, budget in plan:
-        run = {**cell, "method": method, "max_memory": budget}
+    for method, budget, measure in plan:
+        run = {**cell, "method": method, "max_memory": budget,
+               **({"measure_tangents": True} if measure else {})}
         if _key(run) in kept:
             rows[_key(run)] = kept[_key(run)]
             reused.append(_key(run))
@@ -213,7 +232,8 @@ def main(argv: list[str] | None = None) -> None:
         for run in runner.round_order(todo, r):
             res = runner.measure(run, in_process=args.in_process)
             measured[_key(run)].append(res)
-            print(f"{run['method']} {_label(run['max_memory'])}: " + (
+            print(f"{run['method']} "
+                  f"{_label(run['max_memory'], bool(run.get('measure_tangents')))}: " + (
                 res.get("error") or f"{res['seconds']:.2f} s, "
                 f"+{res['peak_extra_bytes'] / MIB:.0f} MiB"), flush=True)
         for run in todo:  # a row is kept by --resume only once it has every round
@@ -223,13 +243,16 @@ def main(argv: list[str] | None = None) -> None:
             atomic_write_bytes(Path(args.json), json.dumps(list(rows.values()), indent=1)
                                .encode())
     peer = rows[_key({"method": "eigenthings", "max_memory": None})]
-    nets_rows = [rows[_key({"method": "nets", "max_memory": b})] for b in budgets]
+    nets_rows = [*(rows[_key({"method": "nets", "max_memory": b})] for b in budgets),
+                 *(rows[_key({"method": "nets", "max_memory": b, "measure_tangents": True})]
+                   for b in measured_budgets)]
     header = (f"# Memory against speed: nets' blockwise spectrum by memory budget\n\n"
               f"Generated by `benchmarks/bench_memory.py --model {args.model} --probes "
               f"{args.probes} --steps {args.steps} --threads {args.threads}"
               + (f" --device {args.device}" if args.device != "cpu" else "")
               + (f" --blocks {args.blocks}" if args.blocks else "")
               + f" --budgets {args.budgets}"
+              + (f" --measured {args.measured}" if args.measured else "")
               + (f" --rounds {args.rounds}" if args.rounds > 1 else "")
               + f"` on {reports.machine_note()}, code {version['commit']}. "
               + "Each row in its own process (`runner.py --cell`)"
@@ -239,7 +262,9 @@ def main(argv: list[str] | None = None) -> None:
               f"under {runner.REPEAT_BELOW:g} s is repeated to {runner.REPEATS} in "
               f"its process), `+peak` the largest rise of the process's peak memory (RSS; on "
               f"a GPU the allocator's peak) during its first run over the rounds."
-              + " `graphs` is how nets held the gradient graphs; for the speed ratio, "
+              + " `graphs` is how nets held the gradient graphs, `groups` in how many groups "
+              "of blocks its Lanczos vectors ran, `tangent MiB` the bytes its budget counted "
+              "per stacked tangent (the graph bound or measured); for the speed ratio, "
               f"{verdicts.INTERVAL_NOTE}; for the memory ratio (of the largest rises), "
               f"{verdicts.MEMORY_INTERVAL_NOTE}; a target inside "
               "an interval is `within noise`. Targets: "

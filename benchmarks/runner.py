@@ -3,8 +3,9 @@ table is made of.
 
 A cell is a dict: ``model`` (a :mod:`problems` name), ``kind`` (``full`` or ``blocks``),
 ``probes``, ``steps``, ``threads``, and optionally ``device``, ``density_bins`` (the authors'
-density grid), ``block_names`` (the blocks of a blockwise cell) and ``max_memory`` (nets'
-budget); ``method`` names what runs on it: ``nets`` (``nets+compile``), ``eigenthings``
+density grid), ``block_names`` (the blocks of a blockwise cell), ``max_memory`` (nets'
+budget) and ``measure_tangents`` (how nets' budget counts a stacked tangent, blockwise cells);
+``method`` names what runs on it: ``nets`` (``nets+compile``), ``eigenthings``
 (hessian-eigenthings 1.0.0a5), ``curvlinops`` (3.0.1) or ``authors`` (:mod:`authors`).
 
 :func:`run_cell` measures it in this process; :func:`measure` in a fresh one (``python
@@ -278,9 +279,12 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
             top = {"full": float(s.nodes.max())}
         else:
             chosen = {n: n for n in names} if cell.get("block_names") else None
+            # (bench_ab drives older nets too: measure_tangents only where a cell asks)
+            measure = ({"measure_tangents": cell["measure_tangents"]}
+                       if "measure_tangents" in cell else {})
             spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=steps,
                                               probes=probes, info=info, max_memory=budget,
-                                              blocks=chosen, callback=callback)
+                                              blocks=chosen, callback=callback, **measure)
             nets.block_densities(spectra)
             top = {n: float(sp.nodes.max()) for n, sp in spectra.items()}
         extra = {"mode": info["hvp_mode"], "lanczos_s": info["seconds"],
@@ -291,6 +295,9 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
                  **({"first_step_peak_bytes": first_step["peak"]} if first_step else {}),
                  "graphs": info["graph_strategy"], "groups": info.get("lanczos_groups", 1),
                  "budget_bytes": info["max_memory"],
+                 **({"tangent_bytes": info["tangent_bytes"],
+                     "tangent_estimate": info["tangent_estimate"]}
+                    if "tangent_estimate" in info else {}),
                  # what auto timed on the first batch, per mode (empty for a forced mode)
                  "calibration_modes": dict((info.get("calibration") or {}).get("seconds", {})),
                  "top": top}

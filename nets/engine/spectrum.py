@@ -241,6 +241,7 @@ def blockwise_spectrum(
     comm: Communicator | None = None,
     mode: str = "auto",
     max_memory: int | str | None = None,
+    measure_tangents: bool | None = False,
     compile: bool = False,
     progress: bool | None = False,
     info: dict | None = None,
@@ -274,6 +275,12 @@ def blockwise_spectrum(
             products run in, one batch's graph and one tangent, measured on the first batch
             (the smallest peak, some time lost rebuilding graphs); default: half the memory
             available now (every graph kept when they fit: the fastest).
+        measure_tangents: How the budget counts one stacked tangent: ``False`` (default) the
+            graph bound, a graph's worth plus a parameter copy, with nothing measured;
+            ``True`` measured on the first batch (one pass of products under a counting
+            dispatch mode, paid once); ``None`` measured only where the graph bound limits the
+            plan. See "Memory budget" in :class:`nets.engine.hvp.BlockHVP` and ``info``'s
+            ``tangent_bytes`` and ``tangent_estimate``.
         compile: Compile the forward-over-reverse product with ``torch.compile`` (see
             :class:`nets.engine.hvp.BlockHVP`; pays only on long runs).
         progress: Show a progress bar (``labkit.progress``) over the Lanczos steps.
@@ -294,7 +301,8 @@ def blockwise_spectrum(
     bl = [full_block(model)] if isinstance(blocks, str) else resolve_blocks(model, blocks)
     _check_run(lanczos_steps, probes, seed, probe_indices, info)  # before any model evaluation
     op = BlockHVP(model, loss_fn, data, bl, mode=mode, max_memory=max_memory,
-                  chunk_size=chunk_size, comm=comm, compile=compile)
+                  chunk_size=chunk_size, comm=comm, compile=compile,
+                  measure_tangents=measure_tangents)
     return operator_spectra(op, lanczos_steps=lanczos_steps, probes=probes, seed=seed,
                             probe_indices=probe_indices, callback=callback, progress=progress,
                             info=info)

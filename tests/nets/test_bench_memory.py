@@ -161,3 +161,51 @@ def test_device_and_blocks_reach_every_measured_cell(bench, monkeypatch):
         bench.main(["--model", "mlp-xs", "--blocks", "a.weight, b.bias", "--budgets", "least"])
     assert [c["block_names"] for c in seen] == [["a.weight", "b.bias"]] * 2
     assert all("device" not in c for c in seen)  # the CPU: the cell as the grid's
+
+
+def test_measured_rows_are_labelled_and_every_table_row_has_every_column(bench):
+    """A ``--measured`` row is named as such, with the per-tangent bytes its budget counted
+    and its Lanczos groups; it does not set the least the others are compared with."""
+    peer = _row(10.0, 20)
+    rows = [_row(4.6, 24, max_memory="least", budget_bytes=int(17.5 * MIB), groups=3,
+                 tangent_bytes=8 * MIB, tangent_estimate="graph bound"),
+            _row(4.4, 18, max_memory="least", budget_bytes=int(12.5 * MIB), groups=5,
+                 tangent_bytes=3 * MIB, tangent_estimate="measured", measure_tangents=True),
+            _row(4.8, 22, max_memory=16 * MIB, measure_tangents=True),
+            {"max_memory": 4 * MIB, "error": "MemoryError: boom"}]
+    text = bench.render(rows, peer, "# title")
+    assert "| least (12.5 MiB), measured tangent | 4.40 | 18 | keep-all | 5 | 3.0 (measured) |" \
+        in text
+    assert "| least (17.5 MiB) | 4.60 | 24 | keep-all | 3 | 8.0 (graph bound) |" in text
+    assert "| 16 MiB, measured tangent | 4.80 |" in text
+    # the least of the graph bound: a measured tangent's 16 MiB is above its own least
+    assert "is 17.5 MiB. Below it (4 MiB) the products" in text
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len({line.count("|") for line in table}) == 1, table
+    failed = bench.render(rows, {"error": "no peer"}, "# title")
+    table = [line for line in failed.splitlines() if line.startswith("|")]
+    assert len({line.count("|") for line in table}) == 1, table
+
+
+def test_measured_budgets_run_with_measured_tangents(bench, tmp_path, monkeypatch):
+    """``--measured least`` adds a nets row at that budget with ``measure_tangents=True``;
+    the other rows do not carry it."""
+    cells = []
+
+    def fake(run, in_process=False):
+        cells.append(run)
+        return {"seconds": 1.0, "runs": [1.0], "peak_bytes": 90 * MIB,
+                "peak_extra_bytes": 10 * MIB, "load": 0.1, "graphs": "one-at-a-time",
+                "budget_bytes": 5 * MIB}
+
+    monkeypatch.setattr(bench.runner, "measure", fake)
+    out = tmp_path / "m.md"
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench.main(["--budgets", "default,least", "--measured", "least", "--out", str(out)])
+    assert [(c["method"], c["max_memory"], c.get("measure_tangents")) for c in cells] == [
+        ("eigenthings", None, None), ("nets", None, None), ("nets", "least", None),
+        ("nets", "least", True)]
+    text = out.read_text()
+    assert "--measured least" in text and "| least (5.0 MiB), measured tangent |" in text
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        bench.main(["--measured", "lots"])

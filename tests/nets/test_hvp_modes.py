@@ -1089,3 +1089,28 @@ def test_settle_tangents_refuses_a_row_count_that_is_not_positive(mlp_problem):
     op = BlockHVP(model, loss_fn, data, resolve_blocks(model, None))
     with pytest.raises(ValueError, match="rows"):
         op.settle_tangents(0)
+
+
+def test_blockwise_spectrum_passes_measure_tangents_and_keeps_its_numbers(mlp_problem):
+    """``blockwise_spectrum(..., measure_tangents=True)`` plans with the measured estimate
+    (``info`` says so) under the least budget, and its spectra equal the graph bound's to
+    round-off; a value other than a bool or None is refused."""
+    model, loss_fn, data = mlp_problem[:3]
+    runs = {}
+    for measure in (False, True):
+        info = {}
+        spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=6, probes=2,
+                                          max_memory="least", measure_tangents=measure,
+                                          info=info)
+        runs[measure] = spectra, info
+    assert runs[False][1]["tangent_estimate"] == "graph bound"
+    assert runs[True][1]["tangent_estimate"] == "measured"
+    assert runs[True][1]["max_memory"] == (  # the least: the largest graph and that estimate
+        runs[False][1]["max_memory"] - runs[False][1]["tangent_bytes"]
+        + runs[True][1]["tangent_bytes"])
+    for name, s in runs[False][0].items():
+        scale = np.abs(s.nodes).max()
+        np.testing.assert_allclose(runs[True][0][name].nodes, s.nodes, rtol=0,
+                                   atol=1e-10 * scale)
+    with pytest.raises(TypeError, match="measure_tangents must be True, False or None"):
+        nets.blockwise_spectrum(model, loss_fn, data, measure_tangents="yes")
