@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-groups bench-ab bench-floor bench-modes bench-reorth bench-estimates clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-memory-measured bench-groups bench-ab bench-floor bench-modes bench-reorth bench-estimates clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -91,6 +91,15 @@ bench-memory: install
 	$(PY) -m pip install -q --no-deps $(PEERS)
 	$(PY) benchmarks/bench_memory.py --out benchmarks/results/memory-sweep.md \
 	  --json benchmarks/results/memory-sweep.json --resume --rounds 5
+
+# The same cell with measured tangents (measure_tangents=True) beside the graph bound at four
+# budgets, interleaved (3 rounds; about 10 minutes; a quiet machine).
+bench-memory-measured: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q --no-deps $(PEERS)
+	$(PY) benchmarks/bench_memory.py --budgets default,least,24,16 \
+	  --measured default,least,24,16 --out benchmarks/results/memory-measured.md \
+	  --json benchmarks/results/memory-measured.json --resume --rounds 3
 
 # Lanczos groups of a blockwise spectrum: nets' groups of up to half the kept graphs' size against
 # one block per group (block-restricted products, kept graphs), time and peak rise, 5
