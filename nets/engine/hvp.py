@@ -300,9 +300,11 @@ class BlockHVP:
       backward holds about half a graph per tangent on the benchmark models). It is not the
       default: on ``benchmarks/results/memory-sweep.md``'s cell, measured where the bound
       binds, the least budget ran slower by the measuring pass, and a fixed budget that now
-      kept every graph left the Lanczos vectors so little room that it ran slower (its peak
-      also rose past the budget: the vectors were sized before the measurement changed the
-      strategy, which :meth:`settle_tangents` now prevents).
+      kept every graph left the Lanczos vectors so little room that it ran slower. Its peak
+      also rose past the budget. Part of that was the vectors sized before the measurement
+      changed the strategy, which :meth:`settle_tangents` now prevents; the rest is what the
+      count of live tensors misses (``benchmarks/results/memory-measured.md``, measured
+      after the fix, compares both estimates at four budgets).
 
     So graphs, tangents and vectors together stay within ``max_memory`` wherever it
     leaves room for two tangents beside the held graphs (tested). With less, one tangent runs
