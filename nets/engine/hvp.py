@@ -799,9 +799,10 @@ class BlockHVP:
         at most ``rows`` stacked rows, so that :meth:`vector_budget` counts the graphs the
         products will hold.
 
-        A measured estimate (``measure_tangents``) is smaller than the graph bound, so a
+        A measured estimate (``measure_tangents``) differs from the graph bound (on the
+        benchmark models it is smaller; where zero-padded rows may run it can be larger), so a
         budget that holds one graph at a time beside the bound may hold every graph beside the
-        measurement (and :data:`LEAST` resolves to fewer bytes). Lanczos vectors sized by
+        measurement, or the reverse (and :data:`LEAST` resolves to other bytes). Vectors sized by
         :meth:`vector_budget` before the first call measured it would get the room of a
         strategy the products do not run, and graphs, tangents and vectors together would
         exceed ``max_memory``. :func:`nets.engine.spectrum.operator_spectra` therefore calls
