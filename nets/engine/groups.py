@@ -23,8 +23,9 @@ def lanczos_probe_bytes(dim: int, steps: int, itemsize: int, products: int = 1) 
     """Bytes of its own vectors one probe of a block of dimension ``dim`` holds during a
     Lanczos run.
 
-    ``(k + 1 + c) · d`` numbers of ``itemsize`` bytes: the basis ``Q_k`` of ``k = min(steps, d)``
-    rows, the vector passed to the products and ``c = products`` copies of its product (two
+    ``(k + 2 + c) · d`` numbers of ``itemsize`` bytes: the basis ``Q_k`` of ``k = min(steps, d)``
+    rows, the start vector (its caller's, alive through the run), the vector passed to the
+    products and ``c = products`` copies of its product (two
     where the operator sums batches: the sum so far and one batch's products,
     :attr:`nets.engine.hvp.BlockHVP.product_copies`). The float64 work stack, one
     ``8 d``-byte row per probe, is shared by the blocks of a run and sized by the largest
@@ -40,7 +41,7 @@ def lanczos_probe_bytes(dim: int, steps: int, itemsize: int, products: int = 1) 
     steps = check_int("steps", steps, minimum=1)
     itemsize = check_int("itemsize", itemsize, minimum=1)
     products = check_int("products", products, minimum=1)
-    return (min(steps, dim) + 1 + products) * dim * itemsize
+    return (min(steps, dim) + 2 + products) * dim * itemsize
 
 
 def lanczos_work_bytes(dim: int) -> int:

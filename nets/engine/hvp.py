@@ -269,12 +269,14 @@ class BlockHVP:
 
     (``"forward"`` keeps no graph: ``"none"``.) A budget below the least the products run in
     (the largest batch's graph and one tangent) is exceeded with a :class:`UserWarning` naming
-    that least; ``max_memory=LEAST`` (``"least"``) makes that least the budget, from the
-    measured graph: one graph at a time (all of them kept only when there is one batch), one
-    tangent per product, and the Lanczos vectors in half a tangent's room — the smallest peak
-    the products allow without a size to guess (``benchmarks/results/memory-sweep.md`` measures
-    it against the other budgets and a one-block-at-a-time peer). The Lanczos vectors are
-    bounded by the same budget (:meth:`vector_budget`).
+    that least; ``max_memory=LEAST`` (``"least"``) makes the budget that least and the Lanczos
+    vectors' room beside it, from the measured graph: one graph at a time (all of them kept
+    only when there is one batch), one tangent per product, and the vectors in half a
+    tangent's room, or in one probe of the largest block where that is more
+    (:meth:`reserve_vectors`) — the smallest peak the products allow without a size to guess
+    (``benchmarks/results/memory-sweep.md`` measures it against the other budgets and a
+    one-block-at-a-time peer). The Lanczos vectors are bounded by the same budget
+    (:meth:`vector_budget`).
     Stacked tangents are processed ``chunk_size`` at a time, by default as many as the rest of
     the budget allows at the per-tangent estimate (:meth:`info`'s ``tangent_bytes``), the rest
     being what the held graphs and the Lanczos vectors' most (:meth:`vector_budget`'s
@@ -306,10 +308,16 @@ class BlockHVP:
       count of live tensors misses (``benchmarks/results/memory-measured.md``, measured
       after the fix, compares both estimates at four budgets).
 
-    So graphs, tangents and vectors together stay within ``max_memory`` wherever it
-    leaves room for two tangents beside the held graphs (tested). With less, one tangent runs
-    and the vectors take half of what the graphs leave, as under :data:`LEAST`: over the
-    budget by at most half a tangent.
+    Graphs are all kept only where one tangent and the vectors' smallest group fit beside
+    them; the rest beside the held graphs goes half to the stacked tangents (at least one
+    tangent, and less than half where the vectors' smallest group needs more) and the rest to
+    the vectors (:meth:`_room`). So graphs, tangents and vectors together stay within
+    ``max_memory`` wherever it holds one graph, one tangent and one probe of the largest
+    block's vectors (tested piece by piece, and on whole runs by counting the live tensors
+    with the measured estimate: ``tests/nets/test_budget_live.py``); a smaller budget warns.
+    The graph bound is an estimate, not a bound: on the small attention and LayerNorm test
+    models a double backward held more than a graph and a parameter copy, and whole runs
+    under it went a few percent past their budgets in live tensors.
     Attention runs on PyTorch's math kernel (``sdpa_kernel([SDPBackend.MATH])``): fused
     ``scaled_dot_product_attention`` kernels have neither forward-mode AD nor double backward.
 
@@ -387,6 +395,8 @@ class BlockHVP:
         self.max_memory = (default_budget(self.device) if max_memory is None
                            else 1 if self._least else int(max_memory))
         self._budget_given = max_memory is not None
+        #: bytes of the Lanczos vectors' smallest group (:meth:`reserve_vectors`; 0 before)
+        self._vectors_least = 0
         self.chunk_size = chunk_size
         self.measure_tangents = measure_tangents
         #: bytes per stacked tangent the plan used (set by the first call; None before)
@@ -639,6 +649,10 @@ class BlockHVP:
         if self._tangent_estimate is None:  # not settled before the call (settle_tangents)
             self._settle(rows)
         self.graph_strategy, held = self._strategy()
+        if self.graph_strategy != "keep-all":
+            # the data check kept the graphs that fitted beside the graph bound; a larger
+            # measured estimate plans one at a time, which holds none across calls
+            self._drop_graphs()
         per_tangent = self._per_tangent()
         least = held + per_tangent
         if self._budget_given and least > self.max_memory:
@@ -653,14 +667,25 @@ class BlockHVP:
     def _chunk_room(self, strategy: str, held: int) -> int:
         """Tangents per product the budget allows beside ``held`` bytes of graphs (strategy
         ``strategy``) and the Lanczos vectors' most (at least 1)."""
+        return max(1, self._room(held)[0] // self._per_tangent())
+
+    def _room(self, held: int) -> tuple[int, int]:
+        """``(tangents, vectors)``: how the budget's rest beside ``held`` bytes of graphs is
+        shared. The stacked tangents get half of it, less where the Lanczos vectors' floor
+        (:meth:`_vector_floor`) needs more than the other half, and at least the one tangent
+        a product holds; the vectors what is left. (Halves alone, with a rest under two
+        tangents, gave the vectors room that the one tangent then took, and graphs, tangent
+        and vectors rose past the budget by up to half a tangent.)"""
         rest = max(self.max_memory - held, 0)
-        vectors = self._vector_room(strategy, held)[0]  # their most
-        return max(1, (rest - vectors) // self._per_tangent())
+        tangents = max(self._per_tangent(), min(rest // 2, rest - self._vector_floor()))
+        return tangents, max(rest - tangents, 0)
 
     def _least_bytes(self, samples: Sequence[int]) -> int:
-        """The least the products run in over batches of ``samples`` samples: the largest
-        batch's graph and one tangent (the :data:`LEAST` budget)."""
-        return max(self._estimated_bytes(n) for n in samples) + self._per_tangent()
+        """The :data:`LEAST` budget over batches of ``samples`` samples: the least the
+        products run in (the largest batch's graph and one tangent) and the Lanczos vectors'
+        room beside them, half a tangent or their smallest group (:meth:`reserve_vectors`)
+        where that is more."""
+        return max(self._estimated_bytes(n) for n in samples) + self._beside_graphs()
 
     def _per_tangent(self) -> int:
         """Bytes one stacked tangent may take: the plan's estimate once the first call made it
@@ -782,9 +807,22 @@ class BlockHVP:
         sizes = [self._graph_bytes(i) for i in range(len(self.data))]
         if self.mode == "forward":
             return "none", 0
-        if sum(sizes) + self._per_tangent() <= self.max_memory:
+        if sum(sizes) + self._beside_graphs() <= self.max_memory:
             return "keep-all", sum(sizes)
         return "one-at-a-time", max(sizes)
+
+    def _beside_graphs(self) -> int:
+        """The least rest beside the held graphs for which :meth:`_room`'s split gives the
+        products one tangent and the Lanczos vectors their floor (:meth:`_vector_floor`)."""
+        return self._per_tangent() + self._vector_floor()
+
+    def _vector_floor(self) -> int:
+        """The least room the plan leaves the Lanczos vectors: their smallest group
+        (:meth:`reserve_vectors`; 0 before it), and under :data:`LEAST` at least half a
+        tangent."""
+        if self._least:
+            return max(self._per_tangent() // 2, self._vectors_least)
+        return self._vectors_least
 
     @property
     def product_copies(self) -> int:
@@ -838,9 +876,10 @@ class BlockHVP:
         ``P = 10``: 150 GB for a float32 model). :func:`nets.engine.spectrum.operator_spectra`
         therefore runs the blocks in groups, and a block's probes in chunks, within:
 
-        * ``limit``: half of what ``max_memory`` leaves after the graphs held at once (the
-          other half is room for stacked tangents, :meth:`_plan`). Probes are split only to
-          meet it.
+        * ``limit``: what ``max_memory`` leaves after the graphs held at once and the stacked
+          tangents' room (:meth:`_room`: half of the rest for the tangents, at least one
+          tangent, less where the vectors' smallest group needs more). Probes are split only
+          to meet it.
         * ``lean``: with the default budget while every graph is kept (``"keep-all"``), whole
           blocks are grouped so that their vectors
           (:func:`nets.engine.groups.lanczos_probe_bytes`) take no more than half those
@@ -859,10 +898,55 @@ class BlockHVP:
         strategy, held = self._strategy() if self.graph_bytes else ("unknown", 0)
         return self._vector_room(strategy, held)
 
+    def reserve_vectors(self, least: int) -> tuple[int, int | None]:
+        """Make room in the budget for the Lanczos vectors' smallest group; the vectors' room
+        then (:meth:`vector_budget`).
+
+        A group holds at least one probe of one block: its basis, the vector passed to the
+        products and their copies (:func:`nets.engine.groups.lanczos_probe_bytes`), the float64
+        work row (:func:`nets.engine.groups.lanczos_work_bytes`) and, for a basis narrower
+        than float64, one row of the chunk buffer, ``8 d`` bytes: for the largest block, ``least``
+        bytes. A run whose vectors get less than ``least`` still runs that group, over the
+        budget; so the plan keeps every graph only where one tangent and ``least`` fit beside
+        them, shares the rest so that the vectors get ``least`` where one tangent leaves it
+        (:meth:`_room`), and under :data:`LEAST` the budget holds a graph, a tangent and the
+        larger of half a tangent and ``least`` (on a small model with large blocks the
+        vectors, not the products, set the least: a float32 MLP with a block of 8,192
+        parameters, 6 steps, ran 2.4 times its least budget in live tensors, counted by
+        :class:`nets.engine.memory.LiveBytes`, before this). A given budget that leaves the
+        vectors less warns (:class:`UserWarning`), naming the budget that would hold them; the
+        default budget is left as it is. :func:`nets.engine.spectrum.operator_spectra` calls
+        this after :meth:`settle_tangents` and before it sizes the vectors' groups.
+
+        Args:
+            least: Bytes of the vectors' smallest group (at least 0).
+
+        Returns:
+            :meth:`vector_budget`'s ``(limit, lean)``, with that room.
+
+        Raises:
+            ValueError: ``least`` is not a non-negative integer.
+        """
+        least = check_int("least", least, minimum=0)
+        self._vectors_least = max(self._vectors_least, least)
+        if self._least and self.graph_bytes:
+            self.max_memory = self._least_bytes([batch_size(y) for _, y, _ in self.data])
+        held = self._strategy()[1] if self.graph_bytes else 0
+        limit, lean = self.vector_budget()
+        if self._budget_given and not self._least and limit < least:
+            need = held + self._beside_graphs()
+            warnings.warn(f"max_memory={self.max_memory} bytes leaves the Lanczos vectors "
+                          f"{limit} bytes (what the held gradient graphs and the stacked "
+                          "tangents leave), less than one probe of the largest block takes, "
+                          f"about {least} bytes (its basis, products and work rows): that "
+                          f"block runs over the budget. Pass max_memory >= {need}, or fewer "
+                          "lanczos_steps", UserWarning, stacklevel=3)
+        return limit, lean
+
     def _vector_room(self, strategy: str, held: int) -> tuple[int, int | None]:
         """:meth:`vector_budget`'s ``(limit, lean)`` for graph strategy ``strategy`` holding
         ``held`` bytes of graphs at once; the stacked tangents get the rest (:meth:`_plan`)."""
-        limit = max(self.max_memory - held, 0) // 2
+        limit = self._room(held)[1]
         lean = (int(held * LEAN_SHARE) if strategy == "keep-all" and not self._budget_given
                 else None)
         return limit, lean

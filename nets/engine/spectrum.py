@@ -170,13 +170,17 @@ def operator_spectra(
     itemsize = vec_dtype.itemsize  # the stored basis holds the vectors in their own dtype
     # the graphs the products will hold, before the vectors get what they leave
     op.settle_tangents(len(ids) * len(blocks))
-    limit, lean = op.vector_budget()
-    # the float64 chunk buffer comes out of the vectors' budget (at most CHUNK_SHARE of it)
-    chunk = min(chunk_bytes_for(op.device), max(int(limit * CHUNK_SHARE), 1))
     per_probe = [lanczos_probe_bytes(b.dim, lanczos_steps, itemsize, op.product_copies)
                  for b in blocks]
-    groups = lanczos_groups(per_probe, len(ids), max(limit - chunk, 0), lean,
-                            shared=[lanczos_work_bytes(b.dim) for b in blocks])
+    work = [lanczos_work_bytes(b.dim) for b in blocks]
+    # the smallest group: one probe of a block, its work row and (a basis narrower than
+    # float64) one row of the float64 chunk buffer
+    limit, lean = op.reserve_vectors(max(
+        pp + w + (8 * b.dim if itemsize < 8 else 0)
+        for pp, w, b in zip(per_probe, work, blocks, strict=True)))
+    # the float64 chunk buffer comes out of the vectors' budget (at most CHUNK_SHARE of it)
+    chunk = min(chunk_bytes_for(op.device), max(int(limit * CHUNK_SHARE), 1))
+    groups = lanczos_groups(per_probe, len(ids), max(limit - chunk, 0), lean, shared=work)
     # every rank runs the same groups and reorthogonalization chunks (the budget depends on
     # each rank's memory and shard; other chunks would change the round-off of the tridiagonals)
     groups, chunk = op.comm.broadcast((groups, chunk),

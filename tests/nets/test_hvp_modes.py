@@ -757,9 +757,9 @@ def test_a_budget_below_one_graph_and_one_tangent_warns(mlp_problem):
 def test_least_budget_is_the_largest_graph_and_one_tangent(mode, request):
     """``max_memory="least"``: the budget becomes the largest batch's graph (batch 0's measured
     graph scaled by the batches' sample counts, the largest batch last here) plus one tangent
-    (a graph and a parameter copy), with no warning; one graph at a time, one tangent per
-    product, the Lanczos vectors in half of what the held graph leaves; the products equal the
-    dense Hessian's blocks (LayerNorm and fused attention)."""
+    (a graph and a parameter copy) plus the Lanczos vectors' room, half a tangent, with no
+    warning; one graph at a time, one tangent per product; the products equal the dense
+    Hessian's blocks (LayerNorm and fused attention)."""
     model, loss_fn, data, h, names, offsets = _with_dense(request, "sdpa_problem")
     data = data[::-1]  # the same mean loss, the larger batch last
     samples = [len(y) for _, y in data]
@@ -773,12 +773,13 @@ def test_least_budget_is_the_largest_graph_and_one_tangent(mode, request):
         out = op(eyes)
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     largest = int(np.ceil(op.graph_bytes * max(samples) / samples[0])) + params  # + gradient
-    least = largest + op.graph_bytes + params
+    tangent = op.graph_bytes + params
+    least = largest + tangent + tangent // 2
     info = op.info()
     assert (info["max_memory"], info["requested_max_memory"]) == (least, "least")
     assert info["graph_strategy"] == "one-at-a-time" and info["graphs_kept"] == 0
     assert op.chunk_size == 1
-    assert op.vector_budget() == ((least - largest) // 2, None)
+    assert op.vector_budget() == (tangent // 2, None)
     scale = np.abs(h).max()
     for b, o in zip(blocks, out, strict=True):
         i = names.index(b.name)
@@ -852,7 +853,8 @@ def test_measured_estimate_scales_to_the_largest_batch_and_counts_padding(mlp_pr
     """Measured transients (set here) scale from batch 0 to the largest batch. Where
     zero-padded rows may run the estimate is the larger of the block-restricted transient plus
     two parameter copies (a padded tangent and its full-space product) and a padded row's
-    measured bytes; ``"least"`` is then the largest graph and that estimate."""
+    measured bytes; ``"least"`` is then the largest graph, that estimate and half of it for
+    the Lanczos vectors."""
     model, loss_fn, data = mlp_problem[:3]
     data = data[::-1]  # batch 0 is not the largest
     samples = [len(y) for _, y in data]
@@ -873,7 +875,8 @@ def test_measured_estimate_scales_to_the_largest_batch_and_counts_padding(mlp_pr
     assert len(padded_rows) == (mode != "reverse-block")
     info = op.info()
     assert (info["tangent_bytes"], info["tangent_estimate"]) == (expected, "measured")
-    assert info["max_memory"] == max(op._graph_bytes(i) for i in range(len(data))) + expected
+    assert info["max_memory"] == (max(op._graph_bytes(i) for i in range(len(data)))
+                                  + expected + expected // 2)
 
 
 def test_a_measurement_that_cannot_run_keeps_the_graph_bound(mlp_problem, monkeypatch):
@@ -1021,28 +1024,32 @@ def test_auto_bundles_only_where_a_bundle_holds_several_blocks(mlp_problem, monk
         "one block: nothing to bundle")
 
 
-@pytest.mark.parametrize("tangents_room", [2, 4, 9])
+@pytest.mark.parametrize("tangents_room", [1.5, 2, 4, 9])
 def test_graphs_tangents_and_vectors_share_a_given_budget(mlp_problem, tangents_room):
     """With a given budget the held graphs, the stacked tangents (``chunk_size`` of them, each
     a graph plus a parameter copy) and the Lanczos vectors' most (``vector_budget``'s limit)
-    add up to no more than ``max_memory``: the tangents get the half of the rest the vectors do
-    not. (Sizing the tangents on the whole rest counted the vectors' half twice: the GPU
-    check's peaks rose up to half as much again as their budgets.)"""
+    add up to no more than ``max_memory``: the tangents get half of the rest, and at least
+    the one tangent a product holds, the vectors what is left. (Sizing the tangents on the
+    whole rest counted the vectors' half twice: the GPU check's peaks rose up to half as much
+    again as their budgets. Halves alone, with a rest under two tangents, gave the vectors
+    room the one tangent then took.)"""
     model, loss_fn, data = mlp_problem[:3]
     blocks = resolve_blocks(model, None)
     probe = BlockHVP(model, loss_fn, data, blocks, mode="reverse")
     per_tangent = probe._per_tangent()
     held = sum(probe._graph_bytes(i) for i in range(len(data)))  # every graph kept
-    budget = held + tangents_room * per_tangent
+    budget = held + int(tangents_room * per_tangent)
     op = BlockHVP(model, loss_fn, data, blocks, mode="reverse", max_memory=budget,
                   measure_tangents=False)  # the probe's graph bound (the arithmetic)
     op([torch.zeros(1, b.dim, dtype=torch.float64) for b in blocks])
     assert op.graph_strategy == "keep-all"
     limit, lean = op.vector_budget()
     assert lean is None  # a given budget: no lean packing
-    assert limit == (budget - held) // 2
-    assert op.chunk_size == max(1, (budget - held - limit) // per_tangent)
-    assert held + op.chunk_size * per_tangent + limit <= budget  # room >= 2: one tangent fits
+    rest = budget - held
+    tangents = max(per_tangent, rest // 2)
+    assert limit == rest - tangents
+    assert op.chunk_size == tangents // per_tangent >= 1
+    assert held + op.chunk_size * per_tangent + limit <= budget
 
 
 @pytest.mark.parametrize("budget", ["between", "least"])
@@ -1064,10 +1071,15 @@ def test_vectors_are_sized_for_the_graphs_a_measured_tangent_lets_the_products_h
     own = BlockHVP.vector_budget
     monkeypatch.setattr(BlockHVP, "vector_budget",
                         lambda self: sized.append(own(self)) or sized[-1])
-    max_memory = graphs + bound - 1 if budget == "between" else LEAST
+    # the vectors' smallest group: one probe of the largest block (basis, start, product, its
+    # two copies) and the float64 work row; the vectors get what the tangents leave
+    smallest = max((min(5, b.dim) + 4) * b.dim * 8 + 8 * b.dim for b in blocks)
+    max_memory = graphs + bound + smallest - 1 if budget == "between" else LEAST
     op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=max_memory,
                   measure_tangents=True)
+    op.reserve_vectors(smallest)  # what operator_spectra reserves (again) below
     before = op._strategy()[0], op.max_memory  # under the graph bound
+    sized.clear()
     assert before[0] == "one-at-a-time"
     info = {}
     operator_spectra(op, lanczos_steps=5, probes=3, seed=0, info=info)
@@ -1077,11 +1089,35 @@ def test_vectors_are_sized_for_the_graphs_a_measured_tangent_lets_the_products_h
         "keep-all" if budget == "between" else "one-at-a-time")
     assert sized == [own(op)]  # the vectors' room is the room of the strategy that ran
     limit = sized[0][0]
-    # under "least" one tangent is all the room: the vectors take half of it beyond (class doc)
-    assert held + op.chunk_size * 16 + limit <= op.max_memory + (8 if budget == "least" else 0)
-    if budget == "least":  # the budget shrank with the measurement
-        assert op.max_memory == max(op._graph_bytes(i) for i in range(len(data))) + 16
+    assert held + op.chunk_size * 16 + limit <= op.max_memory
+    assert limit >= smallest
+    if budget == "least":  # the budget shrank with the measurement, to graph, tangent and the
+        # vectors' smallest group
+        assert limit == smallest
+        assert op.max_memory == (max(op._graph_bytes(i) for i in range(len(data))) + 16
+                                 + smallest)
         assert op.max_memory < before[1]
+
+
+def test_a_larger_measured_tangent_drops_the_graphs_the_data_check_kept(mlp_problem,
+                                                                        monkeypatch):
+    """The data check keeps the graphs that fit beside the graph bound; a measured tangent
+    larger than the bound (set here) then plans one graph at a time, and the kept graphs are
+    dropped: before, they stayed alive beside the graph each call rebuilt (on the test
+    attention model a whole run then held 1.2 times its budget in live tensors)."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    probe = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
+    graphs = sum(probe._graph_bytes(i) for i in range(len(data)))
+    bound = probe._graph_bound()
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block",
+                  max_memory=graphs + 2 * bound, measure_tangents=True)
+    assert op.info()["graphs_kept"] == len(data)  # the data check kept every graph
+    monkeypatch.setattr(BlockHVP, "_measure_tangent", lambda self, graph: 3 * bound)
+    op([torch.ones(1, b.dim, dtype=torch.float64) for b in blocks])
+    info = op.info()
+    assert info["tangent_bytes"] == 3 * bound and info["graph_strategy"] == "one-at-a-time"
+    assert info["graphs_kept"] == 0
 
 
 def test_settle_tangents_refuses_a_row_count_that_is_not_positive(mlp_problem):

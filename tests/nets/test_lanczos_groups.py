@@ -134,12 +134,12 @@ def test_float32_vectors_are_budgeted_at_their_own_dtype(attention_problem, monk
 
 
 def test_probe_bytes_count_basis_and_products_and_work_bytes_a_float64_row():
-    """k = min(steps, d) basis rows, the vector given to the products and its product, in the
-    vectors' dtype; the shared work stack one float64 row per probe."""
-    assert lanczos_probe_bytes(100, 10, 4) == (10 + 2) * 100 * 4
-    assert lanczos_probe_bytes(3, 10, 8) == (3 + 2) * 3 * 8  # at most d steps
+    """k = min(steps, d) basis rows, the start vector, the vector given to the products and its
+    product, in the vectors' dtype; the shared work stack one float64 row per probe."""
+    assert lanczos_probe_bytes(100, 10, 4) == (10 + 3) * 100 * 4
+    assert lanczos_probe_bytes(3, 10, 8) == (3 + 3) * 3 * 8  # at most d steps
     assert lanczos_probe_bytes(0, 10, 4) == 0
-    assert lanczos_probe_bytes(100, 10, 4, products=2) == (10 + 3) * 100 * 4  # batches' sum
+    assert lanczos_probe_bytes(100, 10, 4, products=2) == (10 + 4) * 100 * 4  # batches' sum
     assert lanczos_work_bytes(100) == 800 and lanczos_work_bytes(0) == 0
     with pytest.raises(ValueError, match="steps"):
         lanczos_probe_bytes(10, 0, 4)
@@ -205,10 +205,13 @@ def test_one_graph_at_a_time_groups_up_to_the_limit(attention_problem):
     model, loss_fn, data = attention_problem[:3]
     blocks = resolve_blocks(model, None)
     op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
-    least = max(op._graph_bytes(i) for i in range(len(op.data))) + op._per_tangent()
-    tight = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=least)
+    largest = max(op._graph_bytes(i) for i in range(len(op.data)))
+    tangent = op._per_tangent()
+    tight = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block",
+                     max_memory=largest + tangent + tangent // 2)
     assert tight._strategy()[0] == "one-at-a-time"
-    assert tight.vector_budget() == ((least - op._graph_bytes(0)) // 2, None)
+    # one tangent's room for the products (half the rest is less), the rest the vectors'
+    assert tight.vector_budget() == (tangent // 2, None)
 
 
 def test_progress_counts_steps_over_every_group(mlp_problem, monkeypatch):
