@@ -93,12 +93,13 @@ bench-memory: install
 	  --json benchmarks/results/memory-sweep.json --resume --rounds 5
 
 # The same cell with measured tangents (measure_tangents=True) beside the graph bound at four
-# budgets, interleaved (3 rounds; about 10 minutes; a quiet machine).
+# budgets, interleaved (3 rounds), each nets row's live tensors counted in one more, untimed
+# run (about 25 minutes; a quiet machine).
 bench-memory-measured: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)
 	$(PY) benchmarks/bench_memory.py --budgets default,least,24,16 \
-	  --measured default,least,24,16 --out benchmarks/results/memory-measured.md \
+	  --measured default,least,24,16 --live --out benchmarks/results/memory-measured.md \
 	  --json benchmarks/results/memory-measured.json --resume --rounds 3
 
 # Lanczos groups of a blockwise spectrum: nets' groups of up to half the kept graphs' size against

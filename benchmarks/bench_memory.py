@@ -15,11 +15,16 @@ MISSED or within noise over the repeated runs' interval) and which budgets meet 
         --out benchmarks/results/memory-sweep.md
 
 Budgets are in MiB (``default``: nets' own, half the available memory; ``least``: the least
-its products run in, one batch's graph and one tangent, measured by nets). ``--measured``
-names budgets (the same syntax) also run with ``measure_tangents=True``: the budget counts a
-stacked tangent as measured on the first batch rather than by the graph bound, which may
-change how many graphs it keeps. ``--json`` writes every row after each process and
-``--resume`` keeps the rows the same code measured.
+its products run in, one batch's graph and one tangent, and the Lanczos vectors' room beside
+them, measured by nets). ``--measured`` names budgets (the same syntax) also run with
+``measure_tangents=True``: the budget counts a stacked tangent as measured on the first batch
+rather than by the graph bound, which may change how many graphs it keeps. ``--live`` runs
+each nets row once more in its first round's process, untimed, counting its live tensors
+(``runner.py``'s ``count_live``):
+the column ``tensors MiB`` is their peak and its ratio to the budget, the measure the budget
+bounds, beside the process's RSS rise, which also holds what the allocator and the libraries
+keep. ``--json`` writes every row after each process and ``--resume`` keeps the rows the same
+code measured.
 """
 
 from __future__ import annotations
@@ -108,9 +113,13 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
         header: The report's title and settings.
     """
     ok = "error" not in peer
-    lines = [header, "", "| budget | s | +peak MiB | graphs | groups | tangent MiB | "
+    live = any("live_peak_bytes" in r for r in rows)  # --live: the tensors' column
+    lines = [header, "", "| budget | s | +peak MiB | " + ("tensors MiB (/ budget) | " if live
+                                                         else "")
+             + "graphs | groups | tangent MiB | "
              f"x eigenthings (spread) | >= {SPEED_TARGET:g} | mem / eigenthings | "
-             f"<= {MEMORY_TARGET:g} | both | load | commit |", "|" + "---|" * 13]
+             f"<= {MEMORY_TARGET:g} | both | load | commit |", "|" + "---|" * (13 + live)]
+    gap = "| " if live else ""
     both = []
     least = None
     for r in rows:
@@ -118,7 +127,7 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
         if r["max_memory"] == "least" and "budget_bytes" in r and not r.get("measure_tangents"):
             least = r["budget_bytes"]
         if "error" in r:
-            lines.append(f"| {b} | failed | | | | | | | | | | | {r['error']} |")
+            lines.append(f"| {b} | failed | | {gap}| | | | | | | | | {r['error']} |")
             continue
         t = trade(r, peer) if ok else None
         ratios = (f"{verdicts.with_spread(t['speed'], t['speed_lo'], t['speed_hi'])} | "
@@ -129,23 +138,25 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
             both.append(b)
         tangent = (f"{r['tangent_bytes'] / MIB:.1f} ({r['tangent_estimate']})"
                    if r.get("tangent_bytes") else "")
+        tensors = (f"{_tensors(r)} | " if live else "")
         lines.append(f"| {b} | {r['seconds']:.2f} | {r['peak_extra_bytes'] / MIB:.0f} | "
-                     f"{r['graphs']} | {r.get('groups', '')} | {tangent} | {ratios} | "
+                     f"{tensors}{r['graphs']} | {r.get('groups', '')} | {tangent} | {ratios} | "
                      f"{r['load']:.1f} | {r.get('commit', '?')} |")
     if ok:
         lines.append(f"| eigenthings | {peer['seconds']:.2f} | "
-                     f"{peer['peak_extra_bytes'] / MIB:.0f} | one block at a time | | | | | | "
-                     f"| | {peer['load']:.1f} | {peer.get('commit', '?')} |")
+                     f"{peer['peak_extra_bytes'] / MIB:.0f} | {gap}one block at a time | | | | "
+                     f"| | | | {peer['load']:.1f} | {peer.get('commit', '?')} |")
     else:
-        lines.append(f"| eigenthings | failed | | | | | | | | | | | "
+        lines.append(f"| eigenthings | failed | | {gap}| | | | | | | | | "
                      f"{peer['error']} |")
     # (the least of a measured tangent is another: those rows are not compared with this one)
     under = [_label(r) for r in rows
              if least is not None and isinstance(r["max_memory"], int)
              and r["max_memory"] < least and not r.get("measure_tangents")]
     if under:
-        lines += ["", f"The least nets' products run in on this cell (one batch's graph and one "
-                  f"tangent, the `least` row's budget) is {least / MIB:.1f} MiB. Below it "
+        lines += ["", f"The least nets runs in on this cell (one batch's graph, one tangent and "
+                  f"the Lanczos vectors' room, the `least` row's budget) is "
+                  f"{least / MIB:.1f} MiB. Below it "
                   f"({', '.join(under)}) the products held that graph and tangent anyway, over "
                   f"the budget (with a warning), and the Lanczos vectors had less room than at "
                   f"`least`: more groups, more graph rebuilds."]
@@ -153,6 +164,15 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
                    "No budget meets both targets on this cell." if ok
                    else "No verdict: the peer did not run.")]
     return "\n".join(lines) + "\n"
+
+
+def _tensors(row: dict) -> str:
+    """A row's live tensors' peak (MiB) and its ratio to the budget it ran under, or blank."""
+    if "live_peak_bytes" not in row:
+        return ""
+    mib = f"{row['live_peak_bytes'] / MIB:.1f}"
+    budget = row.get("budget_bytes")
+    return f"{mib} ({row['live_peak_bytes'] / budget:.2f})" if budget else mib
 
 
 def _key(row: dict) -> str:
@@ -187,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="measure every row in this many fresh processes, the rows "
                          "interleaved (order alternating by round); the runs are pooled, so "
                          "the speed ratio's spread spans the rounds")
+    ap.add_argument("--live", action="store_true",
+                    help="also count each nets row's live tensors in one more, untimed run "
+                         "(the budget's own measure; several times slower)")
     ap.add_argument("--in-process", action="store_true",
                     help="run every method in this process (the test's mode; the memory "
                          "columns are then the whole process's rises, not each method's)")
@@ -213,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         old = reports.read_json(args.json, "resume from")
         kept = {_key(r): r for r in old if isinstance(r, dict) and "error" not in r
                 and reports.reusable(r, version["code"], args.rounds)
-                and all(r.get(k) == v for k, v in cell.items())}
+                and all(r.get(k) == v for k, v in cell.items())
+                and not (args.live and r.get("method") == "nets" and "live_peak_bytes" not in r)}
     # the peer first, then nets at each budget, then at each measured-tangent budget
     plan = [{**cell, "method": "eigenthings", "max_memory": None},
             *({**cell, "method": "nets", "max_memory": b} for b in budgets),
@@ -233,7 +257,10 @@ def main(argv: list[str] | None = None) -> None:
     measured: dict[str, list[dict]] = {_key(run): [] for run in todo}
     for r in range(args.rounds if todo else 0):
         for run in runner.round_order(todo, r):
-            res = runner.measure(run, in_process=args.in_process)
+            # --live: the first round's process of each nets row also counts its tensors
+            live = args.live and r == 0 and run["method"] == "nets"
+            res = runner.measure({**run, "count_live": True} if live else run,
+                                 in_process=args.in_process)
             measured[_key(run)].append(res)
             print(f"{run['method']} {_label(run)}: " + (
                 res.get("error") or f"{res['seconds']:.2f} s, "
@@ -252,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
               + (f" --blocks {args.blocks}" if args.blocks else "")
               + f" --budgets {args.budgets}"
               + (f" --measured {args.measured}" if args.measured else "")
+              + (" --live" if args.live else "")
               + (f" --rounds {args.rounds}" if args.rounds > 1 else "")
               + f"` on {reports.machine_note()}, code {version['commit']}. "
               + "Each row in its own process (`runner.py --cell`)"
@@ -263,7 +291,12 @@ def main(argv: list[str] | None = None) -> None:
               f"a GPU the allocator's peak) during its first run over the rounds."
               + " `graphs` is how nets held the gradient graphs, `groups` in how many groups "
               "of blocks its Lanczos vectors ran, `tangent MiB` the bytes its budget counted "
-              "per stacked tangent (the graph bound or measured); for the speed ratio, "
+              "per stacked tangent (the graph bound or measured)"
+              + ("; `tensors MiB` the most bytes of tensors alive at once in one more, untimed "
+                 "run of the row in its first round (`nets.engine.memory.LiveBytes`, the "
+                 "budget's own measure) "
+                 "and its ratio to the budget the row resolved to" if args.live else "")
+              + "; for the speed ratio, "
               f"{verdicts.INTERVAL_NOTE}; for the memory ratio (of the largest rises), "
               f"{verdicts.MEMORY_INTERVAL_NOTE}; a target inside "
               "an interval is `within noise`. Targets: "

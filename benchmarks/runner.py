@@ -4,7 +4,8 @@ table is made of.
 A cell is a dict: ``model`` (a :mod:`problems` name), ``kind`` (``full`` or ``blocks``),
 ``probes``, ``steps``, ``threads``, and optionally ``device``, ``density_bins`` (the authors'
 density grid), ``block_names`` (the blocks of a blockwise cell), ``max_memory`` (nets'
-budget) and ``measure_tangents`` (how nets' budget counts a stacked tangent, blockwise cells);
+budget), ``measure_tangents`` (how nets' budget counts a stacked tangent, blockwise cells)
+and ``count_live`` (a nets cell: one more, untimed run counting its live tensors);
 ``method`` names what runs on it: ``nets`` (``nets+compile``), ``eigenthings``
 (hessian-eigenthings 1.0.0a5), ``curvlinops`` (3.0.1) or ``authors`` (:mod:`authors`).
 
@@ -45,6 +46,7 @@ from authors import authors_blockwise  # noqa: E402
 from verdicts import RUNS_OF  # noqa: E402
 
 import nets  # noqa: E402
+from nets.engine.memory import LiveBytes  # noqa: E402
 
 __all__ = ["REPEATS", "REPEAT_BELOW", "Repeated", "each_model", "measure", "measure_in",
            "pool_rounds", "repeat", "round_order", "run_cell", "run_script"]
@@ -81,7 +83,7 @@ def pool_rounds(rows: list[dict]) -> dict:
     if all("grad_s" in r for r in rows):
         row["grad_s"] = float(np.median([r["grad_s"] for r in rows]))
     for key in ("peak_bytes", "peak_extra_bytes", "peak_all_bytes", "peak_steady_extra_bytes",
-                "load"):
+                "live_peak_bytes", "load"):
         if all(key in r for r in rows):
             row[key] = max(r[key] for r in rows)
     row["loads"] = [r["load"] for r in rows]
@@ -204,7 +206,11 @@ def run_cell(cell: dict) -> dict:
     the memory columns are its allocator's (``torch.cuda.max_memory_allocated``, the rise from
     what was allocated before the first run), not the process's RSS, and a nets row also has
     ``peak_steady_extra_bytes``: the rise after its first Lanczos step, i.e. without the data
-    check and ``"auto"``'s calibration (which may run modes it then does not choose). A
+    check and ``"auto"``'s calibration (which may run modes it then does not choose). A nets
+    cell with ``count_live`` runs once more after the timed runs, untimed, under
+    :class:`nets.engine.memory.LiveBytes`: ``live_peak_bytes`` is the most bytes of tensors
+    that run held alive at once (the budget's own measure, without what the allocator or the
+    libraries hold beside the tensors; the instrument slows the run several times). A
     blockwise cell's
     ``block_names`` (parameter names; default every parameter) restricts every method to those
     blocks.
@@ -237,6 +243,10 @@ def run_cell(cell: dict) -> dict:
         # of the runs, not one draw of the machine's noise, go into the row
         done = repeat(lambda: _run_once(cell, model, loss_fn, data, names), device)
         extra = dict(done.extras[-1])
+        if cell.get("count_live") and cell["method"].startswith("nets"):
+            with LiveBytes() as count:
+                _run_once(cell, model, loss_fn, data, names)
+            extra["live_peak_bytes"] = count.peak
         if "first_step_peak_bytes" in done.extras[0]:
             extra["peak_steady_extra_bytes"] = max(done.steady - done.before, 0)
         for key, runs_key in RUNS_OF.items():

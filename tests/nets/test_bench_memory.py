@@ -209,3 +209,25 @@ def test_measured_budgets_run_with_measured_tangents(bench, tmp_path, monkeypatc
     assert "--measured least" in text and "| least (5.0 MiB), measured tangent |" in text
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
         bench.main(["--measured", "lots"])
+
+
+def test_live_counts_each_nets_rows_tensors_within_its_budget(bench, tmp_path):
+    """``--live``: every nets row also counts its live tensors in one more, untimed run; the
+    report shows their peak and its ratio to the budget the row resolved to (at most 1 at
+    ``least`` and at a fixed budget above it), and the peer's row has no such count."""
+    out, rows = tmp_path / "sweep.md", tmp_path / "sweep.json"
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench.main(["--model", "mlp-xs", "--probes", "1", "--steps", "5", "--budgets",
+                    "least,1", "--live", "--in-process", "--json", str(rows), "--out",
+                    str(out)])
+    records = json.loads(rows.read_text())
+    nets_rows = [r for r in records if r["method"] == "nets"]
+    assert all(0 < r["live_peak_bytes"] <= r["budget_bytes"] for r in nets_rows)
+    assert not any("live_peak_bytes" in r for r in records if r["method"] != "nets")
+    text = out.read_text()
+    assert "--live" in text and "| tensors MiB (/ budget) |" in text
+    for r in nets_rows:
+        live = r["live_peak_bytes"]
+        assert f"| {live / MIB:.1f} ({live / r['budget_bytes']:.2f}) |" in text
+    widths = {line.count("|") for line in text.splitlines() if line.startswith("| ")}
+    assert len(widths) == 1  # every row, the peer's included, has the header's columns
