@@ -662,11 +662,11 @@ class BlockHVP:
                           "tangent at a time, over the budget. Pass max_memory >= "
                           f"{least}, or smaller batches", UserWarning, stacklevel=3)
         if self.chunk_size is None:  # not given by the caller
-            self.chunk_size = self._chunk_room(self.graph_strategy, held)
+            self.chunk_size = self._chunk_room(held)
 
-    def _chunk_room(self, strategy: str, held: int) -> int:
-        """Tangents per product the budget allows beside ``held`` bytes of graphs (strategy
-        ``strategy``) and the Lanczos vectors' most (at least 1)."""
+    def _chunk_room(self, held: int) -> int:
+        """Tangents per product the budget allows beside ``held`` bytes of graphs and the
+        Lanczos vectors' most (at least 1)."""
         return max(1, self._room(held)[0] // self._per_tangent())
 
     def _room(self, held: int) -> tuple[int, int]:
@@ -752,7 +752,7 @@ class BlockHVP:
         strategy, held = self._strategy()
         if strategy != "keep-all":
             return True
-        return self.chunk_size is None and self._chunk_room(strategy, held) < rows
+        return self.chunk_size is None and self._chunk_room(held) < rows
 
     def _measured_bytes(self, padded: bool) -> tuple[int, int] | None:
         """``(transient, row)``: :meth:`_measure_tangent`'s and, where ``padded``,
@@ -902,8 +902,9 @@ class BlockHVP:
         """Make room in the budget for the Lanczos vectors' smallest group; the vectors' room
         then (:meth:`vector_budget`).
 
-        A group holds at least one probe of one block: its basis, the vector passed to the
-        products and their copies (:func:`nets.engine.groups.lanczos_probe_bytes`), the float64
+        A group holds at least one probe of one block: its basis, its start vector, the vector
+        passed to the products and their copies (:func:`nets.engine.groups.lanczos_probe_bytes`),
+        the float64
         work row (:func:`nets.engine.groups.lanczos_work_bytes`) and, for a basis narrower
         than float64, one row of the chunk buffer, ``8 d`` bytes: for the largest block, ``least``
         bytes. A run whose vectors get less than ``least`` still runs that group, over the
