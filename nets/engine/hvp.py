@@ -267,16 +267,16 @@ class BlockHVP:
       holds one graph, as a one-block-at-a-time peer does; each call pays ``B`` forward and
       graph-building backward passes). Same products to round-off.
 
-    (``"forward"`` keeps no graph: ``"none"``.) A budget below the least the products run in
-    (the largest batch's graph and one tangent) is exceeded with a :class:`UserWarning` naming
-    that least; ``max_memory=LEAST`` (``"least"``) makes the budget that least and the Lanczos
-    vectors' room beside it, from the measured graph: one graph at a time (all of them kept
+    (``"forward"`` keeps no graph: ``"none"``.) ``max_memory=LEAST`` (``"least"``) makes the
+    budget the least the products run in (the largest batch's graph and one tangent) and the
+    Lanczos vectors' room beside it, from the measured graph: one graph at a time (all of them kept
     only when there is one batch), one tangent per product, and the vectors in half a
     tangent's room, or in one probe of the largest block where that is more
     (:meth:`reserve_vectors`) — the smallest peak the products allow without a size to guess
     (``benchmarks/results/memory-sweep.md`` measures it against the other budgets and a
     one-block-at-a-time peer). The Lanczos vectors are bounded by the same budget
-    (:meth:`vector_budget`).
+    (:meth:`vector_budget`). A given budget below that least runs at it, over the budget,
+    with a :class:`UserWarning` naming it.
     Stacked tangents are processed ``chunk_size`` at a time, by default as many as the rest of
     the budget allows at the per-tangent estimate (:meth:`info`'s ``tangent_bytes``), the rest
     being what the held graphs and the Lanczos vectors' most (:meth:`vector_budget`'s
@@ -312,9 +312,9 @@ class BlockHVP:
     them; the rest beside the held graphs goes half to the stacked tangents (at least one
     tangent, and less than half where the vectors' smallest group needs more) and the rest to
     the vectors (:meth:`_room`). So graphs, tangents and vectors together stay within
-    ``max_memory`` wherever it holds one graph, one tangent and one probe of the largest
-    block's vectors (tested piece by piece, and on whole runs by counting the live tensors
-    with the measured estimate: ``tests/nets/test_budget_live.py``); a smaller budget warns.
+    ``max_memory`` wherever it holds the :data:`LEAST` budget (tested piece by piece, and on
+    whole runs by counting the live tensors with the measured estimate:
+    ``tests/nets/test_budget_live.py``); a smaller budget runs at that least and warns.
     The graph bound is an estimate, not a bound: on the small attention and LayerNorm test
     models a double backward held more than a graph and a parameter copy, and whole runs
     under it went a few percent past their budgets in live tensors.
@@ -653,14 +653,15 @@ class BlockHVP:
             # the data check kept the graphs that fitted beside the graph bound; a larger
             # measured estimate plans one at a time, which holds none across calls
             self._drop_graphs()
-        per_tangent = self._per_tangent()
-        least = held + per_tangent
-        if self._budget_given and least > self.max_memory:
-            warnings.warn(f"max_memory={self.max_memory} bytes is below the least these products "
-                          f"run in: one batch's gradient graph and one tangent, about {least} "
-                          "bytes (measured on the first batch); they run with one graph and one "
-                          "tangent at a time, over the budget. Pass max_memory >= "
-                          f"{least}, or smaller batches", UserWarning, stacklevel=3)
+        least = self._least_bytes([batch_size(y) for _, y, _ in self.data])
+        if self._budget_given and not self._least and least > self.max_memory:
+            warnings.warn(f"max_memory={self.max_memory} bytes is below the least this run "
+                          "holds: one batch's gradient graph, one tangent and the Lanczos "
+                          "vectors' room (half a tangent, or one probe of the largest block "
+                          f"where that is more), about {least} bytes (measured on the first "
+                          "batch); it runs at that least (one graph and one tangent at a time), "
+                          f"over the budget. Pass max_memory >= {least}, or smaller batches "
+                          "or fewer lanczos_steps", UserWarning, stacklevel=3)
         if self.chunk_size is None:  # not given by the caller
             self.chunk_size = self._chunk_room(held)
 
@@ -676,7 +677,7 @@ class BlockHVP:
         a product holds; the vectors what is left. (Halves alone, with a rest under two
         tangents, gave the vectors room that the one tangent then took, and graphs, tangent
         and vectors rose past the budget by up to half a tangent.)"""
-        rest = max(self.max_memory - held, 0)
+        rest = max(self._plan_budget() - held, 0)
         tangents = max(self._per_tangent(), min(rest // 2, rest - self._vector_floor()))
         return tangents, max(rest - tangents, 0)
 
@@ -685,7 +686,18 @@ class BlockHVP:
         products run in (the largest batch's graph and one tangent) and the Lanczos vectors'
         room beside them, half a tangent or their smallest group (:meth:`reserve_vectors`)
         where that is more."""
-        return max(self._estimated_bytes(n) for n in samples) + self._beside_graphs()
+        return (max(self._estimated_bytes(n) for n in samples) + self._per_tangent()
+                + self._least_floor())
+
+    def _plan_budget(self) -> int:
+        """The bytes the plan shares out: ``max_memory``, or the :data:`LEAST` budget where a
+        given budget is below it (the run holds that least anyway, with a warning,
+        :meth:`_plan`; shared as under :data:`LEAST`, its Lanczos vectors get their room
+        rather than none, which had made as many groups as probes times blocks)."""
+        if not self._budget_given or self._least or not self.graph_bytes:
+            return self.max_memory
+        return max(self.max_memory,
+                   self._least_bytes([batch_size(y) for _, y, _ in self.data]))
 
     def _per_tangent(self) -> int:
         """Bytes one stacked tangent may take: the plan's estimate once the first call made it
@@ -820,9 +832,12 @@ class BlockHVP:
         """The least room the plan leaves the Lanczos vectors: their smallest group
         (:meth:`reserve_vectors`; 0 before it), and under :data:`LEAST` at least half a
         tangent."""
-        if self._least:
-            return max(self._per_tangent() // 2, self._vectors_least)
-        return self._vectors_least
+        return self._least_floor() if self._least else self._vectors_least
+
+    def _least_floor(self) -> int:
+        """The Lanczos vectors' room in the :data:`LEAST` budget: half a tangent, or their
+        smallest group (:meth:`reserve_vectors`) where that is more."""
+        return max(self._per_tangent() // 2, self._vectors_least)
 
     @property
     def product_copies(self) -> int:
@@ -914,10 +929,10 @@ class BlockHVP:
         larger of half a tangent and ``least`` (on a small model with large blocks the
         vectors, not the products, set the least: a float32 MLP with a block of 8,192
         parameters, 6 steps, ran 2.4 times its least budget in live tensors, counted by
-        :class:`nets.engine.memory.LiveBytes`, before this). A given budget that leaves the
-        vectors less warns (:class:`UserWarning`), naming the budget that would hold them; the
-        default budget is left as it is. :func:`nets.engine.spectrum.operator_spectra` calls
-        this after :meth:`settle_tangents` and before it sizes the vectors' groups.
+        :class:`nets.engine.memory.LiveBytes`, before this). A given budget below that least
+        runs at it, over the budget, and the first call warns (:class:`UserWarning`), naming
+        it. :func:`nets.engine.spectrum.operator_spectra` calls this after
+        :meth:`settle_tangents` and before it sizes the vectors' groups.
 
         Args:
             least: Bytes of the vectors' smallest group (at least 0).
@@ -932,17 +947,7 @@ class BlockHVP:
         self._vectors_least = max(self._vectors_least, least)
         if self._least and self.graph_bytes:
             self.max_memory = self._least_bytes([batch_size(y) for _, y, _ in self.data])
-        held = self._strategy()[1] if self.graph_bytes else 0
-        limit, lean = self.vector_budget()
-        if self._budget_given and not self._least and limit < least:
-            need = held + self._beside_graphs()
-            warnings.warn(f"max_memory={self.max_memory} bytes leaves the Lanczos vectors "
-                          f"{limit} bytes (what the held gradient graphs and the stacked "
-                          "tangents leave), less than one probe of the largest block takes, "
-                          f"about {least} bytes (its basis, products and work rows): that "
-                          f"block runs over the budget. Pass max_memory >= {need}, or fewer "
-                          "lanczos_steps", UserWarning, stacklevel=3)
-        return limit, lean
+        return self.vector_budget()
 
     def _vector_room(self, strategy: str, held: int) -> tuple[int, int | None]:
         """:meth:`vector_budget`'s ``(limit, lean)`` for graph strategy ``strategy`` holding

@@ -84,18 +84,23 @@ def test_the_least_budget_grows_to_hold_one_probe_of_the_largest_block(layernorm
     assert peak <= info["max_memory"]
 
 
-def test_a_given_budget_too_small_for_one_probe_warns_with_the_fix(layernorm_mlp):
-    """A fixed budget that holds the products but leaves the Lanczos vectors less than one
-    probe of the largest block warns, naming the block's bytes and a budget that holds it;
-    that budget runs without the warning."""
+def test_a_given_budget_below_the_least_runs_at_it_and_warns_with_the_fix(layernorm_mlp):
+    """A fixed budget that holds a graph and a tangent but not the Lanczos vectors' smallest
+    group (one probe of the largest block) warns, naming the least; the run holds no more
+    than that least (its vectors get their room, as at ``"least"``, rather than none: one
+    group per probe and block), and the least it names runs without the warning."""
     model, loss_fn, data = layernorm_mlp
     least = _run(layernorm_mlp, "least")[1]
     products = least["max_memory"] - (6 + 4) * 8192 * 4 - 2 * 8 * 8192  # graph and tangent
-    with pytest.warns(UserWarning, match=r"less than one probe of the largest block") as rec:
-        nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=6, probes=1,
+    info: dict = {}
+    with pytest.warns(UserWarning, match=r"below the least this run holds") as rec, \
+            LiveBytes() as count:
+        nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=6, probes=3, info=info,
                                 max_memory=products, measure_tangents=True)
     fix = int(str(rec[0].message).split("Pass max_memory >= ")[1].split(",")[0])
-    assert fix > products
+    assert fix == least["max_memory"] > products
+    assert count.peak <= fix
+    assert info["lanczos_groups"] == least["lanczos_groups"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=6, probes=1,

@@ -733,13 +733,15 @@ def test_graph_size_estimates_scale_with_each_batch_samples(mlp_problem):
         assert (info["graph_strategy"], info["graphs_kept"]) == (strategy, kept), budget
 
 
-def test_a_budget_below_one_graph_and_one_tangent_warns(mlp_problem):
-    """The products need at least the largest batch's graph and one tangent: a smaller
-    ``max_memory`` runs at that minimum (over the budget) and says so, naming the least."""
+def test_a_budget_below_the_least_warns(mlp_problem):
+    """A run needs at least the largest batch's graph, one tangent and the Lanczos vectors'
+    room (half a tangent when no smallest group is reserved, as here): a smaller
+    ``max_memory`` runs at that least (over the budget) and says so, naming it."""
     model, loss_fn, data = mlp_problem[:3]
     blocks = resolve_blocks(model, None)
     probe = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
-    least = max(probe._graph_bytes(i) for i in range(len(data))) + probe._per_tangent()
+    tangent = probe._per_tangent()
+    least = max(probe._graph_bytes(i) for i in range(len(data))) + tangent + tangent // 2
     vecs = [torch.ones(1, b.dim, dtype=torch.float64) for b in blocks]
     op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=least,
                   measure_tangents=False)
