@@ -156,10 +156,8 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
     if under:
         lines += ["", f"The least nets runs in on this cell (one batch's graph, one tangent and "
                   f"the Lanczos vectors' room, the `least` row's budget) is "
-                  f"{least / MIB:.1f} MiB. Below it "
-                  f"({', '.join(under)}) the products held that graph and tangent anyway, over "
-                  f"the budget (with a warning), and the Lanczos vectors had less room than at "
-                  f"`least`: more groups, more graph rebuilds."]
+                  f"{least / MIB:.1f} MiB. Below it ({', '.join(under)}) nets ran at that "
+                  f"least, over the budget (with a warning)."]
     lines += ["", ("Budgets meeting both targets: " + ", ".join(both) + "." if both else
                    "No budget meets both targets on this cell." if ok
                    else "No verdict: the peer did not run.")]
@@ -207,6 +205,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="measure every row in this many fresh processes, the rows "
                          "interleaved (order alternating by round); the runs are pooled, so "
                          "the speed ratio's spread spans the rounds")
+    ap.add_argument("--render-only", action="store_true",
+                    help="measure nothing: write the report from the rows of --json (with "
+                         "--resume), whatever code measured them (each row names its commit)")
     ap.add_argument("--live", action="store_true",
                     help="also count each nets row's live tensors in one more, untimed run "
                          "(the budget's own measure; several times slower)")
@@ -221,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(str(e))
     if args.resume and not args.json:
         ap.error("--resume needs --json (the file the rows are read from)")
+    if args.render_only and not args.resume:
+        ap.error("--render-only needs --resume and --json (the rows to write the report from)")
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, got {args.rounds}")
     cell = dict(model=args.model, kind="blocks", probes=args.probes, steps=args.steps,
@@ -235,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume and Path(args.json).exists():
         old = reports.read_json(args.json, "resume from")
         kept = {_key(r): r for r in old if isinstance(r, dict) and "error" not in r
-                and reports.reusable(r, version["code"], args.rounds)
+                and (args.render_only or reports.reusable(r, version["code"], args.rounds))
                 and all(r.get(k) == v for k, v in cell.items())
                 and not (args.live and r.get("method") == "nets" and "live_peak_bytes" not in r)}
     # the peer first, then nets at each budget, then at each measured-tangent budget
@@ -252,6 +255,9 @@ def main(argv: list[str] | None = None) -> None:
             reused.append(_key(run))
         else:
             todo.append(run)
+    if args.render_only and todo:
+        ap.error(f"--render-only: {args.json} has no row for "
+                 + ", ".join(f"{r['method']} {_label(r)}" for r in todo))
     # rounds interleave the rows (their order alternating): a slow phase of the machine then
     # falls on every budget and on the peer rather than on one of them
     measured: dict[str, list[dict]] = {_key(run): [] for run in todo}
@@ -268,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         for run in todo:  # a row is kept by --resume only once it has every round
             res = runner.pool_rounds(measured[_key(run)])
             rows[_key(run)] = {**run, **res, **({} if "error" in res else version)}
-        if args.json:
+        if args.json and todo:
             atomic_write_bytes(Path(args.json), json.dumps(list(rows.values()), indent=1)
                                .encode())
     peer, *nets_rows = (rows[_key(run)] for run in plan)
@@ -281,7 +287,10 @@ def main(argv: list[str] | None = None) -> None:
               + (f" --measured {args.measured}" if args.measured else "")
               + (" --live" if args.live else "")
               + (f" --rounds {args.rounds}" if args.rounds > 1 else "")
-              + f"` on {reports.machine_note()}, code {version['commit']}. "
+              + (f" --json {args.json} --resume --render-only" if args.render_only else "")
+              + f"` on {reports.machine_note()}, code "
+              + (", ".join(sorted({str(r.get("commit", "?")) for r in rows.values()}))
+                 if args.render_only else version["commit"]) + ". "
               + "Each row in its own process (`runner.py --cell`)"
               + (f", in {args.rounds} rounds of fresh processes, the rows interleaved (order "
                  f"alternating by round)" if args.rounds > 1 else "")
@@ -302,7 +311,10 @@ def main(argv: list[str] | None = None) -> None:
               "an interval is `within noise`. Targets: "
               f"x eigenthings >= {SPEED_TARGET:g} with a rise <= {MEMORY_TARGET:g}x "
               f"eigenthings' (its one-block-at-a-time run)."
-              + (f" Resumed: {len(reused)} of the {len(plan)} rows were read from "
+              + (f" Rendered by code {version['commit']} from the rows of {args.json} "
+                 "(--render-only: nothing measured by this command; each row's commit column "
+                 "names the code that measured it)." if args.render_only else
+                 f" Resumed: {len(reused)} of the {len(plan)} rows were read from "
                  f"{args.json}, measured earlier by the same code (their load column says "
                  "under what load)." if reused else ""))
     text = render(nets_rows, peer, header)

@@ -65,7 +65,7 @@ def test_report_shows_the_least_and_the_budgets_run_over_it(bench):
             _row(4.4, 28, max_memory=24 * MIB), _row(4.8, 22, max_memory=16 * MIB)]
     text = bench.render(rows, peer, "# title")
     assert "| least (17.5 MiB) | 4.60 | 24 |" in text
-    assert "is 17.5 MiB. Below it (16 MiB) the products held that graph" in text
+    assert "is 17.5 MiB. Below it (16 MiB) nets ran at that least, over the budget" in text
     assert "Budgets meeting both targets: least (17.5 MiB), 24 MiB, 16 MiB." in text
     assert "over the budget" not in bench.render(rows[:3], peer, "# title")
 
@@ -179,7 +179,7 @@ def test_measured_rows_are_labelled_and_every_table_row_has_every_column(bench):
     assert "| least (17.5 MiB) | 4.60 | 24 | keep-all | 3 | 8.0 (graph bound) |" in text
     assert "| 16 MiB, measured tangent | 4.80 |" in text
     # the least of the graph bound: a measured tangent's 16 MiB is above its own least
-    assert "is 17.5 MiB. Below it (4 MiB) the products" in text
+    assert "is 17.5 MiB. Below it (4 MiB) nets ran at that least" in text
     table = [line for line in text.splitlines() if line.startswith("|")]
     assert len({line.count("|") for line in table}) == 1, table
     failed = bench.render(rows, {"error": "no peer"}, "# title")
@@ -231,3 +231,30 @@ def test_live_counts_each_nets_rows_tensors_within_its_budget(bench, tmp_path):
         assert f"| {live / MIB:.1f} ({live / r['budget_bytes']:.2f}) |" in text
     widths = {line.count("|") for line in text.splitlines() if line.startswith("| ")}
     assert len(widths) == 1  # every row, the peer's included, has the header's columns
+
+
+def test_render_only_writes_the_report_from_saved_rows(bench, tmp_path, monkeypatch):
+    """``--resume --render-only`` measures nothing and reports the saved rows, naming their
+    commit; a budget the file lacks is an error naming it, as is ``--render-only`` alone."""
+    out, rows = tmp_path / "sweep.md", tmp_path / "sweep.json"
+    argv = ["--model", "mlp-xs", "--probes", "1", "--steps", "5", "--budgets", "least",
+            "--in-process", "--json", str(rows)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench.main(argv)
+    saved = json.loads(rows.read_text())
+    for r in saved:
+        r["commit"], r["code"] = "abc1234", "stale"  # measured by other code
+    rows.write_text(json.dumps(saved))
+    monkeypatch.setattr(bench.runner, "measure", lambda *a, **k: pytest.fail("measured"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench.main([*argv, "--resume", "--render-only", "--out", str(out)])
+    text = out.read_text()
+    assert "--render-only" in text and "code abc1234." in text and "nothing measured" in text
+    assert "| least (" in text and "| eigenthings |" in text
+    assert json.loads(rows.read_text()) == saved  # the rows are left as they were
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+        bench.main([*argv[:7], "least,2", *argv[8:], "--resume", "--render-only"])
+    assert "has no row for nets 2 MiB" in err.getvalue()
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+        bench.main([*argv, "--render-only"])
+    assert "--render-only needs --resume" in err.getvalue()
