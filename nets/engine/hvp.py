@@ -305,8 +305,9 @@ class BlockHVP:
       kept every graph left the Lanczos vectors so little room that it ran slower. Its peak
       also rose past the budget. Part of that was the vectors sized before the measurement
       changed the strategy, which :meth:`settle_tangents` now prevents; the rest is what the
-      count of live tensors misses (``benchmarks/results/memory-measured.md``, measured
-      after the fix, compares both estimates at four budgets).
+      process holds beside its tensors: ``benchmarks/results/memory-measured.md`` compares
+      both estimates at four budgets, each row's live tensors (within its budget) beside its
+      resident set's rise.
 
     Graphs are all kept only where one tangent and the vectors' smallest group fit beside
     them; the rest beside the held graphs goes half to the stacked tangents (at least one
