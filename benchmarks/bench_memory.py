@@ -237,7 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     kept: dict[str, dict] = {}
     if args.resume and Path(args.json).exists():
         old = reports.read_json(args.json, "resume from")
-        kept = {_key(r): r for r in old if isinstance(r, dict) and "error" not in r
+        # (--render-only reports what the file holds, a failed row included)
+        kept = {_key(r): r for r in old if isinstance(r, dict)
+                and ("error" not in r or args.render_only)
                 and (args.render_only or reports.reusable(r, version["code"], args.rounds))
                 and all(r.get(k) == v for k, v in cell.items())
                 and not (args.live and r.get("method") == "nets" and "live_peak_bytes" not in r)}
@@ -289,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
               + (f" --rounds {args.rounds}" if args.rounds > 1 else "")
               + (f" --json {args.json} --resume --render-only" if args.render_only else "")
               + f"` on {reports.machine_note()}, code "
-              + (", ".join(sorted({str(r.get("commit", "?")) for r in rows.values()}))
+              + (", ".join(sorted({str(r["commit"]) for r in rows.values() if "commit" in r}))
                  if args.render_only else version["commit"]) + ". "
               + "Each row in its own process (`runner.py --cell`)"
               + (f", in {args.rounds} rounds of fresh processes, the rows interleaved (order "
