@@ -654,7 +654,7 @@ class BlockHVP:
             # the data check kept the graphs that fitted beside the graph bound; a larger
             # measured estimate plans one at a time, which holds none across calls
             self._drop_graphs()
-        least = self._least_bytes([batch_size(y) for _, y, _ in self.data])
+        least = self._least_bytes()
         if self._budget_given and not self._least and least > self.max_memory:
             warnings.warn(f"max_memory={self.max_memory} bytes is below the least this run "
                           "holds: one batch's gradient graph, one tangent and the Lanczos "
@@ -682,13 +682,22 @@ class BlockHVP:
         tangents = max(self._per_tangent(), min(rest // 2, rest - self._vector_floor()))
         return tangents, max(rest - tangents, 0)
 
-    def _least_bytes(self, samples: Sequence[int]) -> int:
-        """The :data:`LEAST` budget over batches of ``samples`` samples: the least the
-        products run in (the largest batch's graph and one tangent) and the Lanczos vectors'
-        room beside them, half a tangent or their smallest group (:meth:`reserve_vectors`)
-        where that is more."""
+    def _least_bytes(self, samples: Sequence[int] | None = None) -> int:
+        """The :data:`LEAST` budget over batches of ``samples`` samples (default: every
+        batch's): the least the products run in (the largest batch's graph and one tangent)
+        and the Lanczos vectors' room beside them, half a tangent or their smallest group
+        (:meth:`reserve_vectors`) where that is more."""
+        if samples is None:
+            samples = [batch_size(y) for _, y, _ in self.data]
         return (max(self._estimated_bytes(n) for n in samples) + self._per_tangent()
                 + self._least_floor())
+
+    def _resolve_least(self) -> None:
+        """Under :data:`LEAST`, once the first batch's graph is measured, set the budget to
+        every batch's least (:meth:`_least_bytes`), after what changes it: the per-tangent
+        estimate (:meth:`_settle`) or the vectors' smallest group (:meth:`reserve_vectors`)."""
+        if self._least and self.graph_bytes:
+            self.max_memory = self._least_bytes()
 
     def _plan_budget(self) -> int:
         """The bytes the plan shares out: ``max_memory``, or the :data:`LEAST` budget where a
@@ -697,8 +706,7 @@ class BlockHVP:
         rather than none, which had made as many groups as probes times blocks)."""
         if not self._budget_given or self._least or not self.graph_bytes:
             return self.max_memory
-        return max(self.max_memory,
-                   self._least_bytes([batch_size(y) for _, y, _ in self.data]))
+        return max(self.max_memory, self._least_bytes())
 
     def _per_tangent(self) -> int:
         """Bytes one stacked tangent may take: the plan's estimate once the first call made it
@@ -881,8 +889,7 @@ class BlockHVP:
         """Set the per-tangent estimate for calls of ``rows`` stacked rows
         (:meth:`_tangent_bytes`) and, under :data:`LEAST`, the budget it implies."""
         self._tangent_estimate = self._tangent_bytes(rows)
-        if self._least:
-            self.max_memory = self._least_bytes([batch_size(y) for _, y, _ in self.data])
+        self._resolve_least()
 
     def vector_budget(self) -> tuple[int, int | None]:
         """How many bytes the Lanczos vectors of the blocks in flight may take.
@@ -919,21 +926,20 @@ class BlockHVP:
         then (:meth:`vector_budget`).
 
         A group holds at least one probe of one block: its basis, its start vector, the vector
-        passed to the products and their copies (:func:`nets.engine.groups.lanczos_probe_bytes`),
-        the float64
-        work row (:func:`nets.engine.groups.lanczos_work_bytes`) and, for a basis narrower
-        than float64, one row of the chunk buffer, ``8 d`` bytes: for the largest block, ``least``
-        bytes. A run whose vectors get less than ``least`` still runs that group, over the
-        budget; so the plan keeps every graph only where one tangent and ``least`` fit beside
-        them, shares the rest so that the vectors get ``least`` where one tangent leaves it
-        (:meth:`_room`), and under :data:`LEAST` the budget holds a graph, a tangent and the
-        larger of half a tangent and ``least`` (on a small model with large blocks the
-        vectors, not the products, set the least: a float32 MLP with a block of 8,192
-        parameters, 6 steps, ran 2.4 times its least budget in live tensors, counted by
-        :class:`nets.engine.memory.LiveBytes`, before this). A given budget below that least
-        runs at it, over the budget, and the first call warns (:class:`UserWarning`), naming
-        it. :func:`nets.engine.spectrum.operator_spectra` calls this after
-        :meth:`settle_tangents` and before it sizes the vectors' groups.
+        passed to the products and their copies
+        (:func:`nets.engine.groups.lanczos_probe_bytes`), the float64 work row
+        (:func:`nets.engine.groups.lanczos_work_bytes`) and, for a basis narrower than float64,
+        one row of the chunk buffer, ``8 d`` bytes: for the largest block, ``least`` bytes. A
+        run whose vectors get less than ``least`` still runs that group, over the budget; so the
+        plan keeps every graph only where one tangent and ``least`` fit beside them, shares the
+        rest so that the vectors get ``least`` where one tangent leaves it (:meth:`_room`), and
+        under :data:`LEAST` the budget holds a graph, a tangent and the larger of half a tangent
+        and ``least`` (on a small model with large blocks the vectors, not the products, set the
+        least: a float32 MLP with a block of 8,192 parameters, 6 steps, ran 2.4 times its least
+        budget in live tensors, counted by :class:`nets.engine.memory.LiveBytes`, before this).
+        A given budget below that least runs at it, over the budget, and the first call warns
+        (:class:`UserWarning`), naming it. :func:`nets.engine.spectrum.operator_spectra` calls
+        this after :meth:`settle_tangents` and before it sizes the vectors' groups.
 
         Args:
             least: Bytes of the vectors' smallest group (at least 0).
@@ -946,8 +952,7 @@ class BlockHVP:
         """
         least = check_int("least", least, minimum=0)
         self._vectors_least = max(self._vectors_least, least)
-        if self._least and self.graph_bytes:
-            self.max_memory = self._least_bytes([batch_size(y) for _, y, _ in self.data])
+        self._resolve_least()
         return self.vector_budget()
 
     def _vector_room(self, strategy: str, held: int) -> tuple[int, int | None]:
