@@ -44,13 +44,20 @@ def layernorm_mlp():
     return model, torch.nn.functional.cross_entropy, [(x[:48], y[:48]), (x[48:], y[48:])]
 
 
+#: The LayerNorm MLP's largest block (``8,192`` parameters) and the Lanczos steps run here.
+DIM, STEPS = 8192, 6
+#: One probe of that block's Lanczos vectors: six float32 basis rows, the start, the vector
+#: passed to the products and two copies of its product, a float64 work row and chunk row.
+SMALLEST_GROUP = (STEPS + 4) * DIM * 4 + 2 * 8 * DIM
+
+
 def _run(problem, max_memory) -> tuple[int, dict]:
     model, loss_fn, data = problem[:3]
     info: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no run below its least: a warning would say so
         with LiveBytes() as count:
-            nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=6, probes=3,
+            nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=STEPS, probes=3,
                                     max_memory=max_memory, measure_tangents=True, info=info)
     return count.peak, info
 
@@ -76,10 +83,8 @@ def test_the_least_budget_grows_to_hold_one_probe_of_the_largest_block(layernorm
     the start, the product's vector and two copies, a float64 work row and chunk row) is more
     than half a tangent: ``"least"`` makes room for it beside a graph and a tangent."""
     peak, info = _run(layernorm_mlp, "least")
-    d, k = 8192, 6
-    smallest = (k + 4) * d * 4 + 2 * 8 * d
-    assert smallest > info["tangent_bytes"] // 2
-    largest = info["max_memory"] - info["tangent_bytes"] - smallest
+    assert SMALLEST_GROUP > info["tangent_bytes"] // 2
+    largest = info["max_memory"] - info["tangent_bytes"] - SMALLEST_GROUP
     assert largest >= info["graph_bytes"]  # the largest batch's graph, with its gradient
     assert peak <= info["max_memory"]
 
@@ -91,17 +96,17 @@ def test_a_given_budget_below_the_least_runs_at_it_and_warns_with_the_fix(layern
     group per probe and block), and the least it names runs without the warning."""
     model, loss_fn, data = layernorm_mlp
     least = _run(layernorm_mlp, "least")[1]
-    products = least["max_memory"] - (6 + 4) * 8192 * 4 - 2 * 8 * 8192  # graph and tangent
+    products = least["max_memory"] - SMALLEST_GROUP  # a graph and a tangent
     info: dict = {}
     with pytest.warns(UserWarning, match=r"below the least this run holds") as rec, \
             LiveBytes() as count:
-        nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=6, probes=3, info=info,
-                                max_memory=products, measure_tangents=True)
+        nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=STEPS, probes=3,
+                                info=info, max_memory=products, measure_tangents=True)
     fix = int(str(rec[0].message).split("Pass max_memory >= ")[1].split(",")[0])
     assert fix == least["max_memory"] > products
     assert count.peak <= fix
     assert info["lanczos_groups"] == least["lanczos_groups"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=6, probes=1,
+        nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=STEPS, probes=1,
                                 max_memory=fix, measure_tangents=True)
