@@ -41,8 +41,8 @@ Every row also reports ``λmax``, the largest Ritz value (blockwise: of every bl
 shows the largest); nets, hessian-eigenthings and the authors' algorithm compute the same
 quantity, curvlinops returns a density on a grid only (no Ritz values: blank).
 
-Run:  python benchmarks/bench_peers.py --grid smoke|quick|full [--compile] [--out FILE]
-[--json FILE [--resume [--keep-stale] [--render-only]]] [--only FIELD=V1,V2 ...]
+Run:  python benchmarks/bench_peers.py --grid smoke|quick|full|gpu|gpu-full [--compile]
+[--out FILE] [--json FILE [--resume [--keep-stale] [--render-only]]] [--only FIELD=V1,V2 ...]
 (smoke, the test suite's: a 31-parameter MLP in float64, 31 steps, so every Lanczos run spans
 its whole space and every method's λmax is the exact one; seconds. quick, ``make
 bench-spectrum``: zoo GPT and the smaller GPT-2; full with 1 and 3 probes, blockwise with 1;
@@ -50,7 +50,9 @@ bench-spectrum``: zoo GPT and the smaller GPT-2; full with 1 and 3 probes, block
 with 1, 3 and 10 probes, 10 and 30 steps, 1 and 2 threads. gpu, ``make gpu-check`` on a CUDA
 GPU: the ``gpt-gpu`` model, the GPT-2-small-sized rung of the ``gpu`` ladder profile, blockwise
 on the first layer's six matrices with 3 probes and 10 steps, the issue's GPU target; a cell's
-memory columns are then the GPU allocator's.) ``--json`` writes every row's measurements, with
+memory columns are then the GPU allocator's. gpu-full: the same model's full spectrum on a GPU,
+3 probes and 10 steps, against hessian-eigenthings and curvlinops; with ``--compile``, where
+``torch.compile`` should pay first.) ``--json`` writes every row's measurements, with
 each block's λmax.
 """
 
@@ -96,7 +98,11 @@ GRIDS = {"smoke": dict(models=["mlp-xs"], probes=[1], steps=[31], threads=[1],
          # make gpu-check: the GPT-2-small-sized model on one GPU, blockwise on the first
          # layer's matrices (the blocks of `nets gpu-check`), the issue's GPU target
          "gpu": dict(models=["gpt-gpu"], probes=[3], steps=[10], threads=[4], device="cuda",
-                     block_names=list(GPT_BLOCKS), kinds=["blocks"])}
+                     block_names=list(GPT_BLOCKS), kinds=["blocks"]),
+         # the same model's full spectrum on one GPU: nets (with --compile, compiled too)
+         # against hessian-eigenthings and curvlinops
+         "gpu-full": dict(models=["gpt-gpu"], probes=[3], steps=[10], threads=[4],
+                          device="cuda", kinds=["full"])}
 
 
 def grid(name: str) -> list[dict]:
@@ -217,7 +223,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="smoke: a 31-parameter MLP (seconds, for the tests); quick: a small "
                          "grid (minutes); full: the issue's whole grid (hours); gpu: the "
                          "GPT-2-small-sized model's blockwise cell on a CUDA GPU (make "
-                         "gpu-check)")
+                         "gpu-check); gpu-full: its full spectrum on a CUDA GPU")
     ap.add_argument("--quick", action="store_true", help="same as --grid quick")
     ap.add_argument("--compile", action="store_true",
                     help="also time nets with compile=True on the full-spectrum cells")

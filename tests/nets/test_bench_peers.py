@@ -615,11 +615,24 @@ def test_gpu_grid_is_the_gpt2_small_blockwise_cell_on_cuda(benchmark_script):
     assert [tuple(x.shape) for x, _ in data] == [(4, 128)] * (GPT_SAMPLES // 4)
 
 
+def test_gpu_full_grid_is_the_same_model_s_full_spectrum_on_cuda(benchmark_script):
+    """The GPU's full-spectrum cell: the GPT-2-small-sized model of the gpu grid, whole, on
+    CUDA, against the full-spectrum peers; with --compile nets runs compiled too."""
+    bench = benchmark_script("bench_peers")
+    (cell,) = bench.grid("gpu-full")
+    (blocks,) = bench.grid("gpu")
+    assert cell["kind"] == "full" and "block_names" not in cell
+    assert {k: cell[k] for k in ("model", "device", "probes", "steps", "threads")} == {
+        k: blocks[k] for k in ("model", "device", "probes", "steps", "threads")}
+    assert bench._methods(cell, True) == ["nets", "nets+compile", "eigenthings", "curvlinops"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_gpu_grid_without_cuda_stops_with_the_fix(benchmark_script, capsys):
+@pytest.mark.parametrize("name", ["gpu", "gpu-full"])
+def test_gpu_grid_without_cuda_stops_with_the_fix(benchmark_script, capsys, name):
     bench = benchmark_script("bench_peers")
     with pytest.raises(SystemExit) as e:
-        bench.main(["--grid", "gpu"])
+        bench.main(["--grid", name])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "no CUDA device" in err and "make gpu-check" in err
