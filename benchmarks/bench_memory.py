@@ -121,11 +121,15 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
              f"<= {MEMORY_TARGET:g} | both | load | commit |", "|" + "---|" * (13 + live)]
     gap = "| " if live else ""
     both = []
-    least = None
+    # the least of the graph bound (a measured tangent's least is another: those rows are not
+    # compared with this one); a fixed budget below it ran at it and is named so
+    least = next((r["budget_bytes"] for r in rows if r["max_memory"] == "least"
+                  and "budget_bytes" in r and not r.get("measure_tangents")), None)
+    under = [r for r in rows if least is not None and isinstance(r["max_memory"], int)
+             and r["max_memory"] < least and not r.get("measure_tangents")]
     for r in rows:
-        b = _label(r)
-        if r["max_memory"] == "least" and "budget_bytes" in r and not r.get("measure_tangents"):
-            least = r["budget_bytes"]
+        b = _label(r) + (" (ran at the least)" if any(r is u for u in under)
+                         and "error" not in r else "")
         if "error" in r:
             lines.append(f"| {b} | failed | | {gap}| | | | | | | | | {r['error']} |")
             continue
@@ -149,14 +153,11 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
     else:
         lines.append(f"| eigenthings | failed | | {gap}| | | | | | | | | "
                      f"{peer['error']} |")
-    # (the least of a measured tangent is another: those rows are not compared with this one)
-    under = [_label(r) for r in rows
-             if least is not None and isinstance(r["max_memory"], int)
-             and r["max_memory"] < least and not r.get("measure_tangents")]
     if under:
         lines += ["", f"The least nets runs in on this cell (one batch's graph, one tangent and "
                   f"the Lanczos vectors' room, the `least` row's budget) is "
-                  f"{least / MIB:.1f} MiB. Below it ({', '.join(under)}) nets ran at that "
+                  f"{least / MIB:.1f} MiB. Below it ({', '.join(map(_label, under))}) nets ran "
+                  "at that "
                   f"least, over the budget (with a warning)."]
     lines += ["", ("Budgets meeting both targets: " + ", ".join(both) + "." if both else
                    "No budget meets both targets on this cell." if ok

@@ -58,7 +58,8 @@ def test_report_names_the_budgets_meeting_both(bench):
 
 def test_report_shows_the_least_and_the_budgets_run_over_it(bench):
     """The ``least`` row shows the bytes nets resolved it to, and budgets below that least
-    are named as run at it, over the budget; with every budget at or above it, no such line."""
+    are named as run at it, over the budget, in their rows and the list of budgets meeting both
+    targets; with every budget at or above it, no such line."""
     peer = _row(10.0, 20)
     rows = [_row(4.0, 60, max_memory=None),
             _row(4.6, 24, max_memory="least", budget_bytes=int(17.5 * MIB)),
@@ -66,7 +67,9 @@ def test_report_shows_the_least_and_the_budgets_run_over_it(bench):
     text = bench.render(rows, peer, "# title")
     assert "| least (17.5 MiB) | 4.60 | 24 |" in text
     assert "is 17.5 MiB. Below it (16 MiB) nets ran at that least, over the budget" in text
-    assert "Budgets meeting both targets: least (17.5 MiB), 24 MiB, 16 MiB." in text
+    assert "| 16 MiB (ran at the least) | 4.80 |" in text and "| 24 MiB | 4.40 |" in text
+    assert ("Budgets meeting both targets: least (17.5 MiB), 24 MiB, 16 MiB (ran at the "
+            "least).") in text
     assert "over the budget" not in bench.render(rows[:3], peer, "# title")
 
 
