@@ -38,7 +38,12 @@ from nets.engine.distributed import (
     launched_by_torchrun,
 )
 from nets.engine.exact import dense_hessian, exact_blockwise_eigenvalues
-from nets.engine.groups import lanczos_groups, lanczos_probe_bytes, lanczos_work_bytes
+from nets.engine.groups import (
+    lanczos_group_floor_bytes,
+    lanczos_groups,
+    lanczos_probe_bytes,
+    lanczos_work_bytes,
+)
 from nets.engine.hvp import BlockHVP
 from nets.engine.intervals import ProbeInterval, probe_interval
 from nets.engine.js import (
@@ -101,6 +106,7 @@ __all__ = [
     "kth_largest_eigenvalue",
     "lambda10",
     "lanczos",
+    "lanczos_group_floor_bytes",
     "lanczos_groups",
     "lanczos_probe_bytes",
     "lanczos_work_bytes",

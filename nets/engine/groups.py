@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 from nets.engine.checks import check_int
 
-__all__ = ["lanczos_groups", "lanczos_probe_bytes", "lanczos_work_bytes"]
+__all__ = ["lanczos_group_floor_bytes", "lanczos_groups", "lanczos_probe_bytes",
+           "lanczos_work_bytes"]
 
 
 def lanczos_probe_bytes(dim: int, steps: int, itemsize: int, products: int = 1) -> int:
@@ -53,6 +54,27 @@ def lanczos_work_bytes(dim: int) -> int:
         dim: Block dimension ``d``.
     """
     return 8 * check_int("dim", dim, minimum=0)
+
+
+def lanczos_group_floor_bytes(dim: int, steps: int, itemsize: int, products: int = 1) -> int:
+    """Bytes of the smallest group a block of dimension ``dim`` can run in: one probe's own
+    vectors (:func:`lanczos_probe_bytes`), its row of the float64 work stack
+    (:func:`lanczos_work_bytes`) and, for a basis narrower than float64 (``itemsize < 8``), one
+    ``8 d``-byte row of the float64 buffer the basis is read into for reorthogonalization (at
+    least one row, :func:`nets.engine.lanczos.lanczos`).
+
+    A run whose vectors get less room than the largest block's floor still runs that group,
+    over the budget (:meth:`nets.engine.hvp.BlockHVP.reserve_vectors`).
+
+    Args:
+        dim: Block dimension ``d``.
+        steps: Lanczos steps asked for.
+        itemsize: Bytes per number of the stored vectors.
+        products: Copies of the product a call holds at once (at least 1).
+    """
+    chunk_row = 8 * dim if itemsize < 8 else 0
+    return (lanczos_probe_bytes(dim, steps, itemsize, products) + lanczos_work_bytes(dim)
+            + chunk_row)
 
 
 def lanczos_groups(per_probe: Sequence[int], probes: int, limit: int,

@@ -37,7 +37,12 @@ from nets.engine.adapters import LossFn
 from nets.engine.blocks import full_block, resolve_blocks
 from nets.engine.checks import check_int, check_problem
 from nets.engine.distributed import Communicator
-from nets.engine.groups import lanczos_groups, lanczos_probe_bytes, lanczos_work_bytes
+from nets.engine.groups import (
+    lanczos_group_floor_bytes,
+    lanczos_groups,
+    lanczos_probe_bytes,
+    lanczos_work_bytes,
+)
 from nets.engine.hvp import BlockHVP
 from nets.engine.lanczos import LanczosRun, chunk_bytes_for, lanczos
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
@@ -173,11 +178,9 @@ def operator_spectra(
     per_probe = [lanczos_probe_bytes(b.dim, lanczos_steps, itemsize, op.product_copies)
                  for b in blocks]
     work = [lanczos_work_bytes(b.dim) for b in blocks]
-    # the smallest group: one probe of a block, its work row and (a basis narrower than
-    # float64) one row of the float64 chunk buffer
     limit, lean = op.reserve_vectors(max(
-        pp + w + (8 * b.dim if itemsize < 8 else 0)
-        for pp, w, b in zip(per_probe, work, blocks, strict=True)))
+        lanczos_group_floor_bytes(b.dim, lanczos_steps, itemsize, op.product_copies)
+        for b in blocks))
     # the float64 chunk buffer comes out of the vectors' budget (at most CHUNK_SHARE of it)
     chunk = min(chunk_bytes_for(op.device), max(int(limit * CHUNK_SHARE), 1))
     groups = lanczos_groups(per_probe, len(ids), max(limit - chunk, 0), lean, shared=work)

@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 import nets
 import nets.engine.spectrum as spectrum
 from nets.engine.blocks import resolve_blocks
-from nets.engine.groups import lanczos_groups, lanczos_probe_bytes, lanczos_work_bytes
+from nets.engine.groups import (
+    lanczos_group_floor_bytes,
+    lanczos_groups,
+    lanczos_probe_bytes,
+    lanczos_work_bytes,
+)
 from nets.engine.hvp import LEAN_SHARE, BlockHVP
 from nets.engine.spectrum import CHUNK_SHARE, operator_spectra
 
@@ -147,6 +152,33 @@ def test_probe_bytes_count_basis_and_products_and_work_bytes_a_float64_row():
         lanczos_work_bytes(-1)
     with pytest.raises(ValueError, match="products"):
         lanczos_probe_bytes(10, 3, 4, products=0)
+
+
+def test_group_floor_is_one_probe_its_work_row_and_a_float64_row_for_a_narrow_basis():
+    """The smallest group of a block: one probe's own vectors and its float64 work row, and
+    for a float32 basis one float64 row of the buffer reorthogonalization reads it into."""
+    assert lanczos_group_floor_bytes(100, 10, 4) == (10 + 3) * 100 * 4 + 800 + 800
+    assert lanczos_group_floor_bytes(100, 10, 8) == (10 + 3) * 100 * 8 + 800  # read as is
+    assert lanczos_group_floor_bytes(100, 10, 4, products=2) == (10 + 4) * 100 * 4 + 1600
+    with pytest.raises(ValueError, match="products"):
+        lanczos_group_floor_bytes(10, 3, 4, products=0)
+
+
+def test_the_run_reserves_its_largest_blocks_floor(attention_problem, monkeypatch):
+    """operator_spectra makes room for the smallest group of its largest block (the floor
+    of every block is at most that) before it sizes the groups."""
+    model, loss_fn, data = attention_problem[:3]
+    op = BlockHVP(model, loss_fn, data, resolve_blocks(model, None))
+    asked = []
+    reserve = BlockHVP.reserve_vectors
+    monkeypatch.setattr(BlockHVP, "reserve_vectors",
+                        lambda self, least: asked.append(least) or reserve(self, least))
+    operator_spectra(op, lanczos_steps=4, probes=2, seed=0)
+    itemsize = next(model.parameters()).dtype.itemsize
+    assert asked == [max(lanczos_group_floor_bytes(b.dim, 4, itemsize, op.product_copies)
+                         for b in op.blocks)]
+    assert asked[0] == lanczos_group_floor_bytes(max(b.dim for b in op.blocks), 4, itemsize,
+                                                 op.product_copies)
 
 
 @pytest.mark.parametrize("limit", [2**40, 6000])
