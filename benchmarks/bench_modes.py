@@ -12,24 +12,37 @@ run pays per Lanczos step), and reports the ratio forward / reverse-block of the
 and the smallest ``T`` at which forward-over-reverse is the faster warm (``crossover``).
 ``nets.engine.hvp.FORWARD_MIN_TANGENTS_CPU`` is chosen from this report.
 
+``--compile`` times a third product, forward-over-reverse compiled by ``torch.compile``
+(``nets.BlockHVP(compile=True)``): its first call includes the compilation. It pays where its
+warm call beats the faster of the two eager ones; ``break-even`` is then the number of calls
+``n`` from which ``n`` compiled calls (the first one compiling) take no longer than ``n``
+calls of the faster eager mode (its first included): the smallest ``n ≥ 1`` with
+``c₁ + (n − 1) c ≤ e₁ + (n − 1) e``. A Lanczos run of ``k`` steps makes ``k`` calls per
+group of blocks, so compiling pays on runs longer than that. Every tangent count is another
+shape, so another compilation; every compilation starts cold (Inductor's caches off:
+``torch._inductor.config.force_disable_caches``), as a user's first run in a fresh
+environment would.
+
 Each model runs in a fresh process (``--model``), so every model's first forward call pays
 ``torch.func``'s set-up, as a user's first call would. Both modes' products are checked to
 agree before they are timed.
 
 Run:  .venv/bin/python benchmarks/bench_modes.py [--models gpt gpt2-s gpt2-m]
-      [--tangents 8 16 32 64 128] [--out benchmarks/results/modes.md]
+      [--tangents 8 16 32 64 128] [--compile] [--out benchmarks/results/modes.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
 import torch
+import torch._inductor.config as inductor_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -50,18 +63,28 @@ COLUMNS = [("model", "model", ""), ("params", "parameters", ""), ("T", "T", ""),
            ("reverse_ms", "reverse-block warm ms", ".1f"),
            ("warm_ratio", "forward / reverse-block warm", ".2f"),
            ("first_ratio", "forward / reverse-block first", ".2f")]
+#: the columns ``--compile`` adds
+COMPILED_COLUMNS = [("compiled_first_ms", "compiled first ms (compiling)", ".1f"),
+                    ("compiled_ms", "compiled warm ms", ".1f"),
+                    ("compiled_ratio", "compiled / best eager warm", ".2f"),
+                    ("break_even", "break-even calls", "")]
 
 
-def measure(name: str, tangents: list[int], repeats: int, device: str = "cpu") -> list[dict]:
-    """The rows of one model (in this process, on ``device``): one per tangent count."""
+def measure(name: str, tangents: list[int], repeats: int, device: str = "cpu",
+            compile: bool = False) -> list[dict]:
+    """The rows of one model (in this process, on ``device``): one per tangent count; with
+    ``compile``, the compiled forward-over-reverse product timed too."""
     dev = torch.device(device)
+    if compile:  # cold compilations (see the docstring), not another run's cached kernels
+        inductor_config.force_disable_caches = True
     model, loss_fn, data = problems.load(name, dev)
     block = [nets.full_block(model)]
     gen = torch.Generator().manual_seed(0)
     rows = []
     for t in tangents:
         try:
-            rows.append(_measure_count(model, loss_fn, data, block, name, t, gen, repeats, dev))
+            rows.append(_measure_count(model, loss_fn, data, block, name, t, gen, repeats, dev,
+                                       compile))
         except torch.OutOfMemoryError:  # this count and larger ones do not fit: the rest stays
             rows.append({"model": name, "params": block[0].dim, "T": t,
                          "error": "out of memory"})
@@ -70,16 +93,18 @@ def measure(name: str, tangents: list[int], repeats: int, device: str = "cpu") -
 
 
 def _measure_count(model, loss_fn, data, block, name: str, t: int, gen: torch.Generator,
-                   repeats: int, dev: torch.device) -> dict:
-    """One model's row at ``t`` tangents: both modes timed, their products checked to agree."""
+                   repeats: int, dev: torch.device, compile: bool = False) -> dict:
+    """One model's row at ``t`` tangents: both modes (and with ``compile`` the compiled
+    forward product) timed, their products checked to agree."""
     dim, dtype = block[0].dim, next(model.parameters()).dtype
     v = [torch.randn(t, dim, generator=gen, dtype=dtype).to(dev)]
     row: dict = {"model": name, "params": dim, "T": t}
     out = {}
-    for mode, key in (("forward", "forward"), ("reverse-block", "reverse")):
-        op = nets.BlockHVP(model, loss_fn, data[:1], block, mode=mode)
+    modes = [("forward", "forward", False), ("reverse-block", "reverse", False)]
+    for mode, key, compiled in modes + ([("forward", "compiled", True)] if compile else []):
+        op = nets.BlockHVP(model, loss_fn, data[:1], block, mode=mode, compile=compiled)
         t0 = time.perf_counter()
-        out[mode] = op(v)[0]
+        out[key] = op(v)[0]
         meters.synchronize(dev)
         row[f"{key}_first_ms"] = 1e3 * (time.perf_counter() - t0)
         t0 = time.perf_counter()
@@ -87,7 +112,9 @@ def _measure_count(model, loss_fn, data, block, name: str, t: int, gen: torch.Ge
             op(v)
         meters.synchronize(dev)
         row[f"{key}_ms"] = 1e3 * (time.perf_counter() - t0) / repeats
-    check_same([out["reverse-block"]], [out["forward"]], f"{name} T={t}: forward")
+    check_same([out["reverse"]], [out["forward"]], f"{name} T={t}: forward")
+    if compile:
+        check_same([out["reverse"]], [out["compiled"]], f"{name} T={t}: compiled forward")
     return row
 
 
@@ -99,7 +126,23 @@ def derive(rows: list[dict]) -> list[dict]:
             continue
         r["warm_ratio"] = r["forward_ms"] / r["reverse_ms"]
         r["first_ratio"] = r["forward_first_ms"] / r["reverse_first_ms"]
+        if "compiled_ms" in r:
+            eager = "forward" if r["forward_ms"] < r["reverse_ms"] else "reverse"
+            r["compiled_ratio"] = r["compiled_ms"] / r[f"{eager}_ms"]
+            r["break_even"] = break_even(r["compiled_first_ms"], r["compiled_ms"],
+                                         r[f"{eager}_first_ms"], r[f"{eager}_ms"])
     return rows
+
+
+def break_even(first: float, warm: float, eager_first: float, eager_warm: float) -> int | str:
+    """The smallest number of calls ``n ≥ 1`` from which on ``n`` calls of a product whose
+    first call takes ``first`` and later ones ``warm`` take no longer than ``n`` calls of the
+    eager product (``eager_first``, ``eager_warm``): ``first + (n − 1) warm ≤ eager_first +
+    (n − 1) eager_warm`` at ``n`` and every larger count; ``"never"`` where the warm call is
+    not faster (a long run then loses whatever the first calls took)."""
+    if warm >= eager_warm:
+        return "never"
+    return 1 + max(0, math.ceil((first - eager_first) / (eager_warm - warm)))
 
 
 def crossover(rows: list[dict]) -> dict[str, int | None]:
@@ -119,6 +162,19 @@ def crossover(rows: list[dict]) -> dict[str, int | None]:
     return out
 
 
+def _compiled_summary(rows: list[dict]) -> str:
+    """The report's line on the compiled product: per model, the tangent counts at which its
+    warm call beats the faster eager one, with the calls after which it pays."""
+    out = []
+    timed = [r for r in rows if "compiled_ms" in r]
+    for model in dict.fromkeys(r["model"] for r in timed):
+        pays = [f"T = {r['T']} after {r['break_even']} calls" for r in timed
+                if r["model"] == model and r["break_even"] != "never"]
+        out.append(f"{model}: " + (", ".join(pays) if pays else "at no tangent count"))
+    return ("\nCompiled forward-over-reverse is faster warm than the faster eager mode: "
+            + "; ".join(out) + ".")
+
+
 def main(argv: list[str] | None = None) -> None:
     """The command line (``argv``: its arguments, default ``sys.argv[1:]``)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -129,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu",
                     help="where the model and products are (default cpu; cuda on a GPU: the "
                          "measurement behind FORWARD_MIN_TANGENTS, make gpu-check)")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time forward-over-reverse compiled by torch.compile (its first "
+                         "call compiling) and the calls after which it pays")
     ap.add_argument("--out", default=None, help="Markdown report (default: print only)")
     ap.add_argument("--in-process", action="store_true",
                     help="measure every model in this process (the tests' mode; only the "
@@ -140,14 +199,16 @@ def main(argv: list[str] | None = None) -> None:
     tangents = sorted(set(args.tangents))
     with meters.torch_threads(args.threads):
         if args.model is not None:
-            print(json.dumps(measure(args.model, tangents, args.repeats, args.device)))
+            print(json.dumps(measure(args.model, tangents, args.repeats, args.device,
+                                     args.compile)))
             return
         load0 = os.getloadavg()[0]
         rows = runner.each_model(  # measure()'s rows, derived there
             __file__, args.models, lambda m: [
                 "--model", m, "--tangents", *map(str, tangents), "--repeats",
-                str(args.repeats), "--threads", str(args.threads), "--device", args.device],
-            lambda m: measure(m, tangents, args.repeats, args.device),
+                str(args.repeats), "--threads", str(args.threads), "--device", args.device,
+                *(["--compile"] if args.compile else [])],
+            lambda m: measure(m, tangents, args.repeats, args.device, args.compile),
             in_process=args.in_process, failed=lambda m, e: {"model": m, "T": "all", "error": e})
     cross = crossover(rows)
     version = reports.code_version(__file__)
@@ -155,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         "# Forward-over-reverse against the double backward, by number of tangents", "",
         f"Generated by `benchmarks/bench_modes.py --models {' '.join(args.models)} "
         f"--tangents {' '.join(map(str, tangents))} "
-        f"--repeats {args.repeats} --threads {args.threads} --device {args.device}` at "
+        f"--repeats {args.repeats} --threads {args.threads} --device {args.device}"
+        f"{' --compile' if args.compile else ''}` at "
         f"{version['commit']} on {reports.machine_note(args.device)}; "
         f"load average {load0:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end. One full-Hessian block, the model's first "
@@ -164,10 +226,12 @@ def main(argv: list[str] | None = None) -> None:
         + ("every model in its own process. " if not args.in_process else
            "every model in one process (--in-process). ")
         + "Definitions: the script's docstring.", "",
-        format_table([r for r in rows if "error" not in r], COLUMNS, markdown=True), "",
+        format_table([r for r in rows if "error" not in r],
+                     COLUMNS + (COMPILED_COLUMNS if args.compile else []), markdown=True), "",
         "Smallest tangent count from which forward-over-reverse is the faster warm product "
         "(at it and every larger count measured): "
         + "; ".join(f"{m}: {'never' if t is None else t}" for m, t in cross.items()) + "."
+        + (_compiled_summary(rows) if args.compile else "")
         + "".join(f"\nNot measured: {r['model']} at T = {r['T']}: {r['error']}."
                   for r in rows if "error" in r)])
     print(text, flush=True)

@@ -9,6 +9,7 @@ import contextlib
 import io
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +94,48 @@ def test_a_model_that_fails_is_named_and_the_others_reported(modes, tmp_path):
     text = out.read_text()
     assert len([line for line in text.splitlines() if line.startswith("| mlp-xs |")]) == 1
     assert "Not measured: no-such-model at T = all: " in text
+
+
+def test_break_even_counts_the_calls_after_which_compiling_pays(modes):
+    """n calls of the compiled product, its first compiling, against n of the eager one."""
+    # 100 + 18·5 = 190 = 10 + 18·10 at n = 19, and 185 > 180 at n = 18
+    assert modes.break_even(100.0, 5.0, 10.0, 10.0) == 19
+    assert modes.break_even(5.0, 1.0, 10.0, 2.0) == 1  # faster from the first call
+    assert modes.break_even(100.0, 10.0, 10.0, 10.0) == "never"  # warm no faster
+    assert modes.break_even(5.0, 3.0, 10.0, 2.0) == "never"  # first faster, but loses later
+
+
+def test_compiled_rows_compare_with_the_faster_eager_mode(modes):
+    rows = modes.derive([
+        {"model": "a", "T": 8, "forward_first_ms": 40.0, "forward_ms": 12.0,
+         "reverse_first_ms": 10.0, "reverse_ms": 10.0, "compiled_first_ms": 1010.0,
+         "compiled_ms": 5.0},
+        {"model": "a", "T": 64, "forward_first_ms": 40.0, "forward_ms": 8.0,
+         "reverse_first_ms": 10.0, "reverse_ms": 10.0, "compiled_first_ms": 1040.0,
+         "compiled_ms": 9.0}])
+    assert rows[0]["compiled_ratio"] == pytest.approx(0.5)  # against reverse-block's 10
+    assert rows[0]["break_even"] == 1 + 200  # (1010 - 10) / (10 - 5)
+    assert rows[1]["compiled_ratio"] == pytest.approx(9.0 / 8.0)  # against forward's 8
+    assert rows[1]["break_even"] == "never"
+    line = modes._compiled_summary(rows)
+    assert "a: T = 8 after 201 calls." in line and "T = 64" not in line
+    assert "at no tangent count" in modes._compiled_summary(rows[1:])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch._dynamo.is_dynamo_supported(), reason="no torch.compile here")
+def test_smoke_run_with_compile_times_the_compiled_product(modes, tmp_path):
+    """--compile: the compiled product is checked against the eager ones and timed; its row
+    says after how many calls it pays, or never."""
+    out = tmp_path / "modes.md"
+    with contextlib.redirect_stdout(io.StringIO()):
+        modes.main(["--models", "mlp-xs", "--tangents", "2", "--repeats", "1", "--in-process",
+                    "--compile", "--out", str(out)])
+    text = out.read_text()
+    (row,) = [[c.strip() for c in line.strip("|").split("|")]
+              for line in text.splitlines() if line.startswith("| mlp-xs |")]
+    assert all(float(c) > 0 for c in row[3:-1]), row  # times and ratios
+    assert row[-1] == "never" or int(row[-1]) >= 1
+    assert "compiled first ms (compiling)" in text and "--compile`" in text
+    assert "Compiled forward-over-reverse is faster warm than the faster eager mode: mlp-xs: " \
+        in text
