@@ -1074,7 +1074,10 @@ class BlockHVP:
             padded = pad_tangents(self.blocks, part, self._block_params, self.dtype)
             t0 = time.perf_counter()  # padding and cutting are not the product
             if mode == "forward":
-                full = self._hvp(self.params, x, y, padded, chunk_size=self.chunk_size)
+                # the chunk already holds at most chunk_size rows: no chunking inside vmap, and
+                # no chunk_size in the compiled product's guards (a budget's other chunk_size
+                # recompiled it for every new operator, seconds to a minute each)
+                full = self._hvp(self.params, x, y, padded)
             else:
                 full = reverse_products(graph, padded, self.chunk_size, self._double_backward)
             self._timed(mode, t0)

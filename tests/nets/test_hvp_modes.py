@@ -516,6 +516,47 @@ def test_compiled_products_equal_uncompiled(sdpa_problem):
                                    err_msg=b.name)
 
 
+def test_forward_products_are_chunked_outside_vmap(mlp_problem):
+    """Forward-over-reverse runs each chunk of at most ``chunk_size`` stacked rows in one
+    ``vmap`` call without a ``chunk_size`` of its own: a compiled product's guards then do not
+    hold the budget's chunk size, which differs between operators (and recompiled it for each)."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    vecs = [torch.randn(3, b.dim, generator=torch.Generator().manual_seed(i),
+                        dtype=torch.float64) for i, b in enumerate(blocks)]
+    ref = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")(vecs)
+    op = BlockHVP(model, loss_fn, data, blocks, mode="forward", chunk_size=4)
+    calls: list = []
+    product = op._hvp
+
+    def recording(params, x, y, tangents, **kwargs):
+        calls.append((next(iter(tangents.values())).shape[0], kwargs))
+        return product(params, x, y, tangents, **kwargs)
+
+    op._hvp = recording
+    for a, b in zip(op(vecs), ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12 * float(b.abs().max()))
+    assert sum(n for n, _ in calls) == 3 * len(blocks) * len(data)  # every row, every batch
+    assert max(n for n, _ in calls) == 4 and all(kwargs == {} for _, kwargs in calls)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch._dynamo.is_dynamo_supported(), reason="no torch.compile here")
+def test_a_compiled_product_is_not_recompiled_for_another_operators_chunk_size(mlp_problem):
+    """Two operators on one model whose budgets give other chunk sizes (both above the rows
+    stacked) run the same compiled product: the second compiles nothing."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    vecs = [torch.randn(2, b.dim, generator=torch.Generator().manual_seed(i),
+                        dtype=torch.float64) for i, b in enumerate(blocks)]
+    BlockHVP(model, loss_fn, data, blocks, compile=True, chunk_size=64)(vecs)
+    counters = torch._dynamo.utils.counters
+    compiled = counters["stats"]["unique_graphs"]
+    assert compiled > 0
+    BlockHVP(model, loss_fn, data, blocks, compile=True, chunk_size=32)(vecs)
+    assert counters["stats"]["unique_graphs"] == compiled
+
+
 @pytest.mark.parametrize("mode", ["reverse", "reverse-block", "reverse-bundle", "auto"])
 def test_budget_chooses_one_graph_at_a_time_with_the_same_products(mode, request):
     """A budget that holds one batch's graph but not all of them: ``one-at-a-time`` (every call
