@@ -137,5 +137,6 @@ def test_smoke_run_with_compile_times_the_compiled_product(modes, tmp_path):
     assert all(float(c) > 0 for c in row[3:-1]), row  # times and ratios
     assert row[-1] == "never" or int(row[-1]) >= 1
     assert "compiled first ms (compiling)" in text and "--compile`" in text
+    assert "next operator's first ms" in text
     assert "Compiled forward-over-reverse is faster warm than the faster eager mode: mlp-xs: " \
         in text
