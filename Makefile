@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-memory-measured bench-groups bench-ab bench-floor bench-modes bench-reorth bench-estimates clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-memory-measured bench-groups bench-ab bench-floor bench-modes bench-compile bench-reorth bench-estimates clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -125,6 +125,13 @@ bench-floor: install
 
 bench-modes: install
 	$(PY) benchmarks/bench_modes.py --repeats 5 --out benchmarks/results/modes.md
+
+# torch.compile's forward-over-reverse product against the eager modes on the CPU, at the
+# full-spectrum grid's probe counts: what compiling costs and after how many calls it pays
+# (one thread, a cold compilation per model and count: about 15 minutes).
+bench-compile: install
+	$(PY) benchmarks/bench_modes.py --tangents 1 3 10 --repeats 5 --compile \
+	  --out benchmarks/results/modes-compile.md
 
 # Reorthogonalization's chunk size on the CPU (REORTH_CHUNK_BYTES; one thread, a minute).
 bench-reorth: install
