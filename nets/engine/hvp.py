@@ -398,6 +398,8 @@ class BlockHVP:
         self._budget_given = max_memory is not None
         #: bytes of the Lanczos vectors' smallest group (:meth:`reserve_vectors`; 0 before)
         self._vectors_least = 0
+        #: whether the budget-below-the-least warning was given (:meth:`_warn_below_least`)
+        self._least_warned = False
         self.chunk_size = chunk_size
         self.measure_tangents = measure_tangents
         #: bytes per stacked tangent the plan used (set by the first call; None before)
@@ -654,17 +656,27 @@ class BlockHVP:
             # the data check kept the graphs that fitted beside the graph bound; a larger
             # measured estimate plans one at a time, which holds none across calls
             self._drop_graphs()
-        least = self._least_bytes()
-        if self._budget_given and not self._least and least > self.max_memory:
-            warnings.warn(f"max_memory={self.max_memory} bytes is below the least this run "
-                          "holds: one batch's gradient graph, one tangent and the Lanczos "
-                          "vectors' room (half a tangent, or one probe of the largest block "
-                          f"where that is more), about {least} bytes (measured on the first "
-                          "batch); it runs at that least (one graph and one tangent at a time), "
-                          f"over the budget. Pass max_memory >= {least}, or smaller batches "
-                          "or fewer lanczos_steps", UserWarning, stacklevel=3)
+        self._warn_below_least(stacklevel=4)
         if self.chunk_size is None:  # not given by the caller
             self.chunk_size = self._chunk_room(held)
+
+    def _warn_below_least(self, stacklevel: int) -> None:
+        """Warn, once, where a given budget is below the least the run holds
+        (:meth:`_least_bytes`, measured on the first batch): it then runs at that least, over
+        the budget. :meth:`reserve_vectors` warns as soon as the least is whole (before the
+        Lanczos vectors are grouped), :meth:`_plan` where a caller did not reserve them."""
+        least = self._least_bytes()
+        if self._least_warned or not self._budget_given or self._least or \
+                least <= self.max_memory:
+            return
+        self._least_warned = True
+        warnings.warn(f"max_memory={self.max_memory} bytes is below the least this run "
+                      "holds: one batch's gradient graph, one tangent and the Lanczos "
+                      "vectors' room (half a tangent, or one probe of the largest block "
+                      f"where that is more), about {least} bytes (measured on the first "
+                      "batch); it runs at that least (one graph and one tangent at a time), "
+                      f"over the budget. Pass max_memory >= {least}, or smaller batches "
+                      "or fewer lanczos_steps", UserWarning, stacklevel=stacklevel)
 
     def _chunk_room(self, held: int) -> int:
         """Tangents per product the budget allows beside ``held`` bytes of graphs and the
@@ -937,8 +949,9 @@ class BlockHVP:
         and ``least`` (on a small model with large blocks the vectors, not the products, set the
         least: a float32 MLP with a block of 8,192 parameters, 6 steps, ran 2.4 times its least
         budget in live tensors, counted by :class:`nets.engine.memory.LiveBytes`, before this).
-        A given budget below that least runs at it, over the budget, and the first call warns
-        (:class:`UserWarning`), naming it. :func:`nets.engine.spectrum.operator_spectra` calls
+        A given budget below that least runs at it, over the budget, with a warning
+        (:class:`UserWarning`) naming it, given here once the first batch's graph is measured
+        (else at the first call). :func:`nets.engine.spectrum.operator_spectra` calls
         this after :meth:`settle_tangents` and before it sizes the vectors' groups.
 
         Args:
@@ -953,6 +966,8 @@ class BlockHVP:
         least = check_int("least", least, minimum=0)
         self._vectors_least = max(self._vectors_least, least)
         self._resolve_least()
+        if self.graph_bytes:  # the least is whole once the first batch's graph is measured
+            self._warn_below_least(stacklevel=5)
         return self.vector_budget()
 
     def _vector_room(self, strategy: str, held: int) -> tuple[int, int | None]:

@@ -794,6 +794,25 @@ def test_a_budget_below_the_least_warns(mlp_problem):
     with pytest.warns(UserWarning, match=f"below the least .* about {least} bytes"):
         op(vecs)
     assert op.info()["graph_strategy"] == "one-at-a-time" and op.chunk_size == 1
+    with warnings.catch_warnings():  # once per operator
+        warnings.simplefilter("error")
+        op(vecs)
+
+
+def test_a_budget_below_the_least_warns_when_the_vectors_are_reserved(mlp_problem):
+    """Where the run reserves the Lanczos vectors' room (operator_spectra), the warning comes
+    then, before the vectors are grouped and the first product runs, and not again."""
+    model, loss_fn, data = mlp_problem[:3]
+    blocks = resolve_blocks(model, None)
+    op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=1,
+                  measure_tangents=False)
+    op.settle_tangents(len(blocks))
+    with pytest.warns(UserWarning, match="below the least this run holds") as rec:
+        op.reserve_vectors(0)
+    assert len(rec) == 1 and op.calls == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        op([torch.ones(1, b.dim, dtype=torch.float64) for b in blocks])
 
 
 @pytest.mark.parametrize("mode", ["reverse", "reverse-block", "reverse-bundle"])
