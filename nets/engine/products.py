@@ -146,9 +146,19 @@ def forward_over_reverse(model: torch.nn.Module, loss_fn: LossFn
         sub = {n: params[n] for n in tangents}
         rest = {n: p.detach() for n, p in params.items() if n not in sub}
         g = grad(loss)
+        if isinstance(targets, torch.Tensor) and targets.is_floating_point():
+            # floating targets get an explicit zero tangent: without one, forward-mode AD gives
+            # a loss such as mse_loss an efficient ZeroTensor for it, which eager torch refuses
+            # ("ZeroTensors are immutable", pytorch#123996) and a CPU Inductor kernel reads as
+            # memory (a segfault under compile=True, pytorch#197067). Not batched by vmap: one
+            # copy of the targets, and only the loss's own ops see it
+            zero = torch.zeros_like(targets)
 
-        def one(t):
-            return jvp(lambda s: g(s, rest, inputs, targets), (sub,), (t,))[1]
+            def one(t):
+                return jvp(lambda s, y: g(s, rest, inputs, y), (sub, targets), (t, zero))[1]
+        else:
+            def one(t):
+                return jvp(lambda s: g(s, rest, inputs, targets), (sub,), (t,))[1]
 
         return vmap(one, chunk_size=chunk_size)(tangents)
 

@@ -151,3 +151,15 @@ def smoke_report():
         return text, rows
 
     return run
+
+
+def mse_problem():
+    """A float64 MLP regressing floating targets with ``mse_loss``, two batches: forward-mode
+    AD gives the loss an efficient ZeroTensor for targets without a tangent (pytorch#123996).
+    A plain function (a child process builds it too)."""
+    g = torch.Generator().manual_seed(7)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+                                torch.nn.Linear(4, 2)).double()
+    data = [(torch.randn(5, 3, generator=g, dtype=torch.float64),
+             torch.randn(5, 2, generator=g, dtype=torch.float64)) for _ in range(2)]
+    return model, torch.nn.functional.mse_loss, data

@@ -6,7 +6,11 @@ math attention, and a model with LayerNorm and fused ``F.scaled_dot_product_atte
 CPU flash kernel has neither forward AD nor double backward).
 """
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +32,7 @@ from nets.engine.hvp import (
 from nets.engine.memory import LiveBytes
 from nets.engine.spectrum import operator_spectra
 
-from .conftest import on_device
+from .conftest import mse_problem, on_device
 
 PRODUCT_MODES = [m for m in MODES if m != "auto"]
 
@@ -488,6 +492,54 @@ def test_compile_option_checks():
     with pytest.raises(TypeError, match="compile must be True or False"):
         BlockHVP(model, loss, data, blocks, compile="yes")
     assert BlockHVP(model, loss, data, blocks, compile=True).mode == "forward"
+
+
+def test_forward_mode_with_mse_loss_matches_the_dense_hessian():
+    """Forward-over-reverse on a loss of floating targets (mse_loss; eager torch raised
+    "ZeroTensors are immutable" before the targets got an explicit zero tangent)."""
+    model, loss_fn, data = mse_problem()
+    blocks = resolve_blocks(model, None)
+    vecs = [torch.randn(2, b.dim, generator=torch.Generator().manual_seed(i),
+                        dtype=torch.float64) for i, b in enumerate(blocks)]
+    out = BlockHVP(model, loss_fn, data, blocks, mode="forward")(vecs)
+    h, names, sizes = _dense_reference(model, loss_fn, data)
+    offsets = np.cumsum([0, *sizes])
+    for b, v, o in zip(blocks, vecs, out, strict=True):
+        i = names.index(b.name)
+        ref = v.numpy() @ h[offsets[i]:offsets[i + 1], offsets[i]:offsets[i + 1]]
+        np.testing.assert_allclose(o.numpy(), ref, rtol=0, atol=1e-12 * np.abs(h).max(),
+                                   err_msg=b.name)
+
+
+_COMPILED_MSE = """
+import importlib.util, torch
+spec = importlib.util.spec_from_file_location("nets_tests_conftest", {conftest!r})
+conftest = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(conftest)
+from nets.engine.blocks import resolve_blocks
+from nets.engine.hvp import BlockHVP
+model, loss_fn, data = conftest.mse_problem()
+blocks = resolve_blocks(model, None)
+vecs = [torch.ones(2, b.dim, dtype=torch.float64) for b in blocks]
+eager = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")(vecs)
+compiled = BlockHVP(model, loss_fn, data, blocks, compile=True)(vecs)
+print(max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(compiled, eager)))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch._dynamo.is_dynamo_supported(), reason="no torch.compile here")
+def test_compiled_products_with_mse_loss_run_and_equal_the_eager_ones(tmp_path):
+    """compile=True on a loss of floating targets: the compiled product read the targets'
+    ZeroTensor tangent as memory and crashed the process (a segfault in a CPU Inductor kernel,
+    pytorch#197067) before they got an explicit zero tangent; run in a child process, so a crash
+    fails this test instead of the session."""
+    conftest = str(Path(__file__).with_name("conftest.py"))
+    p = subprocess.run([sys.executable, "-c", _COMPILED_MSE.format(conftest=conftest)],
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert float(p.stdout.split()[-1]) < 1e-10
 
 
 @pytest.mark.slow
