@@ -637,3 +637,22 @@ def test_gpu_grid_without_cuda_stops_with_the_fix(benchmark_script, capsys, name
     err = capsys.readouterr().err
     assert "no CUDA device" in err and "make gpu-check" in err
     assert bench.machine_note("cuda").endswith(f"CPUs ({platform.machine()})")  # no GPU
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch._dynamo.is_dynamo_supported(), reason="no torch.compile here")
+def test_compile_adds_a_compiled_nets_row_to_the_full_cells(benchmark_script, tmp_path):
+    """--compile: the full-spectrum cell gets a nets+compile row (compiled, its compilation in
+    its time) with the same largest Ritz value as nets; the blockwise cell none."""
+    bench = benchmark_script("bench_peers")
+    out = tmp_path / "rows.json"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        bench.main(["--grid", "smoke", "--in-process", "--compile", "--json", str(out)])
+    rows = json.loads(out.read_text())
+    (compiled,) = [r for r in rows if r["method"] == "nets+compile"]
+    (eager,) = [r for r in rows if r["method"] == "nets" and r["kind"] == "full"]
+    assert compiled["kind"] == "full" and "error" not in compiled, compiled
+    assert compiled["mode"] == "forward" and compiled["seconds"] > 0
+    assert compiled["top"]["full"] == pytest.approx(eager["top"]["full"], rel=1e-8)
+    assert "compiled, compilation included" in buf.getvalue()
