@@ -90,6 +90,18 @@ def _dense_reference(model, loss_fn, data) -> tuple[np.ndarray, list[str], list[
     return h.numpy(), names, sizes
 
 
+def _assert_dense_products(products, blocks, vecs, problem, atol: float) -> None:
+    """Each block's products equal its vectors times the dense Hessian's diagonal block of
+    ``problem`` (model, loss, data), to ``atol`` times the Hessian's largest entry."""
+    h, names, sizes = _dense_reference(*problem)
+    offsets = np.cumsum([0, *sizes])
+    for b, v, out in zip(blocks, vecs, products, strict=True):
+        i = names.index(b.name)
+        ref = v.numpy() @ h[offsets[i]:offsets[i + 1], offsets[i]:offsets[i + 1]]
+        np.testing.assert_allclose(out.numpy(), ref, rtol=0, atol=atol * np.abs(h).max(),
+                                   err_msg=b.name)
+
+
 def _with_dense(request, problem: str):
     """The fixture ``problem``'s model, loss and data, with its dense Hessian (computed once per
     problem), the parameters' names and their offsets in it."""
@@ -502,13 +514,7 @@ def test_forward_mode_with_mse_loss_matches_the_dense_hessian():
     vecs = [torch.randn(2, b.dim, generator=torch.Generator().manual_seed(i),
                         dtype=torch.float64) for i, b in enumerate(blocks)]
     out = BlockHVP(model, loss_fn, data, blocks, mode="forward")(vecs)
-    h, names, sizes = _dense_reference(model, loss_fn, data)
-    offsets = np.cumsum([0, *sizes])
-    for b, v, o in zip(blocks, vecs, out, strict=True):
-        i = names.index(b.name)
-        ref = v.numpy() @ h[offsets[i]:offsets[i + 1], offsets[i]:offsets[i + 1]]
-        np.testing.assert_allclose(o.numpy(), ref, rtol=0, atol=1e-12 * np.abs(h).max(),
-                                   err_msg=b.name)
+    _assert_dense_products(out, blocks, vecs, (model, loss_fn, data), 1e-12)
 
 
 _COMPILED_MSE = """
@@ -559,13 +565,7 @@ def test_compiled_products_equal_uncompiled(sdpa_problem):
     assert op.info()["compiled"] and op.info()["hvp_mode"] == "forward"
     for a, b in zip(eager, compiled, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12 * float(a.abs().max()))
-    h, names, sizes = _dense_reference(model, loss_fn, data)  # independent dense Hessian
-    offsets = np.cumsum([0, *sizes])
-    for b, v, out in zip(blocks, vecs, compiled, strict=True):
-        i = names.index(b.name)
-        ref = v.numpy() @ h[offsets[i]:offsets[i + 1], offsets[i]:offsets[i + 1]]
-        np.testing.assert_allclose(out.numpy(), ref, rtol=0, atol=1e-10 * np.abs(h).max(),
-                                   err_msg=b.name)
+    _assert_dense_products(compiled, blocks, vecs, (model, loss_fn, data), 1e-10)
 
 
 def test_forward_products_are_chunked_outside_vmap(mlp_problem):
