@@ -78,20 +78,21 @@ def measure(name: str, tangents: list[int], repeats: int, device: str = "cpu",
     """The rows of one model (in this process, on ``device``): one per tangent count; with
     ``compile``, the compiled forward-over-reverse product timed too."""
     dev = torch.device(device)
-    if compile:  # cold compilations (see the docstring), not another run's cached kernels
-        inductor_config.force_disable_caches = True
     model, loss_fn, data = problems.load(name, dev)
     block = [nets.full_block(model)]
     gen = torch.Generator().manual_seed(0)
     rows = []
-    for t in tangents:
-        try:
-            rows.append(_measure_count(model, loss_fn, data, block, name, t, gen, repeats, dev,
-                                       compile))
-        except torch.OutOfMemoryError:  # this count and larger ones do not fit: the rest stays
-            rows.append({"model": name, "params": block[0].dim, "T": t,
-                         "error": "out of memory"})
-            break
+    # cold compilations (see the docstring), not another run's cached kernels; the setting
+    # is this measurement's only (the tests run it in their own process)
+    with inductor_config.patch(force_disable_caches=compile):
+        for t in tangents:
+            try:
+                rows.append(_measure_count(model, loss_fn, data, block, name, t, gen, repeats,
+                                           dev, compile))
+            except torch.OutOfMemoryError:  # this count and larger ones do not fit
+                rows.append({"model": name, "params": block[0].dim, "T": t,
+                             "error": "out of memory"})
+                break
     return derive(rows)
 
 
