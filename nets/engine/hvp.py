@@ -34,6 +34,7 @@ reduced (``Σ_l m_l d_l`` numbers per step, not ``m · D`` per block).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -73,9 +74,9 @@ from nets.engine.products import (
     row_chunks,
 )
 
-__all__ = ["BUNDLE_ON_CPU", "BUNDLE_ROWS", "FORWARD_MIN_TANGENTS", "FORWARD_MIN_TANGENTS_CPU",
-           "LEAN_SHARE", "LEAST", "MODES", "BlockHVP", "bundle_blocks", "check_hvp_options",
-           "forward_min_tangents"]
+__all__ = ["BUNDLE_ON_CPU", "BUNDLE_ROWS", "COMPILE_RECOMPILE_LIMIT", "FORWARD_MIN_TANGENTS",
+           "FORWARD_MIN_TANGENTS_CPU", "LEAN_SHARE", "LEAST", "MODES", "BlockHVP",
+           "bundle_blocks", "check_hvp_options", "forward_min_tangents"]
 
 #: Ways to evaluate Hessian-vector products (see :class:`BlockHVP`).
 MODES = ("auto", "forward", "reverse", "reverse-block", "reverse-bundle")
@@ -170,6 +171,14 @@ ZERO_PADDED_MAX_BLOCKS = 8
 #: of ``benchmarks/results/ab-basis.md``.
 LEAN_SHARE = 0.5
 
+#: How many compiled variants of the forward-over-reverse product (one per model object, loss
+#: and batch or chunk shape) one process keeps under ``compile=True`` before torch runs the
+#: product uncompiled. torch's own limit, 8 per function, was reached by the ninth small
+#: model compiled in one process, after which the products quietly ran uncompiled (slower than
+#: the default double backward); passed to ``torch.compile`` where it takes the option
+#: (torch 2.13), else torch's limit holds (docs/engine.md, ``torch.compile``).
+COMPILE_RECOMPILE_LIMIT = 64
+
 
 def check_hvp_options(mode: object, max_memory: object, chunk_size: object) -> None:
     """Validate the product options shared by :class:`BlockHVP` and the spectrum functions.
@@ -199,6 +208,14 @@ def check_hvp_options(mode: object, max_memory: object, chunk_size: object) -> N
             raise ValueError(f"max_memory must be a positive integer, {LEAST!r} or None, got "
                              f"{max_memory}")
     check_chunk_size(chunk_size)
+
+
+def _recompile_limit() -> dict[str, int]:
+    """``torch.compile``'s ``recompile_limit`` option at :data:`COMPILE_RECOMPILE_LIMIT`, where
+    this torch takes it (else no option)."""
+    if "recompile_limit" in inspect.signature(torch.compile).parameters:
+        return {"recompile_limit": COMPILE_RECOMPILE_LIMIT}
+    return {}
 
 
 def _check_compile(compile: object, mode: str) -> str:
@@ -425,7 +442,7 @@ class BlockHVP:
             # static shapes: batches of another size recompile (dynamic shapes fail in
             # forward-mode AD's zero tangents on torch 2.13: "storage_offset() on tensor with
             # symbolic sizes")
-            self._hvp = torch.compile(self._hvp, dynamic=False)
+            self._hvp = torch.compile(self._hvp, dynamic=False, **_recompile_limit())
         #: one block of whole tensors (a full spectrum): nothing to pad, reverse ≡ reverse-block
         self._unpadded = len(self.blocks) == 1 and all(not pc.index
                                                        for pc in self.blocks[0].pieces)

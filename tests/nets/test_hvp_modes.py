@@ -550,6 +550,26 @@ def test_compiled_products_with_mse_loss_run_and_equal_the_eager_ones(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch._dynamo.is_dynamo_supported(), reason="no torch.compile here")
+@pytest.mark.skipif(not hvp_module._recompile_limit(), reason="torch.compile has no limit option")
+def test_compiled_products_of_more_models_than_torchs_limit_all_compile():
+    """Ten models in one process: each compiles its own product (torch's own limit of 8 per
+    function ran the ninth and tenth uncompiled, with a warning in its log only)."""
+    counters = torch._dynamo.utils.counters
+    before = counters["stats"]["unique_graphs"]
+    for i in range(10):
+        g = torch.Generator().manual_seed(i)
+        model = torch.nn.Sequential(torch.nn.Linear(2 + i, 3), torch.nn.Tanh(),
+                                    torch.nn.Linear(3, 2)).double()
+        data = [(torch.randn(4, 2 + i, generator=g, dtype=torch.float64),
+                 torch.randint(0, 2, (4,), generator=g))]
+        blocks = resolve_blocks(model, None)
+        vecs = [torch.ones(1, b.dim, dtype=torch.float64) for b in blocks]
+        BlockHVP(model, torch.nn.functional.cross_entropy, data, blocks, compile=True)(vecs)
+        assert counters["stats"]["unique_graphs"] == before + i + 1, i
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch._dynamo.is_dynamo_supported(), reason="no torch.compile here")
 def test_compiled_products_equal_uncompiled(sdpa_problem):
     """torch.compile'd forward-over-reverse products equal the eager ones to round-off and the
     dense Hessian's blocks times the vectors (LayerNorm + SDPA model; one batch and one stack
