@@ -682,9 +682,8 @@ class BlockHVP:
         (:meth:`_least_bytes`, measured on the first batch): it then runs at that least, over
         the budget. :meth:`reserve_vectors` warns as soon as the least is whole (before the
         Lanczos vectors are grouped), :meth:`_plan` where a caller did not reserve them."""
-        least = self._least_bytes()
-        if self._least_warned or not self._budget_given or self._least or \
-                least <= self.max_memory:
+        least = self._plan_budget()  # above max_memory only for a given budget below the least
+        if self._least_warned or least <= self.max_memory:
             return
         self._least_warned = True
         warnings.warn(f"max_memory={self.max_memory} bytes is below the least this run "
@@ -983,8 +982,7 @@ class BlockHVP:
         least = check_int("least", least, minimum=0)
         self._vectors_least = max(self._vectors_least, least)
         self._resolve_least()
-        if self.graph_bytes:  # the least is whole once the first batch's graph is measured
-            self._warn_below_least(stacklevel=5)
+        self._warn_below_least(stacklevel=5)  # (none while the first graph is not measured)
         return self.vector_budget()
 
     def _vector_room(self, strategy: str, held: int) -> tuple[int, int | None]:
