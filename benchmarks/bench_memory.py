@@ -125,11 +125,14 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
     # compared with this one); a fixed budget below it ran at it and is named so
     least = next((r["budget_bytes"] for r in rows if r["max_memory"] == "least"
                   and "budget_bytes" in r and not r.get("measure_tangents")), None)
-    under = [r for r in rows if least is not None and isinstance(r["max_memory"], int)
-             and r["max_memory"] < least and not r.get("measure_tangents")]
+
+    def below_least(r: dict) -> bool:
+        return (least is not None and isinstance(r["max_memory"], int)
+                and r["max_memory"] < least and not r.get("measure_tangents"))
+
+    under = [r for r in rows if below_least(r)]
     for r in rows:
-        b = _label(r) + (" (ran at the least)" if any(r is u for u in under)
-                         and "error" not in r else "")
+        b = _label(r) + (" (ran at the least)" if below_least(r) and "error" not in r else "")
         if "error" in r:
             lines.append(f"| {b} | failed | | {gap}| | | | | | | | | {r['error']} |")
             continue
@@ -157,8 +160,7 @@ def render(rows: list[dict], peer: dict, header: str) -> str:
         lines += ["", f"The least nets runs in on this cell (one batch's graph, one tangent and "
                   f"the Lanczos vectors' room, the `least` row's budget) is "
                   f"{least / MIB:.1f} MiB. Below it ({', '.join(map(_label, under))}) nets ran "
-                  "at that "
-                  f"least, over the budget (with a warning)."]
+                  "at that least, over the budget (with a warning)."]
     lines += ["", ("Budgets meeting both targets: " + ", ".join(both) + "." if both else
                    "No budget meets both targets on this cell." if ok
                    else "No verdict: the peer did not run.")]
