@@ -58,6 +58,7 @@ from nets.engine.lanczos import LanczosRun, lanczos
 from nets.engine.products import make_batch_hessian_vector_product
 from nets.engine.roles import (
     BLOCK_SETS,
+    FUSED_LAYOUTS,
     MATRIX_ROLES,
     ROLES,
     SPLITS,
@@ -73,6 +74,7 @@ from nets.engine.spectrum import blockwise_spectrum, full_spectrum, operator_spe
 
 __all__ = [
     "BLOCK_SETS",
+    "FUSED_LAYOUTS",
     "MATRIX_ROLES",
     "RECIPES",
     "ROLES",

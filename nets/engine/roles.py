@@ -24,16 +24,30 @@ models this is the set of tensors with two or more axes; it differs where a 2-D 
 gain (a ``(1, d)`` gain of a class named ``…Norm``) or a 2-D bias of a custom layer.
 
 **Attention.** A module whose class name contains ``Attention`` (or an ``nn.MultiheadAttention``)
-is an attention module; its head count is its first positive integer attribute among
-``num_heads``, ``num_attention_heads``, ``n_head``, ``n_heads``, ``heads``. Its projections are
+is an attention module. Its head geometry is read from its attributes, then from its ``config``
+(Hugging Face modules keep only some of it as attributes): the query head count from
+``num_heads``, ``num_attention_heads``, ``n_head``, ``n_heads`` or ``heads``; the key/value
+head count (grouped-query attention) from ``num_key_value_heads``, ``num_kv_heads`` or
+``n_kv_heads`` (default: the query head count); the head width from ``head_dim``,
+``head_size`` or ``attention_head_size`` (default: a projection's rows over its head count).
+Its projections are
 
-* *fused*: a two-axis weight of shape ``(3E, E)`` (linear layout) or ``(E, 3E)`` (GPT-2
-  ``Conv1D`` layout) and its ``3E`` bias (``nn.MultiheadAttention.in_proj_*``, GPT-2
-  ``c_attn``, the zoo's ``qkv``): split in three along the output axis into Q, K, V;
-* *separate*: child linear layers named ``q``/``query``/``q_proj`` (and likewise ``k``, ``v``).
+* *separate*: child linear layers named ``q``/``query``/``q_proj`` (and likewise ``k``, ``v``);
+  per head, a K projection of grouped-query attention has its own (smaller) head count;
+* *fused, stacked*: all Q rows, then all K rows, then all V rows along the output axis:
+  ``nn.MultiheadAttention.in_proj_*`` and a child named ``qkv``, ``c_attn`` (GPT-2's ``Conv1D``,
+  layout ``(E, 3E)``; nanoGPT), ``in_proj``, ``Wqkv``, ``qkv_proj`` (Phi-3, with grouped-query
+  sizes) or ``to_qkv``, of ``3E`` rows or of the rows the geometry gives;
+* *fused, per head*: each head's Q, K and V rows in turn (:data:`FUSED_LAYOUTS`: GPT-NeoX and
+  Pythia, BLOOM);
+* *fused, unknown*: any other fused projection, and the classes whose layout depends on their
+  config or is neither of the two (Falcon, CodeGen). Splitting one is refused with the fix
+  (pass the blocks yourself, :func:`nets.engine.blocks.split_parameter`), never guessed: a
+  wrong guess would label K rows as Q and give JS distances of blocks that do not exist.
 
-``split="qkv"`` makes Q, K and V separate blocks; ``split="heads"`` further splits the Q and K
-weights into one block per head along the output axis (as in Adam-mini); V stays whole.
+``split="qkv"`` makes Q, K and V separate blocks (a per-head layout's Q block is one piece per
+head); ``split="heads"`` further splits the Q and K weights into one block per head along the
+output axis (as in Adam-mini); V stays whole.
 """
 
 from __future__ import annotations
@@ -47,8 +61,9 @@ from torch import nn
 from nets.engine.blocks import Block, resolve_blocks
 from nets.engine.checks import check_model
 
-__all__ = ["BLOCK_SETS", "MATRIX_ROLES", "ROLES", "SPLITS", "AttentionPart", "attention_parts",
-           "block_roles", "block_set", "matrix_blocks", "parameter_roles", "role_blocks"]
+__all__ = ["BLOCK_SETS", "FUSED_LAYOUTS", "LAYOUTS", "MATRIX_ROLES", "ROLES", "SPLITS",
+           "AttentionPart", "attention_parts", "block_roles", "block_set", "matrix_blocks",
+           "parameter_roles", "role_blocks"]
 
 ROLES = ("weight", "bias", "norm", "embedding", "other")
 #: The block sets JS0 is reported on: every block, or the weight matrices only.
@@ -60,9 +75,19 @@ SPLITS = ("params", "qkv", "heads")
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.LocalResponseNorm,
           nn.RMSNorm)
 _HEAD_ATTRS = ("num_heads", "num_attention_heads", "n_head", "n_heads", "heads")
+_KV_HEAD_ATTRS = ("num_key_value_heads", "num_kv_heads", "n_kv_heads")
+_HEAD_DIM_ATTRS = ("head_dim", "head_size", "attention_head_size")
 _SEPARATE = {"q": re.compile(r"(q|query|q_proj|to_q|wq)$"),
              "k": re.compile(r"(k|key|k_proj|to_k|wk)$"),
              "v": re.compile(r"(v|value|v_proj|to_v|wv)$")}
+#: Names of fused Q/K/V projections whose rows are stacked (all Q, all K, all V).
+_STACKED = re.compile(r"(qkv|c_attn|in_proj|wqkv|qkv_proj|to_qkv)$", re.IGNORECASE)
+#: Fused Q/K/V layouts by attention class, where the class decides it: ``"per-head"`` (each
+#: head's Q, K and V rows in turn: ``view(..., heads, 3, head_dim)``) or ``"unknown"`` (the
+#: layout depends on the config, or is neither stacked nor per head: splitting is refused).
+FUSED_LAYOUTS = {"GPTNeoXAttention": "per-head", "BloomAttention": "per-head",
+                 "FalconAttention": "unknown", "CodeGenAttention": "unknown"}
+LAYOUTS = ("separate", "stacked", "per-head", "unknown")
 
 
 @dataclass(frozen=True)
@@ -72,12 +97,66 @@ class AttentionPart:
     Attributes:
         parts: ``("q", "k", "v")`` for a fused tensor, or the one part (``("q",)``) it holds.
         axis: The output axis (0 for linear layout, 1 for GPT-2 ``Conv1D`` weights).
-        heads: Number of heads of the attention module, or ``None`` if it does not say.
+        heads: Number of query heads of the attention module, or ``None`` if it does not say.
+        layout: One of :data:`LAYOUTS`: ``"separate"`` (one part), ``"stacked"``,
+            ``"per-head"`` or ``"unknown"`` (fused in an order nets does not know).
+        sizes: Rows of each part along ``axis`` (stacked and separate), e.g. ``(H d, G d, G d)``
+            for ``H`` query and ``G`` key/value heads of width ``d``; ``()`` where unknown.
+        head_dim: Width ``d`` of one head, or ``None`` if the module does not say.
+        kv_heads: Number of key/value heads, or ``None`` if the module does not say.
+        owner: Class name of the attention module (the key of :data:`FUSED_LAYOUTS`).
     """
 
     parts: tuple[str, ...]
     axis: int
     heads: int | None
+    layout: str = "stacked"
+    sizes: tuple[int, ...] = ()
+    head_dim: int | None = None
+    kv_heads: int | None = None
+    owner: str = ""
+
+    def part_heads(self, label: str) -> int | None:
+        """Number of heads of part ``label``, or ``None`` where the module does not say.
+
+        Args:
+            label: ``"q"`` (query heads), ``"k"`` or ``"v"`` (key/value heads: fewer than the
+                query heads under grouped-query attention).
+        """
+        if self.layout == "per-head":
+            return self.heads
+        size = self.sizes[self.parts.index(label)]
+        if self.head_dim:
+            return size // self.head_dim if size % self.head_dim == 0 else None
+        heads = self.heads if label == "q" else (self.kv_heads or self.heads)
+        return heads if heads and size % heads == 0 else None
+
+    def rows(self, label: str, head: int | None = None) -> list[tuple[int, int]]:
+        """Row ranges ``[lo, hi)`` along ``axis`` of part ``label``, or of one of its heads.
+
+        Args:
+            label: ``"q"``, ``"k"`` or ``"v"`` (one of :attr:`parts`).
+            head: A head of that part (``0 ≤ head <`` :meth:`part_heads`), or ``None`` for all.
+
+        Raises:
+            ValueError: an unknown layout, or ``head`` given where the head count is unknown.
+        """
+        if self.layout == "unknown":
+            raise ValueError("the order of the rows of a fused projection of unknown layout")
+        if self.layout == "per-head":
+            width = self.sizes[0] // (3 * self.heads)
+            offset = self.parts.index(label) * width
+            picked = range(self.heads) if head is None else [head]
+            return [(h * 3 * width + offset, h * 3 * width + offset + width) for h in picked]
+        lo = sum(self.sizes[:self.parts.index(label)])
+        size = self.sizes[self.parts.index(label)]
+        if head is None:
+            return [(lo, lo + size)]
+        heads = self.part_heads(label)
+        if not heads:
+            raise ValueError(f"part {label!r} does not say its head count")
+        width = size // heads
+        return [(lo + head * width, lo + (head + 1) * width)]
 
 
 def _owners(model: nn.Module) -> dict[str, tuple[str, nn.Module, str]]:
@@ -128,12 +207,48 @@ def parameter_roles(model: nn.Module) -> dict[str, str]:
             if p.requires_grad and n in own}
 
 
-def _heads(m: nn.Module) -> int | None:
-    for a in _HEAD_ATTRS:
-        v = getattr(m, a, None)
+def _first_int(obj: object, attrs: tuple[str, ...]) -> int | None:
+    for a in attrs:
+        v = getattr(obj, a, None)
         if isinstance(v, int) and not isinstance(v, bool) and v > 0:
             return v
     return None
+
+
+def _geometry(m: nn.Module) -> tuple[int | None, int | None, int | None]:
+    """``(query heads, key/value heads, head width)`` of an attention module, ``None`` where
+    neither the module nor its ``config`` says."""
+    cfg = getattr(m, "config", None)
+    heads = _first_int(m, _HEAD_ATTRS) or _first_int(cfg, _HEAD_ATTRS)
+    kv = _first_int(m, _KV_HEAD_ATTRS) or _first_int(cfg, _KV_HEAD_ATTRS)
+    dim = _first_int(m, _HEAD_DIM_ATTRS) or _first_int(cfg, ("head_dim",))
+    return heads, kv, dim
+
+
+def _fused(parent: nn.Module, child: str, out_dim: int, in_dim: int,
+           axis: int) -> AttentionPart | None:
+    """The layout of a fused Q/K/V projection ``child`` of ``parent``, ``None`` if not fused."""
+    heads, kv, dim = _geometry(parent)
+    grouped = (heads * dim, (kv or heads) * dim, (kv or heads) * dim) if heads and dim else None
+    named = _STACKED.fullmatch(child) is not None
+    if not (named or out_dim == 3 * in_dim or (grouped and out_dim == sum(grouped))):
+        return None  # not sized or named as a fused Q/K/V projection (an output projection)
+    owner = type(parent).__name__
+    layout = FUSED_LAYOUTS.get(owner) or ("stacked" if named else "unknown")
+    if layout not in LAYOUTS[1:]:
+        raise ValueError(f"FUSED_LAYOUTS[{owner!r}] is {layout!r}; it must be one of "
+                         f"{', '.join(map(repr, LAYOUTS[1:]))}")
+    if layout == "per-head" and not (heads and out_dim % (3 * heads) == 0):
+        layout = "unknown"
+    sizes: tuple[int, ...] = (out_dim,) if layout == "per-head" else ()
+    if layout == "stacked":
+        if grouped and out_dim == sum(grouped):
+            sizes = grouped
+        elif out_dim % 3 == 0:
+            sizes = (out_dim // 3,) * 3
+        else:
+            layout = "unknown"
+    return AttentionPart(("q", "k", "v"), axis, heads, layout, sizes, dim, kv, owner)
 
 
 def attention_parts(model: nn.Module) -> dict[str, AttentionPart]:
@@ -152,10 +267,13 @@ def attention_parts(model: nn.Module) -> dict[str, AttentionPart]:
     for n, (mname, m, leaf) in own.items():
         p = dict(m.named_parameters(recurse=False))[leaf]
         if isinstance(m, nn.MultiheadAttention):
+            e, h = m.embed_dim, m.num_heads
             if leaf in ("in_proj_weight", "in_proj_bias"):
-                out[n] = AttentionPart(("q", "k", "v"), 0, m.num_heads)
+                out[n] = AttentionPart(("q", "k", "v"), 0, h, "stacked", (e, e, e), e // h, h,
+                                       type(m).__name__)
             elif leaf in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
-                out[n] = AttentionPart((leaf[0],), 0, m.num_heads)
+                out[n] = AttentionPart((leaf[0],), 0, h, "separate", (p.shape[0],), e // h, h,
+                                       type(m).__name__)
             continue
         if not (isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D"):
             continue
@@ -163,22 +281,21 @@ def attention_parts(model: nn.Module) -> dict[str, AttentionPart]:
         parent = by_module.get(parent_name)
         if parent is None or "Attention" not in type(parent).__name__:
             continue
-        heads = _heads(parent)
         conv1d = type(m).__name__ == "Conv1D"
         axis = 1 if conv1d and leaf == "weight" else 0
-        if p.ndim == 2:
-            out_dim, in_dim = (p.shape[1], p.shape[0]) if conv1d else (p.shape[0], p.shape[1])
-        else:
-            w = getattr(m, "weight", None)
-            if w is None or w.ndim != 2:
-                continue
-            out_dim, in_dim = (w.shape[1], w.shape[0]) if conv1d else (w.shape[0], w.shape[1])
-        if out_dim == 3 * in_dim:
-            out[n] = AttentionPart(("q", "k", "v"), axis, heads)
+        w = p if p.ndim == 2 else getattr(m, "weight", None)
+        if w is None or w.ndim != 2:
             continue
+        out_dim, in_dim = (w.shape[1], w.shape[0]) if conv1d else (w.shape[0], w.shape[1])
+        fused = _fused(parent, child, out_dim, in_dim, axis)
+        if fused is not None:
+            out[n] = fused
+            continue
+        heads, kv, dim = _geometry(parent)
         for part, pat in _SEPARATE.items():
             if pat.fullmatch(child):
-                out[n] = AttentionPart((part,), axis, heads)
+                out[n] = AttentionPart((part,), axis, heads, "separate", (out_dim,), dim, kv,
+                                       type(parent).__name__)
     return out
 
 
@@ -197,8 +314,9 @@ def role_blocks(model: nn.Module, roles: tuple[str, ...] | list[str] | None = No
         ``{block name: spec}`` for :func:`nets.blockwise_spectrum` and the other block APIs.
 
     Raises:
-        ValueError: an unknown role or split, no parameter left, or ``split="heads"`` on an
-            attention module whose head count is unknown or does not divide its width.
+        ValueError: an unknown role or split, no parameter left, ``split="heads"`` on an
+            attention module whose head count is unknown or does not divide its width, or a
+            split of a fused projection whose layout is unknown (module docstring).
     """
     check_model(model)
     if split not in SPLITS:
@@ -226,27 +344,31 @@ def role_blocks(model: nn.Module, roles: tuple[str, ...] | list[str] | None = No
             continue
         p = params[n]
         axis = part.axis if p.ndim > part.axis else 0
-        size = p.shape[axis] // len(part.parts)
-        for i, lab in enumerate(part.parts):
-            lo = i * size
+        if part.layout == "unknown":
+            raise ValueError(
+                f"split={split!r}: {n!r} is a fused Q/K/V projection of {part.owner} whose "
+                "row order nets does not know (a guess could call K rows Q); set "
+                f"nets.FUSED_LAYOUTS[{part.owner!r}] to 'per-head' or 'stacked' if you know "
+                "it, use split='params', or pass blocks yourself, e.g. from "
+                "nets.split_parameter(name, shape, ['q', 'k', 'v'])")
+        for lab in part.parts:
             per_head = split == "heads" and lab in "qk" and p.ndim >= 2
+            heads = part.part_heads(lab)
             if per_head and not part.heads:
                 raise ValueError(f"split='heads': the attention module of {n!r} does not say "
-                                 f"its head count (no attribute {' / '.join(_HEAD_ATTRS)}); "
-                                 "use split='qkv'")
-            if per_head and size % part.heads:
-                raise ValueError(f"split='heads': {n!r} has {size} {lab.upper()} rows, not a "
-                                 f"multiple of {part.heads} heads")
+                                 f"its head count (no attribute {' / '.join(_HEAD_ATTRS)}, "
+                                 "in it or its config); use split='qkv'")
+            if per_head and not heads:
+                raise ValueError(f"split='heads': {n!r} has "
+                                 f"{part.sizes[part.parts.index(lab)]} {lab.upper()} rows, not "
+                                 f"a multiple of its head width or {part.heads} heads")
             name = f"{n}.{lab}" if len(part.parts) > 1 else n
-            if per_head:
-                step = size // part.heads
-                for h in range(part.heads):
-                    idx = (slice(None),) * axis + (slice(lo + h * step, lo + (h + 1) * step),)
-                    out[f"{name}.head{h}"] = (n, idx)
-            elif len(part.parts) > 1:
-                out[name] = (n, (slice(None),) * axis + (slice(lo, lo + size),))
-            else:
-                out[name] = n
+            groups = ({f"{name}.head{h}": part.rows(lab, h) for h in range(heads)} if per_head
+                      else {name: part.rows(lab)})
+            for bname, ranges in groups.items():
+                pieces = [(n, (slice(None),) * axis + (slice(lo, hi),)) for lo, hi in ranges]
+                whole = len(part.parts) == 1 and not per_head
+                out[bname] = n if whole else pieces[0] if len(pieces) == 1 else pieces
     if not out:
         raise ValueError(f"no trainable parameter of the model has a role in roles "
                          f"{sorted(keep)}")

@@ -1,0 +1,228 @@
+"""Q/K/V blocks of Hugging Face attention layouts, checked against what each model computes.
+
+The role split (:func:`nets.role_blocks`) reads where Q, K and V live from module types, names
+and geometry. Here that claim is tested against the models' own forward passes, not against the
+rule that made it: the query, key and value states each attention layer hands its attention
+function are recorded, the coordinates of one block are perturbed, and exactly the part and
+head the block's name claims must change (a Q head's block moves that query head and nothing
+else; a V block moves every value head). Layouts: GPT-2's stacked ``Conv1D`` ``c_attn``,
+GPT-NeoX's and BLOOM's per-head fused ``query_key_value``, Llama's separate projections with
+grouped-query attention (fewer key/value heads than query heads) and Phi-3's stacked fused
+``qkv_proj`` with grouped-query sizes. Falcon's layout depends on its config, and is refused.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+import torch
+
+import nets
+from nets.engine.blocks import resolve_blocks
+
+transformers = pytest.importorskip("transformers")
+
+
+def _config(family: str):
+    tf = transformers
+    common = dict(vocab_size=11, num_hidden_layers=1, attn_implementation="eager")
+    if family == "gpt2":
+        return tf.GPT2Config(n_embd=8, n_head=2, n_positions=8, bos_token_id=0,
+                             eos_token_id=0, **common)
+    if family == "gpt_neox":
+        return tf.GPTNeoXConfig(hidden_size=8, num_attention_heads=2, intermediate_size=8,
+                                max_position_embeddings=8, rotary_pct=1.0,
+                                attention_bias=True, **common)
+    if family == "bloom":
+        return tf.BloomConfig(hidden_size=8, n_head=2, **common)
+    if family == "llama":
+        return tf.LlamaConfig(hidden_size=8, intermediate_size=8, num_attention_heads=4,
+                              num_key_value_heads=2, max_position_embeddings=8,
+                              bos_token_id=0, eos_token_id=0, pad_token_id=None,
+                              attention_bias=True, **common)
+    if family == "phi3":
+        return tf.Phi3Config(hidden_size=8, intermediate_size=8, num_attention_heads=4,
+                             num_key_value_heads=2, max_position_embeddings=8,
+                             bos_token_id=0, eos_token_id=0, pad_token_id=None, **common)
+    raise AssertionError(family)
+
+
+MODELS = {"gpt2": "GPT2LMHeadModel", "gpt_neox": "GPTNeoXForCausalLM",
+          "bloom": "BloomForCausalLM", "llama": "LlamaForCausalLM", "phi3": "Phi3ForCausalLM"}
+
+
+def build(family: str) -> torch.nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # transformers initializes from the global generator
+        model = getattr(transformers, MODELS[family])(_config(family))
+    return model.double().eval()
+
+
+def record_states(family: str, model, ids, monkeypatch) -> dict[str, torch.Tensor]:
+    """Run the model and return the query, key and value states of its attention layer,
+    each ``(batch, heads, tokens, head width)``, as the layer computed them."""
+    seen: dict[str, torch.Tensor] = {}
+    if family == "bloom":
+        cls = transformers.models.bloom.modeling_bloom.BloomAttention
+        reshape = cls._reshape
+
+        def spy(self, fused):
+            q, k, v = reshape(self, fused)
+            seen.update(q=q.detach().clone(), k=k.detach().clone(), v=v.detach().clone())
+            return q, k, v
+
+        monkeypatch.setattr(cls, "_reshape", spy)
+    else:
+        module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
+        attend = module.eager_attention_forward
+
+        def spy(mod, query, key, value, *args, **kwargs):
+            seen.update(q=query.detach().clone(), k=key.detach().clone(),
+                        v=value.detach().clone())
+            return attend(mod, query, key, value, *args, **kwargs)
+
+        monkeypatch.setattr(module, "eager_attention_forward", spy)
+    with torch.no_grad():
+        model(input_ids=ids)
+    monkeypatch.undo()
+    assert set(seen) == {"q", "k", "v"}, "the attention function was not reached"
+    return seen
+
+
+def changed_heads(before, after) -> set[tuple[str, int]]:
+    return {(part, h) for part in "qkv" for h in range(before[part].shape[1])
+            if not torch.equal(before[part][:, h], after[part][:, h])}
+
+
+def claimed_heads(name: str, param: str, states) -> set[tuple[str, int]]:
+    """What a block's name says it holds: ``<param>[.<part>][.head<h>]``."""
+    part = nets.attention_parts(MODEL_CACHE[param])[param]
+    rest = name[len(param):].lstrip(".").split(".") if name != param else []
+    label = rest.pop(0) if rest and rest[0] in "qkv" else part.parts[0]
+    if rest:
+        return {(label, int(rest[0].removeprefix("head")))}
+    return {(label, h) for h in range(states[label].shape[1])}
+
+
+MODEL_CACHE: dict[str, torch.nn.Module] = {}
+
+
+@pytest.mark.parametrize("family", sorted(MODELS))
+@pytest.mark.parametrize("split", ["qkv", "heads"])
+def test_each_block_moves_exactly_the_part_and_head_it_names(family, split, monkeypatch):
+    model = build(family)
+    ids = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(1))
+    before = record_states(family, model, ids, monkeypatch)
+    parts = nets.attention_parts(model)
+    assert parts, f"{family}: no attention parameter found"
+    blocks = nets.role_blocks(model, None, split=split)
+    resolved = {b.name: b for b in resolve_blocks(model, blocks)}
+    params = dict(model.named_parameters())
+    g = torch.Generator().manual_seed(2)
+    checked = 0
+    for name, block in resolved.items():
+        param = block.pieces[0].param
+        if param not in parts:
+            continue
+        MODEL_CACHE[param] = model
+        with torch.no_grad():
+            saved = params[param].detach().clone()
+            for piece in block.pieces:
+                view = params[param][piece.index] if piece.index else params[param]
+                view.add_(torch.randn(view.shape, generator=g, dtype=view.dtype))
+        after = record_states(family, model, ids, monkeypatch)
+        with torch.no_grad():
+            params[param].copy_(saved)
+        assert changed_heads(before, after) == claimed_heads(name, param, before), name
+        checked += 1
+    heads_q = before["q"].shape[1]
+    if split == "heads":  # every query and key head has a weight block of its own
+        assert checked >= heads_q + before["k"].shape[1] + 1, (family, checked)
+    assert checked >= 3
+
+
+def test_grouped_query_heads_are_counted_per_part():
+    """Llama with 4 query and 2 key/value heads: 4 Q head blocks and 2 K head blocks, each
+    of one head's rows."""
+    model = build("llama")
+    blocks = nets.role_blocks(model, ["weight"], split="heads")
+    q = [b for b in blocks if ".q_proj." in b]
+    k = [b for b in blocks if ".k_proj." in b]
+    assert len(q) == 4 and len(k) == 2
+    width = model.config.hidden_size // model.config.num_attention_heads
+    assert blocks[k[1]][1][0] == slice(width, 2 * width)
+
+
+def test_per_head_fused_q_block_is_one_piece_per_head():
+    model = build("gpt_neox")
+    blocks = nets.role_blocks(model, None, split="qkv")
+    name = "gpt_neox.layers.0.attention.query_key_value.weight"
+    q = blocks[f"{name}.q"]
+    assert isinstance(q, list) and len(q) == 2  # two heads, each [q | k | v] of width 4
+    assert [piece[1][0] for piece in q] == [slice(0, 4), slice(12, 16)]
+
+
+def test_an_unknown_fused_layout_is_refused_with_the_fix():
+    """Falcon's fused ``query_key_value`` is stacked, per head or grouped depending on its
+    config: splitting it is refused, naming the class and the fix, and split='params' runs."""
+    cfg = transformers.FalconConfig(vocab_size=11, hidden_size=8, num_attention_heads=2,
+                                    num_hidden_layers=1)
+    model = transformers.FalconForCausalLM(cfg)
+    for split in ("qkv", "heads"):
+        with pytest.raises(ValueError, match=r"FalconAttention.*split='params'.*split_parameter"):
+            nets.role_blocks(model, None, split=split)
+    assert "transformer.h.0.self_attention.query_key_value.weight" in nets.role_blocks(model)
+
+
+def test_an_unknown_attention_class_with_a_3e_projection_is_refused():
+    """A fused projection of a class and name nets does not know is not split in thirds by
+    guess (GPT-NeoX's per-head rows would have been labelled Q, K, V that way)."""
+
+    class MyAttention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.num_heads = 2
+            self.mixed = torch.nn.Linear(4, 12)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = MyAttention()
+
+    with pytest.raises(ValueError, match=r"MyAttention.*does not know"):
+        nets.role_blocks(Net(), None, split="qkv")
+    nets.FUSED_LAYOUTS["MyAttention"] = "per-head"  # the user says how its rows are laid out
+    try:
+        blocks = nets.role_blocks(Net(), None, split="heads")
+    finally:
+        del nets.FUSED_LAYOUTS["MyAttention"]
+    assert blocks["attn.mixed.weight.k.head1"] == ("attn.mixed.weight", (slice(8, 10),))
+    np.testing.assert_equal(sorted(blocks), sorted([
+        "attn.mixed.weight.q.head0", "attn.mixed.weight.q.head1", "attn.mixed.weight.k.head0",
+        "attn.mixed.weight.k.head1", "attn.mixed.weight.v", "attn.mixed.bias.q",
+        "attn.mixed.bias.k", "attn.mixed.bias.v"]))
+
+
+def test_heads_without_a_head_count_or_dividing_width_are_refused():
+    class SelfAttention(torch.nn.Module):
+        def __init__(self, heads):
+            super().__init__()
+            if heads:
+                self.num_heads = heads
+            self.q = torch.nn.Linear(6, 6)
+            self.k = torch.nn.Linear(6, 6)
+
+    class Net(torch.nn.Module):
+        def __init__(self, heads):
+            super().__init__()
+            self.attn = SelfAttention(heads)
+
+    with pytest.raises(ValueError, match=r"does not say its head count.*split='qkv'"):
+        nets.role_blocks(Net(None), None, split="heads")
+    assert "attn.q.weight" in nets.role_blocks(Net(None), None, split="qkv")
+    with pytest.raises(ValueError, match=r"6 Q rows, not a multiple of its head width or 4"):
+        nets.role_blocks(Net(4), None, split="heads")
+    blocks = nets.role_blocks(Net(3), None, split="heads")
+    assert blocks["attn.k.weight.head2"] == ("attn.k.weight", (slice(4, 6),))
