@@ -1064,8 +1064,10 @@ class BlockHVP:
         for i, (x, y, w) in enumerate(self.data):
             if self.mode is None:
                 part = self._calibrate(i, x, y, vectors)
-            else:
+            elif self.requested_mode == "auto":
                 part = self._products(self.mode, i, x, y, vectors)
+            else:
+                part = self._forced_products(i, x, y, vectors)
             if acc is None:  # the products are the call's own tensors: weighted in place
                 acc = [None if p is None else p.mul_(w) for p in part]
             else:
@@ -1074,6 +1076,22 @@ class BlockHVP:
                         a.add_(p, alpha=w)
         assert acc is not None
         return acc
+
+    def _forced_products(self, i, x, y, vectors) -> list[torch.Tensor | None]:
+        """Batch ``i``'s products in the mode the user forced, its failure named with the fix
+        (``auto`` skips a mode the model cannot run; torch's own message is kept)."""
+        try:
+            return self._products(self.mode, i, x, y, vectors)
+        except torch.OutOfMemoryError:
+            raise
+        except (NotImplementedError, RuntimeError) as e:
+            raise RuntimeError(
+                f"the Hessian-vector products in mode={self.mode!r} failed on this model: "
+                f"{type(e).__name__}: {e} -- a mode fails where the model has an operation it "
+                "cannot differentiate that way (forward-over-reverse needs forward-mode AD and "
+                "torch.func support of every operation: a custom autograd.Function needs "
+                "setup_context and jvp); mode='auto' tries every mode on the first batch and "
+                "skips those that fail") from e
 
     def _products(self, mode, i, x, y, vectors, graph=None) -> list[torch.Tensor | None]:
         """Batch ``i``'s block products in ``mode`` (on ``graph``, else on the batch's kept or

@@ -412,6 +412,48 @@ def test_modes_disagreeing_are_reported():
         op(vecs)
 
 
+class _OldStyleSquare(torch.autograd.Function):
+    """``x²`` as an old-style ``autograd.Function`` (``ctx`` in ``forward``, no
+    ``setup_context``): differentiable twice in reverse mode, refused by ``torch.func``
+    transforms (BLOOM's ``GeLUFunction`` is one)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g
+
+
+class _OldStyleModel(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (_OldStyleSquare.apply(self.w * x.mean()) ** 2).sum()
+
+
+def test_a_forced_mode_the_model_cannot_run_names_the_fix_and_auto_skips_it():
+    model = _OldStyleModel()
+    data = [(torch.ones(2, dtype=torch.float64), torch.zeros(2))]
+    blocks = resolve_blocks(model, None)
+    vecs = [torch.eye(3, dtype=torch.float64)]
+    with pytest.raises(RuntimeError, match=r"mode='forward' failed on this model: RuntimeError: "
+                                           r"In order to use an autograd.Function.*mode='auto'"):
+        BlockHVP(model, lambda out, y: out, data, blocks, mode="forward")(vecs)
+    want = np.diag(12 * model.w.detach().numpy() ** 2)  # d²/dw² Σ w⁴ (x̄ = 1)
+    for mode in ("reverse-block", "auto"):
+        op = BlockHVP(model, lambda out, y: out, data, blocks, mode=mode)
+        np.testing.assert_allclose(op(vecs)[0].numpy(), want, rtol=1e-14)
+    op = BlockHVP(model, lambda out, y: out, data, blocks, mode="auto")
+    op([torch.eye(3, dtype=torch.float64).repeat(-(-FORWARD_MIN_TANGENTS_CPU // 3), 1)])
+    assert "setup_context" in op.info()["calibration"]["failed"]["forward"]
+
+
 @pytest.mark.parametrize("kw, err, match", [
     ({"mode": "fast"}, ValueError, "mode must be one of"),
     ({"max_memory": 0}, ValueError, "max_memory must be a positive integer"),
