@@ -1064,7 +1064,7 @@ class BlockHVP:
         for i, (x, y, w) in enumerate(self.data):
             if self.mode is None:
                 part = self._calibrate(i, x, y, vectors)
-            elif self.requested_mode == "auto":
+            elif self.requested_mode == "auto" and not self.compiled:
                 part = self._products(self.mode, i, x, y, vectors)
             else:
                 part = self._forced_products(i, x, y, vectors)
@@ -1078,8 +1078,9 @@ class BlockHVP:
         return acc
 
     def _forced_products(self, i, x, y, vectors) -> list[torch.Tensor | None]:
-        """Batch ``i``'s products in the mode the user forced, its failure named with the fix
-        (``auto`` skips a mode the model cannot run; torch's own message is kept)."""
+        """Batch ``i``'s products in the mode the user forced (``compile=True`` forces
+        ``"forward"``), its failure named with the fix (``auto`` skips a mode the model cannot
+        run; torch's own message is kept)."""
         try:
             return self._products(self.mode, i, x, y, vectors)
         except torch.OutOfMemoryError:
@@ -1090,8 +1091,11 @@ class BlockHVP:
                 f"{type(e).__name__}: {e} -- a mode fails where the model has an operation it "
                 "cannot differentiate that way (forward-over-reverse needs forward-mode AD and "
                 "torch.func support of every operation: a custom autograd.Function needs "
-                "setup_context and jvp); mode='auto' tries every mode on the first batch and "
-                "skips those that fail") from e
+                "setup_context and jvp); "
+                + ("compile=False lets " if self.compiled else "")
+                + "mode='auto' tr" + ("y" if self.compiled else "ies") + " every mode on the "
+                "first batch and skip" + ("" if self.compiled else "s") + " those that fail"
+            ) from e
 
     def _products(self, mode, i, x, y, vectors, graph=None) -> list[torch.Tensor | None]:
         """Batch ``i``'s block products in ``mode`` (on ``graph``, else on the batch's kept or

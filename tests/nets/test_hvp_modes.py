@@ -454,6 +454,19 @@ def test_a_forced_mode_the_model_cannot_run_names_the_fix_and_auto_skips_it():
     assert "setup_context" in op.info()["calibration"]["failed"]["forward"]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not torch._dynamo.is_dynamo_supported(), reason="no torch.compile here")
+def test_compile_on_a_model_torch_func_refuses_names_compile_false():
+    """compile=True forces forward-over-reverse: its failure names the fix (compile=False, so
+    that auto can skip the mode)."""
+    model = _OldStyleModel()
+    data = [(torch.ones(2, dtype=torch.float64), torch.zeros(2))]
+    op = BlockHVP(model, lambda out, y: out, data, resolve_blocks(model, None), compile=True)
+    with pytest.raises(RuntimeError, match=r"(?s)mode='forward' failed.*compile=False lets "
+                                           r"mode='auto' try every mode"):
+        op([torch.eye(3, dtype=torch.float64)])
+
+
 @pytest.mark.parametrize("kw, err, match", [
     ({"mode": "fast"}, ValueError, "mode must be one of"),
     ({"max_memory": 0}, ValueError, "max_memory must be a positive integer"),
