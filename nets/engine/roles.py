@@ -32,8 +32,9 @@ head count (grouped-query attention) from ``num_key_value_heads``, ``num_kv_head
 ``head_size`` or ``attention_head_size`` (default: a projection's rows over its head count).
 Its projections are
 
-* *separate*: child linear layers named ``q``/``query``/``q_proj`` (and likewise ``k``, ``v``);
-  per head, a K projection of grouped-query attention has its own (smaller) head count;
+* *separate*: child linear layers named ``q``, ``query``, ``q_proj``, ``query_proj``, ``q_lin``,
+  ``to_q`` or ``wq`` (and likewise for K and V); per head, a K projection of grouped-query
+  attention has its own (smaller) head count;
 * *fused, stacked*: all Q rows, then all K rows, then all V rows along the output axis:
   ``nn.MultiheadAttention.in_proj_*`` and a child named ``qkv``, ``c_attn`` (GPT-2's ``Conv1D``,
   layout ``(E, 3E)``; nanoGPT), ``in_proj``, ``Wqkv``, ``qkv_proj`` (Phi-3, with grouped-query
@@ -47,12 +48,14 @@ Its projections are
 
 ``split="qkv"`` makes Q, K and V separate blocks (a per-head layout's Q block is one piece per
 head); ``split="heads"`` further splits the Q and K weights into one block per head along the
-output axis (as in Adam-mini); V stays whole.
+output axis (as in Adam-mini); V stays whole. An attention module with linear layers none of
+which is recognized as Q, K or V keeps them whole, with a warning naming it.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -75,11 +78,11 @@ SPLITS = ("params", "qkv", "heads")
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.LocalResponseNorm,
           nn.RMSNorm)
 _HEAD_ATTRS = ("num_heads", "num_attention_heads", "n_head", "n_heads", "heads")
-_KV_HEAD_ATTRS = ("num_key_value_heads", "num_kv_heads", "n_kv_heads")
+_KV_HEAD_ATTRS = ("num_key_value_heads", "num_kv_heads", "n_kv_heads", "kv_heads")
 _HEAD_DIM_ATTRS = ("head_dim", "head_size", "attention_head_size")
-_SEPARATE = {"q": re.compile(r"(q|query|q_proj|to_q|wq)$"),
-             "k": re.compile(r"(k|key|k_proj|to_k|wk)$"),
-             "v": re.compile(r"(v|value|v_proj|to_v|wv)$")}
+_SEPARATE = {"q": re.compile(r"(q|query|q_proj|query_proj|q_lin|to_q|wq)$"),
+             "k": re.compile(r"(k|key|k_proj|key_proj|k_lin|to_k|wk)$"),
+             "v": re.compile(r"(v|value|v_proj|value_proj|v_lin|to_v|wv)$")}
 #: Names of fused Q/K/V projections whose rows are stacked (all Q, all K, all V).
 _STACKED = re.compile(r"(qkv|c_attn|in_proj|wqkv|qkv_proj|to_qkv)$", re.IGNORECASE)
 #: Fused Q/K/V layouts by attention class, where the class decides it: ``"per-head"`` (each
@@ -372,7 +375,25 @@ def role_blocks(model: nn.Module, roles: tuple[str, ...] | list[str] | None = No
     if not out:
         raise ValueError(f"no trainable parameter of the model has a role in roles "
                          f"{sorted(keep)}")
+    if split != "params":
+        _warn_unrecognized_attention(model, attn)
     return out
+
+
+def _warn_unrecognized_attention(model: nn.Module, attn: dict[str, AttentionPart]) -> None:
+    """Warn about attention modules whose linear layers hold no recognized Q, K or V."""
+    found = {n.rpartition(".")[0].rpartition(".")[0] for n in attn}  # the projections' parents
+    for name, m in model.named_modules():
+        if "Attention" not in type(m).__name__ or isinstance(m, nn.MultiheadAttention):
+            continue
+        layers = [c for c, child in m.named_children()
+                  if isinstance(child, nn.Linear) or type(child).__name__ == "Conv1D"]
+        if layers and name not in found:
+            warnings.warn(f"attention module {name or '(the model)'!r} "
+                          f"({type(m).__name__}): none of its linear layers "
+                          f"({', '.join(layers)}) is recognized as a Q, K or V projection, so "
+                          "they stay whole blocks; pass blocks yourself to split them "
+                          "(nets.split_parameter)", stacklevel=3)
 
 
 def block_roles(model: nn.Module, blocks: dict[str, object] | None = None) -> dict[str, str]:

@@ -7,13 +7,16 @@ function are recorded, the coordinates of one block are perturbed, and exactly t
 head the block's name claims must change (a Q head's block moves that query head and nothing
 else; a V block moves every value head). Layouts: GPT-2's stacked ``Conv1D`` ``c_attn``,
 GPT-NeoX's and BLOOM's per-head fused ``query_key_value``, Llama's separate projections with
-grouped-query attention (fewer key/value heads than query heads) and Phi-3's stacked fused
-``qkv_proj`` with grouped-query sizes. Falcon's layout depends on its config, and is refused.
+grouped-query attention (fewer key/value heads than query heads), Phi-3's stacked fused
+``qkv_proj`` with grouped-query sizes, GPT-BigCode's multi-query ``c_attn`` (one key/value head)
+and DistilBERT's ``q_lin``/``k_lin``/``v_lin``. Falcon's layout depends on its config, and is
+refused.
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import numpy as np
 import pytest
@@ -46,11 +49,19 @@ def _config(family: str):
         return tf.Phi3Config(hidden_size=8, intermediate_size=8, num_attention_heads=4,
                              num_key_value_heads=2, max_position_embeddings=8,
                              bos_token_id=0, eos_token_id=0, pad_token_id=None, **common)
+    if family == "gpt_bigcode":  # multi-query: one key/value head, c_attn rows (E, d, d)
+        return tf.GPTBigCodeConfig(n_embd=8, n_head=2, n_positions=8, multi_query=True,
+                                   **common)
+    if family == "distilbert":  # q_lin, k_lin, v_lin
+        return tf.DistilBertConfig(dim=8, n_heads=2, hidden_dim=8, n_layers=1,
+                                   max_position_embeddings=8, vocab_size=11,
+                                   attn_implementation="eager")
     raise AssertionError(family)
 
 
 MODELS = {"gpt2": "GPT2LMHeadModel", "gpt_neox": "GPTNeoXForCausalLM",
-          "bloom": "BloomForCausalLM", "llama": "LlamaForCausalLM", "phi3": "Phi3ForCausalLM"}
+          "bloom": "BloomForCausalLM", "llama": "LlamaForCausalLM", "phi3": "Phi3ForCausalLM",
+          "gpt_bigcode": "GPTBigCodeForCausalLM", "distilbert": "DistilBertForMaskedLM"}
 
 
 def build(family: str) -> torch.nn.Module:
@@ -226,3 +237,25 @@ def test_heads_without_a_head_count_or_dividing_width_are_refused():
         nets.role_blocks(Net(4), None, split="heads")
     blocks = nets.role_blocks(Net(3), None, split="heads")
     assert blocks["attn.k.weight.head2"] == ("attn.k.weight", (slice(4, 6),))
+
+
+def test_an_attention_module_with_no_recognized_projection_warns():
+    class CrossAttention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.num_heads = 2
+            self.proj_a = torch.nn.Linear(4, 4)
+            self.proj_b = torch.nn.Linear(4, 8)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mix = CrossAttention()
+
+    with pytest.warns(UserWarning, match=r"'mix' \(CrossAttention\).*proj_a, proj_b.*whole"):
+        blocks = nets.role_blocks(Net(), None, split="heads")
+    assert blocks["mix.proj_a.weight"] == "mix.proj_a.weight"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nets.role_blocks(Net(), None, split="params")
+        nets.role_blocks(build("llama"), None, split="heads")  # recognized: no warning
