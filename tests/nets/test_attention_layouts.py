@@ -9,7 +9,8 @@ else; a V block moves every value head). Layouts: GPT-2's stacked ``Conv1D`` ``c
 GPT-NeoX's and BLOOM's per-head fused ``query_key_value``, Llama's separate projections with
 grouped-query attention (fewer key/value heads than query heads), Phi-3's stacked fused
 ``qkv_proj`` with grouped-query sizes, GPT-BigCode's multi-query ``c_attn`` (one key/value head)
-and DistilBERT's ``q_lin``/``k_lin``/``v_lin``. Falcon's layout depends on its config, and is
+DistilBERT's ``q_lin``/``k_lin``/``v_lin`` and DeBERTa's ``query_proj``/``key_proj``/
+``value_proj``. Falcon's layout depends on its config, and is
 refused.
 """
 
@@ -56,12 +57,17 @@ def _config(family: str):
         return tf.DistilBertConfig(dim=8, n_heads=2, hidden_dim=8, n_layers=1,
                                    max_position_embeddings=8, vocab_size=11,
                                    attn_implementation="eager")
+    if family == "deberta_v2":  # query_proj, key_proj, value_proj
+        return tf.DebertaV2Config(vocab_size=11, hidden_size=8, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=8,
+                                  max_position_embeddings=8, relative_attention=False)
     raise AssertionError(family)
 
 
 MODELS = {"gpt2": "GPT2LMHeadModel", "gpt_neox": "GPTNeoXForCausalLM",
           "bloom": "BloomForCausalLM", "llama": "LlamaForCausalLM", "phi3": "Phi3ForCausalLM",
-          "gpt_bigcode": "GPTBigCodeForCausalLM", "distilbert": "DistilBertForMaskedLM"}
+          "gpt_bigcode": "GPTBigCodeForCausalLM", "distilbert": "DistilBertForMaskedLM",
+          "deberta_v2": "DebertaV2ForMaskedLM"}
 
 
 def build(family: str) -> torch.nn.Module:
@@ -85,6 +91,18 @@ def record_states(family: str, model, ids, monkeypatch) -> dict[str, torch.Tenso
             return q, k, v
 
         monkeypatch.setattr(cls, "_reshape", spy)
+    elif family == "deberta_v2":  # its own attention: Q, K, V go through one reshaping
+        cls = transformers.models.deberta_v2.modeling_deberta_v2.DisentangledSelfAttention
+        heads_first = cls.transpose_for_scores
+
+        def spy(self, x, heads):
+            out = heads_first(self, x, heads)
+            if len(seen) < 3:  # query, key, value, in that order
+                seen["qkv"[len(seen)]] = out.detach().clone().view(
+                    x.shape[0], heads, x.shape[1], -1)
+            return out
+
+        monkeypatch.setattr(cls, "transpose_for_scores", spy)
     else:
         module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
         attend = module.eager_attention_forward
@@ -127,7 +145,7 @@ def test_each_block_moves_exactly_the_part_and_head_it_names(family, split, monk
     ids = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(1))
     before = record_states(family, model, ids, monkeypatch)
     parts = nets.attention_parts(model)
-    assert parts, f"{family}: no attention parameter found"
+    assert {lab for part in parts.values() for lab in part.parts} == {"q", "k", "v"}, family
     blocks = nets.role_blocks(model, None, split=split)
     resolved = {b.name: b for b in resolve_blocks(model, blocks)}
     params = dict(model.named_parameters())
