@@ -21,18 +21,33 @@
 # 6. gpu-check.json: `nets gpu-check` (the GPT-2-small blockwise spectrum and one gpu ladder
 #    point).
 #
+# Two more steps run only when named in GPU_CHECK_STEPS (below): gpu-full, the full spectrum of
+# the same model against hessian-eigenthings and curvlinops (bench_peers.py --grid gpu-full,
+# peers-gpu-full.md/.json), and gpu-full-compile, the compiled nets row added to it (--compile
+# --resume).
+#
 # Each step has a time limit (seconds, the second argument of `step`), sized from the steps'
-# times on an H200 so that the whole check fits a lent machine's 10-minute command;
-# GPU_CHECK_UNLIMITED=1 lifts them. Eight files in all (a lent machine returns at most eight).
+# times on an H200 so that the whole check fits a lent machine's 10-minute command (the two
+# gpu-full steps' limits are guesses: they have not run on a GPU yet); GPU_CHECK_UNLIMITED=1
+# lifts them. Eight files in all (a lent machine returns at most eight).
+# GPU_CHECK_STEPS="peers memory" runs only the steps named (in the script's order), so a check
+# can be split over several shorter commands: a lent machine that stops answering returns
+# nothing of the command it was running.
 set -uo pipefail
 out=${1:?usage: benchmarks/gpu_check.sh OUT_DIR [PYTHON]}
 py=${2:-python3}
 cd "$(dirname "$0")/.." || exit 2
+known="peers cuda-tests memory modes reorth gpu-check gpu-full gpu-full-compile"
+steps=${GPU_CHECK_STEPS:-peers cuda-tests memory modes reorth gpu-check}
+for s in $steps; do
+    [[ " $known " == *" $s "* ]] || { echo "unknown step '$s' in GPU_CHECK_STEPS; the steps: $known" >&2; exit 2; }
+done
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 status=0
 step() {  # step NAME LIMIT COMMAND...: run one measurement, log it, go on after a failure
     local name=$1 limit=$2; shift 2
+    [[ " $steps " == *" $name "* ]] || return 0
     [[ ${GPU_CHECK_UNLIMITED:-0} == 1 ]] && limit=0
     echo "== $name (limit ${limit} s): $*"
     local t0=$SECONDS rc=0
@@ -58,4 +73,8 @@ step modes 100 "$py" benchmarks/bench_modes.py --device cuda --models gpt-gpu \
 step reorth 45 "$py" benchmarks/bench_reorth.py --device cuda --dim $((1 << 24)) \
     --chunks 4 16 64 256 1024 --threads 4 --out "$out/reorth-gpu.md"
 step gpu-check 70 bash -c "'$py' -m nets gpu-check --json > '$out/gpu-check.json'"
+step gpu-full 240 "$py" benchmarks/bench_peers.py --grid gpu-full --out "$out/peers-gpu-full.md" \
+    --json "$out/peers-gpu-full.json"
+step gpu-full-compile 240 "$py" benchmarks/bench_peers.py --grid gpu-full --compile --resume \
+    --out "$out/peers-gpu-full.md" --json "$out/peers-gpu-full.json"
 exit $status

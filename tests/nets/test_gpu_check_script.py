@@ -18,6 +18,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
+#: The steps run when GPU_CHECK_STEPS names none, in the script's order.
+DEFAULT_STEPS = ["peers", "cuda-tests", "memory", "modes", "reorth", "gpu-check"]
 
 
 def _stand_in(tmp_path: Path, fail: str = "", slow: str = "") -> tuple[Path, Path]:
@@ -53,7 +55,7 @@ def test_it_runs_the_six_steps_in_order_into_the_folder(tmp_path, benchmark_scri
     out = tmp_path / "out"
     p = subprocess.run(["bash", str(SCRIPT), str(out), str(py)], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert _steps(p.stdout) == ["peers", "cuda-tests", "memory", "modes", "reorth", "gpu-check"]
+    assert _steps(p.stdout) == DEFAULT_STEPS
     calls = log.read_text().splitlines()
     assert calls[0].startswith("-c import torch")  # the CUDA check first
     scripts = [c.split()[0] for c in calls[1:]]
@@ -84,12 +86,50 @@ def test_it_runs_the_six_steps_in_order_into_the_folder(tmp_path, benchmark_scri
 
 
 def test_the_step_limits_fit_a_lent_machines_command():
-    """A lent GPU machine runs one command for at most 10 minutes: the steps' limits leave a
-    minute of it for installing the wheels and the CUDA check."""
-    limits = [int(line.split()[2]) for line in SCRIPT.read_text().splitlines()
-              if line.startswith("step ")]
-    assert len(limits) == 6 and all(n > 0 for n in limits)
-    assert sum(limits) <= 540
+    """A lent GPU machine runs one command for at most 10 minutes: the default steps' limits,
+    and the two optional gpu-full steps' together, leave a minute of it for installing the
+    wheels and the CUDA check."""
+    limits = {line.split()[1]: int(line.split()[2]) for line in SCRIPT.read_text().splitlines()
+              if line.startswith("step ")}
+    assert list(limits) == [*DEFAULT_STEPS, "gpu-full", "gpu-full-compile"]
+    assert all(n > 0 for n in limits.values())
+    assert sum(limits[s] for s in DEFAULT_STEPS) <= 540
+    assert limits["gpu-full"] + limits["gpu-full-compile"] <= 540
+
+
+def test_named_steps_run_alone_in_the_scripts_order(tmp_path, benchmark_script):
+    """GPU_CHECK_STEPS splits the check over several commands; the optional gpu-full steps run
+    the full-spectrum grid, then its compiled row on the same files."""
+    py, log = _stand_in(tmp_path)
+    env = {**os.environ, "GPU_CHECK_STEPS": "memory peers"}
+    p = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "out"), str(py)],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert _steps(p.stdout) == ["peers", "memory"]
+    log.unlink()
+    env["GPU_CHECK_STEPS"] = "gpu-full gpu-full-compile"
+    out = tmp_path / "full"
+    p = subprocess.run(["bash", str(SCRIPT), str(out), str(py)], capture_output=True, text=True,
+                       env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert _steps(p.stdout) == ["gpu-full", "gpu-full-compile"]
+    first, second = (c.split() for c in log.read_text().splitlines()[1:])
+    for call in (first, second):
+        assert call[0] == "benchmarks/bench_peers.py"
+        assert call[call.index("--grid") + 1] == "gpu-full"
+        assert "gpu-full" in benchmark_script("bench_peers").GRIDS
+        assert call[call.index("--json") + 1] == str(out / "peers-gpu-full.json")
+    assert "--compile" not in first and {"--compile", "--resume"} <= set(second)
+
+
+def test_an_unknown_step_is_refused_before_anything_runs(tmp_path):
+    py, log = _stand_in(tmp_path)
+    p = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "out"), str(py)],
+                       capture_output=True, text=True,
+                       env={**os.environ, "GPU_CHECK_STEPS": "peers gpufull"})
+    assert p.returncode == 2
+    assert "unknown step 'gpufull'" in p.stderr and "gpu-full-compile" in p.stderr
+    assert not log.exists() and not (tmp_path / "out").exists()
 
 
 def test_a_failed_measurement_does_not_stop_the_others(tmp_path):
