@@ -104,7 +104,8 @@ class AttentionPart:
         layout: One of :data:`LAYOUTS`: ``"separate"`` (one part), ``"stacked"``,
             ``"per-head"`` or ``"unknown"`` (fused in an order nets does not know).
         sizes: Rows of each part along ``axis`` (stacked and separate), e.g. ``(H d, G d, G d)``
-            for ``H`` query and ``G`` key/value heads of width ``d``; ``()`` where unknown.
+            for ``H`` query and ``G`` key/value heads of width ``d``; per head, the whole
+            tensor's rows ``(3 H d,)``; ``()`` where the layout is unknown.
         head_dim: Width ``d`` of one head, or ``None`` if the module does not say.
         kv_heads: Number of key/value heads, or ``None`` if the module does not say.
         owner: Class name of the attention module (the key of :data:`FUSED_LAYOUTS`).
