@@ -25,6 +25,22 @@ def random_spd_block(eigenvalues: np.ndarray, rng: np.random.Generator) -> np.nd
     return 0.5 * (m + m.T)
 
 
+class OldStyleSquare(torch.autograd.Function):
+    """``x²`` as an old-style ``autograd.Function`` (``ctx`` in ``forward``, no
+    ``setup_context``): twice differentiable in reverse mode, its node keeping what it saved,
+    and refused by ``torch.func`` transforms (BLOOM's ``GeLUFunction`` is one)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return 2 * x * grad
+
+
 class TinyAttention(torch.nn.Module):
     """One head of math attention + MLP readout, float64, for dense-Hessian checks."""
 

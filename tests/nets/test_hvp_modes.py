@@ -32,7 +32,7 @@ from nets.engine.hvp import (
 from nets.engine.memory import LiveBytes
 from nets.engine.spectrum import operator_spectra
 
-from .conftest import mse_problem, on_device
+from .conftest import OldStyleSquare, mse_problem, on_device
 
 PRODUCT_MODES = [m for m in MODES if m != "auto"]
 
@@ -412,29 +412,13 @@ def test_modes_disagreeing_are_reported():
         op(vecs)
 
 
-class _OldStyleSquare(torch.autograd.Function):
-    """``x²`` as an old-style ``autograd.Function`` (``ctx`` in ``forward``, no
-    ``setup_context``): differentiable twice in reverse mode, refused by ``torch.func``
-    transforms (BLOOM's ``GeLUFunction`` is one)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return 2 * x * g
-
-
 class _OldStyleModel(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.w = torch.nn.Parameter(torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (_OldStyleSquare.apply(self.w * x.mean()) ** 2).sum()
+        return (OldStyleSquare.apply(self.w * x.mean()) ** 2).sum()
 
 
 def test_a_forced_mode_the_model_cannot_run_names_the_fix_and_auto_skips_it():

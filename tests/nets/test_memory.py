@@ -13,7 +13,7 @@ from nets.engine.hvp import BlockHVP
 from nets.engine.memory import LiveBytes, SavedBytes, retained_bytes
 from nets.engine.products import gradient_graph
 
-from .conftest import on_device
+from .conftest import OldStyleSquare, on_device
 
 
 def _both(model, loss_fn, batch) -> tuple[int | None, int]:
@@ -94,23 +94,11 @@ def test_walk_counts_shared_storages_once_and_skips_excluded():
 def test_walk_reads_custom_functions_saved_tensors():
     """A custom ``autograd.Function``'s node keeps what it saved with ``save_for_backward``,
     which the walk reads from its ``saved_tensors``."""
-
-    class Square(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x * x
-
-        @staticmethod
-        def backward(ctx, grad):
-            (x,) = ctx.saved_tensors
-            return 2 * x * grad
-
     w = torch.randn(200, dtype=torch.float64, requires_grad=True)
     big = torch.randn(200, dtype=torch.float64) * 3
     with SavedBytes(exclude=[w]) as saved:
-        x = w * big  # saved by Square's node alone (``w * big`` saves ``w`` and ``big``)
-        out = (Square.apply(x) * w).sum()  # ∇ = Square(x) + ...: Square's node is kept
+        x = w * big  # saved by the square's node alone (``w * big`` saves ``w`` and ``big``)
+        out = (OldStyleSquare.apply(x) * w).sum()  # ∇ = x² + …: the square's node is kept
         (g,) = torch.autograd.grad(out, w, create_graph=True)
     nodes, stack = set(), [g.grad_fn]
     while stack:
