@@ -1086,16 +1086,15 @@ class BlockHVP:
         except torch.OutOfMemoryError:
             raise
         except (NotImplementedError, RuntimeError) as e:
+            fix = ("compile=False lets mode='auto' try every mode on the first batch and skip "
+                   "those that fail" if self.compiled else
+                   "mode='auto' tries every mode on the first batch and skips those that fail")
             raise RuntimeError(
                 f"the Hessian-vector products in mode={self.mode!r} failed on this model: "
                 f"{type(e).__name__}: {e} -- a mode fails where the model has an operation it "
                 "cannot differentiate that way (forward-over-reverse needs forward-mode AD and "
                 "torch.func support of every operation: a custom autograd.Function needs "
-                "setup_context and jvp); "
-                + ("compile=False lets " if self.compiled else "")
-                + "mode='auto' tr" + ("y" if self.compiled else "ies") + " every mode on the "
-                "first batch and skip" + ("" if self.compiled else "s") + " those that fail"
-            ) from e
+                f"setup_context and jvp); {fix}") from e
 
     def _products(self, mode, i, x, y, vectors, graph=None) -> list[torch.Tensor | None]:
         """Batch ``i``'s block products in ``mode`` (on ``graph``, else on the batch's kept or
