@@ -125,17 +125,14 @@ def changed_heads(before, after) -> set[tuple[str, int]]:
             if not torch.equal(before[part][:, h], after[part][:, h])}
 
 
-def claimed_heads(name: str, param: str, states) -> set[tuple[str, int]]:
-    """What a block's name says it holds: ``<param>[.<part>][.head<h>]``."""
-    part = nets.attention_parts(MODEL_CACHE[param])[param]
+def claimed_heads(name: str, param: str, part, states) -> set[tuple[str, int]]:
+    """What a block's name says it holds: ``<param>[.<part>][.head<h>]`` (``part``: the
+    parameter's :class:`~nets.engine.roles.AttentionPart`)."""
     rest = name[len(param):].lstrip(".").split(".") if name != param else []
     label = rest.pop(0) if rest and rest[0] in "qkv" else part.parts[0]
     if rest:
         return {(label, int(rest[0].removeprefix("head")))}
     return {(label, h) for h in range(states[label].shape[1])}
-
-
-MODEL_CACHE: dict[str, torch.nn.Module] = {}
 
 
 @pytest.mark.parametrize("family", sorted(MODELS))
@@ -155,7 +152,6 @@ def test_each_block_moves_exactly_the_part_and_head_it_names(family, split, monk
         param = block.pieces[0].param
         if param not in parts:
             continue
-        MODEL_CACHE[param] = model
         with torch.no_grad():
             saved = params[param].detach().clone()
             for piece in block.pieces:
@@ -164,7 +160,8 @@ def test_each_block_moves_exactly_the_part_and_head_it_names(family, split, monk
         after = record_states(family, model, ids, monkeypatch)
         with torch.no_grad():
             params[param].copy_(saved)
-        assert changed_heads(before, after) == claimed_heads(name, param, before), name
+        assert changed_heads(before, after) == claimed_heads(name, param, parts[param],
+                                                                  before), name
         checked += 1
     heads_q = before["q"].shape[1]
     if split == "heads":  # every query and key head has a weight block of its own
