@@ -229,10 +229,11 @@ def _geometry(m: nn.Module) -> tuple[int | None, int | None, int | None]:
     return heads, kv, dim
 
 
-def _fused(parent: nn.Module, child: str, out_dim: int, in_dim: int,
-           axis: int) -> AttentionPart | None:
-    """The layout of a fused Q/K/V projection ``child`` of ``parent``, ``None`` if not fused."""
-    heads, kv, dim = _geometry(parent)
+def _fused(parent: nn.Module, child: str, out_dim: int, in_dim: int, axis: int,
+           geometry: tuple[int | None, int | None, int | None]) -> AttentionPart | None:
+    """The layout of a fused Q/K/V projection ``child`` of ``parent`` (its
+    :func:`_geometry`), ``None`` if not fused."""
+    heads, kv, dim = geometry
     grouped = (heads * dim, (kv or heads) * dim, (kv or heads) * dim) if heads and dim else None
     named = _STACKED.fullmatch(child) is not None
     if not (named or out_dim == 3 * in_dim or (grouped and out_dim == sum(grouped))):
@@ -291,11 +292,12 @@ def attention_parts(model: nn.Module) -> dict[str, AttentionPart]:
         if w is None or w.ndim != 2:
             continue
         out_dim, in_dim = (w.shape[1], w.shape[0]) if conv1d else (w.shape[0], w.shape[1])
-        fused = _fused(parent, child, out_dim, in_dim, axis)
+        geometry = _geometry(parent)
+        fused = _fused(parent, child, out_dim, in_dim, axis, geometry)
         if fused is not None:
             out[n] = fused
             continue
-        heads, kv, dim = _geometry(parent)
+        heads, kv, dim = geometry
         for part, pat in _SEPARATE.items():
             if pat.fullmatch(child):
                 out[n] = AttentionPart((part,), axis, heads, "separate", (out_dim,), dim, kv,
