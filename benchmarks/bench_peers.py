@@ -87,6 +87,7 @@ from verdicts import (  # noqa: E402
 
 from labkit.atomic import atomic_write_bytes  # noqa: E402
 from nets.cli.common import memory_budget  # noqa: E402
+from nets.engine.lanczos import REORTH_MODES  # noqa: E402
 from nets.studies.gpucheck import GPT_BLOCKS  # noqa: E402
 
 #: the smoke grid shrinks the authors' density grid (50,000 points) to 500: seconds, not minutes
@@ -234,6 +235,8 @@ def _parser() -> argparse.ArgumentParser:
                          "(max_memory=; default: nets' own, half the available memory): a "
                          "budget below all batches' graphs makes nets hold one batch's graph "
                          "at a time")
+    ap.add_argument("--reorth", default="full", choices=REORTH_MODES,
+                    help="nets' Lanczos reorthogonalization (reorth=; default full)")
     ap.add_argument("--note", default="", help="a line on the conditions (load, machine)")
     ap.add_argument("--resume", action="store_true",
                     help="with --json: keep the measurements that file already holds (written "
@@ -268,6 +271,7 @@ def _flags(args: argparse.Namespace) -> str:
     """The options a run was given, as its report's header quotes them."""
     return f"--grid {args.grid}" + (" --compile" if args.compile else "") + (
         f" --max-memory {args.max_memory}" if args.max_memory else "") + (
+        f" --reorth {args.reorth}" if args.reorth != "full" else "") + (
         " --in-process" if args.in_process else "") + (
         " --resume" if args.resume else "") + (" --keep-stale" if args.keep_stale else "") + (
         " --render-only" if args.render_only else "") + (
@@ -353,7 +357,10 @@ def _table_row(cell: dict, method: str, r: dict, nets_row: dict, peers: dict) ->
         n_rounds = r.get("rounds", 1)
         note = (f"at {r.get('commit', 'unknown')}"
                 + (f", {n_rounds} rounds" if n_rounds > 1 else "")
-                + f", mode {r['mode']}, graphs {r['graphs']}{time_split(r)}; "
+                + f", mode {r['mode']}, graphs {r['graphs']}"
+                + (f", reorth {r['reorth']} ({r['reorthogonalized']} passes)"
+                   if r.get("reorth", "full") != "full" else "")
+                + f"{time_split(r)}; "
                 + "; ".join(targets(cell["kind"], nets_row, peers)))
     if method == "authors":
         note = f"Lanczos phase {r['lanczos_s']:.2f} s"
@@ -452,7 +459,8 @@ def main(argv: list[str] | None = None) -> None:
         rounds: dict[str, list[dict]] = {m: [] for m in todo}
         for r in range(args.rounds if todo else 0):
             for method in runner.round_order(todo, r):
-                run = {**cell, "method": method, "max_memory": args.max_memory}
+                run = {**cell, "method": method, "max_memory": args.max_memory,
+                       "reorth": args.reorth}
                 rounds[method].append(runner.measure(run, in_process=args.in_process))
         for method in todo:
             row = runner.pool_rounds(rounds[method])
@@ -532,6 +540,10 @@ def _finished_cells(path: Path, args: argparse.Namespace, version: dict[str, str
         if r.get("max_memory") != args.max_memory and "error" not in r:
             raise SystemExit(f"error: {path} was measured with --max-memory "
                              f"{r.get('max_memory')}, not {args.max_memory}; use the same "
+                             "options or another --json")
+        if r.get("reorth", "full") != args.reorth and "error" not in r:
+            raise SystemExit(f"error: {path} was measured with --reorth "
+                             f"{r.get('reorth', 'full')}, not {args.reorth}; use the same "
                              "options or another --json")
         by_cell.setdefault(_cell_key(r), {})[r.get("method")] = r
     fresh: dict[str, dict[str, dict]] = {}

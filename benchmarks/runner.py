@@ -280,10 +280,13 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
                 first_step["peak"] = torch.cuda.max_memory_allocated(device)
                 torch.cuda.reset_peak_memory_stats(device)
 
+        # (bench_ab drives older nets too: reorth= only where a cell asks for another)
+        reorth = ({"reorth": cell["reorth"]} if cell.get("reorth", "full") != "full" else {})
         if kind == "full":
             s = nets.full_spectrum(model, loss_fn, data, lanczos_steps=steps,
                                    probes=probes, info=info, max_memory=budget,
-                                   compile=method == "nets+compile", callback=callback)
+                                   compile=method == "nets+compile", callback=callback,
+                                   **reorth)
             nets.spectral_density(s.nodes, s.weights, np.linspace(
                 s.nodes.min(), s.nodes.max(), 2000), 1e-3 * np.ptp(s.nodes) + 1e-12)
             top = {"full": float(s.nodes.max())}
@@ -294,7 +297,8 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
                        if "measure_tangents" in cell else {})
             spectra = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=steps,
                                               probes=probes, info=info, max_memory=budget,
-                                              blocks=chosen, callback=callback, **measure)
+                                              blocks=chosen, callback=callback, **measure,
+                                              **reorth)
             nets.block_densities(spectra)
             top = {n: float(sp.nodes.max()) for n, sp in spectra.items()}
         extra = {"mode": info["hvp_mode"], "lanczos_s": info["seconds"],
@@ -304,6 +308,9 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
                     if "calibration_seconds" in info else {}),
                  **({"first_step_peak_bytes": first_step["peak"]} if first_step else {}),
                  "graphs": info["graph_strategy"], "groups": info.get("lanczos_groups", 1),
+                 **({"reorth": info["reorth"],
+                     "reorthogonalized": info["reorthogonalized_steps"]}
+                    if "reorth" in info else {}),
                  "budget_bytes": info["max_memory"],
                  **({"tangent_bytes": info["tangent_bytes"],
                      "tangent_estimate": info["tangent_estimate"]}

@@ -54,7 +54,7 @@ from nets.engine.js import (
     js_matrix,
     numerically_zero_blocks,
 )
-from nets.engine.lanczos import LanczosRun, lanczos
+from nets.engine.lanczos import REORTH_MODES, LanczosRun, lanczos
 from nets.engine.products import make_batch_hessian_vector_product
 from nets.engine.roles import (
     BLOCK_SETS,
@@ -77,6 +77,7 @@ __all__ = [
     "FUSED_LAYOUTS",
     "MATRIX_ROLES",
     "RECIPES",
+    "REORTH_MODES",
     "ROLES",
     "SPLITS",
     "Block",

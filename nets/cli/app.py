@@ -49,6 +49,7 @@ from nets.engine.distributed import (
 )
 from nets.engine.hvp import MODES, BlockHVP
 from nets.engine.js import js0_bootstrap, js0_sensitivity, js_matrix, numerically_zero_blocks
+from nets.engine.lanczos import REORTH_MODES
 from nets.engine.results import check_out_path, fingerprint, resume_spectra
 from nets.engine.roles import ROLES, SPLITS
 from nets.engine.slq import BlockSpectrum
@@ -69,6 +70,8 @@ def _settings(args: argparse.Namespace) -> dict:
          "model_seed": args.model_seed}
     if args.roles:
         s["roles"] = sorted(args.roles)
+    if args.reorth != "full":  # other numbers (to about u‖H‖): a file of their own
+        s["reorth"] = args.reorth
     return s
 
 
@@ -80,8 +83,9 @@ def _eps(dtype: str) -> float:
 def _default_out(s: dict) -> Path:
     model = re.sub(r"[^A-Za-z0-9_.-]+", "_", s["model"])
     roles = "-" + "+".join(s["roles"]) if "roles" in s else ""
+    reorth = f"-{s['reorth']}" if "reorth" in s else ""
     return Path("runs") / (f"{model}-{s['blocks']}{roles}-s{s['seed']}-k{s['steps']}"
-                           f"-p{s['probes']}-{s['dtype']}-m{s['model_seed']}.json")
+                           f"-p{s['probes']}-{s['dtype']}-m{s['model_seed']}{reorth}.json")
 
 
 def compute(args: argparse.Namespace) -> tuple[dict, dict[str, BlockSpectrum], Path]:
@@ -117,7 +121,8 @@ def compute(args: argparse.Namespace) -> tuple[dict, dict[str, BlockSpectrum], P
                                    comm=comm, compile=args.compile)
         info: dict = {}
         new = operator_spectra(state["op"], lanczos_steps=args.steps, probes=args.probes,
-                               seed=args.seed, probe_indices=[p], callback=cb, info=info)
+                               seed=args.seed, probe_indices=[p], callback=cb,
+                               reorth=args.reorth, info=info)
         state["info"] = info
         return new
 
@@ -268,6 +273,10 @@ def _parser() -> argparse.ArgumentParser:
                              "Lanczos vectors, e.g. 2G or 500M, or 'least': the least the "
                              "products run in, one batch's graph at a time (default: half the "
                              "available memory)")
+    common.add_argument("--reorth", default="full", choices=REORTH_MODES,
+                        help="Lanczos reorthogonalization: full (every step, default) or "
+                             "partial (only where the estimated loss of orthogonality needs "
+                             "it: the same spectra to about u‖H‖, faster on long runs)")
     common.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads for this process (default: torch's choice; "
                              "1 is faster on a CPU shared with other jobs)")

@@ -1,4 +1,4 @@
-"""Lanczos with full reorthogonalization, run on many symmetric operators in lockstep.
+"""Lanczos with full (or partial) reorthogonalization, on many symmetric operators in lockstep.
 
 For a symmetric ``A`` (``d × d``) and a unit start ``q_1``, ``k`` Lanczos steps build an
 orthonormal basis ``Q_k`` of the Krylov space ``span{q_1, A q_1, …, A^{k-1} q_1}`` and the
@@ -38,8 +38,9 @@ import torch
 
 from nets.engine.finite import all_finite
 
-__all__ = ["REORTH_CHUNK_BYTES", "REORTH_CHUNK_BYTES_ACCELERATOR", "REORTH_ETA", "LanczosRun",
-           "chunk_bytes_for", "lanczos"]
+__all__ = ["NOISE_SAFETY", "REORTH_CHUNK_BYTES", "REORTH_CHUNK_BYTES_ACCELERATOR",
+           "REORTH_ETA", "REORTH_MODES", "LanczosRun", "check_reorth", "chunk_bytes_for",
+           "lanczos"]
 
 #: Largest float64 piece of the basis that reorthogonalization reads at a time on a CPU
 #: (bytes). While a step's whole basis (all probes) fits, it is projected out with two batched
@@ -66,16 +67,27 @@ class LanczosRun:
         beta: ``(m, steps - 1)`` float64 off-diagonals; entries past ``n_steps - 1`` are 0.
         n_steps: ``(m,)`` number of steps actually taken (``< steps`` after an invariant
             subspace was found or when ``steps`` exceeds the dimension).
+        reorthogonalized: ``(m,)`` number of steps whose new vector was orthogonalized against
+            the whole basis (every step but the last under ``reorth="full"``; the probes of one
+            operator advance together, so they share the count), or ``None`` where unknown.
     """
 
     alpha: np.ndarray
     beta: np.ndarray
     n_steps: np.ndarray
+    reorthogonalized: np.ndarray | None = None
 
 
 #: Reorthogonalize a second time when one pass leaves less than this fraction of the vector's
 #: norm (Daniel, Gragg, Kaufman and Stewart 1976; "twice is enough", Parlett 1980 §6.9).
 REORTH_ETA = 1 / math.sqrt(2)
+
+#: The reorthogonalization strategies :func:`lanczos` knows.
+REORTH_MODES = ("full", "partial")
+
+#: Under ``reorth="partial"``, the measured asymmetry of the products (see :class:`_Omega`)
+#: enters the estimates' noise term multiplied by this safety factor.
+NOISE_SAFETY = 10.0
 
 
 def lanczos(
@@ -86,6 +98,7 @@ def lanczos(
     tol: float | None = None,
     callback: Callable[[int, int], None] | None = None,
     chunk_bytes: int | None = None,
+    reorth: str = "full",
 ) -> list[LanczosRun]:
     """Run Lanczos on several operators in lockstep.
 
@@ -93,6 +106,24 @@ def lanczos(
     basis by classical Gram–Schmidt, ``w ← w − Q (Qᵀ w)``, and does so a second time only when
     the first pass left less than ``1/√2`` of ``‖w‖`` (the DGKS criterion: otherwise one pass
     leaves ``w`` orthogonal to ``Q`` to working precision; two passes always do).
+
+    ``reorth="partial"`` does that pass only where it is needed to keep the basis
+    *semi-orthogonal*, ``|q_iᵀ q_k| ≤ √u`` for the unit roundoff ``u`` of the vectors' dtype
+    (partial reorthogonalization, Simon 1984): the overlaps ``ω_{j+1,k} ≈ q_{j+1}ᵀ q_k`` are
+    estimated by Simon's recurrence from ``α`` and ``β`` alone,
+
+        β_j ω_{j+1,k} = β_k ω_{j,k+1} + (α_k − α_j) ω_{j,k} + β_{k−1} ω_{j,k−1}
+                        − β_{j−1} ω_{j−1,k} ± θ_j,
+
+    with the noise ``θ_j`` the larger of ``u‖T_j‖`` and (times :data:`NOISE_SAFETY`) the
+    products' measured asymmetry ``|q_{j−1}ᵀ A q_j − β_{j−1}|`` (which sees a product computed
+    in lower precision than its vectors, e.g. float32 inside a float64 model). When an estimate
+    passes ``√u``, the new vector and the next one are orthogonalized against the whole basis
+    and the estimates reset to ``u``. Semi-orthogonality makes
+    ``T_k`` the projection of ``A`` onto an orthonormal basis of a space near the Krylov space
+    up to ``O(u‖A‖)`` (Simon 1984, Theorem 4), so the Ritz values and the quadrature's nodes
+    and weights agree with full reorthogonalization to about ``u‖A‖``, while most steps skip
+    the two passes over the basis (``LanczosRun.reorthogonalized`` counts those that did not).
 
     Args:
         matvec: Maps a list (one entry per operator) of ``(m_l, d_l)`` stacks, or ``None`` for
@@ -106,13 +137,16 @@ def lanczos(
             (:data:`REORTH_CHUNK_BYTES` on a CPU). A memory budget bounds it
             (:func:`nets.engine.spectrum.operator_spectra`); the tridiagonals agree to
             round-off whatever its value.
+        reorth: ``"full"`` (every step, the default) or ``"partial"`` (only where the
+            estimated loss of orthogonality needs it, see above).
 
     Returns:
         One :class:`LanczosRun` per operator.
 
     Raises:
         ValueError: ``steps < 1`` or too large to store, a zero or non-finite start vector,
-            ``tol`` outside ``[0, 1)``, ``chunk_bytes`` not positive, or ``matvec``
+            ``tol`` outside ``[0, 1)``, ``chunk_bytes`` not positive, an unknown ``reorth``, or
+            ``matvec``
             returning products of the wrong shape or non-finite ones (or coefficients beyond
             float64's range).
         TypeError: ``matvec`` or ``callback`` not callable, ``starts`` not a list of real
@@ -120,7 +154,8 @@ def lanczos(
     """
     steps, tol = _check_arguments(matvec, starts, steps, tol, callback)
     chunk_bytes = _check_chunk_bytes(chunk_bytes, starts)
-    runs = [_Run(s, steps) for s in starts]
+    check_reorth(reorth)
+    runs = [_Run(s, steps, partial=reorth == "partial") for s in starts]
     scratch = _Scratch(runs, chunk_bytes)
     for j in range(steps):
         live = [r.live(j) for r in runs]
@@ -134,7 +169,8 @@ def lanczos(
                 r.advance(j, out[i], tol, i, scratch)
         if callback is not None:
             callback(j + 1, steps)
-    return [LanczosRun(r.alpha, r.beta, r.n_steps) for r in runs]
+    return [LanczosRun(r.alpha, r.beta, r.n_steps, np.full(len(r.n_steps), r.reorthogonalized))
+            for r in runs]
 
 
 class _Scratch:
@@ -175,7 +211,7 @@ class _Run:
     arithmetic is float64 (:class:`_Scratch`, :func:`_project_out`).
     """
 
-    def __init__(self, start: torch.Tensor, steps: int) -> None:
+    def __init__(self, start: torch.Tensor, steps: int, *, partial: bool = False) -> None:
         m, d = start.shape
         self.dtype = start.dtype
         self.cap = min(steps, d)
@@ -190,6 +226,8 @@ class _Run:
         self.basis = torch.empty((m, self.cap, d), dtype=start.dtype, device=start.device)
         self.q = _unit(start)
         self.basis[:, 0] = self.q
+        self.reorthogonalized = 0
+        self.omega = _Omega(m, self.cap, start.dtype) if partial else None
 
     def live(self, j: int) -> bool:
         """Whether step ``j`` has work: within the cap and some probe still running."""
@@ -202,16 +240,21 @@ class _Run:
         w = scratch.get("work", (m, d), product.device)
         w.copy_(product)
         a = _remove(self.basis[:, j:j + 1], w, scratch)[:, 0]  # α_j = q_jᵀ A q_j
+        asymmetry = None
         if j > 0:  # β_{j-1} q_{j-1}
+            if self.omega is not None:  # q_{j-1}ᵀ A q_j − β_{j-1}: the products' asymmetry
+                asymmetry = (_dots(self.basis[:, j - 1], w, scratch) - self.prev_beta).abs()
             _remove(self.basis[:, j - 1:j], w, scratch, self.prev_beta[:, None])
         before = torch.linalg.vector_norm(w, dim=-1)
         if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(before).all())):
             raise _non_finite(product, i, j)
-        b = _project_out(self.basis, j + 1, w, scratch)
-        if bool((b < REORTH_ETA * before).any()):
-            b = _project_out(self.basis, j + 1, w, scratch)
         act = self.active
         act_np = act.cpu().numpy()
+        # the last step stores no vector and no β: its w needs no pass
+        last = j + 1 >= self.cap
+        b = (self._orthogonalize(j, w, before, scratch)
+             if not last and self._needs_pass(j, a, before, asymmetry, act_np)
+             else before)
         self.alpha[act_np, j] = a.cpu().numpy()[act_np]
         self.n_steps[act_np] = j + 1
         self.scale = torch.maximum(self.scale, torch.maximum(a.abs(), b))
@@ -228,6 +271,97 @@ class _Run:
         self.basis[:, j + 1] = self.q
         self.prev_beta = torch.where(cont, b, torch.zeros_like(b))
         self.active = cont
+
+
+    def _needs_pass(self, j: int, a: torch.Tensor, before: torch.Tensor,
+                    asymmetry: torch.Tensor | None, active: np.ndarray) -> bool:
+        """Whether ``w`` needs a pass over the basis: always under ``reorth="full"``, else as
+        :class:`_Omega` estimates."""
+        return self.omega is None or self.omega.needs_pass(j, a, before, asymmetry, active)
+
+    def _orthogonalize(self, j: int, w: torch.Tensor, before: torch.Tensor,
+                       scratch: _Scratch) -> torch.Tensor:
+        """Orthogonalize ``w`` against the basis (a second pass by the DGKS criterion);
+        returns ``β_j = ‖w‖``."""
+        b = _project_out(self.basis, j + 1, w, scratch)
+        if bool((b < REORTH_ETA * before).any()):
+            b = _project_out(self.basis, j + 1, w, scratch)
+        self.reorthogonalized += 1
+        if self.omega is not None:  # β_j is the norm after the pass
+            self.omega.beta[-1] = b.cpu().numpy()
+        return b
+
+
+class _Omega:
+    """Estimated overlaps ``ω_{j,k} ≈ q_jᵀ q_k`` of one run's basis (``reorth="partial"``).
+
+    Holds the last two rows of Simon's recurrence (see :func:`lanczos`) per probe, the running
+    bound ``‖T_j‖ ≤ max_j (|α_j| + β_j + β_{j−1})`` and the largest measured asymmetry of the
+    products, and decides each step whether the new vector needs a pass over the basis: when
+    an estimate of an active probe passes ``√u``, at the step after such a pass (Simon's rule:
+    the two vectors that carry the loss are both orthogonalized).
+    """
+
+    def __init__(self, m: int, cap: int, dtype: torch.dtype) -> None:
+        self.u = torch.finfo(dtype).eps / 2
+        self.level = math.sqrt(self.u)
+        self.now = np.zeros((m, cap + 1))  # ω_{j,·}
+        self.now[:, 0] = 1
+        self.before = np.zeros((m, cap + 1))  # ω_{j−1,·}
+        self.norm = np.zeros(m)
+        self.noise = np.zeros(m)
+        self.alpha: list[np.ndarray] = []
+        self.beta: list[np.ndarray] = []
+        self.again = False  # orthogonalize the next vector too
+
+    def needs_pass(self, j: int, alpha: torch.Tensor, beta: torch.Tensor,
+                   asymmetry: torch.Tensor | None, active: np.ndarray) -> bool:
+        """Estimate ``ω_{j+1,·}`` from ``α_j`` and ``β_j = ‖w‖`` (before any pass) and say
+        whether ``w`` needs a pass over the basis; the rows move on either way (reset to ``u``
+        after a pass)."""
+        a, b = alpha.cpu().numpy(), beta.cpu().numpy()
+        b_prev = self.beta[-1] if self.beta else np.zeros_like(b)
+        self.alpha.append(a)
+        self.norm = np.maximum(self.norm, np.abs(a) + b + b_prev)
+        if asymmetry is not None:
+            self.noise = np.maximum(self.noise, asymmetry.cpu().numpy())
+        theta = self.u * self.norm + NOISE_SAFETY * self.noise
+        with np.errstate(divide="ignore", invalid="ignore"):
+            row = self._estimate(j, a, b, b_prev, theta)
+        need = self.again or bool((~(np.abs(row[active]) <= self.level)).any())
+        self.again = need and not self.again
+        self._advance(j, np.full_like(row, self.u) if need else row, b)
+        return need
+
+    def _estimate(self, j: int, a: np.ndarray, b: np.ndarray, b_prev: np.ndarray,
+                  theta: np.ndarray) -> np.ndarray:
+        """``ω_{j+1,0..j}`` by Simon's recurrence, ``ω_{j+1,j} = u‖T_j‖/β_j`` (local)."""
+        m = len(a)
+        row = np.empty((m, j + 1))
+        if j > 0:
+            al = np.stack(self.alpha[:j], axis=1)  # α_0..α_{j−1}
+            be = np.stack(self.beta, axis=1)  # β_0..β_{j−1}
+            W, Wp = self.now, self.before
+            t = be * W[:, 1:j + 1] + (al - a[:, None]) * W[:, :j] - b_prev[:, None] * Wp[:, :j]
+            t[:, 1:] += be[:, :j - 1] * W[:, :j - 1]
+            t += np.where(t < 0, -theta[:, None], theta[:, None])
+            row[:, :j] = t / b[:, None]
+        row[:, j] = self.u * self.norm / b
+        return row
+
+    def _advance(self, j: int, row: np.ndarray, b: np.ndarray) -> None:
+        """Make ``row`` (``ω_{j+1,0..j}``) the current row and ``β_j`` known."""
+        self.before, self.now = self.now, self.before
+        self.now[:, :j + 1] = row
+        self.now[:, j + 1] = 1
+        self.beta.append(b)
+
+
+def _dots(rows: torch.Tensor, w: torch.Tensor, scratch: _Scratch) -> torch.Tensor:
+    """``rows[p]ᵀ w[p]`` per probe in float64 (``rows`` ``(m, d)`` read through the chunk
+    buffer one at a time, ``w`` the ``(m, d)`` float64 work stack)."""
+    return torch.stack([torch.dot(_wide(rows[p:p + 1], scratch)[0], w[p])
+                        for p in range(rows.shape[0])])
 
 
 def _unit(s: torch.Tensor) -> torch.Tensor:
@@ -282,6 +416,21 @@ def _remove(Q: torch.Tensor, w: torch.Tensor, scratch: _Scratch,
                 torch.mv(q, wp, out=c[p, s:s + rows])
             wp.addmv_(q.T, c[p, s:s + rows], alpha=-1)
     return c
+
+
+def check_reorth(reorth: object) -> str:
+    """``reorth`` if it names a strategy of :data:`REORTH_MODES`.
+
+    Args:
+        reorth: The reorthogonalization asked for.
+
+    Raises:
+        ValueError: Anything else, naming the choices.
+    """
+    if not isinstance(reorth, str) or reorth not in REORTH_MODES:
+        raise ValueError(f"reorth must be one of {', '.join(map(repr, REORTH_MODES))}, got "
+                         f"{reorth!r}")
+    return reorth
 
 
 def chunk_bytes_for(device: torch.device) -> int:

@@ -44,7 +44,7 @@ from nets.engine.groups import (
     lanczos_work_bytes,
 )
 from nets.engine.hvp import BlockHVP
-from nets.engine.lanczos import LanczosRun, chunk_bytes_for, lanczos
+from nets.engine.lanczos import LanczosRun, check_reorth, chunk_bytes_for, lanczos
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
 
 __all__ = ["CHUNK_SHARE", "blockwise_spectrum", "full_spectrum", "operator_spectra",
@@ -118,8 +118,10 @@ def _check_run(lanczos_steps: object, probes: object, seed: object, probe_indice
 def _merge_runs(parts: Sequence[tuple[int, LanczosRun]]) -> LanczosRun:
     """One block's Lanczos runs from its probe chunks ``(first position, run)``."""
     parts = sorted(parts, key=lambda part: part[0])
+    counts = [r.reorthogonalized for _, r in parts]
     return LanczosRun(*(np.concatenate([getattr(r, f) for _, r in parts])
-                        for f in ("alpha", "beta", "n_steps")))
+                        for f in ("alpha", "beta", "n_steps")),
+                      None if any(c is None for c in counts) else np.concatenate(counts))
 
 
 def operator_spectra(
@@ -131,6 +133,7 @@ def operator_spectra(
     probe_indices: Sequence[int] | None = None,
     callback: Callable[[int, int], None] | None = None,
     progress: bool | None = False,
+    reorth: str = "full",
     info: dict | None = None,
 ) -> dict[str, BlockSpectrum]:
     """SLQ spectra of the diagonal Hessian blocks of an operator built once and reused.
@@ -158,9 +161,12 @@ def operator_spectra(
             ``g``'s steps are numbered from ``g · lanczos_steps + 1`` (a group whose blocks
             stop early skips the rest of its numbers).
         progress: Show a progress bar (``labkit.progress``) over the Lanczos steps.
+        reorth: ``"full"`` or ``"partial"`` reorthogonalization (see :func:`blockwise_spectrum`).
         info: A dict to fill with what ran (see :func:`blockwise_spectrum`); counts are the
             operator's totals over all calls, ``seconds`` is this call's, ``lanczos_groups``
-            the number of groups.
+            the number of groups, ``reorth`` the strategy and ``reorthogonalized_steps`` the
+            steps of this call whose vectors were orthogonalized against their basis (summed
+            over the groups' runs).
 
     Returns:
         ``{block name: BlockSpectrum}`` with ``nodes``/``weights`` of shape
@@ -169,6 +175,7 @@ def operator_spectra(
     if not isinstance(op, BlockHVP):
         raise TypeError(f"op must be a nets.BlockHVP, got {type(op).__name__}")
     ids = _check_run(lanczos_steps, probes, seed, probe_indices, info)
+    check_reorth(reorth)
     blocks = op.blocks
     t0 = time.perf_counter()
     vec_dtype = _lanczos_dtype(op.dtype)
@@ -191,6 +198,7 @@ def operator_spectra(
     label = "full spectrum" if len(blocks) == 1 and blocks[0].name == "full" else (
         f"{len(blocks)} blocks")
     parts: list[list[tuple[int, LanczosRun]]] = [[] for _ in blocks]
+    passes = 0
     total = lanczos_steps * len(groups)
     with Progress(total, f"Lanczos, {label}",
                   enabled=bool(progress) and op.comm.rank == 0) as bar:
@@ -214,15 +222,18 @@ def operator_spectra(
                                                 for p in ids[p0:p1]]),
                                       dtype=vec_dtype, device=op.device)
                       for blk, p0, p1 in group]
-            runs = lanczos(matvec, starts, lanczos_steps, callback=step, chunk_bytes=chunk)
+            runs = lanczos(matvec, starts, lanczos_steps, callback=step, chunk_bytes=chunk,
+                           reorth=reorth)
             del starts
+            passes += sum(int(r.reorthogonalized[0]) for r in runs)
             # the group's blocks may have stopped early: the bar to the group's end
             bar.update_to((g + 1) * lanczos_steps, f"{op.products} HVPs")
             for (blk, p0, _), run in zip(group, runs, strict=True):
                 parts[blk].append((p0, run))
     runs = [_merge_runs(p) for p in parts]
     if info is not None:
-        info.update(op.info(), seconds=time.perf_counter() - t0, lanczos_groups=len(groups))
+        info.update(op.info(), seconds=time.perf_counter() - t0, lanczos_groups=len(groups),
+                    reorth=reorth, reorthogonalized_steps=passes)
     op.comm.check_identical(b"".join(a.tobytes() for r in runs for a in (r.alpha, r.beta)),
                             what="Lanczos tridiagonals")
     out = {}
@@ -251,6 +262,7 @@ def blockwise_spectrum(
     measure_tangents: bool | None = False,
     compile: bool = False,
     progress: bool | None = False,
+    reorth: str = "full",
     info: dict | None = None,
 ) -> dict[str, BlockSpectrum]:
     """SLQ spectra of the diagonal Hessian blocks ``[∇²L(w)]_ll``.
@@ -291,6 +303,11 @@ def blockwise_spectrum(
         compile: Compile the forward-over-reverse product with ``torch.compile`` (see
             :class:`nets.engine.hvp.BlockHVP`; pays only on long runs).
         progress: Show a progress bar (``labkit.progress``) over the Lanczos steps.
+        reorth: Lanczos reorthogonalization: ``"full"`` (every step against the whole basis,
+            the default) or ``"partial"`` (only where Simon's estimate of the lost
+            orthogonality, which counts the products' measured asymmetry, passes ``√u`` of the
+            vectors' dtype: the same spectra to about ``u‖H‖``, faster where the basis is long;
+            see :func:`nets.engine.lanczos.lanczos`).
         info: A dict to fill with what ran: the mode chosen and its calibration timings,
             chunk size, graph size, peak memory (``peak_memory_bytes``, ``peak_memory_kind``),
             number of products and seconds, of which ``product_seconds`` in the products
@@ -307,12 +324,13 @@ def blockwise_spectrum(
                          f"{blocks!r}")
     bl = [full_block(model)] if isinstance(blocks, str) else resolve_blocks(model, blocks)
     _check_run(lanczos_steps, probes, seed, probe_indices, info)  # before any model evaluation
+    check_reorth(reorth)
     op = BlockHVP(model, loss_fn, data, bl, mode=mode, max_memory=max_memory,
                   chunk_size=chunk_size, comm=comm, compile=compile,
                   measure_tangents=measure_tangents)
     return operator_spectra(op, lanczos_steps=lanczos_steps, probes=probes, seed=seed,
                             probe_indices=probe_indices, callback=callback, progress=progress,
-                            info=info)
+                            reorth=reorth, info=info)
 
 
 def full_spectrum(model: torch.nn.Module, loss_fn: LossFn, data: Iterable,

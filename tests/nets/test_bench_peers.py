@@ -656,3 +656,27 @@ def test_compile_adds_a_compiled_nets_row_to_the_full_cells(benchmark_script, tm
     assert compiled["mode"] == "forward" and compiled["seconds"] > 0
     assert compiled["top"]["full"] == pytest.approx(eager["top"]["full"], rel=1e-8)
     assert "compiled, compilation included" in buf.getvalue()
+
+
+def test_reorth_option_runs_nets_partial_and_keeps_files_apart(smoke, tmp_path, capsys):
+    """--reorth partial: nets' rows ran partial reorthogonalization (their notes say so and
+    how many passes) and find the same largest Ritz value as the default run (the smoke
+    model's whole space: the exact eigenvalue); a --json file of the other option is
+    refused on resume."""
+    bench, _, full_rows = smoke
+    out = tmp_path / "rows.json"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        bench.main(["--grid", "smoke", "--in-process", "--reorth", "partial", "--only",
+                    "kind=full", "--json", str(out)])
+    rows = json.loads(out.read_text())
+    (part,) = [r for r in rows if r["method"] == "nets"]
+    (full,) = [r for r in full_rows if r["method"] == "nets" and r["kind"] == "full"]
+    assert part["reorth"] == "partial" and 0 <= part["reorthogonalized"] < 30
+    assert full.get("reorth", "full") == "full"
+    assert part["top"]["full"] == pytest.approx(full["top"]["full"], rel=1e-10)
+    assert f"reorth partial ({part['reorthogonalized']} passes)" in buf.getvalue()
+    assert "--reorth partial" in buf.getvalue()
+    with pytest.raises(SystemExit, match="measured with --reorth partial, not full"):
+        bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--resume",
+                    "--render-only"])

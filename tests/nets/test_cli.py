@@ -129,3 +129,31 @@ def test_device_auto(monkeypatch):
     if torch.cuda.is_available():  # one GPU per torchrun rank on a machine
         monkeypatch.setenv("LOCAL_RANK", "1")
         assert local_device("auto") == torch.device("cuda", 1)
+
+
+def test_reorth_partial_is_a_setting_of_its_own(blockwise_file, tmp_path, capsys, monkeypatch):
+    """--reorth partial: recorded in the settings (so a full-reorthogonalization file is not
+    resumed with it) and in the default file name; the spectra agree with the full
+    reorthogonalization's to the float32 model's roundoff."""
+    out = tmp_path / "partial.json"
+    capsys.readouterr()
+    assert cli.main(["spectrum", *FAST, "--blocks", "--reorth", "partial", "--json", "--out",
+                     str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["settings"]["reorth"] == "partial"
+    assert "reorth" not in load_spectra(blockwise_file).settings
+    full, part = load_spectra(blockwise_file).spectra, load_spectra(out).spectra
+    for name, s in full.items():
+        scale = np.abs(s.nodes).max()
+        np.testing.assert_allclose(np.sort(part[name].nodes, -1), np.sort(s.nodes, -1), rtol=0,
+                                   atol=1e-5 * scale)
+    assert cli.main(["spectrum", *FAST, "--blocks", "--reorth", "partial", "--out",
+                     str(blockwise_file)]) == 2
+    assert "other settings" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["spectrum", *FAST, "--reorth", "partial"]) == 0
+    assert (tmp_path / "runs" / "mlp-full-s0-k4-p3-float32-m0-partial.json").exists()
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own usage error
+        cli.main(["spectrum", *FAST, "--reorth", "never"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'never'" in capsys.readouterr().err
