@@ -28,6 +28,11 @@ Optional: ``--compile`` adds a ``nets+compile`` row to every full-spectrum cell:
 ``nets.full_spectrum(..., compile=True)`` (forward-over-reverse product compiled by
 ``torch.compile``; the compilation is part of its time, as it would be for a user).
 
+Optional: ``--reorth partial`` runs nets with partial reorthogonalization (its targets are
+then those of ``reorth="partial"``) and adds a ``nets+full-reorth`` row to every cell: nets
+with the default full reorthogonalization in the same rounds, whose ``x`` is its time over the
+partial run's (what partial reorthogonalization gained on that cell).
+
 Every row records the 1-minute load average (``os.getloadavg``) when its process started, and
 the code that measured it: ``commit`` (git's short hash, ``+changes`` when the working tree's
 ``nets``, ``labkit``, the measuring modules or this script differ from it) and ``code`` (a
@@ -366,6 +371,9 @@ def _table_row(cell: dict, method: str, r: dict, nets_row: dict, peers: dict) ->
         note = f"Lanczos phase {r['lanczos_s']:.2f} s"
     if method == "nets+compile":
         note = f"mode {r['mode']}; compiled, compilation included"
+    if method == "nets+full-reorth":
+        note = (f"mode {r['mode']}, graphs {r['graphs']}; full reorthogonalization (the "
+                f"default): x = its time / the partial run's")
     top = f"{max(r['top'].values()):.6g}" if r.get("top") else ""
     return (f"{head} {r['seconds']:.2f} | {r['hvps'] / r['seconds']:.1f} | "
             f"{r['seconds'] / r['hvps'] / r['grad_s']:.2f} | "
@@ -450,7 +458,7 @@ def main(argv: list[str] | None = None) -> None:
         chosen = selected(cell, only)
         if not chosen and not args.resume:
             continue
-        todo = [m for m in _methods(cell, args.compile) if m not in res]
+        todo = [m for m in _methods(cell, args.compile, args.reorth) if m not in res]
         if args.render_only or not chosen:
             res.update({m: {"error": "not measured"} for m in todo})
             todo = []
@@ -460,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
         for r in range(args.rounds if todo else 0):
             for method in runner.round_order(todo, r):
                 run = {**cell, "method": method, "max_memory": args.max_memory,
-                       "reorth": args.reorth}
+                       "reorth": _reorth_of(method, args.reorth)}
                 rounds[method].append(runner.measure(run, in_process=args.in_process))
         for method in todo:
             row = runner.pool_rounds(rounds[method])
@@ -515,10 +523,17 @@ def selected(cell: dict, only: dict[str, set]) -> bool:
     return all(cell[field] in allowed for field, allowed in only.items())
 
 
-def _methods(cell: dict, compile: bool) -> list[str]:
-    """The methods a grid runs on ``cell``: nets (and nets compiled), then its peers."""
+def _methods(cell: dict, compile: bool, reorth: str = "full") -> list[str]:
+    """The methods a grid runs on ``cell``: nets (and nets compiled, and nets with full
+    reorthogonalization when nets runs another), then its peers."""
     extra = ["nets+compile"] if compile and cell["kind"] == "full" else []
+    extra += ["nets+full-reorth"] if reorth != "full" else []
     return ["nets", *extra, *PEERS[cell["kind"]]]
+
+
+def _reorth_of(method: str, reorth: str) -> str:
+    """The reorthogonalization ``method`` runs under ``--reorth reorth`` (its rows record it)."""
+    return "full" if method == "nets+full-reorth" else reorth
 
 
 def _finished_cells(path: Path, args: argparse.Namespace, version: dict[str, str]
@@ -541,7 +556,8 @@ def _finished_cells(path: Path, args: argparse.Namespace, version: dict[str, str
             raise SystemExit(f"error: {path} was measured with --max-memory "
                              f"{r.get('max_memory')}, not {args.max_memory}; use the same "
                              "options or another --json")
-        if r.get("reorth", "full") != args.reorth and "error" not in r:
+        if (r.get("reorth", "full") != _reorth_of(r.get("method", ""), args.reorth)
+                and "error" not in r):
             raise SystemExit(f"error: {path} was measured with --reorth "
                              f"{r.get('reorth', 'full')}, not {args.reorth}; use the same "
                              "options or another --json")
@@ -550,7 +566,7 @@ def _finished_cells(path: Path, args: argparse.Namespace, version: dict[str, str
     stale: dict[str, dict[str, dict]] = {}
     for cell in grid(args.grid):
         have = by_cell.get(_cell_key(cell), {})
-        kept = {m: have[m] for m in _methods(cell, args.compile)
+        kept = {m: have[m] for m in _methods(cell, args.compile, args.reorth)
                 if m in have and "error" not in have[m]}
         if kept:
             # --render-only reports what the file holds, in whatever rounds

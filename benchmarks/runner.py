@@ -267,7 +267,7 @@ def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: li
     """One timed run of ``cell["method"]`` on the loaded model; what it reports besides its time."""
     steps, probes, method, kind = cell["steps"], cell["probes"], cell["method"], cell["kind"]
     extra: dict = {}
-    if method in ("nets", "nets+compile"):
+    if method in ("nets", "nets+compile", "nets+full-reorth"):
         info: dict = {}
         budget = cell.get("max_memory")
         first_step: dict = {}

@@ -661,8 +661,9 @@ def test_compile_adds_a_compiled_nets_row_to_the_full_cells(benchmark_script, tm
 def test_reorth_option_runs_nets_partial_and_keeps_files_apart(smoke, tmp_path, capsys):
     """--reorth partial: nets' rows ran partial reorthogonalization (their notes say so and
     how many passes) and find the same largest Ritz value as the default run (the smoke
-    model's whole space: the exact eigenvalue); a --json file of the other option is
-    refused on resume."""
+    model's whole space: the exact eigenvalue); a nets+full-reorth row ran the default in the
+    same run, its ratio the partial run's gain; a --json file of the other option is refused
+    on resume."""
     bench, _, full_rows = smoke
     out = tmp_path / "rows.json"
     buf = io.StringIO()
@@ -674,6 +675,13 @@ def test_reorth_option_runs_nets_partial_and_keeps_files_apart(smoke, tmp_path, 
     (full,) = [r for r in full_rows if r["method"] == "nets" and r["kind"] == "full"]
     assert part["reorth"] == "partial" and 0 <= part["reorthogonalized"] < 30
     assert full.get("reorth", "full") == "full"
+    (both,) = [r for r in rows if r["method"] == "nets+full-reorth"]
+    assert both["reorth"] == "full" and both["reorthogonalized"] > part["reorthogonalized"], (
+        both["reorthogonalized"], part["reorthogonalized"])
+    assert both["top"]["full"] == pytest.approx(full["top"]["full"], rel=1e-12)
+    (line,) = [x for x in buf.getvalue().splitlines() if "| nets+full-reorth |" in x]
+    ratio = float(line.split("|")[12])
+    assert ratio == pytest.approx(both["seconds"] / part["seconds"], abs=0.01)
     assert part["top"]["full"] == pytest.approx(full["top"]["full"], rel=1e-10)
     assert f"reorth partial ({part['reorthogonalized']} passes)" in buf.getvalue()
     assert "--reorth partial" in buf.getvalue()
