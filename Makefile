@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-memory bench-memory-measured bench-groups bench-ab bench-floor bench-modes bench-compile bench-reorth bench-estimates clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-spectrum-partial bench-memory bench-memory-measured bench-groups bench-ab bench-floor bench-modes bench-compile bench-reorth bench-estimates clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -82,6 +82,16 @@ bench-spectrum-least: install
 	$(PY) benchmarks/bench_peers.py --grid quick --max-memory least --rounds 5 \
 	  --out benchmarks/results/peers-quick-least.md \
 	  --json benchmarks/results/peers-quick-least.json --resume
+
+# The whole grid's full-spectrum cells with nets at reorth="partial", a nets+full-reorth row
+# timing the default in the same rounds: what partial reorthogonalization gains, and which
+# full-spectrum targets it meets. 2 interleaved rounds; resumable.
+bench-spectrum-partial: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q --no-deps $(PEERS)
+	$(PY) benchmarks/bench_peers.py --grid full --only kind=full --reorth partial --rounds 2 \
+	  --out benchmarks/results/peers-full-partial.md \
+	  --json benchmarks/results/peers-full-partial.json --resume
 
 # Memory against speed: nets' blockwise spectrum at several memory budgets against
 # hessian-eigenthings one block at a time (one cell of the grid: gpt2-m, 3 probes, 10 steps,

@@ -119,11 +119,11 @@ def lanczos(
     products' measured asymmetry ``|q_{j−1}ᵀ A q_j − β_{j−1}|`` (which sees a product computed
     in lower precision than its vectors, e.g. float32 inside a float64 model). When an estimate
     passes ``√u``, the new vector and the next one are orthogonalized against the whole basis
-    and the estimates reset to ``u``. Semi-orthogonality makes
-    ``T_k`` the projection of ``A`` onto an orthonormal basis of a space near the Krylov space
-    up to ``O(u‖A‖)`` (Simon 1984, Theorem 4), so the Ritz values and the quadrature's nodes
-    and weights agree with full reorthogonalization to about ``u‖A‖``, while most steps skip
-    the two passes over the basis (``LanczosRun.reorthogonalized`` counts those that did not).
+    and the estimates reset to ``u``. Semi-orthogonality makes ``T_k`` the projection of ``A``
+    onto an orthonormal basis of a space near the Krylov space up to ``O(u‖A‖)`` (Simon 1984,
+    Theorem 4), so the Ritz values and the quadrature's nodes and weights agree with full
+    reorthogonalization to about ``u‖A‖``, while most steps skip the passes over the basis
+    (``LanczosRun.reorthogonalized`` counts those that did not).
 
     Args:
         matvec: Maps a list (one entry per operator) of ``(m_l, d_l)`` stacks, or ``None`` for
@@ -146,9 +146,8 @@ def lanczos(
     Raises:
         ValueError: ``steps < 1`` or too large to store, a zero or non-finite start vector,
             ``tol`` outside ``[0, 1)``, ``chunk_bytes`` not positive, an unknown ``reorth``, or
-            ``matvec``
-            returning products of the wrong shape or non-finite ones (or coefficients beyond
-            float64's range).
+            ``matvec`` returning products of the wrong shape or non-finite ones (or
+            coefficients beyond float64's range).
         TypeError: ``matvec`` or ``callback`` not callable, ``starts`` not a list of real
             floating ``(m, d)`` tensors, ``tol`` not a number.
     """
@@ -271,7 +270,6 @@ class _Run:
         self.basis[:, j + 1] = self.q
         self.prev_beta = torch.where(cont, b, torch.zeros_like(b))
         self.active = cont
-
 
     def _needs_pass(self, j: int, a: torch.Tensor, before: torch.Tensor,
                     asymmetry: torch.Tensor | None, active: np.ndarray) -> bool:
