@@ -89,7 +89,7 @@ bench-spectrum-least: install
 bench-spectrum-partial: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)
-	$(PY) benchmarks/bench_peers.py --grid full --only kind=full --reorth partial --rounds 2 \
+	$(PY) benchmarks/bench_peers.py --grid full-spectra --reorth partial --rounds 2 \
 	  --out benchmarks/results/peers-full-partial.md \
 	  --json benchmarks/results/peers-full-partial.json --resume
 

@@ -688,3 +688,9 @@ def test_reorth_option_runs_nets_partial_and_keeps_files_apart(smoke, tmp_path, 
     with pytest.raises(SystemExit, match="measured with --reorth partial, not full"):
         bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--resume",
                     "--render-only"])
+
+
+def test_full_spectra_grid_is_the_full_grids_full_spectrum_cells(benchmark_script):
+    bench = benchmark_script("bench_peers")
+    full = [c for c in bench.grid("full") if c["kind"] == "full"]
+    assert bench.grid("full-spectra") == full and len(full) == 36
