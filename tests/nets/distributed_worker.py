@@ -43,13 +43,13 @@ def uneven_batches(data):
     return out
 
 
-def spectrum_result(comm, *, loss_hook=None, max_memory=None):
+def spectrum_result(comm, *, loss_hook=None, max_memory=None, reorth="full"):
     model, loss_fn, data = small_problem()
     if loss_hook is not None:
         loss_fn = loss_hook(loss_fn)
     spectra = blockwise_spectrum(model, loss_fn, comm.shard(uneven_batches(data)),
                                  lanczos_steps=6, probes=2, seed=3, comm=comm,
-                                 max_memory=max_memory)
+                                 max_memory=max_memory, reorth=reorth)
     return {k: (s.nodes, s.weights) for k, s in spectra.items()}
 
 
@@ -109,6 +109,8 @@ def main() -> int:
             result = spectrum_result(comm)
         elif scenario == "spectrum-least":  # each rank's least from its own (uneven) shard
             result = spectrum_result(comm, max_memory="least")
+        elif scenario == "spectrum-partial":  # every rank decides its passes alike
+            result = spectrum_result(comm, reorth="partial")
         elif scenario == "grids":
             result = {"map": comm.map(lambda x: (x * x, comm.rank), list(range(7))),
                       "gap": gap_report(comm, Path(out_dir) / f"cache{rank}")}

@@ -127,6 +127,13 @@ def test_data_parallel_spectrum_at_the_least_budget(tmp_path):
     _check_two_ranks_against_one(tmp_path, "spectrum-least")
 
 
+def test_data_parallel_spectrum_with_partial_reorthogonalization(tmp_path):
+    """``reorth="partial"`` on two ranks: the ranks decide their passes from the same
+    all-reduced products, so their tridiagonals agree bit for bit (the run's own check would
+    stop them otherwise), and the spectra are the single-process full run's to round-off."""
+    _check_two_ranks_against_one(tmp_path, "spectrum-partial")
+
+
 def test_sharded_grids_gather_the_single_process_result_on_every_rank(tmp_path):
     codes, errs, _ = launch("grids", tmp_path / "two")
     assert codes == [0, 0], errs
