@@ -62,7 +62,7 @@ def test_partial_matches_full_and_stays_semi_orthogonal(n, seed, kind, dtype):
     np.testing.assert_array_equal(part.n_steps, full.n_steps)
     nodes_f, weights_f = gauss_quadrature(full)
     nodes_p, weights_p = gauss_quadrature(part)
-    tol = 1e3 * u * scale * n
+    tol = 200 * u * scale  # 300 seeded draws of these spectra differed by at most 20 u‖A‖
     for r in range(2):
         k = int(full.n_steps[r])
         np.testing.assert_allclose(np.sort(nodes_p[r, :k]), np.sort(nodes_f[r, :k]), rtol=0,
