@@ -23,11 +23,12 @@
 #
 # Two more steps run only when named in GPU_CHECK_STEPS (below): gpu-full, the full spectrum of
 # the same model against hessian-eigenthings and curvlinops (bench_peers.py --grid gpu-full,
-# peers-gpu-full.md/.json), and gpu-full-compile, the compiled nets row added to it (--compile
-# --resume).
+# peers-gpu-full.md/.json), gpu-full-compile, the compiled nets row added to it (--compile
+# --resume), and gpu-full-partial, the same cell with nets at reorth="partial" against nets'
+# default in the same run (--reorth partial, peers-gpu-full-partial.md/.json).
 #
 # Each step has a time limit (seconds, the second argument of `step`), sized from the steps'
-# times on an H200 so that the whole check fits a lent machine's 10-minute command (the two
+# times on an H200 so that the whole check fits a lent machine's 10-minute command (the
 # gpu-full steps' limits are guesses: they have not run on a GPU yet); GPU_CHECK_UNLIMITED=1
 # lifts them. Eight files in all (a lent machine returns at most eight).
 # GPU_CHECK_STEPS="peers memory" runs only the steps named (in the script's order), so a check
@@ -37,7 +38,7 @@ set -uo pipefail
 out=${1:?usage: benchmarks/gpu_check.sh OUT_DIR [PYTHON]}
 py=${2:-python3}
 cd "$(dirname "$0")/.." || exit 2
-known="peers cuda-tests memory modes reorth gpu-check gpu-full gpu-full-compile"
+known="peers cuda-tests memory modes reorth gpu-check gpu-full gpu-full-compile gpu-full-partial"
 steps=${GPU_CHECK_STEPS:-peers cuda-tests memory modes reorth gpu-check}
 for s in $steps; do
     [[ " $known " == *" $s "* ]] || { echo "unknown step '$s' in GPU_CHECK_STEPS; the steps: $known" >&2; exit 2; }
@@ -77,4 +78,6 @@ step gpu-full 240 "$py" benchmarks/bench_peers.py --grid gpu-full --out "$out/pe
     --json "$out/peers-gpu-full.json"
 step gpu-full-compile 240 "$py" benchmarks/bench_peers.py --grid gpu-full --compile --resume \
     --out "$out/peers-gpu-full.md" --json "$out/peers-gpu-full.json"
+step gpu-full-partial 240 "$py" benchmarks/bench_peers.py --grid gpu-full --reorth partial \
+    --out "$out/peers-gpu-full-partial.md" --json "$out/peers-gpu-full-partial.json"
 exit $status

@@ -88,13 +88,15 @@ def test_it_runs_the_six_steps_in_order_into_the_folder(tmp_path, benchmark_scri
 def test_the_step_limits_fit_a_lent_machines_command():
     """A lent GPU machine runs one command for at most 10 minutes: the default steps' limits,
     and the two optional gpu-full steps' together, leave a minute of it for installing the
-    wheels and the CUDA check."""
+    wheels and the CUDA check; the partial-reorthogonalization step runs in a command of its
+    own."""
     limits = {line.split()[1]: int(line.split()[2]) for line in SCRIPT.read_text().splitlines()
               if line.startswith("step ")}
-    assert list(limits) == [*DEFAULT_STEPS, "gpu-full", "gpu-full-compile"]
+    assert list(limits) == [*DEFAULT_STEPS, "gpu-full", "gpu-full-compile", "gpu-full-partial"]
     assert all(n > 0 for n in limits.values())
     assert sum(limits[s] for s in DEFAULT_STEPS) <= 540
     assert limits["gpu-full"] + limits["gpu-full-compile"] <= 540
+    assert limits["gpu-full-partial"] <= 540
 
 
 def test_named_steps_run_alone_in_the_scripts_order(tmp_path, benchmark_script):
@@ -120,6 +122,15 @@ def test_named_steps_run_alone_in_the_scripts_order(tmp_path, benchmark_script):
         assert "gpu-full" in benchmark_script("bench_peers").GRIDS
         assert call[call.index("--json") + 1] == str(out / "peers-gpu-full.json")
     assert "--compile" not in first and {"--compile", "--resume"} <= set(second)
+    log.unlink()
+    env["GPU_CHECK_STEPS"] = "gpu-full-partial"
+    p = subprocess.run(["bash", str(SCRIPT), str(out), str(py)], capture_output=True, text=True,
+                       env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    (call,) = (c.split() for c in log.read_text().splitlines()[1:])
+    assert call[call.index("--grid") + 1] == "gpu-full"
+    assert call[call.index("--reorth") + 1] == "partial"
+    assert call[call.index("--json") + 1] == str(out / "peers-gpu-full-partial.json")
 
 
 def test_an_unknown_step_is_refused_before_anything_runs(tmp_path):
