@@ -25,6 +25,15 @@ def random_spd_block(eigenvalues: np.ndarray, rng: np.random.Generator) -> np.nd
     return 0.5 * (m + m.T)
 
 
+def geometric_problem() -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """``(λ, A, starts)``: 40 eigenvalues spread over 8 decades in a random basis (float64) and
+    two start vectors; Lanczos without reorthogonalization makes ghosts on it."""
+    rng = np.random.default_rng(5)
+    lam = np.geomspace(1e-4, 1e4, 40)
+    a = torch.as_tensor(random_spd_block(lam, rng))
+    return lam, a, torch.as_tensor(rng.standard_normal((2, 40)))
+
+
 class OldStyleSquare(torch.autograd.Function):
     """``x²`` as an old-style ``autograd.Function`` (``ctx`` in ``forward``, no
     ``setup_context``): twice differentiable in reverse mode, its node keeping what it saved,

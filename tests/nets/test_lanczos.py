@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from nets import gauss_quadrature, lanczos
 from nets.engine import lanczos as lanczos_module
 
-from .conftest import random_spd_block
+from .conftest import geometric_problem, random_spd_block
 
 
 def _matvec(mats):
@@ -105,18 +105,10 @@ def test_extremes_converge_and_quadrature_is_a_probability(n, steps, seed, log_s
         np.testing.assert_allclose(nodes.min(), lam.min(), rtol=0, atol=1e-9 * scale)
 
 
-def _geometric_problem():
-    """Eigenvalues spread over 8 decades: Lanczos without reorthogonalization makes ghosts."""
-    rng = np.random.default_rng(5)
-    lam = np.geomspace(1e-4, 1e4, 40)
-    a = torch.as_tensor(random_spd_block(lam, rng))
-    return lam, a, torch.as_tensor(rng.standard_normal((2, 40)))
-
-
 def test_reorthogonalization_keeps_every_eigenvalue_once(monkeypatch):
     """With ``steps = n`` the Ritz values are the eigenvalues, each once, to working precision;
     the same run without reorthogonalization fails this check (the instrument can fail)."""
-    lam, a, start = _geometric_problem()
+    lam, a, start = geometric_problem()
 
     def ritz_error():
         (run,) = lanczos(_matvec([a]), [start], 40, tol=0.0)  # no early stop: all 40 steps

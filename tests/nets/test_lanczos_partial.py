@@ -12,7 +12,7 @@ import nets
 from nets import gauss_quadrature, lanczos
 from nets.engine import lanczos as lanczos_module
 
-from .conftest import random_spd_block
+from .conftest import geometric_problem, random_spd_block
 
 
 def _matvec(mats, seen=None):
@@ -78,19 +78,11 @@ def test_partial_matches_full_and_stays_semi_orthogonal(n, seed, kind, dtype):
     assert int(full.reorthogonalized[0]) == min(int(full.n_steps.max()), steps - 1)
 
 
-def _geometric_problem():
-    """Eigenvalues over 8 decades: Lanczos without reorthogonalization makes ghosts."""
-    rng = np.random.default_rng(5)
-    lam = np.geomspace(1e-4, 1e4, 40)
-    a = torch.as_tensor(random_spd_block(lam, rng))
-    return lam, a, torch.as_tensor(rng.standard_normal((2, 40)))
-
-
 def test_partial_keeps_every_eigenvalue_once_and_skips_passes(monkeypatch):
     """All 40 steps on 40 eigenvalues over 8 decades: each eigenvalue once, with fewer passes
     than steps; the same run whose estimates never ask for a pass makes
     ghosts, so the estimates are what keeps them away."""
-    lam, a, start = _geometric_problem()
+    lam, a, start = geometric_problem()
 
     def run():
         (r,) = lanczos(_matvec([a]), [start], 40, tol=0.0, reorth="partial")
