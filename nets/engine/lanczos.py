@@ -70,12 +70,18 @@ class LanczosRun:
         reorthogonalized: ``(m,)`` number of steps whose new vector was orthogonalized against
             the whole basis (every step but the last under ``reorth="full"``; the probes of one
             operator advance together, so they share the count), or ``None`` where unknown.
+        asymmetry: ``(m,)`` the products' largest measured asymmetry over the run,
+            ``max_j |q_{j−1}ᵀ A q_j − β_{j−1}|`` relative to ``max(|α|, β)`` so far (0 for a
+            run of one step): about the roundoff of the products' arithmetic, far above the
+            vectors' where a product computes in lower precision than its vectors; ``None``
+            where unknown.
     """
 
     alpha: np.ndarray
     beta: np.ndarray
     n_steps: np.ndarray
     reorthogonalized: np.ndarray | None = None
+    asymmetry: np.ndarray | None = None
 
 
 #: Reorthogonalize a second time when one pass leaves less than this fraction of the vector's
@@ -168,8 +174,8 @@ def lanczos(
                 r.advance(j, out[i], tol, i, scratch)
         if callback is not None:
             callback(j + 1, steps)
-    return [LanczosRun(r.alpha, r.beta, r.n_steps, np.full(len(r.n_steps), r.reorthogonalized))
-            for r in runs]
+    return [LanczosRun(r.alpha, r.beta, r.n_steps, np.full(len(r.n_steps), r.reorthogonalized),
+                       r.asymmetry) for r in runs]
 
 
 class _Scratch:
@@ -226,6 +232,7 @@ class _Run:
         self.q = _unit(start)
         self.basis[:, 0] = self.q
         self.reorthogonalized = 0
+        self.asymmetry = np.zeros(m)
         self.omega = _Omega(m, self.cap, start.dtype) if partial else None
 
     def live(self, j: int) -> bool:
@@ -241,14 +248,19 @@ class _Run:
         a = _remove(self.basis[:, j:j + 1], w, scratch)[:, 0]  # α_j = q_jᵀ A q_j
         asymmetry = None
         if j > 0:  # β_{j-1} q_{j-1}
-            if self.omega is not None:  # q_{j-1}ᵀ A q_j − β_{j-1}: the products' asymmetry
-                asymmetry = (_dots(self.basis[:, j - 1], w, scratch) - self.prev_beta).abs()
+            # q_{j-1}ᵀ A q_j − β_{j-1}: zero for a symmetric A but for the products' roundoff
+            asymmetry = (_dots(self.basis[:, j - 1], w, scratch) - self.prev_beta).abs()
             _remove(self.basis[:, j - 1:j], w, scratch, self.prev_beta[:, None])
         before = torch.linalg.vector_norm(w, dim=-1)
         if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(before).all())):
             raise _non_finite(product, i, j)
         act = self.active
         act_np = act.cpu().numpy()
+        if asymmetry is not None:
+            scale = torch.maximum(self.scale, a.abs()).cpu().numpy()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel = np.where(scale > 0, asymmetry.cpu().numpy() / scale, 0.0)
+            self.asymmetry[act_np] = np.maximum(self.asymmetry, rel)[act_np]
         # the last step stores no vector and no β: its w needs no pass
         last = j + 1 >= self.cap
         b = (self._orthogonalize(j, w, before, scratch)
@@ -356,10 +368,13 @@ class _Omega:
 
 
 def _dots(rows: torch.Tensor, w: torch.Tensor, scratch: _Scratch) -> torch.Tensor:
-    """``rows[p]ᵀ w[p]`` per probe in float64 (``rows`` ``(m, d)`` read through the chunk
-    buffer one at a time, ``w`` the ``(m, d)`` float64 work stack)."""
-    return torch.stack([torch.dot(_wide(rows[p:p + 1], scratch)[0], w[p])
-                        for p in range(rows.shape[0])])
+    """``rows[p]ᵀ w[p]`` per probe in float64 (``rows`` ``(m, d)``, read through the chunk
+    buffer all at once where they fit it, else one at a time; ``w`` the ``(m, d)`` float64
+    work stack)."""
+    m, d = rows.shape
+    if rows.dtype == torch.float64 or m * d * 8 <= scratch.chunk_bytes:
+        return torch.linalg.vecdot(_wide(rows, scratch), w)
+    return torch.stack([torch.dot(_wide(rows[p:p + 1], scratch)[0], w[p]) for p in range(m)])
 
 
 def _unit(s: torch.Tensor) -> torch.Tensor:

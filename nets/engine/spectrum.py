@@ -47,8 +47,8 @@ from nets.engine.hvp import BlockHVP
 from nets.engine.lanczos import LanczosRun, check_reorth, chunk_bytes_for, lanczos
 from nets.engine.slq import BlockSpectrum, gauss_quadrature
 
-__all__ = ["CHUNK_SHARE", "blockwise_spectrum", "full_spectrum", "operator_spectra",
-           "probe_vector"]
+__all__ = ["ASYMMETRY_WARNING", "CHUNK_SHARE", "blockwise_spectrum", "full_spectrum",
+           "operator_spectra", "probe_vector"]
 
 
 #: Most Lanczos steps or probes a run may ask for (each costs at least one HVP).
@@ -61,6 +61,15 @@ MAX_COUNT = 1_000_000
 #: buffer either way, so a chunk of a few hundred KiB costs little against the default 4 MiB
 #: on a CPU, while the 4 MiB would be a visible part of a budget of a few tens of MiB.
 CHUNK_SHARE = 1 / 8
+
+#: A run whose products' measured asymmetry (``LanczosRun.asymmetry``, relative to ``‖T‖``)
+#: passes this many times the unit roundoff of the model's dtype warns: part of the model
+#: computes in lower precision than its parameters (a float32 norm or attention kernel in a
+#: float64 model, TF32 matrix products), and the spectra are accurate to about that level, not
+#: to the dtype's. The models of the tests that compute in their own dtype throughout stay at
+#: least an order of magnitude below it, and a float64 Llama, whose RMSNorm computes in
+#: float32, passes it by orders of magnitude (``tests/nets/test_hf.py``).
+ASYMMETRY_WARNING = 1e4
 
 
 def probe_vector(seed: int, probe: int, block: str, dim: int) -> np.ndarray:
@@ -94,6 +103,22 @@ def _lanczos_dtype(model_dtype: torch.dtype) -> torch.dtype:
     return model_dtype
 
 
+def _warn_asymmetry(asymmetry: float, model_dtype: torch.dtype) -> None:
+    """Warn where the products' measured asymmetry passes :data:`ASYMMETRY_WARNING` times the
+    unit roundoff of ``model_dtype`` (16-bit models have warned already: their products are
+    that coarse by design)."""
+    u = torch.finfo(model_dtype).eps / 2
+    if model_dtype in (torch.bfloat16, torch.float16) or asymmetry <= ASYMMETRY_WARNING * u:
+        return
+    dtype = str(model_dtype).removeprefix("torch.")
+    warnings.warn(f"the Hessian-vector products are asymmetric at {asymmetry:.1e} relative to "
+                  f"the Hessian's scale, {asymmetry / u:.1e} times the roundoff of the model's "
+                  f"{dtype}: part of the model computes in lower precision than its parameters "
+                  "(e.g. a float32 norm or attention kernel, or TF32 matrix products), so the "
+                  f"spectra are accurate to about that level, not to {dtype}'s "
+                  "(info['product_asymmetry'] records it)", UserWarning, stacklevel=4)
+
+
 def _check_run(lanczos_steps: object, probes: object, seed: object, probe_indices: object,
                info: object) -> list[int]:
     """Check the Lanczos options; the probe numbers to compute."""
@@ -118,10 +143,13 @@ def _check_run(lanczos_steps: object, probes: object, seed: object, probe_indice
 def _merge_runs(parts: Sequence[tuple[int, LanczosRun]]) -> LanczosRun:
     """One block's Lanczos runs from its probe chunks ``(first position, run)``."""
     parts = sorted(parts, key=lambda part: part[0])
-    counts = [r.reorthogonalized for _, r in parts]
-    return LanczosRun(*(np.concatenate([getattr(r, f) for _, r in parts])
-                        for f in ("alpha", "beta", "n_steps")),
-                      None if any(c is None for c in counts) else np.concatenate(counts))
+
+    def joined(field: str) -> np.ndarray | None:
+        pieces = [getattr(r, field) for _, r in parts]
+        return None if any(p is None for p in pieces) else np.concatenate(pieces)
+
+    return LanczosRun(*(joined(f) for f in ("alpha", "beta", "n_steps", "reorthogonalized",
+                                            "asymmetry")))
 
 
 def operator_spectra(
@@ -164,9 +192,11 @@ def operator_spectra(
         reorth: ``"full"`` or ``"partial"`` reorthogonalization (see :func:`blockwise_spectrum`).
         info: A dict to fill with what ran (see :func:`blockwise_spectrum`); counts are the
             operator's totals over all calls, ``seconds`` is this call's, ``lanczos_groups``
-            the number of groups, ``reorth`` the strategy and ``reorthogonalized_steps`` the
+            the number of groups, ``reorth`` the strategy, ``reorthogonalized_steps`` the
             steps of this call whose vectors were orthogonalized against their basis (summed
-            over the groups' runs).
+            over the groups' runs) and ``product_asymmetry`` the products' largest measured
+            asymmetry relative to ``‖T‖`` (``LanczosRun.asymmetry``; a run warns where it passes
+            :data:`ASYMMETRY_WARNING` times the model dtype's roundoff).
 
     Returns:
         ``{block name: BlockSpectrum}`` with ``nodes``/``weights`` of shape
@@ -231,9 +261,12 @@ def operator_spectra(
             for (blk, p0, _), run in zip(group, runs, strict=True):
                 parts[blk].append((p0, run))
     runs = [_merge_runs(p) for p in parts]
+    asymmetry = max((float(r.asymmetry.max()) for r in runs
+                     if r.asymmetry is not None and r.asymmetry.size), default=0.0)
+    _warn_asymmetry(asymmetry, op.dtype)
     if info is not None:
         info.update(op.info(), seconds=time.perf_counter() - t0, lanczos_groups=len(groups),
-                    reorth=reorth, reorthogonalized_steps=passes)
+                    reorth=reorth, reorthogonalized_steps=passes, product_asymmetry=asymmetry)
     op.comm.check_identical(b"".join(a.tobytes() for r in runs for a in (r.alpha, r.beta)),
                             what="Lanczos tridiagonals")
     out = {}
@@ -312,7 +345,10 @@ def blockwise_spectrum(
             chunk size, graph size, peak memory (``peak_memory_bytes``, ``peak_memory_kind``),
             number of products and seconds, of which ``product_seconds`` in the products
             alone and ``graph_seconds`` building gradient graphs
-            (:meth:`nets.engine.hvp.BlockHVP.info`).
+            (:meth:`nets.engine.hvp.BlockHVP.info`), and what the Lanczos runs measured:
+            ``reorth``, ``reorthogonalized_steps`` and ``product_asymmetry`` (see
+            :func:`operator_spectra`; a run warns where the products' asymmetry shows lower
+            precision inside the model).
 
     Returns:
         ``{block name: BlockSpectrum}`` with ``nodes``/``weights`` of shape

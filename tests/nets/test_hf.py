@@ -10,6 +10,8 @@ reference is the true Hessian with those coordinates projected out.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -309,3 +311,36 @@ def test_llama_in_float64_throughout_agrees_to_float64_round_off(monkeypatch):
             want = v.numpy() @ ref[s:s + b.dim, s:s + b.dim]
             np.testing.assert_allclose(hv.numpy(), want, rtol=0, atol=1e-10 * scale,
                                        err_msg=f"{mode} {b.name}")
+
+
+def _asymmetry(model, loss_fn, data) -> tuple[float, list[str]]:
+    """The products' measured asymmetry of a short full-spectrum run, and its warnings."""
+    info: dict = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nets.full_spectrum(model, loss_fn, data, lanczos_steps=12, probes=2, info=info)
+    return info["product_asymmetry"], [str(w.message) for w in caught
+                                       if "asymmetric" in str(w.message)]
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_lower_precision_inside_a_float64_model_is_reported(name, monkeypatch):
+    """A float64 Llama's RMSNorm computes in float32: the products' measured asymmetry says so
+    (a warning naming the cause, and ``info["product_asymmetry"]``), while the models that
+    compute in float64 throughout, Llama with that norm in float64 among them, stay at least
+    an order of magnitude below the warning's threshold and do not warn."""
+    threshold = nets.engine.spectrum.ASYMMETRY_WARNING * torch.finfo(torch.float64).eps / 2
+    asymmetry, warned = _asymmetry(*PROBLEMS[name]())
+    if name == "llama":
+        assert asymmetry > 100 * threshold
+        (message,) = warned
+        assert "lower precision than its parameters" in message and "float64" in message
+        modeling = transformers.models.llama.modeling_llama
+
+        def rms_norm(self, h):
+            return self.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True)
+                                                  + self.variance_epsilon))
+
+        monkeypatch.setattr(modeling.LlamaRMSNorm, "forward", rms_norm)
+        asymmetry, warned = _asymmetry(*llama_problem())
+    assert asymmetry < threshold / 10 and not warned

@@ -294,3 +294,24 @@ def test_one_scratch_serves_every_operator(monkeypatch):
     # one allocation per buffer, not one per operator or step: the work stack as large as the
     # largest operator's, the chunk buffer as its whole basis (these are under a chunk)
     assert sorted(allocated) == [("chunk", 2 * 6 * 30), ("work", 2 * 30)]
+
+
+@pytest.mark.parametrize("reorth", ["full", "partial"])
+def test_asymmetry_is_the_products_roundoff_and_sees_a_skewed_product(reorth):
+    """``LanczosRun.asymmetry``: within a few tens of roundoffs for a symmetric float64
+    operator, and at the level of a 1e-7 relative skew-symmetric perturbation (a product
+    computed in lower precision than its vectors) when one is added."""
+    rng = np.random.default_rng(4)
+    a = torch.as_tensor(random_spd_block(rng.standard_normal(50), rng))
+    g = torch.Generator().manual_seed(1)
+    e = torch.randn((50, 50), generator=g, dtype=torch.float64)
+    e = (e - e.T) / torch.linalg.matrix_norm(e - e.T, ord=2)
+    start = torch.as_tensor(rng.standard_normal((2, 50)))
+    u = torch.finfo(torch.float64).eps / 2
+    (clean,) = lanczos(_matvec([a]), [start], 20, reorth=reorth)
+    skew = a + 1e-7 * torch.linalg.matrix_norm(a, ord=2) * e
+    (noisy,) = lanczos(_matvec([skew]), [start], 20, reorth=reorth)
+    assert clean.asymmetry.shape == (2,) and np.all(clean.asymmetry < 50 * u)
+    assert np.all(noisy.asymmetry > 1e-9) and np.all(noisy.asymmetry < 1e-6)
+    (one,) = lanczos(_matvec([a]), [start], 1)
+    assert np.all(one.asymmetry == 0)
