@@ -71,10 +71,10 @@ class LanczosRun:
             the whole basis (every step but the last under ``reorth="full"``; the probes of one
             operator advance together, so they share the count), or ``None`` where unknown.
         asymmetry: ``(m,)`` the products' largest measured asymmetry over the run,
-            ``max_j |q_{j−1}ᵀ A q_j − β_{j−1}|`` relative to ``max(|α|, β)`` so far (0 for a
-            run of one step): about the roundoff of the products' arithmetic, far above the
-            vectors' where a product computes in lower precision than its vectors; ``None``
-            where unknown.
+            ``max_j |q_{j−1}ᵀ A q_j − β_{j−1}|`` (in ``A``'s units; 0 for a run of one step):
+            zero for exact symmetric products, their roundoff in practice, far above the
+            vectors' roundoff where a product computes in lower precision than its vectors;
+            ``None`` where unknown.
     """
 
     alpha: np.ndarray
@@ -257,10 +257,8 @@ class _Run:
         act = self.active
         act_np = act.cpu().numpy()
         if asymmetry is not None:
-            scale = torch.maximum(self.scale, a.abs()).cpu().numpy()
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rel = np.where(scale > 0, asymmetry.cpu().numpy() / scale, 0.0)
-            self.asymmetry[act_np] = np.maximum(self.asymmetry, rel)[act_np]
+            self.asymmetry[act_np] = np.maximum(self.asymmetry,
+                                                asymmetry.cpu().numpy())[act_np]
         # the last step stores no vector and no β: its w needs no pass
         last = j + 1 >= self.cap
         b = (self._orthogonalize(j, w, before, scratch)

@@ -62,8 +62,11 @@ MAX_COUNT = 1_000_000
 #: on a CPU, while the 4 MiB would be a visible part of a budget of a few tens of MiB.
 CHUNK_SHARE = 1 / 8
 
-#: A run whose products' measured asymmetry (``LanczosRun.asymmetry``, relative to ``‖T‖``)
-#: passes this many times the unit roundoff of the model's dtype warns: part of the model
+#: A run whose products' measured asymmetry (``LanczosRun.asymmetry``, the largest over its
+#: blocks relative to the largest Ritz value's magnitude over its blocks: a block whose
+#: Hessian is numerically zero has products that are all roundoff, but roundoff of the whole
+#: Hessian's scale) passes this many times the unit roundoff of the model's dtype warns: part
+#: of the model
 #: computes in lower precision than its parameters (a float32 norm or attention kernel in a
 #: float64 model, TF32 matrix products), and the spectra are accurate to about that level, not
 #: to the dtype's. The models of the tests that compute in their own dtype throughout stay at
@@ -103,6 +106,15 @@ def _lanczos_dtype(model_dtype: torch.dtype) -> torch.dtype:
     return model_dtype
 
 
+def _relative_asymmetry(runs: Sequence[LanczosRun], spectra: Iterable[BlockSpectrum]) -> float:
+    """The runs' largest measured asymmetry over the largest Ritz value's magnitude of all
+    their blocks (0 where either is unknown or zero)."""
+    asymmetry = max((float(r.asymmetry.max()) for r in runs
+                     if r.asymmetry is not None and r.asymmetry.size), default=0.0)
+    scale = max((float(np.abs(s.nodes).max()) for s in spectra if s.nodes.size), default=0.0)
+    return asymmetry / scale if scale > 0 else 0.0
+
+
 def _warn_asymmetry(asymmetry: float, model_dtype: torch.dtype) -> None:
     """Warn where the products' measured asymmetry passes :data:`ASYMMETRY_WARNING` times the
     unit roundoff of ``model_dtype`` (16-bit models have warned already: their products are
@@ -112,7 +124,7 @@ def _warn_asymmetry(asymmetry: float, model_dtype: torch.dtype) -> None:
         return
     dtype = str(model_dtype).removeprefix("torch.")
     warnings.warn(f"the Hessian-vector products are asymmetric at {asymmetry:.1e} relative to "
-                  f"the Hessian's scale, {asymmetry / u:.1e} times the roundoff of the model's "
+                  f"the largest eigenvalue, {asymmetry / u:.1e} times the roundoff of the model's "
                   f"{dtype}: part of the model computes in lower precision than its parameters "
                   "(e.g. a float32 norm or attention kernel, or TF32 matrix products), so the "
                   f"spectra are accurate to about that level, not to {dtype}'s "
@@ -195,7 +207,8 @@ def operator_spectra(
             the number of groups, ``reorth`` the strategy, ``reorthogonalized_steps`` the
             steps of this call whose vectors were orthogonalized against their basis (summed
             over the groups' runs) and ``product_asymmetry`` the products' largest measured
-            asymmetry relative to ``‖T‖`` (``LanczosRun.asymmetry``; a run warns where it passes
+            asymmetry relative to the largest Ritz value's magnitude over the blocks
+            (``LanczosRun.asymmetry``; a run warns where it passes
             :data:`ASYMMETRY_WARNING` times the model dtype's roundoff).
 
     Returns:
@@ -261,12 +274,6 @@ def operator_spectra(
             for (blk, p0, _), run in zip(group, runs, strict=True):
                 parts[blk].append((p0, run))
     runs = [_merge_runs(p) for p in parts]
-    asymmetry = max((float(r.asymmetry.max()) for r in runs
-                     if r.asymmetry is not None and r.asymmetry.size), default=0.0)
-    _warn_asymmetry(asymmetry, op.dtype)
-    if info is not None:
-        info.update(op.info(), seconds=time.perf_counter() - t0, lanczos_groups=len(groups),
-                    reorth=reorth, reorthogonalized_steps=passes, product_asymmetry=asymmetry)
     op.comm.check_identical(b"".join(a.tobytes() for r in runs for a in (r.alpha, r.beta)),
                             what="Lanczos tridiagonals")
     out = {}
@@ -274,6 +281,11 @@ def operator_spectra(
         nodes, weights = gauss_quadrature(run)
         out[b.name] = BlockSpectrum(b.name, b.dim, nodes, weights, run.n_steps.copy(),
                                     np.asarray(ids, dtype=np.int64))
+    asymmetry = _relative_asymmetry(runs, out.values())
+    _warn_asymmetry(asymmetry, op.dtype)
+    if info is not None:
+        info.update(op.info(), seconds=time.perf_counter() - t0, lanczos_groups=len(groups),
+                    reorth=reorth, reorthogonalized_steps=passes, product_asymmetry=asymmetry)
     return out
 
 

@@ -311,7 +311,8 @@ def test_asymmetry_is_the_products_roundoff_and_sees_a_skewed_product(reorth):
     (clean,) = lanczos(_matvec([a]), [start], 20, reorth=reorth)
     skew = a + 1e-7 * torch.linalg.matrix_norm(a, ord=2) * e
     (noisy,) = lanczos(_matvec([skew]), [start], 20, reorth=reorth)
-    assert clean.asymmetry.shape == (2,) and np.all(clean.asymmetry < 50 * u)
-    assert np.all(noisy.asymmetry > 1e-9) and np.all(noisy.asymmetry < 1e-6)
+    norm = float(torch.linalg.matrix_norm(a, ord=2))  # the measure is in A's units
+    assert clean.asymmetry.shape == (2,) and np.all(clean.asymmetry < 50 * u * norm)
+    assert np.all(noisy.asymmetry > 1e-9 * norm) and np.all(noisy.asymmetry < 1e-6 * norm)
     (one,) = lanczos(_matvec([a]), [start], 1)
     assert np.all(one.asymmetry == 0)
