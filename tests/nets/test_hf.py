@@ -178,6 +178,9 @@ def test_blockwise_eigenvalues_match_double_backward(problem):
         start += size
 
 
+# Llama's float32 RMSNorm makes its products asymmetric at float32's level, which a run
+# reports (test_lower_precision_inside_a_float64_model_is_reported); here it is expected
+@pytest.mark.filterwarnings("ignore:the Hessian-vector products are asymmetric")
 def test_slq_extremes_match_exact_block(problem):
     """Lanczos run to the block's dimension recovers its extreme eigenvalues (the first
     block of at most 64 coordinates, to keep it fast)."""
