@@ -104,6 +104,11 @@ GRIDS = {"smoke": dict(models=["mlp-xs"], probes=[1], steps=[31], threads=[1],
          # the whole grid's full-spectrum cells alone (make bench-spectrum-partial)
          "full-spectra": dict(models=["gpt", "gpt2-s", "gpt2-m"], probes=[1, 3, 10],
                               steps=[10, 30], threads=[1, 2], kinds=["full"]),
+         # the paper's Lanczos chain (100 steps) on the full spectrum, one probe, one thread,
+         # where the reorthogonalization's share of a run is largest (make
+         # bench-spectrum-partial runs it with --reorth partial too)
+         "paper-steps": dict(models=["gpt", "gpt2-s", "gpt2-m"], probes=[1], steps=[100],
+                             threads=[1], kinds=["full"]),
          # make gpu-check: the GPT-2-small-sized model on one GPU, blockwise on the first
          # layer's matrices (the blocks of `nets gpu-check`), the issue's GPU target
          "gpu": dict(models=["gpt-gpu"], probes=[3], steps=[10], threads=[4], device="cuda",
@@ -116,7 +121,7 @@ GRIDS = {"smoke": dict(models=["mlp-xs"], probes=[1], steps=[31], threads=[1],
 
 def grid(name: str) -> list[dict]:
     """The cells of grid ``name`` (a key of :data:`GRIDS`)."""
-    quick = name not in ("full", "full-spectra")
+    quick = name not in ("full", "full-spectra", "paper-steps")
     g = GRIDS[name]
     models, probes, steps, threads = g["models"], g["probes"], g["steps"], g["threads"]
     extra = {k: g[k] for k in ("density_bins", "device") if k in g}
@@ -231,7 +236,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--grid", choices=sorted(GRIDS), default="quick",
                     help="smoke: a 31-parameter MLP (seconds, for the tests); quick: a small "
                          "grid (minutes); full: the issue's whole grid (hours); "
-                         "full-spectra: its full-spectrum cells alone; gpu: the "
+                         "full-spectra: its full-spectrum cells alone; paper-steps: the "
+                         "full spectrum at the paper's 100 Lanczos steps; gpu: the "
                          "GPT-2-small-sized model's blockwise cell on a CUDA GPU (make "
                          "gpu-check); gpu-full: its full spectrum on a CUDA GPU")
     ap.add_argument("--quick", action="store_true", help="same as --grid quick")

@@ -694,3 +694,11 @@ def test_full_spectra_grid_is_the_full_grids_full_spectrum_cells(benchmark_scrip
     bench = benchmark_script("bench_peers")
     full = [c for c in bench.grid("full") if c["kind"] == "full"]
     assert bench.grid("full-spectra") == full and len(full) == 36
+
+
+def test_paper_steps_grid_is_the_full_spectrum_at_a_hundred_steps(benchmark_script):
+    bench = benchmark_script("bench_peers")
+    cells = bench.grid("paper-steps")
+    assert {c["model"] for c in cells} == {"gpt", "gpt2-s", "gpt2-m"}
+    assert all(c["kind"] == "full" and c["steps"] == 100 and c["probes"] == 1
+               and c["threads"] == 1 for c in cells)
