@@ -46,13 +46,16 @@ Every row also reports ``λmax``, the largest Ritz value (blockwise: of every bl
 shows the largest); nets, hessian-eigenthings and the authors' algorithm compute the same
 quantity, curvlinops returns a density on a grid only (no Ritz values: blank).
 
-Run:  python benchmarks/bench_peers.py --grid smoke|quick|full|gpu|gpu-full [--compile]
-[--out FILE] [--json FILE [--resume [--keep-stale] [--render-only]]] [--only FIELD=V1,V2 ...]
+Run:  python benchmarks/bench_peers.py --grid smoke|quick|full|full-spectra|paper-steps|gpu|gpu-full
+[--compile] [--reorth full|partial] [--out FILE] [--json FILE [--resume [--keep-stale]
+[--render-only]]] [--only FIELD=V1,V2 ...]
 (smoke, the test suite's: a 31-parameter MLP in float64, 31 steps, so every Lanczos run spans
 its whole space and every method's λmax is the exact one; seconds. quick, ``make
 bench-spectrum``: zoo GPT and the smaller GPT-2; full with 1 and 3 probes, blockwise with 1;
 10 steps; one thread. full, ``make bench-spectrum-full``: the three models, full and blockwise
-with 1, 3 and 10 probes, 10 and 30 steps, 1 and 2 threads. gpu, ``make gpu-check`` on a CUDA
+with 1, 3 and 10 probes, 10 and 30 steps, 1 and 2 threads. full-spectra: full's full-spectrum
+cells alone; paper-steps: the three models' full spectrum at the paper's 100 Lanczos steps, one
+probe, one thread (both ``make bench-spectrum-partial``). gpu, ``make gpu-check`` on a CUDA
 GPU: the ``gpt-gpu`` model, the GPT-2-small-sized rung of the ``gpu`` ladder profile, blockwise
 on the first layer's six matrices with 3 probes and 10 steps, the issue's GPU target; a cell's
 memory columns are then the GPU allocator's. gpu-full: the same model's full spectrum on a GPU,
