@@ -256,18 +256,19 @@ class _Run:
             raise _non_finite(product, i, j)
         act = self.active
         act_np = act.cpu().numpy()
-        if asymmetry is not None:
-            self.asymmetry[act_np] = np.maximum(self.asymmetry,
-                                                asymmetry.cpu().numpy())[act_np]
+        a_np = a.cpu().numpy()
+        asym_np = None if asymmetry is None else asymmetry.cpu().numpy()
+        if asym_np is not None:
+            self.asymmetry[act_np] = np.maximum(self.asymmetry, asym_np)[act_np]
         # the last step stores no vector and no β: its w needs no pass
         last = j + 1 >= self.cap
         b = (self._orthogonalize(j, w, before, scratch)
-             if not last and self._needs_pass(j, a, before, asymmetry, act_np)
+             if not last and self._needs_pass(j, a_np, before, asym_np, act_np)
              else before)
-        self.alpha[act_np, j] = a.cpu().numpy()[act_np]
+        self.alpha[act_np, j] = a_np[act_np]
         self.n_steps[act_np] = j + 1
         self.scale = torch.maximum(self.scale, torch.maximum(a.abs(), b))
-        if j + 1 >= self.cap:
+        if last:
             self.active = torch.zeros_like(act)
             return
         cont = act & (b > tol * self.scale) & (self.scale != 0)
@@ -281,11 +282,13 @@ class _Run:
         self.prev_beta = torch.where(cont, b, torch.zeros_like(b))
         self.active = cont
 
-    def _needs_pass(self, j: int, a: torch.Tensor, before: torch.Tensor,
-                    asymmetry: torch.Tensor | None, active: np.ndarray) -> bool:
+    def _needs_pass(self, j: int, a: np.ndarray, before: torch.Tensor,
+                    asymmetry: np.ndarray | None, active: np.ndarray) -> bool:
         """Whether ``w`` needs a pass over the basis: always under ``reorth="full"``, else as
-        :class:`_Omega` estimates."""
-        return self.omega is None or self.omega.needs_pass(j, a, before, asymmetry, active)
+        :class:`_Omega` estimates from this run's ``α_0..α_{j−1}``, ``β_0..β_{j−1}`` and the
+        step's ``α_j``, ``‖w‖``."""
+        return self.omega is None or self.omega.needs_pass(
+            j, self.alpha[:, :j], self.beta[:, :j], a, before.cpu().numpy(), asymmetry, active)
 
     def _orthogonalize(self, j: int, w: torch.Tensor, before: torch.Tensor,
                        scratch: _Scratch) -> torch.Tensor:
@@ -295,8 +298,6 @@ class _Run:
         if bool((b < REORTH_ETA * before).any()):
             b = _project_out(self.basis, j + 1, w, scratch)
         self.reorthogonalized += 1
-        if self.omega is not None:  # β_j is the norm after the pass
-            self.omega.beta[-1] = b.cpu().numpy()
         return b
 
 
@@ -307,7 +308,9 @@ class _Omega:
     bound ``‖T_j‖ ≤ max_j (|α_j| + β_j + β_{j−1})`` and the largest measured asymmetry of the
     products, and decides each step whether the new vector needs a pass over the basis: when
     an estimate of an active probe passes ``√u``, at the step after such a pass (Simon's rule:
-    the two vectors that carry the loss are both orthogonalized).
+    the two vectors that carry the loss are both orthogonalized). The coefficients are the
+    run's own (:class:`_Run`'s ``alpha`` and ``beta``, passed in); only an active probe's rows
+    decide, as a stopped probe's ``β`` is 0.
     """
 
     def __init__(self, m: int, cap: int, dtype: torch.dtype) -> None:
@@ -318,37 +321,31 @@ class _Omega:
         self.before = np.zeros((m, cap + 1))  # ω_{j−1,·}
         self.norm = np.zeros(m)
         self.noise = np.zeros(m)
-        self.alpha: list[np.ndarray] = []
-        self.beta: list[np.ndarray] = []
         self.again = False  # orthogonalize the next vector too
 
-    def needs_pass(self, j: int, alpha: torch.Tensor, beta: torch.Tensor,
-                   asymmetry: torch.Tensor | None, active: np.ndarray) -> bool:
-        """Estimate ``ω_{j+1,·}`` from ``α_j`` and ``β_j = ‖w‖`` (before any pass) and say
-        whether ``w`` needs a pass over the basis; the rows move on either way (reset to ``u``
-        after a pass)."""
-        a, b = alpha.cpu().numpy(), beta.cpu().numpy()
-        b_prev = self.beta[-1] if self.beta else np.zeros_like(b)
-        self.alpha.append(a)
+    def needs_pass(self, j: int, alphas: np.ndarray, betas: np.ndarray, a: np.ndarray,
+                   b: np.ndarray, asymmetry: np.ndarray | None, active: np.ndarray) -> bool:
+        """Estimate ``ω_{j+1,·}`` from ``α_0..α_{j−1}`` and ``β_0..β_{j−1}`` (``(m, j)``
+        each), ``α_j`` and ``β_j = ‖w‖`` (before any pass) and say whether ``w`` needs a pass
+        over the basis; the rows move on either way (reset to ``u`` after a pass)."""
+        b_prev = betas[:, j - 1] if j > 0 else np.zeros_like(b)
         self.norm = np.maximum(self.norm, np.abs(a) + b + b_prev)
         if asymmetry is not None:
-            self.noise = np.maximum(self.noise, asymmetry.cpu().numpy())
+            self.noise = np.maximum(self.noise, asymmetry)
         theta = self.u * self.norm + NOISE_SAFETY * self.noise
         with np.errstate(divide="ignore", invalid="ignore"):
-            row = self._estimate(j, a, b, b_prev, theta)
+            row = self._estimate(j, alphas, betas, a, b, b_prev, theta)
         need = self.again or bool((~(np.abs(row[active]) <= self.level)).any())
         self.again = need and not self.again
-        self._advance(j, np.full_like(row, self.u) if need else row, b)
+        self._advance(j, np.full_like(row, self.u) if need else row)
         return need
 
-    def _estimate(self, j: int, a: np.ndarray, b: np.ndarray, b_prev: np.ndarray,
-                  theta: np.ndarray) -> np.ndarray:
+    def _estimate(self, j: int, al: np.ndarray, be: np.ndarray, a: np.ndarray, b: np.ndarray,
+                  b_prev: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """``ω_{j+1,0..j}`` by Simon's recurrence, ``ω_{j+1,j} = u‖T_j‖/β_j`` (local)."""
         m = len(a)
         row = np.empty((m, j + 1))
         if j > 0:
-            al = np.stack(self.alpha[:j], axis=1)  # α_0..α_{j−1}
-            be = np.stack(self.beta, axis=1)  # β_0..β_{j−1}
             W, Wp = self.now, self.before
             t = be * W[:, 1:j + 1] + (al - a[:, None]) * W[:, :j] - b_prev[:, None] * Wp[:, :j]
             t[:, 1:] += be[:, :j - 1] * W[:, :j - 1]
@@ -357,12 +354,11 @@ class _Omega:
         row[:, j] = self.u * self.norm / b
         return row
 
-    def _advance(self, j: int, row: np.ndarray, b: np.ndarray) -> None:
-        """Make ``row`` (``ω_{j+1,0..j}``) the current row and ``β_j`` known."""
+    def _advance(self, j: int, row: np.ndarray) -> None:
+        """Make ``row`` (``ω_{j+1,0..j}``) the current row."""
         self.before, self.now = self.now, self.before
         self.now[:, :j + 1] = row
         self.now[:, j + 1] = 1
-        self.beta.append(b)
 
 
 def _dots(rows: torch.Tensor, w: torch.Tensor, scratch: _Scratch) -> torch.Tensor:
