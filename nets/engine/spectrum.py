@@ -66,12 +66,11 @@ CHUNK_SHARE = 1 / 8
 #: blocks relative to the largest Ritz value's magnitude over its blocks: a block whose
 #: Hessian is numerically zero has products that are all roundoff, but roundoff of the whole
 #: Hessian's scale) passes this many times the unit roundoff of the model's dtype warns: part
-#: of the model
-#: computes in lower precision than its parameters (a float32 norm or attention kernel in a
-#: float64 model, TF32 matrix products), and the spectra are accurate to about that level, not
-#: to the dtype's. The models of the tests that compute in their own dtype throughout stay at
-#: least an order of magnitude below it, and a float64 Llama, whose RMSNorm computes in
-#: float32, passes it by orders of magnitude (``tests/nets/test_hf.py``).
+#: of the model computes in lower precision than its parameters (a float32 norm or attention
+#: kernel in a float64 model, TF32 matrix products), and the spectra are accurate to about
+#: that level, not to the dtype's. The models of the tests that compute in their own dtype
+#: throughout stay at least an order of magnitude below it, and a float64 Llama, whose RMSNorm
+#: computes in float32, passes it by orders of magnitude (``tests/nets/test_hf.py``).
 ASYMMETRY_WARNING = 1e4
 
 
@@ -93,11 +92,16 @@ def probe_vector(seed: int, probe: int, block: str, dim: int) -> np.ndarray:
     return rng.standard_normal(dim)
 
 
+#: Parameter dtypes whose products run in their own coarse precision while Lanczos runs in
+#: float64 (:func:`_lanczos_dtype` warns of it once, so :func:`_warn_asymmetry` does not).
+_HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
 def _lanczos_dtype(model_dtype: torch.dtype) -> torch.dtype:
     """Dtype of the Lanczos vectors for a model of ``model_dtype``: its own, except float64 for
     16-bit models (bfloat16/float16), whose products then carry about 3 significant digits;
     a :class:`UserWarning` says so."""
-    if model_dtype in (torch.bfloat16, torch.float16):
+    if model_dtype in _HALF_DTYPES:
         warnings.warn(f"the model's parameters are {model_dtype}: Hessian-vector products run "
                       "in that precision (relative error about 1e-2 to 1e-3), Lanczos runs in "
                       "float64; eigenvalues far below the largest are round-off", UserWarning,
@@ -120,7 +124,7 @@ def _warn_asymmetry(asymmetry: float, model_dtype: torch.dtype) -> None:
     unit roundoff of ``model_dtype`` (16-bit models have warned already: their products are
     that coarse by design)."""
     u = torch.finfo(model_dtype).eps / 2
-    if model_dtype in (torch.bfloat16, torch.float16) or asymmetry <= ASYMMETRY_WARNING * u:
+    if model_dtype in _HALF_DTYPES or asymmetry <= ASYMMETRY_WARNING * u:
         return
     dtype = str(model_dtype).removeprefix("torch.")
     warnings.warn(f"the Hessian-vector products are asymmetric at {asymmetry:.1e} relative to "
