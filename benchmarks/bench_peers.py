@@ -124,7 +124,7 @@ GRIDS = {"smoke": dict(models=["mlp-xs"], probes=[1], steps=[31], threads=[1],
 
 def grid(name: str) -> list[dict]:
     """The cells of grid ``name`` (a key of :data:`GRIDS`)."""
-    quick = name not in ("full", "full-spectra", "paper-steps")
+    quick = name != "full"
     g = GRIDS[name]
     models, probes, steps, threads = g["models"], g["probes"], g["steps"], g["threads"]
     extra = {k: g[k] for k in ("density_bins", "device") if k in g}
