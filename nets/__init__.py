@@ -51,6 +51,7 @@ from nets.engine.js import (
     js0,
     js0_bootstrap,
     js0_sensitivity,
+    js_between,
     js_matrix,
     numerically_zero_blocks,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "js0",
     "js0_bootstrap",
     "js0_sensitivity",
+    "js_between",
     "js_matrix",
     "kth_largest_eigenvalue",
     "lambda10",

@@ -35,7 +35,7 @@ from nets.engine.density import (
 from nets.engine.intervals import probe_interval
 from nets.engine.slq import BlockSpectrum
 
-__all__ = ["JS0Estimate", "js0", "js0_bootstrap", "js0_sensitivity", "js_matrix",
+__all__ = ["JS0Estimate", "js0", "js0_bootstrap", "js0_sensitivity", "js_between", "js_matrix",
            "numerically_zero_blocks"]
 
 
@@ -83,6 +83,52 @@ def js_matrix(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None
     if not np.all(np.isfinite(d)):
         raise ValueError("non-finite JS distance (a density is zero on the whole grid)")
     return names, d
+
+
+def js_between(first: Mapping[str, BlockSpectrum], second: Mapping[str, BlockSpectrum],
+               recipe: DensityRecipe | None = None) -> dict[str, float]:
+    """JS distance between each block's density in two results for the same blocks.
+
+    ``JS(φ_l, ψ_l)`` for every block ``l``, with ``φ_l`` its density in ``first`` and ``ψ_l``
+    in ``second``: two computations of one model's spectra (two reorthogonalizations, dtypes,
+    devices, two halves of the probes) compared block by block. All densities are drawn on
+    the one grid of :func:`nets.engine.density.block_densities` over the blocks of both
+    results, so a distance is the one :func:`js_matrix` gives between the two densities.
+    Blocks numerically zero in both results (:func:`numerically_zero_blocks` over both; their
+    spectra are rounding noise) are left out; a block numerically zero in one result only is
+    kept (its distance is then near 1).
+
+    Args:
+        first: ``{block: BlockSpectrum}``.
+        second: The same blocks' spectra computed another way.
+        recipe: Density recipe (default :class:`DensityRecipe` ``()``).
+
+    Returns:
+        ``{block: distance in [0, 1]}`` in ``first``'s order.
+
+    Raises:
+        ValueError: the two results hold different blocks, or every block is numerically zero
+            in both.
+    """
+    first = check_spectra("first", first)
+    second = check_spectra("second", second)
+    recipe = check_recipe(recipe)
+    if set(first) != set(second):
+        raise ValueError(f"first and second must hold the same blocks; only in first: "
+                         f"{sorted(set(first) - set(second))}, only in second: "
+                         f"{sorted(set(second) - set(first))} (compare results of the same "
+                         "blocks)")
+    union = {**{f"first:{k}": s for k, s in first.items()},
+             **{f"second:{k}": s for k, s in second.items()}}
+    zero = set(numerically_zero_blocks(union, recipe))
+    keep = [k for k in first if not {f"first:{k}", f"second:{k}"} <= zero]
+    if not keep:
+        raise ValueError("every block is numerically zero in both results: there is no "
+                         "curvature to compare")
+    _, dens, _ = block_densities({n: union[n] for k in keep
+                                  for n in (f"first:{k}", f"second:{k}")}, recipe)
+    return {k: _distance(_clean(dens[f"first:{k}"]), _clean(dens[f"second:{k}"]))
+            for k in keep}
 
 
 def numerically_zero_blocks(spectra: Mapping[str, BlockSpectrum],

@@ -109,6 +109,8 @@ CASES: dict[str, tuple[Callable, dict, dict[str, tuple[str, ...]]]] = {
         MODEL_ALIASES),
     "js_matrix": (nets.js_matrix, dict(spectra=SPECTRA, recipe=DensityRecipe()), {}),
     "js0": (nets.js0, dict(spectra=SPECTRA, recipe=DensityRecipe()), JS0_ALIASES),
+    "js_between": (nets.js_between, dict(first=SPECTRA, second=SPECTRA,
+                                         recipe=DensityRecipe()), {}),
     "js0_bootstrap": (nets.js0_bootstrap,
                       dict(spectra=SPECTRA, recipe=DensityRecipe(), n_boot=5,
                            rng=np.random.default_rng(0)), JS0_ALIASES),

@@ -71,6 +71,60 @@ def test_identical_and_disjoint_blocks():
     assert nets.js0(far) == pytest.approx(1.0, abs=1e-6)
 
 
+def _scaled(s, c):
+    return nets.BlockSpectrum(s.name, s.dim, s.nodes * c, s.weights, s.n_steps, s.probe_ids)
+
+
+def test_js_between_is_the_matrix_distance_between_the_two_results():
+    rng = np.random.default_rng(3)
+    first = _random_spectra(rng)
+    second = {k: _scaled(s, 1.0 + 0.05 * i) for i, (k, s) in enumerate(first.items())}
+    for recipe in (nets.DensityRecipe(), nets.DensityRecipe(axis="linear")):
+        got = nets.js_between(first, second, recipe)
+        assert list(got) == list(first)
+        union = {**{f"1/{k}": s for k, s in first.items()},
+                 **{f"2/{k}": s for k, s in second.items()}}
+        names, d = nets.js_matrix(union, recipe)
+        for k, v in got.items():
+            assert v == pytest.approx(d[names.index(f"1/{k}"), names.index(f"2/{k}")],
+                                      rel=1e-12, abs=1e-15)
+        assert got["b0"] == 0.0 and got["b3"] > got["b1"] > 0  # 1x, then 1.05x < 1.15x
+        back = nets.js_between(second, first, recipe)
+        assert all(back[k] == pytest.approx(v, rel=1e-12, abs=1e-15) for k, v in got.items())
+
+
+def test_js_between_ignores_an_unrelated_block_and_sees_a_rescaled_one():
+    """The instrument's invariances on the default (log) axis: a block added to both results
+    moves no distance, a block rescaled in one result is seen (10x moves its density by one
+    decade, ten kernel widths) and leaves the other blocks' distances at zero."""
+    first = _random_spectra(np.random.default_rng(5))
+    base = nets.js_between(first, first)
+    assert set(base.values()) == {0.0}
+    second = dict(first, b2=_scaled(first["b2"], 10.0))
+    seen = nets.js_between(first, second)
+    assert seen["b2"] > 0.5
+    assert all(v == 0.0 for k, v in seen.items() if k != "b2")
+    big = _spec("big", [1e3, 2e3, 5e3], probes=6)  # larger than every block: moves τ
+    more = nets.js_between({**first, "big": big}, {**second, "big": big})
+    assert more.pop("big") == 0.0
+    assert more == pytest.approx(seen, rel=1e-9, abs=1e-12)
+
+
+def test_js_between_leaves_out_blocks_zero_in_both_and_names_mismatches():
+    first = _random_spectra(np.random.default_rng(6), n_blocks=3)
+    zero = _scaled(first["b0"], 0.0)
+    got = nets.js_between({**first, "z": zero}, {**first, "z": zero})
+    assert list(got) == ["b0", "b1", "b2"]
+    one_sided = nets.js_between({**first, "z": zero}, {**first, "z": first["b1"]})
+    assert one_sided["z"] > 0.99  # curvature in one result only: kept, and seen
+    with pytest.raises(ValueError, match=r"only in first: \['b2'\], only in second: \[\]"):
+        nets.js_between(first, {k: first[k] for k in ("b0", "b1")})
+    with pytest.raises(ValueError, match="numerically zero in both"):
+        nets.js_between({"z": zero}, {"z": zero})
+    with pytest.raises(TypeError, match="second must be a mapping"):
+        nets.js_between(first, list(first.values()))
+
+
 @pytest.mark.parametrize("axis", ["linear", "log"])
 def test_scale_invariance_of_recipe(axis):
     """Multiplying every block by c leaves JS0 unchanged: on the linear axis the kernel scales
