@@ -179,6 +179,46 @@ def verdict(value: float, lo: float, hi: float, target: float, higher: bool) -> 
     return "met" if hi <= target else "MISSED" if lo > target else "within noise"
 
 
+#: :func:`agreement`: two computations of one quantity agree where they differ by at most this
+#: share of the quantity's probe noise (its standard deviation over probes, or the distance
+#: between two halves of the probes): a twentieth of the noise moves no interval a report
+#: prints by more than a few percent of its width.
+AGREE_SHARE = 0.05
+
+#: :func:`agreement`: up to this share of the probe noise they agree partly (the difference is
+#: visible beside the noise, not comparable to it); beyond it they disagree.
+PARTLY_SHARE = 0.5
+
+
+def agreement(difference: float, noise: float) -> tuple[float, str]:
+    """How two computations of one quantity compare against its probe noise.
+
+    The share ``s = difference / noise`` decides: ``agrees`` for ``s ≤`` :data:`AGREE_SHARE`,
+    ``partly`` for ``s ≤`` :data:`PARTLY_SHARE`, ``disagrees`` beyond, and ``inconclusive``
+    where the noise is not a positive finite number (one probe: no spread to compare with) or
+    the difference is not finite.
+
+    Args:
+        difference: The computations' difference (non-negative, e.g. ``|ΔJS0|`` or a JS
+            distance).
+        noise: The quantity's probe noise on the same scale.
+
+    Returns:
+        ``(s, verdict)``, with ``s`` NaN where the verdict is ``inconclusive``.
+
+    Raises:
+        ValueError: a negative difference.
+    """
+    if difference < 0:
+        raise ValueError(f"difference must be non-negative, got {difference}")
+    if not (math.isfinite(noise) and noise > 0 and math.isfinite(difference)):
+        return math.nan, "inconclusive"
+    share = difference / noise
+    verdict = ("agrees" if share <= AGREE_SHARE else "partly" if share <= PARTLY_SHARE
+               else "disagrees")
+    return share, verdict
+
+
 def paired_ratios(new: dict, old: dict) -> dict:
     """Two ways of running one cell compared (``bench_groups.py``'s rules, ``bench_ab.py``'s
     versions): ``speed`` = old time / new time with its interval over the runs

@@ -30,6 +30,27 @@ def test_verdict_refuses_a_value_outside_its_spread(benchmark_script):
         benchmark_script("verdicts").verdict(2.0, 1.0, 1.5, 1.5, True)
 
 
+@pytest.mark.parametrize("difference, noise, share, expected", [
+    (1e-4, 1e-2, 0.01, "agrees"),
+    (5e-4, 1e-2, 0.05, "agrees"),  # at the share: agrees
+    (2e-3, 1e-2, 0.2, "partly"),
+    (5e-3, 1e-2, 0.5, "partly"),
+    (2e-2, 1e-2, 2.0, "disagrees"),
+    (0.0, 0.0, math.nan, "inconclusive"),  # one probe: no spread to compare with
+    (1e-3, math.nan, math.nan, "inconclusive"),
+    (math.inf, 1e-2, math.nan, "inconclusive"),
+])
+def test_agreement_outcomes(benchmark_script, difference, noise, share, expected):
+    got_share, verdict = benchmark_script("verdicts").agreement(difference, noise)
+    assert verdict == expected
+    assert got_share == pytest.approx(share, rel=1e-12, nan_ok=True)
+
+
+def test_agreement_refuses_a_negative_difference(benchmark_script):
+    with pytest.raises(ValueError, match="non-negative"):
+        benchmark_script("verdicts").agreement(-1e-3, 1.0)
+
+
 def test_paired_ratios_judge_not_slower(benchmark_script):
     """Two versions of a cell: old time over new time with its interval, new peak rise over
     old, and the speed verdict against 1 (each outcome)."""
