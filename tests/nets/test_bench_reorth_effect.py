@@ -1,0 +1,83 @@
+"""benchmarks/bench_reorth_effect.py: partial against full reorthogonalization, judged against
+the probe noise. The comparison can say each thing (hand-set spectra: a rescaled block
+disagrees, one probe is inconclusive), a smoke run on a real model agrees, and ``--resume``
+measures only what its file lacks."""
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+import nets
+
+
+@pytest.fixture(scope="module")
+def effect(benchmark_script):
+    return benchmark_script("bench_reorth_effect")
+
+
+def _spectra(probes: int, scale_b: float = 1.0, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i, name in enumerate(["a", "b", "c"]):
+        nodes = np.sort(rng.gamma(2.0 + i, 1.0 + 5 * i, size=(probes, 8)), axis=1)
+        if name == "b":
+            nodes = nodes * scale_b
+        w = rng.dirichlet(np.ones(8), size=probes)
+        out[name] = nets.BlockSpectrum(name, 40, nodes, w, np.full(probes, 8),
+                                       np.arange(probes))
+    return out
+
+
+def test_the_same_spectra_agree_and_a_rescaled_block_disagrees(effect):
+    same = effect.compare(_spectra(6), _spectra(6), seed=0)
+    assert same["verdict"] == "agrees"
+    assert same["d_js0"] == 0.0 and same["d_density"] == 0.0 and same["d_lambda"] == 0.0
+    assert same["js0_std"] > 0 and same["probe_js"] > 0
+    off = effect.compare(_spectra(6), _spectra(6, scale_b=3.0), seed=0)
+    assert off["verdict"] == "disagrees"
+    assert off["density_share"] > effect.verdicts.PARTLY_SHARE
+    assert off["d_lambda"] > 0
+
+
+def test_one_probe_is_inconclusive_and_a_full_spectrum_has_no_js0(effect):
+    one = effect.compare(_spectra(1), _spectra(1), seed=0)
+    assert one["verdict"] == "inconclusive"
+    assert np.isnan(one["js0_std"]) and np.isnan(one["probe_js"])
+    whole = {"full": _spectra(4)["c"]}
+    row = effect.compare(whole, whole, seed=0)
+    assert row["js0"] is None and row["verdict"] == "agrees"
+
+
+def test_smoke_run_agrees_and_resumes_from_its_file(effect, tmp_path, monkeypatch):
+    out, js = tmp_path / "effect.md", tmp_path / "effect.json"
+    argv = ["--models", "mlp-xs", "--steps", "6", "--probes", "4", "--out", str(out),
+            "--json", str(js)]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        effect.main(argv)
+    rows = json.loads(js.read_text())["rows"]
+    assert [(r["model"], r["kind"]) for r in rows] == [("mlp-xs", "blocks"), ("mlp-xs", "full")]
+    for r in rows:
+        assert r["verdict"] == "agrees"
+        full, partial, steps = (int(x) for x in r["passes"].split(" / "))
+        assert partial < full < steps  # full skips the last step's pass; partial skips more
+        assert r["s_full"] > 0 and r["s_partial"] > 0
+    text = out.read_text()
+    assert text.count("| mlp-xs |") == 2 and "--probes 4" in text
+
+    def refuse(*a, **k):
+        raise AssertionError("a row the file holds was measured again")
+
+    monkeypatch.setattr(effect, "measure", refuse)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        effect.main([*argv, "--resume"])
+    assert json.loads(js.read_text())["rows"] == rows
+
+
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--probes", "0"], ["--resume"],
+                                  ["--models", "resnet"]])
+def test_bad_options_are_refused(effect, argv):
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        effect.main(argv)
