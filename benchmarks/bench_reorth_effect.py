@@ -19,12 +19,11 @@ twice, with ``reorth="full"`` (the default) and ``"partial"``, from the same pro
 
 Each comparison's share of its noise is judged by :func:`verdicts.agreement` (``agrees`` up to
 a twentieth of the noise, ``partly`` up to a half, ``disagrees`` beyond, ``inconclusive`` with
-one probe); a row's verdict is its worst share's. The times are one run of each in this
-process (what ``reorth`` costs; ``peers-*-partial.md`` times them against each other with
-intervals; the report leaves them out, the ``--json`` rows keep them as ``s_full`` and
-``s_partial``, full's run first and paying the process's warm-up), and ``passes`` counts the Lanczos steps whose vector was orthogonalized against its
-basis (``info["reorthogonalized_steps"]``) out of ``steps`` (every block's run, probes in
-lockstep).
+one probe); a row's verdict is its worst share's. ``passes`` counts the Lanczos steps whose
+vector was orthogonalized against its basis (``info["reorthogonalized_steps"]``) out of
+``steps`` (every block's run, probes in lockstep). The report leaves the times out: the
+``--json`` rows keep one run of each as ``s_full`` and ``s_partial`` (full's first, paying the
+process's warm-up); ``peers-*-partial.md`` times the two against each other with intervals.
 
     python benchmarks/bench_reorth_effect.py --out benchmarks/results/reorth-effect.md \\
         --json benchmarks/results/reorth-effect.json   # --models gpt --steps 100 --probes 10
@@ -42,7 +41,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -205,8 +203,9 @@ def main(argv: list[str] | None = None) -> None:
         "two halves of the probes (full's); `verdict` is the worst share's (agrees up to "
         f"{verdicts.AGREE_SHARE:g}, partly up to {verdicts.PARTLY_SHARE:g}, disagrees beyond); "
         "`λmax rel. diff` the largest difference of a block's largest Ritz value over the "
-        "model's largest; `passes` the steps orthogonalized against their basis (times: the "
-        "`--json` rows; with intervals, `peers-*-partial.md`). Definitions: the script's docstring.", "",
+        "model's largest; `passes` the steps orthogonalized against their basis (times: "
+        "the `--json` rows; with intervals, `peers-*-partial.md`). Definitions: the "
+        "script's docstring.", "",
         format_table(shown, COLUMNS, markdown=True)])
     for r in rows:
         r["seconds"] = r["s_full"] + r["s_partial"]
