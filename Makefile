@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-spectrum-partial bench-memory bench-memory-measured bench-groups bench-ab bench-floor bench-modes bench-compile bench-reorth bench-estimates clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-spectrum-partial bench-memory bench-memory-measured bench-groups bench-ab bench-floor bench-modes bench-compile bench-reorth bench-numerics bench-estimates clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -150,6 +150,14 @@ bench-compile: install
 # Reorthogonalization's chunk size on the CPU (REORTH_CHUNK_BYTES; one thread, a minute).
 bench-reorth: install
 	$(PY) benchmarks/bench_reorth.py --repeats 5 --out benchmarks/results/reorth.md
+
+# The engine's numerical choices (partial reorthogonalization, float64 model) against the probe
+# noise: JS0 and the densities at the paper's 100 Lanczos steps and 10 probes on the benchmark
+# models (about 45 minutes; resumable).
+bench-numerics: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/bench_numerics.py --resume --out benchmarks/results/numerics.md \
+	  --json benchmarks/results/numerics.json
 
 # The memory planner's byte estimates (a gradient graph, a stacked tangent) against the bytes
 # the products hold, per model and product mode (bytes, not time: any load; a minute or two).

@@ -1,7 +1,8 @@
-"""benchmarks/bench_reorth_effect.py: partial against full reorthogonalization, judged against
-the probe noise. The comparison can say each thing (hand-set spectra: a rescaled block
-disagrees, one probe is inconclusive), a smoke run on a real model agrees, and ``--resume``
-measures only what its file lacks."""
+"""benchmarks/bench_numerics.py: the engine's numerical choices (partial reorthogonalization,
+the model's precision) judged against the probe noise. The comparison can say each thing
+(hand-set spectra: a rescaled block disagrees, one probe is inconclusive), a smoke run on a
+real model agrees, the float64 variant casts what it should, and ``--resume`` measures only
+what its file lacks."""
 
 import contextlib
 import io
@@ -9,13 +10,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import nets
 
 
 @pytest.fixture(scope="module")
 def effect(benchmark_script):
-    return benchmark_script("bench_reorth_effect")
+    return benchmark_script("bench_numerics")
 
 
 def _spectra(probes: int, scale_b: float = 1.0, seed: int = 0) -> dict:
@@ -52,20 +54,27 @@ def test_one_probe_is_inconclusive_and_a_full_spectrum_has_no_js0(effect):
 
 
 def test_smoke_run_agrees_and_resumes_from_its_file(effect, tmp_path, monkeypatch):
-    out, js = tmp_path / "effect.md", tmp_path / "effect.json"
+    out, js = tmp_path / "numerics.md", tmp_path / "numerics.json"
     argv = ["--models", "mlp-xs", "--steps", "6", "--probes", "4", "--out", str(out),
             "--json", str(js)]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         effect.main(argv)
     rows = json.loads(js.read_text())["rows"]
-    assert [(r["model"], r["kind"]) for r in rows] == [("mlp-xs", "blocks"), ("mlp-xs", "full")]
+    assert [(r["model"], r["kind"], r["variant"]) for r in rows] == [
+        ("mlp-xs", "blocks", "partial"), ("mlp-xs", "blocks", "float64"),
+        ("mlp-xs", "full", "partial"), ("mlp-xs", "full", "float64")]
     for r in rows:
         assert r["verdict"] == "agrees"
-        full, partial, steps = (int(x) for x in r["passes"].split(" / "))
-        assert partial < full < steps  # full skips the last step's pass; partial skips more
-        assert r["s_full"] > 0 and r["s_partial"] > 0
+        default, variant, steps = (int(x) for x in r["passes"].split(" / "))
+        assert default < steps  # full reorthogonalization skips the last step's pass
+        assert r["s_default"] > 0 and r["s_variant"] > 0
+        if r["variant"] == "partial":
+            assert variant < default
+        else:  # mlp-xs is float64 already: the same computation, bit for bit
+            assert variant == default
+            assert r["d_density"] == 0.0 and r["d_lambda"] == 0.0
     text = out.read_text()
-    assert text.count("| mlp-xs |") == 2 and "--probes 4" in text
+    assert text.count("| mlp-xs |") == 4 and "--probes 4" in text
 
     def refuse(*a, **k):
         raise AssertionError("a row the file holds was measured again")
@@ -74,6 +83,17 @@ def test_smoke_run_agrees_and_resumes_from_its_file(effect, tmp_path, monkeypatc
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         effect.main([*argv, "--resume"])
     assert json.loads(js.read_text())["rows"] == rows
+
+
+def test_float64_casts_the_model_and_floating_inputs_only(effect):
+    model = torch.nn.Linear(3, 2)
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    data = [(x, torch.tensor([0, 1, 1, 0])), (torch.tensor([[1, 2]]), x[:1])]
+    wide, wide_data = effect.cast(model, data, torch.float64)
+    assert wide is model and all(p.dtype == torch.float64 for p in wide.parameters())
+    assert [(a.dtype, b.dtype) for a, b in wide_data] == [
+        (torch.float64, torch.int64), (torch.int64, torch.float64)]
+    assert torch.equal(wide_data[0][0], x.double())
 
 
 @pytest.mark.parametrize("argv", [["--steps", "0"], ["--probes", "0"], ["--resume"],
