@@ -12,7 +12,10 @@ noise``.
 ``bench_peers.py``, ``bench_memory.py``, ``bench_groups.py`` and ``bench_ab.py`` judge their
 targets with these rules; ``tests/nets/test_bench_verdicts.py`` tests each outcome on hand-set
 inputs. Under the timings of two ways to the same products (``bench_floor.py``,
-``bench_modes.py``) lies one more rule, :func:`check_same`: they must agree to round-off.
+``bench_modes.py``) lies one more rule, :func:`check_same`: they must agree to round-off. Two
+computations of one quantity that may differ beyond round-off (``bench_numerics.py``: partial
+reorthogonalization, a float64 model) are judged against the quantity's probe noise by
+:func:`agreement`.
 """
 
 from __future__ import annotations
