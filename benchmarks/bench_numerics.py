@@ -26,6 +26,12 @@ probes themselves:
 * **largest Ritz values**: the largest difference of a block's largest Ritz value between the
   two, relative to the model's largest (reported, not judged: no probe noise of its own).
 
+Every comparison is made at each of ``--zero-rels``, the log recipe's zero threshold
+(``DensityRecipe.zero_rel``: eigenvalues within ``zero_rel · max |λ|`` of zero form one atom
+at zero, and blocks whose every eigenvalue does are left out of JS0): the default, float32's
+machine epsilon, and coarser ones. Against ``float64`` this asks from which threshold on the
+float32 products resolve what float64 ones do.
+
 Each comparison's share of its noise is judged by :func:`verdicts.agreement` (``agrees`` up to
 a twentieth of the noise, ``partly`` up to a half, ``disagrees`` beyond, ``inconclusive`` with
 one probe); a row's verdict is its worst share's. ``passes`` counts the Lanczos steps whose
@@ -66,6 +72,7 @@ import nets
 from labkit.atomic import atomic_write_bytes
 from labkit.jsonio import as_float, dumps
 from labkit.tables import format_table
+from nets.engine.density import ZERO_REL
 
 #: The models measured by default (``problems.py``): the spectrum benchmark's three.
 MODELS = ("gpt", "gpt2-s", "gpt2-m")
@@ -74,11 +81,17 @@ MODELS = ("gpt", "gpt2-s", "gpt2-m")
 #: changes (see the module docstring).
 VARIANTS = ("partial", "float64")
 
+#: The log recipe's zero thresholds (``DensityRecipe.zero_rel``: eigenvalues within
+#: ``zero_rel · max |λ|`` of zero form one atom) every comparison is made at: the default
+#: (float32's machine epsilon) and coarser ones, to see from which threshold on the float32
+#: products resolve what float64 ones do.
+ZERO_RELS = (ZERO_REL, 1e-6, 1e-5)
+
 #: Bootstrap resamples of JS0's probe noise.
 N_BOOT = 200
 
 COLUMNS = [("model", "model", ""), ("kind", "kind", ""), ("variant", "variant", ""),
-           ("probes", "P", ""), ("steps", "k", ""),
+           ("zero_rel", "zero_rel", ".1e"), ("probes", "P", ""), ("steps", "k", ""),
            ("passes", "passes default / variant / steps", ""),
            ("js0", "JS0", ".4f"), ("d_js0", "ΔJS0", ".1e"), ("js0_std", "JS0 std", ".1e"),
            ("js0_share", "JS0 share", ".1e"), ("d_density", "max JS(default, variant)", ".1e"),
@@ -97,7 +110,7 @@ def _halves(spectra: dict[str, nets.BlockSpectrum]
 
 
 def compare(default: dict[str, nets.BlockSpectrum], variant: dict[str, nets.BlockSpectrum], *,
-            seed: int) -> dict:
+            seed: int, recipe: nets.DensityRecipe | None = None) -> dict:
     """Two computations of one model's spectra compared against the probe noise.
 
     Args:
@@ -105,6 +118,7 @@ def compare(default: dict[str, nets.BlockSpectrum], variant: dict[str, nets.Bloc
             block).
         variant: The same blocks computed another way, from the same probes.
         seed: Seeds JS0's bootstrap.
+        recipe: The density recipe of every JS distance (default :class:`nets.DensityRecipe`).
 
     Returns:
         ``d_density``, ``probe_js``, ``density_share`` and ``d_lambda`` (see the module
@@ -116,8 +130,8 @@ def compare(default: dict[str, nets.BlockSpectrum], variant: dict[str, nets.Bloc
     row: dict = {}
     shares = []
     if len(default) > 1:
-        js_d, js_v = nets.js0(default), nets.js0(variant)
-        std = (nets.js0_bootstrap(default, n_boot=N_BOOT,
+        js_d, js_v = nets.js0(default, recipe), nets.js0(variant, recipe)
+        std = (nets.js0_bootstrap(default, recipe, n_boot=N_BOOT,
                                   rng=np.random.default_rng([seed, 1])).std
                if probes > 1 else float("nan"))
         row.update(js0=js_d, d_js0=abs(js_v - js_d), js0_std=std)
@@ -125,8 +139,9 @@ def compare(default: dict[str, nets.BlockSpectrum], variant: dict[str, nets.Bloc
         shares.append(v)
     else:
         row.update(js0=None, d_js0=None, js0_std=None, js0_share=None)
-    row["d_density"] = max(nets.js_between(default, variant).values())
-    row["probe_js"] = (float(np.median(list(nets.js_between(*_halves(default)).values())))
+    row["d_density"] = max(nets.js_between(default, variant, recipe).values())
+    row["probe_js"] = (float(np.median(list(nets.js_between(*_halves(default),
+                                                             recipe).values())))
                        if probes > 1 else float("nan"))
     row["density_share"], v = verdicts.agreement(row["d_density"], row["probe_js"])
     shares.append(v)
@@ -168,9 +183,10 @@ def _spectra(model, loss_fn, data, kind: str, probes: int, steps: int, seed: int
 
 
 def measure(name: str, kind: str, variants: list[str], probes: int, steps: int,
-            seed: int) -> list[dict]:
+            seed: int, zero_rels: list[float]) -> list[dict]:
     """One model's spectra of ``kind`` (``"blocks"`` or ``"full"``) the default way and under
-    each of ``variants``, compared (:func:`compare`); one row per variant."""
+    each of ``variants``, compared (:func:`compare`) at each of ``zero_rels``; one row per
+    variant and threshold."""
     model, loss_fn, data = problems.load(name)
     load = os.getloadavg()[0]
     rows = []
@@ -186,11 +202,13 @@ def measure(name: str, kind: str, variants: list[str], probes: int, steps: int,
                 wide, wide_data = cast(copy.deepcopy(model), data, torch.float64)
                 got, s_variant, p_variant = _spectra(wide, loss_fn, wide_data, kind, probes,
                                                      steps, seed, "full")
-            rows.append({"model": name, "kind": kind, "variant": variant, "probes": probes,
-                         "steps": steps, "seed": seed, "load": load, "s_default": s_default,
-                         "s_variant": s_variant,
-                         "passes": f"{p_default} / {p_variant} / {total}",
-                         **compare(default, got, seed=seed)})
+            rows += [{"model": name, "kind": kind, "variant": variant, "zero_rel": z,
+                      "probes": probes, "steps": steps, "seed": seed, "load": load,
+                      "s_default": s_default, "s_variant": s_variant,
+                      "passes": f"{p_default} / {p_variant} / {total}",
+                      **compare(default, got, seed=seed,
+                                recipe=nets.DensityRecipe(zero_rel=z))}
+                     for z in zero_rels]
     return rows
 
 
@@ -200,6 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=problems.MODELS)
     ap.add_argument("--kinds", nargs="+", default=["blocks", "full"], choices=["blocks", "full"])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--zero-rels", nargs="+", type=float, default=list(ZERO_RELS),
+                    metavar="Z", help="the log recipe's zero thresholds to compare at, each in "
+                    "(0, 1) (default: " + " ".join(f"{z:.3g}" for z in ZERO_RELS) + ")")
     ap.add_argument("--steps", type=int, default=100,
                     help="Lanczos steps (default 100, the paper's)")
     ap.add_argument("--probes", type=int, default=10,
@@ -213,12 +234,15 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if min(args.steps, args.probes, args.threads) < 1 or args.seed < 0:
         ap.error("--steps, --probes and --threads must be positive, --seed non-negative")
+    if not all(0 < z < 1 for z in args.zero_rels):
+        ap.error("--zero-rels must be in (0, 1)")
     if args.resume and not args.json:
         ap.error("--resume needs --json (the file to resume from)")
     version = reports.code_version(__file__)
 
     def key(r: dict) -> tuple:
-        return r["model"], r["kind"], r["variant"], r["probes"], r["steps"], r["seed"]
+        return (r["model"], r["kind"], r["variant"], r["zero_rel"], r["probes"], r["steps"],
+                r["seed"])
 
     kept: dict[tuple, dict] = {}
     if args.resume and Path(args.json).exists():
@@ -229,17 +253,18 @@ def main(argv: list[str] | None = None) -> None:
     with meters.torch_threads(args.threads):
         for name in args.models:
             for kind in args.kinds:
-                want = [dict(model=name, kind=kind, variant=v, probes=args.probes,
-                             steps=args.steps, seed=args.seed) for v in args.variants]
-                missing = [w["variant"] for w in want if key(w) not in kept]
-                new = {r["variant"]: r for r in (measure(name, kind, missing, args.probes,
-                                                         args.steps, args.seed)
-                                                 if missing else [])}
+                want = [dict(model=name, kind=kind, variant=v, zero_rel=z, probes=args.probes,
+                             steps=args.steps, seed=args.seed)
+                        for v in args.variants for z in args.zero_rels]
+                missing = list(dict.fromkeys(w["variant"] for w in want if key(w) not in kept))
+                new = {key(r): r for r in (measure(name, kind, missing, args.probes, args.steps,
+                                                   args.seed, args.zero_rels)
+                                           if missing else [])}
                 for w in want:
-                    row = new.get(w["variant"]) or kept[key(w)]
+                    row = new.get(key(w)) or kept[key(w)]
                     rows.append(row)
-                    print(f"{name} {kind} {w['variant']}: {row['verdict']}", file=sys.stderr,
-                          flush=True)
+                    print(f"{name} {kind} {w['variant']} zero_rel {w['zero_rel']:.1e}: "
+                          f"{row['verdict']}", file=sys.stderr, flush=True)
                 if args.json:
                     atomic_write_bytes(Path(args.json), dumps(
                         {"commit": version["commit"], "code": version["code"],
@@ -251,14 +276,17 @@ def main(argv: list[str] | None = None) -> None:
         "# The engine's numerical choices: the spectra's difference against the probe noise",
         "",
         f"Generated by `benchmarks/bench_numerics.py --models {' '.join(args.models)} "
-        f"--kinds {' '.join(args.kinds)} --variants {' '.join(args.variants)} --steps "
+        f"--kinds {' '.join(args.kinds)} --variants {' '.join(args.variants)} --zero-rels "
+        f"{' '.join(f'{z:.3g}' for z in args.zero_rels)} --steps "
         f"{args.steps} --probes {args.probes} --seed {args.seed} --threads {args.threads}` at "
         f"{version['commit']} on {reports.machine_note()}; load average "
         f"{min(loads):.1f}-{max(loads):.1f} at the rows' starts. Each row computes one "
         "model's blockwise spectra (`blocks`) or its full spectrum (`full`) the default way "
         "(the model in float32, full reorthogonalization) and under a variant, from the same "
         "probes: `partial` reorthogonalization (`reorth=\"partial\"`), or the model and its "
-        "floating inputs in `float64`. A `share` is a difference's share of the probe noise "
+        "floating inputs in `float64`; every comparison is made at each `zero_rel` of the log "
+        "recipe (eigenvalues within `zero_rel` times the model's largest of zero form one "
+        "atom; the first is the default). A `share` is a difference's share of the probe noise "
         "beside it: `JS0 share` is `ΔJS0` (the absolute difference of JS0 between the two) "
         "over JS0's bootstrap standard deviation over the probes, `density share` the largest "
         "JS distance between a block's densities under the two over the median distance "

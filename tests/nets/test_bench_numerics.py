@@ -44,6 +44,26 @@ def test_the_same_spectra_agree_and_a_rescaled_block_disagrees(effect):
     assert off["d_lambda"] > 0
 
 
+def test_a_coarser_zero_threshold_hides_a_difference_below_it(effect):
+    """Eigenvalues near roundoff (1e-7 of the largest) moved tenfold in the variant: seen at a
+    threshold below them, one atom at zero in both above them."""
+    def tiny(c):
+        spectra = _spectra(6)
+        s = spectra["a"]
+        nodes = s.nodes.copy()
+        nodes[:, :4] = c * 1e-7 * np.abs(_spectra(6)["c"].nodes).max()
+        spectra["a"] = nets.BlockSpectrum("a", s.dim, np.sort(nodes, axis=1), s.weights,
+                                          s.n_steps, s.probe_ids)
+        return spectra
+
+    fine = effect.compare(tiny(1.0), tiny(10.0), seed=0,
+                          recipe=nets.DensityRecipe(zero_rel=1e-9))
+    coarse = effect.compare(tiny(1.0), tiny(10.0), seed=0,
+                            recipe=nets.DensityRecipe(zero_rel=1e-5))
+    assert fine["d_density"] > 0.1 and fine["verdict"] != "agrees"
+    assert coarse["d_density"] == 0.0 and coarse["verdict"] == "agrees"
+
+
 def test_one_probe_is_inconclusive_and_a_full_spectrum_has_no_js0(effect):
     one = effect.compare(_spectra(1), _spectra(1), seed=0)
     assert one["verdict"] == "inconclusive"
@@ -55,14 +75,14 @@ def test_one_probe_is_inconclusive_and_a_full_spectrum_has_no_js0(effect):
 
 def test_smoke_run_agrees_and_resumes_from_its_file(effect, tmp_path, monkeypatch):
     out, js = tmp_path / "numerics.md", tmp_path / "numerics.json"
-    argv = ["--models", "mlp-xs", "--steps", "6", "--probes", "4", "--out", str(out),
-            "--json", str(js)]
+    argv = ["--models", "mlp-xs", "--steps", "6", "--probes", "4", "--zero-rels", "1e-7",
+            "1e-3", "--out", str(out), "--json", str(js)]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         effect.main(argv)
     rows = json.loads(js.read_text())["rows"]
-    assert [(r["model"], r["kind"], r["variant"]) for r in rows] == [
-        ("mlp-xs", "blocks", "partial"), ("mlp-xs", "blocks", "float64"),
-        ("mlp-xs", "full", "partial"), ("mlp-xs", "full", "float64")]
+    assert [(r["model"], r["kind"], r["variant"], r["zero_rel"]) for r in rows] == [
+        ("mlp-xs", kind, variant, z) for kind in ("blocks", "full")
+        for variant in ("partial", "float64") for z in (1e-7, 1e-3)]
     for r in rows:
         assert r["verdict"] == "agrees"
         default, variant, steps = (int(x) for x in r["passes"].split(" / "))
@@ -74,7 +94,7 @@ def test_smoke_run_agrees_and_resumes_from_its_file(effect, tmp_path, monkeypatc
             assert variant == default
             assert r["d_density"] == 0.0 and r["d_lambda"] == 0.0
     text = out.read_text()
-    assert text.count("| mlp-xs |") == 4 and "--probes 4" in text
+    assert text.count("| mlp-xs |") == 8 and "--zero-rels 1e-07 0.001" in text
 
     def refuse(*a, **k):
         raise AssertionError("a row the file holds was measured again")
@@ -97,7 +117,7 @@ def test_float64_casts_the_model_and_floating_inputs_only(effect):
 
 
 @pytest.mark.parametrize("argv", [["--steps", "0"], ["--probes", "0"], ["--resume"],
-                                  ["--models", "resnet"]])
+                                  ["--models", "resnet"], ["--zero-rels", "1"]])
 def test_bad_options_are_refused(effect, argv):
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
         effect.main(argv)
