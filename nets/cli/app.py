@@ -38,7 +38,7 @@ from nets.cli.common import add_device_argument, add_model_seed_argument, distri
 from nets.cli.ladder import register as register_ladder
 from nets.cli.training import register  # training studies: gap, table1, advise, ...
 from nets.engine.blocks import full_block, resolve_blocks
-from nets.engine.density import AXES, NORMALIZATIONS, DensityRecipe, lambda10
+from nets.engine.density import AXES, NORMALIZATIONS, ZERO_REL, DensityRecipe, lambda10
 from nets.engine.distributed import (
     DEFAULT_TIMEOUT_S,
     Communicator,
@@ -75,9 +75,16 @@ def _settings(args: argparse.Namespace) -> dict:
     return s
 
 
-def _eps(dtype: str) -> float:
-    """Machine epsilon of the HVPs' dtype (``native``, a factory's own dtype: float32's)."""
-    return float(torch.finfo(getattr(torch, dtype if dtype != "native" else "float32")).eps)
+def _zero_rel(dtype: str) -> float:
+    """The log recipe's zero threshold for the HVPs' dtype (``native``, a factory's own dtype:
+    float32's): the library's default (:data:`nets.engine.density.ZERO_REL`) for float32 and
+    float64 alike, so that a model's JS0 does not move with the precision it was computed in
+    (at float64's own epsilon a float64 run would count near-zero eigenvalues that float32
+    products do not resolve; ``benchmarks/results/numerics.md`` measures what float32 resolves
+    at each threshold); a 16-bit dtype's own epsilon, coarser, where its products resolve no
+    finer."""
+    eps = float(torch.finfo(getattr(torch, dtype if dtype != "native" else "float32")).eps)
+    return max(ZERO_REL, eps)
 
 
 def _default_out(s: dict) -> Path:
@@ -188,9 +195,9 @@ def _cmd_js0(args: argparse.Namespace) -> int:
         spectra = {k: v for k, v in spectra.items() if not pattern.search(k)}
         if len(spectra) < 2:
             raise ValueError(f"--exclude {args.exclude!r} leaves fewer than two blocks")
-    # eigenvalues below the precision of the HVPs' dtype (relative to the largest) count as 0
+    # eigenvalues within ZERO_REL of the largest (coarser for a 16-bit dtype) count as 0
     recipe = DensityRecipe(axis=args.axis, width=args.width, grid_size=args.grid,
-                           normalize=args.normalize, zero_rel=_eps(settings["dtype"]))
+                           normalize=args.normalize, zero_rel=_zero_rel(settings["dtype"]))
     rng = np.random.default_rng([args.seed, 12345])
     est = js0_bootstrap(spectra, recipe, n_boot=args.bootstrap, rng=rng)
     names, mat = js_matrix(spectra, recipe)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import labkit.progress
+import nets
 import nets.cli.app as cli
 from nets.engine.results import load_spectra
 
@@ -75,6 +76,25 @@ def test_js0_json_and_sensitivity(blockwise_file, tmp_path, capsys):
                      "5"]) == 0
     assert "JS0 =" in capsys.readouterr().out
     assert out.read_bytes() == before
+
+
+def test_js0_zero_threshold_does_not_follow_float64(tmp_path, capsys):
+    """A model's JS0 must not move with the precision it was computed in: float32 and float64
+    runs use the library's zero threshold; only a 16-bit dtype, whose products resolve no
+    finer, gets its own coarser epsilon."""
+    got = {}
+    for dtype in ("float32", "float64"):
+        out = tmp_path / f"{dtype}.json"
+        assert cli.main(["js0", *FAST, "--dtype", dtype, "--blocks", "--out", str(out),
+                         "--json", "--bootstrap", "5"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["settings"]["dtype"] == dtype
+        got[dtype] = doc["recipe"]["zero_rel"]
+    assert got == {"float32": nets.engine.density.ZERO_REL,
+                   "float64": nets.engine.density.ZERO_REL}
+    assert cli._zero_rel("native") == nets.engine.density.ZERO_REL
+    assert cli._zero_rel("bfloat16") == float(torch.finfo(torch.bfloat16).eps)
+    assert cli._zero_rel("float16") == float(torch.finfo(torch.float16).eps)
 
 
 def test_resume_after_interruption(blockwise_file, tmp_path, monkeypatch, capsys):
