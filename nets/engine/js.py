@@ -93,7 +93,8 @@ def js_between(first: Mapping[str, BlockSpectrum], second: Mapping[str, BlockSpe
     in ``second``: two computations of one model's spectra (two reorthogonalizations, dtypes,
     devices, two halves of the probes) compared block by block. All densities are drawn on
     the one grid of :func:`nets.engine.density.block_densities` over the blocks of both
-    results, so a distance is the one :func:`js_matrix` gives between the two densities.
+    results (less those left out below), so a distance is the one :func:`js_matrix` of those
+    blocks gives between the two densities.
     Blocks numerically zero in both results (:func:`numerically_zero_blocks` over both; their
     spectra are rounding noise) are left out; a block numerically zero in one result only is
     kept (its distance is then near 1).
