@@ -156,16 +156,6 @@ def measure(cell: dict, code: Path) -> dict:
     return row
 
 
-def top_difference(new: dict, old: dict) -> float:
-    """The largest relative difference between two rows' largest Ritz values (``top``, one per
-    block), relative to the largest of them: the same spectra give round-off."""
-    if set(new["top"]) != set(old["top"]):
-        raise ValueError("the rows have different blocks: " f"{sorted(new['top'])} and "
-                         f"{sorted(old['top'])}")
-    scale = max(abs(v) for row in (new, old) for v in row["top"].values()) or 1.0
-    return max(abs(new["top"][k] - old["top"][k]) for k in new["top"]) / scale
-
-
 def render(pairs: list[tuple[dict, dict]], header: str) -> str:
     """The Markdown table: per cell, each version's row and head's ratios against base."""
     lines = [header, "", "| model | kind | P | k | threads | code | s | runs | +peak MiB | "
@@ -183,7 +173,7 @@ def render(pairs: list[tuple[dict, dict]], header: str) -> str:
                 c = verdicts.paired_ratios(new, old)
                 ratio = (f"{c['speed']:.2f} ({c['speed_lo']:.2f}-{c['speed_hi']:.2f}) | "
                          f"{c['speed_verdict']} | {c['memory']:.2f} | "
-                         f"{top_difference(new, old):.1e}")
+                         f"{verdicts.top_difference(new, old):.1e}")
             lines.append(f"{cell} | {r['seconds']:.2f} | {len(r['runs'])} | "
                          f"{r['peak_extra_bytes'] / MIB:.0f} | {ratio} | {r['load']:.1f} |")
     return "\n".join(lines) + "\n"

@@ -222,6 +222,21 @@ def agreement(difference: float, noise: float) -> tuple[float, str]:
     return share, verdict
 
 
+def top_difference(new: dict, old: dict) -> float:
+    """The largest relative difference between two rows' largest Ritz values (``top``, one per
+    block), relative to the largest of them: the same spectra give round-off (``bench_ab.py``'s
+    and ``bench_numerics.py``'s ``λmax rel. diff``).
+
+    Raises:
+        ValueError: the rows have different blocks.
+    """
+    if set(new["top"]) != set(old["top"]):
+        raise ValueError("the rows have different blocks: " f"{sorted(new['top'])} and "
+                         f"{sorted(old['top'])}")
+    scale = max(abs(v) for row in (new, old) for v in row["top"].values()) or 1.0
+    return max(abs(new["top"][k] - old["top"][k]) for k in new["top"]) / scale
+
+
 def paired_ratios(new: dict, old: dict) -> dict:
     """Two ways of running one cell compared (``bench_groups.py``'s rules, ``bench_ab.py``'s
     versions): ``speed`` = old time / new time with its interval over the runs

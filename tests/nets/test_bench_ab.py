@@ -40,14 +40,6 @@ def test_render_on_hand_set_rows(bench):
     assert "failed: boom" in text
 
 
-def test_top_difference_is_relative_to_the_largest_ritz_value(bench):
-    old = _row(1.0, 1, "abc")
-    moved = {**old, "top": {"a": 2.0, "b": 1.5}}
-    assert bench.top_difference(moved, old) == 0.25
-    with pytest.raises(ValueError, match="different blocks"):
-        bench.top_difference({**old, "top": {"a": 2.0}}, old)
-
-
 def test_base_is_extracted_and_a_bad_revision_is_named(bench, tmp_path):
     short = bench.extract("HEAD", tmp_path)
     assert short and (tmp_path / "nets" / "__init__.py").is_file()

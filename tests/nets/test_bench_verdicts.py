@@ -51,6 +51,15 @@ def test_agreement_refuses_a_negative_difference(benchmark_script):
         benchmark_script("verdicts").agreement(-1e-3, 1.0)
 
 
+def test_top_difference_is_relative_to_the_largest_ritz_value(benchmark_script):
+    v = benchmark_script("verdicts")
+    old = {"top": {"a": 2.0, "b": 1.0}}
+    moved = {"top": {"a": 2.0, "b": 1.5}}
+    assert v.top_difference(moved, old) == 0.25
+    with pytest.raises(ValueError, match="different blocks"):
+        v.top_difference({"top": {"a": 2.0}}, old)
+
+
 def test_paired_ratios_judge_not_slower(benchmark_script):
     """Two versions of a cell: old time over new time with its interval, new peak rise over
     old, and the speed verdict against 1 (each outcome)."""
