@@ -24,7 +24,8 @@ probes themselves:
   between the densities of two halves of the probes (the default's spectra), the noise a density
   of half the probes carries; for the full spectrum the same with its one density;
 * **largest Ritz values**: the largest difference of a block's largest Ritz value between the
-  two, relative to the model's largest (reported, not judged: no probe noise of its own).
+  two, relative to the largest of them (:func:`verdicts.top_difference`, as ``bench_ab.py``
+  reports it; not judged: no probe noise of its own).
 
 Every comparison is made at each of ``--zero-rels``, the log recipe's zero threshold
 (``DensityRecipe.zero_rel``: eigenvalues within ``zero_rel · max |λ|`` of zero form one atom
@@ -109,8 +110,42 @@ def _halves(spectra: dict[str, nets.BlockSpectrum]
             {k: s.select(b) for k, s in spectra.items()})
 
 
+def probe_noise(default: dict[str, nets.BlockSpectrum], *, seed: int,
+                recipe: nets.DensityRecipe | None = None) -> dict:
+    """The default spectra's JS0 and their probe noise, what every variant is judged against.
+
+    Args:
+        default: ``{block: BlockSpectrum}`` computed the default way (a full spectrum: one
+            block).
+        seed: Seeds JS0's bootstrap.
+        recipe: The density recipe (default :class:`nets.DensityRecipe`).
+
+    Returns:
+        ``js0`` and ``js0_std`` (JS0's bootstrap standard deviation over the probes; both
+        ``None`` for one block, the std NaN for one probe) and ``probe_js`` (the median over
+        the blocks of the JS distance between two halves of the probes; NaN for one probe).
+    """
+    probes = next(iter(default.values())).probes
+    noise: dict = {"js0": None, "js0_std": None}
+    if len(default) > 1:
+        noise["js0"] = nets.js0(default, recipe)
+        noise["js0_std"] = (nets.js0_bootstrap(default, recipe, n_boot=N_BOOT,
+                                               rng=np.random.default_rng([seed, 1])).std
+                            if probes > 1 else float("nan"))
+    noise["probe_js"] = (float(np.median(list(nets.js_between(*_halves(default),
+                                                               recipe).values())))
+                         if probes > 1 else float("nan"))
+    return noise
+
+
+def _tops(spectra: dict[str, nets.BlockSpectrum]) -> dict:
+    """A row of :func:`verdicts.top_difference`: each block's largest Ritz value."""
+    return {"top": {k: float(s.nodes.max()) for k, s in spectra.items()}}
+
+
 def compare(default: dict[str, nets.BlockSpectrum], variant: dict[str, nets.BlockSpectrum], *,
-            seed: int, recipe: nets.DensityRecipe | None = None) -> dict:
+            seed: int, recipe: nets.DensityRecipe | None = None,
+            noise: dict | None = None) -> dict:
     """Two computations of one model's spectra compared against the probe noise.
 
     Args:
@@ -119,6 +154,8 @@ def compare(default: dict[str, nets.BlockSpectrum], variant: dict[str, nets.Bloc
         variant: The same blocks computed another way, from the same probes.
         seed: Seeds JS0's bootstrap.
         recipe: The density recipe of every JS distance (default :class:`nets.DensityRecipe`).
+        noise: :func:`probe_noise` of ``default`` under ``recipe``, where the caller compares
+            several variants with one default (else computed here).
 
     Returns:
         ``d_density``, ``probe_js``, ``density_share`` and ``d_lambda`` (see the module
@@ -126,28 +163,18 @@ def compare(default: dict[str, nets.BlockSpectrum], variant: dict[str, nets.Bloc
         ``js0_share`` (else ``None``); and ``verdict``, the worst share's
         :func:`verdicts.agreement`.
     """
-    probes = next(iter(default.values())).probes
-    row: dict = {}
+    row = dict(noise or probe_noise(default, seed=seed, recipe=recipe))
     shares = []
-    if len(default) > 1:
-        js_d, js_v = nets.js0(default, recipe), nets.js0(variant, recipe)
-        std = (nets.js0_bootstrap(default, recipe, n_boot=N_BOOT,
-                                  rng=np.random.default_rng([seed, 1])).std
-               if probes > 1 else float("nan"))
-        row.update(js0=js_d, d_js0=abs(js_v - js_d), js0_std=std)
-        row["js0_share"], v = verdicts.agreement(abs(js_v - js_d), std)
+    if row["js0"] is not None:
+        row["d_js0"] = abs(nets.js0(variant, recipe) - row["js0"])
+        row["js0_share"], v = verdicts.agreement(row["d_js0"], row["js0_std"])
         shares.append(v)
     else:
-        row.update(js0=None, d_js0=None, js0_std=None, js0_share=None)
+        row.update(d_js0=None, js0_share=None)
     row["d_density"] = max(nets.js_between(default, variant, recipe).values())
-    row["probe_js"] = (float(np.median(list(nets.js_between(*_halves(default),
-                                                             recipe).values())))
-                       if probes > 1 else float("nan"))
     row["density_share"], v = verdicts.agreement(row["d_density"], row["probe_js"])
     shares.append(v)
-    scale = max(float(np.abs(s.nodes).max()) for s in default.values())
-    row["d_lambda"] = max(abs(float(default[k].nodes.max()) - float(variant[k].nodes.max()))
-                          for k in default) / scale if scale > 0 else 0.0
+    row["d_lambda"] = verdicts.top_difference(_tops(variant), _tops(default))
     order = ("inconclusive", "disagrees", "partly", "agrees")
     row["verdict"] = min(shares, key=order.index)
     return row
@@ -194,6 +221,8 @@ def measure(name: str, kind: str, variants: list[str], probes: int, steps: int,
         default, s_default, p_default = _spectra(model, loss_fn, data, kind, probes, steps,
                                                  seed, "full")
         total = sum(min(steps, s.dim) for s in default.values())
+        recipes = {z: nets.DensityRecipe(zero_rel=z) for z in zero_rels}
+        noises = {z: probe_noise(default, seed=seed, recipe=r) for z, r in recipes.items()}
         for variant in variants:
             if variant == "partial":
                 got, s_variant, p_variant = _spectra(model, loss_fn, data, kind, probes, steps,
@@ -206,8 +235,8 @@ def measure(name: str, kind: str, variants: list[str], probes: int, steps: int,
                       "probes": probes, "steps": steps, "seed": seed, "load": load,
                       "s_default": s_default, "s_variant": s_variant,
                       "passes": f"{p_default} / {p_variant} / {total}",
-                      **compare(default, got, seed=seed,
-                                recipe=nets.DensityRecipe(zero_rel=z))}
+                      **compare(default, got, seed=seed, recipe=recipes[z],
+                                noise=noises[z])}
                      for z in zero_rels]
     return rows
 
@@ -293,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
         "between the densities of two halves of the probes (the default's); `verdict` is the "
         f"worst share's (agrees up to {verdicts.AGREE_SHARE:g}, partly up to "
         f"{verdicts.PARTLY_SHARE:g}, disagrees beyond); `λmax rel. diff` the largest "
-        "difference of a block's largest Ritz value over the model's largest; `passes` the "
+        "difference of a block's largest Ritz value over the largest of them; `passes` the "
         "steps orthogonalized against their basis (times: the `--json` rows). Definitions: "
         "the script's docstring.", "",
         format_table(shown, COLUMNS, markdown=True)])
