@@ -28,6 +28,7 @@ import os
 import pickle
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -130,6 +131,31 @@ class Communicator:
         """
         return obj
 
+    def gather(self, obj: T, *, what: str) -> list[T]:
+        """Every rank's ``obj``, in rank order, on every rank (picklable).
+
+        Args:
+            obj: This rank's object.
+            what: What is gathered, for error messages.
+        """
+        return [obj]
+
+    def warn(self, message: str, category: type[Warning] = UserWarning, *,
+             stacklevel: int = 1) -> None:
+        """``warnings.warn`` once for the whole job: on rank 0 only.
+
+        For a warning about what every rank computed alike (the same model, the same reduced
+        products, the same Lanczos runs), which would otherwise come once per rank. A warning
+        about one rank's own data gathers what each rank found first and warns here for all.
+
+        Args:
+            message: The warning's text.
+            category: Its class.
+            stacklevel: As :func:`warnings.warn`'s, counted from the caller of this method.
+        """
+        if self.rank == 0:
+            warnings.warn(message, category, stacklevel=stacklevel + 1)
+
     def together(self, fn: Callable[[], R], *, what: str) -> R:
         """Run ``fn`` on every rank; if it raises on any rank, raise on every rank.
 
@@ -213,12 +239,6 @@ class DistributedCommunicator(Communicator):
             self.stats.seconds += time.perf_counter() - t0
             self.stats.bytes += nbytes
 
-    def _gather(self, obj: object, *, what: str) -> list:
-        out: list = [None] * self.world_size
-        self._collective(what, lambda: torch.distributed.all_gather_object(
-            out, obj, group=self.group))
-        return out
-
     def _raise_failures(self, failures: list, what: str, own: BaseException | None) -> None:
         bad = [(r, msg) for r, msg in enumerate(failures) if msg is not None]
         if not bad:
@@ -249,15 +269,21 @@ class DistributedCommunicator(Communicator):
                          flat.numel() * flat.element_size())
         if float(flat[-1]) != 0:
             msg = None if error is None else _describe(error)
-            self._raise_failures(self._gather(msg, what=f"{what} (error report)"), what, error)
+            self._raise_failures(self.gather(msg, what=f"{what} (error report)"), what, error)
         off = 0
         for t in tensors:
             n = t.numel()
             t.copy_(flat[off:off + n].view(t.shape))
             off += n
 
+    def gather(self, obj: T, *, what: str) -> list[T]:
+        out: list = [None] * self.world_size
+        self._collective(what, lambda: torch.distributed.all_gather_object(
+            out, obj, group=self.group))
+        return out
+
     def sum_int(self, value: int, *, what: str) -> int:
-        return int(sum(self._gather(int(value), what=what)))
+        return int(sum(self.gather(int(value), what=what)))
 
     def broadcast(self, obj: T, *, what: str, src: int = 0) -> T:
         box = [obj if self.rank == src else None]
@@ -270,7 +296,7 @@ class DistributedCommunicator(Communicator):
             value, own = fn(), None
         except Exception as e:  # reported on every rank below
             value, own = None, e
-        self._raise_failures(self._gather(None if own is None else _describe(own), what=what),
+        self._raise_failures(self.gather(None if own is None else _describe(own), what=what),
                              what, own)
         return value  # type: ignore[return-value]
 
@@ -285,8 +311,8 @@ class DistributedCommunicator(Communicator):
             except Exception as e:  # reported on every rank below
                 own, failed = e, f"item {i} ({items[i]!r}): {_describe(e)}"
                 break
-        gathered = self._gather((failed, pickle.dumps(local) if failed is None else b""),
-                                what="gathering a sharded map")
+        gathered = self.gather((failed, pickle.dumps(local) if failed is None else b""),
+                               what="gathering a sharded map")
         self._raise_failures([f for f, _ in gathered], "sharded map", own)
         merged: dict[int, R] = {}
         for _, blob in gathered:
@@ -294,7 +320,7 @@ class DistributedCommunicator(Communicator):
         return [merged[i] for i in range(len(items))]
 
     def check_identical(self, payload: bytes, *, what: str) -> None:
-        digests = self._gather(_digest(payload), what=f"checking {what}")
+        digests = self.gather(_digest(payload), what=f"checking {what}")
         if len(set(digests)) > 1:
             differ = [r for r, d in enumerate(digests) if d != digests[0]]
             raise DistributedError(f"{what} differ across ranks (ranks {differ} differ from "

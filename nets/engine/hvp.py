@@ -677,22 +677,45 @@ class BlockHVP:
         if self.chunk_size is None:  # not given by the caller
             self.chunk_size = self._chunk_room(held)
 
-    def _warn_below_least(self, stacklevel: int) -> None:
+    def _warn_below_least(self, stacklevel: int, *, collective: bool = False) -> None:
         """Warn, once, where a given budget is below the least the run holds
         (:meth:`_least_bytes`, measured on the first batch): it then runs at that least, over
         the budget. :meth:`reserve_vectors` warns as soon as the least is whole (before the
-        Lanczos vectors are grouped), :meth:`_plan` where a caller did not reserve them."""
-        least = self._plan_budget()  # above max_memory only for a given budget below the least
-        if self._least_warned or least <= self.max_memory:
+        Lanczos vectors are grouped), :meth:`_plan` where a caller did not reserve them.
+
+        Each rank's least comes from its own shard. Where ``collective`` (every rank calls this
+        at the same point, outside the products' failure handling: :meth:`reserve_vectors`),
+        the ranks' budgets and leasts are gathered and rank 0 warns once for the job, naming
+        the ranks below; elsewhere (:meth:`_plan`, inside a call whose failures are reported
+        collectively afterwards, where no other collective may run) a rank below warns for
+        itself, naming its rank.
+        """
+        if self._least_warned:  # the same on every rank: set from the gathered findings
+            return
+        found = (self.max_memory, self._plan_budget())  # least > budget: a given one below it
+        if collective and self.comm.is_distributed:
+            every = self.comm.gather(found, what="the ranks' least memory budgets")
+            below = [(r, budget, least) for r, (budget, least) in enumerate(every)
+                     if least > budget]
+        else:
+            below = [(self.comm.rank, *found)] if found[1] > found[0] else []
+        if not below:
             return
         self._least_warned = True
-        warnings.warn(f"max_memory={self.max_memory} bytes is below the least this run "
-                      "holds: one batch's gradient graph, one tangent and the Lanczos "
-                      "vectors' room (half a tangent, or one probe of the largest block "
-                      f"where that is more), about {least} bytes (measured on the first "
-                      "batch); it runs at that least (one graph and one tangent at a time), "
-                      f"over the budget. Pass max_memory >= {least}, or smaller batches "
-                      "or fewer lanczos_steps", UserWarning, stacklevel=stacklevel)
+        _, budget, least = max(below, key=lambda t: t[2])
+        where = (f" on rank{'s' if len(below) > 1 else ''} "
+                 f"{', '.join(str(r) for r, _, _ in below)} of {self.comm.world_size}"
+                 if self.comm.is_distributed else "")
+        message = (f"max_memory={budget} bytes is below the least this run holds{where}: one "
+                   "batch's gradient graph, one tangent and the Lanczos vectors' room (half a "
+                   "tangent, or one probe of the largest block where that is more), about "
+                   f"{least} bytes (measured on the first batch); it runs at that least (one "
+                   "graph and one tangent at a time), over the budget. Pass max_memory >= "
+                   f"{least}, or smaller batches or fewer lanczos_steps")
+        if collective:
+            self.comm.warn(message, UserWarning, stacklevel=stacklevel)
+        else:
+            warnings.warn(message, UserWarning, stacklevel=stacklevel)
 
     def _chunk_room(self, held: int) -> int:
         """Tangents per product the budget allows beside ``held`` bytes of graphs and the
@@ -967,7 +990,8 @@ class BlockHVP:
         budget in live tensors, counted by :class:`nets.engine.memory.LiveBytes`, before this).
         A given budget below that least runs at it, over the budget, with a warning
         (:class:`UserWarning`) naming it, given here once the first batch's graph is measured
-        (else at the first call). :func:`nets.engine.spectrum.operator_spectra` calls
+        (else at the first call); data parallel, once for the job by rank 0, naming the ranks
+        below (every rank calls this at the same point). :func:`nets.engine.spectrum.operator_spectra` calls
         this after :meth:`settle_tangents` and before it sizes the vectors' groups.
 
         Args:
@@ -982,7 +1006,8 @@ class BlockHVP:
         least = check_int("least", least, minimum=0)
         self._vectors_least = max(self._vectors_least, least)
         self._resolve_least()
-        self._warn_below_least(stacklevel=5)  # (none while the first graph is not measured)
+        # (none while the first graph is not measured); every rank calls this here
+        self._warn_below_least(stacklevel=5, collective=True)
         return self.vector_budget()
 
     def _vector_room(self, strategy: str, held: int) -> tuple[int, int | None]:

@@ -24,7 +24,6 @@ every rank returns the same spectra.
 from __future__ import annotations
 
 import time
-import warnings
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -97,15 +96,15 @@ def probe_vector(seed: int, probe: int, block: str, dim: int) -> np.ndarray:
 _HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 
-def _lanczos_dtype(model_dtype: torch.dtype) -> torch.dtype:
+def _lanczos_dtype(model_dtype: torch.dtype, comm: Communicator) -> torch.dtype:
     """Dtype of the Lanczos vectors for a model of ``model_dtype``: its own, except float64 for
     16-bit models (bfloat16/float16), whose products then carry about 3 significant digits;
-    a :class:`UserWarning` says so."""
+    a :class:`UserWarning` says so (once per job: every rank holds the same model)."""
     if model_dtype in _HALF_DTYPES:
-        warnings.warn(f"the model's parameters are {model_dtype}: Hessian-vector products run "
-                      "in that precision (relative error about 1e-2 to 1e-3), Lanczos runs in "
-                      "float64; eigenvalues far below the largest are round-off", UserWarning,
-                      stacklevel=4)
+        comm.warn(f"the model's parameters are {model_dtype}: Hessian-vector products run in "
+                  "that precision (relative error about 1e-2 to 1e-3), Lanczos runs in "
+                  "float64; eigenvalues far below the largest are round-off", UserWarning,
+                  stacklevel=4)
         return torch.float64
     return model_dtype
 
@@ -119,20 +118,20 @@ def _relative_asymmetry(runs: Sequence[LanczosRun], spectra: Iterable[BlockSpect
     return asymmetry / scale if scale > 0 else 0.0
 
 
-def _warn_asymmetry(asymmetry: float, model_dtype: torch.dtype) -> None:
+def _warn_asymmetry(asymmetry: float, model_dtype: torch.dtype, comm: Communicator) -> None:
     """Warn where the products' measured asymmetry passes :data:`ASYMMETRY_WARNING` times the
     unit roundoff of ``model_dtype`` (16-bit models have warned already: their products are
-    that coarse by design)."""
+    that coarse by design); once per job, as the runs are the same on every rank."""
     u = torch.finfo(model_dtype).eps / 2
     if model_dtype in _HALF_DTYPES or asymmetry <= ASYMMETRY_WARNING * u:
         return
     dtype = str(model_dtype).removeprefix("torch.")
-    warnings.warn(f"the Hessian-vector products are asymmetric at {asymmetry:.1e} relative to "
-                  f"the largest eigenvalue, {asymmetry / u:.1e} times the roundoff of the model's "
-                  f"{dtype}: part of the model computes in lower precision than its parameters "
-                  "(e.g. a float32 norm or attention kernel, or TF32 matrix products), so the "
-                  f"spectra are accurate to about that level, not to {dtype}'s "
-                  "(info['product_asymmetry'] records it)", UserWarning, stacklevel=4)
+    comm.warn(f"the Hessian-vector products are asymmetric at {asymmetry:.1e} relative to the "
+              f"largest eigenvalue, {asymmetry / u:.1e} times the roundoff of the model's "
+              f"{dtype}: part of the model computes in lower precision than its parameters "
+              "(e.g. a float32 norm or attention kernel, or TF32 matrix products), so the "
+              f"spectra are accurate to about that level, not to {dtype}'s "
+              "(info['product_asymmetry'] records it)", UserWarning, stacklevel=4)
 
 
 def _check_run(lanczos_steps: object, probes: object, seed: object, probe_indices: object,
@@ -225,7 +224,7 @@ def operator_spectra(
     check_reorth(reorth)
     blocks = op.blocks
     t0 = time.perf_counter()
-    vec_dtype = _lanczos_dtype(op.dtype)
+    vec_dtype = _lanczos_dtype(op.dtype, op.comm)
     itemsize = vec_dtype.itemsize  # the stored basis holds the vectors in their own dtype
     # the graphs the products will hold, before the vectors get what they leave
     op.settle_tangents(len(ids) * len(blocks))
@@ -286,7 +285,7 @@ def operator_spectra(
         out[b.name] = BlockSpectrum(b.name, b.dim, nodes, weights, run.n_steps.copy(),
                                     np.asarray(ids, dtype=np.int64))
     asymmetry = _relative_asymmetry(runs, out.values())
-    _warn_asymmetry(asymmetry, op.dtype)
+    _warn_asymmetry(asymmetry, op.dtype, op.comm)
     if info is not None:
         info.update(op.info(), seconds=time.perf_counter() - t0, lanczos_groups=len(groups),
                     reorth=reorth, reorthogonalized_steps=passes, product_asymmetry=asymmetry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -43,14 +44,33 @@ def uneven_batches(data):
     return out
 
 
-def spectrum_result(comm, *, loss_hook=None, max_memory=None, reorth="full"):
+def spectrum_result(comm, *, loss_hook=None, max_memory=None, reorth="full", dtype=None):
     model, loss_fn, data = small_problem()
+    if dtype is not None:
+        model, data = model.to(dtype), (data[0].to(dtype), data[1])
     if loss_hook is not None:
         loss_fn = loss_hook(loss_fn)
     spectra = blockwise_spectrum(model, loss_fn, comm.shard(uneven_batches(data)),
                                  lanczos_steps=6, probes=2, seed=3, comm=comm,
                                  max_memory=max_memory, reorth=reorth)
     return {k: (s.nodes, s.weights) for k, s in spectra.items()}
+
+
+def warnings_of(run) -> list[str]:
+    """The messages of the warnings ``run()`` gave on this rank, every one recorded."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run()
+    return [str(w.message) for w in caught]
+
+
+def warning_cases(comm) -> dict[str, list[str]]:
+    """Each rank's warnings for a budget below the least on both ranks, on rank 1 alone, and
+    for a 16-bit model."""
+    return {"both below": warnings_of(lambda: spectrum_result(comm, max_memory=1)),
+            "rank 1 below": warnings_of(lambda: spectrum_result(
+                comm, max_memory=1 if comm.rank == 1 else None)),
+            "bfloat16": warnings_of(lambda: spectrum_result(comm, dtype=torch.bfloat16))}
 
 
 def gap_report(comm, cache) -> dict:
@@ -111,6 +131,8 @@ def main() -> int:
             result = spectrum_result(comm, max_memory="least")
         elif scenario == "spectrum-partial":  # every rank decides its passes alike
             result = spectrum_result(comm, reorth="partial")
+        elif scenario == "warnings":
+            result = warning_cases(comm)
         elif scenario == "grids":
             result = {"map": comm.map(lambda x: (x * x, comm.rank), list(range(7))),
                       "gap": gap_report(comm, Path(out_dir) / f"cache{rank}")}

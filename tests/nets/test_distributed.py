@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ import pytest
 import torch
 
 from nets.engine.distributed import Communicator, DistributedCommunicator, init_from_env
+from nets.engine.spectrum import _warn_asymmetry
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +88,39 @@ def test_single_process_communicator_is_the_identity():
     assert comm.broadcast("a", what="x") == "a"
 
 
+@dataclass(frozen=True)
+class _RankOne(Communicator):
+    """Rank 1 of 2 seen from one process (the base's single-process collectives)."""
+
+    @property
+    def rank(self) -> int:
+        return 1
+
+    @property
+    def world_size(self) -> int:
+        return 2
+
+
+def test_gather_and_warn_of_a_single_process():
+    comm = Communicator()
+    assert comm.gather({"a": 1}, what="x") == [{"a": 1}]
+    with pytest.warns(UserWarning, match="said once") as rec:
+        comm.warn("said once")
+    assert rec[0].filename == __file__  # stacklevel counts from the caller
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _RankOne().warn("not on rank 1")  # rank 0 says it for the job
+
+
+def test_the_asymmetry_warning_is_rank_zeros():
+    """The products' asymmetry is measured on the same reduced products on every rank."""
+    with pytest.warns(UserWarning, match="asymmetric at 1.0e-03"):
+        _warn_asymmetry(1e-3, torch.float32, Communicator())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_asymmetry(1e-3, torch.float32, _RankOne())
+
+
 def test_init_without_torchrun_is_single_process(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert type(init_from_env()) is Communicator
@@ -132,6 +168,24 @@ def test_data_parallel_spectrum_with_partial_reorthogonalization(tmp_path):
     all-reduced products, so their tridiagonals agree bit for bit (the run's own check would
     stop them otherwise), and the spectra are the single-process full run's to round-off."""
     _check_two_ranks_against_one(tmp_path, "spectrum-partial")
+
+
+def test_a_data_parallel_run_warns_once_not_once_per_rank(tmp_path):
+    """What every rank computes alike (a 16-bit model's precision) is said by rank 0 alone;
+    a budget below the least, which each rank finds from its own shard, is said once by rank 0
+    for every rank below it, named, and the least quoted is the largest of theirs."""
+    codes, errs, _ = launch("warnings", tmp_path)
+    assert codes == [0, 0], errs
+    zero, one = _result(tmp_path, 0), _result(tmp_path, 1)
+    assert one == {"both below": [], "rank 1 below": [], "bfloat16": []}
+    below = [m for m in zero["both below"] if "below the least" in m]
+    assert len(below) == 1 and "max_memory=1 bytes is below the least this run holds on " \
+        "ranks 0, 1 of 2:" in below[0], zero
+    only = [m for m in zero["rank 1 below"] if "below the least" in m]
+    assert len(only) == 1 and "holds on rank 1 of 2:" in only[0], zero
+    leasts = {int(m.split("about ")[1].split(" bytes")[0]) for m in below + only}
+    assert len(leasts) == 1 and min(leasts) > 1  # rank 1's shard has the larger first batch
+    assert sum("bfloat16" in m for m in zero["bfloat16"]) == 1, zero
 
 
 def test_sharded_grids_gather_the_single_process_result_on_every_rank(tmp_path):
