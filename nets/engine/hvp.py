@@ -991,8 +991,9 @@ class BlockHVP:
         A given budget below that least runs at it, over the budget, with a warning
         (:class:`UserWarning`) naming it, given here once the first batch's graph is measured
         (else at the first call); data parallel, once for the job by rank 0, naming the ranks
-        below (every rank calls this at the same point). :func:`nets.engine.spectrum.operator_spectra` calls
-        this after :meth:`settle_tangents` and before it sizes the vectors' groups.
+        below (every rank calls this at the same point).
+        :func:`nets.engine.spectrum.operator_spectra` calls this after :meth:`settle_tangents`
+        and before it sizes the vectors' groups.
 
         Args:
             least: Bytes of the vectors' smallest group (at least 0).
