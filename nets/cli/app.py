@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,14 @@ from nets.cli.common import add_device_argument, add_model_seed_argument, distri
 from nets.cli.ladder import register as register_ladder
 from nets.cli.training import register  # training studies: gap, table1, advise, ...
 from nets.engine.blocks import full_block, resolve_blocks
-from nets.engine.density import AXES, NORMALIZATIONS, ZERO_REL, DensityRecipe, lambda10
+from nets.engine.density import (
+    AXES,
+    NORMALIZATIONS,
+    RECIPES,
+    ZERO_REL,
+    DensityRecipe,
+    lambda10,
+)
 from nets.engine.distributed import (
     DEFAULT_TIMEOUT_S,
     Communicator,
@@ -209,7 +217,9 @@ def _cmd_js0(args: argparse.Namespace) -> int:
                       "zero_rel": recipe.zero_rel},
            "numerically_zero_blocks": numerically_zero_blocks(spectra, recipe)}
     if args.sensitivity:
-        res["sensitivity"] = js0_sensitivity(spectra)
+        # every recipe at the run's own threshold (and a coarser one float32 resolves)
+        res["sensitivity"] = js0_sensitivity(spectra, recipes={
+            k: replace(r, zero_rel=recipe.zero_rel) for k, r in RECIPES.items()})
     if args.json:
         res["blocks"] = names
         res["js_matrix"] = mat.tolist()
@@ -227,7 +237,8 @@ def _cmd_js0(args: argparse.Namespace) -> int:
         print("\nsensitivity of JS0 to the recipe (from stored nodes and weights):")
         print(format_table(res["sensitivity"], [
             ("recipe", "recipe", ""), ("axis", "axis", ""), ("normalize", "normalize", ""),
-            ("width", "width", ".4g"), ("js0", "js0", ".4g")]))
+            ("width", "width", ".4g"), ("zero_rel", "zero threshold", ".2g"),
+            ("js0", "js0", ".4g")]))
     return 0
 
 

@@ -27,6 +27,7 @@ from scipy.special import rel_entr
 from nets.engine.checks import check_int, check_positive, check_spectra
 from nets.engine.density import (
     RECIPES,
+    ZERO_REL_RESOLVED,
     DensityRecipe,
     block_densities,
     check_recipe,
@@ -234,18 +235,34 @@ def js0_bootstrap(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | 
 
 def js0_sensitivity(spectra: Mapping[str, BlockSpectrum], *,
                     recipes: Mapping[str, DensityRecipe] | None = None,
-                    width_factors: Sequence[float] = (1 / 3, 1.0, 3.0)) -> list[dict]:
+                    width_factors: Sequence[float] = (1 / 3, 1.0, 3.0),
+                    zero_rels: Sequence[float] | None = None) -> list[dict]:
     """JS0 under several recipes, from the stored nodes and weights (no new HVPs).
+
+    Each base recipe runs at every kernel width ``σ · f`` (``f`` in ``width_factors``) and every
+    zero threshold ``zero_rel`` (``τ = zero_rel · max |λ|``: eigenvalues within ``τ`` of zero
+    form the log axis' atom at 0, and blocks wholly within it are left out of JS0). The
+    threshold is the recipe's most arbitrary choice: by default each base recipe runs at its
+    own and at :data:`nets.engine.density.ZERO_REL_RESOLVED` (where that is coarser), a
+    threshold float32 products resolve, so that a JS0 carried by eigenvalues at the level of
+    the products' round-off shows as a difference between the two.
 
     Args:
         spectra: ``{block: BlockSpectrum}``.
         recipes: Base recipes by name (default: :data:`nets.engine.density.RECIPES`).
         width_factors: Each base recipe is also run with its kernel width times these factors.
+        zero_rels: Zero thresholds relative to the largest ``|λ|``, each in (0, 1), every base
+            recipe runs at (default: its own ``zero_rel`` and, where coarser,
+            ``ZERO_REL_RESOLVED``).
 
     Returns:
-        One ``{"recipe", "axis", "normalize", "width", "grid_size", "js0"}`` record per recipe
-        and width; ``js0`` is ``None`` with an ``"error"`` message where the recipe does not
-        apply (e.g. λ₁₀ ≤ 0).
+        One ``{"recipe", "axis", "normalize", "width", "grid_size", "zero_rel", "js0"}`` record
+        per recipe, threshold and width (in that order of nesting); ``js0`` is ``None`` with an
+        ``"error"`` message where the recipe does not apply (e.g. λ₁₀ ≤ 0).
+
+    Raises:
+        TypeError: ``recipes``, ``width_factors`` or ``zero_rels`` of the wrong type.
+        ValueError: A width factor that is not positive or a threshold outside (0, 1).
     """
     spectra = check_spectra("spectra", spectra)
     recipes = RECIPES if recipes is None else recipes
@@ -256,23 +273,35 @@ def js0_sensitivity(spectra: Mapping[str, BlockSpectrum], *,
         if not isinstance(base, DensityRecipe):
             raise TypeError(f"recipes[{name!r}] must be a nets.DensityRecipe, got "
                             f"{type(base).__name__}")
-    if isinstance(width_factors, str | bytes) or not isinstance(width_factors, Sequence) or (
-            not width_factors):
-        raise TypeError(f"width_factors must be a non-empty sequence of positive numbers, got "
-                        f"{type(width_factors).__name__}")
-    width_factors = [check_positive("width_factors entry", f) for f in width_factors]
+    width_factors = [check_positive("width_factors entry", f)
+                     for f in _non_empty("width_factors", width_factors, "positive numbers")]
+    if zero_rels is not None:
+        zero_rels = [DensityRecipe(zero_rel=z).zero_rel  # checked there: a number in (0, 1)
+                     for z in _non_empty("zero_rels", zero_rels, "numbers in (0, 1)")]
     out = []
     for name, base in recipes.items():
-        for f in width_factors:
-            rec = DensityRecipe(axis=base.axis, width=base.width * f,
-                                grid_size=base.grid_size, normalize=base.normalize,
-                                zero_rel=base.zero_rel)
-            row = {"recipe": name, "axis": rec.axis, "normalize": rec.normalize,
-                   "width": float(rec.width), "grid_size": int(rec.grid_size)}
-            try:
-                row["js0"] = js0(spectra, rec)
-            except ValueError as e:
-                row["js0"] = None
-                row["error"] = str(e)
-            out.append(row)
+        thresholds = (zero_rels if zero_rels is not None
+                      else sorted({base.zero_rel, max(base.zero_rel, ZERO_REL_RESOLVED)}))
+        for z in thresholds:
+            for f in width_factors:
+                rec = DensityRecipe(axis=base.axis, width=base.width * f,
+                                    grid_size=base.grid_size, normalize=base.normalize,
+                                    zero_rel=z)
+                row = {"recipe": name, "axis": rec.axis, "normalize": rec.normalize,
+                       "width": float(rec.width), "grid_size": int(rec.grid_size),
+                       "zero_rel": float(z)}
+                try:
+                    row["js0"] = js0(spectra, rec)
+                except ValueError as e:
+                    row["js0"] = None
+                    row["error"] = str(e)
+                out.append(row)
     return out
+
+
+def _non_empty(name: str, values: object, what: str) -> Sequence:
+    """``values`` if it is a non-empty sequence (not a string), else a TypeError naming it."""
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence) or not values:
+        raise TypeError(f"{name} must be a non-empty sequence of {what}, got "
+                        f"{type(values).__name__}")
+    return values

@@ -63,6 +63,8 @@ def test_js0_json_and_sensitivity(blockwise_file, tmp_path, capsys):
     assert 0.0 <= doc["js0"] <= 1.0
     assert doc["js0_interval95"][0] <= doc["js0_interval95"][1]
     assert len(doc["sensitivity"]) >= 4
+    # every recipe at the run's threshold and at the coarser one float32 products resolve
+    assert {r["zero_rel"] for r in doc["sensitivity"]} == {doc["recipe"]["zero_rel"], 1e-5}
     m = np.array(doc["js_matrix"])
     assert m.shape == (len(doc["blocks"]),) * 2
     assert doc["js0"] == pytest.approx(m[np.triu_indices(len(m), 1)].mean())

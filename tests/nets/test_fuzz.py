@@ -127,7 +127,7 @@ CASES: dict[str, tuple[Callable, dict, dict[str, tuple[str, ...]]]] = {
                         {}),
     "js0_sensitivity": (nets.js0_sensitivity,
                         dict(spectra=SPECTRA, recipes={"r": DensityRecipe(grid_size=100)},
-                             width_factors=(1.0, 2.0)), {}),
+                             width_factors=(1.0, 2.0), zero_rels=(1e-7, 1e-5)), {}),
     "dense_hessian": (nets.dense_hessian, dict(model=MODEL, loss_fn=LOSS, data=DATA),
                       MODEL_ALIASES),
     "probe_interval": (nets.probe_interval,

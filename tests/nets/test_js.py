@@ -6,6 +6,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import t as student_t
 
 import nets
+from nets.engine.density import ZERO_REL, ZERO_REL_RESOLVED
 
 
 def _spec(name, nodes, probes=4):
@@ -176,14 +177,46 @@ def test_bootstrap_is_seeded_and_brackets_the_value():
 def test_sensitivity_records():
     spectra = _random_spectra(np.random.default_rng(3))
     recs = nets.js0_sensitivity(spectra, width_factors=(0.5, 1.0))
-    assert [(r["recipe"], r["width"]) for r in recs] == [
-        ("log", 0.05), ("log", 0.1), ("linear", 0.005), ("linear", 0.01),
-        ("lambda1", 0.005), ("lambda1", 0.01), ("lambda10", 0.005), ("lambda10", 0.01)]
+    fine, coarse = ZERO_REL, ZERO_REL_RESOLVED
+    assert [(r["recipe"], r["zero_rel"], r["width"]) for r in recs] == [
+        (name, z, w) for name, widths in (("log", (0.05, 0.1)), ("linear", (0.005, 0.01)),
+                                          ("lambda1", (0.005, 0.01)),
+                                          ("lambda10", (0.005, 0.01)))
+        for z in (fine, coarse) for w in widths]
     for r in recs:
         if r["recipe"] == "lambda10":  # 10 steps per probe: λ10 is the smallest Ritz value
             assert r["js0"] is not None
-        recipe = nets.DensityRecipe(axis=r["axis"], width=r["width"], normalize=r["normalize"])
+        recipe = nets.DensityRecipe(axis=r["axis"], width=r["width"], normalize=r["normalize"],
+                                    zero_rel=r["zero_rel"])
         assert r["js0"] == pytest.approx(nets.js0(spectra, recipe), rel=1e-12)
+
+
+def test_sensitivity_sees_a_block_at_the_products_roundoff():
+    """A block whose eigenvalues lie between the two thresholds (1e-6 of the largest) counts at
+    float32's epsilon and is numerically zero, left out, at the coarser threshold: JS0 moves,
+    and the coarse value is JS0 without that block."""
+    spectra = {"a": _spec("a", [100.0, 200.0, 300.0]), "b": _spec("b", [150.0, 250.0, 350.0]),
+               "c": _spec("c", [1e-4, 2e-4, 3e-4])}  # 1e-6 of the largest
+    log = {"log": nets.RECIPES["log"]}
+    fine, coarse = nets.js0_sensitivity(spectra, recipes=log, width_factors=(1.0,))
+    assert (fine["zero_rel"], coarse["zero_rel"]) == (ZERO_REL, ZERO_REL_RESOLVED)
+    assert fine["js0"] == pytest.approx(nets.js0(spectra), rel=1e-12)
+    without_c = {k: v for k, v in spectra.items() if k != "c"}
+    assert coarse["js0"] == pytest.approx(nets.js0(without_c), rel=1e-12)
+    assert fine["js0"] - coarse["js0"] > 0.1  # c is far from a and b (close) on the log axis
+    # thresholds given explicitly, and a base recipe coarser than the resolved one alone
+    recs = nets.js0_sensitivity(spectra, recipes=log, width_factors=(1.0,),
+                                zero_rels=(1e-3, 1e-9))
+    assert [r["zero_rel"] for r in recs] == [1e-3, 1e-9]
+    coarse_base = {"log": nets.DensityRecipe(zero_rel=1e-3)}
+    assert [r["zero_rel"] for r in nets.js0_sensitivity(spectra, recipes=coarse_base)] == [1e-3] * 3
+
+
+@pytest.mark.parametrize("zero_rels, error", [("1e-5", TypeError), ((), TypeError),
+                                              ((0.0,), ValueError), ((1e-5, 2.0), ValueError)])
+def test_sensitivity_refuses_bad_thresholds(zero_rels, error):
+    with pytest.raises(error, match="zero_rel"):
+        nets.js0_sensitivity(_random_spectra(np.random.default_rng(1)), zero_rels=zero_rels)
 
 
 def test_recipe_validation():
