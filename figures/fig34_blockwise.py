@@ -17,7 +17,6 @@ import numpy as np
 import nets
 from labkit.tables import format_table
 from nets import zoo
-from nets.engine.density import ZERO_REL_RESOLVED
 
 from .families import family
 from .registry import FigureSpec, Finding
@@ -26,11 +25,9 @@ from .verdict import Part, combine, explain, groups_ordered
 
 #: Bootstrap resamples over probes for each JS0 interval.
 N_BOOT = 100
-#: The log recipe at a zero threshold float32 products resolve (``nets.engine.density``): JS0
-#: there is not carried by eigenvalues at the level of the products' round-off.
-COARSE = f"log, zero threshold {ZERO_REL_RESOLVED:g}"
-#: Every recipe JS0 is given under: `nets.RECIPES`, and the log recipe at that threshold.
-RECIPES = {**nets.RECIPES, COARSE: nets.DensityRecipe(zero_rel=ZERO_REL_RESOLVED)}
+#: Every recipe JS0 is given under: `nets.RECIPES`, and `nets.CHECK_RECIPES` beside them (the
+#: log recipe at a zero threshold float32 products resolve).
+RECIPES = {**nets.RECIPES, **nets.CHECK_RECIPES}
 
 
 @dataclass(frozen=True)
@@ -156,8 +153,9 @@ def findings(res: Blockwise) -> Finding:
     measured = (explain(parts) + f" Under the other recipes the same part: {others}. JS0 "
                 "averages over every parameter tensor except numerically zero blocks (every "
                 "|λ| within the zero threshold, by default float32's epsilon times the largest; "
-                f"the '{COARSE}' recipe raises it to a level float32 products resolve, "
-                "benchmarks/results/numerics.md: a JS0 carried by round-off differs there). The "
+                f"{' and '.join(map(repr, nets.CHECK_RECIPES))} raises it to a level float32 "
+                "products resolve, benchmarks/results/numerics.md: a JS0 carried by round-off "
+                "differs there). The "
                 "log recipe is the default because it alone has the properties a heterogeneity "
                 "measure needs (tests/nets/test_density_recipes.py): an unrelated block does "
                 "not move the distance between two others, a block and its 100× copy are far "

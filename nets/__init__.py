@@ -23,6 +23,7 @@ from nets.engine.blocks import (
     split_parameter,
 )
 from nets.engine.density import (
+    CHECK_RECIPES,
     RECIPES,
     DensityRecipe,
     block_densities,
@@ -75,6 +76,7 @@ from nets.engine.spectrum import blockwise_spectrum, full_spectrum, operator_spe
 
 __all__ = [
     "BLOCK_SETS",
+    "CHECK_RECIPES",
     "FUSED_LAYOUTS",
     "MATRIX_ROLES",
     "RECIPES",

@@ -65,7 +65,7 @@ import torch
 from labkit.cache import cached
 from nets.engine.adapters import to_device
 from nets.engine.blocks import resolve_blocks
-from nets.engine.density import RECIPES, DensityRecipe
+from nets.engine.density import CHECK_RECIPES, RECIPES, DensityRecipe
 from nets.engine.distributed import Communicator, local_device
 from nets.engine.js import js0_bootstrap, numerically_zero_blocks
 from nets.engine.results import fingerprint
@@ -623,7 +623,9 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0,
     """JS0 at initialization (model seed 0) with a bootstrap interval over probes; cached.
 
     Besides the headline ``recipe`` (default: the log recipe), JS0 is computed from the same
-    spectra (no new HVPs) under every recipe of :data:`nets.engine.density.RECIPES` and on both
+    spectra (no new HVPs) under every recipe of :data:`nets.engine.density.RECIPES` and
+    :data:`nets.engine.density.CHECK_RECIPES` (the log recipe at a zero threshold float32
+    products resolve) and on both
     block sets of :data:`nets.engine.roles.BLOCK_SETS` (every parameter tensor, or the weight
     matrices only), each with its own bootstrap interval; numerically zero blocks are left out
     of every JS0 and named.
@@ -662,7 +664,7 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0,
         tensors = resolve_blocks(model, None)
         sets = {which: block_set(model, tensors, which) for which in BLOCK_SETS}
         table = []
-        for name, rec in RECIPES.items():
+        for name, rec in {**RECIPES, **CHECK_RECIPES}.items():
             for which, names in sets.items():
                 rng = np.random.default_rng([seed, 777])
                 table.append({"recipe": name, "block_set": which,

@@ -303,6 +303,10 @@ def _spec(name, lo, hi):
                          np.array([0, 1]))
 
 
+#: The log recipe at the zero threshold float32 products resolve (nets.CHECK_RECIPES).
+COARSE = "log (zero threshold 1e-05)"
+
+
 def _blockwise(cnn, tf, linear=None, coarse=None):
     spectra = {m: {"a": _spec("a", 1.0, 2.0), "b": _spec("b", 3.0, 4.0)}
                for m in ("resnet", "gpt")}
@@ -310,7 +314,7 @@ def _blockwise(cnn, tf, linear=None, coarse=None):
     return fig34_blockwise.Blockwise(spectra, {}, {m: v[0] if v else np.nan
                                                    for m, v in log.items()},
                                      {"log": log, "linear": linear or log,
-                                      fig34_blockwise.COARSE: coarse or log})
+                                      COARSE: coarse or log})
 
 
 def test_fig34_rule_outcomes_and_recipe_invariance_report():
@@ -320,8 +324,8 @@ def test_fig34_rule_outcomes_and_recipe_invariance_report():
     assert res.verdict == "agrees" and "linear: fails" in res.measured
     # the log recipe at a zero threshold float32 products resolve is reported beside it
     res = f(_blockwise(lo, hi, coarse={"resnet": hi, "gpt": lo}))
-    assert res.verdict == "agrees" and "log, zero threshold 1e-05: fails" in res.measured
-    assert fig34_blockwise.RECIPES[fig34_blockwise.COARSE].zero_rel == 1e-5
+    assert res.verdict == "agrees" and f"{COARSE}: fails" in res.measured
+    assert fig34_blockwise.RECIPES[COARSE].zero_rel == 1e-5
     assert f(_blockwise(hi, lo)).verdict == "disagrees"
     assert f(_blockwise((0.4, 0.1, 0.7), hi)).verdict == "inconclusive"
     assert f(_blockwise(None, hi)).verdict == NOT_MEASURABLE

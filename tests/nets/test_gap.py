@@ -196,7 +196,7 @@ def test_task_js0_table_covers_every_recipe_and_block_set(tmp_path):
     res = gap.task_js0(task, lanczos_steps=4, probes=3, cache_dir=tmp_path)
     table = res["table"]
     assert [(r["recipe"], r["block_set"]) for r in table] == [
-        (k, b) for k in RECIPES for b in nets.BLOCK_SETS]
+        (k, b) for k in (*RECIPES, *nets.CHECK_RECIPES) for b in nets.BLOCK_SETS]
     model, loss_fn = task.build(0)
     n_params = len(list(model.parameters()))
     n_matrices = sum(p.ndim >= 2 for p in model.parameters())
@@ -214,6 +214,10 @@ def test_task_js0_table_covers_every_recipe_and_block_set(tmp_path):
     # the same spectra up to float32 round-off: the auto product mode is chosen by timing on
     # the first batch, and the modes agree to round-off, not bitwise
     assert res["js0"] == pytest.approx(nets.js0(spectra), rel=1e-5)
+    # the check recipe's row is JS0 at its own (coarser) zero threshold, from the same spectra
+    (name, check), = nets.CHECK_RECIPES.items()
+    row = next(r for r in table if r["recipe"] == name and r["block_set"] == "all")
+    assert row["js0"] == pytest.approx(nets.js0(spectra, check), rel=1e-5)
 
 
 def test_training_cache_keys_on_thread_count(tmp_path):
