@@ -146,7 +146,7 @@ def measure(name: str, device: str = "cpu", modes: dict | None = None) -> list[d
     x, y = data[0]
     probe = nets.BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
     probe([torch.randn(1, b.dim, generator=gen).to(dev, probe.dtype) for b in blocks])
-    estimate = probe._graph_bytes(0)  # what the planner counts for keeping batch 0's graph
+    estimate = probe.plan.graph_sizes()[0]  # what the planner counts for keeping batch 0's graph
     params = dict(probe.params)
     del probe
     buffers = dict(model.named_buffers())
@@ -170,7 +170,7 @@ def measure(name: str, device: str = "cpu", modes: dict | None = None) -> list[d
             info = op.info()  # the operator's own estimate, and the bound it replaces
             rows.append(_row(name, mode, t, info["tangent_estimate"], info["tangent_bytes"],
                              (n["allocator_peak"] - products) // t, (n["peak"] - products) // t,
-                             op._graph_bound()))
+                             op.plan.graph_bound()))
             del op, out
     return rows
 

@@ -49,6 +49,7 @@ from nets.engine.adapters import (
     prepare_data,
 )
 from nets.engine.blocks import Block
+from nets.engine.budget import MemoryPlan
 from nets.engine.checks import check_callable, check_int, check_model
 from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
@@ -75,8 +76,8 @@ from nets.engine.products import (
 )
 
 __all__ = ["BUNDLE_ON_CPU", "BUNDLE_ROWS", "COMPILE_RECOMPILE_LIMIT", "FORWARD_MIN_TANGENTS",
-           "FORWARD_MIN_TANGENTS_CPU", "LEAN_SHARE", "LEAST", "MODES", "BlockHVP",
-           "bundle_blocks", "check_hvp_options", "forward_min_tangents"]
+           "FORWARD_MIN_TANGENTS_CPU", "LEAST", "MODES", "BlockHVP", "bundle_blocks",
+           "check_hvp_options", "forward_min_tangents"]
 
 #: Ways to evaluate Hessian-vector products (see :class:`BlockHVP`).
 MODES = ("auto", "forward", "reverse", "reverse-block", "reverse-bundle")
@@ -162,14 +163,6 @@ def bundle_blocks(tangents: int, chunk_size: int | None = None) -> int:
 #: gradient and its parameters.
 ZERO_PADDED_MAX_BLOCKS = 8
 
-#: With every graph kept and the default budget, whole blocks are grouped for Lanczos so that
-#: their stored vectors take at most this share of the kept graphs' bytes
-#: (:meth:`BlockHVP.vector_budget`). A half gives the groups of the float64 basis that
-#: ``benchmarks/results/groups.md`` measured (the basis is now kept in the vectors' dtype, half
-#: the bytes for a float32 model); the whole graphs' size gave groups of twice as many blocks
-#: and a peak rise about a tenth higher, in the same time within noise, on the blockwise cells
-#: of ``benchmarks/results/ab-basis.md``.
-LEAN_SHARE = 0.5
 
 #: How many compiled variants of the forward-over-reverse product (one per model object, loss
 #: and batch or chunk shape) one process keeps under ``compile=True`` before torch runs the
@@ -329,8 +322,9 @@ class BlockHVP:
     Graphs are all kept only where one tangent and the vectors' smallest group fit beside
     them; the rest beside the held graphs goes half to the stacked tangents (at least one
     tangent, and less than half where the vectors' smallest group needs more) and the rest to
-    the vectors (:meth:`_room`). So graphs, tangents and vectors together stay within
-    ``max_memory`` wherever it holds the :data:`LEAST` budget (tested piece by piece, and on
+    the vectors (:meth:`nets.engine.budget.MemoryPlan.room`; the arithmetic of the whole plan
+    is :class:`nets.engine.budget.MemoryPlan`'s). So graphs, tangents and vectors together stay
+    within ``max_memory`` wherever it holds the :data:`LEAST` budget (tested piece by piece, and on
     whole runs by counting the live tensors with the measured estimate:
     ``tests/nets/test_budget_live.py``); a smaller budget runs at that least and warns.
     The graph bound is an estimate, not a bound: on the small attention and LayerNorm test
@@ -390,15 +384,12 @@ class BlockHVP:
         self.params = {n: p.detach() for n, p in params.items()}
         #: the blocks' parameters in block order (the order of the padded tangents)
         self._block_params = {n: self.params[n] for n in self.names}
-        #: bytes of one copy of the blocks' parameters (a gradient, a padded tangent)
-        self._param_bytes = sum(p.numel() * p.element_size() for p in self._block_params.values())
         self.comm = comm or Communicator()
         if self.comm.is_distributed:  # hashing costs a pass over the parameters
             self.comm.check_identical(_fingerprint(self.params), what="model parameters")
         self._model = model
         self._loss_fn = loss_fn
         self._buffers = dict(model.named_buffers())
-        self.graph_bytes = 0
         self._build_seconds = 0.0
         #: wall seconds in each mode's products (autograd passes only) and in building the
         #: gradient graphs they use (see :meth:`info`)
@@ -408,19 +399,18 @@ class BlockHVP:
         self.mode: str | None = None if mode == "auto" else mode
         #: the budget asked for: bytes, LEAST or None (the default)
         self.requested_max_memory = max_memory
-        self._least = max_memory == LEAST
-        #: the budget in bytes (under LEAST, set once the first batch's graph is measured)
-        self.max_memory = (default_budget(self.device) if max_memory is None
-                           else 1 if self._least else int(max_memory))
-        self._budget_given = max_memory is not None
-        #: bytes of the Lanczos vectors' smallest group (:meth:`reserve_vectors`; 0 before)
-        self._vectors_least = 0
+        least = max_memory == LEAST
+        #: how the budget is shared (:class:`nets.engine.budget.MemoryPlan`): the sizes it is
+        #: shared by are filled in as they are measured
+        self.plan = MemoryPlan(
+            max_memory=(default_budget(self.device) if max_memory is None
+                        else 1 if least else int(max_memory)),
+            least=least, given=max_memory is not None,
+            param_bytes=sum(p.numel() * p.element_size() for p in self._block_params.values()))
         #: whether the budget-below-the-least warning was given (:meth:`_warn_below_least`)
         self._least_warned = False
         self.chunk_size = chunk_size
         self.measure_tangents = measure_tangents
-        #: bytes per stacked tangent the plan used (set by the first call; None before)
-        self._tangent_estimate: int | None = None
         #: "graph bound" or "measured": where the per-tangent estimate came from
         self.tangent_source = "graph bound"
         self._tangent_seconds = 0.0
@@ -429,13 +419,13 @@ class BlockHVP:
         self.graph_strategy: str | None = None
         self._graphs: dict[int, tuple[dict, dict]] = {}
         self._kept_bytes = 0
-        self._first_samples = 0  # samples of batch 0, on which graph_bytes is measured
         self._keeping = self.mode != "forward"  # whether the data check keeps its graphs
         self._double_backward = DoubleBackward()
         # the data check's evaluations are graph builds: the first measures batch 0's graph,
         # the others are kept for the products while they fit (see _check_loss)
         self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm,
                                  evaluate=self._check_loss)
+        self.plan.samples = tuple(batch_size(y) for _, y, _ in self.data)
         self._hvp = forward_over_reverse(model, loss_fn)
         self.compiled = bool(compile)
         if compile:
@@ -451,6 +441,17 @@ class BlockHVP:
         self.products = 0
         #: blocks per bundle at the last ``"reverse-bundle"`` product (None before one)
         self.bundle_size: int | None = None
+
+    @property
+    def max_memory(self) -> int:
+        """The budget in bytes (under :data:`LEAST`, the least once the first batch's graph is
+        measured)."""
+        return self.plan.max_memory
+
+    @property
+    def graph_bytes(self) -> int:
+        """Bytes the first batch's gradient graph saves (0 before it is measured)."""
+        return self.plan.graph_bytes
 
     def info(self) -> dict[str, object]:
         """What ran and what it cost: mode, calibration timings, chunking, memory, counts.
@@ -488,7 +489,8 @@ class BlockHVP:
                 "max_memory": self.max_memory,
                 "requested_max_memory": self.requested_max_memory,
                 "graph_bytes": self.graph_bytes,
-                "tangent_bytes": self._tangent_estimate, "tangent_estimate": self.tangent_source,
+                "tangent_bytes": self.plan.tangent_estimate,
+                "tangent_estimate": self.tangent_source,
                 "tangent_measure_seconds": self._tangent_seconds,
                 "graph_strategy": self.graph_strategy, "graphs_kept": len(self._graphs),
                 "bundle_size": self.bundle_size if self.mode == "reverse-bundle" else None,
@@ -595,12 +597,10 @@ class BlockHVP:
 
     def _fits(self, y: object) -> bool:
         """Whether the graph of the batch with targets ``y``, with those kept so far and one
-        tangent's worth of room, fits the budget (:meth:`_strategy`'s ``"keep-all"`` test,
-        batch by batch: every batch fits exactly when all graphs do)."""
-        if not self.graph_bytes:  # batch 0's graph could not be built: no graph to keep
-            return False
-        need = self._estimated_bytes(batch_size(y))
-        return self._kept_bytes + need + self._per_tangent() <= self.max_memory
+        tangent's worth of room, fits the budget (:meth:`nets.engine.budget.MemoryPlan.fits`,
+        the plan's ``"keep-all"`` test batch by batch: every batch fits exactly when all graphs
+        do)."""
+        return self.plan.fits(self._kept_bytes, batch_size(y))
 
     def _measure(self, x: object, y: object) -> torch.Tensor:
         """Build the first batch's gradient graph, measure it and keep it while it fits; its
@@ -647,13 +647,9 @@ class BlockHVP:
 
     def _measured(self, size: int, samples: int, seconds: float) -> None:
         """Record batch 0's measured graph: ``size`` bytes over ``samples`` samples, built in
-        ``seconds``; under :data:`LEAST`, batch 0's least becomes the budget until
-        :meth:`_plan` knows every batch's size."""
-        self.graph_bytes = max(size, 1)
-        self._first_samples = samples
+        ``seconds`` (:meth:`nets.engine.budget.MemoryPlan.measured`)."""
+        self.plan.measured(size, samples)
         self._build_seconds = seconds
-        if self._least:
-            self.max_memory = self._least_bytes([samples])
 
     def _plan(self, rows: int) -> None:
         """Choose the per-tangent estimate, the graph strategy and the tangent chunks from the
@@ -666,7 +662,7 @@ class BlockHVP:
         if not self.graph_bytes:  # not measured by the data check: measured (or fails) here
             x, y, _ = self.data[0]
             self._measure_graph(x, y)
-        if self._tangent_estimate is None:  # not settled before the call (settle_tangents)
+        if self.plan.tangent_estimate is None:  # not settled before (settle_tangents)
             self._settle(rows)
         self.graph_strategy, held = self._strategy()
         if self.graph_strategy != "keep-all":
@@ -675,13 +671,14 @@ class BlockHVP:
             self._drop_graphs()
         self._warn_below_least(stacklevel=4)
         if self.chunk_size is None:  # not given by the caller
-            self.chunk_size = self._chunk_room(held)
+            self.chunk_size = self.plan.chunk_room(held)
 
     def _warn_below_least(self, stacklevel: int, *, collective: bool = False) -> None:
         """Warn, once, where a given budget is below the least the run holds
-        (:meth:`_least_bytes`, measured on the first batch): it then runs at that least, over
-        the budget. :meth:`reserve_vectors` warns as soon as the least is whole (before the
-        Lanczos vectors are grouped), :meth:`_plan` where a caller did not reserve them.
+        (:meth:`nets.engine.budget.MemoryPlan.least_bytes`, measured on the first batch): it
+        then runs at that least, over the budget. :meth:`reserve_vectors` warns as soon as the
+        least is whole (before the Lanczos vectors are grouped), :meth:`_plan` where a caller
+        did not reserve them.
 
         Each rank's least comes from its own shard. Where ``collective`` (every rank calls this
         at the same point, outside the products' failure handling: :meth:`reserve_vectors`),
@@ -692,7 +689,7 @@ class BlockHVP:
         """
         if self._least_warned:  # the same on every rank: set from the gathered findings
             return
-        found = (self.max_memory, self._plan_budget())  # least > budget: a given one below it
+        found = (self.max_memory, self.plan.plan_budget())  # least > budget: given one below
         if collective and self.comm.is_distributed:
             every = self.comm.gather(found, what="the ranks' least memory budgets")
             below = [(r, budget, least) for r, (budget, least) in enumerate(every)
@@ -717,66 +714,12 @@ class BlockHVP:
         else:
             warnings.warn(message, UserWarning, stacklevel=stacklevel)
 
-    def _chunk_room(self, held: int) -> int:
-        """Tangents per product the budget allows beside ``held`` bytes of graphs and the
-        Lanczos vectors' most (at least 1)."""
-        return max(1, self._room(held)[0] // self._per_tangent())
-
-    def _room(self, held: int) -> tuple[int, int]:
-        """``(tangents, vectors)``: how the budget's rest beside ``held`` bytes of graphs is
-        shared. The stacked tangents get half of it, less where the Lanczos vectors' floor
-        (:meth:`_vector_floor`) needs more than the other half, and at least the one tangent
-        a product holds; the vectors what is left. (Halves alone, with a rest under two
-        tangents, gave the vectors room that the one tangent then took, and graphs, tangent
-        and vectors rose past the budget by up to half a tangent.)"""
-        rest = max(self._plan_budget() - held, 0)
-        tangents = max(self._per_tangent(), min(rest // 2, rest - self._vector_floor()))
-        return tangents, max(rest - tangents, 0)
-
-    def _least_bytes(self, samples: Sequence[int] | None = None) -> int:
-        """The :data:`LEAST` budget over batches of ``samples`` samples (default: every
-        batch's): the least the products run in (the largest batch's graph and one tangent)
-        and the Lanczos vectors' room beside them, half a tangent or their smallest group
-        (:meth:`reserve_vectors`) where that is more."""
-        if samples is None:
-            samples = [batch_size(y) for _, y, _ in self.data]
-        return (max(self._estimated_bytes(n) for n in samples) + self._per_tangent()
-                + self._least_floor())
-
-    def _resolve_least(self) -> None:
-        """Under :data:`LEAST`, once the first batch's graph is measured, set the budget to
-        every batch's least (:meth:`_least_bytes`), after what changes it: the per-tangent
-        estimate (:meth:`_settle`) or the vectors' smallest group (:meth:`reserve_vectors`)."""
-        if self._least and self.graph_bytes:
-            self.max_memory = self._least_bytes()
-
-    def _plan_budget(self) -> int:
-        """The bytes the plan shares out: ``max_memory``, or the :data:`LEAST` budget where a
-        given budget is below it (the run holds that least anyway, with a warning,
-        :meth:`_plan`; shared as under :data:`LEAST`, its Lanczos vectors get their room
-        rather than none, which had made as many groups as probes times blocks)."""
-        if not self._budget_given or self._least or not self.graph_bytes:
-            return self.max_memory
-        return max(self.max_memory, self._least_bytes())
-
-    def _per_tangent(self) -> int:
-        """Bytes one stacked tangent may take: the plan's estimate once the first call made it
-        (:meth:`_tangent_bytes`), before that the graph bound."""
-        if self._tangent_estimate is not None:
-            return self._tangent_estimate
-        return self._graph_bound()
-
-    def _graph_bound(self) -> int:
-        """Bytes a stacked tangent may take with nothing measured: a graph's worth (batch 0's
-        saved tensors) plus a copy of the parameters."""
-        return max(self.graph_bytes + self._param_bytes, 1)
-
     def _tangent_bytes(self, rows: int) -> int:
         """The per-tangent estimate the first call (of ``rows`` stacked rows) plans with:
         measured (:meth:`_measured_bytes`) where asked or where the graph bound binds
         (:meth:`_binds`) and no mode that may run is forward-over-reverse; else, or where the
         measurement cannot run, the graph bound (class docstring, "Memory budget")."""
-        bound = self._graph_bound()
+        bound = self.plan.graph_bound()
         modes = self._candidate_modes(rows)
         if "forward" in modes or self.measure_tangents is False:
             return bound
@@ -789,12 +732,12 @@ class BlockHVP:
         largest = max(batch_size(y) for _, y, _ in self.data)
 
         def scaled(size: int) -> int:
-            n0 = self._first_samples
+            n0 = self.plan.first_samples
             return int(np.ceil(size * largest / n0)) if n0 > 0 else size
 
         estimate = scaled(transient)
         if padded:  # zero-padded rows: a padded tangent and its full-space product besides
-            estimate = max(estimate + 2 * self._param_bytes, scaled(padded))
+            estimate = max(estimate + 2 * self.plan.param_bytes, scaled(padded))
         self.tangent_source = "measured"
         return max(estimate, 1)
 
@@ -819,12 +762,12 @@ class BlockHVP:
         :data:`LEAST` (it is part of the budget), where not every graph fits beside one
         tangent, or where the budget's chunks would stack fewer tangents than the call has
         rows."""
-        if self._least:
+        if self.plan.least:
             return True
         strategy, held = self._strategy()
         if strategy != "keep-all":
             return True
-        return self.chunk_size is None and self._chunk_room(held) < rows
+        return self.chunk_size is None and self.plan.chunk_room(held) < rows
 
     def _measured_bytes(self, padded: bool) -> tuple[int, int] | None:
         """``(transient, row)``: :meth:`_measure_tangent`'s and, where ``padded``,
@@ -875,29 +818,8 @@ class BlockHVP:
 
     def _strategy(self) -> tuple[str, int]:
         """The graph strategy the budget allows and the bytes of the graphs it holds at once
-        (from the measured :attr:`graph_bytes`)."""
-        sizes = [self._graph_bytes(i) for i in range(len(self.data))]
-        if self.mode == "forward":
-            return "none", 0
-        if sum(sizes) + self._beside_graphs() <= self.max_memory:
-            return "keep-all", sum(sizes)
-        return "one-at-a-time", max(sizes)
-
-    def _beside_graphs(self) -> int:
-        """The least rest beside the held graphs for which :meth:`_room`'s split gives the
-        products one tangent and the Lanczos vectors their floor (:meth:`_vector_floor`)."""
-        return self._per_tangent() + self._vector_floor()
-
-    def _vector_floor(self) -> int:
-        """The least room the plan leaves the Lanczos vectors: their smallest group
-        (:meth:`reserve_vectors`; 0 before it), and under :data:`LEAST` at least half a
-        tangent."""
-        return self._least_floor() if self._least else self._vectors_least
-
-    def _least_floor(self) -> int:
-        """The Lanczos vectors' room in the :data:`LEAST` budget: half a tangent, or their
-        smallest group (:meth:`reserve_vectors`) where that is more."""
-        return max(self._per_tangent() // 2, self._vectors_least)
+        (:meth:`nets.engine.budget.MemoryPlan.strategy`; ``"none"`` in forward mode)."""
+        return self.plan.strategy(forward=self.mode == "forward")
 
     @property
     def product_copies(self) -> int:
@@ -932,15 +854,15 @@ class BlockHVP:
             ValueError: ``rows`` is not a positive integer.
         """
         check_int("rows", rows, minimum=1)
-        if self._tangent_estimate is None and self.graph_bytes:
+        if self.plan.tangent_estimate is None and self.graph_bytes:
             with math_attention():
                 self._settle(rows)
 
     def _settle(self, rows: int) -> None:
         """Set the per-tangent estimate for calls of ``rows`` stacked rows
         (:meth:`_tangent_bytes`) and, under :data:`LEAST`, the budget it implies."""
-        self._tangent_estimate = self._tangent_bytes(rows)
-        self._resolve_least()
+        self.plan.tangent_estimate = self._tangent_bytes(rows)
+        self.plan.resolve_least()
 
     def vector_budget(self) -> tuple[int, int | None]:
         """How many bytes the Lanczos vectors of the blocks in flight may take.
@@ -951,13 +873,14 @@ class BlockHVP:
         therefore runs the blocks in groups, and a block's probes in chunks, within:
 
         * ``limit``: what ``max_memory`` leaves after the graphs held at once and the stacked
-          tangents' room (:meth:`_room`: half of the rest for the tangents, at least one
-          tangent, less where the vectors' smallest group needs more). Probes are split only
-          to meet it.
+          tangents' room (:meth:`nets.engine.budget.MemoryPlan.room`: half of the rest for the
+          tangents, at least one tangent, less where the vectors' smallest group needs more).
+          Probes are split only to meet it.
         * ``lean``: with the default budget while every graph is kept (``"keep-all"``), whole
           blocks are grouped so that their vectors
           (:func:`nets.engine.groups.lanczos_probe_bytes`) take no more than half those
-          graphs' bytes (:data:`LEAN_SHARE`): a group costs only its own block products (no
+          graphs' bytes (:data:`nets.engine.budget.LEAN_SHARE`): a group costs only its own
+          block products (no
           graph is rebuilt), so the vectors add at most half the kept graphs' size to the peak,
           at no cost in products. ``None`` otherwise (grouping would rebuild the graphs once per
           group, or run fewer tangents per ``vmap``). One block per group would hold less
@@ -970,7 +893,7 @@ class BlockHVP:
             graph is measured the graphs are not counted and ``lean`` is ``None``.
         """
         strategy, held = self._strategy() if self.graph_bytes else ("unknown", 0)
-        return self._vector_room(strategy, held)
+        return self.plan.vector_room(strategy, held)
 
     def reserve_vectors(self, least: int) -> tuple[int, int | None]:
         """Make room in the budget for the Lanczos vectors' smallest group; the vectors' room
@@ -983,7 +906,8 @@ class BlockHVP:
         one row of the chunk buffer, ``8 d`` bytes: for the largest block, ``least`` bytes. A
         run whose vectors get less than ``least`` still runs that group, over the budget; so the
         plan keeps every graph only where one tangent and ``least`` fit beside them, shares the
-        rest so that the vectors get ``least`` where one tangent leaves it (:meth:`_room`), and
+        rest so that the vectors get ``least`` where one tangent leaves it
+        (:meth:`nets.engine.budget.MemoryPlan.room`), and
         under :data:`LEAST` the budget holds a graph, a tangent and the larger of half a tangent
         and ``least`` (on a small model with large blocks the vectors, not the products, set the
         least: a float32 MLP with a block of 8,192 parameters, 6 steps, ran 2.4 times its least
@@ -1005,19 +929,11 @@ class BlockHVP:
             ValueError: ``least`` is not a non-negative integer.
         """
         least = check_int("least", least, minimum=0)
-        self._vectors_least = max(self._vectors_least, least)
-        self._resolve_least()
+        self.plan.vectors_least = max(self.plan.vectors_least, least)
+        self.plan.resolve_least()
         # (none while the first graph is not measured); every rank calls this here
         self._warn_below_least(stacklevel=5, collective=True)
         return self.vector_budget()
-
-    def _vector_room(self, strategy: str, held: int) -> tuple[int, int | None]:
-        """:meth:`vector_budget`'s ``(limit, lean)`` for graph strategy ``strategy`` holding
-        ``held`` bytes of graphs at once; the stacked tangents get the rest (:meth:`_plan`)."""
-        limit = self._room(held)[1]
-        lean = (int(held * LEAN_SHARE) if strategy == "keep-all" and not self._budget_given
-                else None)
-        return limit, lean
 
     def _build(self, x: object, y: object, names: Sequence[str] | None = None
                ) -> tuple[dict, dict, torch.Tensor]:
@@ -1033,18 +949,6 @@ class BlockHVP:
         built = self._build(x, y, names)
         _synchronize(self.device)
         return built, time.perf_counter() - t0
-
-    def _graph_bytes(self, i: int) -> int:
-        """Estimated bytes of batch ``i``'s kept graph (:meth:`_estimated_bytes`)."""
-        return self._estimated_bytes(batch_size(self.data[i][1]))
-
-    def _estimated_bytes(self, samples: int) -> int:
-        """Estimated bytes a kept graph of a batch of ``samples`` holds: the tensors it saves
-        (batch 0's :attr:`graph_bytes`, scaled by the samples) and the gradient itself, a copy
-        of the blocks' parameters (``benchmarks/results/estimates.md`` counts both)."""
-        n0 = self._first_samples
-        saved = int(np.ceil(self.graph_bytes * samples / n0)) if n0 > 0 else self.graph_bytes
-        return saved + self._param_bytes
 
     def _graph(self, i: int, x: object, y: object, vectors) -> tuple[dict, dict]:
         """Leaves and gradient ``∇ℓ_i`` (with its graph) of batch ``i``, kept under the
@@ -1076,7 +980,7 @@ class BlockHVP:
     def _keep(self, i: int, graph: tuple[dict, dict], samples: int) -> None:
         """Keep batch ``i``'s graph (of ``samples`` samples) for later calls."""
         self._graphs[i] = graph
-        self._kept_bytes += self._estimated_bytes(samples)
+        self._kept_bytes += self.plan.estimated_bytes(samples)
 
     def _drop_graphs(self) -> None:
         self._graphs.clear()

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from nets.engine.blocks import resolve_blocks
-from nets.engine.hvp import LEAN_SHARE, BlockHVP
+from nets.engine.budget import LEAN_SHARE
+from nets.engine.hvp import BlockHVP
 
 MIB = 2**20
 

@@ -684,10 +684,10 @@ def test_budget_chooses_one_graph_at_a_time_with_the_same_products(mode, request
     forward = roomy.info()["hvp_mode"] == "forward"
     assert roomy.info()["graph_strategy"] == ("none" if forward else "keep-all")
     assert roomy.info()["graphs_kept"] == (0 if forward else len(data))
-    sizes_b = [roomy._graph_bytes(i) for i in range(len(data))]
+    sizes_b = [roomy.plan.graph_sizes()[i] for i in range(len(data))]
     # one graph and a tangent fit, all graphs and a tangent do not
-    budget = sum(sizes_b) + roomy._per_tangent() - 1
-    assert budget >= max(sizes_b) + roomy._per_tangent()
+    budget = sum(sizes_b) + roomy.plan.per_tangent() - 1
+    assert budget >= max(sizes_b) + roomy.plan.per_tangent()
     forwards = []
     hook = model.register_forward_hook(lambda *_: forwards.append(1))
     try:
@@ -724,7 +724,7 @@ def test_one_graph_at_a_time_is_built_for_the_called_blocks_only(mode, request, 
     model, loss_fn, data, h, names, offsets = _with_dense(request, problem)
     blocks = resolve_blocks(model, None)
     roomy = BlockHVP(model, loss_fn, data, blocks, mode=mode)
-    budget = (sum(roomy._graph_bytes(i) for i in range(len(data))) + roomy._per_tangent()
+    budget = (sum(roomy.plan.graph_sizes()[i] for i in range(len(data))) + roomy.plan.per_tangent()
               - 1)
     # the graph bound (no measuring build at the first call: counted by its own test)
     tight = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=budget,
@@ -843,7 +843,7 @@ def test_data_check_keeps_graphs_only_while_they_fit(mlp_problem):
     assert len(data) >= 2
     blocks = resolve_blocks(model, None)
     roomy = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
-    one = roomy._graph_bytes(0) + roomy._per_tangent()
+    one = roomy.plan.graph_sizes()[0] + roomy.plan.per_tangent()
     tight = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=one)
     assert len(tight._graphs) == 0 and tight._kept_bytes == 0
     vecs = [torch.ones(2, b.dim, dtype=torch.float64) for b in blocks]
@@ -870,9 +870,9 @@ def test_graph_size_estimates_scale_with_each_batch_samples(mlp_problem):
     # a kept graph holds its saved tensors (scaled by the samples) and its gradient
     gradient = sum(p.numel() * p.element_size() for p in model.parameters())
     for i, n in enumerate(samples):
-        assert roomy._graph_bytes(i) == int(np.ceil(measured * n / samples[0])) + gradient
+        assert roomy.plan.graph_sizes()[i] == int(np.ceil(measured * n / samples[0])) + gradient
     all_graphs = sum(int(np.ceil(measured * n / samples[0])) + gradient for n in samples)
-    fits = all_graphs + roomy._per_tangent()
+    fits = all_graphs + roomy.plan.per_tangent()
     vecs = [torch.ones(1, b.dim, dtype=torch.float64) for b in blocks]
     for budget, strategy, kept in ((fits, "keep-all", len(data)),
                                    (fits - 1, "one-at-a-time", 0)):
@@ -892,8 +892,8 @@ def test_a_budget_below_the_least_warns(mlp_problem):
     model, loss_fn, data = mlp_problem[:3]
     blocks = resolve_blocks(model, None)
     probe = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
-    tangent = probe._per_tangent()
-    least = max(probe._graph_bytes(i) for i in range(len(data))) + tangent + tangent // 2
+    tangent = probe.plan.per_tangent()
+    least = max(probe.plan.graph_sizes()[i] for i in range(len(data))) + tangent + tangent // 2
     vecs = [torch.ones(1, b.dim, dtype=torch.float64) for b in blocks]
     op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=least,
                   measure_tangents=False)
@@ -996,13 +996,13 @@ def test_tangent_bytes_are_measured_where_the_graph_bound_binds(mlp_problem):
         op = BlockHVP(model, loss_fn, data, blocks, **options)
         op([torch.ones(rows, b.dim, dtype=torch.float64) for b in blocks])
         info = op.info()
-        assert (info["tangent_bytes"] == op._graph_bound()) == (
+        assert (info["tangent_bytes"] == op.plan.graph_bound()) == (
             info["tangent_estimate"] == "graph bound")
         return info["tangent_estimate"]
 
     roomy = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
-    all_graphs = sum(roomy._graph_bytes(i) for i in range(len(data)))
-    one_tangent = all_graphs + roomy._graph_bound()  # every graph, room for one tangent
+    all_graphs = sum(roomy.plan.graph_sizes()[i] for i in range(len(data)))
+    one_tangent = all_graphs + roomy.plan.graph_bound()  # every graph, room for one tangent
     assert source(mode="reverse-block", max_memory=LEAST) == "graph bound"  # the default
     bind = {"mode": "reverse-block", "measure_tangents": None}  # measured where it binds
     assert source(**bind) == "graph bound"  # the default budget: room to spare
@@ -1048,7 +1048,7 @@ def test_measured_estimate_scales_to_the_largest_batch_and_counts_padding(mlp_pr
     assert len(padded_rows) == (mode != "reverse-block")
     info = op.info()
     assert (info["tangent_bytes"], info["tangent_estimate"]) == (expected, "measured")
-    assert info["max_memory"] == (max(op._graph_bytes(i) for i in range(len(data)))
+    assert info["max_memory"] == (max(op.plan.graph_sizes()[i] for i in range(len(data)))
                                   + expected + expected // 2)
 
 
@@ -1069,7 +1069,7 @@ def test_a_measurement_that_cannot_run_keeps_the_graph_bound(mlp_problem, monkey
                   measure_tangents=True)
     out = op(vecs)
     assert op.info()["tangent_estimate"] == "graph bound"
-    assert op.info()["tangent_bytes"] == op._graph_bound()
+    assert op.info()["tangent_bytes"] == op.plan.graph_bound()
     scale = max(float(r.abs().max()) for r in reference)
     for a, b in zip(out, reference, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12 * scale)
@@ -1209,8 +1209,8 @@ def test_graphs_tangents_and_vectors_share_a_given_budget(mlp_problem, tangents_
     model, loss_fn, data = mlp_problem[:3]
     blocks = resolve_blocks(model, None)
     probe = BlockHVP(model, loss_fn, data, blocks, mode="reverse")
-    per_tangent = probe._per_tangent()
-    held = sum(probe._graph_bytes(i) for i in range(len(data)))  # every graph kept
+    per_tangent = probe.plan.per_tangent()
+    held = sum(probe.plan.graph_sizes()[i] for i in range(len(data)))  # every graph kept
     budget = held + int(tangents_room * per_tangent)
     op = BlockHVP(model, loss_fn, data, blocks, mode="reverse", max_memory=budget,
                   measure_tangents=False)  # the probe's graph bound (the arithmetic)
@@ -1237,8 +1237,8 @@ def test_vectors_are_sized_for_the_graphs_a_measured_tangent_lets_the_products_h
     model, loss_fn, data = mlp_problem[:3]
     blocks = resolve_blocks(model, None)
     probe = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
-    graphs = sum(probe._graph_bytes(i) for i in range(len(data)))
-    bound = probe._graph_bound()
+    graphs = sum(probe.plan.graph_sizes()[i] for i in range(len(data)))
+    bound = probe.plan.graph_bound()
     monkeypatch.setattr(BlockHVP, "_measure_tangent", lambda self, graph: 16)
     sized = []
     own = BlockHVP.vector_budget
@@ -1267,7 +1267,7 @@ def test_vectors_are_sized_for_the_graphs_a_measured_tangent_lets_the_products_h
     if budget == "least":  # the budget shrank with the measurement, to graph, tangent and the
         # vectors' smallest group
         assert limit == smallest
-        assert op.max_memory == (max(op._graph_bytes(i) for i in range(len(data))) + 16
+        assert op.max_memory == (max(op.plan.graph_sizes()[i] for i in range(len(data))) + 16
                                  + smallest)
         assert op.max_memory < before[1]
 
@@ -1281,8 +1281,8 @@ def test_a_larger_measured_tangent_drops_the_graphs_the_data_check_kept(mlp_prob
     model, loss_fn, data = mlp_problem[:3]
     blocks = resolve_blocks(model, None)
     probe = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
-    graphs = sum(probe._graph_bytes(i) for i in range(len(data)))
-    bound = probe._graph_bound()
+    graphs = sum(probe.plan.graph_sizes()[i] for i in range(len(data)))
+    bound = probe.plan.graph_bound()
     op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block",
                   max_memory=graphs + 2 * bound, measure_tangents=True)
     assert op.info()["graphs_kept"] == len(data)  # the data check kept every graph

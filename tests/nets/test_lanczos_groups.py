@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 import nets
 import nets.engine.spectrum as spectrum
 from nets.engine.blocks import resolve_blocks
+from nets.engine.budget import LEAN_SHARE
 from nets.engine.groups import (
     lanczos_group_floor_bytes,
     lanczos_groups,
     lanczos_probe_bytes,
     lanczos_work_bytes,
 )
-from nets.engine.hvp import LEAN_SHARE, BlockHVP
+from nets.engine.hvp import BlockHVP
 from nets.engine.spectrum import CHUNK_SHARE, operator_spectra
 
 
@@ -213,7 +214,7 @@ def test_default_budget_groups_blocks_to_the_kept_graphs(attention_problem):
     blocks = resolve_blocks(model, None)
     op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
     limit, lean = op.vector_budget()
-    held = sum(op._graph_bytes(i) for i in range(len(op.data)))
+    held = sum(op.plan.graph_sizes()[i] for i in range(len(op.data)))
     assert lean == int(held * LEAN_SHARE) and limit > lean
     given = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=2**33)
     assert given.vector_budget()[1] is None
@@ -237,8 +238,8 @@ def test_one_graph_at_a_time_groups_up_to_the_limit(attention_problem):
     model, loss_fn, data = attention_problem[:3]
     blocks = resolve_blocks(model, None)
     op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
-    largest = max(op._graph_bytes(i) for i in range(len(op.data)))
-    tangent = op._per_tangent()
+    largest = max(op.plan.graph_sizes()[i] for i in range(len(op.data)))
+    tangent = op.plan.per_tangent()
     tight = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block",
                      max_memory=largest + tangent + tangent // 2)
     assert tight._strategy()[0] == "one-at-a-time"
