@@ -28,13 +28,14 @@ import os
 import pickle
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+from nets.engine.userwarn import warn
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -140,9 +141,9 @@ class Communicator:
         """
         return [obj]
 
-    def warn(self, message: str, category: type[Warning] = UserWarning, *,
-             stacklevel: int = 1) -> None:
-        """``warnings.warn`` once for the whole job: on rank 0 only.
+    def warn(self, message: str, category: type[Warning] = UserWarning) -> None:
+        """Warn once for the whole job: on rank 0 only (:func:`nets.engine.userwarn.warn`,
+        attributed to the user's code).
 
         For a warning about what every rank computed alike (the same model, the same reduced
         products, the same Lanczos runs), which would otherwise come once per rank. A warning
@@ -151,10 +152,9 @@ class Communicator:
         Args:
             message: The warning's text.
             category: Its class.
-            stacklevel: As :func:`warnings.warn`'s, counted from the caller of this method.
         """
         if self.rank == 0:
-            warnings.warn(message, category, stacklevel=stacklevel + 1)
+            warn(message, category)
 
     def together(self, fn: Callable[[], R], *, what: str) -> R:
         """Run ``fn`` on every rank; if it raises on any rank, raise on every rank.

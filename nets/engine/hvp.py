@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import time
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -74,6 +73,7 @@ from nets.engine.products import (
     reverse_products,
     row_chunks,
 )
+from nets.engine.userwarn import warn
 
 __all__ = ["BUNDLE_ON_CPU", "BUNDLE_ROWS", "COMPILE_RECOMPILE_LIMIT", "FORWARD_MIN_TANGENTS",
            "FORWARD_MIN_TANGENTS_CPU", "LEAST", "MODES", "BlockHVP", "bundle_blocks",
@@ -669,11 +669,11 @@ class BlockHVP:
             # the data check kept the graphs that fitted beside the graph bound; a larger
             # measured estimate plans one at a time, which holds none across calls
             self._drop_graphs()
-        self._warn_below_least(stacklevel=4)
+        self._warn_below_least()
         if self.chunk_size is None:  # not given by the caller
             self.chunk_size = self.plan.chunk_room(held)
 
-    def _warn_below_least(self, stacklevel: int, *, collective: bool = False) -> None:
+    def _warn_below_least(self, *, collective: bool = False) -> None:
         """Warn, once, where a given budget is below the least the run holds
         (:meth:`nets.engine.budget.MemoryPlan.least_bytes`, measured on the first batch): it
         then runs at that least, over the budget. :meth:`reserve_vectors` warns as soon as the
@@ -710,9 +710,9 @@ class BlockHVP:
                    "graph and one tangent at a time), over the budget. Pass max_memory >= "
                    f"{least}, or smaller batches or fewer lanczos_steps")
         if collective:
-            self.comm.warn(message, UserWarning, stacklevel=stacklevel)
+            self.comm.warn(message)
         else:
-            warnings.warn(message, UserWarning, stacklevel=stacklevel)
+            warn(message)
 
     def _tangent_bytes(self, rows: int) -> int:
         """The per-tangent estimate the first call (of ``rows`` stacked rows) plans with:
@@ -932,7 +932,7 @@ class BlockHVP:
         self.plan.vectors_least = max(self.plan.vectors_least, least)
         self.plan.resolve_least()
         # (none while the first graph is not measured); every rank calls this here
-        self._warn_below_least(stacklevel=5, collective=True)
+        self._warn_below_least(collective=True)
         return self.vector_budget()
 
     def _build(self, x: object, y: object, names: Sequence[str] | None = None

@@ -55,7 +55,6 @@ which is recognized as Q, K or V keeps them whole, with a warning naming it.
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +62,7 @@ from torch import nn
 
 from nets.engine.blocks import Block, resolve_blocks
 from nets.engine.checks import check_model
+from nets.engine.userwarn import warn
 
 __all__ = ["BLOCK_SETS", "FUSED_LAYOUTS", "LAYOUTS", "MATRIX_ROLES", "ROLES", "SPLITS",
            "AttentionPart", "attention_parts", "block_roles", "block_set", "matrix_blocks",
@@ -392,11 +392,10 @@ def _warn_unrecognized_attention(model: nn.Module, attn: dict[str, AttentionPart
         layers = [c for c, child in m.named_children()
                   if isinstance(child, nn.Linear) or type(child).__name__ == "Conv1D"]
         if layers and name not in found:
-            warnings.warn(f"attention module {name or '(the model)'!r} "
-                          f"({type(m).__name__}): none of its linear layers "
-                          f"({', '.join(layers)}) is recognized as a Q, K or V projection, so "
-                          "they stay whole blocks; pass blocks yourself to split them "
-                          "(nets.split_parameter)", stacklevel=3)
+            warn(f"attention module {name or '(the model)'!r} ({type(m).__name__}): none of "
+                 f"its linear layers ({', '.join(layers)}) is recognized as a Q, K or V "
+                 "projection, so they stay whole blocks; pass blocks yourself to split them "
+                 "(nets.split_parameter)")
 
 
 def block_roles(model: nn.Module, blocks: dict[str, object] | None = None) -> dict[str, str]:

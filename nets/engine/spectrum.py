@@ -103,8 +103,7 @@ def _lanczos_dtype(model_dtype: torch.dtype, comm: Communicator) -> torch.dtype:
     if model_dtype in _HALF_DTYPES:
         comm.warn(f"the model's parameters are {model_dtype}: Hessian-vector products run in "
                   "that precision (relative error about 1e-2 to 1e-3), Lanczos runs in "
-                  "float64; eigenvalues far below the largest are round-off", UserWarning,
-                  stacklevel=4)
+                  "float64; eigenvalues far below the largest are round-off")
         return torch.float64
     return model_dtype
 
@@ -131,7 +130,7 @@ def _warn_asymmetry(asymmetry: float, model_dtype: torch.dtype, comm: Communicat
               f"{dtype}: part of the model computes in lower precision than its parameters "
               "(e.g. a float32 norm or attention kernel, or TF32 matrix products), so the "
               f"spectra are accurate to about that level, not to {dtype}'s "
-              "(info['product_asymmetry'] records it)", UserWarning, stacklevel=4)
+              "(info['product_asymmetry'] records it)")
 
 
 def _check_run(lanczos_steps: object, probes: object, seed: object, probe_indices: object,
