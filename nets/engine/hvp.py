@@ -76,8 +76,8 @@ from nets.engine.products import (
 from nets.engine.userwarn import warn
 
 __all__ = ["BUNDLE_ON_CPU", "BUNDLE_ROWS", "COMPILE_RECOMPILE_LIMIT", "FORWARD_MIN_TANGENTS",
-           "FORWARD_MIN_TANGENTS_CPU", "LEAST", "MODES", "BlockHVP", "bundle_blocks",
-           "check_hvp_options", "forward_min_tangents"]
+           "FORWARD_MIN_TANGENTS_CPU", "LEAST", "MODES", "ZERO_PADDED_MAX_BLOCKS", "BlockHVP",
+           "auto_skip", "bundle_blocks", "check_hvp_options", "forward_min_tangents"]
 
 #: Ways to evaluate Hessian-vector products (see :class:`BlockHVP`).
 MODES = ("auto", "forward", "reverse", "reverse-block", "reverse-bundle")
@@ -162,6 +162,56 @@ def bundle_blocks(tangents: int, chunk_size: int | None = None) -> int:
 #: block-restricted double backward only visits the part of the graph between each block's
 #: gradient and its parameters.
 ZERO_PADDED_MAX_BLOCKS = 8
+
+
+def auto_skip(mode: str, *, device: torch.device, blocks: int, unpadded: bool, tangents: int,
+              chunk_size: int | None = None, per_bundle: int | None = None) -> str | None:
+    """Why ``auto``'s calibration does not try ``mode``, or ``None`` where it does.
+
+    The rules (:class:`BlockHVP`, ``"auto"``): ``"reverse-bundle"`` only where a bundle holds
+    several blocks and not on a CPU (:data:`BUNDLE_ON_CPU`); the zero-padded modes only below
+    :data:`ZERO_PADDED_MAX_BLOCKS` blocks; forward-over-reverse only from
+    :func:`forward_min_tangents` tangents per ``vmap`` on; the zero-padded double backward not
+    with one tangent per product, nor where every block is whole tensors (its product is then
+    ``"reverse-block"``'s). A rule whose input is not known yet (``chunk_size``,
+    ``per_bundle``: before the first call has planned) does not skip: the plan, which must
+    allow for every mode that may run, errs towards trying.
+
+    Args:
+        mode: A mode of :data:`MODES` other than ``"auto"``.
+        device: Where the products run.
+        blocks: Blocks of the operator (also when a call runs a group of them).
+        unpadded: One block of whole tensors (a full spectrum): nothing to pad.
+        tangents: Tangents the call stacks over all its blocks.
+        chunk_size: Tangents per product (``None``: not planned yet).
+        per_bundle: Blocks per ``"reverse-bundle"`` bundle (``None``: not known yet).
+
+    Returns:
+        The reason, for ``info()["calibration"]["skipped"]``, or ``None``.
+    """
+    stacked = tangents if chunk_size is None else min(tangents, chunk_size)
+    if mode == "reverse-bundle":
+        if blocks < 2:
+            return "one block: nothing to bundle"
+        if per_bundle is not None and per_bundle < 2:
+            return "one block per bundle: the same product as reverse-block"
+        if device.type == "cpu" and not BUNDLE_ON_CPU:
+            return ("not tried on a CPU (BUNDLE_ON_CPU): at most a little faster there, for a "
+                    "higher peak")
+        return None
+    least = forward_min_tangents(device)
+    if mode == "forward" and stacked < least:
+        return (f"{tangents} < {least} tangents on {device.type}" if stacked == tangents else
+                f"{stacked} tangents per product (chunk_size {chunk_size}) < {least} on "
+                f"{device.type}")
+    if mode in ("reverse", "forward") and blocks >= ZERO_PADDED_MAX_BLOCKS:
+        return f"{blocks} >= {ZERO_PADDED_MAX_BLOCKS} blocks"
+    if mode == "reverse" and chunk_size is not None and stacked == 1:
+        return ("one tangent per product (chunk_size 1): the zero-padded product does the "
+                "block-restricted one's work and more, with no batching to gain")
+    if mode == "reverse" and unpadded:
+        return "every block is whole tensors: the same product as reverse-block"
+    return None
 
 
 #: How many compiled variants of the forward-over-reverse product (one per model object, loss
@@ -743,19 +793,14 @@ class BlockHVP:
 
     def _candidate_modes(self, rows: int) -> set[str]:
         """The product modes the first call (of ``rows`` stacked rows) may run: the mode asked
-        for, or those ``auto``'s calibration may try (:meth:`_calibrate`'s rules, erring
-        towards trying)."""
+        for, or those ``auto``'s calibration may try (:func:`auto_skip`'s rules, with the
+        chunks and bundles not planned yet: erring towards trying)."""
         if self.mode is not None:
             return {self.mode}
-        modes = {"reverse-block"}
-        if len(self.blocks) > 1 and (self.device.type != "cpu" or BUNDLE_ON_CPU):
-            modes.add("reverse-bundle")
-        if len(self.blocks) < ZERO_PADDED_MAX_BLOCKS:
-            if not self._unpadded:
-                modes.add("reverse")
-            if rows >= forward_min_tangents(self.device):
-                modes.add("forward")
-        return modes
+        return {"reverse-block"} | {
+            m for m in ("reverse-bundle", "reverse", "forward")
+            if auto_skip(m, device=self.device, blocks=len(self.blocks),
+                         unpadded=self._unpadded, tangents=rows) is None}
 
     def _binds(self, rows: int) -> bool:
         """Whether the graph bound limits the first call's plan (of ``rows`` stacked rows): under
@@ -1087,36 +1132,16 @@ class BlockHVP:
             graph, graph_error = self._graph(i, x, y, vectors), None
         except (NotImplementedError, RuntimeError) as e:
             graph, graph_error = None, f"{type(e).__name__}: {e}"[:300]
-        least = forward_min_tangents(self.device)
-        stacked = min(total, self.chunk_size)  # tangents per vmap / batched backward (_plan)
-        per_block = self._bundle_size(vectors)
+        per_bundle = self._bundle_size(vectors)
         # reverse-bundle first: a first double backward may pay one-time costs, which then
         # fall on the bundles rather than on the per-block default
         for mode in ("reverse-bundle", "reverse-block", "reverse", "forward"):
-            if mode == "reverse-bundle" and per_block < 2:
-                skipped[mode] = ("one block per bundle: the same product as reverse-block"
-                                 if len(self.blocks) > 1 else "one block: nothing to bundle")
-                continue
-            if mode == "reverse-bundle" and self.device.type == "cpu" and not BUNDLE_ON_CPU:
-                skipped[mode] = ("not tried on a CPU (BUNDLE_ON_CPU): at most a little faster "
-                                 "there, for a higher peak")
-                continue
-            if mode == "forward" and results and stacked < least:
-                skipped[mode] = (f"{total} < {least} tangents on {self.device.type}"
-                                 if stacked == total else
-                                 f"{stacked} tangents per product (chunk_size "
-                                 f"{self.chunk_size}) < {least} on {self.device.type}")
-                continue
-            if mode in ("reverse", "forward") and results and blocks >= ZERO_PADDED_MAX_BLOCKS:
-                skipped[mode] = f"{blocks} >= {ZERO_PADDED_MAX_BLOCKS} blocks"
-                continue
-            if mode == "reverse" and results and stacked == 1:
-                skipped[mode] = ("one tangent per product (chunk_size 1): the zero-padded "
-                                 "product does the block-restricted one's work and more, with "
-                                 "no batching to gain")
-                continue
-            if mode == "reverse" and results and self._unpadded:
-                skipped[mode] = "every block is whole tensors: the same product as reverse-block"
+            why = auto_skip(mode, device=self.device, blocks=blocks, unpadded=self._unpadded,
+                            tangents=total, chunk_size=self.chunk_size, per_bundle=per_bundle)
+            # a bundle is tried first or never; the other modes are skipped only where one
+            # has given products already (else they are tried: one may work where others fail)
+            if why is not None and (mode == "reverse-bundle" or results):
+                skipped[mode] = why
                 continue
             if mode != "forward" and graph is None:
                 failed[mode] = f"building the gradient graph: {graph_error}"
