@@ -142,13 +142,18 @@ def findings(res: Blockwise) -> Finding:
                        if k != "log")
     rows = []
     for m in res.js0:
+        zero = nets.numerically_zero_blocks(res.spectra[m])
+        # the blocks a check recipe's coarser threshold leaves out besides
+        more = sorted({b for rec in nets.CHECK_RECIPES.values()
+                       for b in nets.numerically_zero_blocks(res.spectra[m], rec)} - set(zero))
         row = {"model": m, "family": family(m), "blocks": len(res.spectra[m]),
-               "zero": ", ".join(nets.numerically_zero_blocks(res.spectra[m])) or "none"}
+               "zero": ", ".join(zero) or "none", "more": ", ".join(more) or "none"}
         for k, v in res.intervals.items():
             row[k] = "n/a" if v.get(m) is None else f"{v[m][0]:.3f} [{v[m][1]:.3f}, {v[m][2]:.3f}]"
         rows.append(row)
     table = format_table(rows, [("model", "model", ""), ("family", "family", ""),
-                                ("blocks", "blocks", "d"), ("zero", "numerically zero", "")]
+                                ("blocks", "blocks", "d"), ("zero", "numerically zero", ""),
+                                ("more", "also zero at the check threshold", "")]
                          + [(k, f"JS0 {k} [95%]", "") for k in res.intervals], markdown=True)
     measured = (explain(parts) + f" Under the other recipes the same part: {others}. JS0 "
                 "averages over every parameter tensor except numerically zero blocks (every "

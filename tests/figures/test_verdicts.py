@@ -308,8 +308,9 @@ COARSE = "log (zero threshold 1e-05)"
 
 
 def _blockwise(cnn, tf, linear=None, coarse=None):
-    spectra = {m: {"a": _spec("a", 1.0, 2.0), "b": _spec("b", 3.0, 4.0)}
-               for m in ("resnet", "gpt")}
+    # c: at 5e-7 of the largest, above float32's epsilon and below the check threshold
+    spectra = {m: {"a": _spec("a", 1.0, 2.0), "b": _spec("b", 3.0, 4.0),
+                   "c": _spec("c", 1e-6, 2e-6)} for m in ("resnet", "gpt")}
     log = {"resnet": cnn, "gpt": tf}
     return fig34_blockwise.Blockwise(spectra, {}, {m: v[0] if v else np.nan
                                                    for m, v in log.items()},
@@ -326,6 +327,8 @@ def test_fig34_rule_outcomes_and_recipe_invariance_report():
     res = f(_blockwise(lo, hi, coarse={"resnet": hi, "gpt": lo}))
     assert res.verdict == "agrees" and f"{COARSE}: fails" in res.measured
     assert fig34_blockwise.RECIPES[COARSE].zero_rel == 1e-5
+    # the table names the blocks the check threshold leaves out besides the numerically zero
+    assert "| resnet | CNN | 3 | none | c |" in res.table
     assert f(_blockwise(hi, lo)).verdict == "disagrees"
     assert f(_blockwise((0.4, 0.1, 0.7), hi)).verdict == "inconclusive"
     assert f(_blockwise(None, hi)).verdict == NOT_MEASURABLE
