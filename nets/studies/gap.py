@@ -625,10 +625,9 @@ def task_js0(task: Task, *, lanczos_steps: int, probes: int, seed: int = 0,
     Besides the headline ``recipe`` (default: the log recipe), JS0 is computed from the same
     spectra (no new HVPs) under every recipe of :data:`nets.engine.density.RECIPES` and
     :data:`nets.engine.density.CHECK_RECIPES` (the log recipe at a zero threshold float32
-    products resolve) and on both
-    block sets of :data:`nets.engine.roles.BLOCK_SETS` (every parameter tensor, or the weight
-    matrices only), each with its own bootstrap interval; numerically zero blocks are left out
-    of every JS0 and named.
+    products resolve) and on both block sets of :data:`nets.engine.roles.BLOCK_SETS` (every
+    parameter tensor, or the weight matrices only), each with its own bootstrap interval;
+    numerically zero blocks are left out of every JS0 and named.
 
     Args:
         task: The task (its model at seed 0 and its spectrum batches).
