@@ -160,11 +160,11 @@ def findings(res: Blockwise) -> Finding:
                 "|λ| within the zero threshold, by default float32's epsilon times the largest; "
                 f"{' and '.join(map(repr, nets.CHECK_RECIPES))} raises it to a level float32 "
                 "products resolve, benchmarks/results/numerics.md: a JS0 carried by round-off "
-                "differs there). The "
-                "log recipe is the default because it alone has the properties a heterogeneity "
-                "measure needs (tests/nets/test_density_recipes.py): an unrelated block does "
-                "not move the distance between two others, a block and its 100× copy are far "
-                "apart, identical spectra give 0 (see nets.engine.density).")
+                "differs there). The log recipe is the default because it alone has the "
+                "properties a heterogeneity measure needs (tests/nets/test_density_recipes.py): "
+                "an unrelated block does not move the distance between two others, a block and "
+                "its 100× copy are far apart, identical spectra give 0 (see "
+                "nets.engine.density).")
     return Finding(measured, combine(parts), table, tuple(parts))
 
 

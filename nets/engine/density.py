@@ -69,10 +69,10 @@ AXES = ("log", "linear")
 ZERO_REL = float(np.finfo(np.float32).eps)
 #: A coarser zero threshold, one that float32 products resolve: at it, float32 and float64
 #: products give the same block densities on every block of the benchmark models, while at
-#: :data:`ZERO_REL` some blocks' differ beyond the probe noise (a fused attention bias whose
-#: exactly-zero part float32 scatters between 1e-8 and 1e-6 of the largest eigenvalue:
-#: ``benchmarks/results/numerics.md``). :func:`nets.engine.js.js0_sensitivity` reports JS0 at
-#: both.
+#: :data:`ZERO_REL` some blocks' densities differ beyond the probe noise (a fused attention
+#: bias whose exactly-zero part float32 scatters between 1e-8 and 1e-6 of the largest
+#: eigenvalue: ``benchmarks/results/numerics.md``). :func:`nets.engine.js.js0_sensitivity`
+#: reports JS0 at both.
 ZERO_REL_RESOLVED = 1e-5
 _DEFAULT_WIDTH = {"log": 0.1, "linear": 0.01}
 _POINTS_PER_SIGMA = 8
