@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -119,8 +120,11 @@ def compute(args: argparse.Namespace) -> tuple[dict, dict[str, BlockSpectrum], P
                          f"{comm.world_size} processes")
     fp = fingerprint(model, data)
     data = comm.shard(data)
-    blocks = model_blocks(args.model, model, args.blocks, args.roles) if args.blocks else None
-    block_list = resolve_blocks(model, blocks) if args.blocks else [full_block(model)]
+    with warnings.catch_warnings():
+        if comm.rank != 0:  # the same blocks on every rank: rank 0 alone says what it found
+            warnings.simplefilter("ignore")
+        blocks = model_blocks(args.model, model, args.blocks, args.roles) if args.blocks else None
+        block_list = resolve_blocks(model, blocks) if args.blocks else [full_block(model)]
     names = [b.name for b in block_list]
     bar = Progress(args.probes * args.steps, f"{args.model} {settings['blocks']}",
                    enabled=None if not args.quiet and comm.rank == 0 else False)

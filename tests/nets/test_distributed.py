@@ -262,6 +262,43 @@ def test_torchrun_nets_spectrum_matches_single_process(tmp_path):
             assert abs(ra[key] - rb[key]) <= 1e-4 * scale + 1e-12, (ra, rb)  # float32 round-off
 
 
+ODD_ATTENTION = """
+import torch
+from torch import nn
+
+
+class OddAttention(nn.Module):  # an attention module whose Q, K and V nets cannot recognize
+    def __init__(self):
+        super().__init__()
+        self.mix = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.tanh(self.mix(x))
+
+
+def make():
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(OddAttention(), nn.Linear(4, 3))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    x = torch.randn(12, 4, generator=g)
+    y = torch.randint(0, 3, (12,), generator=g)
+    return model, nn.functional.cross_entropy, [(x[:6], y[:6]), (x[6:], y[6:])]
+"""
+
+
+def test_torchrun_warns_once_about_the_blocks(tmp_path):
+    """Blocks are built on every rank, alike: their warning (an attention module whose Q, K
+    and V are not recognized) comes once, from rank 0."""
+    (tmp_path / "odd.py").write_text(ODD_ATTENTION)
+    dist = _torchrun(["-m", "nets", "spectrum", "--model", f"{tmp_path / 'odd.py'}:make",
+                      "--blocks", "qkv", "--steps", "3", "--probes", "1", "--json", "--quiet",
+                      "--out", "d.json"], tmp_path)
+    assert dist.returncode == 0, dist.stderr[-3000:]
+    assert dist.stderr.count("none of its linear layers (mix)") == 1, dist.stderr[-3000:]
+
+
 def test_torchrun_quadlab_sweep_equals_single_process(tmp_path):
     opts = ["sweep", "--cases", "hetero", "homo", "--seeds", "2", "--steps", "2000", "--json",
             "--quiet"]
