@@ -87,16 +87,25 @@ class MemoryPlan:
         if self.least:
             self.max_memory = self.least_bytes([self.first_samples])
 
+    def scaled(self, size: int, samples: int) -> int:
+        """Bytes measured on batch 0 scaled to a batch of ``samples``: ``⌈size · n / n_0⌉``
+        (activations grow with the samples; ``size`` itself before batch 0 is measured).
+
+        Args:
+            size: Bytes measured on batch 0.
+            samples: The batch's samples ``n``.
+        """
+        n0 = self.first_samples
+        return int(np.ceil(size * samples / n0)) if n0 > 0 else size
+
     def estimated_bytes(self, samples: int) -> int:
         """A kept graph of a batch: ``⌈G n / n_0⌉ + p``, the saved tensors scaled from batch
-        0's and the gradient itself (a copy of the blocks' parameters).
+        0's (:meth:`scaled`) and the gradient itself (a copy of the blocks' parameters).
 
         Args:
             samples: The batch's samples ``n``.
         """
-        n0 = self.first_samples
-        saved = int(np.ceil(self.graph_bytes * samples / n0)) if n0 > 0 else self.graph_bytes
-        return saved + self.param_bytes
+        return self.scaled(self.graph_bytes, samples) + self.param_bytes
 
     def graph_sizes(self) -> list[int]:
         """Every batch's kept graph (:meth:`estimated_bytes`), in batch order."""

@@ -740,12 +740,9 @@ class BlockHVP:
         if self._least_warned:  # the same on every rank: set from the gathered findings
             return
         found = (self.max_memory, self.plan.plan_budget())  # least > budget: given one below
-        if collective and self.comm.is_distributed:
-            every = self.comm.gather(found, what="the ranks' least memory budgets")
-            below = [(r, budget, least) for r, (budget, least) in enumerate(every)
-                     if least > budget]
-        else:
-            below = [(self.comm.rank, *found)] if found[1] > found[0] else []
+        every = (dict(enumerate(self.comm.gather(found, what="the ranks' least memory budgets")))
+                 if collective and self.comm.is_distributed else {self.comm.rank: found})
+        below = [(r, budget, least) for r, (budget, least) in every.items() if least > budget]
         if not below:
             return
         self._least_warned = True
@@ -779,15 +776,11 @@ class BlockHVP:
         if measured is None:
             return bound
         transient, padded = measured
-        largest = max(batch_size(y) for _, y, _ in self.data)
-
-        def scaled(size: int) -> int:
-            n0 = self.plan.first_samples
-            return int(np.ceil(size * largest / n0)) if n0 > 0 else size
-
-        estimate = scaled(transient)
+        largest = max(self.plan.samples)  # measured on batch 0, scaled to the largest batch
+        estimate = self.plan.scaled(transient, largest)
         if padded:  # zero-padded rows: a padded tangent and its full-space product besides
-            estimate = max(estimate + 2 * self.plan.param_bytes, scaled(padded))
+            estimate = max(estimate + 2 * self.plan.param_bytes,
+                           self.plan.scaled(padded, largest))
         self.tangent_source = "measured"
         return max(estimate, 1)
 

@@ -122,3 +122,6 @@ def test_estimated_bytes_round_up(samples, n0, graph):
     plan = MemoryPlan(max_memory=1, least=False, given=True, param_bytes=2, samples=samples)
     plan.measured(graph, n0)
     assert plan.graph_sizes() == [-(-graph * n // n0) + 2 for n in samples]
+    # any size measured on batch 0 (a tangent's transient) scales the same way
+    assert [plan.scaled(graph, n) for n in samples] == [-(-graph * n // n0) for n in samples]
+    assert MemoryPlan(max_memory=1, least=False, given=True, param_bytes=2).scaled(7, 9) == 7
