@@ -17,7 +17,7 @@ Timed, per model (mean over repeats after a warm-up call; ``P`` = probes, batche
   restricted to the block (``autograd.grad(g_l, w_l)``, the authors' product), ``P`` rows;
 * ``bundled(P)``: the same products a bundle of consecutive blocks at a time, one batched
   double backward per bundle over its blocks' zero-padded rows
-  (``nets.engine.products.bundle_products``, ``nets.engine.hvp.bundle_blocks(P)`` blocks per
+  (``nets.engine.products.bundle_products``, ``nets.engine.modes.bundle_blocks(P)`` blocks per
   bundle, nets' ``"reverse-bundle"``: ``L/S`` walks of the graph instead of ``L``; with one
   block per bundle it is ``blocks(P)`` itself);
 * ``nets(P)``: ``nets.BlockHVP`` (mode ``auto``, graphs kept, after its calibrating first
@@ -70,7 +70,7 @@ import nets  # noqa: E402
 from labkit.atomic import atomic_write_bytes  # noqa: E402
 from labkit.tables import format_table  # noqa: E402
 from nets.engine.blocks import default_blocks  # noqa: E402
-from nets.engine.hvp import bundle_blocks  # noqa: E402
+from nets.engine.modes import bundle_blocks  # noqa: E402
 from nets.engine.products import DoubleBackward, bundle_products, consecutive_bundles  # noqa: E402
 
 COLUMNS = [("model", "model", ""), ("nets_mode", "nets mode", ""), ("L", "blocks", ""),

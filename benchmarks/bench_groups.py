@@ -34,7 +34,8 @@ import runner
 import verdicts
 
 from labkit.atomic import atomic_write_bytes
-from nets.engine.hvp import ZERO_PADDED_MAX_BLOCKS, BlockHVP
+from nets.engine.hvp import BlockHVP
+from nets.engine.modes import ZERO_PADDED_MAX_BLOCKS
 
 MIB = 2**20
 #: The grouping rules compared: the alternative first, then nets' own.

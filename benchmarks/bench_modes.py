@@ -10,7 +10,7 @@ model's first batch, one thread), each mode's **first** call (a fresh operator: 
 calibration would time) and its **warm** call (the mean of ``--repeats`` later calls: what a
 run pays per Lanczos step), and reports the ratio forward / reverse-block of the warm calls
 and the smallest ``T`` at which forward-over-reverse is the faster warm (``crossover``).
-``nets.engine.hvp.FORWARD_MIN_TANGENTS_CPU`` is chosen from this report.
+``nets.engine.modes.FORWARD_MIN_TANGENTS_CPU`` is chosen from this report.
 
 ``--compile`` times a third product, forward-over-reverse compiled by ``torch.compile``
 (``nets.BlockHVP(compile=True)``): its first call includes the compilation. It pays where its

@@ -56,9 +56,10 @@ from nets.engine.distributed import (
     launched_by_torchrun,
     local_device,
 )
-from nets.engine.hvp import MODES, BlockHVP
+from nets.engine.hvp import BlockHVP
 from nets.engine.js import js0_bootstrap, js0_sensitivity, js_matrix, numerically_zero_blocks
 from nets.engine.lanczos import REORTH_MODES
+from nets.engine.modes import MODES
 from nets.engine.results import check_out_path, fingerprint, resume_spectra
 from nets.engine.roles import ROLES, SPLITS
 from nets.engine.slq import BlockSpectrum

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from nets.engine.hvp import LEAST
+from nets.engine.budget import LEAST
 
 __all__ = ["add_device_argument", "add_model_seed_argument", "byte_size", "distributed",
            "memory_budget"]
@@ -91,7 +91,7 @@ def byte_size(text: str) -> int:
 
 def memory_budget(text: str) -> int | str:
     """An ``argparse`` type for ``--max-memory``: a :func:`byte_size`, or ``least`` (the least
-    the Hessian-vector products run in, :data:`nets.engine.hvp.LEAST`).
+    the Hessian-vector products run in, :data:`nets.engine.budget.LEAST`).
 
     Args:
         text: ``"least"`` or a memory size.

@@ -30,7 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LEAN_SHARE", "MemoryPlan"]
+__all__ = ["LEAN_SHARE", "LEAST", "MemoryPlan"]
+
+#: ``max_memory=LEAST``: the budget is the least the products run in, the largest batch's
+#: gradient graph, one tangent and the Lanczos vectors' room, measured on the first batch
+#: (:meth:`MemoryPlan.resolve_least`; :class:`nets.engine.hvp.BlockHVP`'s "Memory budget").
+LEAST = "least"
 
 #: With every graph kept and the default budget, whole blocks are grouped for Lanczos so that
 #: their stored vectors take at most this share of the kept graphs' bytes

@@ -14,9 +14,10 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import torch
 
+from nets.engine.adapters import LossFn
 from nets.engine.blocks import Block, full_block, resolve_blocks
 from nets.engine.checks import check_problem
-from nets.engine.hvp import BlockHVP, LossFn
+from nets.engine.hvp import BlockHVP
 
 __all__ = ["dense_hessian", "exact_blockwise_eigenvalues"]
 

@@ -34,7 +34,6 @@ reduced (``Σ_l m_l d_l`` numbers per step, not ``m · D`` per block).
 from __future__ import annotations
 
 import hashlib
-import inspect
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -48,7 +47,7 @@ from nets.engine.adapters import (
     prepare_data,
 )
 from nets.engine.blocks import Block
-from nets.engine.budget import MemoryPlan
+from nets.engine.budget import LEAST, MemoryPlan
 from nets.engine.checks import check_callable, check_int, check_model
 from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
@@ -58,6 +57,14 @@ from nets.engine.memory import (
     default_budget,
     peak_bytes,
     retained_bytes,
+)
+from nets.engine.modes import (
+    MODES,
+    auto_skip,
+    bundle_blocks,
+    check_agreement,
+    check_compile,
+    compile_options,
 )
 from nets.engine.products import (
     DoubleBackward,
@@ -75,165 +82,21 @@ from nets.engine.products import (
 )
 from nets.engine.userwarn import warn
 
-__all__ = ["BUNDLE_ON_CPU", "BUNDLE_ROWS", "COMPILE_RECOMPILE_LIMIT", "FORWARD_MIN_TANGENTS",
-           "FORWARD_MIN_TANGENTS_CPU", "LEAST", "MODES", "ZERO_PADDED_MAX_BLOCKS", "BlockHVP",
-           "auto_skip", "bundle_blocks", "check_hvp_options", "forward_min_tangents"]
-
-#: Ways to evaluate Hessian-vector products (see :class:`BlockHVP`).
-MODES = ("auto", "forward", "reverse", "reverse-block", "reverse-bundle")
-
-#: ``max_memory=LEAST``: the budget is the least the products run in, the largest batch's
-#: gradient graph and one tangent, measured on the first batch (see :class:`BlockHVP`).
-LEAST = "least"
-
-#: ``auto`` tries forward-over-reverse on an accelerator only from this many stacked tangents
-#: on. Measured on an NVIDIA H200 on the GPT-2-small-sized model
-#: (``benchmarks/results/modes-gpu.md``, ``bench_modes.py --device cuda``, run by
-#: ``make gpu-check``): below it forward-over-reverse is the slower product, warm and first
-#: call alike; from it on the two are close and either may win, so the calibration decides
-#: (the same rule as :data:`FORWARD_MIN_TANGENTS_CPU`'s). One model only: the others of
-#: ``modes.md`` were not measured on the GPU.
-FORWARD_MIN_TANGENTS = 8
-
-#: ... and on a CPU only from this many: below it forward-over-reverse is the slower warm
-#: product on every model of ``benchmarks/results/modes.md`` (from it on the two are close,
-#: either may win: the calibration decides), and its first call costs several warm calls
-#: (``torch.func``'s set-up, the allocator's growth to the stacked tangents), which a run
-#: that then keeps the double backward would pay for nothing.
-FORWARD_MIN_TANGENTS_CPU = 32
-
-
-def forward_min_tangents(device: torch.device) -> int:
-    """The fewest stacked tangents from which ``auto`` tries forward-over-reverse on
-    ``device``: :data:`FORWARD_MIN_TANGENTS_CPU` on a CPU, else :data:`FORWARD_MIN_TANGENTS`.
-
-    Args:
-        device: Where the products run.
-
-    Returns:
-        The threshold ``T``: ``auto`` times forward-over-reverse (``vmap`` over ``jvp`` of the
-        gradient, ``∇²ℓ V`` for ``T`` stacked tangents ``V``) only when a call has at least
-        ``T`` tangents.
-    """
-    return FORWARD_MIN_TANGENTS_CPU if device.type == "cpu" else FORWARD_MIN_TANGENTS
-
-#: ``"reverse-bundle"`` bundles consecutive blocks so that one double backward carries about
-#: this many rows (tangents): :func:`bundle_blocks`. One block's double backward with one or a
-#: few rows is mostly the autograd engine's walk of the graph, which a bundle shares; with many
-#: rows the bundle's zero-padded cross terms cost more than the walks it saves. The size was
-#: chosen on the CPU from bundles of 2, 4 and 8 blocks at 1, 3 and 10 probes on the benchmark
-#: models (not committed); ``benchmarks/results/floor.md`` times this rule's bundles
-#: (``bundled(P)``) against one block at a time (``blocks(P)``). Not measured on a GPU.
-BUNDLE_ROWS = 6
-
-#: Whether ``"auto"`` tries ``"reverse-bundle"`` on a CPU. It does not: on the blockwise cells of
-#: ``benchmarks/results/ab-bundle.md`` (``auto`` trying it, against the code before it) the runs
-#: were from within noise to a fifth faster, and the peak rise up to twice as high (a bundle's
-#: double backward holds its rows' buffers at once), against a memory target already missed at
-#: the default budget. Forced (``mode="reverse-bundle"``) it runs on a CPU; on an accelerator
-#: ``"auto"`` tries it, where batching rows is what the hardware is for. On the GPU check's
-#: cell (``benchmarks/results/peers-gpu.json``'s ``calibration_modes``, an NVIDIA H200) the
-#: zero-padded ``"reverse"`` beat it and one block at a time both, at the default budget.
-BUNDLE_ON_CPU = False
-
-
-def bundle_blocks(tangents: int, chunk_size: int | None = None) -> int:
-    """Blocks per bundle of ``"reverse-bundle"`` for ``tangents`` stacked tangents per block:
-    about :data:`BUNDLE_ROWS` rows per double backward, and no more than ``chunk_size``.
-
-    Args:
-        tangents: Tangents (rows) per block in a call (probes in lockstep).
-        chunk_size: Rows per batched backward, or ``None`` (no bound).
-
-    Returns:
-        ``max(1, round(BUNDLE_ROWS / tangents))``, lowered to ``chunk_size // tangents`` where
-        the bundle's rows would exceed ``chunk_size`` (at least 1: one block per bundle is
-        ``"reverse-block"``'s product).
-    """
-    size = max(1, round(BUNDLE_ROWS / max(tangents, 1)))
-    if chunk_size is not None and size * tangents > chunk_size:
-        size = max(1, chunk_size // max(tangents, 1))
-    return size
-
-
-#: ``auto`` tries the zero-padded modes (``forward``, ``reverse``) only below this many blocks:
-#: a zero-padded product costs a full-space product per tangent, so ``L`` blocks cost ``L``
-#: full products per probe (and ``L`` padded copies of the parameters in memory), where the
-#: block-restricted double backward only visits the part of the graph between each block's
-#: gradient and its parameters.
-ZERO_PADDED_MAX_BLOCKS = 8
-
-
-def auto_skip(mode: str, *, device: torch.device, blocks: int, unpadded: bool, tangents: int,
-              chunk_size: int | None = None, per_bundle: int | None = None) -> str | None:
-    """Why ``auto``'s calibration does not try ``mode``, or ``None`` where it does.
-
-    The rules (:class:`BlockHVP`, ``"auto"``): ``"reverse-bundle"`` only where a bundle holds
-    several blocks and not on a CPU (:data:`BUNDLE_ON_CPU`); the zero-padded modes only below
-    :data:`ZERO_PADDED_MAX_BLOCKS` blocks; forward-over-reverse only from
-    :func:`forward_min_tangents` tangents per ``vmap`` on; the zero-padded double backward not
-    with one tangent per product, nor where every block is whole tensors (its product is then
-    ``"reverse-block"``'s). A rule whose input is not known yet (``chunk_size``,
-    ``per_bundle``: before the first call has planned) does not skip: the plan, which must
-    allow for every mode that may run, errs towards trying.
-
-    Args:
-        mode: A mode of :data:`MODES` other than ``"auto"``.
-        device: Where the products run.
-        blocks: Blocks of the operator (also when a call runs a group of them).
-        unpadded: One block of whole tensors (a full spectrum): nothing to pad.
-        tangents: Tangents the call stacks over all its blocks.
-        chunk_size: Tangents per product (``None``: not planned yet).
-        per_bundle: Blocks per ``"reverse-bundle"`` bundle (``None``: not known yet).
-
-    Returns:
-        The reason, for ``info()["calibration"]["skipped"]``, or ``None``.
-    """
-    stacked = tangents if chunk_size is None else min(tangents, chunk_size)
-    if mode == "reverse-bundle":
-        if blocks < 2:
-            return "one block: nothing to bundle"
-        if per_bundle is not None and per_bundle < 2:
-            return "one block per bundle: the same product as reverse-block"
-        if device.type == "cpu" and not BUNDLE_ON_CPU:
-            return ("not tried on a CPU (BUNDLE_ON_CPU): at most a little faster there, for a "
-                    "higher peak")
-        return None
-    least = forward_min_tangents(device)
-    if mode == "forward" and stacked < least:
-        return (f"{tangents} < {least} tangents on {device.type}" if stacked == tangents else
-                f"{stacked} tangents per product (chunk_size {chunk_size}) < {least} on "
-                f"{device.type}")
-    if mode in ("reverse", "forward") and blocks >= ZERO_PADDED_MAX_BLOCKS:
-        return f"{blocks} >= {ZERO_PADDED_MAX_BLOCKS} blocks"
-    if mode == "reverse" and chunk_size is not None and stacked == 1:
-        return ("one tangent per product (chunk_size 1): the zero-padded product does the "
-                "block-restricted one's work and more, with no batching to gain")
-    if mode == "reverse" and unpadded:
-        return "every block is whole tensors: the same product as reverse-block"
-    return None
-
-
-#: How many compiled variants of the forward-over-reverse product (one per model object, loss
-#: and batch or chunk shape) one process keeps under ``compile=True`` before torch runs the
-#: product uncompiled. torch's own limit, 8 per function, was reached by the ninth small
-#: model compiled in one process, after which the products quietly ran uncompiled (slower than
-#: the default double backward); passed to ``torch.compile`` where it takes the option
-#: (torch 2.13), else torch's limit holds (docs/engine.md, ``torch.compile``).
-COMPILE_RECOMPILE_LIMIT = 64
-
+__all__ = ["BlockHVP", "check_hvp_options"]
 
 def check_hvp_options(mode: object, max_memory: object, chunk_size: object) -> None:
     """Validate the product options shared by :class:`BlockHVP` and the spectrum functions.
 
     Args:
-        mode: Product mode, one of :data:`MODES`.
-        max_memory: Memory budget in bytes, :data:`LEAST` (``"least"``), or ``None``.
+        mode: Product mode, one of :data:`nets.engine.modes.MODES`.
+        max_memory: Memory budget in bytes, :data:`nets.engine.budget.LEAST` (``"least"``),
+            or ``None``.
         chunk_size: Probe vectors per vmapped product, or ``None``.
 
     Raises:
-        ValueError: ``mode`` not in :data:`MODES`, a non-positive budget or chunk size, or a
-            budget string other than :data:`LEAST`.
+        ValueError: ``mode`` not in :data:`nets.engine.modes.MODES`, a non-positive budget or
+            chunk size, or a budget string other than ``"least"``
+            (:data:`nets.engine.budget.LEAST`).
         TypeError: ``max_memory`` or ``chunk_size`` not an integer.
     """
     if mode not in MODES:
@@ -253,30 +116,6 @@ def check_hvp_options(mode: object, max_memory: object, chunk_size: object) -> N
     check_chunk_size(chunk_size)
 
 
-def _recompile_limit() -> dict[str, int]:
-    """``torch.compile``'s ``recompile_limit`` option at :data:`COMPILE_RECOMPILE_LIMIT`, where
-    this torch takes it (else no option)."""
-    if "recompile_limit" in inspect.signature(torch.compile).parameters:
-        return {"recompile_limit": COMPILE_RECOMPILE_LIMIT}
-    return {}
-
-
-def _check_compile(compile: object, mode: str) -> str:
-    """The product mode to run with ``compile`` (validated)."""
-    if not isinstance(compile, bool):
-        raise TypeError(f"compile must be True or False, got {type(compile).__name__}")
-    if not compile:
-        return mode
-    if mode not in ("auto", "forward"):
-        raise ValueError(f"compile=True compiles the forward-over-reverse product only "
-                         f"(torch.compile has no double backward); got mode={mode!r}: pass "
-                         "mode='forward' or 'auto', or compile=False")
-    if not torch._dynamo.is_dynamo_supported():
-        raise RuntimeError("compile=True: torch.compile is not supported on this platform or "
-                           "Python version; pass compile=False")
-    return "forward"
-
-
 class BlockHVP:
     """Block-diagonal Hessian-vector products ``v_l ↦ [∇²L]_ll v_l`` for many blocks at once.
 
@@ -294,19 +133,15 @@ class BlockHVP:
     * ``"reverse-bundle"``: the same, a bundle of consecutive blocks at a time: one batched
       double backward per bundle from its blocks' gradients to their parameters, over the
       tangents zero-padded within the bundle (:func:`nets.engine.products.bundle_products`),
-      :func:`bundle_blocks` blocks per bundle (one block per bundle: ``"reverse-block"``).
-    * ``"auto"`` (default): on the first call, the first batch is evaluated in every mode
-      (forward-over-reverse only with :func:`forward_min_tangents` tangents or more per
-      ``vmap``, i.e. in the call and in a chunk; ``"reverse-bundle"`` only where its bundles
-      hold more than one block, and not on a CPU (:data:`BUNDLE_ON_CPU`); the fully
-      zero-padded modes only for operators of
-      fewer than :data:`ZERO_PADDED_MAX_BLOCKS` blocks, counted over the whole operator even
-      when a call runs a group of them, and the zero-padded double backward only with more
-      than one tangent per chunk: one at a time, it does the block-restricted product's work
-      for every tangent and more, the gradient of every block differentiated with respect
-      to every block's parameters, with no batching to gain), the
-      products are checked to agree, and the fastest mode (counting the cost of rebuilding
-      graphs that do not fit the budget) is used from then on; :meth:`info` reports the timings.
+      :func:`nets.engine.modes.bundle_blocks` blocks per bundle (one block per bundle:
+      ``"reverse-block"``).
+    * ``"auto"`` (default): on the first call, the first batch is evaluated in every mode that
+      :func:`nets.engine.modes.auto_skip` lets it try (forward-over-reverse only from enough
+      stacked tangents, the zero-padded modes only for operators of few blocks, bundles not on
+      a CPU: the rules and the measurements behind them are in :mod:`nets.engine.modes`), the
+      products are checked to agree (:func:`nets.engine.modes.check_agreement`), and the
+      fastest mode (counting the cost of rebuilding graphs that do not fit the budget) is used
+      from then on; :meth:`info` reports the timings and why each mode left out was skipped.
       Forward-over-reverse is timed on its second evaluation of the batch: its first in a
       process pays one-time costs that a run does not pay again (several warm calls,
       ``benchmarks/results/modes.md``), which would bias the choice against it.
@@ -346,7 +181,7 @@ class BlockHVP:
       hold with no measurement, and always where forward-over-reverse may run (it builds a
       graph per tangent);
     * **measured** (``measure_tangents=True``, or ``None`` for only where the graph bound
-      binds: under :data:`LEAST`, where not every graph fits beside a tangent, or where the
+      binds: under ``"least"``, where not every graph fits beside a tangent, or where the
       budget's chunks would stack fewer tangents than the first call has rows): at the first
       call one
       block-restricted double backward per block, one tangent each, runs on the first batch
@@ -374,7 +209,7 @@ class BlockHVP:
     tangent, and less than half where the vectors' smallest group needs more) and the rest to
     the vectors (:meth:`nets.engine.budget.MemoryPlan.room`; the arithmetic of the whole plan
     is :class:`nets.engine.budget.MemoryPlan`'s). So graphs, tangents and vectors together stay
-    within ``max_memory`` wherever it holds the :data:`LEAST` budget (tested piece by piece, and on
+    within ``max_memory`` wherever it holds the ``"least"`` budget (tested piece by piece, and on
     whole runs by counting the live tensors with the measured estimate:
     ``tests/nets/test_budget_live.py``); a smaller budget runs at that least and warns.
     The graph bound is an estimate, not a bound: on the small attention and LayerNorm test
@@ -388,9 +223,9 @@ class BlockHVP:
         loss_fn: Scalar mean batch loss ``loss_fn(model(inputs), targets)``.
         data: Re-iterable of ``(inputs, targets)``; the Hessian is that of the mean loss.
         blocks: Disjoint blocks (see :mod:`nets.engine.blocks`).
-        mode: One of :data:`MODES`.
+        mode: One of :data:`nets.engine.modes.MODES`.
         max_memory: Memory budget in bytes for kept graphs and stacked tangents,
-            :data:`LEAST` for the least the products run in (measured on the first batch;
+            ``"least"`` for the least the products run in (measured on the first batch;
             :attr:`max_memory` then holds those bytes), or ``None`` (default:
             :func:`nets.engine.memory.default_budget`, half of the available memory).
         chunk_size: Tangents per ``vmap``/batched backward (default: from ``max_memory``).
@@ -421,7 +256,7 @@ class BlockHVP:
                             f"graph bound binds), got {type(measure_tangents).__name__}")
         check_model(model)
         check_callable("loss_fn", loss_fn)
-        requested, mode = mode, _check_compile(compile, mode)
+        requested, mode = mode, check_compile(compile, mode)
         params = dict(model.named_parameters())
         if not params:
             raise ValueError("the model has no parameters: there is no Hessian to study")
@@ -482,7 +317,7 @@ class BlockHVP:
             # static shapes: batches of another size recompile (dynamic shapes fail in
             # forward-mode AD's zero tangents on torch 2.13: "storage_offset() on tensor with
             # symbolic sizes")
-            self._hvp = torch.compile(self._hvp, dynamic=False, **_recompile_limit())
+            self._hvp = torch.compile(self._hvp, dynamic=False, **compile_options())
         #: one block of whole tensors (a full spectrum): nothing to pad, reverse ≡ reverse-block
         self._unpadded = len(self.blocks) == 1 and all(not pc.index
                                                        for pc in self.blocks[0].pieces)
@@ -494,7 +329,7 @@ class BlockHVP:
 
     @property
     def max_memory(self) -> int:
-        """The budget in bytes (under :data:`LEAST`, the least once the first batch's graph is
+        """The budget in bytes (under ``"least"``, the least once the first batch's graph is
         measured)."""
         return self.plan.max_memory
 
@@ -786,8 +621,8 @@ class BlockHVP:
 
     def _candidate_modes(self, rows: int) -> set[str]:
         """The product modes the first call (of ``rows`` stacked rows) may run: the mode asked
-        for, or those ``auto``'s calibration may try (:func:`auto_skip`'s rules, with the
-        chunks and bundles not planned yet: erring towards trying)."""
+        for, or those ``auto``'s calibration may try (:func:`nets.engine.modes.auto_skip`'s
+        rules, with the chunks and bundles not planned yet: erring towards trying)."""
         if self.mode is not None:
             return {self.mode}
         return {"reverse-block"} | {
@@ -797,7 +632,7 @@ class BlockHVP:
 
     def _binds(self, rows: int) -> bool:
         """Whether the graph bound limits the first call's plan (of ``rows`` stacked rows): under
-        :data:`LEAST` (it is part of the budget), where not every graph fits beside one
+        ``"least"`` (it is part of the budget), where not every graph fits beside one
         tangent, or where the budget's chunks would stack fewer tangents than the call has
         rows."""
         if self.plan.least:
@@ -875,7 +710,7 @@ class BlockHVP:
         A measured estimate (``measure_tangents``) differs from the graph bound (on the
         benchmark models it is smaller; where zero-padded rows may run it can be larger), so a
         budget that holds one graph at a time beside the bound may hold every graph beside the
-        measurement, or the reverse (and :data:`LEAST` resolves to other bytes). Vectors sized by
+        measurement, or the reverse (and ``"least"`` resolves to other bytes). Vectors sized by
         :meth:`vector_budget` before the first call measured it would get the room of a
         strategy the products do not run, and graphs, tangents and vectors together would
         exceed ``max_memory``. :func:`nets.engine.spectrum.operator_spectra` therefore calls
@@ -898,7 +733,7 @@ class BlockHVP:
 
     def _settle(self, rows: int) -> None:
         """Set the per-tangent estimate for calls of ``rows`` stacked rows
-        (:meth:`_tangent_bytes`) and, under :data:`LEAST`, the budget it implies."""
+        (:meth:`_tangent_bytes`) and, under ``"least"``, the budget it implies."""
         self.plan.tangent_estimate = self._tangent_bytes(rows)
         self.plan.resolve_least()
 
@@ -946,7 +781,7 @@ class BlockHVP:
         plan keeps every graph only where one tangent and ``least`` fit beside them, shares the
         rest so that the vectors get ``least`` where one tangent leaves it
         (:meth:`nets.engine.budget.MemoryPlan.room`), and
-        under :data:`LEAST` the budget holds a graph, a tangent and the larger of half a tangent
+        under ``"least"`` the budget holds a graph, a tangent and the larger of half a tangent
         and ``least`` (on a small model with large blocks the vectors, not the products, set the
         least: a float32 MLP with a block of 8,192 parameters, 6 steps, ran 2.4 times its least
         budget in live tensors, counted by :class:`nets.engine.memory.LiveBytes`, before this).
@@ -1158,32 +993,7 @@ class BlockHVP:
         rebuilt = self._build_seconds if self.graph_strategy == "one-at-a-time" else 0.0
         cost = {m: s + (rebuilt if m != "forward" else 0.0) for m, s in seconds.items()}
         choice = min(cost, key=cost.__getitem__)  # rank 0's choice is shared after the call
-        # round-off of a product is relative to the Hessian's scale, not to the block's own
-        # products (a block whose Hessian is 0, like an attention key bias, is all round-off):
-        # each block is compared at its own scale, floored at 1% of the largest block's
-        tol = 10 * float(np.sqrt(torch.finfo(self.dtype).eps))
-        top = max((float(r.abs().max()) for r in results[choice] if r is not None),
-                  default=0.0)
-        # a block alone (exact_blockwise_eigenvalues) has no other scale: products below
-        # sqrt(eps)·max|v| in both modes are round-off too
-        floor = float(np.sqrt(torch.finfo(self.dtype).eps)) * max(
-            float(v.abs().max()) for v in vectors if v is not None)
-        for mode, res in results.items():
-            for b, r, ref in zip(self.blocks, res, results[choice], strict=True):
-                if ref is None:
-                    continue
-                if not (all_finite(r) and all_finite(ref)):
-                    raise ValueError(f"non-finite Hessian-vector product in block {b.name!r}")
-                scale = max(float(ref.abs().max()), float(r.abs().max()), 1e-2 * top, floor,
-                            torch.finfo(self.dtype).tiny)
-                diff = float((r - ref).abs().max()) / scale
-                if not diff <= tol:
-                    raise ValueError(
-                        f"Hessian-vector products disagree between modes {choice!r} and "
-                        f"{mode!r} in block {b.name!r} (relative difference {diff:.1e} > "
-                        f"{tol:.0e}): the model differentiates differently in forward and "
-                        "reverse mode (e.g. nn.Embedding(padding_idx=...)); pass mode= to "
-                        "choose the product you trust")
+        check_agreement(results, choice, [b.name for b in self.blocks], vectors, self.dtype)
         self.mode = choice
         self.calibration = {"seconds": cost, "failed": failed, "skipped": skipped,
                             "graph_build_seconds": self._build_seconds}
@@ -1193,8 +1003,8 @@ class BlockHVP:
         return results[choice]
 
     def _bundle_size(self, vectors) -> int:
-        """Blocks per bundle for this call's ``vectors`` (:func:`bundle_blocks` of its largest
-        stack; 1 for an operator of one block)."""
+        """Blocks per bundle for this call's ``vectors`` (:func:`nets.engine.modes.bundle_blocks`
+        of its largest stack; 1 for an operator of one block)."""
         if len(self.blocks) < 2:
             return 1
         rows = max(v.shape[0] for v in vectors if v is not None)

@@ -337,7 +337,7 @@ def blockwise_spectrum(
             ``"forward"``, ``"reverse"``, ``"reverse-block"`` or ``"reverse-bundle"``; see
             :class:`nets.engine.hvp.BlockHVP`. All give the same numbers to round-off.
         max_memory: Memory budget in bytes for kept gradient graphs, stacked tangents and
-            Lanczos vectors; ``"least"`` (:data:`nets.engine.hvp.LEAST`) for the least the
+            Lanczos vectors; ``"least"`` (:data:`nets.engine.budget.LEAST`) for the least the
             products run in, one batch's graph and one tangent, measured on the first batch
             (the smallest peak, some time lost rebuilding graphs); default: half the memory
             available now (every graph kept when they fit: the fastest).

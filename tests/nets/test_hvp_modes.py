@@ -20,16 +20,17 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import nets
 from nets.engine import hvp as hvp_module
+from nets.engine import modes as modes_module
 from nets.engine.blocks import resolve_blocks
-from nets.engine.hvp import (
+from nets.engine.budget import LEAST
+from nets.engine.hvp import BlockHVP
+from nets.engine.memory import LiveBytes
+from nets.engine.modes import (
     FORWARD_MIN_TANGENTS,
     FORWARD_MIN_TANGENTS_CPU,
-    LEAST,
     MODES,
-    BlockHVP,
     forward_min_tangents,
 )
-from nets.engine.memory import LiveBytes
 from nets.engine.spectrum import operator_spectra
 
 from .conftest import OldStyleSquare, mse_problem, on_device
@@ -117,10 +118,10 @@ def _with_dense(request, problem: str):
 def test_every_mode_matches_dense_hessian_blocks(problem, mode, device, request, monkeypatch):
     # auto times every mode here: forward-over-reverse too, however few the tangents, and
     # reverse-bundle with several blocks per bundle, however many rows (an identity per block)
-    monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS_CPU", 1)
-    monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS", 1)
-    monkeypatch.setattr(hvp_module, "BUNDLE_ROWS", 10**4)
-    monkeypatch.setattr(hvp_module, "BUNDLE_ON_CPU", True)
+    monkeypatch.setattr(modes_module, "FORWARD_MIN_TANGENTS_CPU", 1)
+    monkeypatch.setattr(modes_module, "FORWARD_MIN_TANGENTS", 1)
+    monkeypatch.setattr(modes_module, "BUNDLE_ROWS", 10**4)
+    monkeypatch.setattr(modes_module, "BUNDLE_ON_CPU", True)
     model, loss_fn, data, h, names, offsets = _with_dense(request, problem)
     model, data = on_device(model, data, device)  # the reference stays the CPU's
     blocks = resolve_blocks(model, None)
@@ -223,14 +224,14 @@ def test_auto_skips_forward_below_the_cpu_threshold_and_times_it_warm(mlp_proble
         return real(self, mode, *args, **kwargs)
 
     monkeypatch.setattr(BlockHVP, "_products", products)
-    monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS_CPU", total + 1)
+    monkeypatch.setattr(modes_module, "FORWARD_MIN_TANGENTS_CPU", total + 1)
     op = BlockHVP(model, loss_fn, data, blocks)
     op(eyes)
     cal = op.info()["calibration"]
     assert "forward" not in calls
     assert cal["skipped"]["forward"] == f"{total} < {total + 1} tangents on cpu"
     calls.clear()
-    monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS_CPU", total)
+    monkeypatch.setattr(modes_module, "FORWARD_MIN_TANGENTS_CPU", total)
     op = BlockHVP(model, loss_fn, data, blocks)
     op(eyes)
     cal = op.info()["calibration"]
@@ -246,10 +247,10 @@ def test_auto_skips_the_zero_padded_modes_with_one_tangent_per_product(mlp_probl
     tangents per ``vmap``, not per call), and names why; the products are reverse-block's."""
     model, loss_fn, data = mlp_problem[:3]
     blocks = resolve_blocks(model, None)
-    assert len(blocks) < hvp_module.ZERO_PADDED_MAX_BLOCKS  # the zero-padded modes qualify
+    assert len(blocks) < modes_module.ZERO_PADDED_MAX_BLOCKS  # the zero-padded modes qualify
     vecs = [torch.randn(3, b.dim, generator=torch.Generator().manual_seed(i),
                         dtype=torch.float64) for i, b in enumerate(blocks)]
-    monkeypatch.setattr(hvp_module, "FORWARD_MIN_TANGENTS_CPU", 2)  # each call has 12
+    monkeypatch.setattr(modes_module, "FORWARD_MIN_TANGENTS_CPU", 2)  # each call has 12
     roomy = BlockHVP(model, loss_fn, data, blocks)
     roomy(vecs)
     assert set(roomy.info()["calibration"]["seconds"]) == {"reverse-block", "reverse", "forward"}
@@ -589,7 +590,7 @@ def test_compiled_products_with_mse_loss_run_and_equal_the_eager_ones(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch._dynamo.is_dynamo_supported(), reason="no torch.compile here")
-@pytest.mark.skipif(not hvp_module._recompile_limit(), reason="torch.compile has no limit option")
+@pytest.mark.skipif(not modes_module.compile_options(), reason="torch.compile has no limit option")
 def test_compiled_products_of_more_models_than_torchs_limit_all_compile():
     """Ten models in one process: each compiles its own product (torch's own limit of 8 per
     function ran the ninth and tenth uncompiled, with a warning in its log only)."""
@@ -1156,8 +1157,8 @@ def test_determinism_check_still_compares_two_evaluations():
 def test_bundle_size_aims_at_bundle_rows_within_the_chunk(tangents, chunk_size, size):
     """Blocks per bundle: about BUNDLE_ROWS rows per double backward, never more rows than a
     chunk, at least one block."""
-    assert hvp_module.BUNDLE_ROWS == 6
-    assert hvp_module.bundle_blocks(tangents, chunk_size) == size
+    assert modes_module.BUNDLE_ROWS == 6
+    assert modes_module.bundle_blocks(tangents, chunk_size) == size
 
 
 def test_auto_bundles_only_where_a_bundle_holds_several_blocks(mlp_problem, monkeypatch):
@@ -1174,7 +1175,7 @@ def test_auto_bundles_only_where_a_bundle_holds_several_blocks(mlp_problem, monk
     assert default.info()["calibration"]["skipped"]["reverse-bundle"].startswith(
         "not tried on a CPU (BUNDLE_ON_CPU)")
     assert default.mode != "reverse-bundle"
-    monkeypatch.setattr(hvp_module, "BUNDLE_ON_CPU", True)
+    monkeypatch.setattr(modes_module, "BUNDLE_ON_CPU", True)
 
     def vectors(m):
         return [torch.randn(m, b.dim, generator=torch.Generator().manual_seed(i),

@@ -23,7 +23,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import nets
 from nets.engine.blocks import resolve_blocks
-from nets.engine.hvp import MODES, BlockHVP
+from nets.engine.hvp import BlockHVP
+from nets.engine.modes import MODES
 from nets.zoo import models as zoo
 
 #: float32 products: a few hundred float32 epsilons of the Hessian's scale

@@ -1,0 +1,120 @@
+"""``auto``'s rules (:mod:`nets.engine.modes`) on hand-set inputs: which product modes its
+calibration tries (:func:`auto_skip`, each reason, and the plan's candidates erring towards
+trying), and the check that the modes' products agree (:func:`check_agreement`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nets.engine.modes import (
+    FORWARD_MIN_TANGENTS,
+    FORWARD_MIN_TANGENTS_CPU,
+    ZERO_PADDED_MAX_BLOCKS,
+    auto_skip,
+    check_agreement,
+)
+
+CPU, GPU = torch.device("cpu"), torch.device("cuda")
+
+
+def _why(mode, device=CPU, blocks=4, unpadded=False, tangents=100, chunk_size=None,
+         per_bundle=None):
+    return auto_skip(mode, device=device, blocks=blocks, unpadded=unpadded, tangents=tangents,
+                     chunk_size=chunk_size, per_bundle=per_bundle)
+
+
+def test_the_block_restricted_product_is_always_tried():
+    for kw in ({}, {"blocks": 1, "unpadded": True, "tangents": 1, "chunk_size": 1},
+               {"blocks": 100, "device": GPU}):
+        assert _why("reverse-block", **kw) is None
+
+
+def test_bundles_need_several_blocks_per_bundle_and_an_accelerator():
+    assert _why("reverse-bundle", blocks=1) == "one block: nothing to bundle"
+    assert _why("reverse-bundle", per_bundle=1, device=GPU).startswith("one block per bundle")
+    assert _why("reverse-bundle", per_bundle=4).startswith("not tried on a CPU")
+    assert _why("reverse-bundle", per_bundle=4, device=GPU) is None
+    assert _why("reverse-bundle", device=GPU) is None  # bundles not known yet: may run
+
+
+@pytest.mark.parametrize("device, least", [(CPU, FORWARD_MIN_TANGENTS_CPU),
+                                           (GPU, FORWARD_MIN_TANGENTS)])
+def test_forward_over_reverse_needs_enough_tangents_per_vmap(device, least):
+    assert _why("forward", device, tangents=least) is None
+    assert _why("forward", device, tangents=least - 1) == (
+        f"{least - 1} < {least} tangents on {device.type}")
+    assert _why("forward", device, tangents=10 * least, chunk_size=least - 1) == (
+        f"{least - 1} tangents per product (chunk_size {least - 1}) < {least} on "
+        f"{device.type}")
+
+
+def test_zero_padded_modes_need_few_blocks_and_something_to_pad():
+    many = ZERO_PADDED_MAX_BLOCKS
+    assert _why("reverse", blocks=many) == f"{many} >= {many} blocks"
+    assert _why("forward", blocks=many) == f"{many} >= {many} blocks"
+    assert _why("reverse", blocks=many - 1) is None
+    assert _why("reverse", chunk_size=1).startswith("one tangent per product")
+    assert _why("reverse", tangents=1) is None  # chunks not planned yet: may run
+    assert _why("reverse", blocks=1, unpadded=True).startswith("every block is whole tensors")
+
+
+def _agree(products, choice="reverse-block", vectors=None, dtype=torch.float64):
+    """Run the agreement check on hand-set products of two blocks, ``a`` and ``b``."""
+    vectors = vectors or [torch.ones(1, 2, dtype=dtype), torch.ones(1, 2, dtype=dtype)]
+    check_agreement(products, choice, ["a", "b"], vectors, dtype)
+
+
+def _stack(*values, dtype=torch.float64):
+    return torch.tensor([values], dtype=dtype)
+
+
+def test_products_equal_to_round_off_agree_and_a_difference_beyond_it_is_named():
+    eps = torch.finfo(torch.float64).eps
+    ref = [_stack(1.0, 2.0), _stack(3.0, -4.0)]
+    close = [_stack(1.0 + 10 * eps, 2.0), _stack(3.0, -4.0 * (1 + 10 * eps))]
+    _agree({"reverse-block": ref, "forward": close})
+    far = [_stack(1.0, 2.0), _stack(3.0, -4.0 * (1 + 1e-6))]
+    with pytest.raises(ValueError, match="modes 'reverse-block' and 'forward' in block 'b'"):
+        _agree({"reverse-block": ref, "forward": far})
+
+
+def test_a_block_is_compared_at_the_hessians_scale_not_its_own():
+    # block b's Hessian is zero (an attention key bias): its products are round-off of the
+    # largest block's scale and agree however different they are relative to themselves
+    ref = [_stack(1e3, 0.0), _stack(1e-12, 0.0)]
+    other = [_stack(1e3, 0.0), _stack(-1e-12, 3e-12)]
+    _agree({"reverse-block": ref, "reverse": other})
+    # ... but not a difference at a hundredth of the largest block's scale
+    with pytest.raises(ValueError, match="in block 'b'"):
+        _agree({"reverse-block": ref, "reverse": [_stack(1e3, 0.0), _stack(10.0, 0.0)]})
+
+
+def test_a_block_alone_is_compared_at_the_tangents_scale():
+    # no other block gives a scale: products below sqrt(eps) * max|v| are round-off
+    ones = [torch.ones(1, 2, dtype=torch.float64)]
+    tiny = float(torch.finfo(torch.float64).eps)
+    check_agreement({"reverse-block": [_stack(tiny, 0.0)], "forward": [_stack(0.0, tiny)]},
+                    "reverse-block", ["a"], ones, torch.float64)
+    with pytest.raises(ValueError, match="disagree"):
+        check_agreement({"reverse-block": [_stack(1e-3, 0.0)], "forward": [_stack(0.0, 0.0)]},
+                        "reverse-block", ["a"], ones, torch.float64)
+
+
+def test_the_tolerance_follows_the_dtype():
+    ref = [_stack(1.0, 2.0, dtype=torch.float32), _stack(3.0, 4.0, dtype=torch.float32)]
+    off = [_stack(1.0 + 1e-4, 2.0, dtype=torch.float32), _stack(3.0, 4.0, dtype=torch.float32)]
+    ones = [torch.ones(1, 2), torch.ones(1, 2)]
+    _agree({"reverse-block": ref, "forward": off}, vectors=ones, dtype=torch.float32)
+    with pytest.raises(ValueError, match="disagree"):  # 1e-4 is far beyond float64 round-off
+        _agree({"reverse-block": [r.double() for r in ref],
+                "forward": [o.double() for o in off]})
+
+
+def test_skipped_blocks_are_left_out_and_non_finite_products_are_refused():
+    ref = [_stack(1.0, 2.0), None]
+    _agree({"reverse-block": ref, "forward": [_stack(1.0, 2.0), None]},
+           vectors=[torch.ones(1, 2, dtype=torch.float64), None])
+    with pytest.raises(ValueError, match="non-finite Hessian-vector product in block 'a'"):
+        _agree({"reverse-block": ref, "forward": [_stack(float("nan"), 2.0), None]},
+               vectors=[torch.ones(1, 2, dtype=torch.float64), None])
