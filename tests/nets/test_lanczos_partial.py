@@ -5,7 +5,7 @@ fewer passes, and instruments shown able to fail."""
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import nets
@@ -44,11 +44,19 @@ def _outliers(n, rng):
 @given(n=st.integers(20, 80), seed=st.integers(0, 2**31 - 1),
        kind=st.sampled_from(["outliers", "geometric", "uniform"]),
        dtype=st.sampled_from([torch.float64, torch.float32]))
+@example(n=61, seed=0, kind="outliers", dtype=torch.float32)  # the two stop 3 steps apart
 def test_partial_matches_full_and_stays_semi_orthogonal(n, seed, kind, dtype):
     """Three kinds of spectra (Hessian-like outliers over a bulk, six decades, uniform), in
     float32 and float64, as many steps as the dimension: the basis stays within ``10√u`` of
     orthonormal, nodes and the quadrature's first two moments match full
-    reorthogonalization's to ``200·u‖A‖``, and partial never runs more passes."""
+    reorthogonalization's to ``200·u‖A‖``, and partial never runs more passes.
+
+    Both stop where ``β_j < tol·‖T‖`` (``tol = √eps = 2√u`` by default), and a semi-orthogonal
+    basis leaves components of about ``√u‖A‖`` in ``w``, the same order: near the end of a run
+    that exhausts the space, where the ``β`` fall to that level, the two may stop a few steps
+    apart (n = 61, outliers, float32: 55 and 58 steps). They may differ only there: the run
+    that goes on has every ``β`` from the other's stop on within ``10√u‖T‖`` of the
+    threshold, and its extreme nodes and moments still match."""
     rng = np.random.default_rng(seed)
     lam = {"outliers": lambda: _outliers(n, rng),
            "geometric": lambda: np.geomspace(1e-3, 1e3, n),
@@ -63,14 +71,24 @@ def test_partial_matches_full_and_stays_semi_orthogonal(n, seed, kind, dtype):
     scale = np.abs(lam).max()
     # semi-orthogonal: every overlap within a modest multiple of √u
     assert _loss_of_orthogonality(seen, part.n_steps) <= 10 * np.sqrt(u)
-    np.testing.assert_array_equal(part.n_steps, full.n_steps)
+    for r in range(2):
+        kf, kp = int(full.n_steps[r]), int(part.n_steps[r])
+        if kf != kp:  # a stop decided within the semi-orthogonality level only
+            longer = full if kf > kp else part
+            norm = max(np.abs(longer.alpha[r, :max(kf, kp)]).max(),
+                       np.abs(longer.beta[r, :max(kf, kp)]).max())
+            band = (np.sqrt(torch.finfo(dtype).eps) + 10 * np.sqrt(u)) * norm
+            assert np.all(longer.beta[r, min(kf, kp) - 1:max(kf, kp) - 1] <= band), (kf, kp)
     nodes_f, weights_f = gauss_quadrature(full)
     nodes_p, weights_p = gauss_quadrature(part)
     tol = 200 * u * scale  # 300 seeded draws of these spectra differed by at most 20 u‖A‖
     for r in range(2):
-        k = int(full.n_steps[r])
-        np.testing.assert_allclose(np.sort(nodes_p[r, :k]), np.sort(nodes_f[r, :k]), rtol=0,
-                                   atol=tol)
+        kf, kp = int(full.n_steps[r]), int(part.n_steps[r])
+        sorted_f, sorted_p = np.sort(nodes_f[r, :kf]), np.sort(nodes_p[r, :kp])
+        if kf == kp:
+            np.testing.assert_allclose(sorted_p, sorted_f, rtol=0, atol=tol)
+        else:  # the converged extremes: the outliers and the ends of the bulk
+            np.testing.assert_allclose(sorted_p[[0, -1]], sorted_f[[0, -1]], rtol=0, atol=tol)
         # the quadrature's moments: the same measure (weights of nearby nodes may trade)
         for power in (1, 2):
             np.testing.assert_allclose((weights_p[r] * nodes_p[r] ** power).sum(),
