@@ -86,7 +86,8 @@ bench-spectrum-least: install
 # The whole grid's full-spectrum cells with nets at reorth="partial", a nets+full-reorth row
 # timing the default in the same rounds: what partial reorthogonalization gains, and which
 # full-spectrum targets it meets; then the same at the paper's 100 Lanczos steps (one probe,
-# one thread). 2 interleaved rounds; resumable.
+# one thread), and on the quick grid's blockwise cells (3 rounds: minutes). 2 interleaved
+# rounds; resumable.
 bench-spectrum-partial: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps $(PEERS)
@@ -96,6 +97,9 @@ bench-spectrum-partial: install
 	$(PY) benchmarks/bench_peers.py --grid paper-steps --reorth partial --rounds 2 \
 	  --out benchmarks/results/peers-paper-steps-partial.md \
 	  --json benchmarks/results/peers-paper-steps-partial.json --resume
+	$(PY) benchmarks/bench_peers.py --grid quick --only kind=blocks --reorth partial --rounds 3 \
+	  --out benchmarks/results/peers-quick-blocks-partial.md \
+	  --json benchmarks/results/peers-quick-blocks-partial.json --resume
 
 # Memory against speed: nets' blockwise spectrum at several memory budgets against
 # hessian-eigenthings one block at a time (one cell of the grid: gpt2-m, 3 probes, 10 steps,
