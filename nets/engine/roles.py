@@ -41,10 +41,14 @@ Its projections are
   sizes) or ``to_qkv``, of ``3E`` rows or of the rows the geometry gives;
 * *fused, per head*: each head's Q, K and V rows in turn (:data:`FUSED_LAYOUTS`: GPT-NeoX and
   Pythia, BLOOM);
-* *fused, unknown*: any other fused projection, and the classes whose layout depends on their
-  config or is neither of the two (Falcon, CodeGen). Splitting one is refused with the fix
-  (pass the blocks yourself, :func:`nets.engine.blocks.split_parameter`), never guessed: a
-  wrong guess would label K rows as Q and give JS distances of blocks that do not exist.
+* *fused, grouped*: for each of the ``G`` key/value heads, the rows of its ``H/G`` query heads,
+  then its K rows, then its V rows (Falcon-40B's "new decoder architecture"). Falcon's layout
+  follows its config, which :data:`FUSED_LAYOUTS` reads off the module: grouped under the new
+  architecture, else stacked ``(H d, d, d)`` with multi-query attention, else per head;
+* *fused, unknown*: any other fused projection, and the classes whose layout is none of these
+  (CodeGen). Splitting one is refused with the fix (pass the blocks yourself,
+  :func:`nets.engine.blocks.split_parameter`), never guessed: a wrong guess would label K rows
+  as Q and give JS distances of blocks that do not exist.
 
 ``split="qkv"`` makes Q, K and V separate blocks (a per-head layout's Q block is one piece per
 head); ``split="heads"`` further splits the Q and K weights into one block per head along the
@@ -85,12 +89,25 @@ _SEPARATE = {"q": re.compile(r"(q|query|q_proj|query_proj|q_lin|to_q|wq)$"),
              "v": re.compile(r"(v|value|v_proj|value_proj|v_lin|to_v|wv)$")}
 #: Names of fused Q/K/V projections whose rows are stacked (all Q, all K, all V).
 _STACKED = re.compile(r"(qkv|c_attn|in_proj|wqkv|qkv_proj|to_qkv)$", re.IGNORECASE)
-#: Fused Q/K/V layouts by attention class, where the class decides it: ``"per-head"`` (each
-#: head's Q, K and V rows in turn: ``view(..., heads, 3, head_dim)``) or ``"unknown"`` (the
-#: layout depends on the config, or is neither stacked nor per head: splitting is refused).
+
+
+def _falcon_layout(attention: nn.Module) -> str:
+    """Falcon's fused ``query_key_value`` layout, as its ``forward`` reads the rows: grouped
+    under the new decoder architecture (``view(..., kv_heads, H/G + 2, head_dim)``), stacked
+    ``(H d, d, d)`` with multi-query attention, else per head (``unflatten(-2, (H, 3))``)."""
+    if getattr(attention, "new_decoder_architecture", False):
+        return "grouped"
+    return "stacked" if getattr(attention, "multi_query", False) else "per-head"
+
+
+#: Fused Q/K/V layouts by attention class, where the class decides it: a layout name,
+#: ``"per-head"`` (each head's Q, K and V rows in turn: ``view(..., heads, 3, head_dim)``),
+#: ``"stacked"``, ``"grouped"`` (module docstring) or ``"unknown"`` (neither of them: splitting
+#: is refused), or a function of the attention module that returns one (where the layout
+#: follows the model's config: Falcon).
 FUSED_LAYOUTS = {"GPTNeoXAttention": "per-head", "BloomAttention": "per-head",
-                 "FalconAttention": "unknown", "CodeGenAttention": "unknown"}
-LAYOUTS = ("separate", "stacked", "per-head", "unknown")
+                 "FalconAttention": _falcon_layout, "CodeGenAttention": "unknown"}
+LAYOUTS = ("separate", "stacked", "per-head", "grouped", "unknown")
 
 
 @dataclass(frozen=True)
@@ -102,10 +119,12 @@ class AttentionPart:
         axis: The output axis (0 for linear layout, 1 for GPT-2 ``Conv1D`` weights).
         heads: Number of query heads of the attention module, or ``None`` if it does not say.
         layout: One of :data:`LAYOUTS`: ``"separate"`` (one part), ``"stacked"``,
-            ``"per-head"`` or ``"unknown"`` (fused in an order nets does not know).
+            ``"per-head"``, ``"grouped"`` or ``"unknown"`` (fused in an order nets does not
+            know).
         sizes: Rows of each part along ``axis`` (stacked and separate), e.g. ``(H d, G d, G d)``
-            for ``H`` query and ``G`` key/value heads of width ``d``; per head, the whole
-            tensor's rows ``(3 H d,)``; ``()`` where the layout is unknown.
+            for ``H`` query and ``G`` key/value heads of width ``d``; per head or grouped, the
+            whole tensor's rows (``(3 H d,)``, ``((H + 2 G) d,)``); ``()`` where the layout is
+            unknown.
         head_dim: Width ``d`` of one head, or ``None`` if the module does not say.
         kv_heads: Number of key/value heads, or ``None`` if the module does not say.
         owner: Class name of the attention module (the key of :data:`FUSED_LAYOUTS`).
@@ -129,6 +148,8 @@ class AttentionPart:
         """
         if self.layout == "per-head":
             return self.heads
+        if self.layout == "grouped":
+            return self.heads if label == "q" else self.kv_heads
         size = self.sizes[self.parts.index(label)]
         if self.head_dim:
             return size // self.head_dim if size % self.head_dim == 0 else None
@@ -152,6 +173,8 @@ class AttentionPart:
             offset = self.parts.index(label) * width
             picked = range(self.heads) if head is None else [head]
             return [(h * 3 * width + offset, h * 3 * width + offset + width) for h in picked]
+        if self.layout == "grouped":
+            return self._grouped_rows(label, head)
         lo = sum(self.sizes[:self.parts.index(label)])
         size = self.sizes[self.parts.index(label)]
         if head is None:
@@ -161,6 +184,20 @@ class AttentionPart:
             raise ValueError(f"part {label!r} does not say its head count")
         width = size // heads
         return [(lo + head * width, lo + (head + 1) * width)]
+
+    def _grouped_rows(self, label: str, head: int | None) -> list[tuple[int, int]]:
+        """:meth:`rows` of the grouped layout: group ``g`` holds rows
+        ``[g s, (g + 1) s)`` with ``s = (H/G + 2) d``, its ``H/G`` query heads, then its key
+        head, then its value head (``d`` rows each)."""
+        d, per = self.head_dim, self.heads // self.kv_heads
+        stride = (per + 2) * d
+        if label == "q":
+            picked = range(self.heads) if head is None else [head]
+            return [((h // per) * stride + (h % per) * d,
+                     (h // per) * stride + (h % per + 1) * d) for h in picked]
+        offset = (per if label == "k" else per + 1) * d
+        picked = range(self.kv_heads) if head is None else [head]
+        return [(g * stride + offset, g * stride + offset + d) for g in picked]
 
 
 def _owners(model: nn.Module) -> dict[str, tuple[str, nn.Module, str]]:
@@ -240,12 +277,19 @@ def _fused(parent: nn.Module, child: str, out_dim: int, in_dim: int, axis: int,
         return None  # not sized or named as a fused Q/K/V projection (an output projection)
     owner = type(parent).__name__
     layout = FUSED_LAYOUTS.get(owner) or ("stacked" if named else "unknown")
+    rule = callable(layout)
+    if rule:
+        layout = layout(parent)
     if layout not in LAYOUTS[1:]:
-        raise ValueError(f"FUSED_LAYOUTS[{owner!r}] is {layout!r}; it must be one of "
-                         f"{', '.join(map(repr, LAYOUTS[1:]))}")
+        raise ValueError(f"FUSED_LAYOUTS[{owner!r}] {'returned' if rule else 'is'} "
+                         f"{layout!r}; it must be one of {', '.join(map(repr, LAYOUTS[1:]))} "
+                         "(or a function of the attention module returning one)")
     if layout == "per-head" and not (heads and out_dim % (3 * heads) == 0):
         layout = "unknown"
-    sizes: tuple[int, ...] = (out_dim,) if layout == "per-head" else ()
+    if layout == "grouped" and not (heads and kv and dim and heads % kv == 0
+                                    and out_dim == (heads + 2 * kv) * dim):
+        layout = "unknown"
+    sizes: tuple[int, ...] = (out_dim,) if layout in ("per-head", "grouped") else ()
     if layout == "stacked":
         if grouped and out_dim == sum(grouped):
             sizes = grouped
@@ -354,8 +398,8 @@ def role_blocks(model: nn.Module, roles: tuple[str, ...] | list[str] | None = No
             raise ValueError(
                 f"split={split!r}: {n!r} is a fused Q/K/V projection of {part.owner} whose "
                 "row order nets does not know (a guess could call K rows Q); set "
-                f"nets.FUSED_LAYOUTS[{part.owner!r}] to 'per-head' or 'stacked' if you know "
-                "it, use split='params', or pass blocks yourself, e.g. from "
+                f"nets.FUSED_LAYOUTS[{part.owner!r}] to 'per-head', 'stacked' or 'grouped' if "
+                "you know it, use split='params', or pass blocks yourself, e.g. from "
                 "nets.split_parameter(name, shape, ['q', 'k', 'v'])")
         for lab in part.parts:
             per_head = split == "heads" and lab in "qk" and p.ndim >= 2

@@ -9,9 +9,10 @@ else; a V block moves every value head). Layouts: GPT-2's stacked ``Conv1D`` ``c
 GPT-NeoX's and BLOOM's per-head fused ``query_key_value``, Llama's separate projections with
 grouped-query attention (fewer key/value heads than query heads), Phi-3's stacked fused
 ``qkv_proj`` with grouped-query sizes, GPT-BigCode's multi-query ``c_attn`` (one key/value head)
-DistilBERT's ``q_lin``/``k_lin``/``v_lin`` and DeBERTa's ``query_proj``/``key_proj``/
-``value_proj``. Falcon's layout depends on its config, and is
-refused.
+DistilBERT's ``q_lin``/``k_lin``/``v_lin``, DeBERTa's ``query_proj``/``key_proj``/
+``value_proj``, and Falcon's fused ``query_key_value`` in each of the three layouts its config
+chooses (per head; multi-query, stacked; the new decoder architecture's groups of query heads
+with their key and value head). CodeGen's layout is neither, and is refused.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def _config(family: str):
         return tf.DistilBertConfig(dim=8, n_heads=2, hidden_dim=8, n_layers=1,
                                    max_position_embeddings=8, vocab_size=11,
                                    attn_implementation="eager")
+    if family.startswith("falcon"):  # one fused query_key_value, laid out by the config
+        layout = {"falcon": dict(multi_query=False),  # per head: (H, 3, d)
+                  "falcon_mq": dict(multi_query=True),  # stacked: (H d, d, d)
+                  "falcon_new": dict(new_decoder_architecture=True, num_kv_heads=2),  # grouped
+                  }[family]
+        return tf.FalconConfig(hidden_size=8, num_attention_heads=4, bias=True, **layout,
+                               **common)
     if family == "deberta_v2":  # query_proj, key_proj, value_proj
         return tf.DebertaV2Config(vocab_size=11, hidden_size=8, num_hidden_layers=1,
                                   num_attention_heads=2, intermediate_size=8,
@@ -67,7 +75,8 @@ def _config(family: str):
 MODELS = {"gpt2": "GPT2LMHeadModel", "gpt_neox": "GPTNeoXForCausalLM",
           "bloom": "BloomForCausalLM", "llama": "LlamaForCausalLM", "phi3": "Phi3ForCausalLM",
           "gpt_bigcode": "GPTBigCodeForCausalLM", "distilbert": "DistilBertForMaskedLM",
-          "deberta_v2": "DebertaV2ForMaskedLM"}
+          "deberta_v2": "DebertaV2ForMaskedLM", "falcon": "FalconForCausalLM",
+          "falcon_mq": "FalconForCausalLM", "falcon_new": "FalconForCausalLM"}
 
 
 def build(family: str) -> torch.nn.Module:
@@ -104,7 +113,8 @@ def record_states(family: str, model, ids, monkeypatch) -> dict[str, torch.Tenso
 
         monkeypatch.setattr(cls, "transpose_for_scores", spy)
     else:
-        module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
+        source = family.partition("_")[0] if family.startswith("falcon") else family
+        module = importlib.import_module(f"transformers.models.{source}.modeling_{source}")
         attend = module.eager_attention_forward
 
         def spy(mod, query, key, value, *args, **kwargs):
@@ -191,15 +201,49 @@ def test_per_head_fused_q_block_is_one_piece_per_head():
 
 
 def test_an_unknown_fused_layout_is_refused_with_the_fix():
-    """Falcon's fused ``query_key_value`` is stacked, per head or grouped depending on its
-    config: splitting it is refused, naming the class and the fix, and split='params' runs."""
-    cfg = transformers.FalconConfig(vocab_size=11, hidden_size=8, num_attention_heads=2,
-                                    num_hidden_layers=1)
-    model = transformers.FalconForCausalLM(cfg)
+    """CodeGen's fused ``qkv_proj`` is neither stacked, per head nor grouped (its rows are
+    ordered for model-parallel shards): splitting it is refused, naming the class and the fix,
+    and split='params' runs."""
+    cfg = transformers.CodeGenConfig(vocab_size=11, n_embd=8, n_head=2, n_layer=1,
+                                     n_positions=8, rotary_dim=2)
+    model = transformers.CodeGenForCausalLM(cfg)
     for split in ("qkv", "heads"):
-        with pytest.raises(ValueError, match=r"FalconAttention.*split='params'.*split_parameter"):
+        with pytest.raises(ValueError, match=r"CodeGenAttention.*split='params'.*split_parameter"):
             nets.role_blocks(model, None, split=split)
-    assert "transformer.h.0.self_attention.query_key_value.weight" in nets.role_blocks(model)
+    assert "transformer.h.0.attn.qkv_proj.weight" in nets.role_blocks(model)
+
+
+@pytest.mark.parametrize("family, layout", [("falcon", "per-head"), ("falcon_mq", "stacked"),
+                                            ("falcon_new", "grouped")])
+def test_falcons_layout_follows_its_config(family, layout):
+    """Falcon with 4 query heads of width 2: per head (3 rows of 2 per head), multi-query
+    (all Q rows, then one K and one V head) and grouped (2 groups: 2 query heads, their key,
+    their value)."""
+    parts = nets.attention_parts(build(family))
+    (part,) = [p for n, p in parts.items() if n.endswith("query_key_value.weight")]
+    assert part.layout == layout
+    rows = {lab: part.rows(lab) for lab in "qkv"}
+    expected = {"falcon": {"q": [(0, 2), (6, 8), (12, 14), (18, 20)],
+                           "k": [(2, 4), (8, 10), (14, 16), (20, 22)],
+                           "v": [(4, 6), (10, 12), (16, 18), (22, 24)]},
+                "falcon_mq": {"q": [(0, 8)], "k": [(8, 10)], "v": [(10, 12)]},
+                "falcon_new": {"q": [(0, 2), (2, 4), (8, 10), (10, 12)],
+                               "k": [(4, 6), (12, 14)], "v": [(6, 8), (14, 16)]}}[family]
+    if family == "falcon_mq":
+        assert rows == expected and part.part_heads("k") == 1
+    else:
+        assert [r for lab in "qkv" for r in rows[lab]] == [r for lab in "qkv"
+                                                          for r in expected[lab]]
+    if family == "falcon_new":
+        assert (part.part_heads("q"), part.part_heads("k")) == (4, 2)
+        assert part.rows("q", 2) == [(8, 10)] and part.rows("v", 1) == [(14, 16)]
+
+
+def test_a_layout_rule_returning_an_unknown_name_is_named(monkeypatch):
+    monkeypatch.setitem(nets.FUSED_LAYOUTS, "FalconAttention", lambda attention: "diagonal")
+    with pytest.raises(ValueError, match=r"FUSED_LAYOUTS\['FalconAttention'\] returned "
+                                         r"'diagonal'.*'grouped'"):
+        nets.attention_parts(build("falcon_new"))
 
 
 def test_an_unknown_attention_class_with_a_3e_projection_is_refused():
