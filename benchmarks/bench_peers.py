@@ -366,6 +366,8 @@ def _table_row(cell: dict, method: str, r: dict, nets_row: dict, peers: dict) ->
     (``nets_row``) and, in the nets row, the targets against ``peers`` (their rows)."""
     head = (f"| {cell['model']} | {cell['kind']} | {cell['probes']} | {cell['steps']} | "
             f"{cell['threads']} | {method} |")
+    if r.get("error") == "not measured":  # a cell the file lacks: nothing failed
+        return f"{head} not measured | | | | | | | | |"
     if "error" in r:
         return f"{head} failed | | | | | | | | {r['error']} |"
     ratio = "" if method == "nets" or "error" in nets_row else \

@@ -240,7 +240,7 @@ def test_resume_keeps_finished_cells_and_runs_the_rest(tmp_path, monkeypatch, be
     missing = [line for line in text.splitlines()
                if line.startswith("|") and "not measured" in line]
     assert len(missing) == 1 + len(again_needed)
-    assert f"| {dropped['method']} | failed |" in "\n".join(missing)
+    assert f"| {dropped['method']} | not measured |" in "\n".join(missing)
     with pytest.raises(SystemExit):
         bench.main(["--grid", "smoke", "--render-only", "--json", str(out)])
     out.write_text("{not json")
