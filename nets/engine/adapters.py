@@ -34,7 +34,14 @@ Every product mode gives this matrix; the padding row's ``d`` coordinates add ``
 eigenvalues to the embedding's block.
 
 **Batch size** ``n_b`` (the weight of the batch in the mean loss) is the length of the first axis
-of the targets (or of their first tensor when the targets are a tuple or mapping).
+of the targets (or of their first tensor when the targets are a tuple or mapping), or of the
+inputs where the targets are ``None`` (a model that computes its own loss from labels among its
+inputs: ``((batch_with_labels, None))`` pairs and ``loss_fn = lambda out, _: out.loss``).
+
+**Loss.** ``loss_fn`` must return a scalar floating tensor (:func:`checked_loss`); anything else
+is refused with what it returned, and ``None`` with the likely cause: a Hugging Face model
+returns ``loss=None`` when it is not given labels, and a mapping batch's ``"labels"`` go to
+``loss_fn`` as the targets, not to the model.
 """
 
 from __future__ import annotations
@@ -48,8 +55,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from nets.engine.distributed import Communicator
 
-__all__ = ["batch_size", "check_modes", "first_samples", "forward", "functional_forward",
-           "math_attention", "padding_rows", "prepare_data", "split_batch", "to_device"]
+__all__ = ["LossError", "batch_size", "check_modes", "checked_loss", "first_samples", "forward",
+           "functional_forward", "math_attention", "padding_rows", "prepare_data", "split_batch",
+           "to_device"]
 
 LossFn = Callable[[object, object], torch.Tensor]
 
@@ -176,12 +184,17 @@ def first_samples(x: object, n: int) -> object:
     return x
 
 
-def batch_size(targets: object) -> int:
-    """Number of samples ``n_b`` of a batch from its targets (first axis of the first tensor).
+def batch_size(targets: object, inputs: object = None) -> int:
+    """Number of samples ``n_b`` of a batch from its targets (first axis of the first tensor),
+    or from its inputs where the targets are ``None``.
 
     Args:
-        targets: The batch's targets (a tensor, or a structure of tensors).
+        targets: The batch's targets (a tensor, or a structure of tensors), or ``None`` (a
+            model that computes its loss from its inputs).
+        inputs: The batch's inputs, counted where ``targets`` is ``None``.
     """
+    if targets is None and inputs is not None:
+        return batch_size(inputs)
     if isinstance(targets, torch.Tensor):
         return int(targets.shape[0]) if targets.ndim else 1
     if isinstance(targets, Mapping):
@@ -192,6 +205,39 @@ def batch_size(targets: object) -> int:
         return len(targets)  # type: ignore[arg-type]
     except TypeError:
         return 1
+
+
+class LossError(ValueError):
+    """``loss_fn`` returned something other than a scalar floating tensor."""
+
+
+def checked_loss(loss: object) -> torch.Tensor:
+    """``loss``, checked to be what the Hessian is of: a scalar floating tensor, the batch's
+    mean loss ``ℓ_b``.
+
+    Args:
+        loss: What ``loss_fn(model(inputs), targets)`` returned.
+
+    Returns:
+        ``loss`` itself.
+
+    Raises:
+        LossError: ``loss`` is not a tensor, has axes, or is not floating; for ``None`` the
+            message names the likely cause (a Hugging Face model given no labels) and the fix.
+    """
+    if isinstance(loss, torch.Tensor) and loss.ndim == 0 and loss.is_floating_point():
+        return loss
+    if loss is None:
+        raise LossError(
+            "loss_fn returned None. A Hugging Face model returns loss=None when it is not "
+            f"given labels, and a mapping batch's {LABELS_KEY!r} go to loss_fn as the "
+            "targets, not to the model: compute the loss from the output's logits and the "
+            "targets, or pass (inputs, targets) pairs whose inputs keep the labels, e.g. "
+            f"(batch, batch[{LABELS_KEY!r}]), so that loss_fn may return out.loss")
+    got = (f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) and loss.ndim
+           else f"dtype {loss.dtype}" if isinstance(loss, torch.Tensor)
+           else type(loss).__name__)
+    raise LossError(f"loss_fn must return a scalar floating tensor (a mean loss), got {got}")
 
 
 def to_device(x: object, device: torch.device, dtype: torch.dtype | None = None) -> object:
@@ -298,7 +344,7 @@ def _checked_batches(model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
     for i, batch in enumerate(data):
         x, y = split_batch(batch, i)
         x, y = to_device(x, device), to_device(y, device)
-        batches.append((x, y, batch_size(y)))
+        batches.append((x, y, batch_size(y, x)))
     if not batches:
         raise ValueError("data is empty: the mean loss over no samples is undefined")
     total = sum(n for _, _, n in batches)
@@ -306,16 +352,14 @@ def _checked_batches(model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
         raise ValueError("data has no samples")
     for i, (x, y, _) in enumerate(batches):
         try:
-            loss = evaluate(i, x, y, 0)
+            loss = checked_loss(evaluate(i, x, y, 0))
+        except LossError as e:
+            raise LossError(f"batch {i}: {e}") from None
         except Exception as e:  # the user's model or loss on the user's data
             first = str(e).splitlines()[0] if str(e) else ""
             raise ValueError(f"data: the model or loss_fn fails on batch {i} "
                              f"({type(e).__name__}: {first}); check the shapes and dtypes "
                              "of the inputs and targets") from e
-        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss)
-            raise ValueError(f"loss_fn must return a scalar tensor (a mean loss); batch "
-                             f"{i} gave {shape}")
         loss = loss.detach()
         if not torch.isfinite(loss):
             raise ValueError(f"the loss is not finite on batch {i} ({loss.item()}): check "

@@ -310,7 +310,7 @@ class BlockHVP:
         # the others are kept for the products while they fit (see _check_loss)
         self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm,
                                  evaluate=self._check_loss)
-        self.plan.samples = tuple(batch_size(y) for _, y, _ in self.data)
+        self.plan.samples = tuple(batch_size(y, x) for x, y, _ in self.data)
         self._hvp = forward_over_reverse(model, loss_fn)
         self.compiled = bool(compile)
         if compile:
@@ -466,8 +466,8 @@ class BlockHVP:
         """
         if i == 0:
             return self._measure(x, y) if k == 0 else self._forward_loss(x, y, record=True)
-        if self._keeping and self._fits(y):
-            return self._new_graph(i, x, y, keep=True, samples=batch_size(y))[1].detach()
+        if self._keeping and self._fits(x, y):
+            return self._new_graph(i, x, y, keep=True, samples=batch_size(y, x))[1].detach()
         if self._keeping:
             self._keeping = False
             self._drop_graphs()
@@ -480,12 +480,12 @@ class BlockHVP:
             return batch_loss(self._model, self._buffers, self._loss_fn, self.params,
                               self.names, x, y)[1]
 
-    def _fits(self, y: object) -> bool:
-        """Whether the graph of the batch with targets ``y``, with those kept so far and one
+    def _fits(self, x: object, y: object) -> bool:
+        """Whether the graph of the batch ``(x, y)``, with those kept so far and one
         tangent's worth of room, fits the budget (:meth:`nets.engine.budget.MemoryPlan.fits`,
         the plan's ``"keep-all"`` test batch by batch: every batch fits exactly when all graphs
         do)."""
-        return self.plan.fits(self._kept_bytes, batch_size(y))
+        return self.plan.fits(self._kept_bytes, batch_size(y, x))
 
     def _measure(self, x: object, y: object) -> torch.Tensor:
         """Build the first batch's gradient graph, measure it and keep it while it fits; its
@@ -513,9 +513,9 @@ class BlockHVP:
         if size is None:  # a node the walk cannot read: measured by hooks on a second build
             del leaves, grads
             return self._measure_graph(x, y).detach()
-        self._measured(size, batch_size(y), seconds)
-        if self._keeping and self._fits(y):  # a graph the products run on: its build counts
-            self._keep(0, (leaves, grads), batch_size(y))
+        self._measured(size, batch_size(y, x), seconds)
+        if self._keeping and self._fits(x, y):  # a graph the products run on: its build counts
+            self._keep(0, (leaves, grads), batch_size(y, x))
             self._graph_seconds += seconds
         else:
             self._keeping = False
@@ -527,7 +527,7 @@ class BlockHVP:
         Returns the batch loss."""
         with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
             (_, _, loss), seconds = self._timed_build(x, y)
-        self._measured(saved.bytes, batch_size(y), seconds)
+        self._measured(saved.bytes, batch_size(y, x), seconds)
         return loss
 
     def _measured(self, size: int, samples: int, seconds: float) -> None:
@@ -836,7 +836,7 @@ class BlockHVP:
         names = None if keep else [
             n for n in self.names if any(v is not None and n in b.params
                                          for b, v in zip(self.blocks, vectors, strict=True))]
-        return self._new_graph(i, x, y, keep=keep, samples=batch_size(y), names=names)[0]
+        return self._new_graph(i, x, y, keep=keep, samples=batch_size(y, x), names=names)[0]
 
     def _new_graph(self, i: int, x: object, y: object, *, keep: bool, samples: int,
                    names: Sequence[str] | None = None) -> tuple[tuple[dict, dict], torch.Tensor]:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch.func import grad, jvp, vmap
 
-from nets.engine.adapters import LossFn, functional_forward
+from nets.engine.adapters import LossFn, checked_loss, functional_forward
 from nets.engine.blocks import Block
 from nets.engine.checks import check_callable, check_model
 from nets.engine.finite import all_finite
@@ -248,10 +248,13 @@ def batch_loss(model: torch.nn.Module, buffers: Mapping[str, torch.Tensor], loss
 
     Returns:
         ``(leaves, loss)``.
+
+    Raises:
+        nets.engine.adapters.LossError: ``loss_fn`` returned no scalar floating tensor.
     """
     leaves = {n: params[n].detach().requires_grad_(True) for n in names}
     out = functional_forward(model, ({**params, **leaves}, buffers), inputs)
-    return leaves, loss_fn(out, targets)
+    return leaves, checked_loss(loss_fn(out, targets))
 
 
 class DoubleBackward:

@@ -77,8 +77,18 @@ def test_non_finite_hvp_is_reported():
 
 
 def test_loss_not_scalar():
-    with pytest.raises(ValueError, match="scalar"):
+    with pytest.raises(ValueError, match=r"batch 0: loss_fn must return a scalar floating "
+                                         r"tensor \(a mean loss\), got shape \(8,\)"):
         nets.blockwise_spectrum(_mlp(), lambda o, t: CE(o, t, reduction="none"), _data())
+
+
+@pytest.mark.parametrize("loss, got", [(lambda o, t: None, "returned None"),
+                                       (lambda o, t: torch.tensor(3), "got dtype torch.int64"),
+                                       (lambda o, t: 3.0, "got float")])
+def test_a_loss_that_is_not_a_floating_scalar_tensor_is_named(loss, got):
+    for spectrum in (nets.blockwise_spectrum, nets.full_spectrum):
+        with pytest.raises(ValueError, match=f"batch 0: .*{got}"):
+            spectrum(_mlp(), loss, _data(), lanczos_steps=2, probes=1)
 
 
 def test_random_loss_refused():

@@ -197,6 +197,40 @@ def test_slq_extremes_match_exact_block(problem):
         assert abs(spec[n].nodes[spec[n].weights > 0].min() - exact[n].min()) <= tol
 
 
+def _own_loss(out, _targets):
+    """The loss the model computes itself from the labels among its inputs."""
+    return out.loss
+
+
+def test_a_model_computing_its_own_loss_from_labels_in_its_inputs():
+    """GPT-2 given ``labels`` returns its shifted next-token loss as ``out.loss``: with
+    ``(inputs with labels, None)`` batches of 2 and 1 rows the engine weights them by their
+    inputs' rows, as with the labels passed as targets too, and both equal the double-backward
+    Hessian of the sample-weighted mean (counting each batch once would weight them 1/2, 1/2
+    instead of 2/3, 1/3). ``transformers``' loss casts the logits to float32
+    (``logits.float()`` in ``loss_utils``), so two exact Hessians of this float64 model agree to
+    float32's round-off (as Llama's, :data:`RTOL`)."""
+    model, _, data = gpt2_problem()
+    with_labels = [({**x, "labels": y}, y) for x, y in data]
+    ref = reference_hessian(model, _own_loss, with_labels)
+    scale = np.abs(ref).max()
+    for batches in (with_labels, [(x, None) for x, _ in with_labels]):
+        h = nets.dense_hessian(model, _own_loss, batches)
+        np.testing.assert_allclose(h, ref, rtol=0, atol=1e-6 * scale)
+    equal = reference_hessian(model, _own_loss, [(x, y[:1]) for x, y in with_labels])
+    assert np.abs(equal - ref).max() > 1e-3 * scale  # the weights are visible
+
+
+def test_labels_left_to_the_loss_name_the_fix_when_the_model_returns_no_loss():
+    """A mapping batch's ``labels`` go to ``loss_fn`` as the targets, so ``out.loss`` is None:
+    refused with the cause and the two fixes, not a traceback from autograd."""
+    model, _, data = gpt2_problem()
+    batches = [{**x, "labels": y} for x, y in data]
+    with pytest.raises(ValueError, match=r"batch 0: loss_fn returned None.*\(batch, "
+                                         r"batch\['labels'\]\)"):
+        nets.full_spectrum(model, _own_loss, batches, lanczos_steps=2, probes=1)
+
+
 def test_gpt2_tied_head_is_one_block():
     model, _, _ = gpt2_problem()
     assert model.lm_head.weight is model.transformer.wte.weight
