@@ -21,6 +21,13 @@ derivatives nor double backward, so every forward call of the engine runs inside
 Hugging Face's default ``attn_implementation="sdpa"``) evaluates the same attention with ordinary
 differentiable operations.
 
+**Weight norm.** ``torch._weight_norm`` (behind ``nn.utils.parametrizations.weight_norm`` and the
+older ``nn.utils.weight_norm``) runs a fused kernel whose double backward is not the second
+derivative on torch 2.13 (the Hessian it gives is not symmetric; ``tests/nets/test_weight_norm.py``
+shows it) and which has no forward-mode AD. For a model that uses weight norm the engine's
+forward calls evaluate it by its formula ``w = g · v / ‖v‖`` (norms over every axis but
+``dim``), the same function, differentiated exactly in every mode (:func:`weight_norm_formula`).
+
 **Tied weights.** A tensor shared by several modules (GPT-2's token embedding and output head)
 is one parameter (``named_parameters`` lists it once, under its first name) and so one block;
 its Hessian block includes the curvature through both uses.
@@ -36,7 +43,7 @@ eigenvalues to the embedding's block.
 **Batch size** ``n_b`` (the weight of the batch in the mean loss) is the length of the first axis
 of the targets (or of their first tensor when the targets are a tuple or mapping), or of the
 inputs where the targets are ``None`` (a model that computes its own loss from labels among its
-inputs: ``((batch_with_labels, None))`` pairs and ``loss_fn = lambda out, _: out.loss``).
+inputs: ``(batch_with_labels, None)`` pairs and ``loss_fn = lambda out, _: out.loss``).
 
 **Loss.** ``loss_fn`` must return a scalar floating tensor (:func:`checked_loss`); anything else
 is refused with what it returned, and ``None`` with the likely cause: a Hugging Face model
@@ -47,17 +54,20 @@ returns ``loss=None`` when it is not given labels, and a mapping batch's ``"labe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.utils import parametrize
+from torch.nn.utils.weight_norm import WeightNorm
+from torch.overrides import TorchFunctionMode
 
 from nets.engine.distributed import Communicator
 
 __all__ = ["LossError", "batch_size", "check_modes", "checked_loss", "first_samples", "forward",
            "functional_forward", "math_attention", "padding_rows", "prepare_data", "split_batch",
-           "to_device"]
+           "to_device", "uses_weight_norm", "weight_norm_formula"]
 
 LossFn = Callable[[object, object], torch.Tensor]
 
@@ -69,6 +79,47 @@ def math_attention() -> AbstractContextManager[None]:
     """A context in which ``F.scaled_dot_product_attention`` runs on PyTorch's math kernel, the
     only one with forward-mode AD and double backward (the fused kernels have neither)."""
     return sdpa_kernel([SDPBackend.MATH])
+
+
+class _WeightNormFormula(TorchFunctionMode):
+    """``torch._weight_norm(v, g, dim)`` evaluated as ``v · (g / norm_except_dim(v, 2, dim))``."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch._weight_norm:
+            v, g = args[0], args[1]
+            dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+            return v * (g / torch.norm_except_dim(v, 2, dim))
+        return func(*args, **kwargs)
+
+
+def uses_weight_norm(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has a weight-normalized parameter (``nn.utils.parametrizations.
+    weight_norm`` or the older hook-based ``nn.utils.weight_norm``).
+
+    Args:
+        model: The model.
+    """
+    for m in model.modules():
+        if any(isinstance(h, WeightNorm) for h in m._forward_pre_hooks.values()):
+            return True
+        if parametrize.is_parametrized(m) and any(  # torch's private _WeightNorm class
+                type(p).__name__ == "_WeightNorm" for plist in m.parametrizations.values()
+                for p in plist):
+            return True
+    return False
+
+
+def weight_norm_formula(model: torch.nn.Module) -> AbstractContextManager[None]:
+    """A context in which ``model``'s weight norm is evaluated by its formula
+    ``w = g · v / ‖v‖`` instead of PyTorch's fused kernel, whose double backward is not the
+    second derivative (module docstring); a no-op for a model without weight norm (the
+    override costs a Python call per operation, so it is entered only where needed).
+
+    Args:
+        model: The model whose forward calls the context wraps.
+    """
+    return _WeightNormFormula() if uses_weight_norm(model) else nullcontext()
 
 
 def padding_rows(model: torch.nn.Module) -> dict[str, int]:
@@ -98,7 +149,8 @@ def functional_forward(model: torch.nn.Module, tensors: Mapping[str, torch.Tenso
                        tuple[Mapping[str, torch.Tensor], ...], inputs: object) -> object:
     """``model(inputs)`` evaluated with the parameters and buffers ``tensors`` (``torch.func``).
 
-    Math attention is selected and embedding padding rows are held constant (module docstring).
+    Math attention is selected, weight norm runs by its formula and embedding padding rows are
+    held constant (module docstring).
 
     Args:
         model: The module.
@@ -117,7 +169,7 @@ def functional_forward(model: torch.nn.Module, tensors: Mapping[str, torch.Tenso
                       for d in dicts)
         tensors = dicts if isinstance(tensors, tuple) else dicts[0]
     args, kwargs = _arguments(inputs)
-    with math_attention():
+    with math_attention(), weight_norm_formula(model):
         return functional_call(model, tensors, args, kwargs)
 
 
@@ -131,7 +183,7 @@ def forward(model: torch.nn.Module, inputs: object) -> object:
             inputs).
     """
     args, kwargs = _arguments(inputs)
-    with math_attention():
+    with math_attention(), weight_norm_formula(model):
         return model(*args, **kwargs)
 
 
