@@ -106,16 +106,22 @@ def check_array(name: str, value: Any, *, ndim: tuple[int, ...], nonempty: bool 
 
 
 def check_model(model: Any) -> torch.nn.Module:
-    """Refuse anything but a ``torch.nn.Module``.
+    """Refuse anything but a ``torch.nn.Module``, and a module wrapped for data-parallel
+    training (``nn.DataParallel``, ``DistributedDataParallel``: the Hessian is the wrapped
+    module's, and the stateless calls the products need refuse the wrapper).
 
     Args:
         model: What was given as the model.
 
     Raises:
-        TypeError: not a module.
+        TypeError: not a module, or a data-parallel wrapper (the message names the fix).
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, torch.nn.DataParallel | torch.nn.parallel.DistributedDataParallel):
+        raise TypeError(f"model is wrapped in {type(model).__name__}: pass model.module (the "
+                        "Hessian is the wrapped module's; under torchrun nets shares the data "
+                        "between the ranks itself, docs/distributed.md)")
     return model
 
 

@@ -166,3 +166,13 @@ def test_every_entry_point_refuses_a_non_callable_loss_with_one_message(entry):
     with pytest.raises(TypeError, match=r"^loss_fn must be a function such as "
                                         r"torch.nn.functional.cross_entropy, got Tensor$"):
         _MODEL_TAKERS[entry](_mlp(), torch.zeros(()))
+
+
+def test_a_data_parallel_wrapper_is_refused_with_the_fix():
+    wrapped = torch.nn.DataParallel(_mlp())
+    for call in (lambda: nets.full_spectrum(wrapped, CE, _data(), lanczos_steps=2, probes=1),
+                 lambda: nets.blockwise_spectrum(wrapped, CE, _data(), lanczos_steps=2),
+                 lambda: nets.role_blocks(wrapped)):
+        with pytest.raises(TypeError, match=r"wrapped in DataParallel: pass model\.module"):
+            call()
+    nets.full_spectrum(wrapped.module, CE, _data(), lanczos_steps=2, probes=1)
