@@ -146,10 +146,9 @@ class AttentionPart:
             label: ``"q"`` (query heads), ``"k"`` or ``"v"`` (key/value heads: fewer than the
                 query heads under grouped-query attention).
         """
-        if self.layout == "per-head":
-            return self.heads
-        if self.layout == "grouped":
-            return self.heads if label == "q" else self.kv_heads
+        if self.layout in ("per-head", "grouped"):
+            groups, per, _ = self._groups()
+            return groups * per if label == "q" else groups
         size = self.sizes[self.parts.index(label)]
         if self.head_dim:
             return size // self.head_dim if size % self.head_dim == 0 else None
@@ -168,13 +167,8 @@ class AttentionPart:
         """
         if self.layout == "unknown":
             raise ValueError("the order of the rows of a fused projection of unknown layout")
-        if self.layout == "per-head":
-            width = self.sizes[0] // (3 * self.heads)
-            offset = self.parts.index(label) * width
-            picked = range(self.heads) if head is None else [head]
-            return [(h * 3 * width + offset, h * 3 * width + offset + width) for h in picked]
-        if self.layout == "grouped":
-            return self._grouped_rows(label, head)
+        if self.layout in ("per-head", "grouped"):
+            return self._interleaved_rows(label, head)
         lo = sum(self.sizes[:self.parts.index(label)])
         size = self.sizes[self.parts.index(label)]
         if head is None:
@@ -185,18 +179,26 @@ class AttentionPart:
         width = size // heads
         return [(lo + head * width, lo + (head + 1) * width)]
 
-    def _grouped_rows(self, label: str, head: int | None) -> list[tuple[int, int]]:
-        """:meth:`rows` of the grouped layout: group ``g`` holds rows
-        ``[g s, (g + 1) s)`` with ``s = (H/G + 2) d``, its ``H/G`` query heads, then its key
-        head, then its value head (``d`` rows each)."""
-        d, per = self.head_dim, self.heads // self.kv_heads
+    def _groups(self) -> tuple[int, int, int]:
+        """``(G, H/G, d)`` of an interleaved layout: ``G`` groups of ``H/G`` query heads, one
+        key and one value head, each ``d`` rows. Per head, every head is its own group
+        (``G = H``, ``d`` = the rows over ``3 H``); grouped, one group per key/value head."""
+        if self.layout == "per-head":
+            return self.heads, 1, self.sizes[0] // (3 * self.heads)
+        return self.kv_heads, self.heads // self.kv_heads, self.head_dim
+
+    def _interleaved_rows(self, label: str, head: int | None) -> list[tuple[int, int]]:
+        """:meth:`rows` of the per-head and grouped layouts (:meth:`_groups`): group ``g``
+        holds rows ``[g s, (g + 1) s)`` with ``s = (H/G + 2) d``, its ``H/G`` query heads, then
+        its key head, then its value head."""
+        groups, per, d = self._groups()
         stride = (per + 2) * d
         if label == "q":
-            picked = range(self.heads) if head is None else [head]
+            picked = range(groups * per) if head is None else [head]
             return [((h // per) * stride + (h % per) * d,
                      (h // per) * stride + (h % per + 1) * d) for h in picked]
         offset = (per if label == "k" else per + 1) * d
-        picked = range(self.kv_heads) if head is None else [head]
+        picked = range(groups) if head is None else [head]
         return [(g * stride + offset, g * stride + offset + d) for g in picked]
 
 
