@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
@@ -284,9 +284,7 @@ def js0_sensitivity(spectra: Mapping[str, BlockSpectrum], *,
                       else sorted({base.zero_rel, max(base.zero_rel, ZERO_REL_RESOLVED)}))
         for z in thresholds:
             for f in width_factors:
-                rec = DensityRecipe(axis=base.axis, width=base.width * f,
-                                    grid_size=base.grid_size, normalize=base.normalize,
-                                    zero_rel=z)
+                rec = replace(base, width=base.width * f, zero_rel=z)
                 row = {"recipe": name, "axis": rec.axis, "normalize": rec.normalize,
                        "width": float(rec.width), "grid_size": int(rec.grid_size),
                        "zero_rel": float(z)}
