@@ -56,7 +56,7 @@ from nets.engine.memory import (
     SavedBytes,
     default_budget,
     peak_bytes,
-    retained_bytes,
+    saved_by_graph,
 )
 from nets.engine.modes import (
     MODES,
@@ -65,6 +65,7 @@ from nets.engine.modes import (
     check_agreement,
     check_compile,
     compile_options,
+    compute_dtype,
 )
 from nets.engine.products import (
     DoubleBackward,
@@ -147,7 +148,7 @@ class BlockHVP:
       ``benchmarks/results/modes.md``), which would bias the choice against it.
 
     **Memory budget.** The data check measures the first batch's gradient graph (its saved
-    tensors, read off the built graph by :func:`nets.engine.memory.retained_bytes`; batch
+    tensors, read off the built graph by :func:`nets.engine.memory.saved_by_graph`; batch
     ``i``'s is estimated as that times ``n_i / n_0``), and the first call chooses how the
     double-backward modes hold graphs (:attr:`graph_strategy`, reported by :meth:`info`):
 
@@ -264,6 +265,9 @@ class BlockHVP:
         first = next(iter(params.values()))
         self.device = first.device
         self.dtype = first.dtype
+        #: The coarsest precision the model computes in (:func:`nets.engine.modes.
+        #: compute_dtype`): :attr:`dtype` until the first batch's graph is measured.
+        self.compute_dtype = self.dtype
         self.blocks = list(blocks)
         self.names = tuple(dict.fromkeys(n for b in self.blocks for n in b.params))
         self.params = {n: p.detach() for n, p in params.items()}
@@ -365,6 +369,9 @@ class BlockHVP:
         the same chunks of stacked tangents. ``tangent_bytes`` is the bytes per stacked tangent
         the plan used (``None`` before the first call), ``tangent_estimate`` whether they are
         the graph bound or measured, ``tangent_measure_seconds`` what measuring them cost.
+        ``compute_dtype`` is the coarsest precision the model computes in, read off the first
+        batch's graph (:func:`nets.engine.modes.compute_dtype`): the calibration's agreement
+        check allows its round-off.
         """
         peak, kind = peak_bytes(self.device)
         others = sum(s for m, s in self._product_seconds.items() if m != self.mode)
@@ -374,6 +381,7 @@ class BlockHVP:
                 "max_memory": self.max_memory,
                 "requested_max_memory": self.requested_max_memory,
                 "graph_bytes": self.graph_bytes,
+                "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
                 "tangent_bytes": self.plan.tangent_estimate,
                 "tangent_estimate": self.tangent_source,
                 "tangent_measure_seconds": self._tangent_seconds,
@@ -491,7 +499,7 @@ class BlockHVP:
         """Build the first batch's gradient graph, measure it and keep it while it fits; its
         (detached) loss.
 
-        The graph is measured by walking it (:func:`nets.engine.memory.retained_bytes`), which
+        The graph is measured by walking it (:func:`nets.engine.memory.saved_by_graph`), which
         leaves it as fast as any other: it becomes batch 0's kept graph where it fits the budget
         with one tangent's room (:meth:`_fits`), and is dropped otherwise. Only a graph whose
         nodes the walk cannot read is measured on a second build, under
@@ -509,11 +517,11 @@ class BlockHVP:
         except (NotImplementedError, RuntimeError):
             self._keeping = False
             return self._forward_loss(x, y, record=True)
-        size = retained_bytes(grads.values(), exclude=self.params.values())
-        if size is None:  # a node the walk cannot read: measured by hooks on a second build
+        saved = saved_by_graph(grads.values(), exclude=self.params.values())
+        if saved is None:  # a node the walk cannot read: measured by hooks on a second build
             del leaves, grads
             return self._measure_graph(x, y).detach()
-        self._measured(size, batch_size(y, x), seconds)
+        self._measured(saved.bytes, saved.float_dtypes, batch_size(y, x), seconds)
         if self._keeping and self._fits(x, y):  # a graph the products run on: its build counts
             self._keep(0, (leaves, grads), batch_size(y, x))
             self._graph_seconds += seconds
@@ -527,13 +535,16 @@ class BlockHVP:
         Returns the batch loss."""
         with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
             (_, _, loss), seconds = self._timed_build(x, y)
-        self._measured(saved.bytes, batch_size(y, x), seconds)
+        self._measured(saved.bytes, saved.float_dtypes, batch_size(y, x), seconds)
         return loss
 
-    def _measured(self, size: int, samples: int, seconds: float) -> None:
-        """Record batch 0's measured graph: ``size`` bytes over ``samples`` samples, built in
-        ``seconds`` (:meth:`nets.engine.budget.MemoryPlan.measured`)."""
+    def _measured(self, size: int, dtypes: Iterable[torch.dtype], samples: int,
+                  seconds: float) -> None:
+        """Record batch 0's measured graph: ``size`` bytes over ``samples`` samples
+        (:meth:`nets.engine.budget.MemoryPlan.measured`), saving tensors of ``dtypes``
+        (:attr:`compute_dtype`), built in ``seconds``."""
         self.plan.measured(size, samples)
+        self.compute_dtype = compute_dtype(self.dtype, dtypes)
         self._build_seconds = seconds
 
     def _plan(self, rows: int) -> None:
@@ -993,7 +1004,8 @@ class BlockHVP:
         rebuilt = self._build_seconds if self.graph_strategy == "one-at-a-time" else 0.0
         cost = {m: s + (rebuilt if m != "forward" else 0.0) for m, s in seconds.items()}
         choice = min(cost, key=cost.__getitem__)  # rank 0's choice is shared after the call
-        check_agreement(results, choice, [b.name for b in self.blocks], vectors, self.dtype)
+        check_agreement(results, choice, [b.name for b in self.blocks], vectors, self.dtype,
+                        self.compute_dtype)
         self.mode = choice
         self.calibration = {"seconds": cost, "failed": failed, "skipped": skipped,
                             "graph_build_seconds": self._build_seconds}

@@ -4,7 +4,8 @@
   or ``MemAvailable`` of ``/proc/meminfo`` on the host).
 * :func:`retained_bytes` is the size of a kept gradient graph, the quantity the budget is spent
   on: the distinct storages its nodes hold saved for backward, not counting an ``exclude`` set
-  (the parameters themselves), read off the graph after it is built.
+  (the parameters themselves), read off the graph after it is built. :func:`saved_by_graph`
+  reads the same walk's floating dtypes too: the precisions the model computed in.
 * :class:`SavedBytes` counts the same while a graph is built, through a ``saved_tensors_hooks``
   pack hook: the fallback for a graph whose nodes :func:`retained_bytes` cannot read. Its hooks
   stay in the graph and run (in Python) at every unpack of every later backward through it.
@@ -25,14 +26,15 @@ import os
 import resource
 import sys
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["LiveBytes", "SavedBytes", "available_bytes", "default_budget", "peak_bytes",
-           "retained_bytes"]
+__all__ = ["GraphSaved", "LiveBytes", "SavedBytes", "available_bytes", "default_budget",
+           "peak_bytes", "retained_bytes", "saved_by_graph"]
 
 
 def available_bytes(device: torch.device) -> int:
@@ -78,32 +80,17 @@ def peak_bytes(device: torch.device) -> tuple[int, str]:
     return int(rss if sys.platform == "darwin" else rss * 1024), "process_peak_rss"
 
 
-def retained_bytes(tensors: Iterable[torch.Tensor | None],
-                   exclude: Iterable[torch.Tensor] = ()) -> int | None:
-    """Bytes an autograd graph keeps alive: the distinct storages saved for backward by the
-    nodes reachable from ``tensors``' ``grad_fn``, less those of ``exclude``.
+class _Unreadable(Exception):
+    """A node of the graph whose saved tensors cannot be read (freed, or of a kind the walk
+    does not know)."""
 
-    Every built-in node exposes what it saved as ``_saved_*`` attributes and a custom
-    :class:`torch.autograd.Function`'s node as ``saved_tensors``; the walk reads them without
-    changing the graph (unlike :class:`SavedBytes`, whose hooks stay in it). Storages shared by
-    several saved tensors count once. A kept gradient graph ``g = ∇ℓ`` built with
-    ``create_graph=True`` holds exactly this: the forward activations and the backward's own
-    saved tensors that its double backward needs.
 
-    Args:
-        tensors: The graph's outputs (e.g. a gradient's entries; ``None`` and tensors without
-            a ``grad_fn`` are skipped).
-        exclude: Tensors whose storages are not counted (they exist anyway, e.g. parameters).
-
-    Returns:
-        The bytes, or ``None`` where a node's saved tensors cannot be read (then measure the
-        build with :class:`SavedBytes`).
-    """
-    seen = {_key(t) for t in exclude}
+def _saved_tensors(tensors: Iterable[torch.Tensor | None]) -> Iterator[torch.Tensor]:
+    """The tensors saved for backward by every node reachable from ``tensors``' ``grad_fn``
+    (a storage saved by several nodes is yielded each time). Raises :class:`_Unreadable`."""
     attrs: dict[type, list[str]] = {}  # the ``_saved_*`` names of each node type
     stack = [t.grad_fn for t in tensors if t is not None and t.grad_fn is not None]
     visited: set = set()
-    total = 0
     while stack:
         node = stack.pop()
         if node is None or node in visited:
@@ -118,17 +105,80 @@ def retained_bytes(tensors: Iterable[torch.Tensor | None],
                     names = attrs[type(node)] = [a for a in dir(node)
                                                  if a.startswith("_saved_")]
                 saved = [getattr(node, a) for a in names]
-        except (RuntimeError, AttributeError):  # freed, or a node this walk cannot read
-            return None
+        except (RuntimeError, AttributeError) as e:  # freed, or a node this walk cannot read
+            raise _Unreadable from e
         for value in saved:
             for t in value if isinstance(value, list | tuple) else (value,):
                 if isinstance(t, torch.Tensor):
-                    key = _key(t)
-                    if key is not None and key not in seen:
-                        seen.add(key)
-                        total += t.untyped_storage().nbytes()
+                    yield t
         stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
-    return total
+
+
+@dataclass(frozen=True)
+class GraphSaved:
+    """What an autograd graph keeps alive for its backward (:func:`saved_by_graph`).
+
+    Attributes:
+        bytes: The distinct storages' bytes, less the excluded tensors'.
+        float_dtypes: The floating dtypes of the saved tensors, the excluded included: the
+            precisions the graph's operations computed in (a float64 model whose norm computes
+            in float32 saves float32 tensors; see :func:`nets.engine.modes.compute_dtype`).
+    """
+
+    bytes: int
+    float_dtypes: frozenset[torch.dtype]
+
+
+def saved_by_graph(tensors: Iterable[torch.Tensor | None],
+                   exclude: Iterable[torch.Tensor] = ()) -> GraphSaved | None:
+    """What the nodes reachable from ``tensors``' ``grad_fn`` saved for backward: the bytes of
+    the distinct storages (less those of ``exclude``) and the floating dtypes.
+
+    Every built-in node exposes what it saved as ``_saved_*`` attributes and a custom
+    :class:`torch.autograd.Function`'s node as ``saved_tensors``; the walk reads them without
+    changing the graph (unlike :class:`SavedBytes`, whose hooks stay in it). Storages shared by
+    several saved tensors count once. A kept gradient graph ``g = ∇ℓ`` built with
+    ``create_graph=True`` holds exactly this: the forward activations and the backward's own
+    saved tensors that its double backward needs.
+
+    Args:
+        tensors: The graph's outputs (e.g. a gradient's entries; ``None`` and tensors without
+            a ``grad_fn`` are skipped).
+        exclude: Tensors whose storages are not counted (they exist anyway, e.g. parameters).
+
+    Returns:
+        The :class:`GraphSaved`, or ``None`` where a node's saved tensors cannot be read (then
+        measure the build with :class:`SavedBytes`).
+    """
+    seen = {_key(t) for t in exclude}
+    total = 0
+    dtypes = set()
+    try:
+        for t in _saved_tensors(tensors):
+            if t.is_floating_point():
+                dtypes.add(t.dtype)
+            key = _key(t)
+            if key is not None and key not in seen:
+                seen.add(key)
+                total += t.untyped_storage().nbytes()
+    except _Unreadable:
+        return None
+    return GraphSaved(total, frozenset(dtypes))
+
+
+def retained_bytes(tensors: Iterable[torch.Tensor | None],
+                   exclude: Iterable[torch.Tensor] = ()) -> int | None:
+    """Bytes an autograd graph keeps alive: :func:`saved_by_graph`'s ``bytes``.
+
+    Args:
+        tensors: The graph's outputs (``None`` and tensors without a ``grad_fn`` are skipped).
+        exclude: Tensors whose storages are not counted (e.g. parameters).
+
+    Returns:
+        The bytes, or ``None`` where a node's saved tensors cannot be read.
+    """
+    saved = saved_by_graph(tensors, exclude)
+    return None if saved is None else saved.bytes
 
 
 class SavedBytes:
@@ -139,14 +189,19 @@ class SavedBytes:
 
     Attributes:
         bytes: Total size of the counted storages.
+        float_dtypes: The floating dtypes of every saved tensor (as
+            :attr:`GraphSaved.float_dtypes`).
     """
 
     def __init__(self, exclude: Iterable[torch.Tensor] = ()) -> None:
         self._seen = {_key(t) for t in exclude}
         self.bytes = 0
+        self.float_dtypes: set[torch.dtype] = set()
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
 
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        if t.is_floating_point():
+            self.float_dtypes.add(t.dtype)
         key = _key(t)
         if key is not None and key not in self._seen:
             self._seen.add(key)

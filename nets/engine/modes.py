@@ -11,14 +11,15 @@ modes, :data:`MODES` (the functions of one batch are :mod:`nets.engine.products`
 ``"auto"`` times the modes that may win on the first batch and keeps the fastest. This module
 holds what that choice rests on and runs no model: which modes are tried (:func:`auto_skip`,
 with the measured thresholds it cites), how bundles are sized (:func:`bundle_blocks`), the
-check that the modes' products agree (:func:`check_agreement`) and the compile options of
+check that the modes' products agree (:func:`check_agreement`, to the round-off of the precision
+the model computes in, :func:`compute_dtype`) and the compile options of
 the forward-over-reverse product (:func:`check_compile`, :func:`compile_options`).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from nets.engine.finite import all_finite
 __all__ = ["BUNDLE_ON_CPU", "BUNDLE_ROWS", "COMPILE_RECOMPILE_LIMIT", "FORWARD_MIN_TANGENTS",
            "FORWARD_MIN_TANGENTS_CPU", "MODES", "ZERO_PADDED_MAX_BLOCKS", "auto_skip",
            "bundle_blocks", "check_agreement", "check_compile", "compile_options",
-           "forward_min_tangents"]
+           "compute_dtype", "forward_min_tangents"]
 
 #: Ways to evaluate Hessian-vector products (module docstring).
 MODES = ("auto", "forward", "reverse", "reverse-block", "reverse-bundle")
@@ -214,9 +215,37 @@ def check_compile(compile: object, mode: str) -> str:
     return "forward"
 
 
+def compute_dtype(dtype: torch.dtype, saved: Iterable[torch.dtype] = ()) -> torch.dtype:
+    """The precision a model's products compute in: the coarsest of its parameters' ``dtype``
+    and the floating dtypes its gradient graph saved (``saved``,
+    :attr:`nets.engine.memory.GraphSaved.float_dtypes`).
+
+    Many models compute part of their function below their parameters' precision: Hugging
+    Face's T5 and Llama norms cast to float32 (``hidden_states.to(torch.float32)``), T5's
+    attention takes its softmax in float32, autocast runs matrix products in 16 bits. The
+    tensors these operations save for backward have that dtype, and two exact products of such
+    a model agree only to its round-off, not to the parameters'.
+
+    Args:
+        dtype: The parameters' (and products') dtype.
+        saved: Floating dtypes seen in the graph.
+
+    Returns:
+        The dtype of largest machine epsilon among ``dtype`` and ``saved``.
+    """
+    return max((dtype, *saved), key=lambda d: torch.finfo(d).eps)
+
+
+def _precision_note(dtype: torch.dtype, coarse: torch.dtype) -> str:
+    if coarse == dtype:
+        return ""
+    return (f", the tolerance of {str(coarse).removeprefix('torch.')}, in which part of the "
+            "model computes")
+
+
 def check_agreement(results: Mapping[str, Sequence[torch.Tensor | None]], choice: str,
                     names: Sequence[str], vectors: Sequence[torch.Tensor | None],
-                    dtype: torch.dtype) -> None:
+                    dtype: torch.dtype, computed: torch.dtype | None = None) -> None:
     """Check that every mode's block products equal the chosen mode's to round-off.
 
     Round-off of a product is relative to the Hessian's scale, not to the block's own products
@@ -236,12 +265,14 @@ def check_agreement(results: Mapping[str, Sequence[torch.Tensor | None]], choice
         names: The blocks' names, for the error message.
         vectors: The tangents the products were applied to (``None`` where skipped).
         dtype: The products' dtype.
+        computed: The coarsest precision the model computes in (``None``: ``dtype``).
 
     Raises:
         ValueError: A product is not finite, or a mode disagrees with ``choice`` on a block
             (naming both modes, the block and the relative difference, and the fix).
     """
-    eps = float(np.sqrt(torch.finfo(dtype).eps))
+    coarse = compute_dtype(dtype, () if computed is None else (computed,))
+    eps = float(np.sqrt(torch.finfo(coarse).eps))
     tol = 10 * eps
     top = max((float(r.abs().max()) for r in results[choice] if r is not None), default=0.0)
     floor = eps * max(float(v.abs().max()) for v in vectors if v is not None)
@@ -257,7 +288,8 @@ def check_agreement(results: Mapping[str, Sequence[torch.Tensor | None]], choice
             if not diff <= tol:
                 raise ValueError(
                     f"Hessian-vector products disagree between modes {choice!r} and {mode!r} "
-                    f"in block {name!r} (relative difference {diff:.1e} > {tol:.0e}): the "
+                    f"in block {name!r} (relative difference {diff:.1e} > {tol:.0e}"
+                    f"{_precision_note(dtype, coarse)}): the "
                     "model differentiates differently in forward and reverse mode (e.g. "
                     "nn.Embedding(padding_idx=...)); pass mode= to choose the product you "
                     "trust")

@@ -117,20 +117,28 @@ def _relative_asymmetry(runs: Sequence[LanczosRun], spectra: Iterable[BlockSpect
     return asymmetry / scale if scale > 0 else 0.0
 
 
-def _warn_asymmetry(asymmetry: float, model_dtype: torch.dtype, comm: Communicator) -> None:
+def _warn_asymmetry(asymmetry: float, model_dtype: torch.dtype, comm: Communicator,
+                    computed: torch.dtype | None = None) -> None:
     """Warn where the products' measured asymmetry passes :data:`ASYMMETRY_WARNING` times the
     unit roundoff of ``model_dtype`` (16-bit models have warned already: their products are
-    that coarse by design); once per job, as the runs are the same on every rank."""
+    that coarse by design), naming ``computed`` (the coarsest precision the model's graph
+    saved, :func:`nets.engine.modes.compute_dtype`) where it is coarser; once per job, as the
+    runs are the same on every rank."""
     u = torch.finfo(model_dtype).eps / 2
     if model_dtype in _HALF_DTYPES or asymmetry <= ASYMMETRY_WARNING * u:
         return
     dtype = str(model_dtype).removeprefix("torch.")
+    if computed is not None and computed != model_dtype:
+        where = (f"part of the model computes in {str(computed).removeprefix('torch.')} "
+                 "(its gradient graph saves tensors of that dtype: e.g. a norm or softmax "
+                 "cast to float32)")
+    else:
+        where = ("part of the model computes in lower precision than its parameters "
+                 "(e.g. a float32 norm or attention kernel, or TF32 matrix products)")
     comm.warn(f"the Hessian-vector products are asymmetric at {asymmetry:.1e} relative to the "
               f"largest eigenvalue, {asymmetry / u:.1e} times the roundoff of the model's "
-              f"{dtype}: part of the model computes in lower precision than its parameters "
-              "(e.g. a float32 norm or attention kernel, or TF32 matrix products), so the "
-              f"spectra are accurate to about that level, not to {dtype}'s "
-              "(info['product_asymmetry'] records it)")
+              f"{dtype}: {where}, so the spectra are accurate to about that level, not to "
+              f"{dtype}'s (info['product_asymmetry'] records it)")
 
 
 def _check_run(lanczos_steps: object, probes: object, seed: object, probe_indices: object,
@@ -284,7 +292,7 @@ def operator_spectra(
         out[b.name] = BlockSpectrum(b.name, b.dim, nodes, weights, run.n_steps.copy(),
                                     np.asarray(ids, dtype=np.int64))
     asymmetry = _relative_asymmetry(runs, out.values())
-    _warn_asymmetry(asymmetry, op.dtype, op.comm)
+    _warn_asymmetry(asymmetry, op.dtype, op.comm, op.compute_dtype)
     if info is not None:
         info.update(op.info(), seconds=time.perf_counter() - t0, lanczos_groups=len(groups),
                     reorth=reorth, reorthogonalized_steps=passes, product_asymmetry=asymmetry)

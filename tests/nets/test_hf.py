@@ -105,13 +105,33 @@ def llama_problem():
     return model, _lm_loss, [({"input_ids": ids[:2]}, ids[:2]), ({"input_ids": ids[2:]}, ids[2:])]
 
 
+def t5_problem():
+    """T5, an encoder-decoder: relative position biases, decoder inputs among the keyword
+    arguments, and norms and attention softmax that compute in float32 whatever the model's
+    dtype (its forward-over-reverse and double-backward products differ by float32's
+    round-off, which the calibration's agreement check allows: ``test_modes.py``)."""
+    cfg = transformers.T5Config(vocab_size=7, d_model=4, d_kv=2, d_ff=6, num_layers=1,
+                                num_heads=2, relative_attention_num_buckets=4,
+                                decoder_start_token_id=0, pad_token_id=0)
+    torch.manual_seed(0)
+    model = transformers.T5ForConditionalGeneration(cfg).double().eval()
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, 7, (3, 5), generator=g)
+    labels = torch.randint(1, 7, (3, 4), generator=g)
+    return model, _lm_loss, [({"input_ids": ids[i], "decoder_input_ids": labels[i]}, labels[i])
+                             for i in (slice(0, 2), slice(2, 3))]
+
+
 PROBLEMS = {"gpt2": gpt2_problem, "bert": bert_problem, "vit": vit_problem,
-            "resnet": resnet_problem, "llama": llama_problem}
+            "resnet": resnet_problem, "llama": llama_problem, "t5": t5_problem}
 #: Agreement with the reference, relative to its largest entry. ``LlamaRMSNorm`` computes in
 #: float32 whatever the model's dtype (``hidden_states.to(torch.float32)``), so two exact
 #: Hessians of a float64 Llama agree to float32's round-off, not float64's;
 #: ``test_llama_in_float64_throughout_agrees_to_float64_round_off`` shows the rest is exact.
-RTOL = {"llama": 1e-6}
+#: T5's norms and softmax compute in float32 the same way.
+RTOL = {"llama": 1e-6, "t5": 1e-6}
+#: The problems that compute part of their function in float32 (RTOL's reason).
+FLOAT32_INSIDE = ("llama", "t5")
 
 
 def rtol(name: str) -> float:
@@ -350,28 +370,34 @@ def test_llama_in_float64_throughout_agrees_to_float64_round_off(monkeypatch):
                                        err_msg=f"{mode} {b.name}")
 
 
-def _asymmetry(model, loss_fn, data) -> tuple[float, list[str]]:
-    """The products' measured asymmetry of a short full-spectrum run, and its warnings."""
+def _asymmetry(model, loss_fn, data) -> tuple[float, list[str], str]:
+    """The products' measured asymmetry of a short full-spectrum run, its warnings and the
+    precision the operator read off the model's graph."""
     info: dict = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         nets.full_spectrum(model, loss_fn, data, lanczos_steps=12, probes=2, info=info)
     return info["product_asymmetry"], [str(w.message) for w in caught
-                                       if "asymmetric" in str(w.message)]
+                                       if "asymmetric" in str(w.message)], info["compute_dtype"]
 
 
 @pytest.mark.parametrize("name", sorted(PROBLEMS))
 def test_lower_precision_inside_a_float64_model_is_reported(name, monkeypatch):
-    """A float64 Llama's RMSNorm computes in float32: the products' measured asymmetry says so
-    (a warning naming the cause, and ``info["product_asymmetry"]``), while the models that
+    """A float64 Llama's RMSNorm (and T5's norms and softmax) computes in float32: the products'
+    measured asymmetry says so (a warning naming the cause and the dtype read off the graph,
+    and ``info["product_asymmetry"]``), while the models that
     compute in float64 throughout, Llama with that norm in float64 among them, stay at least
     an order of magnitude below the warning's threshold and do not warn."""
     threshold = nets.engine.spectrum.ASYMMETRY_WARNING * torch.finfo(torch.float64).eps / 2
-    asymmetry, warned = _asymmetry(*PROBLEMS[name]())
-    if name == "llama":
+    asymmetry, warned, computed = _asymmetry(*PROBLEMS[name]())
+    if name in FLOAT32_INSIDE:
         assert asymmetry > 100 * threshold
         (message,) = warned
-        assert "lower precision than its parameters" in message and "float64" in message
+        assert "part of the model computes in float32" in message and "float64" in message
+        assert computed == "float32"
+    if name == "t5":
+        return
+    if name == "llama":
         modeling = transformers.models.llama.modeling_llama
 
         def rms_norm(self, h):
@@ -379,5 +405,6 @@ def test_lower_precision_inside_a_float64_model_is_reported(name, monkeypatch):
                                                   + self.variance_epsilon))
 
         monkeypatch.setattr(modeling.LlamaRMSNorm, "forward", rms_norm)
-        asymmetry, warned = _asymmetry(*llama_problem())
+        asymmetry, warned, computed = _asymmetry(*llama_problem())
     assert asymmetry < threshold / 10 and not warned
+    assert computed == "float64"

@@ -10,7 +10,7 @@ import nets
 from nets import zoo
 from nets.engine.blocks import resolve_blocks
 from nets.engine.hvp import BlockHVP
-from nets.engine.memory import LiveBytes, SavedBytes, retained_bytes
+from nets.engine.memory import LiveBytes, SavedBytes, retained_bytes, saved_by_graph
 from nets.engine.products import gradient_graph
 
 from .conftest import OldStyleSquare, on_device
@@ -91,6 +91,23 @@ def test_walk_counts_shared_storages_once_and_skips_excluded():
     assert retained_bytes([x, None, torch.ones(3)]) == 0  # no grad_fn: no graph
 
 
+def test_walk_and_hooks_see_the_dtypes_a_model_computes_in():
+    """A float64 computation with a float32 step saves float32 tensors: both the walk and the
+    hooks report the dtypes; an excluded tensor's dtype still counts (it is not memory the
+    graph adds, but the precision it computes in)."""
+    w = torch.randn(50, dtype=torch.float64, requires_grad=True)
+    with SavedBytes() as saved:
+        out = (torch.tanh((w * w).float()).double() * w).sum()
+        (g,) = torch.autograd.grad(out, w, create_graph=True)
+    walked = saved_by_graph([g], exclude=[w])
+    assert walked.float_dtypes == {torch.float64, torch.float32}
+    assert saved.float_dtypes == {torch.float64, torch.float32}
+    assert walked.bytes == retained_bytes([g], exclude=[w])
+    plain = saved_by_graph([(w * w).sum()], exclude=[w])
+    assert plain.float_dtypes == {torch.float64} and plain.bytes == 0
+    assert saved_by_graph([w]) == saved_by_graph([]) and saved_by_graph([]).bytes == 0
+
+
 def test_walk_reads_custom_functions_saved_tensors():
     """A custom ``autograd.Function``'s node keeps what it saved with ``save_for_backward``,
     which the walk reads from its ``saved_tensors``."""
@@ -130,7 +147,7 @@ def test_operator_measures_by_hooks_where_the_walk_cannot_read(mlp_problem, monk
     vecs = [torch.randn(2, b.dim, generator=torch.Generator().manual_seed(i),
                         dtype=torch.float64) for i, b in enumerate(blocks)]
     walked = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
-    monkeypatch.setattr("nets.engine.hvp.retained_bytes", lambda *a, **k: None)
+    monkeypatch.setattr("nets.engine.hvp.saved_by_graph", lambda *a, **k: None)
     builds = []
     build = BlockHVP._build
 
@@ -142,6 +159,7 @@ def test_operator_measures_by_hooks_where_the_walk_cannot_read(mlp_problem, monk
     hooked = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
     assert len(builds) == len(data) + 1  # the unreadable build, the hooks' build, the others
     assert abs(hooked.graph_bytes - walked.graph_bytes) <= 64
+    assert hooked.compute_dtype == walked.compute_dtype == torch.float64
     assert hooked.info()["graphs_kept"] == len(data) - 1  # batch 0 is rebuilt by its call
     for a, b in zip(walked(vecs), hooked(vecs), strict=True):
         assert torch.equal(a, b)

@@ -7,12 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nets.engine.blocks import full_block
+from nets.engine.hvp import BlockHVP
 from nets.engine.modes import (
     FORWARD_MIN_TANGENTS,
     FORWARD_MIN_TANGENTS_CPU,
     ZERO_PADDED_MAX_BLOCKS,
     auto_skip,
     check_agreement,
+    compute_dtype,
 )
 
 CPU, GPU = torch.device("cpu"), torch.device("cuda")
@@ -111,7 +114,80 @@ def test_the_tolerance_follows_the_dtype():
                 "forward": [o.double() for o in off]})
 
 
-def test_skipped_blocks_are_left_out_and_non_finite_products_are_refused():
+def test_the_compute_dtype_is_the_coarsest_seen():
+    assert compute_dtype(torch.float64) == torch.float64
+    assert compute_dtype(torch.float64, {torch.float64, torch.float32}) == torch.float32
+    assert compute_dtype(torch.float32, [torch.float64]) == torch.float32
+    assert compute_dtype(torch.float32, [torch.bfloat16, torch.float16]) == torch.bfloat16
+
+
+def test_the_tolerance_follows_the_precision_the_model_computes_in():
+    """float64 products of a model that computes in float32 agree to float32's round-off: a
+    difference of 1e-5 passes there, and is still refused where the model computes in float64,
+    with a message that names the coarser precision only where it set the tolerance."""
+    ref = [_stack(1.0, 2.0), _stack(3.0, 4.0)]
+    off = [_stack(1.0 + 1e-5, 2.0), _stack(3.0, 4.0)]
+    check_agreement({"reverse-block": ref, "forward": off}, "reverse-block", ["a", "b"],
+                    [torch.ones(1, 2, dtype=torch.float64)] * 2, torch.float64, torch.float32)
+    with pytest.raises(ValueError, match=r"1e-07\): the model") as err:
+        check_agreement({"reverse-block": ref, "forward": off}, "reverse-block", ["a", "b"],
+                        [torch.ones(1, 2, dtype=torch.float64)] * 2, torch.float64,
+                        torch.float64)
+    assert "computes" not in str(err.value)
+    far = [_stack(1.0 + 1e-2, 2.0), _stack(3.0, 4.0)]
+    with pytest.raises(ValueError, match="the tolerance of float32, in which part of the model "
+                                         "computes"):
+        check_agreement({"reverse-block": ref, "forward": far}, "reverse-block", ["a", "b"],
+                        [torch.ones(1, 2, dtype=torch.float64)] * 2, torch.float64,
+                        torch.float32)
+
+
+class _HalfInside(torch.nn.Module):
+    """A float64 MLP whose hidden activation computes in bfloat16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1 = torch.nn.Linear(6, 5, dtype=torch.float64)
+        self.l2 = torch.nn.Linear(5, 2, dtype=torch.float64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.l2(torch.tanh(self.l1(x).to(torch.bfloat16)).to(torch.float64))
+
+
+def test_a_model_computing_in_lower_precision_inside_passes_the_calibration():
+    """The calibration reads the coarsest dtype off the model's graph and checks agreement to
+    its round-off: the dense Hessian of a float64 model with a bfloat16 activation (47
+    parameters, so ``auto`` tries forward-over-reverse against the double backward) is
+    computed, not refused for a disagreement of bfloat16's round-off (as it was when the
+    tolerance was float64's), and equals the double-backward reference to that round-off."""
+    torch.manual_seed(0)
+    model = _HalfInside()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (5,), generator=g)
+    data = [(x, y)]
+    loss_fn = torch.nn.functional.cross_entropy
+    op = BlockHVP(model, loss_fn, data, [full_block(model)])
+    assert op.compute_dtype == torch.bfloat16
+    eye = torch.eye(47, dtype=torch.float64)
+    (h,) = op([eye])
+    assert set(op.info()["calibration"]["seconds"]) == {"forward", "reverse-block"}
+    assert op.info()["compute_dtype"] == "bfloat16"
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    shapes = [p.shape for p in model.parameters()]
+
+    def loss(w):
+        tensors = dict(zip([n for n, _ in model.named_parameters()],
+                           (t.reshape(s) for t, s in zip(w.split([s.numel() for s in shapes]),
+                                                         shapes, strict=True)), strict=True))
+        return loss_fn(torch.func.functional_call(model, tensors, (x,)), y)
+
+    ref = torch.autograd.functional.hessian(loss, flat)
+    scale = float(ref.abs().max())
+    assert float((h - ref).abs().max()) <= 5e-2 * scale
+    # the two modes differ by bfloat16's round-off: far beyond float64's tolerance (10 sqrt(eps))
+    (forward,) = BlockHVP(model, loss_fn, data, [full_block(model)], mode="forward")([eye])
+    assert 1e-6 * scale < float((forward - ref).abs().max()) <= 5e-2 * scale
     ref = [_stack(1.0, 2.0), None]
     _agree({"reverse-block": ref, "forward": [_stack(1.0, 2.0), None]},
            vectors=[torch.ones(1, 2, dtype=torch.float64), None])
