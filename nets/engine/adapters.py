@@ -26,7 +26,15 @@ older ``nn.utils.weight_norm``) runs a fused kernel whose double backward is not
 derivative on torch 2.13 (the Hessian it gives is not symmetric; ``tests/nets/test_weight_norm.py``
 shows it) and which has no forward-mode AD. For a model that uses weight norm the engine's
 forward calls evaluate it by its formula ``w = g · v / ‖v‖`` (norms over every axis but
-``dim``), the same function, differentiated exactly in every mode (:func:`weight_norm_formula`).
+``dim``), the same function, differentiated exactly in every mode (:func:`exact_derivatives`).
+
+**Embedding gradients.** ``nn.Embedding(scale_grad_by_freq=True)`` divides each row's gradient by
+the row's count in the batch: what its backward returns is not the gradient of the loss, and
+the double backward through it gives an asymmetric matrix that is not the Hessian.
+``sparse=True`` returns a sparse gradient, which has neither double backward nor forward-mode
+derivatives. Both flags leave the forward value unchanged, so the engine's forward calls run
+these embeddings without them (:func:`exact_derivatives`): the Hessian is that of the loss,
+whatever the optimizer is given.
 
 **Tied weights.** A tensor shared by several modules (GPT-2's token embedding and output head)
 is one parameter (``named_parameters`` lists it once, under its first name) and so one block;
@@ -53,10 +61,12 @@ returns ``loss=None`` when it is not given labels, and a mapping batch's ``"labe
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
+import torch.nn.functional as F
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.utils import parametrize
@@ -65,9 +75,10 @@ from torch.overrides import TorchFunctionMode
 
 from nets.engine.distributed import Communicator
 
-__all__ = ["LossError", "batch_size", "check_modes", "checked_loss", "first_samples", "forward",
-           "functional_forward", "math_attention", "padding_rows", "prepare_data", "split_batch",
-           "to_device", "uses_weight_norm", "weight_norm_formula"]
+__all__ = ["LossError", "altered_embedding_gradients", "batch_size", "check_modes",
+           "checked_loss", "exact_derivatives", "first_samples", "forward", "functional_forward",
+           "math_attention", "padding_rows", "prepare_data", "split_batch", "to_device",
+           "uses_weight_norm"]
 
 LossFn = Callable[[object, object], torch.Tensor]
 
@@ -81,8 +92,11 @@ def math_attention() -> AbstractContextManager[None]:
     return sdpa_kernel([SDPBackend.MATH])
 
 
-class _WeightNormFormula(TorchFunctionMode):
-    """``torch._weight_norm(v, g, dim)`` evaluated as ``v · (g / norm_except_dim(v, 2, dim))``."""
+class _ExactDerivatives(TorchFunctionMode):
+    """Operations whose built-in derivatives are not the function's, evaluated so that they are
+    (module docstring): ``torch._weight_norm(v, g, dim)`` as ``v · (g / norm_except_dim(v, 2,
+    dim))``; ``F.embedding`` and ``torch.embedding`` with ``scale_grad_by_freq`` and ``sparse``
+    off (the same values; the gradient exact and dense)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -90,7 +104,22 @@ class _WeightNormFormula(TorchFunctionMode):
             v, g = args[0], args[1]
             dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
             return v * (g / torch.norm_except_dim(v, 2, dim))
+        if func is F.embedding or func is torch.embedding:
+            bound = _SIGNATURES[func].bind(*args, **kwargs)
+            bound.arguments.update(scale_grad_by_freq=False, sparse=False)
+            return func(*bound.args, **bound.kwargs)
         return func(*args, **kwargs)
+
+
+#: The signatures :class:`_ExactDerivatives` binds its embeddings' arguments to
+#: (``torch.embedding`` is a builtin without one).
+_SIGNATURES = {
+    F.embedding: inspect.signature(F.embedding),
+    torch.embedding: inspect.Signature([
+        inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d)
+        for n, d in (("weight", inspect.Parameter.empty), ("indices", inspect.Parameter.empty),
+                     ("padding_idx", -1), ("scale_grad_by_freq", False), ("sparse", False))]),
+}
 
 
 def uses_weight_norm(model: torch.nn.Module) -> bool:
@@ -110,16 +139,36 @@ def uses_weight_norm(model: torch.nn.Module) -> bool:
     return False
 
 
-def weight_norm_formula(model: torch.nn.Module) -> AbstractContextManager[None]:
-    """A context in which ``model``'s weight norm is evaluated by its formula
-    ``w = g · v / ‖v‖`` instead of PyTorch's fused kernel, whose double backward is not the
-    second derivative (module docstring); a no-op for a model without weight norm (the
-    override costs a Python call per operation, so it is entered only where needed).
+def altered_embedding_gradients(model: torch.nn.Module) -> list[str]:
+    """The ``nn.Embedding`` modules of ``model`` whose gradient is not the plain gradient:
+    ``scale_grad_by_freq=True`` (each row's gradient divided by its count in the batch: not a
+    gradient of the loss, so its "Hessian" is asymmetric and wrong) or ``sparse=True`` (a
+    sparse gradient, which has no double backward nor forward-mode derivative).
+
+    Args:
+        model: The model.
+
+    Returns:
+        Their module names.
+    """
+    return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Embedding)
+            and (m.scale_grad_by_freq or m.sparse)]
+
+
+def exact_derivatives(model: torch.nn.Module) -> AbstractContextManager[None]:
+    """A context in which the operations of ``model`` whose built-in derivatives are not the
+    function's are evaluated so that they are (module docstring): weight norm by its formula
+    ``w = g · v / ‖v‖`` (torch's fused kernel has a double backward that is not the second
+    derivative), embeddings without ``scale_grad_by_freq`` and ``sparse``
+    (:func:`altered_embedding_gradients`). A no-op for a model with neither (the override
+    costs a Python call per operation, so it is entered only where needed).
 
     Args:
         model: The model whose forward calls the context wraps.
     """
-    return _WeightNormFormula() if uses_weight_norm(model) else nullcontext()
+    if uses_weight_norm(model) or altered_embedding_gradients(model):
+        return _ExactDerivatives()
+    return nullcontext()
 
 
 def padding_rows(model: torch.nn.Module) -> dict[str, int]:
@@ -149,7 +198,8 @@ def functional_forward(model: torch.nn.Module, tensors: Mapping[str, torch.Tenso
                        tuple[Mapping[str, torch.Tensor], ...], inputs: object) -> object:
     """``model(inputs)`` evaluated with the parameters and buffers ``tensors`` (``torch.func``).
 
-    Math attention is selected, weight norm runs by its formula and embedding padding rows are
+    Math attention is selected, weight norm runs by its formula, embeddings without gradient
+    scaling or sparse gradients, and embedding padding rows are
     held constant (module docstring).
 
     Args:
@@ -169,7 +219,7 @@ def functional_forward(model: torch.nn.Module, tensors: Mapping[str, torch.Tenso
                       for d in dicts)
         tensors = dicts if isinstance(tensors, tuple) else dicts[0]
     args, kwargs = _arguments(inputs)
-    with math_attention(), weight_norm_formula(model):
+    with math_attention(), exact_derivatives(model):
         return functional_call(model, tensors, args, kwargs)
 
 
@@ -183,7 +233,7 @@ def forward(model: torch.nn.Module, inputs: object) -> object:
             inputs).
     """
     args, kwargs = _arguments(inputs)
-    with math_attention(), weight_norm_formula(model):
+    with math_attention(), exact_derivatives(model):
         return model(*args, **kwargs)
 
 

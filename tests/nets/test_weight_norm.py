@@ -1,5 +1,5 @@
 """Weight norm: PyTorch's fused kernel has a wrong double backward, the engine evaluates the
-formula instead (:func:`nets.engine.adapters.weight_norm_formula`), and its Hessian then equals
+formula instead (:func:`nets.engine.adapters.exact_derivatives`), and its Hessian then equals
 an independent one of ``w = g · v / ‖v‖`` written out by hand, in every product mode."""
 
 from __future__ import annotations
