@@ -70,6 +70,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.utils import parametrize
+from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 from torch.overrides import TorchFunctionMode
 
@@ -369,7 +370,8 @@ def check_modes(model: torch.nn.Module) -> None:
         model: The model.
 
     Raises:
-        ValueError: a dropout layer with ``p > 0`` or a batch-norm layer in training mode,
+        ValueError: a dropout layer with ``p > 0``, a batch-norm layer or a spectral norm
+            (``nn.utils.parametrizations.spectral_norm`` or the older hook) in training mode,
             naming the module and the fix.
     """
     for name, m in model.named_modules():
@@ -383,6 +385,12 @@ def check_modes(model: torch.nn.Module) -> None:
             raise ValueError(f"module {name or 'model'!r} is a batch-norm layer in training "
                              "mode: its statistics depend on the batch and it updates buffers; "
                              "call model.eval() (fixed statistics) or use GroupNorm/LayerNorm")
+        if type(m).__name__ == "_SpectralNorm" or any(  # torch's private parametrization
+                isinstance(h, SpectralNorm) for h in m._forward_pre_hooks.values()):
+            raise ValueError(f"module {name or 'model'!r} is a spectral norm in training mode: "
+                             "every forward call runs a power-iteration step that updates its "
+                             "buffers (u, v), so the loss changes from call to call; call "
+                             "model.eval() (the stored u, v are then constants)")
 
 
 def prepare_data(model: torch.nn.Module, loss_fn: LossFn, data: Iterable, *,

@@ -91,6 +91,27 @@ def test_a_loss_that_is_not_a_floating_scalar_tensor_is_named(loss, got):
             spectrum(_mlp(), loss, _data(), lanczos_steps=2, probes=1)
 
 
+@pytest.mark.parametrize("style", ["parametrization", "hook"])
+def test_a_spectral_norm_in_training_mode_is_refused_by_name(style):
+    """In training mode every forward call of a spectral norm runs a power-iteration step that
+    updates its buffers: the loss is another function at every call. In eval mode the stored
+    vectors are constants: accepted."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    if style == "parametrization":
+        torch.nn.utils.parametrizations.spectral_norm(m[0])
+        name = "0.parametrizations.weight.0"
+    else:
+        torch.nn.utils.spectral_norm(m[0])
+        name = "0"
+    with pytest.raises(ValueError, match=rf"module '{name}' is a spectral norm in training "
+                                         r"mode: .*model\.eval\(\)"):
+        nets.blockwise_spectrum(m, CE, _data(), lanczos_steps=3, probes=1)
+    m.eval()
+    out = nets.blockwise_spectrum(m, CE, _data(), lanczos_steps=3, probes=1)
+    assert set(out) == {n for n, _ in m.named_parameters()}
+
+
 def test_random_loss_refused():
     m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 2))
     with pytest.raises(ValueError, match="dropout"):
