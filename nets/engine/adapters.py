@@ -77,9 +77,9 @@ from torch.overrides import TorchFunctionMode
 from nets.engine.distributed import Communicator
 
 __all__ = ["LossError", "altered_embedding_gradients", "batch_size", "check_modes",
-           "checked_loss", "exact_derivatives", "first_samples", "forward", "functional_forward",
-           "math_attention", "padding_rows", "prepare_data", "split_batch", "to_device",
-           "uses_weight_norm"]
+           "checked_loss", "embedding_bag_formula", "exact_derivatives", "first_samples",
+           "forward", "functional_forward", "math_attention", "padding_rows", "prepare_data",
+           "split_batch", "to_device", "uses_weight_norm"]
 
 LossFn = Callable[[object, object], torch.Tensor]
 
@@ -97,7 +97,8 @@ class _ExactDerivatives(TorchFunctionMode):
     """Operations whose built-in derivatives are not the function's, evaluated so that they are
     (module docstring): ``torch._weight_norm(v, g, dim)`` as ``v · (g / norm_except_dim(v, 2,
     dim))``; ``F.embedding`` and ``torch.embedding`` with ``scale_grad_by_freq`` and ``sparse``
-    off (the same values; the gradient exact and dense)."""
+    off (the same values; the gradient exact and dense); ``F.embedding_bag`` by
+    :func:`embedding_bag_formula`."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -109,6 +110,8 @@ class _ExactDerivatives(TorchFunctionMode):
             bound = _SIGNATURES[func].bind(*args, **kwargs)
             bound.arguments.update(scale_grad_by_freq=False, sparse=False)
             return func(*bound.args, **bound.kwargs)
+        if func is F.embedding_bag:
+            return embedding_bag_formula(*args, **kwargs)
         return func(*args, **kwargs)
 
 
@@ -121,6 +124,90 @@ _SIGNATURES = {
         for n, d in (("weight", inspect.Parameter.empty), ("indices", inspect.Parameter.empty),
                      ("padding_idx", -1), ("scale_grad_by_freq", False), ("sparse", False))]),
 }
+
+
+def embedding_bag_formula(input: torch.Tensor, weight: torch.Tensor,
+                          offsets: torch.Tensor | None = None, max_norm: float | None = None,
+                          norm_type: float = 2.0, scale_grad_by_freq: bool = False,
+                          mode: str = "mean", sparse: bool = False,
+                          per_sample_weights: torch.Tensor | None = None,
+                          include_last_offset: bool = False,
+                          padding_idx: int | None = None) -> torch.Tensor:
+    """``F.embedding_bag`` written with differentiable operations: the same values, exact
+    second and forward-mode derivatives (torch's fused kernel has neither).
+
+    Bag ``b`` holds the indices ``i ∈ B_b`` (a row of a 2-D ``input``, or ``input[offsets[b]:
+    offsets[b+1]]``), less those equal to ``padding_idx``; with rows ``W_i`` and per-sample
+    weights ``a_i`` (1 without them) the result is
+
+        ``sum``: ``Σ_{i∈B_b} a_i W_i``;  ``mean``: ``(1/|B_b|) Σ_{i∈B_b} W_i``;
+        ``max``: ``max_{i∈B_b} W_i`` (per coordinate),
+
+    and 0 for an empty bag, as torch's. The bags are laid out as a padded ``(bags, longest)``
+    index matrix with a mask, so each mode is one masked reduction. ``scale_grad_by_freq`` and
+    ``sparse`` change only torch's gradient and are ignored (module docstring); ``max_norm``
+    renormalizes the rows in place as ``F.embedding`` does.
+
+    Args:
+        input: Indices: a ``(bags, n)`` tensor, or 1-D with ``offsets``.
+        weight: The ``(rows, embedding_dim)`` embedding matrix ``W``.
+        offsets: Where each bag starts in a 1-D ``input`` (``None`` for 2-D).
+        max_norm: Rows of larger norm are renormalized to it in place (``None``: not).
+        norm_type: The p of that norm.
+        scale_grad_by_freq: Ignored (changes only torch's gradient).
+        mode: ``"sum"``, ``"mean"`` or ``"max"``.
+        sparse: Ignored (changes only torch's gradient's layout).
+        per_sample_weights: Weights ``a_i`` of the indices, shaped as ``input`` (``sum`` only).
+        include_last_offset: ``offsets`` ends with ``len(input)`` (one more than the bags).
+        padding_idx: An index left out of every bag (``None``: none).
+
+    Returns:
+        The ``(bags, embedding_dim)`` tensor.
+
+    Raises:
+        ValueError: an unknown ``mode``, or ``per_sample_weights`` with a mode other than
+            ``"sum"`` (as torch's).
+    """
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError(f"embedding_bag: mode must be 'sum', 'mean' or 'max', got {mode!r}")
+    if per_sample_weights is not None and mode != "sum":
+        raise ValueError(f"embedding_bag: per_sample_weights is only supported for mode='sum', "
+                         f"got mode={mode!r}")
+    if input.dim() == 2:
+        index = input
+        valid = torch.ones(input.shape, dtype=torch.bool, device=input.device)
+        weights = per_sample_weights
+    else:
+        ends = offsets[1:] if include_last_offset else torch.cat(
+            [offsets[1:], offsets.new_tensor([input.numel()])])
+        starts = offsets[:-1] if include_last_offset else offsets
+        lengths = ends - starts
+        bag = torch.repeat_interleave(torch.arange(len(starts), device=input.device), lengths)
+        position = torch.arange(input.numel(), device=input.device) - starts[bag]
+        longest = max(int(lengths.max()) if lengths.numel() else 0, 1)  # amax needs one
+        index = input.new_zeros((len(starts), longest))
+        index[bag, position] = input
+        valid = torch.zeros(index.shape, dtype=torch.bool, device=input.device)
+        valid[bag, position] = True
+        weights = None
+        if per_sample_weights is not None:
+            weights = per_sample_weights.new_zeros(index.shape).index_put(
+                (bag, position), per_sample_weights)
+    if padding_idx is not None:
+        valid = valid & (index != padding_idx % weight.shape[0])
+    if max_norm is not None:
+        with torch.no_grad():
+            torch.embedding_renorm_(weight, input.reshape(-1), max_norm, norm_type)
+    rows = F.embedding(index, weight)
+    mask = valid.unsqueeze(-1)
+    if mode == "max":
+        top = rows.masked_fill(~mask, float("-inf")).amax(1)
+        return torch.where(valid.any(1, keepdim=True), top, torch.zeros_like(top))
+    scale = valid.to(rows.dtype) if weights is None else weights * valid
+    total = (rows * scale.unsqueeze(-1)).sum(1)
+    if mode == "sum":
+        return total
+    return total / valid.sum(1, keepdim=True).clamp(min=1).to(rows.dtype)
 
 
 def uses_weight_norm(model: torch.nn.Module) -> bool:
@@ -141,10 +228,11 @@ def uses_weight_norm(model: torch.nn.Module) -> bool:
 
 
 def altered_embedding_gradients(model: torch.nn.Module) -> list[str]:
-    """The ``nn.Embedding`` modules of ``model`` whose gradient is not the plain gradient:
-    ``scale_grad_by_freq=True`` (each row's gradient divided by its count in the batch: not a
-    gradient of the loss, so its "Hessian" is asymmetric and wrong) or ``sparse=True`` (a
-    sparse gradient, which has no double backward nor forward-mode derivative).
+    """The embedding modules of ``model`` whose derivatives torch does not give exactly:
+    ``nn.Embedding`` with ``scale_grad_by_freq=True`` (each row's gradient divided by its count
+    in the batch: not a gradient of the loss, so its "Hessian" is asymmetric and wrong) or
+    ``sparse=True`` (a sparse gradient, which has no double backward nor forward-mode
+    derivative), and every ``nn.EmbeddingBag`` (its fused kernel has neither).
 
     Args:
         model: The model.
@@ -152,8 +240,9 @@ def altered_embedding_gradients(model: torch.nn.Module) -> list[str]:
     Returns:
         Their module names.
     """
-    return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Embedding)
-            and (m.scale_grad_by_freq or m.sparse)]
+    return [name for name, m in model.named_modules()
+            if (isinstance(m, torch.nn.Embedding) and (m.scale_grad_by_freq or m.sparse))
+            or isinstance(m, torch.nn.EmbeddingBag)]
 
 
 def exact_derivatives(model: torch.nn.Module) -> AbstractContextManager[None]:

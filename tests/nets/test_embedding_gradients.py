@@ -3,7 +3,10 @@ row's gradient divided by its count in the batch (not a gradient of the loss, so
 backward through it is asymmetric and not the Hessian) and ``sparse=True`` a sparse gradient
 (no double backward, no forward-mode derivative). The engine runs them without those flags
 (:func:`nets.engine.adapters.exact_derivatives`): the same forward values, and the Hessian of
-the loss, which is checked here against the same model with the flags cleared, in every mode."""
+the loss, which is checked here against the same model with the flags cleared, in every mode.
+``nn.EmbeddingBag``'s fused kernel has no second derivative at all: the engine evaluates it by
+:func:`nets.engine.adapters.embedding_bag_formula`, whose values equal torch's and whose
+Hessian equals the bags written out by hand."""
 
 from __future__ import annotations
 
@@ -12,10 +15,13 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 import nets
-from nets.engine.adapters import altered_embedding_gradients
+from nets.engine.adapters import altered_embedding_gradients, embedding_bag_formula
 from nets.engine.hvp import BlockHVP
 
 CE = nn.functional.cross_entropy
@@ -114,3 +120,113 @@ def test_a_spectrum_of_a_frequency_scaled_embedding_is_symmetric_and_exact():
     assert info["product_asymmetry"] <= 1e-13
     assert abs(spec["emb"].nodes.max() - want.max()) <= 1e-12 * np.abs(want).max()
     assert abs(spec["emb"].nodes.min() - want.min()) <= 1e-12 * np.abs(want).max()
+
+
+# ---- nn.EmbeddingBag: torch's fused kernel has no double backward nor forward-mode AD ----
+
+@st.composite
+def _bags(draw):
+    """A random ``F.embedding_bag`` call: 2-D input, or 1-D with offsets (empty bags allowed,
+    with or without the last offset), each mode, per-sample weights with ``sum``, padding."""
+    rows = draw(st.integers(2, 6))
+    mode = draw(st.sampled_from(["sum", "mean", "max"]))
+    padding_idx = draw(st.one_of(st.none(), st.integers(-rows, rows - 1)))
+    seed = draw(st.integers(0, 2**16))
+    g = torch.Generator().manual_seed(seed)
+    kw = {"mode": mode, "padding_idx": padding_idx}
+    if draw(st.booleans()):
+        shape = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+        x = torch.randint(0, rows, shape, generator=g)
+    else:
+        lengths = draw(st.lists(st.integers(0, 4), min_size=1, max_size=4))
+        x = torch.randint(0, rows, (sum(lengths),), generator=g)
+        offsets = torch.tensor([0, *np.cumsum(lengths)[:-1].tolist()], dtype=torch.long)
+        if draw(st.booleans()):
+            offsets = torch.cat([offsets, torch.tensor([sum(lengths)])])
+            kw["include_last_offset"] = True
+        kw["offsets"] = offsets
+    if mode == "sum" and draw(st.booleans()):
+        kw["per_sample_weights"] = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    weight = torch.randn(rows, 3, generator=g, dtype=torch.float64)
+    return x, weight, kw
+
+
+@given(_bags())
+def test_the_embedding_bag_formula_has_torchs_values(bag):
+    x, weight, kw = bag
+    np.testing.assert_allclose(embedding_bag_formula(x, weight, **kw),
+                               F.embedding_bag(x, weight, **kw), rtol=1e-13, atol=1e-13)
+
+
+class _BagModel(nn.Module):
+    """``nn.EmbeddingBag`` → tanh → linear classifier, bags given by offsets."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.emb = nn.EmbeddingBag(6, 3, mode=mode, padding_idx=0)
+        self.head = nn.Linear(3, 3)
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.emb(ids, offsets)))
+
+
+def _written_out(model: _BagModel, ids: torch.Tensor, offsets: torch.Tensor,
+                 params: dict) -> torch.Tensor:
+    """The same bags written with ``nn.Embedding`` rows and Python reductions."""
+    w = params["emb.weight"]
+    bounds = [*offsets.tolist(), len(ids)]
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        rows = [w[i] for i in ids[a:b].tolist() if i != 0]
+        if not rows:
+            out.append(torch.zeros(3, dtype=w.dtype))
+        elif model.emb.mode == "max":
+            out.append(torch.stack(rows).amax(0))
+        else:
+            total = torch.stack(rows).sum(0)
+            out.append(total / len(rows) if model.emb.mode == "mean" else total)
+    h = torch.tanh(torch.stack(out))
+    return h @ params["head.weight"].T + params["head.bias"]
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_an_embedding_bags_hessian_is_exact_in_every_mode(mode):
+    torch.manual_seed(0)
+    model = _BagModel(mode).double()
+    assert altered_embedding_gradients(model) == ["emb"]
+    ids = torch.tensor([1, 2, 2, 0, 3, 4, 5, 5, 1, 0, 0, 2])
+    offsets = torch.tensor([0, 3, 5, 5, 9])  # bag 3 is empty, bag 4 holds padding
+    y = torch.tensor([0, 1, 2, 0, 1])
+    data = [((ids, offsets), y)]
+    names = [n for n, _ in model.named_parameters()]
+    params = [p.detach() for _, p in model.named_parameters()]
+    sizes = [p.numel() for p in params]
+
+    def loss(flat):
+        t = dict(zip(names, (a.reshape(p.shape) for a, p in
+                             zip(flat.split(sizes), params, strict=True)), strict=True))
+        return CE(_written_out(model, ids, offsets, t), y)
+
+    ref = torch.autograd.functional.hessian(loss, torch.cat([p.reshape(-1) for p in params])
+                                            ).numpy()
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(nets.dense_hessian(model, CE, data), ref, rtol=0,
+                               atol=1e-12 * scale)
+    blocks = nets.resolve_blocks(model, None)
+    g = torch.Generator().manual_seed(2)
+    vecs = [torch.randn(2, b.dim, generator=g, dtype=torch.float64) for b in blocks]
+    starts = np.cumsum([0, *[b.dim for b in blocks[:-1]]])
+    for hvp_mode in ("forward", "reverse", "reverse-block"):
+        out = BlockHVP(model, CE, data, blocks, mode=hvp_mode)(vecs)
+        for b, s, v, hv in zip(blocks, starts, vecs, out, strict=True):
+            np.testing.assert_allclose(hv.numpy(), v.numpy() @ ref[s:s + b.dim, s:s + b.dim],
+                                       rtol=0, atol=1e-12 * scale, err_msg=f"{hvp_mode} {b.name}")
+
+
+def test_the_formula_refuses_what_torch_refuses():
+    w = torch.randn(4, 2, dtype=torch.float64)
+    x = torch.tensor([[0, 1], [2, 3]])
+    with pytest.raises(ValueError, match="mode must be"):
+        embedding_bag_formula(x, w, mode="median")
+    with pytest.raises(ValueError, match="only supported for mode='sum'"):
+        embedding_bag_formula(x, w, mode="mean", per_sample_weights=torch.ones(2, 2))
