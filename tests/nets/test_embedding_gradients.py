@@ -11,6 +11,7 @@ Hessian equals the bags written out by hand."""
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 import pytest
@@ -176,7 +177,7 @@ def _written_out(model: _BagModel, ids: torch.Tensor, offsets: torch.Tensor,
     w = params["emb.weight"]
     bounds = [*offsets.tolist(), len(ids)]
     out = []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         rows = [w[i] for i in ids[a:b].tolist() if i != 0]
         if not rows:
             out.append(torch.zeros(3, dtype=w.dtype))
