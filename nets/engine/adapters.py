@@ -34,19 +34,23 @@ the double backward through it gives an asymmetric matrix that is not the Hessia
 ``sparse=True`` returns a sparse gradient, which has neither double backward nor forward-mode
 derivatives. Both flags leave the forward value unchanged, so the engine's forward calls run
 these embeddings without them (:func:`exact_derivatives`): the Hessian is that of the loss,
-whatever the optimizer is given.
+whatever the optimizer is given (the frequency-scaled "gradient" is the gradient of no function,
+so there is no Hessian of it to take; the padding row's stopped gradient, below, is one).
+``nn.EmbeddingBag``'s fused kernel has no second derivative: it runs as
+:func:`embedding_bag_formula`.
 
 **Tied weights.** A tensor shared by several modules (GPT-2's token embedding and output head)
 is one parameter (``named_parameters`` lists it once, under its first name) and so one block;
 its Hessian block includes the curvature through both uses.
 
-**Padding rows.** ``nn.Embedding(padding_idx=p)`` never trains row ``p`` (reverse mode zeroes its
-gradient; forward mode does not, so the AD modes would disagree). Here the padding rows are
-constants: the forward call sees ``W' = K ⊙ W + (1 − K) ⊙ stop_gradient(W)`` with ``K`` zero on
-the padding row, which has the same value, and the Hessian is that of the loss in the trainable
-coordinates, ``P ∇²L P`` with ``P`` the projection that zeroes the padding row's coordinates.
-Every product mode gives this matrix; the padding row's ``d`` coordinates add ``d`` zero
-eigenvalues to the embedding's block.
+**Padding rows.** ``nn.Embedding(padding_idx=p)`` zeroes the gradient of row ``p`` that flows
+through the lookup in reverse mode; forward mode does not, so the AD modes would disagree. Here
+the lookup sees ``W' = K ⊙ W + (1 − K) ⊙ stop_gradient(W)`` with ``K`` zero on the padding
+row, the same value (:func:`exact_derivatives`), in that lookup alone: every mode then
+differentiates the function whose gradient is torch's. Where the padding row is used nowhere
+else its ``d`` coordinates add ``d`` zero eigenvalues to the embedding's block; where the
+weight is tied to an output head (a masked language model's decoder), the head's curvature of
+that row is kept, as training sees it (torch's gradient trains the row through the head).
 
 **Batch size** ``n_b`` (the weight of the batch in the mean loss) is the length of the first axis
 of the targets (or of their first tensor when the targets are a tuple or mapping), or of the
@@ -78,7 +82,7 @@ from nets.engine.distributed import Communicator
 
 __all__ = ["LossError", "altered_embedding_gradients", "batch_size", "check_modes",
            "checked_loss", "embedding_bag_formula", "exact_derivatives", "first_samples",
-           "forward", "functional_forward", "math_attention", "padding_rows", "prepare_data",
+           "forward", "functional_forward", "math_attention", "prepare_data",
            "split_batch", "to_device", "uses_weight_norm"]
 
 LossFn = Callable[[object, object], torch.Tensor]
@@ -97,7 +101,8 @@ class _ExactDerivatives(TorchFunctionMode):
     """Operations whose built-in derivatives are not the function's, evaluated so that they are
     (module docstring): ``torch._weight_norm(v, g, dim)`` as ``v · (g / norm_except_dim(v, 2,
     dim))``; ``F.embedding`` and ``torch.embedding`` with ``scale_grad_by_freq`` and ``sparse``
-    off (the same values; the gradient exact and dense); ``F.embedding_bag`` by
+    off (the same values; the gradient exact and dense) and the padding row held constant in
+    this lookup alone (forward mode then agrees with reverse); ``F.embedding_bag`` by
     :func:`embedding_bag_formula`."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -109,6 +114,10 @@ class _ExactDerivatives(TorchFunctionMode):
         if func is F.embedding or func is torch.embedding:
             bound = _SIGNATURES[func].bind(*args, **kwargs)
             bound.arguments.update(scale_grad_by_freq=False, sparse=False)
+            pad = bound.arguments.get("padding_idx")
+            if pad is not None and (func is F.embedding or pad >= 0):  # torch.embedding: -1
+                weight = bound.arguments["weight"]
+                bound.arguments["weight"] = _freeze_rows(weight, int(pad) % weight.shape[0])
             return func(*bound.args, **bound.kwargs)
         if func is F.embedding_bag:
             return embedding_bag_formula(*args, **kwargs)
@@ -228,11 +237,13 @@ def uses_weight_norm(model: torch.nn.Module) -> bool:
 
 
 def altered_embedding_gradients(model: torch.nn.Module) -> list[str]:
-    """The embedding modules of ``model`` whose derivatives torch does not give exactly:
-    ``nn.Embedding`` with ``scale_grad_by_freq=True`` (each row's gradient divided by its count
-    in the batch: not a gradient of the loss, so its "Hessian" is asymmetric and wrong) or
-    ``sparse=True`` (a sparse gradient, which has no double backward nor forward-mode
-    derivative), and every ``nn.EmbeddingBag`` (its fused kernel has neither).
+    """The embedding modules of ``model`` whose derivatives the engine evaluates itself
+    (:func:`exact_derivatives`): ``nn.Embedding`` with ``scale_grad_by_freq=True`` (each row's
+    gradient divided by its count in the batch: not a gradient of the loss, so its "Hessian"
+    is asymmetric and wrong), ``sparse=True`` (a sparse gradient, which has no double backward
+    nor forward-mode derivative) or a ``padding_idx`` (reverse mode zeroes the padding row's
+    gradient through the lookup, forward mode does not), and every ``nn.EmbeddingBag`` (its
+    fused kernel has no second derivative).
 
     Args:
         model: The model.
@@ -241,7 +252,8 @@ def altered_embedding_gradients(model: torch.nn.Module) -> list[str]:
         Their module names.
     """
     return [name for name, m in model.named_modules()
-            if (isinstance(m, torch.nn.Embedding) and (m.scale_grad_by_freq or m.sparse))
+            if (isinstance(m, torch.nn.Embedding)
+                and (m.scale_grad_by_freq or m.sparse or m.padding_idx is not None))
             or isinstance(m, torch.nn.EmbeddingBag)]
 
 
@@ -249,9 +261,10 @@ def exact_derivatives(model: torch.nn.Module) -> AbstractContextManager[None]:
     """A context in which the operations of ``model`` whose built-in derivatives are not the
     function's are evaluated so that they are (module docstring): weight norm by its formula
     ``w = g · v / ‖v‖`` (torch's fused kernel has a double backward that is not the second
-    derivative), embeddings without ``scale_grad_by_freq`` and ``sparse``
-    (:func:`altered_embedding_gradients`). A no-op for a model with neither (the override
-    costs a Python call per operation, so it is entered only where needed).
+    derivative), embeddings without ``scale_grad_by_freq`` and ``sparse`` and with their
+    padding row constant in the lookup, embedding bags by :func:`embedding_bag_formula`
+    (:func:`altered_embedding_gradients`). A no-op for a model with none of these (the
+    override costs a Python call per operation, so it is entered only where needed).
 
     Args:
         model: The model whose forward calls the context wraps.
@@ -259,23 +272,6 @@ def exact_derivatives(model: torch.nn.Module) -> AbstractContextManager[None]:
     if uses_weight_norm(model) or altered_embedding_gradients(model):
         return _ExactDerivatives()
     return nullcontext()
-
-
-def padding_rows(model: torch.nn.Module) -> dict[str, int]:
-    """``{parameter name: padding row}`` of the model's ``nn.Embedding(padding_idx=...)`` weights.
-
-    The name is the one ``named_parameters`` uses (the first, for a tied weight).
-
-    Args:
-        model: The model.
-    """
-    names = {id(p): n for n, p in model.named_parameters()}
-    out = {}
-    for m in model.modules():
-        if isinstance(m, torch.nn.Embedding) and m.padding_idx is not None and \
-                id(m.weight) in names:
-            out[names[id(m.weight)]] = int(m.padding_idx) % m.num_embeddings
-    return out
 
 
 def _freeze_rows(w: torch.Tensor, row: int) -> torch.Tensor:
@@ -288,9 +284,8 @@ def functional_forward(model: torch.nn.Module, tensors: Mapping[str, torch.Tenso
                        tuple[Mapping[str, torch.Tensor], ...], inputs: object) -> object:
     """``model(inputs)`` evaluated with the parameters and buffers ``tensors`` (``torch.func``).
 
-    Math attention is selected, weight norm runs by its formula, embeddings without gradient
-    scaling or sparse gradients, and embedding padding rows are
-    held constant (module docstring).
+    Math attention is selected; weight norm and embeddings are evaluated so that every mode
+    differentiates them exactly (:func:`exact_derivatives`, module docstring).
 
     Args:
         model: The module.
@@ -302,12 +297,6 @@ def functional_forward(model: torch.nn.Module, tensors: Mapping[str, torch.Tenso
     Returns:
         Whatever the model returns; the loss function receives it unchanged.
     """
-    pads = padding_rows(model)
-    if pads:
-        dicts = tensors if isinstance(tensors, tuple) else (tensors,)
-        dicts = tuple({n: (_freeze_rows(t, pads[n]) if n in pads else t) for n, t in d.items()}
-                      for d in dicts)
-        tensors = dicts if isinstance(tensors, tuple) else dicts[0]
     args, kwargs = _arguments(inputs)
     with math_attention(), exact_derivatives(model):
         return functional_call(model, tensors, args, kwargs)

@@ -290,6 +290,7 @@ def check_agreement(results: Mapping[str, Sequence[torch.Tensor | None]], choice
                     f"Hessian-vector products disagree between modes {choice!r} and {mode!r} "
                     f"in block {name!r} (relative difference {diff:.1e} > {tol:.0e}"
                     f"{_precision_note(dtype, coarse)}): the "
-                    "model differentiates differently in forward and reverse mode (e.g. "
-                    "nn.Embedding(padding_idx=...)); pass mode= to choose the product you "
-                    "trust")
+                    "model differentiates differently in forward and reverse mode (e.g. a "
+                    "custom autograd.Function whose jvp and backward disagree, or an "
+                    "operation whose backward is not its derivative); pass mode= to choose "
+                    "the product you trust")

@@ -3,13 +3,14 @@
 Tiny configs, random initialization (never ``from_pretrained``), float64, default attention
 (``sdpa``), batches as the models take them (dicts of keyword arguments, ``ModelOutput`` results).
 The reference Hessian is built by double backward (``torch.autograd.functional.hessian``) on
-the flattened parameters, independently of the engine's forward-over-reverse products; padding
-rows of embeddings are constants in the engine (see :mod:`nets.engine.adapters`), so the
-reference is the true Hessian with those coordinates projected out.
+the flattened parameters, independently of the engine's forward-over-reverse products: the
+derivative of the gradient torch gives (an embedding's padding row gets no gradient through
+its lookup, but does through a tied output head; see :mod:`nets.engine.adapters`).
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -19,7 +20,6 @@ from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import nets
-from nets.engine.adapters import padding_rows
 from nets.engine.hvp import BlockHVP
 from nets.studies.advise import check_twice_differentiable
 
@@ -139,7 +139,7 @@ def rtol(name: str) -> float:
 
 
 def reference_hessian(model, loss_fn, data) -> np.ndarray:
-    """Double-backward Hessian of the mean loss, padding rows projected out (float64)."""
+    """Double-backward Hessian of the mean loss (float64)."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     names, shapes = [n for n, _ in params], [p.shape for _, p in params]
     sizes = [p.numel() for _, p in params]
@@ -162,12 +162,6 @@ def reference_hessian(model, loss_fn, data) -> np.ndarray:
 
     with sdpa_kernel([SDPBackend.MATH]):
         h = torch.autograd.functional.hessian(loss, flat0, vectorize=True).numpy()
-    keep = np.ones(len(flat0), dtype=bool)
-    offsets = dict(zip(names, np.cumsum([0, *sizes[:-1]]), strict=True))
-    for n, row in padding_rows(model).items():
-        width = int(np.prod(dict(zip(names, shapes, strict=True))[n][1:]))
-        keep[offsets[n] + row * width: offsets[n] + (row + 1) * width] = False
-    h = h * keep[:, None] * keep[None, :]
     return 0.5 * (h + h.T)
 
 
@@ -258,24 +252,36 @@ def test_gpt2_tied_head_is_one_block():
     assert "transformer.wte.weight" in names and "lm_head.weight" not in names
 
 
-def test_bert_padding_row_is_constant_in_every_mode(problem):
-    """The padding row's Hessian rows and columns are zero, forward-over-reverse and double
-    backward agree, and the rest equals the true Hessian (padding row included as a variable)."""
-    name, model, loss_fn, data, ref = problem  # ref: double backward, padding row projected
+def test_bert_padding_row_is_trained_by_the_tied_head_alone_in_every_mode(problem):
+    """BERT's word embedding has a padding row and is tied to the masked-LM decoder: torch's
+    gradient trains that row through the decoder, not through the lookup. Every mode's products
+    of the padding row's coordinates equal the double backward of that gradient, which is not
+    zero (the decoder's curvature); with the decoder untied, the row's coordinates are zero.
+    Before the row was held constant in the lookup alone, forward-over-reverse differentiated
+    the lookup too, and the row was held constant everywhere, the decoder included."""
+    name, model, loss_fn, data, ref = problem
     if name != "bert":
         pytest.skip("the padding row is BERT's")
-    assert padding_rows(model) == {"bert.embeddings.word_embeddings.weight": 0}
+    emb = model.bert.embeddings.word_embeddings
+    assert emb.padding_idx == 0 and model.cls.predictions.decoder.weight is emb.weight
     hidden = model.config.hidden_size
+    dim = hidden * model.config.vocab_size
+    e = torch.zeros(hidden, dim, dtype=torch.float64)
+    e[:, :hidden] = torch.eye(hidden, dtype=torch.float64)  # the padding row's coordinates
     for mode in ("forward", "reverse", "reverse-block"):
         op = BlockHVP(model, loss_fn, data, nets.resolve_blocks(model, None), mode=mode)
-        e = torch.zeros(hidden, hidden * model.config.vocab_size, dtype=torch.float64)
-        e[:, hidden:2 * hidden] = torch.eye(hidden, dtype=torch.float64)  # row 1 (not padding)
         col = op([e] + [None] * (len(op.blocks) - 1))[0].numpy()
-        dim = e.shape[1]
-        np.testing.assert_allclose(col, ref[hidden:2 * hidden, :dim], rtol=0,
+        np.testing.assert_allclose(col, ref[:hidden, :dim], rtol=0,
                                    atol=1e-10 * np.abs(ref).max(), err_msg=mode)
-        assert np.all(col[:, :hidden] == 0), mode  # the padding row's coordinates
-    assert np.all(ref[:hidden] == 0) and np.abs(ref[hidden:2 * hidden]).max() > 0
+    assert np.abs(ref[:hidden, :dim]).max() > 1e-6 * np.abs(ref).max()
+    untied = copy.deepcopy(model)
+    untied.cls.predictions.decoder.weight = torch.nn.Parameter(emb.weight.detach().clone())
+    ref = reference_hessian(untied, loss_fn, data)
+    for mode in ("forward", "reverse-block"):
+        op = BlockHVP(untied, loss_fn, data, nets.resolve_blocks(untied, None), mode=mode)
+        assert op.blocks[0].name == "bert.embeddings.word_embeddings.weight"
+        col = op([e] + [None] * (len(op.blocks) - 1))[0].numpy()
+        assert np.all(ref[:hidden] == 0) and np.abs(col).max() <= 1e-14 * np.abs(ref).max()
 
 
 def test_training_mode_dropout_is_refused_with_the_module_name():
