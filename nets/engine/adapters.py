@@ -73,7 +73,6 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.nn.utils import parametrize
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 from torch.overrides import TorchFunctionMode
@@ -219,6 +218,22 @@ def embedding_bag_formula(input: torch.Tensor, weight: torch.Tensor,
     return total / valid.sum(1, keepdim=True).clamp(min=1).to(rows.dtype)
 
 
+def _weight_normed(m: torch.nn.Module) -> bool:
+    """Whether ``m`` is torch's weight-norm parametrization (``nn.utils.parametrizations.
+    weight_norm`` registers a private ``_WeightNorm`` module, listed among the model's modules)
+    or carries the older hook (``nn.utils.weight_norm``)."""
+    return type(m).__name__ == "_WeightNorm" or (bool(m._forward_pre_hooks) and any(
+        isinstance(h, WeightNorm) for h in m._forward_pre_hooks.values()))
+
+
+def _altered_embedding(m: torch.nn.Module) -> bool:
+    """Whether ``m`` is an embedding whose derivatives :func:`exact_derivatives` evaluates
+    (:func:`altered_embedding_gradients`)."""
+    if isinstance(m, torch.nn.Embedding):
+        return m.scale_grad_by_freq or m.sparse or m.padding_idx is not None
+    return isinstance(m, torch.nn.EmbeddingBag)
+
+
 def uses_weight_norm(model: torch.nn.Module) -> bool:
     """Whether ``model`` has a weight-normalized parameter (``nn.utils.parametrizations.
     weight_norm`` or the older hook-based ``nn.utils.weight_norm``).
@@ -226,14 +241,7 @@ def uses_weight_norm(model: torch.nn.Module) -> bool:
     Args:
         model: The model.
     """
-    for m in model.modules():
-        if any(isinstance(h, WeightNorm) for h in m._forward_pre_hooks.values()):
-            return True
-        if parametrize.is_parametrized(m) and any(  # torch's private _WeightNorm class
-                type(p).__name__ == "_WeightNorm" for plist in m.parametrizations.values()
-                for p in plist):
-            return True
-    return False
+    return any(_weight_normed(m) for m in model.modules())
 
 
 def altered_embedding_gradients(model: torch.nn.Module) -> list[str]:
@@ -251,10 +259,7 @@ def altered_embedding_gradients(model: torch.nn.Module) -> list[str]:
     Returns:
         Their module names.
     """
-    return [name for name, m in model.named_modules()
-            if (isinstance(m, torch.nn.Embedding)
-                and (m.scale_grad_by_freq or m.sparse or m.padding_idx is not None))
-            or isinstance(m, torch.nn.EmbeddingBag)]
+    return [name for name, m in model.named_modules() if _altered_embedding(m)]
 
 
 def exact_derivatives(model: torch.nn.Module) -> AbstractContextManager[None]:
@@ -263,13 +268,14 @@ def exact_derivatives(model: torch.nn.Module) -> AbstractContextManager[None]:
     ``w = g · v / ‖v‖`` (torch's fused kernel has a double backward that is not the second
     derivative), embeddings without ``scale_grad_by_freq`` and ``sparse`` and with their
     padding row constant in the lookup, embedding bags by :func:`embedding_bag_formula`
-    (:func:`altered_embedding_gradients`). A no-op for a model with none of these (the
-    override costs a Python call per operation, so it is entered only where needed).
+    (:func:`uses_weight_norm`, :func:`altered_embedding_gradients`). A no-op for a model with
+    none of these (the override costs a Python call per operation, so it is entered only
+    where needed; deciding is one pass over the modules, on every forward call).
 
     Args:
         model: The model whose forward calls the context wraps.
     """
-    if uses_weight_norm(model) or altered_embedding_gradients(model):
+    if any(_weight_normed(m) or _altered_embedding(m) for m in model.modules()):
         return _ExactDerivatives()
     return nullcontext()
 
