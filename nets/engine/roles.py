@@ -45,8 +45,11 @@ Its projections are
   then its K rows, then its V rows (Falcon-40B's "new decoder architecture"). Falcon's layout
   follows its config, which :data:`FUSED_LAYOUTS` reads off the module: grouped under the new
   architecture, else stacked ``(H d, d, d)`` with multi-query attention, else per head;
-* *fused, unknown*: any other fused projection, and the classes whose layout is none of these
-  (CodeGen). Splitting one is refused with the fix (pass the blocks yourself,
+* *fused, sharded*: ``S`` model-parallel shards in turn, each holding the rows of its ``H/S``
+  query heads, then of their value heads, then of their key heads (CodeGen: ``S`` is its
+  attention's ``mp_num``, 4, and the order within a shard is Q, V, K);
+* *fused, unknown*: any other fused projection, and the classes whose layout is none of these.
+  Splitting one is refused with the fix (pass the blocks yourself,
   :func:`nets.engine.blocks.split_parameter`), never guessed: a wrong guess would label K rows
   as Q and give JS distances of blocks that do not exist.
 
@@ -102,12 +105,14 @@ def _falcon_layout(attention: nn.Module) -> str:
 
 #: Fused Q/K/V layouts by attention class, where the class decides it: a layout name,
 #: ``"per-head"`` (each head's Q, K and V rows in turn: ``view(..., heads, 3, head_dim)``),
-#: ``"stacked"``, ``"grouped"`` (module docstring) or ``"unknown"`` (neither of them: splitting
-#: is refused), or a function of the attention module that returns one (where the layout
-#: follows the model's config: Falcon).
+#: ``"stacked"``, ``"grouped"``, ``"sharded"`` (module docstring; the shard count is the
+#: module's ``mp_num``) or ``"unknown"`` (none of them: splitting is refused), or a function of
+#: the attention module that returns one (where the layout follows the model's config: Falcon).
 FUSED_LAYOUTS = {"GPTNeoXAttention": "per-head", "BloomAttention": "per-head",
-                 "FalconAttention": _falcon_layout, "CodeGenAttention": "unknown"}
-LAYOUTS = ("separate", "stacked", "per-head", "grouped", "unknown")
+                 "FalconAttention": _falcon_layout, "CodeGenAttention": "sharded"}
+LAYOUTS = ("separate", "stacked", "per-head", "grouped", "sharded", "unknown")
+#: The fused layouts that interleave Q, K and V rows by head groups (:meth:`AttentionPart.rows`).
+_INTERLEAVED = ("per-head", "grouped", "sharded")
 
 
 @dataclass(frozen=True)
@@ -119,15 +124,16 @@ class AttentionPart:
         axis: The output axis (0 for linear layout, 1 for GPT-2 ``Conv1D`` weights).
         heads: Number of query heads of the attention module, or ``None`` if it does not say.
         layout: One of :data:`LAYOUTS`: ``"separate"`` (one part), ``"stacked"``,
-            ``"per-head"``, ``"grouped"`` or ``"unknown"`` (fused in an order nets does not
-            know).
+            ``"per-head"``, ``"grouped"``, ``"sharded"`` or ``"unknown"`` (fused in an order
+            nets does not know).
         sizes: Rows of each part along ``axis`` (stacked and separate), e.g. ``(H d, G d, G d)``
-            for ``H`` query and ``G`` key/value heads of width ``d``; per head or grouped, the
-            whole tensor's rows (``(3 H d,)``, ``((H + 2 G) d,)``); ``()`` where the layout is
-            unknown.
+            for ``H`` query and ``G`` key/value heads of width ``d``; per head, grouped or
+            sharded, the whole tensor's rows (``(3 H d,)``, ``((H + 2 G) d,)``); ``()`` where
+            the layout is unknown.
         head_dim: Width ``d`` of one head, or ``None`` if the module does not say.
         kv_heads: Number of key/value heads, or ``None`` if the module does not say.
         owner: Class name of the attention module (the key of :data:`FUSED_LAYOUTS`).
+        shards: Model-parallel shards of a sharded layout (``None`` otherwise).
     """
 
     parts: tuple[str, ...]
@@ -138,6 +144,7 @@ class AttentionPart:
     head_dim: int | None = None
     kv_heads: int | None = None
     owner: str = ""
+    shards: int | None = None
 
     def part_heads(self, label: str) -> int | None:
         """Number of heads of part ``label``, or ``None`` where the module does not say.
@@ -146,9 +153,9 @@ class AttentionPart:
             label: ``"q"`` (query heads), ``"k"`` or ``"v"`` (key/value heads: fewer than the
                 query heads under grouped-query attention).
         """
-        if self.layout in ("per-head", "grouped"):
-            groups, per, _ = self._groups()
-            return groups * per if label == "q" else groups
+        if self.layout in _INTERLEAVED:
+            groups, segments, _ = self._groups()
+            return groups * dict(segments)[label]
         size = self.sizes[self.parts.index(label)]
         if self.head_dim:
             return size // self.head_dim if size % self.head_dim == 0 else None
@@ -167,7 +174,7 @@ class AttentionPart:
         """
         if self.layout == "unknown":
             raise ValueError("the order of the rows of a fused projection of unknown layout")
-        if self.layout in ("per-head", "grouped"):
+        if self.layout in _INTERLEAVED:
             return self._interleaved_rows(label, head)
         lo = sum(self.sizes[:self.parts.index(label)])
         size = self.sizes[self.parts.index(label)]
@@ -179,27 +186,34 @@ class AttentionPart:
         width = size // heads
         return [(lo + head * width, lo + (head + 1) * width)]
 
-    def _groups(self) -> tuple[int, int, int]:
-        """``(G, H/G, d)`` of an interleaved layout: ``G`` groups of ``H/G`` query heads, one
-        key and one value head, each ``d`` rows. Per head, every head is its own group
-        (``G = H``, ``d`` = the rows over ``3 H``); grouped, one group per key/value head."""
+    def _groups(self) -> tuple[int, tuple[tuple[str, int], ...], int]:
+        """``(G, segments, d)`` of an interleaved layout: ``G`` groups of rows in turn, each the
+        ``segments`` ``(part, heads)`` in order, every head ``d`` rows. Per head, every query
+        head is its own group ``(q 1, k 1, v 1)``; grouped, one group per key/value head
+        ``(q H/G, k 1, v 1)``; sharded, one group per shard ``(q H/S, v H/S, k H/S)``."""
         if self.layout == "per-head":
-            return self.heads, 1, self.sizes[0] // (3 * self.heads)
-        return self.kv_heads, self.heads // self.kv_heads, self.head_dim
+            return self.heads, (("q", 1), ("k", 1), ("v", 1)), self.sizes[0] // (3 * self.heads)
+        if self.layout == "grouped":
+            per = self.heads // self.kv_heads
+            return self.kv_heads, (("q", per), ("k", 1), ("v", 1)), self.head_dim
+        per = self.heads // self.shards
+        return self.shards, (("q", per), ("v", per), ("k", per)), self.sizes[0] // (3 * self.heads)
 
     def _interleaved_rows(self, label: str, head: int | None) -> list[tuple[int, int]]:
-        """:meth:`rows` of the per-head and grouped layouts (:meth:`_groups`): group ``g``
-        holds rows ``[g s, (g + 1) s)`` with ``s = (H/G + 2) d``, its ``H/G`` query heads, then
-        its key head, then its value head."""
-        groups, per, d = self._groups()
-        stride = (per + 2) * d
-        if label == "q":
-            picked = range(groups * per) if head is None else [head]
-            return [((h // per) * stride + (h % per) * d,
-                     (h // per) * stride + (h % per + 1) * d) for h in picked]
-        offset = (per if label == "k" else per + 1) * d
-        picked = range(groups) if head is None else [head]
-        return [(g * stride + offset, g * stride + offset + d) for g in picked]
+        """:meth:`rows` of the interleaved layouts (:meth:`_groups`): group ``g`` holds rows
+        ``[g s, (g + 1) s)`` with ``s`` the rows of its segments; head ``h`` of a part with
+        ``n`` heads per group is the ``(h mod n)``-th of that part's segment in group
+        ``⌊h / n⌋``."""
+        groups, segments, d = self._groups()
+        stride = sum(n for _, n in segments) * d
+        offset = 0
+        for lab, per in segments:
+            if lab == label:
+                break
+            offset += per * d
+        picked = range(groups * per) if head is None else [head]
+        return [((h // per) * stride + offset + (h % per) * d,
+                 (h // per) * stride + offset + (h % per + 1) * d) for h in picked]
 
 
 def _owners(model: nn.Module) -> dict[str, tuple[str, nn.Module, str]]:
@@ -291,7 +305,11 @@ def _fused(parent: nn.Module, child: str, out_dim: int, in_dim: int, axis: int,
     if layout == "grouped" and not (heads and kv and dim and heads % kv == 0
                                     and out_dim == (heads + 2 * kv) * dim):
         layout = "unknown"
-    sizes: tuple[int, ...] = (out_dim,) if layout in ("per-head", "grouped") else ()
+    shards = getattr(parent, "mp_num", None) if layout == "sharded" else None
+    if layout == "sharded" and not (isinstance(shards, int) and shards > 0 and heads
+                                    and heads % shards == 0 and out_dim % (3 * heads) == 0):
+        layout, shards = "unknown", None
+    sizes: tuple[int, ...] = (out_dim,) if layout in _INTERLEAVED else ()
     if layout == "stacked":
         if grouped and out_dim == sum(grouped):
             sizes = grouped
@@ -299,7 +317,7 @@ def _fused(parent: nn.Module, child: str, out_dim: int, in_dim: int, axis: int,
             sizes = (out_dim // 3,) * 3
         else:
             layout = "unknown"
-    return AttentionPart(("q", "k", "v"), axis, heads, layout, sizes, dim, kv, owner)
+    return AttentionPart(("q", "k", "v"), axis, heads, layout, sizes, dim, kv, owner, shards)
 
 
 def attention_parts(model: nn.Module) -> dict[str, AttentionPart]:
@@ -400,7 +418,8 @@ def role_blocks(model: nn.Module, roles: tuple[str, ...] | list[str] | None = No
             raise ValueError(
                 f"split={split!r}: {n!r} is a fused Q/K/V projection of {part.owner} whose "
                 "row order nets does not know (a guess could call K rows Q); set "
-                f"nets.FUSED_LAYOUTS[{part.owner!r}] to 'per-head', 'stacked' or 'grouped' if "
+                f"nets.FUSED_LAYOUTS[{part.owner!r}] to 'per-head', 'stacked', 'grouped' or "
+                "'sharded' if "
                 "you know it, use split='params', or pass blocks yourself, e.g. from "
                 "nets.split_parameter(name, shape, ['q', 'k', 'v'])")
         for lab in part.parts:

@@ -12,7 +12,8 @@ grouped-query attention (fewer key/value heads than query heads), Phi-3's stacke
 DistilBERT's ``q_lin``/``k_lin``/``v_lin``, DeBERTa's ``query_proj``/``key_proj``/
 ``value_proj``, and Falcon's fused ``query_key_value`` in each of the three layouts its config
 chooses (per head; multi-query, stacked; the new decoder architecture's groups of query heads
-with their key and value head). CodeGen's layout is neither, and is refused.
+with their key and value head), and CodeGen's ``qkv_proj``, laid out in 4 model-parallel
+shards of query, value and key heads. A layout nets does not know is refused.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def _config(family: str):
                   }[family]
         return tf.FalconConfig(hidden_size=8, num_attention_heads=4, bias=True, **layout,
                                **common)
+    if family == "codegen":  # qkv_proj: 4 shards, each (q, v, k) of 2 heads of width 2
+        return tf.CodeGenConfig(n_embd=16, n_head=8, n_positions=8, rotary_dim=2, n_layer=1,
+                                vocab_size=11, attn_implementation="eager")
     if family == "deberta_v2":  # query_proj, key_proj, value_proj
         return tf.DebertaV2Config(vocab_size=11, hidden_size=8, num_hidden_layers=1,
                                   num_attention_heads=2, intermediate_size=8,
@@ -76,7 +80,8 @@ MODELS = {"gpt2": "GPT2LMHeadModel", "gpt_neox": "GPTNeoXForCausalLM",
           "bloom": "BloomForCausalLM", "llama": "LlamaForCausalLM", "phi3": "Phi3ForCausalLM",
           "gpt_bigcode": "GPTBigCodeForCausalLM", "distilbert": "DistilBertForMaskedLM",
           "deberta_v2": "DebertaV2ForMaskedLM", "falcon": "FalconForCausalLM",
-          "falcon_mq": "FalconForCausalLM", "falcon_new": "FalconForCausalLM"}
+          "falcon_mq": "FalconForCausalLM", "falcon_new": "FalconForCausalLM",
+          "codegen": "CodeGenForCausalLM"}
 
 
 def build(family: str) -> torch.nn.Module:
@@ -200,17 +205,37 @@ def test_per_head_fused_q_block_is_one_piece_per_head():
     assert [piece[1][0] for piece in q] == [slice(0, 4), slice(12, 16)]
 
 
-def test_an_unknown_fused_layout_is_refused_with_the_fix():
-    """CodeGen's fused ``qkv_proj`` is neither stacked, per head nor grouped (its rows are
-    ordered for model-parallel shards): splitting it is refused, naming the class and the fix,
-    and split='params' runs."""
-    cfg = transformers.CodeGenConfig(vocab_size=11, n_embd=8, n_head=2, n_layer=1,
-                                     n_positions=8, rotary_dim=2)
-    model = transformers.CodeGenForCausalLM(cfg)
+def test_codegens_shards_hold_query_value_and_key_heads_in_turn():
+    """8 heads of width 2 in 4 shards: shard ``s`` holds rows ``[12 s, 12 s + 12)``, its two
+    query heads, then their value heads, then their key heads."""
+    model = build("codegen")
+    part = nets.attention_parts(model)["transformer.h.0.attn.qkv_proj.weight"]
+    assert (part.layout, part.shards, part.part_heads("q"), part.part_heads("k")) == \
+        ("sharded", 4, 8, 8)
+    assert part.rows("q", 3) == [(14, 16)] and part.rows("v", 0) == [(4, 6)]
+    assert part.rows("k", 7) == [(46, 48)]
+    assert sorted(r for lab in "qkv" for r in part.rows(lab)) == [(i, i + 2)
+                                                                 for i in range(0, 48, 2)]
+
+
+def test_an_unknown_fused_layout_is_refused_with_the_fix(monkeypatch):
+    """A fused projection whose class nets does not know the order of (here GPT-NeoX's,
+    declared unknown): splitting it is refused, naming the class and the fix, and
+    split='params' runs."""
+    monkeypatch.setitem(nets.FUSED_LAYOUTS, "GPTNeoXAttention", "unknown")
+    model = build("gpt_neox")
     for split in ("qkv", "heads"):
-        with pytest.raises(ValueError, match=r"CodeGenAttention.*split='params'.*split_parameter"):
+        with pytest.raises(ValueError, match=r"GPTNeoXAttention.*split='params'.*"
+                                             r"split_parameter"):
             nets.role_blocks(model, None, split=split)
-    assert "transformer.h.0.attn.qkv_proj.weight" in nets.role_blocks(model)
+    assert "gpt_neox.layers.0.attention.query_key_value.weight" in nets.role_blocks(model)
+
+
+def test_a_sharded_layout_without_a_shard_count_is_unknown(monkeypatch):
+    model = build("codegen")
+    del model.transformer.h[0].attn.mp_num
+    part = nets.attention_parts(model)["transformer.h.0.attn.qkv_proj.weight"]
+    assert part.layout == "unknown" and part.shards is None
 
 
 @pytest.mark.parametrize("family, layout", [("falcon", "per-head"), ("falcon_mq", "stacked"),
