@@ -1,0 +1,150 @@
+"""More Hugging Face architectures as users have them, each against an independent
+double-backward Hessian (:func:`tests.nets.test_hf.reference_hessian`): the dense Hessian and
+every product mode's block products, in float64, tiny configs, random initialization.
+
+Each family brings something the engine must get right: ALBERT shares one layer's parameters
+across depth; FNet mixes tokens with a Fourier transform and ties its padded word embedding to
+the masked-LM decoder (the padding row trains through the decoder only); DeBERTa-v2 has
+disentangled relative attention; BART and Whisper are encoder-decoders (Whisper from
+convolved audio features); ConvNeXt has channels-first LayerNorms and depthwise convolutions;
+Mamba's selective scan runs its reference PyTorch path and computes part of it in float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import nets
+from nets.engine.hvp import BlockHVP
+
+from .test_hf import _cls_loss, _lm_loss, reference_hessian
+
+transformers = pytest.importorskip("transformers")
+
+
+def _lm_batches(ids: torch.Tensor, **extra: torch.Tensor) -> list:
+    """Two batches (2 and 1 sequences) of a causal or masked LM predicting ``ids``."""
+    return [({"input_ids": ids[i], **{k: v[i] for k, v in extra.items()}}, ids[i])
+            for i in (slice(0, 2), slice(2, 3))]
+
+
+def _seq2seq_batches(inputs: dict, labels: torch.Tensor) -> list:
+    return [({**{k: v[i] for k, v in inputs.items()}, "decoder_input_ids": labels[i]},
+             labels[i]) for i in (slice(0, 2), slice(2, 3))]
+
+
+def albert():
+    cfg = transformers.AlbertConfig(vocab_size=7, embedding_size=3, hidden_size=4,
+                                    num_hidden_layers=3, num_attention_heads=2,
+                                    intermediate_size=6, max_position_embeddings=8,
+                                    pad_token_id=0)
+    model = transformers.AlbertForMaskedLM(cfg)
+    ids = torch.randint(1, 7, (3, 5), generator=torch.Generator().manual_seed(1))
+    return model, _lm_loss, _lm_batches(ids)
+
+
+def fnet():
+    cfg = transformers.FNetConfig(vocab_size=7, hidden_size=4, num_hidden_layers=1,
+                                  intermediate_size=6, max_position_embeddings=8,
+                                  type_vocab_size=1, pad_token_id=0)
+    model = transformers.FNetForMaskedLM(cfg)
+    ids = torch.randint(1, 7, (3, 5), generator=torch.Generator().manual_seed(2))
+    return model, _lm_loss, _lm_batches(ids)
+
+
+def deberta_v2():
+    cfg = transformers.DebertaV2Config(vocab_size=7, hidden_size=4, num_hidden_layers=1,
+                                       num_attention_heads=2, intermediate_size=6,
+                                       max_position_embeddings=8, pad_token_id=0,
+                                       relative_attention=True, position_buckets=4,
+                                       max_relative_positions=4, pos_att_type=["p2c", "c2p"])
+    model = transformers.DebertaV2ForMaskedLM(cfg)
+    ids = torch.randint(1, 7, (3, 5), generator=torch.Generator().manual_seed(3))
+    return model, _lm_loss, _lm_batches(ids)
+
+
+def bart():
+    cfg = transformers.BartConfig(vocab_size=7, d_model=4, encoder_layers=1, decoder_layers=1,
+                                  encoder_attention_heads=2, decoder_attention_heads=2,
+                                  encoder_ffn_dim=6, decoder_ffn_dim=6,
+                                  max_position_embeddings=8, pad_token_id=0, bos_token_id=1,
+                                  eos_token_id=2, decoder_start_token_id=2)
+    model = transformers.BartForConditionalGeneration(cfg)
+    g = torch.Generator().manual_seed(4)
+    ids, labels = torch.randint(3, 7, (3, 5), generator=g), torch.randint(3, 7, (3, 4), generator=g)
+    return model, _lm_loss, _seq2seq_batches({"input_ids": ids}, labels)
+
+
+def whisper():
+    cfg = transformers.WhisperConfig(vocab_size=7, num_mel_bins=2, d_model=4, encoder_layers=1,
+                                     decoder_layers=1, encoder_attention_heads=2,
+                                     decoder_attention_heads=2, encoder_ffn_dim=6,
+                                     decoder_ffn_dim=6, max_source_positions=4,
+                                     max_target_positions=6, pad_token_id=0, bos_token_id=1,
+                                     eos_token_id=2, decoder_start_token_id=1)
+    model = transformers.WhisperForConditionalGeneration(cfg)
+    g = torch.Generator().manual_seed(5)
+    feats = torch.randn(3, 2, 8, generator=g)
+    labels = torch.randint(3, 7, (3, 4), generator=g)
+    return model, _lm_loss, _seq2seq_batches({"input_features": feats}, labels)
+
+
+def convnext():
+    cfg = transformers.ConvNextConfig(num_channels=1, num_stages=2, hidden_sizes=[2, 3],
+                                      depths=[1, 1], patch_size=2, num_labels=3, image_size=8)
+    model = transformers.ConvNextForImageClassification(cfg)
+    g = torch.Generator().manual_seed(6)
+    x, y = torch.randn(3, 1, 8, 8, generator=g), torch.randint(0, 3, (3,), generator=g)
+    return model, _cls_loss, [({"pixel_values": x}, y)]
+
+
+def mamba():
+    cfg = transformers.MambaConfig(vocab_size=7, hidden_size=4, state_size=2,
+                                   num_hidden_layers=1, expand=2, conv_kernel=2,
+                                   pad_token_id=0)
+    model = transformers.MambaForCausalLM(cfg)
+    ids = torch.randint(1, 7, (3, 5), generator=torch.Generator().manual_seed(7))
+    return model, _lm_loss, _lm_batches(ids)
+
+
+FAMILIES = {f.__name__: f for f in (albert, fnet, deberta_v2, bart, whisper, convnext, mamba)}
+#: Agreement with the reference relative to its largest entry; Mamba computes part of its
+#: scan in float32 (the operator reads it off the graph: ``compute_dtype``).
+RTOL = {"mamba": 1e-6}
+
+
+def _double(batches: list) -> list:
+    return [({k: (v.double() if v.is_floating_point() else v) for k, v in x.items()}, y)
+            for x, y in batches]
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family(request):
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # transformers initializes from the global generator
+        model, loss_fn, data = FAMILIES[request.param]()
+    model = model.double().eval()
+    data = _double(data)
+    return request.param, model, loss_fn, data, reference_hessian(model, loss_fn, data)
+
+
+@pytest.mark.filterwarnings("ignore:the Hessian-vector products are asymmetric")
+def test_dense_hessian_and_every_mode_match_double_backward(family):
+    name, model, loss_fn, data, ref = family
+    scale = np.abs(ref).max()
+    tol = RTOL.get(name, 1e-10) * scale
+    np.testing.assert_allclose(nets.dense_hessian(model, loss_fn, data), ref, rtol=0, atol=tol,
+                               err_msg=name)
+    blocks = nets.resolve_blocks(model, None)
+    starts = np.cumsum([0, *[b.dim for b in blocks[:-1]]])
+    g = torch.Generator().manual_seed(8)
+    vecs = [torch.randn(2, b.dim, generator=g, dtype=torch.float64) for b in blocks]
+    for mode in ("forward", "reverse-block", "reverse-bundle"):
+        op = BlockHVP(model, loss_fn, data, blocks, mode=mode)
+        for b, s, v, hv in zip(blocks, starts, vecs, op(vecs), strict=True):
+            np.testing.assert_allclose(hv.numpy(), v.numpy() @ ref[s:s + b.dim, s:s + b.dim],
+                                       rtol=0, atol=tol, err_msg=f"{name} {mode} {b.name}")
+        want = "float32" if name in RTOL else "float64"
+        assert op.info()["compute_dtype"] == want, (name, mode)
