@@ -7,7 +7,8 @@ across depth; FNet mixes tokens with a Fourier transform and ties its padded wor
 the masked-LM decoder (the padding row trains through the decoder only); DeBERTa-v2 has
 disentangled relative attention; BART and Whisper are encoder-decoders (Whisper from
 convolved audio features); ConvNeXt has channels-first LayerNorms and depthwise convolutions;
-Mamba's selective scan runs its reference PyTorch path and computes part of it in float32.
+Mamba's selective scan runs its reference PyTorch path and computes part of it in float32;
+Mixtral routes each token to 2 of 3 experts.
 """
 
 from __future__ import annotations
@@ -109,10 +110,26 @@ def mamba():
     return model, _lm_loss, _lm_batches(ids)
 
 
-FAMILIES = {f.__name__: f for f in (albert, fnet, deberta_v2, bart, whisper, convnext, mamba)}
+def mixtral():
+    """Top-2 of 3 experts per token. Hugging Face's default experts kernel (``grouped_mm``)
+    takes no float64, so the model runs its eager experts, as a float64 user's must."""
+    cfg = transformers.MixtralConfig(vocab_size=7, hidden_size=4, intermediate_size=6,
+                                     num_hidden_layers=1, num_attention_heads=2,
+                                     num_key_value_heads=1, num_local_experts=3,
+                                     num_experts_per_tok=2, max_position_embeddings=8,
+                                     pad_token_id=None, bos_token_id=0, eos_token_id=0,
+                                     experts_implementation="eager")
+    model = transformers.MixtralForCausalLM(cfg)
+    ids = torch.randint(1, 7, (3, 5), generator=torch.Generator().manual_seed(9))
+    return model, _lm_loss, _lm_batches(ids)
+
+
+FAMILIES = {f.__name__: f for f in (albert, fnet, deberta_v2, bart, whisper, convnext, mamba,
+                                    mixtral)}
 #: Agreement with the reference relative to its largest entry; Mamba computes part of its
-#: scan in float32 (the operator reads it off the graph: ``compute_dtype``).
-RTOL = {"mamba": 1e-6}
+#: scan in float32, Mixtral its router's softmax (the operator reads it off the graph:
+#: ``compute_dtype``).
+RTOL = {"mamba": 1e-6, "mixtral": 1e-6}
 
 
 def _double(batches: list) -> list:
