@@ -1057,7 +1057,8 @@ def _fingerprint(params: dict[str, torch.Tensor]) -> bytes:
 
 
 def _check_blocks(blocks: object, params: Mapping[str, torch.Tensor]) -> None:
-    """Check that ``blocks`` is a sequence of :class:`Block` over ``params`` (names, shapes)."""
+    """Check that ``blocks`` is a sequence of :class:`Block` over ``params`` (names, shapes,
+    real floating dtypes)."""
     if not isinstance(blocks, list | tuple) or not blocks:
         raise TypeError(f"blocks must be a non-empty list of nets.engine.blocks.Block (build it "
                         f"with resolve_blocks), got {type(blocks).__name__}")
@@ -1080,3 +1081,8 @@ def _check_blocks(blocks: object, params: Mapping[str, torch.Tensor]) -> None:
                 raise ValueError(f"block {b.name!r}: piece of {pc.param!r} has shape "
                                  f"{pc.shape}, which its index does not select from "
                                  f"{tuple(p.shape)}")
+            if not p.is_floating_point():
+                raise TypeError(f"block {b.name!r}: parameter {pc.param!r} is {p.dtype}; the "
+                                "Hessian is taken with respect to real floating parameters: "
+                                "hold a complex parameter as its real and imaginary parts "
+                                "(torch.view_as_real) or leave it out of the blocks")

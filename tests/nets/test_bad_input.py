@@ -112,6 +112,20 @@ def test_a_spectral_norm_in_training_mode_is_refused_by_name(style):
     assert set(out) == {n for n, _ in m.named_parameters()}
 
 
+def test_a_complex_parameter_is_refused_with_the_fix():
+    class Complex(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(3, 2, dtype=torch.complex64))
+
+        def forward(self, x):
+            return (x.to(torch.complex64) @ self.w).abs()
+
+    for spectrum in (nets.blockwise_spectrum, nets.full_spectrum):
+        with pytest.raises(TypeError, match=r"parameter 'w' is torch\.complex64.*view_as_real"):
+            spectrum(Complex(), CE, _data(), lanczos_steps=2, probes=1)
+
+
 def test_random_loss_refused():
     m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 2))
     with pytest.raises(ValueError, match="dropout"):
