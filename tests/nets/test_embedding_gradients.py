@@ -23,7 +23,8 @@ from torch import nn
 
 import nets
 from nets.engine.adapters import altered_embedding_gradients, embedding_bag_formula
-from nets.engine.hvp import BlockHVP
+
+from .reference_checks import assert_products_match
 
 CE = nn.functional.cross_entropy
 
@@ -91,19 +92,8 @@ def test_the_hessian_is_the_losss_in_every_mode(flags):
     assert altered_embedding_gradients(model) == ["emb"]
     assert altered_embedding_gradients(_cleared(model)) == []
     ref = _hessian_by_double_backward(_cleared(model), data)
-    scale = np.abs(ref).max()
-    np.testing.assert_allclose(nets.dense_hessian(model, CE, data), ref, rtol=0,
-                               atol=1e-12 * scale)
-    blocks = nets.resolve_blocks(model, None)
-    g = torch.Generator().manual_seed(1)
-    vecs = [torch.randn(2, b.dim, generator=g, dtype=torch.float64) for b in blocks]
-    starts = np.cumsum([0, *[b.dim for b in blocks[:-1]]])
-    for mode in ("forward", "reverse", "reverse-block", "reverse-bundle"):
-        out = BlockHVP(model, CE, data, blocks, mode=mode)(vecs)
-        for b, s, v, hv in zip(blocks, starts, vecs, out, strict=True):
-            want = v.numpy() @ ref[s:s + b.dim, s:s + b.dim]
-            np.testing.assert_allclose(hv.numpy(), want, rtol=0, atol=1e-12 * scale,
-                                       err_msg=f"{mode} {b.name}")
+    assert_products_match(model, CE, data, ref, rtol=1e-12, seed=1,
+                          modes=("forward", "reverse", "reverse-block", "reverse-bundle"))
     # the model is left as it was: the flags are cleared only inside the engine's calls
     assert model.emb.scale_grad_by_freq == flags.get("scale_grad_by_freq", False)
     assert model.emb.sparse == flags.get("sparse", False)
@@ -210,18 +200,7 @@ def test_an_embedding_bags_hessian_is_exact_in_every_mode(mode):
 
     ref = torch.autograd.functional.hessian(loss, torch.cat([p.reshape(-1) for p in params])
                                             ).numpy()
-    scale = np.abs(ref).max()
-    np.testing.assert_allclose(nets.dense_hessian(model, CE, data), ref, rtol=0,
-                               atol=1e-12 * scale)
-    blocks = nets.resolve_blocks(model, None)
-    g = torch.Generator().manual_seed(2)
-    vecs = [torch.randn(2, b.dim, generator=g, dtype=torch.float64) for b in blocks]
-    starts = np.cumsum([0, *[b.dim for b in blocks[:-1]]])
-    for hvp_mode in ("forward", "reverse", "reverse-block"):
-        out = BlockHVP(model, CE, data, blocks, mode=hvp_mode)(vecs)
-        for b, s, v, hv in zip(blocks, starts, vecs, out, strict=True):
-            np.testing.assert_allclose(hv.numpy(), v.numpy() @ ref[s:s + b.dim, s:s + b.dim],
-                                       rtol=0, atol=1e-12 * scale, err_msg=f"{hvp_mode} {b.name}")
+    assert_products_match(model, CE, data, ref, rtol=1e-12, seed=2, label=mode)
 
 
 def test_the_formula_refuses_what_torch_refuses():

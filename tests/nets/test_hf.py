@@ -23,6 +23,8 @@ import nets
 from nets.engine.hvp import BlockHVP
 from nets.studies.advise import check_twice_differentiable
 
+from .reference_checks import assert_products_match
+
 transformers = pytest.importorskip("transformers")
 
 
@@ -322,18 +324,7 @@ def test_every_product_mode_matches_double_backward(problem):
     """Forward-over-reverse, reverse (double backward) and reverse-block products of every
     parameter block, on every architecture, equal the reference blocks times the vectors."""
     name, model, loss_fn, data, ref = problem
-    params = [(n, p.numel()) for n, p in model.named_parameters() if p.requires_grad]
-    starts = np.cumsum([0, *[k for _, k in params[:-1]]])
-    g = torch.Generator().manual_seed(11)
-    vecs = [torch.randn(2, k, generator=g, dtype=torch.float64) for _, k in params]
-    scale = np.abs(ref).max()
-    for mode in ("forward", "reverse", "reverse-block"):
-        op = BlockHVP(model, loss_fn, data, nets.resolve_blocks(model, None), mode=mode)
-        out = op(vecs)
-        for (pname, k), s, v, hv in zip(params, starts, vecs, out, strict=True):
-            want = v.numpy() @ ref[s:s + k, s:s + k]
-            np.testing.assert_allclose(hv.numpy(), want, rtol=0, atol=rtol(name) * scale,
-                                       err_msg=f"{name} {mode} {pname}")
+    assert_products_match(model, loss_fn, data, ref, rtol=rtol(name), seed=11, label=name)
 
 
 def test_advise_names_dropout_and_takes_dict_batches():
@@ -360,20 +351,8 @@ def test_llama_in_float64_throughout_agrees_to_float64_round_off(monkeypatch):
 
     monkeypatch.setattr(modeling.LlamaRMSNorm, "forward", rms_norm)
     model, loss_fn, data = llama_problem()
-    ref = reference_hessian(model, loss_fn, data)
-    scale = np.abs(ref).max()
-    np.testing.assert_allclose(nets.dense_hessian(model, loss_fn, data), ref, rtol=0,
-                               atol=1e-10 * scale)
-    blocks = nets.resolve_blocks(model, None)
-    g = torch.Generator().manual_seed(12)
-    vecs = [torch.randn(1, b.dim, generator=g, dtype=torch.float64) for b in blocks]
-    starts = np.cumsum([0, *[b.dim for b in blocks[:-1]]])
-    for mode in ("forward", "reverse", "reverse-block"):
-        out = BlockHVP(model, loss_fn, data, blocks, mode=mode)(vecs)
-        for b, s, v, hv in zip(blocks, starts, vecs, out, strict=True):
-            want = v.numpy() @ ref[s:s + b.dim, s:s + b.dim]
-            np.testing.assert_allclose(hv.numpy(), want, rtol=0, atol=1e-10 * scale,
-                                       err_msg=f"{mode} {b.name}")
+    assert_products_match(model, loss_fn, data, reference_hessian(model, loss_fn, data),
+                          rtol=1e-10, seed=12, rows=1)
 
 
 def _asymmetry(model, loss_fn, data) -> tuple[float, list[str], str]:

@@ -13,13 +13,10 @@ Mixtral routes each token to 2 of 3 experts.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-import nets
-from nets.engine.hvp import BlockHVP
-
+from .reference_checks import assert_products_match
 from .test_hf import _cls_loss, _lm_loss, reference_hessian
 
 transformers = pytest.importorskip("transformers")
@@ -150,18 +147,7 @@ def family(request):
 @pytest.mark.filterwarnings("ignore:the Hessian-vector products are asymmetric")
 def test_dense_hessian_and_every_mode_match_double_backward(family):
     name, model, loss_fn, data, ref = family
-    scale = np.abs(ref).max()
-    tol = RTOL.get(name, 1e-10) * scale
-    np.testing.assert_allclose(nets.dense_hessian(model, loss_fn, data), ref, rtol=0, atol=tol,
-                               err_msg=name)
-    blocks = nets.resolve_blocks(model, None)
-    starts = np.cumsum([0, *[b.dim for b in blocks[:-1]]])
-    g = torch.Generator().manual_seed(8)
-    vecs = [torch.randn(2, b.dim, generator=g, dtype=torch.float64) for b in blocks]
-    for mode in ("forward", "reverse-block", "reverse-bundle"):
-        op = BlockHVP(model, loss_fn, data, blocks, mode=mode)
-        for b, s, v, hv in zip(blocks, starts, vecs, op(vecs), strict=True):
-            np.testing.assert_allclose(hv.numpy(), v.numpy() @ ref[s:s + b.dim, s:s + b.dim],
-                                       rtol=0, atol=tol, err_msg=f"{name} {mode} {b.name}")
-        want = "float32" if name in RTOL else "float64"
-        assert op.info()["compute_dtype"] == want, (name, mode)
+    ops = assert_products_match(model, loss_fn, data, ref, rtol=RTOL.get(name, 1e-10), seed=8,
+                                modes=("forward", "reverse-block", "reverse-bundle"), label=name)
+    want = "float32" if name in RTOL else "float64"
+    assert all(op.info()["compute_dtype"] == want for op in ops), name
