@@ -33,34 +33,36 @@ def _seq2seq_batches(inputs: dict, labels: torch.Tensor) -> list:
              labels[i]) for i in (slice(0, 2), slice(2, 3))]
 
 
-def albert():
-    cfg = transformers.AlbertConfig(vocab_size=7, embedding_size=3, hidden_size=4,
-                                    num_hidden_layers=3, num_attention_heads=2,
-                                    intermediate_size=6, max_position_embeddings=8,
-                                    pad_token_id=0)
-    model = transformers.AlbertForMaskedLM(cfg)
-    ids = torch.randint(1, 7, (3, 5), generator=torch.Generator().manual_seed(1))
-    return model, _lm_loss, _lm_batches(ids)
+#: Language models: ``(config class, model class, config)``, each predicting its own tokens.
+LANGUAGE_MODELS = {
+    "albert": ("AlbertConfig", "AlbertForMaskedLM", dict(
+        embedding_size=3, hidden_size=4, num_hidden_layers=3, num_attention_heads=2,
+        intermediate_size=6, max_position_embeddings=8, pad_token_id=0)),
+    "fnet": ("FNetConfig", "FNetForMaskedLM", dict(
+        hidden_size=4, num_hidden_layers=1, intermediate_size=6, max_position_embeddings=8,
+        type_vocab_size=1, pad_token_id=0)),
+    "deberta_v2": ("DebertaV2Config", "DebertaV2ForMaskedLM", dict(
+        hidden_size=4, num_hidden_layers=1, num_attention_heads=2, intermediate_size=6,
+        max_position_embeddings=8, pad_token_id=0, relative_attention=True, position_buckets=4,
+        max_relative_positions=4, pos_att_type=["p2c", "c2p"])),
+    "mamba": ("MambaConfig", "MambaForCausalLM", dict(
+        hidden_size=4, state_size=2, num_hidden_layers=1, expand=2, conv_kernel=2,
+        pad_token_id=0)),
+    # top-2 of 3 experts per token; Hugging Face's default experts kernel (grouped_mm) takes
+    # no float64, so the model runs its eager experts, as a float64 user's must
+    "mixtral": ("MixtralConfig", "MixtralForCausalLM", dict(
+        hidden_size=4, intermediate_size=6, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, num_local_experts=3, num_experts_per_tok=2,
+        max_position_embeddings=8, pad_token_id=None, bos_token_id=0, eos_token_id=0,
+        experts_implementation="eager")),
+}
 
 
-def fnet():
-    cfg = transformers.FNetConfig(vocab_size=7, hidden_size=4, num_hidden_layers=1,
-                                  intermediate_size=6, max_position_embeddings=8,
-                                  type_vocab_size=1, pad_token_id=0)
-    model = transformers.FNetForMaskedLM(cfg)
-    ids = torch.randint(1, 7, (3, 5), generator=torch.Generator().manual_seed(2))
-    return model, _lm_loss, _lm_batches(ids)
-
-
-def deberta_v2():
-    cfg = transformers.DebertaV2Config(vocab_size=7, hidden_size=4, num_hidden_layers=1,
-                                       num_attention_heads=2, intermediate_size=6,
-                                       max_position_embeddings=8, pad_token_id=0,
-                                       relative_attention=True, position_buckets=4,
-                                       max_relative_positions=4, pos_att_type=["p2c", "c2p"])
-    model = transformers.DebertaV2ForMaskedLM(cfg)
-    ids = torch.randint(1, 7, (3, 5), generator=torch.Generator().manual_seed(3))
-    return model, _lm_loss, _lm_batches(ids)
+def _language_model(name: str, seed: int):
+    config, model, kwargs = LANGUAGE_MODELS[name]
+    built = getattr(transformers, model)(getattr(transformers, config)(vocab_size=7, **kwargs))
+    ids = torch.randint(1, 7, (3, 5), generator=torch.Generator().manual_seed(seed))
+    return built, _lm_loss, _lm_batches(ids)
 
 
 def bart():
@@ -98,31 +100,9 @@ def convnext():
     return model, _cls_loss, [({"pixel_values": x}, y)]
 
 
-def mamba():
-    cfg = transformers.MambaConfig(vocab_size=7, hidden_size=4, state_size=2,
-                                   num_hidden_layers=1, expand=2, conv_kernel=2,
-                                   pad_token_id=0)
-    model = transformers.MambaForCausalLM(cfg)
-    ids = torch.randint(1, 7, (3, 5), generator=torch.Generator().manual_seed(7))
-    return model, _lm_loss, _lm_batches(ids)
-
-
-def mixtral():
-    """Top-2 of 3 experts per token. Hugging Face's default experts kernel (``grouped_mm``)
-    takes no float64, so the model runs its eager experts, as a float64 user's must."""
-    cfg = transformers.MixtralConfig(vocab_size=7, hidden_size=4, intermediate_size=6,
-                                     num_hidden_layers=1, num_attention_heads=2,
-                                     num_key_value_heads=1, num_local_experts=3,
-                                     num_experts_per_tok=2, max_position_embeddings=8,
-                                     pad_token_id=None, bos_token_id=0, eos_token_id=0,
-                                     experts_implementation="eager")
-    model = transformers.MixtralForCausalLM(cfg)
-    ids = torch.randint(1, 7, (3, 5), generator=torch.Generator().manual_seed(9))
-    return model, _lm_loss, _lm_batches(ids)
-
-
-FAMILIES = {f.__name__: f for f in (albert, fnet, deberta_v2, bart, whisper, convnext, mamba,
-                                    mixtral)}
+FAMILIES = {**{name: (lambda name=name, seed=seed: _language_model(name, seed))
+               for seed, name in enumerate(LANGUAGE_MODELS, start=1)},
+            "bart": bart, "whisper": whisper, "convnext": convnext}
 #: Agreement with the reference relative to its largest entry; Mamba computes part of its
 #: scan in float32, Mixtral its router's softmax (the operator reads it off the graph:
 #: ``compute_dtype``).
