@@ -553,7 +553,9 @@ def _checked_batches(model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
             first = str(e).splitlines()[0] if str(e) else ""
             raise ValueError(f"data: the model or loss_fn fails on batch {i} "
                              f"({type(e).__name__}: {first}); check the shapes and dtypes "
-                             "of the inputs and targets") from e
+                             "of the inputs and targets, and that the model itself runs "
+                             "on this batch in its dtype and on its device (some kernels "
+                             "take no float64: call the model on the batch to see)") from e
         loss = loss.detach()
         if not torch.isfinite(loss):
             raise ValueError(f"the loss is not finite on batch {i} ({loss.item()}): check "

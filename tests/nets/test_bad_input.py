@@ -112,6 +112,24 @@ def test_a_spectral_norm_in_training_mode_is_refused_by_name(style):
     assert set(out) == {n for n, _ in m.named_parameters()}
 
 
+def test_a_model_failing_on_the_data_names_the_batch_torchs_message_and_both_suspects():
+    class Float32Only(torch.nn.Module):  # as a kernel without float64 (Hugging Face MoE)
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            if self.lin.weight.dtype == torch.float64:
+                raise RuntimeError("Expected mat_a to be Float32 matrix, got Double")
+            return self.lin(x)
+
+    with pytest.raises(ValueError, match=r"fails on batch 0 \(RuntimeError: Expected mat_a.*"
+                                         r"shapes and dtypes of the inputs and targets, and "
+                                         r"that the model itself runs"):
+        nets.blockwise_spectrum(Float32Only().double(), CE, [(x.double(), y) for x, y in _data()],
+                                lanczos_steps=2, probes=1)
+
+
 def test_a_complex_parameter_is_refused_with_the_fix():
     class Complex(torch.nn.Module):
         def __init__(self):
