@@ -259,8 +259,8 @@ def test_bert_padding_row_is_trained_by_the_tied_head_alone_in_every_mode(proble
     gradient trains that row through the decoder, not through the lookup. Every mode's products
     of the padding row's coordinates equal the double backward of that gradient, which is not
     zero (the decoder's curvature); with the decoder untied, the row's coordinates are zero.
-    Before the row was held constant in the lookup alone, forward-over-reverse differentiated
-    the lookup too, and the row was held constant everywhere, the decoder included."""
+    (The engine used to hold the row constant in every use of the weight, the decoder
+    included, so these coordinates came out zero.)"""
     name, model, loss_fn, data, ref = problem
     if name != "bert":
         pytest.skip("the padding row is BERT's")
