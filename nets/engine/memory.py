@@ -2,12 +2,12 @@
 
 * :func:`default_budget` is half of the memory available now on the device (CUDA free memory,
   or ``MemAvailable`` of ``/proc/meminfo`` on the host).
-* :func:`retained_bytes` is the size of a kept gradient graph, the quantity the budget is spent
-  on: the distinct storages its nodes hold saved for backward, not counting an ``exclude`` set
-  (the parameters themselves), read off the graph after it is built. :func:`saved_by_graph`
-  reads the same walk's floating dtypes too: the precisions the model computed in.
+* :func:`saved_by_graph` reads the size of a kept gradient graph, the quantity the budget is
+  spent on, off the graph after it is built: the distinct storages its nodes hold saved for
+  backward, not counting an ``exclude`` set (the parameters themselves); and the floating
+  dtypes of those tensors, the precisions the model computed in.
 * :class:`SavedBytes` counts the same while a graph is built, through a ``saved_tensors_hooks``
-  pack hook: the fallback for a graph whose nodes :func:`retained_bytes` cannot read. Its hooks
+  pack hook: the fallback for a graph whose nodes :func:`saved_by_graph` cannot read. Its hooks
   stay in the graph and run (in Python) at every unpack of every later backward through it.
 * :class:`LiveBytes` counts the bytes of the tensors created while it is active and still
   alive, and their peak: the transient memory of a computation (the operator measures one
@@ -26,7 +26,7 @@ import os
 import resource
 import sys
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 __all__ = ["GraphSaved", "LiveBytes", "SavedBytes", "available_bytes", "default_budget",
-           "peak_bytes", "retained_bytes", "saved_by_graph"]
+           "peak_bytes", "saved_by_graph"]
 
 
 def available_bytes(device: torch.device) -> int:
@@ -80,40 +80,6 @@ def peak_bytes(device: torch.device) -> tuple[int, str]:
     return int(rss if sys.platform == "darwin" else rss * 1024), "process_peak_rss"
 
 
-class _Unreadable(Exception):
-    """A node of the graph whose saved tensors cannot be read (freed, or of a kind the walk
-    does not know)."""
-
-
-def _saved_tensors(tensors: Iterable[torch.Tensor | None]) -> Iterator[torch.Tensor]:
-    """The tensors saved for backward by every node reachable from ``tensors``' ``grad_fn``
-    (a storage saved by several nodes is yielded each time). Raises :class:`_Unreadable`."""
-    attrs: dict[type, list[str]] = {}  # the ``_saved_*`` names of each node type
-    stack = [t.grad_fn for t in tensors if t is not None and t.grad_fn is not None]
-    visited: set = set()
-    while stack:
-        node = stack.pop()
-        if node is None or node in visited:
-            continue
-        visited.add(node)
-        try:
-            if isinstance(node, torch.autograd.function.BackwardCFunction):
-                saved = list(node.saved_tensors)
-            else:
-                names = attrs.get(type(node))
-                if names is None:
-                    names = attrs[type(node)] = [a for a in dir(node)
-                                                 if a.startswith("_saved_")]
-                saved = [getattr(node, a) for a in names]
-        except (RuntimeError, AttributeError) as e:  # freed, or a node this walk cannot read
-            raise _Unreadable from e
-        for value in saved:
-            for t in value if isinstance(value, list | tuple) else (value,):
-                if isinstance(t, torch.Tensor):
-                    yield t
-        stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
-
-
 @dataclass(frozen=True)
 class GraphSaved:
     """What an autograd graph keeps alive for its backward (:func:`saved_by_graph`).
@@ -151,34 +117,38 @@ def saved_by_graph(tensors: Iterable[torch.Tensor | None],
         measure the build with :class:`SavedBytes`).
     """
     seen = {_key(t) for t in exclude}
+    attrs: dict[type, list[str]] = {}  # the ``_saved_*`` names of each node type
+    stack = [t.grad_fn for t in tensors if t is not None and t.grad_fn is not None]
+    visited: set = set()
     total = 0
     dtypes = set()
-    try:
-        for t in _saved_tensors(tensors):
-            if t.is_floating_point():
-                dtypes.add(t.dtype)
-            key = _key(t)
-            if key is not None and key not in seen:
-                seen.add(key)
-                total += t.untyped_storage().nbytes()
-    except _Unreadable:
-        return None
+    while stack:
+        node = stack.pop()
+        if node is None or node in visited:
+            continue
+        visited.add(node)
+        try:
+            if isinstance(node, torch.autograd.function.BackwardCFunction):
+                saved = list(node.saved_tensors)
+            else:
+                names = attrs.get(type(node))
+                if names is None:
+                    names = attrs[type(node)] = [a for a in dir(node)
+                                                 if a.startswith("_saved_")]
+                saved = [getattr(node, a) for a in names]
+        except (RuntimeError, AttributeError):  # freed, or a node this walk cannot read
+            return None
+        for value in saved:
+            for t in value if isinstance(value, list | tuple) else (value,):
+                if isinstance(t, torch.Tensor):
+                    if t.is_floating_point():
+                        dtypes.add(t.dtype)
+                    key = _key(t)
+                    if key is not None and key not in seen:
+                        seen.add(key)
+                        total += t.untyped_storage().nbytes()
+        stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
     return GraphSaved(total, frozenset(dtypes))
-
-
-def retained_bytes(tensors: Iterable[torch.Tensor | None],
-                   exclude: Iterable[torch.Tensor] = ()) -> int | None:
-    """Bytes an autograd graph keeps alive: :func:`saved_by_graph`'s ``bytes``.
-
-    Args:
-        tensors: The graph's outputs (``None`` and tensors without a ``grad_fn`` are skipped).
-        exclude: Tensors whose storages are not counted (e.g. parameters).
-
-    Returns:
-        The bytes, or ``None`` where a node's saved tensors cannot be read.
-    """
-    saved = saved_by_graph(tensors, exclude)
-    return None if saved is None else saved.bytes
 
 
 class SavedBytes:

@@ -1,4 +1,4 @@
-"""The size of a kept gradient graph: read off the graph (``retained_bytes``) against the bytes
+"""The size of a kept gradient graph: read off the graph (``saved_by_graph``) against the bytes
 its build saved (``SavedBytes``), and the operator's fallback between the two."""
 
 from __future__ import annotations
@@ -10,20 +10,22 @@ import nets
 from nets import zoo
 from nets.engine.blocks import resolve_blocks
 from nets.engine.hvp import BlockHVP
-from nets.engine.memory import LiveBytes, SavedBytes, retained_bytes, saved_by_graph
+from nets.engine.memory import LiveBytes, SavedBytes, saved_by_graph
 from nets.engine.products import gradient_graph
 
 from .conftest import OldStyleSquare, on_device
 
 
 def _both(model, loss_fn, batch) -> tuple[int | None, int]:
-    """``(retained_bytes, SavedBytes)`` of one batch's gradient graph w.r.t. every parameter."""
+    """``(saved_by_graph's bytes, SavedBytes)`` of one batch's gradient graph w.r.t. every
+    parameter."""
     params = {n: p.detach() for n, p in model.named_parameters()}
     buffers = dict(model.named_buffers())
     x, y = batch
     with SavedBytes(exclude=params.values()) as saved:
         _, grads, _ = gradient_graph(model, buffers, loss_fn, params, list(params), x, y)
-    return retained_bytes(grads.values(), exclude=params.values()), saved.bytes
+    walked = saved_by_graph(grads.values(), exclude=params.values())
+    return (None if walked is None else walked.bytes), saved.bytes
 
 
 class _LayerNormNet(torch.nn.Module):
@@ -85,10 +87,10 @@ def test_walk_counts_shared_storages_once_and_skips_excluded():
     """``x * x`` saves ``x`` twice, two views of ``x`` share its storage: ``x``'s bytes once;
     nothing when ``x`` is excluded."""
     x = torch.randn(1000, dtype=torch.float64, requires_grad=True)
-    assert retained_bytes([(x * x).sum()]) == 8000
-    assert retained_bytes([(x[:500] * x[500:]).sum()]) == 8000
-    assert retained_bytes([(x * x).sum()], exclude=[x]) == 0
-    assert retained_bytes([x, None, torch.ones(3)]) == 0  # no grad_fn: no graph
+    assert saved_by_graph([(x * x).sum()]).bytes == 8000
+    assert saved_by_graph([(x[:500] * x[500:]).sum()]).bytes == 8000
+    assert saved_by_graph([(x * x).sum()], exclude=[x]).bytes == 0
+    assert saved_by_graph([x, None, torch.ones(3)]).bytes == 0  # no grad_fn: no graph
 
 
 def test_walk_and_hooks_see_the_dtypes_a_model_computes_in():
@@ -102,7 +104,6 @@ def test_walk_and_hooks_see_the_dtypes_a_model_computes_in():
     walked = saved_by_graph([g], exclude=[w])
     assert walked.float_dtypes == {torch.float64, torch.float32}
     assert saved.float_dtypes == {torch.float64, torch.float32}
-    assert walked.bytes == retained_bytes([g], exclude=[w])
     plain = saved_by_graph([(w * w).sum()], exclude=[w])
     assert plain.float_dtypes == {torch.float64} and plain.bytes == 0
     assert saved_by_graph([w]) == saved_by_graph([]) and saved_by_graph([]).bytes == 0
@@ -124,11 +125,12 @@ def test_walk_reads_custom_functions_saved_tensors():
             nodes.add(node)
             stack.extend(n for n, _ in node.next_functions)
     assert any(isinstance(n, torch.autograd.function.BackwardCFunction) for n in nodes)
-    walked = retained_bytes([g], exclude=[w])
+    walked = saved_by_graph([g], exclude=[w])
     assert walked is not None
-    assert walked - retained_bytes([g], exclude=[w, x]) == x.untyped_storage().nbytes()
+    assert walked.bytes - saved_by_graph([g], exclude=[w, x]).bytes == \
+        x.untyped_storage().nbytes()
     # what only the forward's first backward needed (not reachable from g) is not kept
-    assert walked <= saved.bytes
+    assert walked.bytes <= saved.bytes
 
 
 def test_walk_of_a_freed_graph_is_unreadable():
@@ -136,7 +138,7 @@ def test_walk_of_a_freed_graph_is_unreadable():
     w = torch.randn(5, dtype=torch.float64, requires_grad=True)
     y = (torch.sin(w) * w).sum()
     torch.autograd.grad(y, w)  # frees the graph's saved tensors
-    assert retained_bytes([y]) is None
+    assert saved_by_graph([y]) is None
 
 
 def test_operator_measures_by_hooks_where_the_walk_cannot_read(mlp_problem, monkeypatch):
