@@ -16,14 +16,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch.func import functional_call
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import nets
 from nets.engine.hvp import BlockHVP
 from nets.studies.advise import check_twice_differentiable
 
-from .reference_checks import assert_products_match
+from .reference_checks import assert_products_match, reference_hessian
 
 transformers = pytest.importorskip("transformers")
 
@@ -138,33 +136,6 @@ FLOAT32_INSIDE = ("llama", "t5")
 
 def rtol(name: str) -> float:
     return RTOL.get(name, 1e-10)
-
-
-def reference_hessian(model, loss_fn, data) -> np.ndarray:
-    """Double-backward Hessian of the mean loss (float64)."""
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    names, shapes = [n for n, _ in params], [p.shape for _, p in params]
-    sizes = [p.numel() for _, p in params]
-    flat0 = torch.cat([p.detach().reshape(-1) for _, p in params])
-    batches = []
-    for b in data:
-        if isinstance(b, dict):
-            b = ({k: v for k, v in b.items() if k != "labels"}, b["labels"])
-        batches.append(b)
-    total = sum(len(y) for _, y in batches)
-
-    def loss(flat):
-        tensors = dict(zip(names, (t.reshape(s) for t, s in
-                                   zip(flat.split(sizes), shapes, strict=True)), strict=True))
-        out = 0.0
-        for x, y in batches:
-            kw = x if isinstance(x, dict) else {"pixel_values": x}
-            out = out + loss_fn(functional_call(model, tensors, (), kw), y) * len(y) / total
-        return out
-
-    with sdpa_kernel([SDPBackend.MATH]):
-        h = torch.autograd.functional.hessian(loss, flat0, vectorize=True).numpy()
-    return 0.5 * (h + h.T)
 
 
 @pytest.fixture(scope="module", params=sorted(PROBLEMS))

@@ -1,6 +1,7 @@
 """More Hugging Face architectures as users have them, each against an independent
-double-backward Hessian (:func:`tests.nets.test_hf.reference_hessian`): the dense Hessian and
-every product mode's block products, in float64, tiny configs, random initialization.
+double-backward Hessian (:func:`tests.nets.reference_checks.reference_hessian`): the dense
+Hessian and every product mode's block products, in float64, tiny configs, random
+initialization.
 
 Each family brings something the engine must get right: ALBERT shares one layer's parameters
 across depth; FNet mixes tokens with a Fourier transform and ties its padded word embedding to
@@ -16,8 +17,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .reference_checks import assert_products_match
-from .test_hf import _cls_loss, _lm_loss, reference_hessian
+from .reference_checks import assert_products_match, reference_hessian
+from .test_hf import _cls_loss, _lm_loss
 
 transformers = pytest.importorskip("transformers")
 
