@@ -10,7 +10,8 @@
 #    algorithm, blockwise on the GPT-2-small-sized model (bench_peers.py --grid gpu): time, HVPs
 #    per second and the GPU allocator's peak, with the issue's targets;
 # 2. cuda-tests.txt: the tests that run only on CUDA (every product mode against the dense
-#    Hessian on the GPU, the GPU spectrum against the CPU's, the peak-memory counter, training);
+#    Hessian on the GPU, plain torch.nn models among them: recurrent layers without cuDNN;
+#    the GPU spectrum against the CPU's, the peak-memory counter, training);
 # 3. memory-gpu.md/.json: the same cell's memory against speed (bench_memory.py): nets at the
 #    least budget and two fixed ones against hessian-eigenthings, the two blockwise targets that
 #    pull against each other;
@@ -66,7 +67,8 @@ step peers 120 "$py" benchmarks/bench_peers.py --grid gpu --out "$out/peers-gpu.
     --json "$out/peers-gpu.json"
 step cuda-tests 45 bash -c "set -o pipefail; '$py' -m pytest -q -p no:cacheprovider -k cuda \
     tests/nets/test_hvp_modes.py tests/nets/test_accuracy.py tests/nets/test_memory.py \
-    tests/nets/test_training_devices.py 2>&1 | tee '$out/cuda-tests.txt'"
+    tests/nets/test_training_devices.py tests/nets/test_torch_architectures.py 2>&1 \
+    | tee '$out/cuda-tests.txt'"
 step memory 160 "$py" benchmarks/bench_memory.py --model gpt-gpu --device cuda --blocks gpu-check \
     --threads 4 --budgets least,2048,4096 --json "$out/memory-gpu.json" --out "$out/memory-gpu.md"
 step modes 100 "$py" benchmarks/bench_modes.py --device cuda --models gpt-gpu \

@@ -39,6 +39,12 @@ so there is no Hessian of it to take; the padding row's stopped gradient, below,
 ``nn.EmbeddingBag``'s fused kernel has no second derivative: it runs as
 :func:`embedding_bag_formula`.
 
+**Recurrent layers.** On a GPU, cuDNN's kernels for ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` have
+no double backward (and no backward at all in evaluation mode). For a model with such a layer
+the engine's forward calls run with cuDNN off (:func:`exact_derivatives`,
+:func:`uses_recurrent_layers`): torch's own kernels compute the same values and have every
+derivative.
+
 **Tied weights.** A tensor shared by several modules (GPT-2's token embedding and output head)
 is one parameter (``named_parameters`` lists it once, under its first name) and so one block;
 its Hessian block includes the curvature through both uses.
@@ -66,8 +72,8 @@ returns ``loss=None`` when it is not given labels, and a mapping batch's ``"labe
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -82,7 +88,7 @@ from nets.engine.distributed import Communicator
 __all__ = ["LossError", "altered_embedding_gradients", "batch_size", "check_modes",
            "checked_loss", "embedding_bag_formula", "exact_derivatives", "first_samples",
            "forward", "functional_forward", "math_attention", "prepare_data",
-           "split_batch", "to_device", "uses_weight_norm"]
+           "split_batch", "to_device", "uses_recurrent_layers", "uses_weight_norm"]
 
 LossFn = Callable[[object, object], torch.Tensor]
 
@@ -268,16 +274,58 @@ def exact_derivatives(model: torch.nn.Module) -> AbstractContextManager[None]:
     ``w = g · v / ‖v‖`` (torch's fused kernel has a double backward that is not the second
     derivative), embeddings without ``scale_grad_by_freq`` and ``sparse`` and with their
     padding row constant in the lookup, embedding bags by :func:`embedding_bag_formula`
-    (:func:`uses_weight_norm`, :func:`altered_embedding_gradients`). A no-op for a model with
-    none of these (the override costs a Python call per operation, so it is entered only
-    where needed; deciding is one pass over the modules, on every forward call).
+    (:func:`uses_weight_norm`, :func:`altered_embedding_gradients`), and recurrent layers
+    without cuDNN (:func:`uses_recurrent_layers`). A no-op for a model with none of these (the
+    override costs a Python call per operation, so it is entered only where needed; deciding
+    is one pass over the modules, on every forward call).
 
     Args:
         model: The model whose forward calls the context wraps.
     """
-    if any(_weight_normed(m) or _altered_embedding(m) for m in model.modules()):
-        return _ExactDerivatives()
-    return nullcontext()
+    override = recurrent = False
+    for m in model.modules():
+        override = override or _weight_normed(m) or _altered_embedding(m)
+        recurrent = recurrent or isinstance(m, _RECURRENT)
+    if not (override or recurrent):
+        return nullcontext()
+    stack = ExitStack()
+    if recurrent:
+        stack.enter_context(_without_cudnn())
+    if override:
+        stack.enter_context(_ExactDerivatives())
+    return stack
+
+
+#: The recurrent layers whose cuDNN kernels have no double backward: the whole-sequence
+#: modules (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``).
+_RECURRENT = torch.nn.RNNBase
+
+
+def uses_recurrent_layers(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has a recurrent layer (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``), which the
+    engine's forward calls run without cuDNN: on a GPU, cuDNN's recurrent kernels have no
+    double backward (torch raises ``the derivative for '_cudnn_rnn_backward' is not
+    implemented``) and no backward at all in evaluation mode; torch's own kernels have both.
+    The layers' values are the same; the model's other layers then also run without cuDNN
+    during those calls (convolutions on torch's own kernels: slower on a GPU, the same on a
+    CPU, where cuDNN is not used).
+
+    Args:
+        model: The model.
+    """
+    return any(isinstance(m, _RECURRENT) for m in model.modules())
+
+
+@contextmanager
+def _without_cudnn() -> Iterator[None]:
+    """cuDNN off (``torch.backends.cudnn.enabled``), its other settings untouched, and the
+    caller's setting restored on leaving."""
+    before = torch.backends.cudnn.enabled
+    torch.backends.cudnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.enabled = before
 
 
 def _freeze_rows(w: torch.Tensor, row: int) -> torch.Tensor:
