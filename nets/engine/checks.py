@@ -106,15 +106,20 @@ def check_array(name: str, value: Any, *, ndim: tuple[int, ...], nonempty: bool 
 
 
 def check_model(model: Any) -> torch.nn.Module:
-    """Refuse anything but a ``torch.nn.Module``, and a module wrapped for data-parallel
+    """Refuse anything but a ``torch.nn.Module``, a module wrapped for data-parallel
     training (``nn.DataParallel``, ``DistributedDataParallel``: the Hessian is the wrapped
-    module's, and the stateless calls the products need refuse the wrapper).
+    module's, and the stateless calls the products need refuse the wrapper) and a module
+    wrapped by ``torch.compile`` (its compiled backward has no double backward: torch raises
+    "torch.compile with aot_autograd does not currently support double backward"; a module
+    compiled in place, ``module.compile()``, or holding compiled submodules runs uncompiled
+    under the products' stateless calls and needs nothing).
 
     Args:
         model: What was given as the model.
 
     Raises:
-        TypeError: not a module, or a data-parallel wrapper (the message names the fix).
+        TypeError: not a module, or a data-parallel or ``torch.compile`` wrapper (the message
+            names the fix).
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -122,6 +127,11 @@ def check_model(model: Any) -> torch.nn.Module:
         raise TypeError(f"model is wrapped in {type(model).__name__}: pass model.module (the "
                         "Hessian is the wrapped module's; under torchrun nets shares the data "
                         "between the ranks itself, docs/distributed.md)")
+    if type(model).__name__ == "OptimizedModule" and hasattr(model, "_orig_mod"):
+        raise TypeError("model is compiled by torch.compile (OptimizedModule), whose compiled "
+                        "backward has no double backward: pass model._orig_mod (the same "
+                        "module and parameters, uncompiled; compile=True compiles nets' own "
+                        "products)")
     return model
 
 

@@ -1,5 +1,7 @@
 """Bad input: clear errors, never a hang or a NaN density."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -229,3 +231,20 @@ def test_a_data_parallel_wrapper_is_refused_with_the_fix():
         with pytest.raises(TypeError, match=r"wrapped in DataParallel: pass model\.module"):
             call()
     nets.full_spectrum(wrapped.module, CE, _data(), lanczos_steps=2, probes=1)
+
+
+def test_a_compiled_wrapper_is_refused_with_the_fix():
+    """torch.compile's wrapper has no double backward (torch's own error said nothing of the
+    fix); the module it wraps, and a module compiled in place, give the plain module's
+    Hessian."""
+    model = _mlp()
+    with pytest.raises(TypeError, match=r"compiled by torch.compile \(OptimizedModule\).*"
+                                        r"pass model\._orig_mod"):
+        nets.full_spectrum(torch.compile(model), CE, _data(), lanczos_steps=2, probes=1)
+    h = nets.dense_hessian(model, CE, _data())
+    np.testing.assert_array_equal(nets.dense_hessian(torch.compile(model)._orig_mod, CE,
+                                                     _data()), h)
+    in_place = copy.deepcopy(model)
+    in_place.compile()
+    np.testing.assert_allclose(nets.dense_hessian(in_place, CE, _data()), h, rtol=0,
+                               atol=1e-12 * np.abs(h).max())
