@@ -131,7 +131,7 @@ def _warn_asymmetry(asymmetry: float, model_dtype: torch.dtype, comm: Communicat
     if computed is not None and computed != model_dtype:
         where = (f"part of the model computes in {str(computed).removeprefix('torch.')} "
                  "(its gradient graph saves tensors of that dtype: e.g. a norm or softmax "
-                 "cast to float32)")
+                 "cast to float32, or a torch.autocast context around the call)")
     else:
         where = ("part of the model computes in lower precision than its parameters "
                  "(e.g. a float32 norm or attention kernel, or TF32 matrix products)")

@@ -4,9 +4,12 @@ trying), and the check that the modes' products agree (:func:`check_agreement`).
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
+import nets
 from nets.engine.blocks import full_block
 from nets.engine.hvp import BlockHVP
 from nets.engine.modes import (
@@ -194,3 +197,24 @@ def test_a_model_computing_in_lower_precision_inside_passes_the_calibration():
     with pytest.raises(ValueError, match="non-finite Hessian-vector product in block 'a'"):
         _agree({"reverse-block": ref, "forward": [_stack(float("nan"), 2.0), None]},
                vectors=[torch.ones(1, 2, dtype=torch.float64), None])
+
+
+def test_an_autocast_context_is_named_by_the_precision_warning():
+    """A float32 model's spectrum under the caller's ``torch.autocast(bfloat16)`` is computed
+    in bfloat16 (what the caller asked for): the products' graph says so
+    (``info["compute_dtype"]``) and the precision warning names that dtype and autocast."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(8, 6, generator=g), torch.randint(0, 2, (8,), generator=g))]
+    info: dict = {}
+    with pytest.warns(UserWarning, match=r"computes in bfloat16.*autocast"), torch.autocast(
+            "cpu", dtype=torch.bfloat16):
+        nets.full_spectrum(model, torch.nn.functional.cross_entropy, data, lanczos_steps=8,
+                           info=info)
+    assert info["compute_dtype"] == "bfloat16"
+    with warnings.catch_warnings():  # the same model outside autocast: float32, no warning
+        warnings.simplefilter("error", UserWarning)
+        nets.full_spectrum(model, torch.nn.functional.cross_entropy, data, lanczos_steps=8,
+                           info=info)
+    assert info["compute_dtype"] == "float32"
