@@ -34,6 +34,7 @@ reduced (``Σ_l m_l d_l`` numbers per step, not ``m · D`` per block).
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -80,6 +81,13 @@ from nets.engine.products import (
     pad_tangents,
     reverse_products,
     row_chunks,
+)
+from nets.engine.second_derivatives import (
+    DerivativeCheck,
+    custom_functions,
+    difference_check,
+    error_floor,
+    step_size,
 )
 from nets.engine.userwarn import warn
 
@@ -219,6 +227,19 @@ class BlockHVP:
     Attention runs on PyTorch's math kernel (``sdpa_kernel([SDPBackend.MATH])``): fused
     ``scaled_dot_product_attention`` kernels have neither forward-mode AD nor double backward.
 
+    **Second derivatives.** Autograd differentiates a custom ``torch.autograd.Function``'s
+    ``backward`` as written, which is the second derivative only where that ``backward`` is
+    written in differentiable operations (one marked ``@once_differentiable``, or computing
+    with a detached tensor, gives a wrong Hessian without an error). Where the first batch's
+    graph holds a custom Function (``check_derivatives=None``, the default), or always
+    (``True``), the first call checks one product on the first batch, along a seeded random
+    direction over the blocks' parameters, against central differences of the gradient
+    (:mod:`nets.engine.second_derivatives`: four gradients and one product, once): a product
+    that disagrees with differences that converged is refused with a ``ValueError`` naming
+    the Functions; differences that did not converge (a gradient that is not smooth at the
+    step's scale) leave it unchecked, with a :class:`UserWarning`. :meth:`info`'s
+    ``derivative_check`` reports the check (``None`` where none ran).
+
     Args:
         model: The network (its current parameters are the point ``w``).
         loss_fn: Scalar mean batch loss ``loss_fn(model(inputs), targets)``.
@@ -244,17 +265,25 @@ class BlockHVP:
         measure_tangents: Measure the bytes a stacked tangent holds (``True``), use the graph
             bound (``False``, default), or measure only where the graph bound binds
             (``None``); see "Memory budget" above. Forward-over-reverse always uses the bound.
+        check_derivatives: Check the products against differences of the gradient where the
+            model's graph holds a custom ``autograd.Function`` (``None``, default), always
+            (``True``) or never (``False``); see "Second derivatives" above.
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
                  blocks: Sequence[Block], *, mode: str = "auto",
                  max_memory: int | str | None = None,
                  chunk_size: int | None = None, comm: Communicator | None = None,
-                 compile: bool = False, measure_tangents: bool | None = False) -> None:
+                 compile: bool = False, measure_tangents: bool | None = False,
+                 check_derivatives: bool | None = None) -> None:
         check_hvp_options(mode, max_memory, chunk_size)
         if measure_tangents is not None and not isinstance(measure_tangents, bool):
             raise TypeError(f"measure_tangents must be True, False or None (measured where the "
                             f"graph bound binds), got {type(measure_tangents).__name__}")
+        if check_derivatives is not None and not isinstance(check_derivatives, bool):
+            raise TypeError(f"check_derivatives must be True, False or None (where the model "
+                            f"has a custom autograd.Function), got "
+                            f"{type(check_derivatives).__name__}")
         check_model(model)
         check_callable("loss_fn", loss_fn)
         requested, mode = mode, check_compile(compile, mode)
@@ -310,6 +339,12 @@ class BlockHVP:
         self._kept_bytes = 0
         self._keeping = self.mode != "forward"  # whether the data check keeps its graphs
         self._double_backward = DoubleBackward()
+        self.check_derivatives = check_derivatives
+        #: the custom autograd.Function classes in the first batch's graph (the data check)
+        self.custom_functions: tuple[str, ...] = ()
+        #: the first call's check of the second derivatives (None where none ran)
+        self.derivative_check: DerivativeCheck | None = None
+        self._check_seconds = 0.0
         # the data check's evaluations are graph builds: the first measures batch 0's graph,
         # the others are kept for the products while they fit (see _check_loss)
         self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm,
@@ -371,7 +406,10 @@ class BlockHVP:
         the graph bound or measured, ``tangent_measure_seconds`` what measuring them cost.
         ``compute_dtype`` is the coarsest precision the model computes in, read off the first
         batch's graph (:func:`nets.engine.modes.compute_dtype`): the calibration's agreement
-        check allows its round-off.
+        check allows its round-off. ``derivative_check`` is the first call's check of the
+        products against differences of the gradient (class docstring, "Second derivatives":
+        verdict, relative error, spread, tolerance, step, the custom Functions found, and its
+        seconds), ``None`` where none ran.
         """
         peak, kind = peak_bytes(self.device)
         others = sum(s for m, s in self._product_seconds.items() if m != self.mode)
@@ -392,6 +430,8 @@ class BlockHVP:
                 "product_seconds": self._product_seconds.get(self.mode, 0.0),
                 "graph_seconds": self._graph_seconds,
                 "calibration_seconds": others,
+                "derivative_check": None if self.derivative_check is None else {
+                    **self.derivative_check.as_dict(), "seconds": self._check_seconds},
                 "peak_memory_bytes": peak, "peak_memory_kind": kind}
 
     def __call__(self, vectors: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
@@ -427,6 +467,7 @@ class BlockHVP:
             with math_attention():
                 if self.graph_strategy is None:
                     self._plan(total)
+                    self._check_second_derivatives()
                 local = self._local_products(vectors)
             error = None
         except Exception as e:  # re-raised by comm.sum_, on every rank when distributed
@@ -511,12 +552,18 @@ class BlockHVP:
         costs no forward call of its own. A graph that cannot be built here (a model that has no
         backward) is left to the first call, which reports the failure; the batch is then
         checked by a forward call with autograd recording (the path of its second evaluation).
+        Either way the loss's graph is searched for custom ``autograd.Function`` nodes
+        (:attr:`custom_functions`, which decide the first call's check of the second
+        derivatives, :meth:`_check_second_derivatives`).
         """
         try:
             (leaves, grads, loss), seconds = self._timed_build(x, y)
         except (NotImplementedError, RuntimeError):
             self._keeping = False
-            return self._forward_loss(x, y, record=True)
+            loss = self._forward_loss(x, y, record=True)
+            self.custom_functions = custom_functions(loss)
+            return loss
+        self.custom_functions = custom_functions(loss)
         saved = saved_by_graph(grads.values(), exclude=self.params.values())
         if saved is None:  # a node the walk cannot read: measured by hooks on a second build
             del leaves, grads
@@ -568,6 +615,88 @@ class BlockHVP:
         self._warn_below_least()
         if self.chunk_size is None:  # not given by the caller
             self.chunk_size = self.plan.chunk_room(held)
+
+    def _check_second_derivatives(self) -> None:
+        """Check one product on the first batch against central differences of the gradient
+        where asked (class docstring, "Second derivatives"; :attr:`check_derivatives`, by
+        default where the data check found a custom ``autograd.Function``): refuse a product
+        that disagrees, warn where the differences could not tell.
+
+        The direction ``d`` is a unit Gaussian over the blocks' parameters (seeded, on the
+        device), the product ``H d`` the zero-padded double backward on the batch's kept graph
+        (built for the check where none is kept), the step
+        :func:`nets.engine.second_derivatives.step_size` of the parameters' norm in the
+        precision the model computes in.
+
+        Raises:
+            ValueError: The products are not the second derivative along ``d``.
+        """
+        if not (bool(self.custom_functions) if self.check_derivatives is None
+                else self.check_derivatives):
+            return
+        t0 = time.perf_counter()
+        x, y, _ = self.data[0]
+        names = list(self.names)
+        g = torch.Generator(device=self.device).manual_seed(0)
+        direction = {n: torch.randn(self.params[n].shape, generator=g, dtype=self.dtype,
+                                    device=self.device) for n in names}
+        scale = math.sqrt(sum(float(torch.linalg.vector_norm(d, dtype=torch.float64)) ** 2
+                              for d in direction.values()))
+        for d in direction.values():
+            d.div_(scale)
+        norm = math.sqrt(sum(float(torch.linalg.vector_norm(self.params[n],
+                                                            dtype=torch.float64)) ** 2
+                             for n in names))
+        step = step_size(norm, self.compute_dtype)
+
+        def flat(tensors: Mapping[str, torch.Tensor | None]) -> torch.Tensor:
+            return torch.cat([(torch.zeros_like(self.params[n]) if tensors[n] is None
+                               else tensors[n]).reshape(-1) for n in names])
+
+        def gradient(s: float) -> torch.Tensor:
+            shifted = {**self.params, **{n: self.params[n] + s * direction[n] for n in names}}
+            with torch.enable_grad():
+                leaves, loss = batch_loss(self._model, self._buffers, self._loss_fn, shifted,
+                                          names, x, y)
+                grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+            return flat(dict(zip(names, grads, strict=True)))
+
+        try:
+            graph = self._graphs.get(0) or self._build(x, y)[:2]
+            product = reverse_products(graph, {n: d[None] for n, d in direction.items()}, 1,
+                                       self._double_backward)
+            del graph
+            check = difference_check(gradient, flat({n: p[0] for n, p in product.items()}),
+                                     step, error_floor(self.compute_dtype),
+                                     self.custom_functions)
+        except (NotImplementedError, RuntimeError) as e:  # no double backward: nothing to check
+            check = DerivativeCheck("inconclusive", math.nan, math.nan, math.nan, step,
+                                    self.custom_functions)
+            why = f"the double backward failed ({type(e).__name__}: {str(e)[:200]})"
+        else:
+            why = (f"the differences of the gradient did not converge (they differ by "
+                   f"{check.spread:.1e} of their size between steps h and h/2: a gradient "
+                   "that is not smooth at the step's scale, or mostly round-off)")
+        self.derivative_check = check
+        self._check_seconds = time.perf_counter() - t0
+        what = (f"custom torch.autograd.Function {', '.join(check.functions)} in the model's "
+                "graph" if check.functions else "the model (no custom torch.autograd.Function "
+                "in its graph)")
+        if check.verdict == "disagrees":
+            raise ValueError(
+                f"{what}: the Hessian-vector products are not the second derivative of the "
+                f"loss. Along a random direction they differ from central differences of the "
+                f"gradient by {check.error:.1e} of their size, where the differences agree with "
+                f"each other to {check.spread:.1e} (tolerance {check.tolerance:.1e}). Autograd "
+                "differentiates a backward as written: one marked @once_differentiable, or "
+                "computing with detached tensors or a kernel without a derivative of its own, "
+                "gives the derivative of another function. Write the backward in "
+                "differentiable operations (or evaluate the layer with torch operations while "
+                "nets runs); check_derivatives=False turns this check off")
+        if check.verdict == "inconclusive":
+            warn(f"could not check the second derivatives of {what} against differences of "
+                 f"the gradient: {why}; the products are used unchecked "
+                 "(info()['derivative_check'])")
 
     def _warn_below_least(self, *, collective: bool = False) -> None:
         """Warn, once, where a given budget is below the least the run holds

@@ -318,6 +318,7 @@ def blockwise_spectrum(
     compile: bool = False,
     progress: bool | None = False,
     reorth: str = "full",
+    check_derivatives: bool | None = None,
     info: dict | None = None,
 ) -> dict[str, BlockSpectrum]:
     """SLQ spectra of the diagonal Hessian blocks ``[∇²L(w)]_ll``.
@@ -363,6 +364,12 @@ def blockwise_spectrum(
             orthogonality, which counts the products' measured asymmetry, passes ``√u`` of the
             vectors' dtype: the same spectra to about ``u‖H‖``, faster where the basis is long;
             see :func:`nets.engine.lanczos.lanczos`).
+        check_derivatives: Check the products against central differences of the gradient
+            on the first batch where the model's graph holds a custom ``autograd.Function``
+            (``None``, default), always (``True``) or never (``False``): a custom backward
+            that is not differentiable as written gives a wrong Hessian without an error, and
+            is refused (see "Second derivatives" in :class:`nets.engine.hvp.BlockHVP`;
+            ``info``'s ``derivative_check``).
         info: A dict to fill with what ran: the mode chosen and its calibration timings,
             chunk size, graph size, peak memory (``peak_memory_bytes``, ``peak_memory_kind``),
             number of products and seconds, of which ``product_seconds`` in the products
@@ -385,7 +392,7 @@ def blockwise_spectrum(
     check_reorth(reorth)
     op = BlockHVP(model, loss_fn, data, bl, mode=mode, max_memory=max_memory,
                   chunk_size=chunk_size, comm=comm, compile=compile,
-                  measure_tangents=measure_tangents)
+                  measure_tangents=measure_tangents, check_derivatives=check_derivatives)
     return operator_spectra(op, lanczos_steps=lanczos_steps, probes=probes, seed=seed,
                             probe_indices=probe_indices, callback=callback, progress=progress,
                             reorth=reorth, info=info)

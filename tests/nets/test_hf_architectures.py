@@ -132,3 +132,36 @@ def test_dense_hessian_and_every_mode_match_double_backward(family):
                                 modes=("forward", "reverse-block", "reverse-bundle"), label=name)
     want = "float32" if name in RTOL else "float64"
     assert all(op.info()["compute_dtype"] == want for op in ops), name
+
+
+#: Language models whose forward applies a custom ``torch.autograd.Function`` whose backward is
+#: written in differentiable operations: BLOOM's tanh-approximated GELU, RecurrentGemma's
+#: square root with a clipped gradient (unclipped at these weights). Old-style Functions (no
+#: ``setup_context``, no ``jvp``): the double-backward modes only.
+CUSTOM_FUNCTION_MODELS = {
+    "bloom": ("BloomConfig", "BloomForCausalLM", dict(hidden_size=4, n_layer=1, n_head=2)),
+    "recurrent_gemma": ("RecurrentGemmaConfig", "RecurrentGemmaForCausalLM", dict(
+        hidden_size=4, intermediate_size=6, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, lru_width=4, attention_window_size=4, conv1d_width=2,
+        block_types=["recurrent", "attention"], pad_token_id=0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CUSTOM_FUNCTION_MODELS))
+def test_custom_functions_pass_the_second_derivative_check(name):
+    """The operator finds the model's custom Function, checks one product against central
+    differences of the gradient (:mod:`nets.engine.second_derivatives`) and finds them in
+    agreement; the products equal the independent double-backward Hessian (both compute
+    part of the model in float32)."""
+    config, cls, kwargs = CUSTOM_FUNCTION_MODELS[name]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = getattr(transformers, cls)(getattr(transformers, config)(vocab_size=7, **kwargs))
+    model = model.double().eval()
+    ids = torch.randint(1, 7, (3, 5), generator=torch.Generator().manual_seed(9))
+    data = _lm_batches(ids)
+    ops = assert_products_match(model, _lm_loss, data, reference_hessian(model, _lm_loss, data),
+                                rtol=1e-6, modes=("reverse-block",), label=name)
+    check = ops[0].info()["derivative_check"]
+    assert check["verdict"] == "agrees", check
+    assert len(check["functions"]) == 1 and name.split("_")[-1] in check["functions"][0].lower()

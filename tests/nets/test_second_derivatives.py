@@ -1,0 +1,266 @@
+"""The check of the products against differences of the gradient
+(:mod:`nets.engine.second_derivatives`): its verdict rule on hand-set inputs (each outcome), the
+difference check on functions with known derivatives, the custom functions it finds in a
+graph, and the operator that runs it: a custom ``autograd.Function`` whose ``backward`` is
+not differentiable as written gave a wrong Hessian without a word, and is now refused."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+import nets
+from nets.engine.hvp import BlockHVP
+from nets.engine.second_derivatives import (
+    SPREAD_FACTOR,
+    SPREAD_LIMIT,
+    custom_functions,
+    derivative_verdict,
+    difference_check,
+    error_floor,
+    step_size,
+)
+
+CE = nn.functional.cross_entropy
+
+
+# -- the verdict rule ------------------------------------------------------------------------
+
+def test_the_rule_agrees_within_the_spread_or_the_floor():
+    assert derivative_verdict(0.0, 0.0, 1e-6) == ("agrees", 1e-6)
+    assert derivative_verdict(2.9e-3, 1e-3, 1e-6) == ("agrees", SPREAD_FACTOR * 1e-3)
+    assert derivative_verdict(5e-7, 1e-9, 1e-6)[0] == "agrees"  # below the floor
+
+
+def test_the_rule_disagrees_beyond_a_converged_spread():
+    assert derivative_verdict(3.1e-3, 1e-3, 1e-6)[0] == "disagrees"
+    assert derivative_verdict(0.77, 1e-8, 1e-6)[0] == "disagrees"
+    assert derivative_verdict(2e-6, 1e-9, 1e-6)[0] == "disagrees"
+
+
+def test_the_rule_is_inconclusive_where_the_differences_did_not_converge():
+    assert derivative_verdict(0.5, SPREAD_LIMIT * 1.01, 1e-6)[0] == "inconclusive"
+    assert derivative_verdict(0.0, SPREAD_LIMIT * 1.01, 1e-6)[0] == "inconclusive"
+    assert derivative_verdict(float("nan"), 0.0, 1e-6)[0] == "inconclusive"
+    assert derivative_verdict(0.5, float("inf"), 1e-6)[0] == "inconclusive"
+    # at the limit itself the differences still count
+    assert derivative_verdict(0.5, SPREAD_LIMIT, 1e-6)[0] == "disagrees"
+
+
+def test_the_floor_and_the_step_follow_the_dtype():
+    assert error_floor(torch.float64) == 1e-6
+    assert error_floor(torch.float32) == pytest.approx(1e4 * 2.0 ** -24)
+    assert error_floor(torch.bfloat16) == SPREAD_LIMIT
+    assert step_size(2.0, torch.float64) == pytest.approx(2.0 * 2.0 ** (-53 / 3))
+    assert step_size(0.0, torch.float32) == pytest.approx(2.0 ** (-8))
+
+
+# -- the difference check on known derivatives ----------------------------------------------
+
+def _quartic(a: torch.Tensor, w0: torch.Tensor, d: torch.Tensor):
+    """``ℓ(w) = Σ a_i w_i⁴ / 12``: gradient ``a w³ / 3``, Hessian ``diag(a w²)``; the check's
+    gradient along ``d`` from ``w0``."""
+    return lambda s: a * (w0 + s * d) ** 3 / 3
+
+
+def test_the_difference_check_on_a_quartic_agrees_with_its_hessian_and_not_with_a_wrong_one():
+    g = torch.Generator().manual_seed(0)
+    a, w0, d = (torch.randn(50, generator=g, dtype=torch.float64) for _ in range(3))
+    d /= d.norm()
+    exact = a * w0 ** 2 * d
+    h = step_size(float(w0.norm()), torch.float64)
+    right = difference_check(_quartic(a, w0, d), exact, h, error_floor(torch.float64))
+    assert right.verdict == "agrees" and right.error < 1e-8, right
+    wrong = difference_check(_quartic(a, w0, d), exact * 1.01, h, error_floor(torch.float64))
+    assert wrong.verdict == "disagrees" and wrong.error == pytest.approx(0.01, rel=0.02), wrong
+    # float32: the same verdicts at its own round-off
+    a32, w32, d32 = a.float(), w0.float(), d.float()
+    h32 = step_size(float(w32.norm()), torch.float32)
+    floor = error_floor(torch.float32)
+    assert difference_check(_quartic(a32, w32, d32), exact.float(), h32,
+                            floor).verdict == "agrees"
+    assert difference_check(_quartic(a32, w32, d32), exact.float() * 1.05, h32,
+                            floor).verdict == "disagrees"
+
+
+def test_the_difference_check_is_inconclusive_across_a_kink_and_agrees_on_zero():
+    d = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    kinked = difference_check(lambda s: torch.sign(torch.tensor([s, 0.0],
+                                                                dtype=torch.float64)),
+                              torch.zeros(2, dtype=torch.float64), 1e-3, 1e-6)
+    assert kinked.verdict == "inconclusive" and kinked.spread > SPREAD_LIMIT, kinked
+    flat = difference_check(lambda s: torch.zeros(2, dtype=torch.float64) + 0 * s * d,
+                            torch.zeros(2, dtype=torch.float64), 1e-3, 1e-6)
+    assert flat.verdict == "agrees" and flat.error == 0.0
+
+
+# -- custom functions in a graph ---------------------------------------------------------------
+
+class _OnceTanh(torch.autograd.Function):
+    """tanh whose backward is marked once-differentiable."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y * y)
+
+
+class _DetachedTanh(torch.autograd.Function):
+    """tanh whose backward computes its factor from a detached tensor: the first derivative is
+    right, the second misses ``tanh''``."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (1 - torch.tanh(x).detach() ** 2)
+
+
+class _DifferentiableTanh(torch.autograd.Function):
+    """tanh whose backward is written in differentiable operations: exact to every order."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (1 - torch.tanh(x) ** 2)
+
+
+class _Net(nn.Module):
+    """3 → 4 → 2 with the activation ``act`` (a custom Function, or ``torch.tanh``)."""
+
+    def __init__(self, act=None) -> None:
+        super().__init__()
+        self.a = nn.Linear(3, 4, dtype=torch.float64)
+        self.b = nn.Linear(4, 2, dtype=torch.float64)
+        self.act = act
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.b(torch.tanh(h) if self.act is None else self.act.apply(h))
+
+
+def _net(act=None) -> _Net:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return _Net(act)
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(6, 3, generator=g, dtype=torch.float64),
+             torch.randint(0, 2, (6,), generator=g))]
+
+
+def test_custom_functions_are_found_in_the_graph_by_name():
+    x = _data()[0][0]
+    assert custom_functions(CE(_net()(x), torch.zeros(6, dtype=torch.long))) == ()
+    loss = CE(_net(_DetachedTanh)(x), torch.zeros(6, dtype=torch.long))
+    assert custom_functions(loss) == (f"{__name__}._DetachedTanh",)
+    assert custom_functions(torch.ones(())) == ()  # no graph
+
+
+# -- the operator ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("act", [_OnceTanh, _DetachedTanh])
+def test_a_custom_function_without_a_second_derivative_is_refused(act):
+    """Both gave a Hessian off by about its own size (the exact one is the same net with
+    ``torch.tanh``), symmetric and finite; the differences of the gradient see it."""
+    exact = nets.dense_hessian(_net(), CE, _data())
+    with warnings.catch_warnings():  # the wrong Hessian, as the products give it unchecked
+        warnings.simplefilter("ignore")
+        op = BlockHVP(_net(act), CE, _data(), [nets.full_block(_net(act))],
+                      mode="reverse-block", check_derivatives=False)
+        (wrong,) = op([torch.eye(exact.shape[0], dtype=torch.float64)])
+    assert np.abs(wrong.numpy() - exact).max() > 0.5 * np.abs(exact).max()
+    assert op.info()["derivative_check"] is None
+    with pytest.raises(ValueError, match=rf"_{act.__name__[1:]}.*not the second derivative"):
+        nets.dense_hessian(_net(act), CE, _data())
+    with pytest.raises(ValueError, match="differentiable operations"):
+        nets.full_spectrum(_net(act), CE, _data(), lanczos_steps=4)
+    info: dict = {}  # turned off: the spectrum of the wrong Hessian, as before, said so
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nets.blockwise_spectrum(_net(act), CE, _data(), lanczos_steps=4,
+                                check_derivatives=False, info=info)
+    assert info["derivative_check"] is None
+
+
+def test_a_differentiable_custom_function_is_checked_and_agrees():
+    exact = nets.dense_hessian(_net(), CE, _data())
+    op = BlockHVP(_net(_DifferentiableTanh), CE, _data(), nets.resolve_blocks(_net(), None))
+    vecs = [torch.eye(b.dim, dtype=torch.float64) for b in op.blocks]
+    start = 0
+    for b, hv in zip(op.blocks, op(vecs), strict=True):
+        np.testing.assert_allclose(hv.numpy(), exact[start:start + b.dim, start:start + b.dim],
+                                   rtol=0, atol=1e-12 * np.abs(exact).max())
+        start += b.dim
+    check = op.info()["derivative_check"]
+    assert check["verdict"] == "agrees" and check["error"] < 1e-7, check
+    assert check["functions"] == [f"{__name__}._DifferentiableTanh"]
+
+
+def test_the_check_runs_where_asked_and_only_there():
+    plain = BlockHVP(_net(), CE, _data(), [nets.full_block(_net())])
+    plain([torch.ones(1, 26, dtype=torch.float64)])
+    assert plain.info()["derivative_check"] is None  # torch's own operations: not run
+    forced = BlockHVP(_net(), CE, _data(), [nets.full_block(_net())], check_derivatives=True)
+    forced([torch.ones(1, 26, dtype=torch.float64)])
+    check = forced.info()["derivative_check"]
+    assert check["verdict"] == "agrees" and check["functions"] == [], check
+    with pytest.raises(TypeError, match="check_derivatives must be True, False or None"):
+        BlockHVP(_net(), CE, _data(), [nets.full_block(_net())], check_derivatives="yes")
+
+
+class _Kinked(torch.autograd.Function):
+    """|x| with a correct derivative everywhere but at 0, evaluated exactly at its kink."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.abs()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.sign(x)
+
+
+class _AtTheKink(nn.Module):
+    """``Σ |w x|`` with ``w = 0``: the gradient jumps across the point."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(3, dtype=torch.float64))
+
+    def forward(self, x):
+        return _Kinked.apply(x * self.w).sum(-1)
+
+
+def test_a_gradient_that_jumps_leaves_the_check_inconclusive_with_a_warning():
+    data = [(torch.ones(2, 3, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))]
+    op = BlockHVP(_AtTheKink(), lambda out, y: (out - y).mean(), data,
+                  [nets.full_block(_AtTheKink())])
+    with pytest.warns(UserWarning, match="could not check the second derivatives"):
+        op([torch.ones(1, 3, dtype=torch.float64)])
+    assert op.info()["derivative_check"]["verdict"] == "inconclusive"
