@@ -59,7 +59,10 @@ def assert_products_match(model, loss_fn, data, ref: np.ndarray, *, rtol: float,
     """``nets.dense_hessian`` and, in each of ``modes``, the products of every parameter block
     (one per tensor, in ``named_parameters`` order, as ``ref``'s coordinates) with ``rows``
     Gaussian vectors equal ``ref``: within ``rtol · max|ref|``. The products run on the model's
-    device (the vectors go there, the products come back); ``ref`` is a CPU array.
+    device (the vectors go there, the products come back); ``ref`` is a CPU array. Each
+    mode's operator also checks its products against central differences of the gradient
+    (``check_derivatives=True``), which must agree: the reference is a double backward as
+    well, and a second derivative torch got wrong would be wrong in both.
 
     Returns:
         The operators, one per mode (for their ``info()``).
@@ -75,8 +78,11 @@ def assert_products_match(model, loss_fn, data, ref: np.ndarray, *, rtol: float,
     device = next(model.parameters()).device
     ops = []
     for mode in modes:
-        op = BlockHVP(model, loss_fn, data, blocks, mode=mode)
+        # the reference is a double backward too: differences of the gradient check both
+        op = BlockHVP(model, loss_fn, data, blocks, mode=mode, check_derivatives=True)
         products = op([v.to(device) for v in vecs])
+        check = op.info()["derivative_check"]
+        assert check["verdict"] == "agrees", f"{label} {mode}: {check}"
         for b, s, v, hv in zip(blocks, starts, vecs, products, strict=True):
             assert hv.device == device, f"{label} {mode} {b.name}: products on {hv.device}"
             np.testing.assert_allclose(hv.cpu().numpy(), v.numpy() @ ref[s:s + b.dim, s:s + b.dim],
