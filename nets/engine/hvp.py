@@ -86,7 +86,6 @@ from nets.engine.second_derivatives import (
     DerivativeCheck,
     custom_functions,
     difference_check,
-    error_floor,
     step_size,
 )
 from nets.engine.userwarn import warn
@@ -230,15 +229,17 @@ class BlockHVP:
     **Second derivatives.** Autograd differentiates a custom ``torch.autograd.Function``'s
     ``backward`` as written, which is the second derivative only where that ``backward`` is
     written in differentiable operations (one marked ``@once_differentiable``, or computing
-    with a detached tensor, gives a wrong Hessian without an error). Where the first batch's
-    graph holds a custom Function (``check_derivatives=None``, the default), or always
-    (``True``), the first call checks one product on the first batch, along a seeded random
-    direction over the blocks' parameters, against central differences of the gradient
-    (:mod:`nets.engine.second_derivatives`: four gradients and one product, once): a product
-    that disagrees with differences that converged is refused with a ``ValueError`` naming
-    the Functions; differences that did not converge (a gradient that is not smooth at the
-    step's scale) leave it unchecked, with a :class:`UserWarning`. :meth:`info`'s
-    ``derivative_check`` reports the check (``None`` where none ran).
+    with a detached tensor, gives a wrong Hessian without an error), and of the loss only
+    where it computes the loss's gradient (a backward hook that rescales it does not). Where
+    the first batch's graph holds a custom Function (``check_derivatives=None``, the default;
+    a module's full backward hook is one), or always (``True``), the first call checks one
+    product on the first batch, along a seeded random direction over the blocks' parameters,
+    against central differences of the gradient and second differences of the loss
+    (:mod:`nets.engine.second_derivatives`: five gradient evaluations and one product, once):
+    a product that disagrees with differences that converged is refused with a
+    ``ValueError`` naming the Functions; differences that did not converge (a loss that is
+    not smooth at the step's scale) leave it unchecked, with a :class:`UserWarning`.
+    :meth:`info`'s ``derivative_check`` reports the check (``None`` where none ran).
 
     Args:
         model: The network (its current parameters are the point ``w``).
@@ -265,9 +266,9 @@ class BlockHVP:
         measure_tangents: Measure the bytes a stacked tangent holds (``True``), use the graph
             bound (``False``, default), or measure only where the graph bound binds
             (``None``); see "Memory budget" above. Forward-over-reverse always uses the bound.
-        check_derivatives: Check the products against differences of the gradient where the
-            model's graph holds a custom ``autograd.Function`` (``None``, default), always
-            (``True``) or never (``False``); see "Second derivatives" above.
+        check_derivatives: Check the products against differences of the gradient and of
+            the loss where the model's graph holds a custom ``autograd.Function`` (``None``,
+            default), always (``True``) or never (``False``); see "Second derivatives" above.
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn, data: Iterable,
@@ -407,9 +408,10 @@ class BlockHVP:
         ``compute_dtype`` is the coarsest precision the model computes in, read off the first
         batch's graph (:func:`nets.engine.modes.compute_dtype`): the calibration's agreement
         check allows its round-off. ``derivative_check`` is the first call's check of the
-        products against differences of the gradient (class docstring, "Second derivatives":
-        verdict, relative error, spread, tolerance, step, the custom Functions found, and its
-        seconds), ``None`` where none ran.
+        products against differences of the gradient and of the loss (class docstring,
+        "Second derivatives": the verdict and each part's, their relative errors and spreads,
+        the tolerance, the step, the custom Functions found, and its seconds), ``None`` where
+        none ran.
         """
         peak, kind = peak_bytes(self.device)
         others = sum(s for m, s in self._product_seconds.items() if m != self.mode)
@@ -653,25 +655,27 @@ class BlockHVP:
             return torch.cat([(torch.zeros_like(self.params[n]) if tensors[n] is None
                                else tensors[n]).reshape(-1) for n in names])
 
-        def gradient(s: float) -> torch.Tensor:
+        def evaluate(s: float) -> tuple[float, torch.Tensor]:
             shifted = {**self.params, **{n: self.params[n] + s * direction[n] for n in names}}
             with torch.enable_grad():
                 leaves, loss = batch_loss(self._model, self._buffers, self._loss_fn, shifted,
                                           names, x, y)
                 grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
-            return flat(dict(zip(names, grads, strict=True)))
+            return float(loss), flat(dict(zip(names, grads, strict=True)))
 
         try:
             graph = self._graphs.get(0) or self._build(x, y)[:2]
             product = reverse_products(graph, {n: d[None] for n, d in direction.items()}, 1,
                                        self._double_backward)
             del graph
-            check = difference_check(gradient, flat({n: p[0] for n, p in product.items()}),
-                                     step, error_floor(self.compute_dtype),
+            hd = flat({n: p[0] for n, p in product.items()})
+            curvature = float(torch.dot(hd.double(), flat(direction).double()))
+            check = difference_check(evaluate, hd, curvature, step, self.compute_dtype,
                                      self.custom_functions)
         except (NotImplementedError, RuntimeError) as e:  # no double backward: nothing to check
-            check = DerivativeCheck("inconclusive", math.nan, math.nan, math.nan, step,
-                                    self.custom_functions)
+            nan = math.nan
+            check = DerivativeCheck("inconclusive", nan, nan, nan, "inconclusive", nan, nan,
+                                    "inconclusive", step, self.custom_functions)
             why = f"the double backward failed ({type(e).__name__}: {str(e)[:200]})"
         else:
             why = (f"the differences of the gradient did not converge (they differ by "
@@ -682,17 +686,29 @@ class BlockHVP:
         what = (f"custom torch.autograd.Function {', '.join(check.functions)} in the model's "
                 "graph" if check.functions else "the model (no custom torch.autograd.Function "
                 "in its graph)")
-        if check.verdict == "disagrees":
+        if check.gradient_verdict == "disagrees":
             raise ValueError(
                 f"{what}: the Hessian-vector products are not the second derivative of the "
                 f"loss. Along a random direction they differ from central differences of the "
                 f"gradient by {check.error:.1e} of their size, where the differences agree with "
                 f"each other to {check.spread:.1e} (tolerance {check.tolerance:.1e}). Autograd "
-                "differentiates a backward as written: one marked @once_differentiable, or "
+                "differentiates a backward as written: one marked @once_differentiable, "
                 "computing with detached tensors or a kernel without a derivative of its own, "
-                "gives the derivative of another function. Write the backward in "
-                "differentiable operations (or evaluate the layer with torch operations while "
-                "nets runs); check_derivatives=False turns this check off")
+                "or a backward hook that changes gradients, gives the derivative of another "
+                "function. Write the backward in differentiable operations, or remove the "
+                "hook (or evaluate the layer with torch operations) while nets runs; "
+                "check_derivatives=False turns this check off")
+        if check.loss_verdict == "disagrees":
+            raise ValueError(
+                f"{what}: the Hessian-vector products are not the second derivative of the "
+                f"loss. The curvature along a random direction differs from second differences "
+                f"of the loss by {check.loss_error:.1e} of the products' size, where the "
+                f"differences agree with each other to {check.loss_spread:.1e}: the gradient "
+                "the model's backward computes is not the loss's (a backward hook that changes "
+                "gradients, or a custom backward such as a straight-through or gradient-"
+                "reversal one), and the products differentiate it instead. Remove the hook or "
+                "Function while nets runs to get the loss's Hessian; check_derivatives=False "
+                "turns this check off")
         if check.verdict == "inconclusive":
             warn(f"could not check the second derivatives of {what} against differences of "
                  f"the gradient: {why}; the products are used unchecked "

@@ -365,10 +365,11 @@ def blockwise_spectrum(
             vectors' dtype: the same spectra to about ``u‖H‖``, faster where the basis is long;
             see :func:`nets.engine.lanczos.lanczos`).
         check_derivatives: Check the products against central differences of the gradient
-            on the first batch where the model's graph holds a custom ``autograd.Function``
-            (``None``, default), always (``True``) or never (``False``): a custom backward
-            that is not differentiable as written gives a wrong Hessian without an error, and
-            is refused (see "Second derivatives" in :class:`nets.engine.hvp.BlockHVP`;
+            and of the loss on the first batch where the model's graph holds a custom
+            ``autograd.Function`` (``None``, default; a module's backward hook is one), always
+            (``True``) or never (``False``): a custom backward that is not differentiable as
+            written, or not the loss's gradient, gives a wrong Hessian without an error, and is
+            refused (see "Second derivatives" in :class:`nets.engine.hvp.BlockHVP`;
             ``info``'s ``derivative_check``).
         info: A dict to fill with what ran: the mode chosen and its calibration timings,
             chunk size, graph size, peak memory (``peak_memory_bytes``, ``peak_memory_kind``),

@@ -19,6 +19,7 @@ from nets.engine.hvp import BlockHVP
 from nets.engine.second_derivatives import (
     SPREAD_FACTOR,
     SPREAD_LIMIT,
+    combined_verdict,
     custom_functions,
     derivative_verdict,
     difference_check,
@@ -63,41 +64,88 @@ def test_the_floor_and_the_step_follow_the_dtype():
 
 # -- the difference check on known derivatives ----------------------------------------------
 
-def _quartic(a: torch.Tensor, w0: torch.Tensor, d: torch.Tensor):
+def _quartic(a: torch.Tensor, w0: torch.Tensor, d: torch.Tensor, *, gradient_scale=1.0):
     """``ℓ(w) = Σ a_i w_i⁴ / 12``: gradient ``a w³ / 3``, Hessian ``diag(a w²)``; the check's
-    gradient along ``d`` from ``w0``."""
-    return lambda s: a * (w0 + s * d) ** 3 / 3
+    evaluations along ``d`` from ``w0`` (the gradient times ``gradient_scale``: a backward that
+    is not the loss's)."""
+    def evaluate(s):
+        w = w0 + s * d
+        return float((a * w ** 4).sum() / 12), gradient_scale * a * w ** 3 / 3
+    return evaluate
 
 
-def test_the_difference_check_on_a_quartic_agrees_with_its_hessian_and_not_with_a_wrong_one():
+def _problem(dtype=torch.float64):
     g = torch.Generator().manual_seed(0)
     a, w0, d = (torch.randn(50, generator=g, dtype=torch.float64) for _ in range(3))
     d /= d.norm()
+    a, w0, d = a.to(dtype), w0.to(dtype), d.to(dtype)
     exact = a * w0 ** 2 * d
+    return a, w0, d, exact, float((exact.double() * d.double()).sum())
+
+
+def test_the_difference_check_on_a_quartic_agrees_with_its_hessian_and_not_with_a_wrong_one():
+    a, w0, d, exact, curvature = _problem()
     h = step_size(float(w0.norm()), torch.float64)
-    right = difference_check(_quartic(a, w0, d), exact, h, error_floor(torch.float64))
+    right = difference_check(_quartic(a, w0, d), exact, curvature, h, torch.float64)
     assert right.verdict == "agrees" and right.error < 1e-8, right
-    wrong = difference_check(_quartic(a, w0, d), exact * 1.01, h, error_floor(torch.float64))
-    assert wrong.verdict == "disagrees" and wrong.error == pytest.approx(0.01, rel=0.02), wrong
+    assert right.loss_verdict == "agrees" and right.loss_error < 1e-4, right
+    wrong = difference_check(_quartic(a, w0, d), exact * 1.01, curvature * 1.01, h,
+                             torch.float64)
+    assert wrong.verdict == wrong.gradient_verdict == "disagrees", wrong
+    assert wrong.error == pytest.approx(0.01, rel=0.02), wrong
     # float32: the same verdicts at its own round-off
-    a32, w32, d32 = a.float(), w0.float(), d.float()
-    h32 = step_size(float(w32.norm()), torch.float32)
-    floor = error_floor(torch.float32)
-    assert difference_check(_quartic(a32, w32, d32), exact.float(), h32,
-                            floor).verdict == "agrees"
-    assert difference_check(_quartic(a32, w32, d32), exact.float() * 1.05, h32,
-                            floor).verdict == "disagrees"
+    a, w0, d, exact, curvature = _problem(torch.float32)
+    h = step_size(float(w0.norm()), torch.float32)
+    assert difference_check(_quartic(a, w0, d), exact, curvature, h,
+                            torch.float32).verdict == "agrees"
+    assert difference_check(_quartic(a, w0, d), exact * 1.05, curvature * 1.05, h,
+                            torch.float32).verdict == "disagrees"
+
+
+def test_a_gradient_that_is_not_the_losss_is_seen_by_the_losss_differences():
+    """A backward that halves the gradient: its products are the derivative of that gradient
+    (the gradient part agrees), the loss's second differences are not (the loss part
+    disagrees, and so does the check)."""
+    a, w0, d, exact, curvature = _problem()
+    h = step_size(float(w0.norm()), torch.float64)
+    check = difference_check(_quartic(a, w0, d, gradient_scale=0.5), 0.5 * exact,
+                             0.5 * curvature, h, torch.float64)
+    assert check.gradient_verdict == "agrees", check
+    assert check.loss_verdict == check.verdict == "disagrees", check
+
+
+def test_the_check_combines_its_parts():
+    assert combined_verdict("agrees", "agrees") == "agrees"
+    assert combined_verdict("agrees", "inconclusive") == "agrees"  # the loss part is coarser
+    assert combined_verdict("inconclusive", "agrees") == "inconclusive"
+    assert combined_verdict("agrees", "disagrees") == "disagrees"
+    assert combined_verdict("disagrees", "inconclusive") == "disagrees"
 
 
 def test_the_difference_check_is_inconclusive_across_a_kink_and_agrees_on_zero():
     d = torch.tensor([1.0, 0.0], dtype=torch.float64)
-    kinked = difference_check(lambda s: torch.sign(torch.tensor([s, 0.0],
-                                                                dtype=torch.float64)),
-                              torch.zeros(2, dtype=torch.float64), 1e-3, 1e-6)
-    assert kinked.verdict == "inconclusive" and kinked.spread > SPREAD_LIMIT, kinked
-    flat = difference_check(lambda s: torch.zeros(2, dtype=torch.float64) + 0 * s * d,
-                            torch.zeros(2, dtype=torch.float64), 1e-3, 1e-6)
+
+    def kinked(s):  # |w_0| at w = 0
+        return abs(s), torch.sign(torch.tensor([s, 0.0], dtype=torch.float64))
+
+    check = difference_check(kinked, torch.zeros(2, dtype=torch.float64), 0.0, 1e-3,
+                             torch.float64)
+    assert check.verdict == "inconclusive" and check.spread > SPREAD_LIMIT, check
+    flat = difference_check(lambda s: (1.0, torch.zeros(2, dtype=torch.float64) + 0 * s * d),
+                            torch.zeros(2, dtype=torch.float64), 0.0, 1e-3, torch.float64)
     assert flat.verdict == "agrees" and flat.error == 0.0
+
+
+def test_differences_below_the_resolution_are_unresolved_not_converged():
+    """A loss whose second difference rounds to zero at both steps: equal differences, but not
+    converged ones; the round-off term keeps them from disagreeing with a small curvature."""
+    def rounded(s):  # a constant loss as float32 sees it, a tiny true curvature
+        return 1.0, torch.full((3,), 1e-9 * s, dtype=torch.float32)
+
+    check = difference_check(rounded, torch.full((3,), 1e-9, dtype=torch.float32), 1e-9, 1e-2,
+                             torch.float32)
+    assert check.loss_verdict != "disagrees", check
+    assert check.loss_spread > check.loss_error / SPREAD_FACTOR, check
 
 
 # -- custom functions in a graph ---------------------------------------------------------------
@@ -284,3 +332,58 @@ def test_the_zoo_models_second_derivatives_against_differences(name):
         want = "inconclusive" if name == "resnet" else "agrees"
         assert check["verdict"] == want, (name, dtype, check)
         assert any("could not check" in str(w.message) for w in caught) == (want != "agrees")
+
+
+def test_a_backward_hook_that_changes_gradients_is_refused():
+    """A module's full backward hook that halves the gradient flowing into it: torch's
+    gradient is not the loss's, and the double backward is not even its derivative. The hook
+    runs as a custom Function (``BackwardHookFunction``), so the check runs and refuses it; a
+    hook that only observes passes."""
+    model = _net()
+    model.b.register_full_backward_hook(
+        lambda module, grad_in, grad_out: tuple(None if g is None else 0.5 * g
+                                                for g in grad_in))
+    with pytest.raises(ValueError, match=r"BackwardHookFunction.*not the second derivative"
+                                         r".*a backward hook that changes gradients"):
+        nets.dense_hessian(model, CE, _data())
+    seen = []
+    observed = _net()
+    observed.b.register_full_backward_hook(lambda module, grad_in, grad_out: seen.append(1))
+    exact = nets.dense_hessian(_net(), CE, _data())
+    np.testing.assert_allclose(nets.dense_hessian(observed, CE, _data()), exact, rtol=0,
+                               atol=1e-12 * np.abs(exact).max())
+    assert seen
+
+
+class _HalfGradient(torch.autograd.Function):
+    """The identity whose backward halves the gradient (a gradient-scaling layer, the kind a
+    gradient-reversal layer is): differentiable as written, but not the loss's gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return 0.5 * grad
+
+
+def test_a_gradient_that_is_not_the_losss_is_refused_by_the_losss_differences():
+    """A loss whose backward is halved: torch's gradient is that of half the loss, and the
+    products are its exact derivative (the gradient part agrees), half the loss's Hessian:
+    only the loss's second differences see it. The same layer inside the network makes a
+    "gradient" that is no function's (its Jacobian is not symmetric), which the gradient part
+    refuses."""
+    def halved(out, y):
+        return _HalfGradient.apply(CE(out, y))
+
+    op = BlockHVP(_net(), halved, _data(), [nets.full_block(_net())])
+    with pytest.raises(ValueError, match=r"_HalfGradient.*second differences of the loss.*"
+                                         r"not the loss's"):
+        op([torch.ones(1, 26, dtype=torch.float64)])
+    check = op.derivative_check
+    assert (check.gradient_verdict, check.loss_verdict) == ("agrees", "disagrees"), check
+    inside = BlockHVP(_net(_HalfGradient), CE, _data(), [nets.full_block(_net())])
+    with pytest.raises(ValueError, match=r"central differences of the gradient"):
+        inside([torch.ones(1, 26, dtype=torch.float64)])
+    assert inside.derivative_check.gradient_verdict == "disagrees"
