@@ -387,3 +387,27 @@ def test_a_gradient_that_is_not_the_losss_is_refused_by_the_losss_differences():
     with pytest.raises(ValueError, match=r"central differences of the gradient"):
         inside([torch.ones(1, 26, dtype=torch.float64)])
     assert inside.derivative_check.gradient_verdict == "disagrees"
+
+
+class _HookedNet(_Net):
+    """The net with a tensor hook halving the gradient of its hidden layer, registered in
+    ``forward``: no custom Function in the graph."""
+
+    def forward(self, x):
+        h = torch.tanh(self.a(x))
+        if h.requires_grad:
+            h.register_hook(lambda g: 0.5 * g)
+        return self.b(h)
+
+
+def test_a_tensor_hook_is_found_only_when_asked():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = _HookedNet()
+    unchecked = BlockHVP(model, CE, _data(), [nets.full_block(model)])
+    unchecked([torch.ones(1, 26, dtype=torch.float64)])
+    assert unchecked.custom_functions == () and unchecked.info()["derivative_check"] is None
+    asked = BlockHVP(model, CE, _data(), [nets.full_block(model)], check_derivatives=True)
+    with pytest.raises(ValueError, match=r"no custom torch.autograd.Function in its graph.*"
+                                         r"not the second derivative"):
+        asked([torch.ones(1, 26, dtype=torch.float64)])
