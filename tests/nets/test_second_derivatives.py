@@ -166,21 +166,6 @@ class _OnceTanh(torch.autograd.Function):
         return grad * (1 - y * y)
 
 
-class _DetachedTanh(torch.autograd.Function):
-    """tanh whose backward computes its factor from a detached tensor: the first derivative is
-    right, the second misses ``tanh''``."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.tanh(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * (1 - torch.tanh(x).detach() ** 2)
-
-
 class _DifferentiableTanh(torch.autograd.Function):
     """tanh whose backward is written in differentiable operations: exact to every order."""
 
@@ -193,6 +178,16 @@ class _DifferentiableTanh(torch.autograd.Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         return grad * (1 - torch.tanh(x) ** 2)
+
+
+class _DetachedTanh(_DifferentiableTanh):
+    """The same tanh with its backward's factor computed from a detached tensor: the first
+    derivative is right, the second misses ``tanh''``."""
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (1 - torch.tanh(x).detach() ** 2)
 
 
 class _Net(nn.Module):
