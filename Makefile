@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-spectrum-partial bench-memory bench-memory-measured bench-groups bench-ab bench-floor bench-modes bench-compile bench-reorth bench-numerics bench-estimates clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-spectrum-partial bench-memory bench-memory-measured bench-groups bench-ab bench-floor bench-modes bench-compile bench-reorth bench-numerics bench-derivatives bench-estimates clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -162,6 +162,12 @@ bench-numerics: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/bench_numerics.py --resume --out benchmarks/results/numerics.md \
 	  --json benchmarks/results/numerics.json
+
+# The products against differences of the gradient and of the loss (is each model's product
+# its loss's second derivative?) on the zoo and benchmark models, float32 and float64 (seconds).
+bench-derivatives: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/bench_derivatives.py --out benchmarks/results/derivatives.md
 
 # The memory planner's byte estimates (a gradient graph, a stacked tangent) against the bytes
 # the products hold, per model and product mode (bytes, not time: any load; a minute or two).
