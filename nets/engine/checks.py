@@ -110,9 +110,9 @@ def check_model(model: Any) -> torch.nn.Module:
     training (``nn.DataParallel``, ``DistributedDataParallel``: the Hessian is the wrapped
     module's, and the stateless calls the products need refuse the wrapper) and a module
     wrapped by ``torch.compile`` (its compiled backward has no double backward: torch raises
-    "torch.compile with aot_autograd does not currently support double backward"; a module
-    compiled in place, ``module.compile()``, or holding compiled submodules runs uncompiled
-    under the products' stateless calls and needs nothing).
+    "torch.compile with aot_autograd does not currently support double backward"). A module
+    compiled in place (``module.compile()``) or holding compiled submodules is accepted: its
+    Hessian was the plain module's (``tests/nets/test_bad_input.py``).
 
     Args:
         model: What was given as the model.
