@@ -72,6 +72,10 @@ __all__ = ["main"]
 #: The modules whose code a results file depends on (its ``code`` field).
 CODE_MODULES = ("nets.engine", "nets.zoo.models", "nets.zoo.data")
 
+#: ``--check-derivatives``: the operator's ``check_derivatives`` for each choice
+#: (:class:`nets.engine.hvp.BlockHVP`, "Second derivatives").
+CHECK_DERIVATIVES = {"auto": None, "always": True, "never": False}
+
 
 def _settings(args: argparse.Namespace) -> dict:
     dtype = args.dtype or ("native" if is_factory(args.model) else "float32")
@@ -138,7 +142,8 @@ def compute(args: argparse.Namespace) -> tuple[dict, dict[str, BlockSpectrum], P
         if state["op"] is None:  # one operator per run: data checks, graphs, calibration once
             state["op"] = BlockHVP(model, loss_fn, data, block_list, mode=state["mode"],
                                    max_memory=args.max_memory, chunk_size=args.chunk_size,
-                                   comm=comm, compile=args.compile)
+                                   comm=comm, compile=args.compile,
+                                   check_derivatives=CHECK_DERIVATIVES[args.check_derivatives])
         info: dict = {}
         new = operator_spectra(state["op"], lanczos_steps=args.steps, probes=args.probes,
                                seed=args.seed, probe_indices=[p], callback=cb,
@@ -300,6 +305,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="Lanczos reorthogonalization: full (every step, default) or "
                              "partial (only where the estimated loss of orthogonality needs "
                              "it: the same spectra to about u‖H‖, faster on long runs)")
+    common.add_argument("--check-derivatives", default="auto", choices=list(CHECK_DERIVATIVES),
+                        help="check the products against differences of the gradient and the "
+                             "loss on the first batch: auto (where the model has a custom "
+                             "autograd.Function or backward hook, default), always, or never")
     common.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads for this process (default: torch's choice; "
                              "1 is faster on a CPU shared with other jobs)")

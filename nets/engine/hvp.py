@@ -697,7 +697,7 @@ class BlockHVP:
                 "or a backward hook that changes gradients, gives the derivative of another "
                 "function. Write the backward in differentiable operations, or remove the "
                 "hook (or evaluate the layer with torch operations) while nets runs; "
-                "check_derivatives=False turns this check off")
+                "check_derivatives=False (--check-derivatives never) turns this check off")
         if check.loss_verdict == "disagrees":
             raise ValueError(
                 f"{what}: the Hessian-vector products are not the second derivative of the "
@@ -708,7 +708,7 @@ class BlockHVP:
                 "gradients, or a custom backward such as a straight-through or gradient-"
                 "reversal one), and the products differentiate it instead. Remove the hook or "
                 "Function while nets runs to get the loss's Hessian; check_derivatives=False "
-                "turns this check off")
+                "(--check-derivatives never) turns this check off")
         if check.verdict == "inconclusive":
             warn(f"could not check the second derivatives of {what} against differences of "
                  f"the gradient: {why}; the products are used unchecked "

@@ -15,6 +15,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 import nets
+from nets.cli.app import main
 from nets.engine.hvp import BlockHVP
 from nets.engine.second_derivatives import (
     SPREAD_FACTOR,
@@ -406,3 +407,51 @@ def test_a_tensor_hook_is_found_only_when_asked():
     with pytest.raises(ValueError, match=r"no custom torch.autograd.Function in its graph.*"
                                          r"not the second derivative"):
         asked([torch.ones(1, 26, dtype=torch.float64)])
+
+
+FACTORY = '''import torch
+
+
+class DetachedTanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (1 - torch.tanh(x).detach() ** 2)
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.b(DetachedTanh.apply(self.a(x)))
+
+
+def make():
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    data = [(torch.randn(6, 3, generator=g), torch.randint(0, 2, (6,), generator=g))]
+    return Net(), torch.nn.functional.cross_entropy, data
+'''
+
+
+def test_the_command_line_refuses_a_wrong_second_derivative_unless_told_not_to_check(
+        tmp_path, capsys):
+    """``nets spectrum`` on a user's model whose custom Function has no second derivative:
+    refused by default with the cause and the fix, run with ``--check-derivatives never``."""
+    path = tmp_path / "detached.py"
+    path.write_text(FACTORY)
+    common = ["spectrum", "--model", f"{path}:make", "--steps", "3", "--probes", "1",
+              "--quiet"]
+    assert main(common) == 2
+    err = capsys.readouterr().err
+    assert "DetachedTanh" in err and "not the second derivative" in err
+    assert "--check-derivatives never" in err
+    assert main([*common, "--check-derivatives", "never", "--json"]) == 0
+    assert '"blocks"' in capsys.readouterr().out
