@@ -33,6 +33,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from nets.engine.autograd_graph import graph_nodes
+
 __all__ = ["GraphSaved", "LiveBytes", "SavedBytes", "available_bytes", "default_budget",
            "peak_bytes", "saved_by_graph"]
 
@@ -97,7 +99,8 @@ class GraphSaved:
 
 def saved_by_graph(tensors: Iterable[torch.Tensor | None],
                    exclude: Iterable[torch.Tensor] = ()) -> GraphSaved | None:
-    """What the nodes reachable from ``tensors``' ``grad_fn`` saved for backward: the bytes of
+    """What the nodes reachable from ``tensors``' ``grad_fn`` (:func:`nets.engine.autograd_graph.
+    graph_nodes`) saved for backward: the bytes of
     the distinct storages (less those of ``exclude``) and the floating dtypes.
 
     Every built-in node exposes what it saved as ``_saved_*`` attributes and a custom
@@ -118,15 +121,9 @@ def saved_by_graph(tensors: Iterable[torch.Tensor | None],
     """
     seen = {_key(t) for t in exclude}
     attrs: dict[type, list[str]] = {}  # the ``_saved_*`` names of each node type
-    stack = [t.grad_fn for t in tensors if t is not None and t.grad_fn is not None]
-    visited: set = set()
     total = 0
     dtypes = set()
-    while stack:
-        node = stack.pop()
-        if node is None or node in visited:
-            continue
-        visited.add(node)
+    for node in graph_nodes(tensors):
         try:
             if isinstance(node, torch.autograd.function.BackwardCFunction):
                 saved = list(node.saved_tensors)
@@ -147,7 +144,6 @@ def saved_by_graph(tensors: Iterable[torch.Tensor | None],
                     if key is not None and key not in seen:
                         seen.add(key)
                         total += t.untyped_storage().nbytes()
-        stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
     return GraphSaved(total, frozenset(dtypes))
 
 

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 
 import torch
 
+from nets.engine.autograd_graph import graph_nodes
+
 __all__ = ["ROUNDOFF_FACTOR", "SPREAD_FACTOR", "SPREAD_LIMIT", "VERDICTS", "DerivativeCheck",
            "combined_verdict", "custom_functions", "derivative_verdict", "difference_check",
            "error_floor", "step_size"]
@@ -232,21 +234,12 @@ def _norm(t: torch.Tensor) -> float:
 
 def custom_functions(loss: torch.Tensor) -> tuple[str, ...]:
     """The custom ``torch.autograd.Function`` classes whose nodes are in ``loss``'s graph
-    (qualified names, sorted; empty for a graph of torch's own operations).
+    (:func:`nets.engine.autograd_graph.graph_nodes`; qualified names, sorted; empty for a graph
+    of torch's own operations).
 
     Args:
         loss: A tensor with a graph (``grad_fn``), e.g. a batch's loss recorded by autograd.
     """
-    found: set[str] = set()
-    seen: set[int] = set()
-    stack = [loss.grad_fn] if loss.grad_fn is not None else []
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, torch.autograd.function.BackwardCFunction):
-            cls = node._forward_cls
-            found.add(f"{cls.__module__}.{cls.__qualname__}")
-        stack.extend(n for n, _ in node.next_functions if n is not None)
-    return tuple(sorted(found))
+    return tuple(sorted({f"{n._forward_cls.__module__}.{n._forward_cls.__qualname__}"
+                         for n in graph_nodes([loss])
+                         if isinstance(n, torch.autograd.function.BackwardCFunction)}))
