@@ -17,14 +17,17 @@ cleanly at ``k = j`` steps (no division by a tiny number). At most ``d`` steps a
 
 Many operators (blocks) and many start vectors (probes) advance together: ``matvec`` receives
 one stack of vectors per operator, so a single call can batch all HVPs of one step. The vectors
-passed to ``matvec`` have the dtype of the start vectors, and the basis is stored in that dtype:
-it holds exactly those vectors, so storing it wider would add no digit (``k`` steps on ``m``
-probes of dimension ``d`` hold ``m·k·d`` numbers: half the bytes of a float64 copy for a
-float32 model). The recurrence, the reorthogonalization and ``α``, ``β`` run in float64: the
-basis is read in float64 in chunks of at most ``chunk_bytes`` (by default
-:func:`chunk_bytes_for` the device; one probe's rows at a time once a whole step's would not
-fit), through one float64 work stack and one chunk buffer shared by all the operators of a run
-(they advance one at a time).
+passed to ``matvec`` have the dtype of the start vectors, and the basis holds exactly those
+vectors, so storing it wider would add no digit (``k`` steps on ``m`` probes of dimension ``d``
+hold ``m·k·d`` numbers: half the bytes of a float64 copy for a float32 model). The recurrence,
+the reorthogonalization and ``α``, ``β`` run in float64: the basis is read in float64 in chunks
+of at most ``chunk_bytes`` (by default :func:`chunk_bytes_for` the device; one probe's rows at a
+time once a whole step's would not fit), through one float64 work stack and one chunk buffer
+shared by all the operators of a run (they advance one at a time). Where every operator's
+whole basis in float64 fits ``chunk_bytes`` together, the bases are stored in float64 instead
+(:func:`wide_bases`): the same values (each vector widened exactly, once, when it is stored),
+read with no copy, and no chunk buffer is allocated, so the memory stays within the stored
+bases and ``chunk_bytes``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from nets.engine.finite import all_finite
 
 __all__ = ["NOISE_SAFETY", "REORTH_CHUNK_BYTES", "REORTH_CHUNK_BYTES_ACCELERATOR",
            "REORTH_ETA", "REORTH_MODES", "LanczosRun", "check_reorth", "chunk_bytes_for",
-           "lanczos"]
+           "lanczos", "wide_bases"]
 
 #: Largest float64 piece of the basis that reorthogonalization reads at a time on a CPU
 #: (bytes). While a step's whole basis (all probes) fits, it is projected out with two batched
@@ -160,7 +163,9 @@ def lanczos(
     steps, tol = _check_arguments(matvec, starts, steps, tol, callback)
     chunk_bytes = _check_chunk_bytes(chunk_bytes, starts)
     check_reorth(reorth)
-    runs = [_Run(s, steps, partial=reorth == "partial") for s in starts]
+    wide = wide_bases([tuple(s.shape) for s in starts], steps, starts[0].dtype, chunk_bytes) \
+        if starts else False
+    runs = [_Run(s, steps, partial=reorth == "partial", wide=wide) for s in starts]
     scratch = _Scratch(runs, chunk_bytes)
     for j in range(steps):
         live = [r.live(j) for r in runs]
@@ -211,12 +216,14 @@ class _Run:
     """One operator's Lanczos state: its basis and the tridiagonals.
 
     The basis ``(m, k, d)`` keeps each probe's vectors contiguous (the projections read one
-    probe's rows, or all probes' as a batched product, with no transposed copy). It is stored
-    in the start vectors' dtype and holds exactly the vectors passed to ``matvec``; the
-    arithmetic is float64 (:class:`_Scratch`, :func:`_project_out`).
+    probe's rows, or all probes' as a batched product, with no transposed copy). It holds
+    exactly the vectors passed to ``matvec``, stored in the start vectors' dtype, or with
+    ``wide`` in float64 (the same values); the arithmetic is float64 (:class:`_Scratch`,
+    :func:`_project_out`).
     """
 
-    def __init__(self, start: torch.Tensor, steps: int, *, partial: bool = False) -> None:
+    def __init__(self, start: torch.Tensor, steps: int, *, partial: bool = False,
+                 wide: bool = False) -> None:
         m, d = start.shape
         self.dtype = start.dtype
         self.cap = min(steps, d)
@@ -228,7 +235,8 @@ class _Run:
         self.scale = torch.zeros(m, **f64)
         self.prev_beta = torch.zeros(m, **f64)
         # every row j of the basis is written before a step reads it: no zero fill needed
-        self.basis = torch.empty((m, self.cap, d), dtype=start.dtype, device=start.device)
+        self.basis = torch.empty((m, self.cap, d), dtype=torch.float64 if wide else start.dtype,
+                                 device=start.device)
         self.q = _unit(start)
         self.basis[:, 0] = self.q
         self.reorthogonalized = 0
@@ -423,6 +431,27 @@ def _remove(Q: torch.Tensor, w: torch.Tensor, scratch: _Scratch,
                 torch.mv(q, wp, out=c[p, s:s + rows])
             wp.addmv_(q.T, c[p, s:s + rows], alpha=-1)
     return c
+
+
+def wide_bases(shapes: Sequence[tuple[int, int]], steps: int, dtype: torch.dtype,
+               chunk_bytes: int) -> bool:
+    """Whether :func:`lanczos` stores its bases in float64: vectors narrower than float64 whose
+    bases (at most ``steps`` rows of each of ``m`` probes of dimension ``d`` per operator) take
+    at most ``chunk_bytes`` together in float64.
+
+    Such bases are read with no widening copy (two to four per step and operator otherwise)
+    and need no chunk buffer; their bytes stay below the stored bases' and ``chunk_bytes``
+    that the reads through the chunk buffer take.
+
+    Args:
+        shapes: ``(m, d)`` of each operator's start stack.
+        steps: The Lanczos steps asked for (each basis holds ``min(steps, d)`` rows).
+        dtype: The vectors' dtype.
+        chunk_bytes: The chunk buffer's bytes (:func:`lanczos`'s ``chunk_bytes``).
+    """
+    if dtype == torch.float64:
+        return False
+    return 8 * sum(m * min(steps, d) * d for m, d in shapes) <= chunk_bytes
 
 
 def check_reorth(reorth: object) -> str:

@@ -198,9 +198,11 @@ def _record_basis(monkeypatch):
     return bases
 
 
-def test_basis_holds_exactly_the_vectors_passed_to_matvec(monkeypatch):
+@pytest.mark.parametrize("wide", [False, True])
+def test_basis_holds_exactly_the_vectors_passed_to_matvec(monkeypatch, wide):
     """A float32 start keeps a float32 basis (half a float64 copy's bytes) that holds exactly the
-    vectors ``matvec`` received, so nothing is lost by not storing it wider."""
+    vectors ``matvec`` received, so nothing is lost by not storing it wider; a basis whose
+    float64 copy fits ``chunk_bytes`` is stored in float64, holding the same vectors widened."""
     bases = _record_basis(monkeypatch)
     rng = np.random.default_rng(6)
     a = torch.as_tensor(random_spd_block(np.linspace(0.5, 4.0, 20), rng), dtype=torch.float32)
@@ -210,11 +212,51 @@ def test_basis_holds_exactly_the_vectors_passed_to_matvec(monkeypatch):
         seen.append(vs[0].clone())
         return [vs[0] @ a.T]
 
-    lanczos(matvec, [torch.as_tensor(rng.standard_normal((3, 20)), dtype=torch.float32)], 8)
+    float64_bytes = 8 * 3 * 8 * 20
+    lanczos(matvec, [torch.as_tensor(rng.standard_normal((3, 20)), dtype=torch.float32)], 8,
+            chunk_bytes=float64_bytes if wide else float64_bytes - 1)
     (basis,) = bases
-    assert basis.dtype == torch.float32 and basis.shape == (3, 8, 20)
+    assert basis.dtype == (torch.float64 if wide else torch.float32)
+    assert basis.shape == (3, 8, 20)
     for j, v in enumerate(seen):
-        assert torch.equal(basis[:, j], v)
+        assert v.dtype == torch.float32 and torch.equal(basis[:, j], v.to(basis.dtype))
+
+
+@pytest.mark.parametrize("reorth", ["full", "partial"])
+def test_float64_bases_give_the_narrow_bases_tridiagonals_exactly(monkeypatch, reorth):
+    """Float32 bases stored in float64 (:func:`lanczos_module.wide_bases`: every operator's
+    float64 basis fits ``chunk_bytes`` together) hold the same values and run the same float64
+    arithmetic, read without the widening copies: the tridiagonals are bit for bit those of the
+    float32 bases read through the chunk buffer (here in one piece per operator: each float64
+    basis fits the chunk alone, the two together do not)."""
+    bases = _record_basis(monkeypatch)
+    rng = np.random.default_rng(11)
+    mats = [torch.as_tensor(random_spd_block(rng.standard_normal(d), rng), dtype=torch.float32)
+            for d in (40, 25)]
+    starts = [torch.as_tensor(rng.standard_normal((3, m.shape[0])), dtype=torch.float32)
+              for m in mats]
+    whole = [8 * 3 * 12 * m.shape[0] for m in mats]
+    assert not lanczos_module.wide_bases([(3, 40), (3, 25)], 12, torch.float32, max(whole))
+    narrow = lanczos(_matvec(mats), starts, 12, reorth=reorth, chunk_bytes=max(whole))
+    assert [b.dtype for b in bases] == [torch.float32] * 2
+    wide = lanczos(_matvec(mats), starts, 12, reorth=reorth, chunk_bytes=sum(whole))
+    assert [b.dtype for b in bases[2:]] == [torch.float64] * 2
+    for a, b in zip(narrow, wide, strict=True):
+        np.testing.assert_array_equal(a.alpha, b.alpha)
+        np.testing.assert_array_equal(a.beta, b.beta)
+        np.testing.assert_array_equal(a.asymmetry, b.asymmetry)
+        np.testing.assert_array_equal(a.reorthogonalized, b.reorthogonalized)
+
+
+def test_wide_bases_rule():
+    """:func:`lanczos_module.wide_bases`: float64 vectors never (their basis is float64 anyway),
+    narrower ones exactly while the float64 bases of ``min(steps, d)`` rows fit the bytes."""
+    shapes = [(2, 10), (1, 3)]
+    size = 8 * (2 * 5 * 10 + 1 * 3 * 3)  # five steps: three rows for the second operator
+    assert lanczos_module.wide_bases(shapes, 5, torch.float32, size)
+    assert not lanczos_module.wide_bases(shapes, 5, torch.float32, size - 1)
+    assert lanczos_module.wide_bases(shapes, 5, torch.bfloat16, size)
+    assert not lanczos_module.wide_bases(shapes, 5, torch.float64, 10 * size)
 
 
 def _chunk_problem(dtype):
@@ -286,7 +328,8 @@ def test_one_scratch_serves_every_operator(monkeypatch):
             for d in (12, 30, 20)]
     starts = [torch.as_tensor(rng.standard_normal((2, m.shape[0])), dtype=torch.float32)
               for m in mats]
-    lanczos(_matvec(mats), starts, 6)
+    # the chunk holds the largest float64 basis, not all three (those would be stored wide)
+    lanczos(_matvec(mats), starts, 6, chunk_bytes=8 * 2 * 6 * 30)
     assert lanczos_module.chunk_bytes_for(torch.device("cpu")) == (
         lanczos_module.REORTH_CHUNK_BYTES)
     assert lanczos_module.chunk_bytes_for(torch.device("cuda")) == (
@@ -294,6 +337,10 @@ def test_one_scratch_serves_every_operator(monkeypatch):
     # one allocation per buffer, not one per operator or step: the work stack as large as the
     # largest operator's, the chunk buffer as its whole basis (these are under a chunk)
     assert sorted(allocated) == [("chunk", 2 * 6 * 30), ("work", 2 * 30)]
+    # with the default chunk, the float64 bases fit it together: read with no chunk buffer
+    allocated.clear()
+    lanczos(_matvec(mats), starts, 6)
+    assert allocated == [("work", 2 * 30)]
 
 
 @pytest.mark.parametrize("reorth", ["full", "partial"])
