@@ -50,6 +50,7 @@ from nets.engine.adapters import (
 from nets.engine.blocks import Block
 from nets.engine.budget import LEAST, MemoryPlan
 from nets.engine.checks import check_callable, check_int, check_model
+from nets.engine.concurrency import product_workers
 from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
 from nets.engine.memory import (
@@ -661,7 +662,7 @@ class BlockHVP:
                 leaves, loss = batch_loss(self._model, self._buffers, self._loss_fn, shifted,
                                           names, x, y)
                 grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
-            return float(loss), flat(dict(zip(names, grads, strict=True)))
+            return float(loss.detach()), flat(dict(zip(names, grads, strict=True)))
 
         try:
             graph = self._graphs.get(0) or self._build(x, y)[:2]
@@ -1175,15 +1176,23 @@ class BlockHVP:
         self.bundle_size = size
         if size < 2:
             return self._reverse_block(graph, vectors)
-        return bundle_products(graph, self.blocks, vectors,
-                               consecutive_bundles(len(self.blocks), size), self.chunk_size,
-                               self._double_backward, self.dtype)
+        bundles = consecutive_bundles(len(self.blocks), size)
+        rows = max(min(sum(0 if vectors[i] is None else vectors[i].shape[0] for i in bundle),
+                       self.chunk_size) for bundle in bundles)
+        return bundle_products(graph, self.blocks, vectors, bundles, self.chunk_size,
+                               self._double_backward, self.dtype,
+                               product_workers(self.device, len(bundles), rows,
+                                               self.chunk_size))
 
     def _reverse_block(self, graph, vectors) -> list[torch.Tensor | None]:
         """The block-restricted products of every block on ``graph``
-        (:func:`nets.engine.products.block_products`)."""
+        (:func:`nets.engine.products.block_products`), on a CPU several blocks at once
+        (:func:`nets.engine.concurrency.product_workers`)."""
+        live = [v.shape[0] for v in vectors if v is not None]
+        workers = product_workers(self.device, len(live), min(max(live), self.chunk_size),
+                                  self.chunk_size)
         return block_products(graph, self.blocks, vectors, self.chunk_size,
-                              self._double_backward, self.dtype)
+                              self._double_backward, self.dtype, workers)
 
 
 def _synchronize(device: torch.device) -> None:

@@ -42,6 +42,7 @@ from torch.func import grad, jvp, vmap
 from nets.engine.adapters import LossFn, checked_loss, functional_forward
 from nets.engine.blocks import Block
 from nets.engine.checks import check_callable, check_model
+from nets.engine.concurrency import parallel_map
 from nets.engine.finite import all_finite
 
 __all__ = ["DoubleBackward", "batch_loss", "block_products", "bundle_products",
@@ -332,7 +333,7 @@ def reverse_products(graph: Graph, tangents: Mapping[str, torch.Tensor], chunk_s
 
 def block_products(graph: Graph, blocks: Sequence[Block],
                    vectors: Sequence[torch.Tensor | None], chunk_size: int,
-                   double_backward: DoubleBackward, dtype: torch.dtype
+                   double_backward: DoubleBackward, dtype: torch.dtype, workers: int = 1
                    ) -> list[torch.Tensor | None]:
     """``[∇²ℓ]_ll V_l`` for every block's stacked vectors: per block, ``∇_{w_l} ⟨g_l, v⟩``
     differentiated from the block's gradient to its own leaves only.
@@ -345,16 +346,18 @@ def block_products(graph: Graph, blocks: Sequence[Block],
         chunk_size: Rows per batched backward.
         double_backward: The backward to use (its fallback state persists).
         dtype: The products' dtype (the model's).
+        workers: Blocks' products at once (:func:`nets.engine.concurrency.parallel_map`; the
+            same products bit for bit).
 
     Returns:
         One ``(m_l, d_l)`` stack per block (``None`` where skipped).
     """
     leaves, grads = graph
-    result: list[torch.Tensor | None] = []
-    for b, v in zip(blocks, vectors, strict=True):
+
+    def one(item: tuple[Block, torch.Tensor | None]) -> torch.Tensor | None:
+        b, v = item
         if v is None:
-            result.append(None)
-            continue
+            return None
         m = v.shape[0]
         names = list(b.params)
         like = leaves[names[0]]
@@ -371,8 +374,7 @@ def block_products(graph: Graph, blocks: Sequence[Block],
             parts = [like.new_zeros((m, pc.size), dtype=dtype) if h is None
                      else h.reshape(m, -1)
                      for pc, h in zip(b.pieces, hv, strict=True)]
-            result.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1))
-            continue
+            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         full = {n: leaves[n].new_zeros((m, *leaves[n].shape), dtype=dtype) for n in names}
         for s in range(0, m if outs else 0, chunk_size):
             sl = slice(s, s + chunk_size)
@@ -380,9 +382,10 @@ def block_products(graph: Graph, blocks: Sequence[Block],
             for n, h in zip(names, hv, strict=True):
                 if h is not None:
                     full[n][sl] = h
-        result.append(torch.cat([full[pc.param][(slice(None), *pc.index)].reshape(m, -1)
-                                 for pc in b.pieces], dim=1))
-    return result
+        return torch.cat([full[pc.param][(slice(None), *pc.index)].reshape(m, -1)
+                          for pc in b.pieces], dim=1)
+
+    return parallel_map(one, list(zip(blocks, vectors, strict=True)), workers)
 
 
 def consecutive_bundles(blocks: int, size: int) -> list[list[int]]:
@@ -403,8 +406,8 @@ def consecutive_bundles(blocks: int, size: int) -> list[list[int]]:
 
 def bundle_products(graph: Graph, blocks: Sequence[Block],
                     vectors: Sequence[torch.Tensor | None], bundles: Sequence[Sequence[int]],
-                    chunk_size: int, double_backward: DoubleBackward, dtype: torch.dtype
-                    ) -> list[torch.Tensor | None]:
+                    chunk_size: int, double_backward: DoubleBackward, dtype: torch.dtype,
+                    workers: int = 1) -> list[torch.Tensor | None]:
     """``[∇²ℓ]_ll V_l`` for every block's stacked vectors, a bundle of blocks at a time.
 
     For bundle ``G``, every tangent of its blocks' vectors is zero-padded over ``w_G`` (the
@@ -423,22 +426,27 @@ def bundle_products(graph: Graph, blocks: Sequence[Block],
         chunk_size: Rows per batched backward.
         double_backward: The backward to use (its fallback state persists).
         dtype: The products' dtype (the model's).
+        workers: Bundles' products at once (:func:`nets.engine.concurrency.parallel_map`; the
+            same products bit for bit).
 
     Returns:
         One ``(m_l, d_l)`` stack per block (``None`` where skipped).
     """
     leaves, _ = graph
-    result: list[torch.Tensor | None] = [None] * len(blocks)
-    for bundle in bundles:
-        members = [i for i in bundle if vectors[i] is not None]
-        if not members:
-            continue
+
+    def one(members: list[int]) -> list[torch.Tensor]:
         bs, vs = [blocks[i] for i in members], [vectors[i] for i in members]
         names = {n for b in bs for n in b.params}
         params = {n: leaves[n] for n in leaves if n in names}
         out = reverse_products(graph, pad_tangents(bs, vs, params, dtype), chunk_size,
                                double_backward)
-        for i, r in zip(members, cut_products(out, bs, vs), strict=True):
+        return cut_products(out, bs, vs)
+
+    live = [m for m in ([i for i in bundle if vectors[i] is not None] for bundle in bundles)
+            if m]
+    result: list[torch.Tensor | None] = [None] * len(blocks)
+    for members, parts in zip(live, parallel_map(one, live, workers), strict=True):
+        for i, r in zip(members, parts, strict=True):
             result[i] = r
     return result
 

@@ -70,9 +70,9 @@ def _close(got: torch.Tensor, ref: torch.Tensor) -> None:
 def test_every_way_equals_the_dense_hessian(problem, chunk_size, request):
     """Forward-over-reverse, reverse-over-reverse on a kept graph (chunked) and the
     block-restricted products (whole tensors and indexed pieces, chunked; one block at a time
-    and in bundles of consecutive blocks, pieces of one tensor in one bundle or in two) all
-    equal the dense Hessian's products; the zero-padded ones cut to the blocks equal its
-    diagonal blocks."""
+    and in bundles of consecutive blocks, pieces of one tensor in one bundle or in two; on one
+    thread and on two at once, bit for bit the same) all equal the dense Hessian's products;
+    the zero-padded ones cut to the blocks equal its diagonal blocks."""
     model, loss_fn, data, _ = request.getfixturevalue(problem)
     x, y = data[0]
     hess = _dense(model, loss_fn, x, y)
@@ -107,6 +107,15 @@ def test_every_way_equals_the_dense_hessian(problem, chunk_size, request):
                                      consecutive_bundles(len(blocks), size), chunk_size, db,
                                      torch.float64)
                for size in (2, 3, len(blocks))}
+    # on two threads at once (nets.engine.concurrency): the same products bit for bit
+    together = block_products((leaves, grads), blocks, vectors, chunk_size, db, torch.float64,
+                              workers=2)
+    bundled_together = bundle_products((leaves, grads), blocks, vectors,
+                                       consecutive_bundles(len(blocks), 2), chunk_size, db,
+                                       torch.float64, workers=2)
+    for one, two in ((restricted, together), (bundled[2], bundled_together)):
+        assert [o is None for o in one] == [t is None for t in two]
+        assert all(torch.equal(o, t) for o, t in zip(one, two, strict=True) if o is not None)
     for i, (b, v, r, c) in enumerate(zip(blocks, vectors, restricted, cut, strict=True)):
         if v is None:
             assert r is None and c is None

@@ -1,0 +1,92 @@
+"""Independent Hessian-vector products at once on a CPU: one thread pool per worker count.
+
+On a CPU, PyTorch parallelizes inside an operation (intra-op threads, ``torch.set_num_threads``),
+and only operations above a grain size of work are split: the small operations of a double
+backward through a small or medium model mostly run on one thread whatever the setting. The
+products of different blocks on one kept gradient graph (:func:`nets.engine.products.
+block_products`, :func:`nets.engine.products.bundle_products`) are independent double backwards
+of that graph (``retain_graph=True``), and PyTorch's autograd engine runs concurrent calls on a
+shared graph from several threads: each call's CPU work runs on its calling thread with the
+global interpreter lock released, and the nodes that hold state are locked (PyTorch's autograd
+notes, "Concurrency on CPU"; custom ``autograd.Function`` backwards run under the lock). So the
+blocks' products of one call run on up to ``torch.get_num_threads()`` threads at once
+(:func:`product_workers`): the thread count the user gave intra-op parallelism, used across the
+products instead of only inside their operations.
+
+Each product still runs start to end on one thread, with the same operations on the same
+inputs and the same intra-op thread count as one after another (the workers inherit the
+process's setting; they never set it, as ``torch.set_num_threads`` on any thread changes the
+process's), so the products are the same bit for bit (tested). What a thread holds of its own
+does not pass to the workers: grad mode, autocast, and the Python dispatch modes a caller may
+have entered (a memory count such as :class:`nets.engine.memory.LiveBytes`, which would not
+see the workers' tensors). Where the calling thread has grad mode off, autocast on or a
+dispatch mode active, the products run in it, one after another (:func:`product_workers`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import torch
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+
+__all__ = ["parallel_map", "plain_thread", "product_workers"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: The pools, by ``(process id, workers)``: a forked child starts its own (a parent's pool
+#: threads do not exist in the child).
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def product_workers(device: torch.device, tasks: int, rows: int, chunk_size: int | None) -> int:
+    """How many independent products to run at once.
+
+    On a CPU, ``min(torch.get_num_threads(), tasks, chunk_size // rows)``: no more than the
+    threads the process may use, the tasks there are, and the products whose rows fit the
+    memory budget's chunk together (each product in flight holds its ``rows`` tangents'
+    intermediates; the budget sized ``chunk_size`` rows at once). One elsewhere (a GPU already
+    runs each product's kernels across the device), and one where the calling thread's own
+    state would not reach the workers (:func:`plain_thread`).
+
+    Args:
+        device: Where the products run.
+        tasks: Independent products in the call.
+        rows: Most tangent rows one product holds at once.
+        chunk_size: Rows the budget lets the call hold at once (``None``: no bound).
+    """
+    if device.type != "cpu" or tasks < 2 or not plain_thread():
+        return 1
+    fit = tasks if chunk_size is None else chunk_size // max(rows, 1)
+    return max(1, min(torch.get_num_threads(), tasks, fit))
+
+
+def plain_thread() -> bool:
+    """Whether the calling thread's own autograd state is what a new thread starts with: grad
+    mode on, autocast off (CPU and CUDA), and no Python dispatch mode active."""
+    return (torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+            and not torch.is_autocast_enabled("cuda") and not is_in_torch_dispatch_mode())
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """``[fn(item) for item in items]``, run on ``workers`` threads at once where above 1.
+
+    The results keep the order of ``items``; the first item that raised (in that order)
+    raises here, after the items before it have run.
+
+    Args:
+        fn: The function (thread-safe for distinct items).
+        items: Its arguments.
+        workers: Threads at once (1: in this thread, one after another).
+    """
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    key = (os.getpid(), workers)
+    pool = _POOLS.get(key)
+    if pool is None:
+        pool = _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="nets-products")
+    return list(pool.map(fn, items))

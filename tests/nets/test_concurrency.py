@@ -1,0 +1,153 @@
+"""nets.engine.concurrency: independent products at once on a CPU, the same numbers bit for bit."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nets
+import nets.engine.hvp as hvp_module
+import nets.engine.products as products_module
+from nets.engine.concurrency import parallel_map, plain_thread, product_workers
+from nets.engine.memory import LiveBytes
+from nets.zoo import models as zoo
+
+CPU = torch.device("cpu")
+
+
+def test_parallel_map_runs_the_items_at_once_and_keeps_their_order():
+    """Two workers: both items are in ``fn`` at the same time (a two-party barrier that one
+    thread alone would wait on until its timeout), on threads other than the caller's, and the
+    results come back in the items' order."""
+    barrier = threading.Barrier(2, timeout=30)
+    threads = []
+
+    def fn(i: int) -> int:
+        threads.append(threading.current_thread())
+        barrier.wait()
+        return 10 * i
+
+    assert parallel_map(fn, [1, 2], workers=2) == [10, 20]
+    assert threading.current_thread() not in threads and len(set(threads)) == 2
+    assert parallel_map(fn, [3, 4, 5, 6], workers=2) == [30, 40, 50, 60]
+
+
+def test_one_worker_runs_in_the_calling_thread():
+    seen = []
+    assert parallel_map(lambda i: seen.append(threading.current_thread()) or i, [1, 2, 3],
+                        workers=1) == [1, 2, 3]
+    assert seen == [threading.current_thread()] * 3
+
+
+def test_the_first_failing_item_raises():
+    def fn(i: int) -> int:
+        if i >= 2:
+            raise ValueError(f"item {i}")
+        return i
+
+    with pytest.raises(ValueError, match="item 2"):
+        parallel_map(fn, [0, 1, 2, 3], workers=2)
+
+
+def test_product_workers_rule(monkeypatch):
+    """As many workers as threads, tasks and the budget's chunk allow (each product holds its
+    rows), on a CPU only, and one where the caller's thread state would not reach them."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert product_workers(CPU, 10, 3, None) == 4
+    assert product_workers(CPU, 3, 3, None) == 3
+    assert product_workers(CPU, 10, 3, 6) == 2
+    assert product_workers(CPU, 10, 3, 2) == 1  # one product's rows above the chunk: one
+    assert product_workers(CPU, 1, 3, None) == 1
+    assert product_workers(torch.device("cuda"), 10, 3, None) == 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert product_workers(CPU, 10, 3, None) == 1
+
+
+def test_a_thread_with_its_own_state_keeps_its_products():
+    """Grad mode off, autocast on or a dispatch mode active (here the engine's own memory
+    count, which would not see the workers' tensors) are the caller thread's own: no
+    workers."""
+    assert plain_thread()
+    with torch.no_grad():
+        assert not plain_thread()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not plain_thread()
+    with LiveBytes():
+        assert not plain_thread()
+        assert product_workers(CPU, 10, 1, None) == 1
+    assert plain_thread()
+
+
+class _SmoothTanh(torch.autograd.Function):
+    """``tanh`` with a backward written in differentiable operations (its double backward runs
+    Python, under the interpreter lock, on whichever thread runs the product)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(x)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * (1 - torch.tanh(x) ** 2)
+
+
+class _CustomNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 5)
+        self.b = nn.Linear(5, 5)
+        self.c = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.c(_SmoothTanh.apply(self.b(_SmoothTanh.apply(self.a(x)))))
+
+
+def _custom_problem():
+    torch.manual_seed(0)
+    model = _CustomNet().double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(12, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (12,), generator=g)
+    return model, nn.functional.cross_entropy, [(x[:6], y[:6]), (x[6:], y[6:])]
+
+
+@pytest.mark.parametrize("problem", ["gpt", "custom"])
+def test_blockwise_spectra_on_two_threads_equal_one_after_another(problem, monkeypatch):
+    """On two threads the blocks' products run two at a time (seen in the calls), and the
+    spectra are bit for bit those of the products one after another: on the zoo GPT and on a
+    model whose graph holds a custom ``autograd.Function``."""
+    if problem == "gpt":
+        model, loss_fn, data = zoo.load("gpt", seed=0, dtype=torch.float32)
+        data = data[:2]
+    else:
+        model, loss_fn, data = _custom_problem()
+    used = []
+    real_map = products_module.parallel_map
+
+    def spying(fn, items, workers):
+        used.append(workers)
+        return real_map(fn, items, workers)
+
+    monkeypatch.setattr(products_module, "parallel_map", spying)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        together = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=5, probes=2)
+        assert used and max(used) == 2
+        monkeypatch.setattr(hvp_module, "product_workers", lambda *a, **k: 1)
+        used.clear()
+        alone = nets.blockwise_spectrum(model, loss_fn, data, lanczos_steps=5, probes=2)
+        assert set(used) == {1}
+    finally:
+        torch.set_num_threads(threads)
+    assert list(together) == list(alone)
+    for name in alone:
+        np.testing.assert_array_equal(together[name].nodes, alone[name].nodes)
+        np.testing.assert_array_equal(together[name].weights, alone[name].weights)
