@@ -25,9 +25,11 @@ dispatch mode active, the products run in it, one after another (:func:`product_
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
 import torch
@@ -38,7 +40,7 @@ __all__ = ["parallel_map", "plain_thread", "product_workers"]
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: The pools, by ``(process id, workers)``: a forked child starts its own (a parent's pool
+#: The pools, by ``(process id, pool threads)``: a forked child starts its own (a parent's pool
 #: threads do not exist in the child).
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
@@ -73,20 +75,44 @@ def plain_thread() -> bool:
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
-    """``[fn(item) for item in items]``, run on ``workers`` threads at once where above 1.
+    """``[fn(item) for item in items]``, run on ``workers`` threads at once where above 1: the
+    calling thread and ``workers - 1`` pool threads, each taking the next item not yet taken.
 
-    The results keep the order of ``items``; the first item that raised (in that order)
-    raises here, after the items before it have run.
+    The results keep the order of ``items``. Once an item raises, no thread takes another, and
+    the error of the first item (in their order) that raised is raised here once every thread
+    has stopped; an interrupt of the calling thread stops the others after their current item.
 
     Args:
         fn: The function (thread-safe for distinct items).
         items: Its arguments.
         workers: Threads at once (1: in this thread, one after another).
     """
-    if workers <= 1 or len(items) <= 1:
+    n = len(items)
+    if workers <= 1 or n <= 1:
         return [fn(item) for item in items]
-    key = (os.getpid(), workers)
+    results: list = [None] * n
+    errors: dict[int, BaseException] = {}
+    order = itertools.count()  # next() on it is atomic: each index is taken once
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set() and (i := next(order)) < n:
+            try:
+                results[i] = fn(items[i])
+            except BaseException as e:  # re-raised in the calling thread below
+                errors[i] = e
+                stop.set()
+
+    key = (os.getpid(), workers - 1)
     pool = _POOLS.get(key)
     if pool is None:
-        pool = _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="nets-products")
-    return list(pool.map(fn, items))
+        pool = _POOLS[key] = ThreadPoolExecutor(workers - 1, thread_name_prefix="nets-products")
+    helpers = [pool.submit(drain) for _ in range(workers - 1)]
+    try:
+        drain()
+        wait(helpers)
+    finally:  # interrupted while waiting: the helpers take no further item
+        stop.set()
+    if errors:
+        raise errors[min(errors)]
+    return results
