@@ -81,6 +81,8 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list
     The results keep the order of ``items``. Once an item raises, no thread takes another, and
     the error of the first item (in their order) that raised is raised here once every thread
     has stopped; an interrupt of the calling thread stops the others after their current item.
+    A pool thread busy elsewhere (another caller's items, or the items of a call this one is
+    nested in) is not waited for: the calling thread then runs the items itself.
 
     Args:
         fn: The function (thread-safe for distinct items).
@@ -110,7 +112,9 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list
     helpers = [pool.submit(drain) for _ in range(workers - 1)]
     try:
         drain()
-        wait(helpers)
+        # a helper not started (the pool busy elsewhere) has no item left: cancelled, and not
+        # waited for (a cancelled future counts as done only once a pool thread reaches it)
+        wait([helper for helper in helpers if not helper.cancel()])
     finally:  # interrupted while waiting: the helpers take no further item
         stop.set()
     if errors:

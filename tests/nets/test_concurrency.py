@@ -37,6 +37,19 @@ def test_parallel_map_runs_the_items_at_once_and_keeps_their_order():
     assert parallel_map(fn, [3, 4, 5, 6], workers=2) == [30, 40, 50, 60]
 
 
+def test_a_nested_call_finishes_while_the_pool_is_busy():
+    """Items whose function calls ``parallel_map`` again on the same pool: the inner calls do
+    not wait for the pool thread the outer call occupies (a deadlock otherwise) but run their
+    items themselves."""
+    def inner(i: int) -> int:
+        return i + 1
+
+    def outer(i: int) -> list[int]:
+        return parallel_map(inner, [i, 10 * i], workers=2)
+
+    assert parallel_map(outer, [1, 2, 3], workers=2) == [[2, 11], [3, 21], [4, 31]]
+
+
 def test_one_worker_runs_in_the_calling_thread():
     seen = []
     assert parallel_map(lambda i: seen.append(threading.current_thread()) or i, [1, 2, 3],
