@@ -172,3 +172,74 @@ def test_blockwise_spectra_on_two_threads_equal_one_after_another(problem, monke
     for name in alone:
         np.testing.assert_array_equal(together[name].nodes, alone[name].nodes)
         np.testing.assert_array_equal(together[name].weights, alone[name].weights)
+
+
+@pytest.mark.parametrize("problem", ["gpt", "custom"])
+def test_a_full_spectrum_runs_its_batches_at_once_and_equals_one_after_another(problem,
+                                                                             monkeypatch):
+    """One block (a full spectrum) on two threads: the batches' products run two at a time
+    (every graph kept), summed in the batches' order, so the spectrum is bit for bit that of
+    one batch after another; the call's product time is one wall time, not the batches' sum;
+    the Lanczos vectors' budget counts the products of both batches beside their sum."""
+    if problem == "gpt":
+        model, loss_fn, data = zoo.load("gpt", seed=0, dtype=torch.float32)
+        data = data[:3]
+    else:
+        model, loss_fn, data = _custom_problem()
+    groups = []
+    real_groups = hvp_module.BlockHVP._batch_groups
+
+    def spying(self, vectors):
+        out = real_groups(self, vectors)
+        groups.append(out)
+        return out
+
+    monkeypatch.setattr(hvp_module.BlockHVP, "_batch_groups", spying)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        op = nets.BlockHVP(model, loss_fn, data, [nets.full_block(model)])
+        assert op.product_copies == 3  # the sum and two batches' products
+        vectors = [torch.randn((2, op.blocks[0].dim), generator=torch.Generator().manual_seed(0),
+                               dtype=op.dtype)]
+        op(vectors)  # calibrates on the first batch, one batch at a time
+        assert groups[-1] == [[i] for i in range(len(data))]
+        seconds = op.info()["product_seconds"]
+        t0 = time.perf_counter()
+        together = op(vectors)[0]
+        wall = time.perf_counter() - t0
+        assert groups[-1][0] == [0, 1]
+        assert op.info()["product_seconds"] - seconds <= wall
+        spectrum = nets.full_spectrum(model, loss_fn, data, lanczos_steps=5, probes=2)
+        monkeypatch.setattr(hvp_module, "product_workers", lambda *a, **k: 1)
+        alone_op = nets.BlockHVP(model, loss_fn, data, [nets.full_block(model)])
+        alone_op(vectors)
+        alone = alone_op(vectors)[0]
+        assert all(len(g) == 1 for g in groups[-1])
+        single = nets.full_spectrum(model, loss_fn, data, lanczos_steps=5, probes=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(together, alone)
+    np.testing.assert_array_equal(spectrum.nodes, single.nodes)
+    np.testing.assert_array_equal(spectrum.weights, single.weights)
+
+
+def test_batches_run_one_at_a_time_where_the_chunk_holds_one_batchs_rows(mlp_problem):
+    """A chunk of one row (``chunk_size=1``) with one-row calls: one batch's products fill it,
+    so the batches run one after another; several blocks run their blocks at once instead, and
+    count two product copies."""
+    model, loss_fn, data, _ = mlp_problem
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        op = nets.BlockHVP(model, loss_fn, data, [nets.full_block(model)], chunk_size=1)
+        vectors = [torch.ones((1, op.blocks[0].dim), dtype=torch.float64)]
+        op(vectors)
+        assert op._batch_groups(vectors) == [[0], [1], [2]]
+        wide = nets.BlockHVP(model, loss_fn, data, [nets.full_block(model)])
+        wide(vectors)
+        assert wide._batch_groups(vectors) == [[0, 1], [2]]
+        blocks = nets.BlockHVP(model, loss_fn, data, nets.resolve_blocks(model, None))
+        assert blocks.product_copies == 2
+    finally:
+        torch.set_num_threads(threads)
