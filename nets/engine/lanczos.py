@@ -163,8 +163,8 @@ def lanczos(
     steps, tol = _check_arguments(matvec, starts, steps, tol, callback)
     chunk_bytes = _check_chunk_bytes(chunk_bytes, starts)
     check_reorth(reorth)
-    wide = wide_bases([tuple(s.shape) for s in starts], steps, starts[0].dtype, chunk_bytes) \
-        if starts else False
+    wide = bool(starts) and wide_bases([tuple(s.shape) for s in starts], steps,
+                                       starts[0].dtype, chunk_bytes)
     runs = [_Run(s, steps, partial=reorth == "partial", wide=wide) for s in starts]
     scratch = _Scratch(runs, chunk_bytes)
     for j in range(steps):
