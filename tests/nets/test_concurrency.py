@@ -172,3 +172,30 @@ def test_blockwise_spectra_on_two_threads_equal_one_after_another(problem, monke
     for name in alone:
         np.testing.assert_array_equal(together[name].nodes, alone[name].nodes)
         np.testing.assert_array_equal(together[name].weights, alone[name].weights)
+
+
+def test_the_budgets_chunk_bounds_the_blocks_at_once(mlp_problem, monkeypatch):
+    """The operator asks for no more blocks at once than its chunk holds rows: with
+    ``chunk_size=2``, one-row calls run two blocks at once, two-row calls one; the products
+    are the same either way."""
+    model, loss_fn, data, _ = mlp_problem
+    used = []
+    real_map = products_module.parallel_map
+
+    def spying(fn, items, workers):
+        used.append(workers)
+        return real_map(fn, items, workers)
+
+    monkeypatch.setattr(products_module, "parallel_map", spying)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    blocks = nets.resolve_blocks(model, None)
+    op = nets.BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", chunk_size=2)
+    g = torch.Generator().manual_seed(3)
+    two = [torch.randn((2, b.dim), generator=g, dtype=torch.float64) for b in blocks]
+    together = op([v[:1] for v in two])
+    assert set(used) == {2}
+    used.clear()
+    pair = op(two)
+    assert set(used) == {1}
+    for a, b in zip(together, pair, strict=True):
+        torch.testing.assert_close(a[0], b[0], rtol=1e-12, atol=0)
