@@ -17,6 +17,8 @@ from nets.engine.concurrency import parallel_map, plain_thread, product_workers
 from nets.engine.memory import LiveBytes
 from nets.zoo import models as zoo
 
+from .conftest import OldStyleSquare
+
 CPU = torch.device("cpu")
 
 
@@ -103,23 +105,11 @@ def test_a_thread_with_its_own_state_keeps_its_products():
     assert plain_thread()
 
 
-class _SmoothTanh(torch.autograd.Function):
-    """``tanh`` with a backward written in differentiable operations (its double backward runs
-    Python, under the interpreter lock, on whichever thread runs the product)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y = torch.tanh(x)
-        ctx.save_for_backward(x)
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * (1 - torch.tanh(x) ** 2)
-
-
 class _CustomNet(nn.Module):
+    """Two hidden layers through a custom ``autograd.Function`` whose backward is written in
+    differentiable operations (its double backward runs Python, under the interpreter lock, on
+    whichever thread runs the product)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.a = nn.Linear(4, 5)
@@ -127,7 +117,7 @@ class _CustomNet(nn.Module):
         self.c = nn.Linear(5, 3)
 
     def forward(self, x):
-        return self.c(_SmoothTanh.apply(self.b(_SmoothTanh.apply(self.a(x)))))
+        return self.c(OldStyleSquare.apply(self.b(OldStyleSquare.apply(self.a(x)))))
 
 
 def _custom_problem():
@@ -139,8 +129,23 @@ def _custom_problem():
     return model, nn.functional.cross_entropy, [(x[:6], y[:6]), (x[6:], y[6:])]
 
 
+@pytest.fixture
+def workers_used(monkeypatch) -> list[int]:
+    """The ``workers`` of every :func:`parallel_map` call the products make, in order."""
+    used: list[int] = []
+    real_map = products_module.parallel_map
+
+    def spying(fn, items, workers):
+        used.append(workers)
+        return real_map(fn, items, workers)
+
+    monkeypatch.setattr(products_module, "parallel_map", spying)
+    return used
+
+
 @pytest.mark.parametrize("problem", ["gpt", "custom"])
-def test_blockwise_spectra_on_two_threads_equal_one_after_another(problem, monkeypatch):
+def test_blockwise_spectra_on_two_threads_equal_one_after_another(problem, monkeypatch,
+                                                                  workers_used):
     """On two threads the blocks' products run two at a time (seen in the calls), and the
     spectra are bit for bit those of the products one after another: on the zoo GPT and on a
     model whose graph holds a custom ``autograd.Function``."""
@@ -149,14 +154,7 @@ def test_blockwise_spectra_on_two_threads_equal_one_after_another(problem, monke
         data = data[:2]
     else:
         model, loss_fn, data = _custom_problem()
-    used = []
-    real_map = products_module.parallel_map
-
-    def spying(fn, items, workers):
-        used.append(workers)
-        return real_map(fn, items, workers)
-
-    monkeypatch.setattr(products_module, "parallel_map", spying)
+    used = workers_used
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -174,19 +172,12 @@ def test_blockwise_spectra_on_two_threads_equal_one_after_another(problem, monke
         np.testing.assert_array_equal(together[name].weights, alone[name].weights)
 
 
-def test_the_budgets_chunk_bounds_the_blocks_at_once(mlp_problem, monkeypatch):
+def test_the_budgets_chunk_bounds_the_blocks_at_once(mlp_problem, monkeypatch, workers_used):
     """The operator asks for no more blocks at once than its chunk holds rows: with
     ``chunk_size=2``, one-row calls run two blocks at once, two-row calls one; the products
     are the same either way."""
     model, loss_fn, data, _ = mlp_problem
-    used = []
-    real_map = products_module.parallel_map
-
-    def spying(fn, items, workers):
-        used.append(workers)
-        return real_map(fn, items, workers)
-
-    monkeypatch.setattr(products_module, "parallel_map", spying)
+    used = workers_used
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
     blocks = nets.resolve_blocks(model, None)
     op = nets.BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", chunk_size=2)
