@@ -643,14 +643,15 @@ class BlockHVP:
         g = torch.Generator(device=self.device).manual_seed(0)
         direction = {n: torch.randn(self.params[n].shape, generator=g, dtype=self.dtype,
                                     device=self.device) for n in names}
-        scale = math.sqrt(sum(float(torch.linalg.vector_norm(d, dtype=torch.float64)) ** 2
-                              for d in direction.values()))
+
+        def norm(tensors: Iterable[torch.Tensor]) -> float:  # of their concatenation, float64
+            return math.sqrt(sum(float(torch.linalg.vector_norm(t, dtype=torch.float64)) ** 2
+                                 for t in tensors))
+
+        scale = norm(direction.values())
         for d in direction.values():
             d.div_(scale)
-        norm = math.sqrt(sum(float(torch.linalg.vector_norm(self.params[n],
-                                                            dtype=torch.float64)) ** 2
-                             for n in names))
-        step = step_size(norm, self.compute_dtype)
+        step = step_size(norm(self.params[n] for n in names), self.compute_dtype)
 
         def flat(tensors: Mapping[str, torch.Tensor | None]) -> torch.Tensor:
             return torch.cat([(torch.zeros_like(self.params[n]) if tensors[n] is None
