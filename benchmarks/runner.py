@@ -23,6 +23,7 @@ row also has its mode, graph strategy, time split (``product_s``, ``graph_s``,
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -48,8 +49,8 @@ from verdicts import RUNS_OF  # noqa: E402
 import nets  # noqa: E402
 from nets.engine.memory import LiveBytes  # noqa: E402
 
-__all__ = ["REPEATS", "REPEAT_BELOW", "Repeated", "each_model", "measure", "measure_in",
-           "pool_rounds", "repeat", "round_order", "run_cell", "run_script"]
+__all__ = ["LIBRARIES", "REPEATS", "REPEAT_BELOW", "Repeated", "each_model", "measure",
+           "measure_in", "pool_rounds", "repeat", "round_order", "run_cell", "run_script"]
 
 T = TypeVar("T")
 
@@ -57,6 +58,10 @@ T = TypeVar("T")
 REPEAT_BELOW = 3.0
 #: Runs of a short method in all (the median is reported, and their interval decides verdicts).
 REPEATS = 3
+#: The packages a peer method runs on, imported before its runs are timed, as ``nets`` and
+#: :mod:`authors` are when this module loads: an import's time and memory are not a method's
+#: (curvlinops' import loads ``linear_operator``, ``einops`` and more).
+LIBRARIES = {"eigenthings": ("hessian_eigenthings",), "curvlinops": ("curvlinops",)}
 
 
 def pool_rounds(rows: list[dict]) -> dict:
@@ -66,8 +71,9 @@ def pool_rounds(rows: list[dict]) -> dict:
     all its runs and keeps them all (so a target's interval spans every round), ``grad_s`` the
     median of the rounds' (where measured), the peak memory columns and ``load`` the largest
     of the rounds'; ``loads`` lists every round's load, ``peak_extra_rounds`` every round's
-    peak rise (what :func:`verdicts.memory_ratio` judges a memory target on) and ``rounds``
-    counts them. A round that failed makes the row that failure.
+    peak rise (what :func:`verdicts.memory_ratio` judges a memory target on),
+    ``run_imports`` joins the rounds' and ``rounds`` counts them. A round that failed makes
+    the row that failure.
 
     Args:
         rows: :func:`run_cell` rows of one method on one cell, one per round.
@@ -89,6 +95,7 @@ def pool_rounds(rows: list[dict]) -> dict:
     row["loads"] = [r["load"] for r in rows]
     if all("peak_extra_bytes" in r for r in rows):
         row["peak_extra_rounds"] = [r["peak_extra_bytes"] for r in rows]
+    row["run_imports"] = sorted({m for r in rows for m in r.get("run_imports", ())})
     row["rounds"] = len(rows)
     return row
 
@@ -210,7 +217,10 @@ def run_cell(cell: dict) -> dict:
     cell with ``count_live`` runs once more after the timed runs, untimed, under
     :class:`nets.engine.memory.LiveBytes`: ``live_peak_bytes`` is the most bytes of tensors
     that run held alive at once (the budget's own measure, without what the allocator or the
-    libraries hold beside the tensors; the instrument slows the run several times). A
+    libraries hold beside the tensors; the instrument slows the run several times). The
+    method's packages (:data:`LIBRARIES`) are imported before the runs, and ``run_imports``
+    lists the top-level packages any module of which was first imported during them (what a
+    run loads lazily, e.g. a part of torch, is in its time and peak). A
     blockwise cell's
     ``block_names`` (parameter names; default every parameter) restricts every method to those
     blocks.
@@ -226,6 +236,8 @@ def run_cell(cell: dict) -> dict:
             unknown method or model.
     """
     load_avg = os.getloadavg()[0]
+    for package in LIBRARIES.get(cell["method"], ()):
+        importlib.import_module(package)
     torch.set_num_threads(cell["threads"])
     device = torch.device(cell.get("device") or "cpu")
     model, loss_fn, data = problems.load(cell["model"], device)
@@ -241,7 +253,9 @@ def run_cell(cell: dict) -> dict:
         t_grad = meters.gradient_seconds(model, loss_fn, data)
         # a short run is run again (up to REPEATS times in all): the median and the spread
         # of the runs, not one draw of the machine's noise, go into the row
+        loaded = set(sys.modules)
         done = repeat(lambda: _run_once(cell, model, loss_fn, data, names), device)
+        run_imports = sorted({m.partition(".")[0] for m in set(sys.modules) - loaded})
         extra = dict(done.extras[-1])
         if cell.get("count_live") and cell["method"].startswith("nets"):
             with LiveBytes() as count:
@@ -261,7 +275,7 @@ def run_cell(cell: dict) -> dict:
             "peak_extra_bytes": max(done.first_peak - done.before, 0),
             "peak_all_bytes": done.every_peak,
             "params": sum(dims[n] for n in names) if kind == "blocks" else sum(dims.values()),
-            **extra}
+            "run_imports": run_imports, **extra}
 
 def _run_once(cell: dict, model: torch.nn.Module, loss_fn, data: list, names: list[str]) -> dict:
     """One timed run of ``cell["method"]`` on the loaded model; what it reports besides its time."""

@@ -380,6 +380,9 @@ def test_pool_rounds_pools_every_run(benchmark_script):
     assert (row["peak_bytes"], row["peak_extra_bytes"], row["load"]) == (10, 6, 1.5)
     assert row["loads"] == [0.5, 1.5, 0.5] and row["rounds"] == 3
     assert row["peak_extra_rounds"] == [4, 6, 4]  # each round's rise, for the memory verdict
+    assert row["run_imports"] == []  # rounds that imported nothing during their runs
+    late = {**c, "run_imports": ["torch"]}
+    assert bench.runner.pool_rounds([a, late])["run_imports"] == ["torch"]  # any round's
     assert "lanczos_runs" not in row  # a timing the rows lack stays absent
     one = bench.runner.pool_rounds([a])
     assert one["runs"] == a["runs"] and one["seconds"] == a["seconds"] and one["rounds"] == 1

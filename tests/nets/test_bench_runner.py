@@ -25,6 +25,19 @@ def test_a_fresh_process_gives_the_in_process_row(benchmark_script):
     assert there["seconds"] > 0 and there["peak_bytes"] > 0 and there["grad_s"] > 0
 
 
+@pytest.mark.parametrize("method, package", [("eigenthings", "hessian_eigenthings"),
+                                             ("curvlinops", "curvlinops")])
+def test_a_peers_import_is_not_in_its_timed_runs(benchmark_script, method, package):
+    """In a fresh process the peer's package is imported before its runs are timed, as nets
+    is: ``run_imports`` (what the runs imported) does not name it."""
+    pytest.importorskip(package)
+    runner = benchmark_script("runner")
+    row = runner.measure({**CELL, "method": method})
+    assert "error" not in row, row
+    assert package in runner.LIBRARIES[method]
+    assert isinstance(row["run_imports"], list) and package not in row["run_imports"]
+
+
 def test_a_failing_cell_is_an_error_row_naming_the_problem(benchmark_script):
     """A cell that cannot run is reported in its row, with the fix, in either process."""
     runner = benchmark_script("runner")
