@@ -234,6 +234,7 @@ def run_cell(cell: dict) -> dict:
     Raises:
         ValueError: A ``block_names`` entry that is not a parameter of the model, or an
             unknown method or model.
+        ImportError: The method's package (:data:`LIBRARIES`) is not installed.
     """
     load_avg = os.getloadavg()[0]
     for package in LIBRARIES.get(cell["method"], ()):
