@@ -267,7 +267,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--keep-stale", action="store_true",
                     help="with --resume: also keep the cells that other code measured (another "
                          "commit or changed sources), or fewer rounds than --rounds (default: "
-                         "measure them again)")
+                         "measure them again), those inside --only too: only the cells the "
+                         "file lacks are then measured (cells outside --only are reported as "
+                         "the file has them either way)")
     ap.add_argument("--only", action="append", default=[], metavar="FIELD=V1,V2",
                     help="measure only the cells whose FIELD (model, kind, probes, steps, "
                          "threads) is one of the values; repeat to narrow further. With "
