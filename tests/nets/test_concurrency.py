@@ -160,16 +160,15 @@ def test_blockwise_spectra_on_two_threads_equal_one_after_another(problem, monke
         data = data[:2]
     else:
         model, loss_fn, data = _custom_problem()
-    used = workers_used
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         together = nets.blockwise_spectrum(model, loss_fn, data, **SETTINGS)
-        assert used and max(used) == 2
+        assert workers_used and max(workers_used) == 2
         monkeypatch.setattr(hvp_module, "product_workers", lambda *a, **k: 1)
-        used.clear()
+        workers_used.clear()
         alone = nets.blockwise_spectrum(model, loss_fn, data, **SETTINGS)
-        assert set(used) == {1}
+        assert set(workers_used) == {1}
     finally:
         torch.set_num_threads(threads)
     assert list(together) == list(alone)
@@ -183,16 +182,15 @@ def test_the_budgets_chunk_bounds_the_blocks_at_once(mlp_problem, monkeypatch, w
     ``chunk_size=2``, one-row calls run two blocks at once, two-row calls one; the products
     are the same either way."""
     model, loss_fn, data, _ = mlp_problem
-    used = workers_used
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
     blocks = nets.resolve_blocks(model, None)
     op = nets.BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", chunk_size=2)
     g = torch.Generator().manual_seed(3)
     two = [torch.randn((2, b.dim), generator=g, dtype=torch.float64) for b in blocks]
     together = op([v[:1] for v in two])
-    assert set(used) == {2}
-    used.clear()
+    assert set(workers_used) == {2}
+    workers_used.clear()
     pair = op(two)
-    assert set(used) == {1}
+    assert set(workers_used) == {1}
     for a, b in zip(together, pair, strict=True):
         torch.testing.assert_close(a[0], b[0], rtol=1e-12, atol=0)
