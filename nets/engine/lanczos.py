@@ -19,15 +19,18 @@ Many operators (blocks) and many start vectors (probes) advance together: ``matv
 one stack of vectors per operator, so a single call can batch all HVPs of one step. The vectors
 passed to ``matvec`` have the dtype of the start vectors, and the basis holds exactly those
 vectors, so storing it wider would add no digit (``k`` steps on ``m`` probes of dimension ``d``
-hold ``m·k·d`` numbers: half the bytes of a float64 copy for a float32 model). The recurrence,
-the reorthogonalization and ``α``, ``β`` run in float64: the basis is read in float64 in chunks
-of at most ``chunk_bytes`` (by default :func:`chunk_bytes_for` the device; one probe's rows at a
-time once a whole step's would not fit), through one float64 work stack and one chunk buffer
-shared by all the operators of a run (they advance one at a time). Where every operator's
-whole basis in float64 fits ``chunk_bytes`` together, the bases are stored in float64 instead
+hold ``m·k·d`` numbers: half the bytes of a float64 copy for a float32 model). The recurrence
+and ``α``, ``β`` run in float64, in one float64 work stack ``w`` and one chunk buffer shared by
+all the operators of a run (they advance one at a time). The reorthogonalization of a float64
+basis runs in float64, read in chunks of at most ``chunk_bytes`` (by default
+:func:`chunk_bytes_for` the device; one probe's rows at a time once a whole step's would not
+fit); that of a float32 basis runs in float32 where the device computes float32 products in
+IEEE float32 (:func:`narrow_passes`), read as stored, the correction subtracted from the
+float64 ``w`` (:func:`_remove_narrow` says why that loses nothing: the next vector is stored
+in float32 anyway), else in float64 like the others. Where every operator's whole basis in
+float64 fits ``chunk_bytes`` together, the bases are stored in float64 instead
 (:func:`wide_bases`): the same values (each vector widened exactly, once, when it is stored),
-read with no copy, and no chunk buffer is allocated, so the memory stays within the stored
-bases and ``chunk_bytes``.
+read with no copy, so the memory stays within the stored bases and ``chunk_bytes``.
 """
 
 from __future__ import annotations
@@ -43,15 +46,16 @@ from nets.engine.finite import all_finite
 
 __all__ = ["NOISE_SAFETY", "REORTH_CHUNK_BYTES", "REORTH_CHUNK_BYTES_ACCELERATOR",
            "REORTH_ETA", "REORTH_MODES", "LanczosRun", "check_reorth", "chunk_bytes_for",
-           "lanczos", "wide_bases"]
+           "lanczos", "narrow_passes", "wide_bases"]
 
 #: Largest float64 piece of the basis that reorthogonalization reads at a time on a CPU
-#: (bytes). While a step's whole basis (all probes) fits, it is projected out with two batched
-#: products; beyond, one probe's rows at a time in chunks of this size (block Gram–Schmidt),
-#: which keeps the chunk in cache between its two products and bounds the float64 copy of a
-#: float32 basis. ``benchmarks/bench_ab.py`` measured this against the batched products over
-#: a float64 basis (``benchmarks/results/ab.md``), ``benchmarks/bench_reorth.py`` against other
-#: chunk sizes (``benchmarks/results/reorth.md``, ``make bench-reorth``).
+#: (bytes). While a step's whole float64 basis (all probes) fits, it is projected out with two
+#: batched products; beyond, one probe's rows at a time in chunks of this size (block
+#: Gram–Schmidt), which keeps the chunk in cache between its two products. (A float32 basis
+#: is projected in float32, not in chunks: :func:`narrow_passes`.) ``benchmarks/bench_ab.py``
+#: measured this against the batched products over a float64 basis
+#: (``benchmarks/results/ab.md``), ``benchmarks/bench_reorth.py`` against other chunk sizes
+#: (``benchmarks/results/reorth.md``, ``make bench-reorth``).
 REORTH_CHUNK_BYTES = 4 << 20
 #: The same on other devices, where no cache is to be kept and each chunk costs kernel
 #: launches: larger, so that a chunk's products are long against a launch. Measured on an
@@ -142,7 +146,9 @@ def lanczos(
         tol: Relative breakdown threshold; default ``sqrt(eps)`` of the vectors' dtype.
         callback: Called as ``callback(step, steps)`` after each step.
         chunk_bytes: Most bytes of float64 basis rows read at a time (the chunk buffer's size;
-            at least one row is read). Default :func:`chunk_bytes_for` the vectors' device
+            at least one row is read; a basis projected in float32, :func:`narrow_passes`, is
+            read as stored, the buffer then holding the rows of the recurrence and ``w`` in
+            float32). Default :func:`chunk_bytes_for` the vectors' device
             (:data:`REORTH_CHUNK_BYTES` on a CPU). A memory budget bounds it
             (:func:`nets.engine.spectrum.operator_spectra`); the tridiagonals agree to
             round-off whatever its value.
@@ -188,7 +194,8 @@ class _Scratch:
 
     The operators advance one at a time, so one work stack (``w``, as large as the largest
     operator's ``m × d``) and one chunk buffer (the basis read in float64: the largest whole
-    basis, but at most ``chunk_bytes``' worth or one row) serve them all. Each is allocated
+    basis, but at most ``chunk_bytes``' worth or one row; for a narrower basis, its rows of
+    the recurrence and ``w`` in its dtype, :meth:`narrow`) serve them all. Each is allocated
     on first use at that size and reused by every step (the products are memory-bound: a fresh
     ``m × d`` float64 allocation per operation cost as much as the operation).
     """
@@ -211,6 +218,14 @@ class _Scratch:
             self._buffers[name] = buf
         return buf[:numel].view(shape)
 
+    def narrow(self, shape: tuple[int, ...], dtype: torch.dtype,
+               device: torch.device) -> torch.Tensor:
+        """A tensor of ``shape`` and ``dtype`` (narrower than float64) in the chunk buffer's
+        memory (uninitialized): the room of ``⌈numel · itemsize / 8⌉`` float64 numbers."""
+        numel = math.prod(shape)
+        room = -(-numel * dtype.itemsize // 8)
+        return self.get("chunk", (room,), device).view(dtype)[:numel].view(shape)
+
 
 class _Run:
     """One operator's Lanczos state: its basis and the tridiagonals.
@@ -218,8 +233,8 @@ class _Run:
     The basis ``(m, k, d)`` keeps each probe's vectors contiguous (the projections read one
     probe's rows, or all probes' as a batched product, with no transposed copy). It holds
     exactly the vectors passed to ``matvec``, stored in the start vectors' dtype, or with
-    ``wide`` in float64 (the same values); the arithmetic is float64 (:class:`_Scratch`,
-    :func:`_project_out`).
+    ``wide`` in float64 (the same values); the recurrence is float64 (:class:`_Scratch`), the
+    passes over the basis in its dtype (:func:`_project_out`).
     """
 
     def __init__(self, start: torch.Tensor, steps: int, *, partial: bool = False,
@@ -237,6 +252,7 @@ class _Run:
         # every row j of the basis is written before a step reads it: no zero fill needed
         self.basis = torch.empty((m, self.cap, d), dtype=torch.float64 if wide else start.dtype,
                                  device=start.device)
+        self.narrow = narrow_passes(self.basis.dtype, start.device)
         self.q = _unit(start)
         self.basis[:, 0] = self.q
         self.reorthogonalized = 0
@@ -302,9 +318,9 @@ class _Run:
                        scratch: _Scratch) -> torch.Tensor:
         """Orthogonalize ``w`` against the basis (a second pass by the DGKS criterion);
         returns ``β_j = ‖w‖``."""
-        b = _project_out(self.basis, j + 1, w, scratch)
+        b = _project_out(self.basis, j + 1, w, scratch, narrow=self.narrow)
         if bool((b < REORTH_ETA * before).any()):
-            b = _project_out(self.basis, j + 1, w, scratch)
+            b = _project_out(self.basis, j + 1, w, scratch, narrow=self.narrow)
         self.reorthogonalized += 1
         return b
 
@@ -392,12 +408,66 @@ def _unit(s: torch.Tensor) -> torch.Tensor:
     return unit.to(s.dtype)
 
 
-def _project_out(basis: torch.Tensor, n: int, w: torch.Tensor,
-                 scratch: _Scratch) -> torch.Tensor:
-    """One Gram–Schmidt pass against each probe's first ``n`` basis rows (:func:`_remove`);
-    returns ``‖w‖`` per probe."""
-    _remove(basis[:, :n], w, scratch)
+def _project_out(basis: torch.Tensor, n: int, w: torch.Tensor, scratch: _Scratch, *,
+                 narrow: bool = False) -> torch.Tensor:
+    """One Gram–Schmidt pass against each probe's first ``n`` basis rows: with ``narrow`` in
+    the basis' own dtype (:func:`_remove_narrow`), else in float64 (:func:`_remove`); returns
+    ``‖w‖`` per probe."""
+    if narrow:
+        _remove_narrow(basis[:, :n], w, scratch)
+    else:
+        _remove(basis[:, :n], w, scratch)
     return torch.linalg.vector_norm(w, dim=-1)
+
+
+def narrow_passes(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether :func:`lanczos` projects a basis of ``dtype`` on ``device`` out in that dtype
+    (:func:`_remove_narrow`) rather than in float64: float32, where torch computes float32
+    matrix products in IEEE float32 on that device (the CPU's or CUDA's ``fp32_precision``
+    ``"ieee"``, or ``"none"`` with nothing set). Not where TF32 or bfloat16 products were
+    allowed (``torch.set_float32_matmul_precision("high")``, ``allow_tf32``): their
+    coefficients would carry a tenth of a percent of error, not float32's round-off. Nor for
+    bfloat16 or float16 bases, nor on other devices (no setting to read): those are projected
+    in float64.
+
+    Args:
+        dtype: The stored basis' dtype.
+        device: Where it lives.
+    """
+    if dtype != torch.float32:
+        return False
+    backend = {"cpu": getattr(torch.backends, "mkldnn", None),
+               "cuda": getattr(torch.backends, "cuda", None)}.get(device.type)
+    precision = getattr(getattr(backend, "matmul", None), "fp32_precision", None)
+    return precision in ("none", "ieee")
+
+
+def _remove_narrow(Q: torch.Tensor, w: torch.Tensor, scratch: _Scratch) -> None:
+    """``w ← w − Q (Qᵀ w)`` for each probe, the correction ``Q (Qᵀ w)`` computed in ``Q``'s
+    dtype (narrower than float64) and subtracted from the float64 ``w``.
+
+    ``Q`` is ``(m, n, d)``, read as stored (no float64 copy); ``w`` the ``(m, d)`` float64 work
+    stack. ``w`` is read in ``Q``'s dtype into the chunk buffer (all probes at once where
+    their float64 rows fit ``scratch.chunk_bytes``, else one probe at a time), which then
+    receives the correction. Nothing is lost against float64 arithmetic: after the
+    three-term recurrence the correction is small against ``w`` (the parts of ``w`` along the
+    older vectors, grown from round-off), so its own rounding is far below ``w``'s float64
+    round-off; the coefficients ``Qᵀ w`` err by about the dtype's unit round-off ``u`` times
+    ``‖w‖``, which leaves ``w`` orthogonal to the basis to about ``u``, what storing the next
+    vector in that dtype leaves of any orthogonality anyway.
+    """
+    m, _, d = Q.shape
+    if m * d * 8 <= scratch.chunk_bytes:
+        t = scratch.narrow((m, d), Q.dtype, w.device).copy_(w)
+        c = torch.bmm(Q, t.unsqueeze(-1))  # (m, n, 1): q_iᵀ w
+        torch.bmm(c.transpose(1, 2), Q, out=t.unsqueeze(1))
+        w.sub_(t)
+        return
+    for p in range(m):
+        t = scratch.narrow((d,), Q.dtype, w.device).copy_(w[p])
+        c = torch.mv(Q[p], t)
+        torch.mv(Q[p].T, c, out=t)
+        w[p].sub_(t)
 
 
 def _remove(Q: torch.Tensor, w: torch.Tensor, scratch: _Scratch,
@@ -439,9 +509,9 @@ def wide_bases(shapes: Sequence[tuple[int, int]], steps: int, dtype: torch.dtype
     bases (at most ``steps`` rows of each of ``m`` probes of dimension ``d`` per operator) take
     at most ``chunk_bytes`` together in float64.
 
-    Such bases are read with no widening copy (two to four per step and operator otherwise)
-    and need no chunk buffer; their bytes stay below the stored bases' and ``chunk_bytes``
-    that the reads through the chunk buffer take.
+    Such bases are read with no widening copy (one or two rows of the recurrence per step and
+    operator otherwise), and their passes run in float64; their bytes stay below the stored
+    bases' and ``chunk_bytes`` that the chunk buffer would take.
 
     Args:
         shapes: ``(m, d)`` of each operator's start stack.

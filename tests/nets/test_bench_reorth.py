@@ -35,6 +35,7 @@ def test_smoke_run_times_every_chunk_and_the_default(reorth, tmp_path):
     ratios = [float(r[3]) for r in rows]
     assert min(ratios) == 1.0 and all(float(r[2]) > 0 for r in rows)
     assert "--device cpu" in text and text.rstrip().endswith("x the fastest's time.")
+    assert "--dtype float64" in text and "float64 vectors" in text  # the chunked bases
 
 
 def test_differing_tridiagonals_are_an_error(reorth, monkeypatch):

@@ -118,7 +118,7 @@ def test_reorthogonalization_keeps_every_eigenvalue_once(monkeypatch):
 
     assert ritz_error() < 1e-12
     monkeypatch.setattr(lanczos_module, "_project_out",
-                        lambda basis, n, w, scratch: torch.linalg.vector_norm(w, dim=-1))
+                        lambda basis, n, w, scratch, **_: torch.linalg.vector_norm(w, dim=-1))
     assert ritz_error() > 1e-6
 
 
@@ -129,8 +129,8 @@ def test_second_reorthogonalization_pass_only_when_one_cancels(monkeypatch):
     calls = []
     project = lanczos_module._project_out
     monkeypatch.setattr(lanczos_module, "_project_out",
-                        lambda basis, n, w, scratch: calls.append(n) or project(basis, n, w,
-                                                                                 scratch))
+                        lambda basis, n, w, scratch, **options: calls.append(n) or project(
+                            basis, n, w, scratch, **options))
     rng = np.random.default_rng(3)
     a = torch.as_tensor(random_spd_block(np.linspace(1.0, 2.0, 30), rng))
     (run,) = lanczos(_matvec([a]), [torch.as_tensor(rng.standard_normal((2, 30)))], 10)
@@ -223,29 +223,77 @@ def test_basis_holds_exactly_the_vectors_passed_to_matvec(monkeypatch, wide):
 
 
 @pytest.mark.parametrize("reorth", ["full", "partial"])
-def test_float64_bases_give_the_narrow_bases_tridiagonals_exactly(monkeypatch, reorth):
-    """Float32 bases stored in float64 (:func:`lanczos_module.wide_bases`: every operator's
-    float64 basis fits ``chunk_bytes`` together) hold the same values and run the same float64
-    arithmetic, read without the widening copies: the tridiagonals are bit for bit those of the
-    float32 bases read through the chunk buffer (here in one piece per operator: each float64
-    basis fits the chunk alone, the two together do not)."""
+def test_narrow_bases_project_in_their_dtype_as_accurately_as_float64(monkeypatch, reorth):
+    """A float32 basis too large to be stored in float64 (:func:`lanczos_module.wide_bases`)
+    is projected out in float32, read as stored: no pass copies more than one row per probe
+    to float64 (the rows of the three-term recurrence). Its Ritz values are as close to a
+    float64 run's on the same float32 numbers as those of the float64 bases (float64
+    arithmetic) are: both within float32 round-off of ``‖A‖``, the narrow no farther than
+    twice the wide's distance, over several problems."""
+    widened = []
+    wide_rows = lanczos_module._wide
+
+    def recording(rows, scratch):
+        widened.append(rows.shape[-2] if rows.ndim == 3 else 1)
+        return wide_rows(rows, scratch)
+
+    monkeypatch.setattr(lanczos_module, "_wide", recording)
     bases = _record_basis(monkeypatch)
-    rng = np.random.default_rng(11)
-    mats = [torch.as_tensor(random_spd_block(rng.standard_normal(d), rng), dtype=torch.float32)
-            for d in (40, 25)]
-    starts = [torch.as_tensor(rng.standard_normal((3, m.shape[0])), dtype=torch.float32)
-              for m in mats]
-    whole = [8 * 3 * 12 * m.shape[0] for m in mats]
-    assert not lanczos_module.wide_bases([(3, 40), (3, 25)], 12, torch.float32, max(whole))
-    narrow = lanczos(_matvec(mats), starts, 12, reorth=reorth, chunk_bytes=max(whole))
-    assert [b.dtype for b in bases] == [torch.float32] * 2
-    wide = lanczos(_matvec(mats), starts, 12, reorth=reorth, chunk_bytes=sum(whole))
-    assert [b.dtype for b in bases[2:]] == [torch.float64] * 2
-    for a, b in zip(narrow, wide, strict=True):
-        np.testing.assert_array_equal(a.alpha, b.alpha)
-        np.testing.assert_array_equal(a.beta, b.beta)
-        np.testing.assert_array_equal(a.asymmetry, b.asymmetry)
-        np.testing.assert_array_equal(a.reorthogonalized, b.reorthogonalized)
+    eps = np.finfo(np.float32).eps
+    assert lanczos_module.narrow_passes(torch.float32, torch.device("cpu"))
+    for seed in range(6):
+        rng = np.random.default_rng(40 + seed)
+        d = int(rng.integers(25, 60))
+        lam = rng.standard_normal(d) * np.exp(rng.uniform(0, 3))
+        a = torch.as_tensor(random_spd_block(lam, rng), dtype=torch.float32)
+        start = torch.as_tensor(rng.standard_normal((3, d)), dtype=torch.float32)
+        steps = d // 2
+        whole = 8 * 3 * steps * d
+        (exact,) = lanczos(_matvec([a.double()]), [start.double()], steps, reorth=reorth)
+        del widened[:]
+        (narrow,) = lanczos(_matvec([a]), [start], steps, reorth=reorth, chunk_bytes=whole - 1)
+        assert bases[-1].dtype == torch.float32
+        assert widened and max(widened) == 1
+        (wide,) = lanczos(_matvec([a]), [start], steps, reorth=reorth, chunk_bytes=whole)
+        assert bases[-1].dtype == torch.float64
+        ref = np.sort(gauss_quadrature(exact)[0], axis=1)
+        scale = np.abs(lam).max()
+        err = {name: np.abs(np.sort(gauss_quadrature(run)[0], axis=1) - ref).max() / scale
+               for name, run in (("narrow", narrow), ("wide", wide))}
+        assert err["narrow"] < 1e3 * eps and err["wide"] < 1e3 * eps, err
+        assert err["narrow"] <= 2 * err["wide"] + 10 * eps, err
+
+
+@pytest.mark.parametrize("precision", ["ieee", "tf32", "bf16"])
+def test_narrow_passes_only_where_float32_products_are_ieee(monkeypatch, precision):
+    """:func:`lanczos_module.narrow_passes`: float32 bases where the device's float32 products
+    are IEEE (the default), not bfloat16, float16 or float64 ones, not where TF32 or bfloat16
+    products were allowed (the run then reads the basis into float64, pass by pass, as wide
+    as before), and not on a device with no setting to read."""
+    cpu = torch.device("cpu")
+    matmul = torch.backends.mkldnn.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = precision  # (a torch setting monkeypatch cannot undo)
+    try:
+        _check_narrow_passes(monkeypatch, cpu, exact=precision == "ieee")
+    finally:
+        matmul.fp32_precision = before
+
+
+def _check_narrow_passes(monkeypatch, cpu, *, exact):
+    assert lanczos_module.narrow_passes(torch.float32, cpu) == exact
+    for dtype in (torch.float64, torch.bfloat16, torch.float16):
+        assert not lanczos_module.narrow_passes(dtype, cpu)
+    assert not lanczos_module.narrow_passes(torch.float32, torch.device("meta"))
+    widened = []
+    wide_rows = lanczos_module._wide
+    monkeypatch.setattr(lanczos_module, "_wide", lambda rows, scratch: widened.append(
+        rows.shape[-2] if rows.ndim == 3 else 1) or wide_rows(rows, scratch))
+    rng = np.random.default_rng(12)
+    a = torch.as_tensor(random_spd_block(np.linspace(1.0, 3.0, 30), rng), dtype=torch.float32)
+    start = torch.as_tensor(rng.standard_normal((2, 30)), dtype=torch.float32)
+    lanczos(_matvec([a]), [start], 10, chunk_bytes=8 * 2 * 10 * 30 - 1)  # stored in float32
+    assert max(widened) == (1 if exact else 9)  # a pass over the 9 rows before the last step
 
 
 def test_wide_bases_rule():
@@ -271,18 +319,19 @@ def _chunk_problem(dtype):
 @pytest.mark.parametrize("given", [False, True])
 def test_chunked_reorthogonalization_matches_one_batched_pass(monkeypatch, dtype, chunk_rows,
                                                               given):
-    """Once a step's basis outgrows the chunk (:data:`REORTH_CHUNK_BYTES`, or ``chunk_bytes``
-    when ``given``), each probe's rows are projected out chunk by chunk (block Gram–Schmidt):
-    the same tridiagonals as the batched pass to round-off and, in float64 over six decades,
-    every eigenvalue once."""
+    """Once a step's float64 basis outgrows the chunk (:data:`REORTH_CHUNK_BYTES`, or
+    ``chunk_bytes`` when ``given``), each probe's rows are projected out chunk by chunk (block
+    Gram–Schmidt; a float32 basis, projected in float32, one probe at a time once the probes'
+    float64 rows of ``w`` outgrow it): the same tridiagonals as the batched pass to round-off
+    and, in float64 over six decades, every eigenvalue once."""
     lam, a, start = _chunk_problem(dtype)
     (batched,) = lanczos(_matvec([a]), [start], 60, tol=0.0)
     calls = []
     project = lanczos_module._project_out
 
-    def counting(basis, n, w, scratch):
+    def counting(basis, n, w, scratch, **options):
         calls.append(n)
-        return project(basis, n, w, scratch)
+        return project(basis, n, w, scratch, **options)
 
     monkeypatch.setattr(lanczos_module, "_project_out", counting)
     size = 8 * 60 * chunk_rows
@@ -298,7 +347,17 @@ def test_chunked_reorthogonalization_matches_one_batched_pass(monkeypatch, dtype
     def chunks(n):
         return 3 * -(-n // chunk_rows) if 3 * n > chunk_rows else 0
 
-    assert len(mv) == sum(chunks(n) for n in [1] * 60 + calls) > 0
+    # a float32 basis (not stored wide: 60 rows of 3 probes outgrow the chunk in float64) is
+    # projected out in float32, each pass two products per probe where the 3 probes' float64
+    # rows of w outgrow the chunk, else one batched pair
+    def passes(n):
+        if dtype == torch.float64:
+            return chunks(n)
+        return 2 * 3 if 3 * 60 * 8 > size else 0
+
+    assert not lanczos_module.wide_bases([(3, 60)], 60, dtype, size)
+    assert len(mv) == sum(chunks(1) for _ in range(60)) + sum(passes(n) for n in calls)
+    assert len(mv) > 0 or (dtype == torch.float32 and chunk_rows == 7)
     assert calls == list(range(1, 60))
     eps = torch.finfo(dtype).eps
     scale = lam.max()
