@@ -55,7 +55,9 @@ __all__ = ["NOISE_SAFETY", "REORTH_CHUNK_BYTES", "REORTH_CHUNK_BYTES_ACCELERATOR
 #: is projected in float32, not in chunks: :func:`narrow_passes`.) ``benchmarks/bench_ab.py``
 #: measured this against the batched products over a float64 basis
 #: (``benchmarks/results/ab.md``), ``benchmarks/bench_reorth.py`` against other chunk sizes
-#: (``benchmarks/results/reorth.md``, ``make bench-reorth``).
+#: (``benchmarks/results/reorth.md``, ``make bench-reorth``: on float64 bases, now read with
+#: no copy, larger chunks ran somewhat faster there; this size is kept because it also bounds
+#: the bases stored in float64, :func:`wide_bases`, and the chunk buffer's memory).
 REORTH_CHUNK_BYTES = 4 << 20
 #: The same on other devices, where no cache is to be kept and each chunk costs kernel
 #: launches: larger, so that a chunk's products are long against a launch. Measured on an
@@ -194,17 +196,19 @@ class _Scratch:
 
     The operators advance one at a time, so one work stack (``w``, as large as the largest
     operator's ``m × d``) and one chunk buffer (the basis read in float64: the largest whole
-    basis, but at most ``chunk_bytes``' worth or one row; for a narrower basis, its rows of
-    the recurrence and ``w`` in its dtype, :meth:`narrow`) serve them all. Each is allocated
-    on first use at that size and reused by every step (the products are memory-bound: a fresh
-    ``m × d`` float64 allocation per operation cost as much as the operation).
+    basis, but at most ``chunk_bytes``' worth or one row; a basis projected in its own dtype
+    reads only its rows of the recurrence, one per probe, and ``w`` in that dtype,
+    :meth:`narrow`) serve them all. Each is allocated on first use at that size and reused by
+    every step (the products are memory-bound: a fresh ``m × d`` float64 allocation per
+    operation cost as much as the operation).
     """
 
     def __init__(self, runs: Sequence[_Run], chunk_bytes: int) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
         self.chunk_bytes = chunk_bytes
         shapes = [r.basis.shape for r in runs]
-        whole = max((m * k * d for m, k, d in shapes), default=0)
+        whole = max((m * (1 if r.narrow else k) * d
+                     for r, (m, k, d) in zip(runs, shapes, strict=True)), default=0)
         row = max((d for _, _, d in shapes), default=0)
         self._sizes = {"work": max((m * d for m, _, d in shapes), default=0),
                        "chunk": min(whole, max(chunk_bytes // 8, row))}

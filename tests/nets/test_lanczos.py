@@ -394,7 +394,19 @@ def test_one_scratch_serves_every_operator(monkeypatch):
     assert lanczos_module.chunk_bytes_for(torch.device("cuda")) == (
         lanczos_module.REORTH_CHUNK_BYTES_ACCELERATOR)
     # one allocation per buffer, not one per operator or step: the work stack as large as the
-    # largest operator's, the chunk buffer as its whole basis (these are under a chunk)
+    # largest operator's; the chunk buffer as its rows of the recurrence, one per probe (the
+    # float32 bases are projected in float32, as stored)
+    assert sorted(allocated) == [("chunk", 2 * 30), ("work", 2 * 30)]
+    # where float32 products may be TF32, the passes read the bases in float64: the chunk
+    # buffer as the largest whole basis (these are under a chunk)
+    allocated.clear()
+    matmul = torch.backends.mkldnn.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = "tf32"  # (a torch setting monkeypatch cannot undo)
+    try:
+        lanczos(_matvec(mats), starts, 6, chunk_bytes=8 * 2 * 6 * 30)
+    finally:
+        matmul.fp32_precision = before
     assert sorted(allocated) == [("chunk", 2 * 6 * 30), ("work", 2 * 30)]
     # with the default chunk, the float64 bases fit it together: read with no chunk buffer
     allocated.clear()
