@@ -453,12 +453,16 @@ def _remove_narrow(Q: torch.Tensor, w: torch.Tensor, scratch: _Scratch) -> None:
     ``Q`` is ``(m, n, d)``, read as stored (no float64 copy); ``w`` the ``(m, d)`` float64 work
     stack. ``w`` is read in ``Q``'s dtype into the chunk buffer (all probes at once where
     their float64 rows fit ``scratch.chunk_bytes``, else one probe at a time), which then
-    receives the correction. Nothing is lost against float64 arithmetic: after the
-    three-term recurrence the correction is small against ``w`` (the parts of ``w`` along the
-    older vectors, grown from round-off), so its own rounding is far below ``w``'s float64
-    round-off; the coefficients ``Qᵀ w`` err by about the dtype's unit round-off ``u`` times
-    ``‖w‖``, which leaves ``w`` orthogonal to the basis to about ``u``, what storing the next
-    vector in that dtype leaves of any orthogonality anyway.
+    receives the correction. Nothing is lost against float64 arithmetic: the coefficients
+    ``Qᵀ w`` err by about the dtype's unit round-off ``u`` times ``‖w‖``, which leaves ``w``
+    orthogonal to the basis to about ``u``, what storing the next vector in that dtype leaves
+    of any orthogonality anyway; and the correction's own rounding, ``u`` times its size, is
+    far below that, as the correction is small against ``w`` after the three-term recurrence
+    (the parts along the older vectors that round-off left). Where it is not (a first pass
+    that cancels most of ``w``, as for products far from symmetric), ``w`` keeps ``u`` times
+    the cancelled part as error, where float64 passes would keep float64's round-off of it:
+    the second pass (the DGKS criterion) removes what of it lies in the basis' span, not the
+    rest. The products' measured asymmetry (``LanczosRun.asymmetry``) shows such products.
     """
     m, _, d = Q.shape
     if m * d * 8 <= scratch.chunk_bytes:
