@@ -1,5 +1,7 @@
 """Lanczos with full reorthogonalization against dense eigendecompositions."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -271,11 +273,20 @@ def test_narrow_passes_only_where_float32_products_are_ieee(monkeypatch, precisi
     products were allowed (the run then reads the basis into float64, pass by pass, as wide
     as before), and not on a device with no setting to read."""
     cpu = torch.device("cpu")
+    exact = precision == "ieee"
+    with _cpu_float32_products(precision):
+        _check_narrow_passes(monkeypatch, cpu, exact=exact)
+
+
+@contextlib.contextmanager
+def _cpu_float32_products(precision):
+    """The CPU's float32 matrix products at ``precision`` inside the block (a torch setting
+    that monkeypatch cannot undo), restored after it."""
     matmul = torch.backends.mkldnn.matmul
     before = matmul.fp32_precision
-    matmul.fp32_precision = precision  # (a torch setting monkeypatch cannot undo)
+    matmul.fp32_precision = precision
     try:
-        _check_narrow_passes(monkeypatch, cpu, exact=precision == "ieee")
+        yield
     finally:
         matmul.fp32_precision = before
 
@@ -400,13 +411,8 @@ def test_one_scratch_serves_every_operator(monkeypatch):
     # where float32 products may be TF32, the passes read the bases in float64: the chunk
     # buffer as the largest whole basis (these are under a chunk)
     allocated.clear()
-    matmul = torch.backends.mkldnn.matmul
-    before = matmul.fp32_precision
-    matmul.fp32_precision = "tf32"  # (a torch setting monkeypatch cannot undo)
-    try:
+    with _cpu_float32_products("tf32"):
         lanczos(_matvec(mats), starts, 6, chunk_bytes=8 * 2 * 6 * 30)
-    finally:
-        matmul.fp32_precision = before
     assert sorted(allocated) == [("chunk", 2 * 6 * 30), ("work", 2 * 30)]
     # with the default chunk, the float64 bases fit it together: read with no chunk buffer
     allocated.clear()
