@@ -200,6 +200,19 @@ def _record_basis(monkeypatch):
     return bases
 
 
+def _record_widened(monkeypatch):
+    """Record how many rows per probe each read of the basis into float64 takes."""
+    widened = []
+    wide_rows = lanczos_module._wide
+
+    def recording(rows, scratch):
+        widened.append(rows.shape[-2] if rows.ndim == 3 else 1)
+        return wide_rows(rows, scratch)
+
+    monkeypatch.setattr(lanczos_module, "_wide", recording)
+    return widened
+
+
 @pytest.mark.parametrize("wide", [False, True])
 def test_basis_holds_exactly_the_vectors_passed_to_matvec(monkeypatch, wide):
     """A float32 start keeps a float32 basis (half a float64 copy's bytes) that holds exactly the
@@ -232,14 +245,7 @@ def test_narrow_bases_project_in_their_dtype_as_accurately_as_float64(monkeypatc
     float64 run's on the same float32 numbers as those of the float64 bases (float64
     arithmetic) are: both within float32 round-off of ``‖A‖``, the narrow no farther than
     twice the wide's distance, over several problems."""
-    widened = []
-    wide_rows = lanczos_module._wide
-
-    def recording(rows, scratch):
-        widened.append(rows.shape[-2] if rows.ndim == 3 else 1)
-        return wide_rows(rows, scratch)
-
-    monkeypatch.setattr(lanczos_module, "_wide", recording)
+    widened = _record_widened(monkeypatch)
     bases = _record_basis(monkeypatch)
     eps = np.finfo(np.float32).eps
     assert lanczos_module.narrow_passes(torch.float32, torch.device("cpu"))
@@ -274,8 +280,17 @@ def test_narrow_passes_only_where_float32_products_are_ieee(monkeypatch, precisi
     as before), and not on a device with no setting to read."""
     cpu = torch.device("cpu")
     exact = precision == "ieee"
+    widened = _record_widened(monkeypatch)
+    rng = np.random.default_rng(12)
+    a = torch.as_tensor(random_spd_block(np.linspace(1.0, 3.0, 30), rng), dtype=torch.float32)
+    start = torch.as_tensor(rng.standard_normal((2, 30)), dtype=torch.float32)
     with _cpu_float32_products(precision):
-        _check_narrow_passes(monkeypatch, cpu, exact=exact)
+        assert lanczos_module.narrow_passes(torch.float32, cpu) == exact
+        for dtype in (torch.float64, torch.bfloat16, torch.float16):
+            assert not lanczos_module.narrow_passes(dtype, cpu)
+        assert not lanczos_module.narrow_passes(torch.float32, torch.device("meta"))
+        lanczos(_matvec([a]), [start], 10, chunk_bytes=8 * 2 * 10 * 30 - 1)  # stored in float32
+    assert max(widened) == (1 if exact else 9)  # a pass over the 9 rows before the last step
 
 
 @contextlib.contextmanager
@@ -289,22 +304,6 @@ def _cpu_float32_products(precision):
         yield
     finally:
         matmul.fp32_precision = before
-
-
-def _check_narrow_passes(monkeypatch, cpu, *, exact):
-    assert lanczos_module.narrow_passes(torch.float32, cpu) == exact
-    for dtype in (torch.float64, torch.bfloat16, torch.float16):
-        assert not lanczos_module.narrow_passes(dtype, cpu)
-    assert not lanczos_module.narrow_passes(torch.float32, torch.device("meta"))
-    widened = []
-    wide_rows = lanczos_module._wide
-    monkeypatch.setattr(lanczos_module, "_wide", lambda rows, scratch: widened.append(
-        rows.shape[-2] if rows.ndim == 3 else 1) or wide_rows(rows, scratch))
-    rng = np.random.default_rng(12)
-    a = torch.as_tensor(random_spd_block(np.linspace(1.0, 3.0, 30), rng), dtype=torch.float32)
-    start = torch.as_tensor(rng.standard_normal((2, 30)), dtype=torch.float32)
-    lanczos(_matvec([a]), [start], 10, chunk_bytes=8 * 2 * 10 * 30 - 1)  # stored in float32
-    assert max(widened) == (1 if exact else 9)  # a pass over the 9 rows before the last step
 
 
 def test_wide_bases_rule():
