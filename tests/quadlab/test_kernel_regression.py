@@ -11,13 +11,18 @@ Bits are a property of the numerical stack as well as of the kernels: the proble
 from LAPACK (QR, eigendecompositions) and the kernels call BLAS, so another NumPy or SciPy (their
 OpenBLAS) or numba rounds differently. Python 3.12's NumPy 2.5 with OpenBLAS 0.3.34, for example,
 differs from Python 3.11's NumPy 2.4 with OpenBLAS 0.3.31 in the last bits of nearly every
-output (at most a few 1e-11 relative). The reference therefore records the stack it was written
-on (`__stack__`): on that stack every output must match bit for bit; on another one, every
-failure step, stop and non-finite entry must still match exactly and every value to
-:data:`FOREIGN_RTOL` relative (a wrong formula, not a rounding, is what fails there).
+output (at most a few 1e-11 relative). The CPU counts too: OpenBLAS picks its kernels by the
+CPU's features and numba compiles for the host CPU, so the same versions on an AMD Zen 3 and on
+the machine the first reference was written on differed in the last bit of most outputs. The
+reference therefore records the stack it was written on (`__stack__`: the versions, the BLAS
+libraries, the CPU numba compiles for and the OpenBLAS kernels' architecture): on that stack
+every output must match bit for bit; on another one, every failure step, stop and non-finite
+entry must still match exactly and every value to :data:`FOREIGN_RTOL` relative (a wrong
+formula, not a rounding, is what fails there).
 
-Regenerate (only for an intended change of the results, and say so in the commit):
-`python tests/quadlab/test_kernel_regression.py --write`.
+Record the reference on this stack: `python tests/quadlab/test_kernel_regression.py --write`.
+That refuses when the outputs differ from the stored ones beyond :data:`FOREIGN_RTOL`; an
+intended change of the results needs `--write --changed` (and says so in the commit).
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ import sys
 import warnings
 from pathlib import Path
 
+import llvmlite.binding
 import numba
 import numpy as np
 import pytest
 import scipy
+import threadpoolctl
 
 import quadlab
 from quadlab import simulate as sim
@@ -46,8 +53,8 @@ FOREIGN_RTOL = 1e-8
 
 
 def stack() -> str:
-    """The numerical stack the outputs' bits depend on: NumPy, SciPy and numba, and the BLAS of
-    each of NumPy and SciPy."""
+    """The numerical stack the outputs' bits depend on: NumPy, SciPy and numba, the BLAS of each
+    of NumPy and SciPy, the CPU numba compiles for and the kernels OpenBLAS chose for this CPU."""
 
     def blas(mod) -> str:
         try:
@@ -56,8 +63,11 @@ def stack() -> str:
         except (AttributeError, KeyError, TypeError):  # older releases print only
             return "unknown"
 
+    cpu = numba.config.CPU_NAME or llvmlite.binding.get_host_cpu_name()
+    cores = sorted({str(lib.get("architecture")) for lib in threadpoolctl.threadpool_info()
+                    if lib.get("internal_api") == "openblas"})
     return (f"numpy {np.__version__} ({blas(np)}); scipy {scipy.__version__} ({blas(scipy)}); "
-            f"numba {numba.__version__}")
+            f"numba {numba.__version__}; cpu {cpu} (OpenBLAS kernels: {', '.join(cores)})")
 
 
 def _hetero_points(n: int) -> tuple[quadlab.Problem, np.ndarray]:
@@ -263,9 +273,16 @@ def test_differences_are_judged_by_the_stack():
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--write"]:
-        raise SystemExit(f"usage: python {sys.argv[0]} --write   (regenerates {DATA})")
+    if sys.argv[1:] not in (["--write"], ["--write", "--changed"]):
+        raise SystemExit(f"usage: python {sys.argv[0]} --write [--changed]   (regenerates {DATA})")
     DATA.parent.mkdir(exist_ok=True)
     arrays = compute()
+    if DATA.exists() and "--changed" not in sys.argv:
+        with np.load(DATA) as old:
+            previous = {k: old[k] for k in old.files if k != STACK_KEY}
+        if sorted(previous) != sorted(arrays) or differences(previous, arrays, FOREIGN_RTOL):
+            raise SystemExit("the outputs differ from the stored reference beyond "
+                             f"{FOREIGN_RTOL:g} relative (not a rounding); pass --changed only "
+                             "for an intended change of the results")
     np.savez_compressed(DATA, **arrays, **{STACK_KEY: np.array(stack())})
     print(f"wrote {DATA} ({DATA.stat().st_size / 1024:.0f} KiB, {len(arrays)} arrays)")
