@@ -9,18 +9,31 @@ of that graph (``retain_graph=True``), and PyTorch's autograd engine runs concur
 shared graph from several threads: each call's CPU work runs on its calling thread with the
 global interpreter lock released, and the nodes that hold state are locked (PyTorch's autograd
 notes, "Concurrency on CPU"; custom ``autograd.Function`` backwards run under the lock). So the
-blocks' products of one call run on up to ``torch.get_num_threads()`` threads at once
+blocks' products of one call run on up to ``T = torch.get_num_threads()`` threads at once
 (:func:`product_workers`): the thread count the user gave intra-op parallelism, used across the
 products instead of only inside their operations.
 
+The ``W`` threads running products at once take ``T // W`` intra-op threads each (at least
+one; :func:`parallel_map`), not ``T`` each: ``W · T`` threads on ``T`` cores oversubscribe them
+as soon as a product's operations are large enough to be split (more rows per product, a wider
+model). On the blockwise cells at 10 probes and ``T = 2``, where each block's batched double
+backward carries 10 rows, two workers at two intra-op threads each ran the GPT-2-small config's
+products slower than one after another, and two workers at one thread each faster
+(``benchmarks/results/ab-workers.md`` times this rule against the one before it).
+torch's intra-op count is a setting of each thread (OpenMP's and MKL's counts of the calling
+thread; ``torch.get_num_threads`` reads the calling thread's), so the workers set theirs, and
+the calling thread sets its own for the call and restores it after: the caller's setting is
+what it was, while threads that first use torch during the call start from the workers' count
+(torch's process default follows the last ``torch.set_num_threads``).
+
 Each product still runs start to end on one thread, with the same operations on the same
-inputs and the same intra-op thread count as one after another (the workers inherit the
-process's setting; they never set it, as ``torch.set_num_threads`` on any thread changes the
-process's), so the products are the same bit for bit (tested). What a thread holds of its own
-does not pass to the workers: grad mode, autocast, and the Python dispatch modes a caller may
-have entered (a memory count such as :class:`nets.engine.memory.LiveBytes`, which would not
-see the workers' tensors). Where the calling thread has grad mode off, autocast on or a
-dispatch mode active, the products run in it, one after another (:func:`product_workers`).
+inputs: the products at once are those of one after another at ``T // W`` intra-op threads,
+bit for bit, and equal those at ``T`` threads to round-off (a reduction split over more threads
+sums in another order; both tested). What a thread holds of its own does not pass to the
+workers: grad mode, autocast, and the Python dispatch modes a caller may have entered (a memory
+count such as :class:`nets.engine.memory.LiveBytes`, which would not see the workers' tensors).
+Where the calling thread has grad mode off, autocast on or a dispatch mode active, the products
+run in it, one after another (:func:`product_workers`).
 """
 
 from __future__ import annotations
@@ -76,7 +89,9 @@ def plain_thread() -> bool:
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
     """``[fn(item) for item in items]``, run on ``workers`` threads at once where above 1: the
-    calling thread and ``workers - 1`` pool threads, each taking the next item not yet taken.
+    calling thread and ``workers - 1`` pool threads, each taking the next item not yet taken,
+    each at ``max(1, T // workers)`` torch intra-op threads where the calling thread has ``T``
+    (module docstring; the calling thread's count is restored on return).
 
     The results keep the order of ``items``. Once an item raises, no thread takes another, and
     the error of the first item (in their order) that raised is raised here once every thread
@@ -96,8 +111,11 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list
     errors: dict[int, BaseException] = {}
     order = itertools.count()  # next() on it is atomic: each index is taken once
     stop = threading.Event()
+    own = torch.get_num_threads()
+    each = max(1, own // workers)
 
     def drain() -> None:
+        torch.set_num_threads(each)  # this thread's intra-op count (module docstring)
         while not stop.is_set() and (i := next(order)) < n:
             try:
                 results[i] = fn(items[i])
@@ -117,6 +135,7 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list
         wait([helper for helper in helpers if not helper.cancel()])
     finally:  # interrupted while waiting: the helpers take no further item
         stop.set()
+        torch.set_num_threads(own)
     if errors:
         raise errors[min(errors)]
     return results
