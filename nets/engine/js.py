@@ -47,16 +47,24 @@ def _clean(p: np.ndarray) -> np.ndarray:
     return np.where(p < 1e-200, 0.0, p)
 
 
-def _distance(p: np.ndarray, q: np.ndarray) -> float:
+#: Most grid values of stacked densities one call of scipy's JS distance takes (its
+#: temporaries are a few arrays of this size): the pairs of a matrix go in chunks of it.
+PAIR_CHUNK_VALUES = 1 << 21
+
+
+def _distances(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """JS distances (base 2) between the rows of ``p`` and ``q`` (:func:`_clean`-ed densities):
+    one call of scipy's ``jensenshannon`` along the rows."""
     with np.errstate(invalid="ignore"):
-        d = float(jensenshannon(p, q, base=2))
-    if np.isnan(d):
+        d = np.atleast_1d(jensenshannon(p, q, base=2, axis=-1))
+    nan = np.isnan(d)
+    if nan.any():
         # scipy takes the square root of a JS divergence that rounding made slightly negative
         # when p ≈ q; the divergence itself is then at rounding level and the distance is 0.
-        m = 0.5 * (p + q)
-        jsd = 0.5 * (rel_entr(p, m).sum() + rel_entr(q, m).sum())
-        if abs(jsd) <= 1e-12:
-            return 0.0
+        pn, qn = p[nan], q[nan]
+        m = 0.5 * (pn + qn)
+        jsd = 0.5 * (rel_entr(pn, m).sum(axis=-1) + rel_entr(qn, m).sum(axis=-1))
+        d[nan] = np.where(np.abs(jsd) <= 1e-12, 0.0, np.nan)
     return d
 
 
@@ -75,12 +83,14 @@ def js_matrix(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None
     recipe = check_recipe(recipe)
     _, dens, _ = block_densities(spectra, recipe)
     names = list(dens)
-    dens = {k: _clean(v) for k, v in dens.items()}
+    stacked = np.stack([_clean(dens[k]) for k in names])
     n = len(names)
     d = np.zeros((n, n))
-    for i in range(n):
-        for j in range(i + 1, n):
-            d[i, j] = d[j, i] = _distance(dens[names[i]], dens[names[j]])
+    first, second = np.triu_indices(n, 1)
+    step = max(1, PAIR_CHUNK_VALUES // stacked.shape[1])
+    for s in range(0, len(first), step):
+        i, j = first[s:s + step], second[s:s + step]
+        d[i, j] = d[j, i] = _distances(stacked[i], stacked[j])
     if not np.all(np.isfinite(d)):
         raise ValueError("non-finite JS distance (a density is zero on the whole grid)")
     return names, d
@@ -129,8 +139,9 @@ def js_between(first: Mapping[str, BlockSpectrum], second: Mapping[str, BlockSpe
                          "curvature to compare")
     _, dens, _ = block_densities({n: union[n] for k in keep
                                   for n in (f"first:{k}", f"second:{k}")}, recipe)
-    return {k: _distance(_clean(dens[f"first:{k}"]), _clean(dens[f"second:{k}"]))
-            for k in keep}
+    d = _distances(np.stack([_clean(dens[f"first:{k}"]) for k in keep]),
+                   np.stack([_clean(dens[f"second:{k}"]) for k in keep]))
+    return {k: float(x) for k, x in zip(keep, d, strict=True)}
 
 
 def numerically_zero_blocks(spectra: Mapping[str, BlockSpectrum],

@@ -37,6 +37,27 @@ def test_js_matrix_properties():
     assert js == pytest.approx(d[np.triu_indices(4, 1)].mean(), rel=1e-14)
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 3])
+def test_js_matrix_is_scipys_distance_of_each_pair(monkeypatch, chunk):
+    """Every entry is scipy's one-pair distance of the two normalized densities (values below
+    1e-200 flushed to zero, as the module does), bit for bit, whether the pairs go to scipy all
+    at once or in chunks (of one pair, of three)."""
+    from nets.engine import js as js_module
+
+    spectra = _random_spectra(np.random.default_rng(5), n_blocks=6)
+    if chunk is not None:
+        grid, _, _ = nets.block_densities(spectra)
+        monkeypatch.setattr(js_module, "PAIR_CHUNK_VALUES", chunk * len(grid))
+    names, d = nets.js_matrix(spectra)
+    _, dens, _ = nets.block_densities(spectra)
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            p, q = (np.where(x / x.sum() < 1e-200, 0.0, x / x.sum())
+                    for x in (dens[a], dens[b]))
+            want = 0.0 if i == j else float(jensenshannon(p, q, base=2))
+            assert d[i, j] == want, (a, b)
+
+
 def test_js_uses_scipy_distance_on_the_shared_grid():
     spectra = {"a": _spec("a", [0.0, 1.0, 2.0]), "b": _spec("b", [1.0, 5.0, 9.0])}
     for recipe in (nets.DensityRecipe(axis="linear", width=0.02), nets.DensityRecipe()):
