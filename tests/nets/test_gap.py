@@ -220,6 +220,19 @@ def test_task_js0_table_covers_every_recipe_and_block_set(tmp_path):
     assert row["js0"] == pytest.approx(nets.js0(spectra, check), rel=1e-5)
 
 
+def test_task_js0_headline_under_a_recipe_of_its_own(tmp_path):
+    """A headline recipe that is none of the table's gets its own JS0 (not a table row's),
+    with the same spectra and bootstrap seed as the table."""
+    import nets
+
+    own = nets.DensityRecipe(width=0.3)
+    res = gap.task_js0(tiny_task(), lanczos_steps=4, probes=3, cache_dir=tmp_path, recipe=own)
+    log = next(r for r in res["table"] if r["recipe"] == "log" and r["block_set"] == "all")
+    assert res["recipe"] == own.label != "log"
+    assert 0 <= res["low"] <= res["js0"] <= res["high"] <= 1
+    assert res["js0"] != log["js0"]
+
+
 def test_training_cache_keys_on_thread_count(tmp_path):
     """Runs are reproducible bitwise for a seed and a thread count (not across thread counts:
     float reductions change order), so the thread count is part of the cache key."""
