@@ -46,7 +46,7 @@ from nets.engine.groups import (
     lanczos_work_bytes,
 )
 from nets.engine.hvp import BlockHVP
-from nets.engine.intervals import ProbeInterval, probe_interval
+from nets.engine.intervals import ProbeInterval, probe_interval, probe_resamples
 from nets.engine.js import (
     JS0Estimate,
     js0,
@@ -124,6 +124,7 @@ __all__ = [
     "operator_spectra",
     "parameter_roles",
     "probe_interval",
+    "probe_resamples",
     "probe_vector",
     "resolve_blocks",
     "role_blocks",

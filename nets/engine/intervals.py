@@ -22,11 +22,17 @@ percentile interval had ``θ̂`` as its lower end or excluded it. That shift is 
 ``bias = mean(θ*) − θ̂`` (a bias comparable to ``se`` says the probes are too few for the
 density), not hidden by re-centring the interval on the replicates.
 
+Where the distinct resamples are few (``C(2P−1, P)``: 3 for 2 probes, 10 for 3, 35 for 4),
+:func:`probe_resamples` gives every one with its probability instead of ``B`` draws: the exact
+bootstrap distribution, which the draws only approximate, at fewer evaluations; ``se`` and the
+bias are then its weighted standard deviation and mean.
+
 Below :data:`MIN_PROBES` probes no spread can be estimated: the interval is the whole range.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import t as student_t
 
-__all__ = ["MIN_PROBES", "ProbeInterval", "probe_interval"]
+__all__ = ["MIN_PROBES", "ProbeInterval", "probe_interval", "probe_resamples"]
 
 #: Fewest probes from which an interval is estimated (one probe has no spread).
 MIN_PROBES = 2
@@ -70,9 +76,46 @@ def _real(name: str, x: object) -> float:
     return float(x)
 
 
+def probe_resamples(probes: int, n_boot: int, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The bootstrap's resamples of ``P`` probe indices: all of them where few, else drawn.
+
+    ``P`` probes have ``C(2P−1, P)`` distinct resamples (multisets of ``P`` indices drawn with
+    replacement); one with counts ``c_1..c_P`` has probability ``P! / (c_1!…c_P! · P^P)``.
+    Where there are at most ``n_boot`` of them, each is returned once with its probability: the
+    exact bootstrap distribution (what ``n_boot → ∞`` draws approach), from no more evaluations
+    than ``n_boot`` draws would cost. Otherwise ``n_boot`` resamples are drawn by ``rng``, each
+    index uniform with replacement.
+
+    Args:
+        probes: ``P`` (at least 1).
+        n_boot: Resamples to draw where the distinct ones are more (at least 2).
+        rng: Explicit numpy generator (not used where every resample is returned).
+
+    Returns:
+        ``(rows, weights)``: an ``(R, P)`` integer array of probe indices, and their
+        probabilities (summing to 1) for the exact distribution or ``None`` for ``R = n_boot``
+        equally weighted draws.
+    """
+    if isinstance(probes, bool) or not isinstance(probes, int | np.integer) or probes < 1:
+        raise ValueError(f"probes must be a positive integer, got {probes!r}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 2:
+        raise ValueError(f"n_boot must be an integer of at least 2, got {n_boot!r}")
+    p = int(probes)
+    if math.comb(2 * p - 1, p) > n_boot:
+        # one draw of P indices per resample (the stream the bootstrap has always drawn)
+        return np.stack([rng.integers(0, p, size=p) for _ in range(int(n_boot))]), None
+    rows = np.array(list(itertools.combinations_with_replacement(range(p), p)), dtype=np.int64)
+    counts = np.array([np.bincount(r, minlength=p) for r in rows])
+    ways = [math.factorial(p) // math.prod(math.factorial(int(c)) for c in row)
+            for row in counts]
+    return rows, np.array(ways, dtype=np.float64) / float(p) ** p
+
+
 def probe_interval(value: float, replicates: Sequence[float] | np.ndarray, probes: int, *,
                    level: float = 0.95,
-                   bounds: tuple[float, float] = (-math.inf, math.inf)) -> ProbeInterval:
+                   bounds: tuple[float, float] = (-math.inf, math.inf),
+                   weights: Sequence[float] | np.ndarray | None = None) -> ProbeInterval:
     """The Student-t interval with bootstrap standard error around ``value`` (module docstring).
 
     Args:
@@ -83,6 +126,10 @@ def probe_interval(value: float, replicates: Sequence[float] | np.ndarray, probe
         level: Coverage in ``(0, 1)``.
         bounds: The statistic's range; the interval is clipped to it (``(0, 1)`` for a JS
             distance).
+        weights: The replicates' probabilities where they are the exact bootstrap distribution
+            (:func:`probe_resamples`): ``se`` is then their weighted standard deviation and the
+            bias their weighted mean minus ``value`` (a left-out replicate's weight with it);
+            ``None``: equally weighted draws, ``se`` their standard deviation (ddof = 1).
 
     Returns:
         The :class:`ProbeInterval`; with fewer than :data:`MIN_PROBES` probes its ends are
@@ -113,11 +160,22 @@ def probe_interval(value: float, replicates: Sequence[float] | np.ndarray, probe
         reps = np.asarray(replicates, dtype=np.float64).ravel()
     except (TypeError, ValueError) as err:
         raise TypeError(f"replicates must be a sequence of real numbers ({err})") from None
-    reps = reps[np.isfinite(reps)]
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64).ravel()
+        if w.shape != reps.shape or not np.all(np.isfinite(w) & (w >= 0)):
+            raise ValueError(f"weights must be one non-negative probability per replicate "
+                             f"({reps.size}), got {w.size} values")
+    finite = np.isfinite(reps)
+    reps = reps[finite]
     if reps.size < 2:
         raise ValueError(f"need at least two finite bootstrap replicates, got {reps.size}: "
                          "use more resamples")
-    se = float(reps.std(ddof=1))
+    if weights is None:
+        se, mean = float(reps.std(ddof=1)), float(reps.mean())
+    else:
+        w = w[finite] / w[finite].sum()
+        mean = float(w @ reps)
+        se = math.sqrt(float(w @ (reps - mean) ** 2))
     half = float(student_t.ppf(0.5 + 0.5 * float(level), int(probes) - 1)) * se
     return ProbeInterval(value, max(lo_b, value - half), min(hi_b, value + half), se,
-                         float(reps.mean() - value), int(probes), float(level))
+                         mean - value, int(probes), float(level))

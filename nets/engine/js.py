@@ -33,7 +33,7 @@ from nets.engine.density import (
     check_recipe,
     zero_threshold,
 )
-from nets.engine.intervals import probe_interval
+from nets.engine.intervals import probe_interval, probe_resamples
 from nets.engine.slq import BlockSpectrum
 
 __all__ = ["JS0Estimate", "js0", "js0_bootstrap", "js0_sensitivity", "js_between", "js_matrix",
@@ -192,10 +192,13 @@ class JS0Estimate:
         std: Bootstrap standard deviation over probes (``nan`` with one probe).
         low: Lower end of the interval: ``max(0, value − t_{P−1}·std)``.
         high: Upper end: ``min(1, value + t_{P−1}·std)``.
-        n_boot: Number of bootstrap resamples.
+        n_boot: Number of resamples evaluated: every distinct one where ``exact``, else the
+            draws.
         bias: Mean of the resamples minus ``value`` (resamples repeat probes, which biases a
             JS distance upward; comparable to ``std``: too few probes for the density).
         probes: Number of probes ``P``.
+        exact: Whether the resamples were the exact bootstrap distribution (every distinct
+            resample with its probability, :func:`nets.engine.intervals.probe_resamples`).
     """
 
     value: float
@@ -205,6 +208,7 @@ class JS0Estimate:
     n_boot: int
     bias: float = math.nan
     probes: int = 0
+    exact: bool = False
 
 
 def js0_bootstrap(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | None = None,
@@ -213,7 +217,10 @@ def js0_bootstrap(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | 
     """JS0 and its interval for the probe noise, from a bootstrap over probes.
 
     Each resample draws ``P`` probe indices with replacement (the same indices for all blocks,
-    since a probe index is one run of the whole pipeline) and recomputes JS0; the interval is
+    since a probe index is one run of the whole pipeline) and recomputes JS0; where the distinct
+    resamples are at most ``n_boot`` (up to 5 probes at the default), every one is evaluated
+    once with its probability instead (:func:`nets.engine.intervals.probe_resamples`). The
+    interval is
     the Student-t interval ``JS0 ± t_{P−1, (1+level)/2} · se`` with ``se`` the resamples'
     standard deviation, clipped to ``[0, 1]`` (:func:`nets.engine.intervals.probe_interval`:
     it contains the estimate, widens for few probes, and why the percentile interval does
@@ -222,8 +229,8 @@ def js0_bootstrap(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | 
     Args:
         spectra: Blockwise spectra with the same number of probes.
         recipe: Density recipe.
-        n_boot: Number of resamples.
-        rng: Explicit numpy generator.
+        n_boot: Number of resamples drawn where the distinct ones are more.
+        rng: Explicit numpy generator (unused where every resample is evaluated).
         level: Coverage of the interval, in ``(0, 1)``.
     """
     spectra = check_spectra("spectra", spectra)
@@ -236,12 +243,12 @@ def js0_bootstrap(spectra: Mapping[str, BlockSpectrum], recipe: DensityRecipe | 
         raise ValueError("all blocks must have the same number of probes")
     p = probes.pop()
     value = js0(spectra, recipe)
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        rows = rng.integers(0, p, size=p)
-        boots[b] = js0({k: s.select(rows) for k, s in spectra.items()}, recipe)
-    iv = probe_interval(value, boots, p, level=level, bounds=(0.0, 1.0))
-    return JS0Estimate(value, iv.std, iv.low, iv.high, n_boot, iv.bias, p)
+    resamples, weights = probe_resamples(p, n_boot, rng)
+    boots = np.array([js0({k: s.select(rows) for k, s in spectra.items()}, recipe)
+                      for rows in resamples])
+    iv = probe_interval(value, boots, p, level=level, bounds=(0.0, 1.0), weights=weights)
+    return JS0Estimate(value, iv.std, iv.low, iv.high, len(resamples), iv.bias, p,
+                       exact=weights is not None)
 
 
 def js0_sensitivity(spectra: Mapping[str, BlockSpectrum], *,

@@ -48,7 +48,7 @@ from labkit.atomic import atomic_write_bytes
 from labkit.cache import code_version
 from labkit.jsonio import as_float, check_sealed, dumps, load_file, seal
 from nets.engine.density import RECIPES
-from nets.engine.intervals import probe_interval
+from nets.engine.intervals import probe_interval, probe_resamples
 from nets.engine.js import js0, numerically_zero_blocks
 from nets.engine.slq import BlockSpectrum
 from nets.studies.correlation import spearman
@@ -135,7 +135,9 @@ def candidate_values(spectra: Mapping[str, BlockSpectrum], *, n_boot: int,
 
     The interval is :func:`nets.engine.intervals.probe_interval` of the bootstrap over probes
     (the Student-t interval with the bootstrap standard error, around the value from all
-    probes, JS0's clipped to ``[0, 1]``), the same as :func:`nets.engine.js.js0_bootstrap`'s.
+    probes, JS0's clipped to ``[0, 1]``), the same as :func:`nets.engine.js.js0_bootstrap`'s:
+    every distinct resample with its probability where they are at most ``n_boot``
+    (:func:`nets.engine.intervals.probe_resamples`), else ``n_boot`` draws.
 
     A candidate that cannot be computed (e.g. ``lambda10`` on a block of rank < 10, or
     identical block densities under a normalization) is ``nan``, never an exception.
@@ -157,19 +159,18 @@ def candidate_values(spectra: Mapping[str, BlockSpectrum], *, n_boot: int,
     p = next(iter(spectra.values())).probes
     point = _all(spectra)
     boots = {k: [] for k in point}
-    for _ in range(n_boot):
-        rows = rng.integers(0, p, size=p)
+    resamples, weights = probe_resamples(p, n_boot, rng)
+    for rows in resamples:
         for k, v in _all({n: s.select(rows) for n, s in spectra.items()}).items():
             boots[k].append(v)
     out = {}
     for k, v in point.items():
         b = np.asarray(boots[k])
-        b = b[np.isfinite(b)]
-        if not (math.isfinite(v) and b.size >= 2):  # no interval around an undefined value
-            out[k] = {"value": v, "low": math.nan, "high": math.nan}
+        if not (math.isfinite(v) and np.isfinite(b).sum() >= 2):  # no interval around an
+            out[k] = {"value": v, "low": math.nan, "high": math.nan}  # undefined value
             continue
         iv = probe_interval(v, b, p, bounds=(0.0, 1.0) if k.startswith("js0:") else
-                            (-math.inf, math.inf))
+                            (-math.inf, math.inf), weights=weights)
         # one probe: no spread, and an unbounded end is no interval
         out[k] = {"value": v, "low": iv.low if math.isfinite(iv.low) else math.nan,
                   "high": iv.high if math.isfinite(iv.high) else math.nan}

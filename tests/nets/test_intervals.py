@@ -11,7 +11,7 @@ from scipy.stats import t as student_t
 
 import nets
 from nets import zoo
-from nets.engine.intervals import MIN_PROBES, probe_interval
+from nets.engine.intervals import MIN_PROBES, probe_interval, probe_resamples
 
 from .conftest import random_spd_block
 
@@ -131,3 +131,52 @@ def test_probe_interval_refuses_wrong_types_by_name(kwargs, match):
     args = {"value": 0.5, "replicates": [0.4, 0.6, 0.5], "probes": 3, **kwargs}
     with pytest.raises((TypeError, ValueError), match=match):
         probe_interval(**args)
+
+
+@pytest.mark.parametrize("probes", [1, 2, 3, 4])
+def test_few_probes_give_every_resample_with_its_probability(probes):
+    """``C(2P−1, P)`` distinct resamples, each a sorted multiset once, with the multinomial
+    probabilities; drawn resamples' frequencies approach them (the exact reference of the
+    drawn bootstrap)."""
+    rows, weights = probe_resamples(probes, 50, np.random.default_rng(0))
+    assert len(rows) == math.comb(2 * probes - 1, probes)
+    assert len({tuple(r) for r in rows}) == len(rows)
+    assert all(list(r) == sorted(r) for r in rows)
+    assert weights.sum() == pytest.approx(1.0, rel=1e-15)
+    if probes == 2:  # {0,0}, {0,1}, {1,1}
+        np.testing.assert_allclose(weights, [0.25, 0.5, 0.25])
+    rng = np.random.default_rng(1)
+    draws = [tuple(sorted(rng.integers(0, probes, size=probes))) for _ in range(20_000)]
+    freq = np.array([draws.count(tuple(r)) for r in rows]) / len(draws)
+    np.testing.assert_allclose(freq, weights, atol=0.015)
+
+
+def test_many_probes_are_drawn_by_the_generator():
+    rows, weights = probe_resamples(6, 50, np.random.default_rng(3))  # C(11, 6) = 462 > 50
+    assert weights is None and rows.shape == (50, 6)
+    rng = np.random.default_rng(3)
+    np.testing.assert_array_equal(rows, [rng.integers(0, 6, size=6) for _ in range(50)])
+    with pytest.raises(ValueError, match="n_boot"):
+        probe_resamples(3, 1, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="probes"):
+        probe_resamples(0, 10, np.random.default_rng(0))
+
+
+def test_the_exact_distribution_gives_the_weighted_spread_and_bias():
+    """Weighted replicates: ``se`` the weighted standard deviation, the bias the weighted mean
+    minus the value; a non-finite replicate leaves with its weight; the exact spread of the
+    mean over 3 probes is what 40,000 drawn resamples give."""
+    reps, w = np.array([0.2, 0.5, 0.3, np.nan]), np.array([0.25, 0.25, 0.25, 0.25])
+    iv = probe_interval(0.4, reps, 3, weights=w)
+    mean = reps[:3].mean()
+    assert iv.bias == pytest.approx(mean - 0.4)
+    assert iv.std == pytest.approx(math.sqrt(((reps[:3] - mean) ** 2).mean()))
+    with pytest.raises(ValueError, match="one non-negative probability per replicate"):
+        probe_interval(0.4, reps, 3, weights=w[:3])
+    x = np.array([1.0, 4.0, 2.5])
+    rows, weights = probe_resamples(3, 50, np.random.default_rng(0))
+    exact = probe_interval(x.mean(), x[rows].mean(axis=1), 3, weights=weights)
+    rng = np.random.default_rng(5)
+    drawn = probe_interval(x.mean(), x[rng.integers(0, 3, size=(40_000, 3))].mean(axis=1), 3)
+    assert exact.std == pytest.approx(x.std() / math.sqrt(3), rel=1e-12)  # the ideal bootstrap
+    assert drawn.std == pytest.approx(exact.std, rel=0.02)

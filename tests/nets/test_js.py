@@ -255,3 +255,19 @@ def test_recipe_validation():
         nets.js_matrix({"a": _spec("a", [0.0, 0.0]), "b": _spec("b", [0.0])})
     with pytest.raises(ValueError, match="two blocks"):
         nets.js0({"a": _spec("a", [1.0])})
+
+
+def test_three_probes_bootstrap_every_resample_once():
+    """With 3 probes the 10 distinct resamples are fewer than the resamples asked for: each is
+    evaluated once, with its probability, whatever the generator."""
+    spectra = _random_spectra(np.random.default_rng(3), probes=3)
+    a = nets.js0_bootstrap(spectra, n_boot=30, rng=np.random.default_rng(7))
+    assert a.exact and a.n_boot == 10
+    assert nets.js0_bootstrap(spectra, n_boot=30, rng=np.random.default_rng(8)) == a
+    rows, weights = nets.probe_resamples(3, 30, np.random.default_rng(0))
+    boots = np.array([nets.js0({k: s.select(r) for k, s in spectra.items()}) for r in rows])
+    mean = weights @ boots
+    assert a.std == pytest.approx(np.sqrt(weights @ (boots - mean) ** 2), rel=1e-12)
+    assert a.bias == pytest.approx(mean - a.value, rel=1e-9)
+    drawn = nets.js0_bootstrap(spectra, n_boot=9, rng=np.random.default_rng(7))
+    assert not drawn.exact and drawn.n_boot == 9
