@@ -57,11 +57,13 @@ def compute(*, evidence: str, digest: str, progress=None) -> dict:
     """The ladder points of the evidence file (one per rung) and its predictor validation.
 
     Args:
-        evidence: Path of the evidence file.
+        evidence: Path of the evidence file; a relative one is relative to the folder that
+            holds the ``nets`` package (so the settings, the cache key and the report name no
+            checkout's own folder).
         digest: Its SHA-256 prefix when the settings were made (checked: a cache key).
         progress: Unused (the figure only reads a file).
     """
-    path = Path(evidence)
+    path = _PACKAGES_ROOT / evidence
     if _digest(path) != digest:
         raise ValueError(f"{path} changed after the figure settings were made; rerun")
     doc = load_ladder_evidence(path)
@@ -257,7 +259,10 @@ def findings(res: dict) -> Finding:
                    tuple(parts))
 
 
-_SETTINGS = {"evidence": str(LADDER_EVIDENCE), "digest": _digest(LADDER_EVIDENCE)}
+#: The folder that holds the ``nets`` package: relative evidence paths start there.
+_PACKAGES_ROOT = LADDER_EVIDENCE.parents[2]
+_SETTINGS = {"evidence": LADDER_EVIDENCE.relative_to(_PACKAGES_ROOT).as_posix(),
+             "digest": _digest(LADDER_EVIDENCE)}
 
 SPEC = FigureSpec(
     name="fig_ladder",

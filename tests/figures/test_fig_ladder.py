@@ -57,3 +57,19 @@ def test_missing_sizes_are_not_measurable_and_listed():
     assert f.verdict == "not measurable at this budget"
     assert "vgg[0]" in f.measured and "gpt[1]" in f.measured and "hf-gpt2[0]" in f.measured
     assert all(math.isfinite(p["js0"]) for p in pts)
+
+
+def test_the_settings_name_the_packaged_evidence_relative_to_the_packages():
+    """The settings (the cache key, printed in the report) name the evidence relative to the
+    folder of the packages, not by this checkout's absolute path, and compute reads it."""
+    from pathlib import Path
+
+    from nets.studies.predictor import LADDER_EVIDENCE
+
+    settings = fig_ladder.SPEC.settings_for("quick")
+    assert settings["evidence"] == "nets/studies/evidence_ladder.json"
+    assert not Path(settings["evidence"]).is_absolute()
+    res = fig_ladder.compute(**settings)
+    assert res["points"]
+    same = fig_ladder.compute(evidence=str(LADDER_EVIDENCE), digest=settings["digest"])
+    assert same["points"] == res["points"]
