@@ -189,12 +189,17 @@ def computed() -> dict[str, np.ndarray]:
     return compute()
 
 
-@pytest.fixture(scope="module")
-def stored() -> tuple[dict[str, np.ndarray], str]:
-    """The reference outputs and the stack they were written on."""
+def load_reference() -> tuple[dict[str, np.ndarray], str]:
+    """The stored reference outputs and the stack they were written on."""
     with np.load(DATA) as data:
         arrays = {k: data[k] for k in data.files}
     return arrays, str(arrays.pop(STACK_KEY))
+
+
+@pytest.fixture(scope="module")
+def stored() -> tuple[dict[str, np.ndarray], str]:
+    """The reference outputs and the stack they were written on."""
+    return load_reference()
 
 
 @pytest.fixture(scope="module")
@@ -278,8 +283,7 @@ if __name__ == "__main__":
     DATA.parent.mkdir(exist_ok=True)
     arrays = compute()
     if DATA.exists() and "--changed" not in sys.argv:
-        with np.load(DATA) as old:
-            previous = {k: old[k] for k in old.files if k != STACK_KEY}
+        previous, _ = load_reference()
         if sorted(previous) != sorted(arrays) or differences(previous, arrays, FOREIGN_RTOL):
             raise SystemExit("the outputs differ from the stored reference beyond "
                              f"{FOREIGN_RTOL:g} relative (not a rounding); pass --changed only "
