@@ -40,6 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import t as student_t
 
+from nets.engine.checks import check_int
+
 __all__ = ["MIN_PROBES", "ProbeInterval", "probe_interval", "probe_resamples"]
 
 #: Fewest probes from which an interval is estimated (one probe has no spread).
@@ -96,12 +98,13 @@ def probe_resamples(probes: int, n_boot: int, rng: np.random.Generator
         ``(rows, weights)``: an ``(R, P)`` integer array of probe indices, and their
         probabilities (summing to 1) for the exact distribution or ``None`` for ``R = n_boot``
         equally weighted draws.
+
+    Raises:
+        TypeError: ``probes`` or ``n_boot`` not an integer.
+        ValueError: ``probes < 1`` or ``n_boot < 2``.
     """
-    if isinstance(probes, bool) or not isinstance(probes, int | np.integer) or probes < 1:
-        raise ValueError(f"probes must be a positive integer, got {probes!r}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 2:
-        raise ValueError(f"n_boot must be an integer of at least 2, got {n_boot!r}")
-    p = int(probes)
+    p = check_int("probes", probes, minimum=1)
+    n_boot = check_int("n_boot", n_boot, minimum=2)
     if math.comb(2 * p - 1, p) > n_boot:
         # one draw of P indices per resample (the stream the bootstrap has always drawn)
         return np.stack([rng.integers(0, p, size=p) for _ in range(int(n_boot))]), None
@@ -136,8 +139,11 @@ def probe_interval(value: float, replicates: Sequence[float] | np.ndarray, probe
         ``bounds`` and ``std``, ``bias`` are ``nan``.
 
     Raises:
+        TypeError: ``probes`` not an integer, ``value``, ``level`` or ``bounds`` not real
+            numbers, ``replicates`` not a sequence of them.
         ValueError: a non-finite ``value``, ``value`` outside ``bounds``, a ``level`` outside
-            ``(0, 1)``, ``probes < 1``, or fewer than two finite replicates.
+            ``(0, 1)``, ``probes < 1``, fewer than two finite replicates, or ``weights`` not one
+            non-negative probability per replicate or summing to zero over the finite ones.
     """
     value = _real("value", value)
     if not isinstance(bounds, Sequence) or isinstance(bounds, str) or len(bounds) != 2:
@@ -152,10 +158,9 @@ def probe_interval(value: float, replicates: Sequence[float] | np.ndarray, probe
         raise ValueError(f"value {value} lies outside bounds {bounds}")
     if not 0.0 < float(level) < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
-    if isinstance(probes, bool) or not isinstance(probes, int | np.integer) or probes < 1:
-        raise ValueError(f"probes must be a positive integer, got {probes!r}")
+    probes = check_int("probes", probes, minimum=1)
     if probes < MIN_PROBES:
-        return ProbeInterval(value, lo_b, hi_b, math.nan, math.nan, int(probes), float(level))
+        return ProbeInterval(value, lo_b, hi_b, math.nan, math.nan, probes, float(level))
     try:
         reps = np.asarray(replicates, dtype=np.float64).ravel()
     except (TypeError, ValueError) as err:
@@ -173,9 +178,13 @@ def probe_interval(value: float, replicates: Sequence[float] | np.ndarray, probe
     if weights is None:
         se, mean = float(reps.std(ddof=1)), float(reps.mean())
     else:
-        w = w[finite] / w[finite].sum()
+        total = float(w[finite].sum())
+        if not total > 0.0:
+            raise ValueError("the weights of the finite replicates sum to zero: give a positive "
+                             "probability to at least one finite replicate")
+        w = w[finite] / total
         mean = float(w @ reps)
         se = math.sqrt(float(w @ (reps - mean) ** 2))
-    half = float(student_t.ppf(0.5 + 0.5 * float(level), int(probes) - 1)) * se
+    half = float(student_t.ppf(0.5 + 0.5 * float(level), probes - 1)) * se
     return ProbeInterval(value, max(lo_b, value - half), min(hi_b, value + half), se,
-                         mean - value, int(probes), float(level))
+                         mean - value, probes, float(level))

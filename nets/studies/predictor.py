@@ -166,8 +166,9 @@ def candidate_values(spectra: Mapping[str, BlockSpectrum], *, n_boot: int,
     out = {}
     for k, v in point.items():
         b = np.asarray(boots[k])
-        if not (math.isfinite(v) and np.isfinite(b).sum() >= 2):  # no interval around an
-            out[k] = {"value": v, "low": math.nan, "high": math.nan}  # undefined value
+        # no interval around an undefined value or from fewer than two finite replicates
+        if not (math.isfinite(v) and np.isfinite(b).sum() >= 2):
+            out[k] = {"value": v, "low": math.nan, "high": math.nan}
             continue
         iv = probe_interval(v, b, p, bounds=(0.0, 1.0) if k.startswith("js0:") else
                             (-math.inf, math.inf), weights=weights)

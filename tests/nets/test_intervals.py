@@ -106,8 +106,7 @@ def test_probe_interval_is_the_t_interval_of_the_replicates():
     ({"value": math.nan}, "value must be finite"),
     ({"value": 1.5, "bounds": (0.0, 1.0)}, "outside bounds"),
     ({"level": 1.0}, "level must lie in"),
-    ({"probes": 0}, "probes must be a positive integer"),
-    ({"probes": 2.0}, "probes must be a positive integer"),
+    ({"probes": 0}, "probes must be >= 1"),
     ({"replicates": [0.1, math.inf]}, "at least two finite bootstrap replicates"),
 ])
 def test_probe_interval_refuses_bad_input(kwargs, match):
@@ -126,6 +125,7 @@ def test_probe_interval_refuses_bad_input(kwargs, match):
     ({"bounds": (0.0, "one")}, "bounds must be a real number"),
     ({"replicates": ["a", "b"]}, "replicates must be a sequence of real numbers"),
     ({"replicates": [[0.1, 0.2], [0.3]]}, "replicates must be a sequence of real numbers"),
+    ({"probes": 2.0}, "probes must be an integer"),
 ])
 def test_probe_interval_refuses_wrong_types_by_name(kwargs, match):
     args = {"value": 0.5, "replicates": [0.4, 0.6, 0.5], "probes": 3, **kwargs}
@@ -156,10 +156,14 @@ def test_many_probes_are_drawn_by_the_generator():
     assert weights is None and rows.shape == (50, 6)
     rng = np.random.default_rng(3)
     np.testing.assert_array_equal(rows, [rng.integers(0, 6, size=6) for _ in range(50)])
-    with pytest.raises(ValueError, match="n_boot"):
+    with pytest.raises(ValueError, match="n_boot must be >= 2"):
         probe_resamples(3, 1, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="probes"):
+    with pytest.raises(ValueError, match="probes must be >= 1"):
         probe_resamples(0, 10, np.random.default_rng(0))
+    with pytest.raises(TypeError, match="probes must be an integer"):
+        probe_resamples(3.0, 10, np.random.default_rng(0))
+    with pytest.raises(TypeError, match="n_boot must be an integer"):
+        probe_resamples(3, True, np.random.default_rng(0))
 
 
 def test_the_exact_distribution_gives_the_weighted_spread_and_bias():
@@ -173,6 +177,8 @@ def test_the_exact_distribution_gives_the_weighted_spread_and_bias():
     assert iv.std == pytest.approx(math.sqrt(((reps[:3] - mean) ** 2).mean()))
     with pytest.raises(ValueError, match="one non-negative probability per replicate"):
         probe_interval(0.4, reps, 3, weights=w[:3])
+    with pytest.raises(ValueError, match="finite replicates sum to zero"):
+        probe_interval(0.4, reps, 3, weights=[0.0, 0.0, 0.0, 1.0])  # all on the NaN one
     x = np.array([1.0, 4.0, 2.5])
     rows, weights = probe_resamples(3, 50, np.random.default_rng(0))
     exact = probe_interval(x.mean(), x[rows].mean(axis=1), 3, weights=weights)
