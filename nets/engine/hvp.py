@@ -50,7 +50,7 @@ from nets.engine.adapters import (
 from nets.engine.blocks import Block
 from nets.engine.budget import LEAST, MemoryPlan
 from nets.engine.checks import check_callable, check_int, check_model
-from nets.engine.concurrency import product_workers
+from nets.engine.concurrency import parallel_map, product_workers
 from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
 from nets.engine.memory import (
@@ -352,6 +352,11 @@ class BlockHVP:
         self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm,
                                  evaluate=self._check_loss)
         self.plan.samples = tuple(batch_size(y, x) for x, y, _ in self.data)
+        #: batches whose products one call may run at once: a one-block operator's (a full
+        #: spectrum's) on a CPU, up to the threads torch has now (:meth:`_batch_groups`); fixed
+        #: here, as :attr:`product_copies` counts their products
+        self._batch_cap = (min(len(self.data), torch.get_num_threads())
+                           if len(self.blocks) == 1 and self.device.type == "cpu" else 1)
         self._hvp = forward_over_reverse(model, loss_fn)
         self.compiled = bool(compile)
         if compile:
@@ -854,11 +859,12 @@ class BlockHVP:
 
     @property
     def product_copies(self) -> int:
-        """Copies of its products a call holds at once: 2 where it sums several batches (the
-        weighted sum so far, and one batch's products while they are added), else 1 (the
-        products, weighted in place). The Lanczos vectors' budget counts them
-        (:func:`nets.engine.groups.lanczos_probe_bytes`)."""
-        return 2 if len(self.data) > 1 else 1
+        """Copies of its products a call holds at once: where it sums several batches, the
+        weighted sum so far and the products of the batches it runs at once (one, or up to
+        the threads of a one-block operator on a CPU, :meth:`_batch_groups`) while they are
+        added; else 1 (the products, weighted in place). The Lanczos vectors' budget counts
+        them (:func:`nets.engine.groups.lanczos_probe_bytes`)."""
+        return 1 + self._batch_cap if len(self.data) > 1 else 1
 
     def settle_tangents(self, rows: int) -> None:
         """Fix, before the first call, the per-tangent estimate the plan will use, for calls of
@@ -1020,30 +1026,65 @@ class BlockHVP:
     # -- products ---------------------------------------------------------------------------
 
     def _local_products(self, vectors) -> list[torch.Tensor | None]:
-        """This process's ``Σ_b w_b ∇²ℓ_b`` products, cut into the blocks' ``(m_l, d_l)`` rows."""
+        """This process's ``Σ_b w_b ∇²ℓ_b`` products, cut into the blocks' ``(m_l, d_l)`` rows;
+        the batches summed in their order, whether or not several ran at once."""
         acc: list[torch.Tensor | None] | None = None
-        for i, (x, y, w) in enumerate(self.data):
-            if self.mode is None:
-                part = self._calibrate(i, x, y, vectors)
-            elif self.requested_mode == "auto" and not self.compiled:
-                part = self._products(self.mode, i, x, y, vectors)
-            else:
-                part = self._forced_products(i, x, y, vectors)
-            if acc is None:  # the products are the call's own tensors: weighted in place
-                acc = [None if p is None else p.mul_(w) for p in part]
-            else:
-                for a, p in zip(acc, part, strict=True):
-                    if a is not None:
-                        a.add_(p, alpha=w)
+        for group in self._batch_groups(vectors):
+            if len(group) == 1:
+                parts = [self._batch_products(group[0], vectors)]
+            else:  # one wall time for the batches at once (their own would overlap)
+                t0 = time.perf_counter()
+                parts = parallel_map(lambda i: self._batch_products(i, vectors, timed=False),
+                                     group, len(group))
+                self._timed(self.mode, t0)
+            for i, part in zip(group, parts, strict=True):
+                w = self.data[i][2]
+                if acc is None:  # the products are the call's own tensors: weighted in place
+                    acc = [None if p is None else p.mul_(w) for p in part]
+                else:
+                    for a, p in zip(acc, part, strict=True):
+                        if a is not None:
+                            a.add_(p, alpha=w)
+            del parts
         assert acc is not None
         return acc
 
-    def _forced_products(self, i, x, y, vectors) -> list[torch.Tensor | None]:
+    def _batch_groups(self, vectors) -> list[list[int]]:
+        """The batches in consecutive groups whose products run at once
+        (:func:`nets.engine.concurrency.parallel_map`), one batch per group unless: the operator
+        has one block (:attr:`_batch_cap`; an operator of several runs its blocks at once
+        instead), its mode is calibrated and runs on gradient graphs, and every batch's graph
+        is kept (no graph is built in a group). As many at once as
+        :func:`nets.engine.concurrency.product_workers` allows for the call's rows (each
+        batch's products hold at most ``min(rows, chunk_size)`` of them), and the cap."""
+        n = len(self.data)
+        workers = 1
+        if (self._batch_cap > 1 and self.mode not in (None, "forward") and not self.compiled
+                and len(self._graphs) == n):
+            rows = min(sum(v.shape[0] for v in vectors if v is not None), self.chunk_size)
+            workers = min(self._batch_cap, product_workers(self.device, n, rows,
+                                                           self.chunk_size))
+        return [list(range(s, min(s + workers, n))) for s in range(0, n, workers)]
+
+    def _batch_products(self, i: int, vectors, *, timed: bool = True
+                        ) -> list[torch.Tensor | None]:
+        """Batch ``i``'s block products: calibrating the mode on the first call, in the
+        chosen or forced mode after; their time goes to the mode's product seconds where
+        ``timed``."""
+        x, y, _ = self.data[i]
+        if self.mode is None:
+            return self._calibrate(i, x, y, vectors)
+        if self.requested_mode == "auto" and not self.compiled:
+            return self._products(self.mode, i, x, y, vectors, timed=timed)
+        return self._forced_products(i, x, y, vectors, timed=timed)
+
+    def _forced_products(self, i, x, y, vectors, *, timed: bool = True
+                         ) -> list[torch.Tensor | None]:
         """Batch ``i``'s products in the mode the user forced (``compile=True`` forces
         ``"forward"``), its failure named with the fix (``auto`` skips a mode the model cannot
         run; torch's own message is kept)."""
         try:
-            return self._products(self.mode, i, x, y, vectors)
+            return self._products(self.mode, i, x, y, vectors, timed=timed)
         except torch.OutOfMemoryError:
             raise
         except (NotImplementedError, RuntimeError) as e:
@@ -1057,22 +1098,26 @@ class BlockHVP:
                 "torch.func support of every operation: a custom autograd.Function needs "
                 f"setup_context and jvp); {fix}") from e
 
-    def _products(self, mode, i, x, y, vectors, graph=None) -> list[torch.Tensor | None]:
+    def _products(self, mode, i, x, y, vectors, graph=None, *, timed: bool = True
+                  ) -> list[torch.Tensor | None]:
         """Batch ``i``'s block products in ``mode`` (on ``graph``, else on the batch's kept or
-        newly built graph); their time goes to ``mode``'s product seconds (:meth:`info`)."""
+        newly built graph); their time goes to ``mode``'s product seconds (:meth:`info`) where
+        ``timed``."""
         if mode != "forward" and graph is None:
             graph = self._graph(i, x, y, vectors)
         if mode in ("forward", "reverse"):
-            return self._padded_products(mode, x, y, vectors, graph)
+            return self._padded_products(mode, x, y, vectors, graph, timed=timed)
         t0 = time.perf_counter()
         if mode == "reverse-bundle":
             blocks = self._reverse_bundle(graph, vectors)
         else:
             blocks = self._reverse_block(graph, vectors)
-        self._timed(mode, t0)
+        if timed:
+            self._timed(mode, t0)
         return blocks
 
-    def _padded_products(self, mode, x, y, vectors, graph) -> list[torch.Tensor | None]:
+    def _padded_products(self, mode, x, y, vectors, graph, *, timed: bool = True
+                         ) -> list[torch.Tensor | None]:
         """The zero-padded products (``"forward"``, ``"reverse"``), :attr:`chunk_size` stacked
         rows at a time: each chunk's tangents are padded to the blocks' whole parameter space
         (:func:`nets.engine.products.pad_tangents`) and its products cut back to the blocks'
@@ -1092,7 +1137,8 @@ class BlockHVP:
                 full = self._hvp(self.params, x, y, padded)
             else:
                 full = reverse_products(graph, padded, self.chunk_size, self._double_backward)
-            self._timed(mode, t0)
+            if timed:
+                self._timed(mode, t0)
             del padded
             for o, r, p in zip(out, rows, cut_products(full, self.blocks, part), strict=True):
                 if r is not None:

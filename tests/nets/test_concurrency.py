@@ -228,3 +228,96 @@ def test_the_budgets_chunk_bounds_the_blocks_at_once(mlp_problem, monkeypatch, w
     assert set(workers_used) == {1}
     for a, b in zip(together, pair, strict=True):
         torch.testing.assert_close(a[0], b[0], rtol=1e-12, atol=0)
+
+
+@pytest.fixture
+def batches_at_once(monkeypatch) -> list[list[list[int]]]:
+    """The batch groups of every call of a :class:`nets.BlockHVP`, in order."""
+    groups: list[list[list[int]]] = []
+    real_groups = hvp_module.BlockHVP._batch_groups
+
+    def spying(self, vectors):
+        out = real_groups(self, vectors)
+        groups.append(out)
+        return out
+
+    monkeypatch.setattr(hvp_module.BlockHVP, "_batch_groups", spying)
+    return groups
+
+
+@pytest.mark.parametrize("problem", ["gpt", "custom"])
+def test_a_full_spectrum_runs_its_batches_at_once(problem, monkeypatch, batches_at_once):
+    """One block (a full spectrum) on two threads: after the calibrating first call, the
+    batches' products run two at a time, each at one intra-op thread, and are summed in the
+    batches' order, so the spectrum is bit for bit that of one batch after another at one
+    thread, and that at two threads to the model's round-off; the call's product time is one
+    wall time, not the batches' sum; the Lanczos vectors' budget counts the products of both
+    batches beside their sum. On the zoo GPT (three batches: a group of two, then one) and on a
+    model whose graph holds a custom ``autograd.Function``."""
+    if problem == "gpt":
+        model, loss_fn, data = zoo.load("gpt", seed=0, dtype=torch.float32)
+        data = data[:3]
+    else:
+        model, loss_fn, data = _custom_problem()
+    settings = dict(lanczos_steps=5, probes=2, mode="reverse")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        op = nets.BlockHVP(model, loss_fn, data, [nets.full_block(model)], mode="reverse")
+        assert op.product_copies == 3  # the sum and two batches' products
+        vectors = [torch.randn((2, op.blocks[0].dim), generator=torch.Generator().manual_seed(0),
+                               dtype=op.dtype)]
+        op(vectors)
+        seconds = op.info()["product_seconds"]
+        t0 = time.perf_counter()
+        op(vectors)
+        wall = time.perf_counter() - t0
+        assert batches_at_once[-1][0] == [0, 1]
+        assert len(batches_at_once[-1]) == (len(data) + 1) // 2
+        assert op.info()["product_seconds"] - seconds <= wall
+        together = nets.full_spectrum(model, loss_fn, data, **settings)
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(hvp_module, "product_workers", lambda *a, **k: 1)
+        batches_at_once.clear()
+        alone_two = nets.full_spectrum(model, loss_fn, data, **settings)
+        assert all(len(g) == 1 for groups in batches_at_once for g in groups)
+        torch.set_num_threads(1)
+        alone_one = nets.full_spectrum(model, loss_fn, data, **settings)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(together.nodes, alone_one.nodes)
+    np.testing.assert_array_equal(together.weights, alone_one.weights)
+    eps = torch.finfo(next(model.parameters()).dtype).eps
+    scale = np.abs(alone_two.nodes).max()
+    np.testing.assert_allclose(together.nodes, alone_two.nodes, rtol=0, atol=1e3 * eps * scale)
+    np.testing.assert_allclose(together.weights, alone_two.weights, rtol=0, atol=1e3 * eps)
+
+
+def test_batches_run_one_at_a_time_where_the_chunk_holds_one_batchs_rows(mlp_problem,
+                                                                         batches_at_once):
+    """A chunk of one row (``chunk_size=1``) with one-row calls: one batch's products fill it,
+    so the batches run one after another; without that bound two at a time; on one thread
+    one at a time; several blocks run their blocks at once instead, and count two product
+    copies."""
+    model, loss_fn, data, _ = mlp_problem
+    assert len(data) == 3
+    threads = torch.get_num_threads()
+    vectors = [torch.ones((1, sum(p.numel() for p in model.parameters())),
+                          dtype=torch.float64)]
+    try:
+        torch.set_num_threads(2)
+        for chunk, groups in ((1, [[0], [1], [2]]), (None, [[0, 1], [2]])):
+            op = nets.BlockHVP(model, loss_fn, data, [nets.full_block(model)],
+                               mode="reverse", chunk_size=chunk)
+            op(vectors)
+            op(vectors)
+            assert batches_at_once[-1] == groups
+        blocks = nets.BlockHVP(model, loss_fn, data, nets.resolve_blocks(model, None))
+        assert blocks.product_copies == 2
+        torch.set_num_threads(1)
+        one = nets.BlockHVP(model, loss_fn, data, [nets.full_block(model)], mode="reverse")
+        one(vectors)
+        one(vectors)
+        assert batches_at_once[-1] == [[0], [1], [2]] and one.product_copies == 2
+    finally:
+        torch.set_num_threads(threads)
