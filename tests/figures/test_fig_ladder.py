@@ -1,8 +1,10 @@
 """The ladder figure's verdict parts on hand-set ladder points (no computation)."""
 
 import math
+from pathlib import Path
 
 from figures import fig_ladder
+from nets.studies.predictor import LADDER_EVIDENCE
 from nets.zoo.families import FAMILIES, LADDER_FAMILIES
 
 FIXED = {"gpt": 0.90, "bert": 0.88, "vit": 0.86, "mixer": 0.80, "mlp": 0.75, "resnet": 0.70,
@@ -62,10 +64,6 @@ def test_missing_sizes_are_not_measurable_and_listed():
 def test_the_settings_name_the_packaged_evidence_relative_to_the_packages():
     """The settings (the cache key, printed in the report) name the evidence relative to the
     folder of the packages, not by this checkout's absolute path, and compute reads it."""
-    from pathlib import Path
-
-    from nets.studies.predictor import LADDER_EVIDENCE
-
     settings = fig_ladder.SPEC.settings_for("quick")
     assert settings["evidence"] == "nets/studies/evidence_ladder.json"
     assert not Path(settings["evidence"]).is_absolute()
