@@ -1050,17 +1050,17 @@ class BlockHVP:
         return acc
 
     def _batch_groups(self, vectors) -> list[list[int]]:
-        """The batches in consecutive groups whose products run at once
-        (:func:`nets.engine.concurrency.parallel_map`), one batch per group unless: the operator
-        has one block (:attr:`_batch_cap`; an operator of several runs its blocks at once
-        instead), its mode is calibrated and runs on gradient graphs, and every batch's graph
-        is kept (no graph is built in a group). As many at once as
+        """The batches in consecutive groups whose products run at once, each at its share of
+        the intra-op threads (:func:`nets.engine.concurrency.parallel_map`), one batch per
+        group unless: the operator has one block (:attr:`_batch_cap`; an operator of several
+        runs its blocks at once instead), its mode is calibrated and runs on gradient graphs
+        (``compile=True`` forces ``"forward"``), and every batch's graph is kept (no graph is
+        built in a group). As many at once as
         :func:`nets.engine.concurrency.product_workers` allows for the call's rows (each
         batch's products hold at most ``min(rows, chunk_size)`` of them), and the cap."""
         n = len(self.data)
         workers = 1
-        if (self._batch_cap > 1 and self.mode not in (None, "forward") and not self.compiled
-                and len(self._graphs) == n):
+        if self._batch_cap > 1 and self.mode not in (None, "forward") and len(self._graphs) == n:
             rows = min(sum(v.shape[0] for v in vectors if v is not None), self.chunk_size)
             workers = min(self._batch_cap, product_workers(self.device, n, rows,
                                                            self.chunk_size))
