@@ -26,8 +26,8 @@ import torch
 
 from nets.engine.checks import check_int, check_model
 
-__all__ = ["Block", "Piece", "default_blocks", "full_block", "resolve_blocks",
-           "split_parameter"]
+__all__ = ["Block", "Piece", "check_blocks", "default_blocks", "full_block",
+           "resolve_blocks", "split_parameter"]
 
 
 @dataclass(frozen=True)
@@ -245,3 +245,47 @@ def split_parameter(name: str, shape: Sequence[int], parts: int | Sequence[str],
         index = (slice(None),) * dim + (slice(i * step, (i + 1) * step),)
         out[f"{prefix}.{lab}"] = (name, index)
     return out
+
+
+def check_blocks(blocks: object, params: Mapping[str, torch.Tensor]) -> None:
+    """Check that ``blocks`` is a non-empty sequence of :class:`Block` over ``params``: unique
+    names, every piece a parameter of ``params`` whose index selects the piece's shape, and
+    real floating parameters (the Hessian ``∂²L / ∂w_l ∂w_l`` is taken over real coordinates).
+
+    Args:
+        blocks: The blocks, as :func:`resolve_blocks` builds them.
+        params: The model's parameters by name.
+
+    Raises:
+        TypeError: ``blocks`` is not a non-empty list or tuple of :class:`Block`, or a piece's
+            parameter is not real floating.
+        ValueError: Two blocks share a name, a block has no piece, a piece names a parameter
+            ``params`` lacks, or its index does not select its shape.
+    """
+    if not isinstance(blocks, list | tuple) or not blocks:
+        raise TypeError(f"blocks must be a non-empty list of nets.engine.blocks.Block (build it "
+                        f"with resolve_blocks), got {type(blocks).__name__}")
+    names = set()
+    for b in blocks:
+        if not isinstance(b, Block):
+            raise TypeError(f"blocks must hold nets.engine.blocks.Block objects (build them with "
+                            f"resolve_blocks), got {type(b).__name__}")
+        if b.name in names:
+            raise ValueError(f"blocks: two blocks are named {b.name!r}")
+        names.add(b.name)
+        if not b.pieces:
+            raise ValueError(f"block {b.name!r} has no piece")
+        for pc in b.pieces:
+            p = params.get(pc.param)
+            if p is None:
+                raise ValueError(f"block {b.name!r} names parameter {pc.param!r}, which the "
+                                 "model does not have")
+            if tuple(torch.empty(p.shape, device="meta")[pc.index].shape) != tuple(pc.shape):
+                raise ValueError(f"block {b.name!r}: piece of {pc.param!r} has shape "
+                                 f"{pc.shape}, which its index does not select from "
+                                 f"{tuple(p.shape)}")
+            if not p.is_floating_point():
+                raise TypeError(f"block {b.name!r}: parameter {pc.param!r} is {p.dtype}; the "
+                                "Hessian is taken with respect to real floating parameters: "
+                                "hold a complex parameter as its real and imaginary parts "
+                                "(torch.view_as_real) or leave it out of the blocks")

@@ -33,10 +33,8 @@ reduced (``Σ_l m_l d_l`` numbers per step, not ``m · D`` per block).
 
 from __future__ import annotations
 
-import hashlib
-import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -47,10 +45,11 @@ from nets.engine.adapters import (
     math_attention,
     prepare_data,
 )
-from nets.engine.blocks import Block
+from nets.engine.blocks import Block, check_blocks
 from nets.engine.budget import LEAST, MemoryPlan
 from nets.engine.checks import check_callable, check_int, check_model
 from nets.engine.concurrency import parallel_map, product_workers
+from nets.engine.digest import tensors_digest
 from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
 from nets.engine.memory import (
@@ -85,9 +84,9 @@ from nets.engine.products import (
 )
 from nets.engine.second_derivatives import (
     DerivativeCheck,
+    check_along_random_direction,
     custom_functions,
-    difference_check,
-    step_size,
+    enforce_derivative_check,
 )
 from nets.engine.userwarn import warn
 
@@ -292,7 +291,7 @@ class BlockHVP:
         params = dict(model.named_parameters())
         if not params:
             raise ValueError("the model has no parameters: there is no Hessian to study")
-        _check_blocks(blocks, params)
+        check_blocks(blocks, params)
         first = next(iter(params.values()))
         self.device = first.device
         self.dtype = first.dtype
@@ -306,7 +305,8 @@ class BlockHVP:
         self._block_params = {n: self.params[n] for n in self.names}
         self.comm = comm or Communicator()
         if self.comm.is_distributed:  # hashing costs a pass over the parameters
-            self.comm.check_identical(_fingerprint(self.params), what="model parameters")
+            self.comm.check_identical(tensors_digest(self.params).encode(),
+                                      what="model parameters")
         self._model = model
         self._loss_fn = loss_fn
         self._buffers = dict(model.named_buffers())
@@ -628,16 +628,16 @@ class BlockHVP:
         """Check one product on the first batch against central differences of the gradient
         where asked (class docstring, "Second derivatives"; :attr:`check_derivatives`, by
         default where the data check found a custom ``autograd.Function``): refuse a product
-        that disagrees, warn where the differences could not tell.
+        that disagrees, warn where the differences could not tell
+        (:func:`nets.engine.second_derivatives.check_along_random_direction` and
+        :func:`nets.engine.second_derivatives.enforce_derivative_check`).
 
-        The direction ``d`` is a unit Gaussian over the blocks' parameters (seeded, on the
-        device), the product ``H d`` the zero-padded double backward on the batch's kept graph
-        (built for the check where none is kept), the step
-        :func:`nets.engine.second_derivatives.step_size` of the parameters' norm in the
-        precision the model computes in.
+        The direction is a unit Gaussian over the blocks' parameters (seeded, on the device),
+        the product the zero-padded double backward on the batch's kept graph (built for the
+        check where none is kept).
 
         Raises:
-            ValueError: The products are not the second derivative along ``d``.
+            ValueError: The products are not the second derivative along the direction.
         """
         if not (bool(self.custom_functions) if self.check_derivatives is None
                 else self.check_derivatives):
@@ -645,81 +645,27 @@ class BlockHVP:
         t0 = time.perf_counter()
         x, y, _ = self.data[0]
         names = list(self.names)
-        g = torch.Generator(device=self.device).manual_seed(0)
-        direction = {n: torch.randn(self.params[n].shape, generator=g, dtype=self.dtype,
-                                    device=self.device) for n in names}
 
-        def norm(tensors: Iterable[torch.Tensor]) -> float:  # of their concatenation, float64
-            return math.sqrt(sum(float(torch.linalg.vector_norm(t, dtype=torch.float64)) ** 2
-                                 for t in tensors))
-
-        scale = norm(direction.values())
-        for d in direction.values():
-            d.div_(scale)
-        step = step_size(norm(self.params[n] for n in names), self.compute_dtype)
-
-        def flat(tensors: Mapping[str, torch.Tensor | None]) -> torch.Tensor:
-            return torch.cat([(torch.zeros_like(self.params[n]) if tensors[n] is None
-                               else tensors[n]).reshape(-1) for n in names])
-
-        def evaluate(s: float) -> tuple[float, torch.Tensor]:
-            shifted = {**self.params, **{n: self.params[n] + s * direction[n] for n in names}}
+        def gradient_at(shifted: dict[str, torch.Tensor]
+                        ) -> tuple[float, dict[str, torch.Tensor | None]]:
             with torch.enable_grad():
-                leaves, loss = batch_loss(self._model, self._buffers, self._loss_fn, shifted,
-                                          names, x, y)
+                leaves, loss = batch_loss(self._model, self._buffers, self._loss_fn,
+                                          {**self.params, **shifted}, names, x, y)
                 grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
-            return float(loss.detach()), flat(dict(zip(names, grads, strict=True)))
+            return float(loss.detach()), dict(zip(names, grads, strict=True))
 
-        try:
+        def product_of(direction: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             graph = self._graphs.get(0) or self._build(x, y)[:2]
             product = reverse_products(graph, {n: d[None] for n, d in direction.items()}, 1,
                                        self._double_backward)
-            del graph
-            hd = flat({n: p[0] for n, p in product.items()})
-            curvature = float(torch.dot(hd.double(), flat(direction).double()))
-            check = difference_check(evaluate, hd, curvature, step, self.compute_dtype,
-                                     self.custom_functions)
-        except (NotImplementedError, RuntimeError) as e:  # no double backward: nothing to check
-            nan = math.nan
-            check = DerivativeCheck("inconclusive", nan, nan, nan, "inconclusive", nan, nan,
-                                    "inconclusive", step, self.custom_functions)
-            why = f"the double backward failed ({type(e).__name__}: {str(e)[:200]})"
-        else:
-            why = (f"the differences of the gradient did not converge (they differ by "
-                   f"{check.spread:.1e} of their size between steps h and h/2: a gradient "
-                   "that is not smooth at the step's scale, or mostly round-off)")
+            return {n: p[0] for n, p in product.items()}
+
+        check, why = check_along_random_direction(
+            {n: self.params[n] for n in names}, gradient_at, product_of, self.compute_dtype,
+            self.custom_functions, torch.Generator(device=self.device).manual_seed(0))
         self.derivative_check = check
         self._check_seconds = time.perf_counter() - t0
-        what = (f"custom torch.autograd.Function {', '.join(check.functions)} in the model's "
-                "graph" if check.functions else "the model (no custom torch.autograd.Function "
-                "in its graph)")
-        if check.gradient_verdict == "disagrees":
-            raise ValueError(
-                f"{what}: the Hessian-vector products are not the second derivative of the "
-                f"loss. Along a random direction they differ from central differences of the "
-                f"gradient by {check.error:.1e} of their size, where the differences agree with "
-                f"each other to {check.spread:.1e} (tolerance {check.tolerance:.1e}). Autograd "
-                "differentiates a backward as written: one marked @once_differentiable, "
-                "computing with detached tensors or a kernel without a derivative of its own, "
-                "or a backward hook that changes gradients, gives the derivative of another "
-                "function. Write the backward in differentiable operations, or remove the "
-                "hook (or evaluate the layer with torch operations) while nets runs; "
-                "check_derivatives=False (--check-derivatives never) turns this check off")
-        if check.loss_verdict == "disagrees":
-            raise ValueError(
-                f"{what}: the Hessian-vector products are not the second derivative of the "
-                f"loss. The curvature along a random direction differs from second differences "
-                f"of the loss by {check.loss_error:.1e} of the products' size, where the "
-                f"differences agree with each other to {check.loss_spread:.1e}: the gradient "
-                "the model's backward computes is not the loss's (a backward hook that changes "
-                "gradients, or a custom backward such as a straight-through or gradient-"
-                "reversal one), and the products differentiate it instead. Remove the hook or "
-                "Function while nets runs to get the loss's Hessian; check_derivatives=False "
-                "(--check-derivatives never) turns this check off")
-        if check.verdict == "inconclusive":
-            warn(f"could not check the second derivatives of {what} against differences of "
-                 f"the gradient: {why}; the products are used unchecked "
-                 "(info()['derivative_check'])")
+        enforce_derivative_check(check, why)
 
     def _warn_below_least(self, *, collective: bool = False) -> None:
         """Warn, once, where a given budget is below the least the run holds
@@ -1246,44 +1192,3 @@ def _synchronize(device: torch.device) -> None:
     """Wait for the device's queued kernels (GPU), so that a wall time measures them."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _fingerprint(params: dict[str, torch.Tensor]) -> bytes:
-    """SHA-256 of the parameters' names, shapes, dtypes and bytes."""
-    h = hashlib.sha256()
-    for name, p in params.items():
-        h.update(f"{name}:{tuple(p.shape)}:{p.dtype};".encode())
-        h.update(p.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy().tobytes())
-    return h.digest()
-
-
-def _check_blocks(blocks: object, params: Mapping[str, torch.Tensor]) -> None:
-    """Check that ``blocks`` is a sequence of :class:`Block` over ``params`` (names, shapes,
-    real floating dtypes)."""
-    if not isinstance(blocks, list | tuple) or not blocks:
-        raise TypeError(f"blocks must be a non-empty list of nets.engine.blocks.Block (build it "
-                        f"with resolve_blocks), got {type(blocks).__name__}")
-    names = set()
-    for b in blocks:
-        if not isinstance(b, Block):
-            raise TypeError(f"blocks must hold nets.engine.blocks.Block objects (build them with "
-                            f"resolve_blocks), got {type(b).__name__}")
-        if b.name in names:
-            raise ValueError(f"blocks: two blocks are named {b.name!r}")
-        names.add(b.name)
-        if not b.pieces:
-            raise ValueError(f"block {b.name!r} has no piece")
-        for pc in b.pieces:
-            p = params.get(pc.param)
-            if p is None:
-                raise ValueError(f"block {b.name!r} names parameter {pc.param!r}, which the "
-                                 "model does not have")
-            if tuple(torch.empty(p.shape, device="meta")[pc.index].shape) != tuple(pc.shape):
-                raise ValueError(f"block {b.name!r}: piece of {pc.param!r} has shape "
-                                 f"{pc.shape}, which its index does not select from "
-                                 f"{tuple(p.shape)}")
-            if not p.is_floating_point():
-                raise TypeError(f"block {b.name!r}: parameter {pc.param!r} is {p.dtype}; the "
-                                "Hessian is taken with respect to real floating parameters: "
-                                "hold a complex parameter as its real and imaginary parts "
-                                "(torch.view_as_real) or leave it out of the blocks")

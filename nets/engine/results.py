@@ -42,6 +42,7 @@ import torch
 from labkit import jsonio
 from labkit.atomic import atomic_write_bytes, remove_stale_temps
 from nets.engine.checks import check_model
+from nets.engine.digest import update_digest
 from nets.engine.distributed import Communicator
 from nets.engine.slq import BlockSpectrum
 
@@ -87,29 +88,12 @@ def versions() -> dict[str, str]:
             "scipy": scipy.__version__, "python": platform.python_version()}
 
 
-def _hash_tensors(h: Any, x: Any, where: str) -> None:
-    if isinstance(x, torch.Tensor):
-        t = x.detach().contiguous().cpu()
-        h.update(f"{where}:{tuple(t.shape)}:{t.dtype};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    elif isinstance(x, Mapping):
-        for k in sorted(x, key=str):
-            _hash_tensors(h, x[k], f"{where}.{k}")
-    elif isinstance(x, list | tuple):
-        for i, v in enumerate(x):
-            _hash_tensors(h, v, f"{where}[{i}]")
-    elif x is None or isinstance(x, bool | int | float | str):
-        h.update(f"{where}={x!r};".encode())
-    else:
-        raise TypeError(f"cannot fingerprint a {type(x).__name__} in {where}: batches must "
-                        "hold tensors, numbers, strings or containers of them")
-
-
 def fingerprint(model: torch.nn.Module, data: Sequence[Any]) -> str:
     """SHA-256 of the model's parameters and buffers and of the data batches.
 
-    Every tensor contributes its name (or position), shape, dtype and bytes, so two runs share a
-    fingerprint exactly when they measure the Hessian of the same function at the same point.
+    Every tensor contributes its name (or position), shape, dtype and bytes
+    (:func:`nets.engine.digest.update_digest`), so two runs share a fingerprint exactly when
+    they measure the Hessian of the same function at the same point.
 
     Args:
         model: The network (its ``state_dict``: parameters and buffers).
@@ -121,8 +105,8 @@ def fingerprint(model: torch.nn.Module, data: Sequence[Any]) -> str:
     """
     check_model(model)
     h = hashlib.sha256()
-    _hash_tensors(h, dict(model.state_dict()), "model")
-    _hash_tensors(h, list(data), "data")
+    update_digest(h, dict(model.state_dict()), "model")
+    update_digest(h, list(data), "data")
     return h.hexdigest()
 
 

@@ -39,22 +39,27 @@ difference's truncation and round-off.
 :func:`custom_functions` finds the custom ``autograd.Function`` classes in a loss's graph: the
 operator (:class:`nets.engine.hvp.BlockHVP`) runs the check on its first batch where there are
 any (torch's own operations have tested derivatives; a module's full backward hook is one,
-``BackwardHookFunction``), or always or never as asked.
+``BackwardHookFunction``), or always or never as asked: :func:`check_along_random_direction`
+draws the direction and the step and runs :func:`difference_check` on the operator's gradient
+and product, and :func:`enforce_derivative_check` refuses a product that disagrees (naming the
+fix) and warns where the differences could not tell.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
 
 from nets.engine.autograd_graph import graph_nodes
+from nets.engine.userwarn import warn
 
 __all__ = ["ROUNDOFF_FACTOR", "SPREAD_FACTOR", "SPREAD_LIMIT", "VERDICTS", "DerivativeCheck",
-           "combined_verdict", "custom_functions", "derivative_verdict", "difference_check",
-           "error_floor", "step_size"]
+           "check_along_random_direction", "combined_verdict", "custom_functions",
+           "derivative_verdict", "difference_check", "enforce_derivative_check", "error_floor",
+           "step_size"]
 
 #: The verdicts of :func:`derivative_verdict`.
 VERDICTS = ("agrees", "disagrees", "inconclusive")
@@ -243,3 +248,110 @@ def custom_functions(loss: torch.Tensor) -> tuple[str, ...]:
     return tuple(sorted({f"{n._forward_cls.__module__}.{n._forward_cls.__qualname__}"
                          for n in graph_nodes([loss])
                          if isinstance(n, torch.autograd.function.BackwardCFunction)}))
+
+
+def check_along_random_direction(
+        params: Mapping[str, torch.Tensor],
+        gradient_at: Callable[[dict[str, torch.Tensor]], tuple[float, Mapping[str, torch.Tensor
+                                                                                | None]]],
+        product_of: Callable[[dict[str, torch.Tensor]], Mapping[str, torch.Tensor]],
+        dtype: torch.dtype, functions: tuple[str, ...], generator: torch.Generator
+) -> tuple[DerivativeCheck, str]:
+    """Check one product ``H d`` along a random unit direction ``d`` over ``params``
+    (:func:`difference_check` at the step :func:`step_size` of their norm).
+
+    ``d`` is a standard Gaussian drawn from ``generator`` on the parameters' device, in their
+    dtype, scaled to unit norm over all of them. A product or gradient that cannot be evaluated
+    (``NotImplementedError``, ``RuntimeError``: a model with no double backward) leaves the check
+    inconclusive, with the failure as the reason.
+
+    Args:
+        params: The parameters checked, by name (the point ``w``).
+        gradient_at: ``gradient_at(shifted)`` is ``(ℓ, {name: ∇_name ℓ or None})`` at the
+            parameters ``shifted`` (the same names, moved along ``d``).
+        product_of: ``product_of(d)`` is ``{name: (H d)_name}``.
+        dtype: The precision the model computes in (the step and the tolerances).
+        functions: The custom ``autograd.Function`` classes in the loss's graph (recorded).
+        generator: Draws ``d``.
+
+    Returns:
+        ``(check, why)``: the :class:`DerivativeCheck`, and why it would be inconclusive (the
+        failure, or the differences' spread), for :func:`enforce_derivative_check`.
+    """
+    names = list(params)
+    direction = {n: torch.randn(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+                 for n, p in params.items()}
+    scale = _joint_norm(direction.values())
+    for d in direction.values():
+        d.div_(scale)
+    step = step_size(_joint_norm(params.values()), dtype)
+
+    def flat(tensors: Mapping[str, torch.Tensor | None]) -> torch.Tensor:
+        return torch.cat([(torch.zeros_like(params[n]) if tensors[n] is None
+                           else tensors[n]).reshape(-1) for n in names])
+
+    def evaluate(s: float) -> tuple[float, torch.Tensor]:
+        loss, grads = gradient_at({n: params[n] + s * direction[n] for n in names})
+        return loss, flat(grads)
+
+    try:
+        hd = flat(product_of(direction))
+        curvature = float(torch.dot(hd.double(), flat(direction).double()))
+        check = difference_check(evaluate, hd, curvature, step, dtype, functions)
+    except (NotImplementedError, RuntimeError) as e:  # no double backward: nothing to check
+        nan = math.nan
+        return (DerivativeCheck("inconclusive", nan, nan, nan, "inconclusive", nan, nan,
+                                "inconclusive", step, functions),
+                f"the double backward failed ({type(e).__name__}: {str(e)[:200]})")
+    return check, (f"the differences of the gradient did not converge (they differ by "
+                   f"{check.spread:.1e} of their size between steps h and h/2: a gradient "
+                   "that is not smooth at the step's scale, or mostly round-off)")
+
+
+def enforce_derivative_check(check: DerivativeCheck, why: str) -> None:
+    """Act on a check of the products: refuse products that disagree with the gradient's or the
+    loss's differences, naming the likely cause and the fix; warn (:class:`UserWarning`) where
+    the check is inconclusive, saying ``why``; pass where it agrees.
+
+    Args:
+        check: The check (:func:`check_along_random_direction`).
+        why: Why it is inconclusive, where it is.
+
+    Raises:
+        ValueError: Either part of the check disagrees.
+    """
+    what = (f"custom torch.autograd.Function {', '.join(check.functions)} in the model's "
+            "graph" if check.functions else "the model (no custom torch.autograd.Function "
+            "in its graph)")
+    if check.gradient_verdict == "disagrees":
+        raise ValueError(
+            f"{what}: the Hessian-vector products are not the second derivative of the "
+            f"loss. Along a random direction they differ from central differences of the "
+            f"gradient by {check.error:.1e} of their size, where the differences agree with "
+            f"each other to {check.spread:.1e} (tolerance {check.tolerance:.1e}). Autograd "
+            "differentiates a backward as written: one marked @once_differentiable, "
+            "computing with detached tensors or a kernel without a derivative of its own, "
+            "or a backward hook that changes gradients, gives the derivative of another "
+            "function. Write the backward in differentiable operations, or remove the "
+            "hook (or evaluate the layer with torch operations) while nets runs; "
+            "check_derivatives=False (--check-derivatives never) turns this check off")
+    if check.loss_verdict == "disagrees":
+        raise ValueError(
+            f"{what}: the Hessian-vector products are not the second derivative of the "
+            f"loss. The curvature along a random direction differs from second differences "
+            f"of the loss by {check.loss_error:.1e} of the products' size, where the "
+            f"differences agree with each other to {check.loss_spread:.1e}: the gradient "
+            "the model's backward computes is not the loss's (a backward hook that changes "
+            "gradients, or a custom backward such as a straight-through or gradient-"
+            "reversal one), and the products differentiate it instead. Remove the hook or "
+            "Function while nets runs to get the loss's Hessian; check_derivatives=False "
+            "(--check-derivatives never) turns this check off")
+    if check.verdict == "inconclusive":
+        warn(f"could not check the second derivatives of {what} against differences of "
+             f"the gradient: {why}; the products are used unchecked "
+             "(info()['derivative_check'])")
+
+
+def _joint_norm(tensors: Iterable[torch.Tensor]) -> float:
+    """The norm of the tensors' concatenation, in float64."""
+    return math.sqrt(sum(_norm(t) ** 2 for t in tensors))

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import nets
+from nets.engine.blocks import Block, Piece, check_blocks
 
 
 class FusedQKV(torch.nn.Module):
@@ -89,3 +90,27 @@ def test_multi_piece_block():
             ritz = np.sort(s.nodes[0, :n])
             assert abs(ritz[-1] - want[-1]) <= 1e-8 * scale
             assert abs(ritz[0] - want[0]) <= 1e-8 * scale
+
+
+def test_check_blocks_refuses_each_malformed_partition_by_name():
+    params = dict(FusedQKV().named_parameters())
+    good = nets.resolve_blocks(FusedQKV(), {"q": ("qkv", (slice(0, 4),)), "out": "out"})
+    check_blocks(good, params)  # a resolved partition passes
+    piece = good[0].pieces[0]
+    with pytest.raises(TypeError, match="non-empty list"):
+        check_blocks([], params)
+    with pytest.raises(TypeError, match="non-empty list"):
+        check_blocks(good[0], params)
+    with pytest.raises(TypeError, match=r"must hold nets\.engine\.blocks\.Block objects"):
+        check_blocks([good[0], "out"], params)
+    with pytest.raises(ValueError, match="two blocks are named 'q'"):
+        check_blocks([good[0], good[0]], params)
+    with pytest.raises(ValueError, match="block 'empty' has no piece"):
+        check_blocks([Block("empty", ())], params)
+    with pytest.raises(ValueError, match="names parameter 'missing', which the model does not"):
+        check_blocks([Block("m", (Piece("missing", (), (2,)),))], params)
+    with pytest.raises(ValueError, match=r"has shape \(5, 4\), which its index does not select"):
+        check_blocks([Block("q", (Piece("qkv", piece.index, (5, 4)),))], params)
+    with pytest.raises(TypeError, match=r"is torch\.int64; the Hessian is taken with respect to "
+                       r"real floating parameters"):
+        check_blocks(good, {**params, "out": torch.zeros(2, 4, dtype=torch.int64)})

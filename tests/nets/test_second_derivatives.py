@@ -20,10 +20,13 @@ from nets.engine.hvp import BlockHVP
 from nets.engine.second_derivatives import (
     SPREAD_FACTOR,
     SPREAD_LIMIT,
+    DerivativeCheck,
+    check_along_random_direction,
     combined_verdict,
     custom_functions,
     derivative_verdict,
     difference_check,
+    enforce_derivative_check,
     error_floor,
     step_size,
 )
@@ -121,6 +124,76 @@ def test_the_check_combines_its_parts():
     assert combined_verdict("inconclusive", "agrees") == "inconclusive"
     assert combined_verdict("agrees", "disagrees") == "disagrees"
     assert combined_verdict("disagrees", "inconclusive") == "disagrees"
+
+
+def _cubic_parts(scale: float = 1.0, fails: bool = False):
+    """``ℓ(w) = Σ_n Σ_i a_n,i w_n,i³ / 6`` over two named tensors: the gradient ``a w² / 2``, the
+    product ``H d = a w d`` (times ``scale``; raising where ``fails``)."""
+    g = torch.Generator().manual_seed(3)
+    params = {"u": torch.randn(4, 3, generator=g, dtype=torch.float64),
+              "v": torch.randn(5, generator=g, dtype=torch.float64)}
+    coef = {n: torch.rand(p.shape, generator=g, dtype=torch.float64) + 0.5
+            for n, p in params.items()}
+
+    def gradient_at(shifted):
+        loss = sum(float((coef[n] * shifted[n] ** 3).sum()) / 6 for n in params)
+        return loss, {n: coef[n] * shifted[n] ** 2 / 2 for n in params}
+
+    def product_of(direction):
+        if fails:
+            raise RuntimeError("no double backward here")
+        return {n: scale * coef[n] * params[n] * direction[n] for n in params}
+
+    return params, gradient_at, product_of
+
+
+def test_the_check_along_a_random_direction_sees_a_right_and_a_wrong_product():
+    params, gradient_at, right = _cubic_parts()
+    check, _ = check_along_random_direction(params, gradient_at, right, torch.float64,
+                                            ("F",), torch.Generator().manual_seed(0))
+    assert check.verdict == "agrees" and check.error < 1e-8, check
+    assert check.functions == ("F",)
+    assert check.step == pytest.approx(step_size(
+        float(torch.cat([p.reshape(-1) for p in params.values()]).norm()), torch.float64))
+    _, _, wrong = _cubic_parts(scale=1.02)
+    check, _ = check_along_random_direction(params, gradient_at, wrong, torch.float64, (),
+                                            torch.Generator().manual_seed(0))
+    assert check.verdict == "disagrees", check
+    assert check.error == pytest.approx(0.02, rel=0.05), check
+    # the seeded direction: the same generator seed gives the same check
+    again, _ = check_along_random_direction(params, gradient_at, wrong, torch.float64, (),
+                                            torch.Generator().manual_seed(0))
+    assert again == check
+
+
+def test_the_check_along_a_random_direction_is_inconclusive_where_the_product_fails():
+    params, gradient_at, failing = _cubic_parts(fails=True)
+    check, why = check_along_random_direction(params, gradient_at, failing, torch.float64,
+                                              (), torch.Generator().manual_seed(0))
+    assert check.verdict == check.gradient_verdict == check.loss_verdict == "inconclusive"
+    assert np.isnan(check.error) and check.step > 0
+    assert "the double backward failed" in why and "no double backward here" in why
+
+
+def _hand_set(gradient: str, loss: str, functions=("mod.F",)) -> DerivativeCheck:
+    return DerivativeCheck(combined_verdict(gradient, loss), 0.3, 1e-3, 3e-3, gradient, 0.2,
+                           1e-3, loss, 1e-5, functions)
+
+
+def test_enforcing_a_check_passes_refuses_or_warns_by_its_verdicts():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        enforce_derivative_check(_hand_set("agrees", "agrees"), "unused")
+        enforce_derivative_check(_hand_set("agrees", "inconclusive"), "unused")
+    with pytest.raises(ValueError, match=r"custom torch.autograd.Function mod.F .*central "
+                       r"differences of the gradient by 3.0e-01 .*check_derivatives=False"):
+        enforce_derivative_check(_hand_set("disagrees", "agrees"), "unused")
+    with pytest.raises(ValueError, match=r"the model \(no custom torch.autograd.Function in "
+                       r"its graph\).*second differences of the loss by 2.0e-01"):
+        enforce_derivative_check(_hand_set("agrees", "disagrees", ()), "unused")
+    with pytest.warns(UserWarning, match=r"could not check .*mod.F.*: the reason given; the "
+                      r"products are used unchecked"):
+        enforce_derivative_check(_hand_set("inconclusive", "agrees"), "the reason given")
 
 
 def test_the_difference_check_is_inconclusive_across_a_kink_and_agrees_on_zero():
