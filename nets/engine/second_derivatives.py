@@ -61,6 +61,12 @@ __all__ = ["ROUNDOFF_FACTOR", "SPREAD_FACTOR", "SPREAD_LIMIT", "VERDICTS", "Deri
            "derivative_verdict", "difference_check", "enforce_derivative_check", "error_floor",
            "step_size"]
 
+#: Tensors by parameter name (a point, a direction, a product).
+Tensors = dict[str, torch.Tensor]
+
+#: A gradient by parameter name (``None`` where the loss does not depend on the parameter).
+Gradient = Mapping[str, torch.Tensor | None]
+
 #: The verdicts of :func:`derivative_verdict`.
 VERDICTS = ("agrees", "disagrees", "inconclusive")
 
@@ -250,13 +256,11 @@ def custom_functions(loss: torch.Tensor) -> tuple[str, ...]:
                          if isinstance(n, torch.autograd.function.BackwardCFunction)}))
 
 
-def check_along_random_direction(
-        params: Mapping[str, torch.Tensor],
-        gradient_at: Callable[[dict[str, torch.Tensor]], tuple[float, Mapping[str, torch.Tensor
-                                                                                | None]]],
-        product_of: Callable[[dict[str, torch.Tensor]], Mapping[str, torch.Tensor]],
-        dtype: torch.dtype, functions: tuple[str, ...], generator: torch.Generator
-) -> tuple[DerivativeCheck, str]:
+def check_along_random_direction(params: Mapping[str, torch.Tensor],
+                                 gradient_at: Callable[[Tensors], tuple[float, Gradient]],
+                                 product_of: Callable[[Tensors], Mapping[str, torch.Tensor]],
+                                 dtype: torch.dtype, functions: tuple[str, ...],
+                                 generator: torch.Generator) -> tuple[DerivativeCheck, str]:
     """Check one product ``H d`` along a random unit direction ``d`` over ``params``
     (:func:`difference_check` at the step :func:`step_size` of their norm).
 
