@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from labkit.jsonio import content_checksum
 from nets.engine.results import (
@@ -173,8 +174,6 @@ def test_wrong_blocks_from_compute_are_refused(tmp_path):
 
 
 def test_fingerprint_sees_parameters_and_data():
-    import torch
-
     m = torch.nn.Linear(2, 2)
     data = [(torch.ones(1, 2), torch.zeros(1, 2))]
     f = fingerprint(m, data)
@@ -185,3 +184,10 @@ def test_fingerprint_sees_parameters_and_data():
     assert f != fingerprint(m, data)
     with pytest.raises(TypeError, match="model"):
         fingerprint("not a model", data)
+
+
+def test_fingerprint_refuses_a_batch_it_cannot_hash_naming_the_entry_and_the_fix():
+    m = torch.nn.Linear(2, 2)
+    with pytest.raises(TypeError, match=r"cannot digest a ndarray in data\[0\]\[1\].*batches' "
+                                        r"entries to those \(e\.g\. a tensor for an array\)"):
+        fingerprint(m, [(torch.ones(1, 2), np.zeros((1, 2)))])
