@@ -16,6 +16,7 @@ import io
 import json
 import platform
 import subprocess
+import types
 
 import numpy as np
 import pytest
@@ -547,8 +548,6 @@ def test_peak_over_every_run_marks_only_an_older_scripts_repeated_rows(benchmark
 def test_peak_memory_is_the_first_runs(benchmark_script, monkeypatch):
     """A short run is repeated in its process; the peak columns are the first run's (a repeat
     starts from what the allocator kept), the peak over every run is kept beside them."""
-    import types
-
     bench = benchmark_script("bench_peers")
     peaks = iter([100_000, 120_000, 130_000, 140_000])  # KiB, rising with every reading
     monkeypatch.setattr(bench.runner.meters.resource, "getrusage",

@@ -6,6 +6,7 @@ math attention, and a model with LayerNorm and fused ``F.scaled_dot_product_atte
 CPU flash kernel has neither forward AD nor double backward).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import nets
+import nets.cli.app as cli
 from nets.engine import hvp as hvp_module
 from nets.engine import modes as modes_module
 from nets.engine.blocks import resolve_blocks
@@ -31,6 +33,7 @@ from nets.engine.modes import (
     MODES,
     forward_min_tangents,
 )
+from nets.engine.results import load_metadata, load_spectra
 from nets.engine.spectrum import operator_spectra
 
 from .conftest import OldStyleSquare, mse_problem, on_device
@@ -466,11 +469,6 @@ def test_bad_options(mlp_problem, kw, err, match):
 
 def test_cli_hvp_mode_memory_budget_and_peak_memory_in_json_and_file(tmp_path, capsys):
     """``--hvp-mode``/``--max-memory`` reach the engine; the run's info is in --json and file."""
-    import json
-
-    import nets.cli.app as cli
-    from nets.engine.results import load_spectra
-
     out = tmp_path / "r.json"
     argv = ["spectrum", "--model", "mlp", "--steps", "3", "--probes", "1", "--quiet",
             "--device", "cpu", "--hvp-mode", "reverse-block", "--max-memory", "1M", "--json",
@@ -491,9 +489,6 @@ def test_cli_hvp_mode_memory_budget_and_peak_memory_in_json_and_file(tmp_path, c
 def test_cli_builds_one_operator_per_run_and_pins_the_mode(tmp_path, monkeypatch):
     """One operator per run (data checked, graphs kept, calibrated once) for all its probes;
     a resumed run builds its operator with the stored probes' mode."""
-    import nets.cli.app as cli
-    from nets.engine.results import load_metadata
-
     built: list[str] = []
     calls: list[int] = []
 
@@ -527,8 +522,6 @@ def test_cli_builds_one_operator_per_run_and_pins_the_mode(tmp_path, monkeypatch
 
 
 def test_cli_compile_refuses_a_double_backward_mode(capsys):
-    import nets.cli.app as cli
-
     assert cli.main(["spectrum", "--model", "mlp", "--steps", "2", "--probes", "1", "--quiet",
                      "--compile", "--hvp-mode", "reverse"]) == 2
     assert "--compile compiles the forward-over-reverse product only" in capsys.readouterr().err
@@ -1118,10 +1111,6 @@ def test_bad_memory_budgets_name_what_to_pass(mlp_problem, budget, err, match):
 def test_cli_least_memory_budget(tmp_path, capsys):
     """``--max-memory least`` reaches the engine (its bytes and the request in --json); a
     budget that is neither a size nor ``least`` exits 2 naming both."""
-    import json
-
-    import nets.cli.app as cli
-
     argv = ["spectrum", "--model", "mlp", "--steps", "3", "--probes", "1", "--quiet",
             "--device", "cpu", "--json", "--blocks", "--out", str(tmp_path / "r.json"),
             "--max-memory"]
