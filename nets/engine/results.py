@@ -106,8 +106,9 @@ def fingerprint(model: torch.nn.Module, data: Sequence[Any]) -> str:
     check_model(model)
     h = hashlib.sha256()
     update_digest(h, dict(model.state_dict()), "model")
+    batches = list(data)
     try:
-        update_digest(h, list(data), "data")
+        update_digest(h, batches, "data")
     except TypeError as e:
         raise TypeError(f"{e}; the fingerprint hashes every batch, so convert the batches' "
                         "entries to those (e.g. a tensor for an array)") from None
