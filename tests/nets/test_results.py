@@ -191,3 +191,9 @@ def test_fingerprint_refuses_a_batch_it_cannot_hash_naming_the_entry_and_the_fix
     with pytest.raises(TypeError, match=r"cannot digest a ndarray in data\[0\]\[1\].*batches' "
                                         r"entries to those \(e\.g\. a tensor for an array\)"):
         fingerprint(m, [(torch.ones(1, 2), np.zeros((1, 2)))])
+
+
+def test_fingerprint_of_data_that_is_not_iterable_keeps_its_own_refusal():
+    with pytest.raises(TypeError, match="not iterable") as e:
+        fingerprint(torch.nn.Linear(2, 2), 3)
+    assert "convert the batches" not in str(e.value)
