@@ -115,8 +115,7 @@ def measure(name: str, probes: list[int], repeats: int) -> list[dict]:
     gen = torch.Generator().manual_seed(0)
     rows = []
     with sdpa_kernel([SDPBackend.MATH]):
-        gradient_seconds(model, loss_fn, data, repeats=1)  # warm-up
-        t_grad = gradient_seconds(model, loss_fn, data, repeats=max(3, repeats))
+        t_grad = gradient_seconds(model, loss_fn, data, repeats=max(3, repeats))  # warm
 
         def build():
             out = []

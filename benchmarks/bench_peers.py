@@ -81,13 +81,13 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: the repository's nets
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the modules beside it
 
 import runner  # noqa: E402
+from meters import GRADIENT_REPEATS  # noqa: E402
 from reports import code_version, machine_note, read_json, reusable  # noqa: E402
 from verdicts import (  # noqa: E402
     INTERVAL_NOTE,
     MEMORY_INTERVAL_NOTE,
-    median_interval,
+    cost_per_product,
     memory_ratio,
-    runs_of,
     speed_ratio,
     verdict,
     with_spread,
@@ -174,8 +174,8 @@ def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
     """The issue's targets for one cell: ``name: value [spread] met/MISSED/within noise``.
 
     A ratio's interval is :func:`ratio_interval`'s over the two rows' runs (a cost per
-    product: :func:`median_interval`'s over nets' runs), so a verdict that the machine's noise
-    could flip is ``within noise``.
+    product: :func:`cost_per_product`'s, nets' runs per product against its gradient's runs),
+    so a verdict that the machine's noise could flip is ``within noise``.
 
     A speed target not met is followed by ``[products and builds: b]`` where nets' row has
     ``product_s`` (the seconds its Hessian-vector products took, :meth:`nets.BlockHVP.info`'s
@@ -205,9 +205,7 @@ def targets(kind: str, nets_r: dict, peers: dict) -> list[str]:
               bound=None if alone is None else peer[key] / alone)
 
     def per_product(label: str, target: float) -> None:
-        m, lo, hi = (t / nets_r["hvps"] / nets_r["grad_s"]
-                     for t in median_interval(runs_of(nets_r)))
-        check(label, m, lo, hi, target, higher=False,
+        check(label, *cost_per_product(nets_r), target, higher=False,
               bound=None if alone is None else alone / nets_r["hvps"] / nets_r["grad_s"])
 
     if kind == "full":
@@ -328,8 +326,11 @@ def _header(args: argparse.Namespace, device: str, read: int, stale: int, shown_
             f"median of {runner.REPEATS} runs in that process where the first took under "
             f"{runner.REPEAT_BELOW:g} s (the notes give a target's value and its interval, and "
             "call it `within noise` where the interval straddles the target; for a ratio, "
-            f"{INTERVAL_NOTE}; for a cost per product, the sign test's interval of nets' "
-            "median run, the range of its runs below 9 runs; for a memory ratio (of the largest "
+            f"{INTERVAL_NOTE}; for a cost per product, the same interval over nets' runs per "
+            f"product against the gradient's runs ({GRADIENT_REPEATS} warm gradients per "
+            "round, after one untimed), or for a row measured before the gradient's runs "
+            "were kept, the sign test's interval of nets' median run (the range of its runs "
+            "below 9 runs) over the one gradient time; for a memory ratio (of the largest "
             f"rises), {MEMORY_INTERVAL_NOTE}); a row measured in several "
             "rounds (`--rounds`, the nets row's notes say how many: one fresh process per "
             "method and round, the methods interleaved, their order alternating by round) "

@@ -1,5 +1,5 @@
 """The benchmarks' instruments: wall time that includes a GPU's queued work, the time of one
-gradient (the unit a product's cost is counted in), and memory in use and at its peak.
+warm gradient (the unit a product's cost is counted in), and memory in use and at its peak.
 
 The benchmarks' own, rather than nets' private twins in ``nets.engine``: ``bench_ab.py``
 drives an older ``nets`` with the same instruments, so they must not depend on its internals.
@@ -19,8 +19,11 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["gradient_seconds", "memory_meters", "peak_rss", "rss_now", "synchronize",
-           "torch_threads"]
+__all__ = ["GRADIENT_REPEATS", "gradient_runs", "gradient_seconds", "memory_meters", "peak_rss",
+           "rss_now", "synchronize", "torch_threads"]
+
+#: Timed gradients per measuring process (after one untimed): a benchmark row's ``grad_runs``.
+GRADIENT_REPEATS = 5
 
 
 def synchronize(device: torch.device) -> None:
@@ -49,9 +52,44 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def gradient_seconds(model: torch.nn.Module, loss_fn, data, repeats: int = 3) -> float:
-    """Median time of one gradient of the mean loss over all batches: the unit of the
-    benchmarks' cost per product (``gr/HVP``).
+def gradient_runs(model: torch.nn.Module, loss_fn, data, repeats: int = GRADIENT_REPEATS
+                  ) -> list[float]:
+    """Times of one gradient of the mean loss over all batches, warm: the unit of the
+    benchmarks' cost per product (``gr/HVP``), each run a sample of it.
+
+    One untimed gradient first pays the process's one-time costs (the first backward's
+    allocations and lazy initialization), which a gradient in a long run does not pay; then
+    ``repeats`` gradients are timed, each its own run, so that a cost per product's interval
+    can count the unit's noise as well as the products' (``verdicts.per_product``).
+
+    Args:
+        model: The model, its trainable parameters differentiated.
+        loss_fn: ``loss_fn(model(x), y)``, a batch's loss.
+        data: ``(x, y)`` batches.
+        repeats: Timed gradients (at least 1).
+
+    Raises:
+        ValueError: ``repeats`` is below 1.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def one() -> float:
+        t0 = time.perf_counter()
+        for x, y in data:
+            torch.autograd.grad(loss_fn(model(x), y), params)
+        synchronize(params[0].device)
+        return time.perf_counter() - t0
+
+    one()
+    return [one() for _ in range(repeats)]
+
+
+def gradient_seconds(model: torch.nn.Module, loss_fn, data,
+                     repeats: int = GRADIENT_REPEATS) -> float:
+    """Median time of one gradient of the mean loss over all batches, warm
+    (:func:`gradient_runs`' median).
 
     Args:
         model: The model, its trainable parameters differentiated.
@@ -59,15 +97,7 @@ def gradient_seconds(model: torch.nn.Module, loss_fn, data, repeats: int = 3) ->
         data: ``(x, y)`` batches.
         repeats: Timed gradients; their median is returned.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for x, y in data:
-            torch.autograd.grad(loss_fn(model(x), y), params)
-        synchronize(params[0].device)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return float(np.median(gradient_runs(model, loss_fn, data, repeats)))
 
 
 def peak_rss() -> int:

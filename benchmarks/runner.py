@@ -11,13 +11,13 @@ and ``count_live`` (a nets cell: one more, untimed run counting its live tensors
 
 :func:`run_cell` measures it in this process; :func:`measure` in a fresh one (``python
 benchmarks/runner.py --cell CELL`` prints the row), so each method's peak memory is its own;
-:func:`pool_rounds` joins a method's rows from several fresh processes. A row holds the cell,
-the wall seconds of one run (spectrum + density; a short run is repeated, the median kept and
-every run listed, see :data:`REPEAT_BELOW`), the products counted, the time of one gradient,
-the peak memory and its rise, the load average, and each method's largest Ritz values; a nets
-row also has its mode, graph strategy, time split (``product_s``, ``graph_s``,
-``calibration_s``) and what ``auto`` timed on the first batch in each mode it tried
-(``calibration_modes``, seconds).
+:func:`pool_rounds` joins a method's rows from several fresh processes. A row holds the cell, the
+wall seconds of one run (spectrum + density; a short run is repeated, the median kept and every run
+listed, see :data:`REPEAT_BELOW`), the products counted, the time of one warm gradient (``grad_s``,
+the median of ``grad_runs``, :func:`meters.gradient_runs`), the peak memory and its rise, the load
+average, and each method's largest Ritz values; a nets row also has its mode, graph strategy, time
+split (``product_s``, ``graph_s``, ``calibration_s``) and what ``auto`` timed on the first batch in
+each mode it tried (``calibration_modes``, seconds).
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ def pool_rounds(rows: list[dict]) -> dict:
     """One row from a method's rounds on a cell (``--rounds``: each round a fresh process).
 
     The runs of every round are pooled: each timing of :data:`RUNS_OF` becomes the median of
-    all its runs and keeps them all (so a target's interval spans every round), ``grad_s`` the
-    median of the rounds' (where measured), the peak memory columns and ``load`` the largest
-    of the rounds'; ``loads`` lists every round's load, ``peak_extra_rounds`` every round's
+    all its runs and keeps them all (so a target's interval spans every round; ``grad_s``, the
+    time of one gradient, pools its ``grad_runs`` likewise), the peak memory columns and
+    ``load`` the largest of the rounds'; ``loads`` lists every round's load, ``peak_extra_rounds`` every round's
     peak rise (what :func:`verdicts.memory_ratio` judges a memory target on),
     ``run_imports`` joins the rounds' and ``rounds`` counts them. A round that failed makes
     the row that failure.
@@ -86,8 +86,6 @@ def pool_rounds(rows: list[dict]) -> dict:
         if all(key in r for r in rows):
             pooled = [t for r in rows for t in (r.get(runs_key) or [r[key]])]
             row[runs_key], row[key] = pooled, float(np.median(pooled))
-    if all("grad_s" in r for r in rows):
-        row["grad_s"] = float(np.median([r["grad_s"] for r in rows]))
     for key in ("peak_bytes", "peak_extra_bytes", "peak_all_bytes", "peak_steady_extra_bytes",
                 "live_peak_bytes", "load"):
         if all(key in r for r in rows):
@@ -251,7 +249,7 @@ def run_cell(cell: dict) -> dict:
         names = [n for n in names if n in cell["block_names"]]
     steps, probes, kind = cell["steps"], cell["probes"], cell["kind"]
     with sdpa_kernel([SDPBackend.MATH]):
-        t_grad = meters.gradient_seconds(model, loss_fn, data)
+        grad_runs = meters.gradient_runs(model, loss_fn, data)
         # a short run is run again (up to REPEATS times in all): the median and the spread
         # of the runs, not one draw of the machine's noise, go into the row
         loaded = set(sys.modules)
@@ -271,7 +269,8 @@ def run_cell(cell: dict) -> dict:
     blocks = 1 if kind == "full" else len(names)
     hvps = probes * (steps if kind == "full" else sum(min(steps, dims[n]) for n in names))
     return {**cell, "load": load_avg, "seconds": float(np.median(done.runs)), "hvps": hvps,
-            "blocks": blocks, "grad_s": t_grad, "runs": done.runs,
+            "blocks": blocks, "grad_s": float(np.median(grad_runs)), "grad_runs": grad_runs,
+            "runs": done.runs,
             "peak_bytes": done.first_peak,
             "peak_extra_bytes": max(done.first_peak - done.before, 0),
             "peak_all_bytes": done.every_peak,

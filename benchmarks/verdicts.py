@@ -1,14 +1,15 @@
 """The verdict rules of the benchmarks: timing ratios with distribution-free intervals over
 repeated runs, and a target's verdict (met, MISSED or within noise) judged on that interval.
 
-A benchmark row holds each timing as the median over its runs and keeps the runs
-(:data:`RUNS_OF`). Two methods' (or versions') typical times are compared by the ratio of their
-medians with the Hodges–Lehmann interval of the rank-sum test on log times
-(:func:`ratio_interval`); a cost per product by nets' median run with the sign test's interval
-(:func:`median_interval`); a peak memory rise against a peer's by the range of their rounds'
-rises (:func:`memory_ratio`). A target is met or missed only when the whole interval is on one
-side of it (:func:`verdict`): the machine's noise cannot flip a verdict, it makes it ``within
-noise``.
+A benchmark row holds each timing as the median over its runs and keeps the runs (:data:`RUNS_OF`).
+Two methods' (or versions') typical times are compared by the ratio of their medians with the
+Hodges–Lehmann interval of the rank-sum test on log times (:func:`ratio_interval`); a cost per
+product in gradients likewise, nets' runs per product against the gradient's runs
+(:func:`cost_per_product`; for rows that kept one gradient time, nets' median run with the sign
+test's interval, :func:`median_interval`); a peak memory rise against a peer's by the range of
+their rounds' rises (:func:`memory_ratio`). A target is met or missed only when the whole interval
+is on one side of it (:func:`verdict`): the machine's noise cannot flip a verdict, it makes it
+``within noise``.
 ``bench_peers.py``, ``bench_memory.py``, ``bench_groups.py`` and ``bench_ab.py`` judge their
 targets with these rules; ``tests/nets/test_bench_verdicts.py`` tests each outcome on hand-set
 inputs. Under the timings of two ways to the same products (``bench_floor.py``,
@@ -29,7 +30,8 @@ import torch
 
 #: A timing that a row holds as a median over runs, and the key of its runs' values.
 RUNS_OF = {"seconds": "runs", "lanczos_s": "lanczos_runs", "product_s": "product_runs",
-           "graph_s": "graph_runs", "calibration_s": "calibration_runs"}
+           "graph_s": "graph_runs", "calibration_s": "calibration_runs",
+           "grad_s": "grad_runs"}
 
 
 #: Two-sided coverage of the interval a timing's verdict is judged on (:func:`ratio_interval`).
@@ -137,6 +139,29 @@ def speed_ratio(slow: dict, fast: dict, key: str = "seconds") -> tuple[float, fl
     """``slow``'s time over ``fast``'s (rows; ``key`` of :data:`RUNS_OF`) with its interval
     over their runs (:func:`ratio_interval`)."""
     return ratio_interval(runs_of(slow, key), runs_of(fast, key))
+
+
+def cost_per_product(row: dict) -> tuple[float, float, float]:
+    """A row's time per product in gradients of the same data (``gr/HVP``), with its interval:
+    ``(value, low, high)``.
+
+    The value is ``seconds / hvps / grad_s``: the median run's time per product over the median
+    time of one gradient. Both are measured, so both are noisy: where the row keeps its
+    gradients' runs (``grad_runs``, :func:`meters.gradient_runs`), the interval is
+    :func:`ratio_interval`'s over the runs' times per product against the gradients' times,
+    which counts the unit's noise as well as the products'. A row measured before it kept
+    them has only the median gradient, and its interval is the sign test's of its median run
+    (:func:`median_interval`) over that one value: the products' noise alone.
+
+    Args:
+        row: A measured row: ``seconds`` (and ``runs``), ``hvps``, ``grad_s`` (and
+            ``grad_runs``).
+    """
+    per_product = [t / row["hvps"] for t in runs_of(row)]
+    if row.get("grad_runs"):
+        return ratio_interval(per_product, row["grad_runs"])
+    value, lo, hi = median_interval(per_product)
+    return value / row["grad_s"], lo / row["grad_s"], hi / row["grad_s"]
 
 
 def memory_ratio(row: dict, peer: dict) -> tuple[float, float, float]:

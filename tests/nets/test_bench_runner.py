@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import io
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,6 +24,24 @@ def test_a_fresh_process_gives_the_in_process_row(benchmark_script):
     assert set(here) <= set(there)
     assert there["top"]["full"] == pytest.approx(here["top"]["full"], rel=1e-9)
     assert there["seconds"] > 0 and there["peak_bytes"] > 0 and there["grad_s"] > 0
+    # the gradient's warm runs are kept, and its time is their median
+    meters = benchmark_script("meters")
+    assert len(there["grad_runs"]) == meters.GRADIENT_REPEATS
+    assert there["grad_s"] == pytest.approx(float(np.median(there["grad_runs"])))
+
+
+def test_gradient_runs_are_warm_and_refuse_no_repeats(benchmark_script):
+    """``gradient_runs`` times ``repeats`` gradients after an untimed one (the unit of a cost
+    per product), and refuses fewer than one, naming the argument."""
+    meters = benchmark_script("meters")
+    model = torch.nn.Linear(3, 1)
+    data = [(torch.ones(4, 3), torch.zeros(4, 1))]
+    runs = meters.gradient_runs(model, torch.nn.functional.mse_loss, data, repeats=4)
+    assert len(runs) == 4 and all(t > 0 for t in runs)
+    assert meters.gradient_seconds(model, torch.nn.functional.mse_loss, data,
+                                   repeats=1) > 0
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        meters.gradient_runs(model, torch.nn.functional.mse_loss, data, repeats=0)
 
 
 @pytest.mark.parametrize("method, package", [("eigenthings", "hessian_eigenthings"),

@@ -170,6 +170,32 @@ def test_median_interval_is_the_sign_tests(benchmark_script, n, k):
         bench.median_interval([])
 
 
+@pytest.mark.parametrize("grad_runs, interval, expected", [
+    ([0.05, 0.05, 0.05], (1.8, 2.2), "met"),  # 0.09 / 0.05 ... 0.11 / 0.05
+    ([0.03, 0.05, 0.07], (0.09 / 0.07, 0.11 / 0.03), "within noise"),  # a noisy unit
+    ([0.02, 0.021, 0.022], (0.09 / 0.022, 0.11 / 0.02), "MISSED"),
+], ids=["met", "noisy-gradient", "missed"])
+def test_cost_per_product_counts_the_gradients_noise(benchmark_script, grad_runs, interval,
+                                                     expected):
+    """Hand-set rows (3 runs of 10 products against 3 gradients: every pair's range): the
+    interval pairs each run's time per product with each gradient's time, so a noisy gradient
+    widens it and the ``<= 3`` target is within noise where the products' noise alone (the
+    rule for a row that kept one gradient time) calls it met."""
+    v = benchmark_script("verdicts")
+    row = {"seconds": 1.0, "runs": [1.0, 0.9, 1.1], "hvps": 10,
+           "grad_s": float(np.median(grad_runs)), "grad_runs": grad_runs}
+    value, lo, hi = v.cost_per_product(row)
+    assert value == pytest.approx(0.1 / row["grad_s"])
+    assert (lo, hi) == pytest.approx(interval)
+    assert v.verdict(value, lo, hi, 3, higher=False) == expected
+    older = {k: x for k, x in row.items() if k != "grad_runs"}  # one gradient time
+    m, lo, hi = v.median_interval([t / 10 for t in row["runs"]])
+    assert v.cost_per_product(older) == pytest.approx(
+        (m / row["grad_s"], lo / row["grad_s"], hi / row["grad_s"]))
+    if expected == "within noise":
+        assert v.verdict(*v.cost_per_product(older), 3, higher=False) == "met"
+
+
 def test_products_that_disagree_are_not_timed(benchmark_script):
     """check_same passes round-off (relative to the largest product) and refuses a product
     that differs beyond it, naming what differs."""
