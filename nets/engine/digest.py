@@ -44,8 +44,9 @@ def update_digest(h: Any, x: object, where: str) -> None:
     elif x is None or isinstance(x, bool | int | float | str):
         h.update(f"{where}={x!r};".encode())
     else:
-        raise TypeError(f"cannot digest a {type(x).__name__} in {where}: a digest takes "
-                        "tensors, numbers, strings, None, and lists, tuples or mappings of them")
+        raise TypeError(f"cannot digest an entry of type {type(x).__name__} in {where}: a "
+                        "digest takes tensors, numbers, strings, None, and lists, tuples or "
+                        "mappings of them")
 
 
 def tensors_digest(x: object, where: str = "") -> str:

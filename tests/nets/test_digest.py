@@ -45,5 +45,6 @@ def test_any_difference_changes_the_digest(change):
 
 
 def test_a_digest_refuses_what_it_cannot_hash_by_name():
-    with pytest.raises(TypeError, match=r"cannot digest a object in \.k: a digest takes tensors"):
+    with pytest.raises(TypeError, match=r"cannot digest an entry of type object in \.k: a "
+                                        r"digest takes tensors"):
         tensors_digest({"k": object()})

@@ -188,8 +188,9 @@ def test_fingerprint_sees_parameters_and_data():
 
 def test_fingerprint_refuses_a_batch_it_cannot_hash_naming_the_entry_and_the_fix():
     m = torch.nn.Linear(2, 2)
-    with pytest.raises(TypeError, match=r"cannot digest a ndarray in data\[0\]\[1\].*batches' "
-                                        r"entries to those \(e\.g\. a tensor for an array\)"):
+    with pytest.raises(TypeError, match=r"cannot digest an entry of type ndarray in "
+                                        r"data\[0\]\[1\].*batches' entries to those "
+                                        r"\(e\.g\. a tensor for an array\)"):
         fingerprint(m, [(torch.ones(1, 2), np.zeros((1, 2)))])
 
 
