@@ -60,7 +60,7 @@ def gradient_runs(model: torch.nn.Module, loss_fn, data, repeats: int = GRADIENT
     One untimed gradient first pays the process's one-time costs (the first backward's
     allocations and lazy initialization), which a gradient in a long run does not pay; then
     ``repeats`` gradients are timed, each its own run, so that a cost per product's interval
-    can count the unit's noise as well as the products' (``verdicts.per_product``).
+    can count the unit's noise as well as the products' (``verdicts.cost_per_product``).
 
     Args:
         model: The model, its trainable parameters differentiated.

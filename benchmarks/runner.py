@@ -70,10 +70,10 @@ def pool_rounds(rows: list[dict]) -> dict:
     The runs of every round are pooled: each timing of :data:`RUNS_OF` becomes the median of
     all its runs and keeps them all (so a target's interval spans every round; ``grad_s``, the
     time of one gradient, pools its ``grad_runs`` likewise), the peak memory columns and
-    ``load`` the largest of the rounds'; ``loads`` lists every round's load, ``peak_extra_rounds`` every round's
-    peak rise (what :func:`verdicts.memory_ratio` judges a memory target on),
-    ``run_imports`` joins the rounds' and ``rounds`` counts them. A round that failed makes
-    the row that failure.
+    ``load`` the largest of the rounds'; ``loads`` lists every round's load,
+    ``peak_extra_rounds`` every round's peak rise (what :func:`verdicts.memory_ratio` judges a
+    memory target on), ``run_imports`` joins the rounds' and ``rounds`` counts them. A round
+    that failed makes the row that failure.
 
     Args:
         rows: :func:`run_cell` rows of one method on one cell, one per round.

@@ -32,16 +32,23 @@ def test_a_fresh_process_gives_the_in_process_row(benchmark_script):
 
 def test_gradient_runs_are_warm_and_refuse_no_repeats(benchmark_script):
     """``gradient_runs`` times ``repeats`` gradients after an untimed one (the unit of a cost
-    per product), and refuses fewer than one, naming the argument."""
+    per product): the loss of each of the two batches is evaluated ``repeats + 1`` times, and
+    ``repeats`` times are returned; fewer than one repeat is refused, naming the argument."""
     meters = benchmark_script("meters")
     model = torch.nn.Linear(3, 1)
-    data = [(torch.ones(4, 3), torch.zeros(4, 1))]
-    runs = meters.gradient_runs(model, torch.nn.functional.mse_loss, data, repeats=4)
+    data = [(torch.ones(4, 3), torch.zeros(4, 1))] * 2
+    calls = []
+
+    def loss_fn(out, y):
+        calls.append(1)
+        return torch.nn.functional.mse_loss(out, y)
+
+    runs = meters.gradient_runs(model, loss_fn, data, repeats=4)
     assert len(runs) == 4 and all(t > 0 for t in runs)
-    assert meters.gradient_seconds(model, torch.nn.functional.mse_loss, data,
-                                   repeats=1) > 0
+    assert len(calls) == 2 * (4 + 1)
+    assert meters.gradient_seconds(model, loss_fn, data, repeats=1) > 0
     with pytest.raises(ValueError, match="repeats must be at least 1"):
-        meters.gradient_runs(model, torch.nn.functional.mse_loss, data, repeats=0)
+        meters.gradient_runs(model, loss_fn, data, repeats=0)
 
 
 @pytest.mark.parametrize("method, package", [("eigenthings", "hessian_eigenthings"),
