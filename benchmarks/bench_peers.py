@@ -270,7 +270,8 @@ def _parser() -> argparse.ArgumentParser:
                          "the file has them either way)")
     ap.add_argument("--only", action="append", default=[], metavar="FIELD=V1,V2",
                     help="measure only the cells whose FIELD (model, kind, probes, steps, "
-                         "threads) is one of the values; repeat to narrow further. With "
+                         "threads; kind is full or blocks) is one of the values; repeat to "
+                         "narrow further. With "
                          "--resume the other cells are reported from the file (or as not "
                          "measured), else left out")
     ap.add_argument("--rounds", type=int, default=1,
@@ -451,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.keep_stale and not args.resume:
         ap.error("--keep-stale needs --resume and --json (the rows to keep)")
     try:
-        only = parse_only(args.only)
+        only = parse_only(args.only, grid(args.grid))
     except ValueError as e:
         ap.error(str(e))
     version = code_version(__file__)
@@ -515,11 +516,17 @@ def _cell_key(cell: dict) -> str:
     return json.dumps({k: cell.get(k) for k in CELL_FIELDS}, sort_keys=True)
 
 
-def parse_only(specs: list[str]) -> dict[str, set]:
+def parse_only(specs: list[str], cells: list[dict]) -> dict[str, set]:
     """``--only FIELD=V1,V2`` options as ``{field: allowed values}``.
 
+    Args:
+        specs: The ``--only`` options, each ``FIELD=V1,V2``.
+        cells: The grid's cells (:func:`grid`): every value must be one some cell has, so a
+            misspelt one (``kind=blockwise``) is refused instead of selecting nothing.
+
     Raises:
-        ValueError: A malformed option, an unknown field or a non-integer count.
+        ValueError: A malformed option, an unknown field, a non-integer count or a value no
+            cell of the grid has.
     """
     fields = {"model": str, "kind": str, "probes": int, "steps": int, "threads": int}
     only: dict[str, set] = {}
@@ -532,6 +539,11 @@ def parse_only(specs: list[str]) -> dict[str, set]:
             allowed = {fields[field](v) for v in values.split(",")}
         except ValueError:
             raise ValueError(f"--only {spec!r}: {field} takes integers") from None
+        values_here = {c[field] for c in cells}
+        if allowed - values_here:
+            raise ValueError(f"--only {spec!r}: this grid has no cell with {field} "
+                             f"{', '.join(map(str, sorted(allowed - values_here)))}; its "
+                             f"cells have {field} {', '.join(map(str, sorted(values_here)))}")
         only[field] = only.get(field, allowed) & allowed
     return only
 

@@ -294,7 +294,7 @@ def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monke
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         bench.main(["--grid", "smoke", "--in-process", "--json", str(out), "--resume",
-                    "--only", "kind=blocks", "--only", "probes=1,2"])
+                    "--only", "kind=blocks", "--only", "probes=1"])
     assert {k for k, _ in ran} <= {"blocks"}  # only its failed peers, if any, again
     assert any("| full |" in line and "not measured" in line
                for line in buf.getvalue().splitlines())
@@ -345,7 +345,7 @@ def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monke
     kept = [r for r in json.loads(out.read_text()) if r["kind"] == "blocks"]
     assert [r for r in kept if "error" not in r] == [r for r in stale if "error" not in r]
     for bad in (["--only", "kind"], ["--only", "colour=red"], ["--only", "probes=one"],
-                ["--keep-stale"]):
+                ["--only", "kind=blockwise"], ["--only", "probes=1,2"], ["--keep-stale"]):
         with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
             bench.main(["--grid", "smoke", "--in-process", *bad])
 
@@ -598,6 +598,21 @@ def test_a_cell_naming_an_unknown_block_is_refused(benchmark_script):
     with pytest.raises(ValueError, match=r"\['nope'\] are not parameters of mlp-xs"):
         bench.runner.run_cell(dict(model="mlp-xs", kind="blocks", probes=1, steps=3, threads=1,
                             block_names=["0.weight", "nope"], method="nets"))
+
+
+def test_only_refuses_a_value_no_cell_has(benchmark_script):
+    """A misspelt ``--only`` value would select no cell and measure nothing: it is refused,
+    naming the values the grid's cells have."""
+    bench = benchmark_script("bench_peers")
+    cells = bench.grid("full")
+    assert bench.parse_only(["kind=blocks", "probes=1,3"], cells) == {"kind": {"blocks"},
+                                                                      "probes": {1, 3}}
+    with pytest.raises(ValueError, match="no cell with kind blockwise; its cells have kind "
+                                         "blocks, full"):
+        bench.parse_only(["kind=blockwise"], cells)
+    with pytest.raises(ValueError, match="no cell with probes 2, 5; its cells have probes "
+                                         "1, 3, 10"):
+        bench.parse_only(["probes=1,2,5"], cells)
 
 
 def test_gpu_grid_is_the_gpt2_small_blockwise_cell_on_cuda(benchmark_script):
