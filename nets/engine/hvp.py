@@ -52,13 +52,8 @@ from nets.engine.concurrency import parallel_map, product_workers
 from nets.engine.digest import tensors_digest
 from nets.engine.distributed import Communicator
 from nets.engine.finite import all_finite
-from nets.engine.memory import (
-    LiveBytes,
-    SavedBytes,
-    default_budget,
-    peak_bytes,
-    saved_by_graph,
-)
+from nets.engine.graphs import GradientGraphs, synchronize
+from nets.engine.memory import default_budget, peak_bytes
 from nets.engine.modes import (
     MODES,
     auto_skip,
@@ -77,7 +72,6 @@ from nets.engine.products import (
     consecutive_bundles,
     cut_products,
     forward_over_reverse,
-    gradient_graph,
     pad_tangents,
     reverse_products,
     row_chunks,
@@ -85,9 +79,9 @@ from nets.engine.products import (
 from nets.engine.second_derivatives import (
     DerivativeCheck,
     check_along_random_direction,
-    custom_functions,
     enforce_derivative_check,
 )
+from nets.engine.tangents import block_tangent_bytes, padded_row_bytes
 from nets.engine.userwarn import warn
 
 __all__ = ["BlockHVP", "check_hvp_options"]
@@ -162,7 +156,8 @@ class BlockHVP:
     * ``"keep-all"``: the graphs of all ``B`` batches, plus one tangent's worth of room, fit in
       ``max_memory``: every graph is built once and kept across calls (Lanczos steps), so a
       call costs only double backwards. The data check's loss evaluations are these builds
-      (:meth:`_check_loss`): checking the data costs one forward pass beyond them.
+      (:meth:`nets.engine.graphs.GradientGraphs.check_loss`): checking the data costs one
+      forward pass beyond them.
     * ``"one-at-a-time"``: they do not fit: each call loops over the batches outermost, builds
       one batch's graph (with respect to the call's blocks only: autograd then records from
       the earliest of them on, so a group of late blocks builds a smaller graph, faster),
@@ -295,9 +290,6 @@ class BlockHVP:
         first = next(iter(params.values()))
         self.device = first.device
         self.dtype = first.dtype
-        #: The coarsest precision the model computes in (:func:`nets.engine.modes.
-        #: compute_dtype`): :attr:`dtype` until the first batch's graph is measured.
-        self.compute_dtype = self.dtype
         self.blocks = list(blocks)
         self.names = tuple(dict.fromkeys(n for b in self.blocks for n in b.params))
         self.params = {n: p.detach() for n, p in params.items()}
@@ -310,11 +302,9 @@ class BlockHVP:
         self._model = model
         self._loss_fn = loss_fn
         self._buffers = dict(model.named_buffers())
-        self._build_seconds = 0.0
         #: wall seconds in each mode's products (autograd passes only) and in building the
         #: gradient graphs they use (see :meth:`info`)
         self._product_seconds: dict[str, float] = {}
-        self._graph_seconds = 0.0
         self.requested_mode = requested
         self.mode: str | None = None if mode == "auto" else mode
         #: the budget asked for: bytes, LEAST or None (the default)
@@ -337,20 +327,19 @@ class BlockHVP:
         self.calibration: dict[str, object] = {}
         #: how graphs are held: "keep-all", "one-at-a-time" or "none" (set by the first call)
         self.graph_strategy: str | None = None
-        self._graphs: dict[int, tuple[dict, dict]] = {}
-        self._kept_bytes = 0
-        self._keeping = self.mode != "forward"  # whether the data check keeps its graphs
+        #: the gradient graphs the double backwards run on (built, timed, kept); the data
+        #: check keeps those it builds unless the products run forward-over-reverse
+        self.graphs = GradientGraphs(model, loss_fn, self.params, self.names, self.plan,
+                                     self.device, keeping=self.mode != "forward")
         self._double_backward = DoubleBackward()
         self.check_derivatives = check_derivatives
-        #: the custom autograd.Function classes in the first batch's graph (the data check)
-        self.custom_functions: tuple[str, ...] = ()
         #: the first call's check of the second derivatives (None where none ran)
         self.derivative_check: DerivativeCheck | None = None
         self._check_seconds = 0.0
         # the data check's evaluations are graph builds: the first measures batch 0's graph,
-        # the others are kept for the products while they fit (see _check_loss)
+        # the others are kept for the products while they fit (GradientGraphs.check_loss)
         self.data = prepare_data(model, loss_fn, data, device=self.device, comm=self.comm,
-                                 evaluate=self._check_loss)
+                                 evaluate=self.graphs.check_loss)
         self.plan.samples = tuple(batch_size(y, x) for x, y, _ in self.data)
         #: batches whose products one call may run at once: a one-block operator's (a full
         #: spectrum's) on a CPU, up to the threads torch has now (:meth:`_batch_groups`); fixed
@@ -378,6 +367,19 @@ class BlockHVP:
         """The budget in bytes (under ``"least"``, the least once the first batch's graph is
         measured)."""
         return self.plan.max_memory
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The coarsest precision the model computes in (:func:`nets.engine.modes.
+        compute_dtype` of :attr:`dtype` and the first batch's graph's saved dtypes):
+        :attr:`dtype` until that graph is measured."""
+        return compute_dtype(self.dtype, self.graphs.saved_dtypes)
+
+    @property
+    def custom_functions(self) -> tuple[str, ...]:
+        """The custom ``autograd.Function`` classes in the first batch's graph (found by the
+        data check, :meth:`nets.engine.graphs.GradientGraphs.measure_first`)."""
+        return self.graphs.custom_functions
 
     @property
     def graph_bytes(self) -> int:
@@ -431,12 +433,12 @@ class BlockHVP:
                 "tangent_bytes": self.plan.tangent_estimate,
                 "tangent_estimate": self.tangent_source,
                 "tangent_measure_seconds": self._tangent_seconds,
-                "graph_strategy": self.graph_strategy, "graphs_kept": len(self._graphs),
+                "graph_strategy": self.graph_strategy, "graphs_kept": len(self.graphs.kept),
                 "bundle_size": self.bundle_size if self.mode == "reverse-bundle" else None,
                 "batches": len(self.data),
                 "calls": self.calls, "products": self.products,
                 "product_seconds": self._product_seconds.get(self.mode, 0.0),
-                "graph_seconds": self._graph_seconds,
+                "graph_seconds": self.graphs.seconds,
                 "calibration_seconds": others,
                 "derivative_check": None if self.derivative_check is None else {
                     **self.derivative_check.as_dict(), "seconds": self._check_seconds},
@@ -490,7 +492,7 @@ class BlockHVP:
             self.mode = self.comm.broadcast(self.mode, what="the Hessian-vector product mode")
             self._shared = True
             if self.mode == "forward":
-                self._drop_graphs()
+                self.graphs.drop()
                 self.graph_strategy = "none"
         self.calls += 1
         self.products += total
@@ -500,107 +502,6 @@ class BlockHVP:
         return local
 
     # -- planning ---------------------------------------------------------------------------
-
-    def _check_loss(self, i: int, x: object, y: object, k: int) -> torch.Tensor:
-        """Batch ``i``'s loss for :func:`prepare_data`'s checks (evaluation ``k``).
-
-        Every evaluation runs the products' own forward path (the block parameters as leaves
-        that require gradients), and all but one of them are graph builds the products need
-        anyway:
-
-        * batch 0, first evaluation: :meth:`_measure` builds its gradient graph, measures it and
-          keeps it for the products while it fits the budget (:meth:`_fits`);
-        * batch 0's second evaluation (the determinism check): the same forward, recorded by
-          autograd as in a build, without the backward (no graph is built twice);
-        * every other batch: its gradient graph is built and kept for the products
-          (:meth:`_new_graph`) while all of them fit, so a ``"keep-all"`` operator's data
-          check costs its products' graph builds and one forward, and no call of its own.
-
-        Where graphs are not kept (forward mode, a graph over the budget, or a model whose
-        gradient graph cannot be built) a batch is checked by a forward call, without autograd
-        for batches other than 0; the first batch over the budget drops the graphs kept before
-        it (the first call's strategy is then ``"one-at-a-time"``: the same test).
-        """
-        if i == 0:
-            return self._measure(x, y) if k == 0 else self._forward_loss(x, y, record=True)
-        if self._keeping and self._fits(x, y):
-            return self._new_graph(i, x, y, keep=True, samples=batch_size(y, x))[1].detach()
-        if self._keeping:
-            self._keeping = False
-            self._drop_graphs()
-        return self._forward_loss(x, y, record=False)
-
-    def _forward_loss(self, x: object, y: object, *, record: bool) -> torch.Tensor:
-        """A batch's loss by a forward call on the products' path (the block parameters as
-        leaves that require gradients), recording autograd only where ``record``."""
-        with torch.set_grad_enabled(record):
-            return batch_loss(self._model, self._buffers, self._loss_fn, self.params,
-                              self.names, x, y)[1]
-
-    def _fits(self, x: object, y: object) -> bool:
-        """Whether the graph of the batch ``(x, y)``, with those kept so far and one
-        tangent's worth of room, fits the budget (:meth:`nets.engine.budget.MemoryPlan.fits`,
-        the plan's ``"keep-all"`` test batch by batch: every batch fits exactly when all graphs
-        do)."""
-        return self.plan.fits(self._kept_bytes, batch_size(y, x))
-
-    def _measure(self, x: object, y: object) -> torch.Tensor:
-        """Build the first batch's gradient graph, measure it and keep it while it fits; its
-        (detached) loss.
-
-        The graph is measured by walking it (:func:`nets.engine.memory.saved_by_graph`), which
-        leaves it as fast as any other: it becomes batch 0's kept graph where it fits the budget
-        with one tangent's room (:meth:`_fits`), and is dropped otherwise. Only a graph whose
-        nodes the walk cannot read is measured on a second build, under
-        :class:`nets.engine.memory.SavedBytes` (:meth:`_measure_graph`), and dropped: those
-        hooks would stay in it and run (in Python) at every unpack of every later double
-        backward, about a third more time per product. Batch ``i``'s size is estimated as the
-        measured size times ``n_i / n_0`` (activations grow with the number of samples).
-        :func:`prepare_data` calls this as its first evaluation of the first batch, so measuring
-        costs no forward call of its own. A graph that cannot be built here (a model that has no
-        backward) is left to the first call, which reports the failure; the batch is then
-        checked by a forward call with autograd recording (the path of its second evaluation).
-        Either way the loss's graph is searched for custom ``autograd.Function`` nodes
-        (:attr:`custom_functions`, which decide the first call's check of the second
-        derivatives, :meth:`_check_second_derivatives`).
-        """
-        try:
-            (leaves, grads, loss), seconds = self._timed_build(x, y)
-        except (NotImplementedError, RuntimeError):
-            self._keeping = False
-            loss = self._forward_loss(x, y, record=True)
-            self.custom_functions = custom_functions(loss)
-            return loss
-        self.custom_functions = custom_functions(loss)
-        saved = saved_by_graph(grads.values(), exclude=self.params.values())
-        if saved is None:  # a node the walk cannot read: measured by hooks on a second build
-            del leaves, grads
-            return self._measure_graph(x, y).detach()
-        self._measured(saved.bytes, saved.float_dtypes, batch_size(y, x), seconds)
-        if self._keeping and self._fits(x, y):  # a graph the products run on: its build counts
-            self._keep(0, (leaves, grads), batch_size(y, x))
-            self._graph_seconds += seconds
-        else:
-            self._keeping = False
-        return loss.detach()
-
-    def _measure_graph(self, x: object, y: object) -> torch.Tensor:
-        """Build one batch's gradient graph under :class:`nets.engine.memory.SavedBytes` and
-        drop it; sets :attr:`graph_bytes`, the batch's sample count and the build time.
-        Returns the batch loss."""
-        with torch.enable_grad(), SavedBytes(exclude=self.params.values()) as saved:
-            (_, _, loss), seconds = self._timed_build(x, y)
-        self._measured(saved.bytes, saved.float_dtypes, batch_size(y, x), seconds)
-        return loss
-
-    def _measured(self, size: int, dtypes: Iterable[torch.dtype], samples: int,
-                  seconds: float) -> None:
-        """Record batch 0's measured graph: ``size`` bytes over ``samples`` samples
-        (:meth:`nets.engine.budget.MemoryPlan.measured`), saving tensors of ``dtypes``
-        (:attr:`compute_dtype`), built in ``seconds``."""
-        self.plan.measured(size, samples)
-        self.compute_dtype = compute_dtype(self.dtype, dtypes)
-        self._build_seconds = seconds
 
     def _plan(self, rows: int) -> None:
         """Choose the per-tangent estimate, the graph strategy and the tangent chunks from the
@@ -612,14 +513,14 @@ class BlockHVP:
         """
         if not self.graph_bytes:  # not measured by the data check: measured (or fails) here
             x, y, _ = self.data[0]
-            self._measure_graph(x, y)
+            self.graphs.measure_unkept(x, y)
         if self.plan.tangent_estimate is None:  # not settled before (settle_tangents)
             self._settle(rows)
         self.graph_strategy, held = self._strategy()
         if self.graph_strategy != "keep-all":
             # the data check kept the graphs that fitted beside the graph bound; a larger
             # measured estimate plans one at a time, which holds none across calls
-            self._drop_graphs()
+            self.graphs.drop()
         self._warn_below_least()
         if self.chunk_size is None:  # not given by the caller
             self.chunk_size = self.plan.chunk_room(held)
@@ -655,7 +556,7 @@ class BlockHVP:
             return float(loss.detach()), dict(zip(names, grads, strict=True))
 
         def product_of(direction: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            graph = self._graphs.get(0) or self._build(x, y)[:2]
+            graph = self.graphs.kept.get(0) or self.graphs.build(x, y)[:2]
             product = reverse_products(graph, {n: d[None] for n, d in direction.items()}, 1,
                                        self._double_backward)
             return {n: p[0] for n, p in product.items()}
@@ -752,51 +653,26 @@ class BlockHVP:
         return self.chunk_size is None and self.plan.chunk_room(held) < rows
 
     def _measured_bytes(self, padded: bool) -> tuple[int, int] | None:
-        """``(transient, row)``: :meth:`_measure_tangent`'s and, where ``padded``,
-        :meth:`_measure_padded`'s bytes (else 0), both on the first batch's graph (kept, or
+        """``(transient, row)``: :func:`nets.engine.tangents.block_tangent_bytes` and, where
+        ``padded``, :func:`nets.engine.tangents.padded_row_bytes` (else 0), both on the first
+        batch's graph (kept, or
         built once for them; its time counts in ``tangent_measure_seconds``). ``None`` where
         either cannot run (the caller keeps the graph bound)."""
         t0 = time.perf_counter()
         try:
-            graph = self._graphs.get(0)
+            graph = self.graphs.kept.get(0)
             if graph is None:
                 x, y, _ = self.data[0]
-                leaves, grads, _ = self._build(x, y)
+                leaves, grads, _ = self.graphs.build(x, y)
                 graph = (leaves, grads)
-            return (self._measure_tangent(graph),
-                    self._measure_padded(graph) if padded else 0)
+            return (block_tangent_bytes(graph, self.blocks, self.dtype, self.device,
+                                        self._double_backward),
+                    padded_row_bytes(graph, self._block_params, self.dtype, self.device,
+                                     self._double_backward) if padded else 0)
         except (NotImplementedError, RuntimeError):
             return None
         finally:
             self._tangent_seconds += time.perf_counter() - t0
-
-    def _measure_tangent(self, graph: tuple[dict, dict]) -> int:
-        """Bytes one tangent's block-restricted double backward holds on ``graph``: the most
-        over the blocks of the peak :class:`nets.engine.memory.LiveBytes` counts, less the
-        block's product (the Lanczos vectors' budget holds those)."""
-        most = 0
-        for i, b in enumerate(self.blocks):
-            one: list[torch.Tensor | None] = [None] * len(self.blocks)
-            one[i] = torch.ones((1, b.dim), dtype=self.dtype, device=self.device)
-            with LiveBytes() as count:
-                out = block_products(graph, self.blocks, one, 1, self._double_backward,
-                                     self.dtype)[i]
-                held = out.untyped_storage().nbytes()
-            most = max(most, count.peak - held)
-            del out
-        return max(most, 1)
-
-    def _measure_padded(self, graph: tuple[dict, dict]) -> int:
-        """Bytes one zero-padded row's double backward holds on ``graph``: its tangent over
-        every block's parameters, its full-space product and the backward's transient,
-        counted by :class:`nets.engine.memory.LiveBytes` (the whole graph is walked at once,
-        which may hold more than any one block's product)."""
-        with LiveBytes() as count:
-            row = {n: torch.ones((1, *p.shape), dtype=self.dtype, device=self.device)
-                   for n, p in self._block_params.items()}
-            full = reverse_products(graph, row, 1, self._double_backward)
-            del row, full
-        return max(count.peak, 1)
 
     def _strategy(self) -> tuple[str, int]:
         """The graph strategy the budget allows and the bytes of the graphs it holds at once
@@ -918,56 +794,20 @@ class BlockHVP:
         self._warn_below_least(collective=True)
         return self.vector_budget()
 
-    def _build(self, x: object, y: object, names: Sequence[str] | None = None
-               ) -> tuple[dict, dict, torch.Tensor]:
-        """Leaves, gradient ``∇ℓ`` (with its graph) and loss ``ℓ`` of one batch, with respect
-        to the parameters ``names`` (default: every block's)."""
-        return gradient_graph(self._model, self._buffers, self._loss_fn, self.params,
-                              self.names if names is None else names, x, y)
-
-    def _timed_build(self, x: object, y: object, names: Sequence[str] | None = None
-                     ) -> tuple[tuple[dict, dict, torch.Tensor], float]:
-        """:meth:`_build` and its wall seconds (synchronized with a GPU)."""
-        t0 = time.perf_counter()
-        built = self._build(x, y, names)
-        _synchronize(self.device)
-        return built, time.perf_counter() - t0
-
     def _graph(self, i: int, x: object, y: object, vectors) -> tuple[dict, dict]:
         """Leaves and gradient ``∇ℓ_i`` (with its graph) of batch ``i``, kept under the
         ``"keep-all"`` strategy for every block. Otherwise the caller's reference is its only
         one, and the graph is built for the blocks this call applies (``vectors`` not
         ``None``) alone: autograd records and differentiates only from the earliest of their
         parameters on, which is cheaper for a group of late blocks and the same products."""
-        kept = self._graphs.get(i)
+        kept = self.graphs.kept.get(i)
         if kept is not None:
             return kept
         keep = self.graph_strategy == "keep-all" and self.mode != "forward"
         names = None if keep else [
             n for n in self.names if any(v is not None and n in b.params
                                          for b, v in zip(self.blocks, vectors, strict=True))]
-        return self._new_graph(i, x, y, keep=keep, samples=batch_size(y, x), names=names)[0]
-
-    def _new_graph(self, i: int, x: object, y: object, *, keep: bool, samples: int,
-                   names: Sequence[str] | None = None) -> tuple[tuple[dict, dict], torch.Tensor]:
-        """Build batch ``i``'s gradient graph with respect to ``names`` (default: every
-        block's parameters; its time counts in :meth:`info`'s ``graph_seconds``) and, where
-        ``keep``, keep it for later calls (the batch has ``samples`` samples);
-        ``((leaves, gradient), loss)``."""
-        (leaves, grads, loss), seconds = self._timed_build(x, y, names)
-        self._graph_seconds += seconds
-        if keep:
-            self._keep(i, (leaves, grads), samples)
-        return (leaves, grads), loss
-
-    def _keep(self, i: int, graph: tuple[dict, dict], samples: int) -> None:
-        """Keep batch ``i``'s graph (of ``samples`` samples) for later calls."""
-        self._graphs[i] = graph
-        self._kept_bytes += self.plan.estimated_bytes(samples)
-
-    def _drop_graphs(self) -> None:
-        self._graphs.clear()
-        self._kept_bytes = 0
+        return self.graphs.new(i, x, y, keep=keep, samples=batch_size(y, x), names=names)[0]
 
     # -- products ---------------------------------------------------------------------------
 
@@ -1006,7 +846,8 @@ class BlockHVP:
         batch's products hold at most ``min(rows, chunk_size)`` of them), and the cap."""
         n = len(self.data)
         workers = 1
-        if self._batch_cap > 1 and self.mode not in (None, "forward") and len(self._graphs) == n:
+        if (self._batch_cap > 1 and self.mode not in (None, "forward")
+                and len(self.graphs.kept) == n):
             rows = min(sum(v.shape[0] for v in vectors if v is not None), self.chunk_size)
             workers = min(self._batch_cap, product_workers(self.device, n, rows,
                                                            self.chunk_size))
@@ -1095,7 +936,7 @@ class BlockHVP:
     def _timed(self, mode: str, t0: float) -> None:
         """Add the wall seconds since ``t0`` (the device synchronized) to ``mode``'s product
         seconds (:meth:`info`)."""
-        _synchronize(self.device)
+        synchronize(self.device)
         self._product_seconds[mode] = (self._product_seconds.get(mode, 0.0)
                                        + time.perf_counter() - t0)
 
@@ -1140,16 +981,16 @@ class BlockHVP:
         del graph
         # one-at-a-time rebuilds the batch's graph on every call: the double-backward modes
         # pay its build there (forward-over-reverse builds no graph: its time includes its pass)
-        rebuilt = self._build_seconds if self.graph_strategy == "one-at-a-time" else 0.0
+        rebuilt = self.graphs.first_build_seconds if self.graph_strategy == "one-at-a-time" else 0.0
         cost = {m: s + (rebuilt if m != "forward" else 0.0) for m, s in seconds.items()}
         choice = min(cost, key=cost.__getitem__)  # rank 0's choice is shared after the call
         check_agreement(results, choice, [b.name for b in self.blocks], vectors, self.dtype,
                         self.compute_dtype)
         self.mode = choice
         self.calibration = {"seconds": cost, "failed": failed, "skipped": skipped,
-                            "graph_build_seconds": self._build_seconds}
+                            "graph_build_seconds": self.graphs.first_build_seconds}
         if choice == "forward":
-            self._drop_graphs()
+            self.graphs.drop()
             self.graph_strategy = "none"
         return results[choice]
 
@@ -1187,8 +1028,3 @@ class BlockHVP:
         return block_products(graph, self.blocks, vectors, self.chunk_size,
                               self._double_backward, self.dtype, workers)
 
-
-def _synchronize(device: torch.device) -> None:
-    """Wait for the device's queued kernels (GPU), so that a wall time measures them."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -21,10 +21,13 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import nets
 import nets.cli.app as cli
+from nets.engine import graphs as graphs_module
 from nets.engine import hvp as hvp_module
 from nets.engine import modes as modes_module
+from nets.engine import tangents as tangents_module
 from nets.engine.blocks import resolve_blocks
 from nets.engine.budget import LEAST
+from nets.engine.graphs import GradientGraphs
 from nets.engine.hvp import BlockHVP
 from nets.engine.memory import LiveBytes
 from nets.engine.modes import (
@@ -337,8 +340,9 @@ def test_info_splits_product_time_from_graph_builds(mlp_problem, monkeypatch, bu
     vecs = [torch.randn(2, b.dim, generator=torch.Generator().manual_seed(i),
                         dtype=torch.float64) for i, b in enumerate(blocks)]
     clock = FakeClock()
-    monkeypatch.setattr(hvp_module, "time", clock)
-    build, products = BlockHVP._build, BlockHVP._reverse_block
+    monkeypatch.setattr(hvp_module, "time", clock)  # the products' timer
+    monkeypatch.setattr(graphs_module, "time", clock)  # the builds'
+    build, products = GradientGraphs.build, BlockHVP._reverse_block
 
     def slow_build(self, x, y, names=None):
         clock.advance(pause)
@@ -348,7 +352,7 @@ def test_info_splits_product_time_from_graph_builds(mlp_problem, monkeypatch, bu
         clock.advance(2 * pause)
         return products(self, graph, vectors)
 
-    monkeypatch.setattr(BlockHVP, "_build", slow_build)
+    monkeypatch.setattr(GradientGraphs, "build", slow_build)
     monkeypatch.setattr(BlockHVP, "_reverse_block", slow_products)
     # under keep-all the graphs are built (and kept) by the data check
     op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=budget)
@@ -724,13 +728,13 @@ def test_one_graph_at_a_time_is_built_for_the_called_blocks_only(mode, request, 
     tight = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=budget,
                      measure_tangents=False)
     built: list[tuple[str, ...] | None] = []
-    build = BlockHVP._build
+    build = GradientGraphs.build
 
     def recording(self, x, y, names=None):
         built.append(None if names is None else tuple(names))
         return build(self, x, y, names)
 
-    monkeypatch.setattr(BlockHVP, "_build", recording)
+    monkeypatch.setattr(GradientGraphs, "build", recording)
     last = len(blocks) - 1
     for chosen in ([last], [len(blocks) // 2, last], list(range(len(blocks)))):
         vecs = [torch.randn(2, b.dim, generator=torch.Generator().manual_seed(i),
@@ -787,7 +791,7 @@ def test_operator_build_evaluates_each_batch_once_plus_one_graph(mlp_problem, mo
     calls = []
     builds = []
     hook = model.register_forward_hook(lambda *_: calls.append(1))
-    build = BlockHVP._build
+    build = GradientGraphs.build
 
     def counted_build(self, x, y, names=None):
         builds.append(1)
@@ -796,7 +800,7 @@ def test_operator_build_evaluates_each_batch_once_plus_one_graph(mlp_problem, mo
     kept = mode != "forward" and budget is None
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(BlockHVP, "_build", counted_build)
+            mp.setattr(GradientGraphs, "build", counted_build)
             op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=budget)
         assert len(calls) == len(data) + 1
         assert len(builds) == (len(data) if kept else 1)  # the measuring build, always
@@ -823,8 +827,8 @@ def test_kept_graphs_equal_graphs_built_at_the_first_call(mlp_problem):
                         dtype=torch.float64) for i, b in enumerate(blocks)]
     kept = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
     fresh = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
-    assert len(kept._graphs) == len(data)
-    fresh._drop_graphs()
+    assert len(kept.graphs.kept) == len(data)
+    fresh.graphs.drop()
     for a, b in zip(kept(vecs), fresh(vecs), strict=True):
         assert torch.equal(a, b)
     assert fresh.info()["graphs_kept"] == len(data)
@@ -839,7 +843,7 @@ def test_data_check_keeps_graphs_only_while_they_fit(mlp_problem):
     roomy = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
     one = roomy.plan.graph_sizes()[0] + roomy.plan.per_tangent()
     tight = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=one)
-    assert len(tight._graphs) == 0 and tight._kept_bytes == 0
+    assert len(tight.graphs.kept) == 0 and tight.graphs.kept_bytes == 0
     vecs = [torch.ones(2, b.dim, dtype=torch.float64) for b in blocks]
     out = tight(vecs)
     assert tight.info()["graph_strategy"] == "one-at-a-time"
@@ -1026,10 +1030,10 @@ def test_measured_estimate_scales_to_the_largest_batch_and_counts_padding(mlp_pr
     data = data[::-1]  # batch 0 is not the largest
     samples = [len(y) for _, y in data]
     assert max(samples) > samples[0]
-    monkeypatch.setattr(BlockHVP, "_measure_tangent", lambda self, graph: 1000)
+    monkeypatch.setattr(hvp_module, "block_tangent_bytes", lambda graph, *a: 1000)
     padded_rows = []
-    monkeypatch.setattr(BlockHVP, "_measure_padded",
-                        lambda self, graph: padded_rows.append(1) or row)
+    monkeypatch.setattr(hvp_module, "padded_row_bytes",
+                        lambda graph, *a: padded_rows.append(1) or row)
     blocks = resolve_blocks(model, None)
     op = BlockHVP(model, loss_fn, data, blocks, mode=mode, max_memory=LEAST,
                   measure_tangents=None)  # measured where the bound binds: here
@@ -1058,7 +1062,7 @@ def test_a_measurement_that_cannot_run_keeps_the_graph_bound(mlp_problem, monkey
         def __enter__(self):
             raise RuntimeError("no dispatch mode here")
 
-    monkeypatch.setattr(hvp_module, "LiveBytes", Failing)
+    monkeypatch.setattr(tangents_module, "LiveBytes", Failing)
     op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block", max_memory=LEAST,
                   measure_tangents=True)
     out = op(vecs)
@@ -1229,7 +1233,7 @@ def test_vectors_are_sized_for_the_graphs_a_measured_tangent_lets_the_products_h
     probe = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
     graphs = sum(probe.plan.graph_sizes()[i] for i in range(len(data)))
     bound = probe.plan.graph_bound()
-    monkeypatch.setattr(BlockHVP, "_measure_tangent", lambda self, graph: 16)
+    monkeypatch.setattr(hvp_module, "block_tangent_bytes", lambda graph, *a: 16)
     sized = []
     own = BlockHVP.vector_budget
     monkeypatch.setattr(BlockHVP, "vector_budget",
@@ -1276,7 +1280,7 @@ def test_a_larger_measured_tangent_drops_the_graphs_the_data_check_kept(mlp_prob
     op = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block",
                   max_memory=graphs + 2 * bound, measure_tangents=True)
     assert op.info()["graphs_kept"] == len(data)  # the data check kept every graph
-    monkeypatch.setattr(BlockHVP, "_measure_tangent", lambda self, graph: 3 * bound)
+    monkeypatch.setattr(hvp_module, "block_tangent_bytes", lambda graph, *a: 3 * bound)
     op([torch.ones(1, b.dim, dtype=torch.float64) for b in blocks])
     info = op.info()
     assert info["tangent_bytes"] == 3 * bound and info["graph_strategy"] == "one-at-a-time"

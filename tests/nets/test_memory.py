@@ -9,6 +9,7 @@ import torch
 import nets
 from nets import zoo
 from nets.engine.blocks import resolve_blocks
+from nets.engine.graphs import GradientGraphs
 from nets.engine.hvp import BlockHVP
 from nets.engine.memory import LiveBytes, SavedBytes, saved_by_graph
 from nets.engine.products import gradient_graph
@@ -149,15 +150,15 @@ def test_operator_measures_by_hooks_where_the_walk_cannot_read(mlp_problem, monk
     vecs = [torch.randn(2, b.dim, generator=torch.Generator().manual_seed(i),
                         dtype=torch.float64) for i, b in enumerate(blocks)]
     walked = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
-    monkeypatch.setattr("nets.engine.hvp.saved_by_graph", lambda *a, **k: None)
+    monkeypatch.setattr("nets.engine.graphs.saved_by_graph", lambda *a, **k: None)
     builds = []
-    build = BlockHVP._build
+    build = GradientGraphs.build
 
     def counted(self, x, y, names=None):
         builds.append(1)
         return build(self, x, y, names)
 
-    monkeypatch.setattr(BlockHVP, "_build", counted)
+    monkeypatch.setattr(GradientGraphs, "build", counted)
     hooked = BlockHVP(model, loss_fn, data, blocks, mode="reverse-block")
     assert len(builds) == len(data) + 1  # the unreadable build, the hooks' build, the others
     assert abs(hooked.graph_bytes - walked.graph_bytes) <= 64
