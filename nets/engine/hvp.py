@@ -196,16 +196,10 @@ class BlockHVP:
       transient bounds a stacked tangent's (``benchmarks/results/estimates.md`` measures both);
       a kernel's scratch memory is not counted. The measurement costs one pass of products
       under a Python dispatch mode (several times their plain time), paid once
-      (``tangent_measure_seconds``), and leaves room the graph bound wastes (the double
-      backward holds about half a graph per tangent on the benchmark models). It is not the
-      default: on ``benchmarks/results/memory-sweep.md``'s cell, measured where the bound
-      binds, the least budget ran slower by the measuring pass, and a fixed budget that now
-      kept every graph left the Lanczos vectors so little room that it ran slower. Its peak
-      also rose past the budget. Part of that was the vectors sized before the measurement
-      changed the strategy, which :meth:`settle_tangents` now prevents; the rest is what the
-      process holds beside its tensors: ``benchmarks/results/memory-measured.md`` compares
-      both estimates at four budgets, each row's live tensors (within its budget) beside its
-      resident set's rise.
+      (``tangent_measure_seconds``), and leaves room the graph bound wastes. Why it is not
+      the default (it did not pay on the CPU, and the process's resident set rose past
+      budgets its live tensors kept) is in ``docs/engine.md``, "The memory budget", with
+      ``benchmarks/results/memory-measured.md``'s measurements.
 
     Graphs are all kept only where one tangent and the vectors' smallest group fit beside
     them; the rest beside the held graphs goes half to the stacked tangents (at least one
