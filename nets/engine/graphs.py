@@ -44,12 +44,15 @@ class GradientGraphs:
             run forward-over-reverse, which needs none).
 
     Attributes:
+        keeping: Whether the data check still keeps the graphs it builds (it stops at the
+            first that does not fit, and drops those kept before it).
         kept: The kept graphs ``(leaves, gradient)`` by batch index.
         kept_bytes: Their estimated bytes (:meth:`nets.engine.budget.MemoryPlan.estimated_bytes`).
         seconds: Wall seconds building the graphs the products ran on.
-        first_build_seconds: Wall seconds of the first batch's measured build (what a call
-            that rebuilds every graph pays per batch, :meth:`nets.engine.hvp.BlockHVP` uses it
-            to compare modes).
+        first_build_seconds: Wall seconds of the first batch's measured build: what a call
+            that rebuilds every graph pays per batch, which the operator's ``auto``
+            calibration charges to the double-backward modes where graphs are not kept
+            (:class:`nets.engine.hvp.BlockHVP`).
         saved_dtypes: The floating dtypes the first batch's graph saves
             (:func:`nets.engine.modes.compute_dtype`); empty before it is measured.
         custom_functions: The custom ``autograd.Function`` classes in the first batch's graph

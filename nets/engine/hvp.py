@@ -296,8 +296,8 @@ class BlockHVP:
         self._model = model
         self._loss_fn = loss_fn
         self._buffers = dict(model.named_buffers())
-        #: wall seconds in each mode's products (autograd passes only) and in building the
-        #: gradient graphs they use (see :meth:`info`)
+        #: wall seconds in each mode's products, autograd passes only (see :meth:`info`; the
+        #: graph builds' are :attr:`graphs`' ``seconds``)
         self._product_seconds: dict[str, float] = {}
         self.requested_mode = requested
         self.mode: str | None = None if mode == "auto" else mode
@@ -649,9 +649,9 @@ class BlockHVP:
     def _measured_bytes(self, padded: bool) -> tuple[int, int] | None:
         """``(transient, row)``: :func:`nets.engine.tangents.block_tangent_bytes` and, where
         ``padded``, :func:`nets.engine.tangents.padded_row_bytes` (else 0), both on the first
-        batch's graph (kept, or
-        built once for them; its time counts in ``tangent_measure_seconds``). ``None`` where
-        either cannot run (the caller keeps the graph bound)."""
+        batch's graph (kept, or built once for them; its time counts in
+        ``tangent_measure_seconds``). ``None`` where either cannot run (the caller keeps the
+        graph bound)."""
         t0 = time.perf_counter()
         try:
             graph = self.graphs.kept.get(0)
