@@ -6,7 +6,9 @@ Reverse-over-reverse products ``∇²ℓ_b v = ∇_w ⟨g_b, v⟩`` differentiat
 build, measures the first batch's (the size the memory plan scales to every batch,
 :class:`nets.engine.budget.MemoryPlan`) and keeps graphs across calls while the plan allows
 all of them beside one tangent's room. It also evaluates the data check's losses
-(:meth:`GradientGraphs.check_loss`), most of which are the builds the products need anyway.
+(:meth:`GradientGraphs.check_loss`), most of which are the builds the products need anyway,
+and the gradients at shifted parameters that the check of the second derivatives differences
+(:meth:`GradientGraphs.gradient`).
 Which graphs a call uses, and whether they are kept at all (the operator's graph strategy),
 is the operator's decision.
 """
@@ -91,6 +93,46 @@ class GradientGraphs:
         """
         return gradient_graph(self._model, self._buffers, self._loss_fn, self._params,
                               self._names if names is None else names, x, y)
+
+    def kept_or_built(self, i: int, x: object, y: object) -> Graph:
+        """Batch ``i``'s kept graph, or one built for the caller alone (neither kept nor
+        counted in :attr:`seconds`: the callers are checks and measurements, not products).
+
+        Args:
+            i: The batch's index.
+            x: The batch's inputs.
+            y: The batch's targets.
+
+        Returns:
+            ``(leaves, gradient)``.
+        """
+        kept = self.kept.get(i)
+        if kept is not None:
+            return kept
+        leaves, grads, _ = self.build(x, y)
+        return leaves, grads
+
+    def gradient(self, x: object, y: object, values: Mapping[str, torch.Tensor]
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
+        """One batch's loss ``ℓ(w')`` and gradient ``∇ℓ(w')`` with respect to the default
+        parameters, at other values ``w'`` of some of them, without a graph (the check of the
+        second derivatives differences these, :mod:`nets.engine.second_derivatives`).
+
+        Args:
+            x: The batch's inputs.
+            y: The batch's targets.
+            values: Parameter values by name that replace the graphs' own (the others keep
+                theirs).
+
+        Returns:
+            ``(loss, gradient)``: the detached loss and ``{name: ∇_name ℓ}`` (``None`` where
+            ``ℓ`` does not depend on the parameter).
+        """
+        with torch.enable_grad():
+            leaves, loss = batch_loss(self._model, self._buffers, self._loss_fn,
+                                      {**self._params, **values}, self._names, x, y)
+            grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+        return loss.detach(), dict(zip(leaves, grads, strict=True))
 
     def timed_build(self, x: object, y: object, names: Sequence[str] | None = None
                     ) -> tuple[tuple[dict, dict, torch.Tensor], float]:

@@ -65,7 +65,6 @@ from nets.engine.modes import (
 )
 from nets.engine.products import (
     DoubleBackward,
-    batch_loss,
     block_products,
     bundle_products,
     check_chunk_size,
@@ -293,9 +292,6 @@ class BlockHVP:
         if self.comm.is_distributed:  # hashing costs a pass over the parameters
             self.comm.check_identical(tensors_digest(self.params).encode(),
                                       what="model parameters")
-        self._model = model
-        self._loss_fn = loss_fn
-        self._buffers = dict(model.named_buffers())
         #: wall seconds in each mode's products, autograd passes only (see :meth:`info`; the
         #: graph builds' are :attr:`graphs`' ``seconds``)
         self._product_seconds: dict[str, float] = {}
@@ -539,24 +535,20 @@ class BlockHVP:
             return
         t0 = time.perf_counter()
         x, y, _ = self.data[0]
-        names = list(self.names)
 
         def gradient_at(shifted: dict[str, torch.Tensor]
                         ) -> tuple[float, dict[str, torch.Tensor | None]]:
-            with torch.enable_grad():
-                leaves, loss = batch_loss(self._model, self._buffers, self._loss_fn,
-                                          {**self.params, **shifted}, names, x, y)
-                grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
-            return float(loss.detach()), dict(zip(names, grads, strict=True))
+            loss, grads = self.graphs.gradient(x, y, shifted)
+            return float(loss), grads
 
         def product_of(direction: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            graph = self.graphs.kept.get(0) or self.graphs.build(x, y)[:2]
-            product = reverse_products(graph, {n: d[None] for n, d in direction.items()}, 1,
+            product = reverse_products(self.graphs.kept_or_built(0, x, y),
+                                       {n: d[None] for n, d in direction.items()}, 1,
                                        self._double_backward)
             return {n: p[0] for n, p in product.items()}
 
         check, why = check_along_random_direction(
-            {n: self.params[n] for n in names}, gradient_at, product_of, self.compute_dtype,
+            dict(self._block_params), gradient_at, product_of, self.compute_dtype,
             self.custom_functions, torch.Generator(device=self.device).manual_seed(0))
         self.derivative_check = check
         self._check_seconds = time.perf_counter() - t0
@@ -654,11 +646,8 @@ class BlockHVP:
         graph bound)."""
         t0 = time.perf_counter()
         try:
-            graph = self.graphs.kept.get(0)
-            if graph is None:
-                x, y, _ = self.data[0]
-                leaves, grads, _ = self.graphs.build(x, y)
-                graph = (leaves, grads)
+            x, y, _ = self.data[0]
+            graph = self.graphs.kept_or_built(0, x, y)
             return (block_tangent_bytes(graph, self.blocks, self.dtype, self.device,
                                         self._double_backward),
                     padded_row_bytes(graph, self._block_params, self.dtype, self.device,

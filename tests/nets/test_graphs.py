@@ -90,6 +90,48 @@ def test_new_builds_with_respect_to_the_names_given(mlp_problem):
     assert torch.equal(loss.detach(), loss_fn(model(data[1][0]), data[1][1]).detach())
 
 
+def test_kept_or_built_gives_the_kept_graph_or_one_it_neither_keeps_nor_times(mlp_problem):
+    model, loss_fn, data = mlp_problem[:3]
+    store, plan = _store(model, loss_fn, 2**30)
+    leaves, grads = store.kept_or_built(1, *data[1])  # nothing kept yet: built for the caller
+    assert store.kept == {} and store.seconds == 0.0
+    x, y = data[1]
+    fresh = gradient_graph(model, {}, loss_fn, store._params, list(store._params), x, y)[1]
+    assert list(leaves) == list(grads) == list(fresh)
+    for name, g in grads.items():
+        assert g.requires_grad and torch.equal(g, fresh[name])
+    plan.samples = tuple(len(y) for _, y in data)
+    _check(store, data)
+    seconds = store.seconds
+    assert store.kept_or_built(1, *data[1]) is store.kept[1] and store.seconds == seconds
+
+
+def test_gradient_at_other_values_is_the_models_gradient_there(mlp_problem):
+    """``gradient`` replaces the values given and keeps the others: it equals autograd's
+    gradient of a copy of the model holding those values, and with none replaced the
+    gradient a build holds."""
+    model, loss_fn, data = mlp_problem[:3]
+    store, _ = _store(model, loss_fn, 2**30)
+    x, y = data[0]
+    shifted = {"0.bias": store._params["0.bias"] + 0.25}
+    loss, grads = store.gradient(x, y, shifted)
+    copy = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.Tanh(),
+                               torch.nn.Linear(6, 3)).double()
+    copy.load_state_dict({**model.state_dict(), **shifted})
+    reference = loss_fn(copy(x), y)
+    expected = torch.autograd.grad(reference, list(copy.parameters()))
+    assert not loss.requires_grad and torch.allclose(loss, reference.detach(), rtol=1e-14)
+    assert list(grads) == [n for n, _ in copy.named_parameters()]
+    for g, e in zip(grads.values(), expected, strict=True):
+        assert not g.requires_grad
+        assert torch.allclose(g, e, rtol=1e-12, atol=1e-14 * float(e.abs().max()))
+    unshifted = store.gradient(x, y, {})[1]
+    built = store.build(x, y)[1]
+    assert not torch.allclose(unshifted["0.bias"], grads["0.bias"])  # the shift is seen
+    for name, g in unshifted.items():
+        assert torch.allclose(g, built[name], rtol=1e-12, atol=1e-14 * float(g.abs().max()))
+
+
 def test_tangent_bytes_grow_with_the_batch(mlp_problem):
     """The double backward's transients hold activations' worth of tensors: on a batch twice
     as large, one tangent holds more; a zero-padded row holds at least its tangent and its
