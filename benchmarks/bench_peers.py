@@ -36,7 +36,9 @@ partial run's (what partial reorthogonalization gained on that cell).
 Every row records the 1-minute load average (``os.getloadavg``) when its process started, and
 the code that measured it: ``commit`` (git's short hash, ``+changes`` when the working tree's
 ``nets``, ``labkit``, the measuring modules or this script differ from it) and ``code`` (a
-hash of those sources, ``reports.code_version``). A
+hash of those sources, ``reports.code_version``), and the CPU kernels torch ran on
+(``cpu``, ``reports.cpu_kernels``: ``AVX2``, ``AVX512``; the nets row's notes say ``at <commit>
+on <kernels>``): machines of one kind differ there, and so do a cell's ratios. A
 grid measured in parts (``--resume``, ``--only``) thus says which rows come from which code;
 ``--resume`` measures again every cell whose rows another code measured, or fewer rounds than
 ``--rounds`` asks, unless ``--keep-stale`` keeps them (their commit is then shown in the nets
@@ -82,7 +84,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # the modules beside it
 
 import runner  # noqa: E402
 from meters import GRADIENT_REPEATS  # noqa: E402
-from reports import code_version, machine_note, read_json, reusable  # noqa: E402
+from reports import code_version, cpu_kernels, machine_note, read_json, reusable  # noqa: E402
 from verdicts import (  # noqa: E402
     INTERVAL_NOTE,
     MEMORY_INTERVAL_NOTE,
@@ -271,9 +273,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--only", action="append", default=[], metavar="FIELD=V1,V2",
                     help="measure only the cells whose FIELD (model, kind, probes, steps, "
                          "threads; kind is full or blocks) is one of the values; repeat to "
-                         "narrow further. With "
-                         "--resume the other cells are reported from the file (or as not "
-                         "measured), else left out")
+                         "narrow further. With --resume the other cells are reported from the "
+                         "file (or as not measured), else left out")
     ap.add_argument("--rounds", type=int, default=1,
                     help="measure each method of a cell this many times, each time in a fresh "
                          "process, the methods interleaved (their order alternating by round), and "
@@ -380,6 +381,7 @@ def _table_row(cell: dict, method: str, r: dict, nets_row: dict, peers: dict) ->
     if method == "nets":
         n_rounds = r.get("rounds", 1)
         note = (f"at {r.get('commit', 'unknown')}"
+                + (f" on {r['cpu']}" if "cpu" in r else "")
                 + (f", {n_rounds} rounds" if n_rounds > 1 else "")
                 + f", mode {r['mode']}, graphs {r['graphs']}"
                 + (f", reorth {r['reorth']} ({r['reorthogonalized']} passes)"
@@ -456,6 +458,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:
         ap.error(str(e))
     version = code_version(__file__)
+    kernels = cpu_kernels()
     fresh, stale = _finished_cells(Path(args.json), args, version) if args.resume else ({}, {})
     # a stale cell (measured by other code) is measured again where this run measures, and
     # reported as it is elsewhere (outside --only, --render-only) or with --keep-stale
@@ -491,7 +494,7 @@ def main(argv: list[str] | None = None) -> None:
                 rounds[method].append(runner.measure(run, in_process=args.in_process))
         for method in todo:
             row = runner.pool_rounds(rounds[method])
-            res[method] = row if "error" in row else {**row, **version}
+            res[method] = row if "error" in row else {**row, **version, "cpu": kernels}
         peers = {m: r for m, r in res.items() if m != "nets" and "error" not in r}
         for method, r in res.items():
             records.append({**cell, "method": method, **r})

@@ -122,9 +122,21 @@ def generated_by(script: str, command: str, saved: dict | None = None) -> str:
                       if "command" in saved and "measured" in saved else "") + ")")
 
 
+def cpu_kernels() -> str:
+    """The CPU kernels torch dispatches to on this machine
+    (``torch.backends.cpu.get_cpu_capability()``: ``"AVX2"``, ``"AVX512"``, ...).
+
+    Two machines of one kind can differ here, and the timings (and the ratios of a cell's
+    methods) with them: a report of rows measured on several machines says which row ran on
+    which kernels.
+    """
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def machine_note(device: str = "cpu") -> str:
-    """When and on what a report was measured: ``"<UTC time> UTC: torch <version>, <n> CPUs
-    (<arch>)"``, with ``", GPU <name>"`` for a CUDA ``device`` that is present.
+    """When and on what a report was measured: ``"<UTC time> UTC: torch <version> (<kernels>
+    kernels), <n> CPUs (<arch>)"`` (:func:`cpu_kernels`), with ``", GPU <name>"`` for a CUDA
+    ``device`` that is present.
 
     Args:
         device: Where the report's measurements ran.
@@ -132,8 +144,8 @@ def machine_note(device: str = "cpu") -> str:
     gpu = ""
     if device.startswith("cuda") and torch.cuda.is_available():
         gpu = f", GPU {torch.cuda.get_device_name(torch.device(device))}"
-    return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: torch {torch.__version__}, "
-            f"{os.cpu_count()} CPUs ({platform.machine()}){gpu}")
+    return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: torch {torch.__version__} "
+            f"({cpu_kernels()} kernels), {os.cpu_count()} CPUs ({platform.machine()}){gpu}")
 
 
 def rounds_note(what: str, rounds: int) -> str:

@@ -284,11 +284,13 @@ def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monke
     assert ran and {k for k, _ in ran} == {"blocks"}
     rows = json.loads(out.read_text())
     measured = [r for r in rows if "error" not in r]
+    kernels = torch.backends.cpu.get_cpu_capability()  # which machine: rows say it
     assert measured and all(r["code"] == version["code"] and r["commit"] == version["commit"]
-                            for r in measured)
+                            and r["cpu"] == kernels for r in measured)
     assert f"Cells measured at: {version['commit']} (1)." in buf.getvalue()
+    assert f"({kernels} kernels)" in buf.getvalue()  # and the header
     nets_row = next(line for line in buf.getvalue().splitlines() if "| nets |" in line)
-    assert f"at {version['commit']}, mode" in nets_row
+    assert f"at {version['commit']} on {kernels}, mode" in nets_row
     # the full cell, outside --only, is reported as not measured when resuming
     ran.clear()
     buf = io.StringIO()
