@@ -128,11 +128,10 @@ class GradientGraphs:
             ``(loss, gradient)``: the detached loss and ``{name: ∇_name ℓ}`` (``None`` where
             ``ℓ`` does not depend on the parameter).
         """
-        with torch.enable_grad():
-            leaves, loss = batch_loss(self._model, self._buffers, self._loss_fn,
-                                      {**self._params, **values}, self._names, x, y)
-            grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
-        return loss.detach(), dict(zip(leaves, grads, strict=True))
+        _, grads, loss = gradient_graph(self._model, self._buffers, self._loss_fn,
+                                        {**self._params, **values}, self._names, x, y,
+                                        create_graph=False)
+        return loss.detach(), grads
 
     def timed_build(self, x: object, y: object, names: Sequence[str] | None = None
                     ) -> tuple[tuple[dict, dict, torch.Tensor], float]:

@@ -201,14 +201,15 @@ def _check_batch_call(shapes: dict[str, tuple[int, ...]], params: object, tangen
 
 def gradient_graph(model: torch.nn.Module, buffers: Mapping[str, torch.Tensor],
                    loss_fn: LossFn, params: Mapping[str, torch.Tensor], names: Sequence[str],
-                   inputs: object, targets: object
+                   inputs: object, targets: object, *, create_graph: bool = True
                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor | None],
                               torch.Tensor]:
     """One batch's gradient ``g = ∇_w ℓ`` with its graph (``create_graph=True``), with respect
     to the parameters ``names`` (the others are constants).
 
     Autograd records only from the earliest of those parameters on, so a graph for late
-    parameters is smaller and faster to build.
+    parameters is smaller and faster to build. ``create_graph=False`` gives the plain gradient
+    (no graph: nothing to differentiate again).
 
     Args:
         model: The network; ``params`` and ``buffers`` are substituted for its own.
@@ -218,6 +219,7 @@ def gradient_graph(model: torch.nn.Module, buffers: Mapping[str, torch.Tensor],
         names: The parameters to differentiate with respect to.
         inputs: The batch's inputs.
         targets: The batch's targets.
+        create_graph: Record the gradient's own graph (for a double backward).
 
     Returns:
         ``(leaves, gradient, loss)``: the parameter leaves the graph starts from, the gradient
@@ -226,7 +228,7 @@ def gradient_graph(model: torch.nn.Module, buffers: Mapping[str, torch.Tensor],
     """
     with torch.enable_grad():
         leaves, loss = batch_loss(model, buffers, loss_fn, params, names, inputs, targets)
-        gs = torch.autograd.grad(loss, list(leaves.values()), create_graph=True,
+        gs = torch.autograd.grad(loss, list(leaves.values()), create_graph=create_graph,
                                  allow_unused=True)
     return leaves, dict(zip(leaves, gs, strict=True)), loss
 
