@@ -403,18 +403,23 @@ def _table_row(cell: dict, method: str, r: dict, nets_row: dict, peers: dict) ->
 
 
 def _tail(rows: list[str], records: list[dict], took: float | None) -> list[str]:
-    """The report's end: the commits the cells were measured at and the targets' count
+    """The report's end: the commits and CPU kernels the cells were measured at (a row
+    measured before rows named their kernels counts as ``not recorded``) and the targets' count
     (``took``: the run's seconds, ``None`` for a report that measured nothing)."""
     misses = sum(row.count("MISSED") for row in rows)
     met = sum(row.count(" met") for row in rows)
     noise = sum(row.count("within noise") for row in rows)
     beyond = sum(row.count("beyond them") for row in rows)
     bounded = sum(row.count("[products and builds") for row in rows)
-    commits = Counter(r.get("commit", "unknown") for r in records
-                      if r.get("method") == "nets" and "error" not in r)
+    nets_rows = [r for r in records if r.get("method") == "nets" and "error" not in r]
+    commits = Counter(r.get("commit", "unknown") for r in nets_rows)
+    kernels = Counter(r.get("cpu", "not recorded") for r in nets_rows)
     old_peaks = sum(peak_over_every_run(r) for r in records if "error" not in r)
     return ["", "Cells measured at: " + (", ".join(f"{c} ({n})" for c, n in commits.items())
                                          or "none") + "."
+            + (" On CPU kernels: " + ", ".join(f"{k} ({n})" for k, n in sorted(kernels.items()))
+               + " (each cell's ratios come from one machine; its times compare with "
+               "other cells' only on the same kernels)." if nets_rows else "")
             + (f" {old_peaks} rows' peak columns are the peak over all their runs in their "
                "process (measured before the peak became the first run's; their memory "
                "targets say so)." if old_peaks else ""),

@@ -287,7 +287,8 @@ def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monke
     kernels = torch.backends.cpu.get_cpu_capability()  # which machine: rows say it
     assert measured and all(r["code"] == version["code"] and r["commit"] == version["commit"]
                             and r["cpu"] == kernels for r in measured)
-    assert f"Cells measured at: {version['commit']} (1)." in buf.getvalue()
+    assert f"Cells measured at: {version['commit']} (1). On CPU kernels: {kernels} (1)" in (
+        buf.getvalue())
     assert f"({kernels} kernels)" in buf.getvalue()  # and the header
     nets_row = next(line for line in buf.getvalue().splitlines() if "| nets |" in line)
     assert f"at {version['commit']} on {kernels}, mode" in nets_row
@@ -301,7 +302,9 @@ def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monke
     assert any("| full |" in line and "not measured" in line
                for line in buf.getvalue().splitlines())
     # the blockwise cell measured by "other code": measured again, or kept with --keep-stale
-    stale = [{**r, "code": "0" * 12, "commit": "abc1234"} if "error" not in r else r
+    # (and before rows named their CPU kernels)
+    stale = [{**{k: v for k, v in r.items() if k != "cpu"}, "code": "0" * 12,
+              "commit": "abc1234"} if "error" not in r else r
              for r in json.loads(out.read_text()) if r["kind"] == "blocks"]
     for keep, expect_rerun in ((True, False), (False, True)):
         out.write_text(json.dumps(stale))
@@ -316,7 +319,8 @@ def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monke
         text = buf.getvalue()
         assert ("1 cells of that file were measured by other code or in fewer rounds than "
                 f"--rounds 1: {int(keep)} reported as they are") in text
-        assert ("Cells measured at: abc1234 (1)." in text) == keep
+        assert ("Cells measured at: abc1234 (1). On CPU kernels: not recorded (1) "
+                in text) == keep
     # a cell of this code measured in fewer rounds than --rounds asks: measured again, every
     # method in the rounds asked for (not kept because it is current)
     current = json.loads(out.read_text())
@@ -344,6 +348,7 @@ def test_rows_name_their_code_and_stale_cells_are_measured_again(tmp_path, monke
                     "--only", "kind=full"])
     assert {k for k, _ in ran} == {"full"}
     assert "Cells measured at: " in buf.getvalue() and "abc1234 (1)" in buf.getvalue()
+    assert f"On CPU kernels: {kernels} (1), not recorded (1) " in buf.getvalue()
     kept = [r for r in json.loads(out.read_text()) if r["kind"] == "blocks"]
     assert [r for r in kept if "error" not in r] == [r for r in stale if "error" not in r]
     for bad in (["--only", "kind"], ["--only", "colour=red"], ["--only", "probes=one"],
