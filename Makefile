@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 DATA ?= .data
 
-.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-spectrum-partial bench-memory bench-memory-measured bench-groups bench-ab bench-floor bench-modes bench-compile bench-reorth bench-numerics bench-derivatives bench-estimates clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
+.PHONY: install data run test test-all docs lint bench bench-spectrum bench-spectrum-full bench-spectrum-least bench-spectrum-partial bench-memory bench-memory-p10 bench-memory-measured bench-groups bench-ab bench-floor bench-modes bench-compile bench-reorth bench-numerics bench-derivatives bench-estimates clean gpu-check gpu-wheels ladder ladder-shard-A ladder-shard-B
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -109,6 +109,15 @@ bench-memory: install
 	$(PY) -m pip install -q --no-deps $(PEERS)
 	$(PY) benchmarks/bench_memory.py --out benchmarks/results/memory-sweep.md \
 	  --json benchmarks/results/memory-sweep.json --resume --rounds 5
+
+# The same sweep at 10 probes (the grid's largest memory ratios), default, least and two budgets
+# between, 3 interleaved rounds (about 20 minutes; a quiet machine).
+bench-memory-p10: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q --no-deps $(PEERS)
+	$(PY) benchmarks/bench_memory.py --probes 10 --budgets default,least,32,48 \
+	  --out benchmarks/results/memory-sweep-p10.md \
+	  --json benchmarks/results/memory-sweep-p10.json --resume --rounds 3
 
 # The same cell with measured tangents (measure_tangents=True) beside the graph bound at four
 # budgets, interleaved (3 rounds), each nets row's live tensors counted in one more, untimed
